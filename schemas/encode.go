@@ -1,0 +1,182 @@
+package schemas
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// LoadMeta identifies where a row came from: the load it belongs to, the
+// kind of source (export, pull, webhook) and when ktpipe ingested it.
+type LoadMeta struct {
+	LoadID     string
+	Source     string
+	IngestedAt time.Time
+}
+
+// AppendEventRow appends ev as one NDJSON line in the column layout of
+// EventRowSchema, ready for a BigQuery load job.
+func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
+	b = append(b, `{"event_id":`...)
+	b = AppendJSONString(b, ev.ID)
+	b = append(b, `,"event_timestamp":"`...)
+	b = ev.Timestamp.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
+	b = append(b, `","event_date":"`...)
+	b = d.EventDate.AppendFormat(b, time.DateOnly)
+	b = append(b, `","event_hour":`...)
+	b = strconv.AppendInt(b, int64(d.Hour), 10)
+	b = append(b, `,"gateway_id":`...)
+	b = AppendJSONString(b, ev.GatewayID)
+	b = append(b, `,"user":`...)
+	b = AppendJSONString(b, ev.User)
+	b = append(b, `,"provider":`...)
+	b = AppendJSONString(b, ev.Provider)
+	b = append(b, `,"model":`...)
+	b = AppendJSONString(b, ev.Model)
+	b = append(b, `,"decision":`...)
+	b = AppendJSONString(b, string(ev.Decision))
+	b = append(b, `,"policies_evaluated":`...)
+	b = appendStringArray(b, ev.PoliciesEvaluated)
+	b = append(b, `,"policies_triggered":`...)
+	b = appendStringArray(b, ev.PoliciesTriggered)
+	b = append(b, `,"policy_count":`...)
+	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
+	b = append(b, `,"latency_ms":`...)
+	b = strconv.AppendInt(b, ev.LatencyMs, 10)
+	b = append(b, `,"input_tokens":`...)
+	b = strconv.AppendInt(b, ev.InputTokens, 10)
+	b = append(b, `,"output_tokens":`...)
+	b = strconv.AppendInt(b, ev.OutputTokens, 10)
+	b = append(b, `,"total_tokens":`...)
+	b = strconv.AppendInt(b, d.TotalTokens, 10)
+	// NUMERIC travels as a string so no float ever touches it.
+	b = append(b, `,"cost_usd":"`...)
+	b = d.CostUSD.Append(b)
+	b = append(b, `","was_blocked":`...)
+	b = strconv.AppendBool(b, d.WasBlocked)
+	// JSON columns travel as JSON text in a string, which BigQuery's load
+	// jobs accept for JSON and STRING columns alike.
+	b = append(b, `,"metadata":`...)
+	if len(ev.Metadata) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = AppendJSONString(b, string(ev.Metadata))
+	}
+	b = append(b, `,"extra":`...)
+	if len(ev.Extra) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = AppendJSONString(b, string(appendExtra(nil, ev.Extra)))
+	}
+	b = append(b, `,"load_id":`...)
+	b = AppendJSONString(b, m.LoadID)
+	b = append(b, `,"source":`...)
+	b = AppendJSONString(b, m.Source)
+	b = append(b, `,"ingested_at":"`...)
+	b = m.IngestedAt.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
+	return append(b, "\"}\n"...)
+}
+
+// QuarantineRow is one invalid record and why it was refused.
+type QuarantineRow struct {
+	RecordHash string // sha256 of the raw text: a resent bad record stays single
+	EventID    string // best effort; empty when the record had none
+	Field      string
+	Rule       string
+	Raw        []byte
+}
+
+// AppendQuarantineRow appends q as one NDJSON line in the layout of
+// QuarantineSchema.
+func AppendQuarantineRow(b []byte, q QuarantineRow, m LoadMeta) []byte {
+	b = append(b, `{"record_hash":`...)
+	b = AppendJSONString(b, q.RecordHash)
+	b = append(b, `,"event_id":`...)
+	if q.EventID == "" {
+		b = append(b, "null"...)
+	} else {
+		b = AppendJSONString(b, q.EventID)
+	}
+	b = append(b, `,"field":`...)
+	b = AppendJSONString(b, q.Field)
+	b = append(b, `,"rule":`...)
+	b = AppendJSONString(b, q.Rule)
+	b = append(b, `,"raw":`...)
+	b = AppendJSONString(b, string(q.Raw))
+	b = append(b, `,"load_id":`...)
+	b = AppendJSONString(b, m.LoadID)
+	b = append(b, `,"source":`...)
+	b = AppendJSONString(b, m.Source)
+	b = append(b, `,"quarantined_at":"`...)
+	b = m.IngestedAt.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
+	return append(b, "\"}\n"...)
+}
+
+func appendExtra(b []byte, extra []Field) []byte {
+	b = append(b, '{')
+	for i, f := range extra {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendJSONString(b, f.Name)
+		b = append(b, ':')
+		b = append(b, f.Value...)
+	}
+	return append(b, '}')
+}
+
+func appendStringArray(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendJSONString(b, s)
+	}
+	return append(b, ']')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string literal; invalid UTF-8
+// becomes U+FFFD so the output is always valid JSON.
+func AppendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,158 @@
+package schemas
+
+import (
+	"github.com/valyala/fastjson"
+)
+
+// Parser turns one JSON object into an Event. It reuses its buffers, so a
+// Parser serves one goroutine.
+type Parser struct {
+	p fastjson.Parser
+}
+
+// Parse decodes raw (one JSON object) into ev. Type errors (a string where
+// a number belongs, a fraction in a token count) come back as *FieldError;
+// value rules are Validate's.
+func (ps *Parser) Parse(raw []byte, ev *Event) error {
+	ev.reset()
+	v, err := ps.p.ParseBytes(raw)
+	if err != nil {
+		return fieldErr("(record)", "must be a JSON object: "+err.Error())
+	}
+	obj, err := v.Object()
+	if err != nil {
+		return fieldErr("(record)", "must be a JSON object")
+	}
+	var ferr *FieldError
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if ferr != nil {
+			return
+		}
+		ferr = setJSONField(ev, string(key), v)
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return nil
+}
+
+func setJSONField(ev *Event, key string, v *fastjson.Value) *FieldError {
+	if v.Type() == fastjson.TypeNull {
+		// A null required field counts as missing; null optional fields
+		// are simply empty.
+		if key == "metadata" || key == "policies_evaluated" || key == "policies_triggered" {
+			return nil
+		}
+		if _, known := fieldBit(key); known {
+			return nil
+		}
+		ev.Extra = append(ev.Extra, Field{Name: key, Value: v.MarshalTo(nil)})
+		return nil
+	}
+	switch key {
+	case "id", "gateway_id", "user", "provider", "model", "decision", "timestamp":
+		b, err := v.StringBytes()
+		if err != nil {
+			return fieldErr(key, "must be a string")
+		}
+		return setStringField(ev, key, string(b))
+	case "policies_evaluated", "policies_triggered":
+		arr, err := v.Array()
+		if err != nil {
+			return fieldErr(key, "must be an array of strings")
+		}
+		for _, item := range arr {
+			b, err := item.StringBytes()
+			if err != nil {
+				return fieldErr(key, "must be an array of strings")
+			}
+			if key == "policies_evaluated" {
+				ev.PoliciesEvaluated = append(ev.PoliciesEvaluated, string(b))
+			} else {
+				ev.PoliciesTriggered = append(ev.PoliciesTriggered, string(b))
+			}
+		}
+	case "latency_ms", "input_tokens", "output_tokens":
+		if v.Type() != fastjson.TypeNumber {
+			return fieldErr(key, "must be an integer")
+		}
+		n, err := v.Int64()
+		if err != nil {
+			return fieldErr(key, "must be an integer")
+		}
+		setIntField(ev, key, n)
+	case "cost":
+		var d Decimal
+		var err error
+		switch v.Type() {
+		case fastjson.TypeString:
+			d, err = ParseDecimal(string(v.GetStringBytes()))
+		case fastjson.TypeNumber:
+			d, err = parseJSONNumberDecimal(string(v.MarshalTo(nil)))
+		default:
+			return fieldErr("cost", "must be a decimal string or number")
+		}
+		if err != nil {
+			return fieldErr("cost", err.Error())
+		}
+		ev.Cost = d
+		ev.present |= fCost
+	case "metadata":
+		if v.Type() != fastjson.TypeObject {
+			return fieldErr("metadata", "must be a JSON object or null")
+		}
+		ev.Metadata = v.MarshalTo(ev.Metadata[:0])
+	default:
+		ev.Extra = append(ev.Extra, Field{Name: key, Value: v.MarshalTo(nil)})
+	}
+	return nil
+}
+
+// setStringField stores one of the contract's string fields.
+func setStringField(ev *Event, key, s string) *FieldError {
+	switch key {
+	case "id":
+		ev.ID = s
+	case "gateway_id":
+		ev.GatewayID = s
+	case "user":
+		ev.User = s
+	case "provider":
+		ev.Provider = s
+	case "model":
+		ev.Model = s
+	case "decision":
+		ev.Decision = Decision(s)
+	case "timestamp":
+		t, err := ParseTimestamp(s)
+		if err != nil {
+			return fieldErr("timestamp", "must be an RFC 3339 / ISO 8601 date-time")
+		}
+		ev.Timestamp = t
+	}
+	bit, _ := fieldBit(key)
+	ev.present |= bit
+	return nil
+}
+
+func setIntField(ev *Event, key string, n int64) {
+	switch key {
+	case "latency_ms":
+		ev.LatencyMs = n
+	case "input_tokens":
+		ev.InputTokens = n
+	case "output_tokens":
+		ev.OutputTokens = n
+	}
+	bit, _ := fieldBit(key)
+	ev.present |= bit
+}
+
+func fieldBit(name string) (fieldSet, bool) {
+	for _, f := range requiredFields {
+		if f.name == name {
+			return f.bit, true
+		}
+	}
+	return 0, false
+}

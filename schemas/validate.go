@@ -1,0 +1,97 @@
+package schemas
+
+import (
+	"fmt"
+	"time"
+)
+
+// FieldError says which field of a record broke which rule. It is the
+// reason a record is quarantined.
+type FieldError struct {
+	Field string
+	Rule  string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("field %s: %s", e.Field, e.Rule)
+}
+
+func fieldErr(field, rule string) *FieldError { return &FieldError{Field: field, Rule: rule} }
+
+// GatewaySet answers whether a gateway id is known to the organisation.
+type GatewaySet map[string]bool
+
+// Validate applies the contract's loader rules to a decoded event and
+// returns the first broken rule as a *FieldError, or nil. A nil gateways
+// set skips the known-gateway rule (used when the caller has no list).
+func Validate(ev *Event, gateways GatewaySet) error {
+	for _, f := range requiredFields {
+		if ev.present&f.bit == 0 {
+			return fieldErr(f.name, "is required")
+		}
+	}
+	if !isUUID(ev.ID) {
+		return fieldErr("id", "must be a UUID")
+	}
+	if !isUUID(ev.GatewayID) {
+		return fieldErr("gateway_id", "must be a UUID")
+	}
+	if gateways != nil && !gateways[ev.GatewayID] {
+		return fieldErr("gateway_id", "must be a known gateway")
+	}
+	for _, s := range []struct{ name, v string }{{"user", ev.User}, {"provider", ev.Provider}, {"model", ev.Model}} {
+		if s.v == "" {
+			return fieldErr(s.name, "must not be empty")
+		}
+	}
+	if !ev.Decision.Valid() {
+		return fieldErr("decision", "must be one of allow, block, redact, escalate")
+	}
+	if ev.Cost < 0 {
+		return fieldErr("cost", "must be >= 0")
+	}
+	if ev.LatencyMs < 0 {
+		return fieldErr("latency_ms", "must be a non-negative integer")
+	}
+	if ev.InputTokens < 0 {
+		return fieldErr("input_tokens", "must be a non-negative integer")
+	}
+	if ev.OutputTokens < 0 {
+		return fieldErr("output_tokens", "must be a non-negative integer")
+	}
+	return nil
+}
+
+// ParseTimestamp accepts RFC 3339 with any UTC offset and fractional
+// seconds, and the ISO 8601 basic offset (+0100) some producers emit.
+func ParseTimestamp(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err == nil {
+		return t.UTC(), nil
+	}
+	if t2, err2 := time.Parse("2006-01-02T15:04:05.999999999Z0700", s); err2 == nil {
+		return t2.UTC(), nil
+	}
+	return time.Time{}, err
+}
+
+// isUUID reports whether s has the 8-4-4-4-12 hex form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

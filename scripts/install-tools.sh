@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the two real services the tests and the local stack run against,
+# once: the Temporal CLI (dev server + UI) and the BigQuery emulator. Both
+# come from the Go module proxy; a cached binary is reused.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+install_temporal() {
+  [ -x "$TEMPORAL_BIN" ] && return
+  echo "building temporal CLI $TEMPORAL_CLI_VERSION (once, ~8 min)" >&2
+  tmp=$(mktemp -d)
+  GOBIN=$tmp GOFLAGS=-buildvcs=false go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
+  mv "$tmp/temporal" "$TEMPORAL_BIN"
+  rm -rf "$tmp"
+}
+
+install_bqemulator() {
+  [ -x "$BQEMULATOR_BIN" ] && return
+  echo "building bigquery-emulator $BQEMULATOR_VERSION (once, ~6 min)" >&2
+  # A module of its own: the emulator pulls in GoogleSQL (~450 MB), which
+  # must stay out of ktpipe's go.mod.
+  (cd "$here/../tools/bqemulator" &&
+    CGO_ENABLED=0 go build -ldflags='-s -w' -o "$BQEMULATOR_BIN.tmp" \
+      github.com/goccy/bigquery-emulator/cmd/bigquery-emulator)
+  mv "$BQEMULATOR_BIN.tmp" "$BQEMULATOR_BIN"
+}
+
+case "${1:-all}" in
+  temporal) install_temporal ;;
+  bqemulator) install_bqemulator ;;
+  all) install_temporal; install_bqemulator ;;
+  *) echo "usage: $0 [temporal|bqemulator|all]" >&2; exit 2 ;;
+esac
