@@ -254,6 +254,12 @@ func (s *arrayScanner) element() ([]byte, error) {
 					escaped = true
 				case c == '"':
 					inString = false
+				default:
+					// Jump to the next quote or backslash: string bodies
+					// are most of an event's bytes.
+					if k := bytes.IndexAny(s.buf[s.pos:], "\"\\"); k > 0 {
+						s.pos += k
+					}
 				}
 			case c == '"':
 				inString = true

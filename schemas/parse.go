@@ -28,7 +28,12 @@ func (ps *Parser) Parse(raw []byte, ev *Event) error {
 		if ferr != nil {
 			return
 		}
-		ferr = setJSONField(ev, string(key), v)
+		// Only an unknown field's name costs an allocation.
+		name := internFieldName(key)
+		if name == "" {
+			name = string(key)
+		}
+		ferr = setJSONField(ev, name, v)
 	})
 	if ferr != nil {
 		return ferr
@@ -148,11 +153,67 @@ func setIntField(ev *Event, key string, n int64) {
 	ev.present |= bit
 }
 
+// internFieldName returns the contract's name for key, or "" for a
+// field the contract does not name. A switch on string(key) compiles to
+// comparisons without allocating.
+func internFieldName(key []byte) string {
+	switch string(key) {
+	case "id":
+		return "id"
+	case "timestamp":
+		return "timestamp"
+	case "gateway_id":
+		return "gateway_id"
+	case "user":
+		return "user"
+	case "provider":
+		return "provider"
+	case "model":
+		return "model"
+	case "decision":
+		return "decision"
+	case "policies_evaluated":
+		return "policies_evaluated"
+	case "policies_triggered":
+		return "policies_triggered"
+	case "latency_ms":
+		return "latency_ms"
+	case "input_tokens":
+		return "input_tokens"
+	case "output_tokens":
+		return "output_tokens"
+	case "cost":
+		return "cost"
+	case "metadata":
+		return "metadata"
+	}
+	return ""
+}
+
 func fieldBit(name string) (fieldSet, bool) {
-	for _, f := range requiredFields {
-		if f.name == name {
-			return f.bit, true
-		}
+	switch name {
+	case "id":
+		return fID, true
+	case "timestamp":
+		return fTimestamp, true
+	case "gateway_id":
+		return fGatewayID, true
+	case "user":
+		return fUser, true
+	case "provider":
+		return fProvider, true
+	case "model":
+		return fModel, true
+	case "decision":
+		return fDecision, true
+	case "latency_ms":
+		return fLatencyMs, true
+	case "input_tokens":
+		return fInputTokens, true
+	case "output_tokens":
+		return fOutputTokens, true
+	case "cost":
+		return fCost, true
 	}
 	return 0, false
 }

@@ -75,23 +75,43 @@ func ParseTimestamp(s string) (time.Time, error) {
 	return time.Time{}, err
 }
 
-// isUUID reports whether s has the 8-4-4-4-12 hex form.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
+// hexValue maps a byte to its hex digit value, or 0xff.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 10
+		t[c-'a'+'A'] = byte(c-'a') + 10
+	}
+	return t
+}()
+
+// ParseUUID returns the 16 bytes of an 8-4-4-4-12 hex UUID; the bytes
+// serve as a compact dedup key.
+func ParseUUID(s string) (u [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i++
 		}
+		hi, lo := hexValue[s[i]], hexValue[s[i+1]]
+		if hi|lo == 0xff || hi > 15 || lo > 15 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
 	}
-	return true
+	return u, true
+}
+
+func isUUID(s string) bool {
+	_, ok := ParseUUID(s)
+	return ok
 }

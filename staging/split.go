@@ -1,0 +1,262 @@
+package staging
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/ktpipe/ktpipe/schemas"
+)
+
+// Chunk is one loadable piece of a load: its valid rows and its
+// quarantined records, by key, with counts. This, not the data, is what a
+// workflow carries.
+type Chunk struct {
+	Index         int
+	Key           string
+	QuarantineKey string // empty when the chunk quarantined nothing
+	Rows          int64
+	Quarantined   int64
+	MinDate       string // event_date range of the rows, for partition pruning
+	MaxDate       string
+}
+
+// Manifest describes what a split produced.
+type Manifest struct {
+	LoadID      string
+	Records     int64 // records read from the source, valid or not
+	Rows        int64 // valid rows written (after in-chunk dedup)
+	Quarantined int64
+	// Resent counts records whose id (or, for bad records, whose text)
+	// repeated one already in the same chunk: the source resent them.
+	Resent        int64
+	Chunks        []Chunk
+	UnknownFields []string // fields the contract does not name, seen in the data
+}
+
+// Sink creates chunk files; Dir is one.
+type Sink interface {
+	Create(key string) (io.WriteCloser, error)
+}
+
+// SplitOptions configure a Splitter.
+type SplitOptions struct {
+	LoadID     string
+	Source     string // export, pull, webhook
+	ChunkRows  int
+	Gateways   schemas.GatewaySet
+	IngestedAt time.Time
+	// Progress, when set, is called every ProgressEvery records.
+	Progress      func(records int64)
+	ProgressEvery int64
+}
+
+// Splitter validates, transforms and encodes records into chunk files of
+// at most ChunkRows rows each.
+type Splitter struct {
+	opts    SplitOptions
+	sink    Sink
+	man     Manifest
+	unknown map[string]bool
+
+	cur      *chunkFile
+	curQ     *chunkFile
+	ids      map[[16]byte]struct{}
+	hashes   map[[32]byte]struct{}
+	row      []byte
+	ev       schemas.Event
+	meta     schemas.LoadMeta
+	min, max string
+}
+
+type chunkFile struct {
+	w  io.WriteCloser
+	bw *bufio.Writer
+	n  int64
+}
+
+// ChunkKey and QuarantineKey name a load's chunk files. They are
+// deterministic, so a retried split overwrites rather than adds.
+func ChunkKey(loadID string, i int) string {
+	return fmt.Sprintf("loads/%s/chunk-%05d.ndjson", loadID, i)
+}
+
+// QuarantineKey names the quarantine file of chunk i.
+func QuarantineKey(loadID string, i int) string {
+	return fmt.Sprintf("loads/%s/quarantine-%05d.ndjson", loadID, i)
+}
+
+// NewSplitter starts a split of one load.
+func NewSplitter(opts SplitOptions, sink Sink) (*Splitter, error) {
+	if err := CheckKey("loads/" + opts.LoadID); err != nil {
+		return nil, fmt.Errorf("load id: %w", err)
+	}
+	if opts.ChunkRows <= 0 {
+		return nil, fmt.Errorf("chunk rows %d: must be positive", opts.ChunkRows)
+	}
+	return &Splitter{
+		opts:    opts,
+		sink:    sink,
+		man:     Manifest{LoadID: opts.LoadID},
+		unknown: map[string]bool{},
+		meta:    schemas.LoadMeta{LoadID: opts.LoadID, Source: opts.Source, IngestedAt: opts.IngestedAt},
+	}, nil
+}
+
+// Add consumes every record of dec. A broken stream stops with an error;
+// bad records go to the quarantine file with their reason.
+func (s *Splitter) Add(dec *schemas.Decoder) error {
+	for {
+		raw, err := dec.Next(&s.ev)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var fe *schemas.FieldError
+		if err != nil && !errors.As(err, &fe) {
+			return fmt.Errorf("decode record %d: %w", dec.Records()+1, err)
+		}
+		if err == nil {
+			if verr := schemas.Validate(&s.ev, s.opts.Gateways); verr != nil {
+				errors.As(verr, &fe)
+			}
+		}
+		s.man.Records++
+		if fe != nil {
+			if err := s.quarantine(raw, fe); err != nil {
+				return err
+			}
+		} else if err := s.write(); err != nil {
+			return err
+		}
+		if s.opts.Progress != nil && s.opts.ProgressEvery > 0 && s.man.Records%s.opts.ProgressEvery == 0 {
+			s.opts.Progress(s.man.Records)
+		}
+	}
+}
+
+func (s *Splitter) open() error {
+	if s.cur != nil {
+		return nil
+	}
+	i := len(s.man.Chunks)
+	w, err := s.sink.Create(ChunkKey(s.opts.LoadID, i))
+	if err != nil {
+		return err
+	}
+	s.cur = &chunkFile{w: w, bw: bufio.NewWriterSize(w, 256<<10)}
+	s.ids = make(map[[16]byte]struct{}, s.opts.ChunkRows)
+	s.hashes = map[[32]byte]struct{}{}
+	s.min, s.max = "", ""
+	s.man.Chunks = append(s.man.Chunks, Chunk{Index: i, Key: ChunkKey(s.opts.LoadID, i)})
+	return nil
+}
+
+func (s *Splitter) write() error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	id, _ := schemas.ParseUUID(s.ev.ID) // validated above
+	if _, dup := s.ids[id]; dup {
+		s.man.Resent++
+		return nil
+	}
+	s.ids[id] = struct{}{}
+	for _, f := range s.ev.Extra {
+		s.unknown[f.Name] = true
+	}
+	d := schemas.Transform(&s.ev)
+	date := d.EventDate.Format(time.DateOnly)
+	if s.min == "" || date < s.min {
+		s.min = date
+	}
+	if date > s.max {
+		s.max = date
+	}
+	s.row = schemas.AppendEventRow(s.row[:0], &s.ev, d, s.meta)
+	if _, err := s.cur.bw.Write(s.row); err != nil {
+		return fmt.Errorf("write chunk: %w", err)
+	}
+	s.cur.n++
+	s.man.Rows++
+	if s.cur.n >= int64(s.opts.ChunkRows) {
+		return s.flush()
+	}
+	return nil
+}
+
+func (s *Splitter) quarantine(raw []byte, fe *schemas.FieldError) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(raw)
+	if _, dup := s.hashes[sum]; dup {
+		s.man.Resent++
+		return nil
+	}
+	s.hashes[sum] = struct{}{}
+	if s.curQ == nil {
+		c := &s.man.Chunks[len(s.man.Chunks)-1]
+		c.QuarantineKey = QuarantineKey(s.opts.LoadID, c.Index)
+		w, err := s.sink.Create(c.QuarantineKey)
+		if err != nil {
+			return err
+		}
+		s.curQ = &chunkFile{w: w, bw: bufio.NewWriter(w)}
+	}
+	id := s.ev.ID
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	s.row = schemas.AppendQuarantineRow(s.row[:0], schemas.QuarantineRow{
+		RecordHash: hex.EncodeToString(sum[:]), EventID: id, Field: fe.Field, Rule: fe.Rule, Raw: raw,
+	}, s.meta)
+	if _, err := s.curQ.bw.Write(s.row); err != nil {
+		return fmt.Errorf("write quarantine: %w", err)
+	}
+	s.curQ.n++
+	s.man.Quarantined++
+	return nil
+}
+
+// flush closes the current chunk's files and records their counts.
+func (s *Splitter) flush() error {
+	if s.cur == nil {
+		return nil
+	}
+	c := &s.man.Chunks[len(s.man.Chunks)-1]
+	for _, f := range []*chunkFile{s.cur, s.curQ} {
+		if f == nil {
+			continue
+		}
+		if err := f.bw.Flush(); err != nil {
+			return fmt.Errorf("flush chunk %d: %w", c.Index, err)
+		}
+		if err := f.w.Close(); err != nil {
+			return fmt.Errorf("close chunk %d: %w", c.Index, err)
+		}
+	}
+	c.Rows = s.cur.n
+	if s.curQ != nil {
+		c.Quarantined = s.curQ.n
+	}
+	c.MinDate, c.MaxDate = s.min, s.max
+	s.cur, s.curQ = nil, nil
+	return nil
+}
+
+// Close finishes the last chunk and returns the manifest.
+func (s *Splitter) Close() (Manifest, error) {
+	if err := s.flush(); err != nil {
+		return Manifest{}, err
+	}
+	for name := range s.unknown {
+		s.man.UnknownFields = append(s.man.UnknownFields, name)
+	}
+	sort.Strings(s.man.UnknownFields)
+	return s.man, nil
+}
