@@ -250,8 +250,8 @@ func (g *generator) corrupt(r *record, rule string) {
 	case "unknown_gateway":
 		set("gateway_id", g.uuid())
 	case "bad_id":
-		r.id = ""
-		set("id", "evt-not-a-uuid")
+		r.id = "evt-" + g.uuid()[:8]
+		set("id", r.id)
 	case "fractional_tokens":
 		r.fields[indexOf(r.fields, "output_tokens")].val = json.RawMessage("12.5")
 	}

@@ -1,0 +1,315 @@
+// Package keeptrusts is a client for the Keeptrusts Events, Export and
+// Webhook API (../shared/keeptrusts-api.yaml). It speaks only the
+// contract, so it works against any server that honours it.
+package keeptrusts
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Secret holds a credential. Its String and GoString hide it, so a token
+// printed by mistake shows as [redacted].
+type Secret string
+
+func (Secret) String() string   { return "[redacted]" }
+func (Secret) GoString() string { return "[redacted]" }
+
+// Reveal returns the credential itself, for the one place that sends it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Client calls the Keeptrusts API.
+type Client struct {
+	base    *url.URL
+	token   Secret
+	http    *http.Client
+	limiter *rate.Limiter
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client (timeouts, transport).
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// WithRateLimit caps this client's requests per second, below the
+// server's limit, so one process does not earn a stream of 429s.
+func WithRateLimit(perSecond float64, burst int) Option {
+	return func(c *Client) { c.limiter = rate.NewLimiter(rate.Limit(perSecond), burst) }
+}
+
+// New returns a client for baseURL (e.g. https://api.keeptrusts.com).
+func New(baseURL string, token Secret, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("keeptrusts base URL %q: must be an absolute http(s) URL", baseURL)
+	}
+	if token == "" {
+		return nil, errors.New("keeptrusts token: must not be empty")
+	}
+	c := &Client{base: u, token: token, http: &http.Client{}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// APIError is an error response of the contract.
+type APIError struct {
+	Op         string // the operation, e.g. "list events"
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter time.Duration // from Retry-After on 429
+}
+
+func (e *APIError) Error() string {
+	msg := fmt.Sprintf("keeptrusts %s: HTTP %d", e.Op, e.Status)
+	if e.Code != "" {
+		msg += " " + e.Code
+	}
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if e.RetryAfter > 0 {
+		msg += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	return msg
+}
+
+// Retryable reports whether trying again may succeed: 429 and 5xx.
+func (e *APIError) Retryable() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
+// Retryable reports whether err is worth retrying: a retryable API error,
+// or a network failure (not a context cancellation).
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Retryable()
+	}
+	var ce *ChecksumError
+	if errors.As(err, &ce) {
+		return true // the file is discarded; a fresh download may be fine
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errBrokenBody)
+}
+
+// RetryAfter returns the server's requested wait, if err carries one.
+func RetryAfter(err error) time.Duration {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.RetryAfter
+	}
+	return 0
+}
+
+var errBrokenBody = errors.New("response body ended early")
+
+func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Request, error) {
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	req.Header.Set("User-Agent", "ktpipe")
+	return req, nil
+}
+
+// do sends req and returns the response when its status is one of ok;
+// anything else becomes an *APIError. Network errors keep their type but
+// never carry the token (it is in a header, not the URL).
+func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, error) {
+	if c.limiter != nil {
+		if err := c.limiter.Wait(req.Context()); err != nil {
+			return nil, fmt.Errorf("keeptrusts %s: %w", op, err)
+		}
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("keeptrusts %s: %w", op, err)
+	}
+	for _, s := range ok {
+		if resp.StatusCode == s {
+			return resp, nil
+		}
+	}
+	defer resp.Body.Close()
+	ae := &APIError{Op: op, Status: resp.StatusCode}
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)); json.Unmarshal(b, &body) == nil {
+		ae.Code, ae.Message = body.Error.Code, body.Error.Message
+	}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n >= 0 {
+			ae.RetryAfter = time.Duration(n) * time.Second
+		} else if t, err := http.ParseTime(s); err == nil {
+			ae.RetryAfter = max(time.Until(t), 0)
+		}
+	}
+	if resp.StatusCode == http.StatusTooManyRequests && ae.RetryAfter == 0 {
+		ae.RetryAfter = time.Second // the contract promises Retry-After; wait a little anyway
+	}
+	return nil, ae
+}
+
+func (c *Client) getJSON(ctx context.Context, op, path string, q url.Values, out any) (http.Header, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, path, q, nil)
+	if err != nil {
+		return nil, fmt.Errorf("keeptrusts %s: %w", op, err)
+	}
+	resp, err := c.do(req, op, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return nil, fmt.Errorf("keeptrusts %s: decode response: %w", op, errors.Join(errBrokenBody, err))
+	}
+	return resp.Header, nil
+}
+
+// Window bounds events by timestamp: Since <= timestamp < Until. Since is
+// an RFC 3339 time or a relative duration (30d); empty fields take the
+// server's defaults.
+type Window struct {
+	Since    string
+	Until    time.Time
+	Decision string
+}
+
+func (w Window) values() url.Values {
+	q := url.Values{}
+	if w.Since != "" {
+		q.Set("since", w.Since)
+	}
+	if !w.Until.IsZero() {
+		q.Set("until", w.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if w.Decision != "" {
+		q.Set("decision", w.Decision)
+	}
+	return q
+}
+
+// PageQuery selects a page of events. A Cursor wins over Window.Since.
+type PageQuery struct {
+	Window
+	Cursor string
+	Limit  int
+}
+
+// Page is one page of events as the server sent it (a JSON array), and
+// where to continue.
+type Page struct {
+	Body       []byte
+	NextCursor string
+	HasMore    bool
+}
+
+// ListEvents fetches one page in ingestion order.
+func (c *Client) ListEvents(ctx context.Context, pq PageQuery) (Page, error) {
+	const op = "list events"
+	q := pq.values()
+	if pq.Cursor != "" {
+		q.Set("cursor", pq.Cursor)
+		q.Del("since")
+	}
+	if pq.Limit > 0 {
+		q.Set("limit", strconv.Itoa(pq.Limit))
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/events", q, nil)
+	if err != nil {
+		return Page{}, fmt.Errorf("keeptrusts %s: %w", op, err)
+	}
+	resp, err := c.do(req, op, http.StatusOK)
+	if err != nil {
+		return Page{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return Page{}, fmt.Errorf("keeptrusts %s: read page: %w", op, errors.Join(errBrokenBody, err))
+	}
+	next := resp.Header.Get("X-Next-Cursor")
+	if next == "" {
+		return Page{}, &APIError{Op: op, Status: resp.StatusCode, Message: "page without X-Next-Cursor"}
+	}
+	return Page{Body: body, NextCursor: next, HasMore: resp.Header.Get("X-Has-More") == "true"}, nil
+}
+
+// Count returns the number of events in the window (until defaults to now).
+func (c *Client) Count(ctx context.Context, w Window) (int64, error) {
+	q := w.values()
+	q.Set("count", "true")
+	var out struct {
+		Count *int64 `json:"count"`
+	}
+	if _, err := c.getJSON(ctx, "count events", "/v1/events", q, &out); err != nil {
+		return 0, err
+	}
+	if out.Count == nil {
+		return 0, fmt.Errorf("keeptrusts count events: response has no count")
+	}
+	return *out.Count, nil
+}
+
+// GroupRow is one aggregate row: the group fields plus requests,
+// input_tokens, output_tokens, cost (decimal string) and blocked.
+type GroupRow map[string]any
+
+// GroupBy aggregates the window by the given fields.
+func (c *Client) GroupBy(ctx context.Context, w Window, fields ...string) ([]GroupRow, error) {
+	q := w.values()
+	q.Set("group_by", strings.Join(fields, ","))
+	var rows []GroupRow
+	_, err := c.getJSON(ctx, "group events", "/v1/events", q, &rows)
+	return rows, err
+}
+
+// Gateway is a Keeptrusts gateway.
+type Gateway struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Team        string `json:"team"`
+	Environment string `json:"environment"`
+}
+
+// Gateways lists the organisation's gateways.
+func (c *Client) Gateways(ctx context.Context) ([]Gateway, error) {
+	var gws []Gateway
+	_, err := c.getJSON(ctx, "list gateways", "/v1/gateways", nil, &gws)
+	return gws, err
+}
+
+// readAllJSON is for bodies of POST responses.
+func readAllJSON(r io.Reader, out any) error {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return errors.Join(errBrokenBody, err)
+	}
+	return json.Unmarshal(bytes.TrimSpace(b), out)
+}
