@@ -34,7 +34,9 @@ func TestHistoryIsInIngestionOrderWithLateEvents(t *testing.T) {
 }
 
 func TestSameSeedSameData(t *testing.T) {
-	a, b := New(DefaultConfig()), New(DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.Start = time.Now()
+	a, b := New(cfg), New(cfg)
 	defer a.Close()
 	defer b.Close()
 	if len(a.records) != len(b.records) || a.records[10].id != b.records[10].id || string(a.records[99].json) != string(b.records[99].json) {

@@ -44,6 +44,9 @@ type Config struct {
 	KeepAlive     time.Duration // SSE keepalive interval (contract: 15 s)
 	Webhooks      []Webhook
 	Faults        Faults
+	// Start is when the history ends (zero: now). Same seed and start give
+	// the same history byte for byte.
+	Start time.Time
 }
 
 // DefaultConfig is a small organisation with a week of history.
@@ -95,7 +98,11 @@ func New(cfg Config) *Server {
 		stop:    make(chan struct{}),
 	}
 	s.hooks = newWebhookSender(cfg.Webhooks, s.stop)
-	s.buildHistory(time.Now())
+	start := cfg.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	s.buildHistory(start)
 	s.routes()
 	if cfg.LiveRate > 0 {
 		go s.live()
