@@ -1,0 +1,200 @@
+package warehouse
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"cloud.google.com/go/civil"
+
+	"github.com/ktpipe/ktpipe/schemas"
+)
+
+//go:embed prices.csv
+var shippedPrices []byte
+
+// Price is a model's list price per 1k tokens, as decimal text.
+type Price struct {
+	Provider, Model string
+	InputPer1k      string
+	OutputPer1k     string
+}
+
+// UserInfo maps a user to their team and department.
+type UserInfo struct {
+	Team, Department string
+}
+
+// Unknown is the team and department of a user the mapping lacks.
+const Unknown = "unknown"
+
+// LoadPrices reads a price table (provider,model,input_cost_per_1k,
+// output_cost_per_1k); path "" means the shipped table.
+func LoadPrices(path string) ([]Price, error) {
+	data := shippedPrices
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("price table: %w", err)
+		}
+		data = b
+	}
+	recs, err := readCSV(data, "provider", "model", "input_cost_per_1k", "output_cost_per_1k")
+	if err != nil {
+		return nil, fmt.Errorf("price table %s: %w", path, err)
+	}
+	prices := make([]Price, 0, len(recs))
+	for i, r := range recs {
+		for _, v := range r[2:] {
+			if d, err := schemas.ParseDecimal(v); err != nil || d < 0 {
+				return nil, fmt.Errorf("price table %s line %d: %q must be a decimal >= 0", path, i+2, v)
+			}
+		}
+		prices = append(prices, Price{Provider: r[0], Model: r[1], InputPer1k: r[2], OutputPer1k: r[3]})
+	}
+	return prices, nil
+}
+
+// LoadUserMap reads a user mapping CSV (user,team,department).
+func LoadUserMap(path string) (map[string]UserInfo, error) {
+	m := map[string]UserInfo{}
+	if path == "" {
+		return m, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("user map: %w", err)
+	}
+	recs, err := readCSV(b, "user", "team", "department")
+	if err != nil {
+		return nil, fmt.Errorf("user map %s: %w", path, err)
+	}
+	for _, r := range recs {
+		m[r[0]] = UserInfo{Team: r[1], Department: r[2]}
+	}
+	return m, nil
+}
+
+func readCSV(data []byte, header ...string) ([][]string, error) {
+	r := csv.NewReader(bytes.NewReader(data))
+	r.FieldsPerRecord = len(header)
+	all, err := r.ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 || strings.Join(all[0], ",") != strings.Join(header, ",") {
+		return nil, fmt.Errorf("header must be %s", strings.Join(header, ","))
+	}
+	return all[1:], nil
+}
+
+// Gateway is a dim_gateway row.
+type Gateway struct {
+	ID, Name, Team, Environment string
+}
+
+// RefreshDimensions rebuilds the four dimensions from their sources: the
+// API's gateways, the price table, the user mapping and the fact table's
+// users, models and dates. Each is replaced whole (WRITE_TRUNCATE), so a
+// retry is harmless.
+func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, prices []Price, users map[string]UserInfo) error {
+	var buf bytes.Buffer
+	for _, g := range gateways {
+		fmt.Fprintf(&buf, `{"gateway_id":%s,"name":%s,"team":%s,"environment":%s}`+"\n",
+			js(g.ID), js(g.Name), js(or(g.Team)), js(or(g.Environment)))
+	}
+	if err := w.replace(ctx, schemas.TableDimGateway, &buf); err != nil {
+		return err
+	}
+
+	seen, err := w.query(ctx, "read models", fmt.Sprintf("SELECT DISTINCT provider, model FROM %s", w.ref(schemas.TableFact)))
+	if err != nil {
+		return err
+	}
+	buf.Reset()
+	known := map[[2]string]bool{}
+	for _, p := range prices {
+		known[[2]string{p.Provider, p.Model}] = true
+		fmt.Fprintf(&buf, `{"provider":%s,"model":%s,"input_cost_per_1k":%s,"output_cost_per_1k":%s}`+"\n",
+			js(p.Provider), js(p.Model), js(p.InputPer1k), js(p.OutputPer1k))
+	}
+	for _, r := range seen {
+		k := [2]string{r["provider"].(string), r["model"].(string)}
+		if !known[k] {
+			known[k] = true
+			fmt.Fprintf(&buf, `{"provider":%s,"model":%s}`+"\n", js(k[0]), js(k[1]))
+		}
+	}
+	if err := w.replace(ctx, schemas.TableDimModel, &buf); err != nil {
+		return err
+	}
+
+	seenUsers, err := w.query(ctx, "read users", fmt.Sprintf("SELECT DISTINCT `user` FROM %s", w.ref(schemas.TableFact)))
+	if err != nil {
+		return err
+	}
+	buf.Reset()
+	for _, r := range seenUsers {
+		u := r["user"].(string)
+		info, ok := users[u]
+		if !ok {
+			info = UserInfo{Team: Unknown, Department: Unknown}
+		}
+		fmt.Fprintf(&buf, `{"user":%s,"team":%s,"department":%s}`+"\n", js(u), js(or(info.Team)), js(or(info.Department)))
+	}
+	if err := w.replace(ctx, schemas.TableDimUser, &buf); err != nil {
+		return err
+	}
+
+	span, err := w.query(ctx, "read date span", fmt.Sprintf("SELECT MIN(event_date) AS lo, MAX(event_date) AS hi FROM %s", w.ref(schemas.TableFact)))
+	if err != nil {
+		return err
+	}
+	buf.Reset()
+	if len(span) == 1 && span[0]["lo"] != nil {
+		lo, hi := span[0]["lo"].(civil.Date), span[0]["hi"].(civil.Date)
+		for d := lo; !d.After(hi); d = d.AddDays(1) {
+			t := d.In(time.UTC)
+			_, week := t.ISOWeek()
+			wd := int(t.Weekday())
+			fmt.Fprintf(&buf, `{"date":"%s","year":%d,"quarter":%d,"month":%d,"day":%d,"weekday":%d,"iso_week":%d,"is_weekend":%t}`+"\n",
+				d, d.Year, (int(d.Month)+2)/3, int(d.Month), d.Day, wd, week, wd == 0 || wd == 6)
+		}
+	}
+	return w.replace(ctx, schemas.TableDimDate, &buf)
+}
+
+// replace swaps a small table's content for r's rows.
+func (w *Warehouse) replace(ctx context.Context, table string, r *bytes.Buffer) error {
+	var schema bigquery.Schema
+	for _, t := range schemas.Tables() {
+		if t.Name == table {
+			schema = t.Schema
+		}
+	}
+	if r.Len() == 0 {
+		return w.exec(ctx, "empty "+table, fmt.Sprintf("DELETE FROM %s WHERE TRUE", w.ref(table)))
+	}
+	// The job id is unique per content: a retry with the same rows reuses
+	// the finished job, new rows get a new job.
+	jobID := fmt.Sprintf("ktpipe_dim_%s_%s", table, contentHash(r.Bytes()))
+	return w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID)
+}
+
+func or(s string) string {
+	if s == "" {
+		return Unknown
+	}
+	return s
+}
+
+func js(s string) string { return string(schemas.AppendJSONString(nil, s)) }
+
+var _ io.Reader = (*bytes.Buffer)(nil)

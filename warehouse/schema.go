@@ -1,0 +1,133 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+
+	"github.com/ktpipe/ktpipe/schemas"
+)
+
+// SchemaReport says what EnsureSchema changed.
+type SchemaReport struct {
+	CreatedDataset bool
+	CreatedTables  []string
+	AddedColumns   map[string][]string // table → columns added
+	ForeignColumns map[string][]string // table → columns we do not define (left alone)
+	Views          []string
+}
+
+func (r SchemaReport) String() string {
+	var parts []string
+	if r.CreatedDataset {
+		parts = append(parts, "created dataset")
+	}
+	if len(r.CreatedTables) > 0 {
+		parts = append(parts, "created tables "+strings.Join(r.CreatedTables, ", "))
+	}
+	for t, cols := range r.AddedColumns {
+		parts = append(parts, fmt.Sprintf("added to %s: %s", t, strings.Join(cols, ", ")))
+	}
+	if len(parts) == 0 {
+		return "schema up to date"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// SchemaError is a difference between a table and ktpipe's schema that
+// cannot be applied automatically (a type change, a new REQUIRED column):
+// the load stops so nobody gets an unplanned schema incident.
+type SchemaError struct {
+	Table, Column, Problem string
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("table %s column %s: %s; migrate it by hand (see README, schema evolution)", e.Table, e.Column, e.Problem)
+}
+
+// EnsureSchema creates the dataset, tables and views that are missing and
+// applies additive changes (new NULLABLE or REPEATED columns) to existing
+// tables. Running it twice changes nothing the second time.
+func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
+	rep := SchemaReport{AddedColumns: map[string][]string{}, ForeignColumns: map[string][]string{}}
+	if _, err := w.ds.Metadata(ctx); isNotFound(err) {
+		if err := w.ds.Create(ctx, &bigquery.DatasetMetadata{Location: w.location}); err != nil && !isConflict(err) {
+			return rep, fmt.Errorf("create dataset %s: %w", w.dataset, err)
+		}
+		rep.CreatedDataset = true
+	} else if err != nil {
+		return rep, fmt.Errorf("read dataset %s: %w", w.dataset, err)
+	}
+	for _, spec := range schemas.Tables() {
+		if err := w.ensureTable(ctx, spec, &rep); err != nil {
+			return rep, err
+		}
+	}
+	views, err := w.ensureViews(ctx)
+	rep.Views = views
+	return rep, err
+}
+
+func (w *Warehouse) ensureTable(ctx context.Context, spec schemas.TableSpec, rep *SchemaReport) error {
+	t := w.ds.Table(spec.Name)
+	md, err := t.Metadata(ctx)
+	if isNotFound(err) {
+		tm := &bigquery.TableMetadata{Schema: spec.Schema, Description: spec.Description}
+		if spec.PartitionField != "" {
+			tm.TimePartitioning = &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: spec.PartitionField}
+		}
+		if len(spec.Clustering) > 0 {
+			tm.Clustering = &bigquery.Clustering{Fields: spec.Clustering}
+		}
+		if err := t.Create(ctx, tm); err != nil && !isConflict(err) {
+			return fmt.Errorf("create table %s: %w", spec.Name, err)
+		}
+		rep.CreatedTables = append(rep.CreatedTables, spec.Name)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read table %s: %w", spec.Name, err)
+	}
+	have := map[string]*bigquery.FieldSchema{}
+	for _, f := range md.Schema {
+		have[f.Name] = f
+	}
+	want := map[string]bool{}
+	var add []*bigquery.FieldSchema
+	for _, f := range spec.Schema {
+		want[f.Name] = true
+		h, ok := have[f.Name]
+		switch {
+		case !ok && f.Required:
+			return &SchemaError{Table: spec.Name, Column: f.Name, Problem: "is new and REQUIRED, which BigQuery cannot add to existing rows"}
+		case !ok:
+			add = append(add, f)
+		case h.Type != f.Type:
+			return &SchemaError{Table: spec.Name, Column: f.Name, Problem: fmt.Sprintf("is %s, ktpipe needs %s", h.Type, f.Type)}
+		case h.Repeated != f.Repeated:
+			return &SchemaError{Table: spec.Name, Column: f.Name, Problem: "differs in mode (REPEATED)"}
+		}
+	}
+	for _, f := range md.Schema {
+		if !want[f.Name] {
+			rep.ForeignColumns[spec.Name] = append(rep.ForeignColumns[spec.Name], f.Name)
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	newSchema := append(append(bigquery.Schema{}, md.Schema...), add...)
+	if _, err := t.Update(ctx, bigquery.TableMetadataToUpdate{Schema: newSchema}, md.ETag); err != nil {
+		return fmt.Errorf("add columns to %s: %w", spec.Name, err)
+	}
+	for _, f := range add {
+		rep.AddedColumns[spec.Name] = append(rep.AddedColumns[spec.Name], f.Name)
+	}
+	return nil
+}
+
+// stagingExpiry bounds how long a staging table can outlive a failed load.
+const stagingExpiry = 7 * 24 * time.Hour

@@ -1,0 +1,90 @@
+package warehouse
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"cloud.google.com/go/civil"
+
+	"github.com/ktpipe/ktpipe/schemas"
+)
+
+// Checkpoint returns the newest value stored for key, or "" when none.
+func (w *Warehouse) Checkpoint(ctx context.Context, key string) (string, error) {
+	rows, err := w.query(ctx, "read checkpoint "+key,
+		fmt.Sprintf("SELECT value FROM %s WHERE key = @key ORDER BY updated_at DESC LIMIT 1", w.ref(schemas.TableState)),
+		bigquery.QueryParameter{Name: "key", Value: key})
+	if err != nil || len(rows) == 0 {
+		return "", err
+	}
+	return rows[0]["value"].(string), nil
+}
+
+// SetCheckpoint appends a new value for key. Appending (not updating)
+// keeps the history of checkpoints and makes a retried write harmless:
+// the newest row wins.
+func (w *Warehouse) SetCheckpoint(ctx context.Context, key, value string) error {
+	return w.exec(ctx, "write checkpoint "+key,
+		fmt.Sprintf("INSERT INTO %s (key, value, updated_at) VALUES (@key, @value, CURRENT_TIMESTAMP())", w.ref(schemas.TableState)),
+		bigquery.QueryParameter{Name: "key", Value: key}, bigquery.QueryParameter{Name: "value", Value: value})
+}
+
+// CountFact returns the fact rows with since <= event_timestamp < until.
+func (w *Warehouse) CountFact(ctx context.Context, since, until time.Time) (int64, error) {
+	rows, err := w.query(ctx, "count fact", fmt.Sprintf(`SELECT COUNT(*) AS n FROM %s
+WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until`, w.ref(schemas.TableFact)),
+		bigquery.QueryParameter{Name: "lo", Value: civil.DateOf(since.UTC())},
+		bigquery.QueryParameter{Name: "hi", Value: civil.DateOf(until.UTC())},
+		bigquery.QueryParameter{Name: "since", Value: since.UTC()},
+		bigquery.QueryParameter{Name: "until", Value: until.UTC()})
+	if err != nil {
+		return 0, err
+	}
+	return asInt(rows[0]["n"]), nil
+}
+
+// FactIDs returns every event id in the fact table with how often it
+// occurs (tests and reconciliation use it; it reads the whole table).
+func (w *Warehouse) FactIDs(ctx context.Context) (map[string]int, error) {
+	rows, err := w.query(ctx, "read fact ids", fmt.Sprintf("SELECT event_id, COUNT(*) AS n FROM %s GROUP BY event_id", w.ref(schemas.TableFact)))
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[string]int, len(rows))
+	for _, r := range rows {
+		ids[r["event_id"].(string)] = int(asInt(r["n"]))
+	}
+	return ids, nil
+}
+
+// QuarantinedIDs returns the quarantine's event ids with their field and
+// rule (records without an id are keyed by their hash).
+func (w *Warehouse) QuarantinedIDs(ctx context.Context) (map[string][]string, error) {
+	rows, err := w.query(ctx, "read quarantine", fmt.Sprintf("SELECT IFNULL(event_id, record_hash) AS k, field, rule FROM %s", w.ref(schemas.TableQuarantine)))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, r := range rows {
+		k := r["k"].(string)
+		out[k] = append(out[k], r["field"].(string)+": "+r["rule"].(string))
+	}
+	return out, nil
+}
+
+func dateParam(s string) (civil.Date, error) {
+	d, err := civil.ParseDate(s)
+	if err != nil {
+		return civil.Date{}, fmt.Errorf("chunk date %q: %w", s, err)
+	}
+	return d, nil
+}
+
+func contentHash(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}

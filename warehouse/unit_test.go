@@ -1,0 +1,61 @@
+package warehouse_test
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+func asSchemaError(err error, target **warehouse.SchemaError) bool { return errors.As(err, target) }
+
+func TestIdentifierValidation(t *testing.T) {
+	for _, ok := range []string{"keeptrusts", "kt_events_2026", "_private"} {
+		if err := warehouse.ValidateDataset(ok); err != nil {
+			t.Errorf("dataset %q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "kt-events", "a.b", "x`; DROP TABLE y; --", "1abc", "a b"} {
+		if err := warehouse.ValidateDataset(bad); err == nil {
+			t.Errorf("dataset %q accepted", bad)
+		}
+	}
+	for _, ok := range []string{"my-project-1", "example.com:my-proj"} {
+		if err := warehouse.ValidateProject(ok); err != nil {
+			t.Errorf("project %q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "UPPER", "a", "proj`x", "-starts-with-dash"} {
+		if err := warehouse.ValidateProject(bad); err == nil {
+			t.Errorf("project %q accepted", bad)
+		}
+	}
+	if _, err := warehouse.New(nil, "good-project", "bad-dataset", "US"); err == nil {
+		t.Error("New accepted a bad dataset")
+	}
+}
+
+func TestPriceTable(t *testing.T) {
+	prices, err := warehouse.LoadPrices("")
+	if err != nil || len(prices) < 5 {
+		t.Fatalf("shipped prices %d %v", len(prices), err)
+	}
+	dir := t.TempDir()
+	path := dir + "/p.csv"
+	writeFile(t, path, "provider,model,input_cost_per_1k,output_cost_per_1k\nx,y,-1,0\n")
+	if _, err := warehouse.LoadPrices(path); err == nil {
+		t.Error("negative price accepted")
+	}
+	writeFile(t, path, "user,team\nx,y\n")
+	if _, err := warehouse.LoadUserMap(path); err == nil {
+		t.Error("user map without department accepted")
+	}
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

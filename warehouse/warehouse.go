@@ -1,0 +1,188 @@
+// Package warehouse loads staged chunks into BigQuery and keeps the star
+// schema: idempotent chunk loads, dedup into the fact table, quarantine,
+// dimensions, checkpoints and the report views. The same code runs
+// against BigQuery and the BigQuery emulator; only the endpoint differs.
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iterator"
+)
+
+// Warehouse is one dataset of ktpipe tables.
+type Warehouse struct {
+	bq       *bigquery.Client
+	ds       *bigquery.Dataset
+	project  string
+	dataset  string
+	location string
+}
+
+var (
+	projectPattern = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	// identPattern is a dataset or table name; BigQuery also caps them at
+	// 1,024 characters, which identOK checks.
+	identPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// ValidateProject checks a BigQuery project id.
+func ValidateProject(p string) error {
+	if !projectPattern.MatchString(p) {
+		return fmt.Errorf("project %q: must be 6-30 lowercase letters, digits or dashes, starting with a letter", p)
+	}
+	return nil
+}
+
+// ValidateDataset checks a dataset name, since it is spliced into SQL as
+// an identifier (values always travel as query parameters).
+func ValidateDataset(d string) error {
+	if !identOK(d) {
+		return fmt.Errorf("dataset %q: must be letters, digits and underscores, not starting with a digit", d)
+	}
+	return nil
+}
+
+func identOK(s string) bool { return len(s) <= 1024 && identPattern.MatchString(s) }
+
+// New returns a Warehouse for project.dataset after validating both names.
+func New(bq *bigquery.Client, project, dataset, location string) (*Warehouse, error) {
+	if err := ValidateProject(project); err != nil {
+		return nil, err
+	}
+	if err := ValidateDataset(dataset); err != nil {
+		return nil, err
+	}
+	return &Warehouse{bq: bq, ds: bq.DatasetInProject(project, dataset), project: project, dataset: dataset, location: location}, nil
+}
+
+// ref returns the quoted reference of one of our tables. Table names are
+// ours or derived from validated load ids; ref still checks them.
+func (w *Warehouse) ref(table string) string {
+	if !identOK(table) {
+		panic(fmt.Sprintf("warehouse: invalid table name %q", table)) // a programming error, never input
+	}
+	return "`" + w.project + "." + w.dataset + "." + table + "`"
+}
+
+func isNotFound(err error) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == http.StatusNotFound
+}
+
+func isConflict(err error) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == http.StatusConflict
+}
+
+// exec runs one statement or script with named parameters and waits.
+func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) error {
+	q := w.bq.Query(sql)
+	q.Parameters = params
+	q.Location = w.location
+	job, err := q.Run(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	st, err := job.Wait(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := st.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// query runs sql and returns all rows as maps (for small results).
+func (w *Warehouse) query(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) ([]map[string]bigquery.Value, error) {
+	q := w.bq.Query(sql)
+	q.Parameters = params
+	q.Location = w.location
+	it, err := q.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	var rows []map[string]bigquery.Value
+	for {
+		row := map[string]bigquery.Value{}
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		rows = append(rows, row)
+	}
+}
+
+// loadNDJSON loads r into table with a deterministic job id. If a job
+// with that id already ran (a retried activity), its outcome is used
+// instead of loading again; a failed earlier job gets a successor id.
+func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquery.Schema, r io.ReadSeeker, jobID string) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		id := jobID
+		if attempt > 0 {
+			id = fmt.Sprintf("%s_r%d", jobID, attempt)
+		}
+		job, err := w.bq.JobFromIDLocation(ctx, id, w.location)
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("load %s: look up job %s: %w", table, id, err)
+		}
+		if err != nil { // not found: run it
+			if _, err := r.Seek(0, io.SeekStart); err != nil {
+				return fmt.Errorf("load %s: rewind: %w", table, err)
+			}
+			src := bigquery.NewReaderSource(r)
+			src.SourceFormat = bigquery.JSON
+			src.Schema = schema
+			l := w.ds.Table(table).LoaderFrom(src)
+			l.WriteDisposition = bigquery.WriteTruncate
+			l.CreateDisposition = bigquery.CreateIfNeeded
+			l.JobID = id
+			l.Location = w.location
+			job, err = l.Run(ctx)
+			if isConflict(err) {
+				job, err = w.bq.JobFromIDLocation(ctx, id, w.location)
+			}
+			if err != nil {
+				return fmt.Errorf("load %s: job %s: %w", table, id, err)
+			}
+		}
+		st, err := job.Wait(ctx)
+		if err != nil {
+			return fmt.Errorf("load %s: wait for job %s: %w", table, id, err)
+		}
+		if st.Err() == nil {
+			return nil
+		}
+		if attempt == 4 {
+			return fmt.Errorf("load %s: job %s: %w", table, id, st.Err())
+		}
+	}
+	return nil
+}
+
+// tableName makes a BigQuery table name from a prefix and a load id.
+func tableName(prefix, loadID string, chunk int) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	for _, r := range loadID {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	fmt.Fprintf(&b, "_%05d", chunk)
+	return b.String()
+}

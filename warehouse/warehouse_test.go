@@ -1,0 +1,369 @@
+package warehouse_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+
+	"github.com/ktpipe/ktpipe/devstack"
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+const project = "ktpipe-test"
+
+var (
+	emulator *devstack.Emulator
+	bq       *bigquery.Client
+	dsSeq    atomic.Int64
+)
+
+// TestMain starts one emulator for the package; every test gets its own
+// dataset, so tests stay independent and may run in parallel.
+func TestMain(m *testing.M) {
+	ctx := context.Background()
+	var err error
+	emulator, err = devstack.StartEmulator(ctx, project, io.Discard)
+	if err != nil {
+		// A missing emulator is a failure, never a skip: CI must run these.
+		fmt.Fprintln(os.Stderr, "warehouse tests need the BigQuery emulator:", err)
+		os.Exit(1)
+	}
+	bq, err = emulator.Client(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	bq.Close()
+	emulator.Stop()
+	os.Exit(code)
+}
+
+func newWarehouse(t *testing.T) *warehouse.Warehouse {
+	t.Helper()
+	w, err := warehouse.New(bq, project, fmt.Sprintf("ds_%d", dsSeq.Add(1)), "US")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.EnsureSchema(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+const gw = "11111111-2222-4333-8444-555555555555"
+
+func event(id, ts, user, model, decision, cost string, triggered ...string) string {
+	pol := `["pii","toxicity"]`
+	tr := `[]`
+	if len(triggered) > 0 {
+		tr = `["` + strings.Join(triggered, `","`) + `"]`
+	}
+	return fmt.Sprintf(`{"id":"%s","timestamp":"%s","gateway_id":"%s","user":"%s","provider":"openai","model":"%s","decision":"%s","policies_evaluated":%s,"policies_triggered":%s,"latency_ms":10,"input_tokens":100,"output_tokens":50,"cost":"%s","metadata":{"app":"chat"}}`,
+		id, ts, gw, user, model, decision, pol, tr, cost)
+}
+
+func uuid(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+
+// load splits NDJSON lines into chunks and stages and commits each, the
+// way the ExportLoad workflow's activities do.
+func load(t *testing.T, w *warehouse.Warehouse, loadID string, chunkRows int, lines ...string) staging.Manifest {
+	t.Helper()
+	dir := staging.Dir{Root: t.TempDir()}
+	dec, err := schemas.NewDecoder(strings.NewReader(strings.Join(lines, "\n")), schemas.FormatNDJSON, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "export", ChunkRows: chunkRows, Gateways: schemas.GatewaySet{gw: true}, IngestedAt: time.Now()}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Add(dec); err != nil {
+		t.Fatal(err)
+	}
+	man, err := sp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range man.Chunks {
+		stageAndCommit(t, w, dir, loadID, c)
+	}
+	return man
+}
+
+func stageAndCommit(t *testing.T, w *warehouse.Warehouse, dir staging.Dir, loadID string, c staging.Chunk) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := dir.Open(c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	files := warehouse.ChunkFiles{Rows: rows}
+	if c.QuarantineKey != "" {
+		q, err := dir.Open(c.QuarantineKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		files.Quarantine = q
+	}
+	if err := w.StageChunk(ctx, loadID, c, files); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CommitChunk(ctx, loadID, "export", c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func factIDs(t *testing.T, w *warehouse.Warehouse) map[string]int {
+	t.Helper()
+	ids, err := w.FactIDs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func TestEnsureSchemaIsIdempotent(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	rep, err := w.EnsureSchema(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CreatedDataset || len(rep.CreatedTables) > 0 || len(rep.AddedColumns) > 0 {
+		t.Fatalf("second run changed things: %s", rep)
+	}
+	if len(rep.Views) != len(warehouse.Views) {
+		t.Fatalf("views %v", rep.Views)
+	}
+}
+
+func TestSameChunkTwiceLandsOnce(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	lines := []string{
+		event(uuid(1), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(2), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.02", "pii"),
+		event(uuid(3), "2026-11-02T00:30:00Z", "ada", "gpt-4o-mini", "redact", "0.03", "pii"),
+	}
+	man := load(t, w, "load-a", 2, lines...)
+	if len(man.Chunks) != 2 {
+		t.Fatalf("chunks %d, want 2", len(man.Chunks))
+	}
+	// A retried activity, a replay, a second worker: the same load again.
+	load(t, w, "load-a", 2, lines...)
+	ids := factIDs(t, w)
+	if len(ids) != 3 {
+		t.Fatalf("fact ids %v, want 3", ids)
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("%s landed %d times", id, n)
+		}
+	}
+	chk, err := w.CheckLoad(context.Background(), "load-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chk.RawRows != 3 || chk.MissingInFact != 0 || chk.LedgerRows != 3 {
+		t.Fatalf("completeness %+v", chk)
+	}
+	done, err := w.Committed(context.Background(), "load-a")
+	if err != nil || len(done) != 2 {
+		t.Fatalf("ledger %v %v", done, err)
+	}
+}
+
+func TestResentEventStaysSingle(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	e := event(uuid(7), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")
+	load(t, w, "load-1", 10, e, event(uuid(8), "2026-11-01T10:00:01Z", "ada", "gpt-4o", "allow", "0.01"))
+	// Resent in a later load, and twice inside one chunk.
+	load(t, w, "load-2", 10, e, e, event(uuid(9), "2026-11-01T10:00:02Z", "ada", "gpt-4o", "allow", "0.01"))
+	ids := factIDs(t, w)
+	if len(ids) != 3 || ids[uuid(7)] != 1 {
+		t.Fatalf("fact %v", ids)
+	}
+}
+
+func TestInvalidEventsAreQuarantinedWithReasons(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	bad := strings.Replace(event(uuid(20), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
+	unknownGW := strings.Replace(event(uuid(21), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), gw, "99999999-2222-4333-8444-555555555555", 1)
+	load(t, w, "load-q", 10, event(uuid(22), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad, unknownGW, "{not json")
+	load(t, w, "load-q2", 10, bad) // resent bad record stays single
+	q, err := w.QuarantinedIDs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 3 {
+		t.Fatalf("quarantine %v, want 3 records", q)
+	}
+	if r := q[uuid(20)]; len(r) != 1 || r[0] != "cost: must be >= 0" {
+		t.Errorf("negative cost reason %v", r)
+	}
+	if r := q[uuid(21)]; len(r) != 1 || r[0] != "gateway_id: must be a known gateway" {
+		t.Errorf("unknown gateway reason %v", r)
+	}
+	if ids := factIDs(t, w); len(ids) != 1 {
+		t.Errorf("fact %v", ids)
+	}
+}
+
+func TestReportsOnKnownData(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	ctx := context.Background()
+	load(t, w, "load-r", 100,
+		event(uuid(1), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.10"),
+		event(uuid(2), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.20", "pii"),
+		event(uuid(3), "2026-11-01T12:00:00Z", "ada", "gpt-4o-mini", "redact", "0.30", "pii"),
+		event(uuid(4), "2026-11-02T09:00:00Z", "cy", "gpt-4o-mini", "block", "0.40", "toxicity"),
+	)
+	users := map[string]warehouse.UserInfo{"ada": {Team: "platform", Department: "eng"}, "bo": {Team: "legal", Department: "ops"}}
+	prices, err := warehouse.LoadPrices("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.RefreshDimensions(ctx, []warehouse.Gateway{{ID: gw, Name: "gw", Team: "platform", Environment: "production"}}, prices, users); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) [][]bigquery.Value {
+		for _, v := range warehouse.Views {
+			if v.Name == name {
+				_, rows, err := w.ReportRows(ctx, v, 100)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rows
+			}
+		}
+		t.Fatalf("no view %s", name)
+		return nil
+	}
+	got := map[string]string{}
+	for _, r := range read("report_daily_spend_by_team") {
+		got[fmt.Sprint(r[0], "/", r[1])] = fmt.Sprint(r[2], " ", r[4].(*big.Rat).FloatString(2))
+	}
+	want := map[string]string{"2026-11-01/platform": "2 0.40", "2026-11-01/legal": "1 0.20", "2026-11-02/unknown": "1 0.40"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("daily spend by team = %v, want %v", got, want)
+	}
+	pol := map[string]string{}
+	for _, r := range read("report_policy_effectiveness") {
+		pol[r[0].(string)] = fmt.Sprint(r[1], " ", r[2], " ", r[3])
+	}
+	// pii: evaluated by all 4, triggered by 2 of which 1 blocked.
+	if pol["pii"] != "4 2 1" || pol["toxicity"] != "4 1 1" {
+		t.Errorf("policy effectiveness = %v", pol)
+	}
+	models := map[string]string{}
+	for _, r := range read("report_model_usage") {
+		models[r[1].(string)] = fmt.Sprint(r[2], " ", r[3])
+	}
+	if models["gpt-4o"] != "2 0.5" || models["gpt-4o-mini"] != "2 0.5" {
+		t.Errorf("model usage = %v", models)
+	}
+	dup := read("dq_duplicate_rate")
+	if fmt.Sprint(dup[0][0], dup[0][1]) != "4 4" {
+		t.Errorf("duplicate rate %v", dup)
+	}
+}
+
+func TestNewSourceFieldIsAbsorbed(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	e := strings.Replace(event(uuid(30), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"latency_ms"`, `"region":"eu","latency_ms"`, 1)
+	man := load(t, w, "load-x", 10, e)
+	if fmt.Sprint(man.UnknownFields) != "[region]" {
+		t.Fatalf("unknown fields reported %v", man.UnknownFields)
+	}
+	rows, err := bq.Query(fmt.Sprintf("SELECT JSON_VALUE(extra, '$.region') FROM `%s.ds_%d.fact_ai_event`", project, dsSeq.Load())).Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r []bigquery.Value
+	if err := rows.Next(&r); err != nil || r[0] != "eu" {
+		t.Fatalf("extra.region = %v (%v)", r, err)
+	}
+}
+
+func TestAdditiveSchemaChangeIsAppliedAndReported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_old_%d", dsSeq.Add(1))
+	if err := bq.Dataset(ds).Create(ctx, &bigquery.DatasetMetadata{Location: "US"}); err != nil {
+		t.Fatal(err)
+	}
+	// An older ktpipe's fact table, before the "extra" column existed.
+	var old bigquery.Schema
+	for _, f := range schemas.EventRowSchema() {
+		if f.Name != "extra" {
+			old = append(old, f)
+		}
+	}
+	if err := bq.Dataset(ds).Table(schemas.TableFact).Create(ctx, &bigquery.TableMetadata{Schema: old}); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := warehouse.New(bq, project, ds, "US")
+	rep, err := w.EnsureSchema(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(rep.AddedColumns[schemas.TableFact]) != "[extra]" || !strings.Contains(rep.String(), "added to fact_ai_event: extra") {
+		t.Fatalf("report %s", rep)
+	}
+	md, _ := bq.Dataset(ds).Table(schemas.TableFact).Metadata(ctx)
+	if md.Schema[len(md.Schema)-1].Name != "extra" {
+		t.Fatal("column not added")
+	}
+}
+
+func TestIncompatibleSchemaStops(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_bad_%d", dsSeq.Add(1))
+	bq.Dataset(ds).Create(ctx, &bigquery.DatasetMetadata{Location: "US"})
+	bad := bigquery.Schema{{Name: "key", Type: bigquery.IntegerFieldType}}
+	if err := bq.Dataset(ds).Table(schemas.TableState).Create(ctx, &bigquery.TableMetadata{Schema: bad}); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := warehouse.New(bq, project, ds, "US")
+	_, err := w.EnsureSchema(ctx)
+	var se *warehouse.SchemaError
+	if !asSchemaError(err, &se) || se.Table != schemas.TableState || se.Column != "key" {
+		t.Fatalf("err %v, want a SchemaError on pipeline_state.key", err)
+	}
+}
+
+func TestCheckpoints(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	ctx := context.Background()
+	if v, err := w.Checkpoint(ctx, "pull"); err != nil || v != "" {
+		t.Fatalf("empty checkpoint %q %v", v, err)
+	}
+	for _, v := range []string{"c1", "c2"} {
+		if err := w.SetCheckpoint(ctx, "pull", v); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if v, err := w.Checkpoint(ctx, "pull"); err != nil || v != "c2" {
+		t.Fatalf("checkpoint %q %v, want c2", v, err)
+	}
+}
