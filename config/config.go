@@ -1,0 +1,235 @@
+// Package config reads ktpipe's settings from the environment
+// (go-envconfig) and checks them, so a bad or missing variable is named
+// with what is wrong before anything starts.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// Temporal says where the Temporal cluster is and how to reach it.
+type Temporal struct {
+	Address   string `env:"TEMPORAL_ADDRESS, default=127.0.0.1:7233"`
+	Namespace string `env:"TEMPORAL_NAMESPACE, default=default"`
+	TaskQueue string `env:"KTPIPE_TASK_QUEUE, default=ktpipe"`
+	// APIKey authenticates to Temporal Cloud; it implies TLS.
+	APIKey keeptrusts.Secret `env:"TEMPORAL_API_KEY"`
+	// mTLS client certificate and key (Temporal Cloud or self-hosted).
+	TLSCertFile   string `env:"TEMPORAL_TLS_CERT"`
+	TLSKeyFile    string `env:"TEMPORAL_TLS_KEY"`
+	TLSCAFile     string `env:"TEMPORAL_TLS_CA"`
+	TLSServerName string `env:"TEMPORAL_TLS_SERVER_NAME"`
+}
+
+// Keeptrusts says where the source API is.
+type Keeptrusts struct {
+	BaseURL string            `env:"KEEPTRUSTS_BASE_URL, required"`
+	Token   keeptrusts.Secret `env:"KEEPTRUSTS_API_TOKEN, required"`
+	// RateLimit caps Keeptrusts API activities per second across all
+	// workers (a task-queue rate limit on the API task queue).
+	RateLimit float64 `env:"KEEPTRUSTS_RATE_LIMIT, default=20"`
+}
+
+// BigQuery says where the warehouse is.
+type BigQuery struct {
+	Project  string `env:"BIGQUERY_PROJECT, required"`
+	Dataset  string `env:"BIGQUERY_DATASET, default=keeptrusts"`
+	Location string `env:"BIGQUERY_LOCATION, default=US"`
+	// Endpoint points the client at an emulator; empty means BigQuery
+	// itself with Application Default Credentials.
+	Endpoint string `env:"BIGQUERY_ENDPOINT"`
+}
+
+// Pipeline tunes the loads.
+type Pipeline struct {
+	StagingDir  string `env:"KTPIPE_STAGING_DIR, default=.ktpipe/staging"`
+	ChunkRows   int    `env:"KTPIPE_CHUNK_ROWS, default=50000"`
+	Concurrency int    `env:"KTPIPE_CONCURRENCY, default=4"`
+	PageSize    int    `env:"KTPIPE_PAGE_SIZE, default=1000"`
+	// PagesPerBatch bounds one pull activity; BatchesPerRun bounds one
+	// workflow run before it continues as new, so history stays small.
+	PagesPerBatch    int           `env:"KTPIPE_PAGES_PER_BATCH, default=50"`
+	BatchesPerRun    int           `env:"KTPIPE_BATCHES_PER_RUN, default=20"`
+	ScheduleInterval time.Duration `env:"KTPIPE_SCHEDULE_INTERVAL, default=1h"`
+	CatchupWindow    time.Duration `env:"KTPIPE_CATCHUP_WINDOW, default=24h"`
+	// PullStart is where the first incremental pull starts (RFC 3339 or
+	// a relative duration such as 24h); later pulls use the checkpoint.
+	PullStart           string        `env:"KTPIPE_PULL_START, default=24h"`
+	ExportFormat        string        `env:"KTPIPE_EXPORT_FORMAT, default=ndjson"`
+	ExportGzip          bool          `env:"KTPIPE_EXPORT_GZIP, default=true"`
+	BackfillWindow      time.Duration `env:"KTPIPE_BACKFILL_WINDOW, default=24h"`
+	BackfillParallelism int           `env:"KTPIPE_BACKFILL_PARALLELISM, default=2"`
+	UserMapFile         string        `env:"KTPIPE_USER_MAP"`
+	PriceFile           string        `env:"KTPIPE_PRICE_TABLE"`
+}
+
+// Worker is everything a worker needs.
+type Worker struct {
+	Temporal   Temporal
+	Keeptrusts Keeptrusts
+	BigQuery   BigQuery
+	Pipeline   Pipeline
+}
+
+var goIdent = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
+
+// Load reads target from lookup (nil: the process environment) and
+// validates it. Errors name the variable.
+func Load(ctx context.Context, target any, lookup envconfig.Lookuper) error {
+	if lookup == nil {
+		lookup = envconfig.OsLookuper()
+	}
+	var current string
+	track := envconfig.MutatorFunc(func(_ context.Context, originalKey, _, _, resolved string) (string, bool, error) {
+		current = originalKey
+		return resolved, false, nil
+	})
+	err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: lookup, Mutators: []envconfig.Mutator{track}})
+	if err != nil {
+		if errors.Is(err, envconfig.ErrMissingRequired) {
+			_, key, _ := strings.Cut(err.Error(), envconfig.ErrMissingRequired.Error()+": ")
+			return fmt.Errorf("%s: missing required value", key)
+		}
+		// Drop the Go field path ("Pipeline: ChunkRows: "): the variable is
+		// what the user sets.
+		msg := err.Error()
+		for {
+			head, rest, ok := strings.Cut(msg, ": ")
+			if !ok || !goIdent.MatchString(head) {
+				break
+			}
+			msg = rest
+		}
+		return fmt.Errorf("%s: invalid value: %s", current, msg)
+	}
+	if v, ok := target.(interface{ Validate() error }); ok {
+		return v.Validate()
+	}
+	return nil
+}
+
+// Validate checks what types alone cannot.
+func (c Temporal) Validate() error {
+	if c.Address == "" || !strings.Contains(c.Address, ":") {
+		return fmt.Errorf("TEMPORAL_ADDRESS: %q must be host:port", c.Address)
+	}
+	if c.TaskQueue == "" {
+		return errors.New("KTPIPE_TASK_QUEUE: must not be empty")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")
+	}
+	for _, f := range []struct{ name, path string }{{"TEMPORAL_TLS_CERT", c.TLSCertFile}, {"TEMPORAL_TLS_KEY", c.TLSKeyFile}, {"TEMPORAL_TLS_CA", c.TLSCAFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return fmt.Errorf("%s: %w", f.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks the Keeptrusts settings.
+func (c Keeptrusts) Validate() error {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("KEEPTRUSTS_BASE_URL: %q must be an absolute http(s) URL", c.BaseURL)
+	}
+	if c.RateLimit <= 0 {
+		return fmt.Errorf("KEEPTRUSTS_RATE_LIMIT: %v must be > 0", c.RateLimit)
+	}
+	return nil
+}
+
+// Validate checks the BigQuery settings.
+func (c BigQuery) Validate() error {
+	if err := warehouse.ValidateProject(c.Project); err != nil {
+		return fmt.Errorf("BIGQUERY_PROJECT: %w", err)
+	}
+	if err := warehouse.ValidateDataset(c.Dataset); err != nil {
+		return fmt.Errorf("BIGQUERY_DATASET: %w", err)
+	}
+	if c.Endpoint != "" {
+		if u, err := url.Parse(c.Endpoint); err != nil || u.Host == "" {
+			return fmt.Errorf("BIGQUERY_ENDPOINT: %q must be an absolute URL", c.Endpoint)
+		}
+	}
+	return nil
+}
+
+// Validate checks the pipeline settings.
+func (c Pipeline) Validate() error {
+	checks := []struct {
+		name string
+		ok   bool
+		want string
+	}{
+		{"KTPIPE_CHUNK_ROWS", c.ChunkRows >= 1 && c.ChunkRows <= 1_000_000, "between 1 and 1000000"},
+		{"KTPIPE_CONCURRENCY", c.Concurrency >= 1 && c.Concurrency <= 64, "between 1 and 64"},
+		{"KTPIPE_PAGE_SIZE", c.PageSize >= 1 && c.PageSize <= 10000, "between 1 and 10000 (the API's limit)"},
+		{"KTPIPE_PAGES_PER_BATCH", c.PagesPerBatch >= 1, "at least 1"},
+		{"KTPIPE_BATCHES_PER_RUN", c.BatchesPerRun >= 1, "at least 1"},
+		{"KTPIPE_SCHEDULE_INTERVAL", c.ScheduleInterval >= time.Minute, "at least 1m"},
+		{"KTPIPE_CATCHUP_WINDOW", c.CatchupWindow >= time.Minute, "at least 1m"},
+		{"KTPIPE_BACKFILL_WINDOW", c.BackfillWindow >= time.Minute, "at least 1m"},
+		{"KTPIPE_BACKFILL_PARALLELISM", c.BackfillParallelism >= 1 && c.BackfillParallelism <= 32, "between 1 and 32"},
+		{"KTPIPE_STAGING_DIR", c.StagingDir != "", "a directory"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return fmt.Errorf("%s: must be %s", ch.name, ch.want)
+		}
+	}
+	if _, err := schemas.ParseFormat(c.ExportFormat); err != nil {
+		return fmt.Errorf("KTPIPE_EXPORT_FORMAT: %w", err)
+	}
+	if _, err := ParseSince(c.PullStart, time.Now()); err != nil {
+		return fmt.Errorf("KTPIPE_PULL_START: %w", err)
+	}
+	return nil
+}
+
+// Validate checks every part of a worker's settings.
+func (c Worker) Validate() error {
+	for _, v := range []interface{ Validate() error }{c.Temporal, c.Keeptrusts, c.BigQuery, c.Pipeline} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ParseSince reads an RFC 3339 time or a relative duration (<n>m, <n>h,
+// <n>d) meaning now minus that, the contract's convention.
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if len(s) >= 2 {
+		var n int
+		if _, err := fmt.Sscanf(s[:len(s)-1], "%d", &n); err == nil && n >= 0 && fmt.Sprint(n) == s[:len(s)-1] {
+			switch s[len(s)-1] {
+			case 'm':
+				return now.Add(-time.Duration(n) * time.Minute).UTC(), nil
+			case 'h':
+				return now.Add(-time.Duration(n) * time.Hour).UTC(), nil
+			case 'd':
+				return now.Add(-time.Duration(n) * 24 * time.Hour).UTC(), nil
+			}
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q must be an RFC 3339 time or a duration like 30m, 24h, 30d", s)
+}
