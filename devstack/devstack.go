@@ -180,4 +180,3 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*testsuite.DevServer
 	}
 	return srv, nil
 }
-

@@ -480,9 +480,9 @@ func (s *Server) handleGroupBy(w http.ResponseWriter, wd window, now time.Time, 
 		wd.until = now
 	}
 	type agg struct {
-		key                         []string
-		requests, in, out, blocked  int64
-		cost                        int64
+		key                        []string
+		requests, in, out, blocked int64
+		cost                       int64
 	}
 	groups := map[string]*agg{}
 	var order []string

@@ -81,9 +81,11 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 type QuarantineRow struct {
 	RecordHash string // sha256 of the raw text: a resent bad record stays single
 	EventID    string // best effort; empty when the record had none
-	Field      string
-	Rule       string
-	Raw        []byte
+	// EventTimestamp is the record's timestamp when it parsed (zero: none).
+	EventTimestamp time.Time
+	Field          string
+	Rule           string
+	Raw            []byte
 }
 
 // AppendQuarantineRow appends q as one NDJSON line in the layout of
@@ -96,6 +98,14 @@ func AppendQuarantineRow(b []byte, q QuarantineRow, m LoadMeta) []byte {
 		b = append(b, "null"...)
 	} else {
 		b = AppendJSONString(b, q.EventID)
+	}
+	b = append(b, `,"event_timestamp":`...)
+	if q.EventTimestamp.IsZero() {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '"')
+		b = appendTimestamp(b, q.EventTimestamp)
+		b = append(b, '"')
 	}
 	b = append(b, `,"field":`...)
 	b = AppendJSONString(b, q.Field)

@@ -56,6 +56,10 @@ type Event struct {
 	present fieldSet
 }
 
+// HasTimestamp reports whether the record carried a valid timestamp; a
+// quarantined record keeps it so reconciliation can place it in its hour.
+func (ev *Event) HasTimestamp() bool { return ev.present&fTimestamp != 0 }
+
 // Field is one name/value pair of a field the contract does not name.
 type Field struct {
 	Name  string

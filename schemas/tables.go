@@ -78,6 +78,7 @@ func QuarantineSchema() bigquery.Schema {
 	return bigquery.Schema{
 		req("record_hash", bigquery.StringFieldType),
 		opt("event_id", bigquery.StringFieldType),
+		opt("event_timestamp", bigquery.TimestampFieldType),
 		req("field", bigquery.StringFieldType),
 		req("rule", bigquery.StringFieldType),
 		req("raw", bigquery.StringFieldType),

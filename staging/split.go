@@ -212,9 +212,11 @@ func (s *Splitter) quarantine(raw []byte, fe *schemas.FieldError) error {
 	if len(id) > 64 {
 		id = id[:64]
 	}
-	s.row = schemas.AppendQuarantineRow(s.row[:0], schemas.QuarantineRow{
-		RecordHash: hex.EncodeToString(sum[:]), EventID: id, Field: fe.Field, Rule: fe.Rule, Raw: raw,
-	}, s.meta)
+	q := schemas.QuarantineRow{RecordHash: hex.EncodeToString(sum[:]), EventID: id, Field: fe.Field, Rule: fe.Rule, Raw: raw}
+	if s.ev.HasTimestamp() {
+		q.EventTimestamp = s.ev.Timestamp
+	}
+	s.row = schemas.AppendQuarantineRow(s.row[:0], q, s.meta)
 	if _, err := s.curQ.bw.Write(s.row); err != nil {
 		return fmt.Errorf("write quarantine: %w", err)
 	}

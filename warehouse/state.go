@@ -88,3 +88,19 @@ func contentHash(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
 }
+
+// CountQuarantined returns quarantined records whose own timestamp lies
+// in [since, until), and all quarantined records with no usable
+// timestamp (those cannot be placed in any window).
+func (w *Warehouse) CountQuarantined(ctx context.Context, since, until time.Time) (inWindow, unplaced int64, err error) {
+	rows, err := w.query(ctx, "count quarantine", fmt.Sprintf(`SELECT
+  COUNTIF(event_timestamp >= @since AND event_timestamp < @until) AS in_window,
+  COUNTIF(event_timestamp IS NULL) AS unplaced
+FROM %s`, w.ref(schemas.TableQuarantine)),
+		bigquery.QueryParameter{Name: "since", Value: since.UTC()},
+		bigquery.QueryParameter{Name: "until", Value: until.UTC()})
+	if err != nil {
+		return 0, 0, err
+	}
+	return asInt(rows[0]["in_window"]), asInt(rows[0]["unplaced"]), nil
+}
