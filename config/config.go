@@ -84,6 +84,8 @@ type Worker struct {
 	Pipeline   Pipeline
 }
 
+var taskQueuePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
+
 var goIdent = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 
 // Load reads target from lookup (nil: the process environment) and
@@ -126,8 +128,8 @@ func (c Temporal) Validate() error {
 	if c.Address == "" || !strings.Contains(c.Address, ":") {
 		return fmt.Errorf("TEMPORAL_ADDRESS: %q must be host:port", c.Address)
 	}
-	if c.TaskQueue == "" {
-		return errors.New("KTPIPE_TASK_QUEUE: must not be empty")
+	if !taskQueuePattern.MatchString(c.TaskQueue) {
+		return fmt.Errorf("KTPIPE_TASK_QUEUE: %q must be letters, digits, '.', '_' or '-'", c.TaskQueue)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")

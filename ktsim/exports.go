@@ -259,7 +259,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(status)
 	body := file[start:]
-	if len(body) > 1 && s.roll(s.cfg.Faults.DropRate) {
+	if len(body) > 1 && s.roll(s.faultCfg().DropRate) {
 		w.Write(body[:len(body)/2])
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler) // the connection breaks mid-download

@@ -110,6 +110,22 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// SetFaults changes the injected faults from now on.
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.RetryAfter <= 0 {
+		f.RetryAfter = 1
+	}
+	s.cfg.Faults = f
+}
+
+func (s *Server) faultCfg() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.Faults
+}
+
 // Close stops live generation and webhook retries.
 func (s *Server) Close() { s.stopped.Do(func() { close(s.stop) }) }
 
@@ -283,20 +299,21 @@ func (s *Server) api(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or unknown token")
 			return
 		}
-		if s.roll(s.cfg.Faults.SlowRate) {
+		f := s.faultCfg()
+		if s.roll(f.SlowRate) {
 			select {
-			case <-time.After(s.cfg.Faults.Slow):
+			case <-time.After(f.Slow):
 			case <-r.Context().Done():
 				return
 			}
 		}
-		if s.roll(s.cfg.Faults.RateLimitRate) {
-			w.Header().Set("Retry-After", strconv.Itoa(s.cfg.Faults.RetryAfter))
+		if s.roll(f.RateLimitRate) {
+			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 			w.Header().Set("X-RateLimit-Remaining", "0")
 			writeError(w, http.StatusTooManyRequests, "rate_limited", "slow down")
 			return
 		}
-		if s.roll(s.cfg.Faults.ErrorRate) {
+		if s.roll(f.ErrorRate) {
 			writeError(w, http.StatusInternalServerError, "internal", "injected failure")
 			return
 		}
@@ -438,7 +455,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		wd.since = time.Time{} // the cursor wins over since
 	}
-	resend := byCursor && s.roll(s.cfg.Faults.ResendRate)
+	resend := byCursor && s.roll(s.faultCfg().ResendRate)
 	s.mu.Lock()
 	if after > int64(len(s.records)) {
 		after = int64(len(s.records))

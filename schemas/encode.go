@@ -79,7 +79,9 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 
 // QuarantineRow is one invalid record and why it was refused.
 type QuarantineRow struct {
-	RecordHash string // sha256 of the raw text: a resent bad record stays single
+	// RecordHash identifies the record: sha256 of "id:<id>" when it has an
+	// id, of the raw text otherwise; a resent bad record stays single.
+	RecordHash string
 	EventID    string // best effort; empty when the record had none
 	// EventTimestamp is the record's timestamp when it parsed (zero: none).
 	EventTimestamp time.Time

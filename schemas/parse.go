@@ -217,3 +217,16 @@ func fieldBit(name string) (fieldSet, bool) {
 	}
 	return 0, false
 }
+
+// RecordID returns the "id" string of a raw record (a JSON object, which
+// every decoder's raw text is), or "" when it has none. A quarantined
+// record is identified by it, so the same bad event resent — in another
+// format, or with other bytes — is quarantined once.
+func RecordID(raw []byte) string {
+	var p fastjson.Parser
+	v, err := p.ParseBytes(raw)
+	if err != nil {
+		return ""
+	}
+	return string(v.GetStringBytes("id"))
+}

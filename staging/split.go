@@ -39,6 +39,19 @@ type Manifest struct {
 	UnknownFields []string // fields the contract does not name, seen in the data
 }
 
+// MalformedError says the source stream itself is broken (not one bad
+// record, which is quarantined): retrying the same bytes cannot help.
+type MalformedError struct {
+	Record int64 // the record number where the stream broke
+	Err    error
+}
+
+func (e *MalformedError) Error() string {
+	return fmt.Sprintf("source broken at record %d: %v", e.Record, e.Err)
+}
+
+func (e *MalformedError) Unwrap() error { return e.Err }
+
 // Sink creates chunk files; Dir is one.
 type Sink interface {
 	Create(key string) (io.WriteCloser, error)
@@ -118,7 +131,7 @@ func (s *Splitter) Add(dec *schemas.Decoder) error {
 		}
 		var fe *schemas.FieldError
 		if err != nil && !errors.As(err, &fe) {
-			return fmt.Errorf("decode record %d: %w", dec.Records()+1, err)
+			return &MalformedError{Record: s.man.Records + 1, Err: err}
 		}
 		if err == nil {
 			if verr := schemas.Validate(&s.ev, s.opts.Gateways); verr != nil {
@@ -193,7 +206,13 @@ func (s *Splitter) quarantine(raw []byte, fe *schemas.FieldError) error {
 	if err := s.open(); err != nil {
 		return err
 	}
+	// The identity of a bad record is its id when it has one, so a resend
+	// in another format or byte layout stays single; else its raw text.
+	id := schemas.RecordID(raw)
 	sum := sha256.Sum256(raw)
+	if id != "" {
+		sum = sha256.Sum256([]byte("id:" + id))
+	}
 	if _, dup := s.hashes[sum]; dup {
 		s.man.Resent++
 		return nil
@@ -208,7 +227,6 @@ func (s *Splitter) quarantine(raw []byte, fe *schemas.FieldError) error {
 		}
 		s.curQ = &chunkFile{w: w, bw: bufio.NewWriter(w)}
 	}
-	id := s.ev.ID
 	if len(id) > 64 {
 		id = id[:64]
 	}

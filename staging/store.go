@@ -84,7 +84,7 @@ func (d Dir) Append(key string) (*os.File, int64, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return nil, 0, fmt.Errorf("staging append %s: %w", key, err)
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, 0, fmt.Errorf("staging append %s: %w", key, err)
 	}

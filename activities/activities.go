@@ -1,0 +1,465 @@
+// Package activities glues the source client, the staging store and the
+// warehouse to Temporal. Each activity is idempotent by construction —
+// its effect is keyed by the load id and chunk number the workflow passes
+// — so Temporal may retry it, or a new worker may redo it, at any point.
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// Error types that workflows branch on, and that retry policies name as
+// non-retryable.
+const (
+	ErrTypeAPI           = "KeeptrustsAPIError"
+	ErrTypeRateLimited   = "RateLimited"
+	ErrTypeExpired       = "ExportExpired"
+	ErrTypeSchema        = "SchemaError"
+	ErrTypeMalformed     = "MalformedSource"
+	ErrTypeNothingStaged = "NothingStaged"
+	ErrTypeIncomplete    = "IncompleteLoad"
+)
+
+// Activities holds what the activities need; the worker builds it once.
+type Activities struct {
+	API       *keeptrusts.Client
+	Warehouse *warehouse.Warehouse
+	Store     staging.Dir
+	Prices    []warehouse.Price
+	Users     map[string]warehouse.UserInfo
+	ChunkRows int
+}
+
+// classify turns an error into what Temporal should do with it: wait for
+// Retry-After, retry with backoff, or stop.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := op + ": " + err.Error()
+	var ae *keeptrusts.APIError
+	var se *warehouse.SchemaError
+	var me *staging.MalformedError
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
+		return temporal.NewApplicationErrorWithOptions(msg, ErrTypeRateLimited, temporal.ApplicationErrorOptions{
+			NextRetryDelay: max(ae.RetryAfter, time.Second), Cause: err})
+	case errors.As(err, &ae) && ae.Code == "export_expired":
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeExpired, err)
+	case errors.As(err, &ae) && !ae.Retryable():
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeAPI, err)
+	case errors.As(err, &se):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeSchema, err)
+	case errors.As(err, &me):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeMalformed, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// CreateExportInput asks for one export window.
+type CreateExportInput struct {
+	IdempotencyKey string
+	Since, Until   time.Time
+	Format         string
+	Gzip           bool
+	Description    string
+}
+
+// CreateExport creates the export, idempotently: the key is derived from
+// the workflow id, so a retried create returns the export already made.
+func (a *Activities) CreateExport(ctx context.Context, in CreateExportInput) (keeptrusts.Export, error) {
+	req := keeptrusts.ExportRequest{Type: "events", Format: in.Format, Compression: "none",
+		Since: in.Since.UTC().Format(time.RFC3339Nano), Until: in.Until.UTC().Format(time.RFC3339Nano), Description: in.Description}
+	if in.Gzip {
+		req.Compression = "gzip"
+	}
+	exp, _, err := a.API.CreateExport(ctx, req, in.IdempotencyKey)
+	return exp, classify("create export", err)
+}
+
+// GetExport reads an export's status; the workflow polls it with timers.
+func (a *Activities) GetExport(ctx context.Context, id string) (keeptrusts.Export, error) {
+	exp, err := a.API.GetExport(ctx, id)
+	return exp, classify("get export "+id, err)
+}
+
+// FetchGateways lists the known gateways (validation and dim_gateway).
+func (a *Activities) FetchGateways(ctx context.Context) ([]warehouse.Gateway, error) {
+	gws, err := a.API.Gateways(ctx)
+	if err != nil {
+		return nil, classify("list gateways", err)
+	}
+	out := make([]warehouse.Gateway, len(gws))
+	for i, g := range gws {
+		out[i] = warehouse.Gateway{ID: g.ID, Name: g.Name, Team: g.Team, Environment: g.Environment}
+	}
+	return out, nil
+}
+
+// DownloadInput names the export to download and the load it feeds.
+type DownloadInput struct {
+	LoadID string
+	Export keeptrusts.Export
+}
+
+// DownloadResult is where the file was staged.
+type DownloadResult struct {
+	Key       string
+	Bytes     int64
+	ResumedAt int64 // bytes already staged when this attempt started
+}
+
+// DownloadProgress is the heartbeat of a download.
+type DownloadProgress struct {
+	Bytes int64
+}
+
+// ExportKey is where an export's file is staged.
+func ExportKey(loadID, exportID string) string {
+	return "exports/" + loadID + "/" + exportID + ".data"
+}
+
+// DownloadExport stages the export file. The partial file is the
+// progress: a retry (another attempt, another worker) continues after the
+// bytes already staged with a Range request, and the heartbeat reports
+// them. The file moves to its final key only once its sha256 matched.
+func (a *Activities) DownloadExport(ctx context.Context, in DownloadInput) (DownloadResult, error) {
+	key := ExportKey(in.LoadID, in.Export.ID)
+	if err := staging.CheckKey(key); err != nil {
+		return DownloadResult{}, temporal.NewNonRetryableApplicationError("download: "+err.Error(), ErrTypeAPI, err)
+	}
+	if f, err := a.Store.Open(key); err == nil { // done by an earlier attempt
+		st, _ := f.Stat()
+		f.Close()
+		return DownloadResult{Key: key, Bytes: st.Size(), ResumedAt: st.Size()}, nil
+	}
+	f, offset, err := a.Store.Append(key + ".part")
+	if err != nil {
+		return DownloadResult{}, classify("download", err)
+	}
+	defer f.Close()
+	var last DownloadProgress
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &last) == nil {
+		activity.GetLogger(ctx).Info("resuming download", "export", in.Export.ID, "staged_bytes", offset, "heartbeat_bytes", last.Bytes)
+	}
+	err = a.API.Download(ctx, in.Export, f, keeptrusts.DownloadOptions{
+		Progress: func(n int64) { activity.RecordHeartbeat(ctx, DownloadProgress{Bytes: n}) },
+	})
+	if err != nil {
+		return DownloadResult{}, classify("download export "+in.Export.ID, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return DownloadResult{}, classify("download", err)
+	}
+	if err := a.Store.Rename(key+".part", key); err != nil {
+		return DownloadResult{}, classify("download", err)
+	}
+	return DownloadResult{Key: key, Bytes: st.Size(), ResumedAt: offset}, nil
+}
+
+// SplitInput names a staged file to split into chunks.
+type SplitInput struct {
+	LoadID   string
+	Source   string
+	Key      string
+	Format   string
+	Gzip     bool
+	Gateways []string
+}
+
+// SplitProgress is the heartbeat of a split.
+type SplitProgress struct {
+	Records int64
+}
+
+// ManifestKey is where a load's manifest is staged, for replays.
+func ManifestKey(loadID string) string { return "loads/" + loadID + "/manifest.json" }
+
+// SplitExport validates, transforms and encodes a staged export file into
+// chunk files. Chunk keys are deterministic, so a retry rewrites the same
+// chunks; the manifest is staged too, so a replay can reload without the
+// source.
+func (a *Activities) SplitExport(ctx context.Context, in SplitInput) (staging.Manifest, error) {
+	format, err := schemas.ParseFormat(in.Format)
+	if err != nil {
+		return staging.Manifest{}, temporal.NewNonRetryableApplicationError("split: "+err.Error(), ErrTypeMalformed, err)
+	}
+	f, err := a.Store.Open(in.Key)
+	if err != nil {
+		return staging.Manifest{}, classify("split", err)
+	}
+	defer f.Close()
+	dec, err := schemas.NewDecoder(f, format, in.Gzip)
+	if err != nil {
+		return staging.Manifest{}, classify("split", &staging.MalformedError{Err: err})
+	}
+	defer dec.Close()
+	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways)
+	if err != nil {
+		return staging.Manifest{}, err
+	}
+	if err := sp.Add(dec); err != nil {
+		return staging.Manifest{}, classify("split "+in.Key, err)
+	}
+	return a.finish(sp)
+}
+
+func (a *Activities) splitter(ctx context.Context, loadID, source string, gateways []string) (*staging.Splitter, error) {
+	set := schemas.GatewaySet{}
+	for _, g := range gateways {
+		set[g] = true
+	}
+	sp, err := staging.NewSplitter(staging.SplitOptions{
+		LoadID: loadID, Source: source, ChunkRows: a.ChunkRows, Gateways: set,
+		IngestedAt: time.Now(), ProgressEvery: 10_000,
+		Progress: func(n int64) { activity.RecordHeartbeat(ctx, SplitProgress{Records: n}) },
+	}, a.Store)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError("split: "+err.Error(), ErrTypeMalformed, err)
+	}
+	return sp, nil
+}
+
+func (a *Activities) finish(sp *staging.Splitter) (staging.Manifest, error) {
+	man, err := sp.Close()
+	if err != nil {
+		return staging.Manifest{}, classify("split", err)
+	}
+	w, err := a.Store.Create(ManifestKey(man.LoadID))
+	if err != nil {
+		return staging.Manifest{}, classify("write manifest", err)
+	}
+	if err := json.NewEncoder(w).Encode(man); err != nil {
+		w.Close()
+		return staging.Manifest{}, classify("write manifest", err)
+	}
+	if err := w.Close(); err != nil {
+		return staging.Manifest{}, classify("write manifest", err)
+	}
+	return man, nil
+}
+
+// ReadManifest returns a staged load's manifest, for a replay from
+// staging.
+func (a *Activities) ReadManifest(ctx context.Context, loadID string) (staging.Manifest, error) {
+	f, err := a.Store.Open(ManifestKey(loadID))
+	if errors.Is(err, staging.ErrNotFound) {
+		return staging.Manifest{}, temporal.NewNonRetryableApplicationError(
+			"nothing staged for load "+loadID+"; replay it from the source (by window)", ErrTypeNothingStaged, err)
+	}
+	if err != nil {
+		return staging.Manifest{}, classify("read manifest", err)
+	}
+	defer f.Close()
+	var man staging.Manifest
+	if err := json.NewDecoder(f).Decode(&man); err != nil {
+		return staging.Manifest{}, temporal.NewNonRetryableApplicationError("read manifest of "+loadID+": "+err.Error(), ErrTypeNothingStaged, err)
+	}
+	return man, nil
+}
+
+// PullInput asks for a batch of pages after a cursor.
+type PullInput struct {
+	LoadID   string
+	Cursor   string // "" on the very first pull: Since applies
+	Since    string
+	Pages    int
+	PageSize int
+	Gateways []string
+}
+
+// PullResult is a staged batch of pages and where to continue.
+type PullResult struct {
+	Manifest   staging.Manifest
+	NextCursor string
+	HasMore    bool
+	Pages      int
+}
+
+// PullProgress is the heartbeat of a pull.
+type PullProgress struct {
+	Pages  int
+	Cursor string
+}
+
+// PullPages reads up to in.Pages pages from the cursor, in ingestion
+// order, and stages them as chunks of one load. It writes nothing to the
+// warehouse, so a retry simply starts again from in.Cursor.
+func (a *Activities) PullPages(ctx context.Context, in PullInput) (PullResult, error) {
+	sp, err := a.splitter(ctx, in.LoadID, "pull", in.Gateways)
+	if err != nil {
+		return PullResult{}, err
+	}
+	res := PullResult{NextCursor: in.Cursor}
+	for res.Pages < in.Pages {
+		page, err := a.API.ListEvents(ctx, keeptrusts.PageQuery{Window: keeptrusts.Window{Since: in.Since}, Cursor: res.NextCursor, Limit: in.PageSize})
+		if err != nil {
+			return PullResult{}, classify("pull events", err)
+		}
+		dec, err := schemas.NewDecoder(bytes.NewReader(page.Body), schemas.FormatJSON, false)
+		if err != nil {
+			return PullResult{}, classify("pull events", &staging.MalformedError{Err: err})
+		}
+		if err := sp.Add(dec); err != nil {
+			return PullResult{}, classify("pull events", err)
+		}
+		res.Pages++
+		res.NextCursor, res.HasMore = page.NextCursor, page.HasMore
+		activity.RecordHeartbeat(ctx, PullProgress{Pages: res.Pages, Cursor: res.NextCursor})
+		if !page.HasMore {
+			break
+		}
+	}
+	res.Manifest, err = a.finish(sp)
+	return res, err
+}
+
+// ChunkInput names one chunk of a load.
+type ChunkInput struct {
+	LoadID string
+	Chunk  staging.Chunk
+}
+
+// StageChunk loads a chunk into its staging tables (WRITE_TRUNCATE with
+// a job id from load, chunk and content: a retry replaces, never adds).
+func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) error {
+	rows, err := a.Store.Open(in.Chunk.Key)
+	if err != nil {
+		return classify("stage chunk", err)
+	}
+	defer rows.Close()
+	files := warehouse.ChunkFiles{Rows: rows}
+	if in.Chunk.QuarantineKey != "" {
+		q, err := a.Store.Open(in.Chunk.QuarantineKey)
+		if err != nil {
+			return classify("stage chunk", err)
+		}
+		defer q.Close()
+		files.Quarantine = q
+	}
+	return classify(fmt.Sprintf("stage chunk %d of %s", in.Chunk.Index, in.LoadID), a.Warehouse.StageChunk(ctx, in.LoadID, in.Chunk, files))
+}
+
+// MergeInput names a load whose chunks are staged.
+type MergeInput struct {
+	LoadID string
+	Source string
+	Chunks []staging.Chunk
+}
+
+// MergeProgress is the heartbeat of a merge: chunks committed so far.
+type MergeProgress struct {
+	Done int
+}
+
+// MergeLoad commits the staged chunks into raw, fact and quarantine, in
+// chunk order, then drops the staging tables. Each commit is guarded
+// (anti-join inserts), so a chunk committed twice adds nothing; resuming
+// after the last heartbeat only saves the work.
+func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) {
+	start := 0
+	var p MergeProgress
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
+		start = p.Done
+	}
+	for i := start; i < len(in.Chunks); i++ {
+		c := in.Chunks[i]
+		if err := a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c); err != nil {
+			return i, classify("merge", err)
+		}
+		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + 1})
+	}
+	for _, c := range in.Chunks {
+		if err := a.Warehouse.DropStaging(ctx, in.LoadID, c.Index); err != nil {
+			return len(in.Chunks), classify("merge", err)
+		}
+	}
+	return len(in.Chunks), nil
+}
+
+// RefreshDimensions rebuilds the dimensions (each replaced whole).
+func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse.Gateway) error {
+	return classify("refresh dimensions", a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users))
+}
+
+// Completeness is what CheckLoad reports.
+type Completeness = warehouse.Completeness
+
+// Gateway is a known gateway, as FetchGateways returns it.
+type Gateway = warehouse.Gateway
+
+// CheckLoad counts what a load left in the warehouse.
+func (a *Activities) CheckLoad(ctx context.Context, loadID string) (Completeness, error) {
+	c, err := a.Warehouse.CheckLoad(ctx, loadID)
+	return c, classify("check load "+loadID, err)
+}
+
+// CleanupLoad removes a finished load's staged files.
+func (a *Activities) CleanupLoad(ctx context.Context, loadID string) error {
+	for _, prefix := range []string{"loads/" + loadID, "exports/" + loadID} {
+		if err := a.Store.RemoveAll(prefix); err != nil {
+			return classify("cleanup", err)
+		}
+	}
+	return nil
+}
+
+// CheckpointInput is a checkpoint to store.
+type CheckpointInput struct {
+	Key, Value string
+}
+
+// ReadCheckpoint returns the stored checkpoint ("" when none).
+func (a *Activities) ReadCheckpoint(ctx context.Context, key string) (string, error) {
+	v, err := a.Warehouse.Checkpoint(ctx, key)
+	return v, classify("read checkpoint", err)
+}
+
+// WriteCheckpoint stores a checkpoint; writing the same value twice is
+// harmless.
+func (a *Activities) WriteCheckpoint(ctx context.Context, in CheckpointInput) error {
+	return classify("write checkpoint", a.Warehouse.SetCheckpoint(ctx, in.Key, in.Value))
+}
+
+// Window is a timestamp range [Since, Until).
+type Window struct {
+	Since, Until time.Time
+}
+
+// CountSource asks the API how many events the window holds.
+func (a *Activities) CountSource(ctx context.Context, w Window) (int64, error) {
+	n, err := a.API.Count(ctx, keeptrusts.Window{Since: w.Since.UTC().Format(time.RFC3339Nano), Until: w.Until})
+	return n, classify("count source", err)
+}
+
+// WarehouseCount is what the warehouse holds for a window.
+type WarehouseCount struct {
+	Fact        int64
+	Quarantined int64
+	Unplaced    int64 // quarantined with no usable timestamp (any window)
+}
+
+// CountWarehouse counts fact and quarantine rows for the window.
+func (a *Activities) CountWarehouse(ctx context.Context, w Window) (WarehouseCount, error) {
+	fact, err := a.Warehouse.CountFact(ctx, w.Since, w.Until)
+	if err != nil {
+		return WarehouseCount{}, classify("count warehouse", err)
+	}
+	q, unplaced, err := a.Warehouse.CountQuarantined(ctx, w.Since, w.Until)
+	return WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classify("count warehouse", err)
+}

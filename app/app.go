@@ -1,0 +1,219 @@
+// Package app builds ktpipe's dependencies from configuration and runs
+// its workers; the worker command and the local stack both use it.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/api/option"
+
+	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/config"
+	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// DialTemporal connects to the configured Temporal cluster.
+func DialTemporal(cfg config.Temporal, logger *slog.Logger) (client.Client, error) {
+	opts := client.Options{HostPort: cfg.Address, Namespace: cfg.Namespace, Logger: log.NewStructuredLogger(logger)}
+	if cfg.APIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.APIKey.Reveal())
+	}
+	if cfg.APIKey != "" || cfg.TLSCertFile != "" || cfg.TLSCAFile != "" {
+		tc := &tls.Config{ServerName: cfg.TLSServerName, MinVersion: tls.VersionTLS12}
+		if cfg.TLSCertFile != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("TEMPORAL_TLS_CERT/TEMPORAL_TLS_KEY: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		if cfg.TLSCAFile != "" {
+			pem, err := os.ReadFile(cfg.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("TEMPORAL_TLS_CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, errors.New("TEMPORAL_TLS_CA: no certificate in the file")
+			}
+			tc.RootCAs = pool
+		}
+		opts.ConnectionOptions.TLS = tc
+	}
+	c, err := client.Dial(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (TEMPORAL_ADDRESS): %w", cfg.Address, err)
+	}
+	return c, nil
+}
+
+// DialBigQuery returns a BigQuery client: the emulator when an endpoint is
+// set, otherwise BigQuery with Application Default Credentials.
+func DialBigQuery(ctx context.Context, cfg config.BigQuery) (*bigquery.Client, error) {
+	var opts []option.ClientOption
+	if cfg.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(cfg.Endpoint), option.WithoutAuthentication())
+	}
+	bq, err := bigquery.NewClient(ctx, cfg.Project, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("BigQuery client for %s: %w", cfg.Project, err)
+	}
+	return bq, nil
+}
+
+// NewActivities builds the activities' dependencies from configuration.
+func NewActivities(cfg config.Worker, bq *bigquery.Client) (*activities.Activities, error) {
+	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token,
+		keeptrusts.WithHTTPClient(&http.Client{Timeout: 0, Transport: http.DefaultTransport}))
+	if err != nil {
+		return nil, err
+	}
+	wh, err := warehouse.New(bq, cfg.BigQuery.Project, cfg.BigQuery.Dataset, cfg.BigQuery.Location)
+	if err != nil {
+		return nil, err
+	}
+	prices, err := warehouse.LoadPrices(cfg.Pipeline.PriceFile)
+	if err != nil {
+		return nil, fmt.Errorf("KTPIPE_PRICE_TABLE: %w", err)
+	}
+	users, err := warehouse.LoadUserMap(cfg.Pipeline.UserMapFile)
+	if err != nil {
+		return nil, fmt.Errorf("KTPIPE_USER_MAP: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Pipeline.StagingDir, 0o755); err != nil {
+		return nil, fmt.Errorf("KTPIPE_STAGING_DIR: %w", err)
+	}
+	return &activities.Activities{API: api, Warehouse: wh, Store: staging.Dir{Root: cfg.Pipeline.StagingDir},
+		Prices: prices, Users: users, ChunkRows: cfg.Pipeline.ChunkRows}, nil
+}
+
+// RegisterSearchAttributes adds ktpipe's search attributes to the
+// namespace when they are missing. It needs namespace admin rights; where
+// the worker lacks them, an operator registers them once.
+func RegisterSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	want := map[string]enumspb.IndexedValueType{}
+	for _, k := range workflows.SearchAttributeKeys {
+		want[k.GetName()] = k.GetValueType()
+	}
+	_, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: want,
+	})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("register search attributes: %w", err)
+	}
+	return nil
+}
+
+// Workers are the three workers of one process: workflows and warehouse
+// activities on the main queue, Keeptrusts API activities on a
+// rate-limited queue, and merges on a queue served one at a time.
+type Workers []worker.Worker
+
+// NewWorkers creates (but does not start) the workers.
+func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, concurrency int, apiRate float64) Workers {
+	main := worker.New(c, taskQueue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency})
+	main.RegisterWorkflow(workflows.ExportLoad)
+	main.RegisterWorkflow(workflows.IncrementalPull)
+	main.RegisterWorkflow(workflows.Backfill)
+	main.RegisterWorkflow(workflows.Replay)
+	main.RegisterWorkflow(workflows.Reconcile)
+	main.RegisterActivity(acts)
+	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, worker.Options{
+		MaxConcurrentActivityExecutionSize: concurrency,
+		// Across every worker of the cluster: the API's rate limit is the
+		// organisation's, not the process's.
+		TaskQueueActivitiesPerSecond: apiRate,
+	})
+	api.RegisterActivity(acts)
+	// Merges of different loads run one at a time per worker: their
+	// anti-join inserts must not race on the same event ids.
+	merge := worker.New(c, taskQueue+workflows.MergeQueueSuffix, worker.Options{MaxConcurrentActivityExecutionSize: 1})
+	merge.RegisterActivity(acts)
+	return Workers{main, api, merge}
+}
+
+// Start starts every worker.
+func (ws Workers) Start() error {
+	for i, w := range ws {
+		if err := w.Start(); err != nil {
+			for _, started := range ws[:i] {
+				started.Stop()
+			}
+			return fmt.Errorf("start worker: %w", err)
+		}
+	}
+	return nil
+}
+
+// Stop stops every worker, letting running activities finish up to the
+// worker's stop timeout.
+func (ws Workers) Stop() {
+	for _, w := range ws {
+		w.Stop()
+	}
+}
+
+// RunWorker runs a worker process until ctx ends.
+func RunWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) error {
+	c, err := DialTemporal(cfg.Temporal, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	bq, err := DialBigQuery(ctx, cfg.BigQuery)
+	if err != nil {
+		return err
+	}
+	defer bq.Close()
+	acts, err := NewActivities(cfg, bq)
+	if err != nil {
+		return err
+	}
+	if err := RegisterSearchAttributes(ctx, c, cfg.Temporal.Namespace); err != nil {
+		logger.Warn("search attributes not registered; workflows that set them will fail until an operator adds them", "error", err)
+	}
+	rep, err := acts.Warehouse.EnsureSchema(ctx)
+	if err != nil {
+		return fmt.Errorf("warehouse schema: %w", err)
+	}
+	logger.Info("warehouse ready", "dataset", cfg.BigQuery.Dataset, "schema", rep.String(), "foreign_columns", rep.ForeignColumns)
+	ws := NewWorkers(c, cfg.Temporal.TaskQueue, acts, cfg.Pipeline.Concurrency, cfg.Keeptrusts.RateLimit)
+	if err := ws.Start(); err != nil {
+		return err
+	}
+	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
+	<-ctx.Done()
+	ws.Stop()
+	return nil
+}
+
+// SearchAttributeTypes returns ktpipe's search attributes typed for a dev
+// server's registration.
+func SearchAttributeTypes() temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		workflows.KindKey.ValueSet(""),
+		workflows.WindowStartKey.ValueSet(time.Unix(0, 0)),
+		workflows.WindowEndKey.ValueSet(time.Unix(0, 0)),
+		workflows.ExportIDKey.ValueSet(""),
+	)
+}

@@ -1,0 +1,231 @@
+// Package control starts and steers ktpipe's workflows and its schedule:
+// what the starter CLI and the local stack do on a Temporal client.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// DefaultScheduleID is the id of the hourly pull's schedule.
+const DefaultScheduleID = "ktpipe-incremental-pull"
+
+// Control operates ktpipe on one Temporal namespace and task queue.
+type Control struct {
+	Client     client.Client
+	TaskQueue  string
+	ScheduleID string // default DefaultScheduleID
+}
+
+func (c *Control) scheduleID() string {
+	if c.ScheduleID != "" {
+		return c.ScheduleID
+	}
+	return DefaultScheduleID
+}
+
+// ScheduleSpec is the incremental pull's schedule.
+type ScheduleSpec struct {
+	Interval      time.Duration
+	CatchupWindow time.Duration
+	Pull          workflows.IncrementalPullInput
+	Paused        bool
+}
+
+func (c *Control) scheduleAction(s ScheduleSpec) *client.ScheduleWorkflowAction {
+	return &client.ScheduleWorkflowAction{
+		ID:                    c.scheduleID(),
+		Workflow:              workflows.IncrementalPull,
+		Args:                  []any{s.Pull},
+		TaskQueue:             c.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("pull")),
+	}
+}
+
+// ApplySchedule creates the schedule, or updates it to spec when it
+// exists; it reports whether it created it.
+func (c *Control) ApplySchedule(ctx context.Context, s ScheduleSpec) (bool, error) {
+	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: s.Interval}}}
+	_, err := c.Client.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:   c.scheduleID(),
+		Spec: spec,
+		// A pull still running when the next is due is not doubled: the
+		// next one starts from the checkpoint anyway.
+		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+		CatchupWindow: s.CatchupWindow,
+		Paused:        s.Paused,
+		Action:        c.scheduleAction(s),
+	})
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		return false, fmt.Errorf("create schedule %s: %w", c.scheduleID(), err)
+	}
+	h := c.Client.ScheduleClient().GetHandle(ctx, c.scheduleID())
+	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+		sched := in.Description.Schedule
+		sched.Spec = &spec
+		sched.Action = c.scheduleAction(s)
+		sched.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
+		sched.Policy.CatchupWindow = s.CatchupWindow
+		return &client.ScheduleUpdate{Schedule: &sched}, nil
+	}})
+	if err != nil {
+		return false, fmt.Errorf("update schedule %s: %w", c.scheduleID(), err)
+	}
+	return false, nil
+}
+
+// ErrNoSchedule is returned when the schedule does not exist.
+var ErrNoSchedule = errors.New("schedule not found; run 'schedule apply' first")
+
+func (c *Control) handle(ctx context.Context) (client.ScheduleHandle, error) {
+	h := c.Client.ScheduleClient().GetHandle(ctx, c.scheduleID())
+	if _, err := h.Describe(ctx); err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return nil, ErrNoSchedule
+		}
+		return nil, fmt.Errorf("describe schedule %s: %w", c.scheduleID(), err)
+	}
+	return h, nil
+}
+
+// PauseSchedule pauses (or, with pause=false, resumes) the schedule.
+func (c *Control) PauseSchedule(ctx context.Context, pause bool, note string) error {
+	h, err := c.handle(ctx)
+	if err != nil {
+		return err
+	}
+	if pause {
+		return h.Pause(ctx, client.SchedulePauseOptions{Note: note})
+	}
+	return h.Unpause(ctx, client.ScheduleUnpauseOptions{Note: note})
+}
+
+// TriggerSchedule starts a pull now and returns its workflow id.
+func (c *Control) TriggerSchedule(ctx context.Context) (string, error) {
+	h, err := c.handle(ctx)
+	if err != nil {
+		return "", err
+	}
+	before, err := h.Describe(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP}); err != nil {
+		return "", fmt.Errorf("trigger schedule: %w", err)
+	}
+	// The action starts asynchronously; wait until it shows.
+	for i := 0; i < 100; i++ {
+		d, err := h.Describe(ctx)
+		if err != nil {
+			return "", err
+		}
+		if n := len(d.Info.RecentActions); n > 0 && (len(before.Info.RecentActions) == 0 ||
+			d.Info.RecentActions[n-1].ActualTime.After(before.Info.RecentActions[len(before.Info.RecentActions)-1].ActualTime)) {
+			return d.Info.RecentActions[n-1].StartWorkflowResult.WorkflowID, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return "", errors.New("trigger schedule: no run started (is one still running? overlap policy is skip)")
+}
+
+// DescribeSchedule returns the schedule's description.
+func (c *Control) DescribeSchedule(ctx context.Context) (*client.ScheduleDescription, error) {
+	h, err := c.handle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return h.Describe(ctx)
+}
+
+// BackfillID is the workflow id of a backfill of a range, so starting
+// the same backfill twice finds the first.
+func BackfillID(since, until time.Time) string {
+	return fmt.Sprintf("ktpipe-backfill-%s-%s", since.UTC().Format("20060102T150405Z"), until.UTC().Format("20060102T150405Z"))
+}
+
+// StartBackfill starts (or attaches to) the backfill of a range. A range
+// already backfilled successfully is not loaded again.
+func (c *Control) StartBackfill(ctx context.Context, in workflows.BackfillInput) (client.WorkflowRun, error) {
+	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       BackfillID(in.Since, in.Until),
+		TaskQueue:                c.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("backfill"),
+			workflows.WindowStartKey.ValueSet(in.Since), workflows.WindowEndKey.ValueSet(in.Until)),
+	}, workflows.Backfill, in)
+}
+
+// StartExport starts a one-off export load of a window.
+func (c *Control) StartExport(ctx context.Context, in workflows.ExportLoadInput) (client.WorkflowRun, error) {
+	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       fmt.Sprintf("ktpipe-export-%s-%s", in.Since.UTC().Format("20060102T150405Z"), in.Until.UTC().Format("20060102T150405Z")),
+		TaskQueue:                c.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("export"),
+			workflows.WindowStartKey.ValueSet(in.Since), workflows.WindowEndKey.ValueSet(in.Until)),
+	}, workflows.ExportLoad, in)
+}
+
+// StartReplay starts a replay of a load id or a window.
+func (c *Control) StartReplay(ctx context.Context, in workflows.ReplayInput) (client.WorkflowRun, error) {
+	id := "ktpipe-replay-" + in.LoadID
+	if in.LoadID == "" {
+		id = fmt.Sprintf("ktpipe-replay-%s-%s", in.Since.UTC().Format("20060102T150405Z"), in.Until.UTC().Format("20060102T150405Z"))
+	}
+	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: id, TaskQueue: c.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.KindKey.ValueSet("replay")),
+	}, workflows.Replay, in)
+}
+
+// StartReconcile starts a reconciliation of a window.
+func (c *Control) StartReconcile(ctx context.Context, in workflows.ReconcileInput) (client.WorkflowRun, error) {
+	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       fmt.Sprintf("ktpipe-reconcile-%s-%s", in.Since.UTC().Format("20060102T150405Z"), in.Until.UTC().Format("20060102T150405Z")),
+		TaskQueue:                c.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("reconcile"),
+			workflows.WindowStartKey.ValueSet(in.Since), workflows.WindowEndKey.ValueSet(in.Until)),
+	}, workflows.Reconcile, in)
+}
+
+// WorkflowSummary is one line of status.
+type WorkflowSummary struct {
+	ID, RunID, Type, Status string
+	Start                   time.Time
+}
+
+// ListWorkflows lists ktpipe's workflows in a status (Running, Failed, ...).
+func (c *Control) ListWorkflows(ctx context.Context, status string, limit int) ([]WorkflowSummary, error) {
+	query := fmt.Sprintf("TaskQueue = '%s' AND ExecutionStatus = '%s'", c.TaskQueue, status)
+	resp, err := c.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: int32(limit)})
+	if err != nil {
+		return nil, fmt.Errorf("list %s workflows: %w", status, err)
+	}
+	var out []WorkflowSummary
+	for _, e := range resp.Executions {
+		out = append(out, WorkflowSummary{ID: e.Execution.WorkflowId, RunID: e.Execution.RunId, Type: e.Type.Name,
+			Status: e.Status.String(), Start: e.StartTime.AsTime()})
+	}
+	return out, nil
+}

@@ -1,0 +1,209 @@
+// Package integration runs ktpipe's workflows end to end against the real
+// parts: the Temporal dev server, the BigQuery emulator and the Keeptrusts
+// simulator. Each test gets its own simulator, dataset, task queue and
+// staging directory, so tests are independent and parallel-safe.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/app"
+	"github.com/ktpipe/ktpipe/control"
+	"github.com/ktpipe/ktpipe/devstack"
+	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+const (
+	project = "ktpipe-it"
+	token   = "it-token"
+)
+
+var (
+	temporalSrv *testsuite.DevServer
+	emulator    *devstack.Emulator
+	bq          *bigquery.Client
+	seq         atomic.Int64
+)
+
+// TestMain starts one Temporal dev server and one emulator for the
+// package. A missing binary fails the run: CI must run these.
+func TestMain(m *testing.M) {
+	ctx := context.Background()
+	var err error
+	temporalSrv, err = devstack.StartTemporal(ctx, devstack.TemporalOptions{Logs: io.Discard, SearchAttributes: app.SearchAttributeTypes()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration tests need the Temporal dev server:", err)
+		os.Exit(1)
+	}
+	emulator, err = devstack.StartEmulator(ctx, project, io.Discard)
+	if err != nil {
+		temporalSrv.Stop()
+		fmt.Fprintln(os.Stderr, "integration tests need the BigQuery emulator:", err)
+		os.Exit(1)
+	}
+	bq, err = emulator.Client(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	bq.Close()
+	emulator.Stop()
+	temporalSrv.Stop()
+	os.Exit(code)
+}
+
+// stack is one test's pipeline: simulator, warehouse, workers.
+type stack struct {
+	t       *testing.T
+	sim     *ktsim.Server
+	simURL  string
+	wh      *warehouse.Warehouse
+	acts    *activities.Activities
+	tq      string
+	dataset string
+	staging string
+	ctl     *control.Control
+	workers app.Workers
+	tuning  workflows.Tuning
+}
+
+func simConfig() ktsim.Config {
+	cfg := ktsim.DefaultConfig()
+	cfg.Token = token
+	cfg.HistoryDays = 3
+	cfg.HistoryEvents = 1200
+	cfg.InvalidRate = 0.04
+	cfg.LateRate = 0.1
+	cfg.ExportQueued = 100 * time.Millisecond
+	cfg.ExportRunning = 200 * time.Millisecond
+	cfg.Seed = uint64(seq.Add(1))
+	return cfg
+}
+
+// newStack starts a simulator and in-process workers (startWorkers=false
+// leaves the workers to the test, e.g. as processes it can kill).
+func newStack(t *testing.T, cfg ktsim.Config, startWorkers bool) *stack {
+	t.Helper()
+	ctx := context.Background()
+	n := seq.Add(1)
+	s := &stack{t: t, tq: fmt.Sprintf("it-%d-%d", n, time.Now().UnixNano()%1e6), dataset: fmt.Sprintf("it_%d", n), staging: t.TempDir()}
+	s.sim = ktsim.New(cfg)
+	srv := httptest.NewServer(s.sim)
+	t.Cleanup(func() { srv.Close(); s.sim.Close() })
+	s.simURL = srv.URL
+	var err error
+	if s.wh, err = warehouse.New(bq, project, s.dataset, "US"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.wh.EnsureSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	api, err := keeptrusts.New(s.simURL, token, keeptrusts.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prices, _ := warehouse.LoadPrices("")
+	users := map[string]warehouse.UserInfo{}
+	for _, u := range s.sim.Users() {
+		users[u.Name] = warehouse.UserInfo{Team: u.Team, Department: u.Department}
+	}
+	s.acts = &activities.Activities{API: api, Warehouse: s.wh, Store: staging.Dir{Root: s.staging}, Prices: prices, Users: users, ChunkRows: 250}
+	s.ctl = &control.Control{Client: temporalSrv.Client(), TaskQueue: s.tq, ScheduleID: "sched-" + s.tq}
+	s.tuning = workflows.Tuning{PollInterval: 200 * time.Millisecond, MaxPollInterval: time.Second, HeartbeatTimeout: 3 * time.Second, WarehouseTimeout: 20 * time.Second}
+	if startWorkers {
+		s.startWorkers()
+	}
+	return s
+}
+
+func (s *stack) startWorkers() {
+	s.workers = app.NewWorkers(temporalSrv.Client(), s.tq, s.acts, 4, 50)
+	if err := s.workers.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(s.workers.Stop)
+}
+
+// run starts a workflow and waits for its result.
+func (s *stack) run(id string, wf any, in any, out any) error {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run, err := temporalSrv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.tq}, wf, in)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return run.Get(ctx, out)
+}
+
+// historyWindow is the whole simulated history.
+func (s *stack) historyWindow() (time.Time, time.Time) {
+	now := time.Now().UTC()
+	return now.Add(-time.Duration(4*24) * time.Hour).Truncate(time.Hour), now.Add(time.Hour).Truncate(time.Hour)
+}
+
+// assertExactlyOnce proves the standard: every valid event of the window
+// exactly once in the fact table, nothing else there, and every invalid
+// one in quarantine.
+func (s *stack) assertExactlyOnce(since, until time.Time) {
+	s.t.Helper()
+	ctx := context.Background()
+	truth := s.sim.Truth(since, until)
+	fact, err := s.wh.FactIDs(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	valid := map[string]bool{}
+	for _, id := range truth.Valid {
+		valid[id] = true
+		if fact[id] != 1 {
+			s.t.Errorf("valid event %s is in the fact table %d times", id, fact[id])
+		}
+	}
+	var extra []string
+	for id, n := range fact {
+		if !valid[id] {
+			extra = append(extra, fmt.Sprintf("%s×%d", id, n))
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		s.t.Errorf("%d fact rows are not valid events of the window: %v", len(extra), extra[:min(5, len(extra))])
+	}
+	q, err := s.wh.QuarantinedIDs(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, r := range truth.Invalid {
+		key := r.ID
+		if len(key) > 64 {
+			key = key[:64]
+		}
+		if len(q[key]) != 1 {
+			s.t.Errorf("invalid event %s (%s) is in quarantine %d times: %v", r.ID, r.Rule, len(q[key]), q[key])
+		}
+	}
+	if len(truth.Valid) == 0 || len(truth.Invalid) == 0 {
+		s.t.Fatalf("degenerate truth: %d valid, %d invalid", len(truth.Valid), len(truth.Invalid))
+	}
+	s.t.Logf("exactly once: %d valid events in fact, %d invalid in quarantine", len(truth.Valid), len(truth.Invalid))
+}

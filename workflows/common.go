@@ -1,0 +1,192 @@
+// Package workflows decides the order, retries, waits and checkpoints of
+// ktpipe's loads. It never touches HTTP or BigQuery itself: activities
+// do, and only keys, cursors and counts pass through workflow history.
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/staging"
+)
+
+// Search attributes, so an operator can filter ktpipe's workflows in the
+// Temporal UI.
+var (
+	// KindKey is the kind of workflow: export, pull, backfill, replay, reconcile.
+	KindKey = temporal.NewSearchAttributeKeyKeyword("KtpipeKind")
+	// WindowStartKey is the start of the event window a workflow covers.
+	WindowStartKey = temporal.NewSearchAttributeKeyTime("KtpipeWindowStart")
+	// WindowEndKey is the (exclusive) end of that window.
+	WindowEndKey = temporal.NewSearchAttributeKeyTime("KtpipeWindowEnd")
+	// ExportIDKey is the Keeptrusts export a workflow loads.
+	ExportIDKey = temporal.NewSearchAttributeKeyKeyword("KtpipeExportId")
+)
+
+// SearchAttributeKeys lists the keys a namespace must have registered.
+var SearchAttributeKeys = []temporal.SearchAttributeKey{KindKey, WindowStartKey, WindowEndKey, ExportIDKey}
+
+// ProgressQuery is the query every ktpipe workflow answers with its state.
+const ProgressQuery = "progress"
+
+// Task queue suffixes: API activities run on a rate-limited queue, merges
+// on a queue served one at a time per worker.
+const (
+	APIQueueSuffix   = "-api"
+	MergeQueueSuffix = "-merge"
+)
+
+// Tuning adjusts timeouts and parallelism; zero values take defaults.
+type Tuning struct {
+	PollInterval     time.Duration // first wait between export status polls (2s)
+	MaxPollInterval  time.Duration // cap of the poll backoff (1m)
+	HeartbeatTimeout time.Duration // for long activities (30s)
+	// WarehouseTimeout bounds one warehouse activity attempt (10m): a
+	// worker that dies mid-statement is noticed after this long.
+	WarehouseTimeout time.Duration
+	Concurrency      int // chunk stages in flight (4)
+}
+
+func (t Tuning) withDefaults() Tuning {
+	if t.PollInterval <= 0 {
+		t.PollInterval = 2 * time.Second
+	}
+	if t.MaxPollInterval <= 0 {
+		t.MaxPollInterval = time.Minute
+	}
+	if t.HeartbeatTimeout <= 0 {
+		t.HeartbeatTimeout = 30 * time.Second
+	}
+	if t.WarehouseTimeout <= 0 {
+		t.WarehouseTimeout = 10 * time.Minute
+	}
+	if t.Concurrency <= 0 {
+		t.Concurrency = 4
+	}
+	return t
+}
+
+// a is a nil *Activities: workflows call its methods as activity
+// references, so calls are type-checked; Temporal runs the real ones.
+var a *activities.Activities
+
+// retry is the retry policy of every activity: exponential backoff, and
+// no retry for the errors that cannot heal by themselves.
+var retry = &temporal.RetryPolicy{
+	InitialInterval:    time.Second,
+	BackoffCoefficient: 2,
+	MaximumInterval:    time.Minute,
+	NonRetryableErrorTypes: []string{
+		activities.ErrTypeAPI, activities.ErrTypeExpired, activities.ErrTypeSchema,
+		activities.ErrTypeMalformed, activities.ErrTypeNothingStaged,
+	},
+}
+
+// apiCtx is for short calls to the Keeptrusts API, on the rate-limited
+// queue. ScheduleToClose bounds a long outage to a visible failure.
+func apiCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              workflow.GetInfo(ctx).TaskQueueName + APIQueueSuffix,
+		StartToCloseTimeout:    2 * time.Minute,
+		ScheduleToCloseTimeout: time.Hour,
+		RetryPolicy:            retry,
+	})
+}
+
+// longCtx is for activities that stream data and heartbeat (download,
+// split, pull, merge): a dead worker is noticed within HeartbeatTimeout
+// and the retry resumes from what was staged.
+func longCtx(ctx workflow.Context, t Tuning, queueSuffix string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           workflow.GetInfo(ctx).TaskQueueName + queueSuffix,
+		StartToCloseTimeout: 2 * time.Hour,
+		HeartbeatTimeout:    t.HeartbeatTimeout,
+		RetryPolicy:         retry,
+	})
+}
+
+// warehouseCtx is for BigQuery statements and load jobs.
+func warehouseCtx(ctx workflow.Context, t Tuning) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    t.WarehouseTimeout,
+		ScheduleToCloseTimeout: 6 * time.Hour,
+		RetryPolicy:            retry,
+	})
+}
+
+// loadID makes a staging-safe load id from workflow-derived parts.
+func loadID(parts ...string) string {
+	s := strings.Join(parts, "-")
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 0 && (b[0] == '.' || b[0] == '-' || b[0] == '_') {
+		b[0] = 'L'
+	}
+	return string(b)
+}
+
+// loadChunks stages every chunk (bounded parallelism), then merges them
+// on the merge queue, and returns how many were committed.
+func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []staging.Chunk, onStaged func()) error {
+	wctx := warehouseCtx(ctx, t)
+	var pending []workflow.Future
+	wait := func() error {
+		err := pending[0].Get(ctx, nil)
+		pending = pending[1:]
+		if err == nil && onStaged != nil {
+			onStaged()
+		}
+		return err
+	}
+	for _, c := range chunks {
+		if len(pending) == t.Concurrency {
+			if err := wait(); err != nil {
+				return fmt.Errorf("stage chunks of %s: %w", id, err)
+			}
+		}
+		pending = append(pending, workflow.ExecuteActivity(wctx, a.StageChunk, activities.ChunkInput{LoadID: id, Chunk: c}))
+	}
+	for len(pending) > 0 {
+		if err := wait(); err != nil {
+			return fmt.Errorf("stage chunks of %s: %w", id, err)
+		}
+	}
+	mctx := longCtx(ctx, t, MergeQueueSuffix)
+	if err := workflow.ExecuteActivity(mctx, a.MergeLoad, activities.MergeInput{LoadID: id, Source: source, Chunks: chunks}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("merge %s: %w", id, err)
+	}
+	return nil
+}
+
+// checkLoad verifies what a load left in the warehouse against its
+// manifest: every valid row in the ledger and in the fact table, every
+// invalid one in quarantine.
+func checkLoad(ctx workflow.Context, t Tuning, man staging.Manifest) error {
+	var chk activities.Completeness
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.CheckLoad, man.LoadID).Get(ctx, &chk); err != nil {
+		return fmt.Errorf("check load %s: %w", man.LoadID, err)
+	}
+	var problems []string
+	if chk.LedgerRows != man.Rows || chk.LedgerQuar != man.Quarantined {
+		problems = append(problems, fmt.Sprintf("ledger has %d rows/%d quarantined, manifest %d/%d", chk.LedgerRows, chk.LedgerQuar, man.Rows, man.Quarantined))
+	}
+	if chk.MissingInFact != 0 {
+		problems = append(problems, fmt.Sprintf("%d landed rows missing from the fact table", chk.MissingInFact))
+	}
+	if man.Rows > 0 && chk.RawRows == 0 {
+		problems = append(problems, "no rows in the raw table")
+	}
+	if len(problems) > 0 {
+		return temporal.NewNonRetryableApplicationError("load "+man.LoadID+" incomplete: "+strings.Join(problems, "; ")+"; replay it", activities.ErrTypeIncomplete, nil)
+	}
+	return nil
+}

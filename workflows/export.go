@@ -1,0 +1,209 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/staging"
+)
+
+// ExportLoadInput is one export window to load.
+type ExportLoadInput struct {
+	Since, Until time.Time
+	Format       string // json, ndjson or csv (default ndjson)
+	Gzip         bool
+	Source       string // raw.source: export, backfill or replay (default export)
+	Tuning       Tuning
+}
+
+// ExportLoadResult says what the load did.
+type ExportLoadResult struct {
+	LoadID        string
+	ExportID      string
+	RowCount      int64 // records in the export file, by the API
+	Records       int64 // records read
+	Rows          int64 // valid rows loaded
+	Quarantined   int64
+	Resent        int64 // records the source repeated within a chunk
+	Chunks        int
+	UnknownFields []string
+}
+
+// ExportProgress is what the progress query returns.
+type ExportProgress struct {
+	Phase        string // creating, waiting, downloading, splitting, loading, merging, checking, done
+	ExportID     string
+	ExportStatus string
+	Polls        int
+	Generation   int // exports created after failed or expired ones
+	ChunksTotal  int
+	ChunksStaged int
+	Rows         int64
+	Quarantined  int64
+}
+
+// maxGenerations bounds how often a failed or expired export is replaced
+// by a new one before the workflow gives up.
+const maxGenerations = 3
+
+// ExportLoad loads one window through the Export API: create the export
+// (idempotency key from the workflow id) → poll its status with durable
+// timers → download → split into chunks → stage chunks → merge into the
+// fact table → refresh dimensions → check completeness.
+func ExportLoad(ctx workflow.Context, in ExportLoadInput) (ExportLoadResult, error) {
+	s := &exportLoad{in: in, t: in.Tuning.withDefaults()}
+	if err := s.setup(ctx); err != nil {
+		return ExportLoadResult{}, err
+	}
+	return s.run(ctx)
+}
+
+type exportLoad struct {
+	in       ExportLoadInput
+	t        Tuning
+	progress ExportProgress
+}
+
+func (s *exportLoad) setup(ctx workflow.Context) error {
+	if s.in.Format == "" {
+		s.in.Format = "ndjson"
+	}
+	if s.in.Source == "" {
+		s.in.Source = "export"
+	}
+	if !s.in.Since.Before(s.in.Until) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("window [%s, %s) is empty", s.in.Since, s.in.Until), "BadInput", nil)
+	}
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (ExportProgress, error) { return s.progress, nil }); err != nil {
+		return err
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet(s.in.Source),
+		WindowStartKey.ValueSet(s.in.Since), WindowEndKey.ValueSet(s.in.Until))
+}
+
+func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
+	info := workflow.GetInfo(ctx)
+	var exp keeptrusts.Export
+	var dl activities.DownloadResult
+	for {
+		var err error
+		if exp, err = s.createAndWait(ctx, info.WorkflowExecution.ID); err != nil {
+			return ExportLoadResult{}, err
+		}
+		s.progress.Phase = "downloading"
+		err = workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.DownloadExport,
+			activities.DownloadInput{LoadID: s.loadID(ctx), Export: exp}).Get(ctx, &dl)
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeExpired && s.progress.Generation+1 < maxGenerations {
+			s.progress.Generation++ // expired before we got it: export again
+			continue
+		}
+		if err != nil {
+			return ExportLoadResult{}, fmt.Errorf("download export %s: %w", exp.ID, err)
+		}
+		break
+	}
+	id := s.loadID(ctx)
+
+	var gateways []activities.Gateway
+	if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
+		return ExportLoadResult{}, fmt.Errorf("list gateways: %w", err)
+	}
+	ids := make([]string, len(gateways))
+	for i, g := range gateways {
+		ids[i] = g.ID
+	}
+	s.progress.Phase = "splitting"
+	var man staging.Manifest
+	err := workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.SplitExport, activities.SplitInput{
+		LoadID: id, Source: s.in.Source, Key: dl.Key, Format: exp.Format, Gzip: exp.Compression == "gzip", Gateways: ids,
+	}).Get(ctx, &man)
+	if err != nil {
+		return ExportLoadResult{}, fmt.Errorf("split export %s: %w", exp.ID, err)
+	}
+	if exp.RowCount != nil && man.Records != *exp.RowCount {
+		return ExportLoadResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("export %s: read %d records, the export says %d", exp.ID, man.Records, *exp.RowCount), activities.ErrTypeIncomplete, nil)
+	}
+	s.progress.ChunksTotal, s.progress.Rows, s.progress.Quarantined = len(man.Chunks), man.Rows, man.Quarantined
+
+	s.progress.Phase = "loading"
+	if err := loadChunks(ctx, s.t, id, s.in.Source, man.Chunks, func() { s.progress.ChunksStaged++ }); err != nil {
+		return ExportLoadResult{}, err
+	}
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
+		return ExportLoadResult{}, fmt.Errorf("refresh dimensions: %w", err)
+	}
+	s.progress.Phase = "checking"
+	if err := checkLoad(ctx, s.t, man); err != nil {
+		return ExportLoadResult{}, err
+	}
+	if err := workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
+	}
+	s.progress.Phase = "done"
+	res := ExportLoadResult{LoadID: id, ExportID: exp.ID, Records: man.Records, Rows: man.Rows,
+		Quarantined: man.Quarantined, Resent: man.Resent, Chunks: len(man.Chunks), UnknownFields: man.UnknownFields}
+	if exp.RowCount != nil {
+		res.RowCount = *exp.RowCount
+	}
+	return res, nil
+}
+
+// loadID is stable across retries and replays of this workflow run, and
+// new for each export generation.
+func (s *exportLoad) loadID(ctx workflow.Context) string {
+	return loadID(workflow.GetInfo(ctx).WorkflowExecution.ID, fmt.Sprintf("g%d", s.progress.Generation))
+}
+
+// createAndWait creates the export and polls it with durable timers until
+// it completes; a failed or expired export is replaced by a new one with
+// a new idempotency key, at most maxGenerations times.
+func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (keeptrusts.Export, error) {
+	for ; s.progress.Generation < maxGenerations; s.progress.Generation++ {
+		s.progress.Phase = "creating"
+		var exp keeptrusts.Export
+		key := fmt.Sprintf("ktpipe/%s/g%d", workflowID, s.progress.Generation)
+		err := workflow.ExecuteActivity(apiCtx(ctx), a.CreateExport, activities.CreateExportInput{
+			IdempotencyKey: key, Since: s.in.Since, Until: s.in.Until, Format: s.in.Format, Gzip: s.in.Gzip,
+			Description: "ktpipe " + workflowID,
+		}).Get(ctx, &exp)
+		if err != nil {
+			return exp, fmt.Errorf("create export: %w", err)
+		}
+		s.progress.ExportID = exp.ID
+		if err := workflow.UpsertTypedSearchAttributes(ctx, ExportIDKey.ValueSet(exp.ID)); err != nil {
+			return exp, err
+		}
+		s.progress.Phase = "waiting"
+		delay := s.t.PollInterval
+		for !exp.Terminal() {
+			if err := workflow.Sleep(ctx, delay); err != nil {
+				return exp, err
+			}
+			delay = min(delay*2, s.t.MaxPollInterval)
+			s.progress.Polls++
+			if err := workflow.ExecuteActivity(apiCtx(ctx), a.GetExport, exp.ID).Get(ctx, &exp); err != nil {
+				return exp, fmt.Errorf("poll export %s: %w", exp.ID, err)
+			}
+			s.progress.ExportStatus = exp.Status
+		}
+		s.progress.ExportStatus = exp.Status
+		if exp.Status == keeptrusts.StatusCompleted {
+			return exp, nil
+		}
+		reason := exp.Status
+		if exp.Error != nil {
+			reason += ": " + *exp.Error
+		}
+		workflow.GetLogger(ctx).Warn("export did not complete; creating a new one", "export", exp.ID, "reason", reason)
+	}
+	return keeptrusts.Export{}, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("export of [%s, %s) failed %d times", s.in.Since, s.in.Until, maxGenerations), activities.ErrTypeAPI, nil)
+}

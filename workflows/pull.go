@@ -1,0 +1,177 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/activities"
+)
+
+// DefaultCheckpointKey is the pipeline_state key of the hourly pull.
+const DefaultCheckpointKey = "incremental_pull_cursor"
+
+// IncrementalPullInput configures one scheduled pull.
+type IncrementalPullInput struct {
+	CheckpointKey string // default DefaultCheckpointKey
+	// Start is where the very first pull begins (RFC 3339 or 24h); later
+	// pulls continue from the stored cursor.
+	Start         string
+	PageSize      int // default 1000
+	PagesPerBatch int // pages staged per batch (default 50)
+	BatchesPerRun int // batches before continue-as-new (default 20)
+	Tuning        Tuning
+
+	// Set by the workflow itself when it continues as new.
+	Cursor string
+	Totals PullTotals
+}
+
+// PullTotals accumulate across continue-as-new.
+type PullTotals struct {
+	Batches     int
+	Rows        int64
+	Quarantined int64
+}
+
+// IncrementalPullResult says where the pull stopped.
+type IncrementalPullResult struct {
+	PullTotals
+	Cursor string
+}
+
+// PullProgress is what the progress query returns.
+type PullProgress struct {
+	PullTotals
+	Phase  string
+	Cursor string
+}
+
+// IncrementalPull pages the Events API from the stored cursor (ingestion
+// order, so late events are never skipped), loads and merges each batch,
+// and only then advances the checkpoint: a crash anywhere re-pulls the
+// batch, and the merge absorbs the repeat. A long backlog continues as
+// new every BatchesPerRun batches, so history stays small.
+func IncrementalPull(ctx workflow.Context, in IncrementalPullInput) (IncrementalPullResult, error) {
+	s := &incrementalPull{in: in, t: in.Tuning.withDefaults()}
+	if err := s.setup(ctx); err != nil {
+		return IncrementalPullResult{}, err
+	}
+	return s.run(ctx)
+}
+
+type incrementalPull struct {
+	in       IncrementalPullInput
+	t        Tuning
+	progress PullProgress
+}
+
+func (s *incrementalPull) setup(ctx workflow.Context) error {
+	if s.in.CheckpointKey == "" {
+		s.in.CheckpointKey = DefaultCheckpointKey
+	}
+	if s.in.Start == "" {
+		s.in.Start = "24h"
+	}
+	if s.in.PageSize <= 0 {
+		s.in.PageSize = 1000
+	}
+	if s.in.PagesPerBatch <= 0 {
+		s.in.PagesPerBatch = 50
+	}
+	if s.in.BatchesPerRun <= 0 {
+		s.in.BatchesPerRun = 20
+	}
+	s.progress.PullTotals = s.in.Totals
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (PullProgress, error) { return s.progress, nil }); err != nil {
+		return err
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("pull"))
+}
+
+func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, error) {
+	info := workflow.GetInfo(ctx)
+	cursor := s.in.Cursor
+	if cursor == "" {
+		s.progress.Phase = "reading checkpoint"
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.ReadCheckpoint, s.in.CheckpointKey).Get(ctx, &cursor); err != nil {
+			return IncrementalPullResult{}, fmt.Errorf("read checkpoint: %w", err)
+		}
+	}
+	s.progress.Cursor = cursor
+	var gateways []activities.Gateway
+	if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
+		return IncrementalPullResult{}, fmt.Errorf("list gateways: %w", err)
+	}
+	ids := make([]string, len(gateways))
+	for i, g := range gateways {
+		ids[i] = g.ID
+	}
+	loaded := false
+	for batch := 0; batch < s.in.BatchesPerRun; batch++ {
+		// Unique per run and batch: a re-pull after a crash is a new load
+		// whose rows the merge dedups against what already landed.
+		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(batch))
+		s.progress.Phase = "pulling"
+		var res activities.PullResult
+		in := activities.PullInput{LoadID: id, Cursor: cursor, Pages: s.in.PagesPerBatch, PageSize: s.in.PageSize, Gateways: ids}
+		if cursor == "" {
+			in.Since = s.in.Start
+		}
+		if err := workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.PullPages, in).Get(ctx, &res); err != nil {
+			return IncrementalPullResult{}, fmt.Errorf("pull after cursor: %w", err)
+		}
+		if len(res.Manifest.Chunks) > 0 {
+			s.progress.Phase = "loading"
+			if err := loadChunks(ctx, s.t, id, "pull", res.Manifest.Chunks, nil); err != nil {
+				return IncrementalPullResult{}, err
+			}
+			if err := checkLoad(ctx, s.t, res.Manifest); err != nil {
+				return IncrementalPullResult{}, err
+			}
+			loaded = true
+		}
+		// The checkpoint moves only after the batch is merged.
+		s.progress.Phase = "checkpointing"
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.WriteCheckpoint,
+			activities.CheckpointInput{Key: s.in.CheckpointKey, Value: res.NextCursor}).Get(ctx, nil); err != nil {
+			return IncrementalPullResult{}, fmt.Errorf("write checkpoint: %w", err)
+		}
+		if err := workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
+		}
+		cursor = res.NextCursor
+		s.progress.Cursor = cursor
+		s.progress.Batches++
+		s.progress.Rows += res.Manifest.Rows
+		s.progress.Quarantined += res.Manifest.Quarantined
+		if !res.HasMore {
+			break
+		}
+		if batch == s.in.BatchesPerRun-1 {
+			if loaded {
+				if err := s.refresh(ctx, gateways); err != nil {
+					return IncrementalPullResult{}, err
+				}
+			}
+			next := s.in
+			next.Cursor, next.Totals = cursor, s.progress.PullTotals
+			return IncrementalPullResult{}, workflow.NewContinueAsNewError(ctx, IncrementalPull, next)
+		}
+	}
+	if loaded {
+		if err := s.refresh(ctx, gateways); err != nil {
+			return IncrementalPullResult{}, err
+		}
+	}
+	s.progress.Phase = "done"
+	return IncrementalPullResult{PullTotals: s.progress.PullTotals, Cursor: cursor}, nil
+}
+
+func (s *incrementalPull) refresh(ctx workflow.Context, gateways []activities.Gateway) error {
+	s.progress.Phase = "refreshing dimensions"
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
+		return fmt.Errorf("refresh dimensions: %w", err)
+	}
+	return nil
+}

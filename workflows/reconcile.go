@@ -1,0 +1,97 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/activities"
+)
+
+// ReconcileInput is a range to compare, step by step.
+type ReconcileInput struct {
+	Since, Until time.Time
+	Step         time.Duration // default 1h
+	// ReplayGaps starts a Replay of each window with an unexplained gap.
+	ReplayGaps bool
+	Tuning     Tuning
+}
+
+// WindowCount compares one window: the API's count against what the
+// warehouse holds.
+type WindowCount struct {
+	Since, Until time.Time
+	Source       int64 // events the API counts
+	Fact         int64 // rows in fact_ai_event
+	Quarantined  int64 // quarantined records whose timestamp is in the window
+	Gap          int64 // Source - Fact - Quarantined
+}
+
+// ReconcileResult lists every window and the gaps.
+type ReconcileResult struct {
+	Windows []WindowCount
+	// Unplaced quarantined records have no usable timestamp, so the API
+	// counts them in some window the warehouse cannot name; a gap up to
+	// this many is explained by them.
+	Unplaced int64
+	Gaps     []WindowCount // windows with a gap larger than Unplaced
+	Replays  []string      // Replay workflow ids started for those
+}
+
+// Reconcile compares the API's count=true with the warehouse per window.
+func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error) {
+	if in.Step <= 0 {
+		in.Step = time.Hour
+	}
+	if !in.Since.Before(in.Until) {
+		return ReconcileResult{}, temporal.NewNonRetryableApplicationError("reconcile needs a non-empty window", "BadInput", nil)
+	}
+	tune := in.Tuning.withDefaults()
+	var res ReconcileResult
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (ReconcileResult, error) { return res, nil }); err != nil {
+		return res, err
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("reconcile"),
+		WindowStartKey.ValueSet(in.Since), WindowEndKey.ValueSet(in.Until)); err != nil {
+		return res, err
+	}
+	for t := in.Since; t.Before(in.Until); t = t.Add(in.Step) {
+		end := t.Add(in.Step)
+		if end.After(in.Until) {
+			end = in.Until
+		}
+		w := activities.Window{Since: t, Until: end}
+		var src int64
+		var wh activities.WarehouseCount
+		if err := workflow.ExecuteActivity(apiCtx(ctx), a.CountSource, w).Get(ctx, &src); err != nil {
+			return res, fmt.Errorf("count source %s: %w", t, err)
+		}
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), a.CountWarehouse, w).Get(ctx, &wh); err != nil {
+			return res, fmt.Errorf("count warehouse %s: %w", t, err)
+		}
+		res.Unplaced = wh.Unplaced
+		res.Windows = append(res.Windows, WindowCount{Since: t, Until: end, Source: src, Fact: wh.Fact, Quarantined: wh.Quarantined,
+			Gap: src - wh.Fact - wh.Quarantined})
+	}
+	for _, w := range res.Windows {
+		if w.Gap > res.Unplaced || w.Gap < 0 {
+			res.Gaps = append(res.Gaps, w)
+		}
+	}
+	if in.ReplayGaps {
+		for _, g := range res.Gaps {
+			if g.Gap <= 0 {
+				continue // more in the warehouse than the source counts: not a replay's job
+			}
+			id := fmt.Sprintf("%s/replay-%s", workflow.GetInfo(ctx).WorkflowExecution.ID, g.Since.UTC().Format("20060102T150405Z"))
+			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id})
+			if err := workflow.ExecuteChildWorkflow(cctx, Replay, ReplayInput{Since: g.Since, Until: g.Until, Tuning: in.Tuning}).Get(ctx, nil); err != nil {
+				return res, fmt.Errorf("replay %s: %w", id, err)
+			}
+			res.Replays = append(res.Replays, id)
+		}
+	}
+	return res, nil
+}

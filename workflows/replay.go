@@ -1,0 +1,92 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/staging"
+)
+
+// ReplayInput names what to load again: a load id whose chunks are still
+// staged, or a window to export again from the source.
+type ReplayInput struct {
+	LoadID       string
+	Since, Until time.Time
+	Format       string
+	Gzip         bool
+	Tuning       Tuning
+}
+
+// ReplayResult says what the replay loaded.
+type ReplayResult struct {
+	LoadID      string
+	From        string // staging or source
+	Rows        int64
+	Quarantined int64
+}
+
+// Replay re-runs a failed load. From staging it stages and merges the
+// load's chunks again (the merge adds only what is missing); from the
+// source it runs a fresh ExportLoad of the window. Either way, running it
+// twice changes nothing the second time.
+func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
+	progress := "starting"
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (string, error) { return progress, nil }); err != nil {
+		return ReplayResult{}, err
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("replay")); err != nil {
+		return ReplayResult{}, err
+	}
+	t := in.Tuning.withDefaults()
+	if in.LoadID != "" {
+		progress = "reading manifest"
+		var man staging.Manifest
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.ReadManifest, in.LoadID).Get(ctx, &man); err != nil {
+			return ReplayResult{}, fmt.Errorf("replay %s: %w", in.LoadID, err)
+		}
+		var gateways []activities.Gateway
+		if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
+			return ReplayResult{}, fmt.Errorf("list gateways: %w", err)
+		}
+		progress = "loading"
+		if err := loadChunks(ctx, t, man.LoadID, "replay", man.Chunks, nil); err != nil {
+			return ReplayResult{}, err
+		}
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
+			return ReplayResult{}, fmt.Errorf("refresh dimensions: %w", err)
+		}
+		progress = "checking"
+		if err := checkLoad(ctx, t, man); err != nil {
+			return ReplayResult{}, err
+		}
+		if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.CleanupLoad, man.LoadID).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("staged files left behind", "load", man.LoadID, "error", err)
+		}
+		progress = "done"
+		return ReplayResult{LoadID: man.LoadID, From: "staging", Rows: man.Rows, Quarantined: man.Quarantined}, nil
+	}
+	if !in.Since.Before(in.Until) {
+		return ReplayResult{}, temporal.NewNonRetryableApplicationError("replay needs a load id or a non-empty window", "BadInput", nil)
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, WindowStartKey.ValueSet(in.Since), WindowEndKey.ValueSet(in.Until)); err != nil {
+		return ReplayResult{}, err
+	}
+	progress = "exporting"
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID + "/export",
+		TypedSearchAttributes: temporal.NewSearchAttributes(KindKey.ValueSet("replay"),
+			WindowStartKey.ValueSet(in.Since), WindowEndKey.ValueSet(in.Until)),
+	})
+	var res ExportLoadResult
+	if err := workflow.ExecuteChildWorkflow(cctx, ExportLoad, ExportLoadInput{
+		Since: in.Since, Until: in.Until, Format: in.Format, Gzip: in.Gzip, Source: "replay", Tuning: in.Tuning,
+	}).Get(ctx, &res); err != nil {
+		return ReplayResult{}, fmt.Errorf("replay window: %w", err)
+	}
+	progress = "done"
+	return ReplayResult{LoadID: res.LoadID, From: "source", Rows: res.Rows, Quarantined: res.Quarantined}, nil
+}
