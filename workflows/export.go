@@ -38,6 +38,7 @@ type ExportLoadResult struct {
 // ExportProgress is what the progress query returns.
 type ExportProgress struct {
 	Phase        string // creating, waiting, downloading, splitting, loading, merging, checking, done
+	LoadID       string // for a replay from staging if the load fails
 	ExportID     string
 	ExportStatus string
 	Polls        int
@@ -156,10 +157,21 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	return res, nil
 }
 
-// loadID is stable across retries and replays of this workflow run, and
-// new for each export generation.
+// runKey identifies this run's export generation. It is stable across
+// activity retries and workflow replays of the run, and new for another
+// run of the same workflow id (a backfill window started again after a
+// failure must not get the failed export back from the idempotency key).
+func (s *exportLoad) runKey(ctx workflow.Context) string {
+	info := workflow.GetInfo(ctx)
+	return fmt.Sprintf("%s/%s/g%d", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, s.progress.Generation)
+}
+
+// loadID names this generation's load in staging and the warehouse.
 func (s *exportLoad) loadID(ctx workflow.Context) string {
-	return loadID(workflow.GetInfo(ctx).WorkflowExecution.ID, fmt.Sprintf("g%d", s.progress.Generation))
+	info := workflow.GetInfo(ctx)
+	id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprintf("g%d", s.progress.Generation))
+	s.progress.LoadID = id
+	return id
 }
 
 // createAndWait creates the export and polls it with durable timers until
@@ -169,7 +181,7 @@ func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (kee
 	for ; s.progress.Generation < maxGenerations; s.progress.Generation++ {
 		s.progress.Phase = "creating"
 		var exp keeptrusts.Export
-		key := fmt.Sprintf("ktpipe/%s/g%d", workflowID, s.progress.Generation)
+		key := "ktpipe/" + s.runKey(ctx)
 		err := workflow.ExecuteActivity(apiCtx(ctx), a.CreateExport, activities.CreateExportInput{
 			IdempotencyKey: key, Since: s.in.Since, Until: s.in.Until, Format: s.in.Format, Gzip: s.in.Gzip,
 			Description: "ktpipe " + workflowID,

@@ -1,0 +1,146 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/ktpipe/ktpipe/control"
+	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// waitWorkflow waits for a workflow (following continue-as-new).
+func waitWorkflow(t *testing.T, id string, out any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := temporalSrv.Client().GetWorkflow(ctx, id, "").Get(ctx, out); err != nil {
+		t.Fatalf("workflow %s: %v", id, err)
+	}
+}
+
+func TestScheduledPullsCatchLateEvents(t *testing.T) {
+	t.Parallel()
+	cfg := simConfig()
+	cfg.Faults = ktsim.Faults{ResendRate: 0.5, RateLimitRate: 0.05, ErrorRate: 0.05}
+	s := newStack(t, cfg, true)
+	ctx := context.Background()
+	// Small pages and batches force several batches and a continue-as-new.
+	spec := control.ScheduleSpec{Interval: time.Hour, CatchupWindow: time.Hour, Paused: true,
+		Pull: workflows.IncrementalPullInput{Start: "30d", PageSize: 150, PagesPerBatch: 2, BatchesPerRun: 2, Tuning: s.tuning}}
+	created, err := s.ctl.ApplySchedule(ctx, spec)
+	if err != nil || !created {
+		t.Fatalf("apply schedule: created=%v %v", created, err)
+	}
+	// Applying again updates in place.
+	if created, err := s.ctl.ApplySchedule(ctx, spec); err != nil || created {
+		t.Fatalf("re-apply schedule: created=%v %v", created, err)
+	}
+	d, err := s.ctl.DescribeSchedule(ctx)
+	if err != nil || !d.Schedule.State.Paused {
+		t.Fatalf("describe: %+v %v", d, err)
+	}
+
+	first, err := s.ctl.TriggerSchedule(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.IncrementalPullResult
+	waitWorkflow(t, first, &res)
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	if res.Batches < 5 {
+		t.Fatalf("first pull: %+v, want several batches across continue-as-new", res)
+	}
+
+	// Late events arrive between the two pulls: timestamps minutes old,
+	// ingested now. Paging by timestamp would miss them; the cursor not.
+	s.sim.Ingest(120, 0.5)
+	second, err := s.ctl.TriggerSchedule(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitWorkflow(t, second, &res)
+	if res.Rows+res.Quarantined < 100 {
+		t.Fatalf("second pull loaded %+v, want the ~120 new events", res)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+
+	// A third pull with nothing new changes nothing.
+	third, err := s.ctl.TriggerSchedule(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitWorkflow(t, third, &res)
+	if res.Rows != 0 {
+		t.Fatalf("idle pull loaded %d rows", res.Rows)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	if err := s.ctl.PauseSchedule(ctx, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.ctl.DescribeSchedule(ctx); d.Schedule.State.Paused || len(d.Info.RecentActions) != 3 {
+		t.Fatalf("schedule after unpause: paused=%v actions=%d", d.Schedule.State.Paused, len(d.Info.RecentActions))
+	}
+	s.ctl.Client.ScheduleClient().GetHandle(ctx, s.ctl.ScheduleID).Delete(ctx)
+}
+
+func TestBackfillIsResumableAndIdempotent(t *testing.T) {
+	t.Parallel()
+	cfg := simConfig()
+	cfg.Faults = ktsim.Faults{ExportFailRate: 1} // the first run fails every window
+	s := newStack(t, cfg, true)
+	ctx := context.Background()
+	since, until := s.historyWindow()
+	in := workflows.BackfillInput{Since: since, Until: until, Window: 24 * time.Hour, Parallelism: 2, Format: "csv", Gzip: true, Tuning: s.tuning}
+
+	run, err := s.ctl.StartBackfill(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.BackfillResult
+	if err := run.Get(ctx, &res); err == nil {
+		t.Fatal("backfill with failing exports succeeded")
+	}
+
+	// The source recovers; the same backfill started again loads it.
+	firstRun := run.GetRunID()
+	s.sim.SetFaults(ktsim.Faults{DropRate: 0.3})
+	run, err = s.ctl.StartBackfill(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first run %s, second run %s", firstRun, run.GetRunID())
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Windows != 5 || res.Loaded != 5 {
+		t.Fatalf("second run %+v, want 5 windows loaded", res)
+	}
+	s.assertExactlyOnce(since, until)
+
+	// Started a third time it attaches to the finished backfill: nothing
+	// is loaded again.
+	run, err = s.ctl.StartBackfill(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again workflows.BackfillResult
+	if err := run.Get(ctx, &again); err != nil || again != res {
+		t.Fatalf("third start: %+v %v, want the finished result %+v", again, err, res)
+	}
+	s.assertExactlyOnce(since, until)
+
+	// Progress is queryable.
+	v, err := temporalSrv.Client().QueryWorkflow(ctx, run.GetID(), "", workflows.ProgressQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p workflows.BackfillProgress
+	if err := v.Get(&p); err != nil || p.Loaded != 5 {
+		t.Fatalf("progress %+v %v", p, err)
+	}
+	_ = client.StartWorkflowOptions{}
+}
