@@ -379,7 +379,17 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 	}
 	for i := start; i < len(in.Chunks); i++ {
 		c := in.Chunks[i]
-		if err := a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c); err != nil {
+		err := a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
+		if errors.Is(err, warehouse.ErrStagingLost) {
+			// A stage whose worker died can leave a short table; stage it
+			// again from the chunk file and commit that.
+			activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", in.LoadID, "chunk", c.Index, "reason", err)
+			if err := a.StageChunk(ctx, ChunkInput{LoadID: in.LoadID, Chunk: c}); err != nil {
+				return i, err
+			}
+			err = a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
+		}
+		if err != nil {
 			return i, classify("merge", err)
 		}
 		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + 1})

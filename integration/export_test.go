@@ -10,7 +10,6 @@ import (
 )
 
 func TestExportLoadExactlyOnceUnderFaults(t *testing.T) {
-	t.Parallel()
 	cfg := simConfig()
 	cfg.Faults = ktsim.Faults{ErrorRate: 0.1, RateLimitRate: 0.05, DropRate: 0.5, ResendRate: 1}
 	s := newStack(t, cfg, true)
@@ -40,7 +39,6 @@ func TestExportLoadExactlyOnceUnderFaults(t *testing.T) {
 }
 
 func TestExportLoadSurvivesFailedExports(t *testing.T) {
-	t.Parallel()
 	cfg := simConfig()
 	cfg.Faults = ktsim.Faults{ExportFailRate: 1}
 	s := newStack(t, cfg, true)

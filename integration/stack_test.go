@@ -1,7 +1,9 @@
 // Package integration runs ktpipe's workflows end to end against the real
 // parts: the Temporal dev server, the BigQuery emulator and the Keeptrusts
 // simulator. Each test gets its own simulator, dataset, task queue and
-// staging directory, so tests are independent and parallel-safe.
+// staging directory, so tests are independent and parallel-safe. They do
+// not call t.Parallel: the emulator executes one query at a time, and
+// concurrent tests only queue behind each other until they time out.
 package integration
 
 import (
@@ -19,6 +21,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
+	"google.golang.org/api/iterator"
 
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/app"
@@ -38,13 +41,13 @@ const (
 
 var (
 	temporalSrv *testsuite.DevServer
-	emulator    *devstack.Emulator
-	bq          *bigquery.Client
 	seq         atomic.Int64
 )
 
-// TestMain starts one Temporal dev server and one emulator for the
-// package. A missing binary fails the run: CI must run these.
+// TestMain starts one Temporal dev server for the package; each test
+// starts its own emulator (a test that kills workers can leave the
+// emulator busy with abandoned requests, which must not slow the next).
+// A missing binary fails the run: CI must run these.
 func TestMain(m *testing.M) {
 	ctx := context.Background()
 	var err error
@@ -53,20 +56,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "integration tests need the Temporal dev server:", err)
 		os.Exit(1)
 	}
-	emulator, err = devstack.StartEmulator(ctx, project, io.Discard)
-	if err != nil {
+	if _, err := devstack.EmulatorBinary(); err != nil {
 		temporalSrv.Stop()
 		fmt.Fprintln(os.Stderr, "integration tests need the BigQuery emulator:", err)
 		os.Exit(1)
 	}
-	bq, err = emulator.Client(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	bq.Close()
-	emulator.Stop()
 	temporalSrv.Stop()
 	os.Exit(code)
 }
@@ -74,6 +69,8 @@ func TestMain(m *testing.M) {
 // stack is one test's pipeline: simulator, warehouse, workers.
 type stack struct {
 	t       *testing.T
+	emu     *devstack.Emulator
+	bq      *bigquery.Client
 	sim     *ktsim.Server
 	simURL  string
 	wh      *warehouse.Warehouse
@@ -111,7 +108,15 @@ func newStack(t *testing.T, cfg ktsim.Config, startWorkers bool) *stack {
 	t.Cleanup(func() { srv.Close(); s.sim.Close() })
 	s.simURL = srv.URL
 	var err error
-	if s.wh, err = warehouse.New(bq, project, s.dataset, "US"); err != nil {
+	if s.emu, err = devstack.StartEmulator(ctx, project, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.emu.Stop)
+	if s.bq, err = s.emu.Client(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.bq.Close() })
+	if s.wh, err = warehouse.New(s.bq, project, s.dataset, "US"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.wh.EnsureSchema(ctx); err != nil {
@@ -166,6 +171,11 @@ func (s *stack) historyWindow() (time.Time, time.Time) {
 // one in quarantine.
 func (s *stack) assertExactlyOnce(since, until time.Time) {
 	s.t.Helper()
+	defer func() {
+		if s.t.Failed() {
+			s.dumpCounts(s.t)
+		}
+	}()
 	ctx := context.Background()
 	truth := s.sim.Truth(since, until)
 	fact, err := s.wh.FactIDs(ctx)
@@ -206,4 +216,30 @@ func (s *stack) assertExactlyOnce(since, until time.Time) {
 		s.t.Fatalf("degenerate truth: %d valid, %d invalid", len(truth.Valid), len(truth.Invalid))
 	}
 	s.t.Logf("exactly once: %d valid events in fact, %d invalid in quarantine", len(truth.Valid), len(truth.Invalid))
+}
+
+// dumpCounts logs the ledger, raw and fact counts, to diagnose a failure.
+func (s *stack) dumpCounts(t *testing.T) {
+	ctx := context.Background()
+	for _, sql := range []string{
+		"SELECT load_id, chunk, `rows`, quarantined FROM `%[1]s.%[2]s.load_ledger` ORDER BY chunk",
+		"SELECT load_id, COUNT(*) FROM `%[1]s.%[2]s.raw_events` GROUP BY load_id",
+		"SELECT COUNT(*) FROM `%[1]s.%[2]s.fact_ai_event`",
+	} {
+		it, err := s.bq.Query(fmt.Sprintf(sql, project, s.dataset)).Read(ctx)
+		if err != nil {
+			t.Log(err)
+			continue
+		}
+		for {
+			var r []bigquery.Value
+			if err := it.Next(&r); err == iterator.Done {
+				break
+			} else if err != nil {
+				t.Log(err)
+				break
+			}
+			t.Log(r)
+		}
+	}
 }

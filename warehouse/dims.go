@@ -185,7 +185,7 @@ func (w *Warehouse) replace(ctx context.Context, table string, r *bytes.Buffer) 
 	// The job id is unique per content: a retry with the same rows reuses
 	// the finished job, new rows get a new job.
 	jobID := fmt.Sprintf("ktpipe_dim_%s_%s", table, contentHash(r.Bytes()))
-	return w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID)
+	return w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID, int64(bytes.Count(r.Bytes(), []byte("\n"))))
 }
 
 func or(s string) string {

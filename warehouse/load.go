@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -28,16 +29,16 @@ type ChunkFiles struct {
 // job per staging table also keeps far from BigQuery's 1,500 load jobs per
 // table per day.
 func (w *Warehouse) StageChunk(ctx context.Context, loadID string, c staging.Chunk, files ChunkFiles) error {
-	if err := w.stageFile(ctx, tableName("stg_", loadID, c.Index), schemas.EventRowSchema(), files.Rows, loadID, c.Index, "rows"); err != nil {
+	if err := w.stageFile(ctx, tableName("stg_", loadID, c.Index), schemas.EventRowSchema(), files.Rows, loadID, c.Index, "rows", c.Rows); err != nil {
 		return err
 	}
 	if files.Quarantine != nil {
-		return w.stageFile(ctx, tableName("qstg_", loadID, c.Index), schemas.QuarantineSchema(), files.Quarantine, loadID, c.Index, "quarantine")
+		return w.stageFile(ctx, tableName("qstg_", loadID, c.Index), schemas.QuarantineSchema(), files.Quarantine, loadID, c.Index, "quarantine", c.Quarantined)
 	}
 	return nil
 }
 
-func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery.Schema, f *os.File, loadID string, chunk int, kind string) error {
+func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery.Schema, f *os.File, loadID string, chunk int, kind string, wantRows int64) error {
 	h := sha256.New()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("stage %s: %w", table, err)
@@ -46,7 +47,7 @@ func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery
 		return fmt.Errorf("stage %s: hash: %w", table, err)
 	}
 	jobID := fmt.Sprintf("%s_%s", tableName("ktpipe_"+kind+"_", loadID, chunk), hex.EncodeToString(h.Sum(nil))[:16])
-	if err := w.loadNDJSON(ctx, table, schema, f, jobID); err != nil {
+	if err := w.loadNDJSON(ctx, table, schema, f, jobID, wantRows); err != nil {
 		return err
 	}
 	// A staging table that a failed load leaves behind expires by itself.
@@ -75,6 +76,9 @@ func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery
 func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c staging.Chunk) error {
 	if c.Rows == 0 && c.Quarantined == 0 {
 		return nil
+	}
+	if done, err := w.stagedOrCommitted(ctx, loadID, c); err != nil || done {
+		return err
 	}
 	stg, qstg := w.ref(tableName("stg_", loadID, c.Index)), w.ref(tableName("qstg_", loadID, c.Index))
 	raw, fact, quar, ledger := w.ref(schemas.TableRaw), w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine), w.ref(schemas.TableLedger)
@@ -120,6 +124,44 @@ COMMIT TRANSACTION;
 		return err
 	}
 	return nil
+}
+
+// ErrStagingLost says a chunk's staging table is gone or wrong and the
+// chunk is not in the ledger: stage it again (a replay does).
+var ErrStagingLost = errors.New("staging table lost before commit")
+
+// stagedOrCommitted checks a chunk before its commit: its staging tables
+// must hold exactly the chunk's rows. Missing tables are fine only when
+// the ledger has the chunk (a previous attempt committed it and dropped
+// them); done is then true.
+func (w *Warehouse) stagedOrCommitted(ctx context.Context, loadID string, c staging.Chunk) (done bool, err error) {
+	checks := []struct {
+		table string
+		want  int64
+	}{{tableName("stg_", loadID, c.Index), c.Rows}, {tableName("qstg_", loadID, c.Index), c.Quarantined}}
+	for _, ch := range checks {
+		if ch.want == 0 {
+			continue
+		}
+		n, err := w.countRows(ctx, ch.table)
+		if err != nil {
+			return false, err
+		}
+		if n == -1 {
+			committed, err := w.Committed(ctx, loadID)
+			if err != nil {
+				return false, err
+			}
+			if committed[c.Index] {
+				return true, nil
+			}
+			return false, fmt.Errorf("chunk %d of %s: %w", c.Index, loadID, ErrStagingLost)
+		}
+		if n != ch.want {
+			return false, fmt.Errorf("chunk %d of %s: %s has %d rows, want %d: %w", c.Index, loadID, ch.table, n, ch.want, ErrStagingLost)
+		}
+	}
+	return false, nil
 }
 
 // DropStaging removes a committed chunk's staging tables.

@@ -125,11 +125,19 @@ func (w *Warehouse) query(ctx context.Context, what, sql string, params ...bigqu
 	}
 }
 
-// loadNDJSON loads r into table with a deterministic job id. If a job
-// with that id already ran (a retried activity), its outcome is used
-// instead of loading again; a failed earlier job gets a successor id.
-func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquery.Schema, r io.ReadSeeker, jobID string) error {
-	for attempt := 0; attempt < 5; attempt++ {
+// maxLoadAttempts bounds the successor job ids one load may use.
+const maxLoadAttempts = 20
+
+// loadNDJSON replaces table's content with r's wantRows rows, under a
+// deterministic job id. A job that already ran under that id (a retried
+// activity) is reused — but only if the table then holds exactly
+// wantRows rows: a job whose client died mid-load can be recorded as done
+// with nothing loaded, so the row count, not the job's existence, decides.
+// Otherwise the load runs again under a successor id (WRITE_TRUNCATE, so
+// a rerun replaces, never adds).
+func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquery.Schema, r io.ReadSeeker, jobID string, wantRows int64) error {
+	var lastErr error
+	for attempt := 0; attempt < maxLoadAttempts; attempt++ {
 		id := jobID
 		if attempt > 0 {
 			id = fmt.Sprintf("%s_r%d", jobID, attempt)
@@ -162,14 +170,32 @@ func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquer
 		if err != nil {
 			return fmt.Errorf("load %s: wait for job %s: %w", table, id, err)
 		}
-		if st.Err() == nil {
+		if st.Err() != nil {
+			lastErr = fmt.Errorf("load %s: job %s: %w", table, id, st.Err())
+			continue
+		}
+		n, err := w.countRows(ctx, table)
+		if err != nil {
+			return err
+		}
+		if n == wantRows {
 			return nil
 		}
-		if attempt == 4 {
-			return fmt.Errorf("load %s: job %s: %w", table, id, st.Err())
-		}
+		lastErr = fmt.Errorf("load %s: job %s left %d rows, want %d", table, id, n, wantRows)
 	}
-	return nil
+	return lastErr
+}
+
+// countRows counts a table's rows; -1 when the table does not exist.
+func (w *Warehouse) countRows(ctx context.Context, table string) (int64, error) {
+	if _, err := w.ds.Table(table).Metadata(ctx); isNotFound(err) {
+		return -1, nil
+	}
+	rows, err := w.query(ctx, "count "+table, "SELECT COUNT(*) AS n FROM "+w.ref(table))
+	if err != nil {
+		return 0, err
+	}
+	return asInt(rows[0]["n"]), nil
 }
 
 // tableName makes a BigQuery table name from a prefix and a load id.

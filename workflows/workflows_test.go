@@ -1,0 +1,211 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+var acts *activities.Activities // method values name the activities
+
+func ptr[T any](v T) *T { return &v }
+
+func export(status string) keeptrusts.Export {
+	e := keeptrusts.Export{ID: "exp_1", Status: status, Format: "ndjson", Compression: "none"}
+	if status == keeptrusts.StatusCompleted {
+		e.RowCount, e.SizeBytes, e.SHA256 = ptr(int64(10)), ptr(int64(100)), ptr("abc")
+	}
+	return e
+}
+
+var manifest = staging.Manifest{LoadID: "L", Records: 10, Rows: 9, Quarantined: 1, Chunks: []staging.Chunk{
+	{Index: 0, Key: "loads/L/chunk-00000.ndjson", Rows: 5, MinDate: "2026-11-01", MaxDate: "2026-11-01"},
+	{Index: 1, Key: "loads/L/chunk-00001.ndjson", QuarantineKey: "loads/L/quarantine-00001.ndjson", Rows: 4, Quarantined: 1, MinDate: "2026-11-01", MaxDate: "2026-11-02"},
+}}
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(acts)
+	env.RegisterWorkflow(workflows.ExportLoad)
+	env.RegisterWorkflow(workflows.IncrementalPull)
+	t.Cleanup(func() { env.AssertExpectations(t) })
+	return env
+}
+
+// happyLoad mocks every step after the export completed.
+func happyLoad(env *testsuite.TestWorkflowEnvironment) {
+	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(acts.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+}
+
+var window = workflows.ExportLoadInput{Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
+
+func TestExportLoadPollsWithDurableTimers(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil).Once()
+	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusRunning), nil).Times(3)
+	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil).Once()
+	happyLoad(env)
+	var timers []time.Duration
+	env.SetOnTimerScheduledListener(func(_ string, d time.Duration) { timers = append(timers, d) })
+
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	// Polls back off 2s, 4s, 8s, 16s: waits are timers, not a busy loop.
+	if got := timers; len(got) != 4 || got[0] != 2*time.Second || got[3] != 16*time.Second {
+		t.Fatalf("timers %v", got)
+	}
+	var res workflows.ExportLoadResult
+	env.GetWorkflowResult(&res)
+	if res.ExportID != "exp_1" || res.Rows != 9 || res.Quarantined != 1 || res.Chunks != 2 || res.RowCount != 10 {
+		t.Fatalf("result %+v", res)
+	}
+	v, err := env.QueryWorkflow(workflows.ProgressQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p workflows.ExportProgress
+	v.Get(&p)
+	if p.Phase != "done" || p.Polls != 4 || p.ChunksStaged != 2 {
+		t.Fatalf("progress %+v", p)
+	}
+}
+
+func TestFailedExportIsReplacedWithANewKey(t *testing.T) {
+	env := newEnv(t)
+	var keys []string
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CreateExportInput) (keeptrusts.Export, error) {
+			keys = append(keys, in.IdempotencyKey)
+			return export(keeptrusts.StatusQueued), nil
+		})
+	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusFailed), nil).Once()
+	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil).Once()
+	happyLoad(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0] == keys[1] || !strings.HasSuffix(keys[1], "/g1") {
+		t.Fatalf("idempotency keys %v: a failed export needs a new key", keys)
+	}
+}
+
+func TestRetryableFailuresAreRetried(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusCompleted), nil)
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(errors.New("backend error")).Twice()
+	happyLoad(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("two transient failures must be retried: %v", err)
+	}
+}
+
+func TestNonRetryableErrorStopsAtOnce(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusCompleted), nil)
+	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{Key: "k"}, nil)
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
+	env.OnActivity(acts.SplitExport, mock.Anything, mock.Anything).Return(staging.Manifest{},
+		temporal.NewNonRetryableApplicationError("source broken at record 7", activities.ErrTypeMalformed, nil)).Once()
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if err == nil || !errors.As(err, &appErr) || !strings.Contains(err.Error(), "record 7") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestCancelWhileWaitingForExport(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil)
+	env.OnActivity(acts.GetExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusRunning), nil).Maybe()
+	env.RegisterDelayedCallback(env.CancelWorkflow, 30*time.Second)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	var canceled *temporal.CanceledError
+	if err := env.GetWorkflowError(); !errors.As(err, &canceled) {
+		t.Fatalf("err %v, want canceled", err)
+	}
+}
+
+func TestEmptyWindowIsRefused(t *testing.T) {
+	env := newEnv(t)
+	env.ExecuteWorkflow(workflows.ExportLoad, workflows.ExportLoadInput{Since: window.Until, Until: window.Since})
+	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func pullResult(cursor string, more bool) activities.PullResult {
+	return activities.PullResult{NextCursor: cursor, HasMore: more, Pages: 1, Manifest: manifest}
+}
+
+func TestPullAdvancesCheckpointOnlyAfterMerge(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(acts.ReadCheckpoint, mock.Anything, workflows.DefaultCheckpointKey).Return("c0", nil)
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
+	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(0,
+		temporal.NewNonRetryableApplicationError("table is broken", activities.ErrTypeSchema, nil))
+	env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{})
+	if env.GetWorkflowError() == nil {
+		t.Fatal("a failed merge must fail the pull")
+	}
+	env.AssertNotCalled(t, "WriteCheckpoint", mock.Anything, mock.Anything)
+}
+
+func TestPullWritesCheckpointAndContinuesAsNew(t *testing.T) {
+	env := newEnv(t)
+	var written []string
+	env.OnActivity(acts.ReadCheckpoint, mock.Anything, mock.Anything).Return("", nil)
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
+	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PullInput) (activities.PullResult, error) {
+			if in.Cursor == "" && in.Since != "24h" {
+				t.Errorf("first pull must start at Start, got since %q", in.Since)
+			}
+			return pullResult(in.Cursor+"+", true), nil
+		})
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.WriteCheckpoint, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CheckpointInput) error {
+			written = append(written, in.Value)
+			return nil
+		})
+	env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{BatchesPerRun: 2})
+	err := env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("err %v, want continue-as-new", err)
+	}
+	if strings.Join(written, ",") != "+,++" {
+		t.Fatalf("checkpoints %v", written)
+	}
+}
