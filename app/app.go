@@ -173,37 +173,69 @@ func (ws Workers) Stop() {
 	}
 }
 
-// RunWorker runs a worker process until ctx ends.
-func RunWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) error {
+// Running is a started worker process's parts.
+type Running struct {
+	Client     client.Client
+	Activities *activities.Activities
+	Workers    Workers
+	bq         *bigquery.Client
+}
+
+// Stop stops the workers and closes the clients.
+func (r *Running) Stop() {
+	r.Workers.Stop()
+	r.bq.Close()
+	r.Client.Close()
+}
+
+// StartWorker connects everything, prepares the warehouse schema and
+// starts the workers; it returns once they poll.
+func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*Running, error) {
 	c, err := DialTemporal(cfg.Temporal, logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
 	bq, err := DialBigQuery(ctx, cfg.BigQuery)
 	if err != nil {
-		return err
+		c.Close()
+		return nil, err
 	}
-	defer bq.Close()
+	fail := func(err error) (*Running, error) {
+		bq.Close()
+		c.Close()
+		return nil, err
+	}
 	acts, err := NewActivities(cfg, bq)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	if err := RegisterSearchAttributes(ctx, c, cfg.Temporal.Namespace); err != nil {
 		logger.Warn("search attributes not registered; workflows that set them will fail until an operator adds them", "error", err)
 	}
 	rep, err := acts.Warehouse.EnsureSchema(ctx)
 	if err != nil {
-		return fmt.Errorf("warehouse schema: %w", err)
+		return fail(fmt.Errorf("warehouse schema: %w", err))
 	}
-	logger.Info("warehouse ready", "dataset", cfg.BigQuery.Dataset, "schema", rep.String(), "foreign_columns", rep.ForeignColumns)
+	logger.Info("warehouse ready", "dataset", cfg.BigQuery.Dataset, "schema", rep.String())
+	if len(rep.ForeignColumns) > 0 {
+		logger.Info("columns ktpipe does not define were left alone", "columns", rep.ForeignColumns)
+	}
 	ws := NewWorkers(c, cfg.Temporal.TaskQueue, acts, cfg.Pipeline.Concurrency, cfg.Keeptrusts.RateLimit)
 	if err := ws.Start(); err != nil {
-		return err
+		return fail(err)
 	}
 	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
+	return &Running{Client: c, Activities: acts, Workers: ws, bq: bq}, nil
+}
+
+// RunWorker runs a worker process until ctx ends.
+func RunWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) error {
+	r, err := StartWorker(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	<-ctx.Done()
-	ws.Stop()
+	r.Stop()
 	return nil
 }
 

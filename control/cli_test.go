@@ -1,0 +1,71 @@
+package control_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sethvargo/go-envconfig"
+	"go.temporal.io/sdk/client"
+
+	"github.com/ktpipe/ktpipe/config"
+	"github.com/ktpipe/ktpipe/control"
+)
+
+func cli(env map[string]string) (*control.CLI, *bytes.Buffer, *bytes.Buffer) {
+	var out, errOut bytes.Buffer
+	return &control.CLI{
+		Env: envconfig.MapLookuper(env), Stdout: &out, Stderr: &errOut,
+		Dial: func(config.Temporal) (client.Client, error) { return nil, errors.New("no Temporal in unit tests") },
+	}, &out, &errOut
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "no command"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"schedule"}, "want apply, pause"},
+		{[]string{"backfill"}, "--since is required"},
+		{[]string{"backfill", "--since", "yesterday"}, "--since"},
+		{[]string{"backfill", "--since", "2d", "--until", "nope"}, "--until"},
+		{[]string{"backfill", "--since", "2026-11-20T00:00:00Z", "--until", "2026-11-10T00:00:00Z"}, "is not before"},
+		{[]string{"export", "--since", "1d", "stray"}, `unexpected argument "stray"`},
+		{[]string{"replay", "--load-id", "x", "--since", "1d"}, "not both"},
+		{[]string{"reconcile", "--bogus"}, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		c, _, stderr := cli(map[string]string{})
+		if code := c.Run(context.Background(), tt.args); code != control.ExitUsage {
+			t.Errorf("%v: exit %d, want %d", tt.args, code, control.ExitUsage)
+		}
+		if !strings.Contains(stderr.String(), tt.want) || !strings.Contains(stderr.String(), "usage: ktpipe") {
+			t.Errorf("%v: stderr %q, want %q and the usage", tt.args, stderr.String(), tt.want)
+		}
+	}
+}
+
+func TestConfigErrorsNameTheVariableAndExitTwo(t *testing.T) {
+	c, _, stderr := cli(map[string]string{"TEMPORAL_ADDRESS": "nohostport"})
+	if code := c.Run(context.Background(), []string{"schedule", "describe"}); code != control.ExitUsage {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(stderr.String(), "TEMPORAL_ADDRESS") {
+		t.Fatalf("stderr %q", stderr.String())
+	}
+	c, _, stderr = cli(map[string]string{"KEEPTRUSTS_BASE_URL": "http://x"})
+	if code := c.Run(context.Background(), []string{"tail"}); code != control.ExitUsage || !strings.Contains(stderr.String(), "KEEPTRUSTS_API_TOKEN: missing required value") {
+		t.Fatalf("exit %d stderr %q", code, stderr.String())
+	}
+}
+
+func TestUnreachableTemporalExitsOne(t *testing.T) {
+	c, _, stderr := cli(map[string]string{})
+	if code := c.Run(context.Background(), []string{"status"}); code != control.ExitFailed || !strings.Contains(stderr.String(), "no Temporal") {
+		t.Fatalf("exit %d stderr %q", code, stderr.String())
+	}
+}

@@ -1,0 +1,82 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// Follow waits for a backfill, drawing a progress bar from its progress
+// query, and decodes its result into out.
+func Follow(ctx context.Context, c client.Client, run client.WorkflowRun, w io.Writer, out any) error {
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, out) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := ""
+	for {
+		select {
+		case err := <-done:
+			if last != "" && isTerminal(w) {
+				fmt.Fprintln(w)
+			}
+			return err
+		case <-tick.C:
+			v, err := c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.ProgressQuery)
+			if err != nil {
+				continue
+			}
+			var p workflows.BackfillProgress
+			if v.Get(&p) != nil || p.Windows == 0 {
+				continue
+			}
+			line := progressBar(p)
+			if line != last {
+				if isTerminal(w) {
+					fmt.Fprint(w, "\r"+line)
+				} else {
+					fmt.Fprintln(w, line)
+				}
+				last = line
+			}
+		}
+	}
+}
+
+func progressBar(p workflows.BackfillProgress) string {
+	const width = 30
+	done := p.Loaded + p.Skipped + len(p.Failed)
+	filled := width * done / p.Windows
+	return fmt.Sprintf("    [%s%s] %d/%d windows  %d rows  %d quarantined  %d running  %d failed",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, p.Windows, p.Rows, p.Quarantined, len(p.Running), len(p.Failed))
+}
+
+// PrintReconcile writes a reconciliation as a table.
+func PrintReconcile(w io.Writer, r workflows.ReconcileResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "window\tapi count\tfact\tquarantined\tgap\t")
+	for _, c := range r.Windows {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", c.Since.UTC().Format("2006-01-02 15:04"), c.Source, c.Fact, c.Quarantined, c.Gap)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "    %d quarantined records had no usable timestamp (they explain gaps up to that many); %d windows with an unexplained gap\n", r.Unplaced, len(r.Gaps))
+}
+
+// isTerminal reports whether w is a terminal, where a bar redraws in
+// place; elsewhere (CI logs, pipes) each update is a line.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
