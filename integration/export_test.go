@@ -28,6 +28,7 @@ func TestExportLoadExactlyOnceUnderFaults(t *testing.T) {
 		t.Fatalf("the export held %d records for %d events: the resend fault did not fire", res.RowCount, distinct)
 	}
 	s.assertExactlyOnce(since, until)
+	recordHistory(t, s.lastRun.GetID(), s.lastRun.GetRunID(), "export_load")
 
 	// The source resends the whole window (a second export of it): the
 	// fact table must not change.
@@ -57,6 +58,7 @@ func TestExportLoadSurvivesFailedExports(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	s.assertExactlyOnce(since, until)
+	recordHistory(t, s.lastRun.GetID(), s.lastRun.GetRunID(), "export_load_failed_exports")
 	exps, err := s.acts.API.ListExports(context.Background(), "failed", 10)
 	if err != nil || len(exps) == 0 {
 		t.Fatalf("want at least one failed export before the good one: %v %v", exps, err)

@@ -62,6 +62,7 @@ func TestScheduledPullsCatchLateEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitWorkflow(t, second, &res)
+	recordHistory(t, second, "", "incremental_pull")
 	if res.Rows+res.Quarantined < 100 {
 		t.Fatalf("second pull loaded %+v, want the ~120 new events", res)
 	}
@@ -118,6 +119,7 @@ func TestBackfillIsResumableAndIdempotent(t *testing.T) {
 	if res.Windows != 5 || res.Loaded != 5 {
 		t.Fatalf("second run %+v, want 5 windows loaded", res)
 	}
+	recordHistory(t, run.GetID(), run.GetRunID(), "backfill")
 	s.assertExactlyOnce(since, until)
 
 	// Started a third time it attaches to the finished backfill: nothing

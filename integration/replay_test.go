@@ -71,6 +71,7 @@ func TestReplayFromStagingAndFromSource(t *testing.T) {
 	if res.From != "staging" || res.Rows != man.Rows {
 		t.Fatalf("replay %+v, manifest rows %d", res, man.Rows)
 	}
+	recordHistory(t, s.lastRun.GetID(), s.lastRun.GetRunID(), "replay_staging")
 	s.assertExactlyOnce(since, until)
 
 	// The staged files are gone after a good load: replaying the load id
@@ -131,6 +132,7 @@ func TestReconcileFindsAndRepairsGaps(t *testing.T) {
 	if len(rec.Gaps) == 0 || len(rec.Replays) != len(rec.Gaps) {
 		t.Fatalf("reconcile after losing 7 rows: gaps %+v replays %v", rec.Gaps, rec.Replays)
 	}
+	recordHistory(t, s.lastRun.GetID(), s.lastRun.GetRunID(), "reconcile_replay_gaps")
 	s.assertExactlyOnce(since, until)
 	in.ReplayGaps = false
 	if err := s.run("reconcile-3-"+s.tq, workflows.Reconcile, in, &rec); err != nil || len(rec.Gaps) != 0 {

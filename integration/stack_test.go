@@ -14,15 +14,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/api/iterator"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/app"
@@ -82,6 +86,7 @@ type stack struct {
 	ctl     *control.Control
 	workers app.Workers
 	tuning  workflows.Tuning
+	lastRun client.WorkflowRun // the last workflow run() started
 }
 
 func simConfig() ktsim.Config {
@@ -158,6 +163,7 @@ func (s *stack) run(id string, wf any, in any, out any) error {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	s.lastRun = run
 	return run.Get(ctx, out)
 }
 
@@ -247,4 +253,35 @@ func (s *stack) dumpCounts(t *testing.T) {
 
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// recordHistory saves a finished workflow's history for the replayer test
+// in workflows/ (KTPIPE_RECORD_HISTORIES=1 go test ./integration).
+func recordHistory(t *testing.T, workflowID, runID, name string) {
+	t.Helper()
+	if os.Getenv("KTPIPE_RECORD_HISTORIES") == "" {
+		return
+	}
+	ctx := context.Background()
+	it := temporalSrv.Client().GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var h historypb.History
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Indent: " "}.Marshal(&h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "workflows", "testdata", "histories", name+".json")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recorded %s (%d events)", path, len(h.Events))
 }

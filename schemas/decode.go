@@ -10,8 +10,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-
-	"github.com/valyala/fastjson"
 )
 
 // Format is an export file format of the contract.
@@ -295,7 +293,7 @@ func (s *arrayScanner) element() ([]byte, error) {
 type csvDecoder struct {
 	r      *csv.Reader
 	header []string
-	jp     fastjson.Parser
+	ps     Parser
 	raw    []byte
 }
 
@@ -362,7 +360,7 @@ func (c *csvDecoder) setCell(ev *Event, name, cell string) *FieldError {
 		if cell == "" {
 			return nil // missing: Validate says "is required"
 		}
-		return setStringField(ev, name, cell)
+		return setStringField(ev, name, cell) // csv.Reader already made the string
 	case "latency_ms", "input_tokens", "output_tokens":
 		if cell == "" {
 			return nil
@@ -386,11 +384,11 @@ func (c *csvDecoder) setCell(ev *Event, name, cell string) *FieldError {
 		if cell == "" || cell == "null" {
 			return nil
 		}
-		v, err := c.jp.Parse(cell)
+		v, err := c.ps.p.Parse(cell)
 		if err != nil {
 			return fieldErr(name, "must hold JSON text")
 		}
-		return setJSONField(ev, name, v)
+		return c.ps.setJSONField(ev, name, v)
 	default:
 		ev.Extra = append(ev.Extra, Field{Name: name, Value: AppendJSONString(nil, cell)})
 	}

@@ -8,6 +8,29 @@ import (
 // Parser serves one goroutine.
 type Parser struct {
 	p fastjson.Parser
+	interned
+}
+
+// interned maps the low-cardinality strings of events (gateways, users,
+// providers, models, decisions, policy names) to one shared copy, so
+// decoding them allocates nothing after the first time. It stops growing
+// at maxInterned entries, so a high-cardinality field cannot bloat it.
+type interned map[string]string
+
+const maxInterned = 1 << 14
+
+func (in *interned) get(b []byte) string {
+	if *in == nil {
+		*in = make(interned, 256)
+	}
+	if s, ok := (*in)[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(*in) < maxInterned {
+		(*in)[s] = s
+	}
+	return s
 }
 
 // Parse decodes raw (one JSON object) into ev. Type errors (a string where
@@ -33,7 +56,7 @@ func (ps *Parser) Parse(raw []byte, ev *Event) error {
 		if name == "" {
 			name = string(key)
 		}
-		ferr = setJSONField(ev, name, v)
+		ferr = ps.setJSONField(ev, name, v)
 	})
 	if ferr != nil {
 		return ferr
@@ -41,7 +64,7 @@ func (ps *Parser) Parse(raw []byte, ev *Event) error {
 	return nil
 }
 
-func setJSONField(ev *Event, key string, v *fastjson.Value) *FieldError {
+func (ps *Parser) setJSONField(ev *Event, key string, v *fastjson.Value) *FieldError {
 	if v.Type() == fastjson.TypeNull {
 		// A null required field counts as missing; null optional fields
 		// are simply empty.
@@ -55,12 +78,18 @@ func setJSONField(ev *Event, key string, v *fastjson.Value) *FieldError {
 		return nil
 	}
 	switch key {
-	case "id", "gateway_id", "user", "provider", "model", "decision", "timestamp":
+	case "id", "timestamp":
 		b, err := v.StringBytes()
 		if err != nil {
 			return fieldErr(key, "must be a string")
 		}
 		return setStringField(ev, key, string(b))
+	case "gateway_id", "user", "provider", "model", "decision":
+		b, err := v.StringBytes()
+		if err != nil {
+			return fieldErr(key, "must be a string")
+		}
+		return setStringField(ev, key, ps.interned.get(b))
 	case "policies_evaluated", "policies_triggered":
 		arr, err := v.Array()
 		if err != nil {
@@ -72,9 +101,9 @@ func setJSONField(ev *Event, key string, v *fastjson.Value) *FieldError {
 				return fieldErr(key, "must be an array of strings")
 			}
 			if key == "policies_evaluated" {
-				ev.PoliciesEvaluated = append(ev.PoliciesEvaluated, string(b))
+				ev.PoliciesEvaluated = append(ev.PoliciesEvaluated, ps.interned.get(b))
 			} else {
-				ev.PoliciesTriggered = append(ev.PoliciesTriggered, string(b))
+				ev.PoliciesTriggered = append(ev.PoliciesTriggered, ps.interned.get(b))
 			}
 		}
 	case "latency_ms", "input_tokens", "output_tokens":

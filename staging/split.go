@@ -84,7 +84,7 @@ type Splitter struct {
 	row      []byte
 	ev       schemas.Event
 	meta     schemas.LoadMeta
-	min, max string
+	min, max time.Time // event_date range of the current chunk
 }
 
 type chunkFile struct {
@@ -164,7 +164,7 @@ func (s *Splitter) open() error {
 	s.cur = &chunkFile{w: w, bw: bufio.NewWriterSize(w, 256<<10)}
 	s.ids = make(map[[16]byte]struct{}, s.opts.ChunkRows)
 	s.hashes = map[[32]byte]struct{}{}
-	s.min, s.max = "", ""
+	s.min, s.max = time.Time{}, time.Time{}
 	s.man.Chunks = append(s.man.Chunks, Chunk{Index: i, Key: ChunkKey(s.opts.LoadID, i)})
 	return nil
 }
@@ -183,12 +183,11 @@ func (s *Splitter) write() error {
 		s.unknown[f.Name] = true
 	}
 	d := schemas.Transform(&s.ev)
-	date := d.EventDate.Format(time.DateOnly)
-	if s.min == "" || date < s.min {
-		s.min = date
+	if s.min.IsZero() || d.EventDate.Before(s.min) {
+		s.min = d.EventDate
 	}
-	if date > s.max {
-		s.max = date
+	if d.EventDate.After(s.max) {
+		s.max = d.EventDate
 	}
 	s.row = schemas.AppendEventRow(s.row[:0], &s.ev, d, s.meta)
 	if _, err := s.cur.bw.Write(s.row); err != nil {
@@ -264,7 +263,9 @@ func (s *Splitter) flush() error {
 	if s.curQ != nil {
 		c.Quarantined = s.curQ.n
 	}
-	c.MinDate, c.MaxDate = s.min, s.max
+	if !s.min.IsZero() {
+		c.MinDate, c.MaxDate = s.min.Format(time.DateOnly), s.max.Format(time.DateOnly)
+	}
 	s.cur, s.curQ = nil, nil
 	return nil
 }

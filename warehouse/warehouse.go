@@ -158,6 +158,10 @@ func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquer
 			l.CreateDisposition = bigquery.CreateIfNeeded
 			l.JobID = id
 			l.Location = w.location
+			// One request per upload: a chunk is bounded by
+			// KTPIPE_CHUNK_ROWS, a broken upload is retried whole by the
+			// activity, and the emulator rejects resumable uploads.
+			l.MediaOptions = []googleapi.MediaOption{googleapi.ChunkSize(0)}
 			job, err = l.Run(ctx)
 			if isConflict(err) {
 				job, err = w.bq.JobFromIDLocation(ctx, id, w.location)

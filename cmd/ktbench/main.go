@@ -31,7 +31,27 @@ func main() {
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "ktbench"), "where generated files are cached")
 	runs := flag.Int("runs", 3, "runs per case; the median is reported")
 	child := flag.String("child", "", "internal: run one case on this file")
+	wh := flag.Bool("warehouse", false, "benchmark the load path and dedup on the BigQuery emulator instead")
+	whSizes := flag.String("fact-sizes", "100000,1000000", "with -warehouse: fact table sizes to measure dedup at")
+	whChunk := flag.Int("chunk-rows", 50000, "with -warehouse: rows per chunk")
 	flag.Parse()
+
+	if *wh {
+		var sizes []int
+		for _, s := range strings.Split(*whSizes, ",") {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				fmt.Fprintln(os.Stderr, "ktbench: -fact-sizes: want positive integers")
+				os.Exit(2)
+			}
+			sizes = append(sizes, n)
+		}
+		if err := benchWarehouse(sizes, *whChunk); err != nil {
+			fmt.Fprintln(os.Stderr, "ktbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *child != "" {
 		if err := runChild(*child); err != nil {

@@ -1,0 +1,37 @@
+package workflows_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"go.temporal.io/sdk/worker"
+
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// TestReplayRecordedHistories replays histories of real runs (recorded by
+// the integration tests against the dev server) through today's workflow
+// code. A change that would break running workflows — a new activity
+// call, a reordered step, without a version marker — fails here.
+func TestReplayRecordedHistories(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 6 {
+		t.Fatalf("found %d recorded histories, want one per workflow kind; record them with KTPIPE_RECORD_HISTORIES=1 go test ./integration", len(files))
+	}
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflow(workflows.ExportLoad)
+	r.RegisterWorkflow(workflows.IncrementalPull)
+	r.RegisterWorkflow(workflows.Backfill)
+	r.RegisterWorkflow(workflows.Replay)
+	r.RegisterWorkflow(workflows.Reconcile)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
