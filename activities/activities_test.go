@@ -1,0 +1,113 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name         string
+		err          error
+		nonRetryable bool
+		errType      string
+		nextDelay    time.Duration
+	}{
+		{"429 waits Retry-After", &keeptrusts.APIError{Status: 429, RetryAfter: 7 * time.Second}, false, ErrTypeRateLimited, 7 * time.Second},
+		{"expired export", &keeptrusts.APIError{Status: 410, Code: "export_expired"}, true, ErrTypeExpired, 0},
+		{"400 is final", &keeptrusts.APIError{Status: 400, Code: "invalid_parameter"}, true, ErrTypeAPI, 0},
+		{"401 is final", &keeptrusts.APIError{Status: 401}, true, ErrTypeAPI, 0},
+		{"503 retries", &keeptrusts.APIError{Status: 503}, false, "", 0},
+		{"schema", &warehouse.SchemaError{Table: "t", Column: "c", Problem: "p"}, true, ErrTypeSchema, 0},
+		{"malformed", &staging.MalformedError{Record: 3, Err: errors.New("x")}, true, ErrTypeMalformed, 0},
+		{"network", errors.New("connection reset"), false, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := classify("op", tt.err)
+			var appErr *temporal.ApplicationError
+			if tt.errType == "" {
+				if errors.As(err, &appErr) {
+					t.Fatalf("want a plain retryable error, got %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &appErr) || appErr.Type() != tt.errType || appErr.NonRetryable() != tt.nonRetryable || appErr.NextRetryDelay() != tt.nextDelay {
+				t.Fatalf("classify = %v (type %q, non-retryable %v, delay %v)", err, appErr.Type(), appErr.NonRetryable(), appErr.NextRetryDelay())
+			}
+		})
+	}
+}
+
+func TestDownloadResumesFromStagedBytes(t *testing.T) {
+	cfg := ktsim.DefaultConfig()
+	cfg.HistoryEvents, cfg.ExportQueued, cfg.ExportRunning = 500, 10*time.Millisecond, 10*time.Millisecond
+	sim := ktsim.New(cfg)
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	defer sim.Close()
+	api, _ := keeptrusts.New(srv.URL, keeptrusts.Secret(cfg.Token))
+	ctx := context.Background()
+	exp, _, err := api.CreateExport(ctx, keeptrusts.ExportRequest{Format: "ndjson"}, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !exp.Terminal() {
+		time.Sleep(10 * time.Millisecond)
+		if exp, err = api.GetExport(ctx, exp.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What a worker killed mid-download left: the first 1000 bytes.
+	store := staging.Dir{Root: t.TempDir()}
+	full := filepath.Join(t.TempDir(), "full")
+	f, _ := os.Create(full)
+	if err := api.Download(ctx, exp, f, keeptrusts.DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	b, _ := os.ReadFile(full)
+	part, _, err := store.Append(ExportKey("L", exp.ID) + ".part")
+	if err != nil {
+		t.Fatal(err)
+	}
+	part.Write(b[:1000])
+	part.Close()
+
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{API: api, Store: store}
+	env.RegisterActivity(a)
+	env.SetHeartbeatDetails(DownloadProgress{Bytes: 1000})
+	v, err := env.ExecuteActivity(a.DownloadExport, DownloadInput{LoadID: "L", Export: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res DownloadResult
+	v.Get(&res)
+	if res.ResumedAt != 1000 || res.Bytes != int64(len(b)) {
+		t.Fatalf("result %+v, want resumed at 1000 of %d", res, len(b))
+	}
+	got, _ := os.ReadFile(filepath.Join(store.Root, res.Key))
+	if string(got) != string(b) {
+		t.Fatal("resumed file differs from the export")
+	}
+	// Done already: a repeat returns at once without the API.
+	a.API = nil
+	if _, err := env.ExecuteActivity(a.DownloadExport, DownloadInput{LoadID: "L", Export: exp}); err != nil {
+		t.Fatalf("repeat of a finished download: %v", err)
+	}
+}
