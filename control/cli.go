@@ -159,6 +159,13 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// windowFlags adds --since and --until to fs and returns their reader.
+func windowFlags(fs *flag.FlagSet, example string) func() (time.Time, time.Time, error) {
+	since := fs.String("since", "", "start: RFC 3339 or relative ("+example+")")
+	until := fs.String("until", "", "end (exclusive), RFC 3339; default the next whole hour")
+	return func() (time.Time, time.Time, error) { return window(*since, *until, time.Now()) }
+}
+
 // window reads --since/--until, aligned to whole hours so the same
 // command run twice within an hour names the same range (and so the same
 // workflow id).
@@ -297,8 +304,7 @@ func (c *CLI) finish(ctx context.Context, ctl *Control, run client.WorkflowRun, 
 
 func (c *CLI) backfill(ctx context.Context, args []string) error {
 	fs := c.flags("backfill")
-	since := fs.String("since", "", "start: RFC 3339 or relative (30d)")
-	until := fs.String("until", "", "end (exclusive), RFC 3339; default the next whole hour")
+	readWindow := windowFlags(fs, "30d")
 	win := fs.Duration("window", 0, "one export per window (default KTPIPE_BACKFILL_WINDOW)")
 	par := fs.Int("parallelism", 0, "windows in flight (default KTPIPE_BACKFILL_PARALLELISM)")
 	format := fs.String("format", "", "export format (default KTPIPE_EXPORT_FORMAT)")
@@ -306,7 +312,7 @@ func (c *CLI) backfill(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	s, u, err := window(*since, *until, time.Now())
+	s, u, err := readWindow()
 	if err != nil {
 		return err
 	}
@@ -343,15 +349,14 @@ func (c *CLI) backfill(ctx context.Context, args []string) error {
 
 func (c *CLI) export(ctx context.Context, args []string) error {
 	fs := c.flags("export")
-	since := fs.String("since", "", "start: RFC 3339 or relative (30d)")
-	until := fs.String("until", "", "end (exclusive), RFC 3339")
+	readWindow := windowFlags(fs, "30d")
 	format := fs.String("format", "", "json, ndjson or csv (default KTPIPE_EXPORT_FORMAT)")
 	gz := fs.Bool("gzip", false, "ask for a gzip export")
 	wait := fs.Bool("wait", false, "wait for the load")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	s, u, err := window(*since, *until, time.Now())
+	s, u, err := readWindow()
 	if err != nil {
 		return err
 	}
@@ -405,15 +410,14 @@ func (c *CLI) replay(ctx context.Context, args []string) error {
 
 func (c *CLI) reconcile(ctx context.Context, args []string) error {
 	fs := c.flags("reconcile")
-	since := fs.String("since", "", "start: RFC 3339 or relative (24h)")
-	until := fs.String("until", "", "end (exclusive), RFC 3339")
+	readWindow := windowFlags(fs, "24h")
 	step := fs.Duration("step", time.Hour, "window size")
 	replay := fs.Bool("replay-gaps", false, "replay windows with an unexplained gap")
 	wait := fs.Bool("wait", false, "wait and print the table")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	s, u, err := window(*since, *until, time.Now())
+	s, u, err := readWindow()
 	if err != nil {
 		return err
 	}

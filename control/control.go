@@ -157,9 +157,7 @@ func (c *Control) DescribeSchedule(ctx context.Context) (*client.ScheduleDescrip
 
 // BackfillID is the workflow id of a backfill of a range, so starting
 // the same backfill twice finds the first.
-func BackfillID(since, until time.Time) string {
-	return fmt.Sprintf("ktpipe-backfill-%s-%s", since.UTC().Format("20060102T150405Z"), until.UTC().Format("20060102T150405Z"))
-}
+func BackfillID(since, until time.Time) string { return rangeID("backfill", since, until) }
 
 // StartBackfill starts (or attaches to) the backfill of a range. A range
 // already backfilled successfully is not loaded again.
@@ -174,39 +172,41 @@ func (c *Control) StartBackfill(ctx context.Context, in workflows.BackfillInput)
 	}, workflows.Backfill, in)
 }
 
+// rangeID names a workflow of a kind over a time range.
+func rangeID(kind string, since, until time.Time) string {
+	return fmt.Sprintf("ktpipe-%s-%s-%s", kind, since.UTC().Format("20060102T150405Z"), until.UTC().Format("20060102T150405Z"))
+}
+
+// start starts a workflow, or returns the running one with the same id.
+func (c *Control) start(ctx context.Context, id, kind string, since, until time.Time, wf, in any) (client.WorkflowRun, error) {
+	sa := []temporal.SearchAttributeUpdate{workflows.KindKey.ValueSet(kind)}
+	if !since.IsZero() {
+		sa = append(sa, workflows.WindowStartKey.ValueSet(since), workflows.WindowEndKey.ValueSet(until))
+	}
+	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: id, TaskQueue: c.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
+	}, wf, in)
+}
+
 // StartExport starts a one-off export load of a window.
 func (c *Control) StartExport(ctx context.Context, in workflows.ExportLoadInput) (client.WorkflowRun, error) {
-	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       fmt.Sprintf("ktpipe-export-%s-%s", in.Since.UTC().Format("20060102T150405Z"), in.Until.UTC().Format("20060102T150405Z")),
-		TaskQueue:                c.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("export"),
-			workflows.WindowStartKey.ValueSet(in.Since), workflows.WindowEndKey.ValueSet(in.Until)),
-	}, workflows.ExportLoad, in)
+	return c.start(ctx, rangeID("export", in.Since, in.Until), "export", in.Since, in.Until, workflows.ExportLoad, in)
 }
 
 // StartReplay starts a replay of a load id or a window.
 func (c *Control) StartReplay(ctx context.Context, in workflows.ReplayInput) (client.WorkflowRun, error) {
 	id := "ktpipe-replay-" + in.LoadID
 	if in.LoadID == "" {
-		id = fmt.Sprintf("ktpipe-replay-%s-%s", in.Since.UTC().Format("20060102T150405Z"), in.Until.UTC().Format("20060102T150405Z"))
+		id = rangeID("replay", in.Since, in.Until)
 	}
-	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: id, TaskQueue: c.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.KindKey.ValueSet("replay")),
-	}, workflows.Replay, in)
+	return c.start(ctx, id, "replay", in.Since, in.Until, workflows.Replay, in)
 }
 
 // StartReconcile starts a reconciliation of a window.
 func (c *Control) StartReconcile(ctx context.Context, in workflows.ReconcileInput) (client.WorkflowRun, error) {
-	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       fmt.Sprintf("ktpipe-reconcile-%s-%s", in.Since.UTC().Format("20060102T150405Z"), in.Until.UTC().Format("20060102T150405Z")),
-		TaskQueue:                c.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("reconcile"),
-			workflows.WindowStartKey.ValueSet(in.Since), workflows.WindowEndKey.ValueSet(in.Until)),
-	}, workflows.Reconcile, in)
+	return c.start(ctx, rangeID("reconcile", in.Since, in.Until), "reconcile", in.Since, in.Until, workflows.Reconcile, in)
 }
 
 // WorkflowSummary is one line of status.
