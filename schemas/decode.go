@@ -241,24 +241,34 @@ func (s *arrayScanner) element() ([]byte, error) {
 	inString, escaped := false, false
 	for {
 		for s.pos < len(s.buf) {
+			if inString {
+				// String bodies are most of an event's bytes: find the next
+				// quote, and a backslash before it, with two fast scans.
+				if escaped {
+					escaped = false
+					s.pos++
+					continue
+				}
+				rest := s.buf[s.pos:]
+				q := bytes.IndexByte(rest, '"')
+				if q < 0 {
+					q = len(rest)
+				}
+				if bs := bytes.IndexByte(rest[:q], '\\'); bs >= 0 {
+					s.pos += bs + 1
+					escaped = true
+					continue
+				}
+				s.pos += q
+				if s.pos < len(s.buf) {
+					s.pos++
+					inString = false
+				}
+				continue
+			}
 			c := s.buf[s.pos]
 			s.pos++
 			switch {
-			case inString:
-				switch {
-				case escaped:
-					escaped = false
-				case c == '\\':
-					escaped = true
-				case c == '"':
-					inString = false
-				default:
-					// Jump to the next quote or backslash: string bodies
-					// are most of an event's bytes.
-					if k := bytes.IndexAny(s.buf[s.pos:], "\"\\"); k > 0 {
-						s.pos += k
-					}
-				}
 			case c == '"':
 				inString = true
 			case c == '{' || c == '[':

@@ -60,13 +60,13 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 	if len(ev.Metadata) == 0 {
 		b = append(b, "null"...)
 	} else {
-		b = AppendJSONString(b, string(ev.Metadata))
+		b = appendJSONTextString(b, ev.Metadata)
 	}
 	b = append(b, `,"extra":`...)
 	if len(ev.Extra) == 0 {
 		b = append(b, "null"...)
 	} else {
-		b = AppendJSONString(b, string(appendExtra(nil, ev.Extra)))
+		b = appendJSONTextString(b, appendExtra(nil, ev.Extra))
 	}
 	b = append(b, `,"load_id":`...)
 	b = AppendJSONString(b, m.LoadID)
@@ -182,6 +182,35 @@ func appendDate(b []byte, t time.Time) []byte {
 	}
 	return append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
 		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10))
+}
+
+// appendJSONTextString appends compact JSON text (as the parser re-emits
+// it: control characters inside its strings are already escaped) as a
+// JSON string literal. Only quotes and backslashes need escaping then,
+// which is most of the cost of encoding metadata; text that is not valid
+// UTF-8 takes the general path, which replaces bad bytes.
+func appendJSONTextString(b, text []byte) []byte {
+	if !utf8.Valid(text) {
+		return AppendJSONString(b, string(text))
+	}
+	b = append(b, '"')
+	for len(text) > 0 {
+		i := 0
+		for i < len(text) && text[i] != '"' && text[i] != '\\' && text[i] >= 0x20 {
+			i++
+		}
+		b = append(b, text[:i]...)
+		if i == len(text) {
+			break
+		}
+		if c := text[i]; c < 0x20 {
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		} else {
+			b = append(b, '\\', c)
+		}
+		text = text[i+1:]
+	}
+	return append(b, '"')
 }
 
 // AppendJSONString appends s as a JSON string literal; invalid UTF-8

@@ -273,3 +273,21 @@ func TestNDJSONBadLineIsOneRecord(t *testing.T) {
 		t.Fatalf("valid %d invalid %d, want 2 and 1", valid, invalid)
 	}
 }
+
+func TestJSONTextStringMatchesGeneralEncoder(t *testing.T) {
+	for _, text := range []string{`{"a":"b"}`, `{"q":"say \"hi\"","p":"c:\\dir","n":null,"u":"ünï"}`, `[1,2,{"x":[]}]`, "{\"ctl\":\"\x01\"}", "{\"bad\":\"\xff\"}"} {
+		ev := schemas.Event{ID: "x", Metadata: []byte(text)}
+		row := schemas.AppendEventRow(nil, &ev, schemas.Derived{}, schemas.LoadMeta{})
+		var m map[string]any
+		if err := json.Unmarshal(row, &m); err != nil {
+			t.Fatalf("%q: row is not JSON: %v", text, err)
+		}
+		want := text
+		if strings.Contains(text, "\xff") {
+			want = strings.ReplaceAll(text, "\xff", "\ufffd")
+		}
+		if m["metadata"] != want {
+			t.Errorf("metadata %q, want %q", m["metadata"], want)
+		}
+	}
+}
