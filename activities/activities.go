@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -195,6 +196,7 @@ func ManifestKey(loadID string) string { return "loads/" + loadID + "/manifest.j
 // chunks; the manifest is staged too, so a replay can reload without the
 // source.
 func (a *Activities) SplitExport(ctx context.Context, in SplitInput) (staging.Manifest, error) {
+	defer keepAlive(ctx, nil)()
 	format, err := schemas.ParseFormat(in.Format)
 	if err != nil {
 		return staging.Manifest{}, temporal.NewNonRetryableApplicationError("split: "+err.Error(), ErrTypeMalformed, err)
@@ -338,6 +340,7 @@ type ChunkInput struct {
 // StageChunk loads a chunk into its staging tables (WRITE_TRUNCATE with
 // a job id from load, chunk and content: a retry replaces, never adds).
 func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) error {
+	defer keepAlive(ctx, nil)()
 	rows, err := a.Store.Open(in.Chunk.Key)
 	if err != nil {
 		return classify("stage chunk", err)
@@ -377,6 +380,9 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
 		start = p.Done
 	}
+	var done atomic.Int64
+	done.Store(int64(start))
+	defer keepAlive(ctx, func() any { return MergeProgress{Done: int(done.Load())} })()
 	for i := start; i < len(in.Chunks); i++ {
 		c := in.Chunks[i]
 		err := a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
@@ -392,6 +398,7 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 		if err != nil {
 			return i, classify("merge", err)
 		}
+		done.Store(int64(i + 1))
 		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + 1})
 	}
 	for _, c := range in.Chunks {
@@ -404,6 +411,7 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 
 // RefreshDimensions rebuilds the dimensions (each replaced whole).
 func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse.Gateway) error {
+	defer keepAlive(ctx, nil)()
 	return classify("refresh dimensions", a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users))
 }
 
@@ -415,12 +423,14 @@ type Gateway = warehouse.Gateway
 
 // CheckLoad counts what a load left in the warehouse.
 func (a *Activities) CheckLoad(ctx context.Context, loadID string) (Completeness, error) {
+	defer keepAlive(ctx, nil)()
 	c, err := a.Warehouse.CheckLoad(ctx, loadID)
 	return c, classify("check load "+loadID, err)
 }
 
 // CleanupLoad removes a finished load's staged files.
 func (a *Activities) CleanupLoad(ctx context.Context, loadID string) error {
+	defer keepAlive(ctx, nil)()
 	for _, prefix := range []string{"loads/" + loadID, "exports/" + loadID} {
 		if err := a.Store.RemoveAll(prefix); err != nil {
 			return classify("cleanup", err)
@@ -436,6 +446,7 @@ type CheckpointInput struct {
 
 // ReadCheckpoint returns the stored checkpoint ("" when none).
 func (a *Activities) ReadCheckpoint(ctx context.Context, key string) (string, error) {
+	defer keepAlive(ctx, nil)()
 	v, err := a.Warehouse.Checkpoint(ctx, key)
 	return v, classify("read checkpoint", err)
 }
@@ -443,6 +454,7 @@ func (a *Activities) ReadCheckpoint(ctx context.Context, key string) (string, er
 // WriteCheckpoint stores a checkpoint; writing the same value twice is
 // harmless.
 func (a *Activities) WriteCheckpoint(ctx context.Context, in CheckpointInput) error {
+	defer keepAlive(ctx, nil)()
 	return classify("write checkpoint", a.Warehouse.SetCheckpoint(ctx, in.Key, in.Value))
 }
 
@@ -466,6 +478,7 @@ type WarehouseCount struct {
 
 // CountWarehouse counts fact and quarantine rows for the window.
 func (a *Activities) CountWarehouse(ctx context.Context, w Window) (WarehouseCount, error) {
+	defer keepAlive(ctx, nil)()
 	fact, err := a.Warehouse.CountFact(ctx, w.Since, w.Until)
 	if err != nil {
 		return WarehouseCount{}, classify("count warehouse", err)

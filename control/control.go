@@ -17,21 +17,27 @@ import (
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
-// DefaultScheduleID is the id of the hourly pull's schedule.
+// DefaultScheduleID is the id of the hourly pull's schedule with the
+// default task queue.
 const DefaultScheduleID = "ktpipe-incremental-pull"
 
 // Control operates ktpipe on one Temporal namespace and task queue.
+// Workflow and schedule ids start with the task queue's name, so two
+// deployments (two datasets, two task queues) can share a namespace.
 type Control struct {
 	Client     client.Client
 	TaskQueue  string
-	ScheduleID string // default DefaultScheduleID
+	ScheduleID string // default <task queue>-incremental-pull
 }
+
+// ScheduleName is the id of the schedule this Control steers.
+func (c *Control) ScheduleName() string { return c.scheduleID() }
 
 func (c *Control) scheduleID() string {
 	if c.ScheduleID != "" {
 		return c.ScheduleID
 	}
-	return DefaultScheduleID
+	return c.TaskQueue + "-incremental-pull"
 }
 
 // ScheduleSpec is the incremental pull's schedule.
@@ -157,13 +163,13 @@ func (c *Control) DescribeSchedule(ctx context.Context) (*client.ScheduleDescrip
 
 // BackfillID is the workflow id of a backfill of a range, so starting
 // the same backfill twice finds the first.
-func BackfillID(since, until time.Time) string { return rangeID("backfill", since, until) }
+func (c *Control) BackfillID(since, until time.Time) string { return c.rangeID("backfill", since, until) }
 
 // StartBackfill starts (or attaches to) the backfill of a range. A range
 // already backfilled successfully is not loaded again.
 func (c *Control) StartBackfill(ctx context.Context, in workflows.BackfillInput) (client.WorkflowRun, error) {
 	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       BackfillID(in.Since, in.Until),
+		ID:                       c.BackfillID(in.Since, in.Until),
 		TaskQueue:                c.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
@@ -173,8 +179,8 @@ func (c *Control) StartBackfill(ctx context.Context, in workflows.BackfillInput)
 }
 
 // rangeID names a workflow of a kind over a time range.
-func rangeID(kind string, since, until time.Time) string {
-	return fmt.Sprintf("ktpipe-%s-%s-%s", kind, since.UTC().Format("20060102T150405Z"), until.UTC().Format("20060102T150405Z"))
+func (c *Control) rangeID(kind string, since, until time.Time) string {
+	return fmt.Sprintf("%s-%s-%s-%s", c.TaskQueue, kind, since.UTC().Format("20060102T150405Z"), until.UTC().Format("20060102T150405Z"))
 }
 
 // start starts a workflow, or returns the running one with the same id.
@@ -192,21 +198,21 @@ func (c *Control) start(ctx context.Context, id, kind string, since, until time.
 
 // StartExport starts a one-off export load of a window.
 func (c *Control) StartExport(ctx context.Context, in workflows.ExportLoadInput) (client.WorkflowRun, error) {
-	return c.start(ctx, rangeID("export", in.Since, in.Until), "export", in.Since, in.Until, workflows.ExportLoad, in)
+	return c.start(ctx, c.rangeID("export", in.Since, in.Until), "export", in.Since, in.Until, workflows.ExportLoad, in)
 }
 
 // StartReplay starts a replay of a load id or a window.
 func (c *Control) StartReplay(ctx context.Context, in workflows.ReplayInput) (client.WorkflowRun, error) {
-	id := "ktpipe-replay-" + in.LoadID
+	id := c.TaskQueue + "-replay-" + in.LoadID
 	if in.LoadID == "" {
-		id = rangeID("replay", in.Since, in.Until)
+		id = c.rangeID("replay", in.Since, in.Until)
 	}
 	return c.start(ctx, id, "replay", in.Since, in.Until, workflows.Replay, in)
 }
 
 // StartReconcile starts a reconciliation of a window.
 func (c *Control) StartReconcile(ctx context.Context, in workflows.ReconcileInput) (client.WorkflowRun, error) {
-	return c.start(ctx, rangeID("reconcile", in.Since, in.Until), "reconcile", in.Since, in.Until, workflows.Reconcile, in)
+	return c.start(ctx, c.rangeID("reconcile", in.Since, in.Until), "reconcile", in.Since, in.Until, workflows.Reconcile, in)
 }
 
 // WorkflowSummary is one line of status.

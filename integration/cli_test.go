@@ -46,7 +46,7 @@ func TestStarterCLI(t *testing.T) {
 		t.Fatalf("apply: %s", out)
 	}
 	t.Cleanup(func() {
-		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), control.DefaultScheduleID).Delete(context.Background())
+		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-incremental-pull").Delete(context.Background())
 	})
 	if out := mustRun("schedule", "describe"); !strings.Contains(out, "paused") || !strings.Contains(out, "every 1h0m0s") {
 		t.Fatalf("describe: %s", out)
@@ -67,7 +67,7 @@ func TestStarterCLI(t *testing.T) {
 		t.Fatalf("reconcile: %s", out)
 	}
 	out := mustRun("status")
-	for _, want := range []string{"schedule " + control.DefaultScheduleID, "failed workflows: 0", "checkpoint incremental_pull_cursor: \"c1."} {
+	for _, want := range []string{"schedule " + s.tq + "-incremental-pull", "failed workflows: 0", "checkpoint incremental_pull_cursor: \"c1."} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status lacks %q:\n%s", want, out)
 		}

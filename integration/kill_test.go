@@ -52,7 +52,18 @@ func (s *stack) startWorkerProcess(bin string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	s.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	s.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if s.t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			s.t.Logf("worker log %s:\n%s", filepath.Base(logf.Name()), b)
+		}
+	})
 	return cmd
 }
 
@@ -86,7 +97,7 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 	w1 := s.startWorkerProcess(bin)
 	id := "export-killed-" + s.tq
 	tuning := s.tuning
-	tuning.HeartbeatTimeout, tuning.WarehouseTimeout, tuning.Concurrency = 2*time.Second, 10*time.Second, 2
+	tuning.HeartbeatTimeout, tuning.Concurrency = 2*time.Second, 2
 	run, err := temporalSrv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.tq}, workflows.ExportLoad,
 		workflows.ExportLoadInput{Since: since, Until: until, Format: "ndjson", Tuning: tuning})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -139,7 +140,7 @@ func newStack(t *testing.T, cfg ktsim.Config, startWorkers bool) *stack {
 	}
 	s.acts = &activities.Activities{API: api, Warehouse: s.wh, Store: staging.Dir{Root: s.staging}, Prices: prices, Users: users, ChunkRows: 250}
 	s.ctl = &control.Control{Client: temporalSrv.Client(), TaskQueue: s.tq, ScheduleID: "sched-" + s.tq}
-	s.tuning = workflows.Tuning{PollInterval: 200 * time.Millisecond, MaxPollInterval: time.Second, HeartbeatTimeout: 3 * time.Second, WarehouseTimeout: 20 * time.Second}
+	s.tuning = workflows.Tuning{PollInterval: 200 * time.Millisecond, MaxPollInterval: time.Second, HeartbeatTimeout: 3 * time.Second}
 	if startWorkers {
 		s.startWorkers()
 	}
@@ -281,6 +282,10 @@ func recordHistory(t *testing.T, workflowID, runID, name string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The replayer needs the original id: workflows derive child ids from it.
+	if err := os.WriteFile(strings.TrimSuffix(path, ".json")+".id", []byte(workflowID+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("recorded %s (%d events)", path, len(h.Events))

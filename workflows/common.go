@@ -46,8 +46,8 @@ type Tuning struct {
 	PollInterval     time.Duration // first wait between export status polls (2s)
 	MaxPollInterval  time.Duration // cap of the poll backoff (1m)
 	HeartbeatTimeout time.Duration // for long activities (30s)
-	// WarehouseTimeout bounds one warehouse activity attempt (10m): a
-	// worker that dies mid-statement is noticed after this long.
+	// WarehouseTimeout bounds one warehouse activity attempt (1h); a
+	// worker that dies mid-statement is noticed by HeartbeatTimeout.
 	WarehouseTimeout time.Duration
 	Concurrency      int // chunk stages in flight (4)
 }
@@ -63,7 +63,7 @@ func (t Tuning) withDefaults() Tuning {
 		t.HeartbeatTimeout = 30 * time.Second
 	}
 	if t.WarehouseTimeout <= 0 {
-		t.WarehouseTimeout = 10 * time.Minute
+		t.WarehouseTimeout = time.Hour
 	}
 	if t.Concurrency <= 0 {
 		t.Concurrency = 4
@@ -110,10 +110,13 @@ func longCtx(ctx workflow.Context, t Tuning, queueSuffix string) workflow.Contex
 	})
 }
 
-// warehouseCtx is for BigQuery statements and load jobs.
+// warehouseCtx is for BigQuery statements and load jobs. They heartbeat
+// while a statement runs, so a dead worker is noticed within
+// HeartbeatTimeout however long a healthy statement takes.
 func warehouseCtx(ctx workflow.Context, t Tuning) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    t.WarehouseTimeout,
+		HeartbeatTimeout:       t.HeartbeatTimeout,
 		ScheduleToCloseTimeout: 6 * time.Hour,
 		RetryPolicy:            retry,
 	})

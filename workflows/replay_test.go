@@ -1,10 +1,14 @@
 package workflows_test
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/workflows"
 )
@@ -29,7 +33,26 @@ func TestReplayRecordedHistories(t *testing.T) {
 	r.RegisterWorkflow(workflows.Reconcile)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+			in, err := os.Open(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			h, err := client.HistoryFromJSON(in, client.HistoryJSONOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Workflows derive child and load ids from their own id, so
+			// replay under the original one.
+			id, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			runID := h.Events[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()
+			err = r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
+				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id)), RunID: runID},
+			})
+			if err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -143,7 +143,7 @@ func run(ctx context.Context, o options) error {
 	defer w.Stop()
 	ctl := &control.Control{Client: w.Client, TaskQueue: cfg.Temporal.TaskQueue}
 
-	step("applying the schedule %s: every %s, overlap skip", control.DefaultScheduleID, cfg.Pipeline.ScheduleInterval)
+	step("applying the schedule %s: every %s, overlap skip", ctl.ScheduleName(), cfg.Pipeline.ScheduleInterval)
 	pull := workflows.IncrementalPullInput{Start: cfg.Pipeline.PullStart, PageSize: cfg.Pipeline.PageSize,
 		PagesPerBatch: cfg.Pipeline.PagesPerBatch, BatchesPerRun: cfg.Pipeline.BatchesPerRun}
 	if _, err := ctl.ApplySchedule(ctx, control.ScheduleSpec{Interval: cfg.Pipeline.ScheduleInterval, CatchupWindow: cfg.Pipeline.CatchupWindow, Pull: pull}); err != nil {
@@ -194,7 +194,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	fmt.Printf("\nTemporal UI: http://127.0.0.1:%d/namespaces/default/schedules/%s\n", o.uiPort, control.DefaultScheduleID)
+	fmt.Printf("\nTemporal UI: http://127.0.0.1:%d/namespaces/default/schedules/%s\n", o.uiPort, ctl.ScheduleName())
 	if o.keep {
 		fmt.Println("Everything keeps running; Ctrl-C stops it.")
 		<-ctx.Done()
