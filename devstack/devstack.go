@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -95,8 +94,9 @@ func StartEmulator(ctx context.Context, project string, logs io.Writer) (*Emulat
 	}
 	cmd := exec.Command(bin, "--project="+project, "--host=127.0.0.1",
 		"--port="+strconv.Itoa(port), "--grpc-port="+strconv.Itoa(grpcPort), "--log-level=error")
+	// No Pdeathsig: in Go it fires when the starting OS thread exits, not
+	// the process, and can kill the emulator in the middle of a run.
 	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start bigquery emulator: %w", err)
 	}
@@ -135,7 +135,7 @@ func (e *Emulator) Client(ctx context.Context) (*bigquery.Client, error) {
 // Stop ends the emulator.
 func (e *Emulator) Stop() {
 	if e.cmd.Process != nil {
-		syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+		e.cmd.Process.Kill()
 		<-e.done
 	}
 }
