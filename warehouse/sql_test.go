@@ -1,0 +1,50 @@
+package warehouse
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestTableNameIsAlwaysAnIdentifier(t *testing.T) {
+	for _, id := range []string{"export-it-2-01a21986-g0", "a.b/c:d", "x`; DROP TABLE fact; --", "ünï", ""} {
+		name := tableName("stg_", id, 7)
+		if !identOK(name) || !strings.HasSuffix(name, "_00007") {
+			t.Errorf("tableName(%q) = %q is not a safe identifier", id, name)
+		}
+	}
+	if tableName("stg_", "a-b", 1) == tableName("stg_", "a-b", 2) {
+		t.Error("chunks share a staging table")
+	}
+}
+
+func TestRefRefusesBadNames(t *testing.T) {
+	w := &Warehouse{project: "p-roject", dataset: "ds"}
+	if got := w.ref("fact_ai_event"); got != "`p-roject.ds.fact_ai_event`" {
+		t.Fatalf("ref = %s", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("ref accepted a name with a backtick")
+		}
+	}()
+	w.ref("x`y")
+}
+
+// TestViewSQLHasNoPlaceholdersLeft checks every view resolves to our
+// qualified tables only: values never enter view or statement text.
+func TestViewSQLHasNoPlaceholdersLeft(t *testing.T) {
+	w := &Warehouse{project: "my-project", dataset: "kt"}
+	refs := regexp.MustCompile("`[^`]*`")
+	for _, v := range Views {
+		sql := w.viewSQL(v)
+		if strings.ContainsAny(sql, "{}") {
+			t.Errorf("%s: unresolved placeholder in %s", v.Name, sql)
+		}
+		for _, r := range refs.FindAllString(sql, -1) {
+			if !strings.HasPrefix(r, "`my-project.kt.") {
+				t.Errorf("%s: reference %s outside the dataset", v.Name, r)
+			}
+		}
+	}
+}
