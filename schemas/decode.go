@@ -10,6 +10,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/valyala/fastjson"
 )
 
 // Format is an export file format of the contract.
@@ -56,11 +58,15 @@ func NewDecoder(r io.Reader, format Format, gzipped bool) (*Decoder, error) {
 		s := &arrayScanner{r: r, buf: make([]byte, 0, 256<<10)}
 		var p Parser
 		d.next = func(ev *Event) ([]byte, error) {
-			raw, err := s.next()
+			raw, v, err := s.nextParsed(&p)
 			if err != nil {
 				return nil, err
 			}
-			return raw, p.Parse(raw, ev)
+			if v == nil {
+				return raw, p.Parse(raw, ev)
+			}
+			ev.reset()
+			return raw, p.fill(v, ev)
 		}
 	case FormatNDJSON:
 		br := bufio.NewReaderSize(r, 256<<10)
@@ -193,44 +199,92 @@ func (s *arrayScanner) skipSpace() (byte, error) {
 }
 
 func (s *arrayScanner) next() ([]byte, error) {
+	if err := s.toElement(); err != nil {
+		return nil, err
+	}
+	return s.element()
+}
+
+// toElement moves pos to the start of the next element, past the array's
+// opening bracket or a comma; io.EOF at the closing bracket.
+func (s *arrayScanner) toElement() error {
 	if s.done {
-		return nil, io.EOF
+		return io.EOF
 	}
 	c, err := s.skipSpace()
 	if err != nil {
 		if !s.started && errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("json export: empty file, want an array")
+			return fmt.Errorf("json export: empty file, want an array")
 		}
-		return nil, fmt.Errorf("json export: %w", err)
+		return fmt.Errorf("json export: %w", err)
 	}
 	if !s.started {
 		if c != '[' {
-			return nil, fmt.Errorf("json export: starts with %q, want '['", c)
+			return fmt.Errorf("json export: starts with %q, want '['", c)
 		}
 		s.started = true
 		s.pos++
 		if c, err = s.skipSpace(); err != nil {
-			return nil, fmt.Errorf("json export: %w", err)
+			return fmt.Errorf("json export: %w", err)
 		}
 		if c == ']' {
 			s.done = true
-			return nil, io.EOF
+			return io.EOF
 		}
-	} else {
-		switch c {
-		case ']':
-			s.done = true
-			return nil, io.EOF
-		case ',':
-			s.pos++
-			if _, err = s.skipSpace(); err != nil {
-				return nil, fmt.Errorf("json export: %w", err)
+		return nil
+	}
+	switch c {
+	case ']':
+		s.done = true
+		return io.EOF
+	case ',':
+		s.pos++
+		if _, err = s.skipSpace(); err != nil {
+			return fmt.Errorf("json export: %w", err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("json export: unexpected %q between elements", c)
+	}
+}
+
+// maxGuesses bounds the end guesses per element before the exact scan.
+const maxGuesses = 4
+
+// nextParsed returns the next element and, when it could, its parsed
+// value. Most elements are objects laid out so that the first '}' followed
+// by ',' or ']' ends them: that slice is handed to the parser, and since a
+// complete JSON value is never a proper prefix of another, a successful
+// parse proves the guess. Otherwise the exact scanner finds the end, and
+// the caller parses (or reports) the element itself.
+func (s *arrayScanner) nextParsed(p *Parser) ([]byte, *fastjson.Value, error) {
+	if err := s.toElement(); err != nil {
+		return nil, nil, err
+	}
+	start := s.pos
+	if start < len(s.buf) && s.buf[start] == '{' {
+		from := start
+		for guess := 0; guess < maxGuesses; guess++ {
+			k := bytes.IndexByte(s.buf[from:], '}')
+			if k < 0 {
+				break
 			}
-		default:
-			return nil, fmt.Errorf("json export: unexpected %q between elements", c)
+			end := from + k + 1
+			next := end
+			for next < len(s.buf) && (s.buf[next] == ' ' || s.buf[next] == '\n' || s.buf[next] == '\r' || s.buf[next] == '\t') {
+				next++
+			}
+			if next < len(s.buf) && (s.buf[next] == ',' || s.buf[next] == ']') {
+				if v, err := p.p.ParseBytes(s.buf[start:end]); err == nil {
+					s.pos = end
+					return s.buf[start:end], v, nil
+				}
+			}
+			from = end
 		}
 	}
-	return s.element()
+	raw, err := s.element()
+	return raw, nil, err
 }
 
 // element returns the bytes of the JSON value starting at pos, tracking
@@ -242,26 +296,25 @@ func (s *arrayScanner) element() ([]byte, error) {
 	for {
 		for s.pos < len(s.buf) {
 			if inString {
-				// String bodies are most of an event's bytes: find the next
-				// quote, and a backslash before it, with two fast scans.
+				// String bodies are most of an event's bytes. The closing
+				// quote is the next quote after an even run of backslashes:
+				// one fast search, then a short look back. A segment starts
+				// where no backslash is pending (escaped carries an odd run
+				// across a refill).
 				if escaped {
 					escaped = false
 					s.pos++
 					continue
 				}
-				rest := s.buf[s.pos:]
-				q := bytes.IndexByte(rest, '"')
+				seg := s.buf[s.pos:]
+				q := bytes.IndexByte(seg, '"')
 				if q < 0 {
-					q = len(rest)
-				}
-				if bs := bytes.IndexByte(rest[:q], '\\'); bs >= 0 {
-					s.pos += bs + 1
-					escaped = true
+					escaped = trailingBackslashes(seg)%2 == 1
+					s.pos = len(s.buf)
 					continue
 				}
-				s.pos += q
-				if s.pos < len(s.buf) {
-					s.pos++
+				s.pos += q + 1
+				if trailingBackslashes(seg[:q])%2 == 0 {
 					inString = false
 				}
 				continue
@@ -296,6 +349,15 @@ func (s *arrayScanner) element() ([]byte, error) {
 		}
 		start = 0
 	}
+}
+
+// trailingBackslashes counts the backslashes that end b.
+func trailingBackslashes(b []byte) int {
+	n := 0
+	for i := len(b) - 1; i >= 0 && b[i] == '\\'; i-- {
+		n++
+	}
+	return n
 }
 
 // csvDecoder reads the contract's CSV: a header row of field names, then

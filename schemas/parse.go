@@ -42,6 +42,11 @@ func (ps *Parser) Parse(raw []byte, ev *Event) error {
 	if err != nil {
 		return fieldErr("(record)", "must be a JSON object: "+err.Error())
 	}
+	return ps.fill(v, ev)
+}
+
+// fill sets ev from a parsed JSON value (ev already reset).
+func (ps *Parser) fill(v *fastjson.Value, ev *Event) error {
 	obj, err := v.Object()
 	if err != nil {
 		return fieldErr("(record)", "must be a JSON object")

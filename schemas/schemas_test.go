@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/ktpipe/ktpipe/ktsim"
@@ -289,5 +290,27 @@ func TestJSONTextStringMatchesGeneralEncoder(t *testing.T) {
 		if m["metadata"] != want {
 			t.Errorf("metadata %q, want %q", m["metadata"], want)
 		}
+	}
+}
+
+// TestJSONScannerEscapesAcrossReads feeds an array one byte per Read, so
+// every escape sequence and quote straddles a buffer refill.
+func TestJSONScannerEscapesAcrossReads(t *testing.T) {
+	tricky := with("user", `"a\\\\\"b\\\\"`) // a\\"b\\ : escaped quote after an even run, string ending in backslashes
+	data := "[" + tricky + " , " + validEvent + "]"
+	dec, err := schemas.NewDecoder(iotest.OneByteReader(strings.NewReader(data)), schemas.FormatJSON, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev schemas.Event
+	raw, err := dec.Next(&ev)
+	if err != nil || string(raw) != tricky || ev.User != `a\\"b\\` {
+		t.Fatalf("first element: %q (user %q) %v", raw, ev.User, err)
+	}
+	if raw, err = dec.Next(&ev); err != nil || string(raw) != validEvent {
+		t.Fatalf("second element: %q %v", raw, err)
+	}
+	if _, err = dec.Next(&ev); !errors.Is(err, io.EOF) {
+		t.Fatalf("end: %v", err)
 	}
 }
