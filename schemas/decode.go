@@ -37,6 +37,8 @@ func ParseFormat(s string) (Format, error) {
 // memory stays flat whatever the file's size.
 type Decoder struct {
 	next   func(ev *Event) ([]byte, error)
+	render func() []byte // renders the current record's raw text when next returned none
+	raw    []byte
 	closer io.Closer
 	index  int64
 }
@@ -90,22 +92,34 @@ func NewDecoder(r io.Reader, format Format, gzipped bool) (*Decoder, error) {
 			return nil, err
 		}
 		d.next = c.next
+		d.render = c.renderRaw
 	default:
 		return nil, fmt.Errorf("format %q: must be json, ndjson or csv", format)
 	}
 	return d, nil
 }
 
-// Next decodes the next record into ev and returns its raw text (valid
-// until the next call). A record that breaks a rule returns its raw text
-// and a *FieldError, and decoding may go on; io.EOF ends the stream; any
-// other error means the stream itself is broken.
-func (d *Decoder) Next(ev *Event) ([]byte, error) {
+// Next decodes the next record into ev. A record that breaks a rule
+// returns a *FieldError, and decoding may go on; io.EOF ends the stream;
+// any other error means the stream itself is broken.
+func (d *Decoder) Next(ev *Event) error {
 	raw, err := d.next(ev)
+	d.raw = raw
 	if err == nil || isFieldError(err) {
 		d.index++
 	}
-	return raw, err
+	return err
+}
+
+// Raw returns the current record's raw text, valid until the next call
+// to Next: the JSON object as read, or for CSV the row rendered as a JSON
+// object of header → cell (rendered only when asked, since only
+// quarantined records need it).
+func (d *Decoder) Raw() []byte {
+	if d.raw == nil && d.render != nil {
+		d.raw = d.render()
+	}
+	return d.raw
 }
 
 // Records returns how many records Next has returned so far.
@@ -366,6 +380,7 @@ type csvDecoder struct {
 	r      *csv.Reader
 	header []string
 	ps     Parser
+	row    []string // the current row (the reader reuses it)
 	raw    []byte
 }
 
@@ -395,16 +410,21 @@ func (c *csvDecoder) next(ev *Event) ([]byte, error) {
 		return nil, err
 	}
 	ev.reset()
-	c.raw = c.appendRaw(c.raw[:0], row)
+	c.row = row
 	if len(row) != len(c.header) {
-		return c.raw, fieldErr("(record)", fmt.Sprintf("must have %d cells like the header, has %d", len(c.header), len(row)))
+		return c.renderRaw(), fieldErr("(record)", fmt.Sprintf("must have %d cells like the header, has %d", len(c.header), len(row)))
 	}
 	for i, cell := range row {
 		if ferr := c.setCell(ev, c.header[i], cell); ferr != nil {
-			return c.raw, ferr
+			return c.renderRaw(), ferr
 		}
 	}
-	return c.raw, nil
+	return nil, nil
+}
+
+func (c *csvDecoder) renderRaw() []byte {
+	c.raw = c.appendRaw(c.raw[:0], c.row)
+	return c.raw
 }
 
 // appendRaw renders a row as a JSON object of header→cell, the raw text a

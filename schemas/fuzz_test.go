@@ -20,7 +20,7 @@ func fuzzDecode(t *testing.T, data []byte, format schemas.Format) {
 	}
 	var ev schemas.Event
 	for i := 0; i <= len(data)+1; i++ {
-		_, err := dec.Next(&ev)
+		err := dec.Next(&ev)
 		var fe *schemas.FieldError
 		switch {
 		case err == nil:
@@ -33,6 +33,9 @@ func fuzzDecode(t *testing.T, data []byte, format schemas.Format) {
 		case errors.As(err, &fe):
 			if fe.Field == "" || fe.Rule == "" {
 				t.Fatalf("field error without field or rule: %#v", fe)
+			}
+			if len(dec.Raw()) == 0 {
+				t.Fatal("a refused record has no raw text for quarantine")
 			}
 		default:
 			return // EOF or a stream error ends the stream

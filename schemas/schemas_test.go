@@ -181,10 +181,11 @@ func decodeAll(t *testing.T, data []byte, format schemas.Format, gz bool, gatewa
 	rules = map[string]int{}
 	var ev schemas.Event
 	for {
-		raw, err := dec.Next(&ev)
+		err := dec.Next(&ev)
 		if errors.Is(err, io.EOF) {
 			return
 		}
+		raw := dec.Raw()
 		if err == nil {
 			err = schemas.Validate(&ev, gateways)
 		}
@@ -253,7 +254,7 @@ func TestDecoderStreamErrors(t *testing.T) {
 			}
 			var ev schemas.Event
 			for i := 0; i < 10; i++ {
-				_, err := dec.Next(&ev)
+				err := dec.Next(&ev)
 				var fe *schemas.FieldError
 				if err != nil && !errors.As(err, &fe) {
 					if errors.Is(err, io.EOF) {
@@ -303,14 +304,14 @@ func TestJSONScannerEscapesAcrossReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ev schemas.Event
-	raw, err := dec.Next(&ev)
-	if err != nil || string(raw) != tricky || ev.User != `a\\"b\\` {
+	err = dec.Next(&ev)
+	if raw := dec.Raw(); err != nil || string(raw) != tricky || ev.User != `a\\"b\\` {
 		t.Fatalf("first element: %q (user %q) %v", raw, ev.User, err)
 	}
-	if raw, err = dec.Next(&ev); err != nil || string(raw) != validEvent {
-		t.Fatalf("second element: %q %v", raw, err)
+	if err = dec.Next(&ev); err != nil || string(dec.Raw()) != validEvent {
+		t.Fatalf("second element: %q %v", dec.Raw(), err)
 	}
-	if _, err = dec.Next(&ev); !errors.Is(err, io.EOF) {
+	if err = dec.Next(&ev); !errors.Is(err, io.EOF) {
 		t.Fatalf("end: %v", err)
 	}
 }

@@ -125,7 +125,7 @@ func NewSplitter(opts SplitOptions, sink Sink) (*Splitter, error) {
 // bad records go to the quarantine file with their reason.
 func (s *Splitter) Add(dec *schemas.Decoder) error {
 	for {
-		raw, err := dec.Next(&s.ev)
+		err := dec.Next(&s.ev)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -140,7 +140,7 @@ func (s *Splitter) Add(dec *schemas.Decoder) error {
 		}
 		s.man.Records++
 		if fe != nil {
-			if err := s.quarantine(raw, fe); err != nil {
+			if err := s.quarantine(dec.Raw(), fe); err != nil {
 				return err
 			}
 		} else if err := s.write(); err != nil {
