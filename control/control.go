@@ -163,7 +163,9 @@ func (c *Control) DescribeSchedule(ctx context.Context) (*client.ScheduleDescrip
 
 // BackfillID is the workflow id of a backfill of a range, so starting
 // the same backfill twice finds the first.
-func (c *Control) BackfillID(since, until time.Time) string { return c.rangeID("backfill", since, until) }
+func (c *Control) BackfillID(since, until time.Time) string {
+	return c.rangeID("backfill", since, until)
+}
 
 // StartBackfill starts (or attaches to) the backfill of a range. A range
 // already backfilled successfully is not loaded again.
