@@ -193,3 +193,12 @@ func checkLoad(ctx workflow.Context, t Tuning, man staging.Manifest) error {
 	}
 	return nil
 }
+
+// reportUnknownFields tells the operator the source sends fields the
+// contract does not name yet; they are kept in the extra column.
+func reportUnknownFields(ctx workflow.Context, man staging.Manifest) {
+	if len(man.UnknownFields) > 0 {
+		workflow.GetLogger(ctx).Warn("source sends fields the contract does not name; kept in the extra column",
+			"load", man.LoadID, "fields", strings.Join(man.UnknownFields, ","))
+	}
+}

@@ -133,6 +133,7 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 			fmt.Sprintf("export %s: read %d records, the export says %d", exp.ID, man.Records, *exp.RowCount), activities.ErrTypeIncomplete, nil)
 	}
 	s.progress.ChunksTotal, s.progress.Rows, s.progress.Quarantined = len(man.Chunks), man.Rows, man.Quarantined
+	reportUnknownFields(ctx, man)
 
 	s.progress.Phase = "loading"
 	if err := loadChunks(ctx, s.t, id, s.in.Source, man.Chunks, func() { s.progress.ChunksStaged++ }); err != nil {

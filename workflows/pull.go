@@ -121,6 +121,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		if err := workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.PullPages, in).Get(ctx, &res); err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("pull after cursor: %w", err)
 		}
+		reportUnknownFields(ctx, res.Manifest)
 		if len(res.Manifest.Chunks) > 0 {
 			s.progress.Phase = "loading"
 			if err := loadChunks(ctx, s.t, id, "pull", res.Manifest.Chunks, nil); err != nil {
