@@ -21,7 +21,6 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"google.golang.org/api/option"
 
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/config"
@@ -66,18 +65,10 @@ func DialTemporal(cfg config.Temporal, logger *slog.Logger) (client.Client, erro
 	return c, nil
 }
 
-// DialBigQuery returns a BigQuery client: the emulator when an endpoint is
-// set, otherwise BigQuery with Application Default Credentials.
+// DialBigQuery returns the configured BigQuery client (the emulator when
+// BIGQUERY_ENDPOINT is set).
 func DialBigQuery(ctx context.Context, cfg config.BigQuery) (*bigquery.Client, error) {
-	var opts []option.ClientOption
-	if cfg.Endpoint != "" {
-		opts = append(opts, option.WithEndpoint(cfg.Endpoint), option.WithoutAuthentication())
-	}
-	bq, err := bigquery.NewClient(ctx, cfg.Project, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("BigQuery client for %s: %w", cfg.Project, err)
-	}
-	return bq, nil
+	return warehouse.Dial(ctx, cfg.Project, cfg.Endpoint)
 }
 
 // NewActivities builds the activities' dependencies from configuration.

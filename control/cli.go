@@ -497,7 +497,7 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 }
 
 func (c *CLI) warehouse(ctx context.Context, cfg config.BigQuery) (*warehouse.Warehouse, func(), error) {
-	bq, err := dialBigQuery(ctx, cfg)
+	bq, err := warehouse.Dial(ctx, cfg.Project, cfg.Endpoint)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -21,7 +21,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"google.golang.org/api/option"
+
+	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 // Versions pinned by scripts/lib.sh; the binaries carry them in their names.
@@ -129,7 +130,7 @@ func StartEmulator(ctx context.Context, project string, logs io.Writer) (*Emulat
 
 // Client returns a BigQuery client for the emulator.
 func (e *Emulator) Client(ctx context.Context) (*bigquery.Client, error) {
-	return bigquery.NewClient(ctx, e.Project, option.WithEndpoint(e.Endpoint), option.WithoutAuthentication())
+	return warehouse.Dial(ctx, e.Project, e.Endpoint)
 }
 
 // Stop ends the emulator.

@@ -16,6 +16,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
 )
 
 // Warehouse is one dataset of ktpipe tables.
@@ -215,4 +216,19 @@ func tableName(prefix, loadID string, chunk int) string {
 	}
 	fmt.Fprintf(&b, "_%05d", chunk)
 	return b.String()
+}
+
+// Dial returns a BigQuery client: an emulator when endpoint is set,
+// otherwise BigQuery itself with Application Default Credentials. The
+// pipeline's code is the same either way.
+func Dial(ctx context.Context, project, endpoint string) (*bigquery.Client, error) {
+	var opts []option.ClientOption
+	if endpoint != "" {
+		opts = append(opts, option.WithEndpoint(endpoint), option.WithoutAuthentication())
+	}
+	bq, err := bigquery.NewClient(ctx, project, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("BigQuery client for %s: %w", project, err)
+	}
+	return bq, nil
 }
