@@ -51,7 +51,14 @@ func TestMain(m *testing.M) {
 
 func newWarehouse(t *testing.T) *warehouse.Warehouse {
 	t.Helper()
-	w, err := warehouse.New(bq, project, fmt.Sprintf("ds_%d", dsSeq.Add(1)), "US")
+	return newWarehouseIn(t, fmt.Sprintf("ds_%d", dsSeq.Add(1)))
+}
+
+// newWarehouseIn lets a test that queries tables directly know its dataset;
+// reading dsSeq later would race with the other parallel tests.
+func newWarehouseIn(t *testing.T, ds string) *warehouse.Warehouse {
+	t.Helper()
+	w, err := warehouse.New(bq, project, ds, "US")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,13 +293,14 @@ func TestReportsOnKnownData(t *testing.T) {
 
 func TestNewSourceFieldIsAbsorbed(t *testing.T) {
 	t.Parallel()
-	w := newWarehouse(t)
+	ds := fmt.Sprintf("ds_new_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
 	e := strings.Replace(event(uuid(30), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"latency_ms"`, `"region":"eu","latency_ms"`, 1)
 	man := load(t, w, "load-x", 10, e)
 	if fmt.Sprint(man.UnknownFields) != "[region]" {
 		t.Fatalf("unknown fields reported %v", man.UnknownFields)
 	}
-	rows, err := bq.Query(fmt.Sprintf("SELECT JSON_VALUE(extra, '$.region') FROM `%s.ds_%d.fact_ai_event`", project, dsSeq.Load())).Read(context.Background())
+	rows, err := bq.Query(fmt.Sprintf("SELECT JSON_VALUE(extra, '$.region') FROM `%s.%s.fact_ai_event`", project, ds)).Read(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
