@@ -73,6 +73,19 @@ func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery
 // with target × source. On BigQuery the script runs as one transaction,
 // so readers see the chunk all at once. Every statement names a parameter:
 // the emulator refuses a script statement that uses none.
+//
+// Two guards cover commits that run at the same time:
+//   - the same chunk: the script runs under a job id derived from the
+//     load and chunk (runOnce), so a retry after a worker died waits for
+//     the job the dead worker started instead of running a second one;
+//   - overlapping loads (a pull and a backfill of the same hours, on two
+//     workers): BigQuery lets transactions that only append run
+//     concurrently, so both anti-joins can miss each other's rows. After
+//     the transaction, a DELETE keeps one row per event id — the one with
+//     the smallest load id, a rule every commit applies alike. Mutating
+//     DML on one table is serialized, and the last commit's DELETE starts
+//     after every such insert committed, so the table converges to one
+//     row per id.
 func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c staging.Chunk) error {
 	if c.Rows == 0 && c.Quarantined == 0 {
 		return nil
@@ -80,6 +93,50 @@ func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c st
 	if done, err := w.stagedOrCommitted(ctx, loadID, c); err != nil || done {
 		return err
 	}
+	params, err := commitParams(loadID, source, c)
+	if err != nil {
+		return err
+	}
+	script := w.commitScript(loadID, c)
+	start := func(id string) (*bigquery.Job, error) {
+		q := w.bq.Query(script)
+		q.Parameters = params
+		q.Location = w.location
+		q.JobID = id
+		return q.Run(ctx)
+	}
+	inLedger := func() (bool, error) {
+		committed, err := w.Committed(ctx, loadID)
+		return committed[c.Index], err
+	}
+	jobID := tableName("ktpipe_commit_"+w.dataset+"_", loadID, c.Index)
+	return w.runOnce(ctx, fmt.Sprintf("commit chunk %d of %s", c.Index, loadID), jobID, start, inLedger)
+}
+
+func commitParams(loadID, source string, c staging.Chunk) ([]bigquery.QueryParameter, error) {
+	minDate, maxDate := c.MinDate, c.MaxDate
+	if minDate == "" {
+		minDate, maxDate = "1970-01-01", "1970-01-01"
+	}
+	lo, err := dateParam(minDate)
+	if err != nil {
+		return nil, err
+	}
+	hi, err := dateParam(maxDate)
+	if err != nil {
+		return nil, err
+	}
+	return []bigquery.QueryParameter{
+		{Name: "load_id", Value: loadID}, {Name: "chunk", Value: int64(c.Index)}, {Name: "source", Value: source},
+		{Name: "rows", Value: c.Rows}, {Name: "quarantined", Value: c.Quarantined},
+		{Name: "min_date", Value: lo}, {Name: "max_date", Value: hi},
+	}, nil
+}
+
+// commitScript is CommitChunk's SQL. The dedup DELETEs use uncorrelated
+// IN subqueries: on the emulator a correlated subquery rescans the table
+// per row.
+func (w *Warehouse) commitScript(loadID string, c staging.Chunk) string {
 	stg, qstg := w.ref(tableName("stg_", loadID, c.Index)), w.ref(tableName("qstg_", loadID, c.Index))
 	raw, fact, quar, ledger := w.ref(schemas.TableRaw), w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine), w.ref(schemas.TableLedger)
 	script := "BEGIN TRANSACTION;\n"
@@ -103,27 +160,28 @@ SELECT @load_id, @chunk, @source, @rows, @quarantined, CURRENT_TIMESTAMP()
 FROM (SELECT 1) WHERE NOT EXISTS (SELECT 1 FROM %[1]s WHERE load_id = @load_id AND chunk = @chunk);
 COMMIT TRANSACTION;
 `, ledger, "`rows`")
-	minDate, maxDate := c.MinDate, c.MaxDate
-	if minDate == "" {
-		minDate, maxDate = "1970-01-01", "1970-01-01"
+	if c.Rows > 0 {
+		dups := fmt.Sprintf(`SELECT g.event_id, MIN(g.load_id) AS keep FROM %[1]s g
+  WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_id IN (SELECT s.event_id FROM %[2]s s)
+  GROUP BY g.event_id HAVING COUNT(*) > 1`, fact, stg)
+		script += fmt.Sprintf(`
+DELETE FROM %[1]s f
+WHERE f.event_date BETWEEN @min_date AND @max_date
+  AND f.event_id IN (SELECT d.event_id FROM (%[2]s) d)
+  AND CONCAT(f.event_id, '/', f.load_id) NOT IN (SELECT CONCAT(d.event_id, '/', d.keep) FROM (%[2]s) d);
+`, fact, dups)
 	}
-	lo, err := dateParam(minDate)
-	if err != nil {
-		return err
+	if c.Quarantined > 0 {
+		dups := fmt.Sprintf(`SELECT g.record_hash, MIN(g.load_id) AS keep FROM %[1]s g
+  WHERE g.record_hash IN (SELECT q.record_hash FROM %[2]s q WHERE q.load_id = @load_id)
+  GROUP BY g.record_hash HAVING COUNT(*) > 1`, quar, qstg)
+		script += fmt.Sprintf(`
+DELETE FROM %[1]s x
+WHERE x.record_hash IN (SELECT d.record_hash FROM (%[2]s) d)
+  AND CONCAT(x.record_hash, '/', x.load_id) NOT IN (SELECT CONCAT(d.record_hash, '/', d.keep) FROM (%[2]s) d);
+`, quar, dups)
 	}
-	hi, err := dateParam(maxDate)
-	if err != nil {
-		return err
-	}
-	params := []bigquery.QueryParameter{
-		{Name: "load_id", Value: loadID}, {Name: "chunk", Value: int64(c.Index)}, {Name: "source", Value: source},
-		{Name: "rows", Value: c.Rows}, {Name: "quarantined", Value: c.Quarantined},
-		{Name: "min_date", Value: lo}, {Name: "max_date", Value: hi},
-	}
-	if err := w.exec(ctx, fmt.Sprintf("commit chunk %d of %s", c.Index, loadID), script, params...); err != nil {
-		return err
-	}
-	return nil
+	return script
 }
 
 // ErrStagingLost says a chunk's staging table is gone or wrong and the

@@ -126,69 +126,94 @@ func (w *Warehouse) query(ctx context.Context, what, sql string, params ...bigqu
 	}
 }
 
-// maxLoadAttempts bounds the successor job ids one load may use.
-const maxLoadAttempts = 20
+// maxJobIDs bounds the successor job ids one unit of work may use.
+const maxJobIDs = 50
 
-// loadNDJSON replaces table's content with r's wantRows rows, under a
-// deterministic job id. A job that already ran under that id (a retried
-// activity) is reused — but only if the table then holds exactly
-// wantRows rows: a job whose client died mid-load can be recorded as done
-// with nothing loaded, so the row count, not the job's existence, decides.
-// Otherwise the load runs again under a successor id (WRITE_TRUNCATE, so
-// a rerun replaces, never adds).
-func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquery.Schema, r io.ReadSeeker, jobID string, wantRows int64) error {
+// runOnce runs one unit of work as a BigQuery job under deterministic ids,
+// so that a retried activity re-attaches to the job its predecessor
+// started instead of racing it: BigQuery jobs outlive the worker that
+// started them. Job id n+1 is used only after job n has ended without
+// taking effect; done, not the job's status, says whether it took effect.
+// A job this call starts that fails is returned as an error, to the
+// activity's retry policy; a failed job found from an earlier attempt is
+// history, and the next id is tried.
+func (w *Warehouse) runOnce(ctx context.Context, what, baseID string, start func(id string) (*bigquery.Job, error), done func() (bool, error)) error {
 	var lastErr error
-	for attempt := 0; attempt < maxLoadAttempts; attempt++ {
-		id := jobID
-		if attempt > 0 {
-			id = fmt.Sprintf("%s_r%d", jobID, attempt)
+	for n := 0; n < maxJobIDs; n++ {
+		id := baseID
+		if n > 0 {
+			id = fmt.Sprintf("%s_r%d", baseID, n)
 		}
 		job, err := w.bq.JobFromIDLocation(ctx, id, w.location)
 		if err != nil && !isNotFound(err) {
-			return fmt.Errorf("load %s: look up job %s: %w", table, id, err)
+			return fmt.Errorf("%s: look up job %s: %w", what, id, err)
 		}
-		if err != nil { // not found: run it
-			if _, err := r.Seek(0, io.SeekStart); err != nil {
-				return fmt.Errorf("load %s: rewind: %w", table, err)
-			}
-			src := bigquery.NewReaderSource(r)
-			src.SourceFormat = bigquery.JSON
-			src.Schema = schema
-			l := w.ds.Table(table).LoaderFrom(src)
-			l.WriteDisposition = bigquery.WriteTruncate
-			l.CreateDisposition = bigquery.CreateIfNeeded
-			l.JobID = id
-			l.Location = w.location
-			// One request per upload: a chunk is bounded by
-			// KTPIPE_CHUNK_ROWS, a broken upload is retried whole by the
-			// activity, and the emulator rejects resumable uploads.
-			l.MediaOptions = []googleapi.MediaOption{googleapi.ChunkSize(0)}
-			job, err = l.Run(ctx)
-			if isConflict(err) {
-				job, err = w.bq.JobFromIDLocation(ctx, id, w.location)
-			}
+		started := err != nil
+		if started {
+			job, err = start(id)
 			if err != nil {
-				return fmt.Errorf("load %s: job %s: %w", table, id, err)
+				// Another attempt may have started it a moment ago:
+				// BigQuery answers 409, the emulator 400, so look.
+				other, lookErr := w.bq.JobFromIDLocation(ctx, id, w.location)
+				if lookErr != nil {
+					return fmt.Errorf("%s: job %s: %w", what, id, err)
+				}
+				job, started = other, false
 			}
 		}
 		st, err := job.Wait(ctx)
 		if err != nil {
-			return fmt.Errorf("load %s: wait for job %s: %w", table, id, err)
+			return fmt.Errorf("%s: wait for job %s: %w", what, id, err)
 		}
 		if st.Err() != nil {
-			lastErr = fmt.Errorf("load %s: job %s: %w", table, id, st.Err())
+			lastErr = fmt.Errorf("%s: job %s: %w", what, id, st.Err())
+			if started {
+				return lastErr
+			}
 			continue
 		}
-		n, err := w.countRows(ctx, table)
+		ok, err := done()
 		if err != nil {
 			return err
 		}
-		if n == wantRows {
+		if ok {
 			return nil
 		}
-		lastErr = fmt.Errorf("load %s: job %s left %d rows, want %d", table, id, n, wantRows)
+		lastErr = fmt.Errorf("%s: job %s ended without taking effect", what, id)
 	}
-	return lastErr
+	return fmt.Errorf("%s: %d job ids used up; last: %w", what, maxJobIDs, lastErr)
+}
+
+// loadNDJSON replaces table's content with r's wantRows rows. A job that
+// already ran under the id (a retried activity) is reused — but only if
+// the table then holds exactly wantRows rows: a job whose client died
+// mid-load can be recorded as done with nothing loaded, so the row count,
+// not the job's existence, decides. A rerun uses WRITE_TRUNCATE, so it
+// replaces, never adds.
+func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquery.Schema, r io.ReadSeeker, jobID string, wantRows int64) error {
+	start := func(id string) (*bigquery.Job, error) {
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("rewind: %w", err)
+		}
+		src := bigquery.NewReaderSource(r)
+		src.SourceFormat = bigquery.JSON
+		src.Schema = schema
+		l := w.ds.Table(table).LoaderFrom(src)
+		l.WriteDisposition = bigquery.WriteTruncate
+		l.CreateDisposition = bigquery.CreateIfNeeded
+		l.JobID = id
+		l.Location = w.location
+		// One request per upload: a chunk is bounded by KTPIPE_CHUNK_ROWS,
+		// a broken upload is retried whole by the activity, and the
+		// emulator rejects resumable uploads.
+		l.MediaOptions = []googleapi.MediaOption{googleapi.ChunkSize(0)}
+		return l.Run(ctx)
+	}
+	loaded := func() (bool, error) {
+		n, err := w.countRows(ctx, table)
+		return n == wantRows, err
+	}
+	return w.runOnce(ctx, "load "+table, jobID, start, loaded)
 }
 
 // countRows counts a table's rows; -1 when the table does not exist.

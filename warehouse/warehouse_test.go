@@ -86,6 +86,17 @@ func uuid(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
 // way the ExportLoad workflow's activities do.
 func load(t *testing.T, w *warehouse.Warehouse, loadID string, chunkRows int, lines ...string) staging.Manifest {
 	t.Helper()
+	dir, man := split(t, loadID, chunkRows, lines...)
+	for _, c := range man.Chunks {
+		stage(t, w, dir, loadID, c)
+		commit(t, w, loadID, c)
+	}
+	return man
+}
+
+// split turns NDJSON lines into staged chunk files, as SplitExport does.
+func split(t *testing.T, loadID string, chunkRows int, lines ...string) (staging.Dir, staging.Manifest) {
+	t.Helper()
 	dir := staging.Dir{Root: t.TempDir()}
 	dec, err := schemas.NewDecoder(strings.NewReader(strings.Join(lines, "\n")), schemas.FormatNDJSON, false)
 	if err != nil {
@@ -102,15 +113,11 @@ func load(t *testing.T, w *warehouse.Warehouse, loadID string, chunkRows int, li
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range man.Chunks {
-		stageAndCommit(t, w, dir, loadID, c)
-	}
-	return man
+	return dir, man
 }
 
-func stageAndCommit(t *testing.T, w *warehouse.Warehouse, dir staging.Dir, loadID string, c staging.Chunk) {
+func stage(t *testing.T, w *warehouse.Warehouse, dir staging.Dir, loadID string, c staging.Chunk) {
 	t.Helper()
-	ctx := context.Background()
 	rows, err := dir.Open(c.Key)
 	if err != nil {
 		t.Fatal(err)
@@ -125,10 +132,14 @@ func stageAndCommit(t *testing.T, w *warehouse.Warehouse, dir staging.Dir, loadI
 		defer q.Close()
 		files.Quarantine = q
 	}
-	if err := w.StageChunk(ctx, loadID, c, files); err != nil {
+	if err := w.StageChunk(context.Background(), loadID, c, files); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.CommitChunk(ctx, loadID, "export", c); err != nil {
+}
+
+func commit(t *testing.T, w *warehouse.Warehouse, loadID string, c staging.Chunk) {
+	t.Helper()
+	if err := w.CommitChunk(context.Background(), loadID, "export", c); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -373,5 +384,108 @@ func TestCheckpoints(t *testing.T) {
 	}
 	if v, err := w.Checkpoint(ctx, "pull"); err != nil || v != "c2" {
 		t.Fatalf("checkpoint %q %v, want c2", v, err)
+	}
+}
+
+// copyRowAs appends a copy of a table's row under another load id: what
+// a concurrent commit of an overlapping load leaves when the two
+// transactions, both appends, miss each other's rows.
+func copyRowAs(t *testing.T, ds, table string, schema bigquery.Schema, where, value, otherLoad string) {
+	t.Helper()
+	var cols, sel []string
+	for _, f := range schema {
+		col := "`" + f.Name + "`"
+		cols = append(cols, col)
+		if f.Name == "load_id" {
+			sel = append(sel, "@other")
+		} else {
+			sel = append(sel, col)
+		}
+	}
+	sql := fmt.Sprintf("INSERT INTO `%s.%s.%s` (%s) SELECT %s FROM `%[1]s.%[2]s.%[3]s` WHERE %[6]s = @v",
+		project, ds, table, strings.Join(cols, ", "), strings.Join(sel, ", "), where)
+	q := bq.Query(sql)
+	q.Parameters = []bigquery.QueryParameter{{Name: "other", Value: otherLoad}, {Name: "v", Value: value}}
+	job, err := q.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := job.Wait(context.Background())
+	if err == nil {
+		err = st.Err()
+	}
+	if err != nil {
+		t.Fatalf("copy %s row: %v\n%s", table, err, sql)
+	}
+}
+
+func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_race_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	x, y, z, b := uuid(40), uuid(41), uuid(42), uuid(43)
+	bad := strings.Replace(event(b, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
+	load(t, w, "load-z", 10,
+		event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
+		event(y, "2026-11-01T11:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
+	copyRowAs(t, ds, schemas.TableFact, schemas.EventRowSchema(), "event_id", x, "load-a")
+	copyRowAs(t, ds, schemas.TableQuarantine, schemas.QuarantineSchema(), "event_id", b, "load-a")
+	if n := factIDs(t, w)[x]; n != 2 {
+		t.Fatalf("setup: %s has %d rows, want the raced 2", x, n)
+	}
+	// The next commit that touches x and b removes the copies the race left.
+	load(t, w, "load-m", 10,
+		event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
+		event(z, "2026-11-01T12:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
+	ids := factIDs(t, w)
+	if len(ids) != 3 || ids[x] != 1 || ids[y] != 1 || ids[z] != 1 {
+		t.Fatalf("fact ids %v, want x, y, z once each", ids)
+	}
+	q, err := w.QuarantinedIDs(context.Background())
+	if err != nil || len(q) != 1 || len(q[b]) != 1 {
+		t.Fatalf("quarantine %v (%v), want %s once", q, err, b)
+	}
+	// Every commit keeps the row of the smallest load id, so two commits
+	// cleaning up at once agree on which row stays.
+	rows, err := bq.Query(fmt.Sprintf("SELECT load_id FROM `%s.%s.%s` WHERE event_id = '%s'", project, ds, schemas.TableFact, x)).Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r []bigquery.Value
+	if err := rows.Next(&r); err != nil || r[0] != "load-a" {
+		t.Fatalf("kept row of %v (%v), want load-a", r, err)
+	}
+}
+
+func TestConcurrentCommitsOfOneChunkLandItOnce(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	dir, man := split(t, "load-c", 10,
+		event(uuid(50), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(51), "2026-11-01T10:00:01Z", "ada", "gpt-4o", "allow", "0.01"),
+		strings.Replace(event(uuid(52), "2026-11-01T10:00:02Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1))
+	c := man.Chunks[0]
+	stage(t, w, dir, "load-c", c)
+	// A retry that starts while the first attempt's job still runs (its
+	// worker died, or its heartbeat timed out).
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- w.CommitChunk(context.Background(), "load-c", "export", c) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids := factIDs(t, w); len(ids) != 2 || ids[uuid(50)] != 1 || ids[uuid(51)] != 1 {
+		t.Fatalf("fact ids %v", ids)
+	}
+	q, err := w.QuarantinedIDs(context.Background())
+	if err != nil || len(q[uuid(52)]) != 1 {
+		t.Fatalf("quarantine %v %v", q, err)
+	}
+	chk, err := w.CheckLoad(context.Background(), "load-c")
+	if err != nil || chk.RawRows != 2 || chk.LedgerRows != 2 || chk.LedgerQuar != 1 {
+		t.Fatalf("completeness %+v %v", chk, err)
 	}
 }
