@@ -160,26 +160,31 @@ SELECT @load_id, @chunk, @source, @rows, @quarantined, CURRENT_TIMESTAMP()
 FROM (SELECT 1) WHERE NOT EXISTS (SELECT 1 FROM %[1]s WHERE load_id = @load_id AND chunk = @chunk);
 COMMIT TRANSACTION;
 `, ledger, "`rows`")
+	// The duplicates are found once into a temp table: on the emulator a
+	// subquery named twice in one DELETE is evaluated per row.
 	if c.Rows > 0 {
-		dups := fmt.Sprintf(`SELECT g.event_id, MIN(g.load_id) AS keep FROM %[1]s g
-  WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_id IN (SELECT s.event_id FROM %[2]s s)
-  GROUP BY g.event_id HAVING COUNT(*) > 1`, fact, stg)
 		script += fmt.Sprintf(`
+CREATE TEMP TABLE fact_dups AS
+SELECT g.event_id, MIN(g.load_id) AS keep FROM %[1]s g
+WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_id IN (SELECT s.event_id FROM %[2]s s)
+GROUP BY g.event_id HAVING COUNT(*) > 1;
 DELETE FROM %[1]s f
 WHERE f.event_date BETWEEN @min_date AND @max_date
-  AND f.event_id IN (SELECT d.event_id FROM (%[2]s) d)
-  AND CONCAT(f.event_id, '/', f.load_id) NOT IN (SELECT CONCAT(d.event_id, '/', d.keep) FROM (%[2]s) d);
-`, fact, dups)
+  AND f.event_id IN (SELECT d.event_id FROM fact_dups d)
+  AND CONCAT(f.event_id, '/', f.load_id) NOT IN (SELECT CONCAT(d.event_id, '/', d.keep) FROM fact_dups d);
+`, fact, stg)
 	}
 	if c.Quarantined > 0 {
-		dups := fmt.Sprintf(`SELECT g.record_hash, MIN(g.load_id) AS keep FROM %[1]s g
-  WHERE g.record_hash IN (SELECT q.record_hash FROM %[2]s q WHERE q.load_id = @load_id)
-  GROUP BY g.record_hash HAVING COUNT(*) > 1`, quar, qstg)
 		script += fmt.Sprintf(`
+CREATE TEMP TABLE quarantine_dups AS
+SELECT g.record_hash, MIN(g.load_id) AS keep FROM %[1]s g
+WHERE g.record_hash IN (SELECT q.record_hash FROM %[2]s q WHERE q.load_id = @load_id)
+GROUP BY g.record_hash HAVING COUNT(*) > 1;
 DELETE FROM %[1]s x
-WHERE x.record_hash IN (SELECT d.record_hash FROM (%[2]s) d)
-  AND CONCAT(x.record_hash, '/', x.load_id) NOT IN (SELECT CONCAT(d.record_hash, '/', d.keep) FROM (%[2]s) d);
-`, quar, dups)
+WHERE x.record_hash IN (SELECT q.record_hash FROM %[2]s q WHERE q.load_id = @load_id)
+  AND x.record_hash IN (SELECT d.record_hash FROM quarantine_dups d)
+  AND CONCAT(x.record_hash, '/', x.load_id) NOT IN (SELECT CONCAT(d.record_hash, '/', d.keep) FROM quarantine_dups d);
+`, quar, qstg)
 	}
 	return script
 }
