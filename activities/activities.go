@@ -26,13 +26,17 @@ import (
 // Error types that workflows branch on, and that retry policies name as
 // non-retryable.
 const (
-	ErrTypeAPI           = "KeeptrustsAPIError"
-	ErrTypeRateLimited   = "RateLimited"
-	ErrTypeExpired       = "ExportExpired"
-	ErrTypeSchema        = "SchemaError"
-	ErrTypeMalformed     = "MalformedSource"
-	ErrTypeNothingStaged = "NothingStaged"
-	ErrTypeIncomplete    = "IncompleteLoad"
+	ErrTypeAPI         = "KeeptrustsAPIError"
+	ErrTypeRateLimited = "RateLimited"
+	ErrTypeExpired     = "ExportExpired"
+	// ErrTypeCursorRejected: the server refuses a stored cursor (410
+	// cursor_expired after 30 days, or 400 invalid_cursor); the pull
+	// restarts from the checkpoint's time instead.
+	ErrTypeCursorRejected = "CursorRejected"
+	ErrTypeSchema         = "SchemaError"
+	ErrTypeMalformed      = "MalformedSource"
+	ErrTypeNothingStaged  = "NothingStaged"
+	ErrTypeIncomplete     = "IncompleteLoad"
 )
 
 // Activities holds what the activities need; the worker builds it once.
@@ -61,6 +65,8 @@ func classify(op string, err error) error {
 			NextRetryDelay: max(ae.RetryAfter, time.Second), Cause: err})
 	case errors.As(err, &ae) && ae.Code == "export_expired":
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeExpired, err)
+	case errors.As(err, &ae) && (ae.Code == "cursor_expired" || ae.Code == "invalid_cursor"):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeCursorRejected, err)
 	case errors.As(err, &ae) && !ae.Retryable():
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeAPI, err)
 	case errors.As(err, &se):
@@ -449,6 +455,14 @@ func (a *Activities) ReadCheckpoint(ctx context.Context, key string) (string, er
 	defer keepAlive(ctx, nil)()
 	v, err := a.Warehouse.Checkpoint(ctx, key)
 	return v, classify("read checkpoint", err)
+}
+
+// CheckpointTime returns when the stored checkpoint was written (zero
+// when none): every event ingested before then has been merged.
+func (a *Activities) CheckpointTime(ctx context.Context, key string) (time.Time, error) {
+	defer keepAlive(ctx, nil)()
+	t, err := a.Warehouse.CheckpointTime(ctx, key)
+	return t, classify("read checkpoint time "+key, err)
 }
 
 // WriteCheckpoint stores a checkpoint; writing the same value twice is

@@ -28,6 +28,8 @@ func TestClassify(t *testing.T) {
 	}{
 		{"429 waits Retry-After", &keeptrusts.APIError{Status: 429, RetryAfter: 7 * time.Second}, false, ErrTypeRateLimited, 7 * time.Second},
 		{"expired export", &keeptrusts.APIError{Status: 410, Code: "export_expired"}, true, ErrTypeExpired, 0},
+		{"expired cursor", &keeptrusts.APIError{Status: 410, Code: "cursor_expired"}, true, ErrTypeCursorRejected, 0},
+		{"invalid cursor", &keeptrusts.APIError{Status: 400, Code: "invalid_cursor"}, true, ErrTypeCursorRejected, 0},
 		{"400 is final", &keeptrusts.APIError{Status: 400, Code: "invalid_parameter"}, true, ErrTypeAPI, 0},
 		{"401 is final", &keeptrusts.APIError{Status: 401}, true, ErrTypeAPI, 0},
 		{"503 retries", &keeptrusts.APIError{Status: 503}, false, "", 0},

@@ -67,7 +67,11 @@ type Pipeline struct {
 	CatchupWindow    time.Duration `env:"KTPIPE_CATCHUP_WINDOW, default=24h"`
 	// PullStart is where the first incremental pull starts (RFC 3339 or
 	// a relative duration such as 24h); later pulls use the checkpoint.
-	PullStart           string        `env:"KTPIPE_PULL_START, default=24h"`
+	PullStart string `env:"KTPIPE_PULL_START, default=24h"`
+	// LateWindow is how late after its timestamp an event may arrive; a
+	// pull whose cursor the server refuses restarts that far before its
+	// checkpoint.
+	LateWindow          time.Duration `env:"KTPIPE_LATE_WINDOW, default=6h"`
 	ExportFormat        string        `env:"KTPIPE_EXPORT_FORMAT, default=ndjson"`
 	ExportGzip          bool          `env:"KTPIPE_EXPORT_GZIP, default=true"`
 	BackfillWindow      time.Duration `env:"KTPIPE_BACKFILL_WINDOW, default=24h"`
@@ -187,6 +191,7 @@ func (c Pipeline) Validate() error {
 		{"KTPIPE_SCHEDULE_INTERVAL", c.ScheduleInterval >= time.Minute, "at least 1m"},
 		{"KTPIPE_CATCHUP_WINDOW", c.CatchupWindow >= time.Minute, "at least 1m"},
 		{"KTPIPE_BACKFILL_WINDOW", c.BackfillWindow >= time.Minute, "at least 1m"},
+		{"KTPIPE_LATE_WINDOW", c.LateWindow >= time.Minute, "at least 1m"},
 		{"KTPIPE_BACKFILL_PARALLELISM", c.BackfillParallelism >= 1 && c.BackfillParallelism <= 32, "between 1 and 32"},
 		{"KTPIPE_STAGING_DIR", c.StagingDir != "", "a directory"},
 	}

@@ -42,6 +42,7 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"bad dataset", "BIGQUERY_DATASET", "kt-events", "BIGQUERY_DATASET: dataset \"kt-events\""},
 		{"bad format", "KTPIPE_EXPORT_FORMAT", "xml", "KTPIPE_EXPORT_FORMAT"},
 		{"bad start", "KTPIPE_PULL_START", "yesterday", "KTPIPE_PULL_START"},
+		{"late window too short", "KTPIPE_LATE_WINDOW", "10s", "KTPIPE_LATE_WINDOW: must be at least 1m"},
 		{"half tls", "TEMPORAL_TLS_CERT", "/etc/hosts", "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"},
 	}
 	for _, tt := range tests {

@@ -213,7 +213,8 @@ func (c *CLI) schedule(ctx context.Context, args []string) error {
 	switch sub {
 	case "apply":
 		spec := ScheduleSpec{Interval: p.ScheduleInterval, CatchupWindow: p.CatchupWindow, Paused: *paused,
-			Pull: workflows.IncrementalPullInput{Start: p.PullStart, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch, BatchesPerRun: p.BatchesPerRun}}
+			Pull: workflows.IncrementalPullInput{Start: p.PullStart, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
+				BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow}}
 		if *interval > 0 {
 			spec.Interval = *interval
 		}

@@ -29,7 +29,7 @@ func TestScheduledPullsCatchLateEvents(t *testing.T) {
 	ctx := context.Background()
 	// Small pages and batches force several batches and a continue-as-new.
 	spec := control.ScheduleSpec{Interval: time.Hour, CatchupWindow: time.Hour, Paused: true,
-		Pull: workflows.IncrementalPullInput{Start: "30d", PageSize: 150, PagesPerBatch: 2, BatchesPerRun: 2, Tuning: s.tuning}}
+		Pull: workflows.IncrementalPullInput{Start: "30d", PageSize: 150, PagesPerBatch: 2, BatchesPerRun: 2, LateWindow: time.Hour, Tuning: s.tuning}}
 	created, err := s.ctl.ApplySchedule(ctx, spec)
 	if err != nil || !created {
 		t.Fatalf("apply schedule: created=%v %v", created, err)
@@ -79,10 +79,27 @@ func TestScheduledPullsCatchLateEvents(t *testing.T) {
 		t.Fatalf("idle pull staged %d rows, want at most the few resent ones", res.Rows)
 	}
 	s.assertExactlyOnce(time.Time{}, time.Time{})
+
+	// The schedule was paused past the cursor's 30 days: the server
+	// refuses the stored cursor. The pull restarts by time from the
+	// checkpoint, late events ingested meanwhile included.
+	time.Sleep(1100 * time.Millisecond) // cursors carry whole seconds
+	s.sim.SetFaults(ktsim.Faults{ExpireCursorsBefore: time.Now()})
+	s.sim.Ingest(80, 0.5)
+	fourth, err := s.ctl.TriggerSchedule(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitWorkflow(t, fourth, &res)
+	if res.CursorResets != 1 || res.Rows+res.Quarantined < 80 {
+		t.Fatalf("pull after the cursor expired: %+v, want one reset and the ~80 new events", res)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+
 	if err := s.ctl.PauseSchedule(ctx, false, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := s.ctl.DescribeSchedule(ctx); d.Schedule.State.Paused || len(d.Info.RecentActions) != 3 {
+	if d, _ := s.ctl.DescribeSchedule(ctx); d.Schedule.State.Paused || len(d.Info.RecentActions) != 4 {
 		t.Fatalf("schedule after unpause: paused=%v actions=%d", d.Schedule.State.Paused, len(d.Info.RecentActions))
 	}
 	s.ctl.Client.ScheduleClient().GetHandle(ctx, s.ctl.ScheduleID).Delete(ctx)

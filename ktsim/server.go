@@ -24,6 +24,9 @@ type Faults struct {
 	Slow           time.Duration //
 	ResendRate     float64       // a page starts with events of the page before
 	ExportFailRate float64       // an export ends failed
+	// ExpireCursorsBefore refuses cursors issued before it with 410
+	// cursor_expired, as if they were past their 30 days.
+	ExpireCursorsBefore time.Time
 }
 
 // Config shapes a simulated Keeptrusts organisation.
@@ -42,6 +45,7 @@ type Config struct {
 	ExportRunning time.Duration
 	ExportTTL     time.Duration
 	KeepAlive     time.Duration // SSE keepalive interval (contract: 15 s)
+	CursorTTL     time.Duration // a cursor older than this gets 410 (contract: 30 days)
 	Webhooks      []Webhook
 	Faults        Faults
 	// Start is when the history ends (zero: now). Same seed and start give
@@ -87,6 +91,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.ExportTTL <= 0 {
 		cfg.ExportTTL = 24 * time.Hour
+	}
+	if cfg.CursorTTL <= 0 {
+		cfg.CursorTTL = 30 * 24 * time.Hour
 	}
 	s := &Server{
 		cfg:     cfg,
@@ -382,15 +389,13 @@ func readWindow(q map[string][]string, now time.Time, defSince string) (window, 
 	return wd, nil
 }
 
-const cursorTTL = 30 * 24 * time.Hour
-
 func encodeCursor(seq int64, issued time.Time) string {
 	return "c1." + base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d.%d", seq, issued.Unix())))
 }
 
 // decodeCursor returns the seq after which to continue; code is the
 // contract's error code when the cursor is refused.
-func decodeCursor(c string, now time.Time) (seq int64, code string) {
+func decodeCursor(c string, now time.Time, ttl time.Duration, expireBefore time.Time) (seq int64, code string) {
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(c, "c1."))
 	if !strings.HasPrefix(c, "c1.") || err != nil {
 		return 0, "invalid_cursor"
@@ -401,7 +406,7 @@ func decodeCursor(c string, now time.Time) (seq int64, code string) {
 	if !ok || err1 != nil || err2 != nil || seq < 0 {
 		return 0, "invalid_cursor"
 	}
-	if now.Sub(time.Unix(issued, 0)) > cursorTTL {
+	if now.Sub(time.Unix(issued, 0)) > ttl || issued < expireBefore.Unix() {
 		return 0, "cursor_expired"
 	}
 	return seq, ""
@@ -445,7 +450,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	byCursor := q.Get("cursor") != ""
 	if byCursor {
 		var code string
-		if after, code = decodeCursor(q.Get("cursor"), now); code != "" {
+		if after, code = decodeCursor(q.Get("cursor"), now, s.cfg.CursorTTL, s.faultCfg().ExpireCursorsBefore); code != "" {
 			status := http.StatusBadRequest
 			if code == "cursor_expired" {
 				status = http.StatusGone
@@ -578,7 +583,7 @@ func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) {
 	}
 	if start != "" {
 		var code string
-		if pos, code = decodeCursor(start, now); code != "" {
+		if pos, code = decodeCursor(start, now, s.cfg.CursorTTL, s.faultCfg().ExpireCursorsBefore); code != "" {
 			writeError(w, http.StatusBadRequest, code, "cursor "+code)
 			return
 		}

@@ -24,6 +24,18 @@ func (w *Warehouse) Checkpoint(ctx context.Context, key string) (string, error) 
 	return rows[0]["value"].(string), nil
 }
 
+// CheckpointTime returns when the newest value for key was written, or
+// the zero time when none was.
+func (w *Warehouse) CheckpointTime(ctx context.Context, key string) (time.Time, error) {
+	rows, err := w.query(ctx, "read checkpoint time "+key,
+		fmt.Sprintf("SELECT MAX(updated_at) AS t FROM %s WHERE key = @key", w.ref(schemas.TableState)),
+		bigquery.QueryParameter{Name: "key", Value: key})
+	if err != nil || len(rows) == 0 || rows[0]["t"] == nil {
+		return time.Time{}, err
+	}
+	return rows[0]["t"].(time.Time), nil
+}
+
 // SetCheckpoint appends a new value for key. Appending (not updating)
 // keeps the history of checkpoints and makes a retried write harmless:
 // the newest row wins.

@@ -1,8 +1,11 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/activities"
@@ -20,7 +23,11 @@ type IncrementalPullInput struct {
 	PageSize      int // default 1000
 	PagesPerBatch int // pages staged per batch (default 50)
 	BatchesPerRun int // batches before continue-as-new (default 20)
-	Tuning        Tuning
+	// LateWindow is how long after its timestamp an event may still
+	// arrive (default 6h). Only used when the server refuses the stored
+	// cursor: the pull then restarts this long before the checkpoint.
+	LateWindow time.Duration
+	Tuning     Tuning
 
 	// Set by the workflow itself when it continues as new.
 	Cursor string
@@ -29,9 +36,10 @@ type IncrementalPullInput struct {
 
 // PullTotals accumulate across continue-as-new.
 type PullTotals struct {
-	Batches     int
-	Rows        int64
-	Quarantined int64
+	Batches      int
+	Rows         int64
+	Quarantined  int64
+	CursorResets int // times the server refused the cursor and the pull restarted by time
 }
 
 // IncrementalPullResult says where the pull stopped.
@@ -82,6 +90,9 @@ func (s *incrementalPull) setup(ctx workflow.Context) error {
 	if s.in.BatchesPerRun <= 0 {
 		s.in.BatchesPerRun = 20
 	}
+	if s.in.LateWindow <= 0 {
+		s.in.LateWindow = DefaultLateWindow
+	}
 	s.progress.PullTotals = s.in.Totals
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (PullProgress, error) { return s.progress, nil }); err != nil {
 		return err
@@ -107,7 +118,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 	for i, g := range gateways {
 		ids[i] = g.ID
 	}
-	loaded := false
+	loaded, reset := false, false
 	for batch := 0; batch < s.in.BatchesPerRun; batch++ {
 		// Unique per run and batch: a re-pull after a crash is a new load
 		// whose rows the merge dedups against what already landed.
@@ -118,7 +129,16 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		if cursor == "" {
 			in.Since = s.in.Start
 		}
-		if err := workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.PullPages, in).Get(ctx, &res); err != nil {
+		err := workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.PullPages, in).Get(ctx, &res)
+		if cursorRejected(err) && cursor != "" && !reset {
+			reset = true
+			if cursor, err = s.restartByTime(ctx); err != nil {
+				return IncrementalPullResult{}, err
+			}
+			batch--
+			continue
+		}
+		if err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("pull after cursor: %w", err)
 		}
 		reportUnknownFields(ctx, res.Manifest)
@@ -167,6 +187,36 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 	}
 	s.progress.Phase = "done"
 	return IncrementalPullResult{PullTotals: s.progress.PullTotals, Cursor: cursor}, nil
+}
+
+// DefaultLateWindow bounds how late an event is expected to arrive.
+const DefaultLateWindow = 6 * time.Hour
+
+func cursorRejected(err error) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == activities.ErrTypeCursorRejected
+}
+
+// restartByTime recovers from a cursor the server no longer accepts (the
+// schedule was paused past the cursor's 30 days). The checkpoint was
+// written after everything ingested before it had merged, so pulling
+// again from LateWindow before that time, in ingestion order, misses
+// nothing that arrived within LateWindow of its timestamp; what it
+// serves again, the merge absorbs. It returns the empty cursor the next
+// batch starts from.
+func (s *incrementalPull) restartByTime(ctx workflow.Context) (string, error) {
+	var at time.Time
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.CheckpointTime, s.in.CheckpointKey).Get(ctx, &at); err != nil {
+		return "", fmt.Errorf("read checkpoint time: %w", err)
+	}
+	if !at.IsZero() {
+		s.in.Start = at.Add(-s.in.LateWindow).UTC().Format(time.RFC3339)
+	}
+	workflow.GetLogger(ctx).Warn("the server refused the stored cursor; pulling again by time",
+		"since", s.in.Start, "checkpoint_written", at)
+	s.progress.CursorResets++
+	s.progress.Cursor = ""
+	return "", nil
 }
 
 func (s *incrementalPull) refresh(ctx workflow.Context, gateways []activities.Gateway) error {

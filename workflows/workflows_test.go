@@ -177,6 +177,68 @@ func TestPullAdvancesCheckpointOnlyAfterMerge(t *testing.T) {
 	env.AssertNotCalled(t, "WriteCheckpoint", mock.Anything, mock.Anything)
 }
 
+func TestPullRestartsByTimeWhenTheCursorExpired(t *testing.T) {
+	env := newEnv(t)
+	checkpointed := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
+	env.OnActivity(acts.ReadCheckpoint, mock.Anything, mock.Anything).Return("c-old", nil)
+	env.OnActivity(acts.CheckpointTime, mock.Anything, workflows.DefaultCheckpointKey).Return(checkpointed, nil).Once()
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
+	var pulls []activities.PullInput
+	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PullInput) (activities.PullResult, error) {
+			pulls = append(pulls, in)
+			if in.Cursor == "c-old" {
+				return activities.PullResult{}, temporal.NewNonRetryableApplicationError("pull events: 410 cursor_expired",
+					activities.ErrTypeCursorRejected, nil)
+			}
+			return pullResult("c-new", false), nil
+		})
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.WriteCheckpoint, mock.Anything, activities.CheckpointInput{Key: workflows.DefaultCheckpointKey, Value: "c-new"}).Return(nil).Once()
+	env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{LateWindow: 2 * time.Hour})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(pulls) != 2 || pulls[1].Cursor != "" || pulls[1].Since != "2026-09-01T10:00:00Z" {
+		t.Fatalf("pulls %+v, want a retry without cursor since the checkpoint time minus the late window", pulls)
+	}
+	var res workflows.IncrementalPullResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.CursorResets != 1 || res.Cursor != "c-new" {
+		t.Fatalf("result %+v %v", res, err)
+	}
+}
+
+func TestPullRestartsByTimeOnlyOnce(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(acts.ReadCheckpoint, mock.Anything, mock.Anything).Return("c-old", nil)
+	env.OnActivity(acts.CheckpointTime, mock.Anything, mock.Anything).Return(time.Now(), nil).Once()
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
+	// A server that refuses every cursor, even fresh ones, must fail the
+	// run rather than loop.
+	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PullInput) (activities.PullResult, error) {
+			if in.Cursor == "" {
+				return pullResult("c-new", true), nil
+			}
+			return activities.PullResult{}, temporal.NewNonRetryableApplicationError("pull events: 400 invalid_cursor",
+				activities.ErrTypeCursorRejected, nil)
+		})
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.WriteCheckpoint, mock.Anything, mock.Anything).Return(nil)
+	env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{})
+	err := env.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "invalid_cursor") {
+		t.Fatalf("err %v, want the refused cursor", err)
+	}
+}
+
 func TestPullWritesCheckpointAndContinuesAsNew(t *testing.T) {
 	env := newEnv(t)
 	var written []string

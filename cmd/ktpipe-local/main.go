@@ -145,7 +145,7 @@ func run(ctx context.Context, o options) error {
 
 	step("applying the schedule %s: every %s, overlap skip", ctl.ScheduleName(), cfg.Pipeline.ScheduleInterval)
 	pull := workflows.IncrementalPullInput{Start: cfg.Pipeline.PullStart, PageSize: cfg.Pipeline.PageSize,
-		PagesPerBatch: cfg.Pipeline.PagesPerBatch, BatchesPerRun: cfg.Pipeline.BatchesPerRun}
+		PagesPerBatch: cfg.Pipeline.PagesPerBatch, BatchesPerRun: cfg.Pipeline.BatchesPerRun, LateWindow: cfg.Pipeline.LateWindow}
 	if _, err := ctl.ApplySchedule(ctx, control.ScheduleSpec{Interval: cfg.Pipeline.ScheduleInterval, CatchupWindow: cfg.Pipeline.CatchupWindow, Pull: pull}); err != nil {
 		return err
 	}
