@@ -43,7 +43,7 @@ const (
 type Activities struct {
 	API       *keeptrusts.Client
 	Warehouse *warehouse.Warehouse
-	Store     staging.Dir
+	Store     staging.Store
 	Prices    []warehouse.Price
 	Users     map[string]warehouse.UserInfo
 	ChunkRows int
@@ -149,12 +149,10 @@ func (a *Activities) DownloadExport(ctx context.Context, in DownloadInput) (Down
 	if err := staging.CheckKey(key); err != nil {
 		return DownloadResult{}, temporal.NewNonRetryableApplicationError("download: "+err.Error(), ErrTypeAPI, err)
 	}
-	if f, err := a.Store.Open(key); err == nil { // done by an earlier attempt
-		st, _ := f.Stat()
-		f.Close()
-		return DownloadResult{Key: key, Bytes: st.Size(), ResumedAt: st.Size()}, nil
+	if n, err := a.Store.Size(ctx, key); err == nil { // done by an earlier attempt
+		return DownloadResult{Key: key, Bytes: n, ResumedAt: n}, nil
 	}
-	f, offset, err := a.Store.Append(key + ".part")
+	f, offset, err := a.Store.Append(ctx, key+".part")
 	if err != nil {
 		return DownloadResult{}, classify("download", err)
 	}
@@ -173,7 +171,7 @@ func (a *Activities) DownloadExport(ctx context.Context, in DownloadInput) (Down
 	if err != nil {
 		return DownloadResult{}, classify("download", err)
 	}
-	if err := a.Store.Rename(key+".part", key); err != nil {
+	if err := a.Store.Rename(ctx, key+".part", key); err != nil {
 		return DownloadResult{}, classify("download", err)
 	}
 	return DownloadResult{Key: key, Bytes: st.Size(), ResumedAt: offset}, nil
@@ -207,7 +205,7 @@ func (a *Activities) SplitExport(ctx context.Context, in SplitInput) (staging.Ma
 	if err != nil {
 		return staging.Manifest{}, temporal.NewNonRetryableApplicationError("split: "+err.Error(), ErrTypeMalformed, err)
 	}
-	f, err := a.Store.Open(in.Key)
+	f, err := a.Store.Open(ctx, in.Key)
 	if err != nil {
 		return staging.Manifest{}, classify("split", err)
 	}
@@ -224,7 +222,7 @@ func (a *Activities) SplitExport(ctx context.Context, in SplitInput) (staging.Ma
 	if err := sp.Add(dec); err != nil {
 		return staging.Manifest{}, classify("split "+in.Key, err)
 	}
-	return a.finish(sp)
+	return a.finish(ctx, sp)
 }
 
 func (a *Activities) splitter(ctx context.Context, loadID, source string, gateways []string) (*staging.Splitter, error) {
@@ -236,19 +234,19 @@ func (a *Activities) splitter(ctx context.Context, loadID, source string, gatewa
 		LoadID: loadID, Source: source, ChunkRows: a.ChunkRows, Gateways: set,
 		IngestedAt: time.Now(), ProgressEvery: 10_000,
 		Progress: func(n int64) { activity.RecordHeartbeat(ctx, SplitProgress{Records: n}) },
-	}, a.Store)
+	}, staging.StoreSink(ctx, a.Store))
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError("split: "+err.Error(), ErrTypeMalformed, err)
 	}
 	return sp, nil
 }
 
-func (a *Activities) finish(sp *staging.Splitter) (staging.Manifest, error) {
+func (a *Activities) finish(ctx context.Context, sp *staging.Splitter) (staging.Manifest, error) {
 	man, err := sp.Close()
 	if err != nil {
 		return staging.Manifest{}, classify("split", err)
 	}
-	w, err := a.Store.Create(ManifestKey(man.LoadID))
+	w, err := a.Store.Create(ctx, ManifestKey(man.LoadID))
 	if err != nil {
 		return staging.Manifest{}, classify("write manifest", err)
 	}
@@ -265,7 +263,7 @@ func (a *Activities) finish(sp *staging.Splitter) (staging.Manifest, error) {
 // ReadManifest returns a staged load's manifest, for a replay from
 // staging.
 func (a *Activities) ReadManifest(ctx context.Context, loadID string) (staging.Manifest, error) {
-	f, err := a.Store.Open(ManifestKey(loadID))
+	f, err := a.Store.Open(ctx, ManifestKey(loadID))
 	if errors.Is(err, staging.ErrNotFound) {
 		return staging.Manifest{}, temporal.NewNonRetryableApplicationError(
 			"nothing staged for load "+loadID+"; replay it from the source (by window)", ErrTypeNothingStaged, err)
@@ -333,7 +331,7 @@ func (a *Activities) PullPages(ctx context.Context, in PullInput) (PullResult, e
 			break
 		}
 	}
-	res.Manifest, err = a.finish(sp)
+	res.Manifest, err = a.finish(ctx, sp)
 	return res, err
 }
 
@@ -347,14 +345,14 @@ type ChunkInput struct {
 // a job id from load, chunk and content: a retry replaces, never adds).
 func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) error {
 	defer keepAlive(ctx, nil)()
-	rows, err := a.Store.Open(in.Chunk.Key)
+	rows, err := a.Store.Open(ctx, in.Chunk.Key)
 	if err != nil {
 		return classify("stage chunk", err)
 	}
 	defer rows.Close()
 	files := warehouse.ChunkFiles{Rows: rows}
 	if in.Chunk.QuarantineKey != "" {
-		q, err := a.Store.Open(in.Chunk.QuarantineKey)
+		q, err := a.Store.Open(ctx, in.Chunk.QuarantineKey)
 		if err != nil {
 			return classify("stage chunk", err)
 		}
@@ -438,7 +436,7 @@ func (a *Activities) CheckLoad(ctx context.Context, loadID string) (Completeness
 func (a *Activities) CleanupLoad(ctx context.Context, loadID string) error {
 	defer keepAlive(ctx, nil)()
 	for _, prefix := range []string{"loads/" + loadID, "exports/" + loadID} {
-		if err := a.Store.RemoveAll(prefix); err != nil {
+		if err := a.Store.RemoveAll(ctx, prefix); err != nil {
 			return classify("cleanup", err)
 		}
 	}

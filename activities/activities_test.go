@@ -82,7 +82,7 @@ func TestDownloadResumesFromStagedBytes(t *testing.T) {
 	}
 	f.Close()
 	b, _ := os.ReadFile(full)
-	part, _, err := store.Append(ExportKey("L", exp.ID) + ".part")
+	part, _, err := store.Append(ctx, ExportKey("L", exp.ID)+".part")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package staging
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -53,10 +54,20 @@ func (e *MalformedError) Error() string {
 
 func (e *MalformedError) Unwrap() error { return e.Err }
 
-// Sink creates chunk files; Dir is one.
+// Sink creates chunk files.
 type Sink interface {
 	Create(key string) (io.WriteCloser, error)
 }
+
+// StoreSink is a Sink writing to store under one activity's context.
+func StoreSink(ctx context.Context, store Store) Sink { return storeSink{ctx, store} }
+
+type storeSink struct {
+	ctx   context.Context
+	store Store
+}
+
+func (s storeSink) Create(key string) (io.WriteCloser, error) { return s.store.Create(s.ctx, key) }
 
 // SplitOptions configure a Splitter.
 type SplitOptions struct {

@@ -3,9 +3,8 @@ package staging_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +19,7 @@ const bad = `{"id":"2b6c7e9e-3f1a-4c2b-9d7e-1a2b3c4d5e6f","decision":"maybe"}`
 
 func lines(t *testing.T, d staging.Dir, key string) []map[string]any {
 	t.Helper()
-	f, err := d.Open(key)
+	f, err := d.Open(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +48,7 @@ func TestSplitChunksDedupsAndQuarantines(t *testing.T) {
 	sp, err := staging.NewSplitter(staging.SplitOptions{
 		LoadID: "load-1", Source: "export", ChunkRows: 10, IngestedAt: time.Unix(1700000000, 0),
 		Gateways: schemas.GatewaySet{"11111111-2222-4333-8444-555555555555": true},
-	}, d)
+	}, staging.StoreSink(context.Background(), d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +83,7 @@ func TestSplitRespectsChunkRows(t *testing.T) {
 		buf.WriteString(strings.Replace(ev1, "0b6c7e9e", "0b6c7e"+string(rune('a'+i/16))+string("0123456789abcdef"[i%16]), 1) + "\n")
 	}
 	dec, _ := schemas.NewDecoder(&buf, schemas.FormatNDJSON, false)
-	sp, _ := staging.NewSplitter(staging.SplitOptions{LoadID: "l2", Source: "pull", ChunkRows: 10}, d)
+	sp, _ := staging.NewSplitter(staging.SplitOptions{LoadID: "l2", Source: "pull", ChunkRows: 10}, staging.StoreSink(context.Background(), d))
 	if err := sp.Add(dec); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +91,7 @@ func TestSplitRespectsChunkRows(t *testing.T) {
 	if len(man.Chunks) != 3 || man.Chunks[2].Rows != 5 || man.Rows != 25 {
 		t.Fatalf("chunks %+v", man.Chunks)
 	}
-	keys, _ := d.List("loads/l2")
+	keys, _ := d.List(context.Background(), "loads/l2")
 	if len(keys) != 3 {
 		t.Errorf("keys %v", keys)
 	}
@@ -104,24 +103,7 @@ func TestKeysCannotEscape(t *testing.T) {
 			t.Errorf("key %q accepted", k)
 		}
 	}
-	if _, err := staging.NewSplitter(staging.SplitOptions{LoadID: "../evil", ChunkRows: 1}, staging.Dir{Root: t.TempDir()}); err == nil {
+	if _, err := staging.NewSplitter(staging.SplitOptions{LoadID: "../evil", ChunkRows: 1}, staging.StoreSink(context.Background(), staging.Dir{Root: t.TempDir()})); err == nil {
 		t.Error("load id with .. accepted")
-	}
-}
-
-func TestCreateIsAtomic(t *testing.T) {
-	d := staging.Dir{Root: t.TempDir()}
-	w, err := d.Create("a/b.ndjson")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write([]byte("half"))
-	if d.Exists("a/b.ndjson") {
-		t.Fatal("visible before Close")
-	}
-	w.Close()
-	b, _ := os.ReadFile(filepath.Join(d.Root, "a", "b.ndjson"))
-	if string(b) != "half" {
-		t.Fatalf("content %q", b)
 	}
 }

@@ -4,6 +4,7 @@
 package staging
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +19,33 @@ import (
 // ErrNotFound is returned for a key that holds nothing.
 var ErrNotFound = errors.New("staging: key not found")
 
+// Store keeps staged files by key. Dir keeps them in a directory (one
+// host, or a volume every worker mounts); Bucket in Cloud Storage, so that
+// workers on several hosts share them.
+type Store interface {
+	// Create returns a writer whose content appears under key only when
+	// Close succeeds: a reader never sees half a file, and a retried
+	// writer simply replaces it.
+	Create(ctx context.Context, key string) (io.WriteCloser, error)
+	// Open returns a seekable local file with key's content; ErrNotFound
+	// when nothing is there.
+	Open(ctx context.Context, key string) (*os.File, error)
+	// Size is key's length in bytes; ErrNotFound when nothing is there.
+	Size(ctx context.Context, key string) (int64, error)
+	// Append opens a local partial file for appending and returns its
+	// current size: a resumed download continues from there.
+	Append(ctx context.Context, key string) (*os.File, int64, error)
+	// Rename publishes a finished partial file under its final key.
+	Rename(ctx context.Context, from, to string) error
+	// List returns the keys under prefix, sorted.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// RemoveAll deletes everything under prefix.
+	RemoveAll(ctx context.Context, prefix string) error
+}
+
 // Dir is a Store on a local or mounted file system. Every worker that
 // may run a load's activities must see the same directory (one host, or
-// a shared volume).
+// a shared volume); otherwise use Bucket.
 type Dir struct {
 	Root string
 }
@@ -43,10 +68,8 @@ func (d Dir) path(key string) (string, error) {
 	return filepath.Join(d.Root, filepath.FromSlash(key)), nil
 }
 
-// Create returns a writer whose content appears under key only when Close
-// succeeds, so a reader never sees half a chunk and a retried writer
-// simply replaces it.
-func (d Dir) Create(key string) (io.WriteCloser, error) {
+// Create writes to a temporary file and renames it into place on Close.
+func (d Dir) Create(_ context.Context, key string) (io.WriteCloser, error) {
 	p, err := d.path(key)
 	if err != nil {
 		return nil, err
@@ -74,9 +97,8 @@ func (a *atomicFile) Close() error {
 	return os.Rename(a.Name(), a.final)
 }
 
-// Append opens key for appending and returns its current size: a resumed
-// download continues from there.
-func (d Dir) Append(key string) (*os.File, int64, error) {
+// Append opens key for appending and returns its current size.
+func (d Dir) Append(_ context.Context, key string) (*os.File, int64, error) {
 	p, err := d.path(key)
 	if err != nil {
 		return nil, 0, err
@@ -96,20 +118,8 @@ func (d Dir) Append(key string) (*os.File, int64, error) {
 	return f, st.Size(), nil
 }
 
-// Truncate empties key, for a download that must start over.
-func (d Dir) Truncate(key string) error {
-	p, err := d.path(key)
-	if err != nil {
-		return err
-	}
-	if err := os.Truncate(p, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("staging truncate %s: %w", key, err)
-	}
-	return nil
-}
-
 // Rename moves a finished file to its final key.
-func (d Dir) Rename(from, to string) error {
+func (d Dir) Rename(_ context.Context, from, to string) error {
 	pf, err := d.path(from)
 	if err != nil {
 		return err
@@ -124,8 +134,8 @@ func (d Dir) Rename(from, to string) error {
 	return nil
 }
 
-// Open reads key; ErrNotFound when nothing is there.
-func (d Dir) Open(key string) (*os.File, error) {
+// Open opens key's file.
+func (d Dir) Open(_ context.Context, key string) (*os.File, error) {
 	p, err := d.path(key)
 	if err != nil {
 		return nil, err
@@ -140,18 +150,24 @@ func (d Dir) Open(key string) (*os.File, error) {
 	return f, nil
 }
 
-// Exists reports whether key holds a finished file.
-func (d Dir) Exists(key string) bool {
+// Size stats key's file.
+func (d Dir) Size(_ context.Context, key string) (int64, error) {
 	p, err := d.path(key)
 	if err != nil {
-		return false
+		return 0, err
 	}
-	_, err = os.Stat(p)
-	return err == nil
+	st, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("staging stat %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("staging stat %s: %w", key, err)
+	}
+	return st.Size(), nil
 }
 
-// List returns the keys under prefix, sorted.
-func (d Dir) List(prefix string) ([]string, error) {
+// List walks the directory under prefix.
+func (d Dir) List(_ context.Context, prefix string) ([]string, error) {
 	root, err := d.path(prefix)
 	if err != nil {
 		return nil, err
@@ -177,8 +193,8 @@ func (d Dir) List(prefix string) ([]string, error) {
 	return keys, nil
 }
 
-// RemoveAll deletes everything under prefix.
-func (d Dir) RemoveAll(prefix string) error {
+// RemoveAll deletes the directory under prefix.
+func (d Dir) RemoveAll(_ context.Context, prefix string) error {
 	p, err := d.path(prefix)
 	if err != nil {
 		return err

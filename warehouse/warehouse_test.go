@@ -102,7 +102,7 @@ func split(t *testing.T, loadID string, chunkRows int, lines ...string) (staging
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "export", ChunkRows: chunkRows, Gateways: schemas.GatewaySet{gw: true}, IngestedAt: time.Now()}, dir)
+	sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "export", ChunkRows: chunkRows, Gateways: schemas.GatewaySet{gw: true}, IngestedAt: time.Now()}, staging.StoreSink(context.Background(), dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,14 +118,14 @@ func split(t *testing.T, loadID string, chunkRows int, lines ...string) (staging
 
 func stage(t *testing.T, w *warehouse.Warehouse, dir staging.Dir, loadID string, c staging.Chunk) {
 	t.Helper()
-	rows, err := dir.Open(c.Key)
+	rows, err := dir.Open(context.Background(), c.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	files := warehouse.ChunkFiles{Rows: rows}
 	if c.QuarantineKey != "" {
-		q, err := dir.Open(c.QuarantineKey)
+		q, err := dir.Open(context.Background(), c.QuarantineKey)
 		if err != nil {
 			t.Fatal(err)
 		}

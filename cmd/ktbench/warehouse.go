@@ -64,7 +64,7 @@ func benchWarehouse(sizes []int, chunkRows int) error {
 		if err != nil {
 			return staging.Manifest{}, err
 		}
-		sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "bench", ChunkRows: chunkRows, IngestedAt: time.Now()}, store)
+		sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "bench", ChunkRows: chunkRows, IngestedAt: time.Now()}, staging.StoreSink(ctx, store))
 		if err != nil {
 			return staging.Manifest{}, err
 		}
@@ -75,7 +75,7 @@ func benchWarehouse(sizes []int, chunkRows int) error {
 	}
 	load := func(loadID string, man staging.Manifest) (stage, commit time.Duration, err error) {
 		for _, c := range man.Chunks {
-			f, err := store.Open(c.Key)
+			f, err := store.Open(ctx, c.Key)
 			if err != nil {
 				return 0, 0, err
 			}
