@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"cloud.google.com/go/storage"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
@@ -71,8 +72,26 @@ func DialBigQuery(ctx context.Context, cfg config.BigQuery) (*bigquery.Client, e
 	return warehouse.Dial(ctx, cfg.Project, cfg.Endpoint)
 }
 
+// OpenStore returns the staging store: a Cloud Storage bucket when
+// KTPIPE_STAGING_BUCKET is set (STORAGE_EMULATOR_HOST points the client at
+// an emulator), else the directory. close releases the store's client.
+func OpenStore(ctx context.Context, cfg config.Pipeline) (store staging.Store, close func() error, err error) {
+	if err := os.MkdirAll(cfg.StagingDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("KTPIPE_STAGING_DIR: %w", err)
+	}
+	dir := staging.Dir{Root: cfg.StagingDir}
+	if cfg.StagingBucket == "" {
+		return dir, func() error { return nil }, nil
+	}
+	gcs, err := storage.NewClient(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("KTPIPE_STAGING_BUCKET: cloud storage client: %w", err)
+	}
+	return staging.Bucket{Client: gcs, Name: cfg.StagingBucket, Prefix: cfg.StagingPrefix, Scratch: dir}, gcs.Close, nil
+}
+
 // NewActivities builds the activities' dependencies from configuration.
-func NewActivities(cfg config.Worker, bq *bigquery.Client) (*activities.Activities, error) {
+func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store) (*activities.Activities, error) {
 	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token,
 		keeptrusts.WithHTTPClient(&http.Client{Timeout: 0, Transport: http.DefaultTransport}))
 	if err != nil {
@@ -90,10 +109,7 @@ func NewActivities(cfg config.Worker, bq *bigquery.Client) (*activities.Activiti
 	if err != nil {
 		return nil, fmt.Errorf("KTPIPE_USER_MAP: %w", err)
 	}
-	if err := os.MkdirAll(cfg.Pipeline.StagingDir, 0o755); err != nil {
-		return nil, fmt.Errorf("KTPIPE_STAGING_DIR: %w", err)
-	}
-	return &activities.Activities{API: api, Warehouse: wh, Store: staging.Dir{Root: cfg.Pipeline.StagingDir},
+	return &activities.Activities{API: api, Warehouse: wh, Store: store,
 		Prices: prices, Users: users, ChunkRows: cfg.Pipeline.ChunkRows}, nil
 }
 
@@ -170,11 +186,13 @@ type Running struct {
 	Activities *activities.Activities
 	Workers    Workers
 	bq         *bigquery.Client
+	closeStore func() error
 }
 
 // Stop stops the workers and closes the clients.
 func (r *Running) Stop() {
 	r.Workers.Stop()
+	r.closeStore()
 	r.bq.Close()
 	r.Client.Close()
 }
@@ -191,12 +209,19 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 		c.Close()
 		return nil, err
 	}
-	fail := func(err error) (*Running, error) {
+	store, closeStore, err := OpenStore(ctx, cfg.Pipeline)
+	if err != nil {
 		bq.Close()
 		c.Close()
 		return nil, err
 	}
-	acts, err := NewActivities(cfg, bq)
+	fail := func(err error) (*Running, error) {
+		closeStore()
+		bq.Close()
+		c.Close()
+		return nil, err
+	}
+	acts, err := NewActivities(cfg, bq, store)
 	if err != nil {
 		return fail(err)
 	}
@@ -216,7 +241,7 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 		return fail(err)
 	}
 	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
-	return &Running{Client: c, Activities: acts, Workers: ws, bq: bq}, nil
+	return &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore}, nil
 }
 
 // RunWorker runs a worker process until ctx ends.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
@@ -55,10 +56,14 @@ type BigQuery struct {
 
 // Pipeline tunes the loads.
 type Pipeline struct {
-	StagingDir  string `env:"KTPIPE_STAGING_DIR, default=.ktpipe/staging"`
-	ChunkRows   int    `env:"KTPIPE_CHUNK_ROWS, default=50000"`
-	Concurrency int    `env:"KTPIPE_CONCURRENCY, default=4"`
-	PageSize    int    `env:"KTPIPE_PAGE_SIZE, default=1000"`
+	StagingDir string `env:"KTPIPE_STAGING_DIR, default=.ktpipe/staging"`
+	// StagingBucket, when set, keeps staged files in Cloud Storage so that
+	// workers on several hosts share them; StagingDir is then local scratch.
+	StagingBucket string `env:"KTPIPE_STAGING_BUCKET"`
+	StagingPrefix string `env:"KTPIPE_STAGING_PREFIX, default=ktpipe/"`
+	ChunkRows     int    `env:"KTPIPE_CHUNK_ROWS, default=50000"`
+	Concurrency   int    `env:"KTPIPE_CONCURRENCY, default=4"`
+	PageSize      int    `env:"KTPIPE_PAGE_SIZE, default=1000"`
 	// PagesPerBatch bounds one pull activity; BatchesPerRun bounds one
 	// workflow run before it continues as new, so history stays small.
 	PagesPerBatch    int           `env:"KTPIPE_PAGES_PER_BATCH, default=50"`
@@ -89,6 +94,8 @@ type Worker struct {
 }
 
 var taskQueuePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
+
+var bucketPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$`)
 
 var goIdent = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 
@@ -199,6 +206,12 @@ func (c Pipeline) Validate() error {
 		if !ch.ok {
 			return fmt.Errorf("%s: must be %s", ch.name, ch.want)
 		}
+	}
+	if c.StagingBucket != "" && !bucketPattern.MatchString(c.StagingBucket) {
+		return fmt.Errorf("KTPIPE_STAGING_BUCKET: %q is not a bucket name (3-63 of a-z, 0-9, -, _, .; no gs://)", c.StagingBucket)
+	}
+	if p := c.StagingPrefix; p != "" && (!strings.HasSuffix(p, "/") || staging.CheckKey(strings.TrimSuffix(p, "/")) != nil) {
+		return fmt.Errorf("KTPIPE_STAGING_PREFIX: %q must be empty or slash-separated [A-Za-z0-9._-] segments ending in /", p)
 	}
 	if _, err := schemas.ParseFormat(c.ExportFormat); err != nil {
 		return fmt.Errorf("KTPIPE_EXPORT_FORMAT: %w", err)

@@ -42,6 +42,8 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"bad dataset", "BIGQUERY_DATASET", "kt-events", "BIGQUERY_DATASET: dataset \"kt-events\""},
 		{"bad format", "KTPIPE_EXPORT_FORMAT", "xml", "KTPIPE_EXPORT_FORMAT"},
 		{"bad start", "KTPIPE_PULL_START", "yesterday", "KTPIPE_PULL_START"},
+		{"bucket url", "KTPIPE_STAGING_BUCKET", "gs://my-bucket", "KTPIPE_STAGING_BUCKET: \"gs://my-bucket\" is not a bucket name"},
+		{"prefix without slash", "KTPIPE_STAGING_PREFIX", "ktpipe", "KTPIPE_STAGING_PREFIX"},
 		{"late window too short", "KTPIPE_LATE_WINDOW", "10s", "KTPIPE_LATE_WINDOW: must be at least 1m"},
 		{"half tls", "TEMPORAL_TLS_CERT", "/etc/hosts", "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"},
 	}

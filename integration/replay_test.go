@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/ktpipe/ktpipe/activities"
@@ -56,10 +57,26 @@ func stageWithoutMerging(t *testing.T, s *stack, loadID string, since, until tim
 	return man
 }
 
+// TestReplayFromStagingAndFromSource also runs staging on Cloud Storage
+// across two hosts: host A downloads, splits and stages, then dies; the
+// replay runs on host B, whose scratch directory is empty, from what A
+// left in the bucket.
 func TestReplayFromStagingAndFromSource(t *testing.T) {
-	s := newStack(t, simConfig(), true)
+	s := newStack(t, simConfig(), false)
+	gcs, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gcs.Stop)
+	gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "ktpipe-staging"})
+	hostA, hostB := *s.acts, *s.acts
+	hostA.Store = staging.Bucket{Client: gcs.Client(), Name: "ktpipe-staging", Prefix: "ktpipe/", Scratch: staging.Dir{Root: t.TempDir()}}
+	hostB.Store = staging.Bucket{Client: gcs.Client(), Name: "ktpipe-staging", Prefix: "ktpipe/", Scratch: staging.Dir{Root: t.TempDir()}}
+	s.acts = &hostA
 	since, until := s.historyWindow()
 	man := stageWithoutMerging(t, s, "died-after-split", since, until)
+	s.acts = &hostB
+	s.startWorkers()
 	if ids, _ := s.wh.FactIDs(context.Background()); len(ids) != 0 {
 		t.Fatalf("fact has %d rows before the replay", len(ids))
 	}
@@ -76,7 +93,7 @@ func TestReplayFromStagingAndFromSource(t *testing.T) {
 
 	// The staged files are gone after a good load: replaying the load id
 	// again says so clearly and changes nothing.
-	err := s.run("replay-staged-again-"+s.tq, workflows.Replay, workflows.ReplayInput{LoadID: man.LoadID, Tuning: s.tuning}, &res)
+	err = s.run("replay-staged-again-"+s.tq, workflows.Replay, workflows.ReplayInput{LoadID: man.LoadID, Tuning: s.tuning}, &res)
 	if !control.HasErrorType(err, activities.ErrTypeNothingStaged) {
 		t.Fatalf("second replay from staging: %v, want %s", err, activities.ErrTypeNothingStaged)
 	}
