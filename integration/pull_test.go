@@ -111,7 +111,8 @@ func TestBackfillIsResumableAndIdempotent(t *testing.T) {
 	s := newStack(t, cfg, true)
 	ctx := context.Background()
 	since, until := s.historyWindow()
-	in := workflows.BackfillInput{Since: since, Until: until, Window: 24 * time.Hour, Parallelism: 2, Format: "csv", Gzip: true, Tuning: s.tuning}
+	// Two windows per run: the backfill continues as new twice.
+	in := workflows.BackfillInput{Since: since, Until: until, Window: 24 * time.Hour, Parallelism: 2, MaxWindowsPerRun: 2, Format: "csv", Gzip: true, Tuning: s.tuning}
 
 	run, err := s.ctl.StartBackfill(ctx, in)
 	if err != nil {

@@ -19,6 +19,15 @@ type BackfillInput struct {
 	Format       string
 	Gzip         bool
 	Tuning       Tuning
+	// MaxWindowsPerRun bounds the windows one run starts before it
+	// continues as new (default 500), so history stays small for any
+	// range: two years of hourly windows is 17,520 children.
+	MaxWindowsPerRun int
+
+	// Set by the workflow itself when it continues as new: the windows
+	// before Since, and those of them that failed.
+	Done   BackfillResult
+	Failed []string
 }
 
 // BackfillResult sums up the windows.
@@ -67,14 +76,20 @@ func (s *backfill) setup(ctx workflow.Context) error {
 	if s.in.Parallelism <= 0 {
 		s.in.Parallelism = 2
 	}
+	if s.in.MaxWindowsPerRun <= 0 {
+		s.in.MaxWindowsPerRun = 500
+	}
 	if !s.in.Since.Before(s.in.Until) {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("range [%s, %s) is empty", s.in.Since, s.in.Until), "BadInput", nil)
 	}
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (BackfillProgress, error) { return s.progress, nil }); err != nil {
 		return err
 	}
+	// The whole range, also after continue-as-new moved Since on (every
+	// window before it was a full Window long).
+	rangeStart := s.in.Since.Add(-time.Duration(s.in.Done.Windows) * s.in.Window)
 	return workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("backfill"),
-		WindowStartKey.ValueSet(s.in.Since), WindowEndKey.ValueSet(s.in.Until))
+		WindowStartKey.ValueSet(rangeStart), WindowEndKey.ValueSet(s.in.Until))
 }
 
 type window struct{ since, until time.Time }
@@ -93,7 +108,13 @@ func (s *backfill) windows() []window {
 
 func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 	ws := s.windows()
-	s.progress.Windows = len(ws)
+	s.progress.BackfillResult = s.in.Done
+	s.progress.Windows = s.in.Done.Windows + len(ws)
+	s.progress.Failed = s.in.Failed
+	var rest []window
+	if len(ws) > s.in.MaxWindowsPerRun {
+		ws, rest = ws[:s.in.MaxWindowsPerRun], ws[s.in.MaxWindowsPerRun:]
+	}
 	parentID := workflow.GetInfo(ctx).WorkflowExecution.ID
 	type running struct {
 		id     string
@@ -140,9 +161,17 @@ func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 	for _, r := range inflight {
 		finish(r)
 	}
+	if len(rest) > 0 {
+		next := s.in
+		next.Since = rest[0].since
+		next.Done = s.progress.BackfillResult
+		next.Done.Windows = s.in.Done.Windows + len(ws)
+		next.Failed = s.progress.Failed
+		return BackfillResult{}, workflow.NewContinueAsNewError(ctx, Backfill, next)
+	}
 	if n := len(s.progress.Failed); n > 0 {
 		return s.progress.BackfillResult, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%d of %d windows failed (start the same backfill again to retry them): %s", n, len(ws), strings.Join(s.progress.Failed, "; ")),
+			fmt.Sprintf("%d of %d windows failed (start the same backfill again to retry them): %s", n, s.progress.Windows, strings.Join(s.progress.Failed, "; ")),
 			"BackfillFailed", nil)
 	}
 	return s.progress.BackfillResult, nil

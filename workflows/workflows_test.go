@@ -3,11 +3,13 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -269,5 +271,55 @@ func TestPullWritesCheckpointAndContinuesAsNew(t *testing.T) {
 	}
 	if strings.Join(written, ",") != "+,++" {
 		t.Fatalf("checkpoints %v", written)
+	}
+}
+
+func TestBackfillContinuesAsNewWithItsTotals(t *testing.T) {
+	since := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	until := since.Add(4*24*time.Hour + 12*time.Hour) // 5 windows, the last one half a day
+	run := func(in workflows.BackfillInput) (*testsuite.TestWorkflowEnvironment, []workflows.ExportLoadInput) {
+		env := newEnv(t)
+		env.RegisterWorkflow(workflows.Backfill)
+		var children []workflows.ExportLoadInput
+		env.OnWorkflow(workflows.ExportLoad, mock.Anything, mock.Anything).Return(
+			func(_ workflow.Context, in workflows.ExportLoadInput) (workflows.ExportLoadResult, error) {
+				children = append(children, in)
+				return workflows.ExportLoadResult{Rows: 10, Quarantined: 1}, nil
+			})
+		env.ExecuteWorkflow(workflows.Backfill, in)
+		return env, children
+	}
+
+	env, children := run(workflows.BackfillInput{Since: since, Until: until, Window: 24 * time.Hour, Parallelism: 2, MaxWindowsPerRun: 3})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("err %v, want continue-as-new after 3 windows", err)
+	}
+	var next workflows.BackfillInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if len(children) != 3 || !next.Since.Equal(since.Add(3*24*time.Hour)) || !next.Until.Equal(until) {
+		t.Fatalf("first run loaded %d windows, continues at %s", len(children), next.Since)
+	}
+	if want := (workflows.BackfillResult{Windows: 3, Loaded: 3, Rows: 30, Quarantined: 3}); next.Done != want {
+		t.Fatalf("carried totals %+v, want %+v", next.Done, want)
+	}
+
+	env, children = run(next)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.BackfillResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if want := (workflows.BackfillResult{Windows: 5, Loaded: 5, Rows: 50, Quarantined: 5}); res != want {
+		t.Fatalf("result %+v, want %+v", res, want)
+	}
+	// Children run in parallel: sort them by window.
+	sort.Slice(children, func(i, j int) bool { return children[i].Since.Before(children[j].Since) })
+	if len(children) != 2 || !children[1].Until.Equal(until) || children[1].Until.Sub(children[1].Since) != 12*time.Hour {
+		t.Fatalf("second run windows %+v", children)
 	}
 }
