@@ -40,6 +40,9 @@ type ReconcileResult struct {
 	Replays  []string      // Replay workflow ids started for those
 }
 
+// MaxReconcileWindows bounds one Reconcile run.
+const MaxReconcileWindows = 2000
+
 // Reconcile compares the API's count=true with the warehouse per window.
 func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error) {
 	if in.Step <= 0 {
@@ -47,6 +50,14 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	}
 	if !in.Since.Before(in.Until) {
 		return ReconcileResult{}, temporal.NewNonRetryableApplicationError("reconcile needs a non-empty window", "BadInput", nil)
+	}
+	// Each window costs two activities in this run's history: beyond
+	// MaxReconcileWindows, reconcile by a coarser step first and then
+	// the windows with a gap by a finer one.
+	if n := in.Until.Sub(in.Since) / in.Step; n > MaxReconcileWindows {
+		return ReconcileResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"%d windows of %s is more than %d: use a larger step, then reconcile the windows with a gap by a smaller one",
+			n, in.Step, MaxReconcileWindows), "BadInput", nil)
 	}
 	tune := in.Tuning.withDefaults()
 	var res ReconcileResult

@@ -323,3 +323,14 @@ func TestBackfillContinuesAsNewWithItsTotals(t *testing.T) {
 		t.Fatalf("second run windows %+v", children)
 	}
 }
+
+func TestReconcileRefusesMoreWindowsThanHistoryHolds(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Reconcile)
+	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: since.AddDate(1, 0, 0), Step: time.Hour})
+	err := env.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "8760 windows of 1h0m0s is more than 2000: use a larger step") {
+		t.Fatalf("err %v", err)
+	}
+}
