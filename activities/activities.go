@@ -225,6 +225,69 @@ func (a *Activities) SplitExport(ctx context.Context, in SplitInput) (staging.Ma
 	return a.finish(ctx, sp)
 }
 
+// SplitStagedInput names staged JSON-array files (webhook deliveries) to
+// split into one load's chunks.
+type SplitStagedInput struct {
+	LoadID   string
+	Source   string
+	Keys     []string
+	Gateways []string
+}
+
+// SplitStagedResult is the load's manifest, and how many files were gone.
+type SplitStagedResult struct {
+	Manifest staging.Manifest
+	Missing  int
+}
+
+// SplitStaged splits several staged files into one load. A file that is
+// gone was loaded and removed by an earlier batch (a retried delivery
+// signalled twice); it is counted, not an error.
+func (a *Activities) SplitStaged(ctx context.Context, in SplitStagedInput) (SplitStagedResult, error) {
+	defer keepAlive(ctx, nil)()
+	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways)
+	if err != nil {
+		return SplitStagedResult{}, err
+	}
+	var res SplitStagedResult
+	for _, key := range in.Keys {
+		if err := a.splitFile(ctx, sp, key); errors.Is(err, staging.ErrNotFound) {
+			res.Missing++
+		} else if err != nil {
+			return SplitStagedResult{}, err
+		}
+	}
+	res.Manifest, err = a.finish(ctx, sp)
+	return res, err
+}
+
+func (a *Activities) splitFile(ctx context.Context, sp *staging.Splitter, key string) error {
+	f, err := a.Store.Open(ctx, key)
+	if errors.Is(err, staging.ErrNotFound) {
+		return err
+	}
+	if err != nil {
+		return classify("split", err)
+	}
+	defer f.Close()
+	dec, err := schemas.NewDecoder(f, schemas.FormatJSON, false)
+	if err != nil {
+		return classify("split "+key, &staging.MalformedError{Err: err})
+	}
+	defer dec.Close()
+	return classify("split "+key, sp.Add(dec))
+}
+
+// RemoveStaged deletes staged files by key.
+func (a *Activities) RemoveStaged(ctx context.Context, keys []string) error {
+	for _, k := range keys {
+		if err := a.Store.RemoveAll(ctx, k); err != nil {
+			return classify("remove staged", err)
+		}
+	}
+	return nil
+}
+
 func (a *Activities) splitter(ctx context.Context, loadID, source string, gateways []string) (*staging.Splitter, error) {
 	set := schemas.GatewaySet{}
 	for _, g := range gateways {

@@ -176,12 +176,14 @@ func (b Bucket) List(ctx context.Context, prefix string) ([]string, error) {
 	return keys, nil
 }
 
-// RemoveAll deletes the objects under prefix and the scratch files.
+// RemoveAll deletes the object named prefix, the objects under it and
+// the scratch files.
 func (b Bucket) RemoveAll(ctx context.Context, prefix string) error {
 	keys, err := b.List(ctx, prefix)
 	if err != nil {
 		return err
 	}
+	keys = append(keys, prefix)
 	for _, k := range keys {
 		obj, err := b.object(k)
 		if err != nil {

@@ -97,6 +97,12 @@ func TestStoreContract(t *testing.T) {
 			if got := read(t, s, "exports/l1/e.data"); got != "abcdef" {
 				t.Fatalf("remove took a sibling prefix: %q", got)
 			}
+			if err := s.RemoveAll(ctx, "exports/l1/e.data"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Size(ctx, "exports/l1/e.data"); !errors.Is(err, staging.ErrNotFound) {
+				t.Fatalf("a single file survived its removal: %v", err)
+			}
 			if _, err := s.Create(ctx, "../escape"); err == nil {
 				t.Fatal("a key leaving the store was accepted")
 			}

@@ -22,7 +22,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 6 {
+	if len(files) < 8 {
 		t.Fatalf("found %d recorded histories, want one per workflow kind; record them with KTPIPE_RECORD_HISTORIES=1 go test ./integration", len(files))
 	}
 	r := worker.NewWorkflowReplayer()
@@ -31,6 +31,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	r.RegisterWorkflow(workflows.Backfill)
 	r.RegisterWorkflow(workflows.Replay)
 	r.RegisterWorkflow(workflows.Reconcile)
+	r.RegisterWorkflow(workflows.WebhookBatch)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			in, err := os.Open(f)

@@ -334,3 +334,36 @@ func TestReconcileRefusesMoreWindowsThanHistoryHolds(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.WebhookBatch)
+	signal := func(at time.Duration, key string) {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliverySignal, key) }, at)
+	}
+	signal(10*time.Second, "webhooks/b.json")
+	signal(20*time.Second, "webhooks/a.json")
+	signal(30*time.Second, "webhooks/b.json") // the sender retried b
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(acts.SplitStaged, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SplitStagedInput) (activities.SplitStagedResult, error) {
+			if strings.Join(in.Keys, ",") != "webhooks/a.json,webhooks/b.json" || in.Source != "webhook" {
+				t.Errorf("split %+v, want a and b once", in)
+			}
+			return activities.SplitStagedResult{Manifest: manifest}, nil
+		}).Once()
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil).Once()
+	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.RemoveStaged, mock.Anything, []string{"webhooks/a.json", "webhooks/b.json"}).Return(nil).Once()
+	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.WebhookBatchResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Deliveries != 2 || res.Rows != 9 || res.Quarantined != 1 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+}

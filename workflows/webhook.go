@@ -1,0 +1,143 @@
+package workflows
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/activities"
+)
+
+// DeliverySignal carries the staging key of one webhook delivery to its
+// WebhookBatch.
+const DeliverySignal = "delivery"
+
+// WebhookBatchInput configures one batch of webhook deliveries.
+type WebhookBatchInput struct {
+	// Window is how long the batch collects deliveries before it loads
+	// them (default 1m): one load per window, not per delivery, keeps
+	// BigQuery jobs and DML far below their quotas.
+	Window time.Duration
+	Tuning Tuning
+}
+
+// WebhookBatchResult sums up a batch.
+type WebhookBatchResult struct {
+	Deliveries  int
+	Missing     int // deliveries whose file an earlier batch had loaded and removed
+	Rows        int64
+	Quarantined int64
+}
+
+// WebhookBatchID is the id of the batch that collects deliveries received
+// at t: deliveries within one window share it (signal-with-start).
+func WebhookBatchID(taskQueue string, t time.Time, window time.Duration) string {
+	return fmt.Sprintf("%s-webhooks-%s", taskQueue, t.UTC().Truncate(window).Format("20060102T150405Z"))
+}
+
+// WebhookBatch collects the deliveries the receiver signals for Window,
+// then splits, stages and merges them as one load. The receiver wrote
+// each delivery to staging before signalling, and the merge dedups by
+// event id, so a delivery the sender retried (the same file again, maybe
+// in another batch) and the same events from the hourly pull land once.
+func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResult, error) {
+	if in.Window <= 0 {
+		in.Window = time.Minute
+	}
+	t := in.Tuning.withDefaults()
+	var res WebhookBatchResult
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (WebhookBatchResult, error) { return res, nil }); err != nil {
+		return res, err
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("webhooks")); err != nil {
+		return res, err
+	}
+	deliveries := workflow.GetSignalChannel(ctx, DeliverySignal)
+	seen := map[string]bool{}
+	var keys []string
+	receive := func(c workflow.ReceiveChannel, _ bool) {
+		var key string
+		c.Receive(ctx, &key)
+		if !seen[key] {
+			seen[key] = true
+			keys = append(keys, key)
+		}
+	}
+	closed := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(deliveries, receive)
+	sel.AddFuture(workflow.NewTimer(ctx, in.Window), func(workflow.Future) { closed = true })
+	for !closed {
+		sel.Select(ctx)
+	}
+	info := workflow.GetInfo(ctx)
+	for round := 0; ; round++ {
+		// Signals that arrived after the window or while the previous
+		// round loaded: a workflow must not complete with signals it has
+		// not handled.
+		for {
+			var key string
+			if !deliveries.ReceiveAsync(&key) {
+				break
+			}
+			if !seen[key] {
+				seen[key] = true
+				keys = append(keys, key)
+			}
+		}
+		if len(keys) == 0 {
+			return res, nil
+		}
+		sort.Strings(keys)
+		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(round))
+		if err := loadDeliveries(ctx, t, id, keys, &res); err != nil {
+			return res, err
+		}
+		keys = nil
+	}
+}
+
+// loadDeliveries loads one round of delivery files as load id.
+func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, res *WebhookBatchResult) error {
+	var gateways []activities.Gateway
+	if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
+		return fmt.Errorf("list gateways: %w", err)
+	}
+	ids := make([]string, len(gateways))
+	for i, g := range gateways {
+		ids[i] = g.ID
+	}
+	var split activities.SplitStagedResult
+	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.SplitStaged,
+		activities.SplitStagedInput{LoadID: id, Source: "webhook", Keys: keys, Gateways: ids}).Get(ctx, &split); err != nil {
+		return fmt.Errorf("split deliveries: %w", err)
+	}
+	man := split.Manifest
+	reportUnknownFields(ctx, man)
+	if len(man.Chunks) > 0 {
+		if err := loadChunks(ctx, t, id, "webhook", man.Chunks, nil); err != nil {
+			return err
+		}
+		if err := checkLoad(ctx, t, man); err != nil {
+			return err
+		}
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
+			return fmt.Errorf("refresh dimensions: %w", err)
+		}
+	}
+	res.Deliveries += len(keys)
+	res.Missing += split.Missing
+	res.Rows += man.Rows
+	res.Quarantined += man.Quarantined
+	// Merged: the delivery files and the chunks can go.
+	cctx := longCtx(ctx, t, "")
+	if err := workflow.ExecuteActivity(cctx, a.RemoveStaged, keys).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("delivery files left behind", "load", id, "error", err)
+	}
+	if err := workflow.ExecuteActivity(cctx, a.CleanupLoad, id).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
+	}
+	return nil
+}
