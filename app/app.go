@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/webhook"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -144,6 +146,7 @@ func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, 
 	main.RegisterWorkflow(workflows.Backfill)
 	main.RegisterWorkflow(workflows.Replay)
 	main.RegisterWorkflow(workflows.Reconcile)
+	main.RegisterWorkflow(workflows.WebhookBatch)
 	main.RegisterActivity(acts)
 	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, worker.Options{
 		MaxConcurrentActivityExecutionSize: concurrency,
@@ -187,10 +190,17 @@ type Running struct {
 	Workers    Workers
 	bq         *bigquery.Client
 	closeStore func() error
+	webhooks   *http.Server // nil unless KTPIPE_WEBHOOK_ADDR is set
 }
 
-// Stop stops the workers and closes the clients.
+// Stop stops the receiver and the workers and closes the clients.
 func (r *Running) Stop() {
+	if r.webhooks != nil {
+		// Deliveries in flight finish; the sender retries the rest.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r.webhooks.Shutdown(ctx)
+		cancel()
+	}
 	r.Workers.Stop()
 	r.closeStore()
 	r.bq.Close()
@@ -241,7 +251,32 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 		return fail(err)
 	}
 	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
-	return &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore}, nil
+	r := &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore}
+	if cfg.Webhook.Addr != "" {
+		if r.webhooks, err = serveWebhooks(cfg, c, store, logger); err != nil {
+			ws.Stop()
+			return fail(err)
+		}
+	}
+	return r, nil
+}
+
+// serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR.
+func serveWebhooks(cfg config.Worker, c client.Client, store staging.Store, logger *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", cfg.Webhook.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
+	}
+	rc := &webhook.Receiver{Secret: cfg.Webhook.Secret, Store: store, Temporal: c, TaskQueue: cfg.Temporal.TaskQueue,
+		Batch: workflows.WebhookBatchInput{Window: cfg.Webhook.Batch}, Logger: logger}
+	srv := &http.Server{Handler: rc, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("webhook receiver stopped", "error", err)
+		}
+	}()
+	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Webhook.Batch)
+	return srv, nil
 }
 
 // RunWorker runs a worker process until ctx ends.

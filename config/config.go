@@ -44,6 +44,29 @@ type Keeptrusts struct {
 	RateLimit float64 `env:"KEEPTRUSTS_RATE_LIMIT, default=20"`
 }
 
+// Webhook configures the webhook receiver the worker serves, when Addr
+// is set: near-real-time loads beside the hourly pull.
+type Webhook struct {
+	Addr   string            `env:"KTPIPE_WEBHOOK_ADDR"`
+	Secret keeptrusts.Secret `env:"KEEPTRUSTS_WEBHOOK_SECRET"`
+	// Batch is how long deliveries are collected into one load.
+	Batch time.Duration `env:"KTPIPE_WEBHOOK_BATCH, default=1m"`
+}
+
+// Validate checks the receiver's settings.
+func (c Webhook) Validate() error {
+	if c.Addr == "" {
+		return nil
+	}
+	if c.Secret == "" {
+		return errors.New("KEEPTRUSTS_WEBHOOK_SECRET: missing required value (KTPIPE_WEBHOOK_ADDR serves webhooks, which must be verified)")
+	}
+	if c.Batch < time.Second {
+		return errors.New("KTPIPE_WEBHOOK_BATCH: must be at least 1s")
+	}
+	return nil
+}
+
 // BigQuery says where the warehouse is.
 type BigQuery struct {
 	Project  string `env:"BIGQUERY_PROJECT, required"`
@@ -91,6 +114,7 @@ type Worker struct {
 	Keeptrusts Keeptrusts
 	BigQuery   BigQuery
 	Pipeline   Pipeline
+	Webhook    Webhook
 }
 
 var taskQueuePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
@@ -224,7 +248,7 @@ func (c Pipeline) Validate() error {
 
 // Validate checks every part of a worker's settings.
 func (c Worker) Validate() error {
-	for _, v := range []interface{ Validate() error }{c.Temporal, c.Keeptrusts, c.BigQuery, c.Pipeline} {
+	for _, v := range []interface{ Validate() error }{c.Temporal, c.Keeptrusts, c.BigQuery, c.Pipeline, c.Webhook} {
 		if err := v.Validate(); err != nil {
 			return err
 		}

@@ -44,6 +44,7 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"bad start", "KTPIPE_PULL_START", "yesterday", "KTPIPE_PULL_START"},
 		{"bucket url", "KTPIPE_STAGING_BUCKET", "gs://my-bucket", "KTPIPE_STAGING_BUCKET: \"gs://my-bucket\" is not a bucket name"},
 		{"prefix without slash", "KTPIPE_STAGING_PREFIX", "ktpipe", "KTPIPE_STAGING_PREFIX"},
+		{"webhooks without secret", "KTPIPE_WEBHOOK_ADDR", ":8088", "KEEPTRUSTS_WEBHOOK_SECRET: missing required value"},
 		{"late window too short", "KTPIPE_LATE_WINDOW", "10s", "KTPIPE_LATE_WINDOW: must be at least 1m"},
 		{"half tls", "TEMPORAL_TLS_CERT", "/etc/hosts", "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"},
 	}

@@ -91,6 +91,7 @@ func TestScheduledPullsCatchLateEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitWorkflow(t, fourth, &res)
+	recordHistory(t, fourth, "", "incremental_pull_cursor_reset")
 	if res.CursorResets != 1 || res.Rows+res.Quarantined < 80 {
 		t.Fatalf("pull after the cursor expired: %+v, want one reset and the ~80 new events", res)
 	}
