@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+	"go.temporal.io/sdk/client"
 
 	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/config"
@@ -41,6 +42,7 @@ type options struct {
 	temporalPort int
 	uiPort       int
 	simAddr      string
+	webhookAddr  string
 	keep         bool
 	verbose      bool
 }
@@ -53,6 +55,7 @@ func main() {
 	flag.IntVar(&o.temporalPort, "temporal-port", 7233, "Temporal frontend port")
 	flag.IntVar(&o.uiPort, "ui-port", 8233, "Temporal UI port")
 	flag.StringVar(&o.simAddr, "sim-addr", "127.0.0.1:8787", "simulator listen address")
+	flag.StringVar(&o.webhookAddr, "webhook-addr", "127.0.0.1:8788", "the worker's webhook receiver address")
 	flag.BoolVar(&o.keep, "keep", false, "keep everything running after the run, until Ctrl-C")
 	flag.BoolVar(&o.verbose, "v", false, "show worker logs")
 	flag.Parse()
@@ -103,6 +106,8 @@ func run(ctx context.Context, o options) error {
 	simCfg := ktsim.DefaultConfig()
 	simCfg.HistoryDays, simCfg.HistoryEvents = o.days, o.events
 	simCfg.Faults = ktsim.Faults{ErrorRate: 0.02, RateLimitRate: 0.02, DropRate: 0.2, ResendRate: 0.1}
+	const webhookSecret = "whsec-local"
+	simCfg.Webhooks = []ktsim.Webhook{{URL: "http://" + o.webhookAddr, Secret: webhookSecret, Subscription: "all"}}
 	sim := ktsim.New(simCfg)
 	defer sim.Close()
 	ln, err := net.Listen("tcp", o.simAddr)
@@ -120,16 +125,19 @@ func run(ctx context.Context, o options) error {
 	}
 	// The same configuration a deployed worker reads from its environment.
 	env := map[string]string{
-		"TEMPORAL_ADDRESS":     tsrv.FrontendHostPort(),
-		"KEEPTRUSTS_BASE_URL":  "http://" + ln.Addr().String(),
-		"KEEPTRUSTS_API_TOKEN": simCfg.Token,
-		"BIGQUERY_PROJECT":     "ktpipe-local",
-		"BIGQUERY_DATASET":     "keeptrusts",
-		"BIGQUERY_ENDPOINT":    emu.Endpoint,
-		"KTPIPE_STAGING_DIR":   filepath.Join(o.dir, "staging"),
-		"KTPIPE_CHUNK_ROWS":    "5000",
-		"KTPIPE_USER_MAP":      userMap,
-		"KTPIPE_EXPORT_GZIP":   "true",
+		"TEMPORAL_ADDRESS":          tsrv.FrontendHostPort(),
+		"KEEPTRUSTS_BASE_URL":       "http://" + ln.Addr().String(),
+		"KEEPTRUSTS_API_TOKEN":      simCfg.Token,
+		"BIGQUERY_PROJECT":          "ktpipe-local",
+		"BIGQUERY_DATASET":          "keeptrusts",
+		"BIGQUERY_ENDPOINT":         emu.Endpoint,
+		"KTPIPE_STAGING_DIR":        filepath.Join(o.dir, "staging"),
+		"KTPIPE_CHUNK_ROWS":         "5000",
+		"KTPIPE_USER_MAP":           userMap,
+		"KTPIPE_EXPORT_GZIP":        "true",
+		"KTPIPE_WEBHOOK_ADDR":       o.webhookAddr,
+		"KEEPTRUSTS_WEBHOOK_SECRET": webhookSecret,
+		"KTPIPE_WEBHOOK_BATCH":      "5s",
 	}
 	var cfg config.Worker
 	if err := config.Load(ctx, &cfg, envconfig.MapLookuper(env)); err != nil {
@@ -165,8 +173,15 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("    %d windows loaded, %d rows, %d quarantined\n", bres.Loaded, bres.Rows, bres.Quarantined)
 
-	step("late events arrive; triggering the scheduled pull")
+	step("new and late events arrive; webhooks push them, the worker batches them for %s", cfg.Webhook.Batch)
 	sim.Ingest(500, 0.3)
+	wres, err := waitWebhookBatch(ctx, ctl, w.Client)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    webhook batch: %d deliveries, %d rows, %d quarantined\n", wres.Deliveries, wres.Rows, wres.Quarantined)
+
+	step("triggering the scheduled pull: it serves the same events again, and the merge keeps one of each")
 	id, err := ctl.TriggerSchedule(ctx)
 	if err != nil {
 		return err
@@ -203,6 +218,24 @@ func run(ctx context.Context, o options) error {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// waitWebhookBatch waits for the first webhook batch to finish.
+func waitWebhookBatch(ctx context.Context, ctl *control.Control, c client.Client) (workflows.WebhookBatchResult, error) {
+	var res workflows.WebhookBatchResult
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		done, err := ctl.ListWorkflows(ctx, "Completed", 100)
+		if err != nil {
+			return res, err
+		}
+		for _, wf := range done {
+			if wf.Type == "WebhookBatch" {
+				err := c.GetWorkflow(ctx, wf.ID, wf.RunID).Get(ctx, &res)
+				return res, err
+			}
+		}
+	}
+	return res, errors.New("no webhook batch finished within a minute")
 }
 
 func writeUserMap(path string, users []ktsim.User) error {
