@@ -205,22 +205,12 @@ func (a *Activities) SplitExport(ctx context.Context, in SplitInput) (staging.Ma
 	if err != nil {
 		return staging.Manifest{}, temporal.NewNonRetryableApplicationError("split: "+err.Error(), ErrTypeMalformed, err)
 	}
-	f, err := a.Store.Open(ctx, in.Key)
-	if err != nil {
-		return staging.Manifest{}, classify("split", err)
-	}
-	defer f.Close()
-	dec, err := schemas.NewDecoder(f, format, in.Gzip)
-	if err != nil {
-		return staging.Manifest{}, classify("split", &staging.MalformedError{Err: err})
-	}
-	defer dec.Close()
 	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways)
 	if err != nil {
 		return staging.Manifest{}, err
 	}
-	if err := sp.Add(dec); err != nil {
-		return staging.Manifest{}, classify("split "+in.Key, err)
+	if err := a.splitFile(ctx, sp, in.Key, format, in.Gzip); err != nil {
+		return staging.Manifest{}, err
 	}
 	return a.finish(ctx, sp)
 }
@@ -251,7 +241,7 @@ func (a *Activities) SplitStaged(ctx context.Context, in SplitStagedInput) (Spli
 	}
 	var res SplitStagedResult
 	for _, key := range in.Keys {
-		if err := a.splitFile(ctx, sp, key); errors.Is(err, staging.ErrNotFound) {
+		if err := a.splitFile(ctx, sp, key, schemas.FormatJSON, false); errors.Is(err, staging.ErrNotFound) {
 			res.Missing++
 		} else if err != nil {
 			return SplitStagedResult{}, err
@@ -261,16 +251,15 @@ func (a *Activities) SplitStaged(ctx context.Context, in SplitStagedInput) (Spli
 	return res, err
 }
 
-func (a *Activities) splitFile(ctx context.Context, sp *staging.Splitter, key string) error {
+// splitFile feeds one staged file to the splitter. A missing file's error
+// still matches staging.ErrNotFound.
+func (a *Activities) splitFile(ctx context.Context, sp *staging.Splitter, key string, format schemas.Format, gzip bool) error {
 	f, err := a.Store.Open(ctx, key)
-	if errors.Is(err, staging.ErrNotFound) {
-		return err
-	}
 	if err != nil {
 		return classify("split", err)
 	}
 	defer f.Close()
-	dec, err := schemas.NewDecoder(f, schemas.FormatJSON, false)
+	dec, err := schemas.NewDecoder(f, format, gzip)
 	if err != nil {
 		return classify("split "+key, &staging.MalformedError{Err: err})
 	}

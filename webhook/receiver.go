@@ -113,7 +113,7 @@ func (rc *Receiver) stageAndSignal(ctx context.Context, key string, events []byt
 	}
 	window := rc.Batch.Window
 	if window <= 0 {
-		window = time.Minute
+		window = workflows.DefaultWebhookWindow
 	}
 	id := workflows.WebhookBatchID(rc.TaskQueue, now, window)
 	_, err = rc.Temporal.SignalWithStartWorkflow(ctx, id, workflows.DeliverySignal, key,

@@ -4,6 +4,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -135,6 +136,26 @@ func loadID(parts ...string) string {
 		b[0] = 'L'
 	}
 	return string(b)
+}
+
+// fetchGateways lists the known gateways (for dim_gateway) and their ids
+// (for validation).
+func fetchGateways(ctx workflow.Context) ([]activities.Gateway, []string, error) {
+	var gateways []activities.Gateway
+	if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
+		return nil, nil, fmt.Errorf("list gateways: %w", err)
+	}
+	ids := make([]string, len(gateways))
+	for i, g := range gateways {
+		ids[i] = g.ID
+	}
+	return gateways, ids, nil
+}
+
+// hasErrorType reports whether err carries an ApplicationError of typ.
+func hasErrorType(err error, typ string) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == typ
 }
 
 // loadChunks stages every chunk (bounded parallelism), then merges them

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -100,8 +99,7 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 		s.progress.Phase = "downloading"
 		err = workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.DownloadExport,
 			activities.DownloadInput{LoadID: s.loadID(ctx), Export: exp}).Get(ctx, &dl)
-		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeExpired && s.progress.Generation+1 < maxGenerations {
+		if hasErrorType(err, activities.ErrTypeExpired) && s.progress.Generation+1 < maxGenerations {
 			s.progress.Generation++ // expired before we got it: export again
 			continue
 		}
@@ -112,17 +110,13 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	}
 	id := s.loadID(ctx)
 
-	var gateways []activities.Gateway
-	if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
-		return ExportLoadResult{}, fmt.Errorf("list gateways: %w", err)
-	}
-	ids := make([]string, len(gateways))
-	for i, g := range gateways {
-		ids[i] = g.ID
+	gateways, ids, err := fetchGateways(ctx)
+	if err != nil {
+		return ExportLoadResult{}, err
 	}
 	s.progress.Phase = "splitting"
 	var man staging.Manifest
-	err := workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.SplitExport, activities.SplitInput{
+	err = workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.SplitExport, activities.SplitInput{
 		LoadID: id, Source: s.in.Source, Key: dl.Key, Format: exp.Format, Gzip: exp.Compression == "gzip", Gateways: ids,
 	}).Get(ctx, &man)
 	if err != nil {

@@ -1,11 +1,9 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/activities"
@@ -110,13 +108,9 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		}
 	}
 	s.progress.Cursor = cursor
-	var gateways []activities.Gateway
-	if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
-		return IncrementalPullResult{}, fmt.Errorf("list gateways: %w", err)
-	}
-	ids := make([]string, len(gateways))
-	for i, g := range gateways {
-		ids[i] = g.ID
+	gateways, ids, err := fetchGateways(ctx)
+	if err != nil {
+		return IncrementalPullResult{}, err
 	}
 	loaded, reset := false, false
 	for batch := 0; batch < s.in.BatchesPerRun; batch++ {
@@ -130,9 +124,9 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 			in.Since = s.in.Start
 		}
 		err := workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.PullPages, in).Get(ctx, &res)
-		if cursorRejected(err) && cursor != "" && !reset {
-			reset = true
-			if cursor, err = s.restartByTime(ctx); err != nil {
+		if hasErrorType(err, activities.ErrTypeCursorRejected) && cursor != "" && !reset {
+			reset, cursor = true, ""
+			if err := s.restartByTime(ctx); err != nil {
 				return IncrementalPullResult{}, err
 			}
 			batch--
@@ -192,22 +186,17 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 // DefaultLateWindow bounds how late an event is expected to arrive.
 const DefaultLateWindow = 6 * time.Hour
 
-func cursorRejected(err error) bool {
-	var ae *temporal.ApplicationError
-	return errors.As(err, &ae) && ae.Type() == activities.ErrTypeCursorRejected
-}
-
 // restartByTime recovers from a cursor the server no longer accepts (the
 // schedule was paused past the cursor's 30 days). The checkpoint was
 // written after everything ingested before it had merged, so pulling
 // again from LateWindow before that time, in ingestion order, misses
 // nothing that arrived within LateWindow of its timestamp; what it
-// serves again, the merge absorbs. It returns the empty cursor the next
-// batch starts from.
-func (s *incrementalPull) restartByTime(ctx workflow.Context) (string, error) {
+// serves again, the merge absorbs. The next batch starts without a
+// cursor, from the new Start.
+func (s *incrementalPull) restartByTime(ctx workflow.Context) error {
 	var at time.Time
 	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.CheckpointTime, s.in.CheckpointKey).Get(ctx, &at); err != nil {
-		return "", fmt.Errorf("read checkpoint time: %w", err)
+		return fmt.Errorf("read checkpoint time: %w", err)
 	}
 	if !at.IsZero() {
 		s.in.Start = at.Add(-s.in.LateWindow).UTC().Format(time.RFC3339)
@@ -216,7 +205,7 @@ func (s *incrementalPull) restartByTime(ctx workflow.Context) (string, error) {
 		"since", s.in.Start, "checkpoint_written", at)
 	s.progress.CursorResets++
 	s.progress.Cursor = ""
-	return "", nil
+	return nil
 }
 
 func (s *incrementalPull) refresh(ctx workflow.Context, gateways []activities.Gateway) error {

@@ -14,6 +14,9 @@ import (
 // WebhookBatch.
 const DeliverySignal = "delivery"
 
+// DefaultWebhookWindow is how long a batch collects deliveries by default.
+const DefaultWebhookWindow = time.Minute
+
 // WebhookBatchInput configures one batch of webhook deliveries.
 type WebhookBatchInput struct {
 	// Window is how long the batch collects deliveries before it loads
@@ -44,7 +47,7 @@ func WebhookBatchID(taskQueue string, t time.Time, window time.Duration) string 
 // in another batch) and the same events from the hourly pull land once.
 func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResult, error) {
 	if in.Window <= 0 {
-		in.Window = time.Minute
+		in.Window = DefaultWebhookWindow
 	}
 	t := in.Tuning.withDefaults()
 	var res WebhookBatchResult
@@ -57,13 +60,16 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 	deliveries := workflow.GetSignalChannel(ctx, DeliverySignal)
 	seen := map[string]bool{}
 	var keys []string
-	receive := func(c workflow.ReceiveChannel, _ bool) {
-		var key string
-		c.Receive(ctx, &key)
+	add := func(key string) { // a retried delivery is signalled again
 		if !seen[key] {
 			seen[key] = true
 			keys = append(keys, key)
 		}
+	}
+	receive := func(c workflow.ReceiveChannel, _ bool) {
+		var key string
+		c.Receive(ctx, &key)
+		add(key)
 	}
 	closed := false
 	sel := workflow.NewSelector(ctx)
@@ -82,10 +88,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 			if !deliveries.ReceiveAsync(&key) {
 				break
 			}
-			if !seen[key] {
-				seen[key] = true
-				keys = append(keys, key)
-			}
+			add(key)
 		}
 		if len(keys) == 0 {
 			return res, nil
@@ -101,13 +104,9 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 
 // loadDeliveries loads one round of delivery files as load id.
 func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, res *WebhookBatchResult) error {
-	var gateways []activities.Gateway
-	if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
-		return fmt.Errorf("list gateways: %w", err)
-	}
-	ids := make([]string, len(gateways))
-	for i, g := range gateways {
-		ids[i] = g.ID
+	gateways, ids, err := fetchGateways(ctx)
+	if err != nil {
+		return err
 	}
 	var split activities.SplitStagedResult
 	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.SplitStaged,
