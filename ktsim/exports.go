@@ -260,6 +260,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 	body := file[start:]
 	if len(body) > 1 && s.roll(s.faultCfg().DropRate) {
+		s.stats.dropped.Add(1)
 		w.Write(body[:len(body)/2])
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler) // the connection breaks mid-download

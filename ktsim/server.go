@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,28 @@ type Faults struct {
 	// ExpireCursorsBefore refuses cursors issued before it with 410
 	// cursor_expired, as if they were past their 30 days.
 	ExpireCursorsBefore time.Time
+	// HangRate: a response sends its headers and the first HangAfter
+	// bytes of its body, then stalls until the client gives up, the
+	// server closes, or Hang passes (default 2m, so a client without a
+	// timeout is stuck that long, not forever); the connection is then
+	// cut, the body never finished.
+	HangRate float64
+	Hang     time.Duration
+}
+
+// HangAfter is how many body bytes a hanging response sends before it
+// stalls: enough that the client has seen the headers and started
+// reading.
+const HangAfter = 64
+
+// RequestStats count /v1 requests and the faults injected into them.
+type RequestStats struct {
+	Requests    int64 // /v1 requests received
+	Errors      int64 // answered 500 by the ErrorRate fault
+	RateLimited int64 // answered 429 by the RateLimitRate fault
+	Hung        int64 // stalled mid-body by the HangRate fault
+	Slowed      int64 // delayed by the SlowRate fault
+	Dropped     int64 // downloads cut by the DropRate fault
 }
 
 // Config shapes a simulated Keeptrusts organisation.
@@ -79,6 +102,14 @@ type Server struct {
 	hooks   *webhookSender
 	stop    chan struct{}
 	stopped sync.Once
+	stats   struct{ requests, errors, rateLimited, hung, slowed, dropped atomic.Int64 }
+}
+
+// Stats returns the request and fault counts so far.
+func (s *Server) Stats() RequestStats {
+	return RequestStats{Requests: s.stats.requests.Load(), Errors: s.stats.errors.Load(),
+		RateLimited: s.stats.rateLimited.Load(), Hung: s.stats.hung.Load(),
+		Slowed: s.stats.slowed.Load(), Dropped: s.stats.dropped.Load()}
 }
 
 // New builds a server and its history, ending now.
@@ -306,8 +337,10 @@ func (s *Server) api(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or unknown token")
 			return
 		}
+		s.stats.requests.Add(1)
 		f := s.faultCfg()
 		if s.roll(f.SlowRate) {
+			s.stats.slowed.Add(1)
 			select {
 			case <-time.After(f.Slow):
 			case <-r.Context().Done():
@@ -315,16 +348,70 @@ func (s *Server) api(h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		if s.roll(f.RateLimitRate) {
+			s.stats.rateLimited.Add(1)
 			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 			w.Header().Set("X-RateLimit-Remaining", "0")
 			writeError(w, http.StatusTooManyRequests, "rate_limited", "slow down")
 			return
 		}
 		if s.roll(f.ErrorRate) {
+			s.stats.errors.Add(1)
 			writeError(w, http.StatusInternalServerError, "internal", "injected failure")
 			return
 		}
+		if s.roll(f.HangRate) {
+			s.stats.hung.Add(1)
+			hw := &hangWriter{ResponseWriter: w, left: HangAfter, hang: func() { s.hang(r, f.Hang) }}
+			h(hw, r)
+			hw.Flush() // a body shorter than HangAfter hangs at its end
+			hw.hang()
+			return
+		}
 		h(w, r)
+	}
+}
+
+// hang stalls a response for d (default 2m), until the client goes away
+// or the server closes, then cuts the connection so the body is never
+// finished.
+func (s *Server) hang(r *http.Request, d time.Duration) {
+	if d <= 0 {
+		d = 2 * time.Minute
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	case <-s.stop:
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// hangWriter passes the first left bytes of a body through, then hangs.
+type hangWriter struct {
+	http.ResponseWriter
+	left int
+	hang func()
+}
+
+func (w *hangWriter) Write(p []byte) (int, error) {
+	if len(p) < w.left {
+		w.left -= len(p)
+		return w.ResponseWriter.Write(p)
+	}
+	n, err := w.ResponseWriter.Write(p[:w.left])
+	if err != nil {
+		return n, err
+	}
+	w.Flush()
+	w.hang() // does not return
+	return n, nil
+}
+
+func (w *hangWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 

@@ -22,6 +22,17 @@ type Webhook struct {
 	// MaxAttempts bounds the simulator's retries (the contract retries for
 	// 24 h); default 8, with backoff from 100 ms.
 	MaxAttempts int
+	// MaxBackoff caps the doubling backoff between attempts (0: no cap).
+	MaxBackoff time.Duration
+}
+
+// WebhookStats count the simulator's webhook deliveries.
+type WebhookStats struct {
+	Deliveries int64 // deliveries made (one per webhook and batch of events)
+	Delivered  int64 // answered 2xx at some attempt
+	Retries    int64 // attempts after a failed one (no answer or non-2xx)
+	GaveUp     int64 // failed MaxAttempts times, or the server closed first
+	InFlight   int64 // neither delivered nor given up yet
 }
 
 type webhookSender struct {
@@ -29,6 +40,16 @@ type webhookSender struct {
 	stop   chan struct{}
 	client *http.Client
 	seq    atomic.Int64
+	stats  struct{ delivered, retries, gaveUp atomic.Int64 }
+}
+
+// WebhookStats returns the delivery counts so far.
+func (s *Server) WebhookStats() WebhookStats {
+	ws := s.hooks
+	st := WebhookStats{Deliveries: ws.seq.Load(), Delivered: ws.stats.delivered.Load(),
+		Retries: ws.stats.retries.Load(), GaveUp: ws.stats.gaveUp.Load()}
+	st.InFlight = st.Deliveries - st.Delivered - st.GaveUp
+	return st
 }
 
 func newWebhookSender(hooks []Webhook, stop chan struct{}) *webhookSender {
@@ -72,6 +93,9 @@ func (ws *webhookSender) send(h Webhook, id string, body []byte) {
 	}
 	backoff := 100 * time.Millisecond
 	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			ws.stats.retries.Add(1)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -82,14 +106,22 @@ func (ws *webhookSender) send(h Webhook, id string, body []byte) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode/100 == 2 {
+				ws.stats.delivered.Add(1)
 				return
 			}
 		}
+		if i == attempts-1 {
+			break // no wait after the last attempt
+		}
 		select {
 		case <-ws.stop:
+			ws.stats.gaveUp.Add(1)
 			return
 		case <-time.After(backoff):
 		}
-		backoff *= 2
+		if backoff *= 2; h.MaxBackoff > 0 && backoff > h.MaxBackoff {
+			backoff = h.MaxBackoff
+		}
 	}
+	ws.stats.gaveUp.Add(1)
 }

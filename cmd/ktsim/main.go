@@ -44,6 +44,8 @@ func run() error {
 	flag.Float64Var(&cfg.Faults.SlowRate, "fault-slow", 0, "probability a response is slow")
 	flag.DurationVar(&cfg.Faults.Slow, "slow", 2*time.Second, "delay of a slow response")
 	flag.Float64Var(&cfg.Faults.ResendRate, "fault-resend", 0, "probability a page resends earlier events")
+	flag.Float64Var(&cfg.Faults.HangRate, "fault-hang", 0, "probability a response stalls mid-body, then is cut")
+	flag.DurationVar(&cfg.Faults.Hang, "hang", 2*time.Minute, "how long a hanging response stalls")
 	flag.Float64Var(&cfg.Faults.ExportFailRate, "fault-export-fail", 0, "probability an export fails")
 	webhook := flag.String("webhook-url", "", "post webhook deliveries here")
 	flag.Parse()
