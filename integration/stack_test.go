@@ -15,7 +15,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/app"
+	"github.com/ktpipe/ktpipe/chaos"
 	"github.com/ktpipe/ktpipe/control"
 	"github.com/ktpipe/ktpipe/devstack"
 	"github.com/ktpipe/ktpipe/keeptrusts"
@@ -190,38 +190,12 @@ func (s *stack) assertExactlyOnce(since, until time.Time) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	valid := map[string]bool{}
-	for _, id := range truth.Valid {
-		valid[id] = true
-		if fact[id] != 1 {
-			s.t.Errorf("valid event %s is in the fact table %d times", id, fact[id])
-		}
-	}
-	var extra []string
-	for id, n := range fact {
-		if !valid[id] {
-			extra = append(extra, fmt.Sprintf("%s×%d", id, n))
-		}
-	}
-	if len(extra) > 0 {
-		sort.Strings(extra)
-		s.t.Errorf("%d fact rows are not valid events of the window: %v", len(extra), extra[:min(5, len(extra))])
-	}
 	q, err := s.wh.QuarantinedIDs(ctx)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	for _, r := range truth.Invalid {
-		key := r.ID
-		if len(key) > 64 {
-			key = key[:64]
-		}
-		if len(q[key]) != 1 {
-			s.t.Errorf("invalid event %s (%s) is in quarantine %d times: %v", r.ID, r.Rule, len(q[key]), q[key])
-		}
-	}
-	if len(truth.Valid) == 0 || len(truth.Invalid) == 0 {
-		s.t.Fatalf("degenerate truth: %d valid, %d invalid", len(truth.Valid), len(truth.Invalid))
+	for _, p := range chaos.Compare(truth, fact, q).Problems() {
+		s.t.Error(p)
 	}
 	s.t.Logf("exactly once: %d valid events in fact, %d invalid in quarantine", len(truth.Valid), len(truth.Invalid))
 }

@@ -1,0 +1,71 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktpipe/ktpipe/chaos"
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// TestChaosSoak is the chaos soak (cmd/ktchaos) made short: over a
+// backfill, scheduled pulls and webhook deliveries at once, three worker
+// SIGKILLs, a dev server restart, an API restart and a few seconds each
+// of 500s, hangs and 429 storms. Then every valid event is in the fact
+// table exactly once, every invalid one quarantined, and no workflow is
+// left open. It starts its own dev server (it restarts it) and stops by
+// itself: every wait of the soak is bounded, the whole by Timeout.
+func TestChaosSoak(t *testing.T) {
+	bin := buildWorker(t)
+	o := chaos.DefaultOptions()
+	o.Dir, o.WorkerCommand, o.Out = t.TempDir(), []string{bin}, logWriter{t}
+	o.Seed = 11
+	o.Events, o.Days, o.LiveRate = 1500, 3, 3
+	o.Kills, o.TemporalRestarts, o.SimRestarts = 3, 1, 1
+	o.FaultPhase, o.Hang, o.SimDown = 4*time.Second, 10*time.Second, 2*time.Second
+	o.MinGap, o.MaxGap, o.RecoveryBound = 500*time.Millisecond, 3*time.Second, time.Minute
+	o.PullInterval, o.WebhookBatch, o.ChunkRows = 10*time.Second, 2*time.Second, 200
+	// Short heartbeat timeouts, as the other integration tests use, so
+	// the kills cost seconds; the command measures the production ones.
+	o.Tuning = workflows.Tuning{PollInterval: 200 * time.Millisecond, MaxPollInterval: time.Second, HeartbeatTimeout: 3 * time.Second}
+	o.Drain, o.Timeout = 4*time.Minute, 9*time.Minute
+
+	r, err := chaos.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Problems() {
+		t.Error(p)
+	}
+	// The chaos happened as planned, or the pass proves little.
+	kinds := map[string]int{}
+	for _, a := range r.Actions {
+		kinds[a.Kind]++
+	}
+	want := map[string]int{chaos.KindKill: 3, chaos.KindTemporalRestart: 1, chaos.KindAPIRestart: 1, chaos.KindFaults: 1}
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Errorf("%d %s actions, want %d", kinds[k], k, n)
+		}
+	}
+	if r.API.Errors == 0 || r.API.Hung == 0 || r.API.RateLimited == 0 {
+		t.Errorf("faults injected %+v: want 500s, hangs and 429s", r.API)
+	}
+	if r.Webhooks.Delivered == 0 || r.Backfill.Loaded == 0 || r.Workflows["IncrementalPull"]["completed"] < 2 {
+		t.Errorf("webhooks %+v, backfill %+v, workflows %v: want deliveries, loaded windows and several pulls",
+			r.Webhooks, r.Backfill, r.Workflows)
+	}
+	if !strings.Contains(r.Status, "running workflows: 0") {
+		t.Errorf("status after the drain:\n%s", r.Status)
+	}
+}
+
+// logWriter sends the soak's account to the test log, line by line.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
