@@ -379,7 +379,7 @@ func (s *stack) kill(ctx context.Context, o Options, n int) Action {
 		a.Interrupted = append(a.Interrupted, x.typ)
 	}
 	up, ok := s.waitWorkerUp(ctx, pid, o.RecoveryBound)
-	a.Up = up
+	a.Up = up.Sub(a.At)
 	if !ok {
 		a.Err = fmt.Sprintf("worker %d did not poll within %s", pid, o.RecoveryBound)
 		return a
@@ -404,7 +404,7 @@ func (s *stack) temporalRestart(ctx context.Context, o Options) Action {
 		return a
 	}
 	up, ok := s.waitWorkerUp(ctx, s.worker.Process.Pid, o.RecoveryBound)
-	a.Up = down + up
+	a.Up = up.Sub(a.At)
 	if !ok {
 		a.Err = fmt.Sprintf("the worker did not poll again within %s of the restart", o.RecoveryBound)
 	}

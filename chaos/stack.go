@@ -268,22 +268,23 @@ func (s *stack) killWorker() error {
 	}
 }
 
-// waitWorkerUp waits until the worker process pid polls the task queue.
-func (s *stack) waitWorkerUp(ctx context.Context, pid int, bound time.Duration) (time.Duration, bool) {
+// waitWorkerUp waits, at most bound, until the worker process pid polls
+// the task queue, and says when it was seen polling.
+func (s *stack) waitWorkerUp(ctx context.Context, pid int, bound time.Duration) (time.Time, bool) {
 	start := time.Now()
-	prefix := fmt.Sprintf("%d@", pid)
+	prefix := fmt.Sprintf("%d@", pid) // the SDK's default identity is pid@host
 	for time.Since(start) < bound && ctx.Err() == nil {
 		d, err := s.tc.DescribeTaskQueue(ctx, taskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
 		if err == nil {
 			for _, p := range d.Pollers {
 				if strings.HasPrefix(p.Identity, prefix) {
-					return time.Since(start), true
+					return time.Now(), true
 				}
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return time.Since(start), false
+	return time.Now(), false
 }
 
 // stop ends everything this stack started.
