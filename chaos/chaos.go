@@ -76,11 +76,15 @@ type Options struct {
 // restart, an API restart, and 20 s each of 500s, hangs and 429 storms.
 func DefaultOptions() Options {
 	return Options{
-		Dir: ".ktpipe/chaos", Events: 20000, Days: 7, LiveRate: 5,
+		Dir: ".ktpipe/chaos", Events: 20000, Days: 7, LiveRate: 2,
 		Kills: 20, TemporalRestarts: 1, SimRestarts: 1, SimDown: 5 * time.Second,
 		FaultPhase: 20 * time.Second, Hang: 2 * time.Minute,
 		MinGap: time.Second, MaxGap: 10 * time.Second, RecoveryBound: 3 * time.Minute,
-		PullInterval: 15 * time.Second, WebhookBatch: 5 * time.Second, ChunkRows: 1000,
+		// Every pull and every webhook batch is a load of its own; the
+		// emulator runs one statement at a time and a load takes ~10 of
+		// them, so shorter intervals queue loads faster than it can run
+		// them, and the soak would measure the queue.
+		PullInterval: 30 * time.Second, WebhookBatch: 30 * time.Second, ChunkRows: 1000,
 		Drain: 15 * time.Minute, Timeout: 2 * time.Hour, Out: os.Stdout,
 	}
 }
@@ -171,7 +175,15 @@ func (r *Report) Problems() []string {
 	}
 	out = append(out, r.Comparison.Problems()...)
 	if len(r.Open) > 0 {
-		out = append(out, fmt.Sprintf("%d workflows still open after the drain (stuck): %v", len(r.Open), r.Open))
+		n := map[string]int{}
+		var ids []string
+		for _, w := range r.Open {
+			n[w.Type]++
+			if len(ids) < 5 {
+				ids = append(ids, w.ID)
+			}
+		}
+		out = append(out, fmt.Sprintf("%d workflows still open after the drain (stuck): %v, e.g. %s", len(r.Open), n, strings.Join(ids, ", ")))
 	}
 	if r.BackfillErr != "" {
 		out = append(out, "backfill: "+r.BackfillErr)
