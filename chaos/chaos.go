@@ -367,10 +367,8 @@ func (s *stack) ingest(rate float64) (stop func()) {
 // most 15 s for one), starts a new one at once, and measures until it
 // polls and until the interrupted activities run again.
 func (s *stack) kill(ctx context.Context, o Options, n int) Action {
-	var acts []activity
 	for deadline := time.Now().Add(15 * time.Second); ctx.Err() == nil; time.Sleep(300 * time.Millisecond) {
-		acts, _ = s.runningActivities(ctx)
-		if len(acts) > 0 || time.Now().After(deadline) {
+		if acts, _ := s.runningActivities(ctx, ""); len(acts) > 0 || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -378,6 +376,11 @@ func (s *stack) kill(ctx context.Context, o Options, n int) Action {
 	a := Action{Kind: KindKill, At: time.Now()}
 	a.from = a.At
 	if err := s.killWorker(); err != nil {
+		a.Err = err.Error()
+		return a
+	}
+	acts, err := s.runningActivities(ctx, fmt.Sprintf("%d@", old))
+	if err != nil {
 		a.Err = err.Error()
 		return a
 	}

@@ -16,9 +16,12 @@ type activity struct {
 	workflowID, runID, id, typ string
 }
 
-// runningActivities lists the activities a worker has started and not
-// finished, across ktpipe's open workflows: what a kill interrupts.
-func (s *stack) runningActivities(ctx context.Context) ([]activity, error) {
+// runningActivities lists the activities a worker whose identity starts
+// with worker ("": any) has started and not finished, across ktpipe's
+// open workflows. Asked right after a kill, about the dead worker, it
+// names exactly what the kill interrupted: a dead worker completes
+// nothing, and its successor needs seconds to start.
+func (s *stack) runningActivities(ctx context.Context, worker string) ([]activity, error) {
 	wfs, err := s.ctl.ListWorkflows(ctx, "Running", 200)
 	if err != nil {
 		return nil, err
@@ -30,7 +33,7 @@ func (s *stack) runningActivities(ctx context.Context) ([]activity, error) {
 			continue // closed meanwhile
 		}
 		for _, pa := range d.PendingActivities {
-			if pa.State == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+			if pa.State == enumspb.PENDING_ACTIVITY_STATE_STARTED && strings.HasPrefix(pa.LastWorkerIdentity, worker) {
 				out = append(out, activity{w.ID, w.RunID, pa.ActivityId, pa.ActivityType.GetName()})
 			}
 		}
