@@ -42,6 +42,11 @@ install_linters() {
   go_tool "$WORKFLOWCHECK_BIN" "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"
 }
 
+# One install at a time: two test runs started together must not both
+# spend minutes building the same binary.
+exec 9>"$KTPIPE_BIN/.install.lock"
+flock 9
+
 case "${1:-all}" in
   temporal) install_temporal ;;
   bqemulator) install_bqemulator ;;
