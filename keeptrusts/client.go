@@ -20,16 +20,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Secret holds a credential. Its String and GoString hide it, so a token
-// printed by mistake shows as [redacted].
-type Secret string
-
-func (Secret) String() string   { return "[redacted]" }
-func (Secret) GoString() string { return "[redacted]" }
-
-// Reveal returns the credential itself, for the one place that sends it.
-func (s Secret) Reveal() string { return string(s) }
-
 // Client calls the Keeptrusts API.
 type Client struct {
 	base    *url.URL
