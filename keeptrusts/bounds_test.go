@@ -246,3 +246,12 @@ func TestRedirectsStayWithinTheOrigin(t *testing.T) {
 		t.Fatalf("same-origin redirect lost the token: %q", got)
 	}
 }
+
+func TestClientDoesNotPrintItsToken(t *testing.T) {
+	c := client(t, "http://127.0.0.1:1")
+	for _, s := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprintf("%+v", *c)} {
+		if strings.Contains(s, token) {
+			t.Fatalf("client prints its token: %s", s)
+		}
+	}
+}
