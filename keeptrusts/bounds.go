@@ -99,9 +99,9 @@ type TimeoutError struct {
 
 func (e *TimeoutError) Error() string {
 	if e.Bound == "idle read" {
-		return fmt.Sprintf("keeptrusts %s: response body sent nothing for %s (idle-read timeout)", e.Op, e.Limit)
+		return fmt.Sprintf("keeptrusts %s: response body sent nothing for %s (idle-read timeout, KEEPTRUSTS_IDLE_READ_TIMEOUT)", e.Op, e.Limit)
 	}
-	return fmt.Sprintf("keeptrusts %s: call took longer than %s (call timeout)", e.Op, e.Limit)
+	return fmt.Sprintf("keeptrusts %s: call took longer than %s (call timeout, KEEPTRUSTS_CALL_TIMEOUT)", e.Op, e.Limit)
 }
 
 // withCallTimeout bounds one whole JSON call.
