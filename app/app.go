@@ -92,8 +92,7 @@ func OpenStore(ctx context.Context, cfg config.Pipeline) (store staging.Store, c
 
 // NewActivities builds the activities' dependencies from configuration.
 func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store) (*activities.Activities, error) {
-	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token,
-		keeptrusts.WithHTTPClient(&http.Client{Timeout: 0, Transport: http.DefaultTransport}))
+	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token, cfg.Keeptrusts.ClientOptions()...)
 	if err != nil {
 		return nil, err
 	}

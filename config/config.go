@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -42,6 +43,27 @@ type Keeptrusts struct {
 	// RateLimit caps Keeptrusts API activities per second across all
 	// workers (a task-queue rate limit on the API task queue).
 	RateLimit float64 `env:"KEEPTRUSTS_RATE_LIMIT, default=20"`
+	// Bounds of every API call; the defaults and why are in
+	// keeptrusts.Default*. Downloads and the tail have no total bound:
+	// the idle-read bound ends them when the server goes quiet.
+	ConnectTimeout   time.Duration `env:"KEEPTRUSTS_CONNECT_TIMEOUT, default=10s"`
+	ResponseTimeout  time.Duration `env:"KEEPTRUSTS_RESPONSE_TIMEOUT, default=60s"`
+	IdleReadTimeout  time.Duration `env:"KEEPTRUSTS_IDLE_READ_TIMEOUT, default=30s"`
+	CallTimeout      time.Duration `env:"KEEPTRUSTS_CALL_TIMEOUT, default=2m"`
+	MaxResponseBytes int64         `env:"KEEPTRUSTS_MAX_RESPONSE_BYTES, default=67108864"`
+	// AllowInsecureHTTP permits an http:// base URL off loopback (a
+	// simulator on a private Docker network); the token then travels in
+	// clear text.
+	AllowInsecureHTTP bool `env:"KEEPTRUSTS_ALLOW_INSECURE_HTTP, default=false"`
+}
+
+// ClientOptions are the API client's bounds from this configuration.
+func (c Keeptrusts) ClientOptions() []keeptrusts.Option {
+	return []keeptrusts.Option{
+		keeptrusts.WithTimeouts(keeptrusts.Timeouts{Connect: c.ConnectTimeout, Response: c.ResponseTimeout,
+			IdleRead: c.IdleReadTimeout, Call: c.CallTimeout}),
+		keeptrusts.WithMaxBodyBytes(c.MaxResponseBytes),
+	}
 }
 
 // Webhook configures the webhook receiver the worker serves, when Addr
@@ -223,10 +245,35 @@ func (c Keeptrusts) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("KEEPTRUSTS_BASE_URL: %q must be an absolute http(s) URL", c.BaseURL)
 	}
+	if u.Scheme != "https" && !isLoopback(u.Hostname()) && !c.AllowInsecureHTTP {
+		return fmt.Errorf("KEEPTRUSTS_BASE_URL: %q must use https: the bearer token would cross the network in clear text (http is allowed only on loopback: localhost, 127.0.0.0/8, ::1)", c.BaseURL)
+	}
 	if c.RateLimit <= 0 {
 		return fmt.Errorf("KEEPTRUSTS_RATE_LIMIT: %v must be > 0", c.RateLimit)
 	}
+	for _, b := range []struct {
+		name string
+		d    time.Duration
+	}{{"KEEPTRUSTS_CONNECT_TIMEOUT", c.ConnectTimeout}, {"KEEPTRUSTS_RESPONSE_TIMEOUT", c.ResponseTimeout},
+		{"KEEPTRUSTS_IDLE_READ_TIMEOUT", c.IdleReadTimeout}, {"KEEPTRUSTS_CALL_TIMEOUT", c.CallTimeout}} {
+		if b.d < time.Second || b.d > time.Hour {
+			return fmt.Errorf("%s: %v must be between 1s and 1h", b.name, b.d)
+		}
+	}
+	if c.MaxResponseBytes < 1<<20 {
+		return fmt.Errorf("KEEPTRUSTS_MAX_RESPONSE_BYTES: %d must be at least 1048576 (1 MiB)", c.MaxResponseBytes)
+	}
 	return nil
+}
+
+// isLoopback reports whether host names this machine: localhost or a
+// loopback address (127.0.0.0/8, ::1).
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Validate checks the BigQuery settings.

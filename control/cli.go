@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -544,13 +545,26 @@ func (c *CLI) tail(ctx context.Context, args []string) error {
 	if err := c.load(ctx, &cfg); err != nil {
 		return err
 	}
-	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token)
+	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
 	if err != nil {
 		return configError{err}
 	}
 	slog.Debug("tailing", "decision", *decision)
-	err = api.Tail(ctx, keeptrusts.TailOptions{Cursor: *cursor, Decision: *decision}, func(m keeptrusts.TailMessage) error {
-		_, err := fmt.Fprintln(c.Stdout, string(m.Data))
+	opts := keeptrusts.TailOptions{Cursor: *cursor, Decision: *decision,
+		OnReconnect: func(wait time.Duration, cursor string, cause error) {
+			slog.Debug("tail reconnecting", "wait", wait, "cursor", cursor, "cause", cause)
+		}}
+	var line bytes.Buffer
+	err = api.Tail(ctx, opts, func(m keeptrusts.TailMessage) error {
+		// One compact JSON object per line, however the server spread the
+		// event over data: lines, so the output is JSON lines.
+		line.Reset()
+		if err := json.Compact(&line, m.Data); err != nil || line.Len() == 0 || line.Bytes()[0] != '{' {
+			fmt.Fprintf(c.Stderr, "ktpipe tail: skipped an event that is not a JSON object (cursor %q)\n", m.Cursor)
+			return nil
+		}
+		line.WriteByte('\n')
+		_, err := c.Stdout.Write(line.Bytes())
 		return err
 	})
 	if errors.Is(err, context.Canceled) {
