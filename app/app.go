@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -29,7 +28,6 @@ import (
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
-	"github.com/ktpipe/ktpipe/webhook"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -78,7 +76,7 @@ func DialBigQuery(ctx context.Context, cfg config.BigQuery) (*bigquery.Client, e
 // KTPIPE_STAGING_BUCKET is set (STORAGE_EMULATOR_HOST points the client at
 // an emulator), else the directory. close releases the store's client.
 func OpenStore(ctx context.Context, cfg config.Pipeline) (store staging.Store, close func() error, err error) {
-	if err := os.MkdirAll(cfg.StagingDir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil { // staged events are private
 		return nil, nil, fmt.Errorf("KTPIPE_STAGING_DIR: %w", err)
 	}
 	dir := staging.Dir{Root: cfg.StagingDir}
@@ -195,10 +193,7 @@ type Running struct {
 // Stop stops the receiver and the workers and closes the clients.
 func (r *Running) Stop() {
 	if r.webhooks != nil {
-		// Deliveries in flight finish; the sender retries the rest.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r.webhooks.Shutdown(ctx)
-		cancel()
+		shutdownWebhooks(r.webhooks)
 	}
 	r.Workers.Stop()
 	r.closeStore()
@@ -252,30 +247,12 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
 	r := &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore}
 	if cfg.Webhook.Addr != "" {
-		if r.webhooks, err = serveWebhooks(cfg, c, store, logger); err != nil {
+		if r.webhooks, _, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, c, store, logger); err != nil {
 			ws.Stop()
 			return fail(err)
 		}
 	}
 	return r, nil
-}
-
-// serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR.
-func serveWebhooks(cfg config.Worker, c client.Client, store staging.Store, logger *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", cfg.Webhook.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
-	}
-	rc := &webhook.Receiver{Secret: cfg.Webhook.Secret, Store: store, Temporal: c, TaskQueue: cfg.Temporal.TaskQueue,
-		Batch: workflows.WebhookBatchInput{Window: cfg.Webhook.Batch}, Logger: logger}
-	srv := &http.Server{Handler: rc, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("webhook receiver stopped", "error", err)
-		}
-	}()
-	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Webhook.Batch)
-	return srv, nil
 }
 
 // RunWorker runs a worker process until ctx ends.

@@ -73,6 +73,13 @@ type Webhook struct {
 	Secret keeptrusts.Secret `env:"KEEPTRUSTS_WEBHOOK_SECRET"`
 	// Batch is how long deliveries are collected into one load.
 	Batch time.Duration `env:"KTPIPE_WEBHOOK_BATCH, default=1m"`
+	// MaxBody bounds one delivery in bytes (8 MiB: ~16,000 events; see
+	// webhook.DefaultMaxBody); MaxInFlight bounds deliveries handled at
+	// once (memory: MaxInFlight × 2 × MaxBody); ReadTimeout bounds reading
+	// one request (the sender gives up after 10 s).
+	MaxBody     int64         `env:"KTPIPE_WEBHOOK_MAX_BODY, default=8388608"`
+	MaxInFlight int           `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT, default=4"`
+	ReadTimeout time.Duration `env:"KTPIPE_WEBHOOK_READ_TIMEOUT, default=10s"`
 }
 
 // Validate checks the receiver's settings.
@@ -85,6 +92,37 @@ func (c Webhook) Validate() error {
 	}
 	if c.Batch < time.Second {
 		return errors.New("KTPIPE_WEBHOOK_BATCH: must be at least 1s")
+	}
+	if c.MaxBody < 64<<10 || c.MaxBody > 256<<20 {
+		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_BODY: %d must be between 65536 and 268435456 bytes", c.MaxBody)
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 1024 {
+		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_IN_FLIGHT: %d must be between 1 and 1024", c.MaxInFlight)
+	}
+	if c.ReadTimeout < time.Second || c.ReadTimeout > 5*time.Minute {
+		return fmt.Errorf("KTPIPE_WEBHOOK_READ_TIMEOUT: %s must be between 1s and 5m", c.ReadTimeout)
+	}
+	return nil
+}
+
+// Receiver is what the receiver-only process (`worker webhook`) needs:
+// Temporal to signal batches, the staging store, and the receiver; no
+// BigQuery and no Keeptrusts API.
+type Receiver struct {
+	Temporal Temporal
+	Pipeline Pipeline
+	Webhook  Webhook
+}
+
+// Validate checks a receiver-only process's settings.
+func (c Receiver) Validate() error {
+	if c.Webhook.Addr == "" {
+		return errors.New("KTPIPE_WEBHOOK_ADDR: missing required value (the receiver-only process serves webhooks there)")
+	}
+	for _, v := range []interface{ Validate() error }{c.Temporal, c.Pipeline, c.Webhook} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

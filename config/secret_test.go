@@ -29,6 +29,7 @@ var configStructs = map[string]any{
 	"BigQuery":   &config.BigQuery{},
 	"Pipeline":   &config.Pipeline{},
 	"Worker":     &config.Worker{},
+	"Receiver":   &config.Receiver{},
 }
 
 func exportedStructs(t *testing.T) []string {
