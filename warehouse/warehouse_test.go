@@ -15,6 +15,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/devstack"
 	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
@@ -330,7 +331,7 @@ func TestAdditiveSchemaChangeIsAppliedAndReported(t *testing.T) {
 	}
 	// An older ktpipe's fact table, before the "extra" column existed.
 	var old bigquery.Schema
-	for _, f := range schemas.EventRowSchema() {
+	for _, f := range bqschema.EventRowSchema() {
 		if f.Name != "extra" {
 			old = append(old, f)
 		}
@@ -428,8 +429,8 @@ func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
 	load(t, w, "load-z", 10,
 		event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
 		event(y, "2026-11-01T11:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
-	copyRowAs(t, ds, schemas.TableFact, schemas.EventRowSchema(), "event_id", x, "load-a")
-	copyRowAs(t, ds, schemas.TableQuarantine, schemas.QuarantineSchema(), "event_id", b, "load-a")
+	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", x, "load-a")
+	copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
 	if n := factIDs(t, w)[x]; n != 2 {
 		t.Fatalf("setup: %s has %d rows, want the raced 2", x, n)
 	}
