@@ -268,6 +268,9 @@ func TestDecoderStreamErrors(t *testing.T) {
 					}
 					return
 				}
+				if fe != nil && len(dec.Raw()) == 0 {
+					t.Fatalf("a record with no text: %v", fe)
+				}
 			}
 			t.Fatal("no stream error")
 		})
