@@ -77,11 +77,15 @@ func (o *oversize) start(seen []byte) {
 	}
 	o.h.Reset()
 	o.size = 0
-	o.prefix = append(o.prefix[:0], seen[:min(len(seen), TruncatedRawBytes)]...)
+	o.prefix = o.prefix[:0]
 	o.add(seen)
 }
 
+// add takes the record's next bytes; the first TruncatedRawBytes are kept.
 func (o *oversize) add(b []byte) {
+	if room := TruncatedRawBytes - len(o.prefix); room > 0 {
+		o.prefix = append(o.prefix, b[:min(len(b), room)]...)
+	}
 	o.h.Write(b)
 	o.size += int64(len(b))
 }

@@ -176,6 +176,9 @@ func TestRecordLimitIsExact(t *testing.T) {
 		if got != want {
 			t.Errorf("%d bytes over the limit: rule %q, want %q", extra, got, want)
 		}
+		if raw := dec.Raw(); !strings.HasPrefix(line, string(raw)) || len(raw) == 0 {
+			t.Errorf("%d bytes over the limit: raw text %.40q, want a prefix of the line", extra, raw)
+		}
 	}
 }
 
