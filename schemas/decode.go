@@ -43,8 +43,8 @@ type Decoder struct {
 	index  int64
 	lim    Limits
 	over   oversize
-	big    *Oversize // set when the current record was too large
-	bigRec Oversize
+	big    bool     // the current record was too large
+	bigRec Oversize // its size and hash
 }
 
 // NewDecoder returns a decoder for r in the given format, with
@@ -80,7 +80,7 @@ func NewDecoderLimits(r io.Reader, format Format, gzipped bool, lim Limits) (*De
 				return nil, err
 			}
 			if s.big {
-				return d.tooLarge()
+				return d.tooLarge(ev)
 			}
 			if v == nil {
 				return raw, p.Parse(raw, ev)
@@ -101,7 +101,7 @@ func NewDecoderLimits(r io.Reader, format Format, gzipped bool, lim Limits) (*De
 					return nil, err
 				}
 				if big {
-					return d.tooLarge()
+					return d.tooLarge(ev)
 				}
 				if raw := bytes.TrimSpace(line); len(raw) > 0 {
 					return raw, p.Parse(raw, ev)
@@ -116,7 +116,7 @@ func NewDecoderLimits(r io.Reader, format Format, gzipped bool, lim Limits) (*De
 		d.next = func(ev *Event) ([]byte, error) {
 			raw, err := c.next(ev)
 			if err == errCut {
-				return d.tooLarge()
+				return d.tooLarge(ev)
 			}
 			return raw, err
 		}
@@ -127,10 +127,11 @@ func NewDecoderLimits(r io.Reader, format Format, gzipped bool, lim Limits) (*De
 	return d, nil
 }
 
-// tooLarge ends a record that was skipped for its size.
-func (d *Decoder) tooLarge() ([]byte, error) {
-	d.bigRec = d.over.finish()
-	d.big = &d.bigRec
+// tooLarge ends a record that was skipped for its size; ev holds none of
+// it (nor anything of the record before).
+func (d *Decoder) tooLarge(ev *Event) ([]byte, error) {
+	ev.reset()
+	d.bigRec, d.big = d.over.finish(), true
 	return d.over.prefix, tooLarge()
 }
 
@@ -138,7 +139,7 @@ func (d *Decoder) tooLarge() ([]byte, error) {
 // returns a *FieldError, and decoding may go on; io.EOF ends the stream;
 // any other error means the stream itself is broken.
 func (d *Decoder) Next(ev *Event) error {
-	d.big = nil
+	d.big = false
 	raw, err := d.next(ev)
 	d.raw = raw
 	if err == nil || isFieldError(err) {
@@ -162,10 +163,7 @@ func (d *Decoder) Raw() []byte {
 // TooLarge returns the size and sha256 of the whole current record when
 // Next skipped it for exceeding MaxRecordBytes (rule RuleTooLarge).
 func (d *Decoder) TooLarge() (Oversize, bool) {
-	if d.big == nil {
-		return Oversize{}, false
-	}
-	return *d.big, true
+	return d.bigRec, d.big
 }
 
 // Records returns how many records Next has returned so far.

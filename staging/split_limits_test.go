@@ -128,6 +128,9 @@ func TestTooLargeRecordIsQuarantinedByItsWholeHash(t *testing.T) {
 	}
 	q := lines(t, d, man.Chunks[0].QuarantineKey)
 	raw, _ := q[0]["raw"].(string)
+	if q[0]["event_timestamp"] != nil {
+		t.Errorf("event_timestamp %v: the record before's", q[0]["event_timestamp"])
+	}
 	if q[0]["rule"] != schemas.RuleTooLarge || q[0]["record_hash"] != hex.EncodeToString(sum[:]) ||
 		len(raw) > schemas.TruncatedRawBytes+200 || !strings.HasPrefix(raw, `{"id":"x","pad":"yyy`) ||
 		!strings.HasSuffix(raw, fmt.Sprintf("%d bytes in all, sha256 %s]", len(big)+1, hex.EncodeToString(sum[:]))) {
