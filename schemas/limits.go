@@ -28,9 +28,10 @@ type Limits struct {
 // DefaultLimits are the limits of NewDecoder. A real event is 0.5–2 KB
 // (its metadata object is the only unbounded part), so 1 MiB is ~500×
 // any event seen and still a small allocation per decoder. JSON events
-// compress 5–15× with gzip (ktsim's 1M NDJSON export: about 8×) and gzip itself
+// compress 5–15× with gzip (ktsim's 1M NDJSON export: about 8×) and gzip
 // cannot exceed ~1032×; 100× leaves room for very repetitive exports and
-// stops a bomb after a few MiB.
+// stops a bomb once it inflated InflateAllowance plus 100× what it read
+// (a 1 MB bomb: after ~75 MB, not 1 GB).
 var DefaultLimits = Limits{MaxRecordBytes: 1 << 20, MaxInflateRatio: 100}
 
 // InflateAllowance is decompressed bytes always allowed on top of the
