@@ -47,6 +47,16 @@ type Activities struct {
 	Prices    []warehouse.Price
 	Users     map[string]warehouse.UserInfo
 	ChunkRows int
+	// Limits bound one record and a gzip stream's inflation (zero:
+	// schemas.DefaultLimits).
+	Limits schemas.Limits
+}
+
+func (a *Activities) limits() schemas.Limits {
+	if a.Limits == (schemas.Limits{}) {
+		return schemas.DefaultLimits
+	}
+	return a.Limits
 }
 
 // classify turns an error into what Temporal should do with it: wait for
@@ -259,7 +269,7 @@ func (a *Activities) splitFile(ctx context.Context, sp *staging.Splitter, key st
 		return classify("split", err)
 	}
 	defer f.Close()
-	dec, err := schemas.NewDecoder(f, format, gzip)
+	dec, err := schemas.NewDecoderLimits(f, format, gzip, a.limits())
 	if err != nil {
 		return classify("split "+key, &staging.MalformedError{Err: err})
 	}
@@ -369,7 +379,7 @@ func (a *Activities) PullPages(ctx context.Context, in PullInput) (PullResult, e
 		if err != nil {
 			return PullResult{}, classify("pull events", err)
 		}
-		dec, err := schemas.NewDecoder(bytes.NewReader(page.Body), schemas.FormatJSON, false)
+		dec, err := schemas.NewDecoderLimits(bytes.NewReader(page.Body), schemas.FormatJSON, false, a.limits())
 		if err != nil {
 			return PullResult{}, classify("pull events", &staging.MalformedError{Err: err})
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
@@ -109,7 +110,8 @@ func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store) 
 		return nil, fmt.Errorf("KTPIPE_USER_MAP: %w", err)
 	}
 	return &activities.Activities{API: api, Warehouse: wh, Store: store,
-		Prices: prices, Users: users, ChunkRows: cfg.Pipeline.ChunkRows}, nil
+		Prices: prices, Users: users, ChunkRows: cfg.Pipeline.ChunkRows,
+		Limits: schemas.Limits{MaxRecordBytes: cfg.Pipeline.MaxRecordBytes, MaxInflateRatio: cfg.Pipeline.MaxInflateRatio}}, nil
 }
 
 // RegisterSearchAttributes adds ktpipe's search attributes to the

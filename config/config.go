@@ -145,8 +145,15 @@ type Pipeline struct {
 	StagingBucket string `env:"KTPIPE_STAGING_BUCKET"`
 	StagingPrefix string `env:"KTPIPE_STAGING_PREFIX, default=ktpipe/"`
 	ChunkRows     int    `env:"KTPIPE_CHUNK_ROWS, default=50000"`
-	Concurrency   int    `env:"KTPIPE_CONCURRENCY, default=4"`
-	PageSize      int    `env:"KTPIPE_PAGE_SIZE, default=1000"`
+	// MaxRecordBytes caps one record of an export, page or delivery; a
+	// bigger one is quarantined as "record too large" without being held
+	// (1 MiB: ~500× a real event). MaxInflateRatio caps a gzip export's
+	// decompressed bytes at that many times its compressed bytes plus 64
+	// MiB (100: real exports compress 5–15×, a gzip bomb ~1000×).
+	MaxRecordBytes  int   `env:"KTPIPE_MAX_RECORD_BYTES, default=1048576"`
+	MaxInflateRatio int64 `env:"KTPIPE_MAX_INFLATE_RATIO, default=100"`
+	Concurrency     int   `env:"KTPIPE_CONCURRENCY, default=4"`
+	PageSize        int   `env:"KTPIPE_PAGE_SIZE, default=1000"`
 	// PagesPerBatch bounds one pull activity; BatchesPerRun bounds one
 	// workflow run before it continues as new, so history stays small.
 	PagesPerBatch    int           `env:"KTPIPE_PAGES_PER_BATCH, default=50"`
@@ -300,6 +307,8 @@ func (c Pipeline) Validate() error {
 		want string
 	}{
 		{"KTPIPE_CHUNK_ROWS", c.ChunkRows >= 1 && c.ChunkRows <= 1_000_000, "between 1 and 1000000"},
+		{"KTPIPE_MAX_RECORD_BYTES", c.MaxRecordBytes >= 1024 && c.MaxRecordBytes <= 64<<20, "between 1024 and 67108864 (64 MiB)"},
+		{"KTPIPE_MAX_INFLATE_RATIO", c.MaxInflateRatio >= 1 && c.MaxInflateRatio <= 1000, "between 1 and 1000"},
 		{"KTPIPE_CONCURRENCY", c.Concurrency >= 1 && c.Concurrency <= 64, "between 1 and 64"},
 		{"KTPIPE_PAGE_SIZE", c.PageSize >= 1 && c.PageSize <= 10000, "between 1 and 10000 (the API's limit)"},
 		{"KTPIPE_PAGES_PER_BATCH", c.PagesPerBatch >= 1, "at least 1"},

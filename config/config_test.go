@@ -25,7 +25,8 @@ func TestDefaultsAreValid(t *testing.T) {
 	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(base())); err != nil {
 		t.Fatal(err)
 	}
-	if c.Temporal.Address != "127.0.0.1:7233" || c.Pipeline.ChunkRows != 50000 || c.Pipeline.ScheduleInterval != time.Hour {
+	if c.Temporal.Address != "127.0.0.1:7233" || c.Pipeline.ChunkRows != 50000 || c.Pipeline.ScheduleInterval != time.Hour ||
+		c.Pipeline.MaxRecordBytes != 1<<20 || c.Pipeline.MaxInflateRatio != 100 {
 		t.Fatalf("defaults %+v", c)
 	}
 	// The README states these; the client's own defaults are the same.
@@ -46,6 +47,8 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"not a number", "KTPIPE_CHUNK_ROWS", "lots", "KTPIPE_CHUNK_ROWS: invalid value"},
 		{"not a duration", "KTPIPE_SCHEDULE_INTERVAL", "hourly", "KTPIPE_SCHEDULE_INTERVAL: invalid value"},
 		{"out of range", "KTPIPE_PAGE_SIZE", "20000", "KTPIPE_PAGE_SIZE: must be between 1 and 10000"},
+		{"record cap too small", "KTPIPE_MAX_RECORD_BYTES", "100", "KTPIPE_MAX_RECORD_BYTES: must be between 1024"},
+		{"inflate ratio zero", "KTPIPE_MAX_INFLATE_RATIO", "0", "KTPIPE_MAX_INFLATE_RATIO: must be between 1 and 1000"},
 		{"bad url", "KEEPTRUSTS_BASE_URL", "ftp:/x", "KEEPTRUSTS_BASE_URL"},
 		{"plain http off loopback", "KEEPTRUSTS_BASE_URL", "http://api.keeptrusts.com", "KEEPTRUSTS_BASE_URL: \"http://api.keeptrusts.com\" must use https"},
 		{"plain http on a private address", "KEEPTRUSTS_BASE_URL", "http://10.0.0.5:8787", "KEEPTRUSTS_BASE_URL: \"http://10.0.0.5:8787\" must use https"},

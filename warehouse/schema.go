@@ -8,7 +8,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
-	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
 )
 
 // SchemaReport says what EnsureSchema changed.
@@ -61,7 +61,7 @@ func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	} else if err != nil {
 		return rep, fmt.Errorf("read dataset %s: %w", w.dataset, err)
 	}
-	for _, spec := range schemas.Tables() {
+	for _, spec := range bqschema.Tables() {
 		if err := w.ensureTable(ctx, spec, &rep); err != nil {
 			return rep, err
 		}
@@ -71,7 +71,7 @@ func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	return rep, err
 }
 
-func (w *Warehouse) ensureTable(ctx context.Context, spec schemas.TableSpec, rep *SchemaReport) error {
+func (w *Warehouse) ensureTable(ctx context.Context, spec bqschema.TableSpec, rep *SchemaReport) error {
 	t := w.ds.Table(spec.Name)
 	md, err := t.Metadata(ctx)
 	if isNotFound(err) {
