@@ -239,9 +239,9 @@ type decision struct {
 // and its partial download) and go together, once the newest of them is
 // older than the cutoff and no open run can be using the load; a webhook
 // delivery (webhooks/<name>) goes once older than the cutoff unless a
-// batch that may hold it is still open; a temporary file anywhere goes
-// once older than the cutoff (no write lasts that long). Anything else
-// is not ktpipe's and stays.
+// batch that may hold it is still open; a temporary file at the root or
+// among the deliveries goes once older than the cutoff (no write lasts
+// that long). Anything else is not ktpipe's and stays.
 type sweepRule struct {
 	cutoff   time.Time
 	open     []OpenRun
@@ -304,7 +304,10 @@ func (r *sweepRule) decide(e staging.Entry) decision {
 		}
 		return decision{kind: removedDelivery}
 	}
-	if staging.IsTemp(e.Key) {
+	// Temporary files only where ktpipe writes: the root (a bucket
+	// store's uploads) and the delivery directory; a load's are part of
+	// its load. A .tmp-* file elsewhere is someone else's.
+	if top, _, nested := strings.Cut(e.Key, "/"); staging.IsTemp(e.Key) && (!nested || top == "webhooks") {
 		return decision{kind: removedTemp}
 	}
 	return decision{kind: keptUnknown}

@@ -45,6 +45,7 @@ func TestSweepRuleSelectsOnlyOldUnreferencedFiles(t *testing.T) {
 		// Written long before it: signalled to an earlier batch, now closed.
 		{"webhooks/bb.json", batch.Start.Add(-48 * time.Hour), removedDelivery},
 		{"notes/readme.txt", old, keptUnknown},
+		{"notes/.tmp-1", old, keptUnknown},
 		{"manifest.json", old, keptUnknown},
 	}
 	var entries []staging.Entry
