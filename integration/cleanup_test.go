@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/control"
@@ -110,5 +112,14 @@ func TestCleanupRemovesOldOrphansAndKeepsRunningLoads(t *testing.T) {
 	}
 	if iv := d.Schedule.Spec.Intervals; len(iv) != 1 || iv[0].Every != 24*time.Hour {
 		t.Fatalf("clean-up schedule intervals %+v", iv)
+	}
+	// The retention travels in the scheduled workflow's input.
+	act, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction)
+	if !ok || len(act.Args) != 1 {
+		t.Fatalf("clean-up schedule action %#v", d.Schedule.Action)
+	}
+	var in workflows.CleanupInput
+	if err := converter.GetDefaultDataConverter().FromPayload(act.Args[0].(*commonpb.Payload), &in); err != nil || in.Retention != 72*time.Hour {
+		t.Fatalf("scheduled input %+v (%v), want a retention of 72h", in, err)
 	}
 }
