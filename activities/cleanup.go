@@ -115,7 +115,16 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupRes
 	rule := newSweepRule(now().Add(-in.Retention), open)
 	// Pass 1: every load's newest file, so a load goes whole or not at
 	// all. Memory grows with loads, not files.
+	// Walking a large bucket takes a while: heartbeat as it goes (the
+	// SDK throttles the calls), so a walk that stalls is noticed.
+	seen := 0
+	beat := func(removed int) {
+		if seen++; seen%1000 == 0 {
+			activity.RecordHeartbeat(ctx, CleanupProgress{Removed: removed})
+		}
+	}
 	err = sw.Walk(ctx, func(e staging.Entry) error {
+		beat(0)
 		if !rule.observe(e) {
 			return errTooManyLoads
 		}
@@ -133,6 +142,7 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupRes
 	loads := map[string]bool{}
 	log := activity.GetLogger(ctx)
 	err = sw.Walk(ctx, func(e staging.Entry) error {
+		beat(res.Files)
 		d := rule.decide(e)
 		switch d.kind {
 		case keptRunning:
@@ -168,9 +178,6 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupRes
 			res.Deliveries++
 		case removedTemp:
 			res.Temporary++
-		}
-		if res.Files%100 == 0 {
-			activity.RecordHeartbeat(ctx, CleanupProgress{Removed: res.Files})
 		}
 		return nil
 	})

@@ -38,8 +38,8 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (activities.CleanupResult, e
 		return res, err
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// One pass over a large bucket takes minutes; its heartbeat
-		// (every 100 files removed) says it is alive.
+		// One pass over a large bucket takes minutes; it heartbeats
+		// every 1,000 files it looks at.
 		StartToCloseTimeout: time.Hour,
 		HeartbeatTimeout:    5 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
