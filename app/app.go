@@ -146,7 +146,9 @@ func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, 
 	main.RegisterWorkflow(workflows.Replay)
 	main.RegisterWorkflow(workflows.Reconcile)
 	main.RegisterWorkflow(workflows.WebhookBatch)
+	main.RegisterWorkflow(workflows.Cleanup)
 	main.RegisterActivity(acts)
+	main.RegisterActivity(&activities.Cleaner{Store: acts.Store, Temporal: c, TaskQueue: taskQueue})
 	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, worker.Options{
 		MaxConcurrentActivityExecutionSize: concurrency,
 		// Across every worker of the cluster: the API's rate limit is the

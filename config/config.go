@@ -173,6 +173,10 @@ type Pipeline struct {
 	BackfillParallelism int           `env:"KTPIPE_BACKFILL_PARALLELISM, default=2"`
 	UserMapFile         string        `env:"KTPIPE_USER_MAP"`
 	PriceFile           string        `env:"KTPIPE_PRICE_TABLE"`
+	// StagingRetention: the daily clean-up removes staged files no open
+	// workflow uses once they are this old (failed loads stay
+	// replayable from staging that long).
+	StagingRetention Days `env:"KTPIPE_STAGING_RETENTION, default=7d"`
 }
 
 // Worker is everything a worker needs.
@@ -319,6 +323,9 @@ func (c Pipeline) Validate() error {
 		{"KTPIPE_LATE_WINDOW", c.LateWindow >= time.Minute, "at least 1m"},
 		{"KTPIPE_BACKFILL_PARALLELISM", c.BackfillParallelism >= 1 && c.BackfillParallelism <= 32, "between 1 and 32"},
 		{"KTPIPE_STAGING_DIR", c.StagingDir != "", "a directory"},
+		// Far above the longest activity and its retries (6 h), so a file a
+		// live attempt writes is never old enough to be removed.
+		{"KTPIPE_STAGING_RETENTION", time.Duration(c.StagingRetention) >= 24*time.Hour, "at least 24h (1d)"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
@@ -370,4 +377,26 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q must be an RFC 3339 time or a duration like 30m, 24h, 30d", s)
+}
+
+// Days is a duration that also reads whole days ("7d"), the unit
+// retention is thought in; Go durations ("36h") work too.
+type Days time.Duration
+
+// EnvDecode reads "<n>d" or a Go duration.
+func (d *Days) EnvDecode(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		if _, err := fmt.Sscanf(n, "%d", &days); err == nil && fmt.Sprint(days) == n && days >= 0 && days <= 3650 {
+			*d = Days(time.Duration(days) * 24 * time.Hour)
+			return nil
+		}
+		return fmt.Errorf("%q must be whole days (e.g. 7d) or a duration (e.g. 36h)", s)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q must be whole days (e.g. 7d) or a duration (e.g. 36h)", s)
+	}
+	*d = Days(v)
+	return nil
 }

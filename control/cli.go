@@ -32,6 +32,7 @@ const usage = `usage: ktpipe <command> [flags]
 
 Commands:
   schedule apply [--interval 1h] [--catchup 24h] [--start 24h] [--paused]
+                 (also applies the daily staging clean-up schedule)
   schedule pause|unpause [--note TEXT]
   schedule trigger [--wait]
   schedule describe
@@ -237,6 +238,16 @@ func (c *CLI) schedule(ctx context.Context, args []string) error {
 			verb = "created"
 		}
 		fmt.Fprintf(c.Stdout, "schedule %s %s: every %s, overlap skip, catch-up window %s\n", ctl.scheduleID(), verb, spec.Interval, spec.CatchupWindow)
+		cs := CleanupSpec{Retention: time.Duration(p.StagingRetention)}
+		if created, err = ctl.ApplyCleanupSchedule(ctx, cs); err != nil {
+			return err
+		}
+		verb = "updated"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(c.Stdout, "schedule %s %s: staging clean-up every %s, removes files older than %s that no open workflow uses\n",
+			ctl.CleanupScheduleID(), verb, workflows.DefaultCleanupInterval, cs.Retention)
 	case "pause", "unpause":
 		if err := ctl.PauseSchedule(ctx, sub == "pause", *note); err != nil {
 			return err
@@ -526,12 +537,9 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFn()
-	for _, v := range warehouse.Views {
-		if err := wh.PrintView(ctx, c.Stdout, v, *limit); err != nil {
-			return err
-		}
-	}
-	return nil
+	// Every report that can be read is printed; the error (exit 1)
+	// names the ones that could not.
+	return wh.PrintViews(ctx, c.Stdout, warehouse.Views, *limit)
 }
 
 func (c *CLI) tail(ctx context.Context, args []string) error {
