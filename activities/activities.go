@@ -37,6 +37,10 @@ const (
 	ErrTypeMalformed      = "MalformedSource"
 	ErrTypeNothingStaged  = "NothingStaged"
 	ErrTypeIncomplete     = "IncompleteLoad"
+	// ErrTypeNoGateways: the API listed no gateways. Validating against
+	// an empty list would quarantine every event as "unknown gateway"
+	// while the cursor moves on, so the load fails instead.
+	ErrTypeNoGateways = "NoGateways"
 )
 
 // Activities holds what the activities need; the worker builds it once.
@@ -115,10 +119,21 @@ func (a *Activities) GetExport(ctx context.Context, id string) (keeptrusts.Expor
 }
 
 // FetchGateways lists the known gateways (validation and dim_gateway).
+// An empty list is an error, not a validation input: every valid event
+// would be quarantined as of an unknown gateway and reconcile would see
+// no gap (fact + quarantine = count). It fails the load visibly and
+// without retrying (an organisation without gateways, or a token of the
+// wrong one, does not heal by itself; the next scheduled pull or a
+// resumed backfill tries again).
 func (a *Activities) FetchGateways(ctx context.Context) ([]warehouse.Gateway, error) {
 	gws, err := a.API.Gateways(ctx)
 	if err != nil {
 		return nil, classify("list gateways", err)
+	}
+	if len(gws) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError(
+			"list gateways: the API listed no gateways; refusing to validate against an empty list, which would quarantine every event (check the API token's organisation)",
+			ErrTypeNoGateways, nil)
 	}
 	out := make([]warehouse.Gateway, len(gws))
 	for i, g := range gws {

@@ -113,3 +113,39 @@ func TestDownloadResumesFromStagedBytes(t *testing.T) {
 		t.Fatalf("repeat of a finished download: %v", err)
 	}
 }
+
+// TestFetchGatewaysRefusesAnEmptyList: an empty list would quarantine
+// every valid event as of an unknown gateway (and reconcile would count
+// them as accounted for), so it fails the load without retrying.
+func TestFetchGatewaysRefusesAnEmptyList(t *testing.T) {
+	cfg := ktsim.DefaultConfig()
+	cfg.HistoryEvents = 10
+	sim := ktsim.New(cfg)
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	defer sim.Close()
+	api, _ := keeptrusts.New(srv.URL, keeptrusts.Secret(cfg.Token))
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{API: api}
+	env.RegisterActivity(a)
+
+	// A stale list is still a list: it is served as it is.
+	sim.SetFaults(ktsim.Faults{HiddenGateways: 1})
+	v, err := env.ExecuteActivity(a.FetchGateways)
+	if err != nil {
+		t.Fatalf("stale list: %v", err)
+	}
+	var gws []Gateway
+	v.Get(&gws)
+	if len(gws) != len(sim.Gateways())-1 {
+		t.Fatalf("got %d gateways, want %d", len(gws), len(sim.Gateways())-1)
+	}
+
+	sim.SetFaults(ktsim.Faults{HiddenGateways: len(sim.Gateways())})
+	_, err = env.ExecuteActivity(a.FetchGateways)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeNoGateways || !appErr.NonRetryable() {
+		t.Fatalf("empty list: %v, want a non-retryable %s", err, ErrTypeNoGateways)
+	}
+}

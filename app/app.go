@@ -144,6 +144,7 @@ func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, 
 	main.RegisterWorkflow(workflows.IncrementalPull)
 	main.RegisterWorkflow(workflows.Backfill)
 	main.RegisterWorkflow(workflows.Replay)
+	main.RegisterWorkflow(workflows.QuarantineReplay)
 	main.RegisterWorkflow(workflows.Reconcile)
 	main.RegisterWorkflow(workflows.WebhookBatch)
 	main.RegisterWorkflow(workflows.Cleanup)

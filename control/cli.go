@@ -39,6 +39,7 @@ Commands:
   backfill --since 30d|RFC3339 [--until RFC3339] [--window 24h] [--parallelism N] [--format F] [--wait]
   export   --since 30d|RFC3339 [--until RFC3339] [--format ndjson|json|csv] [--gzip] [--wait]
   replay   (--load-id ID | --since T --until T) [--wait]
+  replay   --quarantine [--rule R] [--since T --until T] [--wait]
   reconcile --since 24h|RFC3339 [--until RFC3339] [--step 1h] [--replay-gaps] [--wait]
   status
   tail     [--decision allow|block|redact|escalate] [--cursor C]
@@ -395,8 +396,13 @@ func (c *CLI) replay(ctx context.Context, args []string) error {
 	since := fs.String("since", "", "or a window to load again from the source")
 	until := fs.String("until", "", "end of that window, RFC 3339")
 	wait := fs.Bool("wait", false, "wait for the replay")
+	quarantine := fs.Bool("quarantine", false, "validate quarantined records again and load those that pass now")
+	rule := fs.String("rule", "", "with --quarantine: only records that broke this rule (or \"field: rule\")")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *quarantine || *rule != "" {
+		return c.replayQuarantine(ctx, *quarantine, *load, *rule, *since, *until, *wait)
 	}
 	in := workflows.ReplayInput{LoadID: *load}
 	switch {
@@ -419,6 +425,38 @@ func (c *CLI) replay(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.finish(ctx, ctl, run, *wait, &workflows.ReplayResult{})
+}
+
+// replayQuarantine starts a QuarantineReplay: after fixing what put
+// valid events in quarantine (a stale gateway list, a rule since
+// corrected), it loads those that pass now.
+func (c *CLI) replayQuarantine(ctx context.Context, quarantine bool, load, rule, since, until string, wait bool) error {
+	var in workflows.QuarantineReplayInput
+	switch {
+	case !quarantine:
+		return usagef("replay: --rule needs --quarantine")
+	case load != "":
+		return usagef("replay: give --load-id or --quarantine, not both")
+	case since == "" && until != "":
+		return usagef("replay --quarantine: --until needs --since")
+	case since != "":
+		s, u, err := window(since, until, time.Now())
+		if err != nil {
+			return err
+		}
+		in.Since, in.Until = s, u
+	}
+	in.Rule = rule
+	ctl, _, err := c.control(ctx)
+	if err != nil {
+		return err
+	}
+	defer ctl.Client.Close()
+	run, err := ctl.StartQuarantineReplay(ctx, in)
+	if err != nil {
+		return err
+	}
+	return c.finish(ctx, ctl, run, wait, &workflows.QuarantineReplayResult{})
 }
 
 func (c *CLI) reconcile(ctx context.Context, args []string) error {

@@ -4,6 +4,8 @@ package control
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -210,6 +212,26 @@ func (c *Control) StartReplay(ctx context.Context, in workflows.ReplayInput) (cl
 		id = c.rangeID("replay", in.Since, in.Until)
 	}
 	return c.start(ctx, id, "replay", in.Since, in.Until, workflows.Replay, in)
+}
+
+// QuarantineReplayID names the quarantine replay of a selection, so the
+// same command run again while one runs attaches to it; once it has
+// finished, a new run replays what is left.
+func (c *Control) QuarantineReplayID(in workflows.QuarantineReplayInput) string {
+	id := c.TaskQueue + "-quarantine-replay"
+	if !in.Since.IsZero() {
+		id = c.rangeID("quarantine-replay", in.Since, in.Until)
+	}
+	if in.Rule != "" {
+		sum := sha256.Sum256([]byte(in.Rule))
+		id += "-rule-" + hex.EncodeToString(sum[:6])
+	}
+	return id
+}
+
+// StartQuarantineReplay starts a replay of quarantined records.
+func (c *Control) StartQuarantineReplay(ctx context.Context, in workflows.QuarantineReplayInput) (client.WorkflowRun, error) {
+	return c.start(ctx, c.QuarantineReplayID(in), "quarantine-replay", in.Since, in.Until, workflows.QuarantineReplay, in)
 }
 
 // StartReconcile starts a reconciliation of a window.
