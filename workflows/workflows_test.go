@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -164,19 +165,61 @@ func pullResult(cursor string, more bool) activities.PullResult {
 	return activities.PullResult{NextCursor: cursor, HasMore: more, Pages: 1, Manifest: manifest}
 }
 
+// startedActivities records the activities a workflow starts, in order.
+// (AssertNotCalled on an activity that was never mocked asserts nothing:
+// the test suite records calls only of mocked activities.)
+func startedActivities(env *testsuite.TestWorkflowEnvironment) *[]string {
+	var names []string
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		names = append(names, info.ActivityType.Name)
+	})
+	return &names
+}
+
+func indexOf(names []string, name string) int {
+	for i, n := range names {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
 func TestPullAdvancesCheckpointOnlyAfterMerge(t *testing.T) {
-	env := newEnv(t)
-	env.OnActivity(acts.ReadCheckpoint, mock.Anything, workflows.DefaultCheckpointKey).Return("c0", nil)
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
-	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(0,
-		temporal.NewNonRetryableApplicationError("table is broken", activities.ErrTypeSchema, nil))
-	env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{})
+	pull := func(mergeErr error) (*testsuite.TestWorkflowEnvironment, []string) {
+		env := newEnv(t)
+		started := startedActivities(env)
+		env.OnActivity(acts.ReadCheckpoint, mock.Anything, workflows.DefaultCheckpointKey).Return("c0", nil)
+		env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
+		env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
+		env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+		env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, mergeErr)
+		env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil).Maybe()
+		env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil).Maybe()
+		env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil).Maybe()
+		// Mocked, so that a wrong call is recorded rather than crashing
+		// on a nil activity; the started list is what is asserted.
+		env.OnActivity(acts.WriteCheckpoint, mock.Anything, mock.Anything).Return(nil).Maybe()
+		env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{})
+		return env, *started
+	}
+
+	env, started := pull(temporal.NewNonRetryableApplicationError("table is broken", activities.ErrTypeSchema, nil))
 	if env.GetWorkflowError() == nil {
 		t.Fatal("a failed merge must fail the pull")
 	}
-	env.AssertNotCalled(t, "WriteCheckpoint", mock.Anything, mock.Anything)
+	if indexOf(started, "MergeLoad") < 0 || indexOf(started, "WriteCheckpoint") >= 0 {
+		t.Fatalf("activities %v: the checkpoint moved although the merge failed", started)
+	}
+
+	env, started = pull(nil)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	merge, check, write := indexOf(started, "MergeLoad"), indexOf(started, "CheckLoad"), indexOf(started, "WriteCheckpoint")
+	if merge < 0 || check < merge || write < check {
+		t.Fatalf("activities %v: want MergeLoad, then CheckLoad, then WriteCheckpoint", started)
+	}
 }
 
 func TestPullRestartsByTimeWhenTheCursorExpired(t *testing.T) {
@@ -365,5 +408,68 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	var res workflows.WebhookBatchResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Deliveries != 2 || res.Rows != 9 || res.Quarantined != 1 {
 		t.Fatalf("result %+v %v", res, err)
+	}
+}
+
+// ceilings records each started activity's ScheduleToClose timeout: the
+// test suite itself stops retrying after 10 attempts when a policy has no
+// limit, so the configured ceiling is what shows a retry-forever.
+func ceilings(env *testsuite.TestWorkflowEnvironment) map[string]time.Duration {
+	got := map[string]time.Duration{}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		got[info.ActivityType.Name] = max(got[info.ActivityType.Name], info.ScheduleToCloseTimeout)
+	})
+	return got
+}
+
+// A transient failure that never heals must end in a failed workflow (an
+// operator sees it), not in retries forever: every activity has a
+// ceiling, here the merge's.
+func TestTransientFailureThatNeverHealsFailsTheWorkflow(t *testing.T) {
+	env := newEnv(t)
+	limits := ceilings(env)
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusCompleted), nil)
+	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(acts.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	merges := 0
+	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(func(context.Context, activities.MergeInput) (int, error) {
+		merges++
+		return 0, errors.New("backend error")
+	})
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "backend error") {
+		t.Fatalf("err %v after %d merges, want the merge's error", err, merges)
+	}
+	if len(limits) < 5 {
+		t.Fatalf("saw %d activities", len(limits))
+	}
+	for name, d := range limits {
+		if d <= 0 || d > 6*time.Hour {
+			t.Errorf("%s: ScheduleToClose %s, want a ceiling of at most 6h", name, d)
+		}
+	}
+}
+
+// An export whose file fails its checksum (after one re-download) is
+// replaced by a new export, like an expired one.
+func TestChecksumFailureExportsAgain(t *testing.T) {
+	env := newEnv(t)
+	var keys []string
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CreateExportInput) (keeptrusts.Export, error) {
+			keys = append(keys, in.IdempotencyKey)
+			return export(keeptrusts.StatusCompleted), nil
+		})
+	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{},
+		temporal.NewNonRetryableApplicationError("sha256 mismatch", activities.ErrTypeChecksum, nil)).Once()
+	happyLoad(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0] == keys[1] {
+		t.Fatalf("idempotency keys %v: a bad file needs a new export", keys)
 	}
 }
