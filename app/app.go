@@ -268,7 +268,7 @@ func serveWebhooks(cfg config.Worker, c client.Client, store staging.Store, logg
 		return nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
 	rc := &webhook.Receiver{Secret: cfg.Webhook.Secret, Store: store, Temporal: c, TaskQueue: cfg.Temporal.TaskQueue,
-		Batch: workflows.WebhookBatchInput{Window: cfg.Webhook.Batch}, Logger: logger}
+		Batch: workflows.WebhookBatchInput{Window: cfg.Webhook.Batch, Tuning: workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}}, Logger: logger}
 	srv := &http.Server{Handler: rc, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
