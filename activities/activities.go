@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/api/googleapi"
@@ -710,4 +711,37 @@ func (a *Activities) CountWarehouse(ctx context.Context, w Window) (WarehouseCou
 	}
 	q, unplaced, err := a.Warehouse.CountQuarantined(ctx, w.Since, w.Until)
 	return WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classifyWarehouse(ctx, "count warehouse", err)
+}
+
+// WorkflowOutcome is how a workflow this worker did not start ended.
+type WorkflowOutcome struct {
+	Running bool
+	Failed  string          // why it failed, was cancelled or terminated
+	Result  json.RawMessage // its result, when it completed
+}
+
+// WorkflowOutcome looks up a workflow by id (its latest run): running,
+// or how it ended. A backfill uses it for a window whose child id is
+// taken by a run it did not start (an earlier backfill's), to wait for
+// that run and count its real result.
+func (a *Activities) WorkflowOutcome(ctx context.Context, workflowID string) (WorkflowOutcome, error) {
+	c := activity.GetClient(ctx)
+	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return WorkflowOutcome{}, fmt.Errorf("describe workflow %s: %w", workflowID, err)
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return WorkflowOutcome{Running: true}, nil
+	}
+	var out WorkflowOutcome
+	err = c.GetWorkflow(ctx, workflowID, "").Get(ctx, &out.Result)
+	var wfErr *temporal.WorkflowExecutionError
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.As(err, &wfErr):
+		out.Failed = wfErr.Error()
+		return out, nil
+	}
+	return WorkflowOutcome{}, fmt.Errorf("result of workflow %s: %w", workflowID, err)
 }

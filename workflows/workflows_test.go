@@ -473,3 +473,106 @@ func TestChecksumFailureExportsAgain(t *testing.T) {
 		t.Fatalf("idempotency keys %v: a bad file needs a new export", keys)
 	}
 }
+
+var day = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+// Children are collected as they finish: a slow first window does not
+// hold back the next one.
+func TestBackfillCollectsChildrenAsTheyFinish(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Backfill)
+	started, finished := map[time.Time]time.Time{}, map[time.Time]time.Time{}
+	env.OnWorkflow(workflows.ExportLoad, mock.Anything, mock.Anything).Return(
+		func(ctx workflow.Context, in workflows.ExportLoadInput) (workflows.ExportLoadResult, error) {
+			started[in.Since] = workflow.Now(ctx)
+			d := time.Hour
+			if in.Since.Equal(day) {
+				d = 10 * time.Hour
+			}
+			if err := workflow.Sleep(ctx, d); err != nil {
+				return workflows.ExportLoadResult{}, err
+			}
+			finished[in.Since] = workflow.Now(ctx)
+			return workflows.ExportLoadResult{Rows: 10}, nil
+		})
+	env.ExecuteWorkflow(workflows.Backfill, workflows.BackfillInput{Since: day, Until: day.Add(72 * time.Hour), Window: 24 * time.Hour, Parallelism: 2})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	third := day.Add(48 * time.Hour)
+	if !started[third].Before(finished[day]) {
+		t.Fatalf("third window started at %s, after the slow first one finished (%s): children collected in start order",
+			started[third].Format(time.TimeOnly), finished[day].Format(time.TimeOnly))
+	}
+	var res workflows.BackfillResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Loaded != 3 || res.Rows != 30 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+}
+
+// A window whose child id is taken by a run the backfill did not start
+// (an earlier backfill's, still running) is waited for and counted by
+// that run's real result, not as done the moment its id was seen.
+func TestBackfillWaitsForAWindowRunningElsewhere(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Backfill)
+	in := workflows.BackfillInput{Since: day, Until: day.Add(48 * time.Hour), Window: 24 * time.Hour, Parallelism: 2}
+	taken := workflows.WindowWorkflowID("bf", day, day.Add(24*time.Hour))
+	wrapper := func(ctx workflow.Context) (workflows.BackfillResult, error) {
+		other := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: taken}),
+			workflows.ExportLoad, workflows.ExportLoadInput{Since: day, Until: day.Add(24 * time.Hour)})
+		if err := other.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+			return workflows.BackfillResult{}, err
+		}
+		var res workflows.BackfillResult
+		err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: "bf"}),
+			workflows.Backfill, in).Get(ctx, &res)
+		return res, err
+	}
+	env.RegisterWorkflowWithOptions(wrapper, workflow.RegisterOptions{Name: "wrapper"})
+	env.OnWorkflow(workflows.ExportLoad, mock.Anything, mock.Anything).Return(
+		func(ctx workflow.Context, in workflows.ExportLoadInput) (workflows.ExportLoadResult, error) {
+			return workflows.ExportLoadResult{Rows: 10, Quarantined: 1}, workflow.Sleep(ctx, 5*time.Hour)
+		})
+	asked := 0
+	env.OnActivity(acts.WorkflowOutcome, mock.Anything, taken).Return(
+		func(context.Context, string) (activities.WorkflowOutcome, error) {
+			if asked++; asked < 3 {
+				return activities.WorkflowOutcome{Running: true}, nil
+			}
+			return activities.WorkflowOutcome{Result: []byte(`{"Rows":7,"Quarantined":2}`)}, nil
+		})
+	env.ExecuteWorkflow("wrapper")
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.BackfillResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if want := (workflows.BackfillResult{Windows: 2, Loaded: 1, Skipped: 1, Rows: 17, Quarantined: 3}); res != want || asked != 3 {
+		t.Fatalf("result %+v after asking %d times, want %+v after 3", res, asked, want)
+	}
+}
+
+// Failures carried through continue-as-new are bounded: the first 20
+// messages and a count.
+func TestBackfillBoundsTheFailuresItCarries(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Backfill)
+	env.OnWorkflow(workflows.ExportLoad, mock.Anything, mock.Anything).Return(workflows.ExportLoadResult{},
+		temporal.NewNonRetryableApplicationError("export failed", "Test", nil))
+	env.ExecuteWorkflow(workflows.Backfill, workflows.BackfillInput{Since: day, Until: day.Add(30 * time.Hour), Window: time.Hour,
+		Parallelism: 5, MaxWindowsPerRun: 25, Failed: []string{"an earlier run's failure"}, Done: workflows.BackfillResult{Windows: 1, Failed: 1}})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("err %v, want continue-as-new", err)
+	}
+	var next workflows.BackfillInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if len(next.Failed) != 20 || next.Failed[0] != "an earlier run's failure" || next.Done.Failed != 26 {
+		t.Fatalf("carries %d failure messages and a count of %d, want 20 and 26", len(next.Failed), next.Done.Failed)
+	}
+}
