@@ -725,6 +725,7 @@ type WorkflowOutcome struct {
 // taken by a run it did not start (an earlier backfill's), to wait for
 // that run and count its real result.
 func (a *Activities) WorkflowOutcome(ctx context.Context, workflowID string) (WorkflowOutcome, error) {
+	defer keepAlive(ctx, nil)()
 	c := activity.GetClient(ctx)
 	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {

@@ -271,6 +271,7 @@ func (s *backfill) awaitOther(ctx workflow.Context, id string) workflow.Future {
 	f, set := workflow.NewFuture(ctx)
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    time.Minute,
+		HeartbeatTimeout:       DefaultHeartbeatTimeout,
 		ScheduleToCloseTimeout: time.Hour,
 		RetryPolicy:            apiRetry,
 	})

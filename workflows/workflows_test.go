@@ -576,3 +576,29 @@ func TestBackfillBoundsTheFailuresItCarries(t *testing.T) {
 		t.Fatalf("carries %d failure messages and a count of %d, want 20 and 26", len(next.Failed), next.Done.Failed)
 	}
 }
+
+// A killed worker's activity is retried soon: every activity heartbeats
+// (from a ticker, every third of the timeout) with a timeout of at most
+// 10s, so about 10s after a kill it runs again elsewhere.
+func TestEveryActivityNoticesADeadWorkerWithin10s(t *testing.T) {
+	env := newEnv(t)
+	timeouts := map[string]time.Duration{}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		timeouts[info.ActivityType.Name] = info.HeartbeatTimeout
+	})
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil)
+	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil)
+	happyLoad(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(timeouts) < 9 {
+		t.Fatalf("saw %d activities: %v", len(timeouts), timeouts)
+	}
+	for name, d := range timeouts {
+		if d <= 0 || d > 10*time.Second {
+			t.Errorf("%s: heartbeat timeout %s, want at most 10s", name, d)
+		}
+	}
+}
