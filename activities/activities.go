@@ -713,11 +713,14 @@ func (a *Activities) CountWarehouse(ctx context.Context, w Window) (WarehouseCou
 	return WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classifyWarehouse(ctx, "count warehouse", err)
 }
 
-// WorkflowOutcome is how a workflow this worker did not start ended.
+// WorkflowOutcome is how a load workflow that the caller did not start
+// ended.
 type WorkflowOutcome struct {
 	Running bool
-	Failed  string          // why it failed, was cancelled or terminated
-	Result  json.RawMessage // its result, when it completed
+	Failed  string // why it failed, was cancelled or terminated
+	// Rows and Quarantined of its result (the fields of that name of an
+	// ExportLoadResult), decoded here: workflow code does not reflect.
+	Rows, Quarantined int64
 }
 
 // WorkflowOutcome looks up a workflow by id (its latest run): running,
@@ -734,15 +737,14 @@ func (a *Activities) WorkflowOutcome(ctx context.Context, workflowID string) (Wo
 	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return WorkflowOutcome{Running: true}, nil
 	}
-	var out WorkflowOutcome
-	err = c.GetWorkflow(ctx, workflowID, "").Get(ctx, &out.Result)
+	var res struct{ Rows, Quarantined int64 }
+	err = c.GetWorkflow(ctx, workflowID, "").Get(ctx, &res)
 	var wfErr *temporal.WorkflowExecutionError
 	switch {
 	case err == nil:
-		return out, nil
+		return WorkflowOutcome{Rows: res.Rows, Quarantined: res.Quarantined}, nil
 	case errors.As(err, &wfErr):
-		out.Failed = wfErr.Error()
-		return out, nil
+		return WorkflowOutcome{Failed: wfErr.Error()}, nil
 	}
 	return WorkflowOutcome{}, fmt.Errorf("result of workflow %s: %w", workflowID, err)
 }

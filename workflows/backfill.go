@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -284,14 +283,10 @@ func (s *backfill) awaitOther(ctx workflow.Context, id string) workflow.Future {
 				return
 			}
 			if !out.Running {
-				var res ExportLoadResult
-				switch {
-				case out.Failed != "":
+				if out.Failed != "" {
 					set.Set(nil, errors.New(out.Failed))
-				case json.Unmarshal(out.Result, &res) != nil:
-					set.Set(nil, fmt.Errorf("result of %s: not an export load's", id))
-				default:
-					set.Set(res, nil)
+				} else {
+					set.Set(ExportLoadResult{Rows: out.Rows, Quarantined: out.Quarantined}, nil)
 				}
 				return
 			}

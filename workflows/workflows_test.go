@@ -540,7 +540,7 @@ func TestBackfillWaitsForAWindowRunningElsewhere(t *testing.T) {
 			if asked++; asked < 3 {
 				return activities.WorkflowOutcome{Running: true}, nil
 			}
-			return activities.WorkflowOutcome{Result: []byte(`{"Rows":7,"Quarantined":2}`)}, nil
+			return activities.WorkflowOutcome{Rows: 7, Quarantined: 2}, nil
 		})
 	env.ExecuteWorkflow("wrapper")
 	if err := env.GetWorkflowError(); err != nil {
