@@ -730,11 +730,11 @@ type WorkflowOutcome struct {
 func (a *Activities) WorkflowOutcome(ctx context.Context, workflowID string) (WorkflowOutcome, error) {
 	defer keepAlive(ctx, nil)()
 	c := activity.GetClient(ctx)
-	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
+	desc, err := c.DescribeWorkflow(ctx, workflowID, "")
 	if err != nil {
 		return WorkflowOutcome{}, fmt.Errorf("describe workflow %s: %w", workflowID, err)
 	}
-	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+	if desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return WorkflowOutcome{Running: true}, nil
 	}
 	var res struct{ Rows, Quarantined int64 }
