@@ -128,11 +128,13 @@ func TestBackfillIsResumableAndIdempotent(t *testing.T) {
 	firstRun := run.GetRunID()
 	s.sim.SetFaults(ktsim.Faults{DropRate: 0.3})
 	// Meanwhile something else (an earlier backfill's child still
-	// running) holds the first window's id: the backfill must wait for it
-	// and count its rows, not count it as done when it sees the id.
-	first := workflows.WindowWorkflowID(s.ctl.BackfillID(since, until), since, since.Add(24*time.Hour))
-	other, err := temporalSrv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: first, TaskQueue: s.tq}, workflows.ExportLoad,
-		workflows.ExportLoadInput{Since: since, Until: since.Add(24 * time.Hour), Format: "csv", Gzip: true, Source: "backfill", Tuning: s.tuning})
+	// running) holds the third window's id (the first ones hold no
+	// events): the backfill must wait for it and count its rows, not
+	// count it as done when it sees the id.
+	from, to := since.Add(48*time.Hour), since.Add(72*time.Hour)
+	held := workflows.WindowWorkflowID(s.ctl.BackfillID(since, until), from, to)
+	other, err := temporalSrv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: held, TaskQueue: s.tq}, workflows.ExportLoad,
+		workflows.ExportLoadInput{Since: from, Until: to, Format: "csv", Gzip: true, Source: "backfill", Tuning: s.tuning})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +150,11 @@ func TestBackfillIsResumableAndIdempotent(t *testing.T) {
 	if err := other.Get(ctx, &otherRes); err != nil {
 		t.Fatal(err)
 	}
-	if res.Windows != 5 || res.Loaded != 4 || res.Skipped != 1 || res.Rows < otherRes.Rows || otherRes.Rows == 0 {
-		t.Fatalf("second run %+v, want 5 windows: 4 loaded, 1 loaded by another run (%d rows) and counted", res, otherRes.Rows)
+	truth := s.sim.Truth(since, until)
+	if res.Windows != 5 || res.Loaded != 4 || res.Skipped != 1 || otherRes.Rows == 0 ||
+		res.Rows != int64(len(truth.Valid)) || res.Quarantined != int64(len(truth.Invalid)) {
+		t.Fatalf("second run %+v, want 5 windows: 4 loaded, 1 loaded by another run (%d rows) and counted, %d rows and %d quarantined in all",
+			res, otherRes.Rows, len(truth.Valid), len(truth.Invalid))
 	}
 	recordHistory(t, run.GetID(), run.GetRunID(), "backfill")
 	s.assertExactlyOnce(since, until)
