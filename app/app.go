@@ -139,7 +139,7 @@ type Workers []worker.Worker
 
 // NewWorkers creates (but does not start) the workers.
 func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, concurrency int, apiRate float64) Workers {
-	main := worker.New(c, taskQueue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency})
+	main := worker.New(c, taskQueue, withRecovery(worker.Options{MaxConcurrentActivityExecutionSize: concurrency}))
 	main.RegisterWorkflow(workflows.ExportLoad)
 	main.RegisterWorkflow(workflows.IncrementalPull)
 	main.RegisterWorkflow(workflows.Backfill)
@@ -150,18 +150,32 @@ func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, 
 	main.RegisterWorkflow(workflows.Cleanup)
 	main.RegisterActivity(acts)
 	main.RegisterActivity(&activities.Cleaner{Store: acts.Store, Temporal: c, TaskQueue: taskQueue})
-	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, worker.Options{
+	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, withRecovery(worker.Options{
 		MaxConcurrentActivityExecutionSize: concurrency,
 		// Across every worker of the cluster: the API's rate limit is the
 		// organisation's, not the process's.
 		TaskQueueActivitiesPerSecond: apiRate,
-	})
+	}))
 	api.RegisterActivity(acts)
 	// Merges of different loads run one at a time per worker: their
 	// anti-join inserts must not race on the same event ids.
-	merge := worker.New(c, taskQueue+workflows.MergeQueueSuffix, worker.Options{MaxConcurrentActivityExecutionSize: 1})
+	merge := worker.New(c, taskQueue+workflows.MergeQueueSuffix, withRecovery(worker.Options{MaxConcurrentActivityExecutionSize: 1}))
 	merge.RegisterActivity(acts)
 	return Workers{main, api, merge}
+}
+
+// withRecovery sizes o for a fast recovery when a worker dies.
+//   - Heartbeats are sent at most every 2s (the SDK's default is 80% of
+//     the heartbeat timeout, 8s of 10s: one slow heartbeat RPC would then
+//     look like a dead worker). Activities heartbeat every third of the
+//     timeout, so each of those beats is sent.
+//   - A workflow task queued for a worker that died moves to the shared
+//     queue after 2s instead of 5s; a live worker picks its sticky tasks
+//     up in milliseconds, and missing it costs only a history replay.
+func withRecovery(o worker.Options) worker.Options {
+	o.MaxHeartbeatThrottleInterval = 2 * time.Second
+	o.StickyScheduleToStartTimeout = 2 * time.Second
+	return o
 }
 
 // Start starts every worker.
@@ -252,7 +266,7 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
 	r := &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore}
 	if cfg.Webhook.Addr != "" {
-		if r.webhooks, _, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, c, store, logger); err != nil {
+		if r.webhooks, _, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, logger); err != nil {
 			ws.Stop()
 			return fail(err)
 		}

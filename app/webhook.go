@@ -41,14 +41,15 @@ func (b WebhookBatches) Add(ctx context.Context, key string, received time.Time)
 	return nil
 }
 
-// serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR.
-func serveWebhooks(cfg config.Webhook, taskQueue string, c client.Client, store staging.Store, logger *slog.Logger) (*http.Server, net.Addr, error) {
+// serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
+// tuning travels in each batch's input, as it does in every input a starter gives.
+func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, c client.Client, store staging.Store, logger *slog.Logger) (*http.Server, net.Addr, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
 	rc := &webhook.Receiver{Secret: cfg.Secret, Store: store, Logger: logger,
-		Batches:     WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch}},
+		Batches:     WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, Tuning: tuning}},
 		MaxBody:     cfg.MaxBody,
 		MaxInFlight: cfg.MaxInFlight,
 	}
@@ -101,7 +102,7 @@ func StartReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger
 		c.Close()
 		return nil, err
 	}
-	srv, addr, err := serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, c, store, logger)
+	srv, addr, err := serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, logger)
 	if err != nil {
 		closeStore()
 		c.Close()

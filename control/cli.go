@@ -112,7 +112,7 @@ func (c *CLI) control(ctx context.Context) (*Control, config.Pipeline, error) {
 	if err != nil {
 		return nil, p, err
 	}
-	return &Control{Client: cl, TaskQueue: t.TaskQueue}, p, nil
+	return &Control{Client: cl, TaskQueue: t.TaskQueue, Tuning: workflows.Tuning{Concurrency: p.Concurrency}}, p, nil
 }
 
 func (c *CLI) run(ctx context.Context, args []string) error {

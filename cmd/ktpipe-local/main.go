@@ -149,7 +149,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer w.Stop()
-	ctl := &control.Control{Client: w.Client, TaskQueue: cfg.Temporal.TaskQueue}
+	ctl := &control.Control{Client: w.Client, TaskQueue: cfg.Temporal.TaskQueue, Tuning: workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}}
 
 	step("applying the schedule %s: every %s, overlap skip", ctl.ScheduleName(), cfg.Pipeline.ScheduleInterval)
 	pull := workflows.IncrementalPullInput{Start: cfg.Pipeline.PullStart, PageSize: cfg.Pipeline.PageSize,
