@@ -11,11 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
+	"cloud.google.com/go/bigquery"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/api/googleapi"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/schemas"
@@ -37,6 +41,17 @@ const (
 	ErrTypeMalformed      = "MalformedSource"
 	ErrTypeNothingStaged  = "NothingStaged"
 	ErrTypeIncomplete     = "IncompleteLoad"
+	// ErrTypeNoGateways: the API listed no gateways. Validating against
+	// an empty list would quarantine every event as "unknown gateway"
+	// while the cursor moves on, so the load fails instead.
+	ErrTypeNoGateways = "NoGateways"
+	// ErrTypeChecksum: the export file failed its sha256 twice in a row
+	// (each time downloaded whole); the export, not the transfer, is bad.
+	ErrTypeChecksum = "ExportChecksum"
+	// ErrTypeBigQuery: BigQuery (or Cloud Storage) refused the request
+	// itself (4xx: a bad query, a schema mismatch, a missing table or
+	// permission), which no retry heals. Rate limits are not this.
+	ErrTypeBigQuery = "BigQueryRejected"
 )
 
 // Activities holds what the activities need; the worker builds it once.
@@ -47,10 +62,21 @@ type Activities struct {
 	Prices    []warehouse.Price
 	Users     map[string]warehouse.UserInfo
 	ChunkRows int
+	// Limits bound one record and a gzip stream's inflation (zero:
+	// schemas.DefaultLimits).
+	Limits schemas.Limits
+}
+
+func (a *Activities) limits() schemas.Limits {
+	if a.Limits == (schemas.Limits{}) {
+		return schemas.DefaultLimits
+	}
+	return a.Limits
 }
 
 // classify turns an error into what Temporal should do with it: wait for
-// Retry-After, retry with backoff, or stop.
+// Retry-After, retry with backoff (5xx, 429, network), or stop (the
+// request itself is wrong).
 func classify(op string, err error) error {
 	if err == nil {
 		return nil
@@ -59,6 +85,7 @@ func classify(op string, err error) error {
 	var ae *keeptrusts.APIError
 	var se *warehouse.SchemaError
 	var me *staging.MalformedError
+	var ce *keeptrusts.ChecksumError
 	switch {
 	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
 		return temporal.NewApplicationErrorWithOptions(msg, ErrTypeRateLimited, temporal.ApplicationErrorOptions{
@@ -73,8 +100,60 @@ func classify(op string, err error) error {
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeSchema, err)
 	case errors.As(err, &me):
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeMalformed, err)
+	case errors.As(err, &ce):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeChecksum, err)
+	case googleRejected(err):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeBigQuery, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// googleRejected reports whether BigQuery or Cloud Storage refused the
+// request itself: HTTP 400, 403 or 404, or a job that failed for such a
+// reason. Rate and quota limits (403 rateLimitExceeded) and backend
+// errors are transient. See
+// https://cloud.google.com/bigquery/docs/error-messages.
+func googleRejected(err error) bool {
+	transient := map[string]bool{"rateLimitExceeded": true, "quotaExceeded": true, "backendError": true,
+		"internalError": true, "jobBackendError": true, "jobInternalError": true, "timeout": true, "stopped": true}
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		if ge.Code != http.StatusBadRequest && ge.Code != http.StatusForbidden && ge.Code != http.StatusNotFound {
+			return false
+		}
+		for _, e := range ge.Errors {
+			if transient[e.Reason] {
+				return false
+			}
+		}
+		return true
+	}
+	var be *bigquery.Error
+	if errors.As(err, &be) {
+		switch be.Reason {
+		case "invalidQuery", "invalid", "notFound", "accessDenied", "billingNotEnabled", "responseTooLarge":
+			return true
+		}
+	}
+	return false
+}
+
+// bigQueryTries is how many attempts an activity makes before a BigQuery
+// rejection is final. Not one: the emulator answers 400 to some races
+// that heal (a job id another attempt just used), and a table dropped by
+// a concurrent attempt is re-created by the retry. Three attempts cost a
+// few seconds, not the hours a retry-forever would.
+const bigQueryTries = 3
+
+// classifyWarehouse is classify for warehouse activities: a BigQuery
+// rejection is retried until the activity's bigQueryTries-th attempt.
+func classifyWarehouse(ctx context.Context, op string, err error) error {
+	err = classify(op, err)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrTypeBigQuery && activity.GetInfo(ctx).Attempt < bigQueryTries {
+		return temporal.NewApplicationErrorWithCause(appErr.Message(), ErrTypeBigQuery, appErr.Unwrap())
+	}
+	return err
 }
 
 // CreateExportInput asks for one export window.
@@ -89,6 +168,7 @@ type CreateExportInput struct {
 // CreateExport creates the export, idempotently: the key is derived from
 // the workflow id, so a retried create returns the export already made.
 func (a *Activities) CreateExport(ctx context.Context, in CreateExportInput) (keeptrusts.Export, error) {
+	defer keepAlive(ctx, nil)()
 	req := keeptrusts.ExportRequest{Type: "events", Format: in.Format, Compression: "none",
 		Since: in.Since.UTC().Format(time.RFC3339Nano), Until: in.Until.UTC().Format(time.RFC3339Nano), Description: in.Description}
 	if in.Gzip {
@@ -100,15 +180,28 @@ func (a *Activities) CreateExport(ctx context.Context, in CreateExportInput) (ke
 
 // GetExport reads an export's status; the workflow polls it with timers.
 func (a *Activities) GetExport(ctx context.Context, id string) (keeptrusts.Export, error) {
+	defer keepAlive(ctx, nil)()
 	exp, err := a.API.GetExport(ctx, id)
 	return exp, classify("get export "+id, err)
 }
 
 // FetchGateways lists the known gateways (validation and dim_gateway).
+// An empty list is an error, not a validation input: every valid event
+// would be quarantined as of an unknown gateway and reconcile would see
+// no gap (fact + quarantine = count). It fails the load visibly and
+// without retrying (an organisation without gateways, or a token of the
+// wrong one, does not heal by itself; the next scheduled pull or a
+// resumed backfill tries again).
 func (a *Activities) FetchGateways(ctx context.Context) ([]warehouse.Gateway, error) {
+	defer keepAlive(ctx, nil)()
 	gws, err := a.API.Gateways(ctx)
 	if err != nil {
 		return nil, classify("list gateways", err)
+	}
+	if len(gws) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError(
+			"list gateways: the API listed no gateways; refusing to validate against an empty list, which would quarantine every event (check the API token's organisation)",
+			ErrTypeNoGateways, nil)
 	}
 	out := make([]warehouse.Gateway, len(gws))
 	for i, g := range gws {
@@ -144,6 +237,17 @@ func ExportKey(loadID, exportID string) string {
 // progress: a retry (another attempt, another worker) continues after the
 // bytes already staged with a Range request, and the heartbeat reports
 // them. The file moves to its final key only once its sha256 matched.
+//
+// It heartbeats from a ticker, not only when bytes arrive: Download waits
+// between resumes (Retry-After, backoff), and an attempt that stops
+// heartbeating is presumed dead and retried beside it. An attempt the
+// server has given up on learns so at its next heartbeat and is
+// cancelled. Until it has stopped, its lock on the partial file keeps the
+// retry from appending to the same file (see openPart).
+//
+// A checksum mismatch discards the file; the whole export is downloaded
+// once more, and a second mismatch is final (ErrTypeChecksum): the
+// export itself is bad, and downloading it forever would not heal it.
 func (a *Activities) DownloadExport(ctx context.Context, in DownloadInput) (DownloadResult, error) {
 	key := ExportKey(in.LoadID, in.Export.ID)
 	if err := staging.CheckKey(key); err != nil {
@@ -152,18 +256,31 @@ func (a *Activities) DownloadExport(ctx context.Context, in DownloadInput) (Down
 	if n, err := a.Store.Size(ctx, key); err == nil { // done by an earlier attempt
 		return DownloadResult{Key: key, Bytes: n, ResumedAt: n}, nil
 	}
-	f, offset, err := a.Store.Append(ctx, key+".part")
+	var staged atomic.Int64
+	defer keepAlive(ctx, func() any { return DownloadProgress{Bytes: staged.Load()} })()
+	f, offset, err := a.openPart(ctx, key)
 	if err != nil {
-		return DownloadResult{}, classify("download", err)
+		return DownloadResult{}, err
 	}
-	defer f.Close()
+	if f == nil { // an attempt we waited for finished it
+		return DownloadResult{Key: key, Bytes: offset, ResumedAt: offset}, nil
+	}
+	defer f.Close() // and so unlocks
+	staged.Store(offset)
 	var last DownloadProgress
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &last) == nil {
 		activity.GetLogger(ctx).Info("resuming download", "export", in.Export.ID, "staged_bytes", offset, "heartbeat_bytes", last.Bytes)
 	}
-	err = a.API.Download(ctx, in.Export, f, keeptrusts.DownloadOptions{
-		Progress: func(n int64) { activity.RecordHeartbeat(ctx, DownloadProgress{Bytes: n}) },
-	})
+	for try := 1; ; try++ {
+		err = a.API.Download(ctx, in.Export, f, keeptrusts.DownloadOptions{Progress: staged.Store})
+		var ce *keeptrusts.ChecksumError
+		if try < checksumTries && errors.As(err, &ce) {
+			activity.GetLogger(ctx).Warn("export file failed its checksum; downloading it again", "export", in.Export.ID, "error", err)
+			staged.Store(0)
+			continue
+		}
+		break
+	}
 	if err != nil {
 		return DownloadResult{}, classify("download export "+in.Export.ID, err)
 	}
@@ -175,6 +292,70 @@ func (a *Activities) DownloadExport(ctx context.Context, in DownloadInput) (Down
 		return DownloadResult{}, classify("download", err)
 	}
 	return DownloadResult{Key: key, Bytes: st.Size(), ResumedAt: offset}, nil
+}
+
+// checksumTries is how many whole downloads of an export one attempt
+// makes before a checksum mismatch is final.
+const checksumTries = 2
+
+// partLockWait bounds how long an attempt waits for another attempt to
+// let go of the partial file. The other one is either alive (and will
+// finish: then this one finds the file done) or was given up on by the
+// server and is cancelled at its next heartbeat (a third of the heartbeat
+// timeout). Past the wait the attempt fails and is retried.
+const partLockWait = 30 * time.Second
+
+// openPart opens key's partial file locked for this attempt alone, and
+// returns it with the bytes already in it; or nil and the final size when
+// an attempt it waited for has finished the file meanwhile.
+func (a *Activities) openPart(ctx context.Context, key string) (*os.File, int64, error) {
+	part := key + ".part"
+	deadline := time.Now().Add(partLockWait)
+	for {
+		f, _, err := a.Store.Append(ctx, part)
+		if err != nil {
+			return nil, 0, classify("download", err)
+		}
+		ok, err := tryLock(f)
+		if err != nil {
+			f.Close()
+			return nil, 0, classify("download", err)
+		}
+		if ok && samePath(f) {
+			if n, err := a.Store.Size(ctx, key); err == nil {
+				f.Close() // finished while we took the lock
+				return nil, n, nil
+			}
+			st, err := f.Stat()
+			if err != nil {
+				f.Close()
+				return nil, 0, classify("download", err)
+			}
+			return f, st.Size(), nil
+		}
+		// Locked by another attempt, or locked but renamed away by one
+		// that finished: look again shortly.
+		f.Close()
+		if n, err := a.Store.Size(ctx, key); err == nil {
+			return nil, n, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, 0, fmt.Errorf("download: another attempt is still writing %s after %s", part, partLockWait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("download: waiting for %s: %w", part, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// samePath reports whether f is still the file its name points at (a
+// finished attempt renames the partial file to the final key).
+func samePath(f *os.File) bool {
+	a, err1 := f.Stat()
+	b, err2 := os.Stat(f.Name())
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
 }
 
 // SplitInput names a staged file to split into chunks.
@@ -259,7 +440,7 @@ func (a *Activities) splitFile(ctx context.Context, sp *staging.Splitter, key st
 		return classify("split", err)
 	}
 	defer f.Close()
-	dec, err := schemas.NewDecoder(f, format, gzip)
+	dec, err := schemas.NewDecoderLimits(f, format, gzip, a.limits())
 	if err != nil {
 		return classify("split "+key, &staging.MalformedError{Err: err})
 	}
@@ -357,19 +538,23 @@ type PullProgress struct {
 
 // PullPages reads up to in.Pages pages from the cursor, in ingestion
 // order, and stages them as chunks of one load. It writes nothing to the
-// warehouse, so a retry simply starts again from in.Cursor.
+// warehouse, so a retry simply starts again from in.Cursor. It heartbeats
+// from a ticker too, so a slow page is not taken for a dead worker.
 func (a *Activities) PullPages(ctx context.Context, in PullInput) (PullResult, error) {
 	sp, err := a.splitter(ctx, in.LoadID, "pull", in.Gateways)
 	if err != nil {
 		return PullResult{}, err
 	}
 	res := PullResult{NextCursor: in.Cursor}
+	var progress atomic.Pointer[PullProgress]
+	progress.Store(&PullProgress{Cursor: in.Cursor})
+	defer keepAlive(ctx, func() any { return *progress.Load() })()
 	for res.Pages < in.Pages {
 		page, err := a.API.ListEvents(ctx, keeptrusts.PageQuery{Window: keeptrusts.Window{Since: in.Since}, Cursor: res.NextCursor, Limit: in.PageSize})
 		if err != nil {
 			return PullResult{}, classify("pull events", err)
 		}
-		dec, err := schemas.NewDecoder(bytes.NewReader(page.Body), schemas.FormatJSON, false)
+		dec, err := schemas.NewDecoderLimits(bytes.NewReader(page.Body), schemas.FormatJSON, false, a.limits())
 		if err != nil {
 			return PullResult{}, classify("pull events", &staging.MalformedError{Err: err})
 		}
@@ -378,7 +563,8 @@ func (a *Activities) PullPages(ctx context.Context, in PullInput) (PullResult, e
 		}
 		res.Pages++
 		res.NextCursor, res.HasMore = page.NextCursor, page.HasMore
-		activity.RecordHeartbeat(ctx, PullProgress{Pages: res.Pages, Cursor: res.NextCursor})
+		progress.Store(&PullProgress{Pages: res.Pages, Cursor: res.NextCursor})
+		activity.RecordHeartbeat(ctx, *progress.Load())
 		if !page.HasMore {
 			break
 		}
@@ -411,7 +597,7 @@ func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) error {
 		defer q.Close()
 		files.Quarantine = q
 	}
-	return classify(fmt.Sprintf("stage chunk %d of %s", in.Chunk.Index, in.LoadID), a.Warehouse.StageChunk(ctx, in.LoadID, in.Chunk, files))
+	return classifyWarehouse(ctx, fmt.Sprintf("stage chunk %d of %s", in.Chunk.Index, in.LoadID), a.Warehouse.StageChunk(ctx, in.LoadID, in.Chunk, files))
 }
 
 // MergeInput names a load whose chunks are staged.
@@ -452,14 +638,14 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 			err = a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
 		}
 		if err != nil {
-			return i, classify("merge", err)
+			return i, classifyWarehouse(ctx, "merge", err)
 		}
 		done.Store(int64(i + 1))
 		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + 1})
 	}
 	for _, c := range in.Chunks {
 		if err := a.Warehouse.DropStaging(ctx, in.LoadID, c.Index); err != nil {
-			return len(in.Chunks), classify("merge", err)
+			return len(in.Chunks), classifyWarehouse(ctx, "merge", err)
 		}
 	}
 	return len(in.Chunks), nil
@@ -468,7 +654,7 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 // RefreshDimensions rebuilds the dimensions (each replaced whole).
 func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse.Gateway) error {
 	defer keepAlive(ctx, nil)()
-	return classify("refresh dimensions", a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users))
+	return classifyWarehouse(ctx, "refresh dimensions", a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users))
 }
 
 // Completeness is what CheckLoad reports.
@@ -481,7 +667,7 @@ type Gateway = warehouse.Gateway
 func (a *Activities) CheckLoad(ctx context.Context, loadID string) (Completeness, error) {
 	defer keepAlive(ctx, nil)()
 	c, err := a.Warehouse.CheckLoad(ctx, loadID)
-	return c, classify("check load "+loadID, err)
+	return c, classifyWarehouse(ctx, "check load "+loadID, err)
 }
 
 // CleanupLoad removes a finished load's staged files.
@@ -504,7 +690,7 @@ type CheckpointInput struct {
 func (a *Activities) ReadCheckpoint(ctx context.Context, key string) (string, error) {
 	defer keepAlive(ctx, nil)()
 	v, err := a.Warehouse.Checkpoint(ctx, key)
-	return v, classify("read checkpoint", err)
+	return v, classifyWarehouse(ctx, "read checkpoint", err)
 }
 
 // CheckpointTime returns when the stored checkpoint was written (zero
@@ -512,14 +698,14 @@ func (a *Activities) ReadCheckpoint(ctx context.Context, key string) (string, er
 func (a *Activities) CheckpointTime(ctx context.Context, key string) (time.Time, error) {
 	defer keepAlive(ctx, nil)()
 	t, err := a.Warehouse.CheckpointTime(ctx, key)
-	return t, classify("read checkpoint time "+key, err)
+	return t, classifyWarehouse(ctx, "read checkpoint time "+key, err)
 }
 
 // WriteCheckpoint stores a checkpoint; writing the same value twice is
 // harmless.
 func (a *Activities) WriteCheckpoint(ctx context.Context, in CheckpointInput) error {
 	defer keepAlive(ctx, nil)()
-	return classify("write checkpoint", a.Warehouse.SetCheckpoint(ctx, in.Key, in.Value))
+	return classifyWarehouse(ctx, "write checkpoint", a.Warehouse.SetCheckpoint(ctx, in.Key, in.Value))
 }
 
 // Window is a timestamp range [Since, Until).
@@ -529,6 +715,7 @@ type Window struct {
 
 // CountSource asks the API how many events the window holds.
 func (a *Activities) CountSource(ctx context.Context, w Window) (int64, error) {
+	defer keepAlive(ctx, nil)()
 	n, err := a.API.Count(ctx, keeptrusts.Window{Since: w.Since.UTC().Format(time.RFC3339Nano), Until: w.Until})
 	return n, classify("count source", err)
 }
@@ -545,8 +732,44 @@ func (a *Activities) CountWarehouse(ctx context.Context, w Window) (WarehouseCou
 	defer keepAlive(ctx, nil)()
 	fact, err := a.Warehouse.CountFact(ctx, w.Since, w.Until)
 	if err != nil {
-		return WarehouseCount{}, classify("count warehouse", err)
+		return WarehouseCount{}, classifyWarehouse(ctx, "count warehouse", err)
 	}
 	q, unplaced, err := a.Warehouse.CountQuarantined(ctx, w.Since, w.Until)
-	return WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classify("count warehouse", err)
+	return WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classifyWarehouse(ctx, "count warehouse", err)
+}
+
+// WorkflowOutcome is how a load workflow that the caller did not start
+// ended.
+type WorkflowOutcome struct {
+	Running bool
+	Failed  string // why it failed, was cancelled or terminated
+	// Rows and Quarantined of its result (the fields of that name of an
+	// ExportLoadResult), decoded here: workflow code does not reflect.
+	Rows, Quarantined int64
+}
+
+// WorkflowOutcome looks up a workflow by id (its latest run): running,
+// or how it ended. A backfill uses it for a window whose child id is
+// taken by a run it did not start (an earlier backfill's), to wait for
+// that run and count its real result.
+func (a *Activities) WorkflowOutcome(ctx context.Context, workflowID string) (WorkflowOutcome, error) {
+	defer keepAlive(ctx, nil)()
+	c := activity.GetClient(ctx)
+	desc, err := c.DescribeWorkflow(ctx, workflowID, "")
+	if err != nil {
+		return WorkflowOutcome{}, fmt.Errorf("describe workflow %s: %w", workflowID, err)
+	}
+	if desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return WorkflowOutcome{Running: true}, nil
+	}
+	var res struct{ Rows, Quarantined int64 }
+	err = c.GetWorkflow(ctx, workflowID, "").Get(ctx, &res)
+	var wfErr *temporal.WorkflowExecutionError
+	switch {
+	case err == nil:
+		return WorkflowOutcome{Rows: res.Rows, Quarantined: res.Quarantined}, nil
+	case errors.As(err, &wfErr):
+		return WorkflowOutcome{Failed: wfErr.Error()}, nil
+	}
+	return WorkflowOutcome{}, fmt.Errorf("result of workflow %s: %w", workflowID, err)
 }

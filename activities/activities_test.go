@@ -3,14 +3,19 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/bigquery"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+	"google.golang.org/api/googleapi"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/ktsim"
@@ -36,6 +41,16 @@ func TestClassify(t *testing.T) {
 		{"schema", &warehouse.SchemaError{Table: "t", Column: "c", Problem: "p"}, true, ErrTypeSchema, 0},
 		{"malformed", &staging.MalformedError{Record: 3, Err: errors.New("x")}, true, ErrTypeMalformed, 0},
 		{"network", errors.New("connection reset"), false, "", 0},
+		{"checksum mismatch is final", fmt.Errorf("download: %w", &keeptrusts.ChecksumError{ExportID: "e"}), true, ErrTypeChecksum, 0},
+		{"bad query is final", fmt.Errorf("commit: %w", &googleapi.Error{Code: 400, Errors: []googleapi.ErrorItem{{Reason: "invalidQuery"}}}), true, ErrTypeBigQuery, 0},
+		{"access denied is final", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "accessDenied"}}}, true, ErrTypeBigQuery, 0},
+		{"missing table is final", &googleapi.Error{Code: 404}, true, ErrTypeBigQuery, 0},
+		{"BigQuery rate limit retries", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "rateLimitExceeded"}}}, false, "", 0},
+		{"BigQuery quota retries", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "quotaExceeded"}}}, false, "", 0},
+		{"BigQuery 500 retries", &googleapi.Error{Code: 500, Errors: []googleapi.ErrorItem{{Reason: "backendError"}}}, false, "", 0},
+		{"BigQuery 503 retries", &googleapi.Error{Code: 503}, false, "", 0},
+		{"failed job, bad query", fmt.Errorf("job j: %w", &bigquery.Error{Reason: "invalidQuery", Message: "Unrecognized name: x"}), true, ErrTypeBigQuery, 0},
+		{"failed job, backend error", &bigquery.Error{Reason: "backendError"}, false, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,5 +126,67 @@ func TestDownloadResumesFromStagedBytes(t *testing.T) {
 	a.API = nil
 	if _, err := env.ExecuteActivity(a.DownloadExport, DownloadInput{LoadID: "L", Export: exp}); err != nil {
 		t.Fatalf("repeat of a finished download: %v", err)
+	}
+}
+
+// TestFetchGatewaysRefusesAnEmptyList: an empty list would quarantine
+// every valid event as of an unknown gateway (and reconcile would count
+// them as accounted for), so it fails the load without retrying.
+func TestFetchGatewaysRefusesAnEmptyList(t *testing.T) {
+	cfg := ktsim.DefaultConfig()
+	cfg.HistoryEvents = 10
+	sim := ktsim.New(cfg)
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	defer sim.Close()
+	api, _ := keeptrusts.New(srv.URL, keeptrusts.Secret(cfg.Token))
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{API: api}
+	env.RegisterActivity(a)
+
+	// A stale list is still a list: it is served as it is.
+	sim.SetFaults(ktsim.Faults{HiddenGateways: 1})
+	v, err := env.ExecuteActivity(a.FetchGateways)
+	if err != nil {
+		t.Fatalf("stale list: %v", err)
+	}
+	var gws []Gateway
+	v.Get(&gws)
+	if len(gws) != len(sim.Gateways())-1 {
+		t.Fatalf("got %d gateways, want %d", len(gws), len(sim.Gateways())-1)
+	}
+
+	sim.SetFaults(ktsim.Faults{HiddenGateways: len(sim.Gateways())})
+	_, err = env.ExecuteActivity(a.FetchGateways)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeNoGateways || !appErr.NonRetryable() {
+		t.Fatalf("empty list: %v, want a non-retryable %s", err, ErrTypeNoGateways)
+	}
+}
+
+// A BigQuery rejection is retried a little (the emulator answers 400 to
+// races that heal), then final: bigQueryTries attempts, not the retry
+// policy's many.
+func TestBigQueryRejectionIsFinalAfterAFewAttempts(t *testing.T) {
+	var calls int
+	rejected := func(ctx context.Context) error {
+		calls++
+		return classifyWarehouse(ctx, "commit", &googleapi.Error{Code: 400, Errors: []googleapi.ErrorItem{{Reason: "invalidQuery"}}})
+	}
+	wf := func(ctx workflow.Context) error {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 10}})
+		return workflow.ExecuteActivity(ctx, "rejected").Get(ctx, nil)
+	}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivityWithOptions(rejected, activity.RegisterOptions{Name: "rejected"})
+	env.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: "wf"})
+	env.ExecuteWorkflow("wf")
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeBigQuery || calls != bigQueryTries {
+		t.Fatalf("err %v after %d attempts, want %s after %d", err, calls, ErrTypeBigQuery, bigQueryTries)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -27,9 +26,9 @@ import (
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
-	"github.com/ktpipe/ktpipe/webhook"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -78,7 +77,7 @@ func DialBigQuery(ctx context.Context, cfg config.BigQuery) (*bigquery.Client, e
 // KTPIPE_STAGING_BUCKET is set (STORAGE_EMULATOR_HOST points the client at
 // an emulator), else the directory. close releases the store's client.
 func OpenStore(ctx context.Context, cfg config.Pipeline) (store staging.Store, close func() error, err error) {
-	if err := os.MkdirAll(cfg.StagingDir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil { // staged events are private
 		return nil, nil, fmt.Errorf("KTPIPE_STAGING_DIR: %w", err)
 	}
 	dir := staging.Dir{Root: cfg.StagingDir}
@@ -94,8 +93,7 @@ func OpenStore(ctx context.Context, cfg config.Pipeline) (store staging.Store, c
 
 // NewActivities builds the activities' dependencies from configuration.
 func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store) (*activities.Activities, error) {
-	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token,
-		keeptrusts.WithHTTPClient(&http.Client{Timeout: 0, Transport: http.DefaultTransport}))
+	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token, cfg.Keeptrusts.ClientOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +110,8 @@ func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store) 
 		return nil, fmt.Errorf("KTPIPE_USER_MAP: %w", err)
 	}
 	return &activities.Activities{API: api, Warehouse: wh, Store: store,
-		Prices: prices, Users: users, ChunkRows: cfg.Pipeline.ChunkRows}, nil
+		Prices: prices, Users: users, ChunkRows: cfg.Pipeline.ChunkRows,
+		Limits: schemas.Limits{MaxRecordBytes: cfg.Pipeline.MaxRecordBytes, MaxInflateRatio: cfg.Pipeline.MaxInflateRatio}}, nil
 }
 
 // RegisterSearchAttributes adds ktpipe's search attributes to the
@@ -140,26 +139,43 @@ type Workers []worker.Worker
 
 // NewWorkers creates (but does not start) the workers.
 func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, concurrency int, apiRate float64) Workers {
-	main := worker.New(c, taskQueue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency})
+	main := worker.New(c, taskQueue, withRecovery(worker.Options{MaxConcurrentActivityExecutionSize: concurrency}))
 	main.RegisterWorkflow(workflows.ExportLoad)
 	main.RegisterWorkflow(workflows.IncrementalPull)
 	main.RegisterWorkflow(workflows.Backfill)
 	main.RegisterWorkflow(workflows.Replay)
+	main.RegisterWorkflow(workflows.QuarantineReplay)
 	main.RegisterWorkflow(workflows.Reconcile)
 	main.RegisterWorkflow(workflows.WebhookBatch)
+	main.RegisterWorkflow(workflows.Cleanup)
 	main.RegisterActivity(acts)
-	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, worker.Options{
+	main.RegisterActivity(&activities.Cleaner{Store: acts.Store, Temporal: c, TaskQueue: taskQueue})
+	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, withRecovery(worker.Options{
 		MaxConcurrentActivityExecutionSize: concurrency,
 		// Across every worker of the cluster: the API's rate limit is the
 		// organisation's, not the process's.
 		TaskQueueActivitiesPerSecond: apiRate,
-	})
+	}))
 	api.RegisterActivity(acts)
 	// Merges of different loads run one at a time per worker: their
 	// anti-join inserts must not race on the same event ids.
-	merge := worker.New(c, taskQueue+workflows.MergeQueueSuffix, worker.Options{MaxConcurrentActivityExecutionSize: 1})
+	merge := worker.New(c, taskQueue+workflows.MergeQueueSuffix, withRecovery(worker.Options{MaxConcurrentActivityExecutionSize: 1}))
 	merge.RegisterActivity(acts)
 	return Workers{main, api, merge}
+}
+
+// withRecovery sizes o for a fast recovery when a worker dies.
+//   - Heartbeats are sent at most every 2s (the SDK's default is 80% of
+//     the heartbeat timeout, 8s of 10s: one slow heartbeat RPC would then
+//     look like a dead worker). Activities heartbeat every third of the
+//     timeout, so each of those beats is sent.
+//   - A workflow task queued for a worker that died moves to the shared
+//     queue after 2s instead of 5s; a live worker picks its sticky tasks
+//     up in milliseconds, and missing it costs only a history replay.
+func withRecovery(o worker.Options) worker.Options {
+	o.MaxHeartbeatThrottleInterval = 2 * time.Second
+	o.StickyScheduleToStartTimeout = 2 * time.Second
+	return o
 }
 
 // Start starts every worker.
@@ -196,10 +212,7 @@ type Running struct {
 // Stop stops the receiver and the workers and closes the clients.
 func (r *Running) Stop() {
 	if r.webhooks != nil {
-		// Deliveries in flight finish; the sender retries the rest.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r.webhooks.Shutdown(ctx)
-		cancel()
+		shutdownWebhooks(r.webhooks)
 	}
 	r.Workers.Stop()
 	r.closeStore()
@@ -253,30 +266,12 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
 	r := &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore}
 	if cfg.Webhook.Addr != "" {
-		if r.webhooks, err = serveWebhooks(cfg, c, store, logger); err != nil {
+		if r.webhooks, _, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, logger); err != nil {
 			ws.Stop()
 			return fail(err)
 		}
 	}
 	return r, nil
-}
-
-// serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR.
-func serveWebhooks(cfg config.Worker, c client.Client, store staging.Store, logger *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", cfg.Webhook.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
-	}
-	rc := &webhook.Receiver{Secret: cfg.Webhook.Secret, Store: store, Temporal: c, TaskQueue: cfg.Temporal.TaskQueue,
-		Batch: workflows.WebhookBatchInput{Window: cfg.Webhook.Batch}, Logger: logger}
-	srv := &http.Server{Handler: rc, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("webhook receiver stopped", "error", err)
-		}
-	}()
-	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Webhook.Batch)
-	return srv, nil
 }
 
 // RunWorker runs a worker process until ctx ends.

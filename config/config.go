@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -42,6 +43,27 @@ type Keeptrusts struct {
 	// RateLimit caps Keeptrusts API activities per second across all
 	// workers (a task-queue rate limit on the API task queue).
 	RateLimit float64 `env:"KEEPTRUSTS_RATE_LIMIT, default=20"`
+	// Bounds of every API call; the defaults and why are in
+	// keeptrusts.Default*. Downloads and the tail have no total bound:
+	// the idle-read bound ends them when the server goes quiet.
+	ConnectTimeout   time.Duration `env:"KEEPTRUSTS_CONNECT_TIMEOUT, default=10s"`
+	ResponseTimeout  time.Duration `env:"KEEPTRUSTS_RESPONSE_TIMEOUT, default=60s"`
+	IdleReadTimeout  time.Duration `env:"KEEPTRUSTS_IDLE_READ_TIMEOUT, default=30s"`
+	CallTimeout      time.Duration `env:"KEEPTRUSTS_CALL_TIMEOUT, default=2m"`
+	MaxResponseBytes int64         `env:"KEEPTRUSTS_MAX_RESPONSE_BYTES, default=67108864"`
+	// AllowInsecureHTTP permits an http:// base URL off loopback (a
+	// simulator on a private Docker network); the token then travels in
+	// clear text.
+	AllowInsecureHTTP bool `env:"KEEPTRUSTS_ALLOW_INSECURE_HTTP, default=false"`
+}
+
+// ClientOptions are the API client's bounds from this configuration.
+func (c Keeptrusts) ClientOptions() []keeptrusts.Option {
+	return []keeptrusts.Option{
+		keeptrusts.WithTimeouts(keeptrusts.Timeouts{Connect: c.ConnectTimeout, Response: c.ResponseTimeout,
+			IdleRead: c.IdleReadTimeout, Call: c.CallTimeout}),
+		keeptrusts.WithMaxBodyBytes(c.MaxResponseBytes),
+	}
 }
 
 // Webhook configures the webhook receiver the worker serves, when Addr
@@ -51,6 +73,13 @@ type Webhook struct {
 	Secret keeptrusts.Secret `env:"KEEPTRUSTS_WEBHOOK_SECRET"`
 	// Batch is how long deliveries are collected into one load.
 	Batch time.Duration `env:"KTPIPE_WEBHOOK_BATCH, default=1m"`
+	// MaxBody bounds one delivery in bytes (8 MiB: ~16,000 events; see
+	// webhook.DefaultMaxBody); MaxInFlight bounds deliveries handled at
+	// once (memory: MaxInFlight × 2 × MaxBody); ReadTimeout bounds reading
+	// one request (the sender gives up after 10 s).
+	MaxBody     int64         `env:"KTPIPE_WEBHOOK_MAX_BODY, default=8388608"`
+	MaxInFlight int           `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT, default=4"`
+	ReadTimeout time.Duration `env:"KTPIPE_WEBHOOK_READ_TIMEOUT, default=10s"`
 }
 
 // Validate checks the receiver's settings.
@@ -63,6 +92,37 @@ func (c Webhook) Validate() error {
 	}
 	if c.Batch < time.Second {
 		return errors.New("KTPIPE_WEBHOOK_BATCH: must be at least 1s")
+	}
+	if c.MaxBody < 64<<10 || c.MaxBody > 256<<20 {
+		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_BODY: %d must be between 65536 and 268435456 bytes", c.MaxBody)
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 1024 {
+		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_IN_FLIGHT: %d must be between 1 and 1024", c.MaxInFlight)
+	}
+	if c.ReadTimeout < time.Second || c.ReadTimeout > 5*time.Minute {
+		return fmt.Errorf("KTPIPE_WEBHOOK_READ_TIMEOUT: %s must be between 1s and 5m", c.ReadTimeout)
+	}
+	return nil
+}
+
+// Receiver is what the receiver-only process (`worker webhook`) needs:
+// Temporal to signal batches, the staging store, and the receiver; no
+// BigQuery and no Keeptrusts API.
+type Receiver struct {
+	Temporal Temporal
+	Pipeline Pipeline
+	Webhook  Webhook
+}
+
+// Validate checks a receiver-only process's settings.
+func (c Receiver) Validate() error {
+	if c.Webhook.Addr == "" {
+		return errors.New("KTPIPE_WEBHOOK_ADDR: missing required value (the receiver-only process serves webhooks there)")
+	}
+	for _, v := range []interface{ Validate() error }{c.Temporal, c.Pipeline, c.Webhook} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -85,8 +145,15 @@ type Pipeline struct {
 	StagingBucket string `env:"KTPIPE_STAGING_BUCKET"`
 	StagingPrefix string `env:"KTPIPE_STAGING_PREFIX, default=ktpipe/"`
 	ChunkRows     int    `env:"KTPIPE_CHUNK_ROWS, default=50000"`
-	Concurrency   int    `env:"KTPIPE_CONCURRENCY, default=4"`
-	PageSize      int    `env:"KTPIPE_PAGE_SIZE, default=1000"`
+	// MaxRecordBytes caps one record of an export, page or delivery; a
+	// bigger one is quarantined as "record too large" without being held
+	// (1 MiB: ~500× a real event). MaxInflateRatio caps a gzip export's
+	// decompressed bytes at that many times its compressed bytes plus 64
+	// MiB (100: real exports compress 5–15×, a gzip bomb ~1000×).
+	MaxRecordBytes  int   `env:"KTPIPE_MAX_RECORD_BYTES, default=1048576"`
+	MaxInflateRatio int64 `env:"KTPIPE_MAX_INFLATE_RATIO, default=100"`
+	Concurrency     int   `env:"KTPIPE_CONCURRENCY, default=4"`
+	PageSize        int   `env:"KTPIPE_PAGE_SIZE, default=1000"`
 	// PagesPerBatch bounds one pull activity; BatchesPerRun bounds one
 	// workflow run before it continues as new, so history stays small.
 	PagesPerBatch    int           `env:"KTPIPE_PAGES_PER_BATCH, default=50"`
@@ -106,6 +173,10 @@ type Pipeline struct {
 	BackfillParallelism int           `env:"KTPIPE_BACKFILL_PARALLELISM, default=2"`
 	UserMapFile         string        `env:"KTPIPE_USER_MAP"`
 	PriceFile           string        `env:"KTPIPE_PRICE_TABLE"`
+	// StagingRetention: the daily clean-up removes staged files no open
+	// workflow uses once they are this old (failed loads stay
+	// replayable from staging that long).
+	StagingRetention Days `env:"KTPIPE_STAGING_RETENTION, default=7d"`
 }
 
 // Worker is everything a worker needs.
@@ -185,10 +256,35 @@ func (c Keeptrusts) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("KEEPTRUSTS_BASE_URL: %q must be an absolute http(s) URL", c.BaseURL)
 	}
+	if u.Scheme != "https" && !isLoopback(u.Hostname()) && !c.AllowInsecureHTTP {
+		return fmt.Errorf("KEEPTRUSTS_BASE_URL: %q must use https: the bearer token would cross the network in clear text (http is allowed only on loopback: localhost, 127.0.0.0/8, ::1)", c.BaseURL)
+	}
 	if c.RateLimit <= 0 {
 		return fmt.Errorf("KEEPTRUSTS_RATE_LIMIT: %v must be > 0", c.RateLimit)
 	}
+	for _, b := range []struct {
+		name string
+		d    time.Duration
+	}{{"KEEPTRUSTS_CONNECT_TIMEOUT", c.ConnectTimeout}, {"KEEPTRUSTS_RESPONSE_TIMEOUT", c.ResponseTimeout},
+		{"KEEPTRUSTS_IDLE_READ_TIMEOUT", c.IdleReadTimeout}, {"KEEPTRUSTS_CALL_TIMEOUT", c.CallTimeout}} {
+		if b.d < time.Second || b.d > time.Hour {
+			return fmt.Errorf("%s: %v must be between 1s and 1h", b.name, b.d)
+		}
+	}
+	if c.MaxResponseBytes < 1<<20 {
+		return fmt.Errorf("KEEPTRUSTS_MAX_RESPONSE_BYTES: %d must be at least 1048576 (1 MiB)", c.MaxResponseBytes)
+	}
 	return nil
+}
+
+// isLoopback reports whether host names this machine: localhost or a
+// loopback address (127.0.0.0/8, ::1).
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Validate checks the BigQuery settings.
@@ -215,6 +311,8 @@ func (c Pipeline) Validate() error {
 		want string
 	}{
 		{"KTPIPE_CHUNK_ROWS", c.ChunkRows >= 1 && c.ChunkRows <= 1_000_000, "between 1 and 1000000"},
+		{"KTPIPE_MAX_RECORD_BYTES", c.MaxRecordBytes >= 1024 && c.MaxRecordBytes <= 64<<20, "between 1024 and 67108864 (64 MiB)"},
+		{"KTPIPE_MAX_INFLATE_RATIO", c.MaxInflateRatio >= 1 && c.MaxInflateRatio <= 1000, "between 1 and 1000"},
 		{"KTPIPE_CONCURRENCY", c.Concurrency >= 1 && c.Concurrency <= 64, "between 1 and 64"},
 		{"KTPIPE_PAGE_SIZE", c.PageSize >= 1 && c.PageSize <= 10000, "between 1 and 10000 (the API's limit)"},
 		{"KTPIPE_PAGES_PER_BATCH", c.PagesPerBatch >= 1, "at least 1"},
@@ -225,6 +323,9 @@ func (c Pipeline) Validate() error {
 		{"KTPIPE_LATE_WINDOW", c.LateWindow >= time.Minute, "at least 1m"},
 		{"KTPIPE_BACKFILL_PARALLELISM", c.BackfillParallelism >= 1 && c.BackfillParallelism <= 32, "between 1 and 32"},
 		{"KTPIPE_STAGING_DIR", c.StagingDir != "", "a directory"},
+		// Far above the longest activity and its retries (6 h), so a file a
+		// live attempt writes is never old enough to be removed.
+		{"KTPIPE_STAGING_RETENTION", time.Duration(c.StagingRetention) >= 24*time.Hour, "at least 24h (1d)"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
@@ -276,4 +377,26 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q must be an RFC 3339 time or a duration like 30m, 24h, 30d", s)
+}
+
+// Days is a duration that also reads whole days ("7d"), the unit
+// retention is thought in; Go durations ("36h") work too.
+type Days time.Duration
+
+// EnvDecode reads "<n>d" or a Go duration.
+func (d *Days) EnvDecode(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		if _, err := fmt.Sscanf(n, "%d", &days); err == nil && fmt.Sprint(days) == n && days >= 0 && days <= 3650 {
+			*d = Days(time.Duration(days) * 24 * time.Hour)
+			return nil
+		}
+		return fmt.Errorf("%q must be whole days (e.g. 7d) or a duration (e.g. 36h)", s)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q must be whole days (e.g. 7d) or a duration (e.g. 36h)", s)
+	}
+	*d = Days(v)
+	return nil
 }

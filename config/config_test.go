@@ -9,6 +9,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/ktpipe/ktpipe/config"
+	"github.com/ktpipe/ktpipe/keeptrusts"
 )
 
 func base() map[string]string {
@@ -24,8 +25,16 @@ func TestDefaultsAreValid(t *testing.T) {
 	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(base())); err != nil {
 		t.Fatal(err)
 	}
-	if c.Temporal.Address != "127.0.0.1:7233" || c.Pipeline.ChunkRows != 50000 || c.Pipeline.ScheduleInterval != time.Hour {
+	if c.Temporal.Address != "127.0.0.1:7233" || c.Pipeline.ChunkRows != 50000 || c.Pipeline.ScheduleInterval != time.Hour ||
+		c.Pipeline.MaxRecordBytes != 1<<20 || c.Pipeline.MaxInflateRatio != 100 {
 		t.Fatalf("defaults %+v", c)
+	}
+	// The README states these; the client's own defaults are the same.
+	k := c.Keeptrusts
+	if k.ConnectTimeout != keeptrusts.DefaultConnectTimeout || k.ResponseTimeout != keeptrusts.DefaultResponseTimeout ||
+		k.IdleReadTimeout != keeptrusts.DefaultIdleReadTimeout || k.CallTimeout != keeptrusts.DefaultCallTimeout ||
+		k.MaxResponseBytes != keeptrusts.DefaultMaxBodyBytes || k.AllowInsecureHTTP {
+		t.Fatalf("keeptrusts defaults %+v", k)
 	}
 }
 
@@ -38,7 +47,15 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"not a number", "KTPIPE_CHUNK_ROWS", "lots", "KTPIPE_CHUNK_ROWS: invalid value"},
 		{"not a duration", "KTPIPE_SCHEDULE_INTERVAL", "hourly", "KTPIPE_SCHEDULE_INTERVAL: invalid value"},
 		{"out of range", "KTPIPE_PAGE_SIZE", "20000", "KTPIPE_PAGE_SIZE: must be between 1 and 10000"},
+		{"record cap too small", "KTPIPE_MAX_RECORD_BYTES", "100", "KTPIPE_MAX_RECORD_BYTES: must be between 1024"},
+		{"inflate ratio zero", "KTPIPE_MAX_INFLATE_RATIO", "0", "KTPIPE_MAX_INFLATE_RATIO: must be between 1 and 1000"},
 		{"bad url", "KEEPTRUSTS_BASE_URL", "ftp:/x", "KEEPTRUSTS_BASE_URL"},
+		{"plain http off loopback", "KEEPTRUSTS_BASE_URL", "http://api.keeptrusts.com", "KEEPTRUSTS_BASE_URL: \"http://api.keeptrusts.com\" must use https"},
+		{"plain http on a private address", "KEEPTRUSTS_BASE_URL", "http://10.0.0.5:8787", "KEEPTRUSTS_BASE_URL: \"http://10.0.0.5:8787\" must use https"},
+		{"plain http on a name that looks local", "KEEPTRUSTS_BASE_URL", "http://localhost.evil.example", "must use https"},
+		{"idle read too short", "KEEPTRUSTS_IDLE_READ_TIMEOUT", "10ms", "KEEPTRUSTS_IDLE_READ_TIMEOUT: 10ms must be between 1s and 1h"},
+		{"call timeout not a duration", "KEEPTRUSTS_CALL_TIMEOUT", "long", "KEEPTRUSTS_CALL_TIMEOUT: invalid value"},
+		{"response cap too small", "KEEPTRUSTS_MAX_RESPONSE_BYTES", "1000", "KEEPTRUSTS_MAX_RESPONSE_BYTES: 1000 must be at least"},
 		{"bad dataset", "BIGQUERY_DATASET", "kt-events", "BIGQUERY_DATASET: dataset \"kt-events\""},
 		{"bad format", "KTPIPE_EXPORT_FORMAT", "xml", "KTPIPE_EXPORT_FORMAT"},
 		{"bad start", "KTPIPE_PULL_START", "yesterday", "KTPIPE_PULL_START"},
@@ -65,6 +82,28 @@ func TestErrorsNameTheVariable(t *testing.T) {
 				t.Fatal("error leaks the token")
 			}
 		})
+	}
+}
+
+func TestPlainHTTPOnlyOnLoopback(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"https://api.keeptrusts.com": true, "https://10.0.0.5:8443": true,
+		"http://127.0.0.1:8787": true, "http://127.3.4.5": true, "http://[::1]:8787": true, "http://localhost:8787": true, "http://LOCALHOST": true,
+		"http://api.keeptrusts.com": false, "http://10.0.0.5": false, "http://[::2]:80": false, "http://0.0.0.0:8787": false,
+	} {
+		env := base()
+		env["KEEPTRUSTS_BASE_URL"] = url
+		var c config.Worker
+		err := config.Load(context.Background(), &c, envconfig.MapLookuper(env))
+		if ok != (err == nil) {
+			t.Errorf("%s: err %v, want ok=%v", url, err, ok)
+		}
+	}
+	env := base()
+	env["KEEPTRUSTS_BASE_URL"], env["KEEPTRUSTS_ALLOW_INSECURE_HTTP"] = "http://ktsim:8787", "true"
+	var c config.Worker
+	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(env)); err != nil {
+		t.Errorf("explicitly allowed plain http: %v", err)
 	}
 }
 

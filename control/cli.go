@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,12 +32,14 @@ const usage = `usage: ktpipe <command> [flags]
 
 Commands:
   schedule apply [--interval 1h] [--catchup 24h] [--start 24h] [--paused]
+                 (also applies the daily staging clean-up schedule)
   schedule pause|unpause [--note TEXT]
   schedule trigger [--wait]
   schedule describe
   backfill --since 30d|RFC3339 [--until RFC3339] [--window 24h] [--parallelism N] [--format F] [--wait]
   export   --since 30d|RFC3339 [--until RFC3339] [--format ndjson|json|csv] [--gzip] [--wait]
   replay   (--load-id ID | --since T --until T) [--wait]
+  replay   --quarantine [--rule R] [--since T --until T] [--wait]
   reconcile --since 24h|RFC3339 [--until RFC3339] [--step 1h] [--replay-gaps] [--wait]
   status
   tail     [--decision allow|block|redact|escalate] [--cursor C]
@@ -109,7 +112,7 @@ func (c *CLI) control(ctx context.Context) (*Control, config.Pipeline, error) {
 	if err != nil {
 		return nil, p, err
 	}
-	return &Control{Client: cl, TaskQueue: t.TaskQueue}, p, nil
+	return &Control{Client: cl, TaskQueue: t.TaskQueue, Tuning: workflows.Tuning{Concurrency: p.Concurrency}}, p, nil
 }
 
 func (c *CLI) run(ctx context.Context, args []string) error {
@@ -236,6 +239,16 @@ func (c *CLI) schedule(ctx context.Context, args []string) error {
 			verb = "created"
 		}
 		fmt.Fprintf(c.Stdout, "schedule %s %s: every %s, overlap skip, catch-up window %s\n", ctl.scheduleID(), verb, spec.Interval, spec.CatchupWindow)
+		cs := CleanupSpec{Retention: time.Duration(p.StagingRetention)}
+		if created, err = ctl.ApplyCleanupSchedule(ctx, cs); err != nil {
+			return err
+		}
+		verb = "updated"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(c.Stdout, "schedule %s %s: staging clean-up every %s, removes files older than %s that no open workflow uses\n",
+			ctl.CleanupScheduleID(), verb, workflows.DefaultCleanupInterval, cs.Retention)
 	case "pause", "unpause":
 		if err := ctl.PauseSchedule(ctx, sub == "pause", *note); err != nil {
 			return err
@@ -383,8 +396,13 @@ func (c *CLI) replay(ctx context.Context, args []string) error {
 	since := fs.String("since", "", "or a window to load again from the source")
 	until := fs.String("until", "", "end of that window, RFC 3339")
 	wait := fs.Bool("wait", false, "wait for the replay")
+	quarantine := fs.Bool("quarantine", false, "validate quarantined records again and load those that pass now")
+	rule := fs.String("rule", "", "with --quarantine: only records that broke this rule (or \"field: rule\")")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *quarantine || *rule != "" {
+		return c.replayQuarantine(ctx, *quarantine, *load, *rule, *since, *until, *wait)
 	}
 	in := workflows.ReplayInput{LoadID: *load}
 	switch {
@@ -407,6 +425,38 @@ func (c *CLI) replay(ctx context.Context, args []string) error {
 		return err
 	}
 	return c.finish(ctx, ctl, run, *wait, &workflows.ReplayResult{})
+}
+
+// replayQuarantine starts a QuarantineReplay: after fixing what put
+// valid events in quarantine (a stale gateway list, a rule since
+// corrected), it loads those that pass now.
+func (c *CLI) replayQuarantine(ctx context.Context, quarantine bool, load, rule, since, until string, wait bool) error {
+	var in workflows.QuarantineReplayInput
+	switch {
+	case !quarantine:
+		return usagef("replay: --rule needs --quarantine")
+	case load != "":
+		return usagef("replay: give --load-id or --quarantine, not both")
+	case since == "" && until != "":
+		return usagef("replay --quarantine: --until needs --since")
+	case since != "":
+		s, u, err := window(since, until, time.Now())
+		if err != nil {
+			return err
+		}
+		in.Since, in.Until = s, u
+	}
+	in.Rule = rule
+	ctl, _, err := c.control(ctx)
+	if err != nil {
+		return err
+	}
+	defer ctl.Client.Close()
+	run, err := ctl.StartQuarantineReplay(ctx, in)
+	if err != nil {
+		return err
+	}
+	return c.finish(ctx, ctl, run, wait, &workflows.QuarantineReplayResult{})
 }
 
 func (c *CLI) reconcile(ctx context.Context, args []string) error {
@@ -525,12 +575,9 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFn()
-	for _, v := range warehouse.Views {
-		if err := wh.PrintView(ctx, c.Stdout, v, *limit); err != nil {
-			return err
-		}
-	}
-	return nil
+	// Every report that can be read is printed; the error (exit 1)
+	// names the ones that could not.
+	return wh.PrintViews(ctx, c.Stdout, warehouse.Views, *limit)
 }
 
 func (c *CLI) tail(ctx context.Context, args []string) error {
@@ -544,13 +591,26 @@ func (c *CLI) tail(ctx context.Context, args []string) error {
 	if err := c.load(ctx, &cfg); err != nil {
 		return err
 	}
-	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token)
+	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
 	if err != nil {
 		return configError{err}
 	}
 	slog.Debug("tailing", "decision", *decision)
-	err = api.Tail(ctx, keeptrusts.TailOptions{Cursor: *cursor, Decision: *decision}, func(m keeptrusts.TailMessage) error {
-		_, err := fmt.Fprintln(c.Stdout, string(m.Data))
+	opts := keeptrusts.TailOptions{Cursor: *cursor, Decision: *decision,
+		OnReconnect: func(wait time.Duration, cursor string, cause error) {
+			slog.Debug("tail reconnecting", "wait", wait, "cursor", cursor, "cause", cause)
+		}}
+	var line bytes.Buffer
+	err = api.Tail(ctx, opts, func(m keeptrusts.TailMessage) error {
+		// One compact JSON object per line, however the server spread the
+		// event over data: lines, so the output is JSON lines.
+		line.Reset()
+		if err := json.Compact(&line, m.Data); err != nil || line.Len() == 0 || line.Bytes()[0] != '{' {
+			fmt.Fprintf(c.Stderr, "ktpipe tail: skipped an event that is not a JSON object (cursor %q)\n", m.Cursor)
+			return nil
+		}
+		line.WriteByte('\n')
+		_, err := c.Stdout.Write(line.Bytes())
 		return err
 	})
 	if errors.Is(err, context.Canceled) {

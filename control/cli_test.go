@@ -36,6 +36,10 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"backfill", "--since", "2026-11-20T00:00:00Z", "--until", "2026-11-10T00:00:00Z"}, "is not before"},
 		{[]string{"export", "--since", "1d", "stray"}, `unexpected argument "stray"`},
 		{[]string{"replay", "--load-id", "x", "--since", "1d"}, "not both"},
+		{[]string{"replay", "--rule", "must be a known gateway"}, "--rule needs --quarantine"},
+		{[]string{"replay", "--quarantine", "--load-id", "x"}, "--load-id or --quarantine, not both"},
+		{[]string{"replay", "--quarantine", "--until", "2026-11-02T00:00:00Z"}, "--until needs --since"},
+		{[]string{"replay", "--quarantine", "--since", "soon"}, "--since: "},
 		{[]string{"reconcile", "--bogus"}, "flag provided but not defined"},
 	}
 	for _, tt := range tests {

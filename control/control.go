@@ -4,6 +4,8 @@ package control
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -28,6 +30,21 @@ type Control struct {
 	Client     client.Client
 	TaskQueue  string
 	ScheduleID string // default <task queue>-incremental-pull
+	// Tuning fills what a started workflow's input leaves zero (the CLI:
+	// Concurrency from KTPIPE_CONCURRENCY). It travels in the input, so a
+	// running workflow keeps the values it started with.
+	Tuning workflows.Tuning
+}
+
+// tuning is t with its zero fields taken from c.Tuning.
+func (c *Control) tuning(t workflows.Tuning) workflows.Tuning {
+	if t.Concurrency == 0 {
+		t.Concurrency = c.Tuning.Concurrency
+	}
+	if t.HeartbeatTimeout == 0 {
+		t.HeartbeatTimeout = c.Tuning.HeartbeatTimeout
+	}
+	return t
 }
 
 // ScheduleName is the id of the schedule this Control steers.
@@ -49,10 +66,12 @@ type ScheduleSpec struct {
 }
 
 func (c *Control) scheduleAction(s ScheduleSpec) *client.ScheduleWorkflowAction {
+	pull := s.Pull
+	pull.Tuning = c.tuning(pull.Tuning)
 	return &client.ScheduleWorkflowAction{
 		ID:                    c.scheduleID(),
 		Workflow:              workflows.IncrementalPull,
-		Args:                  []any{s.Pull},
+		Args:                  []any{pull},
 		TaskQueue:             c.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("pull")),
 	}
@@ -170,6 +189,7 @@ func (c *Control) BackfillID(since, until time.Time) string {
 // StartBackfill starts (or attaches to) the backfill of a range. A range
 // already backfilled successfully is not loaded again.
 func (c *Control) StartBackfill(ctx context.Context, in workflows.BackfillInput) (client.WorkflowRun, error) {
+	in.Tuning = c.tuning(in.Tuning)
 	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       c.BackfillID(in.Since, in.Until),
 		TaskQueue:                c.TaskQueue,
@@ -200,11 +220,13 @@ func (c *Control) start(ctx context.Context, id, kind string, since, until time.
 
 // StartExport starts a one-off export load of a window.
 func (c *Control) StartExport(ctx context.Context, in workflows.ExportLoadInput) (client.WorkflowRun, error) {
+	in.Tuning = c.tuning(in.Tuning)
 	return c.start(ctx, c.rangeID("export", in.Since, in.Until), "export", in.Since, in.Until, workflows.ExportLoad, in)
 }
 
 // StartReplay starts a replay of a load id or a window.
 func (c *Control) StartReplay(ctx context.Context, in workflows.ReplayInput) (client.WorkflowRun, error) {
+	in.Tuning = c.tuning(in.Tuning)
 	id := c.TaskQueue + "-replay-" + in.LoadID
 	if in.LoadID == "" {
 		id = c.rangeID("replay", in.Since, in.Until)
@@ -212,8 +234,29 @@ func (c *Control) StartReplay(ctx context.Context, in workflows.ReplayInput) (cl
 	return c.start(ctx, id, "replay", in.Since, in.Until, workflows.Replay, in)
 }
 
+// QuarantineReplayID names the quarantine replay of a selection, so the
+// same command run again while one runs attaches to it; once it has
+// finished, a new run replays what is left.
+func (c *Control) QuarantineReplayID(in workflows.QuarantineReplayInput) string {
+	id := c.TaskQueue + "-quarantine-replay"
+	if !in.Since.IsZero() {
+		id = c.rangeID("quarantine-replay", in.Since, in.Until)
+	}
+	if in.Rule != "" {
+		sum := sha256.Sum256([]byte(in.Rule))
+		id += "-rule-" + hex.EncodeToString(sum[:6])
+	}
+	return id
+}
+
+// StartQuarantineReplay starts a replay of quarantined records.
+func (c *Control) StartQuarantineReplay(ctx context.Context, in workflows.QuarantineReplayInput) (client.WorkflowRun, error) {
+	return c.start(ctx, c.QuarantineReplayID(in), "quarantine-replay", in.Since, in.Until, workflows.QuarantineReplay, in)
+}
+
 // StartReconcile starts a reconciliation of a window.
 func (c *Control) StartReconcile(ctx context.Context, in workflows.ReconcileInput) (client.WorkflowRun, error) {
+	in.Tuning = c.tuning(in.Tuning)
 	return c.start(ctx, c.rangeID("reconcile", in.Since, in.Until), "reconcile", in.Since, in.Until, workflows.Reconcile, in)
 }
 

@@ -42,11 +42,12 @@ func TestStarterCLI(t *testing.T) {
 		}
 		return out
 	}
-	if out := mustRun("schedule", "apply", "--paused", "--start", "30d"); !strings.Contains(out, "created") {
+	if out := mustRun("schedule", "apply", "--paused", "--start", "30d"); !strings.Contains(out, "created") || !strings.Contains(out, s.tq+"-staging-cleanup created") {
 		t.Fatalf("apply: %s", out)
 	}
 	t.Cleanup(func() {
 		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-incremental-pull").Delete(context.Background())
+		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-staging-cleanup").Delete(context.Background())
 	})
 	if out := mustRun("schedule", "describe"); !strings.Contains(out, "paused") || !strings.Contains(out, "every 1h0m0s") {
 		t.Fatalf("describe: %s", out)

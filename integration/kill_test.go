@@ -113,13 +113,18 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 	t.Logf("killed worker 1 in phase %s", p.Phase)
 
 	// ...and again in the middle of loading chunks.
+	killed := time.Now()
 	w2 := s.startWorkerProcess(bin)
+	logRecovery(t, id, 1, killed, p)
 	p = waitPhase(t, id, func(p workflows.ExportProgress) bool { return p.Phase == "loading" && p.ChunksStaged >= 3 })
 	w2.Process.Signal(syscall.SIGKILL)
 	w2.Wait()
 	t.Logf("killed worker 2 with %d of %d chunks staged", p.ChunksStaged, p.ChunksTotal)
 
+	killed = time.Now()
 	s.startWorkerProcess(bin)
+	p = waitPhase(t, id, func(q workflows.ExportProgress) bool { return q.ChunksStaged >= p.ChunksStaged })
+	logRecovery(t, id, 2, killed, p)
 	var res workflows.ExportLoadResult
 	ctx2, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -130,4 +135,13 @@ func TestWorkerKilledMidLoad(t *testing.T) {
 		t.Fatalf("result %+v: want many chunks", res)
 	}
 	s.assertExactlyOnce(since, until)
+}
+
+// logRecovery logs how long after a kill (and immediate restart) the
+// load's progress moved past before.
+func logRecovery(t *testing.T, id string, kill int, killed time.Time, before workflows.ExportProgress) {
+	t.Helper()
+	after := waitPhase(t, id, func(p workflows.ExportProgress) bool { return p != before })
+	t.Logf("kill %d: next progress after %s (%s, %d chunks staged → %s, %d)", kill, time.Since(killed).Round(100*time.Millisecond),
+		before.Phase, before.ChunksStaged, after.Phase, after.ChunksStaged)
 }

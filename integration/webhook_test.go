@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/ktsim"
 	"github.com/ktpipe/ktpipe/webhook"
 	"github.com/ktpipe/ktpipe/workflows"
@@ -43,8 +48,9 @@ func TestWebhookDeliveriesLandOnce(t *testing.T) {
 	cfg.HistoryEvents = 0 // only live events, which webhooks deliver
 	cfg.Webhooks = []ktsim.Webhook{{URL: twice.URL, Secret: secret, Subscription: "all"}}
 	s := newStack(t, cfg, true)
-	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Temporal: temporalSrv.Client(), TaskQueue: s.tq,
-		Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning}})
+	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
+		Batches: app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
+			Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning}}})
 
 	for range 3 {
 		s.sim.Ingest(100, 0.2)
@@ -81,4 +87,93 @@ func TestWebhookDeliveriesLandOnce(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestWebhookReceiverRunsAsItsOwnProcess: `worker webhook`, the real
+// binary, configured with neither BigQuery nor the Keeptrusts API, takes
+// the simulator's deliveries, stages them where the workers read and
+// signals their batches; workers elsewhere (here: in the test) load them
+// exactly once.
+func TestWebhookReceiverRunsAsItsOwnProcess(t *testing.T) {
+	const secret = "whsec-receiver-process"
+	bin := buildWorker(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := simConfig()
+	cfg.HistoryEvents = 0
+	cfg.Webhooks = []ktsim.Webhook{{URL: "http://" + addr, Secret: secret, Subscription: "all"}}
+	s := newStack(t, cfg, true)
+
+	cmd := exec.Command(bin, "webhook")
+	// Only what the receiver needs: no BIGQUERY_* and no KEEPTRUSTS_BASE_URL
+	// or token, which the worker would require.
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"TEMPORAL_ADDRESS=" + temporalSrv.FrontendHostPort(),
+		"KTPIPE_TASK_QUEUE=" + s.tq,
+		"KTPIPE_STAGING_DIR=" + s.staging,
+		"KTPIPE_WEBHOOK_ADDR=" + addr,
+		"KEEPTRUSTS_WEBHOOK_SECRET=" + secret,
+		"KTPIPE_WEBHOOK_BATCH=2s",
+	}
+	logf, err := os.Create(filepath.Join(t.TempDir(), "receiver.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("receiver log:\n%s", b[max(0, len(b)-4000):])
+		}
+		logf.Close()
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMethodNotAllowed {
+				t.Fatalf("GET: %d, want 405", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver process does not answer: %v", err)
+		}
+	}
+
+	for range 3 {
+		s.sim.Ingest(100, 0.2)
+		time.Sleep(700 * time.Millisecond)
+	}
+	ctx := context.Background()
+	want := len(s.sim.Truth(time.Time{}, time.Time{}).Valid)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		running, err := s.ctl.ListWorkflows(ctx, "Running", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fact, err := s.wh.FactIDs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(running) == 0 && len(fact) >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events loaded, %d batches still running", len(fact), want, len(running))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
 }

@@ -4,7 +4,6 @@
 package keeptrusts
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,28 +19,21 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Secret holds a credential. Its String and GoString hide it, so a token
-// printed by mistake shows as [redacted].
-type Secret string
-
-func (Secret) String() string   { return "[redacted]" }
-func (Secret) GoString() string { return "[redacted]" }
-
-// Reveal returns the credential itself, for the one place that sends it.
-func (s Secret) Reveal() string { return string(s) }
-
 // Client calls the Keeptrusts API.
 type Client struct {
-	base    *url.URL
-	token   Secret
-	http    *http.Client
-	limiter *rate.Limiter
+	base     *url.URL
+	token    *Secret // a pointer, so fmt of a Client prints an address, not the token
+	http     *http.Client
+	limiter  *rate.Limiter
+	timeouts Timeouts
+	maxBody  int64
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient sets the HTTP client (timeouts, transport).
+// WithHTTPClient sets the HTTP client (transport). Its CheckRedirect is
+// replaced: only same-origin redirects are followed.
 func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
 
 // WithRateLimit caps this client's requests per second, below the
@@ -59,10 +51,16 @@ func New(baseURL string, token Secret, opts ...Option) (*Client, error) {
 	if token == "" {
 		return nil, errors.New("keeptrusts token: must not be empty")
 	}
-	c := &Client{base: u, token: token, http: &http.Client{}}
+	c := &Client{base: u, token: &token, timeouts: Timeouts{}.withDefaults(), maxBody: DefaultMaxBodyBytes}
 	for _, o := range opts {
 		o(c)
 	}
+	hc := http.Client{Transport: newTransport(c.timeouts)}
+	if c.http != nil {
+		hc = *c.http
+	}
+	hc.CheckRedirect = c.checkRedirect
+	c.http = &hc
 	return c, nil
 }
 
@@ -95,8 +93,13 @@ func (e *APIError) Retryable() bool {
 }
 
 // Retryable reports whether err is worth retrying: a retryable API error,
-// or a network failure (not a context cancellation).
+// a time bound of the client, or a network failure (not a context
+// cancellation).
 func Retryable(err error) bool {
+	var te *TimeoutError
+	if errors.As(err, &te) {
+		return true
+	}
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
@@ -139,17 +142,30 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 
 // do sends req and returns the response when its status is one of ok;
 // anything else becomes an *APIError. Network errors keep their type but
-// never carry the token (it is in a header, not the URL).
+// never carry the token (it is in a header, not the URL). The response
+// body fails with a *TimeoutError when it sends nothing for the idle-read
+// bound.
 func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, error) {
 	if c.limiter != nil {
 		if err := c.limiter.Wait(req.Context()); err != nil {
 			return nil, fmt.Errorf("keeptrusts %s: %w", op, err)
 		}
 	}
-	resp, err := c.http.Do(req)
+	ctx, cancel := context.WithCancelCause(req.Context())
+	resp, err := c.http.Do(req.WithContext(ctx))
 	if err != nil {
+		cancel(nil)
+		var ae *APIError
+		if errors.As(err, &ae) { // refused by checkRedirect
+			ae.Op = op
+			return nil, ae
+		}
+		if te := boundError(ctx); te != nil {
+			return nil, te
+		}
 		return nil, fmt.Errorf("keeptrusts %s: %w", op, err)
 	}
+	resp.Body = newWatchdogBody(ctx, cancel, resp.Body, op, c.timeouts.IdleRead)
 	for _, s := range ok {
 		if resp.StatusCode == s {
 			return resp, nil
@@ -164,11 +180,7 @@ func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, er
 		ae.Code, ae.Message = body.Error.Code, body.Error.Message
 	}
 	if s := resp.Header.Get("Retry-After"); s != "" {
-		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n >= 0 {
-			ae.RetryAfter = time.Duration(n) * time.Second
-		} else if t, err := http.ParseTime(s); err == nil {
-			ae.RetryAfter = max(time.Until(t), 0)
-		}
+		ae.RetryAfter, _ = parseRetryAfter(s, time.Now())
 	}
 	if resp.StatusCode == http.StatusTooManyRequests && ae.RetryAfter == 0 {
 		ae.RetryAfter = time.Second // the contract promises Retry-After; wait a little anyway
@@ -177,6 +189,8 @@ func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, er
 }
 
 func (c *Client) getJSON(ctx context.Context, op, path string, q url.Values, out any) (http.Header, error) {
+	ctx, cancel := c.withCallTimeout(ctx, op)
+	defer cancel()
 	req, err := c.newRequest(ctx, http.MethodGet, path, q, nil)
 	if err != nil {
 		return nil, fmt.Errorf("keeptrusts %s: %w", op, err)
@@ -186,7 +200,11 @@ func (c *Client) getJSON(ctx context.Context, op, path string, q url.Values, out
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	b, err := c.readCapped(op, resp)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
 		return nil, fmt.Errorf("keeptrusts %s: decode response: %w", op, errors.Join(errBrokenBody, err))
 	}
 	return resp.Header, nil
@@ -241,6 +259,8 @@ func (c *Client) ListEvents(ctx context.Context, pq PageQuery) (Page, error) {
 	if pq.Limit > 0 {
 		q.Set("limit", strconv.Itoa(pq.Limit))
 	}
+	ctx, cancel := c.withCallTimeout(ctx, op)
+	defer cancel()
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/events", q, nil)
 	if err != nil {
 		return Page{}, fmt.Errorf("keeptrusts %s: %w", op, err)
@@ -250,9 +270,9 @@ func (c *Client) ListEvents(ctx context.Context, pq PageQuery) (Page, error) {
 		return Page{}, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := c.readCapped(op, resp)
 	if err != nil {
-		return Page{}, fmt.Errorf("keeptrusts %s: read page: %w", op, errors.Join(errBrokenBody, err))
+		return Page{}, err
 	}
 	next := resp.Header.Get("X-Next-Cursor")
 	if next == "" {
@@ -303,13 +323,4 @@ func (c *Client) Gateways(ctx context.Context) ([]Gateway, error) {
 	var gws []Gateway
 	_, err := c.getJSON(ctx, "list gateways", "/v1/gateways", nil, &gws)
 	return gws, err
-}
-
-// readAllJSON is for bodies of POST responses.
-func readAllJSON(r io.Reader, out any) error {
-	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
-		return errors.Join(errBrokenBody, err)
-	}
-	return json.Unmarshal(bytes.TrimSpace(b), out)
 }

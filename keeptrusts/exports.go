@@ -76,6 +76,8 @@ func (c *Client) CreateExport(ctx context.Context, r ExportRequest, idempotencyK
 	if err != nil {
 		return Export{}, false, fmt.Errorf("keeptrusts %s: %w", op, err)
 	}
+	ctx, cancel := c.withCallTimeout(ctx, op)
+	defer cancel()
 	req, err := c.newRequest(ctx, http.MethodPost, "/v1/exports", nil, bytes.NewReader(body))
 	if err != nil {
 		return Export{}, false, fmt.Errorf("keeptrusts %s: %w", op, err)
@@ -89,8 +91,12 @@ func (c *Client) CreateExport(ctx context.Context, r ExportRequest, idempotencyK
 		return Export{}, false, err
 	}
 	defer resp.Body.Close()
-	if err := readAllJSON(resp.Body, &exp); err != nil {
-		return Export{}, false, fmt.Errorf("keeptrusts %s: decode: %w", op, err)
+	b, err := c.readCapped(op, resp)
+	if err != nil {
+		return Export{}, false, err
+	}
+	if err := json.Unmarshal(b, &exp); err != nil {
+		return Export{}, false, fmt.Errorf("keeptrusts %s: decode: %w", op, errors.Join(errBrokenBody, err))
 	}
 	return exp, resp.StatusCode == http.StatusOK, nil
 }

@@ -35,6 +35,9 @@ type Faults struct {
 	// cut, the body never finished.
 	HangRate float64
 	Hang     time.Duration
+	// HiddenGateways leaves the last N gateways out of /v1/gateways (a
+	// stale list; all of them: an empty one), while their events flow.
+	HiddenGateways int
 }
 
 // HangAfter is how many body bytes a hanging response sends before it
@@ -298,7 +301,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/exports/{id}", s.api(s.handleGetExport))
 	s.mux.HandleFunc("GET /v1/exports/{id}/download", s.api(s.handleDownload))
 	s.mux.HandleFunc("GET /v1/gateways", s.api(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.Gateways())
+		gws := s.Gateways()
+		writeJSON(w, http.StatusOK, gws[:len(gws)-min(len(gws), max(0, s.faultCfg().HiddenGateways))])
 	}))
 	s.mux.HandleFunc("GET /_sim/truth", s.handleTruth)
 	s.mux.HandleFunc("POST /_sim/ingest", s.handleIngest)

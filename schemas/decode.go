@@ -41,28 +41,46 @@ type Decoder struct {
 	raw    []byte
 	closer io.Closer
 	index  int64
+	lim    Limits
+	over   oversize
+	big    bool     // the current record was too large
+	bigRec Oversize // its size and hash
 }
 
-// NewDecoder returns a decoder for r in the given format; gzipped says the
-// bytes are gzip-compressed.
+// NewDecoder returns a decoder for r in the given format, with
+// DefaultLimits; gzipped says the bytes are gzip-compressed.
 func NewDecoder(r io.Reader, format Format, gzipped bool) (*Decoder, error) {
-	d := &Decoder{}
+	return NewDecoderLimits(r, format, gzipped, DefaultLimits)
+}
+
+// NewDecoderLimits is NewDecoder with the given limits. A UTF-8 byte
+// order mark at the start of the (decompressed) stream is skipped.
+func NewDecoderLimits(r io.Reader, format Format, gzipped bool, lim Limits) (*Decoder, error) {
+	if err := lim.Check(); err != nil {
+		return nil, err
+	}
+	d := &Decoder{lim: lim}
 	if gzipped {
-		zr, err := gzip.NewReader(r)
+		in := &countingReader{r: r}
+		zr, err := gzip.NewReader(in)
 		if err != nil {
 			return nil, fmt.Errorf("open gzip stream: %w", err)
 		}
 		d.closer = zr
-		r = zr
+		r = &inflateLimiter{r: zr, in: in, ratio: lim.MaxInflateRatio}
 	}
+	r = skipBOM(r)
 	switch format {
 	case FormatJSON:
-		s := &arrayScanner{r: r, buf: make([]byte, 0, 256<<10)}
+		s := &arrayScanner{r: r, buf: make([]byte, 0, 256<<10), max: lim.MaxRecordBytes, over: &d.over}
 		var p Parser
 		d.next = func(ev *Event) ([]byte, error) {
 			raw, v, err := s.nextParsed(&p)
 			if err != nil {
 				return nil, err
+			}
+			if s.big {
+				return d.tooLarge(ev)
 			}
 			if v == nil {
 				return raw, p.Parse(raw, ev)
@@ -76,10 +94,14 @@ func NewDecoder(r io.Reader, format Format, gzipped bool) (*Decoder, error) {
 		var line []byte
 		d.next = func(ev *Event) ([]byte, error) {
 			for {
+				var big bool
 				var err error
-				line, err = readLine(br, line[:0])
+				line, big, err = d.readLine(br, line[:0])
 				if err != nil {
 					return nil, err
+				}
+				if big {
+					return d.tooLarge(ev)
 				}
 				if raw := bytes.TrimSpace(line); len(raw) > 0 {
 					return raw, p.Parse(raw, ev)
@@ -87,11 +109,17 @@ func NewDecoder(r io.Reader, format Format, gzipped bool) (*Decoder, error) {
 			}
 		}
 	case FormatCSV:
-		c, err := newCSVDecoder(r)
+		c, err := newCSVDecoder(r, lim.MaxRecordBytes, &d.over)
 		if err != nil {
 			return nil, err
 		}
-		d.next = c.next
+		d.next = func(ev *Event) ([]byte, error) {
+			raw, err := c.next(ev)
+			if err == errCut {
+				return d.tooLarge(ev)
+			}
+			return raw, err
+		}
 		d.render = c.renderRaw
 	default:
 		return nil, fmt.Errorf("format %q: must be json, ndjson or csv", format)
@@ -99,10 +127,19 @@ func NewDecoder(r io.Reader, format Format, gzipped bool) (*Decoder, error) {
 	return d, nil
 }
 
+// tooLarge ends a record that was skipped for its size; ev holds none of
+// it (nor anything of the record before).
+func (d *Decoder) tooLarge(ev *Event) ([]byte, error) {
+	ev.reset()
+	d.bigRec, d.big = d.over.finish(), true
+	return d.over.prefix, tooLarge()
+}
+
 // Next decodes the next record into ev. A record that breaks a rule
 // returns a *FieldError, and decoding may go on; io.EOF ends the stream;
 // any other error means the stream itself is broken.
 func (d *Decoder) Next(ev *Event) error {
+	d.big = false
 	raw, err := d.next(ev)
 	d.raw = raw
 	if err == nil || isFieldError(err) {
@@ -114,12 +151,19 @@ func (d *Decoder) Next(ev *Event) error {
 // Raw returns the current record's raw text, valid until the next call
 // to Next: the JSON object as read, or for CSV the row rendered as a JSON
 // object of header → cell (rendered only when asked, since only
-// quarantined records need it).
+// quarantined records need it). For a too-large record it is the first
+// TruncatedRawBytes of the text as read.
 func (d *Decoder) Raw() []byte {
 	if d.raw == nil && d.render != nil {
 		d.raw = d.render()
 	}
 	return d.raw
+}
+
+// TooLarge returns the size and sha256 of the whole current record when
+// Next skipped it for exceeding MaxRecordBytes (rule RuleTooLarge).
+func (d *Decoder) TooLarge() (Oversize, bool) {
+	return d.bigRec, d.big
 }
 
 // Records returns how many records Next has returned so far.
@@ -139,20 +183,31 @@ func isFieldError(err error) bool {
 }
 
 // readLine appends one line (without its newline) to buf. The last line
-// may lack a newline.
-func readLine(br *bufio.Reader, buf []byte) ([]byte, error) {
+// may lack a newline. A line over MaxRecordBytes (its newline included)
+// is not kept: it is hashed as it is skipped, and big reports it.
+func (d *Decoder) readLine(br *bufio.Reader, buf []byte) (line []byte, big bool, err error) {
 	for {
 		chunk, err := br.ReadSlice('\n')
-		buf = append(buf, chunk...)
+		if !big && len(buf)+len(chunk) > d.lim.MaxRecordBytes {
+			d.over.start(buf)
+			buf, big = buf[:0], true
+		}
+		if big {
+			d.over.add(chunk)
+		} else {
+			buf = append(buf, chunk...)
+		}
 		switch {
+		case err == nil && big:
+			return nil, true, nil
 		case err == nil:
-			return buf[:len(buf)-1], nil
+			return buf[:len(buf)-1], false, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
-		case errors.Is(err, io.EOF) && len(buf) > 0:
-			return buf, nil
+		case errors.Is(err, io.EOF) && (len(buf) > 0 || big):
+			return buf, big, nil
 		default:
-			return nil, err
+			return nil, false, err
 		}
 	}
 }
@@ -166,6 +221,9 @@ type arrayScanner struct {
 	started bool
 	done    bool
 	eof     bool
+	max     int       // MaxRecordBytes
+	over    *oversize // a too-large element, while it is skipped
+	big     bool      // the last element was too large (over holds it)
 }
 
 // fill reads more bytes after moving buf[keep:] to the front, so the byte
@@ -212,13 +270,6 @@ func (s *arrayScanner) skipSpace() (byte, error) {
 	}
 }
 
-func (s *arrayScanner) next() ([]byte, error) {
-	if err := s.toElement(); err != nil {
-		return nil, err
-	}
-	return s.element()
-}
-
 // toElement moves pos to the start of the next element, past the array's
 // opening bracket or a comma; io.EOF at the closing bracket.
 func (s *arrayScanner) toElement() error {
@@ -241,9 +292,12 @@ func (s *arrayScanner) toElement() error {
 		if c, err = s.skipSpace(); err != nil {
 			return fmt.Errorf("json export: %w", err)
 		}
-		if c == ']' {
+		switch c {
+		case ']':
 			s.done = true
 			return io.EOF
+		case ',':
+			return errEmptyElement
 		}
 		return nil
 	}
@@ -253,14 +307,23 @@ func (s *arrayScanner) toElement() error {
 		return io.EOF
 	case ',':
 		s.pos++
-		if _, err = s.skipSpace(); err != nil {
+		if c, err = s.skipSpace(); err != nil {
 			return fmt.Errorf("json export: %w", err)
+		}
+		if c == ',' || c == ']' {
+			return errEmptyElement
 		}
 		return nil
 	default:
 		return fmt.Errorf("json export: unexpected %q between elements", c)
 	}
 }
+
+// errEmptyElement refuses "[,", "[a,,b]" and "[a,]". Such a file is not
+// JSON, and whether its writer counted the gap as a record is unknowable,
+// so quarantining it would make up a record the export's row_count may
+// not hold: the stream is refused whole instead (not retryable).
+var errEmptyElement = errors.New("json export: empty array element (a comma after '[' or another comma, or before ']'): not valid JSON")
 
 // maxGuesses bounds the end guesses per element before the exact scan.
 const maxGuesses = 4
@@ -272,6 +335,7 @@ const maxGuesses = 4
 // parse proves the guess. Otherwise the exact scanner finds the end, and
 // the caller parses (or reports) the element itself.
 func (s *arrayScanner) nextParsed(p *Parser) ([]byte, *fastjson.Value, error) {
+	s.big = false
 	if err := s.toElement(); err != nil {
 		return nil, nil, err
 	}
@@ -288,7 +352,7 @@ func (s *arrayScanner) nextParsed(p *Parser) ([]byte, *fastjson.Value, error) {
 			for next < len(s.buf) && (s.buf[next] == ' ' || s.buf[next] == '\n' || s.buf[next] == '\r' || s.buf[next] == '\t') {
 				next++
 			}
-			if next < len(s.buf) && (s.buf[next] == ',' || s.buf[next] == ']') {
+			if next < len(s.buf) && (s.buf[next] == ',' || s.buf[next] == ']') && end-start <= s.max {
 				if v, err := p.p.ParseBytes(s.buf[start:end]); err == nil {
 					s.pos = end
 					return s.buf[start:end], v, nil
@@ -302,9 +366,11 @@ func (s *arrayScanner) nextParsed(p *Parser) ([]byte, *fastjson.Value, error) {
 }
 
 // element returns the bytes of the JSON value starting at pos, tracking
-// nesting and strings so commas and brackets inside do not end it.
+// nesting and strings so commas and brackets inside do not end it. An
+// element over max bytes is not kept: once it passes max it is hashed
+// and dropped as it is scanned, and element returns nil with big set.
 func (s *arrayScanner) element() ([]byte, error) {
-	start := s.pos
+	start := s.pos // first byte kept (or, when big, not yet hashed)
 	depth := 0
 	inString, escaped := false, false
 	for {
@@ -343,26 +409,49 @@ func (s *arrayScanner) element() ([]byte, error) {
 			case depth == 0 && c == ']':
 				// The array's end after a scalar element.
 				s.pos--
-				return s.buf[start:s.pos], nil
+				return s.end(start), nil
 			case c == '}' || c == ']':
 				depth--
 				if depth < 0 {
 					return nil, fmt.Errorf("json export: unbalanced %q", c)
 				}
 				if depth == 0 {
-					return s.buf[start:s.pos], nil
+					return s.end(start), nil
 				}
 			case depth == 0 && (c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r'):
 				// A scalar element ends at the separator.
 				s.pos--
-				return s.buf[start:s.pos], nil
+				return s.end(start), nil
 			}
 		}
-		if err := s.fill(start); err != nil {
+		keep := start
+		switch {
+		case s.big:
+			s.over.add(s.buf[start:s.pos])
+			keep = s.pos
+		case s.pos-start > s.max:
+			s.over.start(s.buf[start:s.pos])
+			s.big, keep = true, s.pos
+		}
+		if err := s.fill(keep); err != nil {
 			return nil, fmt.Errorf("json export: truncated element: %w", err)
 		}
 		start = 0
 	}
+}
+
+// end finishes the element that started at start and ends at pos.
+func (s *arrayScanner) end(start int) []byte {
+	switch {
+	case s.big:
+		s.over.add(s.buf[start:s.pos])
+		return nil
+	case s.pos-start > s.max:
+		s.over.start(s.buf[start:s.pos])
+		s.big = true
+		return nil
+	}
+	return s.buf[start:s.pos]
 }
 
 // trailingBackslashes counts the backslashes that end b.
@@ -378,25 +467,40 @@ func trailingBackslashes(b []byte) int {
 // one event per row with JSON text in the array and object cells.
 type csvDecoder struct {
 	r      *csv.Reader
+	lines  *csvLines
 	header []string
 	ps     Parser
 	row    []string // the current row (the reader reuses it)
 	raw    []byte
 }
 
-func newCSVDecoder(r io.Reader) (*csvDecoder, error) {
-	cr := csv.NewReader(bufio.NewReaderSize(r, 256<<10))
+func newCSVDecoder(r io.Reader, max int, over *oversize) (*csvDecoder, error) {
+	lines := &csvLines{src: bufio.NewReaderSize(r, 256<<10), max: max, over: over}
+	cr := csv.NewReader(lines)
 	cr.ReuseRecord = true
 	cr.FieldsPerRecord = -1
 	header, err := cr.Read()
+	if lines.big {
+		return nil, fmt.Errorf("csv export: header row over %d bytes", max)
+	}
+	lines.reset()
 	if err != nil {
 		return nil, fmt.Errorf("csv export: read header: %w", err)
 	}
-	return &csvDecoder{r: cr, header: append([]string(nil), header...)}, nil
+	return &csvDecoder{r: cr, lines: lines, header: append([]string(nil), header...)}, nil
 }
 
 func (c *csvDecoder) next(ev *Event) ([]byte, error) {
 	row, err := c.r.Read()
+	big := c.lines.big
+	c.lines.reset()
+	if big {
+		var pe *csv.ParseError
+		if err == nil || errors.Is(err, io.EOF) || errors.As(err, &pe) {
+			return nil, errCut // the caller reports the record as too large
+		}
+		return nil, err
+	}
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) && !errors.Is(pe.Err, csv.ErrQuote) && !errors.Is(pe.Err, csv.ErrBareQuote) {
@@ -420,6 +524,97 @@ func (c *csvDecoder) next(ev *Event) ([]byte, error) {
 		}
 	}
 	return nil, nil
+}
+
+// errCut says csvLines cut the record for its size.
+var errCut = errors.New("record cut")
+
+// csvLines stands between the source and csv.Reader. It hands out at
+// most one line per Read, so csv.Reader (and its buffer) never holds
+// bytes past the line that ends the current record, and the decoder
+// resets it after each record. A record that grows past max bytes is cut
+// there: the rest of it is hashed and skipped up to the first line end
+// after an even number of quotes (in RFC 4180 quotes come in pairs
+// within a record, so that is where the record ends), and csv.Reader is
+// given an end of stream to finish it; the next Read goes on with the
+// next record.
+type csvLines struct {
+	src     *bufio.Reader
+	max     int
+	rec     []byte // the current record's bytes handed out (at most max)
+	pending []byte // the rest of the line read last, not handed out yet
+	quotes  int    // quotes in the current record so far
+	over    *oversize
+	big     bool // the current record was cut
+	skipped bool // its rest is skipped
+}
+
+func (l *csvLines) reset() {
+	l.rec, l.quotes, l.big, l.skipped = l.rec[:0], 0, false, false
+}
+
+func (l *csvLines) Read(p []byte) (int, error) {
+	if l.big {
+		if !l.skipped {
+			if err := l.skip(); err != nil {
+				return 0, err
+			}
+			l.skipped = true
+		}
+		return 0, io.EOF
+	}
+	if len(l.pending) == 0 {
+		line, err := l.src.ReadSlice('\n')
+		if len(line) == 0 {
+			return 0, err // io.EOF or a read error
+		}
+		l.pending = line // valid until the next ReadSlice, which waits until it is handed out
+	}
+	n := min(len(p), len(l.pending))
+	cut := n > l.max-len(l.rec)
+	if cut {
+		n = l.max - len(l.rec)
+	}
+	n = copy(p, l.pending[:n])
+	if len(l.rec)+n > cap(l.rec) && len(l.rec)+n > 64<<10 {
+		// Past typical rows, grow once to the limit rather than by steps.
+		l.rec = append(make([]byte, 0, l.max), l.rec...)
+	}
+	l.rec = append(l.rec, p[:n]...)
+	l.quotes += bytes.Count(p[:n], []byte{'"'})
+	l.pending = l.pending[n:]
+	if cut {
+		l.over.start(l.rec)
+		l.big = true
+	}
+	return n, nil
+}
+
+// skip hashes and drops the rest of a cut record.
+func (l *csvLines) skip() error {
+	for {
+		if len(l.pending) == 0 {
+			line, err := l.src.ReadSlice('\n')
+			if len(line) == 0 {
+				if errors.Is(err, io.EOF) {
+					return nil // the record ran to the end of the file
+				}
+				return err
+			}
+			l.pending = line
+		}
+		i := bytes.IndexByte(l.pending, '\n')
+		if i < 0 {
+			i = len(l.pending) - 1
+		}
+		seg := l.pending[:i+1]
+		l.quotes += bytes.Count(seg, []byte{'"'})
+		l.over.add(seg)
+		l.pending = l.pending[i+1:]
+		if seg[len(seg)-1] == '\n' && l.quotes%2 == 0 {
+			return nil
+		}
+	}
 }
 
 func (c *csvDecoder) renderRaw() []byte {

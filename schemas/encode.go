@@ -80,7 +80,8 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 // QuarantineRow is one invalid record and why it was refused.
 type QuarantineRow struct {
 	// RecordHash identifies the record: sha256 of "id:<id>" when it has an
-	// id, of the raw text otherwise; a resent bad record stays single.
+	// id, of the whole raw text otherwise (also when Raw keeps only a
+	// truncated prefix); a resent bad record stays single.
 	RecordHash string
 	EventID    string // best effort; empty when the record had none
 	// EventTimestamp is the record's timestamp when it parsed (zero: none).

@@ -1,7 +1,7 @@
 // Package schemas is the single source of ktpipe's data shapes: the
 // Keeptrusts Event of the API contract, its streaming decoders, the
-// validation rules, the seed's transform, the row encoding for BigQuery
-// loads and the BigQuery table definitions.
+// validation rules, the seed's transform and the row encoding for BigQuery
+// loads. The BigQuery table definitions are in schemas/bqschema.
 package schemas
 
 import (

@@ -14,7 +14,9 @@ import (
 // stream error — never a panic, never a loop — and that every valid
 // record encodes to a row.
 func fuzzDecode(t *testing.T, data []byte, format schemas.Format) {
-	dec, err := schemas.NewDecoder(bytes.NewReader(data), format, false)
+	// The smallest record cap, so inputs the fuzzer can make reach the
+	// too-large paths.
+	dec, err := schemas.NewDecoderLimits(bytes.NewReader(data), format, false, schemas.Limits{MaxRecordBytes: 1024, MaxInflateRatio: 100})
 	if err != nil {
 		return
 	}
@@ -37,6 +39,9 @@ func fuzzDecode(t *testing.T, data []byte, format schemas.Format) {
 			if len(dec.Raw()) == 0 {
 				t.Fatal("a refused record has no raw text for quarantine")
 			}
+			if over, big := dec.TooLarge(); big != (fe.Rule == schemas.RuleTooLarge) || big && (over.Size <= 1024 || len(dec.Raw()) > schemas.TruncatedRawBytes) {
+				t.Fatalf("too large %v (%d bytes, raw %d) with rule %q", big, over.Size, len(dec.Raw()), fe.Rule)
+			}
 		default:
 			return // EOF or a stream error ends the stream
 		}
@@ -44,6 +49,8 @@ func fuzzDecode(t *testing.T, data []byte, format schemas.Format) {
 	t.Fatalf("decoder did not end within %d records", len(data)+1)
 }
 
+// seedCorpus adds generated files; testdata/fuzz/<Name>/ holds the
+// hand-made seeds and the crashers fuzzing found.
 func seedCorpus(f *testing.F, format string) {
 	var buf bytes.Buffer
 	if err := ktsim.WriteFile(&buf, ktsim.FileOptions{Events: 3, Format: format, Seed: 1, InvalidRate: 0.5}); err != nil {
@@ -90,6 +97,9 @@ func FuzzValidate(f *testing.F) {
 		}
 		if err == nil && ev.Cost < 0 {
 			t.Fatal("negative cost validated")
+		}
+		if err == nil && !schemas.InTimestampWindow(ev.Timestamp) {
+			t.Fatalf("timestamp %v outside the window validated", ev.Timestamp)
 		}
 	})
 }

@@ -167,6 +167,11 @@ func setStringField(ev *Event, key, s string) *FieldError {
 		if err != nil {
 			return fieldErr("timestamp", "must be an RFC 3339 / ISO 8601 date-time")
 		}
+		if !InTimestampWindow(t) {
+			// Refused here, so the record does not count as having a
+			// timestamp (quarantine and reconciliation would place it).
+			return fieldErr("timestamp", timestampRule)
+		}
 		ev.Timestamp = t
 	}
 	bit, _ := fieldBit(key)

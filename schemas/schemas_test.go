@@ -75,6 +75,10 @@ func TestValidationRules(t *testing.T) {
 		{"null cost", with("cost", "null"), "cost", "is required"},
 		{"bad timestamp", with("timestamp", `"2026-13-45T99:61:00Z"`), "timestamp", "RFC 3339"},
 		{"date only timestamp", with("timestamp", `"2026-11-01"`), "timestamp", "RFC 3339"},
+		{"year 1 timestamp", with("timestamp", `"0001-01-01T00:00:00Z"`), "timestamp", "from 2000-01-01T00:00:00Z up to"},
+		{"year 9999 timestamp", with("timestamp", `"9999-12-31T23:59:59Z"`), "timestamp", "from 2000-01-01T00:00:00Z up to"},
+		{"just before 2000", with("timestamp", `"2000-01-01T00:59:59+01:00"`), "timestamp", "from 2000-01-01T00:00:00Z up to"},
+		{"2100", with("timestamp", `"2100-01-01T00:00:00Z"`), "timestamp", "from 2000-01-01T00:00:00Z up to"},
 		{"decision not in enum", with("decision", `"maybe"`), "decision", "one of"},
 		{"negative cost", with("cost", `"-0.25"`), "cost", ">= 0"},
 		{"negative numeric cost", with("cost", `-1`), "cost", ">= 0"},
@@ -111,6 +115,8 @@ func TestToleratedVariants(t *testing.T) {
 		{"null metadata", with("metadata", `null`), "0.003000001"},
 		{"no policies", with("policies_evaluated", ""), "0.003000001"},
 		{"basic offset", with("timestamp", `"2026-11-01T10:15:30+0200"`), "0.003000001"},
+		{"first instant of the window", with("timestamp", `"2000-01-01T01:00:00+01:00"`), "0.003000001"},
+		{"last instant of the window", with("timestamp", `"2099-12-31T23:59:59.999999999Z"`), "0.003000001"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,6 +128,21 @@ func TestToleratedVariants(t *testing.T) {
 				t.Errorf("cost = %s, want %s", ev.Cost, tt.cost)
 			}
 		})
+	}
+}
+
+// TestOutOfWindowTimestampIsNotKept: a year-1 timestamp used to count as
+// the record's timestamp while looking unset (the zero time).
+func TestOutOfWindowTimestampIsNotKept(t *testing.T) {
+	ev, err := parse(t, with("timestamp", `"0001-01-01T00:00:00Z"`))
+	if err == nil || ev.HasTimestamp() {
+		t.Fatalf("year 1: err %v, HasTimestamp %v; want refused and not kept", err, ev.HasTimestamp())
+	}
+	ev, _ = parse(t, validEvent)
+	ev.Timestamp = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	var fe *schemas.FieldError
+	if err := schemas.Validate(ev, knownGateways); !errors.As(err, &fe) || fe.Field != "timestamp" {
+		t.Fatalf("Validate of year 9999: %v", err)
 	}
 }
 
@@ -244,6 +265,12 @@ func TestDecoderStreamErrors(t *testing.T) {
 		{"json not an array", schemas.FormatJSON, `{"id":1}`},
 		{"json truncated", schemas.FormatJSON, `[` + validEvent + `,{"id":"x"`},
 		{"json garbage between", schemas.FormatJSON, `[` + validEvent + ` x ` + validEvent + `]`},
+		// An empty element is not JSON; quarantining it would count a
+		// record the export's row_count may not hold.
+		{"json empty first element", schemas.FormatJSON, `[,`},
+		{"json empty middle element", schemas.FormatJSON, `[a,,b]`},
+		{"json empty last element", schemas.FormatJSON, `[` + validEvent + `,]`},
+		{"json empty element after valid", schemas.FormatJSON, `[` + validEvent + `, ,` + validEvent + `]`},
 		{"csv no header", schemas.FormatCSV, ``},
 	}
 	for _, tt := range tests {
@@ -261,6 +288,9 @@ func TestDecoderStreamErrors(t *testing.T) {
 						t.Fatalf("broken stream ended cleanly")
 					}
 					return
+				}
+				if fe != nil && len(dec.Raw()) == 0 {
+					t.Fatalf("a record with no text: %v", fe)
 				}
 			}
 			t.Fatal("no stream error")

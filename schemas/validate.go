@@ -44,6 +44,9 @@ func Validate(ev *Event, gateways GatewaySet) error {
 			return fieldErr(s.name, "must not be empty")
 		}
 	}
+	if !InTimestampWindow(ev.Timestamp) {
+		return fieldErr("timestamp", timestampRule)
+	}
 	if !ev.Decision.Valid() {
 		return fieldErr("decision", "must be one of allow, block, redact, escalate")
 	}
@@ -60,6 +63,23 @@ func Validate(ev *Event, gateways GatewaySet) error {
 		return fieldErr("output_tokens", "must be a non-negative integer")
 	}
 	return nil
+}
+
+// The window of timestamps an event may carry: [2000-01-01, 2100-01-01)
+// UTC. Fixed, not relative to now, so validation is deterministic (a
+// replay judges a record as the first run did). Outside it a timestamp is
+// a producer's bug (year 1 is Go's and many languages' zero time, 9999 a
+// "never"); inside it date pruning and dim_date stay bounded.
+var (
+	MinTimestamp = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTimestamp = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) // exclusive
+)
+
+const timestampRule = "must be from 2000-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z"
+
+// InTimestampWindow reports whether t is in [MinTimestamp, MaxTimestamp).
+func InTimestampWindow(t time.Time) bool {
+	return !t.Before(MinTimestamp) && t.Before(MaxTimestamp)
 }
 
 // ParseTimestamp accepts RFC 3339 with any UTC offset and fractional

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the two real services the tests and the local stack run against,
-# once: the Temporal CLI (dev server + UI) and the BigQuery emulator. Both
+# Builds the real services the tests and the local stack run against, and
+# the linters the test command runs, once each: the Temporal CLI (dev
+# server + UI), the BigQuery emulator, staticcheck and workflowcheck. All
 # come from the Go module proxy; a cached binary is reused.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,9 +27,30 @@ install_bqemulator() {
   mv "$BQEMULATOR_BIN.tmp" "$BQEMULATOR_BIN"
 }
 
+# go_tool BIN MODULE_PATH@VERSION: a Go command pinned by version, cached.
+go_tool() {
+  [ -x "$1" ] && return
+  echo "building $2 (once)" >&2
+  tmp=$(mktemp -d)
+  GOBIN=$tmp GOFLAGS=-buildvcs=false go install "$2"
+  mv "$tmp/$(basename "${2%@*}")" "$1"
+  rm -rf "$tmp"
+}
+
+install_linters() {
+  go_tool "$STATICCHECK_BIN" "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+  go_tool "$WORKFLOWCHECK_BIN" "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"
+}
+
+# One install at a time: two test runs started together must not both
+# spend minutes building the same binary.
+exec 9>"$KTPIPE_BIN/.install.lock"
+flock 9
+
 case "${1:-all}" in
   temporal) install_temporal ;;
   bqemulator) install_bqemulator ;;
-  all) install_temporal; install_bqemulator ;;
-  *) echo "usage: $0 [temporal|bqemulator|all]" >&2; exit 2 ;;
+  linters) install_linters ;;
+  all) install_temporal; install_bqemulator; install_linters ;;
+  *) echo "usage: $0 [temporal|bqemulator|linters|all]" >&2; exit 2 ;;
 esac

@@ -1,10 +1,34 @@
 #!/usr/bin/env bash
-# The tests: builds the Temporal CLI and the BigQuery emulator once (cached
-# under ~/.cache/ktpipe), then runs every package's tests. The warehouse and
-# integration tests start the real dev server and emulator themselves and
-# fail — never skip — when they cannot.
+# The tests: builds the Temporal CLI, the BigQuery emulator and the linters
+# once (cached under ~/.cache/ktpipe), checks that git tracks only source,
+# lints, runs the packages without services under the race detector, runs
+# every fuzz target briefly on top of its seed corpus, then runs every
+# package's tests. The warehouse and integration tests start the real dev
+# server and emulator themselves and fail — never skip — when they cannot.
+#
+# KTPIPE_FUZZTIME (default 5s) is how long each fuzz target runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 scripts/install-tools.sh
+scripts/check-tracked.sh
 go vet ./...
+"$STATICCHECK_BIN" ./...
+# workflowcheck: workflow code must be deterministic (no time.Now, maps
+# ranged into commands, goroutines, ...).
+"$WORKFLOWCHECK_BIN" ./workflows/...
+
+# Packages whose tests need no dev server or emulator, under -race.
+race_pkgs=$(go list ./... | grep -v -e /integration -e /warehouse -e /devstack -e /cmd/ -e /tools/)
+go test -count=1 -race -timeout 10m $race_pkgs
+
+# Each fuzz target for a few seconds, beyond its seed corpus (which the
+# plain test run below replays too).
+grep -l '^func Fuzz' $(git ls-files '*_test.go') | while read -r f; do
+  dir=./$(dirname "$f")
+  for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -d' ' -f2); do
+    go test -run '^$' -fuzz "^$target\$" -fuzztime "${KTPIPE_FUZZTIME:-5s}" "$dir"
+  done
+done
+
 go test -count=1 -timeout 25m "$@" ./...

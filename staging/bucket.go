@@ -40,25 +40,42 @@ func (b Bucket) Create(ctx context.Context, key string) (io.WriteCloser, error) 
 	if err := CheckKey(key); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(b.Scratch.Root, 0o755); err != nil {
+	if err := os.MkdirAll(b.Scratch.Root, dirMode); err != nil {
 		return nil, fmt.Errorf("staging create %s: %w", key, err)
 	}
 	f, err := os.CreateTemp(b.Scratch.Root, ".upload-*")
 	if err != nil {
 		return nil, fmt.Errorf("staging create %s: %w", key, err)
 	}
-	return &uploadOnClose{File: f, publish: func() error { return b.upload(ctx, f.Name(), key) }}, nil
+	return &uploadOnClose{f: f, publish: func() error { return b.upload(ctx, f.Name(), key) }}, nil
 }
 
+// uploadOnClose is Bucket.Create's writer: Write and Close only, so every
+// write error is seen and keeps the object from being uploaded.
 type uploadOnClose struct {
-	*os.File
+	f       *os.File
 	publish func() error
+	err     error // the first failed Write
+}
+
+func (u *uploadOnClose) Write(b []byte) (int, error) {
+	if u.err != nil {
+		return 0, u.err
+	}
+	n, err := u.f.Write(b)
+	if err != nil {
+		u.err = err
+	}
+	return n, err
 }
 
 func (u *uploadOnClose) Close() error {
-	defer os.Remove(u.Name())
-	if err := u.File.Close(); err != nil {
+	defer os.Remove(u.f.Name())
+	if err := u.f.Close(); err != nil {
 		return err
+	}
+	if u.err != nil {
+		return fmt.Errorf("staging write: %w", u.err)
 	}
 	return u.publish()
 }
@@ -101,7 +118,7 @@ func (b Bucket) Open(ctx context.Context, key string) (*os.File, error) {
 		return nil, fmt.Errorf("staging open %s: %w", key, err)
 	}
 	defer r.Close()
-	if err := os.MkdirAll(b.Scratch.Root, 0o755); err != nil {
+	if err := os.MkdirAll(b.Scratch.Root, dirMode); err != nil {
 		return nil, fmt.Errorf("staging open %s: %w", key, err)
 	}
 	f, err := os.CreateTemp(b.Scratch.Root, ".download-*")

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ktpipe/ktpipe/schemas"
 )
@@ -71,18 +73,39 @@ func (s storeSink) Create(key string) (io.WriteCloser, error) { return s.store.C
 
 // SplitOptions configure a Splitter.
 type SplitOptions struct {
-	LoadID     string
-	Source     string // export, pull, webhook
-	ChunkRows  int
-	Gateways   schemas.GatewaySet
-	IngestedAt time.Time
+	LoadID string
+	Source string // export, pull, webhook
+	// ChunkRows caps a chunk's valid rows and, apart, its quarantined
+	// records: a chunk closes when either file holds ChunkRows lines.
+	ChunkRows int
+	// ChunkBytes caps each of a chunk's two files: a chunk closes once
+	// either reaches it (0: DefaultChunkBytes).
+	ChunkBytes int64
+	// MaxRawBytes caps the raw text a quarantine row stores; a longer
+	// text is cut with a marker giving its size and sha256 (0:
+	// DefaultMaxRawBytes).
+	MaxRawBytes int
+	Gateways    schemas.GatewaySet
+	IngestedAt  time.Time
 	// Progress, when set, is called every ProgressEvery records.
 	Progress      func(records int64)
 	ProgressEvery int64
 }
 
+// DefaultChunkBytes bounds one chunk file, which is uploaded in one
+// request: a normal chunk (50,000 rows of ~0.5 KB) is ~25 MB, so only
+// chunks of unusually large records reach it.
+const DefaultChunkBytes = 128 << 20
+
+// DefaultMaxRawBytes is the default cap of a quarantine row's raw text:
+// the default record cap (schemas.DefaultLimits), so every record the
+// decoder keeps whole stays whole (and replayable) in quarantine, while a
+// raised record cap cannot make rows that fail every load.
+const DefaultMaxRawBytes = 1 << 20
+
 // Splitter validates, transforms and encodes records into chunk files of
-// at most ChunkRows rows each.
+// at most ChunkRows rows, ChunkRows quarantined records and ChunkBytes
+// per file each.
 type Splitter struct {
 	opts    SplitOptions
 	sink    Sink
@@ -94,15 +117,17 @@ type Splitter struct {
 	ids      idSet
 	hashes   map[[32]byte]struct{}
 	row      []byte
+	rawBuf   []byte // a truncated raw text
 	ev       schemas.Event
 	meta     schemas.LoadMeta
 	min, max time.Time // event_date range of the current chunk
 }
 
 type chunkFile struct {
-	w  io.WriteCloser
-	bw *bufio.Writer
-	n  int64
+	w     io.WriteCloser
+	bw    *bufio.Writer
+	n     int64 // lines
+	bytes int64
 }
 
 // ChunkKey and QuarantineKey name a load's chunk files. They are
@@ -123,6 +148,12 @@ func NewSplitter(opts SplitOptions, sink Sink) (*Splitter, error) {
 	}
 	if opts.ChunkRows <= 0 {
 		return nil, fmt.Errorf("chunk rows %d: must be positive", opts.ChunkRows)
+	}
+	if opts.ChunkBytes <= 0 {
+		opts.ChunkBytes = DefaultChunkBytes
+	}
+	if opts.MaxRawBytes <= 0 {
+		opts.MaxRawBytes = DefaultMaxRawBytes
 	}
 	return &Splitter{
 		opts:    opts,
@@ -152,7 +183,7 @@ func (s *Splitter) Add(dec *schemas.Decoder) error {
 		}
 		s.man.Records++
 		if fe != nil {
-			if err := s.quarantine(dec.Raw(), fe); err != nil {
+			if err := s.quarantine(dec, fe); err != nil {
 				return err
 			}
 		} else if err := s.write(); err != nil {
@@ -205,21 +236,39 @@ func (s *Splitter) write() error {
 		return fmt.Errorf("write chunk: %w", err)
 	}
 	s.cur.n++
+	s.cur.bytes += int64(len(s.row))
 	s.man.Rows++
-	if s.cur.n >= int64(s.opts.ChunkRows) {
+	return s.rollover(s.cur)
+}
+
+// rollover closes the chunk once f (one of its files) is full.
+func (s *Splitter) rollover(f *chunkFile) error {
+	if f.n >= int64(s.opts.ChunkRows) || f.bytes >= s.opts.ChunkBytes {
 		return s.flush()
 	}
 	return nil
 }
 
-func (s *Splitter) quarantine(raw []byte, fe *schemas.FieldError) error {
+func (s *Splitter) quarantine(dec *schemas.Decoder, fe *schemas.FieldError) error {
 	if err := s.open(); err != nil {
 		return err
 	}
 	// The identity of a bad record is its id when it has one, so a resend
-	// in another format or byte layout stays single; else its raw text.
-	id := schemas.RecordID(raw)
-	sum := sha256.Sum256(raw)
+	// in another format or byte layout stays single; else the sha256 of
+	// its whole raw text. A record the decoder skipped for its size has
+	// only a prefix here, so its identity is the hash of its whole text,
+	// which the decoder took as it went.
+	raw := dec.Raw()
+	size := int64(len(raw))
+	var id string
+	var textSum [32]byte
+	if over, big := dec.TooLarge(); big {
+		size, textSum = over.Size, over.SHA256
+	} else {
+		id = schemas.RecordID(raw)
+		textSum = sha256.Sum256(raw)
+	}
+	sum := textSum
 	if id != "" {
 		sum = sha256.Sum256([]byte("id:" + id))
 	}
@@ -240,6 +289,12 @@ func (s *Splitter) quarantine(raw []byte, fe *schemas.FieldError) error {
 	if len(id) > 64 {
 		id = id[:64]
 	}
+	if size > int64(len(raw)) || len(raw) > s.opts.MaxRawBytes {
+		// A huge raw text would make the quarantine load fail on every
+		// retry; keep a prefix, and say what was cut.
+		s.rawBuf = TruncateRaw(s.rawBuf[:0], raw, s.opts.MaxRawBytes, size, textSum)
+		raw = s.rawBuf
+	}
 	q := schemas.QuarantineRow{RecordHash: hex.EncodeToString(sum[:]), EventID: id, Field: fe.Field, Rule: fe.Rule, Raw: raw}
 	if s.ev.HasTimestamp() {
 		q.EventTimestamp = s.ev.Timestamp
@@ -249,8 +304,29 @@ func (s *Splitter) quarantine(raw []byte, fe *schemas.FieldError) error {
 		return fmt.Errorf("write quarantine: %w", err)
 	}
 	s.curQ.n++
+	s.curQ.bytes += int64(len(s.row))
 	s.man.Quarantined++
-	return nil
+	return s.rollover(s.curQ)
+}
+
+// TruncateRaw appends to b at most max bytes of raw, cut at a UTF-8
+// boundary, and a marker with the whole text's size and sha256:
+// "…[ktpipe: raw text truncated, <size> bytes in all, sha256 <hex>]".
+func TruncateRaw(b, raw []byte, max int, size int64, sum [32]byte) []byte {
+	if len(raw) > max {
+		// Do not split a character: back up to the start of the one cut.
+		cut := max
+		for cut > 0 && cut > max-utf8.UTFMax && !utf8.RuneStart(raw[cut]) {
+			cut--
+		}
+		raw = raw[:cut]
+	}
+	b = append(b, raw...)
+	b = append(b, "…[ktpipe: raw text truncated, "...)
+	b = strconv.AppendInt(b, size, 10)
+	b = append(b, " bytes in all, sha256 "...)
+	b = hex.AppendEncode(b, sum[:])
+	return append(b, ']')
 }
 
 // flush closes the current chunk's files and records their counts.

@@ -68,33 +68,118 @@ func (d Dir) path(key string) (string, error) {
 	return filepath.Join(d.Root, filepath.FromSlash(key)), nil
 }
 
-// Create writes to a temporary file and renames it into place on Close.
+// Staged files hold events (user identities, prompts' metadata): they
+// are the owner's alone.
+const (
+	dirMode  = 0o700
+	fileMode = 0o600
+)
+
+// Create writes to a temporary file (0600) and renames it into place on
+// Close, after syncing the file and then its directory, so a published
+// file survives a crash of the host. A writer whose Write failed never
+// publishes: Close removes the temporary file and returns the error.
 func (d Dir) Create(_ context.Context, key string) (io.WriteCloser, error) {
 	p, err := d.path(key)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := mkdirAllSynced(filepath.Dir(p)); err != nil {
 		return nil, fmt.Errorf("staging create %s: %w", key, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*") // mode 0600
 	if err != nil {
 		return nil, fmt.Errorf("staging create %s: %w", key, err)
 	}
-	return &atomicFile{File: f, final: p}, nil
+	return &atomicFile{f: f, final: p}, nil
 }
 
-type atomicFile struct {
-	*os.File
-	final string
-}
-
-func (a *atomicFile) Close() error {
-	if err := a.File.Close(); err != nil {
-		os.Remove(a.Name())
+// mkdirAllSynced creates dir and its missing parents (0700) and syncs the
+// parent of each one it created, so the directory of a published file
+// survives a crash too.
+func mkdirAllSynced(dir string) error {
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return err
 	}
-	return os.Rename(a.Name(), a.final)
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// atomicFile is Create's writer. It offers Write and Close only (no
+// promoted *os.File methods such as ReadFrom or WriteString), so every
+// write error is seen and keeps the file from being published.
+type atomicFile struct {
+	f     *os.File
+	final string
+	sync  func(*os.File) error // nil: (*os.File).Sync; tests count calls
+	err   error                // the first failed Write
+}
+
+func (a *atomicFile) Write(b []byte) (int, error) {
+	if a.err != nil {
+		return 0, a.err
+	}
+	n, err := a.f.Write(b)
+	if err != nil {
+		a.err = err
+	}
+	return n, err
+}
+
+// Close publishes the file once its bytes and then the rename are on
+// disk; after a failed Write or sync it removes the temporary file.
+func (a *atomicFile) Close() error {
+	err := a.err
+	if err == nil {
+		err = a.fsync(a.f)
+	}
+	if cerr := a.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(a.f.Name())
+		return fmt.Errorf("staging write %s: %w", a.final, err)
+	}
+	if err := os.Rename(a.f.Name(), a.final); err != nil {
+		os.Remove(a.f.Name())
+		return fmt.Errorf("staging publish %s: %w", a.final, err)
+	}
+	dir, err := os.Open(filepath.Dir(a.final))
+	if err != nil {
+		return fmt.Errorf("staging sync %s: %w", filepath.Dir(a.final), err)
+	}
+	defer dir.Close()
+	if err := a.fsync(dir); err != nil {
+		return fmt.Errorf("staging sync %s: %w", filepath.Dir(a.final), err)
+	}
+	return nil
+}
+
+func (a *atomicFile) fsync(f *os.File) error {
+	if a.sync != nil {
+		return a.sync(f)
+	}
+	return f.Sync()
 }
 
 // Append opens key for appending and returns its current size.
@@ -103,10 +188,10 @@ func (d Dir) Append(_ context.Context, key string) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), dirMode); err != nil {
 		return nil, 0, fmt.Errorf("staging append %s: %w", key, err)
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_APPEND, fileMode)
 	if err != nil {
 		return nil, 0, fmt.Errorf("staging append %s: %w", key, err)
 	}

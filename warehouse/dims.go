@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/civil"
 
 	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
 )
 
 //go:embed prices.csv
@@ -174,7 +175,7 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 // replace swaps a small table's content for r's rows.
 func (w *Warehouse) replace(ctx context.Context, table string, r *bytes.Buffer) error {
 	var schema bigquery.Schema
-	for _, t := range schemas.Tables() {
+	for _, t := range bqschema.Tables() {
 		if t.Name == table {
 			schema = t.Schema
 		}

@@ -13,6 +13,7 @@ import (
 	"cloud.google.com/go/bigquery"
 
 	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
@@ -29,11 +30,11 @@ type ChunkFiles struct {
 // job per staging table also keeps far from BigQuery's 1,500 load jobs per
 // table per day.
 func (w *Warehouse) StageChunk(ctx context.Context, loadID string, c staging.Chunk, files ChunkFiles) error {
-	if err := w.stageFile(ctx, tableName("stg_", loadID, c.Index), schemas.EventRowSchema(), files.Rows, loadID, c.Index, "rows", c.Rows); err != nil {
+	if err := w.stageFile(ctx, tableName("stg_", loadID, c.Index), bqschema.EventRowSchema(), files.Rows, loadID, c.Index, "rows", c.Rows); err != nil {
 		return err
 	}
 	if files.Quarantine != nil {
-		return w.stageFile(ctx, tableName("qstg_", loadID, c.Index), schemas.QuarantineSchema(), files.Quarantine, loadID, c.Index, "quarantine", c.Quarantined)
+		return w.stageFile(ctx, tableName("qstg_", loadID, c.Index), bqschema.QuarantineSchema(), files.Quarantine, loadID, c.Index, "quarantine", c.Quarantined)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -12,6 +13,29 @@ import (
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/civil"
 )
+
+// PrintViews writes every view it can read, in order. A view that cannot
+// be read (missing, or its query fails) does not hide the others: it is
+// named on out where its table would be, and the error returned names
+// every such view.
+func (w *Warehouse) PrintViews(ctx context.Context, out io.Writer, views []View, limit int) error {
+	var failed []string
+	var errs []error
+	for _, v := range views {
+		if err := w.PrintView(ctx, out, v, limit); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			fmt.Fprintf(out, "\n== %s (%s)\ncould not be read: %v\n", v.Title, v.Name, err)
+			failed = append(failed, v.Name)
+			errs = append(errs, err)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d reports could not be read (%s): %w", len(failed), len(views), strings.Join(failed, ", "), errors.Join(errs...))
+	}
+	return nil
+}
 
 // PrintView writes a view's first rows as an aligned table.
 func (w *Warehouse) PrintView(ctx context.Context, out io.Writer, v View, limit int) error {

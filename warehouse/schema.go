@@ -8,7 +8,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
-	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
 )
 
 // SchemaReport says what EnsureSchema changed.
@@ -17,7 +17,8 @@ type SchemaReport struct {
 	CreatedTables  []string
 	AddedColumns   map[string][]string // table → columns added
 	ForeignColumns map[string][]string // table → columns we do not define (left alone)
-	Views          []string
+	CreatedViews   []string
+	ReplacedViews  []string // their definition had changed
 }
 
 func (r SchemaReport) String() string {
@@ -30,6 +31,12 @@ func (r SchemaReport) String() string {
 	}
 	for t, cols := range r.AddedColumns {
 		parts = append(parts, fmt.Sprintf("added to %s: %s", t, strings.Join(cols, ", ")))
+	}
+	if len(r.CreatedViews) > 0 {
+		parts = append(parts, "created views "+strings.Join(r.CreatedViews, ", "))
+	}
+	if len(r.ReplacedViews) > 0 {
+		parts = append(parts, "replaced views "+strings.Join(r.ReplacedViews, ", "))
 	}
 	if len(parts) == 0 {
 		return "schema up to date"
@@ -48,9 +55,10 @@ func (e *SchemaError) Error() string {
 	return fmt.Sprintf("table %s column %s: %s; migrate it by hand (see README, schema evolution)", e.Table, e.Column, e.Problem)
 }
 
-// EnsureSchema creates the dataset, tables and views that are missing and
+// EnsureSchema creates the dataset, tables and views that are missing,
 // applies additive changes (new NULLABLE or REPEATED columns) to existing
-// tables. Running it twice changes nothing the second time.
+// tables and replaces views whose definition changed. Running it twice
+// changes nothing the second time, and issues no DDL.
 func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	rep := SchemaReport{AddedColumns: map[string][]string{}, ForeignColumns: map[string][]string{}}
 	if _, err := w.ds.Metadata(ctx); isNotFound(err) {
@@ -61,17 +69,17 @@ func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	} else if err != nil {
 		return rep, fmt.Errorf("read dataset %s: %w", w.dataset, err)
 	}
-	for _, spec := range schemas.Tables() {
+	for _, spec := range bqschema.Tables() {
 		if err := w.ensureTable(ctx, spec, &rep); err != nil {
 			return rep, err
 		}
 	}
-	views, err := w.ensureViews(ctx)
-	rep.Views = views
+	var err error
+	rep.CreatedViews, rep.ReplacedViews, err = w.ensureViews(ctx)
 	return rep, err
 }
 
-func (w *Warehouse) ensureTable(ctx context.Context, spec schemas.TableSpec, rep *SchemaReport) error {
+func (w *Warehouse) ensureTable(ctx context.Context, spec bqschema.TableSpec, rep *SchemaReport) error {
 	t := w.ds.Table(spec.Name)
 	md, err := t.Metadata(ctx)
 	if isNotFound(err) {

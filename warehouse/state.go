@@ -103,14 +103,19 @@ func contentHash(b []byte) string {
 
 // CountQuarantined returns quarantined records whose own timestamp lies
 // in [since, until), and all quarantined records with no usable
-// timestamp (those cannot be placed in any window).
+// timestamp (those cannot be placed in any window). A record whose event
+// id the fact table holds (promoted by a quarantine replay, or sent valid
+// since) is resolved and not counted, so fact + quarantine stays the
+// source's count.
 func (w *Warehouse) CountQuarantined(ctx context.Context, since, until time.Time) (inWindow, unplaced int64, err error) {
 	rows, err := w.query(ctx, "count quarantine", fmt.Sprintf(`SELECT
-  COUNTIF(event_timestamp >= @since AND event_timestamp < @until) AS in_window,
-  COUNTIF(event_timestamp IS NULL) AS unplaced
-FROM %s`, w.ref(schemas.TableQuarantine)),
+  (SELECT COUNT(*) FROM %[1]s q WHERE q.event_timestamp >= @since AND q.event_timestamp < @until
+     AND (q.event_id IS NULL OR q.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi))) AS in_window,
+  (SELECT COUNT(*) FROM %[1]s WHERE event_timestamp IS NULL) AS unplaced`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact)),
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()},
-		bigquery.QueryParameter{Name: "until", Value: until.UTC()})
+		bigquery.QueryParameter{Name: "until", Value: until.UTC()},
+		bigquery.QueryParameter{Name: "lo", Value: civil.DateOf(since.UTC())},
+		bigquery.QueryParameter{Name: "hi", Value: civil.DateOf(until.UTC())})
 	if err != nil {
 		return 0, 0, err
 	}

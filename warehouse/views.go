@@ -72,22 +72,84 @@ func (w *Warehouse) viewSQL(v View) string {
 	return r.Replace(v.sql)
 }
 
-// ensureViews (re)creates every view. DROP then CREATE rather than CREATE
-// OR REPLACE: the emulator refuses the latter, and on BigQuery the gap
-// between the two statements is milliseconds, once per deploy.
-func (w *Warehouse) ensureViews(ctx context.Context) ([]string, error) {
-	var names []string
+// ensureViews creates the views that are missing and replaces those whose
+// stored definition differs from ktpipe's (whitespace aside), so a worker
+// start that changes nothing issues no DDL at all: a worker killed while
+// starting can then never leave a view missing. A changed view is
+// replaced with CREATE OR REPLACE VIEW, atomic on BigQuery; only where the
+// backend fails that (the emulator) is it deleted and created again,
+// which leaves a gap of one request.
+//
+// Views are created through the tables API rather than CREATE VIEW: both
+// backends then store the definition exactly as given, so it can be read
+// back and compared (the emulator records a DDL view's query in its own
+// translated SQL, which would never compare equal).
+func (w *Warehouse) ensureViews(ctx context.Context) (created, replaced []string, err error) {
 	for _, v := range Views {
-		ref := w.ref(v.Name)
-		if err := w.exec(ctx, "drop view "+v.Name, "DROP VIEW IF EXISTS "+ref); err != nil {
-			return names, err
+		want := w.viewSQL(v)
+		md, err := w.ds.Table(v.Name).Metadata(ctx)
+		switch {
+		case isNotFound(err):
+			if err := w.createView(ctx, v.Name, want); err != nil {
+				return created, replaced, err
+			}
+			created = append(created, v.Name)
+			continue
+		case err != nil:
+			return created, replaced, fmt.Errorf("read view %s: %w", v.Name, err)
+		case md.Type != bigquery.ViewTable:
+			return created, replaced, &SchemaError{Table: v.Name, Column: "-", Problem: fmt.Sprintf("is a %s, ktpipe needs a view of that name", md.Type)}
+		case sameSQL(md.ViewQuery, want):
+			continue
 		}
-		if err := w.exec(ctx, "create view "+v.Name, "CREATE VIEW "+ref+" AS "+w.viewSQL(v)); err != nil {
-			return names, err
+		if err := w.replaceView(ctx, v.Name, want); err != nil {
+			return created, replaced, err
 		}
-		names = append(names, v.Name)
+		replaced = append(replaced, v.Name)
 	}
-	return names, nil
+	return created, replaced, nil
+}
+
+// createView creates a view; one another worker created a moment ago is
+// left to the comparison of the next start.
+func (w *Warehouse) createView(ctx context.Context, name, sql string) error {
+	w.ddlHook("create view " + name)
+	err := w.ds.Table(name).Create(ctx, &bigquery.TableMetadata{ViewQuery: sql})
+	if err != nil && !isConflict(err) {
+		return fmt.Errorf("create view %s: %w", name, err)
+	}
+	return nil
+}
+
+// replaceView swaps a view's definition as atomically as the backend
+// allows. CREATE OR REPLACE VIEW is one atomic statement on BigQuery. The
+// emulator fails it (see orReplaceRefused); only that failure leads to
+// delete + create. Any other failure (a bad definition, a lost
+// connection) is returned, and the old view stays.
+func (w *Warehouse) replaceView(ctx context.Context, name, sql string) error {
+	w.ddlHook("replace view " + name)
+	err := w.exec(ctx, "replace view "+name, "CREATE OR REPLACE VIEW "+w.ref(name)+" AS "+sql)
+	if err == nil || !orReplaceRefused(err) {
+		return err
+	}
+	w.ddlHook("delete view " + name)
+	if err := w.ds.Table(name).Delete(ctx); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete view %s: %w", name, err)
+	}
+	return w.createView(ctx, name, sql)
+}
+
+// ddlHook tells a test about a schema change about to be made.
+func (w *Warehouse) ddlHook(what string) {
+	if w.onDDL != nil {
+		w.onDDL(what)
+	}
+}
+
+// sameSQL compares two view definitions with whitespace normalised: a
+// re-indented definition is the same view.
+func sameSQL(a, b string) bool {
+	return strings.Join(strings.Fields(a), " ") == strings.Join(strings.Fields(b), " ")
 }
 
 // ReportRows reads a view, ordered for printing, at most limit rows.
@@ -116,3 +178,11 @@ func (w *Warehouse) ReportRows(ctx context.Context, v View, limit int) ([]bigque
 	}
 	return []bigquery.Schema{it.Schema}, rows, nil
 }
+
+// orReplaceRefused recognises the emulator's failure of CREATE OR REPLACE
+// VIEW: it applies the statement to its engine, then fails to record it
+// over the existing view ("409 table is already created"), so its
+// catalog is stale until the view is deleted and created again. BigQuery
+// never answers 409 to a query without a job id of ours; any other error
+// (a bad definition, a lost connection) is a real failure.
+func orReplaceRefused(err error) bool { return isConflict(err) }

@@ -26,6 +26,7 @@ type Warehouse struct {
 	project  string
 	dataset  string
 	location string
+	onDDL    func(what string) // tests count changes to views
 }
 
 var (

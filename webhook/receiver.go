@@ -1,75 +1,148 @@
 // Package webhook receives Keeptrusts webhook deliveries: it verifies
-// each one, stages its events, and signals the WebhookBatch workflow that
-// loads the deliveries of its time window. Only a staging key travels in
-// the signal; the events stay in staging.
+// each one, stages its events, and hands the staging key to the batch
+// that loads the deliveries of its time window. Only a staging key
+// travels onwards; the events stay in staging.
+//
+// The package imports neither Temporal nor the storage clients: a
+// Receiver takes small interfaces (app wires the real ones), so it can be
+// fuzzed quickly and run in a process of its own.
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
-
-	"go.temporal.io/sdk/client"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
-	"github.com/ktpipe/ktpipe/staging"
-	"github.com/ktpipe/ktpipe/workflows"
 )
 
-// MaxBody bounds one delivery's body.
-const MaxBody = 32 << 20
+// Limits of one receiver. The contract states no size for a delivery; it
+// says a sender gives up on an answer after 10 s and retries any non-2xx
+// for 24 h.
+const (
+	// DefaultMaxBody bounds one delivery's body: 8 MiB is about 16,000
+	// events at the ~500 bytes an event measures as JSON, well above the
+	// API's largest unit (a page of 10,000 events, ~5 MB). A bigger
+	// delivery is refused with 413; the hourly pull still loads its events.
+	DefaultMaxBody = 8 << 20
+	// DefaultMaxInFlight bounds the deliveries being read, staged and
+	// signalled at once. Each takes milliseconds once its body is in, so 4
+	// serve hundreds a second; the excess gets 503 with Retry-After, which
+	// the sender retries. With DefaultMaxBody, deliveries hold at most
+	// 4 × 2 × 8 MiB = 64 MiB (the body and the events copied out of it).
+	DefaultMaxInFlight = 4
+	// stageTimeout bounds staging and signalling one delivery: past the
+	// sender's 10 s it has given up and will retry anyway.
+	stageTimeout = 10 * time.Second
+	// retryAfter is what a 503 asks the sender to wait, in seconds.
+	retryAfter = "5"
+	// logValueMax bounds each header value a refusal log line shows.
+	logValueMax = 64
+)
 
-// Receiver is the http.Handler a Keeptrusts webhook subscription posts to.
+// Stager keeps a delivery's events under a key; staging.Store is one.
+// What Create returns must publish its content only when Close succeeds,
+// and only once it is durable.
+type Stager interface {
+	Create(ctx context.Context, key string) (io.WriteCloser, error)
+}
+
+// Batcher hands a staged delivery's key to the batch that loads it (in
+// the worker: signal-with-start of the WebhookBatch workflow of the
+// delivery's window, see app.WebhookBatches).
+type Batcher interface {
+	Add(ctx context.Context, key string, received time.Time) error
+}
+
+// Receiver is the http.Handler a Keeptrusts webhook subscription posts
+// to. Serve it with NewServer, which bounds time per connection; the
+// Receiver bounds bytes per delivery and deliveries in flight.
 type Receiver struct {
-	Secret    keeptrusts.Secret
-	Store     staging.Store
-	Temporal  client.Client
-	TaskQueue string
-	Batch     workflows.WebhookBatchInput
-	Logger    *slog.Logger
-	Now       func() time.Time // default time.Now
+	Secret  keeptrusts.Secret
+	Store   Stager
+	Batches Batcher
+	Logger  *slog.Logger
+	Now     func() time.Time // default time.Now
+	// MaxBody bounds one delivery's body in bytes (default DefaultMaxBody).
+	MaxBody int64
+	// MaxInFlight bounds deliveries handled at once (default
+	// DefaultMaxInFlight).
+	MaxInFlight int
+
+	inFlight atomic.Int64
 }
 
 // DeliveryKey is where a delivery's events are staged: derived from the
-// delivery id, which stays the same on every retry, so a retried delivery
-// rewrites the same file.
-func DeliveryKey(deliveryID string) string {
-	sum := sha256.Sum256([]byte(deliveryID))
+// signed body, never from an unsigned header, so a captured delivery
+// replayed under another Keeptrusts-Delivery id can only rewrite its own
+// file with its own events. A retried delivery (the same body) rewrites
+// the same file, and its events dedup like any resend.
+func DeliveryKey(body []byte) string {
+	sum := sha256.Sum256(body)
 	return "webhooks/" + hex.EncodeToString(sum[:16]) + ".json"
 }
 
-// ServeHTTP answers 202 once the delivery is staged and signalled, 401 to
-// a bad signature, 400 to a malformed delivery, and 503 when staging or
-// Temporal fail, so that the sender retries.
+// ServeHTTP answers 202 once the delivery's events are durably staged and
+// handed to their batch. Before reading the body it refuses a missing,
+// malformed or stale signature (401), a declared body over MaxBody (413)
+// and a delivery beyond MaxInFlight (503 with Retry-After); then 413 to a
+// body over MaxBody, 401 to a signature that does not verify, 400 to a
+// malformed delivery, and 503 when staging or the batch fail, so that the
+// sender retries.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "POST a delivery", http.StatusMethodNotAllowed)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
-		http.Error(w, fmt.Sprintf("read body (at most %d bytes): %v", MaxBody, err), http.StatusRequestEntityTooLarge)
+		rc.refuse(w, r, http.StatusMethodNotAllowed, "POST a delivery", nil)
 		return
 	}
 	now := time.Now
 	if rc.Now != nil {
 		now = rc.Now
 	}
-	if err := keeptrusts.VerifySignature(rc.Secret, r.Header.Get("Keeptrusts-Signature"), body, now()); err != nil {
-		rc.log().Warn("webhook delivery refused", "delivery", r.Header.Get("Keeptrusts-Delivery"), "error", err)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+	sig, err := keeptrusts.ParseSignature(r.Header.Get("Keeptrusts-Signature"), now())
+	if err != nil {
+		// The same answer for every reason: the body must not tell a
+		// caller how far its t is from this server's clock.
+		rc.refuse(w, r, http.StatusUnauthorized, keeptrusts.ErrBadSignature.Error(), err)
 		return
 	}
-	deliveryID := r.Header.Get("Keeptrusts-Delivery")
-	if deliveryID == "" {
-		http.Error(w, "missing Keeptrusts-Delivery header", http.StatusBadRequest)
+	maxBody := rc.maxBody()
+	if r.ContentLength > maxBody {
+		rc.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("a delivery is at most %d bytes", maxBody), nil)
+		return
+	}
+	if n := rc.inFlight.Add(1); n > int64(rc.maxInFlight()) {
+		rc.inFlight.Add(-1)
+		w.Header().Set("Retry-After", retryAfter)
+		rc.refuse(w, r, http.StatusServiceUnavailable, "too many deliveries at once, retry later", nil)
+		return
+	}
+	defer rc.inFlight.Add(-1)
+
+	body, err := readBody(r.Body, r.ContentLength, maxBody)
+	if errors.Is(err, errTooLarge) {
+		rc.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("a delivery is at most %d bytes", maxBody), nil)
+		return
+	}
+	if err != nil {
+		rc.refuse(w, r, http.StatusBadRequest, "could not read the body", err)
+		return
+	}
+	if err := sig.Verify(rc.Secret, body); err != nil {
+		rc.refuse(w, r, http.StatusUnauthorized, keeptrusts.ErrBadSignature.Error(), err)
 		return
 	}
 	var d struct {
@@ -81,47 +154,109 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if d.Type != "events.batch" {
-		http.Error(w, fmt.Sprintf("delivery type %q: want events.batch", d.Type), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("delivery type %q: want events.batch", sanitize(d.Type)), http.StatusBadRequest)
 		return
 	}
 	if len(d.Events) == 0 || d.Events[0] != '[' {
 		http.Error(w, "delivery events: want a JSON array", http.StatusBadRequest)
 		return
 	}
-	key := DeliveryKey(deliveryID)
-	if err := rc.stageAndSignal(r.Context(), key, d.Events, now()); err != nil {
-		rc.log().Error("webhook delivery not taken; the sender will retry", "delivery", deliveryID, "error", err)
+	key := DeliveryKey(body)
+	ctx, cancel := context.WithTimeout(r.Context(), stageTimeout)
+	defer cancel()
+	if err := rc.stageAndAdd(ctx, key, d.Events, now()); err != nil {
+		rc.log().Error("webhook delivery not taken; the sender will retry",
+			"delivery", sanitize(r.Header.Get("Keeptrusts-Delivery")), "key", key, "error", err)
+		w.Header().Set("Retry-After", retryAfter)
 		http.Error(w, "delivery not taken, retry later", http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// stageAndSignal writes the events before signalling, so a batch never
-// gets a key without its file.
-func (rc *Receiver) stageAndSignal(ctx context.Context, key string, events []byte, now time.Time) error {
+// stageAndAdd writes the events before handing their key on, so a batch
+// never gets a key without its file. Close publishes the file only once
+// it is durable, and never after a failed write.
+func (rc *Receiver) stageAndAdd(ctx context.Context, key string, events []byte, now time.Time) error {
 	f, err := rc.Store.Create(ctx, key)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(events); err != nil {
-		f.Close()
-		return fmt.Errorf("stage %s: %w", key, err)
+	_, werr := f.Write(events)
+	if err := f.Close(); err != nil || werr != nil {
+		return fmt.Errorf("stage %s: %w", key, errors.Join(werr, err))
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("stage %s: %w", key, err)
-	}
-	window := rc.Batch.Window
-	if window <= 0 {
-		window = workflows.DefaultWebhookWindow
-	}
-	id := workflows.WebhookBatchID(rc.TaskQueue, now, window)
-	_, err = rc.Temporal.SignalWithStartWorkflow(ctx, id, workflows.DeliverySignal, key,
-		client.StartWorkflowOptions{ID: id, TaskQueue: rc.TaskQueue}, workflows.WebhookBatch, rc.Batch)
-	if err != nil {
-		return fmt.Errorf("signal %s: %w", id, err)
+	if err := rc.Batches.Add(ctx, key, now); err != nil {
+		return fmt.Errorf("add %s to its batch: %w", key, err)
 	}
 	return nil
+}
+
+var errTooLarge = errors.New("body too large")
+
+// readBody reads at most max bytes. It sizes its buffer from the declared
+// length (already checked against max) rather than growing it by
+// doubling, so a delivery holds about its own size.
+func readBody(r io.Reader, declared, max int64) ([]byte, error) {
+	var b bytes.Buffer
+	if declared > 0 {
+		b.Grow(int(declared) + bytes.MinRead)
+	}
+	if _, err := b.ReadFrom(io.LimitReader(r, max+1)); err != nil {
+		return nil, err
+	}
+	if int64(b.Len()) > max {
+		return nil, errTooLarge
+	}
+	return b.Bytes(), nil
+}
+
+// refuse answers status with a fixed message and logs a bounded,
+// sanitised view of the request: never its body, and each header value
+// cut to logValueMax characters without control characters.
+func (rc *Receiver) refuse(w http.ResponseWriter, r *http.Request, status int, msg string, reason error) {
+	attrs := []any{"status", status, "method", sanitize(r.Method), "remote", sanitize(r.RemoteAddr),
+		"delivery", sanitize(r.Header.Get("Keeptrusts-Delivery")),
+		"user_agent", sanitize(r.Header.Get("User-Agent")),
+		"content_length", r.ContentLength,
+		"signature_bytes", len(r.Header.Get("Keeptrusts-Signature"))}
+	if reason != nil {
+		attrs = append(attrs, "reason", sanitize(reason.Error()))
+	}
+	rc.log().Warn("webhook delivery refused", attrs...)
+	http.Error(w, msg, status)
+}
+
+// sanitize returns at most logValueMax printable characters of s, noting
+// how long s was when it cut.
+func sanitize(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range s {
+		if n == logValueMax {
+			return b.String() + "…(" + strconv.Itoa(len(s)) + " bytes)"
+		}
+		if c == utf8.RuneError || !unicode.IsPrint(c) {
+			c = '?'
+		}
+		b.WriteRune(c)
+		n++
+	}
+	return b.String()
+}
+
+func (rc *Receiver) maxBody() int64 {
+	if rc.MaxBody > 0 {
+		return rc.MaxBody
+	}
+	return DefaultMaxBody
+}
+
+func (rc *Receiver) maxInFlight() int {
+	if rc.MaxInFlight > 0 {
+		return rc.MaxInFlight
+	}
+	return DefaultMaxInFlight
 }
 
 func (rc *Receiver) log() *slog.Logger {

@@ -7,8 +7,11 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/activities"
 )
 
 // BackfillInput is a date range to load through exports.
@@ -25,7 +28,8 @@ type BackfillInput struct {
 	MaxWindowsPerRun int
 
 	// Set by the workflow itself when it continues as new: the windows
-	// before Since, and those of them that failed.
+	// before Since, and the first maxFailuresKept of those that failed
+	// (Done.Failed counts them all).
 	Done   BackfillResult
 	Failed []string
 }
@@ -34,7 +38,8 @@ type BackfillInput struct {
 type BackfillResult struct {
 	Windows     int
 	Loaded      int
-	Skipped     int // windows an earlier run of this backfill already loaded
+	Skipped     int // windows an earlier run of this backfill loaded (counted with its rows)
+	Failed      int
 	Rows        int64
 	Quarantined int64
 }
@@ -43,8 +48,13 @@ type BackfillResult struct {
 type BackfillProgress struct {
 	BackfillResult
 	Running []string
-	Failed  []string
+	Failed  []string // the first maxFailuresKept failures; BackfillResult.Failed counts all
 }
+
+// maxFailuresKept bounds the failure messages a backfill keeps (and
+// carries through continue-as-new): two years of hourly windows failing
+// would otherwise be 17,520 messages in every new run's input.
+const maxFailuresKept = 20
 
 // WindowWorkflowID is the id of a backfill window's ExportLoad child.
 func WindowWorkflowID(backfillID string, since, until time.Time) string {
@@ -111,55 +121,20 @@ func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 	s.progress.BackfillResult = s.in.Done
 	s.progress.Windows = s.in.Done.Windows + len(ws)
 	s.progress.Failed = s.in.Failed
+	if s.progress.BackfillResult.Failed < len(s.in.Failed) { // carried by a run before Failed was counted
+		s.progress.BackfillResult.Failed = len(s.in.Failed)
+	}
 	var rest []window
 	if len(ws) > s.in.MaxWindowsPerRun {
 		ws, rest = ws[:s.in.MaxWindowsPerRun], ws[s.in.MaxWindowsPerRun:]
 	}
-	parentID := workflow.GetInfo(ctx).WorkflowExecution.ID
-	type running struct {
-		id     string
-		future workflow.ChildWorkflowFuture
-	}
-	var inflight []running
-	finish := func(r running) {
-		var res ExportLoadResult
-		err := r.future.Get(ctx, &res)
-		s.progress.Running = remove(s.progress.Running, r.id)
-		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
-		switch {
-		case errors.As(err, &started):
-			s.progress.Skipped++
-		case err != nil:
-			s.progress.Failed = append(s.progress.Failed, r.id+": "+err.Error())
-		default:
-			s.progress.Loaded++
-			s.progress.Rows += res.Rows
-			s.progress.Quarantined += res.Quarantined
-		}
-	}
-	for _, w := range ws {
-		if len(inflight) == s.in.Parallelism {
-			finish(inflight[0])
-			inflight = inflight[1:]
-		}
-		id := WindowWorkflowID(parentID, w.since, w.until)
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: id,
-			// A window loaded by an earlier run of this backfill is not
-			// loaded again; a failed one may be.
-			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-			TypedSearchAttributes: temporal.NewSearchAttributes(KindKey.ValueSet("backfill"),
-				WindowStartKey.ValueSet(w.since), WindowEndKey.ValueSet(w.until)),
-		})
-		f := workflow.ExecuteChildWorkflow(cctx, ExportLoad, ExportLoadInput{
-			Since: w.since, Until: w.until, Format: s.in.Format, Gzip: s.in.Gzip, Source: "backfill", Tuning: s.in.Tuning,
-		})
-		s.progress.Running = append(s.progress.Running, id)
-		inflight = append(inflight, running{id, f})
-	}
-	for _, r := range inflight {
-		finish(r)
+	// Version 1 collects children as they finish (a Selector), and waits
+	// for a window whose child id is taken by a running workflow instead
+	// of counting it as done. Runs recorded before it replay version 0.
+	if workflow.GetVersion(ctx, "backfill-selector", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		s.runInOrder(ctx, ws)
+	} else {
+		s.runAsTheyFinish(ctx, ws)
 	}
 	if len(rest) > 0 {
 		next := s.in
@@ -169,12 +144,160 @@ func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 		next.Failed = s.progress.Failed
 		return BackfillResult{}, workflow.NewContinueAsNewError(ctx, Backfill, next)
 	}
-	if n := len(s.progress.Failed); n > 0 {
-		return s.progress.BackfillResult, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%d of %d windows failed (start the same backfill again to retry them): %s", n, s.progress.Windows, strings.Join(s.progress.Failed, "; ")),
-			"BackfillFailed", nil)
+	if n := s.progress.BackfillResult.Failed; n > 0 {
+		msg := fmt.Sprintf("%d of %d windows failed (start the same backfill again to retry them): %s", n, s.progress.Windows, strings.Join(s.progress.Failed, "; "))
+		if n > len(s.progress.Failed) {
+			msg += fmt.Sprintf("; and %d more", n-len(s.progress.Failed))
+		}
+		return s.progress.BackfillResult, temporal.NewNonRetryableApplicationError(msg, "BackfillFailed", nil)
 	}
 	return s.progress.BackfillResult, nil
+}
+
+// startChild starts the ExportLoad child of window w.
+func (s *backfill) startChild(ctx workflow.Context, w window) (string, workflow.ChildWorkflowFuture) {
+	id := WindowWorkflowID(workflow.GetInfo(ctx).WorkflowExecution.ID, w.since, w.until)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: id,
+		// A window loaded by an earlier run of this backfill is not
+		// loaded again; a failed one may be.
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		TypedSearchAttributes: temporal.NewSearchAttributes(KindKey.ValueSet("backfill"),
+			WindowStartKey.ValueSet(w.since), WindowEndKey.ValueSet(w.until)),
+	})
+	f := workflow.ExecuteChildWorkflow(cctx, ExportLoad, ExportLoadInput{
+		Since: w.since, Until: w.until, Format: s.in.Format, Gzip: s.in.Gzip, Source: "backfill", Tuning: s.in.Tuning,
+	})
+	s.progress.Running = append(s.progress.Running, id)
+	return id, f
+}
+
+// count adds a finished window to the progress.
+func (s *backfill) count(id string, res ExportLoadResult, err error, skipped bool) {
+	s.progress.Running = remove(s.progress.Running, id)
+	switch {
+	case err != nil:
+		s.progress.BackfillResult.Failed++
+		if len(s.progress.Failed) < maxFailuresKept {
+			s.progress.Failed = append(s.progress.Failed, id+": "+err.Error())
+		}
+		return
+	case skipped:
+		s.progress.Skipped++
+	default:
+		s.progress.Loaded++
+	}
+	s.progress.Rows += res.Rows
+	s.progress.Quarantined += res.Quarantined
+}
+
+// runInOrder is version 0: children collected in start order, and a
+// child id already taken counted as skipped.
+func (s *backfill) runInOrder(ctx workflow.Context, ws []window) {
+	type running struct {
+		id     string
+		future workflow.ChildWorkflowFuture
+	}
+	var inflight []running
+	finish := func(r running) {
+		var res ExportLoadResult
+		err := r.future.Get(ctx, &res)
+		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
+		if errors.As(err, &started) {
+			s.count(r.id, ExportLoadResult{}, nil, true)
+			return
+		}
+		s.count(r.id, res, err, false)
+	}
+	for _, w := range ws {
+		if len(inflight) == s.in.Parallelism {
+			finish(inflight[0])
+			inflight = inflight[1:]
+		}
+		id, f := s.startChild(ctx, w)
+		inflight = append(inflight, running{id, f})
+	}
+	for _, r := range inflight {
+		finish(r)
+	}
+}
+
+// runAsTheyFinish is version 1: at most Parallelism windows in flight,
+// each collected as soon as it finishes. A window whose child id is taken
+// by another run (an earlier backfill's, still running or completed) is
+// awaited through that run, and counted by its real result.
+func (s *backfill) runAsTheyFinish(ctx workflow.Context, ws []window) {
+	sel := workflow.NewSelector(ctx)
+	inflight := 0
+	// other: f is the outcome of a run this backfill did not start.
+	var collect func(id string, f workflow.Future, other bool)
+	collect = func(id string, f workflow.Future, other bool) {
+		sel.AddFuture(f, func(f workflow.Future) {
+			var res ExportLoadResult
+			err := f.Get(ctx, &res)
+			if !other && alreadyStarted(err) {
+				collect(id, s.awaitOther(ctx, id), true)
+				return
+			}
+			inflight--
+			s.count(id, res, err, other && err == nil)
+		})
+	}
+	for _, w := range ws {
+		for inflight == s.in.Parallelism {
+			sel.Select(ctx)
+		}
+		id, f := s.startChild(ctx, w)
+		inflight++
+		collect(id, f, false)
+	}
+	for inflight > 0 {
+		sel.Select(ctx)
+	}
+}
+
+func alreadyStarted(err error) bool {
+	var child *temporal.ChildWorkflowExecutionAlreadyStartedError
+	var svc *serviceerror.WorkflowExecutionAlreadyStarted // how the test suite reports it
+	return errors.As(err, &child) || errors.As(err, &svc)
+}
+
+// awaitOther returns a future of the ExportLoadResult of the run that
+// holds window id's child id: it asks how that run is doing, every 10s
+// backing off to 1m while it runs (durable timers, no activity slot held).
+func (s *backfill) awaitOther(ctx workflow.Context, id string) workflow.Future {
+	f, set := workflow.NewFuture(ctx)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		HeartbeatTimeout:       DefaultHeartbeatTimeout,
+		ScheduleToCloseTimeout: time.Hour,
+		RetryPolicy:            apiRetry,
+	})
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		delay := 10 * time.Second
+		for {
+			var out activities.WorkflowOutcome
+			if err := workflow.ExecuteActivity(actx, a.WorkflowOutcome, id).Get(ctx, &out); err != nil {
+				set.Set(nil, fmt.Errorf("wait for %s: %w", id, err))
+				return
+			}
+			if !out.Running {
+				if out.Failed != "" {
+					set.Set(nil, errors.New(out.Failed))
+				} else {
+					set.Set(ExportLoadResult{Rows: out.Rows, Quarantined: out.Quarantined}, nil)
+				}
+				return
+			}
+			if err := workflow.Sleep(ctx, delay); err != nil {
+				set.Set(nil, err)
+				return
+			}
+			delay = min(2*delay, time.Minute)
+		}
+	})
+	return f
 }
 
 func remove(ss []string, s string) []string {

@@ -43,10 +43,17 @@ const (
 )
 
 // Tuning adjusts timeouts and parallelism; zero values take defaults.
+// It travels in each workflow's input (so a running workflow keeps the
+// values it started with, and replays stay deterministic); the starters
+// fill Concurrency from KTPIPE_CONCURRENCY.
 type Tuning struct {
-	PollInterval     time.Duration // first wait between export status polls (2s)
-	MaxPollInterval  time.Duration // cap of the poll backoff (1m)
-	HeartbeatTimeout time.Duration // for long activities (30s)
+	PollInterval    time.Duration // first wait between export status polls (2s)
+	MaxPollInterval time.Duration // cap of the poll backoff (1m)
+	// HeartbeatTimeout is how long a worker may go silent before its
+	// activity is retried elsewhere (10s): activities heartbeat every
+	// third of it from a ticker, also while a slow statement runs, so it
+	// bounds the time lost to a killed worker, not the work.
+	HeartbeatTimeout time.Duration
 	// WarehouseTimeout bounds one warehouse activity attempt (1h); a
 	// worker that dies mid-statement is noticed by HeartbeatTimeout.
 	WarehouseTimeout time.Duration
@@ -61,7 +68,7 @@ func (t Tuning) withDefaults() Tuning {
 		t.MaxPollInterval = time.Minute
 	}
 	if t.HeartbeatTimeout <= 0 {
-		t.HeartbeatTimeout = 30 * time.Second
+		t.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
 	if t.WarehouseTimeout <= 0 {
 		t.WarehouseTimeout = time.Hour
@@ -72,30 +79,66 @@ func (t Tuning) withDefaults() Tuning {
 	return t
 }
 
+// DefaultHeartbeatTimeout: a killed worker's activity is retried about
+// this long after its last heartbeat (sent every third of it).
+const DefaultHeartbeatTimeout = 10 * time.Second
+
 // a is a nil *Activities: workflows call its methods as activity
 // references, so calls are type-checked; Temporal runs the real ones.
 var a *activities.Activities
 
-// retry is the retry policy of every activity: exponential backoff, and
-// no retry for the errors that cannot heal by themselves.
-var retry = &temporal.RetryPolicy{
-	InitialInterval:    time.Second,
-	BackoffCoefficient: 2,
-	MaximumInterval:    time.Minute,
-	NonRetryableErrorTypes: []string{
-		activities.ErrTypeAPI, activities.ErrTypeExpired, activities.ErrTypeSchema,
-		activities.ErrTypeMalformed, activities.ErrTypeNothingStaged,
-	},
+// Retries: transient failures (5xx, 429, network, a killed worker) are
+// retried with backoff from 1s, so a killed worker's activity starts again
+// about a second after its heartbeat timeout, up to 15s between attempts.
+// Permanent ones (the error types below, marked non-retryable by the
+// activities) fail at once with their reason. Everything has a ceiling
+// after which the workflow fails, visibly: every context has a
+// ScheduleToClose, and the warehouse and long activities at most
+// maxAttempts attempts. The API's context has no attempt limit: a 429
+// storm is many short attempts, and its hour bounds it.
+const maxAttempts = 60 // ≈15 min of a failure that never heals, at 15s apart
+
+var nonRetryable = []string{
+	activities.ErrTypeAPI, activities.ErrTypeExpired, activities.ErrTypeSchema,
+	activities.ErrTypeMalformed, activities.ErrTypeNothingStaged, activities.ErrTypeChecksum,
 }
 
+// retry is the retry policy of warehouse and long activities.
+var retry = &temporal.RetryPolicy{
+	InitialInterval:        time.Second,
+	BackoffCoefficient:     2,
+	MaximumInterval:        15 * time.Second,
+	MaximumAttempts:        maxAttempts,
+	NonRetryableErrorTypes: nonRetryable,
+}
+
+// apiRetry is retry without an attempt limit, for short API calls.
+var apiRetry = &temporal.RetryPolicy{
+	InitialInterval:        time.Second,
+	BackoffCoefficient:     2,
+	MaximumInterval:        15 * time.Second,
+	NonRetryableErrorTypes: nonRetryable,
+}
+
+// Ceilings per activity context (ScheduleToClose): a long outage becomes
+// a failed workflow an operator sees, not a pull retrying forever behind
+// an overlap-skip schedule.
+const (
+	apiCeiling       = time.Hour
+	longCeiling      = 6 * time.Hour
+	warehouseCeiling = 6 * time.Hour
+)
+
 // apiCtx is for short calls to the Keeptrusts API, on the rate-limited
-// queue. ScheduleToClose bounds a long outage to a visible failure.
+// queue. They heartbeat too, so a call on a killed worker is retried
+// after DefaultHeartbeatTimeout, not after StartToCloseTimeout.
 func apiCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              workflow.GetInfo(ctx).TaskQueueName + APIQueueSuffix,
 		StartToCloseTimeout:    2 * time.Minute,
-		ScheduleToCloseTimeout: time.Hour,
-		RetryPolicy:            retry,
+		HeartbeatTimeout:       DefaultHeartbeatTimeout,
+		ScheduleToCloseTimeout: apiCeiling,
+		RetryPolicy:            apiRetry,
 	})
 }
 
@@ -104,10 +147,11 @@ func apiCtx(ctx workflow.Context) workflow.Context {
 // and the retry resumes from what was staged.
 func longCtx(ctx workflow.Context, t Tuning, queueSuffix string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           workflow.GetInfo(ctx).TaskQueueName + queueSuffix,
-		StartToCloseTimeout: 2 * time.Hour,
-		HeartbeatTimeout:    t.HeartbeatTimeout,
-		RetryPolicy:         retry,
+		TaskQueue:              workflow.GetInfo(ctx).TaskQueueName + queueSuffix,
+		StartToCloseTimeout:    2 * time.Hour,
+		HeartbeatTimeout:       t.HeartbeatTimeout,
+		ScheduleToCloseTimeout: longCeiling,
+		RetryPolicy:            retry,
 	})
 }
 
@@ -118,7 +162,7 @@ func warehouseCtx(ctx workflow.Context, t Tuning) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    t.WarehouseTimeout,
 		HeartbeatTimeout:       t.HeartbeatTimeout,
-		ScheduleToCloseTimeout: 6 * time.Hour,
+		ScheduleToCloseTimeout: warehouseCeiling,
 		RetryPolicy:            retry,
 	})
 }

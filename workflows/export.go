@@ -99,8 +99,11 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 		s.progress.Phase = "downloading"
 		err = workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.DownloadExport,
 			activities.DownloadInput{LoadID: s.loadID(ctx), Export: exp}).Get(ctx, &dl)
-		if hasErrorType(err, activities.ErrTypeExpired) && s.progress.Generation+1 < maxGenerations {
-			s.progress.Generation++ // expired before we got it: export again
+		// Expired before we got it, or its file fails its checksum
+		// (downloaded twice): export again.
+		if (hasErrorType(err, activities.ErrTypeExpired) || hasErrorType(err, activities.ErrTypeChecksum)) &&
+			s.progress.Generation+1 < maxGenerations {
+			s.progress.Generation++
 			continue
 		}
 		if err != nil {

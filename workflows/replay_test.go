@@ -32,6 +32,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	r.RegisterWorkflow(workflows.Replay)
 	r.RegisterWorkflow(workflows.Reconcile)
 	r.RegisterWorkflow(workflows.WebhookBatch)
+	r.RegisterWorkflow(workflows.QuarantineReplay)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			in, err := os.Open(f)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -164,19 +165,61 @@ func pullResult(cursor string, more bool) activities.PullResult {
 	return activities.PullResult{NextCursor: cursor, HasMore: more, Pages: 1, Manifest: manifest}
 }
 
+// startedActivities records the activities a workflow starts, in order.
+// (AssertNotCalled on an activity that was never mocked asserts nothing:
+// the test suite records calls only of mocked activities.)
+func startedActivities(env *testsuite.TestWorkflowEnvironment) *[]string {
+	var names []string
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		names = append(names, info.ActivityType.Name)
+	})
+	return &names
+}
+
+func indexOf(names []string, name string) int {
+	for i, n := range names {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
 func TestPullAdvancesCheckpointOnlyAfterMerge(t *testing.T) {
-	env := newEnv(t)
-	env.OnActivity(acts.ReadCheckpoint, mock.Anything, workflows.DefaultCheckpointKey).Return("c0", nil)
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
-	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(0,
-		temporal.NewNonRetryableApplicationError("table is broken", activities.ErrTypeSchema, nil))
-	env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{})
+	pull := func(mergeErr error) (*testsuite.TestWorkflowEnvironment, []string) {
+		env := newEnv(t)
+		started := startedActivities(env)
+		env.OnActivity(acts.ReadCheckpoint, mock.Anything, workflows.DefaultCheckpointKey).Return("c0", nil)
+		env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
+		env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
+		env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+		env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, mergeErr)
+		env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil).Maybe()
+		env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil).Maybe()
+		env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil).Maybe()
+		// Mocked, so that a wrong call is recorded rather than crashing
+		// on a nil activity; the started list is what is asserted.
+		env.OnActivity(acts.WriteCheckpoint, mock.Anything, mock.Anything).Return(nil).Maybe()
+		env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{})
+		return env, *started
+	}
+
+	env, started := pull(temporal.NewNonRetryableApplicationError("table is broken", activities.ErrTypeSchema, nil))
 	if env.GetWorkflowError() == nil {
 		t.Fatal("a failed merge must fail the pull")
 	}
-	env.AssertNotCalled(t, "WriteCheckpoint", mock.Anything, mock.Anything)
+	if indexOf(started, "MergeLoad") < 0 || indexOf(started, "WriteCheckpoint") >= 0 {
+		t.Fatalf("activities %v: the checkpoint moved although the merge failed", started)
+	}
+
+	env, started = pull(nil)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	merge, check, write := indexOf(started, "MergeLoad"), indexOf(started, "CheckLoad"), indexOf(started, "WriteCheckpoint")
+	if merge < 0 || check < merge || write < check {
+		t.Fatalf("activities %v: want MergeLoad, then CheckLoad, then WriteCheckpoint", started)
+	}
 }
 
 func TestPullRestartsByTimeWhenTheCursorExpired(t *testing.T) {
@@ -365,5 +408,197 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	var res workflows.WebhookBatchResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Deliveries != 2 || res.Rows != 9 || res.Quarantined != 1 {
 		t.Fatalf("result %+v %v", res, err)
+	}
+}
+
+// ceilings records each started activity's ScheduleToClose timeout: the
+// test suite itself stops retrying after 10 attempts when a policy has no
+// limit, so the configured ceiling is what shows a retry-forever.
+func ceilings(env *testsuite.TestWorkflowEnvironment) map[string]time.Duration {
+	got := map[string]time.Duration{}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		got[info.ActivityType.Name] = max(got[info.ActivityType.Name], info.ScheduleToCloseTimeout)
+	})
+	return got
+}
+
+// A transient failure that never heals must end in a failed workflow (an
+// operator sees it), not in retries forever: every activity has a
+// ceiling, here the merge's.
+func TestTransientFailureThatNeverHealsFailsTheWorkflow(t *testing.T) {
+	env := newEnv(t)
+	limits := ceilings(env)
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusCompleted), nil)
+	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
+	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(acts.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
+	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	merges := 0
+	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(func(context.Context, activities.MergeInput) (int, error) {
+		merges++
+		return 0, errors.New("backend error")
+	})
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "backend error") {
+		t.Fatalf("err %v after %d merges, want the merge's error", err, merges)
+	}
+	if len(limits) < 5 {
+		t.Fatalf("saw %d activities", len(limits))
+	}
+	for name, d := range limits {
+		if d <= 0 || d > 6*time.Hour {
+			t.Errorf("%s: ScheduleToClose %s, want a ceiling of at most 6h", name, d)
+		}
+	}
+}
+
+// An export whose file fails its checksum (after one re-download) is
+// replaced by a new export, like an expired one.
+func TestChecksumFailureExportsAgain(t *testing.T) {
+	env := newEnv(t)
+	var keys []string
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CreateExportInput) (keeptrusts.Export, error) {
+			keys = append(keys, in.IdempotencyKey)
+			return export(keeptrusts.StatusCompleted), nil
+		})
+	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{},
+		temporal.NewNonRetryableApplicationError("sha256 mismatch", activities.ErrTypeChecksum, nil)).Once()
+	happyLoad(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0] == keys[1] {
+		t.Fatalf("idempotency keys %v: a bad file needs a new export", keys)
+	}
+}
+
+var day = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+// Children are collected as they finish: a slow first window does not
+// hold back the next one.
+func TestBackfillCollectsChildrenAsTheyFinish(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Backfill)
+	started, finished := map[time.Time]time.Time{}, map[time.Time]time.Time{}
+	env.OnWorkflow(workflows.ExportLoad, mock.Anything, mock.Anything).Return(
+		func(ctx workflow.Context, in workflows.ExportLoadInput) (workflows.ExportLoadResult, error) {
+			started[in.Since] = workflow.Now(ctx)
+			d := time.Hour
+			if in.Since.Equal(day) {
+				d = 10 * time.Hour
+			}
+			if err := workflow.Sleep(ctx, d); err != nil {
+				return workflows.ExportLoadResult{}, err
+			}
+			finished[in.Since] = workflow.Now(ctx)
+			return workflows.ExportLoadResult{Rows: 10}, nil
+		})
+	env.ExecuteWorkflow(workflows.Backfill, workflows.BackfillInput{Since: day, Until: day.Add(72 * time.Hour), Window: 24 * time.Hour, Parallelism: 2})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	third := day.Add(48 * time.Hour)
+	if !started[third].Before(finished[day]) {
+		t.Fatalf("third window started at %s, after the slow first one finished (%s): children collected in start order",
+			started[third].Format(time.TimeOnly), finished[day].Format(time.TimeOnly))
+	}
+	var res workflows.BackfillResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Loaded != 3 || res.Rows != 30 {
+		t.Fatalf("result %+v %v", res, err)
+	}
+}
+
+// A window whose child id is taken by a run the backfill did not start
+// (an earlier backfill's, still running) is waited for and counted by
+// that run's real result, not as done the moment its id was seen.
+func TestBackfillWaitsForAWindowRunningElsewhere(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Backfill)
+	in := workflows.BackfillInput{Since: day, Until: day.Add(48 * time.Hour), Window: 24 * time.Hour, Parallelism: 2}
+	taken := workflows.WindowWorkflowID("bf", day, day.Add(24*time.Hour))
+	wrapper := func(ctx workflow.Context) (workflows.BackfillResult, error) {
+		other := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: taken}),
+			workflows.ExportLoad, workflows.ExportLoadInput{Since: day, Until: day.Add(24 * time.Hour)})
+		if err := other.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+			return workflows.BackfillResult{}, err
+		}
+		var res workflows.BackfillResult
+		err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: "bf"}),
+			workflows.Backfill, in).Get(ctx, &res)
+		return res, err
+	}
+	env.RegisterWorkflowWithOptions(wrapper, workflow.RegisterOptions{Name: "wrapper"})
+	env.OnWorkflow(workflows.ExportLoad, mock.Anything, mock.Anything).Return(
+		func(ctx workflow.Context, in workflows.ExportLoadInput) (workflows.ExportLoadResult, error) {
+			return workflows.ExportLoadResult{Rows: 10, Quarantined: 1}, workflow.Sleep(ctx, 5*time.Hour)
+		})
+	asked := 0
+	env.OnActivity(acts.WorkflowOutcome, mock.Anything, taken).Return(
+		func(context.Context, string) (activities.WorkflowOutcome, error) {
+			if asked++; asked < 3 {
+				return activities.WorkflowOutcome{Running: true}, nil
+			}
+			return activities.WorkflowOutcome{Rows: 7, Quarantined: 2}, nil
+		})
+	env.ExecuteWorkflow("wrapper")
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.BackfillResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if want := (workflows.BackfillResult{Windows: 2, Loaded: 1, Skipped: 1, Rows: 17, Quarantined: 3}); res != want || asked != 3 {
+		t.Fatalf("result %+v after asking %d times, want %+v after 3", res, asked, want)
+	}
+}
+
+// Failures carried through continue-as-new are bounded: the first 20
+// messages and a count.
+func TestBackfillBoundsTheFailuresItCarries(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Backfill)
+	env.OnWorkflow(workflows.ExportLoad, mock.Anything, mock.Anything).Return(workflows.ExportLoadResult{},
+		temporal.NewNonRetryableApplicationError("export failed", "Test", nil))
+	env.ExecuteWorkflow(workflows.Backfill, workflows.BackfillInput{Since: day, Until: day.Add(30 * time.Hour), Window: time.Hour,
+		Parallelism: 5, MaxWindowsPerRun: 25, Failed: []string{"an earlier run's failure"}, Done: workflows.BackfillResult{Windows: 1, Failed: 1}})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("err %v, want continue-as-new", err)
+	}
+	var next workflows.BackfillInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if len(next.Failed) != 20 || next.Failed[0] != "an earlier run's failure" || next.Done.Failed != 26 {
+		t.Fatalf("carries %d failure messages and a count of %d, want 20 and 26", len(next.Failed), next.Done.Failed)
+	}
+}
+
+// A killed worker's activity is retried soon: every activity heartbeats
+// (from a ticker, every third of the timeout) with a timeout of at most
+// 10s, so about 10s after a kill it runs again elsewhere.
+func TestEveryActivityNoticesADeadWorkerWithin10s(t *testing.T) {
+	env := newEnv(t)
+	timeouts := map[string]time.Duration{}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		timeouts[info.ActivityType.Name] = info.HeartbeatTimeout
+	})
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil)
+	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil)
+	happyLoad(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(timeouts) < 9 {
+		t.Fatalf("saw %d activities: %v", len(timeouts), timeouts)
+	}
+	for name, d := range timeouts {
+		if d <= 0 || d > 10*time.Second {
+			t.Errorf("%s: heartbeat timeout %s, want at most 10s", name, d)
+		}
 	}
 }

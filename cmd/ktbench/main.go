@@ -5,10 +5,14 @@
 // Each case runs in a child process so its peak RSS is its own:
 //
 //	go run ./cmd/ktbench -events 1000000
+//
+// With -hostile it measures peak memory on files made to hurt: a 100 MB
+// NDJSON line, a 100 MB JSON array element and a gzip bomb.
 package main
 
 import (
 	"bufio"
+	"compress/gzip"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +22,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ktpipe/ktpipe/ktsim"
@@ -34,7 +39,16 @@ func main() {
 	wh := flag.Bool("warehouse", false, "benchmark the load path and dedup on the BigQuery emulator instead")
 	whSizes := flag.String("fact-sizes", "100000,1000000", "with -warehouse: fact table sizes to measure dedup at")
 	whChunk := flag.Int("chunk-rows", 50000, "with -warehouse: rows per chunk")
+	hostile := flag.Bool("hostile", false, "measure peak memory on hostile files (100 MB record, gzip bomb) instead")
 	flag.Parse()
+
+	if *hostile {
+		if err := runHostile(*dir); err != nil {
+			fmt.Fprintln(os.Stderr, "ktbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *wh {
 		var sizes []int
@@ -214,4 +228,94 @@ func median(xs []float64) float64 {
 		}
 	}
 	return xs[len(xs)/2]
+}
+
+// runHostile runs the Splitter over hostile files, each in a child, and
+// prints how each ended and the child's peak RSS (from its rusage, so a
+// refused file is measured too).
+func runHostile(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-26s %9s %12s  %s\n", "file", "file MB", "peak RSS MB", "outcome")
+	for _, name := range []string{"hostile-line.ndjson", "hostile-element.json", "hostile-bomb.ndjson.gz"} {
+		path := filepath.Join(dir, name)
+		if _, err := os.Stat(path); err != nil {
+			if err := writeHostile(path); err != nil {
+				return err
+			}
+		}
+		st, _ := os.Stat(path)
+		cmd := exec.Command(self, "-child", path)
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		out, err := cmd.CombinedOutput()
+		var records int64
+		var secs float64
+		fmt.Sscan(string(out), &records, &secs)
+		outcome := fmt.Sprintf("split: %d records in %.2f s", records, secs)
+		if err != nil {
+			outcome = "refused: " + strings.TrimSpace(string(out))
+		}
+		var rss int64
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = ru.Maxrss // kB on Linux
+		}
+		fmt.Printf("%-26s %9.1f %12.1f  %s\n", name, float64(st.Size())/1e6, float64(rss)/1024, outcome)
+	}
+	return nil
+}
+
+// writeHostile writes one hostile file: a valid event, a record with a
+// 100 MB metadata string, a valid event; or a gzip stream of 1000
+// members of 1 MiB each (~1 MB inflating to ~1 GB), one NDJSON line.
+func writeHostile(path string) error {
+	const ev = `{"id":"0b6c7e9e-3f1a-4c2b-9d7e-1a2b3c4d5e6f","timestamp":"2026-11-01T10:15:30Z","gateway_id":"11111111-2222-4333-8444-555555555555","user":"u","provider":"openai","model":"gpt-4o","decision":"allow","latency_ms":1,"input_tokens":2,"output_tokens":3,"cost":"0.1"}`
+	const head = `{"id":"1b6c7e9e-3f1a-4c2b-9d7e-1a2b3c4d5e6f","metadata":{"pad":"`
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	pad := strings.Repeat("x", 1<<20)
+	switch {
+	case strings.HasSuffix(path, ".ndjson"):
+		w.WriteString(ev + "\n" + head)
+		for i := 0; i < 100; i++ {
+			w.WriteString(pad)
+		}
+		w.WriteString(`"}}` + "\n" + ev + "\n")
+	case strings.HasSuffix(path, ".json"):
+		w.WriteString("[" + ev + ",\n" + head)
+		for i := 0; i < 100; i++ {
+			w.WriteString(pad)
+		}
+		w.WriteString(`"}},` + "\n" + ev + "]")
+	default:
+		// gzip readers read concatenated members as one stream.
+		member := func(s string) []byte {
+			var b strings.Builder
+			zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+			io.WriteString(zw, s)
+			zw.Close()
+			return []byte(b.String())
+		}
+		w.Write(member(head))
+		m := member(pad)
+		for i := 0; i < 1000; i++ {
+			w.Write(m)
+		}
+		w.Write(member(`"}}` + "\n"))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
 }

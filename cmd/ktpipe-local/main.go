@@ -149,7 +149,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer w.Stop()
-	ctl := &control.Control{Client: w.Client, TaskQueue: cfg.Temporal.TaskQueue}
+	ctl := &control.Control{Client: w.Client, TaskQueue: cfg.Temporal.TaskQueue, Tuning: workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}}
 
 	step("applying the schedule %s: every %s, overlap skip", ctl.ScheduleName(), cfg.Pipeline.ScheduleInterval)
 	pull := workflows.IncrementalPullInput{Start: cfg.Pipeline.PullStart, PageSize: cfg.Pipeline.PageSize,
@@ -204,10 +204,8 @@ func run(ctx context.Context, o options) error {
 	control.PrintReconcile(os.Stdout, rres)
 
 	wh := w.Activities.Warehouse
-	for _, v := range warehouse.Views {
-		if err := wh.PrintView(ctx, os.Stdout, v, 12); err != nil {
-			return err
-		}
+	if err := wh.PrintViews(ctx, os.Stdout, warehouse.Views, 12); err != nil {
+		return err
 	}
 	fmt.Printf("\nTemporal UI: http://127.0.0.1:%d/namespaces/default/schedules/%s\n", o.uiPort, ctl.ScheduleName())
 	if o.keep {

@@ -1,0 +1,349 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ktpipe/ktpipe/staging"
+)
+
+// Retention of staged files.
+const (
+	// DefaultStagingRetention keeps a failed load's files a week: long
+	// enough to notice it (a weekend included) and replay it from staging
+	// (ktpipe replay --load-id), and the same week after which its
+	// BigQuery staging tables expire.
+	DefaultStagingRetention = 7 * 24 * time.Hour
+	// MinStagingRetention is far above the longest activity (2 h) and
+	// its retries (6 h), so a file a live attempt is writing is never
+	// old enough, even when the list of open runs lags.
+	MinStagingRetention = 24 * time.Hour
+)
+
+// Bounds of one clean-up run; what is left is removed by the next run.
+const (
+	maxCleanupLoads = 100_000 // distinct loads tracked in memory
+	maxCleanupFiles = 100_000 // files removed per run
+	maxOpenRuns     = 10_000  // open runs listed; more and nothing is removed
+	maxReportedIDs  = 50      // load ids named in the result
+	// deliveryMargin: a webhook batch starts within moments of its first
+	// delivery being staged; an open batch started up to this long after
+	// a delivery file was written may still need it.
+	deliveryMargin = time.Hour
+)
+
+// ErrTypeCleanup marks a clean-up that cannot run as configured.
+const ErrTypeCleanup = "CleanupMisconfigured"
+
+// Cleaner removes staged files that no load needs any more: the files
+// of loads that failed or were abandoned, webhook deliveries no batch
+// loaded, and what writes that died left behind (.tmp-*, .upload-*,
+// partial downloads). Successful loads remove their own files.
+type Cleaner struct {
+	Store     staging.Store // must be a staging.Sweeper (Dir and Bucket are)
+	Temporal  client.Client // lists the runs still open
+	TaskQueue string
+	Now       func() time.Time // default time.Now
+}
+
+// CleanupInput configures one clean-up.
+type CleanupInput struct {
+	// Retention: files modified more recently are kept (default
+	// DefaultStagingRetention, at least MinStagingRetention).
+	Retention time.Duration
+}
+
+// CleanupResult reports what a clean-up removed and kept.
+type CleanupResult struct {
+	Cutoff     time.Time // files modified before this were candidates
+	Files      int       // removed
+	Bytes      int64     // removed
+	Loads      int       // loads whose files were removed
+	Deliveries int       // webhook delivery files removed
+	Temporary  int       // files left by writes that died, removed
+	LoadIDs    []string  // the first removed load ids
+	// Kept: files of loads whose workflow run is still open (however
+	// old), files newer than the cutoff, and files outside ktpipe's
+	// layout, which are never removed.
+	KeptRunning, KeptRecent, KeptUnknown int
+	More                                 bool // a bound was reached; the next run continues
+}
+
+// OpenRun is a workflow run still open on the task queue.
+type OpenRun struct {
+	WorkflowID, RunID, Type string
+	Start                   time.Time
+}
+
+// CleanupProgress is the heartbeat of a clean-up.
+type CleanupProgress struct {
+	Removed int
+}
+
+// CleanStaging removes what no open or recent workflow references and
+// is older than the retention. It lists the open runs before it looks at
+// a file, so a run that starts later has only files newer than the
+// cutoff. Removing is idempotent: a retry finds less to remove.
+func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupResult, error) {
+	sw, ok := c.Store.(staging.Sweeper)
+	if !ok {
+		return CleanupResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("staging store %T cannot be swept", c.Store), ErrTypeCleanup, nil)
+	}
+	if in.Retention == 0 {
+		in.Retention = DefaultStagingRetention
+	}
+	if in.Retention < MinStagingRetention {
+		return CleanupResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("retention %s is below the minimum %s", in.Retention, MinStagingRetention), ErrTypeCleanup, nil)
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	open, err := c.openRuns(ctx)
+	if err != nil {
+		return CleanupResult{}, err
+	}
+	rule := newSweepRule(now().Add(-in.Retention), open)
+	// Pass 1: every load's newest file, so a load goes whole or not at
+	// all. Memory grows with loads, not files.
+	// Walking a large bucket takes a while: heartbeat as it goes (the
+	// SDK throttles the calls), so a walk that stalls is noticed.
+	seen := 0
+	beat := func(removed int) {
+		if seen++; seen%1000 == 0 {
+			activity.RecordHeartbeat(ctx, CleanupProgress{Removed: removed})
+		}
+	}
+	err = sw.Walk(ctx, func(e staging.Entry) error {
+		beat(0)
+		if !rule.observe(e) {
+			return errTooManyLoads
+		}
+		return nil
+	})
+	if errors.Is(err, errTooManyLoads) {
+		return CleanupResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("staging holds more than %d loads; remove old ones with a bucket lifecycle rule or by hand (see README)", maxCleanupLoads), ErrTypeCleanup, err)
+	}
+	if err != nil {
+		return CleanupResult{}, fmt.Errorf("clean staging: %w", err)
+	}
+	// Pass 2: remove what the rule selects.
+	res := CleanupResult{Cutoff: rule.cutoff}
+	loads := map[string]bool{}
+	log := activity.GetLogger(ctx)
+	err = sw.Walk(ctx, func(e staging.Entry) error {
+		beat(res.Files)
+		d := rule.decide(e)
+		switch d.kind {
+		case keptRunning:
+			res.KeptRunning++
+			return nil
+		case keptRecent:
+			res.KeptRecent++
+			return nil
+		case keptUnknown:
+			res.KeptUnknown++
+			return nil
+		}
+		if res.Files == maxCleanupFiles {
+			res.More = true
+			return errEnough
+		}
+		if err := sw.RemoveEntry(ctx, e); err != nil {
+			return err
+		}
+		res.Files++
+		res.Bytes += e.Size
+		switch d.kind {
+		case removedLoad:
+			if !loads[d.load] {
+				loads[d.load] = true
+				res.Loads++
+				if len(res.LoadIDs) < maxReportedIDs {
+					res.LoadIDs = append(res.LoadIDs, d.load)
+				}
+				log.Info("removing staged files of a finished or abandoned load", "load", d.load, "newest_file", rule.newest[d.load])
+			}
+		case removedDelivery:
+			res.Deliveries++
+		case removedTemp:
+			res.Temporary++
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return res, fmt.Errorf("clean staging (removed %d files so far): %w", res.Files, err)
+	}
+	log.Info("staging cleaned", "cutoff", res.Cutoff, "files", res.Files, "bytes", res.Bytes, "loads", res.Loads,
+		"deliveries", res.Deliveries, "temporary", res.Temporary, "kept_running", res.KeptRunning,
+		"kept_recent", res.KeptRecent, "kept_unknown", res.KeptUnknown, "more", res.More)
+	return res, nil
+}
+
+var (
+	errTooManyLoads = errors.New("too many loads")
+	errEnough       = errors.New("removal bound reached")
+)
+
+// openRuns lists the workflow runs still open on the task queue, every
+// page of them. An incomplete list is an error: nothing is removed when
+// it is not known what is running.
+func (c *Cleaner) openRuns(ctx context.Context) ([]OpenRun, error) {
+	if strings.ContainsAny(c.TaskQueue, `'"\`) {
+		return nil, temporal.NewNonRetryableApplicationError("task queue "+c.TaskQueue+" cannot be quoted in a visibility query", ErrTypeCleanup, nil)
+	}
+	query := fmt.Sprintf("TaskQueue = '%s' AND ExecutionStatus = 'Running'", c.TaskQueue)
+	var runs []OpenRun
+	var token []byte
+	for {
+		resp, err := c.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list open workflows: %w", err)
+		}
+		for _, e := range resp.Executions {
+			runs = append(runs, OpenRun{WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, Type: e.Type.Name, Start: e.StartTime.AsTime()})
+		}
+		if len(runs) > maxOpenRuns {
+			return nil, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("more than %d open workflows on %s; not cleaning staging while so much runs", maxOpenRuns, c.TaskQueue), ErrTypeCleanup, nil)
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			return runs, nil
+		}
+	}
+}
+
+// What the rule decides for one file.
+type decisionKind int
+
+const (
+	keptRunning decisionKind = iota
+	keptRecent
+	keptUnknown
+	removedLoad
+	removedDelivery
+	removedTemp
+)
+
+type decision struct {
+	kind decisionKind
+	load string // for a load's file
+}
+
+// sweepRule is the selection rule. Staged files follow the key layout of
+// staging and activities: a load's files live under loads/<load id>/ and
+// exports/<load id>/ (chunks, quarantine files, manifest, the export file
+// and its partial download) and go together, once the newest of them is
+// older than the cutoff and no open run can be using the load; a webhook
+// delivery (webhooks/<name>) goes once older than the cutoff unless a
+// batch that may hold it is still open; a temporary file at the root or
+// among the deliveries goes once older than the cutoff (no write lasts
+// that long). Anything else is not ktpipe's and stays.
+type sweepRule struct {
+	cutoff   time.Time
+	open     []OpenRun
+	prefixes []string             // load id prefixes of the open runs
+	newest   map[string]time.Time // load id → its newest file
+}
+
+func newSweepRule(cutoff time.Time, open []OpenRun) *sweepRule {
+	r := &sweepRule{cutoff: cutoff, open: open, newest: map[string]time.Time{}}
+	for _, o := range open {
+		r.prefixes = append(r.prefixes, LoadIDPrefix(o.WorkflowID, o.RunID))
+	}
+	return r
+}
+
+// loadOf returns the load id a key belongs to, if any.
+func loadOf(key string) (string, bool) {
+	top, rest, ok := strings.Cut(key, "/")
+	if !ok || (top != "loads" && top != "exports") {
+		return "", false
+	}
+	id, _, ok := strings.Cut(rest, "/")
+	return id, ok && id != ""
+}
+
+// observe records a file for pass 1; false when too many loads.
+func (r *sweepRule) observe(e staging.Entry) bool {
+	id, ok := loadOf(e.Key)
+	if !ok {
+		return true
+	}
+	t, seen := r.newest[id]
+	if !seen && len(r.newest) == maxCleanupLoads {
+		return false
+	}
+	if !seen || e.ModTime.After(t) {
+		r.newest[id] = e.ModTime
+	}
+	return true
+}
+
+func (r *sweepRule) decide(e staging.Entry) decision {
+	if id, ok := loadOf(e.Key); ok {
+		switch {
+		case r.loadRunning(id):
+			return decision{kind: keptRunning, load: id}
+		case !r.newest[id].Before(r.cutoff) || !e.ModTime.Before(r.cutoff):
+			return decision{kind: keptRecent, load: id}
+		}
+		return decision{kind: removedLoad, load: id}
+	}
+	if !e.ModTime.Before(r.cutoff) {
+		return decision{kind: keptRecent}
+	}
+	if strings.HasPrefix(e.Key, "webhooks/") && !staging.IsTemp(e.Key) {
+		for _, o := range r.open {
+			if o.Type == "WebhookBatch" && o.Start.Before(e.ModTime.Add(deliveryMargin)) {
+				return decision{kind: keptRunning}
+			}
+		}
+		return decision{kind: removedDelivery}
+	}
+	// Temporary files only where ktpipe writes: the root (a bucket
+	// store's uploads) and the delivery directory; a load's are part of
+	// its load. A .tmp-* file elsewhere is someone else's.
+	if top, _, nested := strings.Cut(e.Key, "/"); staging.IsTemp(e.Key) && (!nested || top == "webhooks") {
+		return decision{kind: removedTemp}
+	}
+	return decision{kind: keptUnknown}
+}
+
+// loadRunning reports whether an open run may use load id: workflows
+// name their loads after their own id and run (see LoadIDPrefix), and a
+// replay from staging carries the load id in its workflow id.
+func (r *sweepRule) loadRunning(id string) bool {
+	for i, o := range r.open {
+		if strings.HasPrefix(id, r.prefixes[i]) || strings.Contains(o.WorkflowID, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadIDPrefix is how the load ids of a workflow run begin: workflows
+// name each load <workflow id>-<first 8 characters of the run id>-<part>,
+// made staging-safe (workflows.loadID; the two must agree).
+func LoadIDPrefix(workflowID, runID string) string {
+	b := []byte(workflowID + "-" + runID[:min(8, len(runID))] + "-")
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 0 && (b[0] == '.' || b[0] == '-' || b[0] == '_') {
+		b[0] = 'L'
+	}
+	return string(b)
+}

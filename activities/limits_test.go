@@ -1,0 +1,74 @@
+package activities
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/ktpipe/ktpipe/staging"
+)
+
+// stage writes data under key in a fresh local store.
+func stage(t *testing.T, key string, data []byte) staging.Dir {
+	store := staging.Dir{Root: t.TempDir()}
+	w, err := store.Create(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// TestSplitExportAppliesTheDecoderLimits: the configured record cap
+// quarantines a big record, and a gzip bomb fails the split for good
+// (non-retryable), not after retries.
+func TestSplitExportAppliesTheDecoderLimits(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+
+	big := `{"pad":"` + strings.Repeat("x", 4000) + `"}` + "\n"
+	a := &Activities{Store: stage(t, "exports/big.ndjson", []byte(big)), ChunkRows: 10}
+	a.Limits.MaxRecordBytes, a.Limits.MaxInflateRatio = 2048, 100
+	env.RegisterActivity(a)
+	v, err := env.ExecuteActivity(a.SplitExport, SplitInput{LoadID: "L1", Source: "export", Key: "exports/big.ndjson", Format: "ndjson"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man staging.Manifest
+	v.Get(&man)
+	if man.Records != 1 || man.Quarantined != 1 {
+		t.Fatalf("manifest %+v, want the 4 KB record quarantined under a 2 KiB cap", man)
+	}
+	q, err := os.ReadFile(filepath.Join(a.Store.(staging.Dir).Root, man.Chunks[0].QuarantineKey))
+	if err != nil || !strings.Contains(string(q), `"rule":"record too large"`) {
+		t.Fatalf("quarantine %.200q %v, want rule record too large", q, err)
+	}
+
+	// 200 gzip members of 1 MiB of spaces each: ~200 KiB inflating to
+	// 200 MiB.
+	var member bytes.Buffer
+	zw := gzip.NewWriter(&member)
+	zw.Write(bytes.Repeat([]byte(" "), 1<<20))
+	zw.Close()
+	bomb := append([]byte(nil), member.Bytes()...)
+	bomb = append(bytes.Repeat(member.Bytes(), 200), bomb...)
+	a = &Activities{Store: stage(t, "exports/bomb.ndjson.gz", bomb), ChunkRows: 10}
+	env = s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	_, err = env.ExecuteActivity(a.SplitExport, SplitInput{LoadID: "L2", Source: "export", Key: "exports/bomb.ndjson.gz", Format: "ndjson", Gzip: true})
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != ErrTypeMalformed || !strings.Contains(err.Error(), "gzip bomb") {
+		t.Fatalf("split of a gzip bomb: %v, want a non-retryable %s error", err, ErrTypeMalformed)
+	}
+}

@@ -1,0 +1,123 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/ktpipe/ktpipe/config"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/webhook"
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// WebhookBatches hands staged deliveries to the WebhookBatch workflow of
+// their window by signal-with-start: the webhook.Batcher of a worker or
+// a receiver-only process.
+type WebhookBatches struct {
+	Client    client.Client
+	TaskQueue string
+	Batch     workflows.WebhookBatchInput
+}
+
+// Add signals key to the batch of received's window, starting it if need be.
+func (b WebhookBatches) Add(ctx context.Context, key string, received time.Time) error {
+	window := b.Batch.Window
+	if window <= 0 {
+		window = workflows.DefaultWebhookWindow
+	}
+	id := workflows.WebhookBatchID(b.TaskQueue, received, window)
+	_, err := b.Client.SignalWithStartWorkflow(ctx, id, workflows.DeliverySignal, key,
+		client.StartWorkflowOptions{ID: id, TaskQueue: b.TaskQueue}, workflows.WebhookBatch, b.Batch)
+	if err != nil {
+		return fmt.Errorf("signal %s: %w", id, err)
+	}
+	return nil
+}
+
+// serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
+// tuning travels in each batch's input, as it does in every input a starter gives.
+func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, c client.Client, store staging.Store, logger *slog.Logger) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
+	}
+	rc := &webhook.Receiver{Secret: cfg.Secret, Store: store, Logger: logger,
+		Batches:     WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, Tuning: tuning}},
+		MaxBody:     cfg.MaxBody,
+		MaxInFlight: cfg.MaxInFlight,
+	}
+	srv := webhook.NewServer(rc, webhook.ServerOptions{ReadTimeout: cfg.ReadTimeout})
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("webhook receiver stopped", "error", err)
+		}
+	}()
+	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch,
+		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "read_timeout", srv.ReadTimeout)
+	return srv, ln.Addr(), nil
+}
+
+// shutdownWebhooks lets deliveries in flight finish; the sender retries
+// the rest.
+func shutdownWebhooks(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+}
+
+// Receiving is a running receiver-only process.
+type Receiving struct {
+	Client     client.Client
+	Addr       net.Addr // where it listens
+	srv        *http.Server
+	closeStore func() error
+}
+
+// Stop stops the receiver and closes the clients.
+func (r *Receiving) Stop() {
+	shutdownWebhooks(r.srv)
+	r.closeStore()
+	r.Client.Close()
+}
+
+// StartReceiver runs the webhook receiver alone, for operators who expose
+// it to the internet apart from the worker: a Temporal client to signal
+// batches and the staging store the workers read (the same directory or
+// bucket), but no workers and no BigQuery. Workers elsewhere load the
+// batches.
+func StartReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger) (*Receiving, error) {
+	c, err := DialTemporal(cfg.Temporal, logger)
+	if err != nil {
+		return nil, err
+	}
+	store, closeStore, err := OpenStore(ctx, cfg.Pipeline)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	srv, addr, err := serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, logger)
+	if err != nil {
+		closeStore()
+		c.Close()
+		return nil, err
+	}
+	return &Receiving{Client: c, Addr: addr, srv: srv, closeStore: closeStore}, nil
+}
+
+// RunReceiver runs a receiver-only process until ctx ends.
+func RunReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger) error {
+	r, err := StartReceiver(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	r.Stop()
+	return nil
+}

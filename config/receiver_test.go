@@ -1,0 +1,44 @@
+package config_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/ktpipe/ktpipe/config"
+)
+
+// `worker webhook` needs Temporal, staging and the receiver only: it
+// starts without BIGQUERY_PROJECT or the Keeptrusts API settings, and
+// not without an address to serve.
+func TestReceiverNeedsNeitherBigQueryNorTheAPI(t *testing.T) {
+	env := map[string]string{"KTPIPE_WEBHOOK_ADDR": "127.0.0.1:8088", "KEEPTRUSTS_WEBHOOK_SECRET": "whsec"}
+	var c config.Receiver
+	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(env)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Webhook.MaxBody != 8<<20 || c.Webhook.MaxInFlight != 4 || c.Webhook.ReadTimeout.String() != "10s" {
+		t.Fatalf("receiver defaults %+v", c.Webhook)
+	}
+	tests := []struct{ key, value, want string }{
+		{"KTPIPE_WEBHOOK_ADDR", "", "KTPIPE_WEBHOOK_ADDR: missing required value"},
+		{"KEEPTRUSTS_WEBHOOK_SECRET", "", "KEEPTRUSTS_WEBHOOK_SECRET: missing required value"},
+		{"KTPIPE_WEBHOOK_MAX_BODY", "100", "KTPIPE_WEBHOOK_MAX_BODY: 100 must be between"},
+		{"KTPIPE_WEBHOOK_MAX_IN_FLIGHT", "0", "KTPIPE_WEBHOOK_MAX_IN_FLIGHT: 0 must be between"},
+		{"KTPIPE_WEBHOOK_READ_TIMEOUT", "1h", "KTPIPE_WEBHOOK_READ_TIMEOUT: 1h0m0s must be between"},
+	}
+	for _, tt := range tests {
+		bad := map[string]string{}
+		for k, v := range env {
+			bad[k] = v
+		}
+		bad[tt.key] = tt.value
+		var c config.Receiver
+		err := config.Load(context.Background(), &c, envconfig.MapLookuper(bad))
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%s=%q: %v, want %q", tt.key, tt.value, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package config_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"log/slog"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ktpipe/ktpipe/config"
+	"github.com/ktpipe/ktpipe/keeptrusts"
+)
+
+// configStructs lists every exported struct type of package config. The
+// test below fails when a struct is added to the package but not here, so
+// no config struct escapes the check.
+var configStructs = map[string]any{
+	"Temporal":   &config.Temporal{},
+	"Keeptrusts": &config.Keeptrusts{},
+	"Webhook":    &config.Webhook{},
+	"BigQuery":   &config.BigQuery{},
+	"Pipeline":   &config.Pipeline{},
+	"Worker":     &config.Worker{},
+	"Receiver":   &config.Receiver{},
+}
+
+func exportedStructs(t *testing.T) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, s := range gd.Specs {
+				ts := s.(*ast.TypeSpec)
+				if _, ok := ts.Type.(*ast.StructType); ok && ts.Name.IsExported() {
+					names = append(names, ts.Name.Name)
+				}
+			}
+		}
+	}
+	return names
+}
+
+var secretType = reflect.TypeFor[keeptrusts.Secret]()
+
+// fillSecrets sets every Secret field reachable from v to a distinct
+// value and returns those values.
+func fillSecrets(v reflect.Value, path string) []string {
+	switch {
+	case v.Type() == secretType:
+		s := "SeCrEt-" + strings.ReplaceAll(path, ".", "-")
+		v.SetString(s)
+		return []string{s}
+	case v.Kind() == reflect.Struct:
+		var out []string
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); f.IsExported() {
+				out = append(out, fillSecrets(v.Field(i), path+"."+f.Name)...)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func TestSecretsDoNotEncode(t *testing.T) {
+	listed := map[string]bool{}
+	for _, name := range exportedStructs(t) {
+		listed[name] = true
+		if configStructs[name] == nil {
+			t.Errorf("config.%s is not in configStructs: add it so its secrets are checked", name)
+		}
+	}
+	if len(listed) == 0 {
+		t.Fatal("found no config structs")
+	}
+	total := 0
+	for name, ptr := range configStructs {
+		secrets := fillSecrets(reflect.ValueOf(ptr).Elem(), name)
+		total += len(secrets)
+		val := reflect.ValueOf(ptr).Elem().Interface()
+		encodings := map[string]string{}
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
+			encodings["fmt "+verb] = fmt.Sprintf(verb, val)
+			encodings["fmt ptr "+verb] = fmt.Sprintf(verb, ptr)
+		}
+		if b, err := json.Marshal(val); err != nil {
+			t.Errorf("%s: json: %v", name, err)
+		} else {
+			encodings["json"] = string(b)
+		}
+		if b, err := xml.Marshal(val); err != nil {
+			t.Errorf("%s: xml: %v", name, err)
+		} else {
+			encodings["xml"] = string(b)
+		}
+		var jbuf, tbuf bytes.Buffer
+		slog.New(slog.NewJSONHandler(&jbuf, nil)).Info("cfg", "cfg", val, "ptr", ptr)
+		slog.New(slog.NewTextHandler(&tbuf, nil)).Info("cfg", "cfg", val, "ptr", ptr)
+		encodings["slog json"], encodings["slog text"] = jbuf.String(), tbuf.String()
+		for _, s := range secrets {
+			var j, x bytes.Buffer
+			slog.New(slog.NewJSONHandler(&j, nil)).Info("secret", "s", keeptrusts.Secret(s))
+			slog.New(slog.NewTextHandler(&x, nil)).Info("secret", "s", keeptrusts.Secret(s))
+			encodings["slog json "+s], encodings["slog text "+s] = j.String(), x.String()
+			for how, out := range encodings {
+				if strings.Contains(out, s) || strings.Contains(strings.ToLower(out), hex.EncodeToString([]byte(s))) {
+					t.Errorf("%s: %s reveals %s: %s", name, how, s, out)
+				}
+			}
+		}
+	}
+	if total == 0 {
+		t.Fatal("no Secret fields found: the walk checked nothing")
+	}
+}

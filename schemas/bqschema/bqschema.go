@@ -1,0 +1,175 @@
+// Package bqschema holds the BigQuery table definitions of the rows
+// package schemas encodes. It lives apart from schemas so the decoders
+// (and their fuzz targets) do not link the BigQuery client.
+package bqschema
+
+import (
+	"cloud.google.com/go/bigquery"
+
+	"github.com/ktpipe/ktpipe/schemas"
+)
+
+// TableSpec describes one table: its schema, partitioning and clustering.
+type TableSpec struct {
+	Name        string
+	Description string
+	Schema      bigquery.Schema
+	// PartitionField is a DATE or TIMESTAMP column partitioned by day;
+	// empty for small tables.
+	PartitionField string
+	Clustering     []string
+}
+
+func req(name string, t bigquery.FieldType) *bigquery.FieldSchema {
+	return &bigquery.FieldSchema{Name: name, Type: t, Required: true}
+}
+
+func opt(name string, t bigquery.FieldType) *bigquery.FieldSchema {
+	return &bigquery.FieldSchema{Name: name, Type: t}
+}
+
+func rep(name string, t bigquery.FieldType) *bigquery.FieldSchema {
+	return &bigquery.FieldSchema{Name: name, Type: t, Repeated: true}
+}
+
+// EventRowSchema is the row layout schemas.AppendEventRow writes: the contract's
+// fields, the seed's derived columns, and where the row came from. Raw,
+// staging and fact tables share it, so a load never reshapes data.
+func EventRowSchema() bigquery.Schema {
+	return bigquery.Schema{
+		req("event_id", bigquery.StringFieldType),
+		req("event_timestamp", bigquery.TimestampFieldType),
+		req("event_date", bigquery.DateFieldType),
+		req("event_hour", bigquery.IntegerFieldType),
+		req("gateway_id", bigquery.StringFieldType),
+		req("user", bigquery.StringFieldType),
+		req("provider", bigquery.StringFieldType),
+		req("model", bigquery.StringFieldType),
+		req("decision", bigquery.StringFieldType),
+		rep("policies_evaluated", bigquery.StringFieldType),
+		rep("policies_triggered", bigquery.StringFieldType),
+		req("policy_count", bigquery.IntegerFieldType),
+		req("latency_ms", bigquery.IntegerFieldType),
+		req("input_tokens", bigquery.IntegerFieldType),
+		req("output_tokens", bigquery.IntegerFieldType),
+		req("total_tokens", bigquery.IntegerFieldType),
+		req("cost_usd", bigquery.NumericFieldType),
+		req("was_blocked", bigquery.BooleanFieldType),
+		// JSON text in STRING columns: JSON_VALUE reads them in the views,
+		// and the same tables work on BigQuery and on the emulator.
+		opt("metadata", bigquery.StringFieldType),
+		opt("extra", bigquery.StringFieldType),
+		req("load_id", bigquery.StringFieldType),
+		req("source", bigquery.StringFieldType),
+		req("ingested_at", bigquery.TimestampFieldType),
+	}
+}
+
+// QuarantineSchema is the row layout schemas.AppendQuarantineRow writes.
+func QuarantineSchema() bigquery.Schema {
+	return bigquery.Schema{
+		req("record_hash", bigquery.StringFieldType),
+		opt("event_id", bigquery.StringFieldType),
+		opt("event_timestamp", bigquery.TimestampFieldType),
+		req("field", bigquery.StringFieldType),
+		req("rule", bigquery.StringFieldType),
+		req("raw", bigquery.StringFieldType),
+		req("load_id", bigquery.StringFieldType),
+		req("source", bigquery.StringFieldType),
+		req("quarantined_at", bigquery.TimestampFieldType),
+	}
+}
+
+var eventClustering = []string{"gateway_id", "provider", "model", "decision"}
+
+// Tables lists every table ktpipe owns, in creation order.
+func Tables() []TableSpec {
+	return []TableSpec{
+		{
+			Name:           schemas.TableRaw,
+			Description:    "Append-only landing of every valid event as loaded, with load id, source kind and ingest time.",
+			Schema:         EventRowSchema(),
+			PartitionField: "event_date",
+			Clustering:     []string{"load_id", "gateway_id"},
+		},
+		{
+			Name:           schemas.TableFact,
+			Description:    "One row per event id: the deduplicated fact of the star schema.",
+			Schema:         EventRowSchema(),
+			PartitionField: "event_date",
+			Clustering:     eventClustering,
+		},
+		{
+			Name:           schemas.TableQuarantine,
+			Description:    "Records that failed validation, with the field and rule they broke.",
+			Schema:         QuarantineSchema(),
+			PartitionField: "quarantined_at",
+			Clustering:     []string{"load_id", "field"},
+		},
+		{
+			Name:        schemas.TableDimUser,
+			Description: "Users with team and department from the user mapping; unknown when unmapped.",
+			Schema: bigquery.Schema{
+				req("user", bigquery.StringFieldType),
+				req("team", bigquery.StringFieldType),
+				req("department", bigquery.StringFieldType),
+			},
+		},
+		{
+			Name:        schemas.TableDimModel,
+			Description: "Models with their provider and list price per 1k tokens.",
+			Schema: bigquery.Schema{
+				req("provider", bigquery.StringFieldType),
+				req("model", bigquery.StringFieldType),
+				opt("input_cost_per_1k", bigquery.NumericFieldType),
+				opt("output_cost_per_1k", bigquery.NumericFieldType),
+			},
+		},
+		{
+			Name:        schemas.TableDimDate,
+			Description: "Calendar days covered by the fact table.",
+			Schema: bigquery.Schema{
+				req("date", bigquery.DateFieldType),
+				req("year", bigquery.IntegerFieldType),
+				req("quarter", bigquery.IntegerFieldType),
+				req("month", bigquery.IntegerFieldType),
+				req("day", bigquery.IntegerFieldType),
+				req("weekday", bigquery.IntegerFieldType),
+				req("iso_week", bigquery.IntegerFieldType),
+				req("is_weekend", bigquery.BooleanFieldType),
+			},
+		},
+		{
+			Name:        schemas.TableDimGateway,
+			Description: "Gateways from the Keeptrusts API, with team and environment.",
+			Schema: bigquery.Schema{
+				req("gateway_id", bigquery.StringFieldType),
+				req("name", bigquery.StringFieldType),
+				req("team", bigquery.StringFieldType),
+				req("environment", bigquery.StringFieldType),
+			},
+		},
+		{
+			Name:        schemas.TableState,
+			Description: "Pipeline checkpoints (cursors), append-only: the newest row of a key wins.",
+			Schema: bigquery.Schema{
+				req("key", bigquery.StringFieldType),
+				req("value", bigquery.StringFieldType),
+				req("updated_at", bigquery.TimestampFieldType),
+			},
+		},
+		{
+			Name:           schemas.TableLedger,
+			Description:    "One row per committed chunk: what was loaded, from where, and how many rows.",
+			PartitionField: "committed_at",
+			Schema: bigquery.Schema{
+				req("load_id", bigquery.StringFieldType),
+				req("chunk", bigquery.IntegerFieldType),
+				req("source", bigquery.StringFieldType),
+				req("rows", bigquery.IntegerFieldType),
+				req("quarantined", bigquery.IntegerFieldType),
+				req("committed_at", bigquery.TimestampFieldType),
+			},
+		},
+	}
+}

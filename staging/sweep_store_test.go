@@ -1,0 +1,66 @@
+package staging_test
+
+import (
+	"context"
+	"io"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/ktpipe/ktpipe/staging"
+)
+
+// Both stores can be swept: Walk sees every staged file (and a partial
+// download in scratch), RemoveEntry deletes exactly the one named.
+func TestSweeperContract(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			for _, k := range []string{"loads/l1/chunk-00000.ndjson", "webhooks/a.json"} {
+				w, err := s.Create(ctx, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(w, "data")
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f, _, err := s.Append(ctx, "exports/l1/e.data.part")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			sw := s.(staging.Sweeper)
+			walk := func() (keys []string, entries []staging.Entry) {
+				t.Helper()
+				if err := sw.Walk(ctx, func(e staging.Entry) error {
+					if e.ModTime.IsZero() {
+						t.Errorf("%s has no modification time", e.Key)
+					}
+					keys = append(keys, e.Key)
+					entries = append(entries, e)
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				sort.Strings(keys)
+				return keys, entries
+			}
+			keys, entries := walk()
+			if got := strings.Join(keys, " "); got != "exports/l1/e.data.part loads/l1/chunk-00000.ndjson webhooks/a.json" {
+				t.Fatalf("walk saw %s", got)
+			}
+			for _, e := range entries {
+				if e.Key == "loads/l1/chunk-00000.ndjson" || e.Key == "exports/l1/e.data.part" {
+					if err := sw.RemoveEntry(ctx, e); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if keys, _ := walk(); strings.Join(keys, " ") != "webhooks/a.json" {
+				t.Fatalf("after removing, walk saw %v", keys)
+			}
+		})
+	}
+}
