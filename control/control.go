@@ -251,6 +251,7 @@ func (c *Control) QuarantineReplayID(in workflows.QuarantineReplayInput) string 
 
 // StartQuarantineReplay starts a replay of quarantined records.
 func (c *Control) StartQuarantineReplay(ctx context.Context, in workflows.QuarantineReplayInput) (client.WorkflowRun, error) {
+	in.Tuning = c.tuning(in.Tuning)
 	return c.start(ctx, c.QuarantineReplayID(in), "quarantine-replay", in.Since, in.Until, workflows.QuarantineReplay, in)
 }
 

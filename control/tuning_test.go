@@ -37,12 +37,13 @@ func TestConcurrencyReachesTheWorkflows(t *testing.T) {
 		{"export", "--since", "1d"},
 		{"replay", "--since", "1d"},
 		{"reconcile", "--since", "1d"},
+		{"replay", "--quarantine"},
 	} {
 		if code := c.Run(context.Background(), args); code != control.ExitOK {
 			t.Fatalf("%v: exit %d: %s", args, code, errOut.String())
 		}
 	}
-	if len(inputs) != 4 {
+	if len(inputs) != 5 {
 		t.Fatalf("%d workflows started", len(inputs))
 	}
 	for _, in := range inputs {
@@ -55,6 +56,8 @@ func TestConcurrencyReachesTheWorkflows(t *testing.T) {
 		case workflows.ReplayInput:
 			got = in.Tuning
 		case workflows.ReconcileInput:
+			got = in.Tuning
+		case workflows.QuarantineReplayInput:
 			got = in.Tuning
 		default:
 			t.Fatalf("input %T", in)
