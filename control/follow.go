@@ -53,10 +53,10 @@ func Follow(ctx context.Context, c client.Client, run client.WorkflowRun, w io.W
 
 func progressBar(p workflows.BackfillProgress) string {
 	const width = 30
-	done := p.Loaded + p.Skipped + len(p.Failed)
+	done := p.Loaded + p.Skipped + p.Failed
 	filled := width * done / p.Windows
 	return fmt.Sprintf("    [%s%s] %d/%d windows  %d rows  %d quarantined  %d running  %d failed",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, p.Windows, p.Rows, p.Quarantined, len(p.Running), len(p.Failed))
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, p.Windows, p.Rows, p.Quarantined, len(p.Running), p.Failed)
 }
 
 // PrintReconcile writes a reconciliation as a table.

@@ -48,7 +48,10 @@ type BackfillResult struct {
 type BackfillProgress struct {
 	BackfillResult
 	Running []string
-	Failed  []string // the first maxFailuresKept failures; BackfillResult.Failed counts all
+	// Failures are the first maxFailuresKept failure messages;
+	// BackfillResult.Failed counts them all. (Not named Failed: in JSON
+	// the outer field would hide the count.)
+	Failures []string
 }
 
 // maxFailuresKept bounds the failure messages a backfill keeps (and
@@ -120,7 +123,7 @@ func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 	ws := s.windows()
 	s.progress.BackfillResult = s.in.Done
 	s.progress.Windows = s.in.Done.Windows + len(ws)
-	s.progress.Failed = s.in.Failed
+	s.progress.Failures = s.in.Failed
 	if s.progress.BackfillResult.Failed < len(s.in.Failed) { // carried by a run before Failed was counted
 		s.progress.BackfillResult.Failed = len(s.in.Failed)
 	}
@@ -141,13 +144,13 @@ func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 		next.Since = rest[0].since
 		next.Done = s.progress.BackfillResult
 		next.Done.Windows = s.in.Done.Windows + len(ws)
-		next.Failed = s.progress.Failed
+		next.Failed = s.progress.Failures
 		return BackfillResult{}, workflow.NewContinueAsNewError(ctx, Backfill, next)
 	}
 	if n := s.progress.BackfillResult.Failed; n > 0 {
-		msg := fmt.Sprintf("%d of %d windows failed (start the same backfill again to retry them): %s", n, s.progress.Windows, strings.Join(s.progress.Failed, "; "))
-		if n > len(s.progress.Failed) {
-			msg += fmt.Sprintf("; and %d more", n-len(s.progress.Failed))
+		msg := fmt.Sprintf("%d of %d windows failed (start the same backfill again to retry them): %s", n, s.progress.Windows, strings.Join(s.progress.Failures, "; "))
+		if n > len(s.progress.Failures) {
+			msg += fmt.Sprintf("; and %d more", n-len(s.progress.Failures))
 		}
 		return s.progress.BackfillResult, temporal.NewNonRetryableApplicationError(msg, "BackfillFailed", nil)
 	}
@@ -179,8 +182,8 @@ func (s *backfill) count(id string, res ExportLoadResult, err error, skipped boo
 	switch {
 	case err != nil:
 		s.progress.BackfillResult.Failed++
-		if len(s.progress.Failed) < maxFailuresKept {
-			s.progress.Failed = append(s.progress.Failed, id+": "+err.Error())
+		if len(s.progress.Failures) < maxFailuresKept {
+			s.progress.Failures = append(s.progress.Failures, id+": "+err.Error())
 		}
 		return
 	case skipped:

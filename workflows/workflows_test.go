@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sort"
 	"strings"
@@ -600,5 +601,22 @@ func TestEveryActivityNoticesADeadWorkerWithin10s(t *testing.T) {
 		if d <= 0 || d > 10*time.Second {
 			t.Errorf("%s: heartbeat timeout %s, want at most 10s", name, d)
 		}
+	}
+}
+
+// The progress query travels as JSON: the count of failed windows must
+// survive it next to the (bounded) list of messages.
+func TestBackfillProgressKeepsTheFailureCountInJSON(t *testing.T) {
+	in := workflows.BackfillProgress{BackfillResult: workflows.BackfillResult{Windows: 30, Failed: 25}, Failures: []string{"w1: boom"}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out workflows.BackfillProgress
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Failed != 25 || len(out.Failures) != 1 {
+		t.Fatalf("after JSON: %d failed, %d messages; want 25 and 1 (%s)", out.Failed, len(out.Failures), b)
 	}
 }
