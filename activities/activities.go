@@ -450,6 +450,9 @@ func (a *Activities) splitFile(ctx context.Context, sp *staging.Splitter, key st
 
 // RemoveStaged deletes staged files by key.
 func (a *Activities) RemoveStaged(ctx context.Context, keys []string) error {
+	// Hundreds of deliveries' keys on a bucket can outlast the heartbeat
+	// timeout.
+	defer keepAlive(ctx, nil)()
 	for _, k := range keys {
 		if err := a.Store.RemoveAll(ctx, k); err != nil {
 			return classify("remove staged", err)
@@ -496,6 +499,7 @@ func (a *Activities) finish(ctx context.Context, sp *staging.Splitter) (staging.
 // ReadManifest returns a staged load's manifest, for a replay from
 // staging.
 func (a *Activities) ReadManifest(ctx context.Context, loadID string) (staging.Manifest, error) {
+	defer keepAlive(ctx, nil)() // a bucket read can outlast the heartbeat timeout
 	f, err := a.Store.Open(ctx, ManifestKey(loadID))
 	if errors.Is(err, staging.ErrNotFound) {
 		return staging.Manifest{}, temporal.NewNonRetryableApplicationError(

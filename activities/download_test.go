@@ -2,6 +2,7 @@ package activities
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -196,5 +197,39 @@ func TestChecksumMismatchIsFinalAfterOneRedownload(t *testing.T) {
 	}
 	if requests.Load() != 2 {
 		t.Fatalf("%d downloads, want 2 (one whole re-download)", requests.Load())
+	}
+}
+
+// slowStore takes its time removing, as a bucket does with many keys.
+type slowStore struct {
+	staging.Store
+	delay time.Duration
+}
+
+func (s slowStore) RemoveAll(ctx context.Context, key string) error {
+	time.Sleep(s.delay)
+	return s.Store.RemoveAll(ctx, key)
+}
+
+func removeWorkflow(ctx workflow.Context, keys []string) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute, HeartbeatTimeout: 300 * time.Millisecond,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	var a *Activities
+	return workflow.ExecuteActivity(ctx, a.RemoveStaged, keys).Get(ctx, nil)
+}
+
+// Removing many staged keys slowly must heartbeat, or a healthy clean-up
+// looks like a dead worker and is retried beside itself.
+func TestRemoveStagedHeartbeatsWhileItWorks(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	a := &Activities{Store: slowStore{Store: staging.Dir{Root: t.TempDir()}, delay: 400 * time.Millisecond}}
+	env.RegisterActivity(a)
+	env.RegisterWorkflow(removeWorkflow)
+	env.ExecuteWorkflow(removeWorkflow, []string{"a", "b", "c"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("removing 3 keys at 400ms each with a 300ms heartbeat timeout: %v", err)
 	}
 }
