@@ -28,10 +28,11 @@ func (s *stack) runningActivities(ctx context.Context, worker string) ([]activit
 	}
 	var out []activity
 	for _, w := range wfs {
-		d, err := s.tc.DescribeWorkflowExecution(ctx, w.ID, w.RunID)
+		desc, err := s.tc.DescribeWorkflow(ctx, w.ID, w.RunID)
 		if err != nil {
 			continue // closed meanwhile
 		}
+		d := desc.RawResponse
 		for _, pa := range d.PendingActivities {
 			if pa.State == enumspb.PENDING_ACTIVITY_STATE_STARTED && strings.HasPrefix(pa.LastWorkerIdentity, worker) {
 				out = append(out, activity{w.ID, w.RunID, pa.ActivityId, pa.ActivityType.GetName()})
@@ -45,10 +46,11 @@ func (s *stack) runningActivities(ctx context.Context, worker string) ([]activit
 // new attempt started after kill), has finished, or its workflow closed;
 // at is when, as precisely as Temporal says.
 func (s *stack) resumedAt(ctx context.Context, a activity, kill time.Time) (at time.Time, ok bool) {
-	d, err := s.tc.DescribeWorkflowExecution(ctx, a.workflowID, a.runID)
+	desc, err := s.tc.DescribeWorkflow(ctx, a.workflowID, a.runID)
 	if err != nil {
 		return time.Time{}, false // the dev server may be away; ask again
 	}
+	d := desc.RawResponse
 	if d.WorkflowExecutionInfo.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return time.Now(), true
 	}
