@@ -72,6 +72,7 @@ func TestCleanupRemovesOldOrphansAndKeepsRunningLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("result %+v", res)
+	recordHistory(t, s.lastRun.GetID(), s.lastRun.GetRunID(), "cleanup")
 	for name, f := range files {
 		_, err := os.Stat(filepath.Join(s.staging, filepath.FromSlash(name)))
 		if gone := os.IsNotExist(err); gone != f.gone {

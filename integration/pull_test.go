@@ -156,7 +156,9 @@ func TestBackfillIsResumableAndIdempotent(t *testing.T) {
 		t.Fatalf("second run %+v, want 5 windows: 4 loaded, 1 loaded by another run (%d rows) and counted, %d rows and %d quarantined in all",
 			res, otherRes.Rows, len(truth.Valid), len(truth.Invalid))
 	}
-	recordHistory(t, run.GetID(), run.GetRunID(), "backfill")
+	// backfill.json keeps the history from before the Selector (version 0);
+	// this records today's path.
+	recordHistory(t, run.GetID(), run.GetRunID(), "backfill_selector")
 	s.assertExactlyOnce(since, until)
 
 	// Started a third time it attaches to the finished backfill: nothing

@@ -33,6 +33,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	r.RegisterWorkflow(workflows.Reconcile)
 	r.RegisterWorkflow(workflows.WebhookBatch)
 	r.RegisterWorkflow(workflows.QuarantineReplay)
+	r.RegisterWorkflow(workflows.Cleanup)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			in, err := os.Open(f)
