@@ -334,16 +334,7 @@ func (r *sweepRule) loadRunning(id string) bool {
 
 // LoadIDPrefix is how the load ids of a workflow run begin: workflows
 // name each load <workflow id>-<first 8 characters of the run id>-<part>,
-// made staging-safe (workflows.loadID; the two must agree).
+// made staging-safe by staging.LoadID, as the workflows do.
 func LoadIDPrefix(workflowID, runID string) string {
-	b := []byte(workflowID + "-" + runID[:min(8, len(runID))] + "-")
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 0 && (b[0] == '.' || b[0] == '-' || b[0] == '_') {
-		b[0] = 'L'
-	}
-	return string(b)
+	return staging.LoadID(workflowID, runID[:min(8, len(runID))], "")
 }

@@ -168,19 +168,7 @@ func warehouseCtx(ctx workflow.Context, t Tuning) workflow.Context {
 }
 
 // loadID makes a staging-safe load id from workflow-derived parts.
-func loadID(parts ...string) string {
-	s := strings.Join(parts, "-")
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 0 && (b[0] == '.' || b[0] == '-' || b[0] == '_') {
-		b[0] = 'L'
-	}
-	return string(b)
-}
+func loadID(parts ...string) string { return staging.LoadID(parts...) }
 
 // fetchGateways lists the known gateways (for dim_gateway) and their ids
 // (for validation).
