@@ -149,6 +149,12 @@ func (c *Control) TriggerSchedule(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A pull the schedule started on its own is still running: the
+	// overlap policy would skip the trigger, and that run pulls the same
+	// events, so it is the pull to follow.
+	if r := before.Info.RunningWorkflows; len(r) > 0 {
+		return r[len(r)-1].WorkflowID, nil
+	}
 	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP}); err != nil {
 		return "", fmt.Errorf("trigger schedule: %w", err)
 	}
