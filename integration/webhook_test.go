@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -56,26 +57,10 @@ func TestWebhookDeliveriesLandOnce(t *testing.T) {
 		s.sim.Ingest(100, 0.2)
 		time.Sleep(700 * time.Millisecond)
 	}
+	s.waitBatchesLoaded(t, func() (bool, string) {
+		return received.Load() == 3, fmt.Sprintf("%d of 3 deliveries taken", received.Load())
+	})
 	ctx := context.Background()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		running, err := s.ctl.ListWorkflows(ctx, "Running", 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Visibility may lag a batch's start: also wait for the rows.
-		fact, err := s.wh.FactIDs(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if received.Load() == 3 && len(running) == 0 && len(fact) >= len(s.sim.Truth(time.Time{}, time.Time{}).Valid) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 3 deliveries taken, %d batches still running", received.Load(), len(running))
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
 	s.assertExactlyOnce(time.Time{}, time.Time{})
 	done, err := s.ctl.ListWorkflows(ctx, "Completed", 10)
 	if err != nil {
@@ -155,6 +140,16 @@ func TestWebhookReceiverRunsAsItsOwnProcess(t *testing.T) {
 		s.sim.Ingest(100, 0.2)
 		time.Sleep(700 * time.Millisecond)
 	}
+	s.waitBatchesLoaded(t, nil)
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+}
+
+// waitBatchesLoaded waits, at most 2 minutes, until no workflow is running
+// and the fact table holds as many rows as the simulator has valid events
+// (visibility may lag a batch's start, so the rows are waited for too),
+// and until more, when given, says its own condition holds.
+func (s *stack) waitBatchesLoaded(t *testing.T, more func() (bool, string)) {
+	t.Helper()
 	ctx := context.Background()
 	want := len(s.sim.Truth(time.Time{}, time.Time{}).Valid)
 	deadline := time.Now().Add(2 * time.Minute)
@@ -167,13 +162,16 @@ func TestWebhookReceiverRunsAsItsOwnProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(running) == 0 && len(fact) >= want {
-			break
+		ok, what := true, ""
+		if more != nil {
+			ok, what = more()
+		}
+		if ok && len(running) == 0 && len(fact) >= want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events loaded, %d batches still running", len(fact), want, len(running))
+			t.Fatalf("%d of %d events loaded, %d batches still running %s", len(fact), want, len(running), what)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	s.assertExactlyOnce(time.Time{}, time.Time{})
 }
