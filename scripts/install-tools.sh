@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real services the tests and the local stack run against, and
 # the linters the test command runs, once each: the Temporal CLI (dev
-# server + UI), the BigQuery emulator, staticcheck and workflowcheck. All
-# come from the Go module proxy; a cached binary is reused.
+# server + UI), the BigQuery emulator, staticcheck and workflowcheck, all
+# from the Go module proxy (a cached binary is reused); and the Debian
+# packages prometheus, chromium and docker-compose.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -42,6 +43,22 @@ install_linters() {
   go_tool "$WORKFLOWCHECK_BIN" "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"
 }
 
+# install_debs: the Debian packages the tests drive for real: Prometheus
+# (promtool and the server the alert test scrapes with), headless Chromium
+# (the report test) and docker-compose (validates docker-compose.yml with
+# no engine). Installed only when a command is missing.
+install_debs() {
+  missing=()
+  command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  [ ${#missing[@]} -eq 0 ] && return
+  echo "installing Debian packages: ${missing[*]}" >&2
+  sudo_=; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
 # One install at a time: two test runs started together must not both
 # spend minutes building the same binary.
 exec 9>"$KTPIPE_BIN/.install.lock"
@@ -51,6 +68,7 @@ case "${1:-all}" in
   temporal) install_temporal ;;
   bqemulator) install_bqemulator ;;
   linters) install_linters ;;
-  all) install_temporal; install_bqemulator; install_linters ;;
-  *) echo "usage: $0 [temporal|bqemulator|linters|all]" >&2; exit 2 ;;
+  debs) install_debs ;;
+  all) install_temporal; install_bqemulator; install_linters; install_debs ;;
+  *) echo "usage: $0 [temporal|bqemulator|linters|debs|all]" >&2; exit 2 ;;
 esac
