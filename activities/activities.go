@@ -65,6 +65,8 @@ type Activities struct {
 	// Limits bound one record and a gzip stream's inflation (zero:
 	// schemas.DefaultLimits).
 	Limits schemas.Limits
+
+	dims refresher // coalesces RefreshDimensions calls on this worker
 }
 
 func (a *Activities) limits() schemas.Limits {
@@ -653,12 +655,6 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 		}
 	}
 	return len(in.Chunks), nil
-}
-
-// RefreshDimensions rebuilds the dimensions (each replaced whole).
-func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse.Gateway) error {
-	defer keepAlive(ctx, nil)()
-	return classifyWarehouse(ctx, "refresh dimensions", a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users))
 }
 
 // Completeness is what CheckLoad reports.
