@@ -96,7 +96,9 @@ func TestRefresherAbandonedRunReleasesItsFollowers(t *testing.T) {
 
 	leaderCtx, cancel := context.WithCancel(context.Background())
 	leader := make(chan error, 1)
-	go func() { leader <- r.do(leaderCtx, "k", func(context.Context) error { t.Error("an abandoned run started"); return nil }) }()
+	go func() {
+		leader <- r.do(leaderCtx, "k", func(context.Context) error { t.Error("an abandoned run started"); return nil })
+	}()
 	waitFor(t, func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
