@@ -127,7 +127,7 @@ func TestStatusHealthyExitsZero(t *testing.T) {
 // issue's additions), alone, names itself and exits 1.
 func TestStatusAlertsExitOne(t *testing.T) {
 	cases := []struct {
-		alert string
+		alert  string
 		break_ func(*fakeTemporal, *fakeWarehouse)
 	}{
 		{"KtpipeIngestionLagHigh", func(_ *fakeTemporal, w *fakeWarehouse) { w.audits[0].IngestionLagSeconds = 301 }},
