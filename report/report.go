@@ -213,7 +213,9 @@ func chart(name string, r result) (string, template.HTML) {
 		for team := range teamTotal {
 			teams = append(teams, team)
 		}
-		sort.Slice(teams, func(i, j int) bool { return teamTotal[teams[i]] > teamTotal[teams[j]] || teamTotal[teams[i]] == teamTotal[teams[j]] && teams[i] < teams[j] })
+		sort.Slice(teams, func(i, j int) bool {
+			return teamTotal[teams[i]] > teamTotal[teams[j]] || teamTotal[teams[i]] == teamTotal[teams[j]] && teams[i] < teams[j]
+		})
 		return "Spend per day by team (USD, last 30 days)", stacked("chart-spend", days, teams, func(x, s string) float64 { return spend[x][s] }, "$")
 	case "report_policy_effectiveness":
 		pol, trig, blk := r.col("policy"), r.col("triggered"), r.col("blocked")
