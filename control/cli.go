@@ -16,6 +16,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/report"
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
@@ -42,7 +43,7 @@ Commands:
   reconcile --since 24h|RFC3339 [--until RFC3339] [--step 1h] [--replay-gaps] [--wait]
   status   [--output text|json]   (exit 0 healthy, 1 an alert condition holds, 2 cannot tell)
   tail     [--decision allow|block|redact|escalate] [--cursor C]
-  reports  [--limit 20]
+  reports  [--limit 20] [--html FILE]   (FILE: one self-contained page with charts)
 
 Configuration comes from the environment (TEMPORAL_ADDRESS, KTPIPE_TASK_QUEUE,
 KEEPTRUSTS_*, BIGQUERY_*; see README). Exit codes: 0 ok, 1 failed, 2 usage.
@@ -137,7 +138,7 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		return c.status(ctx, rest)
 	case "tail":
 		return c.tail(ctx, rest)
-	case "reports":
+	case "reports", "report":
 		return c.reports(ctx, rest)
 	case "help", "-h", "--help":
 		return flag.ErrHelp
@@ -567,6 +568,7 @@ func (c *CLI) warehouse(ctx context.Context, cfg config.BigQuery) (*warehouse.Wa
 func (c *CLI) reports(ctx context.Context, args []string) error {
 	fs := c.flags("reports")
 	limit := fs.Int("limit", 20, "rows per report")
+	html := fs.String("html", "", "also write the reports, data quality and success metrics, with charts, as one HTML page to this file")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -581,7 +583,15 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	defer closeFn()
 	// Every report that can be read is printed; the error (exit 1)
 	// names the ones that could not.
-	return wh.PrintViews(ctx, c.Stdout, warehouse.Views, *limit)
+	err = wh.PrintViews(ctx, c.Stdout, warehouse.Views, *limit)
+	if *html != "" {
+		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: *limit}, *html)
+		if wrote {
+			fmt.Fprintf(c.Stdout, "\nwrote %s\n", *html)
+		}
+		err = errors.Join(err, herr)
+	}
+	return err
 }
 
 func (c *CLI) tail(ctx context.Context, args []string) error {

@@ -55,25 +55,29 @@ type auditRow struct {
 	APICount, WarehouseCount       int64
 }
 
-func insertAudit(t *testing.T, bq *bigquery.Client, dataset string, r auditRow) {
+func insertAudit(t *testing.T, bq *bigquery.Client, dataset string, rows ...auditRow) {
 	t.Helper()
-	dup, comp := 0.0, 1.0
-	if r.FactRows > 0 {
-		dup = float64(r.FactDuplicateRows) / float64(r.FactRows)
-	}
-	if r.APICount > 0 {
-		comp = float64(r.WarehouseCount) / float64(r.APICount)
+	var savers []*bigquery.ValuesSaver
+	for _, r := range rows {
+		dup, comp := 0.0, 1.0
+		if r.FactRows > 0 {
+			dup = float64(r.FactDuplicateRows) / float64(r.FactRows)
+		}
+		if r.APICount > 0 {
+			comp = float64(r.WarehouseCount) / float64(r.APICount)
+		}
+		row := map[string]bigquery.Value{"audited_at": r.At, "api_newest": r.APINewest, "warehouse_newest": r.WarehouseNewest,
+			"ingestion_lag_seconds": r.Lag, "fact_rows": r.FactRows, "fact_duplicate_rows": r.FactDuplicateRows, "fact_duplicate_ratio": dup,
+			"source_records": 0, "source_resends": 0, "source_resend_ratio": 0.0,
+			"interval_start": r.At.Add(-5 * time.Minute), "interval_end": r.At, "schema_violations": r.SchemaViolations,
+			"completeness_start": r.At.Truncate(time.Hour).Add(-2 * time.Hour), "completeness_end": r.At.Truncate(time.Hour),
+			"api_count": r.APICount, "warehouse_count": r.WarehouseCount, "completeness_ratio": comp}
+		savers = append(savers, &bigquery.ValuesSaver{Schema: auditSchema, Row: values(row)})
 	}
 	// Streamed, not INSERTed: the emulator refuses a DOUBLE parameter
 	// into a FLOAT column.
-	row := map[string]bigquery.Value{"audited_at": r.At, "api_newest": r.APINewest, "warehouse_newest": r.WarehouseNewest,
-		"ingestion_lag_seconds": r.Lag, "fact_rows": r.FactRows, "fact_duplicate_rows": r.FactDuplicateRows, "fact_duplicate_ratio": dup,
-		"source_records": 0, "source_resends": 0, "source_resend_ratio": 0.0,
-		"interval_start": r.At.Add(-5 * time.Minute), "interval_end": r.At, "schema_violations": r.SchemaViolations,
-		"completeness_start": r.At.Truncate(time.Hour).Add(-2 * time.Hour), "completeness_end": r.At.Truncate(time.Hour),
-		"api_count": r.APICount, "warehouse_count": r.WarehouseCount, "completeness_ratio": comp}
-	if err := bq.Dataset(dataset).Table("audit").Inserter().Put(context.Background(), &bigquery.ValuesSaver{Schema: auditSchema, Row: values(row)}); err != nil {
-		t.Fatalf("insert audit row: %v", err)
+	if err := bq.Dataset(dataset).Table("audit").Inserter().Put(context.Background(), savers); err != nil {
+		t.Fatalf("insert audit rows: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +74,20 @@ func TestStarterCLI(t *testing.T) {
 	// that found nothing wrong: exit 0, under a paused schedule no next run.
 	ensureAuditTable(t, s.bq, s.dataset)
 	newest := s.factNewest()
-	insertAudit(t, s.bq, s.dataset, auditRow{At: time.Now(), APINewest: newest, WarehouseNewest: newest, FactRows: 1000, APICount: 100, WarehouseCount: 100})
+	// A day of audits every 5 min (the lag chart's history), the newest clean.
+	var audits []auditRow
+	for i := 287; i >= 0; i-- {
+		lag := float64((i * 37) % 240)
+		if i >= 120 && i < 132 {
+			lag = 420 // an hour the lag alert would have fired
+		}
+		if i == 0 {
+			lag = 0
+		}
+		audits = append(audits, auditRow{At: time.Now().Add(-time.Duration(i) * 5 * time.Minute), APINewest: newest,
+			WarehouseNewest: newest.Add(-time.Duration(lag) * time.Second), Lag: lag, FactRows: 1000, APICount: 100, WarehouseCount: 100})
+	}
+	insertAudit(t, s.bq, s.dataset, audits...)
 	code, out := run("status")
 	if code != control.ExitOK {
 		t.Fatalf("status: exit %d, want 0\n%s", code, out)
@@ -90,9 +104,12 @@ func TestStarterCLI(t *testing.T) {
 	if code, out := run("status", "--output", "json"); code != control.ExitOK || !strings.Contains(out, `"health": "healthy"`) {
 		t.Fatalf("status --output json: exit %d\n%s", code, out)
 	}
-	if out := mustRun("reports", "--limit", "3"); !strings.Contains(out, "Daily AI spend by team") || !strings.Contains(out, "Model usage distribution") {
+	html := filepath.Join(t.TempDir(), "report.html")
+	if out := mustRun("reports", "--limit", "5", "--html", html); !strings.Contains(out, "Daily AI spend by team") ||
+		!strings.Contains(out, "Model usage distribution") || !strings.Contains(out, "wrote "+html) {
 		t.Fatalf("reports: %s", out)
 	}
+	checkReportInBrowser(t, s, html, 5)
 	if code, out := run("replay", "--load-id", "never-staged", "--wait"); code != control.ExitFailed || !strings.Contains(out, "nothing staged") {
 		t.Fatalf("replay of an unknown load: exit %d %s", code, out)
 	}

@@ -18,7 +18,7 @@ h3 { font-size: 15px; margin: 20px 0 6px; }
 table { border-collapse: collapse; margin: 6px 0 4px; font-variant-numeric: tabular-nums; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
 th { background: #f6f6f6; font-weight: 600; } td:first-child, th:first-child { text-align: left; }
-.metrics td { text-align: left; white-space: normal; }
+.metrics td, .metrics th { text-align: left; white-space: normal; }
 .ok { color: #2e7d32; font-weight: 600; } .bad { color: #c62828; font-weight: 600; } .na { color: #777; }
 .elapsed { font-size: 12px; margin-left: 8px; padding: 1px 6px; border-radius: 8px; background: #e8f5e9; color: #2e7d32; font-weight: normal; }
 .elapsed.slow { background: #ffebee; color: #c62828; }

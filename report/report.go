@@ -323,30 +323,30 @@ func Write(w io.Writer, p *Page) error {
 
 // WriteFile builds the page from src and writes it to path (through a
 // temporary file, so a reader never sees half a page). The page is
-// written even when some queries failed; the error then names them.
-func WriteFile(ctx context.Context, src Source, o Options, path string) error {
+// written even when some queries failed (wrote true); the error then
+// names them.
+func WriteFile(ctx context.Context, src Source, o Options, path string) (wrote bool, err error) {
 	p, buildErr := Build(ctx, src, o)
 	if p == nil {
-		return buildErr
+		return false, buildErr
 	}
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
-		return fmt.Errorf("write report: %w", err)
+		return false, fmt.Errorf("write report: %w", err)
 	}
-	if err := Write(f, p); err != nil {
-		f.Close()
+	err = Write(f, p)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write report %s: %w", path, err)
+		return false, fmt.Errorf("write report %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write report %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	return buildErr
+	return true, buildErr
 }
 
 // Format shows a warehouse value as the terminal reports do.

@@ -30,7 +30,7 @@ func hbars(id string, bars []bar) template.HTML {
 	if len(bars) == 0 {
 		return empty(id)
 	}
-	const rowH, labelW, valueW = 22, 220, 90
+	const rowH, labelW, valueW = 22, 220, 160
 	max := 0.0
 	for _, b := range bars {
 		max = maxf(max, b.Value)
