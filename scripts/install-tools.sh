@@ -41,12 +41,6 @@ go_tool() {
 install_linters() {
   go_tool "$STATICCHECK_BIN" "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
   go_tool "$WORKFLOWCHECK_BIN" "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"
-  # The Dockerfile's lint: BuildKit's build checks, run without Docker
-  # (tools/dockerlint, its own module).
-  if [ ! -x "$DOCKERLINT_BIN" ]; then
-    (cd "$here/../tools/dockerlint" && CGO_ENABLED=0 go build -o "$DOCKERLINT_BIN.tmp" .)
-    mv "$DOCKERLINT_BIN.tmp" "$DOCKERLINT_BIN"
-  fi
 }
 
 # install_debs: the Debian packages the tests drive for real: Prometheus

@@ -2,7 +2,10 @@ module github.com/ktpipe/ktpipe/tools/dockerlint
 
 go 1.26
 
-require github.com/moby/buildkit v0.25.2
+require (
+	github.com/moby/buildkit v0.25.2
+	github.com/moby/patternmatcher v0.6.0
+)
 
 require (
 	github.com/agext/levenshtein v1.2.3 // indirect
