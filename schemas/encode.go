@@ -17,6 +17,40 @@ type LoadMeta struct {
 // AppendEventRow appends ev as one NDJSON line in the column layout of
 // EventRowSchema, ready for a BigQuery load job.
 func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
+	return append(appendEventColumns(b, ev, d), loadColumns(m)...)
+}
+
+// EventRowEncoder is AppendEventRow for the rows of one load: the load's
+// own columns (load id, source, ingest time) are the same on every row,
+// so they are encoded once.
+type EventRowEncoder struct {
+	tail []byte
+}
+
+// NewEventRowEncoder returns an encoder for rows of the load m.
+func NewEventRowEncoder(m LoadMeta) *EventRowEncoder {
+	return &EventRowEncoder{tail: loadColumns(m)}
+}
+
+// Append appends ev as AppendEventRow does.
+func (e *EventRowEncoder) Append(b []byte, ev *Event, d Derived) []byte {
+	return append(appendEventColumns(b, ev, d), e.tail...)
+}
+
+// loadColumns encodes the row's last columns and its end.
+func loadColumns(m LoadMeta) []byte {
+	b := []byte(`,"load_id":`)
+	b = AppendJSONString(b, m.LoadID)
+	b = append(b, `,"source":`...)
+	b = AppendJSONString(b, m.Source)
+	b = append(b, `,"ingested_at":"`...)
+	b = appendTimestamp(b, m.IngestedAt)
+	return append(b, "\"}\n"...)
+}
+
+// appendEventColumns appends the row's columns from the event's up to
+// (not including) the load's.
+func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	b = append(b, `{"event_id":`...)
 	b = AppendJSONString(b, ev.ID)
 	b = append(b, `,"event_timestamp":"`...)
@@ -68,13 +102,7 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 	} else {
 		b = appendJSONTextString(b, appendExtra(nil, ev.Extra))
 	}
-	b = append(b, `,"load_id":`...)
-	b = AppendJSONString(b, m.LoadID)
-	b = append(b, `,"source":`...)
-	b = AppendJSONString(b, m.Source)
-	b = append(b, `,"ingested_at":"`...)
-	b = appendTimestamp(b, m.IngestedAt)
-	return append(b, "\"}\n"...)
+	return b
 }
 
 // QuarantineRow is one invalid record and why it was refused.

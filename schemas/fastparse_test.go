@@ -257,3 +257,18 @@ func corpusValue(data []byte) ([]byte, bool) {
 	}
 	return []byte(s), true
 }
+
+// TestEventRowEncoderMatchesAppendEventRow: the per-load encoder writes
+// the rows AppendEventRow does.
+func TestEventRowEncoderMatchesAppendEventRow(t *testing.T) {
+	var p Parser
+	var ev Event
+	if err := p.Parse([]byte(validEventText), &ev); err != nil {
+		t.Fatal(err)
+	}
+	m := LoadMeta{LoadID: `load "1"`, Source: "export", IngestedAt: ev.Timestamp.Add(1500)}
+	want := AppendEventRow(nil, &ev, Transform(&ev), m)
+	if got := NewEventRowEncoder(m).Append(nil, &ev, Transform(&ev)); !bytes.Equal(got, want) {
+		t.Fatalf("encoder row\n%s\nAppendEventRow\n%s", got, want)
+	}
+}
