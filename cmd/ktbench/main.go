@@ -6,7 +6,8 @@
 //
 //	go run ./cmd/ktbench -events 1000000
 //
-// With -hostile it measures peak memory on files made to hurt: a 100 MB
+// With -model it prints the cost model of ktpipe's own BigQuery
+// statements (model.go). With -hostile it measures peak memory on files made to hurt: a 100 MB
 // NDJSON line, a 100 MB JSON array element and a gzip bomb.
 package main
 
@@ -44,7 +45,16 @@ func main() {
 	hostile := flag.Bool("hostile", false, "measure peak memory on hostile files (100 MB record, gzip bomb) instead")
 	python := flag.String("python", "python3", "interpreter for the guide's pattern, run beside the json case on the same file (empty: skip)")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile of the split here")
+	model := flag.Bool("model", false, "print the BigQuery cost model (statements counted on the emulator, scaled to 1M, 10M and 100M events a day)")
 	flag.Parse()
+
+	if *model {
+		if err := runModel(os.Stdout, []float64{1e6, 1e7, 1e8}); err != nil {
+			fmt.Fprintln(os.Stderr, "ktbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *hostile {
 		if err := runHostile(*dir); err != nil {
