@@ -52,7 +52,7 @@ func loadColumns(m LoadMeta) []byte {
 // (not including) the load's.
 func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	b = append(b, `{"event_id":`...)
-	b = AppendJSONString(b, ev.ID)
+	b = appendString(b, ev.ID, ev.plain)
 	b = append(b, `,"event_timestamp":"`...)
 	b = appendTimestamp(b, ev.Timestamp)
 	b = append(b, `","event_date":"`...)
@@ -60,19 +60,19 @@ func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	b = append(b, `","event_hour":`...)
 	b = strconv.AppendInt(b, int64(d.Hour), 10)
 	b = append(b, `,"gateway_id":`...)
-	b = AppendJSONString(b, ev.GatewayID)
+	b = appendString(b, ev.GatewayID, ev.plain)
 	b = append(b, `,"user":`...)
-	b = AppendJSONString(b, ev.User)
+	b = appendString(b, ev.User, ev.plain)
 	b = append(b, `,"provider":`...)
-	b = AppendJSONString(b, ev.Provider)
+	b = appendString(b, ev.Provider, ev.plain)
 	b = append(b, `,"model":`...)
-	b = AppendJSONString(b, ev.Model)
+	b = appendString(b, ev.Model, ev.plain)
 	b = append(b, `,"decision":`...)
-	b = AppendJSONString(b, string(ev.Decision))
+	b = appendString(b, string(ev.Decision), ev.plain)
 	b = append(b, `,"policies_evaluated":`...)
-	b = appendStringArray(b, ev.PoliciesEvaluated)
+	b = appendStringArray(b, ev.PoliciesEvaluated, ev.plain)
 	b = append(b, `,"policies_triggered":`...)
-	b = appendStringArray(b, ev.PoliciesTriggered)
+	b = appendStringArray(b, ev.PoliciesTriggered, ev.plain)
 	b = append(b, `,"policy_count":`...)
 	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
 	b = append(b, `,"latency_ms":`...)
@@ -166,15 +166,26 @@ func appendExtra(b []byte, extra []Field) []byte {
 	return append(b, '}')
 }
 
-func appendStringArray(b []byte, ss []string) []byte {
+func appendStringArray(b []byte, ss []string, plain bool) []byte {
 	b = append(b, '[')
 	for i, s := range ss {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendJSONString(b, s)
+		b = appendString(b, s, plain)
 	}
 	return append(b, ']')
+}
+
+// appendString is AppendJSONString, or for a string known to be plain
+// ASCII (Event.plain) the same bytes without looking at each one.
+func appendString(b []byte, s string, plain bool) []byte {
+	if !plain {
+		return AppendJSONString(b, s)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 const hexDigits = "0123456789abcdef"

@@ -30,13 +30,26 @@ func (ps *Parser) fastParse(b []byte, ev *Event) (n int, ok bool) {
 		return i + 1, true
 	}
 	var seen uint32 // the fields read, by code, to refuse duplicates
+	ps.ascii = true
+	next := codeID // records list their fields in the contract's order, mostly
 	for {
 		if i >= len(b) || b[i] != '"' {
 			return 0, false
 		}
-		key, j, ok := plainString(b, i)
-		if !ok {
-			return 0, false
+		var key []byte
+		var code, j int
+		if q := quotedKeys[next]; next != codeUnknown && len(b)-i >= len(q) && string(b[i:i+len(q)]) == q {
+			key, j, code = b[i+1:i+len(q)-1], i+len(q), next
+		} else {
+			var ok bool
+			if key, j, ok = plainString(b, i); !ok {
+				return 0, false
+			}
+			code = fieldCode(key)
+		}
+		next = codeUnknown
+		if code != codeUnknown && code < codeMetadata {
+			next = code + 1
 		}
 		i = skipWhite(b, j)
 		if i >= len(b) || b[i] != ':' {
@@ -46,7 +59,6 @@ func (ps *Parser) fastParse(b []byte, ev *Event) (n int, ok bool) {
 		if i >= len(b) {
 			return 0, false
 		}
-		code := fieldCode(key)
 		if code != codeUnknown {
 			if seen&(1<<code) != 0 {
 				return 0, false // fastjson's path lets the last one win; leave it that
@@ -64,6 +76,7 @@ func (ps *Parser) fastParse(b []byte, ev *Event) (n int, ok bool) {
 		case ',':
 			i = skipWhite(b, i+1)
 		case '}':
+			ev.plain = ps.ascii
 			return i + 1, true
 		default:
 			return 0, false
@@ -124,6 +137,15 @@ func fieldCode(key []byte) int {
 	return codeUnknown
 }
 
+// quotedKeys are the field names as they appear in records, by code.
+var quotedKeys = [...]string{
+	codeID: `"id"`, codeTimestamp: `"timestamp"`, codeGatewayID: `"gateway_id"`, codeUser: `"user"`,
+	codeProvider: `"provider"`, codeModel: `"model"`, codeDecision: `"decision"`,
+	codePoliciesEvaluated: `"policies_evaluated"`, codePoliciesTriggered: `"policies_triggered"`,
+	codeLatencyMs: `"latency_ms"`, codeInputTokens: `"input_tokens"`, codeOutputTokens: `"output_tokens"`,
+	codeCost: `"cost"`, codeMetadata: `"metadata"`,
+}
+
 // fastField decodes the value at b[i] of the field name (key when the
 // contract does not name it) and returns the index after it.
 func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (int, bool) {
@@ -139,7 +161,7 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 		if b[i] != '"' {
 			return 0, false
 		}
-		s, j, ok := plainString(b, i)
+		s, j, ok := ps.valueString(b, i)
 		if !ok {
 			return 0, false
 		}
@@ -189,7 +211,7 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 			if i >= len(b) || b[i] != '"' {
 				return 0, false
 			}
-			s, j, ok := plainString(b, i)
+			s, j, ok := ps.valueString(b, i)
 			if !ok {
 				return 0, false
 			}
@@ -268,6 +290,31 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 	}
 	ev.Extra = append(ev.Extra, Field{Name: string(key), Value: append([]byte(nil), b[i:j]...)})
 	return j, true
+}
+
+// valueString is plainString for a string the row encoder writes; it
+// notes whether the string is all ASCII (then the encoder copies it).
+func (ps *Parser) valueString(b []byte, i int) ([]byte, int, bool) {
+	s, end, ok := plainString(b, i)
+	if ok && ps.ascii {
+		ps.ascii = isASCII(s)
+	}
+	return s, end, ok
+}
+
+func isASCII(s []byte) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if binary.LittleEndian.Uint64(s[i:])&0x8080808080808080 != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func skipWhite(b []byte, i int) int {
@@ -480,22 +527,41 @@ func fastTimestamp(s []byte) (time.Time, bool) {
 		}
 		s = s[n:]
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if year < 1 {
+		return time.Time{}, false
+	}
+	unix := daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
 	switch {
 	case len(s) == 1 && s[0] == 'Z':
-		return t, true
+		return time.Unix(unix, int64(nsec)).UTC(), true
 	case len(s) == 6 && (s[0] == '+' || s[0] == '-') && s[3] == ':':
 		hh, mm := num(s[1:3]), num(s[4:6])
 		if hh < 0 || hh > 23 || mm < 0 || mm > 59 {
 			return time.Time{}, false
 		}
-		off := time.Duration(hh*60+mm) * time.Minute
+		off := int64(hh*3600 + mm*60)
 		if s[0] == '-' {
 			off = -off
 		}
-		return t.Add(-off), true
+		return time.Unix(unix-off, int64(nsec)).UTC(), true
 	}
 	return time.Time{}, false
+}
+
+// daysFromCivil returns the days from 1970-01-01 to the given date of the
+// proleptic Gregorian calendar (year >= 1), without time.Date's
+// normalisation (H. Hinnant's algorithm).
+func daysFromCivil(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400 // y >= 0
+	yoe := y - era*400
+	mp := int64((month + 9) % 12)
+	doy := (153*mp+2)/5 + int64(day) - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 func daysIn(m time.Month, year int) int {

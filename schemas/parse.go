@@ -9,6 +9,7 @@ import (
 type Parser struct {
 	p fastjson.Parser
 	interned
+	ascii bool // fastParse: every string the encoder writes was ASCII so far
 }
 
 // interned maps the low-cardinality strings of events (gateways, users,
