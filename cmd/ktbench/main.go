@@ -122,10 +122,10 @@ func run(events int, cases []string, dir string, runs int, python string) error 
 		// The guide's pattern runs on the plain JSON file, alternating
 		// with ktpipe's runs so both see the same machine.
 		guide := python != "" && c == "json"
-		var rates, pyRates []float64
+		var rates, pyRates, cpuRates, pyCPURates []float64
 		var peak, pyPeak int64
 		for i := 0; i < runs; i++ {
-			n, secs, rss, err := runGoCase(self, path)
+			n, secs, cpu, rss, err := runGoCase(self, path)
 			if err != nil {
 				return fmt.Errorf("case %s: %w", c, err)
 			}
@@ -133,9 +133,10 @@ func run(events int, cases []string, dir string, runs int, python string) error 
 				return fmt.Errorf("case %s: processed %d records, want %d", c, n, events)
 			}
 			rates = append(rates, float64(n)/secs)
+			cpuRates = append(cpuRates, float64(n)/cpu)
 			peak = max(peak, rss)
 			if guide {
-				pn, psecs, prss, err := runGuidePattern(python, path, dir)
+				pn, psecs, pcpu, prss, err := runGuidePattern(python, path, dir)
 				if err != nil {
 					return fmt.Errorf("guide's pattern: %w", err)
 				}
@@ -143,22 +144,23 @@ func run(events int, cases []string, dir string, runs int, python string) error 
 					return fmt.Errorf("guide's pattern: read %d records, want %d", pn, events)
 				}
 				pyRates = append(pyRates, float64(pn)/psecs)
+				pyCPURates = append(pyCPURates, float64(pn)/pcpu)
 				pyPeak = max(pyPeak, prss)
 			}
 		}
 		med := median(rates)
 		fmt.Printf("%-10s %10d %10.0f %14.0f %10.1f %12.1f\n", c, events, float64(st.Size())/1e6, med, med*float64(st.Size())/float64(events)/1e6, float64(peak)/1024)
 		if guide {
-			pmed := median(pyRates)
+			pmed, cmed, pcmed := median(pyRates), median(cpuRates), median(pyCPURates)
 			sideBySide = append(sideBySide,
-				fmt.Sprintf("%-34s %14.0f %12.1f", "ktpipe split (json)", med, float64(peak)/1024),
-				fmt.Sprintf("%-34s %14.0f %12.1f", "guide's pattern ("+pythonVersion(python)+")", pmed, float64(pyPeak)/1024),
-				fmt.Sprintf("ratio: %.2f× the events/s at %.3f× the peak memory (medians of %d alternating runs; per-run ktpipe %s, guide %s)",
-					med/pmed, float64(peak)/float64(pyPeak), runs, rateList(rates), rateList(pyRates)))
+				fmt.Sprintf("%-34s %14.0f %14.0f %12.1f", "ktpipe split (json)", med, cmed, float64(peak)/1024),
+				fmt.Sprintf("%-34s %14.0f %14.0f %12.1f", "guide's pattern ("+pythonVersion(python)+")", pmed, pcmed, float64(pyPeak)/1024),
+				fmt.Sprintf("ratio: %.2f× the events/s (%.2f× per CPU-second) at %.3f× the peak memory", med/pmed, cmed/pcmed, float64(peak)/float64(pyPeak)),
+				fmt.Sprintf("(medians of %d alternating runs; events/s per run: ktpipe %s, guide %s)", runs, rateList(rates), rateList(pyRates)))
 		}
 	}
 	if len(sideBySide) > 0 {
-		fmt.Printf("\nside by side on the same json file, one core each:\n%-34s %14s %12s\n", "", "events/s", "peak RSS MB")
+		fmt.Printf("\nside by side on the same json file, one core each:\n%-34s %14s %14s %12s\n", "", "events/s", "events/CPU-s", "peak RSS MB")
 		for _, l := range sideBySide {
 			fmt.Println(l)
 		}
@@ -184,18 +186,24 @@ func oneCore(name string, args ...string) *exec.Cmd {
 }
 
 // runGoCase runs the real Splitter over path in a child and returns its
-// records, seconds and peak RSS (kB, from the child's rusage).
-func runGoCase(self, path string) (n int64, secs float64, rss int64, err error) {
+// records, seconds (its own clock), CPU seconds and peak RSS (kB), the
+// last two from the child's rusage. On a shared machine CPU seconds are
+// the steadier measure of one core's rate.
+func runGoCase(self, path string) (n int64, secs, cpu float64, rss int64, err error) {
 	cmd := oneCore(self, "-child", path)
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	var childRSS int64
 	if _, err := fmt.Sscan(string(out), &n, &secs, &childRSS); err != nil {
-		return 0, 0, 0, fmt.Errorf("parse %q: %w", out, err)
+		return 0, 0, 0, 0, fmt.Errorf("parse %q: %w", out, err)
 	}
-	return n, secs, maxRSS(cmd), nil
+	return n, secs, cpuSeconds(cmd), maxRSS(cmd), nil
+}
+
+func cpuSeconds(cmd *exec.Cmd) float64 {
+	return (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 }
 
 //go:embed guide_pattern.py
@@ -205,21 +213,21 @@ var guidePattern []byte
 // the null device, as ktpipe's chunks go to a discarding sink here) and
 // returns the records it read, its seconds (its own clock, from open to
 // the last line written) and its peak RSS (kB).
-func runGuidePattern(python, path, dir string) (n int64, secs float64, rss int64, err error) {
+func runGuidePattern(python, path, dir string) (n int64, secs, cpu float64, rss int64, err error) {
 	script := filepath.Join(dir, "guide_pattern.py")
 	if err := os.WriteFile(script, guidePattern, 0o644); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	cmd := oneCore(python, script, path, os.DevNull)
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	var done, skipped int64
 	if _, err := fmt.Sscan(string(out), &n, &done, &skipped, &secs); err != nil {
-		return 0, 0, 0, fmt.Errorf("parse %q: %w", out, err)
+		return 0, 0, 0, 0, fmt.Errorf("parse %q: %w", out, err)
 	}
-	return n, secs, maxRSS(cmd), nil
+	return n, secs, cpuSeconds(cmd), maxRSS(cmd), nil
 }
 
 func maxRSS(cmd *exec.Cmd) int64 {
