@@ -100,6 +100,7 @@ func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c st
 	}
 	script := w.commitScript(loadID, c)
 	start := func(id string) (*bigquery.Job, error) {
+		w.observed(Statement{What: "commit chunk", SQL: script})
 		q := w.bq.Query(script)
 		q.Parameters = params
 		q.Location = w.location
