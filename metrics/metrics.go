@@ -66,16 +66,20 @@ type Metrics struct {
 	webhook        *prometheus.CounterVec
 	stagedBytes    prometheus.Gauge
 
-	// Read from the warehouse by the worker (see Refresh).
-	checkpointAge  prometheus.Gauge
-	pullInterval   prometheus.Gauge
-	lag            prometheus.Gauge
-	factDupRatio   prometheus.Gauge
-	resendRatio    prometheus.Gauge
-	violations     prometheus.Gauge
-	completeness   prometheus.Gauge
-	reconcileRatio prometheus.Gauge
-	auditLast      prometheus.Gauge
+	// Read from the warehouse by the worker (app.RefreshGauges). Served
+	// only once known (lazy): a 0 before the first audit would be a
+	// completeness of 0 % to an alert.
+	checkpointAge  *prometheus.GaugeVec
+	lag            *prometheus.GaugeVec
+	factDupRatio   *prometheus.GaugeVec
+	resendRatio    *prometheus.GaugeVec
+	violations     *prometheus.GaugeVec
+	completeness   *prometheus.GaugeVec
+	reconcileRatio *prometheus.GaugeVec
+	// 0 until an audit row is read: the audit-stale alert fires on a
+	// worker that never saw one.
+	auditLast    prometheus.Gauge
+	pullInterval prometheus.Gauge
 
 	mu          sync.Mutex
 	consecutive int // current run of failed API calls in this process
@@ -90,6 +94,11 @@ func New() *Metrics {
 	m := &Metrics{reg: reg}
 	gauge := func(name, help string) prometheus.Gauge {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		f(g)
+		return g
+	}
+	lazy := func(name, help string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, nil)
 		f(g)
 		return g
 	}
@@ -115,21 +124,21 @@ func New() *Metrics {
 	f(m.webhook)
 	m.stagedBytes = gauge("ktpipe_staged_bytes",
 		"Bytes the last staging clean-up on this worker left in staging (files of running, recent or unknown loads).")
-	m.checkpointAge = gauge("ktpipe_checkpoint_age_seconds",
+	m.checkpointAge = lazy("ktpipe_checkpoint_age_seconds",
 		"Seconds since the incremental pull last wrote its checkpoint (after every batch, even an empty one).")
 	m.pullInterval = gauge("ktpipe_pull_interval_seconds",
 		"The incremental pull's schedule interval this worker is configured with (KTPIPE_SCHEDULE_INTERVAL); the stall alert compares the checkpoint age with it.")
-	m.lag = gauge("ktpipe_ingestion_lag_seconds",
+	m.lag = lazy("ktpipe_ingestion_lag_seconds",
 		"Last audit: the API's newest event timestamp minus the warehouse's newest, floored at 0 (the guide's ingestion lag).")
-	m.factDupRatio = gauge("ktpipe_fact_duplicate_ratio",
+	m.factDupRatio = lazy("ktpipe_fact_duplicate_ratio",
 		"Last audit: rows of fact_ai_event beyond the first per event id, over its rows, in the partitions audited. Must be 0.")
-	m.resendRatio = gauge("ktpipe_source_resend_ratio",
+	m.resendRatio = lazy("ktpipe_source_resend_ratio",
 		"Last audit: records the source sent again (already loaded ids) over records it sent, in the audit interval. Information only.")
-	m.violations = gauge("ktpipe_schema_violations",
+	m.violations = lazy("ktpipe_schema_violations",
 		"Last audit: quarantine rows written in its interval (records that broke a field rule).")
-	m.completeness = gauge("ktpipe_completeness_ratio",
+	m.completeness = lazy("ktpipe_completeness_ratio",
 		"Last audit: (fact + quarantine) over the API's count for the last closed hours it checked.")
-	m.reconcileRatio = gauge("ktpipe_reconcile_completeness_ratio",
+	m.reconcileRatio = lazy("ktpipe_reconcile_completeness_ratio",
 		"Last scheduled reconcile: (fact + quarantine) over the API's count for the previous UTC day.")
 	m.auditLast = gauge("ktpipe_audit_last_success_timestamp_seconds",
 		"Unix time of the newest row in the audit table.")
@@ -276,7 +285,7 @@ func (m *Metrics) SetPullInterval(d time.Duration) {
 // SetCheckpointAge publishes the pull checkpoint's age.
 func (m *Metrics) SetCheckpointAge(d time.Duration) {
 	if m != nil {
-		m.checkpointAge.Set(max(d, 0).Seconds())
+		m.checkpointAge.WithLabelValues().Set(max(d, 0).Seconds())
 	}
 }
 
@@ -295,18 +304,18 @@ func (m *Metrics) SetAudit(a Audit) {
 	if m == nil {
 		return
 	}
-	m.lag.Set(a.LagSeconds)
-	m.factDupRatio.Set(a.FactDuplicateRatio)
-	m.resendRatio.Set(a.SourceResendRatio)
-	m.violations.Set(float64(a.SchemaViolations))
-	m.completeness.Set(a.CompletenessRatio)
+	m.lag.WithLabelValues().Set(a.LagSeconds)
+	m.factDupRatio.WithLabelValues().Set(a.FactDuplicateRatio)
+	m.resendRatio.WithLabelValues().Set(a.SourceResendRatio)
+	m.violations.WithLabelValues().Set(float64(a.SchemaViolations))
+	m.completeness.WithLabelValues().Set(a.CompletenessRatio)
 	m.auditLast.Set(float64(a.At.UnixNano()) / 1e9)
 }
 
 // SetReconcileCompleteness publishes the last scheduled reconcile's ratio.
 func (m *Metrics) SetReconcileCompleteness(r float64) {
 	if m != nil {
-		m.reconcileRatio.Set(r)
+		m.reconcileRatio.WithLabelValues().Set(r)
 	}
 }
 

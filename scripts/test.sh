@@ -20,6 +20,9 @@ go vet ./...
 # workflowcheck: workflow code must be deterministic (no time.Now, maps
 # ranged into commands, goroutines, ...).
 "$WORKFLOWCHECK_BIN" ./workflows/...
+# The alert rules: valid, and each fires above its threshold, silent below.
+promtool check rules ops/prometheus/rules.yml
+promtool test rules ops/prometheus/rules_test.yml
 
 # Packages whose tests need no dev server or emulator, under -race.
 race_pkgs=$(go list ./... | grep -v -e /integration -e /warehouse -e /devstack -e /cmd/ -e /tools/)
