@@ -2,8 +2,11 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/warehouse"
@@ -113,4 +116,29 @@ func (a *Activities) NewestSourceEvent(ctx context.Context, in NewestInput) (tim
 func (a *Activities) WriteAudit(ctx context.Context, row AuditRow) error {
 	defer keepAlive(ctx, nil)()
 	return classifyWarehouse(ctx, "write audit", a.Warehouse.AppendAudit(ctx, row))
+}
+
+// ReconcileStateKey is the pipeline_state key of the last scheduled
+// reconcile's outcome (JSON ReconcileState).
+const ReconcileStateKey = "scheduled_reconcile"
+
+// ReconcileState is the last scheduled reconcile's outcome.
+type ReconcileState struct {
+	Since, Until time.Time
+	Source       int64   // events the API counts
+	Warehouse    int64   // fact + quarantine
+	Ratio        float64 // Warehouse / Source (1 when Source is 0)
+	Gaps         int     // windows with an unexplained gap
+	Workflow     string  // the Reconcile run's id
+}
+
+// RecordReconcile stores a scheduled reconcile's outcome (appended, the
+// newest wins: a retry is harmless).
+func (a *Activities) RecordReconcile(ctx context.Context, st ReconcileState) error {
+	defer keepAlive(ctx, nil)()
+	b, err := json.Marshal(st)
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError("encode reconcile state: "+err.Error(), ErrTypeMalformed, err)
+	}
+	return classifyWarehouse(ctx, "record reconcile", a.Warehouse.SetCheckpoint(ctx, ReconcileStateKey, string(b)))
 }

@@ -1,11 +1,9 @@
 package workflows
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/activities"
@@ -143,17 +141,10 @@ func fillAudit(row *activities.AuditRow, wh activities.AuditWarehouseResult) {
 // ReconcileStateKey is the pipeline_state key the scheduled reconcile
 // writes its result under (JSON ReconcileState); the workers publish its
 // ratio as ktpipe_reconcile_completeness_ratio.
-const ReconcileStateKey = "scheduled_reconcile"
+const ReconcileStateKey = activities.ReconcileStateKey
 
 // ReconcileState is the last scheduled reconcile's outcome.
-type ReconcileState struct {
-	Since, Until time.Time
-	Source       int64   // events the API counts
-	Warehouse    int64   // fact + quarantine
-	Ratio        float64 // Warehouse / Source (1 when Source is 0)
-	Gaps         int     // windows with an unexplained gap
-	Workflow     string  // the Reconcile run's id
-}
+type ReconcileState = activities.ReconcileState
 
 // ScheduledReconcileInput configures the daily reconcile.
 type ScheduledReconcileInput struct {
@@ -189,12 +180,7 @@ func ScheduledReconcile(ctx workflow.Context, in ScheduledReconcileInput) (Recon
 	if st.Source > 0 {
 		st.Ratio = float64(st.Warehouse) / float64(st.Source)
 	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return st, temporal.NewNonRetryableApplicationError("encode reconcile state: "+err.Error(), "BadState", err)
-	}
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, in.Tuning.withDefaults()), a.WriteCheckpoint,
-		activities.CheckpointInput{Key: ReconcileStateKey, Value: string(b)}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, in.Tuning.withDefaults()), a.RecordReconcile, st).Get(ctx, nil); err != nil {
 		return st, fmt.Errorf("record reconcile state: %w", err)
 	}
 	return st, nil
