@@ -7,12 +7,16 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
-// apiObserver counts the Keeptrusts client's requests.
+// APIObserver counts a Keeptrusts client's requests into m
+// (keeptrusts.WithObserver).
+func APIObserver(m *metrics.Metrics) keeptrusts.Observer { return apiObserver{m} }
+
 type apiObserver struct{ m *metrics.Metrics }
 
 func (o apiObserver) Request(op string, status int, err error) { o.m.APIRequest(op, status, err) }

@@ -50,9 +50,9 @@ type AuditMeasures struct {
 	WarehouseNewest   time.Time
 	FactRows          int64
 	FactDuplicateRows int64 // rows beyond the first per event id
-	SourceRecords     int64 // raw rows and quarantine rows ingested in the interval
+	SourceRecords     int64 // raw rows and quarantined records of loads committed in the interval
 	SourceResends     int64 // of the raw rows, those whose id an earlier load already brought
-	SchemaViolations  int64 // quarantine rows written in the interval
+	SchemaViolations  int64 // records quarantined by loads committed in the interval
 }
 
 // MeasureAudit runs the audit's three bounded queries.
@@ -74,29 +74,34 @@ FROM %s WHERE event_date >= @from`, w.ref(schemas.TableFact)), from)
 	m.FactDuplicateRows = m.FactRows - asInt(rows[0]["ids"])
 	// quarantined_at is the load's clock, at or after the record arrived:
 	// a record quarantined since Since is in these partitions.
-	rows, err = w.query(ctx, "audit quarantine", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest,
-  COUNTIF(quarantined_at >= @start AND quarantined_at < @end) AS violations
-FROM %s WHERE quarantined_at >= @from_ts`, w.ref(schemas.TableQuarantine)), fromTS, start, end)
+	rows, err = w.query(ctx, "audit quarantine", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest
+FROM %s WHERE quarantined_at >= @from_ts`, w.ref(schemas.TableQuarantine)), fromTS)
 	if err != nil {
 		return m, err
 	}
 	if t, ok := rows[0]["newest"].(time.Time); ok && t.After(m.WarehouseNewest) {
 		m.WarehouseNewest = t
 	}
-	m.SchemaViolations = asInt(rows[0]["violations"])
-	// raw_events keeps each load's rows, so an id loaded again by a later
-	// load (the source sent it again) has an earlier row there.
-	rows, err = w.query(ctx, "audit resends", fmt.Sprintf(`WITH recent AS (
-  SELECT event_id, ingested_at FROM %s WHERE event_date >= @from
+	// What was written in the interval is what loads committed in it (the
+	// ledger's commit time; a load's own clock is when it read the
+	// source, which can be long before a slow commit). raw_events keeps
+	// each load's rows, so an id loaded again by a later load (the source
+	// sent it again) has an earlier row there.
+	rows, err = w.query(ctx, "audit interval", fmt.Sprintf(`WITH loads AS (
+  SELECT load_id, quarantined FROM %[1]s WHERE committed_at >= @start AND committed_at < @end
+), recent AS (
+  SELECT event_id, load_id, ingested_at FROM %[2]s WHERE event_date >= @from
 ), firsts AS (
   SELECT event_id, MIN(ingested_at) AS first_at FROM recent GROUP BY event_id
 )
-SELECT COUNT(*) AS n, COUNTIF(f.first_at < r.ingested_at) AS resends
-FROM recent r JOIN firsts f ON f.event_id = r.event_id
-WHERE r.ingested_at >= @start AND r.ingested_at < @end`, w.ref(schemas.TableRaw)), from, start, end)
+SELECT
+  (SELECT COUNT(*) FROM recent r JOIN firsts f ON f.event_id = r.event_id WHERE r.load_id IN (SELECT load_id FROM loads)) AS n,
+  (SELECT COUNTIF(f.first_at < r.ingested_at) FROM recent r JOIN firsts f ON f.event_id = r.event_id WHERE r.load_id IN (SELECT load_id FROM loads)) AS resends,
+  (SELECT IFNULL(SUM(quarantined), 0) FROM loads) AS violations`, w.ref(schemas.TableLedger), w.ref(schemas.TableRaw)), from, start, end)
 	if err != nil {
 		return m, err
 	}
+	m.SchemaViolations = asInt(rows[0]["violations"])
 	m.SourceRecords = asInt(rows[0]["n"]) + m.SchemaViolations
 	m.SourceResends = asInt(rows[0]["resends"])
 	return m, nil
