@@ -23,6 +23,7 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
@@ -66,6 +67,8 @@ type Activities struct {
 	// Limits bound one record and a gzip stream's inflation (zero:
 	// schemas.DefaultLimits).
 	Limits schemas.Limits
+	// Metrics times chunk stages and commits (nil: not recorded).
+	Metrics *metrics.Metrics
 
 	dims refresher // coalesces RefreshDimensions calls on this worker
 }
@@ -627,7 +630,10 @@ func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) error {
 		defer q.Close()
 		files.Quarantine = q
 	}
-	return classifyWarehouse(ctx, fmt.Sprintf("stage chunk %d of %s", in.Chunk.Index, in.LoadID), a.Warehouse.StageChunk(ctx, in.LoadID, in.Chunk, files))
+	start := time.Now()
+	err = a.Warehouse.StageChunk(ctx, in.LoadID, in.Chunk, files)
+	a.Metrics.ObserveStage(time.Since(start))
+	return classifyWarehouse(ctx, fmt.Sprintf("stage chunk %d of %s", in.Chunk.Index, in.LoadID), err)
 }
 
 // MergeInput names a load whose chunks are staged.
@@ -657,7 +663,9 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 	defer keepAlive(ctx, func() any { return MergeProgress{Done: int(done.Load())} })()
 	for i := start; i < len(in.Chunks); i++ {
 		c := in.Chunks[i]
+		start := time.Now()
 		err := a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
+		a.Metrics.ObserveCommit(time.Since(start))
 		if errors.Is(err, warehouse.ErrStagingLost) {
 			// A stage whose worker died can leave a short table; stage it
 			// again from the chunk file and commit that.

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
@@ -52,6 +53,8 @@ type Cleaner struct {
 	Temporal  client.Client // lists the runs still open
 	TaskQueue string
 	Now       func() time.Time // default time.Now
+	// Metrics gets the bytes left in staging after a complete pass.
+	Metrics *metrics.Metrics
 }
 
 // CleanupInput configures one clean-up.
@@ -74,7 +77,8 @@ type CleanupResult struct {
 	// old), files newer than the cutoff, and files outside ktpipe's
 	// layout, which are never removed.
 	KeptRunning, KeptRecent, KeptUnknown int
-	More                                 bool // a bound was reached; the next run continues
+	KeptBytes                            int64 // bytes of the kept files
+	More                                 bool  // a bound was reached; the next run continues
 }
 
 // OpenRun is a workflow run still open on the task queue.
@@ -145,12 +149,15 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupRes
 		switch d.kind {
 		case keptRunning:
 			res.KeptRunning++
+			res.KeptBytes += e.Size
 			return nil
 		case keptRecent:
 			res.KeptRecent++
+			res.KeptBytes += e.Size
 			return nil
 		case keptUnknown:
 			res.KeptUnknown++
+			res.KeptBytes += e.Size
 			return nil
 		}
 		if res.Files == maxCleanupFiles {
@@ -181,6 +188,9 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupRes
 	})
 	if err != nil && !errors.Is(err, errEnough) {
 		return res, fmt.Errorf("clean staging (removed %d files so far): %w", res.Files, err)
+	}
+	if !res.More { // a cut-short pass saw only part of what stays
+		c.Metrics.SetStagedBytes(res.KeptBytes)
 	}
 	log.Info("staging cleaned", "cutoff", res.Cutoff, "files", res.Files, "bytes", res.Bytes, "loads", res.Loads,
 		"deliveries", res.Deliveries, "temporary", res.Temporary, "kept_running", res.KeptRunning,

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
@@ -34,7 +36,15 @@ import (
 
 // DialTemporal connects to the configured Temporal cluster.
 func DialTemporal(cfg config.Temporal, logger *slog.Logger) (client.Client, error) {
+	return dialTemporal(cfg, logger, nil)
+}
+
+// dialTemporal connects with the SDK's metrics going to m (nil: none).
+func dialTemporal(cfg config.Temporal, logger *slog.Logger, m *metrics.Metrics) (client.Client, error) {
 	opts := client.Options{HostPort: cfg.Address, Namespace: cfg.Namespace, Logger: log.NewStructuredLogger(logger)}
+	if m != nil {
+		opts.MetricsHandler = m.SDKHandler()
+	}
 	if cfg.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.APIKey.Reveal())
 	}
@@ -91,9 +101,14 @@ func OpenStore(ctx context.Context, cfg config.Pipeline) (store staging.Store, c
 	return staging.Bucket{Client: gcs, Name: cfg.StagingBucket, Prefix: cfg.StagingPrefix, Scratch: dir}, gcs.Close, nil
 }
 
-// NewActivities builds the activities' dependencies from configuration.
-func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store) (*activities.Activities, error) {
-	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token, cfg.Keeptrusts.ClientOptions()...)
+// NewActivities builds the activities' dependencies from configuration;
+// m (may be nil) counts API requests and times chunk stages and commits.
+func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store, m *metrics.Metrics) (*activities.Activities, error) {
+	opts := cfg.Keeptrusts.ClientOptions()
+	if m != nil {
+		opts = append(opts, keeptrusts.WithObserver(apiObserver{m}))
+	}
+	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +124,7 @@ func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store) 
 	if err != nil {
 		return nil, fmt.Errorf("KTPIPE_USER_MAP: %w", err)
 	}
-	return &activities.Activities{API: api, Warehouse: wh, Store: store,
+	return &activities.Activities{API: api, Warehouse: wh, Store: store, Metrics: m,
 		Prices: prices, Users: users, ChunkRows: cfg.Pipeline.ChunkRows,
 		Limits: schemas.Limits{MaxRecordBytes: cfg.Pipeline.MaxRecordBytes, MaxInflateRatio: cfg.Pipeline.MaxInflateRatio}}, nil
 }
@@ -148,8 +163,10 @@ func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, 
 	main.RegisterWorkflow(workflows.Reconcile)
 	main.RegisterWorkflow(workflows.WebhookBatch)
 	main.RegisterWorkflow(workflows.Cleanup)
+	main.RegisterWorkflow(workflows.Audit)
+	main.RegisterWorkflow(workflows.ScheduledReconcile)
 	main.RegisterActivity(acts)
-	main.RegisterActivity(&activities.Cleaner{Store: acts.Store, Temporal: c, TaskQueue: taskQueue})
+	main.RegisterActivity(&activities.Cleaner{Store: acts.Store, Temporal: c, TaskQueue: taskQueue, Metrics: acts.Metrics})
 	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, withRecovery(worker.Options{
 		MaxConcurrentActivityExecutionSize: concurrency,
 		// Across every worker of the cluster: the API's rate limit is the
@@ -207,6 +224,11 @@ type Running struct {
 	bq         *bigquery.Client
 	closeStore func() error
 	webhooks   *http.Server // nil unless KTPIPE_WEBHOOK_ADDR is set
+	Metrics    *metrics.Metrics
+	// MetricsAddr is where /metrics is served (nil: KTPIPE_METRICS_ADDR empty).
+	MetricsAddr    net.Addr
+	metricsSrv     *metrics.Server
+	stopRefreshing context.CancelFunc
 }
 
 // Stop stops the receiver and the workers and closes the clients.
@@ -214,7 +236,10 @@ func (r *Running) Stop() {
 	if r.webhooks != nil {
 		shutdownWebhooks(r.webhooks)
 	}
+	r.stopRefreshing()
+	r.metricsSrv.Shutdown()
 	r.Workers.Stop()
+	r.Metrics.Close()
 	r.closeStore()
 	r.bq.Close()
 	r.Client.Close()
@@ -223,7 +248,9 @@ func (r *Running) Stop() {
 // StartWorker connects everything, prepares the warehouse schema and
 // starts the workers; it returns once they poll.
 func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*Running, error) {
-	c, err := DialTemporal(cfg.Temporal, logger)
+	m := metrics.New()
+	m.SetPullInterval(cfg.Pipeline.ScheduleInterval)
+	c, err := dialTemporal(cfg.Temporal, logger, m)
 	if err != nil {
 		return nil, err
 	}
@@ -239,12 +266,13 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 		return nil, err
 	}
 	fail := func(err error) (*Running, error) {
+		m.Close()
 		closeStore()
 		bq.Close()
 		c.Close()
 		return nil, err
 	}
-	acts, err := NewActivities(cfg, bq, store)
+	acts, err := NewActivities(cfg, bq, store, m)
 	if err != nil {
 		return fail(err)
 	}
@@ -264,13 +292,24 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 		return fail(err)
 	}
 	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
-	r := &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore}
+	r := &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore, Metrics: m}
+	if cfg.Metrics.Addr != "" {
+		if r.metricsSrv, err = m.Serve(cfg.Metrics.Addr, logger); err != nil {
+			ws.Stop()
+			return fail(err)
+		}
+		r.MetricsAddr = r.metricsSrv.Addr
+	}
 	if cfg.Webhook.Addr != "" {
-		if r.webhooks, _, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, logger); err != nil {
+		if r.webhooks, _, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, m, logger); err != nil {
+			r.metricsSrv.Shutdown()
 			ws.Stop()
 			return fail(err)
 		}
 	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r.stopRefreshing = cancel
+	go refreshGauges(rctx, acts.Warehouse, m, cfg.Metrics.Refresh, logger)
 	return r, nil
 }
 

@@ -28,7 +28,7 @@ func TestDecoderLimitsReachTheActivities(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bq.Close()
-	acts, err := app.NewActivities(cfg, bq, nil)
+	acts, err := app.NewActivities(cfg, bq, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/ktpipe/ktpipe/config"
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/webhook"
 	"github.com/ktpipe/ktpipe/workflows"
@@ -43,7 +44,7 @@ func (b WebhookBatches) Add(ctx context.Context, key string, received time.Time)
 
 // serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
 // tuning travels in each batch's input, as it does in every input a starter gives.
-func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, c client.Client, store staging.Store, logger *slog.Logger) (*http.Server, net.Addr, error) {
+func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, c client.Client, store staging.Store, m *metrics.Metrics, logger *slog.Logger) (*http.Server, net.Addr, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
@@ -54,6 +55,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 		MaxInFlight: cfg.MaxInFlight,
 	}
 	srv := webhook.NewServer(rc, webhook.ServerOptions{ReadTimeout: cfg.ReadTimeout})
+	srv.Handler = m.InstrumentWebhook(srv.Handler)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("webhook receiver stopped", "error", err)
@@ -74,15 +76,20 @@ func shutdownWebhooks(srv *http.Server) {
 
 // Receiving is a running receiver-only process.
 type Receiving struct {
-	Client     client.Client
-	Addr       net.Addr // where it listens
-	srv        *http.Server
-	closeStore func() error
+	Client      client.Client
+	Addr        net.Addr // where it listens
+	MetricsAddr net.Addr // where /metrics is served (nil: KTPIPE_METRICS_ADDR empty)
+	srv         *http.Server
+	metrics     *metrics.Metrics
+	metricsSrv  *metrics.Server
+	closeStore  func() error
 }
 
 // Stop stops the receiver and closes the clients.
 func (r *Receiving) Stop() {
 	shutdownWebhooks(r.srv)
+	r.metricsSrv.Shutdown()
+	r.metrics.Close()
 	r.closeStore()
 	r.Client.Close()
 }
@@ -93,7 +100,8 @@ func (r *Receiving) Stop() {
 // bucket), but no workers and no BigQuery. Workers elsewhere load the
 // batches.
 func StartReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger) (*Receiving, error) {
-	c, err := DialTemporal(cfg.Temporal, logger)
+	m := metrics.New()
+	c, err := dialTemporal(cfg.Temporal, logger, m)
 	if err != nil {
 		return nil, err
 	}
@@ -102,13 +110,23 @@ func StartReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger
 		c.Close()
 		return nil, err
 	}
-	srv, addr, err := serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, logger)
+	r := &Receiving{Client: c, metrics: m, closeStore: closeStore}
+	if cfg.Metrics.Addr != "" {
+		if r.metricsSrv, err = m.Serve(cfg.Metrics.Addr, logger); err != nil {
+			closeStore()
+			c.Close()
+			return nil, err
+		}
+		r.MetricsAddr = r.metricsSrv.Addr
+	}
+	r.srv, r.Addr, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, m, logger)
 	if err != nil {
+		r.metricsSrv.Shutdown()
 		closeStore()
 		c.Close()
 		return nil, err
 	}
-	return &Receiving{Client: c, Addr: addr, srv: srv, closeStore: closeStore}, nil
+	return r, nil
 }
 
 // RunReceiver runs a receiver-only process until ctx ends.

@@ -145,6 +145,7 @@ func startStack(ctx context.Context, o Options) (s *stack, err error) {
 		"KTPIPE_WEBHOOK_ADDR":       webhookAddr,
 		"KEEPTRUSTS_WEBHOOK_SECRET": webhookSecret,
 		"KTPIPE_WEBHOOK_BATCH":      o.WebhookBatch.String(),
+		"KTPIPE_METRICS_ADDR":       "127.0.0.1:0", // worker processes overlap across kills
 	}
 	for k, v := range s.envMap {
 		s.env = append(s.env, k+"="+v)

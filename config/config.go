@@ -116,6 +116,7 @@ type Receiver struct {
 	Temporal Temporal
 	Pipeline Pipeline
 	Webhook  Webhook
+	Metrics  Metrics
 }
 
 // Validate checks a receiver-only process's settings.
@@ -123,7 +124,7 @@ func (c Receiver) Validate() error {
 	if c.Webhook.Addr == "" {
 		return errors.New("KTPIPE_WEBHOOK_ADDR: missing required value (the receiver-only process serves webhooks there)")
 	}
-	for _, v := range []interface{ Validate() error }{c.Temporal, c.Pipeline, c.Webhook} {
+	for _, v := range []interface{ Validate() error }{c.Temporal, c.Pipeline, c.Webhook, c.Metrics} {
 		if err := v.Validate(); err != nil {
 			return err
 		}
@@ -183,6 +184,39 @@ type Pipeline struct {
 	StagingRetention Days `env:"KTPIPE_STAGING_RETENTION, default=7d"`
 }
 
+// Metrics configures the Prometheus endpoint and the audit.
+type Metrics struct {
+	// Addr serves /metrics (empty: no endpoint).
+	Addr string `env:"KTPIPE_METRICS_ADDR, default=:9464"`
+	// Refresh is how often a worker reads the newest audit row, the pull
+	// checkpoint and the last scheduled reconcile into its gauges: every
+	// worker Prometheus scrapes shows the same values, at most this late.
+	Refresh time.Duration `env:"KTPIPE_METRICS_REFRESH, default=30s"`
+	// AuditInterval is the audit schedule's interval (the guide's lag
+	// target is 5 minutes: an audit every 5 minutes sees it).
+	AuditInterval time.Duration `env:"KTPIPE_AUDIT_INTERVAL, default=5m"`
+	// ReconcileInterval is the scheduled reconcile's (of the previous
+	// UTC day; 0 disables it).
+	ReconcileInterval time.Duration `env:"KTPIPE_RECONCILE_INTERVAL, default=24h"`
+}
+
+// Validate checks the metrics settings.
+func (c Metrics) Validate() error {
+	if c.Addr != "" && !strings.Contains(c.Addr, ":") {
+		return fmt.Errorf("KTPIPE_METRICS_ADDR: %q must be host:port or :port", c.Addr)
+	}
+	if c.Refresh < time.Second || c.Refresh > time.Hour {
+		return fmt.Errorf("KTPIPE_METRICS_REFRESH: %s must be between 1s and 1h", c.Refresh)
+	}
+	if c.AuditInterval < time.Minute || c.AuditInterval > 24*time.Hour {
+		return fmt.Errorf("KTPIPE_AUDIT_INTERVAL: %s must be between 1m and 24h", c.AuditInterval)
+	}
+	if c.ReconcileInterval != 0 && c.ReconcileInterval < time.Hour {
+		return fmt.Errorf("KTPIPE_RECONCILE_INTERVAL: %s must be 0 (off) or at least 1h", c.ReconcileInterval)
+	}
+	return nil
+}
+
 // Worker is everything a worker needs.
 type Worker struct {
 	Temporal   Temporal
@@ -190,6 +224,7 @@ type Worker struct {
 	BigQuery   BigQuery
 	Pipeline   Pipeline
 	Webhook    Webhook
+	Metrics    Metrics
 }
 
 var taskQueuePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
@@ -353,7 +388,7 @@ func (c Pipeline) Validate() error {
 
 // Validate checks every part of a worker's settings.
 func (c Worker) Validate() error {
-	for _, v := range []interface{ Validate() error }{c.Temporal, c.Keeptrusts, c.BigQuery, c.Pipeline, c.Webhook} {
+	for _, v := range []interface{ Validate() error }{c.Temporal, c.Keeptrusts, c.BigQuery, c.Pipeline, c.Webhook, c.Metrics} {
 		if err := v.Validate(); err != nil {
 			return err
 		}

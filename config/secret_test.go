@@ -30,6 +30,7 @@ var configStructs = map[string]any{
 	"Pipeline":   &config.Pipeline{},
 	"Worker":     &config.Worker{},
 	"Receiver":   &config.Receiver{},
+	"Metrics":    &config.Metrics{},
 }
 
 func exportedStructs(t *testing.T) []string {

@@ -32,7 +32,7 @@ const usage = `usage: ktpipe <command> [flags]
 
 Commands:
   schedule apply [--interval 1h] [--catchup 24h] [--start 24h] [--paused]
-                 (also applies the daily staging clean-up schedule)
+                 (also applies the daily staging clean-up, the audit and the daily reconcile schedules)
   schedule pause|unpause [--note TEXT]
   schedule trigger [--wait]
   schedule describe
@@ -252,6 +252,9 @@ func (c *CLI) schedule(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(c.Stdout, "schedule %s %s: staging clean-up every %s, removes files older than %s that no open workflow uses\n",
 			ctl.CleanupScheduleID(), verb, workflows.DefaultCleanupInterval, cs.Retention)
+		if err := c.applyOpsSchedules(ctx, ctl, p, *paused); err != nil {
+			return err
+		}
 	case "pause", "unpause":
 		if err := ctl.PauseSchedule(ctx, sub == "pause", *note); err != nil {
 			return err
@@ -632,3 +635,46 @@ func (c *CLI) tail(ctx context.Context, args []string) error {
 	}
 	return err
 }
+
+// applyOpsSchedules applies the audit's schedule and the daily
+// reconcile's (KTPIPE_AUDIT_INTERVAL, KTPIPE_RECONCILE_INTERVAL).
+func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipeline, paused bool) error {
+	var m config.Metrics
+	if err := c.load(ctx, &m); err != nil {
+		return err
+	}
+	verb := func(created bool) string {
+		if created {
+			return "created"
+		}
+		return "updated"
+	}
+	// Hours are checked for completeness once a pull has had the chance
+	// to load them: one pull interval and ten minutes after they close.
+	audit := workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: p.ScheduleInterval + 10*time.Minute}
+	created, err := ctl.ApplyAuditSchedule(ctx, audit, paused)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "schedule %s %s: audit every %s (lag, duplicates, resends, schema violations, completeness of closed hours)\n",
+		ctl.AuditScheduleID(), verb(created), m.AuditInterval)
+	if p.ScheduleInterval > LagTarget {
+		fmt.Fprintf(c.Stdout, "note: a pull every %s alone leaves events up to %s behind, over the guide's %s lag target (alert KtpipeIngestionLag):\n"+
+			"      serve webhooks (KTPIPE_WEBHOOK_ADDR) for near-real-time loads, or set KTPIPE_SCHEDULE_INTERVAL to 4m or less (README, Meeting the 5-minute lag target)\n",
+			p.ScheduleInterval, p.ScheduleInterval, LagTarget)
+	}
+	if m.ReconcileInterval == 0 {
+		return nil
+	}
+	// After the late window, so the previous day's late events are in.
+	offset := min(p.LateWindow+time.Hour, m.ReconcileInterval-time.Minute)
+	if created, err = ctl.ApplyReconcileSchedule(ctx, m.ReconcileInterval, offset, paused); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "schedule %s %s: reconcile of the previous UTC day every %s, at %s past midnight UTC\n",
+		ctl.ReconcileScheduleID(), verb(created), m.ReconcileInterval, offset)
+	return nil
+}
+
+// LagTarget is the guide's ingestion-lag target (alert KtpipeIngestionLag).
+const LagTarget = 5 * time.Minute

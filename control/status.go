@@ -51,7 +51,7 @@ type StatusTemporal interface {
 type StatusWarehouse interface {
 	Checkpoint(ctx context.Context, key string) (string, error)
 	CheckpointTime(ctx context.Context, key string) (time.Time, error)
-	AuditHistory(ctx context.Context, since time.Time, limit int) ([]warehouse.AuditRecord, error)
+	AuditHistory(ctx context.Context, since time.Time, limit int) ([]warehouse.AuditRow, error)
 	QuarantineSince(ctx context.Context, since time.Time) ([]warehouse.ViolationCount, error)
 }
 
@@ -249,7 +249,7 @@ func Gather(ctx context.Context, o StatusOptions) StatusReport {
 			rec.URL = workflowURL(o, rec.WorkflowID, rec.RunID)
 			r.LastReconcile = rec
 			if rec.Ratio < MinCompleteness {
-				alert("KtpipeReconcileCompletenessLow", "ktpipe reconcile --since T --until T --replay-gaps --wait",
+				alert("KtpipeReconcileIncomplete", "ktpipe reconcile --since T --until T --replay-gaps --wait",
 					"last reconcile %s: warehouse %d of %d API events (%s < %s)", rec.WorkflowID, rec.Warehouse, rec.Source, pct(rec.Ratio), pct(MinCompleteness))
 			}
 		}
@@ -310,7 +310,7 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 			lag := a.IngestionLagSeconds
 			s.LagSeconds = &lag
 			if lag > MaxLagSeconds {
-				alert("KtpipeIngestionLagHigh", "ktpipe schedule trigger --wait (or serve webhooks); check the worker log",
+				alert("KtpipeIngestionLag", "ktpipe schedule trigger --wait (or serve webhooks); check the worker log",
 					"warehouse newest event is %s behind the API's (> %ds)", ago(time.Duration(lag*float64(time.Second))), MaxLagSeconds)
 			}
 		}
@@ -320,7 +320,7 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 				"%d records quarantined in the last audit interval", a.SchemaViolations)
 		}
 		if a.FactDuplicateRatio > MaxDuplicateRatio {
-			alert("KtpipeFactDuplicates", "ktpipe reports (dq_duplicate_rate); file a bug: the fact table must hold each event id once",
+			alert("KtpipeDuplicateEvents", "ktpipe reports (dq_duplicate_rate); file a bug: the fact table must hold each event id once",
 				"fact duplicate ratio %s > %s (%d rows)", pct(a.FactDuplicateRatio), pct(MaxDuplicateRatio), a.FactDuplicateRows)
 		}
 		if a.CompletenessRatio < MinCompleteness {

@@ -51,7 +51,7 @@ func (f *fakeTemporal) LastReconcile(context.Context) (*ReconcileStatus, error) 
 type fakeWarehouse struct {
 	cursor   string
 	written  time.Time
-	audits   []warehouse.AuditRecord
+	audits   []warehouse.AuditRow
 	auditErr error
 	quar     []warehouse.ViolationCount
 }
@@ -60,8 +60,8 @@ func (f *fakeWarehouse) Checkpoint(context.Context, string) (string, error) { re
 func (f *fakeWarehouse) CheckpointTime(context.Context, string) (time.Time, error) {
 	return f.written, nil
 }
-func (f *fakeWarehouse) AuditHistory(_ context.Context, since time.Time, _ int) ([]warehouse.AuditRecord, error) {
-	var out []warehouse.AuditRecord
+func (f *fakeWarehouse) AuditHistory(_ context.Context, since time.Time, _ int) ([]warehouse.AuditRow, error) {
+	var out []warehouse.AuditRow
 	for _, a := range f.audits {
 		if !a.AuditedAt.Before(since) {
 			out = append(out, a)
@@ -86,7 +86,7 @@ func healthy() (*fakeTemporal, *fakeWarehouse) {
 	}
 	lag := 42.0
 	w := &fakeWarehouse{cursor: "c-1", written: statusNow.Add(-20 * time.Minute),
-		audits: []warehouse.AuditRecord{{AuditedAt: statusNow.Add(-2 * time.Minute), IngestionLagSeconds: lag, LagKnown: true,
+		audits: []warehouse.AuditRow{{AuditedAt: statusNow.Add(-2 * time.Minute), IngestionLagSeconds: lag, LagKnown: true,
 			APINewest: statusNow.Add(-time.Minute), WarehouseNewest: statusNow.Add(-time.Minute - 42*time.Second),
 			FactRows: 5000, CompletenessRatio: 1, APICount: 300, WarehouseCount: 300}},
 		quar: []warehouse.ViolationCount{{Field: "gateway_id", Rule: "must be a known gateway", Records: 3}}}
@@ -130,11 +130,11 @@ func TestStatusAlertsExitOne(t *testing.T) {
 		alert  string
 		break_ func(*fakeTemporal, *fakeWarehouse)
 	}{
-		{"KtpipeIngestionLagHigh", func(_ *fakeTemporal, w *fakeWarehouse) { w.audits[0].IngestionLagSeconds = 301 }},
+		{"KtpipeIngestionLag", func(_ *fakeTemporal, w *fakeWarehouse) { w.audits[0].IngestionLagSeconds = 301 }},
 		{"KtpipeSchemaViolations", func(_ *fakeTemporal, w *fakeWarehouse) { w.audits[0].SchemaViolations = 1 }},
-		{"KtpipeFactDuplicates", func(_ *fakeTemporal, w *fakeWarehouse) { w.audits[0].FactDuplicateRatio = 0.0011 }},
+		{"KtpipeDuplicateEvents", func(_ *fakeTemporal, w *fakeWarehouse) { w.audits[0].FactDuplicateRatio = 0.0011 }},
 		{"KtpipeCompletenessLow", func(_ *fakeTemporal, w *fakeWarehouse) { w.audits[0].CompletenessRatio = 0.998 }},
-		{"KtpipeReconcileCompletenessLow", func(f *fakeTemporal, _ *fakeWarehouse) { f.reconcile.Ratio = 0.99 }},
+		{"KtpipeReconcileIncomplete", func(f *fakeTemporal, _ *fakeWarehouse) { f.reconcile.Ratio = 0.99 }},
 		{"KtpipePullStalled", func(_ *fakeTemporal, w *fakeWarehouse) { w.written = statusNow.Add(-2*time.Hour - 11*time.Minute) }},
 		{"KtpipeWorkerDown", func(f *fakeTemporal, _ *fakeWarehouse) { f.pollers = 0 }},
 		{"KtpipeScheduleMissing", func(f *fakeTemporal, _ *fakeWarehouse) { f.sched, f.schedErr = nil, ErrNoSchedule }},

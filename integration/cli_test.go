@@ -45,12 +45,16 @@ func TestStarterCLI(t *testing.T) {
 		}
 		return out
 	}
-	if out := mustRun("schedule", "apply", "--paused", "--start", "30d"); !strings.Contains(out, "created") || !strings.Contains(out, s.tq+"-staging-cleanup created") {
+	if out := mustRun("schedule", "apply", "--paused", "--start", "30d"); !strings.Contains(out, "created") || !strings.Contains(out, s.tq+"-staging-cleanup created") ||
+		!strings.Contains(out, s.tq+"-audit created: audit every 5m0s") || !strings.Contains(out, s.tq+"-daily-reconcile created") ||
+		!strings.Contains(out, "note: a pull every 1h0m0s alone leaves events up to 1h0m0s behind") {
 		t.Fatalf("apply: %s", out)
 	}
 	t.Cleanup(func() {
 		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-incremental-pull").Delete(context.Background())
 		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-staging-cleanup").Delete(context.Background())
+		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-audit").Delete(context.Background())
+		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-daily-reconcile").Delete(context.Background())
 	})
 	if out := mustRun("schedule", "describe"); !strings.Contains(out, "paused") || !strings.Contains(out, "every 1h0m0s") {
 		t.Fatalf("describe: %s", out)

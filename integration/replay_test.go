@@ -69,7 +69,12 @@ func TestReplayFromStagingAndFromSource(t *testing.T) {
 	}
 	t.Cleanup(gcs.Stop)
 	gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "ktpipe-staging"})
-	hostA, hostB := *s.acts, *s.acts
+	// Two hosts: the same dependencies, each its own staging scratch.
+	clone := func(a *activities.Activities) activities.Activities {
+		return activities.Activities{API: a.API, Warehouse: a.Warehouse, Store: a.Store, Prices: a.Prices, Users: a.Users,
+			ChunkRows: a.ChunkRows, Limits: a.Limits, Metrics: a.Metrics}
+	}
+	hostA, hostB := clone(s.acts), clone(s.acts)
 	hostA.Store = staging.Bucket{Client: gcs.Client(), Name: "ktpipe-staging", Prefix: "ktpipe/", Scratch: staging.Dir{Root: t.TempDir()}}
 	hostB.Store = staging.Bucket{Client: gcs.Client(), Name: "ktpipe-staging", Prefix: "ktpipe/", Scratch: staging.Dir{Root: t.TempDir()}}
 	s.acts = &hostA

@@ -104,6 +104,7 @@ func TestWebhookReceiverRunsAsItsOwnProcess(t *testing.T) {
 		"KTPIPE_WEBHOOK_ADDR=" + addr,
 		"KEEPTRUSTS_WEBHOOK_SECRET=" + secret,
 		"KTPIPE_WEBHOOK_BATCH=2s",
+		"KTPIPE_METRICS_ADDR=127.0.0.1:0",
 	}
 	logf, err := os.Create(filepath.Join(t.TempDir(), "receiver.log"))
 	if err != nil {

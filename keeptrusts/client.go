@@ -27,7 +27,19 @@ type Client struct {
 	limiter  *rate.Limiter
 	timeouts Timeouts
 	maxBody  int64
+	observe  Observer
 }
+
+// Observer is told about every request the client sends: its operation,
+// the HTTP status (0 when no response came; err says why), and a
+// Retry-After the server asked for. Metrics hook in here.
+type Observer interface {
+	Request(operation string, status int, err error)
+	RetryAfter(d time.Duration)
+}
+
+// WithObserver reports every request to o.
+func WithObserver(o Observer) Option { return func(c *Client) { c.observe = o } }
 
 // Option configures a Client.
 type Option func(*Client)
@@ -153,6 +165,13 @@ func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, er
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	resp, err := c.http.Do(req.WithContext(ctx))
+	if c.observe != nil {
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		c.observe.Request(op, status, err)
+	}
 	if err != nil {
 		cancel(nil)
 		var ae *APIError
@@ -184,6 +203,9 @@ func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, er
 	}
 	if resp.StatusCode == http.StatusTooManyRequests && ae.RetryAfter == 0 {
 		ae.RetryAfter = time.Second // the contract promises Retry-After; wait a little anyway
+	}
+	if c.observe != nil && ae.RetryAfter > 0 {
+		c.observe.RetryAfter(ae.RetryAfter) // every caller waits at least this before trying again
 	}
 	return nil, ae
 }

@@ -182,3 +182,22 @@ func TestWebhookStatsAndBackoffCap(t *testing.T) {
 		t.Fatalf("stats %+v: want one delivery given up after 3 attempts", st)
 	}
 }
+
+func TestIngestInvalidMakesOnlyInvalidEvents(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HistoryEvents = 0
+	cfg.InvalidRate = 0
+	s := New(cfg)
+	defer s.Close()
+	ids := s.IngestInvalid(5)
+	s.Ingest(5, 0)
+	truth := s.Truth(time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if len(truth.Invalid) != 5 || len(truth.Valid) != 5 {
+		t.Fatalf("%d invalid, %d valid; want 5 and 5", len(truth.Invalid), len(truth.Valid))
+	}
+	for i, r := range truth.Invalid {
+		if r.ID != ids[i] && r.Rule == "" {
+			t.Errorf("invalid record %d: %+v", i, r)
+		}
+	}
+}

@@ -213,7 +213,20 @@ func (s *Server) append(recs []*record) {
 // timestamps minutes in the past (late events), the rest now. It returns
 // the ids of the new events.
 func (s *Server) Ingest(n int, lateFraction float64) []string {
+	return s.ingest(n, lateFraction, false)
+}
+
+// IngestInvalid makes n new events arrive now that each break one
+// validation rule (the loader must quarantine them): schema violations
+// on demand, whatever the configured InvalidRate.
+func (s *Server) IngestInvalid(n int) []string { return s.ingest(n, 0, true) }
+
+func (s *Server) ingest(n int, lateFraction float64, invalid bool) []string {
 	s.mu.Lock()
+	rate := s.gen.invalid
+	if invalid {
+		s.gen.invalid = 1
+	}
 	now := time.Now()
 	recs := make([]*record, n)
 	ids := make([]string, n)
@@ -227,6 +240,7 @@ func (s *Server) Ingest(n int, lateFraction float64) []string {
 		recs[i].ingested = now
 		ids[i] = recs[i].id
 	}
+	s.gen.invalid = rate
 	s.append(recs)
 	s.mu.Unlock()
 	s.hooks.deliver(recs)

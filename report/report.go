@@ -40,7 +40,7 @@ const (
 // Source is what the report reads (*warehouse.Warehouse).
 type Source interface {
 	ReportRows(ctx context.Context, v warehouse.View, limit int) ([]bigquery.Schema, [][]bigquery.Value, error)
-	AuditHistory(ctx context.Context, since time.Time, limit int) ([]warehouse.AuditRecord, error)
+	AuditHistory(ctx context.Context, since time.Time, limit int) ([]warehouse.AuditRow, error)
 }
 
 // Options say what to report on.
@@ -265,7 +265,7 @@ func chart(name string, r result) (string, template.HTML) {
 	return "", ""
 }
 
-func metrics(p *Page, results map[string]result, audits []warehouse.AuditRecord, auditOK bool, o Options) []Metric {
+func metrics(p *Page, results map[string]result, audits []warehouse.AuditRow, auditOK bool, o Options) []Metric {
 	na := Metric{Status: "na", Value: "unknown"}
 	lat, comp, up := na, na, na
 	lat.Name, lat.Target, lat.Source = "Event ingestion latency", "< 5 minutes", "latest audit: API newest vs warehouse newest"

@@ -21,7 +21,7 @@ var now = time.Date(2026, 11, 29, 15, 0, 0, 0, time.UTC)
 type fakeSource struct {
 	views  map[string]result
 	failed string
-	audits []warehouse.AuditRecord
+	audits []warehouse.AuditRow
 }
 
 func (f *fakeSource) ReportRows(_ context.Context, v warehouse.View, limit int) ([]bigquery.Schema, [][]bigquery.Value, error) {
@@ -36,7 +36,7 @@ func (f *fakeSource) ReportRows(_ context.Context, v warehouse.View, limit int) 
 	return []bigquery.Schema{r.schema}, rows, nil
 }
 
-func (f *fakeSource) AuditHistory(context.Context, time.Time, int) ([]warehouse.AuditRecord, error) {
+func (f *fakeSource) AuditHistory(context.Context, time.Time, int) ([]warehouse.AuditRow, error) {
 	return f.audits, nil
 }
 
@@ -64,7 +64,7 @@ func fixture() *fakeSource {
 		// 14:00 and 12:00 have events, 13:00 none: a gap.
 		"dq_hourly_counts": {schema("event_date", "event_hour", "events"), [][]bigquery.Value{{day, int64(14), int64(7)}, {day, int64(12), int64(3)}}},
 		"dq_ingestion_lag": {schema("latest_event", "latest_load", "lag_seconds"), [][]bigquery.Value{{now, now, int64(30)}}},
-	}, audits: []warehouse.AuditRecord{
+	}, audits: []warehouse.AuditRow{
 		{AuditedAt: now.Add(-time.Minute), IngestionLagSeconds: 42, LagKnown: true, CompletenessRatio: 1},
 		{AuditedAt: now.Add(-6 * time.Minute), IngestionLagSeconds: 400, LagKnown: true, CompletenessRatio: 0.99},
 	}}

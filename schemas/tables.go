@@ -13,4 +13,5 @@ const (
 	TableDimGateway = "dim_gateway"
 	TableState      = "pipeline_state"
 	TableLedger     = "load_ledger"
+	TableAudit      = "audit"
 )

@@ -27,6 +27,9 @@ go vet ./...
 # ktpipe's go.mod; go run, so it is never stale).
 docker-compose --profile cli config -q
 (cd tools/dockerlint && go run . -context ../.. ../../Dockerfile)
+# The alert rules: valid, and each fires above its threshold, silent below.
+promtool check rules ops/prometheus/rules.yml
+promtool test rules ops/prometheus/rules_test.yml
 
 # Packages whose tests need no dev server or emulator, under -race.
 race_pkgs=$(go list ./... | grep -v -e /integration -e /warehouse -e /devstack -e /cmd/ -e /tools/)

@@ -113,7 +113,7 @@ func (w *Warehouse) ensureTable(ctx context.Context, spec bqschema.TableSpec, re
 			return &SchemaError{Table: spec.Name, Column: f.Name, Problem: "is new and REQUIRED, which BigQuery cannot add to existing rows"}
 		case !ok:
 			add = append(add, f)
-		case h.Type != f.Type:
+		case canonicalType(h.Type) != canonicalType(f.Type):
 			return &SchemaError{Table: spec.Name, Column: f.Name, Problem: fmt.Sprintf("is %s, ktpipe needs %s", h.Type, f.Type)}
 		case h.Repeated != f.Repeated:
 			return &SchemaError{Table: spec.Name, Column: f.Name, Problem: "differs in mode (REPEATED)"}
@@ -139,3 +139,12 @@ func (w *Warehouse) ensureTable(ctx context.Context, spec bqschema.TableSpec, re
 
 // stagingExpiry bounds how long a staging table can outlive a failed load.
 const stagingExpiry = 7 * 24 * time.Hour
+
+// canonicalType names a column type one way: BigQuery answers FLOAT for a
+// column created as FLOAT64 (ktpipe creates FLOAT64, see bqschema).
+func canonicalType(t bigquery.FieldType) bigquery.FieldType {
+	if t == "FLOAT64" {
+		return bigquery.FloatFieldType
+	}
+	return t
+}

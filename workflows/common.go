@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
@@ -254,4 +255,14 @@ func reportUnknownFields(ctx workflow.Context, man staging.Manifest) {
 		workflow.GetLogger(ctx).Warn("source sends fields the contract does not name; kept in the extra column",
 			"load", man.LoadID, "fields", strings.Join(man.UnknownFields, ","))
 	}
+}
+
+// countLoad counts a checked load's records by source kind (a backfill's
+// exports count as export). The workflow's metrics handler drops what a
+// replay of the history emits, so a load is counted once.
+func countLoad(ctx workflow.Context, source string, man staging.Manifest) {
+	if source == "backfill" {
+		source = metrics.SourceExport
+	}
+	metrics.CountRecords(workflow.GetMetricsHandler(ctx), source, man.Records, man.Rows, man.Quarantined, man.Resent)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
@@ -143,6 +144,7 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	if err := checkLoad(ctx, s.t, man); err != nil {
 		return ExportLoadResult{}, err
 	}
+	countLoad(ctx, s.in.Source, man)
 	if err := workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
 	}
@@ -205,6 +207,11 @@ func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (kee
 			s.progress.ExportStatus = exp.Status
 		}
 		s.progress.ExportStatus = exp.Status
+		status := exp.Status
+		if status == keeptrusts.StatusCompleted {
+			status = "ready"
+		}
+		metrics.CountExport(workflow.GetMetricsHandler(ctx), status)
 		if exp.Status == keeptrusts.StatusCompleted {
 			return exp, nil
 		}

@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/metrics"
 )
 
 // DefaultCheckpointKey is the pipeline_state key of the hourly pull.
@@ -144,6 +145,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 			if err := checkLoad(ctx, s.t, res.Manifest); err != nil {
 				return IncrementalPullResult{}, err
 			}
+			countLoad(ctx, metrics.SourcePull, res.Manifest)
 			loaded = true
 		}
 		// The checkpoint moves only after the batch is merged.

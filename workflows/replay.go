@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
@@ -63,6 +64,7 @@ func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
 		if err := checkLoad(ctx, t, man); err != nil {
 			return ReplayResult{}, err
 		}
+		countLoad(ctx, metrics.SourceReplay, man)
 		if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.CleanupLoad, man.LoadID).Get(ctx, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("staged files left behind", "load", man.LoadID, "error", err)
 		}

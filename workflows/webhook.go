@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/metrics"
 )
 
 // DeliverySignal carries the staging key of one webhook delivery to its
@@ -122,6 +123,7 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, re
 		if err := checkLoad(ctx, t, man); err != nil {
 			return err
 		}
+		countLoad(ctx, metrics.SourceWebhook, man)
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
 			return fmt.Errorf("refresh dimensions: %w", err)
 		}

@@ -138,6 +138,7 @@ func run(ctx context.Context, o options) error {
 		"KTPIPE_WEBHOOK_ADDR":       o.webhookAddr,
 		"KEEPTRUSTS_WEBHOOK_SECRET": webhookSecret,
 		"KTPIPE_WEBHOOK_BATCH":      "5s",
+		"KTPIPE_METRICS_ADDR":       "127.0.0.1:9464",
 	}
 	var cfg config.Worker
 	if err := config.Load(ctx, &cfg, envconfig.MapLookuper(env)); err != nil {

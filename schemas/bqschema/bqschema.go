@@ -9,6 +9,10 @@ import (
 	"github.com/ktpipe/ktpipe/schemas"
 )
 
+// float64Type is FLOAT64, BigQuery's name for FLOAT: the emulator takes
+// "FLOAT" for a 32-bit float and refuses to insert a FLOAT64 into it.
+const float64Type bigquery.FieldType = "FLOAT64"
+
 // TableSpec describes one table: its schema, partitioning and clustering.
 type TableSpec struct {
 	Name        string
@@ -169,6 +173,31 @@ func Tables() []TableSpec {
 				req("rows", bigquery.IntegerFieldType),
 				req("quarantined", bigquery.IntegerFieldType),
 				req("committed_at", bigquery.TimestampFieldType),
+			},
+		},
+		{
+			Name:           schemas.TableAudit,
+			Description:    "One row per scheduled audit: ingestion lag, duplicates, resends, schema violations and completeness, as the alerts see them.",
+			PartitionField: "audited_at",
+			Schema: bigquery.Schema{
+				req("audited_at", bigquery.TimestampFieldType),
+				opt("api_newest", bigquery.TimestampFieldType),
+				opt("warehouse_newest", bigquery.TimestampFieldType),
+				opt("ingestion_lag_seconds", float64Type),
+				opt("fact_rows", bigquery.IntegerFieldType),
+				opt("fact_duplicate_rows", bigquery.IntegerFieldType),
+				opt("fact_duplicate_ratio", float64Type),
+				opt("source_records", bigquery.IntegerFieldType),
+				opt("source_resends", bigquery.IntegerFieldType),
+				opt("source_resend_ratio", float64Type),
+				opt("interval_start", bigquery.TimestampFieldType),
+				opt("interval_end", bigquery.TimestampFieldType),
+				opt("schema_violations", bigquery.IntegerFieldType),
+				opt("completeness_start", bigquery.TimestampFieldType),
+				opt("completeness_end", bigquery.TimestampFieldType),
+				opt("api_count", bigquery.IntegerFieldType),
+				opt("warehouse_count", bigquery.IntegerFieldType),
+				opt("completeness_ratio", float64Type),
 			},
 		},
 	}

@@ -1,0 +1,111 @@
+package metrics_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ktpipe/ktpipe/metrics"
+)
+
+func TestConsecutiveAPIFailures(t *testing.T) {
+	m := metrics.New()
+	defer m.Close()
+	gauge := func() float64 {
+		t.Helper()
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "ktpipe_api_consecutive_failures" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("ktpipe_api_consecutive_failures not served")
+		return 0
+	}
+	m.APIRequest("list events", 500, nil)
+	m.APIRequest("list events", 0, errors.New("connection refused"))
+	m.APIRequest("list events", 429, nil)
+	m.APIRequest("count events", 503, nil)
+	if got := gauge(); got != 4 {
+		t.Fatalf("after 4 failures: gauge %v, want 4", got)
+	}
+	m.APIRequest("get export", 409, nil) // an answer per the contract: the API works
+	if got := gauge(); got != 0 {
+		t.Fatalf("after an answer: gauge %v, want 0", got)
+	}
+	m.RetryAfter(2 * time.Second)
+	want := `
+# HELP ktpipe_api_requests_total Keeptrusts API requests by operation and status class (2xx, 4xx, 5xx, error: no response).
+# TYPE ktpipe_api_requests_total counter
+ktpipe_api_requests_total{operation="count events",status_class="5xx"} 1
+ktpipe_api_requests_total{operation="get export",status_class="4xx"} 1
+ktpipe_api_requests_total{operation="list events",status_class="4xx"} 1
+ktpipe_api_requests_total{operation="list events",status_class="5xx"} 1
+ktpipe_api_requests_total{operation="list events",status_class="error"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ktpipe_api_requests_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The SDK's metrics (and workflow code's) reach the registry with
+// Prometheus names: counters end in _total.
+func TestSDKMetricsReachTheRegistry(t *testing.T) {
+	m := metrics.New()
+	defer m.Close()
+	metrics.CountExport(m.SDKHandler().WithTags(map[string]string{"workflow_type": "ExportLoad"}), "failed")
+	m.SDKHandler().WithTags(map[string]string{"workflow_type": "Audit"}).Counter("temporal_workflow_failed").Inc(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := map[string]float64{}
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, s := range mf.GetMetric() {
+				got[mf.GetName()] += s.GetCounter().GetValue()
+			}
+		}
+		if got["ktpipe_exports_total"] == 1 && got["temporal_workflow_failed_total"] == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: ktpipe_exports_total %v, temporal_workflow_failed_total %v, want 1 each",
+				got["ktpipe_exports_total"], got["temporal_workflow_failed_total"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestWebhookAnswersCounted(t *testing.T) {
+	m := metrics.New()
+	defer m.Close()
+	h := m.InstrumentWebhook(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bad" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	for _, p := range []string{"/", "/", "/bad"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", p, nil))
+	}
+	want := `
+# HELP ktpipe_webhook_deliveries_total Webhook deliveries by the receiver's answer (HTTP status code).
+# TYPE ktpipe_webhook_deliveries_total counter
+ktpipe_webhook_deliveries_total{answer="202"} 2
+ktpipe_webhook_deliveries_total{answer="401"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ktpipe_webhook_deliveries_total"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,162 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"cloud.google.com/go/civil"
+
+	"github.com/ktpipe/ktpipe/schemas"
+)
+
+// AuditRow is one row of the audit table (see the columns in
+// schemas/bqschema). A zero time is written as NULL.
+type AuditRow struct {
+	AuditedAt           time.Time
+	APINewest           time.Time
+	WarehouseNewest     time.Time
+	IngestionLagSeconds float64
+	FactRows            int64
+	FactDuplicateRows   int64
+	FactDuplicateRatio  float64
+	SourceRecords       int64
+	SourceResends       int64
+	SourceResendRatio   float64
+	IntervalStart       time.Time
+	IntervalEnd         time.Time
+	SchemaViolations    int64
+	CompletenessStart   time.Time
+	CompletenessEnd     time.Time
+	APICount            int64
+	WarehouseCount      int64
+	CompletenessRatio   float64
+	// LagKnown, on read, is false when the lag was NULL (no event on one
+	// side yet); IngestionLagSeconds is then 0.
+	LagKnown bool
+}
+
+// AuditScope bounds what one audit reads: fact, raw and quarantine
+// partitions from Since's date on (event_date, quarantined_at), so its
+// cost does not grow with the tables' history.
+type AuditScope struct {
+	Since                      time.Time // first partition audited
+	IntervalStart, IntervalEnd time.Time // the audit interval (violations, resends)
+}
+
+// AuditMeasures is what the warehouse says in an audit.
+type AuditMeasures struct {
+	// WarehouseNewest is the newest event timestamp the warehouse holds in
+	// the partitions audited: in fact_ai_event or, for an invalid event
+	// (which has arrived too), in quarantine. Zero when there is none.
+	WarehouseNewest   time.Time
+	FactRows          int64
+	FactDuplicateRows int64 // rows beyond the first per event id
+	SourceRecords     int64 // raw rows and quarantined records of loads committed in the interval
+	SourceResends     int64 // of the raw rows, those whose id an earlier load already brought
+	SchemaViolations  int64 // records quarantined by loads committed in the interval
+}
+
+// MeasureAudit runs the audit's three bounded queries.
+func (w *Warehouse) MeasureAudit(ctx context.Context, s AuditScope) (AuditMeasures, error) {
+	var m AuditMeasures
+	from := bigquery.QueryParameter{Name: "from", Value: civil.DateOf(s.Since.UTC())}
+	fromTS := bigquery.QueryParameter{Name: "from_ts", Value: s.Since.UTC()}
+	start := bigquery.QueryParameter{Name: "start", Value: s.IntervalStart.UTC()}
+	end := bigquery.QueryParameter{Name: "end", Value: s.IntervalEnd.UTC()}
+	rows, err := w.query(ctx, "audit fact", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids
+FROM %s WHERE event_date >= @from`, w.ref(schemas.TableFact)), from)
+	if err != nil {
+		return m, err
+	}
+	if t, ok := rows[0]["newest"].(time.Time); ok {
+		m.WarehouseNewest = t
+	}
+	m.FactRows = asInt(rows[0]["n"])
+	m.FactDuplicateRows = m.FactRows - asInt(rows[0]["ids"])
+	// quarantined_at is the load's clock, at or after the record arrived:
+	// a record quarantined since Since is in these partitions.
+	rows, err = w.query(ctx, "audit quarantine", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest
+FROM %s WHERE quarantined_at >= @from_ts`, w.ref(schemas.TableQuarantine)), fromTS)
+	if err != nil {
+		return m, err
+	}
+	if t, ok := rows[0]["newest"].(time.Time); ok && t.After(m.WarehouseNewest) {
+		m.WarehouseNewest = t
+	}
+	// What was written in the interval is what loads committed in it (the
+	// ledger's commit time; a load's own clock is when it read the
+	// source, which can be long before a slow commit). raw_events keeps
+	// each load's rows, so an id loaded again by a later load (the source
+	// sent it again) has an earlier row there.
+	rows, err = w.query(ctx, "audit interval", fmt.Sprintf(`WITH loads AS (
+  SELECT load_id, quarantined FROM %[1]s WHERE committed_at >= @start AND committed_at < @end
+), recent AS (
+  SELECT event_id, load_id, ingested_at FROM %[2]s WHERE event_date >= @from
+), firsts AS (
+  SELECT event_id, MIN(ingested_at) AS first_at FROM recent GROUP BY event_id
+)
+SELECT
+  (SELECT COUNT(*) FROM recent r JOIN firsts f ON f.event_id = r.event_id WHERE r.load_id IN (SELECT load_id FROM loads)) AS n,
+  (SELECT COUNTIF(f.first_at < r.ingested_at) FROM recent r JOIN firsts f ON f.event_id = r.event_id WHERE r.load_id IN (SELECT load_id FROM loads)) AS resends,
+  (SELECT IFNULL(SUM(quarantined), 0) FROM loads) AS violations`, w.ref(schemas.TableLedger), w.ref(schemas.TableRaw)), from, start, end)
+	if err != nil {
+		return m, err
+	}
+	m.SchemaViolations = asInt(rows[0]["violations"])
+	m.SourceRecords = asInt(rows[0]["n"]) + m.SchemaViolations
+	m.SourceResends = asInt(rows[0]["resends"])
+	return m, nil
+}
+
+// AppendAudit writes an audit row once: a retry of the same audit (same
+// audited_at, from the workflow) adds nothing.
+func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
+	ts := func(name string, t time.Time) []bigquery.QueryParameter {
+		return []bigquery.QueryParameter{{Name: name, Value: t.UTC()}, {Name: "has_" + name, Value: !t.IsZero()}}
+	}
+	var params []bigquery.QueryParameter
+	for _, p := range []struct {
+		name string
+		t    time.Time
+	}{{"api_newest", r.APINewest}, {"warehouse_newest", r.WarehouseNewest}, {"interval_start", r.IntervalStart},
+		{"interval_end", r.IntervalEnd}, {"completeness_start", r.CompletenessStart}, {"completeness_end", r.CompletenessEnd}} {
+		params = append(params, ts(p.name, p.t)...)
+	}
+	params = append(params,
+		bigquery.QueryParameter{Name: "audited_at", Value: r.AuditedAt.UTC()},
+		bigquery.QueryParameter{Name: "lag", Value: r.IngestionLagSeconds},
+		bigquery.QueryParameter{Name: "fact_rows", Value: r.FactRows},
+		bigquery.QueryParameter{Name: "fact_dups", Value: r.FactDuplicateRows},
+		bigquery.QueryParameter{Name: "fact_dup_ratio", Value: r.FactDuplicateRatio},
+		bigquery.QueryParameter{Name: "records", Value: r.SourceRecords},
+		bigquery.QueryParameter{Name: "resends", Value: r.SourceResends},
+		bigquery.QueryParameter{Name: "resend_ratio", Value: r.SourceResendRatio},
+		bigquery.QueryParameter{Name: "violations", Value: r.SchemaViolations},
+		bigquery.QueryParameter{Name: "api_count", Value: r.APICount},
+		bigquery.QueryParameter{Name: "wh_count", Value: r.WarehouseCount},
+		bigquery.QueryParameter{Name: "completeness", Value: r.CompletenessRatio},
+	)
+	t := func(name string) string { return fmt.Sprintf("IF(@has_%[1]s, @%[1]s, NULL)", name) }
+	sql := fmt.Sprintf(`INSERT INTO %[1]s (audited_at, api_newest, warehouse_newest, ingestion_lag_seconds, fact_rows,
+  fact_duplicate_rows, fact_duplicate_ratio, source_records, source_resends, source_resend_ratio, interval_start,
+  interval_end, schema_violations, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio)
+SELECT @audited_at, %[2]s, %[3]s, @lag, @fact_rows, @fact_dups, @fact_dup_ratio, @records, @resends, @resend_ratio,
+  %[4]s, %[5]s, @violations, %[6]s, %[7]s, @api_count, @wh_count, @completeness
+FROM (SELECT 1 AS one) AS x
+WHERE NOT EXISTS (SELECT 1 FROM %[1]s a WHERE a.audited_at = @audited_at)`,
+		w.ref(schemas.TableAudit), t("api_newest"), t("warehouse_newest"), t("interval_start"), t("interval_end"),
+		t("completeness_start"), t("completeness_end"))
+	return w.exec(ctx, "append audit", sql, params...)
+}
+
+// LatestAudit returns the newest audit row written since since (zero
+// AuditedAt when there is none): the partitions from since's date only.
+func (w *Warehouse) LatestAudit(ctx context.Context, since time.Time) (AuditRow, error) {
+	rows, err := w.AuditHistory(ctx, since, 1)
+	if err != nil || len(rows) == 0 {
+		return AuditRow{}, err
+	}
+	return rows[0], nil
+}

@@ -1,0 +1,85 @@
+package warehouse_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// The audit's measures on known data: the newest event (an invalid one
+// counts: it has arrived), a duplicate in the fact table, a resend, a
+// schema violation; and its row is written once however often.
+func TestAuditMeasuresAndWritesOnce(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	ctx := context.Background()
+	start := time.Now().UTC().Add(-time.Minute)
+	now := time.Now().UTC().Truncate(time.Second)
+	ts := func(ago time.Duration) string { return now.Add(-ago).Format(time.RFC3339) }
+	bad := strings.Replace(event(uuid(4), ts(5*time.Minute), "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
+	load(t, w, "load-a", 10,
+		event(uuid(1), ts(30*time.Minute), "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(2), ts(20*time.Minute), "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(3), ts(10*time.Minute), "ada", "gpt-4o", "allow", "0.01"), bad)
+	load(t, w, "load-b", 10, event(uuid(1), ts(30*time.Minute), "ada", "gpt-4o", "allow", "0.01")) // the source resends 1
+	// A duplicate the loads would never write: what the alert guards against.
+	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(2), "outside-ktpipe")
+
+	m, err := w.MeasureAudit(ctx, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: start, IntervalEnd: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := warehouse.AuditMeasures{WarehouseNewest: now.Add(-5 * time.Minute), FactRows: 4, FactDuplicateRows: 1,
+		SourceRecords: 5, SourceResends: 1, SchemaViolations: 1}
+	if !m.WarehouseNewest.Equal(want.WarehouseNewest) {
+		t.Errorf("warehouse newest %s, want %s", m.WarehouseNewest, want.WarehouseNewest)
+	}
+	m.WarehouseNewest = want.WarehouseNewest
+	if m != want {
+		t.Errorf("measures %+v, want %+v", m, want)
+	}
+	// Outside the interval: no violations, no records.
+	m, err = w.MeasureAudit(ctx, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: now.Add(time.Minute), IntervalEnd: now.Add(2 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.SchemaViolations != 0 || m.SourceRecords != 0 {
+		t.Errorf("a later interval: %d violations, %d records, want 0", m.SchemaViolations, m.SourceRecords)
+	}
+
+	row := warehouse.AuditRow{AuditedAt: now, APINewest: now, WarehouseNewest: now.Add(-5 * time.Minute), IngestionLagSeconds: 300,
+		FactRows: 4, FactDuplicateRows: 1, FactDuplicateRatio: 0.25, SchemaViolations: 1, CompletenessRatio: 0.5}
+	for i := 0; i < 2; i++ { // a retried write
+		if err := w.AppendAudit(ctx, row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := w.LatestAudit(ctx, now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.AuditedAt.Equal(now) || got.IngestionLagSeconds != 300 || got.FactDuplicateRatio != 0.25 || got.SchemaViolations != 1 || got.CompletenessRatio != 0.5 {
+		t.Errorf("latest audit %+v", got)
+	}
+	it, err := bq.Query(fmt.Sprintf("SELECT COUNT(*) AS n, COUNTIF(interval_start IS NULL) AS no_start FROM `%s.%s.audit`", project, ds)).Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		N       int64
+		NoStart int64 `bigquery:"no_start"`
+	}
+	if err := it.Next(&r); err != nil {
+		t.Fatal(err)
+	}
+	if r.N != 1 || r.NoStart != 1 {
+		t.Errorf("audit table: %d rows (%d with a NULL interval_start), want 1 (1): written once, zero times as NULL", r.N, r.NoStart)
+	}
+}

@@ -1,0 +1,110 @@
+package workflows_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/metrics"
+	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// The guide's lag is the API's newest event against the warehouse's
+// newest, not against the clock: a quiet source is not a lagging
+// pipeline.
+func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(acts)
+	now := time.Date(2026, 11, 29, 15, 2, 0, 0, time.UTC)
+	env.SetStartTime(now)
+	whNewest := now.Add(-3 * time.Hour) // no events for hours: the source is quiet
+	apiNewest := whNewest.Add(400 * time.Second)
+	var asked activities.AuditWarehouseInput
+	env.OnActivity(acts.AuditWarehouse, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AuditWarehouseInput) (activities.AuditWarehouseResult, error) {
+		asked = in
+		return activities.AuditWarehouseResult{AuditMeasures: warehouse.AuditMeasures{WarehouseNewest: whNewest, FactRows: 2000, FactDuplicateRows: 1,
+			SourceRecords: 100, SourceResends: 5, SchemaViolations: 2}, CompletenessCount: 999}, nil
+	}).Once()
+	env.OnActivity(acts.NewestSourceEvent, mock.Anything, mock.MatchedBy(func(in activities.NewestInput) bool { return in.After.Equal(whNewest) })).Return(apiNewest, nil).Once()
+	env.OnActivity(acts.CountSource, mock.Anything, activities.Window{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)}).Return(int64(1000), nil).Once()
+	var written activities.AuditRow
+	env.OnActivity(acts.WriteAudit, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.AuditRow) error { written = r; return nil }).Once()
+
+	env.ExecuteWorkflow(workflows.Audit, workflows.AuditInput{})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	env.AssertExpectations(t)
+	if written.IngestionLagSeconds != 400 {
+		t.Errorf("lag %v s, want 400 (API newest - warehouse newest)", written.IngestionLagSeconds)
+	}
+	if written.FactDuplicateRatio != 0.0005 || written.SourceResendRatio != 0.05 || written.SchemaViolations != 2 || written.CompletenessRatio != 0.999 {
+		t.Errorf("row %+v", written)
+	}
+	if !asked.Scope.IntervalStart.Equal(now.Add(-5*time.Minute)) || !asked.Scope.IntervalEnd.Equal(now) || !asked.Scope.Since.Equal(time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("scope %+v: want the last 5 minutes, partitions from yesterday", asked.Scope)
+	}
+	if !written.AuditedAt.Equal(now) {
+		t.Errorf("audited at %s, want the workflow's clock %s", written.AuditedAt, now)
+	}
+}
+
+// What workflow code counts goes through the SDK's handler into the
+// registry a worker serves: a loaded export's records by outcome, and the
+// export by its final status.
+func TestExportLoadCountsRecordsAndExports(t *testing.T) {
+	m := metrics.New()
+	defer m.Close()
+	var s testsuite.WorkflowTestSuite
+	s.SetMetricsHandler(m.SDKHandler())
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(acts)
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil).Once()
+	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusFailed), nil).Once()
+	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil).Once()
+	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil).Once()
+	happyLoad(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"records read": 10, "records loaded": 9, "records quarantined": 1, "exports failed": 1, "exports ready": 1}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := map[string]float64{}
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, s := range mf.GetMetric() {
+				for _, l := range s.GetLabel() {
+					switch {
+					case mf.GetName() == metrics.RecordsName && l.GetName() == "outcome":
+						got["records "+l.GetValue()] += s.GetCounter().GetValue()
+					case mf.GetName() == metrics.ExportsName && l.GetName() == "status":
+						got["exports "+l.GetValue()] += s.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		ok := true
+		for k, v := range want {
+			ok = ok && got[k] == v
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %v, want %v", got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
