@@ -16,42 +16,43 @@ import (
 
 // BackfillInput is a date range to load through exports.
 type BackfillInput struct {
-	Since, Until time.Time
-	Window       time.Duration // one export per window (default 24h)
-	Parallelism  int           // windows in flight (default 2)
-	Format       string
-	Gzip         bool
-	Tuning       Tuning
+	Since       time.Time     `json:"since"`
+	Until       time.Time     `json:"until"`
+	Window      time.Duration `json:"window"`                // one export per window (default 24h)
+	Parallelism int           `json:"parallelism,omitempty"` // windows in flight (default 2)
+	Format      string        `json:"format,omitempty"`      // json, ndjson or csv (default ndjson)
+	Gzip        bool          `json:"gzip,omitempty"`
+	Tuning      Tuning        `json:"tuning"`
 	// MaxWindowsPerRun bounds the windows one run starts before it
 	// continues as new (default 500), so history stays small for any
 	// range: two years of hourly windows is 17,520 children.
-	MaxWindowsPerRun int
+	MaxWindowsPerRun int `json:"maxWindowsPerRun,omitempty"`
 
 	// Set by the workflow itself when it continues as new: the windows
 	// before Since, and the first maxFailuresKept of those that failed
 	// (Done.Failed counts them all).
-	Done   BackfillResult
-	Failed []string
+	Done   BackfillResult `json:"done"`
+	Failed []string       `json:"failed,omitempty"`
 }
 
 // BackfillResult sums up the windows.
 type BackfillResult struct {
-	Windows     int
-	Loaded      int
-	Skipped     int // windows an earlier run of this backfill loaded (counted with its rows)
-	Failed      int
-	Rows        int64
-	Quarantined int64
+	Windows     int   `json:"windows"`
+	Loaded      int   `json:"loaded"`
+	Skipped     int   `json:"skipped"` // windows an earlier run of this backfill loaded (counted with its rows)
+	Failed      int   `json:"failed"`
+	Rows        int64 `json:"rows"`
+	Quarantined int64 `json:"quarantined"`
 }
 
 // BackfillProgress is what the progress query returns.
 type BackfillProgress struct {
 	BackfillResult
-	Running []string
+	Running []string `json:"running"`
 	// Failures are the first maxFailuresKept failure messages;
 	// BackfillResult.Failed counts them all. (Not named Failed: in JSON
 	// the outer field would hide the count.)
-	Failures []string
+	Failures []string `json:"failures"`
 }
 
 // maxFailuresKept bounds the failure messages a backfill keeps (and

@@ -18,7 +18,7 @@ const DefaultCleanupInterval = 24 * time.Hour
 type CleanupInput struct {
 	// Retention: staged files modified more recently are kept (default
 	// activities.DefaultStagingRetention, 7 days).
-	Retention time.Duration
+	Retention time.Duration `json:"retention,omitempty"`
 }
 
 // cleaner is a nil *Cleaner, for type-checked activity references like a.

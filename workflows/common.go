@@ -47,17 +47,17 @@ const (
 // values it started with, and replays stay deterministic); the starters
 // fill Concurrency from KTPIPE_CONCURRENCY.
 type Tuning struct {
-	PollInterval    time.Duration // first wait between export status polls (2s)
-	MaxPollInterval time.Duration // cap of the poll backoff (1m)
+	PollInterval    time.Duration `json:"pollInterval,omitempty"`    // first wait between export status polls (2s)
+	MaxPollInterval time.Duration `json:"maxPollInterval,omitempty"` // cap of the poll backoff (1m)
 	// HeartbeatTimeout is how long a worker may go silent before its
 	// activity is retried elsewhere (10s): activities heartbeat every
 	// third of it from a ticker, also while a slow statement runs, so it
 	// bounds the time lost to a killed worker, not the work.
-	HeartbeatTimeout time.Duration
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 	// WarehouseTimeout bounds one warehouse activity attempt (1h); a
 	// worker that dies mid-statement is noticed by HeartbeatTimeout.
-	WarehouseTimeout time.Duration
-	Concurrency      int // chunk stages in flight (4)
+	WarehouseTimeout time.Duration `json:"warehouseTimeout,omitempty"`
+	Concurrency      int           `json:"concurrency,omitempty"` // chunk stages in flight (4)
 }
 
 func (t Tuning) withDefaults() Tuning {

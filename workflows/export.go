@@ -14,38 +14,39 @@ import (
 
 // ExportLoadInput is one export window to load.
 type ExportLoadInput struct {
-	Since, Until time.Time
-	Format       string // json, ndjson or csv (default ndjson)
-	Gzip         bool
-	Source       string // raw.source: export, backfill or replay (default export)
-	Tuning       Tuning
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until"`
+	Format string    `json:"format,omitempty"` // json, ndjson or csv (default ndjson)
+	Gzip   bool      `json:"gzip,omitempty"`
+	Source string    `json:"source,omitempty"` // raw.source: export, backfill or replay (default export)
+	Tuning Tuning    `json:"tuning"`
 }
 
 // ExportLoadResult says what the load did.
 type ExportLoadResult struct {
-	LoadID        string
-	ExportID      string
-	RowCount      int64 // records in the export file, by the API
-	Records       int64 // records read
-	Rows          int64 // valid rows loaded
-	Quarantined   int64
-	Resent        int64 // records the source repeated within a chunk
-	Chunks        int
-	UnknownFields []string
+	LoadID        string   `json:"loadId"`
+	ExportID      string   `json:"exportId"`
+	RowCount      int64    `json:"rowCount"` // records in the export file, by the API
+	Records       int64    `json:"records"`  // records read
+	Rows          int64    `json:"rows"`     // valid rows loaded
+	Quarantined   int64    `json:"quarantined"`
+	Resent        int64    `json:"resent"` // records the source repeated within a chunk
+	Chunks        int      `json:"chunks"`
+	UnknownFields []string `json:"unknownFields,omitempty"`
 }
 
 // ExportProgress is what the progress query returns.
 type ExportProgress struct {
-	Phase        string // creating, waiting, downloading, splitting, loading, merging, checking, done
-	LoadID       string // for a replay from staging if the load fails
-	ExportID     string
-	ExportStatus string
-	Polls        int
-	Generation   int // exports created after failed or expired ones
-	ChunksTotal  int
-	ChunksStaged int
-	Rows         int64
-	Quarantined  int64
+	Phase        string `json:"phase"`  // creating, waiting, downloading, splitting, loading, merging, checking, done
+	LoadID       string `json:"loadId"` // for a replay from staging if the load fails
+	ExportID     string `json:"exportId"`
+	ExportStatus string `json:"exportStatus"`
+	Polls        int    `json:"polls"`
+	Generation   int    `json:"generation"` // exports created after failed or expired ones
+	ChunksTotal  int    `json:"chunksTotal"`
+	ChunksStaged int    `json:"chunksStaged"`
+	Rows         int64  `json:"rows"`
+	Quarantined  int64  `json:"quarantined"`
 }
 
 // maxGenerations bounds how often a failed or expired export is replaced

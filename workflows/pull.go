@@ -14,43 +14,43 @@ const DefaultCheckpointKey = "incremental_pull_cursor"
 
 // IncrementalPullInput configures one scheduled pull.
 type IncrementalPullInput struct {
-	CheckpointKey string // default DefaultCheckpointKey
+	CheckpointKey string `json:"checkpointKey,omitempty"` // default DefaultCheckpointKey
 	// Start is where the very first pull begins (RFC 3339 or 24h); later
 	// pulls continue from the stored cursor.
-	Start         string
-	PageSize      int // default 1000
-	PagesPerBatch int // pages staged per batch (default 50)
-	BatchesPerRun int // batches before continue-as-new (default 20)
+	Start         string `json:"start,omitempty"`
+	PageSize      int    `json:"pageSize,omitempty"`      // default 1000
+	PagesPerBatch int    `json:"pagesPerBatch,omitempty"` // pages staged per batch (default 50)
+	BatchesPerRun int    `json:"batchesPerRun,omitempty"` // batches before continue-as-new (default 20)
 	// LateWindow is how long after its timestamp an event may still
 	// arrive (default 6h). Only used when the server refuses the stored
 	// cursor: the pull then restarts this long before the checkpoint.
-	LateWindow time.Duration
-	Tuning     Tuning
+	LateWindow time.Duration `json:"lateWindow,omitempty"`
+	Tuning     Tuning        `json:"tuning"`
 
 	// Set by the workflow itself when it continues as new.
-	Cursor string
-	Totals PullTotals
+	Cursor string     `json:"cursor,omitempty"`
+	Totals PullTotals `json:"totals"`
 }
 
 // PullTotals accumulate across continue-as-new.
 type PullTotals struct {
-	Batches      int
-	Rows         int64
-	Quarantined  int64
-	CursorResets int // times the server refused the cursor and the pull restarted by time
+	Batches      int   `json:"batches"`
+	Rows         int64 `json:"rows"`
+	Quarantined  int64 `json:"quarantined"`
+	CursorResets int   `json:"cursorResets"` // times the server refused the cursor and the pull restarted by time
 }
 
 // IncrementalPullResult says where the pull stopped.
 type IncrementalPullResult struct {
 	PullTotals
-	Cursor string
+	Cursor string `json:"cursor"`
 }
 
 // PullProgress is what the progress query returns.
 type PullProgress struct {
 	PullTotals
-	Phase  string
-	Cursor string
+	Phase  string `json:"phase"`
+	Cursor string `json:"cursor"`
 }
 
 // IncrementalPull pages the Events API from the stored cursor (ingestion

@@ -12,32 +12,34 @@ import (
 
 // ReconcileInput is a range to compare, step by step.
 type ReconcileInput struct {
-	Since, Until time.Time
-	Step         time.Duration // default 1h
+	Since time.Time     `json:"since"`
+	Until time.Time     `json:"until"`
+	Step  time.Duration `json:"step"` // default 1h
 	// ReplayGaps starts a Replay of each window with an unexplained gap.
-	ReplayGaps bool
-	Tuning     Tuning
+	ReplayGaps bool   `json:"replayGaps,omitempty"`
+	Tuning     Tuning `json:"tuning"`
 }
 
 // WindowCount compares one window: the API's count against what the
 // warehouse holds.
 type WindowCount struct {
-	Since, Until time.Time
-	Source       int64 // events the API counts
-	Fact         int64 // rows in fact_ai_event
-	Quarantined  int64 // quarantined records whose timestamp is in the window
-	Gap          int64 // Source - Fact - Quarantined
+	Since       time.Time `json:"since"`
+	Until       time.Time `json:"until"`
+	Source      int64     `json:"source"`      // events the API counts
+	Fact        int64     `json:"fact"`        // rows in fact_ai_event
+	Quarantined int64     `json:"quarantined"` // quarantined records whose timestamp is in the window
+	Gap         int64     `json:"gap"`         // Source - Fact - Quarantined
 }
 
 // ReconcileResult lists every window and the gaps.
 type ReconcileResult struct {
-	Windows []WindowCount
+	Windows []WindowCount `json:"windows"`
 	// Unplaced quarantined records have no usable timestamp, so the API
 	// counts them in some window the warehouse cannot name; a gap up to
 	// this many is explained by them.
-	Unplaced int64
-	Gaps     []WindowCount // windows with a gap larger than Unplaced
-	Replays  []string      // Replay workflow ids started for those
+	Unplaced int64         `json:"unplaced"`
+	Gaps     []WindowCount `json:"gaps"`    // windows with a gap larger than Unplaced
+	Replays  []string      `json:"replays"` // Replay workflow ids started for those
 }
 
 // MaxReconcileWindows bounds one Reconcile run.

@@ -14,19 +14,20 @@ import (
 // ReplayInput names what to load again: a load id whose chunks are still
 // staged, or a window to export again from the source.
 type ReplayInput struct {
-	LoadID       string
-	Since, Until time.Time
-	Format       string
-	Gzip         bool
-	Tuning       Tuning
+	LoadID string    `json:"loadId,omitempty"` // a failed load whose chunks are still staged
+	Since  time.Time `json:"since,omitzero"`   // or a window to load again from the source
+	Until  time.Time `json:"until,omitzero"`
+	Format string    `json:"format,omitempty"`
+	Gzip   bool      `json:"gzip,omitempty"`
+	Tuning Tuning    `json:"tuning"`
 }
 
 // ReplayResult says what the replay loaded.
 type ReplayResult struct {
-	LoadID      string
-	From        string // staging or source
-	Rows        int64
-	Quarantined int64
+	LoadID      string `json:"loadId"`
+	From        string `json:"from"` // staging or source
+	Rows        int64  `json:"rows"`
+	Quarantined int64  `json:"quarantined"`
 }
 
 // Replay re-runs a failed load. From staging it stages and merges the
