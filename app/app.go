@@ -293,5 +293,6 @@ func SearchAttributeTypes() temporal.SearchAttributes {
 		workflows.WindowStartKey.ValueSet(time.Unix(0, 0)),
 		workflows.WindowEndKey.ValueSet(time.Unix(0, 0)),
 		workflows.ExportIDKey.ValueSet(""),
+		workflows.LoadIDKey.ValueSet(""),
 	)
 }

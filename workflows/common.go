@@ -27,10 +27,13 @@ var (
 	WindowEndKey = temporal.NewSearchAttributeKeyTime("KtpipeWindowEnd")
 	// ExportIDKey is the Keeptrusts export a workflow loads.
 	ExportIDKey = temporal.NewSearchAttributeKeyKeyword("KtpipeExportId")
+	// LoadIDKey is the load an export or replay stages and merges: the id
+	// a Replay of a failed load takes.
+	LoadIDKey = temporal.NewSearchAttributeKeyKeyword("KtpipeLoadId")
 )
 
 // SearchAttributeKeys lists the keys a namespace must have registered.
-var SearchAttributeKeys = []temporal.SearchAttributeKey{KindKey, WindowStartKey, WindowEndKey, ExportIDKey}
+var SearchAttributeKeys = []temporal.SearchAttributeKey{KindKey, WindowStartKey, WindowEndKey, ExportIDKey, LoadIDKey}
 
 // ProgressQuery is the query every ktpipe workflow answers with its state.
 const ProgressQuery = "progress"

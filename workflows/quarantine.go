@@ -28,10 +28,10 @@ type QuarantineReplayInput struct {
 	Since     time.Time `json:"since,omitzero"` // the records' own timestamps; zero for all
 	Until     time.Time `json:"until,omitzero"`
 	BatchSize int       `json:"batchSize,omitempty"` // records per load (DefaultQuarantineBatch)
-	Tuning    Tuning    `json:"tuning"`
+	Tuning    Tuning    `json:"tuning,omitzero"`
 	// After and Totals carry a run's progress through continue-as-new.
 	After  string                 `json:"after,omitempty"`
-	Totals QuarantineReplayResult `json:"totals"`
+	Totals QuarantineReplayResult `json:"totals,omitzero"`
 }
 
 // QuarantineReplayResult counts what the replay did.
@@ -73,6 +73,14 @@ func QuarantineReplay(ctx workflow.Context, in QuarantineReplayInput) (Quarantin
 	if err := workflow.UpsertTypedSearchAttributes(ctx, sa...); err != nil {
 		return res, err
 	}
+	scope := "all quarantined records"
+	if windowed {
+		scope = "quarantined records of " + span(in.Since, in.Until)
+	}
+	if in.Rule != "" {
+		scope += " that broke " + in.Rule
+	}
+	details(ctx, "quarantine replay: "+scope, fmt.Sprintf("%d batches before this run: %d promoted, %d still invalid", res.Batches, res.Promoted, res.StillInvalid))
 	gateways, ids, err := fetchGateways(ctx)
 	if err != nil {
 		return res, err

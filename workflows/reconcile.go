@@ -17,7 +17,7 @@ type ReconcileInput struct {
 	Step  time.Duration `json:"step"` // default 1h
 	// ReplayGaps starts a Replay of each window with an unexplained gap.
 	ReplayGaps bool   `json:"replayGaps,omitempty"`
-	Tuning     Tuning `json:"tuning"`
+	Tuning     Tuning `json:"tuning,omitzero"`
 }
 
 // WindowCount compares one window: the API's count against what the
@@ -47,11 +47,11 @@ const MaxReconcileWindows = 2000
 
 // Reconcile compares the API's count=true with the warehouse per window.
 func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error) {
+	if err := in.Check(); err != nil {
+		return ReconcileResult{}, err
+	}
 	if in.Step <= 0 {
 		in.Step = time.Hour
-	}
-	if !in.Since.Before(in.Until) {
-		return ReconcileResult{}, temporal.NewNonRetryableApplicationError("reconcile needs a non-empty window", "BadInput", nil)
 	}
 	// Each window costs two activities in this run's history: beyond
 	// MaxReconcileWindows, reconcile by a coarser step first and then
@@ -85,6 +85,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 			return res, fmt.Errorf("count warehouse %s: %w", t, err)
 		}
 		res.Unplaced = wh.Unplaced
+		details(ctx, ReconcileSummary(in), fmt.Sprintf("counted up to %s", end.UTC().Format(time.RFC3339)))
 		res.Windows = append(res.Windows, WindowCount{Since: t, Until: end, Source: src, Fact: wh.Fact, Quarantined: wh.Quarantined,
 			Gap: src - wh.Fact - wh.Quarantined})
 	}
@@ -93,6 +94,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 			res.Gaps = append(res.Gaps, w)
 		}
 	}
+	details(ctx, ReconcileSummary(in), fmt.Sprintf("%d windows counted, %d with an unexplained gap", len(res.Windows), len(res.Gaps)))
 	if in.ReplayGaps {
 		for _, g := range res.Gaps {
 			if g.Gap <= 0 {

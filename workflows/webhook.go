@@ -23,7 +23,7 @@ type WebhookBatchInput struct {
 	// them (default 1m): one load per window, not per delivery, keeps
 	// BigQuery jobs and DML far below their quotas.
 	Window time.Duration `json:"window,omitempty"`
-	Tuning Tuning        `json:"tuning"`
+	Tuning Tuning        `json:"tuning,omitzero"`
 }
 
 // WebhookBatchResult sums up a batch.
@@ -57,6 +57,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("webhooks")); err != nil {
 		return res, err
 	}
+	details(ctx, "webhook batch", "collects deliveries for "+in.Window.String()+", then loads them as one load")
 	deliveries := workflow.GetSignalChannel(ctx, DeliverySignal)
 	seen := map[string]bool{}
 	var keys []string
