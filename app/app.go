@@ -141,6 +141,7 @@ type Workers []worker.Worker
 func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, concurrency int, apiRate float64) Workers {
 	main := worker.New(c, taskQueue, withRecovery(worker.Options{MaxConcurrentActivityExecutionSize: concurrency}))
 	main.RegisterWorkflow(workflows.ExportLoad)
+	main.RegisterWorkflow(workflows.HistoryExport)
 	main.RegisterWorkflow(workflows.IncrementalPull)
 	main.RegisterWorkflow(workflows.Backfill)
 	main.RegisterWorkflow(workflows.Replay)

@@ -201,3 +201,26 @@ func (in *WebhookBatchInput) UnmarshalJSON(b []byte) error {
 	in.Window = time.Duration(aux.Window)
 	return nil
 }
+
+// MarshalJSON writes Period as a string.
+func (in HistoryExportInput) MarshalJSON() ([]byte, error) {
+	type plain HistoryExportInput
+	return json.Marshal(struct {
+		plain
+		Period Duration `json:"period,omitempty"`
+	}{plain(in), Duration(in.Period)})
+}
+
+// UnmarshalJSON reads Period as a string or nanoseconds.
+func (in *HistoryExportInput) UnmarshalJSON(b []byte) error {
+	type plain HistoryExportInput
+	aux := struct {
+		*plain
+		Period Duration `json:"period"`
+	}{plain: (*plain)(in)}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return fmt.Errorf("history export input: %w", err)
+	}
+	in.Period = time.Duration(aux.Period)
+	return nil
+}

@@ -34,6 +34,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	r.RegisterWorkflow(workflows.WebhookBatch)
 	r.RegisterWorkflow(workflows.QuarantineReplay)
 	r.RegisterWorkflow(workflows.Cleanup)
+	r.RegisterWorkflow(workflows.HistoryExport)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			in, err := os.Open(f)
