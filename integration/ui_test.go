@@ -117,7 +117,7 @@ func TestStartFromTheUI(t *testing.T) {
 
 	// A bad input fails at once, naming what is wrong.
 	err = s.startRaw("ui-bad-"+s.tq, "Backfill", `{"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z", "window": "6 hours"}`).Get(ctx, nil)
-	if err == nil || !strings.Contains(err.Error(), `"6 hours"`) {
+	if err == nil || !strings.Contains(err.Error(), `input field "window": duration "6 hours"`) {
 		t.Fatalf("bad duration: %v", err)
 	}
 	err = s.startRaw("ui-bad-format-"+s.tq, "ExportLoad", `{"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z", "format": "xml"}`).Get(ctx, nil)

@@ -53,6 +53,18 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// durationField reads a duration field, naming it in its error.
+func durationField(name string, raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 {
+		return 0, nil
+	}
+	var d Duration
+	if err := d.UnmarshalJSON(raw); err != nil {
+		return 0, fmt.Errorf("input field %q: %w", name, err)
+	}
+	return time.Duration(d), nil
+}
+
 // The methods below give each type with time.Duration fields its JSON
 // form: the fields stay time.Duration for the Go code, and a shadow field
 // of the same JSON name (shallower, so it wins) carries the Duration.
@@ -74,16 +86,25 @@ func (t *Tuning) UnmarshalJSON(b []byte) error {
 	type plain Tuning
 	aux := struct {
 		*plain
-		PollInterval     Duration `json:"pollInterval"`
-		MaxPollInterval  Duration `json:"maxPollInterval"`
-		HeartbeatTimeout Duration `json:"heartbeatTimeout"`
-		WarehouseTimeout Duration `json:"warehouseTimeout"`
+		PollInterval     json.RawMessage `json:"pollInterval"`
+		MaxPollInterval  json.RawMessage `json:"maxPollInterval"`
+		HeartbeatTimeout json.RawMessage `json:"heartbeatTimeout"`
+		WarehouseTimeout json.RawMessage `json:"warehouseTimeout"`
 	}{plain: (*plain)(t)}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return fmt.Errorf("tuning: %w", err)
 	}
-	t.PollInterval, t.MaxPollInterval = time.Duration(aux.PollInterval), time.Duration(aux.MaxPollInterval)
-	t.HeartbeatTimeout, t.WarehouseTimeout = time.Duration(aux.HeartbeatTimeout), time.Duration(aux.WarehouseTimeout)
+	var err error
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+		to   *time.Duration
+	}{{"tuning.pollInterval", aux.PollInterval, &t.PollInterval}, {"tuning.maxPollInterval", aux.MaxPollInterval, &t.MaxPollInterval},
+		{"tuning.heartbeatTimeout", aux.HeartbeatTimeout, &t.HeartbeatTimeout}, {"tuning.warehouseTimeout", aux.WarehouseTimeout, &t.WarehouseTimeout}} {
+		if *d.to, err = durationField(d.name, d.raw); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -101,13 +122,14 @@ func (in *BackfillInput) UnmarshalJSON(b []byte) error {
 	type plain BackfillInput
 	aux := struct {
 		*plain
-		Window Duration `json:"window"`
+		Window json.RawMessage `json:"window"`
 	}{plain: (*plain)(in)}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return fmt.Errorf("backfill input: %w", err)
 	}
-	in.Window = time.Duration(aux.Window)
-	return nil
+	var err error
+	in.Window, err = durationField("window", aux.Window)
+	return err
 }
 
 // MarshalJSON writes Step as a string.
@@ -124,13 +146,14 @@ func (in *ReconcileInput) UnmarshalJSON(b []byte) error {
 	type plain ReconcileInput
 	aux := struct {
 		*plain
-		Step Duration `json:"step"`
+		Step json.RawMessage `json:"step"`
 	}{plain: (*plain)(in)}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return fmt.Errorf("reconcile input: %w", err)
 	}
-	in.Step = time.Duration(aux.Step)
-	return nil
+	var err error
+	in.Step, err = durationField("step", aux.Step)
+	return err
 }
 
 // MarshalJSON writes LateWindow as a string.
@@ -147,13 +170,14 @@ func (in *IncrementalPullInput) UnmarshalJSON(b []byte) error {
 	type plain IncrementalPullInput
 	aux := struct {
 		*plain
-		LateWindow Duration `json:"lateWindow"`
+		LateWindow json.RawMessage `json:"lateWindow"`
 	}{plain: (*plain)(in)}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return fmt.Errorf("pull input: %w", err)
 	}
-	in.LateWindow = time.Duration(aux.LateWindow)
-	return nil
+	var err error
+	in.LateWindow, err = durationField("lateWindow", aux.LateWindow)
+	return err
 }
 
 // MarshalJSON writes Retention as a string.
@@ -170,13 +194,14 @@ func (in *CleanupInput) UnmarshalJSON(b []byte) error {
 	type plain CleanupInput
 	aux := struct {
 		*plain
-		Retention Duration `json:"retention"`
+		Retention json.RawMessage `json:"retention"`
 	}{plain: (*plain)(in)}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return fmt.Errorf("cleanup input: %w", err)
 	}
-	in.Retention = time.Duration(aux.Retention)
-	return nil
+	var err error
+	in.Retention, err = durationField("retention", aux.Retention)
+	return err
 }
 
 // MarshalJSON writes Window as a string.
@@ -193,13 +218,14 @@ func (in *WebhookBatchInput) UnmarshalJSON(b []byte) error {
 	type plain WebhookBatchInput
 	aux := struct {
 		*plain
-		Window Duration `json:"window"`
+		Window json.RawMessage `json:"window"`
 	}{plain: (*plain)(in)}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return fmt.Errorf("webhook batch input: %w", err)
 	}
-	in.Window = time.Duration(aux.Window)
-	return nil
+	var err error
+	in.Window, err = durationField("window", aux.Window)
+	return err
 }
 
 // MarshalJSON writes Period as a string.
@@ -216,11 +242,12 @@ func (in *HistoryExportInput) UnmarshalJSON(b []byte) error {
 	type plain HistoryExportInput
 	aux := struct {
 		*plain
-		Period Duration `json:"period"`
+		Period json.RawMessage `json:"period"`
 	}{plain: (*plain)(in)}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return fmt.Errorf("history export input: %w", err)
 	}
-	in.Period = time.Duration(aux.Period)
-	return nil
+	var err error
+	in.Period, err = durationField("period", aux.Period)
+	return err
 }

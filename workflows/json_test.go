@@ -73,7 +73,7 @@ func TestInputsReadableInTheUI(t *testing.T) {
 		t.Fatalf("pasted reconcile input: %+v %v", rin, err)
 	}
 	err = json.Unmarshal([]byte(`{"since": "2026-11-01T00:00:00Z", "window": "6 hours"}`), &back)
-	if err == nil || !strings.Contains(err.Error(), `"6 hours"`) {
+	if err == nil || !strings.Contains(err.Error(), `input field "window": duration "6 hours"`) {
 		t.Fatalf("bad duration: %v", err)
 	}
 }
