@@ -48,7 +48,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // Run executes one command and returns the process exit code.
 func (c *CLI) Run(ctx context.Context, args []string) int {
-	c.output, c.ran = OutputTable, false
+	c.output, c.ran = outputTable, false
 	root := c.root()
 	root.SetArgs(args)
 	root.SetOut(c.Stdout)

@@ -49,6 +49,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"replay", "--quarantine", "--until", "2026-11-02T00:00:00Z"}, "--until needs --since"},
 		{[]string{"replay", "--quarantine", "--since", "soon"}, "--since: "},
 		{[]string{"reconcile", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"reports", "-o", "yaml"}, `--output "yaml": want table or json`},
+		{[]string{"tail", "--decision", "block", "--output"}, "--output needs a value"},
 	}
 	for _, tt := range tests {
 		c, _, stderr := cli(map[string]string{})

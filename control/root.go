@@ -14,8 +14,8 @@ import (
 
 // Output styles: every command that prints takes --output.
 const (
-	OutputTable = "table" // the default: tables and short lines for a person
-	OutputJSON  = "json"  // one JSON document, for scripts
+	outputTable = "table" // the default: tables and short lines for a person
+	outputJSON  = "json"  // one JSON document, for scripts
 )
 
 // root builds the command tree. Flags are validated before anything is
@@ -34,39 +34,75 @@ overrides its variable. Exit codes: 0 ok, 1 failed, 2 usage (nothing done).`,
 		SilenceUsage:  true,
 		RunE:          func(*cobra.Command, []string) error { return usagef("no command") },
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if c.output != OutputTable && c.output != OutputJSON {
-				return usagef("--output %q: want %s or %s", c.output, OutputTable, OutputJSON)
+			if c.output != outputTable && c.output != outputJSON {
+				return usagef("--output %q: want %s or %s", c.output, outputTable, outputJSON)
 			}
 			c.ran = true
 			return nil
 		},
 	}
-	root.PersistentFlags().StringVarP(&c.output, "output", "o", OutputTable, "output style: table or json")
-	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON}, cobra.ShellCompDirectiveNoFileComp))
+	root.PersistentFlags().StringVarP(&c.output, "output", "o", outputTable, "output style: table or json")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{outputTable, outputJSON}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{cmd.CommandPath() + ": " + err.Error()}
 	})
 	root.AddCommand(c.scheduleCmd(), c.backfillCmd(), c.exportCmd(), c.replayCmd(), c.reconcileCmd(),
-		c.legacy("status", "Show the schedule, running and failed workflows, the checkpoint and the ingestion lag", c.status),
-		c.legacy("tail", "Print live events as JSON lines [--decision allow|block|redact|escalate] [--cursor C]", c.tail),
-		c.legacy("reports", "Print the standard reports [--limit 20]", c.reports))
+		c.legacy("status", "Show the schedule, running and failed workflows, the checkpoint and the ingestion lag", true, c.status),
+		c.legacy("tail", "Print live events as JSON lines, in either output style [--decision allow|block|redact|escalate] [--cursor C]", false, c.tail),
+		c.legacy("reports", "Print the standard reports [--limit 20]", false, func(ctx context.Context, args []string) error {
+			if c.json() {
+				return c.reportsJSON(ctx, args)
+			}
+			return c.reports(ctx, args)
+		}))
 	return root
 }
 
 // legacy hosts a command whose body parses its own flags with package
-// flag (-h lists them); its arguments pass through untouched.
-func (c *CLI) legacy(name, short string, run func(context.Context, []string) error) *cobra.Command {
+// flag (-h lists them). ownsOutput: the body reads --output itself;
+// otherwise --output/-o is taken here (c.output) and the rest passes on.
+func (c *CLI) legacy(name, short string, ownsOutput bool, run func(context.Context, []string) error) *cobra.Command {
 	return &cobra.Command{
 		Use: name, Short: short, DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !ownsOutput {
+				var err error
+				if args, err = c.takeOutput(args); err != nil {
+					return err
+				}
+			}
 			c.ran = true
 			return run(cmd.Context(), args)
 		},
 	}
 }
 
+// takeOutput removes --output/-o (and its value) from args into c.output.
+func (c *CLI) takeOutput(args []string) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--output" || a == "-o" || a == "-output":
+			if i+1 == len(args) {
+				return nil, usagef("%s needs a value: table or json", a)
+			}
+			c.output = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--output=") || strings.HasPrefix(a, "-o="):
+			c.output = a[strings.Index(a, "=")+1:]
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if c.output != outputTable && c.output != outputJSON {
+		return nil, usagef("--output %q: want %s or %s", c.output, outputTable, outputJSON)
+	}
+	return rest, nil
+}
+
 // json reports whether --output json was asked for.
-func (c *CLI) json() bool { return c.output == OutputJSON }
+func (c *CLI) json() bool { return c.output == outputJSON }
 
 // printJSON writes v as one indented JSON document.
 func (c *CLI) printJSON(v any) error {

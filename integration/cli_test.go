@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +31,7 @@ func TestStarterCLI(t *testing.T) {
 		var out, errOut bytes.Buffer
 		c := &control.CLI{Env: env, Stdout: &out, Stderr: &errOut,
 			Dial: func(cfg config.Temporal) (client.Client, error) { return app.DialTemporal(cfg, quietLogger()) }}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a pull or backfill on a loaded CI machine
 		defer cancel()
 		code := c.Run(ctx, args)
 		return code, out.String() + errOut.String()
@@ -52,14 +54,19 @@ func TestStarterCLI(t *testing.T) {
 	if out := mustRun("schedule", "describe"); !strings.Contains(out, "paused") || !strings.Contains(out, "every 1h0m0s") {
 		t.Fatalf("describe: %s", out)
 	}
-	if out := mustRun("backfill", "--since", "4d", "--parallelism", "2", "--wait"); !strings.Contains(out, "backfilled 3 windows (3 loaded") {
+	if out := mustRun("backfill", "--since", "4d", "--parallelism", "2", "--wait"); !strings.HasPrefix(out, "started ") ||
+		!regexp.MustCompile(`\n3 +3 +0 +0 +\d+`).MatchString(out) {
 		t.Fatalf("backfill: %s", out)
 	}
 	since, until := s.historyWindow()
 	s.assertExactlyOnce(since, until)
-	if out := mustRun("backfill", "--since", "4d", "--parallelism", "2", "--wait"); !strings.Contains(out, "backfilled 3 windows (3 loaded") {
-		t.Fatalf("second backfill must attach to the finished one: %s", out)
+	// The same backfill again says it was loaded, and by which run; it
+	// does not print the earlier result as a new one.
+	if out := mustRun("backfill", "--since", "4d", "--parallelism", "2", "--wait"); !strings.HasPrefix(out, "already loaded by "+s.tq+"-backfill-") ||
+		!strings.Contains(out, "nothing started; pass --reload") || !strings.Contains(out, "result of that earlier run:") {
+		t.Fatalf("second backfill must say the range was loaded: %s", out)
 	}
+	cliReloads(t, mustRun)
 	if out := mustRun("schedule", "trigger", "--wait"); !strings.Contains(out, "pulled") {
 		t.Fatalf("trigger: %s", out)
 	}
@@ -78,5 +85,37 @@ func TestStarterCLI(t *testing.T) {
 	}
 	if code, out := run("replay", "--load-id", "never-staged", "--wait"); code != control.ExitFailed || !strings.Contains(out, "nothing staged") {
 		t.Fatalf("replay of an unknown load: exit %d %s", code, out)
+	}
+}
+
+// cliReloads: another format is another load, not the earlier result; a
+// completed one is reported, not repeated; --reload loads again; a flag
+// overrides the environment. Backfill and export alike, on one window.
+func cliReloads(t *testing.T, mustRun func(args ...string) string) {
+	t.Helper()
+	for _, cmd := range []string{"backfill", "export"} {
+		first := mustRun(cmd, "--since", "1d", "--format", "ndjson", "--wait")
+		again := mustRun(cmd, "--since", "1d", "--format", "ndjson", "--wait")
+		csv := mustRun(cmd, "--since", "1d", "--format", "csv", "--wait")
+		reload := mustRun(cmd, "--since", "1d", "--format", "ndjson", "--reload", "--wait")
+		id := strings.Fields(first)[1]
+		switch {
+		case !strings.HasPrefix(first, "started "):
+			t.Fatalf("%s: %s", cmd, first)
+		case !strings.HasPrefix(again, "already loaded by "+id+" ") || !strings.Contains(again, "(ndjson+gzip)"):
+			t.Fatalf("%s again: %s", cmd, again)
+		case !strings.HasPrefix(csv, "started ") || strings.Fields(csv)[1] == id || !strings.Contains(csv, "(csv+gzip)"):
+			t.Fatalf("%s --format csv after ndjson: %s", cmd, csv)
+		case !strings.HasPrefix(reload, "started "+id+"-reload-"):
+			t.Fatalf("%s --reload: %s", cmd, reload)
+		}
+	}
+	var res control.LoadOutcome
+	out := mustRun("-o", "json", "export", "--since", "1d", "--gzip=false", "--format", "json", "--wait")
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Outcome != "started" || res.Result == nil {
+		t.Fatalf("export -o json: %v %s", err, out)
+	}
+	if in, _ := json.Marshal(res.Input); !strings.Contains(string(in), `"format":"json"`) || strings.Contains(string(in), `"gzip"`) {
+		t.Fatalf("--gzip=false under KTPIPE_EXPORT_GZIP's default true: input %s", in)
 	}
 }
