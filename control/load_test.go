@@ -29,6 +29,7 @@ import (
 type fakeTemporal struct {
 	cl      *mocks.Client
 	ids     []string
+	summary []string
 	inputs  []any
 	dialled int
 }
@@ -41,6 +42,7 @@ func newFake(prior enumspb.WorkflowExecutionStatus) *fakeTemporal {
 	f.cl.On("ExecuteWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(run, nil).
 		Run(func(args mock.Arguments) {
 			f.ids = append(f.ids, args.Get(1).(client.StartWorkflowOptions).ID)
+			f.summary = append(f.summary, args.Get(1).(client.StartWorkflowOptions).StaticSummary)
 			f.inputs = append(f.inputs, args.Get(3))
 		})
 	f.cl.On("Close").Return()
@@ -122,6 +124,10 @@ func TestWorkflowIDsNameTheParameters(t *testing.T) {
 	}
 	if want := "-backfill-20261101T000000Z-20261102T000000Z-csv-gz-w6h"; !strings.HasSuffix(f.ids[2], want) {
 		t.Fatalf("id %s, want it to end %s", f.ids[2], want)
+	}
+	// What the UI's list shows of it.
+	if want := "backfill 2026-11-01 00:00 → 2026-11-02 00:00 UTC in 6h0m0s windows (csv+gzip)"; f.summary[2] != want {
+		t.Fatalf("summary %q, want %q", f.summary[2], want)
 	}
 }
 
