@@ -196,6 +196,9 @@ func TestStartFromTheUI(t *testing.T) {
 		if want := s.sim.Truth(d, d.Add(24*time.Hour)); res.Rows != int64(len(want.Valid)) {
 			t.Errorf("%s loaded %d rows, want the %d of %s", id, res.Rows, len(want.Valid), d.Format(time.DateOnly))
 		}
+		if i == 0 {
+			recordHistory(t, id, "", "history_export")
+		}
 	}
 	s.assertExactlyOnce(since, until)
 	b, _ := json.Marshal(done)
