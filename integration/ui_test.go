@@ -74,9 +74,11 @@ func TestStartFromTheUI(t *testing.T) {
 	truth := s.sim.Truth(since, until)
 
 	var bf workflows.BackfillResult
-	if err := s.startRaw("ui-backfill-"+s.tq, "Backfill", at("Backfill", since, until)).Get(ctx, &bf); err != nil {
+	bfRun := s.startRaw("ui-backfill-"+s.tq, "Backfill", at("Backfill", since, until))
+	if err := bfRun.Get(ctx, &bf); err != nil {
 		t.Fatal(err)
 	}
+	recordHistory(t, bfRun.GetID(), bfRun.GetRunID(), "backfill_ui_json") // an input with JSON names and "24h"
 	if bf.Windows != 5 || bf.Loaded != 5 || bf.Rows != int64(len(truth.Valid)) {
 		t.Fatalf("backfill %+v, want 5 windows loaded, %d rows", bf, len(truth.Valid))
 	}
@@ -156,6 +158,7 @@ func TestStartFromTheUI(t *testing.T) {
 	if d := md.GetCurrentDetails(); !strings.Contains(d, loadID) || !strings.Contains(d, "**failed**") || !strings.Contains(d, "Replay {") {
 		t.Fatalf("failed load's current details: %q", d)
 	}
+	recordHistory(t, failed.GetID(), failed.GetRunID(), "export_load_failed_ui")
 
 	// The history schedule's backfill over two days: two HistoryExports,
 	// one a day, each loading the day before its scheduled time.
