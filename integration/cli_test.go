@@ -90,31 +90,45 @@ func TestStarterCLI(t *testing.T) {
 
 // cliReloads: another format is another load, not the earlier result; a
 // completed one is reported, not repeated; --reload loads again; a flag
-// overrides the environment. Backfill and export alike, on one window.
+// overrides the environment. Backfill (over the range loaded above) and
+// export alike. Only the first export is waited for: the loads the checks
+// start are stopped once they are seen started, to keep the test short.
 func cliReloads(t *testing.T, mustRun func(args ...string) string) {
 	t.Helper()
-	for _, cmd := range []string{"backfill", "export"} {
-		first := mustRun(cmd, "--since", "1d", "--format", "ndjson", "--wait")
-		again := mustRun(cmd, "--since", "1d", "--format", "ndjson", "--wait")
-		csv := mustRun(cmd, "--since", "1d", "--format", "csv", "--wait")
-		reload := mustRun(cmd, "--since", "1d", "--format", "ndjson", "--reload", "--wait")
-		id := strings.Fields(first)[1]
-		switch {
-		case !strings.HasPrefix(first, "started "):
-			t.Fatalf("%s: %s", cmd, first)
-		case !strings.HasPrefix(again, "already loaded by "+id+" ") || !strings.Contains(again, "(ndjson+gzip)"):
-			t.Fatalf("%s again: %s", cmd, again)
-		case !strings.HasPrefix(csv, "started ") || strings.Fields(csv)[1] == id || !strings.Contains(csv, "(csv+gzip)"):
-			t.Fatalf("%s --format csv after ndjson: %s", cmd, csv)
-		case !strings.HasPrefix(reload, "started "+id+"-reload-"):
-			t.Fatalf("%s --reload: %s", cmd, reload)
+	stop := func(out string) {
+		t.Helper()
+		id := strings.Fields(out)[1]
+		if err := temporalSrv.Client().TerminateWorkflow(context.Background(), id, "", "test: seen started"); err != nil {
+			t.Fatalf("terminate %s: %v", id, err)
 		}
 	}
+	first := mustRun("export", "--since", "1d", "--format", "ndjson", "--wait")
+	if !strings.HasPrefix(first, "started ") || !strings.Contains(first, "load id") {
+		t.Fatalf("export: %s", first)
+	}
+	for _, cmd := range [][]string{{"backfill", "--since", "4d", "--parallelism", "2"}, {"export", "--since", "1d", "--format", "ndjson"}} {
+		again := mustRun(cmd...)
+		if !strings.HasPrefix(again, "already loaded by ") || !strings.Contains(again, "+gzip)") {
+			t.Fatalf("%s again: %s", cmd[0], again)
+		}
+		id := strings.Fields(again)[3]
+		csv := mustRun(append(cmd, "--format", "csv")...)
+		if !strings.HasPrefix(csv, "started ") || strings.Fields(csv)[1] == id || !strings.Contains(csv, "(csv+gzip)") {
+			t.Fatalf("%s --format csv after %s: %s", cmd[0], id, csv)
+		}
+		stop(csv)
+		reload := mustRun(append(cmd, "--reload")...)
+		if !strings.HasPrefix(reload, "started "+id+"-reload-") {
+			t.Fatalf("%s --reload after %s: %s", cmd[0], id, reload)
+		}
+		stop(reload)
+	}
 	var res control.LoadOutcome
-	out := mustRun("-o", "json", "export", "--since", "1d", "--gzip=false", "--format", "json", "--wait")
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Outcome != "started" || res.Result == nil {
+	out := mustRun("-o", "json", "export", "--since", "1d", "--gzip=false", "--format", "json")
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Outcome != "started" {
 		t.Fatalf("export -o json: %v %s", err, out)
 	}
+	stop("started " + res.WorkflowID)
 	if in, _ := json.Marshal(res.Input); !strings.Contains(string(in), `"format":"json"`) || strings.Contains(string(in), `"gzip"`) {
 		t.Fatalf("--gzip=false under KTPIPE_EXPORT_GZIP's default true: input %s", in)
 	}
