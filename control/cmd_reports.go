@@ -26,8 +26,12 @@ type Report struct {
 func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
 	fs := c.flags("reports")
 	limit := fs.Int("limit", 20, "rows per report")
+	html := fs.String("html", "", "")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *html != "" {
+		return usagef("reports: --html goes with the table style, not --output json")
 	}
 	var cfg config.BigQuery
 	if err := c.load(ctx, &cfg); err != nil {

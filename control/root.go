@@ -46,15 +46,24 @@ overrides its variable. Exit codes: 0 ok, 1 failed, 2 usage (nothing done).`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{cmd.CommandPath() + ": " + err.Error()}
 	})
+	reports := c.legacy("reports", "Print the standard reports [--limit 20] [--html FILE]", false, func(ctx context.Context, args []string) error {
+		if c.json() {
+			return c.reportsJSON(ctx, args)
+		}
+		return c.reports(ctx, args)
+	})
+	reports.Aliases = []string{"report"}
 	root.AddCommand(c.scheduleCmd(), c.backfillCmd(), c.exportCmd(), c.replayCmd(), c.reconcileCmd(),
-		c.legacy("status", "Show the schedule, running and failed workflows, the checkpoint and the ingestion lag", true, c.status),
+		c.legacy("status", "One screen: health and the alert conditions that hold (exit 0 healthy, 1 alert, 2 cannot tell)", false,
+			func(ctx context.Context, args []string) error {
+				out := "text" // status's own name for the table style
+				if c.json() {
+					out = "json"
+				}
+				return c.status(ctx, append([]string{"--output", out}, args...))
+			}),
 		c.legacy("tail", "Print live events as JSON lines, in either output style [--decision allow|block|redact|escalate] [--cursor C]", false, c.tail),
-		c.legacy("reports", "Print the standard reports [--limit 20]", false, func(ctx context.Context, args []string) error {
-			if c.json() {
-				return c.reportsJSON(ctx, args)
-			}
-			return c.reports(ctx, args)
-		}))
+		reports)
 	return root
 }
 
