@@ -87,4 +87,9 @@ func TestUnreachableTemporalExitsOne(t *testing.T) {
 	if code := c.Run(context.Background(), []string{"status"}); code != control.StatusUnknown || !strings.Contains(stdout.String(), "temporal: no Temporal") {
 		t.Fatalf("status: exit %d stdout %q", code, stdout.String())
 	}
+	// The global --output reaches status's own JSON.
+	c, stdout, _ = cli(map[string]string{})
+	if code := c.Run(context.Background(), []string{"-o", "json", "status"}); code != control.StatusUnknown || !strings.HasPrefix(stdout.String(), "{") {
+		t.Fatalf("status -o json: exit %d stdout %q", code, stdout.String())
+	}
 }
