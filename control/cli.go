@@ -160,12 +160,9 @@ func (c *CLI) printSchedule(id string, d *client.ScheduleDescription) {
 			fmt.Fprintf(c.Stdout, "  every %s\n", iv.Every)
 		}
 	}
-	for _, t := range d.Info.NextActionTimes {
-		if d.Schedule.State.Paused {
-			break // a paused schedule runs nothing: no next run to show
-		}
-		fmt.Fprintf(c.Stdout, "  next run %s\n", t.UTC().Format(time.RFC3339))
-		break
+	// A paused schedule runs nothing: no next run to show.
+	if len(d.Info.NextActionTimes) > 0 && !d.Schedule.State.Paused {
+		fmt.Fprintf(c.Stdout, "  next run %s\n", d.Info.NextActionTimes[0].UTC().Format(time.RFC3339))
 	}
 	for _, a := range d.Info.RecentActions {
 		if a.StartWorkflowResult != nil {

@@ -270,7 +270,7 @@ func (p *Prior) Running() bool {
 
 // PriorRun returns the latest run under id, or nil when there is none.
 func (c *Control) PriorRun(ctx context.Context, id string) (*Prior, error) {
-	d, err := c.Client.DescribeWorkflowExecution(ctx, id, "")
+	d, err := c.Client.DescribeWorkflow(ctx, id, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		return nil, nil
@@ -278,7 +278,7 @@ func (c *Control) PriorRun(ctx context.Context, id string) (*Prior, error) {
 	if err != nil {
 		return nil, fmt.Errorf("describe workflow %s: %w", id, err)
 	}
-	info := d.GetWorkflowExecutionInfo()
+	info := d.RawResponse.GetWorkflowExecutionInfo()
 	p := &Prior{RunID: info.GetExecution().GetRunId(), Status: info.GetStatus(), Start: info.GetStartTime().AsTime()}
 	if info.GetCloseTime() != nil {
 		p.Close = info.GetCloseTime().AsTime()

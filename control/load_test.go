@@ -47,14 +47,14 @@ func newFake(prior enumspb.WorkflowExecutionStatus) *fakeTemporal {
 		})
 	f.cl.On("Close").Return()
 	if prior == 0 {
-		f.cl.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
+		f.cl.On("DescribeWorkflow", mock.Anything, mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
 	} else {
 		start := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 		reload := func(id string) bool { return strings.Contains(id, "-reload-") }
-		f.cl.On("DescribeWorkflowExecution", mock.Anything, mock.MatchedBy(reload), mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
-		f.cl.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, mock.Anything).Return(&workflowservice.DescribeWorkflowExecutionResponse{
+		f.cl.On("DescribeWorkflow", mock.Anything, mock.MatchedBy(reload), mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
+		f.cl.On("DescribeWorkflow", mock.Anything, mock.Anything, mock.Anything).Return(&client.WorkflowExecutionDescription{RawResponse: &workflowservice.DescribeWorkflowExecutionResponse{
 			WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{Execution: &commonpb.WorkflowExecution{RunId: "old-run"}, Status: prior,
-				StartTime: timestamppb.New(start), CloseTime: timestamppb.New(start.Add(time.Minute))}}, nil)
+				StartTime: timestamppb.New(start), CloseTime: timestamppb.New(start.Add(time.Minute))}}}, nil)
 	}
 	return f
 }

@@ -27,7 +27,7 @@ func TestConcurrencyReachesTheWorkflows(t *testing.T) {
 	cl.On("ExecuteWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(run, nil).
 		Run(func(args mock.Arguments) { inputs = append(inputs, args.Get(3)) })
 	cl.On("Close").Return()
-	cl.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
+	cl.On("DescribeWorkflow", mock.Anything, mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
 	var out, errOut bytes.Buffer
 	c := &control.CLI{
 		Env:    envconfig.MapLookuper(map[string]string{"KTPIPE_CONCURRENCY": "7"}),

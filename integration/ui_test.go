@@ -136,12 +136,12 @@ func TestStartFromTheUI(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `(retry: Replay {"since":"`+day.Format(time.RFC3339)) {
 		t.Fatalf("failed load's error: %v", err)
 	}
-	desc, derr := temporalSrv.Client().DescribeWorkflowExecution(ctx, failed.GetID(), failed.GetRunID())
+	desc, derr := temporalSrv.Client().DescribeWorkflow(ctx, failed.GetID(), failed.GetRunID())
 	if derr != nil {
 		t.Fatal(derr)
 	}
 	var loadID string
-	if p := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[workflows.LoadIDKey.GetName()]; p != nil {
+	if p := desc.RawResponse.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[workflows.LoadIDKey.GetName()]; p != nil {
 		_ = converter.GetDefaultDataConverter().FromPayload(p, &loadID)
 	}
 	if loadID == "" || !strings.HasPrefix(loadID, "ui-failing-") {
