@@ -155,16 +155,9 @@ type Workers []worker.Worker
 // NewWorkers creates (but does not start) the workers.
 func NewWorkers(c client.Client, taskQueue string, acts *activities.Activities, concurrency int, apiRate float64) Workers {
 	main := worker.New(c, taskQueue, withRecovery(worker.Options{MaxConcurrentActivityExecutionSize: concurrency}))
-	main.RegisterWorkflow(workflows.ExportLoad)
-	main.RegisterWorkflow(workflows.IncrementalPull)
-	main.RegisterWorkflow(workflows.Backfill)
-	main.RegisterWorkflow(workflows.Replay)
-	main.RegisterWorkflow(workflows.QuarantineReplay)
-	main.RegisterWorkflow(workflows.Reconcile)
-	main.RegisterWorkflow(workflows.WebhookBatch)
-	main.RegisterWorkflow(workflows.Cleanup)
-	main.RegisterWorkflow(workflows.Audit)
-	main.RegisterWorkflow(workflows.ScheduledReconcile)
+	for _, wf := range workflows.All() {
+		main.RegisterWorkflow(wf)
+	}
 	main.RegisterActivity(acts)
 	main.RegisterActivity(&activities.Cleaner{Store: acts.Store, Temporal: c, TaskQueue: taskQueue, Metrics: acts.Metrics})
 	api := worker.New(c, taskQueue+workflows.APIQueueSuffix, withRecovery(worker.Options{
@@ -332,5 +325,6 @@ func SearchAttributeTypes() temporal.SearchAttributes {
 		workflows.WindowStartKey.ValueSet(time.Unix(0, 0)),
 		workflows.WindowEndKey.ValueSet(time.Unix(0, 0)),
 		workflows.ExportIDKey.ValueSet(""),
+		workflows.LoadIDKey.ValueSet(""),
 	)
 }

@@ -35,7 +35,7 @@ func (b WebhookBatches) Add(ctx context.Context, key string, received time.Time)
 	}
 	id := workflows.WebhookBatchID(b.TaskQueue, received, window)
 	_, err := b.Client.SignalWithStartWorkflow(ctx, id, workflows.DeliverySignal, key,
-		client.StartWorkflowOptions{ID: id, TaskQueue: b.TaskQueue}, workflows.WebhookBatch, b.Batch)
+		client.StartWorkflowOptions{ID: id, TaskQueue: b.TaskQueue, StaticSummary: "webhook deliveries batched for " + window.String()}, workflows.WebhookBatch, b.Batch)
 	if err != nil {
 		return fmt.Errorf("signal %s: %w", id, err)
 	}

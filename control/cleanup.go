@@ -39,6 +39,7 @@ func (c *Control) ApplyCleanupSchedule(ctx context.Context, s CleanupSpec) (bool
 		Args:                  []any{workflows.CleanupInput{Retention: s.Retention}},
 		TaskQueue:             c.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("cleanup")),
+		StaticSummary:         "staging clean-up: files older than " + s.Retention.String() + " that no open workflow uses",
 	}
 	_, err := c.Client.ScheduleClient().Create(ctx, client.ScheduleOptions{
 		ID: c.CleanupScheduleID(), Spec: spec, Action: action,

@@ -28,27 +28,6 @@ const (
 	ExitUsage  = 2 // bad arguments or configuration; nothing was done
 )
 
-const usage = `usage: ktpipe <command> [flags]
-
-Commands:
-  schedule apply [--interval 1h] [--catchup 24h] [--start 24h] [--paused]
-                 (also applies the daily staging clean-up, the audit and the daily reconcile schedules)
-  schedule pause|unpause [--note TEXT]
-  schedule trigger [--wait]
-  schedule describe
-  backfill --since 30d|RFC3339 [--until RFC3339] [--window 24h] [--parallelism N] [--format F] [--wait]
-  export   --since 30d|RFC3339 [--until RFC3339] [--format ndjson|json|csv] [--gzip] [--wait]
-  replay   (--load-id ID | --since T --until T) [--wait]
-  replay   --quarantine [--rule R] [--since T --until T] [--wait]
-  reconcile --since 24h|RFC3339 [--until RFC3339] [--step 1h] [--replay-gaps] [--wait]
-  status   [--output text|json]   (exit 0 healthy, 1 an alert condition holds, 2 cannot tell)
-  tail     [--decision allow|block|redact|escalate] [--cursor C]
-  reports  [--limit 20] [--html FILE]   (FILE: one self-contained page with charts)
-
-Configuration comes from the environment (TEMPORAL_ADDRESS, KTPIPE_TASK_QUEUE,
-KEEPTRUSTS_*, BIGQUERY_*; see README). Exit codes: 0 ok, 1 failed, 2 usage.
-`
-
 // CLI is the starter command's state.
 type CLI struct {
 	Env    envconfig.Lookuper
@@ -56,6 +35,9 @@ type CLI struct {
 	Stderr io.Writer
 	// Dial connects to Temporal; tests and the local stack replace it.
 	Dial func(config.Temporal) (client.Client, error)
+
+	output string // --output, for the command being run
+	ran    bool   // flags parsed: an error from here on is the command's
 }
 
 type usageError struct{ msg string }
@@ -66,26 +48,32 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // Run executes one command and returns the process exit code.
 func (c *CLI) Run(ctx context.Context, args []string) int {
-	err := c.run(ctx, args)
+	c.output, c.ran = outputTable, false
+	root := c.root()
+	root.SetArgs(args)
+	root.SetOut(c.Stdout)
+	root.SetErr(c.Stderr)
+	cmd, err := root.ExecuteContextC(ctx)
 	var ue usageError
+	var ce configError
 	var ec exitCode
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.As(err, &ec):
+	case errors.As(err, &ec): // a command's own verdict (status: 1 alert, 2 cannot tell)
 		return int(ec)
-	case errors.As(err, &ue) || errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue) || !c.ran || errors.Is(err, flag.ErrHelp):
+		// Refused before anything was dialled or started.
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(c.Stderr, "ktpipe:", err)
 		}
-		fmt.Fprint(c.Stderr, usage)
+		fmt.Fprint(c.Stderr, cmd.UsageString())
+		return ExitUsage
+	case errors.As(err, &ce):
+		fmt.Fprintln(c.Stderr, "ktpipe:", err)
 		return ExitUsage
 	default:
 		fmt.Fprintln(c.Stderr, "ktpipe:", err)
-		var ce configError
-		if errors.As(err, &ce) {
-			return ExitUsage
-		}
 		return ExitFailed
 	}
 }
@@ -118,34 +106,6 @@ func (c *CLI) control(ctx context.Context) (*Control, config.Pipeline, error) {
 	return &Control{Client: cl, TaskQueue: t.TaskQueue, Tuning: workflows.Tuning{Concurrency: p.Concurrency}}, p, nil
 }
 
-func (c *CLI) run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("no command")
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "schedule":
-		return c.schedule(ctx, rest)
-	case "backfill":
-		return c.backfill(ctx, rest)
-	case "export":
-		return c.export(ctx, rest)
-	case "replay":
-		return c.replay(ctx, rest)
-	case "reconcile":
-		return c.reconcile(ctx, rest)
-	case "status":
-		return c.status(ctx, rest)
-	case "tail":
-		return c.tail(ctx, rest)
-	case "reports", "report":
-		return c.reports(ctx, rest)
-	case "help", "-h", "--help":
-		return flag.ErrHelp
-	}
-	return usagef("unknown command %q", cmd)
-}
-
 func (c *CLI) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -163,13 +123,6 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	return nil
-}
-
-// windowFlags adds --since and --until to fs and returns their reader.
-func windowFlags(fs *flag.FlagSet, example string) func() (time.Time, time.Time, error) {
-	since := fs.String("since", "", "start: RFC 3339 or relative ("+example+")")
-	until := fs.String("until", "", "end (exclusive), RFC 3339; default the next whole hour")
-	return func() (time.Time, time.Time, error) { return window(*since, *until, time.Now()) }
 }
 
 // window reads --since/--until, aligned to whole hours so the same
@@ -196,95 +149,6 @@ func window(since, until string, now time.Time) (time.Time, time.Time, error) {
 	return s, u.UTC(), nil
 }
 
-func (c *CLI) schedule(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("schedule: want apply, pause, unpause, trigger or describe")
-	}
-	sub, rest := args[0], args[1:]
-	fs := c.flags("schedule " + sub)
-	interval := fs.Duration("interval", 0, "how often the pull runs (default KTPIPE_SCHEDULE_INTERVAL)")
-	catchup := fs.Duration("catchup", 0, "how far back missed runs are caught up (default KTPIPE_CATCHUP_WINDOW)")
-	start := fs.String("start", "", "where the very first pull starts (default KTPIPE_PULL_START)")
-	paused := fs.Bool("paused", false, "create the schedule paused")
-	note := fs.String("note", "", "note recorded with pause/unpause")
-	wait := fs.Bool("wait", false, "wait for the triggered pull to finish")
-	if err := parse(fs, rest); err != nil {
-		return err
-	}
-	ctl, p, err := c.control(ctx)
-	if err != nil {
-		return err
-	}
-	defer ctl.Client.Close()
-	switch sub {
-	case "apply":
-		spec := ScheduleSpec{Interval: p.ScheduleInterval, CatchupWindow: p.CatchupWindow, Paused: *paused,
-			Pull: workflows.IncrementalPullInput{Start: p.PullStart, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
-				BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow}}
-		if *interval > 0 {
-			spec.Interval = *interval
-		}
-		if *catchup > 0 {
-			spec.CatchupWindow = *catchup
-		}
-		if *start != "" {
-			if _, err := config.ParseSince(*start, time.Now()); err != nil {
-				return usagef("--start: %v", err)
-			}
-			spec.Pull.Start = *start
-		}
-		created, err := ctl.ApplySchedule(ctx, spec)
-		if err != nil {
-			return err
-		}
-		verb := "updated"
-		if created {
-			verb = "created"
-		}
-		fmt.Fprintf(c.Stdout, "schedule %s %s: every %s, overlap skip, catch-up window %s\n", ctl.scheduleID(), verb, spec.Interval, spec.CatchupWindow)
-		cs := CleanupSpec{Retention: time.Duration(p.StagingRetention)}
-		if created, err = ctl.ApplyCleanupSchedule(ctx, cs); err != nil {
-			return err
-		}
-		verb = "updated"
-		if created {
-			verb = "created"
-		}
-		fmt.Fprintf(c.Stdout, "schedule %s %s: staging clean-up every %s, removes files older than %s that no open workflow uses\n",
-			ctl.CleanupScheduleID(), verb, workflows.DefaultCleanupInterval, cs.Retention)
-		if err := c.applyOpsSchedules(ctx, ctl, p, *paused); err != nil {
-			return err
-		}
-	case "pause", "unpause":
-		if err := ctl.PauseSchedule(ctx, sub == "pause", *note); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.Stdout, "schedule %s %sd\n", ctl.scheduleID(), sub)
-	case "trigger":
-		id, err := ctl.TriggerSchedule(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.Stdout, "started %s\n", id)
-		if *wait {
-			var res workflows.IncrementalPullResult
-			if err := ctl.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
-				return fmt.Errorf("pull %s: %w", id, err)
-			}
-			fmt.Fprintf(c.Stdout, "pulled %d batches: %d rows, %d quarantined\n", res.Batches, res.Rows, res.Quarantined)
-		}
-	case "describe":
-		d, err := ctl.DescribeSchedule(ctx)
-		if err != nil {
-			return err
-		}
-		c.printSchedule(ctl.scheduleID(), d)
-	default:
-		return usagef("schedule: unknown subcommand %q", sub)
-	}
-	return nil
-}
-
 func (c *CLI) printSchedule(id string, d *client.ScheduleDescription) {
 	state := "active"
 	if d.Schedule.State.Paused {
@@ -296,9 +160,9 @@ func (c *CLI) printSchedule(id string, d *client.ScheduleDescription) {
 			fmt.Fprintf(c.Stdout, "  every %s\n", iv.Every)
 		}
 	}
-	for _, t := range d.Info.NextActionTimes {
-		fmt.Fprintf(c.Stdout, "  next run %s\n", t.UTC().Format(time.RFC3339))
-		break
+	// A paused schedule runs nothing: no next run to show.
+	if len(d.Info.NextActionTimes) > 0 && !d.Schedule.State.Paused {
+		fmt.Fprintf(c.Stdout, "  next run %s\n", d.Info.NextActionTimes[0].UTC().Format(time.RFC3339))
 	}
 	for _, a := range d.Info.RecentActions {
 		if a.StartWorkflowResult != nil {
@@ -306,200 +170,6 @@ func (c *CLI) printSchedule(id string, d *client.ScheduleDescription) {
 		}
 	}
 	fmt.Fprintf(c.Stdout, "  running now: %d\n", len(d.Info.RunningWorkflows))
-}
-
-// finish waits for a run when asked and prints its result as JSON.
-func (c *CLI) finish(ctx context.Context, ctl *Control, run client.WorkflowRun, wait bool, out any) error {
-	fmt.Fprintf(c.Stdout, "workflow %s (run %s)\n", run.GetID(), run.GetRunID())
-	if !wait {
-		return nil
-	}
-	if err := run.Get(ctx, out); err != nil {
-		return fmt.Errorf("workflow %s: %w", run.GetID(), err)
-	}
-	b, _ := json.MarshalIndent(out, "", "  ")
-	fmt.Fprintln(c.Stdout, string(b))
-	return nil
-}
-
-func (c *CLI) backfill(ctx context.Context, args []string) error {
-	fs := c.flags("backfill")
-	readWindow := windowFlags(fs, "30d")
-	win := fs.Duration("window", 0, "one export per window (default KTPIPE_BACKFILL_WINDOW)")
-	par := fs.Int("parallelism", 0, "windows in flight (default KTPIPE_BACKFILL_PARALLELISM)")
-	format := fs.String("format", "", "export format (default KTPIPE_EXPORT_FORMAT)")
-	wait := fs.Bool("wait", false, "wait, with a progress bar")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	s, u, err := readWindow()
-	if err != nil {
-		return err
-	}
-	ctl, p, err := c.control(ctx)
-	if err != nil {
-		return err
-	}
-	defer ctl.Client.Close()
-	in := workflows.BackfillInput{Since: s, Until: u, Window: p.BackfillWindow, Parallelism: p.BackfillParallelism, Format: p.ExportFormat, Gzip: p.ExportGzip}
-	if *win > 0 {
-		in.Window = *win
-	}
-	if *par > 0 {
-		in.Parallelism = *par
-	}
-	if *format != "" {
-		in.Format = *format
-	}
-	run, err := ctl.StartBackfill(ctx, in)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.Stdout, "backfill %s .. %s: workflow %s\n", s.Format(time.RFC3339), u.Format(time.RFC3339), run.GetID())
-	if !*wait {
-		return nil
-	}
-	var res workflows.BackfillResult
-	if err := Follow(ctx, ctl.Client, run, c.Stderr, &res); err != nil {
-		return fmt.Errorf("backfill %s: %w", run.GetID(), err)
-	}
-	fmt.Fprintf(c.Stdout, "backfilled %d windows (%d loaded, %d already done): %d rows, %d quarantined\n", res.Windows, res.Loaded, res.Skipped, res.Rows, res.Quarantined)
-	return nil
-}
-
-func (c *CLI) export(ctx context.Context, args []string) error {
-	fs := c.flags("export")
-	readWindow := windowFlags(fs, "30d")
-	format := fs.String("format", "", "json, ndjson or csv (default KTPIPE_EXPORT_FORMAT)")
-	gz := fs.Bool("gzip", false, "ask for a gzip export")
-	wait := fs.Bool("wait", false, "wait for the load")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	s, u, err := readWindow()
-	if err != nil {
-		return err
-	}
-	ctl, p, err := c.control(ctx)
-	if err != nil {
-		return err
-	}
-	defer ctl.Client.Close()
-	in := workflows.ExportLoadInput{Since: s, Until: u, Format: p.ExportFormat, Gzip: p.ExportGzip || *gz}
-	if *format != "" {
-		in.Format = *format
-	}
-	run, err := ctl.StartExport(ctx, in)
-	if err != nil {
-		return err
-	}
-	return c.finish(ctx, ctl, run, *wait, &workflows.ExportLoadResult{})
-}
-
-func (c *CLI) replay(ctx context.Context, args []string) error {
-	fs := c.flags("replay")
-	load := fs.String("load-id", "", "a failed load whose chunks are still staged")
-	since := fs.String("since", "", "or a window to load again from the source")
-	until := fs.String("until", "", "end of that window, RFC 3339")
-	wait := fs.Bool("wait", false, "wait for the replay")
-	quarantine := fs.Bool("quarantine", false, "validate quarantined records again and load those that pass now")
-	rule := fs.String("rule", "", "with --quarantine: only records that broke this rule (or \"field: rule\")")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *quarantine || *rule != "" {
-		return c.replayQuarantine(ctx, *quarantine, *load, *rule, *since, *until, *wait)
-	}
-	in := workflows.ReplayInput{LoadID: *load}
-	switch {
-	case *load != "" && *since != "":
-		return usagef("replay: give --load-id or --since, not both")
-	case *load == "":
-		s, u, err := window(*since, *until, time.Now())
-		if err != nil {
-			return err
-		}
-		in.Since, in.Until = s, u
-	}
-	ctl, _, err := c.control(ctx)
-	if err != nil {
-		return err
-	}
-	defer ctl.Client.Close()
-	run, err := ctl.StartReplay(ctx, in)
-	if err != nil {
-		return err
-	}
-	return c.finish(ctx, ctl, run, *wait, &workflows.ReplayResult{})
-}
-
-// replayQuarantine starts a QuarantineReplay: after fixing what put
-// valid events in quarantine (a stale gateway list, a rule since
-// corrected), it loads those that pass now.
-func (c *CLI) replayQuarantine(ctx context.Context, quarantine bool, load, rule, since, until string, wait bool) error {
-	var in workflows.QuarantineReplayInput
-	switch {
-	case !quarantine:
-		return usagef("replay: --rule needs --quarantine")
-	case load != "":
-		return usagef("replay: give --load-id or --quarantine, not both")
-	case since == "" && until != "":
-		return usagef("replay --quarantine: --until needs --since")
-	case since != "":
-		s, u, err := window(since, until, time.Now())
-		if err != nil {
-			return err
-		}
-		in.Since, in.Until = s, u
-	}
-	in.Rule = rule
-	ctl, _, err := c.control(ctx)
-	if err != nil {
-		return err
-	}
-	defer ctl.Client.Close()
-	run, err := ctl.StartQuarantineReplay(ctx, in)
-	if err != nil {
-		return err
-	}
-	return c.finish(ctx, ctl, run, wait, &workflows.QuarantineReplayResult{})
-}
-
-func (c *CLI) reconcile(ctx context.Context, args []string) error {
-	fs := c.flags("reconcile")
-	readWindow := windowFlags(fs, "24h")
-	step := fs.Duration("step", time.Hour, "window size")
-	replay := fs.Bool("replay-gaps", false, "replay windows with an unexplained gap")
-	wait := fs.Bool("wait", false, "wait and print the table")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	s, u, err := readWindow()
-	if err != nil {
-		return err
-	}
-	ctl, _, err := c.control(ctx)
-	if err != nil {
-		return err
-	}
-	defer ctl.Client.Close()
-	run, err := ctl.StartReconcile(ctx, workflows.ReconcileInput{Since: s, Until: u, Step: *step, ReplayGaps: *replay})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.Stdout, "workflow %s\n", run.GetID())
-	if !*wait {
-		return nil
-	}
-	var res workflows.ReconcileResult
-	if err := run.Get(ctx, &res); err != nil {
-		return fmt.Errorf("reconcile: %w", err)
-	}
-	PrintReconcile(c.Stdout, res)
-	if len(res.Gaps) > 0 && !*replay {
-		return fmt.Errorf("%d windows have unexplained gaps; run again with --replay-gaps", len(res.Gaps))
-	}
-	return nil
 }
 
 func (c *CLI) status(ctx context.Context, args []string) error {
@@ -634,46 +304,6 @@ func (c *CLI) tail(ctx context.Context, args []string) error {
 		return nil // Ctrl-C
 	}
 	return err
-}
-
-// applyOpsSchedules applies the audit's schedule and the daily
-// reconcile's (KTPIPE_AUDIT_INTERVAL, KTPIPE_RECONCILE_INTERVAL).
-func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipeline, paused bool) error {
-	var m config.Metrics
-	if err := c.load(ctx, &m); err != nil {
-		return err
-	}
-	verb := func(created bool) string {
-		if created {
-			return "created"
-		}
-		return "updated"
-	}
-	// Hours are checked for completeness once a pull has had the chance
-	// to load them: one pull interval and ten minutes after they close.
-	audit := workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: p.ScheduleInterval + 10*time.Minute}
-	created, err := ctl.ApplyAuditSchedule(ctx, audit, paused)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.Stdout, "schedule %s %s: audit every %s (lag, duplicates, resends, schema violations, completeness of closed hours)\n",
-		ctl.AuditScheduleID(), verb(created), m.AuditInterval)
-	if p.ScheduleInterval > LagTarget {
-		fmt.Fprintf(c.Stdout, "note: a pull every %s alone leaves events up to %s behind, over the guide's %s lag target (alert KtpipeIngestionLag):\n"+
-			"      serve webhooks (KTPIPE_WEBHOOK_ADDR) for near-real-time loads, or set KTPIPE_SCHEDULE_INTERVAL to 4m or less (README, Meeting the 5-minute lag target)\n",
-			p.ScheduleInterval, p.ScheduleInterval, LagTarget)
-	}
-	if m.ReconcileInterval == 0 {
-		return nil
-	}
-	// After the late window, so the previous day's late events are in.
-	offset := min(p.LateWindow+time.Hour, m.ReconcileInterval-time.Minute)
-	if created, err = ctl.ApplyReconcileSchedule(ctx, m.ReconcileInterval, offset, paused); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.Stdout, "schedule %s %s: reconcile of the previous UTC day every %s, at %s past midnight UTC\n",
-		ctl.ReconcileScheduleID(), verb(created), m.ReconcileInterval, offset)
-	return nil
 }
 
 // LagTarget is the guide's ingestion-lag target (alert KtpipeIngestionLag).

@@ -34,20 +34,30 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"backfill", "--since", "yesterday"}, "--since"},
 		{[]string{"backfill", "--since", "2d", "--until", "nope"}, "--until"},
 		{[]string{"backfill", "--since", "2026-11-20T00:00:00Z", "--until", "2026-11-10T00:00:00Z"}, "is not before"},
-		{[]string{"export", "--since", "1d", "stray"}, `unexpected argument "stray"`},
+		{[]string{"export", "--since", "1d", "stray"}, `unknown command "stray"`},
+		{[]string{"export", "--since", "1d", "--format", "xml"}, `--format "xml": want one of ndjson, json, csv`},
+		{[]string{"backfill", "--since", "1d", "--format", "parquet", "--wait"}, `--format "parquet"`},
+		{[]string{"backfill", "--since", "1d", "--window", "10s"}, "--window 10s: at least 1m"},
+		{[]string{"backfill", "--since", "1d", "--parallelism", "0"}, "--parallelism 0: between 1 and 32"},
+		{[]string{"schedule", "describe", "--output", "yaml"}, `--output "yaml": want table or json`},
+		{[]string{"export", "-o", "xml", "--since", "1d"}, `--output "xml"`},
+		{[]string{"reconcile", "--since", "1d", "--step", "0s"}, "--step 0s: at least 1m"},
+		{[]string{"schedule", "backfill-history", "--since", "900d"}, "more than 400"},
 		{[]string{"replay", "--load-id", "x", "--since", "1d"}, "not both"},
 		{[]string{"replay", "--rule", "must be a known gateway"}, "--rule needs --quarantine"},
 		{[]string{"replay", "--quarantine", "--load-id", "x"}, "--load-id or --quarantine, not both"},
 		{[]string{"replay", "--quarantine", "--until", "2026-11-02T00:00:00Z"}, "--until needs --since"},
 		{[]string{"replay", "--quarantine", "--since", "soon"}, "--since: "},
-		{[]string{"reconcile", "--bogus"}, "flag provided but not defined"},
+		{[]string{"reconcile", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"reports", "-o", "yaml"}, `--output "yaml": want table or json`},
+		{[]string{"tail", "--decision", "block", "--output"}, "--output needs a value"},
 	}
 	for _, tt := range tests {
 		c, _, stderr := cli(map[string]string{})
 		if code := c.Run(context.Background(), tt.args); code != control.ExitUsage {
 			t.Errorf("%v: exit %d, want %d", tt.args, code, control.ExitUsage)
 		}
-		if !strings.Contains(stderr.String(), tt.want) || !strings.Contains(stderr.String(), "usage: ktpipe") {
+		if !strings.Contains(stderr.String(), tt.want) || !strings.Contains(stderr.String(), "Usage:") {
 			t.Errorf("%v: stderr %q, want %q and the usage", tt.args, stderr.String(), tt.want)
 		}
 	}
@@ -76,5 +86,10 @@ func TestUnreachableTemporalExitsOne(t *testing.T) {
 	c, stdout, _ := cli(map[string]string{})
 	if code := c.Run(context.Background(), []string{"status"}); code != control.StatusUnknown || !strings.Contains(stdout.String(), "temporal: no Temporal") {
 		t.Fatalf("status: exit %d stdout %q", code, stdout.String())
+	}
+	// The global --output reaches status's own JSON.
+	c, stdout, _ = cli(map[string]string{})
+	if code := c.Run(context.Background(), []string{"-o", "json", "status"}); code != control.StatusUnknown || !strings.HasPrefix(stdout.String(), "{") {
+		t.Fatalf("status -o json: exit %d stdout %q", code, stdout.String())
 	}
 }

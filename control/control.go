@@ -74,6 +74,7 @@ func (c *Control) scheduleAction(s ScheduleSpec) *client.ScheduleWorkflowAction 
 		Args:                  []any{pull},
 		TaskQueue:             c.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("pull")),
+		StaticSummary:         "incremental pull from the stored cursor (schedule " + c.scheduleID() + ")",
 	}
 }
 
@@ -186,24 +187,103 @@ func (c *Control) DescribeSchedule(ctx context.Context) (*client.ScheduleDescrip
 	return h.Describe(ctx)
 }
 
-// BackfillID is the workflow id of a backfill of a range, so starting
-// the same backfill twice finds the first.
-func (c *Control) BackfillID(since, until time.Time) string {
-	return c.rangeID("backfill", since, until)
+// BackfillID is the workflow id of a backfill: the range and what
+// changes the work (window, format, gzip), so starting the same backfill
+// twice finds the first, and another format is another backfill.
+func (c *Control) BackfillID(in workflows.BackfillInput) string {
+	w := in.Window
+	if w <= 0 {
+		w = 24 * time.Hour
+	}
+	return c.rangeID("backfill", in.Since, in.Until) + "-" + formatID(in.Format, in.Gzip) + "-w" + durationID(w)
+}
+
+// ExportID is the workflow id of a one-off export load: the window and
+// the format it asks the API for.
+func (c *Control) ExportID(in workflows.ExportLoadInput) string {
+	return c.rangeID("export", in.Since, in.Until) + "-" + formatID(in.Format, in.Gzip)
+}
+
+// ReloadID names a load started again on purpose (--reload): a new id, so
+// nothing of the earlier run (its finished windows) is taken as done.
+func ReloadID(id string, now time.Time) string {
+	return id + "-reload-" + now.UTC().Format("20060102T150405Z")
+}
+
+func formatID(format string, gzip bool) string {
+	if format == "" {
+		format = "ndjson"
+	}
+	if gzip {
+		format += "-gz"
+	}
+	return format
+}
+
+// durationID writes d short: 6h, 90m, 45s.
+func durationID(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
 }
 
 // StartBackfill starts (or attaches to) the backfill of a range. A range
 // already backfilled successfully is not loaded again.
 func (c *Control) StartBackfill(ctx context.Context, in workflows.BackfillInput) (client.WorkflowRun, error) {
+	return c.StartBackfillID(ctx, c.BackfillID(in), in)
+}
+
+// StartBackfillID is StartBackfill under a given id (ReloadID).
+func (c *Control) StartBackfillID(ctx context.Context, id string, in workflows.BackfillInput) (client.WorkflowRun, error) {
 	in.Tuning = c.tuning(in.Tuning)
 	return c.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       c.BackfillID(in.Since, in.Until),
+		ID:                       id,
 		TaskQueue:                c.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("backfill"),
 			workflows.WindowStartKey.ValueSet(in.Since), workflows.WindowEndKey.ValueSet(in.Until)),
+		StaticSummary: workflows.BackfillSummary(in),
 	}, workflows.Backfill, in)
+}
+
+// Prior is an earlier run under a workflow id.
+type Prior struct {
+	RunID        string
+	Status       enumspb.WorkflowExecutionStatus
+	Start, Close time.Time
+}
+
+// Done reports whether the run completed: its work is done.
+func (p *Prior) Done() bool {
+	return p != nil && p.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
+}
+
+// Running reports whether the run is still going.
+func (p *Prior) Running() bool {
+	return p != nil && p.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+// PriorRun returns the latest run under id, or nil when there is none.
+func (c *Control) PriorRun(ctx context.Context, id string) (*Prior, error) {
+	d, err := c.Client.DescribeWorkflow(ctx, id, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("describe workflow %s: %w", id, err)
+	}
+	info := d.RawResponse.GetWorkflowExecutionInfo()
+	p := &Prior{RunID: info.GetExecution().GetRunId(), Status: info.GetStatus(), Start: info.GetStartTime().AsTime()}
+	if info.GetCloseTime() != nil {
+		p.Close = info.GetCloseTime().AsTime()
+	}
+	return p, nil
 }
 
 // rangeID names a workflow of a kind over a time range.
@@ -212,7 +292,7 @@ func (c *Control) rangeID(kind string, since, until time.Time) string {
 }
 
 // start starts a workflow, or returns the running one with the same id.
-func (c *Control) start(ctx context.Context, id, kind string, since, until time.Time, wf, in any) (client.WorkflowRun, error) {
+func (c *Control) start(ctx context.Context, id, kind, summary string, since, until time.Time, wf, in any) (client.WorkflowRun, error) {
 	sa := []temporal.SearchAttributeUpdate{workflows.KindKey.ValueSet(kind)}
 	if !since.IsZero() {
 		sa = append(sa, workflows.WindowStartKey.ValueSet(since), workflows.WindowEndKey.ValueSet(until))
@@ -221,13 +301,19 @@ func (c *Control) start(ctx context.Context, id, kind string, since, until time.
 		ID: id, TaskQueue: c.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
+		StaticSummary:            summary,
 	}, wf, in)
 }
 
 // StartExport starts a one-off export load of a window.
 func (c *Control) StartExport(ctx context.Context, in workflows.ExportLoadInput) (client.WorkflowRun, error) {
+	return c.StartExportID(ctx, c.ExportID(in), in)
+}
+
+// StartExportID is StartExport under a given id (ReloadID).
+func (c *Control) StartExportID(ctx context.Context, id string, in workflows.ExportLoadInput) (client.WorkflowRun, error) {
 	in.Tuning = c.tuning(in.Tuning)
-	return c.start(ctx, c.rangeID("export", in.Since, in.Until), "export", in.Since, in.Until, workflows.ExportLoad, in)
+	return c.start(ctx, id, "export", workflows.ExportSummary(in), in.Since, in.Until, workflows.ExportLoad, in)
 }
 
 // StartReplay starts a replay of a load id or a window.
@@ -237,7 +323,7 @@ func (c *Control) StartReplay(ctx context.Context, in workflows.ReplayInput) (cl
 	if in.LoadID == "" {
 		id = c.rangeID("replay", in.Since, in.Until)
 	}
-	return c.start(ctx, id, "replay", in.Since, in.Until, workflows.Replay, in)
+	return c.start(ctx, id, "replay", workflows.ReplaySummary(in), in.Since, in.Until, workflows.Replay, in)
 }
 
 // QuarantineReplayID names the quarantine replay of a selection, so the
@@ -258,13 +344,13 @@ func (c *Control) QuarantineReplayID(in workflows.QuarantineReplayInput) string 
 // StartQuarantineReplay starts a replay of quarantined records.
 func (c *Control) StartQuarantineReplay(ctx context.Context, in workflows.QuarantineReplayInput) (client.WorkflowRun, error) {
 	in.Tuning = c.tuning(in.Tuning)
-	return c.start(ctx, c.QuarantineReplayID(in), "quarantine-replay", in.Since, in.Until, workflows.QuarantineReplay, in)
+	return c.start(ctx, c.QuarantineReplayID(in), "quarantine-replay", "replay of quarantined records", in.Since, in.Until, workflows.QuarantineReplay, in)
 }
 
 // StartReconcile starts a reconciliation of a window.
 func (c *Control) StartReconcile(ctx context.Context, in workflows.ReconcileInput) (client.WorkflowRun, error) {
 	in.Tuning = c.tuning(in.Tuning)
-	return c.start(ctx, c.rangeID("reconcile", in.Since, in.Until), "reconcile", in.Since, in.Until, workflows.Reconcile, in)
+	return c.start(ctx, c.rangeID("reconcile", in.Since, in.Until), "reconcile", workflows.ReconcileSummary(in), in.Since, in.Until, workflows.Reconcile, in)
 }
 
 // WorkflowSummary is one line of status.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/mocks"
 
@@ -26,6 +27,7 @@ func TestConcurrencyReachesTheWorkflows(t *testing.T) {
 	cl.On("ExecuteWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(run, nil).
 		Run(func(args mock.Arguments) { inputs = append(inputs, args.Get(3)) })
 	cl.On("Close").Return()
+	cl.On("DescribeWorkflow", mock.Anything, mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
 	var out, errOut bytes.Buffer
 	c := &control.CLI{
 		Env:    envconfig.MapLookuper(map[string]string{"KTPIPE_CONCURRENCY": "7"}),

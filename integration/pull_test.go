@@ -132,7 +132,7 @@ func TestBackfillIsResumableAndIdempotent(t *testing.T) {
 	// events): the backfill must wait for it and count its rows, not
 	// count it as done when it sees the id.
 	from, to := since.Add(48*time.Hour), since.Add(72*time.Hour)
-	held := workflows.WindowWorkflowID(s.ctl.BackfillID(since, until), from, to)
+	held := workflows.WindowWorkflowID(s.ctl.BackfillID(in), from, to)
 	other, err := temporalSrv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: held, TaskQueue: s.tq}, workflows.ExportLoad,
 		workflows.ExportLoadInput{Since: from, Until: to, Format: "csv", Gzip: true, Source: "backfill", Tuning: s.tuning})
 	if err != nil {

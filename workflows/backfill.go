@@ -16,42 +16,43 @@ import (
 
 // BackfillInput is a date range to load through exports.
 type BackfillInput struct {
-	Since, Until time.Time
-	Window       time.Duration // one export per window (default 24h)
-	Parallelism  int           // windows in flight (default 2)
-	Format       string
-	Gzip         bool
-	Tuning       Tuning
+	Since       time.Time     `json:"since"`
+	Until       time.Time     `json:"until"`
+	Window      time.Duration `json:"window"`                // one export per window (default 24h)
+	Parallelism int           `json:"parallelism,omitempty"` // windows in flight (default 2)
+	Format      string        `json:"format,omitempty"`      // json, ndjson or csv (default ndjson)
+	Gzip        bool          `json:"gzip,omitempty"`
+	Tuning      Tuning        `json:"tuning,omitzero"`
 	// MaxWindowsPerRun bounds the windows one run starts before it
 	// continues as new (default 500), so history stays small for any
 	// range: two years of hourly windows is 17,520 children.
-	MaxWindowsPerRun int
+	MaxWindowsPerRun int `json:"maxWindowsPerRun,omitempty"`
 
 	// Set by the workflow itself when it continues as new: the windows
 	// before Since, and the first maxFailuresKept of those that failed
 	// (Done.Failed counts them all).
-	Done   BackfillResult
-	Failed []string
+	Done   BackfillResult `json:"done,omitzero"`
+	Failed []string       `json:"failed,omitempty"`
 }
 
 // BackfillResult sums up the windows.
 type BackfillResult struct {
-	Windows     int
-	Loaded      int
-	Skipped     int // windows an earlier run of this backfill loaded (counted with its rows)
-	Failed      int
-	Rows        int64
-	Quarantined int64
+	Windows     int   `json:"windows"`
+	Loaded      int   `json:"loaded"`
+	Skipped     int   `json:"skipped"` // windows an earlier run of this backfill loaded (counted with its rows)
+	Failed      int   `json:"failed"`
+	Rows        int64 `json:"rows"`
+	Quarantined int64 `json:"quarantined"`
 }
 
 // BackfillProgress is what the progress query returns.
 type BackfillProgress struct {
 	BackfillResult
-	Running []string
+	Running []string `json:"running"`
 	// Failures are the first maxFailuresKept failure messages;
 	// BackfillResult.Failed counts them all. (Not named Failed: in JSON
 	// the outer field would hide the count.)
-	Failures []string
+	Failures []string `json:"failures"`
 }
 
 // maxFailuresKept bounds the failure messages a backfill keeps (and
@@ -80,9 +81,13 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 type backfill struct {
 	in       BackfillInput
 	progress BackfillProgress
+	summary  string // the whole range, also after continue-as-new
 }
 
 func (s *backfill) setup(ctx workflow.Context) error {
+	if err := s.in.Check(); err != nil {
+		return err
+	}
 	if s.in.Window <= 0 {
 		s.in.Window = 24 * time.Hour
 	}
@@ -92,15 +97,15 @@ func (s *backfill) setup(ctx workflow.Context) error {
 	if s.in.MaxWindowsPerRun <= 0 {
 		s.in.MaxWindowsPerRun = 500
 	}
-	if !s.in.Since.Before(s.in.Until) {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("range [%s, %s) is empty", s.in.Since, s.in.Until), "BadInput", nil)
-	}
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (BackfillProgress, error) { return s.progress, nil }); err != nil {
 		return err
 	}
 	// The whole range, also after continue-as-new moved Since on (every
 	// window before it was a full Window long).
 	rangeStart := s.in.Since.Add(-time.Duration(s.in.Done.Windows) * s.in.Window)
+	whole := s.in
+	whole.Since = rangeStart
+	s.summary = BackfillSummary(whole)
 	return workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("backfill"),
 		WindowStartKey.ValueSet(rangeStart), WindowEndKey.ValueSet(s.in.Until))
 }
@@ -160,8 +165,10 @@ func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 // startChild starts the ExportLoad child of window w.
 func (s *backfill) startChild(ctx workflow.Context, w window) (string, workflow.ChildWorkflowFuture) {
 	id := WindowWorkflowID(workflow.GetInfo(ctx).WorkflowExecution.ID, w.since, w.until)
+	child := ExportLoadInput{Since: w.since, Until: w.until, Format: s.in.Format, Gzip: s.in.Gzip, Source: "backfill", Tuning: s.in.Tuning}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: id,
+		WorkflowID:    id,
+		StaticSummary: ExportSummary(child),
 		// A window loaded by an earlier run of this backfill is not
 		// loaded again; a failed one may be.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
@@ -169,16 +176,29 @@ func (s *backfill) startChild(ctx workflow.Context, w window) (string, workflow.
 		TypedSearchAttributes: temporal.NewSearchAttributes(KindKey.ValueSet("backfill"),
 			WindowStartKey.ValueSet(w.since), WindowEndKey.ValueSet(w.until)),
 	})
-	f := workflow.ExecuteChildWorkflow(cctx, ExportLoad, ExportLoadInput{
-		Since: w.since, Until: w.until, Format: s.in.Format, Gzip: s.in.Gzip, Source: "backfill", Tuning: s.in.Tuning,
-	})
+	f := workflow.ExecuteChildWorkflow(cctx, ExportLoad, child)
 	s.progress.Running = append(s.progress.Running, id)
+	s.show(ctx)
 	return id, f
 }
 
+// show puts the backfill's progress in its current details.
+func (s *backfill) show(ctx workflow.Context) {
+	p := s.progress
+	done := p.Loaded + p.Skipped + p.Failed
+	lines := []string{fmt.Sprintf("%d/%d windows done: %d loaded, %d loaded before, %d failed; %d running",
+		done, p.Windows, p.Loaded, p.Skipped, p.Failed, len(p.Running)),
+		fmt.Sprintf("%d rows, %d quarantined", p.Rows, p.Quarantined)}
+	if len(p.Failures) > 0 {
+		lines = append(lines, "failed windows (each names its load id and the Replay input): "+strings.Join(p.Failures, "; "))
+	}
+	details(ctx, s.summary, lines...)
+}
+
 // count adds a finished window to the progress.
-func (s *backfill) count(id string, res ExportLoadResult, err error, skipped bool) {
+func (s *backfill) count(ctx workflow.Context, id string, res ExportLoadResult, err error, skipped bool) {
 	s.progress.Running = remove(s.progress.Running, id)
+	defer s.show(ctx)
 	switch {
 	case err != nil:
 		s.progress.BackfillResult.Failed++
@@ -208,10 +228,10 @@ func (s *backfill) runInOrder(ctx workflow.Context, ws []window) {
 		err := r.future.Get(ctx, &res)
 		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 		if errors.As(err, &started) {
-			s.count(r.id, ExportLoadResult{}, nil, true)
+			s.count(ctx, r.id, ExportLoadResult{}, nil, true)
 			return
 		}
-		s.count(r.id, res, err, false)
+		s.count(ctx, r.id, res, err, false)
 	}
 	for _, w := range ws {
 		if len(inflight) == s.in.Parallelism {
@@ -244,7 +264,7 @@ func (s *backfill) runAsTheyFinish(ctx workflow.Context, ws []window) {
 				return
 			}
 			inflight--
-			s.count(id, res, err, other && err == nil)
+			s.count(ctx, id, res, err, other && err == nil)
 		})
 	}
 	for _, w := range ws {

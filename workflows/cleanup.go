@@ -18,7 +18,7 @@ const DefaultCleanupInterval = 24 * time.Hour
 type CleanupInput struct {
 	// Retention: staged files modified more recently are kept (default
 	// activities.DefaultStagingRetention, 7 days).
-	Retention time.Duration
+	Retention time.Duration `json:"retention,omitempty"`
 }
 
 // cleaner is a nil *Cleaner, for type-checked activity references like a.
@@ -37,6 +37,7 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (activities.CleanupResult, e
 	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("cleanup")); err != nil {
 		return res, err
 	}
+	details(ctx, "staging clean-up", "removes staged files older than "+in.Retention.String()+" (0s: the default) that no open workflow uses")
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// One pass over a large bucket takes minutes; it heartbeats
 		// every 1,000 files it looks at.

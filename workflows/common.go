@@ -28,10 +28,13 @@ var (
 	WindowEndKey = temporal.NewSearchAttributeKeyTime("KtpipeWindowEnd")
 	// ExportIDKey is the Keeptrusts export a workflow loads.
 	ExportIDKey = temporal.NewSearchAttributeKeyKeyword("KtpipeExportId")
+	// LoadIDKey is the load an export or replay stages and merges: the id
+	// a Replay of a failed load takes.
+	LoadIDKey = temporal.NewSearchAttributeKeyKeyword("KtpipeLoadId")
 )
 
 // SearchAttributeKeys lists the keys a namespace must have registered.
-var SearchAttributeKeys = []temporal.SearchAttributeKey{KindKey, WindowStartKey, WindowEndKey, ExportIDKey}
+var SearchAttributeKeys = []temporal.SearchAttributeKey{KindKey, WindowStartKey, WindowEndKey, ExportIDKey, LoadIDKey}
 
 // ProgressQuery is the query every ktpipe workflow answers with its state.
 const ProgressQuery = "progress"
@@ -48,17 +51,17 @@ const (
 // values it started with, and replays stay deterministic); the starters
 // fill Concurrency from KTPIPE_CONCURRENCY.
 type Tuning struct {
-	PollInterval    time.Duration // first wait between export status polls (2s)
-	MaxPollInterval time.Duration // cap of the poll backoff (1m)
+	PollInterval    time.Duration `json:"pollInterval,omitempty"`    // first wait between export status polls (2s)
+	MaxPollInterval time.Duration `json:"maxPollInterval,omitempty"` // cap of the poll backoff (1m)
 	// HeartbeatTimeout is how long a worker may go silent before its
 	// activity is retried elsewhere (10s): activities heartbeat every
 	// third of it from a ticker, also while a slow statement runs, so it
 	// bounds the time lost to a killed worker, not the work.
-	HeartbeatTimeout time.Duration
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 	// WarehouseTimeout bounds one warehouse activity attempt (1h); a
 	// worker that dies mid-statement is noticed by HeartbeatTimeout.
-	WarehouseTimeout time.Duration
-	Concurrency      int // chunk stages in flight (4)
+	WarehouseTimeout time.Duration `json:"warehouseTimeout,omitempty"`
+	Concurrency      int           `json:"concurrency,omitempty"` // chunk stages in flight (4)
 }
 
 func (t Tuning) withDefaults() Tuning {
@@ -265,4 +268,11 @@ func countLoad(ctx workflow.Context, source string, man staging.Manifest) {
 		source = metrics.SourceExport
 	}
 	metrics.CountRecords(workflow.GetMetricsHandler(ctx), source, man.Records, man.Rows, man.Quarantined, man.Resent)
+}
+
+// All is every workflow a ktpipe worker runs: the one list the worker
+// registers and the replayer replays recorded histories against.
+func All() []any {
+	return []any{ExportLoad, HistoryExport, IncrementalPull, Backfill, Replay, QuarantineReplay,
+		Reconcile, WebhookBatch, Cleanup, Audit, ScheduledReconcile}
 }

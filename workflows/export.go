@@ -15,38 +15,39 @@ import (
 
 // ExportLoadInput is one export window to load.
 type ExportLoadInput struct {
-	Since, Until time.Time
-	Format       string // json, ndjson or csv (default ndjson)
-	Gzip         bool
-	Source       string // raw.source: export, backfill or replay (default export)
-	Tuning       Tuning
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until"`
+	Format string    `json:"format,omitempty"` // json, ndjson or csv (default ndjson)
+	Gzip   bool      `json:"gzip,omitempty"`
+	Source string    `json:"source,omitempty"` // raw.source: export, backfill or replay (default export)
+	Tuning Tuning    `json:"tuning,omitzero"`
 }
 
 // ExportLoadResult says what the load did.
 type ExportLoadResult struct {
-	LoadID        string
-	ExportID      string
-	RowCount      int64 // records in the export file, by the API
-	Records       int64 // records read
-	Rows          int64 // valid rows loaded
-	Quarantined   int64
-	Resent        int64 // records the source repeated within a chunk
-	Chunks        int
-	UnknownFields []string
+	LoadID        string   `json:"loadId"`
+	ExportID      string   `json:"exportId"`
+	RowCount      int64    `json:"rowCount"` // records in the export file, by the API
+	Records       int64    `json:"records"`  // records read
+	Rows          int64    `json:"rows"`     // valid rows loaded
+	Quarantined   int64    `json:"quarantined"`
+	Resent        int64    `json:"resent"` // records the source repeated within a chunk
+	Chunks        int      `json:"chunks"`
+	UnknownFields []string `json:"unknownFields,omitempty"`
 }
 
 // ExportProgress is what the progress query returns.
 type ExportProgress struct {
-	Phase        string // creating, waiting, downloading, splitting, loading, merging, checking, done
-	LoadID       string // for a replay from staging if the load fails
-	ExportID     string
-	ExportStatus string
-	Polls        int
-	Generation   int // exports created after failed or expired ones
-	ChunksTotal  int
-	ChunksStaged int
-	Rows         int64
-	Quarantined  int64
+	Phase        string `json:"phase"`  // creating, waiting, downloading, splitting, loading, merging, checking, done
+	LoadID       string `json:"loadId"` // for a replay from staging if the load fails
+	ExportID     string `json:"exportId"`
+	ExportStatus string `json:"exportStatus"`
+	Polls        int    `json:"polls"`
+	Generation   int    `json:"generation"` // exports created after failed or expired ones
+	ChunksTotal  int    `json:"chunksTotal"`
+	ChunksStaged int    `json:"chunksStaged"`
+	Rows         int64  `json:"rows"`
+	Quarantined  int64  `json:"quarantined"`
 }
 
 // maxGenerations bounds how often a failed or expired export is replaced
@@ -62,7 +63,11 @@ func ExportLoad(ctx workflow.Context, in ExportLoadInput) (ExportLoadResult, err
 	if err := s.setup(ctx); err != nil {
 		return ExportLoadResult{}, err
 	}
-	return s.run(ctx)
+	res, err := s.run(ctx)
+	if err != nil {
+		return res, s.failed(ctx, err)
+	}
+	return res, nil
 }
 
 type exportLoad struct {
@@ -78,9 +83,10 @@ func (s *exportLoad) setup(ctx workflow.Context) error {
 	if s.in.Source == "" {
 		s.in.Source = "export"
 	}
-	if !s.in.Since.Before(s.in.Until) {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("window [%s, %s) is empty", s.in.Since, s.in.Until), "BadInput", nil)
+	if err := s.in.Check(); err != nil {
+		return err
 	}
+	s.phase(ctx, "starting")
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (ExportProgress, error) { return s.progress, nil }); err != nil {
 		return err
 	}
@@ -97,7 +103,7 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 		if exp, err = s.createAndWait(ctx, info.WorkflowExecution.ID); err != nil {
 			return ExportLoadResult{}, err
 		}
-		s.progress.Phase = "downloading"
+		s.phase(ctx, "downloading")
 		err = workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.DownloadExport,
 			activities.DownloadInput{LoadID: s.loadID(ctx), Export: exp}).Get(ctx, &dl)
 		// Expired before we got it, or its file fails its checksum
@@ -118,7 +124,7 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	if err != nil {
 		return ExportLoadResult{}, err
 	}
-	s.progress.Phase = "splitting"
+	s.phase(ctx, "splitting")
 	var man staging.Manifest
 	err = workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.SplitExport, activities.SplitInput{
 		LoadID: id, Source: s.in.Source, Key: dl.Key, Format: exp.Format, Gzip: exp.Compression == "gzip", Gateways: ids,
@@ -133,14 +139,14 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	s.progress.ChunksTotal, s.progress.Rows, s.progress.Quarantined = len(man.Chunks), man.Rows, man.Quarantined
 	reportUnknownFields(ctx, man)
 
-	s.progress.Phase = "loading"
-	if err := loadChunks(ctx, s.t, id, s.in.Source, man.Chunks, func() { s.progress.ChunksStaged++ }); err != nil {
+	s.phase(ctx, "loading")
+	if err := loadChunks(ctx, s.t, id, s.in.Source, man.Chunks, func() { s.progress.ChunksStaged++; s.phase(ctx, "loading") }); err != nil {
 		return ExportLoadResult{}, err
 	}
 	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
 		return ExportLoadResult{}, fmt.Errorf("refresh dimensions: %w", err)
 	}
-	s.progress.Phase = "checking"
+	s.phase(ctx, "checking")
 	if err := checkLoad(ctx, s.t, man); err != nil {
 		return ExportLoadResult{}, err
 	}
@@ -148,7 +154,7 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	if err := workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
 	}
-	s.progress.Phase = "done"
+	s.phase(ctx, "done")
 	res := ExportLoadResult{LoadID: id, ExportID: exp.ID, Records: man.Records, Rows: man.Rows,
 		Quarantined: man.Quarantined, Resent: man.Resent, Chunks: len(man.Chunks), UnknownFields: man.UnknownFields}
 	if exp.RowCount != nil {
@@ -179,7 +185,7 @@ func (s *exportLoad) loadID(ctx workflow.Context) string {
 // a new idempotency key, at most maxGenerations times.
 func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (keeptrusts.Export, error) {
 	for ; s.progress.Generation < maxGenerations; s.progress.Generation++ {
-		s.progress.Phase = "creating"
+		s.phase(ctx, "creating")
 		var exp keeptrusts.Export
 		key := "ktpipe/" + s.runKey(ctx)
 		err := workflow.ExecuteActivity(apiCtx(ctx), a.CreateExport, activities.CreateExportInput{
@@ -190,10 +196,13 @@ func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (kee
 			return exp, fmt.Errorf("create export: %w", err)
 		}
 		s.progress.ExportID = exp.ID
-		if err := workflow.UpsertTypedSearchAttributes(ctx, ExportIDKey.ValueSet(exp.ID)); err != nil {
+		// The load id goes with the export id (one upsert, as before it
+		// was added, so recorded histories replay): a failed load's id is
+		// a column in the UI's list.
+		if err := workflow.UpsertTypedSearchAttributes(ctx, ExportIDKey.ValueSet(exp.ID), LoadIDKey.ValueSet(s.loadID(ctx))); err != nil {
 			return exp, err
 		}
-		s.progress.Phase = "waiting"
+		s.phase(ctx, "waiting")
 		delay := s.t.PollInterval
 		for !exp.Terminal() {
 			if err := workflow.Sleep(ctx, delay); err != nil {
@@ -223,4 +232,38 @@ func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (kee
 	}
 	return keeptrusts.Export{}, temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("export of [%s, %s) failed %d times", s.in.Since, s.in.Until, maxGenerations), activities.ErrTypeAPI, nil)
+}
+
+// phase moves the load to its next phase and shows it in the UI.
+func (s *exportLoad) phase(ctx workflow.Context, p string) {
+	s.progress.Phase = p
+	pr := s.progress
+	lines := []string{"phase: " + p}
+	if pr.ExportID != "" {
+		lines = append(lines, fmt.Sprintf("export `%s` %s (generation %d, %d polls)", pr.ExportID, pr.ExportStatus, pr.Generation, pr.Polls))
+	}
+	if pr.ChunksTotal > 0 {
+		lines = append(lines, fmt.Sprintf("%d/%d chunks staged: %d rows, %d quarantined", pr.ChunksStaged, pr.ChunksTotal, pr.Rows, pr.Quarantined))
+	}
+	if pr.LoadID != "" {
+		lines = append(lines, "load id: `"+pr.LoadID+"`")
+	}
+	details(ctx, ExportSummary(s.in), lines...)
+}
+
+// failed names the load and how to retry it, in the error (the UI's
+// failure pane) and the current details. Once the export is split, its
+// chunks are staged and a Replay of the load id loads them; before, only
+// the window can be loaded again from the source.
+func (s *exportLoad) failed(ctx workflow.Context, err error) error {
+	retry := "Replay " + replayWindowJSON(s.in.Since, s.in.Until)
+	if s.progress.LoadID != "" && s.progress.ChunksTotal > 0 {
+		retry = "Replay " + ReplayJSON(s.progress.LoadID)
+	}
+	details(ctx, ExportSummary(s.in), "**failed** in phase "+s.progress.Phase+": "+err.Error(),
+		"load id: `"+s.progress.LoadID+"`", "retry: start workflow `"+retry+"`")
+	if s.progress.LoadID == "" {
+		return fmt.Errorf("%s failed in phase %s (retry: %s): %w", ExportSummary(s.in), s.progress.Phase, retry, err)
+	}
+	return fmt.Errorf("load %s failed in phase %s (retry: %s): %w", s.progress.LoadID, s.progress.Phase, retry, err)
 }

@@ -15,43 +15,43 @@ const DefaultCheckpointKey = "incremental_pull_cursor"
 
 // IncrementalPullInput configures one scheduled pull.
 type IncrementalPullInput struct {
-	CheckpointKey string // default DefaultCheckpointKey
+	CheckpointKey string `json:"checkpointKey,omitempty"` // default DefaultCheckpointKey
 	// Start is where the very first pull begins (RFC 3339 or 24h); later
 	// pulls continue from the stored cursor.
-	Start         string
-	PageSize      int // default 1000
-	PagesPerBatch int // pages staged per batch (default 50)
-	BatchesPerRun int // batches before continue-as-new (default 20)
+	Start         string `json:"start,omitempty"`
+	PageSize      int    `json:"pageSize,omitempty"`      // default 1000
+	PagesPerBatch int    `json:"pagesPerBatch,omitempty"` // pages staged per batch (default 50)
+	BatchesPerRun int    `json:"batchesPerRun,omitempty"` // batches before continue-as-new (default 20)
 	// LateWindow is how long after its timestamp an event may still
 	// arrive (default 6h). Only used when the server refuses the stored
 	// cursor: the pull then restarts this long before the checkpoint.
-	LateWindow time.Duration
-	Tuning     Tuning
+	LateWindow time.Duration `json:"lateWindow,omitempty"`
+	Tuning     Tuning        `json:"tuning,omitzero"`
 
 	// Set by the workflow itself when it continues as new.
-	Cursor string
-	Totals PullTotals
+	Cursor string     `json:"cursor,omitempty"`
+	Totals PullTotals `json:"totals,omitzero"`
 }
 
 // PullTotals accumulate across continue-as-new.
 type PullTotals struct {
-	Batches      int
-	Rows         int64
-	Quarantined  int64
-	CursorResets int // times the server refused the cursor and the pull restarted by time
+	Batches      int   `json:"batches"`
+	Rows         int64 `json:"rows"`
+	Quarantined  int64 `json:"quarantined"`
+	CursorResets int   `json:"cursorResets"` // times the server refused the cursor and the pull restarted by time
 }
 
 // IncrementalPullResult says where the pull stopped.
 type IncrementalPullResult struct {
 	PullTotals
-	Cursor string
+	Cursor string `json:"cursor"`
 }
 
 // PullProgress is what the progress query returns.
 type PullProgress struct {
 	PullTotals
-	Phase  string
-	Cursor string
+	Phase  string `json:"phase"`
+	Cursor string `json:"cursor"`
 }
 
 // IncrementalPull pages the Events API from the stored cursor (ingestion
@@ -71,6 +71,21 @@ type incrementalPull struct {
 	in       IncrementalPullInput
 	t        Tuning
 	progress PullProgress
+	loadID   string // the batch being loaded, for the UI
+}
+
+// phase moves the pull to its next phase and shows it in the UI.
+func (s *incrementalPull) phase(ctx workflow.Context, p string) {
+	s.progress.Phase = p
+	pr := s.progress
+	lines := []string{"phase: " + p, fmt.Sprintf("%d batches this run and before: %d rows, %d quarantined", pr.Batches, pr.Rows, pr.Quarantined)}
+	if pr.Cursor != "" {
+		lines = append(lines, "cursor: `"+pr.Cursor+"`")
+	}
+	if s.loadID != "" && p != "done" {
+		lines = append(lines, "batch load id: `"+s.loadID+"` (if this batch fails after pulling, Replay `"+ReplayJSON(s.loadID)+"`; the next scheduled pull also pulls it again)")
+	}
+	details(ctx, "incremental pull from checkpoint "+s.in.CheckpointKey, lines...)
 }
 
 func (s *incrementalPull) setup(ctx workflow.Context) error {
@@ -103,7 +118,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 	info := workflow.GetInfo(ctx)
 	cursor := s.in.Cursor
 	if cursor == "" {
-		s.progress.Phase = "reading checkpoint"
+		s.phase(ctx, "reading checkpoint")
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.ReadCheckpoint, s.in.CheckpointKey).Get(ctx, &cursor); err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("read checkpoint: %w", err)
 		}
@@ -118,7 +133,8 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		// Unique per run and batch: a re-pull after a crash is a new load
 		// whose rows the merge dedups against what already landed.
 		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(batch))
-		s.progress.Phase = "pulling"
+		s.loadID = id
+		s.phase(ctx, "pulling")
 		var res activities.PullResult
 		in := activities.PullInput{LoadID: id, Cursor: cursor, Pages: s.in.PagesPerBatch, PageSize: s.in.PageSize, Gateways: ids}
 		if cursor == "" {
@@ -138,7 +154,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		}
 		reportUnknownFields(ctx, res.Manifest)
 		if len(res.Manifest.Chunks) > 0 {
-			s.progress.Phase = "loading"
+			s.phase(ctx, "loading")
 			if err := loadChunks(ctx, s.t, id, "pull", res.Manifest.Chunks, nil); err != nil {
 				return IncrementalPullResult{}, err
 			}
@@ -149,7 +165,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 			loaded = true
 		}
 		// The checkpoint moves only after the batch is merged.
-		s.progress.Phase = "checkpointing"
+		s.phase(ctx, "checkpointing")
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.WriteCheckpoint,
 			activities.CheckpointInput{Key: s.in.CheckpointKey, Value: res.NextCursor}).Get(ctx, nil); err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("write checkpoint: %w", err)
@@ -181,7 +197,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 			return IncrementalPullResult{}, err
 		}
 	}
-	s.progress.Phase = "done"
+	s.phase(ctx, "done")
 	return IncrementalPullResult{PullTotals: s.progress.PullTotals, Cursor: cursor}, nil
 }
 
@@ -211,7 +227,7 @@ func (s *incrementalPull) restartByTime(ctx workflow.Context) error {
 }
 
 func (s *incrementalPull) refresh(ctx workflow.Context, gateways []activities.Gateway) error {
-	s.progress.Phase = "refreshing dimensions"
+	s.phase(ctx, "refreshing dimensions")
 	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
 		return fmt.Errorf("refresh dimensions: %w", err)
 	}

@@ -24,23 +24,24 @@ const quarantineBatchesPerRun = 20
 // QuarantineReplayInput selects the quarantined records to validate
 // again.
 type QuarantineReplayInput struct {
-	Rule         string    // a rule, or "field: rule"; "" for any
-	Since, Until time.Time // the records' own timestamps; zero for all
-	BatchSize    int       // records per load (DefaultQuarantineBatch)
-	Tuning       Tuning
+	Rule      string    `json:"rule,omitempty"` // a rule, or "field: rule"; "" for any
+	Since     time.Time `json:"since,omitzero"` // the records' own timestamps; zero for all
+	Until     time.Time `json:"until,omitzero"`
+	BatchSize int       `json:"batchSize,omitempty"` // records per load (DefaultQuarantineBatch)
+	Tuning    Tuning    `json:"tuning,omitzero"`
 	// After and Totals carry a run's progress through continue-as-new.
-	After  string
-	Totals QuarantineReplayResult
+	After  string                 `json:"after,omitempty"`
+	Totals QuarantineReplayResult `json:"totals,omitzero"`
 }
 
 // QuarantineReplayResult counts what the replay did.
 type QuarantineReplayResult struct {
-	Batches      int
-	Selected     int64 // quarantined records with an event id not in the fact table
-	Promoted     int64 // of those, valid now: loaded into raw and fact
-	StillInvalid int64 // failed validation again; they stay quarantined
-	Unreadable   int64 // raw text truncated or broken: cannot be promoted
-	Skipped      int64 // CSV rows whose format or layout cannot be told apart
+	Batches      int   `json:"batches"`
+	Selected     int64 `json:"selected"`     // quarantined records with an event id not in the fact table
+	Promoted     int64 `json:"promoted"`     // of those, valid now: loaded into raw and fact
+	StillInvalid int64 `json:"stillInvalid"` // failed validation again; they stay quarantined
+	Unreadable   int64 `json:"unreadable"`   // raw text truncated or broken: cannot be promoted
+	Skipped      int64 `json:"skipped"`      // CSV rows whose format or layout cannot be told apart
 }
 
 // QuarantineReplay validates quarantined records again against today's
@@ -72,6 +73,14 @@ func QuarantineReplay(ctx workflow.Context, in QuarantineReplayInput) (Quarantin
 	if err := workflow.UpsertTypedSearchAttributes(ctx, sa...); err != nil {
 		return res, err
 	}
+	scope := "all quarantined records"
+	if windowed {
+		scope = "quarantined records of " + span(in.Since, in.Until)
+	}
+	if in.Rule != "" {
+		scope += " that broke " + in.Rule
+	}
+	details(ctx, "quarantine replay: "+scope, fmt.Sprintf("%d batches before this run: %d promoted, %d still invalid", res.Batches, res.Promoted, res.StillInvalid))
 	gateways, ids, err := fetchGateways(ctx)
 	if err != nil {
 		return res, err

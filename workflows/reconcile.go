@@ -12,32 +12,34 @@ import (
 
 // ReconcileInput is a range to compare, step by step.
 type ReconcileInput struct {
-	Since, Until time.Time
-	Step         time.Duration // default 1h
+	Since time.Time     `json:"since"`
+	Until time.Time     `json:"until"`
+	Step  time.Duration `json:"step"` // default 1h
 	// ReplayGaps starts a Replay of each window with an unexplained gap.
-	ReplayGaps bool
-	Tuning     Tuning
+	ReplayGaps bool   `json:"replayGaps,omitempty"`
+	Tuning     Tuning `json:"tuning,omitzero"`
 }
 
 // WindowCount compares one window: the API's count against what the
 // warehouse holds.
 type WindowCount struct {
-	Since, Until time.Time
-	Source       int64 // events the API counts
-	Fact         int64 // rows in fact_ai_event
-	Quarantined  int64 // quarantined records whose timestamp is in the window
-	Gap          int64 // Source - Fact - Quarantined
+	Since       time.Time `json:"since"`
+	Until       time.Time `json:"until"`
+	Source      int64     `json:"source"`      // events the API counts
+	Fact        int64     `json:"fact"`        // rows in fact_ai_event
+	Quarantined int64     `json:"quarantined"` // quarantined records whose timestamp is in the window
+	Gap         int64     `json:"gap"`         // Source - Fact - Quarantined
 }
 
 // ReconcileResult lists every window and the gaps.
 type ReconcileResult struct {
-	Windows []WindowCount
+	Windows []WindowCount `json:"windows"`
 	// Unplaced quarantined records have no usable timestamp, so the API
 	// counts them in some window the warehouse cannot name; a gap up to
 	// this many is explained by them.
-	Unplaced int64
-	Gaps     []WindowCount // windows with a gap larger than Unplaced
-	Replays  []string      // Replay workflow ids started for those
+	Unplaced int64         `json:"unplaced"`
+	Gaps     []WindowCount `json:"gaps"`    // windows with a gap larger than Unplaced
+	Replays  []string      `json:"replays"` // Replay workflow ids started for those
 }
 
 // MaxReconcileWindows bounds one Reconcile run.
@@ -45,11 +47,11 @@ const MaxReconcileWindows = 2000
 
 // Reconcile compares the API's count=true with the warehouse per window.
 func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error) {
+	if err := in.Check(); err != nil {
+		return ReconcileResult{}, err
+	}
 	if in.Step <= 0 {
 		in.Step = time.Hour
-	}
-	if !in.Since.Before(in.Until) {
-		return ReconcileResult{}, temporal.NewNonRetryableApplicationError("reconcile needs a non-empty window", "BadInput", nil)
 	}
 	// Each window costs two activities in this run's history: beyond
 	// MaxReconcileWindows, reconcile by a coarser step first and then
@@ -83,6 +85,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 			return res, fmt.Errorf("count warehouse %s: %w", t, err)
 		}
 		res.Unplaced = wh.Unplaced
+		details(ctx, ReconcileSummary(in), fmt.Sprintf("counted up to %s", end.UTC().Format(time.RFC3339)))
 		res.Windows = append(res.Windows, WindowCount{Since: t, Until: end, Source: src, Fact: wh.Fact, Quarantined: wh.Quarantined,
 			Gap: src - wh.Fact - wh.Quarantined})
 	}
@@ -91,6 +94,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 			res.Gaps = append(res.Gaps, w)
 		}
 	}
+	details(ctx, ReconcileSummary(in), fmt.Sprintf("%d windows counted, %d with an unexplained gap", len(res.Windows), len(res.Gaps)))
 	if in.ReplayGaps {
 		for _, g := range res.Gaps {
 			if g.Gap <= 0 {

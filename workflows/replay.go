@@ -15,19 +15,20 @@ import (
 // ReplayInput names what to load again: a load id whose chunks are still
 // staged, or a window to export again from the source.
 type ReplayInput struct {
-	LoadID       string
-	Since, Until time.Time
-	Format       string
-	Gzip         bool
-	Tuning       Tuning
+	LoadID string    `json:"loadId,omitempty"` // a failed load whose chunks are still staged
+	Since  time.Time `json:"since,omitzero"`   // or a window to load again from the source
+	Until  time.Time `json:"until,omitzero"`
+	Format string    `json:"format,omitempty"`
+	Gzip   bool      `json:"gzip,omitempty"`
+	Tuning Tuning    `json:"tuning,omitzero"`
 }
 
 // ReplayResult says what the replay loaded.
 type ReplayResult struct {
-	LoadID      string
-	From        string // staging or source
-	Rows        int64
-	Quarantined int64
+	LoadID      string `json:"loadId"`
+	From        string `json:"from"` // staging or source
+	Rows        int64  `json:"rows"`
+	Quarantined int64  `json:"quarantined"`
 }
 
 // Replay re-runs a failed load. From staging it stages and merges the
@@ -35,16 +36,31 @@ type ReplayResult struct {
 // source it runs a fresh ExportLoad of the window. Either way, running it
 // twice changes nothing the second time.
 func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
+	if err := in.Check(); err != nil {
+		return ReplayResult{}, err
+	}
 	progress := "starting"
+	// setProgress shows the phase in the UI too.
+	setProgress := func(p string) {
+		progress = p
+		details(ctx, ReplaySummary(in), "phase: "+p)
+	}
+	setProgress(progress)
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (string, error) { return progress, nil }); err != nil {
 		return ReplayResult{}, err
 	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("replay")); err != nil {
+	// One upsert (as before the load id was added, so recorded
+	// histories replay).
+	sa := []temporal.SearchAttributeUpdate{KindKey.ValueSet("replay")}
+	if in.LoadID != "" {
+		sa = append(sa, LoadIDKey.ValueSet(in.LoadID))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, sa...); err != nil {
 		return ReplayResult{}, err
 	}
 	t := in.Tuning.withDefaults()
 	if in.LoadID != "" {
-		progress = "reading manifest"
+		setProgress("reading manifest")
 		var man staging.Manifest
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.ReadManifest, in.LoadID).Get(ctx, &man); err != nil {
 			return ReplayResult{}, fmt.Errorf("replay %s: %w", in.LoadID, err)
@@ -53,14 +69,14 @@ func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
 		if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
 			return ReplayResult{}, fmt.Errorf("list gateways: %w", err)
 		}
-		progress = "loading"
+		setProgress("loading")
 		if err := loadChunks(ctx, t, man.LoadID, "replay", man.Chunks, nil); err != nil {
 			return ReplayResult{}, err
 		}
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
 			return ReplayResult{}, fmt.Errorf("refresh dimensions: %w", err)
 		}
-		progress = "checking"
+		setProgress("checking")
 		if err := checkLoad(ctx, t, man); err != nil {
 			return ReplayResult{}, err
 		}
@@ -68,27 +84,24 @@ func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
 		if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.CleanupLoad, man.LoadID).Get(ctx, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("staged files left behind", "load", man.LoadID, "error", err)
 		}
-		progress = "done"
+		setProgress("done")
 		return ReplayResult{LoadID: man.LoadID, From: "staging", Rows: man.Rows, Quarantined: man.Quarantined}, nil
-	}
-	if !in.Since.Before(in.Until) {
-		return ReplayResult{}, temporal.NewNonRetryableApplicationError("replay needs a load id or a non-empty window", "BadInput", nil)
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, WindowStartKey.ValueSet(in.Since), WindowEndKey.ValueSet(in.Until)); err != nil {
 		return ReplayResult{}, err
 	}
-	progress = "exporting"
+	setProgress("exporting")
+	child := ExportLoadInput{Since: in.Since, Until: in.Until, Format: in.Format, Gzip: in.Gzip, Source: "replay", Tuning: in.Tuning}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID + "/export",
+		WorkflowID:    workflow.GetInfo(ctx).WorkflowExecution.ID + "/export",
+		StaticSummary: ExportSummary(child),
 		TypedSearchAttributes: temporal.NewSearchAttributes(KindKey.ValueSet("replay"),
 			WindowStartKey.ValueSet(in.Since), WindowEndKey.ValueSet(in.Until)),
 	})
 	var res ExportLoadResult
-	if err := workflow.ExecuteChildWorkflow(cctx, ExportLoad, ExportLoadInput{
-		Since: in.Since, Until: in.Until, Format: in.Format, Gzip: in.Gzip, Source: "replay", Tuning: in.Tuning,
-	}).Get(ctx, &res); err != nil {
+	if err := workflow.ExecuteChildWorkflow(cctx, ExportLoad, child).Get(ctx, &res); err != nil {
 		return ReplayResult{}, fmt.Errorf("replay window: %w", err)
 	}
-	progress = "done"
+	setProgress("done")
 	return ReplayResult{LoadID: res.LoadID, From: "source", Rows: res.Rows, Quarantined: res.Quarantined}, nil
 }

@@ -26,16 +26,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Fatalf("found %d recorded histories, want one per workflow kind; record them with KTPIPE_RECORD_HISTORIES=1 go test ./integration", len(files))
 	}
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflow(workflows.ExportLoad)
-	r.RegisterWorkflow(workflows.IncrementalPull)
-	r.RegisterWorkflow(workflows.Backfill)
-	r.RegisterWorkflow(workflows.Replay)
-	r.RegisterWorkflow(workflows.Reconcile)
-	r.RegisterWorkflow(workflows.WebhookBatch)
-	r.RegisterWorkflow(workflows.QuarantineReplay)
-	r.RegisterWorkflow(workflows.Cleanup)
-	r.RegisterWorkflow(workflows.Audit)
-	r.RegisterWorkflow(workflows.ScheduledReconcile)
+	for _, wf := range workflows.All() {
+		r.RegisterWorkflow(wf)
+	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			in, err := os.Open(f)

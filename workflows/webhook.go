@@ -23,16 +23,16 @@ type WebhookBatchInput struct {
 	// Window is how long the batch collects deliveries before it loads
 	// them (default 1m): one load per window, not per delivery, keeps
 	// BigQuery jobs and DML far below their quotas.
-	Window time.Duration
-	Tuning Tuning
+	Window time.Duration `json:"window,omitempty"`
+	Tuning Tuning        `json:"tuning,omitzero"`
 }
 
 // WebhookBatchResult sums up a batch.
 type WebhookBatchResult struct {
-	Deliveries  int
-	Missing     int // deliveries whose file an earlier batch had loaded and removed
-	Rows        int64
-	Quarantined int64
+	Deliveries  int   `json:"deliveries"`
+	Missing     int   `json:"missing"` // deliveries whose file an earlier batch had loaded and removed
+	Rows        int64 `json:"rows"`
+	Quarantined int64 `json:"quarantined"`
 }
 
 // WebhookBatchID is the id of the batch that collects deliveries received
@@ -58,6 +58,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("webhooks")); err != nil {
 		return res, err
 	}
+	details(ctx, "webhook batch", "collects deliveries for "+in.Window.String()+", then loads them as one load")
 	deliveries := workflow.GetSignalChannel(ctx, DeliverySignal)
 	seen := map[string]bool{}
 	var keys []string
