@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -127,6 +128,9 @@ func googleRejected(err error) bool {
 		if ge.Code != http.StatusBadRequest && ge.Code != http.StatusForbidden && ge.Code != http.StatusNotFound {
 			return false
 		}
+		if bodyCutShort(ge.Message) {
+			return false
+		}
 		for _, e := range ge.Errors {
 			if transient[e.Reason] {
 				return false
@@ -142,6 +146,14 @@ func googleRejected(err error) bool {
 		}
 	}
 	return false
+}
+
+// bodyCutShort reports whether a 400 says the request did not arrive
+// whole (the server timed out reading it, or it ended early) rather than
+// that it was wrong. The emulator answers 400 to an upload it stopped
+// reading on a busy machine; sent again, the same request succeeds.
+func bodyCutShort(msg string) bool {
+	return strings.Contains(msg, "i/o timeout") || strings.HasSuffix(msg, ": EOF") || strings.Contains(msg, "unexpected EOF")
 }
 
 // bigQueryTries is how many attempts an activity makes before a BigQuery

@@ -49,6 +49,9 @@ func TestClassify(t *testing.T) {
 		{"BigQuery quota retries", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "quotaExceeded"}}}, false, "", 0},
 		{"BigQuery 500 retries", &googleapi.Error{Code: 500, Errors: []googleapi.ErrorItem{{Reason: "backendError"}}}, false, "", 0},
 		{"BigQuery 503 retries", &googleapi.Error{Code: 503}, false, "", 0},
+		{"a 400 for an upload that timed out retries", &googleapi.Error{Code: 400, Message: "failed to load metadata: multipart: NextPart: read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout",
+			Errors: []googleapi.ErrorItem{{Reason: "invalid"}}}, false, "", 0},
+		{"a 400 for a request body cut short retries", &googleapi.Error{Code: 400, Message: "failed to decode job: EOF", Errors: []googleapi.ErrorItem{{Reason: "invalid"}}}, false, "", 0},
 		{"failed job, bad query", fmt.Errorf("job j: %w", &bigquery.Error{Reason: "invalidQuery", Message: "Unrecognized name: x"}), true, ErrTypeBigQuery, 0},
 		{"failed job, backend error", &bigquery.Error{Reason: "backendError"}, false, "", 0},
 	}
