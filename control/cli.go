@@ -577,7 +577,8 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	defer closeFn()
 	// Every report that can be read is printed; the error (exit 1)
 	// names the ones that could not.
-	return wh.PrintViews(ctx, c.Stdout, warehouse.Views, *limit)
+	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
+	return wh.PrintViews(ctx, c.Stdout, warehouse.PrintedViews(userMap != ""), *limit)
 }
 
 func (c *CLI) tail(ctx context.Context, args []string) error {

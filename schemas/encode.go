@@ -74,7 +74,17 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 	b = AppendJSONString(b, m.Source)
 	b = append(b, `,"ingested_at":"`...)
 	b = appendTimestamp(b, m.IngestedAt)
-	return append(b, "\"}\n"...)
+	// The guide's columns, last: they were added to existing tables at
+	// their end (bqschema.EventRowSchema).
+	b = append(b, `","date_id":`...)
+	b = strconv.AppendInt(b, d.DateID, 10)
+	b = append(b, `,"model_id":`...)
+	b = AppendJSONString(b, d.ModelID)
+	b = append(b, `,"user_id":`...)
+	b = AppendJSONString(b, d.UserID)
+	b = append(b, `,"policies_count":`...)
+	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
+	return append(b, "}\n"...)
 }
 
 // QuarantineRow is one invalid record and why it was refused.

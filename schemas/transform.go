@@ -9,10 +9,16 @@ type Derived struct {
 	Hour        int       // 0-23, UTC
 	TotalTokens int64
 	CostUSD     Decimal // the contract's cost is already USD; kept exact
-	// PolicyCount is how many policies the event triggered (evaluated ones
-	// that did not fire carry no signal for the reports).
+	// PolicyCount is how many policies evaluated the event, as the data
+	// engineer guide defines it (len(policies_evaluated)); the fact table
+	// carries it twice, as ktpipe's policy_count and the guide's
+	// policies_count.
 	PolicyCount int
 	WasBlocked  bool
+	// The guide's surrogate keys (see keys.go).
+	DateID  int64
+	ModelID string
+	UserID  string
 }
 
 // Transform derives the star schema's columns from a valid event. It is a
@@ -24,7 +30,10 @@ func Transform(ev *Event) Derived {
 		Hour:        ts.Hour(),
 		TotalTokens: ev.InputTokens + ev.OutputTokens,
 		CostUSD:     ev.Cost,
-		PolicyCount: len(ev.PoliciesTriggered),
+		PolicyCount: len(ev.PoliciesEvaluated),
 		WasBlocked:  ev.Decision == Block,
+		DateID:      DateID(ts),
+		ModelID:     ModelID(ev.Provider, ev.Model),
+		UserID:      UserID(ev.User),
 	}
 }
