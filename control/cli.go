@@ -44,6 +44,8 @@ Commands:
   status
   tail     [--decision allow|block|redact|escalate] [--cursor C]
   reports  [--limit 20]
+  events list  [--since 5m|RFC3339] [--limit 10] [--decision D] [--output table|json]
+  exports list [--status S] [--limit 50] [--output table|json]
 
 Configuration comes from the environment (TEMPORAL_ADDRESS, KTPIPE_TASK_QUEUE,
 KEEPTRUSTS_*, BIGQUERY_*; see README). Exit codes: 0 ok, 1 failed, 2 usage.
@@ -137,6 +139,8 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		return c.tail(ctx, rest)
 	case "reports":
 		return c.reports(ctx, rest)
+	case "events", "exports":
+		return c.sourceList(ctx, cmd, rest)
 	case "help", "-h", "--help":
 		return flag.ErrHelp
 	}
@@ -579,6 +583,51 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	// names the ones that could not.
 	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
 	return wh.PrintViews(ctx, c.Stdout, warehouse.PrintedViews(userMap != ""), *limit)
+}
+
+// sourceList is the glue of `events list` and `exports list` (events.go).
+func (c *CLI) sourceList(ctx context.Context, cmd string, args []string) error {
+	if len(args) == 0 || args[0] != "list" {
+		return usagef("%s: want list", cmd)
+	}
+	fs := c.flags(cmd + " list")
+	limit := fs.Int("limit", 0, "how many")
+	output := fs.String("output", OutputTable, "table or json")
+	since := fs.String("since", "5m", "events from: RFC 3339 or relative (5m, 1h, 30d)")
+	decision := fs.String("decision", "", "events of one decision")
+	status := fs.String("status", "", "exports of one status")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	var run func(SourceAPI) error
+	if cmd == "events" {
+		o := EventsListOptions{Since: *since, Limit: *limit, Decision: *decision, Output: *output}
+		if *status != "" {
+			return usagef("events list: --status is a flag of exports list")
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		run = func(api SourceAPI) error { return ListEvents(ctx, api, o, c.Stdout) }
+	} else {
+		o := ExportsListOptions{Status: *status, Limit: *limit, Output: *output}
+		if *decision != "" || *since != "5m" {
+			return usagef("exports list: --since and --decision are flags of events list")
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		run = func(api SourceAPI) error { return ListExports(ctx, api, o, c.Stdout) }
+	}
+	var cfg config.Keeptrusts
+	if err := c.load(ctx, &cfg); err != nil {
+		return err
+	}
+	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	if err != nil {
+		return configError{err}
+	}
+	return run(api)
 }
 
 func (c *CLI) tail(ctx context.Context, args []string) error {

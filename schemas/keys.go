@@ -13,7 +13,7 @@ import (
 // second worker derives the same key for the same event. The warehouse
 // computes the same values in SQL for rows loaded before these columns
 // existed (warehouse.KeySQL), so the two definitions must stay in step:
-// TestKeysMatchTheirSQL checks them against each other on the emulator.
+// TestGuideColumnsEvolveAnOldDataset (warehouse) checks them against each other on the emulator.
 
 // DateID is the day as the integer yyyymmdd (20261129), UTC.
 func DateID(day time.Time) int64 {

@@ -33,8 +33,8 @@ func dateIDSQL(col string) string {
 	return fmt.Sprintf("EXTRACT(YEAR FROM %[1]s) * 10000 + EXTRACT(MONTH FROM %[1]s) * 100 + EXTRACT(DAY FROM %[1]s)", col)
 }
 
-// KeySQL holds schemas.ModelID and schemas.UserID in SQL; the test
-// TestKeysMatchTheirSQL compares them with the Go functions.
+// KeySQL holds schemas.ModelID and schemas.UserID in SQL;
+// TestGuideColumnsEvolveAnOldDataset compares them with the Go functions.
 var KeySQL = struct{ ModelID, UserID string }{
 	ModelID: "SUBSTR(TO_HEX(SHA256(CONCAT(CAST(BYTE_LENGTH(provider) AS STRING), ':', provider, model))), 1, 16)",
 	UserID:  "SUBSTR(TO_HEX(SHA256(`user`)), 1, 16)",
