@@ -68,7 +68,7 @@ func PrintReconcile(w io.Writer, r workflows.ReconcileResult) {
 	}
 	tw.Flush()
 	if r.GroupBy {
-		fmt.Fprintf(w, "    api count: the API's group_by over the range in one call (valid events; gap = api count - fact); %d windows with a gap\n", len(r.Gaps))
+		fmt.Fprintf(w, "    api count: the API's group_by over the range in one call (valid events; gap = api count - fact); %d windows with an unexplained gap\n", len(r.Gaps))
 		return
 	}
 	fmt.Fprintf(w, "    %d quarantined records had no usable timestamp (they explain gaps up to that many); %d windows with an unexplained gap\n", r.Unplaced, len(r.Gaps))

@@ -350,3 +350,17 @@ func TestJSONScannerEscapesAcrossReads(t *testing.T) {
 		t.Fatalf("end: %v", err)
 	}
 }
+
+// The memo gives what Transform gives, for events it has seen and not.
+func TestKeyMemoTransformsAsTransform(t *testing.T) {
+	var m schemas.KeyMemo
+	for _, raw := range []string{validEvent, with("user", `"bo@acme.example"`), with("provider", `"azure_openai"`), validEvent} {
+		ev, err := parse(t, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := m.Transform(ev), schemas.Transform(ev); got != want {
+			t.Errorf("memo %+v, Transform %+v", got, want)
+		}
+	}
+}

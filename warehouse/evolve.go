@@ -82,6 +82,15 @@ type Backfill struct {
 // Rows an older worker writes after this ran (a rolling upgrade) keep
 // NULLs; the README says to stop old workers first.
 func (w *Warehouse) backfillGuideColumns(ctx context.Context, rep *SchemaReport, created map[string]bool) error {
+	fills := guideBackfills()
+	fresh := true
+	for table := range fills {
+		fresh = fresh && created[table]
+	}
+	if fresh {
+		// A new dataset: nothing to fill; one write, no reads.
+		return w.SetCheckpoint(ctx, guideColumnsKey, "done")
+	}
 	done, err := w.Checkpoint(ctx, guideColumnsKey)
 	if err != nil {
 		return fmt.Errorf("schema backfill: %w", err)
@@ -89,7 +98,6 @@ func (w *Warehouse) backfillGuideColumns(ctx context.Context, rep *SchemaReport,
 	if done != "" {
 		return nil
 	}
-	fills := guideBackfills()
 	for _, spec := range bqschema.Tables() {
 		cols, ok := fills[spec.Name]
 		if !ok {

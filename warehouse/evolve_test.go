@@ -142,3 +142,45 @@ func TestGuideColumnsEvolveAnOldDataset(t *testing.T) {
 		t.Errorf("second start: %v, report %q, backfills %v", err, rep, rep.Backfills)
 	}
 }
+
+// On the emulator the backfill rebuilds a table through a copy. A worker
+// killed in the middle resumes at its next start: after the drop (fact:
+// only the copy holds the rows), or before it (raw: an incomplete copy
+// beside the intact table, made again).
+func TestInterruptedRebuildResumes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_resume_%d", dsSeq.Add(1))
+	createOldDataset(t, ctx, ds)
+	var old bigquery.Schema
+	for _, f := range bqschema.EventRowSchema() {
+		if !slices.Contains(guideColumns, f.Name) {
+			old = append(old, f)
+		}
+	}
+	for _, table := range []string{schemas.TableFact, schemas.TableRaw} {
+		if err := bq.Dataset(ds).Table(table+"__ktpipe_evolve").Create(ctx, &bigquery.TableMetadata{Schema: old}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(t, fmt.Sprintf("INSERT INTO `%[1]s.%[2]s.fact_ai_event__ktpipe_evolve` SELECT * FROM `%[1]s.%[2]s.fact_ai_event`", project, ds))
+	if err := bq.Dataset(ds).Table(schemas.TableFact).Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, err := warehouse.New(bq, project, ds, "US")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.EnsureSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{schemas.TableFact, schemas.TableRaw} {
+		got := queryRows(t, fmt.Sprintf("SELECT event_id, date_id, policies_count FROM `%s.%s.%s` ORDER BY event_id", project, ds, table))
+		if fmt.Sprint(got) != fmt.Sprintf("[[%s 20261129 3] [%s 20260203 1]]", uuid(1), uuid(2)) {
+			t.Errorf("%s after the resumed rebuild: %v", table, got)
+		}
+		if _, err := bq.Dataset(ds).Table(table + "__ktpipe_evolve").Metadata(ctx); err == nil {
+			t.Errorf("the copy of %s is left behind", table)
+		}
+	}
+}
