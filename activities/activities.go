@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -65,6 +66,8 @@ type Activities struct {
 	// Limits bound one record and a gzip stream's inflation (zero:
 	// schemas.DefaultLimits).
 	Limits schemas.Limits
+
+	dims refresher // coalesces RefreshDimensions calls on this worker
 }
 
 func (a *Activities) limits() schemas.Limits {
@@ -440,12 +443,35 @@ func (a *Activities) splitFile(ctx context.Context, sp *staging.Splitter, key st
 		return classify("split", err)
 	}
 	defer f.Close()
-	dec, err := schemas.NewDecoderLimits(f, format, gzip, a.limits())
+	rec := &readErrors{r: f}
+	dec, err := schemas.NewDecoderLimits(rec, format, gzip, a.limits())
 	if err != nil {
-		return classify("split "+key, &staging.MalformedError{Err: err})
+		err = &staging.MalformedError{Err: err}
+	} else {
+		defer dec.Close()
+		err = sp.Add(dec)
 	}
-	defer dec.Close()
-	return classify("split "+key, sp.Add(dec))
+	if rec.err != nil {
+		// The staged file failed to read under the decoder (a disk
+		// error): the file is not malformed, and a retry reads it again.
+		return classify("split", fmt.Errorf("read %s from the staging store: %w", key, rec.err))
+	}
+	return classify("split "+key, err)
+}
+
+// readErrors remembers the first error a reader returned other than EOF,
+// so that a failing read is told apart from a malformed file.
+type readErrors struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrors) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
 }
 
 // RemoveStaged deletes staged files by key.
@@ -653,12 +679,6 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 		}
 	}
 	return len(in.Chunks), nil
-}
-
-// RefreshDimensions rebuilds the dimensions (each replaced whole).
-func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse.Gateway) error {
-	defer keepAlive(ctx, nil)()
-	return classifyWarehouse(ctx, "refresh dimensions", a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users))
 }
 
 // Completeness is what CheckLoad reports.

@@ -115,13 +115,11 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupRes
 	rule := newSweepRule(now().Add(-in.Retention), open)
 	// Pass 1: every load's newest file, so a load goes whole or not at
 	// all. Memory grows with loads, not files.
-	// Walking a large bucket takes a while: heartbeat as it goes (the
-	// SDK throttles the calls), so a walk that stalls is noticed.
-	seen := 0
+	// Walking a large bucket takes a while: heartbeat on every file (the
+	// SDK sends at most one a throttle interval), so a slow bucket is
+	// not taken for a dead worker, and a walk that stalls is noticed.
 	beat := func(removed int) {
-		if seen++; seen%1000 == 0 {
-			activity.RecordHeartbeat(ctx, CleanupProgress{Removed: removed})
-		}
+		activity.RecordHeartbeat(ctx, CleanupProgress{Removed: removed})
 	}
 	err = sw.Walk(ctx, func(e staging.Entry) error {
 		beat(0)

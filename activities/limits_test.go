@@ -72,3 +72,26 @@ func TestSplitExportAppliesTheDecoderLimits(t *testing.T) {
 		t.Fatalf("split of a gzip bomb: %v, want a non-retryable %s error", err, ErrTypeMalformed)
 	}
 }
+
+// A staged file that fails to read under the decoder (here: a directory,
+// whose reads fail with EISDIR, standing in for a disk error) is a
+// retryable failure of the store, not a malformed file that is never
+// retried.
+func TestSplitRetriesAReadErrorOfTheStore(t *testing.T) {
+	store := staging.Dir{Root: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(store.Root, "exports", "dir.ndjson"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{Store: store, ChunkRows: 10}
+	env.RegisterActivity(a)
+	_, err := env.ExecuteActivity(a.SplitExport, SplitInput{LoadID: "L3", Source: "export", Key: "exports/dir.ndjson", Format: "ndjson"})
+	var ae *temporal.ApplicationError
+	if err == nil || (errors.As(err, &ae) && (ae.NonRetryable() || ae.Type() == ErrTypeMalformed)) {
+		t.Fatalf("split of an unreadable staged file: %v, want a retryable error", err)
+	}
+	if !strings.Contains(err.Error(), "staging store") {
+		t.Fatalf("error %q does not say the store failed", err)
+	}
+}

@@ -83,8 +83,11 @@ func DefaultOptions() Options {
 		// Every pull and every webhook batch is a load of its own; the
 		// emulator runs one statement at a time and a load takes ~10 of
 		// them, so shorter intervals queue loads faster than it can run
-		// them, and the soak would measure the queue.
-		PullInterval: 30 * time.Second, WebhookBatch: 30 * time.Second, ChunkRows: 1000,
+		// them while kills waste work, and the soak would measure the
+		// queue. Webhook batches come at the shipped default
+		// (KTPIPE_WEBHOOK_BATCH=1m), and pulls twice as often: the
+		// schedule skips a pull while one runs, so pulls never queue.
+		PullInterval: 30 * time.Second, WebhookBatch: time.Minute, ChunkRows: 1000,
 		Drain: 15 * time.Minute, Timeout: 2 * time.Hour, Out: os.Stdout,
 	}
 }

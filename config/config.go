@@ -34,6 +34,10 @@ type Temporal struct {
 	TLSKeyFile    string `env:"TEMPORAL_TLS_KEY"`
 	TLSCAFile     string `env:"TEMPORAL_TLS_CA"`
 	TLSServerName string `env:"TEMPORAL_TLS_SERVER_NAME"`
+	// UIURL is the Temporal UI that `ktpipe status` links workflows to;
+	// empty: the dev server's UI (port 8233) on TEMPORAL_ADDRESS's host,
+	// or Temporal Cloud's for a *.tmprl.cloud address.
+	UIURL string `env:"KTPIPE_TEMPORAL_UI_URL"`
 }
 
 // Keeptrusts says where the source API is.

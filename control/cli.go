@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/report"
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
@@ -41,9 +41,9 @@ Commands:
   replay   (--load-id ID | --since T --until T) [--wait]
   replay   --quarantine [--rule R] [--since T --until T] [--wait]
   reconcile --since 24h|RFC3339 [--until RFC3339] [--step 1h] [--replay-gaps] [--wait]
-  status
+  status   [--output text|json]   (exit 0 healthy, 1 an alert condition holds, 2 cannot tell)
   tail     [--decision allow|block|redact|escalate] [--cursor C]
-  reports  [--limit 20]
+  reports  [--limit 20] [--html FILE]   (FILE: one self-contained page with charts)
   events list  [--since 5m|RFC3339] [--limit 10] [--decision D] [--output table|json]
   exports list [--status S] [--limit 50] [--output table|json]
 
@@ -70,9 +70,12 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 func (c *CLI) Run(ctx context.Context, args []string) int {
 	err := c.run(ctx, args)
 	var ue usageError
+	var ec exitCode
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &ec):
+		return int(ec)
 	case errors.As(err, &ue) || errors.Is(err, flag.ErrHelp):
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(c.Stderr, "ktpipe:", err)
@@ -137,7 +140,7 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		return c.status(ctx, rest)
 	case "tail":
 		return c.tail(ctx, rest)
-	case "reports":
+	case "reports", "report":
 		return c.reports(ctx, rest)
 	case "events", "exports":
 		return c.sourceList(ctx, cmd, rest)
@@ -501,55 +504,57 @@ func (c *CLI) reconcile(ctx context.Context, args []string) error {
 }
 
 func (c *CLI) status(ctx context.Context, args []string) error {
-	if err := parse(c.flags("status"), args); err != nil {
+	fs := c.flags("status")
+	output := fs.String("output", "text", "text or json")
+	if err := parse(fs, args); err != nil {
 		return err
 	}
-	ctl, _, err := c.control(ctx)
-	if err != nil {
+	if *output != "text" && *output != "json" {
+		return usagef("status: --output %q: want text or json", *output)
+	}
+	var t config.Temporal
+	var p config.Pipeline
+	if err := c.load(ctx, &t); err != nil {
 		return err
 	}
-	defer ctl.Client.Close()
-	if d, err := ctl.DescribeSchedule(ctx); err == nil {
-		c.printSchedule(ctl.scheduleID(), d)
+	if err := c.load(ctx, &p); err != nil {
+		return err
+	}
+	// Every read is bounded, so an unreachable service is "cannot tell"
+	// (exit 2) within a minute, not a hang.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	o := StatusOptions{TaskQueue: t.TaskQueue, Namespace: t.Namespace, UIURL: TemporalUIURL(t.UIURL, t.Address),
+		Interval: p.ScheduleInterval, JSON: *output == "json"}
+	ctl := &Control{TaskQueue: t.TaskQueue}
+	o.ScheduleID = ctl.scheduleID()
+	if cl, err := c.Dial(t); err != nil {
+		o.TemporalErr = err
 	} else {
-		fmt.Fprintf(c.Stdout, "schedule %s: %v\n", ctl.scheduleID(), err)
-	}
-	failedAny := false
-	for _, st := range []string{"Running", "Failed"} {
-		wfs, err := ctl.ListWorkflows(ctx, st, 20)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.Stdout, "%s workflows: %d\n", strings.ToLower(st), len(wfs))
-		for _, w := range wfs {
-			fmt.Fprintf(c.Stdout, "  %-16s %s (started %s)\n", w.Type, w.ID, w.Start.UTC().Format(time.RFC3339))
-		}
-		failedAny = failedAny || (st == "Failed" && len(wfs) > 0)
+		defer cl.Close()
+		ctl.Client = cl
+		o.Temporal = ctl
 	}
 	var bqCfg config.BigQuery
 	if err := config.Load(ctx, &bqCfg, c.Env); err != nil {
-		fmt.Fprintln(c.Stdout, "warehouse: not configured (", err, ")")
-		return nil
+		o.WarehouseErr = fmt.Errorf("not configured: %w", err)
+	} else if wh, closeFn, err := c.warehouse(ctx, bqCfg); err != nil {
+		o.WarehouseErr = err
+	} else {
+		defer closeFn()
+		o.Warehouse = wh
 	}
-	wh, closeFn, err := c.warehouse(ctx, bqCfg)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	cursor, err := wh.Checkpoint(ctx, workflows.DefaultCheckpointKey)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.Stdout, "checkpoint %s: %q\n", workflows.DefaultCheckpointKey, cursor)
-	for _, v := range warehouse.Views {
-		if v.Name == "dq_ingestion_lag" {
-			if err := wh.PrintView(ctx, c.Stdout, v, 1); err != nil {
-				return err
-			}
-		}
+	if code := Status(ctx, o, c.Stdout); code != ExitOK {
+		return exitCode(code)
 	}
 	return nil
 }
+
+// exitCode ends the CLI with a code and no message: the command printed
+// its own account (status).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
 func (c *CLI) warehouse(ctx context.Context, cfg config.BigQuery) (*warehouse.Warehouse, func(), error) {
 	bq, err := warehouse.Dial(ctx, cfg.Project, cfg.Endpoint)
@@ -567,6 +572,7 @@ func (c *CLI) warehouse(ctx context.Context, cfg config.BigQuery) (*warehouse.Wa
 func (c *CLI) reports(ctx context.Context, args []string) error {
 	fs := c.flags("reports")
 	limit := fs.Int("limit", 20, "rows per report")
+	html := fs.String("html", "", "also write the reports, data quality and success metrics, with charts, as one HTML page to this file")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -582,7 +588,15 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	// Every report that can be read is printed; the error (exit 1)
 	// names the ones that could not.
 	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
-	return wh.PrintViews(ctx, c.Stdout, warehouse.PrintedViews(userMap != ""), *limit)
+	err = wh.PrintViews(ctx, c.Stdout, warehouse.PrintedViews(userMap != ""), *limit)
+	if *html != "" {
+		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: *limit}, *html)
+		if wrote {
+			fmt.Fprintf(c.Stdout, "\nwrote %s\n", *html)
+		}
+		err = errors.Join(err, herr)
+	}
+	return err
 }
 
 // sourceList is the glue of `events list` and `exports list` (events.go).

@@ -69,7 +69,12 @@ func TestConfigErrorsNameTheVariableAndExitTwo(t *testing.T) {
 
 func TestUnreachableTemporalExitsOne(t *testing.T) {
 	c, _, stderr := cli(map[string]string{})
-	if code := c.Run(context.Background(), []string{"status"}); code != control.ExitFailed || !strings.Contains(stderr.String(), "no Temporal") {
+	if code := c.Run(context.Background(), []string{"schedule", "describe"}); code != control.ExitFailed || !strings.Contains(stderr.String(), "no Temporal") {
 		t.Fatalf("exit %d stderr %q", code, stderr.String())
+	}
+	// status says it cannot tell (2), and why, on its own screen.
+	c, stdout, _ := cli(map[string]string{})
+	if code := c.Run(context.Background(), []string{"status"}); code != control.StatusUnknown || !strings.Contains(stdout.String(), "temporal: no Temporal") {
+		t.Fatalf("status: exit %d stdout %q", code, stdout.String())
 	}
 }

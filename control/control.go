@@ -271,6 +271,7 @@ func (c *Control) StartReconcile(ctx context.Context, in workflows.ReconcileInpu
 type WorkflowSummary struct {
 	ID, RunID, Type, Status string
 	Start                   time.Time
+	Close                   time.Time // zero while it runs
 }
 
 // ListWorkflows lists ktpipe's workflows in a status (Running, Failed, ...).

@@ -3,10 +3,13 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/bigquery"
 	"github.com/sethvargo/go-envconfig"
 	"go.temporal.io/sdk/client"
 
@@ -67,16 +70,74 @@ func TestStarterCLI(t *testing.T) {
 	if out := mustRun("reconcile", "--since", "4d", "--step", "24h", "--wait"); !strings.Contains(out, "0 windows with an unexplained gap") {
 		t.Fatalf("reconcile: %s", out)
 	}
-	out := mustRun("status")
-	for _, want := range []string{"schedule " + s.tq + "-incremental-pull", "failed workflows: 0", "checkpoint incremental_pull_cursor: \"c1."} {
+	// status against the real dev server and emulator, after an audit
+	// that found nothing wrong: exit 0, under a paused schedule no next run.
+	ensureAuditTable(t, s.bq, s.dataset)
+	newest := s.factNewest()
+	// A day of audits every 5 min (the lag chart's history), the newest clean.
+	var audits []auditRow
+	for i := 287; i >= 0; i-- {
+		lag := float64((i * 37) % 240)
+		if i >= 120 && i < 132 {
+			lag = 420 // an hour the lag alert would have fired
+		}
+		if i == 0 {
+			lag = 0
+		}
+		audits = append(audits, auditRow{At: time.Now().Add(-time.Duration(i) * 5 * time.Minute), APINewest: newest,
+			WarehouseNewest: newest.Add(-time.Duration(lag) * time.Second), Lag: lag, FactRows: 1000, APICount: 100, WarehouseCount: 100})
+	}
+	insertAudit(t, s.bq, s.dataset, audits...)
+	code, out := run("status")
+	if code != control.ExitOK {
+		t.Fatalf("status: exit %d, want 0\n%s", code, out)
+	}
+	for _, want := range []string{"ktpipe status: OK", s.tq + "-incremental-pull: paused, every 1h0m0s", "lag ", "0s (API newest",
+		"reconcile ", "100.000 % complete", "failed in 24 h: 0", "cursor \"c1."} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status lacks %q:\n%s", want, out)
 		}
 	}
-	if out := mustRun("reports", "--limit", "3"); !strings.Contains(out, "Daily AI spend by team") || !strings.Contains(out, "Model usage distribution") {
+	if strings.Contains(out, "next run") {
+		t.Fatalf("a paused schedule shows a next run:\n%s", out)
+	}
+	if code, out := run("status", "--output", "json"); code != control.ExitOK || !strings.Contains(out, `"health": "healthy"`) {
+		t.Fatalf("status --output json: exit %d\n%s", code, out)
+	}
+	html := filepath.Join(t.TempDir(), "report.html")
+	if out := mustRun("reports", "--limit", "5", "--html", html); !strings.Contains(out, "Daily AI spend by team") ||
+		!strings.Contains(out, "Model usage distribution") || !strings.Contains(out, "wrote "+html) {
 		t.Fatalf("reports: %s", out)
 	}
+	checkReportInBrowser(t, s, html, 5)
 	if code, out := run("replay", "--load-id", "never-staged", "--wait"); code != control.ExitFailed || !strings.Contains(out, "nothing staged") {
 		t.Fatalf("replay of an unknown load: exit %d %s", code, out)
 	}
+	// That failed workflow is an alert: status names it, links it, exits 1.
+	link := "http://127.0.0.1:8233/namespaces/default/workflows/" + s.tq + "-replay-never-staged/"
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		code, out = run("status")
+		if code == control.ExitFailed && strings.Contains(out, "KtpipeWorkflowFailed: 1 workflow failed") && strings.Contains(out, link) {
+			break
+		}
+		if time.Now().After(deadline) { // visibility is eventually consistent
+			t.Fatalf("status after a failed replay: exit %d, want 1 naming KtpipeWorkflowFailed and linking %s\n%s", code, link, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("ktpipe status:\n%s", out)
+}
+
+// factNewest is the newest event in the fact table.
+func (s *stack) factNewest() time.Time {
+	s.t.Helper()
+	it, err := s.bq.Query(fmt.Sprintf("SELECT MAX(event_timestamp) FROM `%s.%s.fact_ai_event`", project, s.dataset)).Read(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var r []bigquery.Value
+	if err := it.Next(&r); err != nil {
+		s.t.Fatal(err)
+	}
+	return r[0].(time.Time)
 }

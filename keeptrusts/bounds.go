@@ -40,6 +40,10 @@ const (
 	// for longer (9,000,000,000 s, a date in 9999) is broken or down for
 	// longer than that; after 5 min the caller asks again and is told again.
 	MaxRetryAfter = 5 * time.Minute
+	// MinSSERetry is the shortest reconnection delay a stream's retry:
+	// field may set. With retry: 0, a server that drops every connection
+	// at once would get reconnects as fast as the client can make them.
+	MinSSERetry = 100 * time.Millisecond
 )
 
 // Timeouts bound the time of every call. Zero fields take the defaults.

@@ -198,7 +198,7 @@ func (s *sseStream) read(r io.Reader, fn func(TailMessage) error) error {
 				if err != nil || ms > MaxRetryAfter.Milliseconds() {
 					ms = MaxRetryAfter.Milliseconds()
 				}
-				s.retry = time.Duration(ms) * time.Millisecond
+				s.retry = max(time.Duration(ms)*time.Millisecond, MinSSERetry)
 			}
 		}
 	}

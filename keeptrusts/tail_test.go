@@ -144,7 +144,7 @@ func (s *flakySSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestTailResumesAcrossDroppedConnections(t *testing.T) {
 	const total = 80
-	sse := &flakySSE{t: t, total: total, retry: "20", drops: map[string]int{}}
+	sse := &flakySSE{t: t, total: total, retry: "120", drops: map[string]int{}}
 	srv := server(t, sse.ServeHTTP)
 	c := client(t, srv.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -192,8 +192,8 @@ func TestTailResumesAcrossDroppedConnections(t *testing.T) {
 		t.Fatalf("%d reconnects for %d connections", len(waits), sse.conns)
 	}
 	for i, w := range waits {
-		if w != 20*time.Millisecond {
-			t.Fatalf("reconnect %d waited %v, want the stream's retry: 20 (ms)", i+1, w)
+		if w != 120*time.Millisecond {
+			t.Fatalf("reconnect %d waited %v, want the stream's retry: 120 (ms)", i+1, w)
 		}
 	}
 }
@@ -210,6 +210,22 @@ func TestTailClampsRetry(t *testing.T) {
 	}, func(keeptrusts.TailMessage) error { return nil })
 	if !errors.Is(err, context.Canceled) || wait != keeptrusts.MaxRetryAfter {
 		t.Fatalf("err %v, wait %v, want %v", err, wait, keeptrusts.MaxRetryAfter)
+	}
+}
+
+// retry: 0 (or anything under the floor) cannot make the client reconnect
+// in a busy loop.
+func TestTailFloorsRetry(t *testing.T) {
+	sse := &flakySSE{t: t, total: 3, retry: "0", drops: map[string]int{}}
+	srv := server(t, sse.ServeHTTP)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wait time.Duration
+	err := client(t, srv.URL).Tail(ctx, keeptrusts.TailOptions{
+		OnReconnect: func(w time.Duration, _ string, _ error) { wait = w; cancel() },
+	}, func(keeptrusts.TailMessage) error { return nil })
+	if !errors.Is(err, context.Canceled) || wait != keeptrusts.MinSSERetry {
+		t.Fatalf("err %v, wait %v, want %v", err, wait, keeptrusts.MinSSERetry)
 	}
 }
 

@@ -45,6 +45,7 @@ type Decoder struct {
 	over   oversize
 	big    bool     // the current record was too large
 	bigRec Oversize // its size and hash
+	fastN  int64    // records fastParse decoded (the rest took fastjson's path)
 }
 
 // NewDecoder returns a decoder for r in the given format, with
@@ -56,6 +57,13 @@ func NewDecoder(r io.Reader, format Format, gzipped bool) (*Decoder, error) {
 // NewDecoderLimits is NewDecoder with the given limits. A UTF-8 byte
 // order mark at the start of the (decompressed) stream is skipped.
 func NewDecoderLimits(r io.Reader, format Format, gzipped bool, lim Limits) (*Decoder, error) {
+	return newDecoder(r, format, gzipped, lim, true)
+}
+
+// newDecoder builds a decoder; fast says whether JSON records try the
+// schema-specific scanner (fastParse) before fastjson. Without it, the
+// decoder is the reference the differential fuzz targets compare with.
+func newDecoder(r io.Reader, format Format, gzipped bool, lim Limits, fast bool) (*Decoder, error) {
 	if err := lim.Check(); err != nil {
 		return nil, err
 	}
@@ -72,12 +80,16 @@ func NewDecoderLimits(r io.Reader, format Format, gzipped bool, lim Limits) (*De
 	r = skipBOM(r)
 	switch format {
 	case FormatJSON:
-		s := &arrayScanner{r: r, buf: make([]byte, 0, 256<<10), max: lim.MaxRecordBytes, over: &d.over}
+		s := &arrayScanner{r: r, buf: make([]byte, 0, 256<<10), max: lim.MaxRecordBytes, over: &d.over, fast: fast}
 		var p Parser
 		d.next = func(ev *Event) ([]byte, error) {
-			raw, v, err := s.nextParsed(&p)
+			raw, v, filled, err := s.nextParsed(&p, ev)
 			if err != nil {
 				return nil, err
+			}
+			if filled {
+				d.fastN++
+				return raw, nil
 			}
 			if s.big {
 				return d.tooLarge(ev)
@@ -104,6 +116,12 @@ func NewDecoderLimits(r io.Reader, format Format, gzipped bool, lim Limits) (*De
 					return d.tooLarge(ev)
 				}
 				if raw := bytes.TrimSpace(line); len(raw) > 0 {
+					if fast {
+						if n, ok := p.fastParse(raw, ev); ok && n == len(raw) {
+							d.fastN++
+							return raw, nil
+						}
+					}
 					return raw, p.Parse(raw, ev)
 				}
 			}
@@ -224,6 +242,7 @@ type arrayScanner struct {
 	max     int       // MaxRecordBytes
 	over    *oversize // a too-large element, while it is skipped
 	big     bool      // the last element was too large (over holds it)
+	fast    bool      // try fastParse first
 }
 
 // fill reads more bytes after moving buf[keep:] to the front, so the byte
@@ -329,17 +348,28 @@ var errEmptyElement = errors.New("json export: empty array element (a comma afte
 const maxGuesses = 4
 
 // nextParsed returns the next element and, when it could, its parsed
-// value. Most elements are objects laid out so that the first '}' followed
+// value, or filled when fastParse decoded it into ev already (an object
+// whose end, and the ',' or ']' after it, are in the buffer). Most elements are objects laid out so that the first '}' followed
 // by ',' or ']' ends them: that slice is handed to the parser, and since a
 // complete JSON value is never a proper prefix of another, a successful
 // parse proves the guess. Otherwise the exact scanner finds the end, and
 // the caller parses (or reports) the element itself.
-func (s *arrayScanner) nextParsed(p *Parser) ([]byte, *fastjson.Value, error) {
+func (s *arrayScanner) nextParsed(p *Parser, ev *Event) ([]byte, *fastjson.Value, bool, error) {
 	s.big = false
 	if err := s.toElement(); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	start := s.pos
+	if s.fast && start < len(s.buf) && s.buf[start] == '{' {
+		if n, ok := p.fastParse(s.buf[start:], ev); ok && n <= s.max {
+			end := start + n
+			next := skipWhite(s.buf, end)
+			if next < len(s.buf) && (s.buf[next] == ',' || s.buf[next] == ']') {
+				s.pos = end
+				return s.buf[start:end], nil, true, nil
+			}
+		}
+	}
 	if start < len(s.buf) && s.buf[start] == '{' {
 		from := start
 		for guess := 0; guess < maxGuesses; guess++ {
@@ -355,14 +385,14 @@ func (s *arrayScanner) nextParsed(p *Parser) ([]byte, *fastjson.Value, error) {
 			if next < len(s.buf) && (s.buf[next] == ',' || s.buf[next] == ']') && end-start <= s.max {
 				if v, err := p.p.ParseBytes(s.buf[start:end]); err == nil {
 					s.pos = end
-					return s.buf[start:end], v, nil
+					return s.buf[start:end], v, false, nil
 				}
 			}
 			from = end
 		}
 	}
 	raw, err := s.element()
-	return raw, nil, err
+	return raw, nil, false, err
 }
 
 // element returns the bytes of the JSON value starting at pos, tracking

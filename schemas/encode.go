@@ -17,8 +17,42 @@ type LoadMeta struct {
 // AppendEventRow appends ev as one NDJSON line in the column layout of
 // EventRowSchema, ready for a BigQuery load job.
 func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
+	return append(appendEventColumns(b, ev, d), loadColumns(m)...)
+}
+
+// EventRowEncoder is AppendEventRow for the rows of one load: the load's
+// own columns (load id, source, ingest time) are the same on every row,
+// so they are encoded once.
+type EventRowEncoder struct {
+	tail []byte
+}
+
+// NewEventRowEncoder returns an encoder for rows of the load m.
+func NewEventRowEncoder(m LoadMeta) *EventRowEncoder {
+	return &EventRowEncoder{tail: loadColumns(m)}
+}
+
+// Append appends ev as AppendEventRow does.
+func (e *EventRowEncoder) Append(b []byte, ev *Event, d Derived) []byte {
+	return append(appendEventColumns(b, ev, d), e.tail...)
+}
+
+// loadColumns encodes the row's last columns and its end.
+func loadColumns(m LoadMeta) []byte {
+	b := []byte(`,"load_id":`)
+	b = AppendJSONString(b, m.LoadID)
+	b = append(b, `,"source":`...)
+	b = AppendJSONString(b, m.Source)
+	b = append(b, `,"ingested_at":"`...)
+	b = appendTimestamp(b, m.IngestedAt)
+	return append(b, "\"}\n"...)
+}
+
+// appendEventColumns appends the row's columns from the event's up to
+// (not including) the load's.
+func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	b = append(b, `{"event_id":`...)
-	b = AppendJSONString(b, ev.ID)
+	b = appendString(b, ev.ID, ev.plain)
 	b = append(b, `,"event_timestamp":"`...)
 	b = appendTimestamp(b, ev.Timestamp)
 	b = append(b, `","event_date":"`...)
@@ -26,19 +60,19 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 	b = append(b, `","event_hour":`...)
 	b = strconv.AppendInt(b, int64(d.Hour), 10)
 	b = append(b, `,"gateway_id":`...)
-	b = AppendJSONString(b, ev.GatewayID)
+	b = appendString(b, ev.GatewayID, ev.plain)
 	b = append(b, `,"user":`...)
-	b = AppendJSONString(b, ev.User)
+	b = appendString(b, ev.User, ev.plain)
 	b = append(b, `,"provider":`...)
-	b = AppendJSONString(b, ev.Provider)
+	b = appendString(b, ev.Provider, ev.plain)
 	b = append(b, `,"model":`...)
-	b = AppendJSONString(b, ev.Model)
+	b = appendString(b, ev.Model, ev.plain)
 	b = append(b, `,"decision":`...)
-	b = AppendJSONString(b, string(ev.Decision))
+	b = appendString(b, string(ev.Decision), ev.plain)
 	b = append(b, `,"policies_evaluated":`...)
-	b = appendStringArray(b, ev.PoliciesEvaluated)
+	b = appendStringArray(b, ev.PoliciesEvaluated, ev.plain)
 	b = append(b, `,"policies_triggered":`...)
-	b = appendStringArray(b, ev.PoliciesTriggered)
+	b = appendStringArray(b, ev.PoliciesTriggered, ev.plain)
 	b = append(b, `,"policy_count":`...)
 	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
 	b = append(b, `,"latency_ms":`...)
@@ -68,15 +102,10 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 	} else {
 		b = appendJSONTextString(b, appendExtra(nil, ev.Extra))
 	}
-	b = append(b, `,"load_id":`...)
-	b = AppendJSONString(b, m.LoadID)
-	b = append(b, `,"source":`...)
-	b = AppendJSONString(b, m.Source)
-	b = append(b, `,"ingested_at":"`...)
-	b = appendTimestamp(b, m.IngestedAt)
-	// The guide's columns, last: they were added to existing tables at
-	// their end (bqschema.EventRowSchema).
-	b = append(b, `","date_id":`...)
+	// The guide's columns. Their table columns come last (added to
+	// existing tables at their end, bqschema.EventRowSchema); a load job
+	// matches NDJSON keys by name, so here they may precede the load's.
+	b = append(b, `,"date_id":`...)
 	b = strconv.AppendInt(b, d.DateID, 10)
 	b = append(b, `,"model_id":`...)
 	b = AppendJSONString(b, d.ModelID)
@@ -84,7 +113,7 @@ func AppendEventRow(b []byte, ev *Event, d Derived, m LoadMeta) []byte {
 	b = AppendJSONString(b, d.UserID)
 	b = append(b, `,"policies_count":`...)
 	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
-	return append(b, "}\n"...)
+	return b
 }
 
 // QuarantineRow is one invalid record and why it was refused.
@@ -148,15 +177,26 @@ func appendExtra(b []byte, extra []Field) []byte {
 	return append(b, '}')
 }
 
-func appendStringArray(b []byte, ss []string) []byte {
+func appendStringArray(b []byte, ss []string, plain bool) []byte {
 	b = append(b, '[')
 	for i, s := range ss {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendJSONString(b, s)
+		b = appendString(b, s, plain)
 	}
 	return append(b, ']')
+}
+
+// appendString is AppendJSONString, or for a string known to be plain
+// ASCII (Event.plain) the same bytes without looking at each one.
+func appendString(b []byte, s string, plain bool) []byte {
+	if !plain {
+		return AppendJSONString(b, s)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 const hexDigits = "0123456789abcdef"
@@ -229,7 +269,16 @@ func appendJSONTextString(b, text []byte) []byte {
 func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	i := 0
+	// Eight plain ASCII bytes at a time (most strings are all plain).
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if x&0x8080808080808080 != 0 || needsEscape(x) {
+			break
+		}
+	}
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if jsonSafe[c] {

@@ -54,6 +54,11 @@ type Event struct {
 
 	// present records which required fields the record carried.
 	present fieldSet
+	// plain says the string fields the row encoder writes (id, gateway,
+	// user, provider, model, decision, policies) are ASCII without quotes,
+	// backslashes or control characters, as fastParse found them: their
+	// JSON is themselves in quotes, so the encoder copies them.
+	plain bool
 }
 
 // HasTimestamp reports whether the record carried a valid timestamp; a

@@ -9,27 +9,43 @@ import (
 type Parser struct {
 	p fastjson.Parser
 	interned
+	ascii bool // fastParse: every string the encoder writes was ASCII so far
 }
 
 // interned maps the low-cardinality strings of events (gateways, users,
 // providers, models, decisions, policy names) to one shared copy, so
 // decoding them allocates nothing after the first time. It stops growing
 // at maxInterned entries, so a high-cardinality field cannot bloat it.
-type interned map[string]string
+//
+// In front of the map sits a small direct-mapped cache indexed by a
+// cheap hash of the bytes: most lookups hit it and cost one comparison
+// instead of a map's hashing.
+type interned struct {
+	m     map[string]string
+	cache [256]string
+}
 
 const maxInterned = 1 << 14
 
 func (in *interned) get(b []byte) string {
-	if *in == nil {
-		*in = make(interned, 256)
+	var h byte
+	if len(b) > 0 {
+		h = byte(len(b)) ^ b[0]*31 ^ b[len(b)-1]*7 ^ b[len(b)/2]*3
 	}
-	if s, ok := (*in)[string(b)]; ok { // no allocation for the lookup
-		return s
+	if c := in.cache[h]; c == string(b) { // no allocation for the comparison
+		return c
 	}
-	s := string(b)
-	if len(*in) < maxInterned {
-		(*in)[s] = s
+	if in.m == nil {
+		in.m = make(map[string]string, 256)
 	}
+	s, ok := in.m[string(b)] // no allocation for the lookup
+	if !ok {
+		s = string(b)
+		if len(in.m) < maxInterned {
+			in.m[s] = s
+		}
+	}
+	in.cache[h] = s
 	return s
 }
 

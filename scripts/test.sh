@@ -20,6 +20,13 @@ go vet ./...
 # workflowcheck: workflow code must be deterministic (no time.Now, maps
 # ranged into commands, goroutines, ...).
 "$WORKFLOWCHECK_BIN" ./workflows/...
+# The Docker files, checked without a Docker engine: docker-compose.yml by
+# Debian's docker-compose (schema, references, interpolation); the
+# Dockerfile by BuildKit's build checks and the build context by its
+# .dockerignore (tools/dockerlint, its own module so BuildKit stays out of
+# ktpipe's go.mod; go run, so it is never stale).
+docker-compose --profile cli config -q
+(cd tools/dockerlint && go run . -context ../.. ../../Dockerfile)
 
 # Packages whose tests need no dev server or emulator, under -race.
 race_pkgs=$(go list ./... | grep -v -e /integration -e /warehouse -e /devstack -e /cmd/ -e /tools/)

@@ -121,7 +121,8 @@ type Splitter struct {
 	ev       schemas.Event
 	keys     schemas.KeyMemo
 	meta     schemas.LoadMeta
-	min, max time.Time // event_date range of the current chunk
+	enc      *schemas.EventRowEncoder // rows of this load
+	min, max time.Time                // event_date range of the current chunk
 }
 
 type chunkFile struct {
@@ -156,12 +157,14 @@ func NewSplitter(opts SplitOptions, sink Sink) (*Splitter, error) {
 	if opts.MaxRawBytes <= 0 {
 		opts.MaxRawBytes = DefaultMaxRawBytes
 	}
+	meta := schemas.LoadMeta{LoadID: opts.LoadID, Source: opts.Source, IngestedAt: opts.IngestedAt}
 	return &Splitter{
 		opts:    opts,
 		sink:    sink,
 		man:     Manifest{LoadID: opts.LoadID},
 		unknown: map[string]bool{},
-		meta:    schemas.LoadMeta{LoadID: opts.LoadID, Source: opts.Source, IngestedAt: opts.IngestedAt},
+		meta:    meta,
+		enc:     schemas.NewEventRowEncoder(meta),
 	}, nil
 }
 
@@ -232,7 +235,7 @@ func (s *Splitter) write() error {
 	if d.EventDate.After(s.max) {
 		s.max = d.EventDate
 	}
-	s.row = schemas.AppendEventRow(s.row[:0], &s.ev, d, s.meta)
+	s.row = s.enc.Append(s.row[:0], &s.ev, d)
 	if _, err := s.cur.bw.Write(s.row); err != nil {
 		return fmt.Errorf("write chunk: %w", err)
 	}

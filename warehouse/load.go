@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"cloud.google.com/go/civil"
 
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
@@ -100,6 +101,7 @@ func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c st
 	}
 	script := w.commitScript(loadID, c)
 	start := func(id string) (*bigquery.Job, error) {
+		w.observed(Statement{What: "commit chunk", SQL: script})
 		q := w.bq.Query(script)
 		q.Parameters = params
 		q.Location = w.location
@@ -260,24 +262,51 @@ type Completeness struct {
 	LedgerQuar    int64 // quarantined records the ledger records
 }
 
-// CheckLoad counts what a load left in the warehouse.
+// CheckLoad counts what a load left in the warehouse. The fact table is
+// read only in the partitions the load's rows fall in: the commit's
+// anti-join and convergence DELETE use the same bound (an event id lives
+// in its event's date partition), and an unbounded NOT IN read every
+// event id of the whole table after every load. Parameters, not a
+// subquery, bound it: BigQuery prunes partitions only by constants and
+// parameters.
 func (w *Warehouse) CheckLoad(ctx context.Context, loadID string) (Completeness, error) {
-	sql := fmt.Sprintf(`
-SELECT
-  (SELECT COUNT(*) FROM %[1]s WHERE load_id = @load_id) AS raw_rows,
-  (SELECT COUNT(*) FROM %[1]s r WHERE r.load_id = @load_id AND r.event_id NOT IN (SELECT event_id FROM %[2]s)) AS missing,
-  (SELECT IFNULL(SUM(`+"`rows`"+`), 0) FROM %[3]s WHERE load_id = @load_id) AS ledger_rows,
-  (SELECT IFNULL(SUM(quarantined), 0) FROM %[3]s WHERE load_id = @load_id) AS ledger_quar`,
-		w.ref(schemas.TableRaw), w.ref(schemas.TableFact), w.ref(schemas.TableLedger))
-	rows, err := w.query(ctx, "check load "+loadID, sql, bigquery.QueryParameter{Name: "load_id", Value: loadID})
+	what := "check load " + loadID
+	param := bigquery.QueryParameter{Name: "load_id", Value: loadID}
+	rows, err := w.query(ctx, what, fmt.Sprintf(`
+SELECT COUNT(*) AS raw_rows, MIN(event_date) AS min_date, MAX(event_date) AS max_date,
+  (SELECT IFNULL(SUM(`+"`rows`"+`), 0) FROM %[2]s WHERE load_id = @load_id) AS ledger_rows,
+  (SELECT IFNULL(SUM(quarantined), 0) FROM %[2]s WHERE load_id = @load_id) AS ledger_quar
+FROM %[1]s WHERE load_id = @load_id`, w.ref(schemas.TableRaw), w.ref(schemas.TableLedger)), param)
 	if err != nil {
 		return Completeness{}, err
 	}
 	if len(rows) != 1 {
-		return Completeness{}, fmt.Errorf("check load %s: %d result rows", loadID, len(rows))
+		return Completeness{}, fmt.Errorf("%s: %d result rows", what, len(rows))
 	}
 	r := rows[0]
-	return Completeness{RawRows: asInt(r["raw_rows"]), MissingInFact: asInt(r["missing"]), LedgerRows: asInt(r["ledger_rows"]), LedgerQuar: asInt(r["ledger_quar"])}, nil
+	c := Completeness{RawRows: asInt(r["raw_rows"]), LedgerRows: asInt(r["ledger_rows"]), LedgerQuar: asInt(r["ledger_quar"])}
+	if c.RawRows == 0 {
+		return c, nil
+	}
+	minDate, ok1 := r["min_date"].(civil.Date)
+	maxDate, ok2 := r["max_date"].(civil.Date)
+	if !ok1 || !ok2 {
+		return Completeness{}, fmt.Errorf("%s: event dates of the load's raw rows: got %T and %T", what, r["min_date"], r["max_date"])
+	}
+	missing, err := w.query(ctx, what, fmt.Sprintf(`
+SELECT COUNT(*) AS missing FROM %[1]s r
+WHERE r.load_id = @load_id AND r.event_date BETWEEN @min_date AND @max_date
+  AND r.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date)`,
+		w.ref(schemas.TableRaw), w.ref(schemas.TableFact)),
+		param, bigquery.QueryParameter{Name: "min_date", Value: minDate}, bigquery.QueryParameter{Name: "max_date", Value: maxDate})
+	if err != nil {
+		return Completeness{}, err
+	}
+	if len(missing) != 1 {
+		return Completeness{}, fmt.Errorf("%s: %d result rows", what, len(missing))
+	}
+	c.MissingInFact = asInt(missing[0]["missing"])
+	return c, nil
 }
 
 func asInt(v bigquery.Value) int64 {

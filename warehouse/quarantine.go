@@ -64,6 +64,7 @@ WHERE q.event_id IS NOT NULL AND q.record_hash > @after
   AND q.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi)
 ORDER BY q.record_hash
 LIMIT @limit`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact))
+	w.observed(Statement{What: "read quarantine", SQL: sql})
 	q := w.bq.Query(sql)
 	q.Location = w.location
 	q.Parameters = []bigquery.QueryParameter{

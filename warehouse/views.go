@@ -186,6 +186,7 @@ func (w *Warehouse) ReportRows(ctx context.Context, v View, limit int) ([]bigque
 		sql += " ORDER BY " + v.OrderBy
 	}
 	sql += fmt.Sprintf(" LIMIT %d", limit)
+	w.observed(Statement{What: "read " + v.Name, SQL: sql})
 	q := w.bq.Query(sql)
 	q.Location = w.location
 	it, err := q.Read(ctx)

@@ -27,6 +27,27 @@ type Warehouse struct {
 	dataset  string
 	location string
 	onDDL    func(what string) // tests count changes to views
+	observe  func(Statement)   // the cost model counts jobs (SetStatementObserver)
+}
+
+// Statement is one BigQuery job the warehouse layer starts: a query or
+// script (SQL), or a load job into the table Load.
+type Statement struct {
+	What string
+	SQL  string // empty for a load job
+	Load string // the table a load job writes; empty for a query
+}
+
+// SetStatementObserver makes the warehouse call f with every job it
+// starts, just before starting it; nil removes it. It changes nothing
+// else: the cost model (ktbench -model) counts ktpipe's own statements
+// with it. f may be called from several goroutines at once.
+func (w *Warehouse) SetStatementObserver(f func(Statement)) { w.observe = f }
+
+func (w *Warehouse) observed(st Statement) {
+	if w.observe != nil {
+		w.observe(st)
+	}
 }
 
 var (
@@ -87,6 +108,7 @@ func isConflict(err error) bool {
 
 // exec runs one statement or script with named parameters and waits.
 func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) error {
+	w.observed(Statement{What: what, SQL: sql})
 	q := w.bq.Query(sql)
 	q.Parameters = params
 	q.Location = w.location
@@ -106,6 +128,7 @@ func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigque
 
 // query runs sql and returns all rows as maps (for small results).
 func (w *Warehouse) query(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) ([]map[string]bigquery.Value, error) {
+	w.observed(Statement{What: what, SQL: sql})
 	q := w.bq.Query(sql)
 	q.Parameters = params
 	q.Location = w.location
@@ -208,6 +231,7 @@ func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquer
 		// a broken upload is retried whole by the activity, and the
 		// emulator rejects resumable uploads.
 		l.MediaOptions = []googleapi.MediaOption{googleapi.ChunkSize(0)}
+		w.observed(Statement{What: "load " + table, Load: table})
 		return l.Run(ctx)
 	}
 	loaded := func() (bool, error) {

@@ -6,13 +6,15 @@
 //
 //	go run ./cmd/ktbench -events 1000000
 //
-// With -hostile it measures peak memory on files made to hurt: a 100 MB
+// With -model it prints the cost model of ktpipe's own BigQuery
+// statements (model.go). With -hostile it measures peak memory on files made to hurt: a 100 MB
 // NDJSON line, a 100 MB JSON array element and a gzip bomb.
 package main
 
 import (
 	"bufio"
 	"compress/gzip"
+	_ "embed"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,7 +43,18 @@ func main() {
 	whSizes := flag.String("fact-sizes", "100000,1000000", "with -warehouse: fact table sizes to measure dedup at")
 	whChunk := flag.Int("chunk-rows", 50000, "with -warehouse: rows per chunk")
 	hostile := flag.Bool("hostile", false, "measure peak memory on hostile files (100 MB record, gzip bomb) instead")
+	python := flag.String("python", "python3", "interpreter for the guide's pattern, run beside the json case on the same file (empty: skip)")
+	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile of the split here")
+	model := flag.Bool("model", false, "print the BigQuery cost model (statements counted on the emulator, scaled to 1M, 10M and 100M events a day)")
 	flag.Parse()
+
+	if *model {
+		if err := runModel(os.Stdout, []float64{1e6, 1e7, 1e8}); err != nil {
+			fmt.Fprintln(os.Stderr, "ktbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *hostile {
 		if err := runHostile(*dir); err != nil {
@@ -68,29 +82,34 @@ func main() {
 	}
 
 	if *child != "" {
-		if err := runChild(*child); err != nil {
+		if err := runChild(*child, *cpuprofile); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err := run(*events, strings.Split(*formats, ","), *dir, *runs); err != nil {
+	if err := run(*events, strings.Split(*formats, ","), *dir, *runs, *python); err != nil {
 		fmt.Fprintln(os.Stderr, "ktbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(events int, cases []string, dir string, runs int) error {
+func run(events int, cases []string, dir string, runs int, python string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	cpu := cpuModel()
-	fmt.Printf("machine: %s, %d cores (GOMAXPROCS=1 per case), %s\n", cpu, runtime.NumCPU(), runtime.Version())
+	pin := "GOMAXPROCS=1"
+	if _, err := exec.LookPath("taskset"); err == nil {
+		pin += ", taskset -c " + benchCPU
+	}
+	fmt.Printf("machine: %s, %d cores (one core per case: %s), %s\n", cpu, runtime.NumCPU(), pin, runtime.Version())
 	fmt.Printf("%-10s %10s %10s %14s %10s %12s\n", "format", "events", "file MB", "events/s", "MB/s", "peak RSS MB")
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
+	var sideBySide []string
 	for _, c := range cases {
 		format, gz := strings.TrimSuffix(c, ".gz"), strings.HasSuffix(c, ".gz")
 		path := filepath.Join(dir, fmt.Sprintf("events-%d.%s", events, c))
@@ -100,32 +119,138 @@ func run(events int, cases []string, dir string, runs int) error {
 			}
 		}
 		st, _ := os.Stat(path)
-		var rates []float64
-		var peak int64
+		// The guide's pattern runs on the plain JSON file, alternating
+		// with ktpipe's runs so both see the same machine.
+		guide := python != "" && c == "json"
+		var rates, pyRates, cpuRates, pyCPURates []float64
+		var peak, pyPeak int64
 		for i := 0; i < runs; i++ {
-			cmd := exec.Command(self, "-child", path)
-			cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-			cmd.Stderr = os.Stderr
-			out, err := cmd.Output()
+			n, secs, cpu, rss, err := runGoCase(self, path)
 			if err != nil {
 				return fmt.Errorf("case %s: %w", c, err)
-			}
-			var n int64
-			var secs float64
-			var rss int64
-			if _, err := fmt.Sscan(string(out), &n, &secs, &rss); err != nil {
-				return fmt.Errorf("case %s: parse %q: %w", c, out, err)
 			}
 			if n != int64(events) {
 				return fmt.Errorf("case %s: processed %d records, want %d", c, n, events)
 			}
 			rates = append(rates, float64(n)/secs)
+			cpuRates = append(cpuRates, float64(n)/cpu)
 			peak = max(peak, rss)
+			if guide {
+				pn, psecs, pcpu, prss, err := runGuidePattern(python, path, dir)
+				if err != nil {
+					return fmt.Errorf("guide's pattern: %w", err)
+				}
+				if pn != int64(events) {
+					return fmt.Errorf("guide's pattern: read %d records, want %d", pn, events)
+				}
+				pyRates = append(pyRates, float64(pn)/psecs)
+				pyCPURates = append(pyCPURates, float64(pn)/pcpu)
+				pyPeak = max(pyPeak, prss)
+			}
 		}
 		med := median(rates)
 		fmt.Printf("%-10s %10d %10.0f %14.0f %10.1f %12.1f\n", c, events, float64(st.Size())/1e6, med, med*float64(st.Size())/float64(events)/1e6, float64(peak)/1024)
+		if guide {
+			pmed, cmed, pcmed := median(pyRates), median(cpuRates), median(pyCPURates)
+			sideBySide = append(sideBySide,
+				fmt.Sprintf("%-34s %14.0f %14.0f %12.1f", "ktpipe split (json)", med, cmed, float64(peak)/1024),
+				fmt.Sprintf("%-34s %14.0f %14.0f %12.1f", "guide's pattern ("+pythonVersion(python)+")", pmed, pcmed, float64(pyPeak)/1024),
+				fmt.Sprintf("ratio: %.2f× the events/s (%.2f× per CPU-second) at %.3f× the peak memory", med/pmed, cmed/pcmed, float64(peak)/float64(pyPeak)),
+				fmt.Sprintf("(medians of %d alternating runs; events/s per run: ktpipe %s, guide %s)", runs, rateList(rates), rateList(pyRates)))
+		}
+	}
+	if len(sideBySide) > 0 {
+		fmt.Printf("\nside by side on the same json file, one core each:\n%-34s %14s %14s %12s\n", "", "events/s", "events/CPU-s", "peak RSS MB")
+		for _, l := range sideBySide {
+			fmt.Println(l)
+		}
 	}
 	return nil
+}
+
+// benchCPU is the core both sides are pinned to when taskset exists.
+const benchCPU = "1"
+
+// oneCore returns a command for name and args pinned to one core, with
+// Go's scheduler told so too.
+func oneCore(name string, args ...string) *exec.Cmd {
+	var cmd *exec.Cmd
+	if ts, err := exec.LookPath("taskset"); err == nil {
+		cmd = exec.Command(ts, append([]string{"-c", benchCPU, name}, args...)...)
+	} else {
+		cmd = exec.Command(name, args...)
+	}
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+// runGoCase runs the real Splitter over path in a child and returns its
+// records, seconds (its own clock), CPU seconds and peak RSS (kB), the
+// last two from the child's rusage. On a shared machine CPU seconds are
+// the steadier measure of one core's rate.
+func runGoCase(self, path string) (n int64, secs, cpu float64, rss int64, err error) {
+	cmd := oneCore(self, "-child", path)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	var childRSS int64
+	if _, err := fmt.Sscan(string(out), &n, &secs, &childRSS); err != nil {
+		return 0, 0, 0, 0, fmt.Errorf("parse %q: %w", out, err)
+	}
+	return n, secs, cpuSeconds(cmd), maxRSS(cmd), nil
+}
+
+func cpuSeconds(cmd *exec.Cmd) float64 {
+	return (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+}
+
+//go:embed guide_pattern.py
+var guidePattern []byte
+
+// runGuidePattern runs the guide's Python pattern over path (NDJSON to
+// the null device, as ktpipe's chunks go to a discarding sink here) and
+// returns the records it read, its seconds (its own clock, from open to
+// the last line written) and its peak RSS (kB).
+func runGuidePattern(python, path, dir string) (n int64, secs, cpu float64, rss int64, err error) {
+	script := filepath.Join(dir, "guide_pattern.py")
+	if err := os.WriteFile(script, guidePattern, 0o644); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	cmd := oneCore(python, script, path, os.DevNull)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	var done, skipped int64
+	if _, err := fmt.Sscan(string(out), &n, &done, &skipped, &secs); err != nil {
+		return 0, 0, 0, 0, fmt.Errorf("parse %q: %w", out, err)
+	}
+	return n, secs, cpuSeconds(cmd), maxRSS(cmd), nil
+}
+
+func maxRSS(cmd *exec.Cmd) int64 {
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss // kB on Linux
+	}
+	return 0
+}
+
+func pythonVersion(python string) string {
+	out, err := exec.Command(python, "-c", "import platform; print(platform.python_version())").Output()
+	if err != nil {
+		return python
+	}
+	return "Python " + strings.TrimSpace(string(out))
+}
+
+func rateList(xs []float64) string {
+	var parts []string
+	for _, x := range xs {
+		parts = append(parts, fmt.Sprintf("%.0fk", x/1000))
+	}
+	return strings.Join(parts, " ")
 }
 
 func generate(path string, events int, format string, gz bool) error {
@@ -153,7 +278,18 @@ func (nopCloser) Close() error { return nil }
 
 // runChild runs the real Splitter over one file and prints records,
 // seconds and peak RSS (kB).
-func runChild(path string) error {
+func runChild(path, cpuprofile string) error {
+	if cpuprofile != "" {
+		pf, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	name := filepath.Base(path)
 	gz := strings.HasSuffix(name, ".gz")
 	format, err := schemas.ParseFormat(strings.Split(strings.TrimSuffix(name, ".gz"), ".")[1])
@@ -260,10 +396,7 @@ func runHostile(dir string) error {
 		if err != nil {
 			outcome = "refused: " + strings.TrimSpace(string(out))
 		}
-		var rss int64
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = ru.Maxrss // kB on Linux
-		}
+		rss := maxRSS(cmd)
 		fmt.Printf("%-26s %9.1f %12.1f  %s\n", name, float64(st.Size())/1e6, float64(rss)/1024, outcome)
 	}
 	return nil

@@ -1,0 +1,119 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// RefreshDimensions rebuilds the dimensions (each replaced whole from the
+// fact table and the gateway list). Calls on one worker are coalesced: see
+// refresher.
+func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse.Gateway) error {
+	defer keepAlive(ctx, nil)()
+	key, err := gatewaysKey(gateways)
+	if err != nil {
+		return classifyWarehouse(ctx, "refresh dimensions", err)
+	}
+	err = a.dims.do(ctx, key, func(ctx context.Context) error {
+		return a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users)
+	})
+	return classifyWarehouse(ctx, "refresh dimensions", err)
+}
+
+// gatewaysKey names a gateway list: only refreshes of the same list are
+// coalesced.
+func gatewaysKey(gateways []warehouse.Gateway) (string, error) {
+	b, err := json.Marshal(gateways)
+	if err != nil {
+		return "", fmt.Errorf("gateway list: %w", err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b)), nil
+}
+
+// refresher coalesces dimension refreshes. A refresh rebuilds every
+// dimension from the fact table as it is when the refresh starts, so one
+// refresh that starts after a load committed serves every load committed
+// before it. Each load ends with a refresh; loads that finish together
+// (webhook batches beside a pull, a backlog after an outage) would each
+// rescan the fact table. Here, per key, at most one refresh runs and at
+// most one waits to start; a caller joins the waiting one, which starts
+// after the caller asked, so it sees the caller's load. On BigQuery that
+// saves full scans; on the emulator, which runs one statement at a time,
+// it is what keeps the queue from growing with every load.
+//
+// The zero value is ready to use.
+type refresher struct {
+	mu      sync.Mutex
+	running map[string]*refreshRun // started, not ended
+	waiting map[string]*refreshRun // not started: new callers join it
+}
+
+type refreshRun struct {
+	done   chan struct{} // closed when the run ended; err is then set
+	err    error
+	joined int // callers that joined this run (under refresher.mu)
+}
+
+// errRefreshAbandoned: the caller that was to start a coalesced refresh
+// was cancelled before it could; the callers that joined it retry.
+var errRefreshAbandoned = errors.New("coalesced dimension refresh abandoned before it started (its activity was cancelled); retry")
+
+func (r *refresher) do(ctx context.Context, key string, refresh func(context.Context) error) error {
+	r.mu.Lock()
+	if r.running == nil {
+		r.running, r.waiting = map[string]*refreshRun{}, map[string]*refreshRun{}
+	}
+	if run := r.waiting[key]; run != nil {
+		run.joined++
+		r.mu.Unlock()
+		return run.wait(ctx)
+	}
+	run := &refreshRun{done: make(chan struct{})}
+	r.waiting[key] = run
+	busy := r.running[key]
+	r.mu.Unlock()
+
+	if busy != nil {
+		select {
+		case <-busy.done:
+		case <-ctx.Done():
+			r.mu.Lock()
+			delete(r.waiting, key)
+			r.mu.Unlock()
+			run.end(errRefreshAbandoned)
+			return ctx.Err()
+		}
+	}
+	r.mu.Lock()
+	delete(r.waiting, key)
+	r.running[key] = run
+	r.mu.Unlock()
+
+	err := refresh(ctx)
+
+	r.mu.Lock()
+	delete(r.running, key)
+	r.mu.Unlock()
+	run.end(err)
+	return err
+}
+
+func (run *refreshRun) end(err error) {
+	run.err = err
+	close(run.done)
+}
+
+func (run *refreshRun) wait(ctx context.Context) error {
+	select {
+	case <-run.done:
+		return run.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,441 @@
+package main
+
+// The cost model (ktbench -model): what ktpipe's own statements cost on
+// BigQuery's on-demand pricing, per day, at 1M, 10M and 100M events a day
+// through each path, with a year of history in the tables.
+//
+// The emulator cannot show this (it is a row store), so the model has two
+// halves. Which statements run, and how many per chunk, per load and per
+// run, is counted, not assumed: modelrun.go runs each path's warehouse
+// calls, in the order the workflows make them, on the emulator at a small
+// scale with warehouse.SetStatementObserver recording every job. What a
+// statement reads is computed here from the table layout (partitioning
+// and clustering from schemas/bqschema, column widths by BigQuery's data
+// size rules over generated events) and the statement's own SQL, matched
+// against costRules; a statement no rule matches stops the model, so a
+// new statement cannot be left out of it silently.
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Pricing: BigQuery on-demand compute, $6.25 per TiB processed, at least
+// 10 MB per table a query references (https://cloud.google.com/bigquery/pricing;
+// the first TiB of a month is free and is not subtracted here).
+const (
+	pricePerTiB   = 6.25
+	minTableBytes = 10 << 20
+)
+
+// modelInputs are the model's knobs: today's defaults, spelled out so a
+// redesign can be shown beside them by changing them (or the statements).
+type modelInputs struct {
+	ChunkRows       int     // KTPIPE_CHUNK_ROWS: rows per chunk, and per commit today
+	PullBatchEvents int     // KTPIPE_PAGE_SIZE × KTPIPE_PAGES_PER_BATCH: one pull load
+	BatchesPerRun   int     // KTPIPE_BATCHES_PER_RUN: pull loads per workflow run
+	WebhookBatches  int     // webhook loads a day (KTPIPE_WEBHOOK_BATCH 1m)
+	ExportsPerDay   int     // KTPIPE_BACKFILL_WINDOW 24h: one export load per day
+	HistoryDays     int     // days of events in the tables
+	InvalidRate     float64 // share of records quarantined
+	// PartitionsPerChunk is how many event_date partitions one chunk's
+	// rows touch (a day's export: 1; a pull or webhook batch near
+	// midnight or with late events: more).
+	PartitionsPerChunk float64
+	// PartitionFill is how full, on average, a partition is when a commit
+	// reads it: today's partition grows through the day, so 0.5.
+	PartitionFill float64
+	// CommitsPerLoad is how many commit transactions one load makes;
+	// 0 means one per chunk (today's design).
+	CommitsPerLoad int
+}
+
+func defaultModelInputs() modelInputs {
+	return modelInputs{
+		ChunkRows: 50_000, PullBatchEvents: 50 * 1000, BatchesPerRun: 20,
+		WebhookBatches: 24 * 60, ExportsPerDay: 1, HistoryDays: 365,
+		InvalidRate: 0.01, PartitionsPerChunk: 1, PartitionFill: 0.5,
+	}
+}
+
+// widths are BigQuery's data sizes per row, by table and column (STRING:
+// 2 + its UTF-8 bytes; INT64, DATE, TIMESTAMP: 8; NUMERIC: 16; BOOL: 1; a
+// repeated column: the sum of its elements).
+type widths map[string]map[string]float64
+
+// observedStmt is one statement the emulator run recorded, with the
+// scope it ran in.
+type observedStmt struct {
+	Scope string // "chunk", "load" or "run"
+	Job   bool   // the first statement of a job (a script's later parts are child jobs)
+	SQL   string // one statement (scripts are split); empty for a load job
+	Load  string // table a load job writes
+}
+
+// scope of the rows a read covers.
+type readScope int
+
+const (
+	scopeChunk      readScope = iota // a staging table: one chunk's rows
+	scopePartitions                  // the chunk's event_date partitions of the table
+	scopeLoad                        // this load's rows (clustering by load_id prunes to them)
+	scopeTable                       // the whole table, every partition
+	scopeSmall                       // a small table (ledger, state, dimensions, temp)
+)
+
+type tableRead struct {
+	Table string
+	Cols  []string
+	Scope readScope
+}
+
+// costRule says what one kind of statement reads and which table it
+// changes. Match is a regexp over the statement with table references
+// shortened (see normalizeSQL).
+type costRule struct {
+	Name   string
+	Match  *regexp.Regexp
+	Reads  []tableRead
+	Target string // table a DML statement changes; "" for a query
+}
+
+var eventCols = []string{"event_id", "event_timestamp", "event_date", "event_hour", "gateway_id", "user", "provider", "model", "decision",
+	"policies_evaluated", "policies_triggered", "policy_count", "latency_ms", "input_tokens", "output_tokens", "total_tokens",
+	"cost_usd", "was_blocked", "metadata", "extra", "load_id", "source", "ingested_at"}
+
+var quarantineCols = []string{"record_hash", "event_id", "event_timestamp", "field", "rule", "raw", "load_id", "source", "quarantined_at"}
+
+func rx(s string) *regexp.Regexp { return regexp.MustCompile(`(?s)^` + s) }
+
+// costRules covers every statement ktpipe's load paths issue today.
+var costRules = []costRule{
+	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT s\.\* FROM stg s WHERE s\.event_id NOT IN \(SELECT r\.event_id FROM raw_events r WHERE r\.load_id = @load_id AND r\.event_date BETWEEN`),
+		[]tableRead{{"stg", eventCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events"},
+	{"commit: insert fact (anti-join)", rx(`INSERT INTO fact_ai_event SELECT s\.\* FROM stg s WHERE s\.event_id NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
+		[]tableRead{{"stg", eventCols, scopeChunk}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "fact_ai_event"},
+	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT q\.\* FROM qstg q WHERE q\.load_id = @load_id AND q\.record_hash NOT IN \(SELECT record_hash FROM quarantine\)`),
+		[]tableRead{{"qstg", quarantineCols, scopeChunk}, {"quarantine", []string{"record_hash"}, scopeTable}}, "quarantine"},
+	{"commit: ledger row", rx(`INSERT INTO load_ledger \(`),
+		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}}, "load_ledger"},
+	{"commit: find doubled fact ids", rx(`CREATE TEMP TABLE fact_dups AS SELECT g\.event_id, MIN\(g\.load_id\) AS keep FROM fact_ai_event g WHERE g\.event_date BETWEEN .* IN \(SELECT s\.event_id FROM stg s\)`),
+		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk}}, ""},
+	{"commit: converge fact (delete)", rx(`DELETE FROM fact_ai_event f WHERE f\.event_date BETWEEN .*fact_dups`),
+		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_ai_event"},
+	{"commit: find doubled quarantine", rx(`CREATE TEMP TABLE quarantine_dups AS SELECT g\.record_hash, MIN\(g\.load_id\) AS keep FROM quarantine g`),
+		[]tableRead{{"quarantine", []string{"record_hash", "load_id"}, scopeTable}, {"qstg", []string{"record_hash", "load_id"}, scopeChunk}}, ""},
+	{"commit: converge quarantine (delete)", rx(`DELETE FROM quarantine x WHERE`),
+		[]tableRead{{"quarantine", []string{"record_hash", "load_id"}, scopeTable}, {"qstg", []string{"record_hash", "load_id"}, scopeChunk}, {"quarantine_dups", nil, scopeSmall}}, "quarantine"},
+	{"count rows (stage, dimension load check)", rx(`SELECT COUNT\(\*\) AS n FROM (stg|qstg|dim_\w+)$`), nil, ""},
+	{"read ledger", rx(`SELECT chunk FROM load_ledger WHERE load_id = @load_id`),
+		[]tableRead{{"load_ledger", []string{"chunk", "load_id"}, scopeSmall}}, ""},
+	{"check load: counts (raw, ledger)", rx(`SELECT COUNT\(\*\) AS raw_rows, MIN\(event_date\) AS min_date, MAX\(event_date\) AS max_date, .* FROM raw_events WHERE load_id = @load_id$`),
+		[]tableRead{{"raw_events", []string{"load_id", "event_date"}, scopeLoad}, {"load_ledger", []string{"load_id", "rows", "quarantined"}, scopeSmall}}, ""},
+	{"check load: missing in fact", rx(`SELECT COUNT\(\*\) AS missing FROM raw_events r WHERE r\.load_id = @load_id AND r\.event_date BETWEEN @min_date AND @max_date AND r\.event_id NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
+		[]tableRead{{"raw_events", []string{"load_id", "event_id", "event_date"}, scopeLoad}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, ""},
+	{"dimensions: models", rx(`SELECT DISTINCT provider, model FROM fact_ai_event$`),
+		[]tableRead{{"fact_ai_event", []string{"provider", "model"}, scopeTable}}, ""},
+	{"dimensions: users", rx("SELECT DISTINCT `user` FROM fact_ai_event$"),
+		[]tableRead{{"fact_ai_event", []string{"user"}, scopeTable}}, ""},
+	{"dimensions: date span", rx(`SELECT MIN\(event_date\) AS lo, MAX\(event_date\) AS hi FROM fact_ai_event$`),
+		[]tableRead{{"fact_ai_event", []string{"event_date"}, scopeTable}}, ""},
+	{"dimensions: empty a dimension", rx(`DELETE FROM dim_\w+ WHERE TRUE`), nil, "dim"},
+	{"read checkpoint", rx(`SELECT value FROM pipeline_state WHERE key = @key`),
+		[]tableRead{{"pipeline_state", []string{"key", "value", "updated_at"}, scopeSmall}}, ""},
+	{"read checkpoint time", rx(`SELECT MAX\(updated_at\) AS t FROM pipeline_state`),
+		[]tableRead{{"pipeline_state", []string{"key", "updated_at"}, scopeSmall}}, ""},
+	{"write checkpoint", rx(`INSERT INTO pipeline_state`), nil, "pipeline_state"},
+}
+
+var (
+	tableRefPattern = regexp.MustCompile("`[^`]+\\.([A-Za-z0-9_]+)`")
+	spacePattern    = regexp.MustCompile(`\s+`)
+)
+
+// normalizeSQL shortens `project.dataset.table` to the table's name
+// (staging tables to stg and qstg) and collapses white space.
+func normalizeSQL(sql string) string {
+	sql = tableRefPattern.ReplaceAllStringFunc(sql, func(ref string) string {
+		name := tableRefPattern.FindStringSubmatch(ref)[1]
+		switch {
+		case strings.HasPrefix(name, "qstg_"):
+			return "qstg"
+		case strings.HasPrefix(name, "stg_"):
+			return "stg"
+		}
+		return name
+	})
+	return strings.TrimSpace(spacePattern.ReplaceAllString(sql, " "))
+}
+
+// splitScript splits a script into its statements, leaving out the
+// transaction's BEGIN and COMMIT (they read nothing).
+func splitScript(sql string) []string {
+	var out []string
+	for _, s := range strings.Split(sql, ";") {
+		s = strings.TrimSpace(s)
+		if s == "" || s == "BEGIN TRANSACTION" || s == "COMMIT TRANSACTION" {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func ruleFor(sql string) (*costRule, error) {
+	n := normalizeSQL(sql)
+	for i := range costRules {
+		if costRules[i].Match.MatchString(n) {
+			return &costRules[i], nil
+		}
+	}
+	return nil, fmt.Errorf("cost model: no rule for statement %q", n)
+}
+
+// pathLoad is one path's shape at one scale: how many runs, loads and
+// chunks (commits) a day.
+type pathLoad struct {
+	Path                 string
+	RunsPerDay           float64
+	LoadsPerDay          float64
+	ChunksPerDay         float64
+	RowsPerLoad          float64
+	CommitsPerDay        float64
+	EventsPerDay         float64
+	NewBytesPerDay       float64 // the day's new fact rows, every column
+	PartitionRows        float64 // rows of one fact partition (a day)
+	HistoryRows          float64 // rows of fact with the whole history
+	QuarantineRows       float64 // rows of quarantine with the whole history
+	QuarantinedPerCommit float64
+}
+
+func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
+	p := pathLoad{Path: path, EventsPerDay: eventsPerDay}
+	chunksFor := func(rows float64) float64 { return math.Max(1, math.Ceil(rows/float64(in.ChunkRows))) }
+	switch path {
+	case "export":
+		p.LoadsPerDay = float64(in.ExportsPerDay)
+		p.RunsPerDay = p.LoadsPerDay
+		p.ChunksPerDay = p.LoadsPerDay * chunksFor(eventsPerDay/p.LoadsPerDay)
+	case "pull":
+		perHour := eventsPerDay / 24
+		batches := math.Max(1, math.Ceil(perHour/float64(in.PullBatchEvents)))
+		p.LoadsPerDay = 24 * batches
+		p.RunsPerDay = 24 * math.Ceil(batches/float64(in.BatchesPerRun))
+		p.ChunksPerDay = p.LoadsPerDay * chunksFor(perHour/batches)
+	case "webhook":
+		p.LoadsPerDay = float64(in.WebhookBatches)
+		p.RunsPerDay = p.LoadsPerDay
+		p.ChunksPerDay = p.LoadsPerDay * chunksFor(eventsPerDay/p.LoadsPerDay)
+	}
+	p.RowsPerLoad = eventsPerDay / p.LoadsPerDay
+	p.CommitsPerDay = p.ChunksPerDay
+	if in.CommitsPerLoad > 0 {
+		p.CommitsPerDay = p.LoadsPerDay * float64(in.CommitsPerLoad)
+	}
+	p.PartitionRows = eventsPerDay
+	p.HistoryRows = eventsPerDay * float64(in.HistoryDays)
+	p.QuarantineRows = p.HistoryRows * in.InvalidRate
+	p.QuarantinedPerCommit = eventsPerDay * in.InvalidRate / p.CommitsPerDay
+	return p
+}
+
+// dayCost is the model's answer for one path at one scale.
+type dayCost struct {
+	pathLoad
+	LoadJobs, QueryJobs float64
+	DML                 map[string]float64 // mutating DML statements by table
+	BytesScanned        float64
+	ByRule              map[string]float64 // bytes by rule, for the breakdown
+}
+
+// cost scales the statements the emulator run recorded (per chunk, per
+// load, per run) to one day of path p.
+func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, error) {
+	c := dayCost{pathLoad: p, DML: map[string]float64{}, ByRule: map[string]float64{}}
+	c.NewBytesPerDay = p.EventsPerDay * rowWidth(w["event"])
+	times := map[string]float64{"chunk": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay}
+	chunkRows := p.EventsPerDay / p.CommitsPerDay
+	for _, st := range stmts {
+		n := times[st.Scope]
+		if st.SQL == "" {
+			c.LoadJobs += n
+			continue
+		}
+		r, err := ruleFor(st.SQL)
+		if err != nil {
+			return c, err
+		}
+		if st.Job {
+			c.QueryJobs += n
+		}
+		if r.Target != "" {
+			c.DML[r.Target] += n
+		}
+		for _, rd := range r.Reads {
+			var rows float64
+			switch rd.Scope {
+			case scopeChunk:
+				rows = chunkRows
+				if strings.HasPrefix(rd.Table, "q") {
+					rows = p.QuarantinedPerCommit
+				}
+			case scopePartitions:
+				rows = in.PartitionsPerChunk * in.PartitionFill * p.PartitionRows
+			case scopeLoad:
+				rows = p.RowsPerLoad
+			case scopeTable:
+				rows = p.HistoryRows
+				if rd.Table == "quarantine" {
+					rows = p.QuarantineRows
+				}
+			}
+			var perRow float64
+			for _, col := range rd.Cols {
+				perRow += w[tableKind(rd.Table)][col]
+			}
+			b := math.Max(rows*perRow, minTableBytes)
+			c.BytesScanned += n * b
+			c.ByRule[r.Name] += n * b
+		}
+	}
+	return c, nil
+}
+
+// tableKind maps a table to the row layout whose widths it has.
+func tableKind(table string) string {
+	switch table {
+	case "quarantine", "qstg":
+		return "quarantine"
+	}
+	return "event"
+}
+
+func dollars(bytes float64) float64 { return bytes / (1 << 40) * pricePerTiB }
+
+func human(b float64) string {
+	units := []string{"B", "KB", "MB", "GB", "TB", "PB"}
+	i := 0
+	for b >= 1000 && i < len(units)-1 {
+		b /= 1000
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", b, units[i])
+}
+
+// printModel writes the model's inputs and table.
+func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]observedStmt, scales []float64) error {
+	fmt.Fprintf(out, "inputs: chunk %d rows (one commit each), pull batch %d events (%d per run), %d webhook batches a day, %d export a day,\n",
+		in.ChunkRows, in.PullBatchEvents, in.BatchesPerRun, in.WebhookBatches, in.ExportsPerDay)
+	fmt.Fprintf(out, "        %d days of history, %.0f%% quarantined, %.0f partition(s) per chunk read at %.0f%% full; event_id %.0f B/row, a fact row %.0f B\n",
+		in.HistoryDays, 100*in.InvalidRate, in.PartitionsPerChunk, 100*in.PartitionFill, w["event"]["event_id"], rowWidth(w["event"]))
+	fmt.Fprintf(out, "pricing: on-demand $%.2f per TiB, 10 MB minimum per table referenced\n\n", pricePerTiB)
+	fmt.Fprintf(out, "| events/day | path | loads | commits | load jobs | query jobs | mutating DML/day: fact, raw, quarantine, ledger, state | scanned/day | scanned ÷ new rows | $/day |\n")
+	fmt.Fprintf(out, "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|\n")
+	for _, n := range scales {
+		var all dayCost
+		all.DML = map[string]float64{}
+		for _, path := range []string{"export", "pull", "webhook"} {
+			c, err := cost(shape(path, n, in), paths[path], w, in)
+			if err != nil {
+				return err
+			}
+			printRow(out, c)
+			if path != "export" {
+				all.LoadsPerDay += c.LoadsPerDay
+				all.CommitsPerDay += c.CommitsPerDay
+				all.LoadJobs += c.LoadJobs
+				all.QueryJobs += c.QueryJobs
+				all.BytesScanned += c.BytesScanned
+				all.NewBytesPerDay = c.NewBytesPerDay
+				all.EventsPerDay = c.EventsPerDay
+				for k, v := range c.DML {
+					all.DML[k] += v
+				}
+			}
+		}
+		all.Path = "pull + webhook"
+		printRow(out, all)
+	}
+	// A year of history loaded by backfill: one export a day, the tables
+	// growing from empty to a year as it goes.
+	fmt.Fprintf(out, "\nbackfill of a year by export (one export a day, %d days, the tables growing as it goes), in all:\n\n", in.HistoryDays)
+	fmt.Fprintf(out, "| events/day | loads | commits | load jobs | query jobs | mutating DML on fact | scanned | $ |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range scales {
+		var t dayCost
+		t.DML = map[string]float64{}
+		for d := 0; d < in.HistoryDays; d++ {
+			day := in
+			day.HistoryDays = d + 1 // the day's own partition is in the table as it loads
+			c, err := cost(shape("export", n, day), paths["export"], w, day)
+			if err != nil {
+				return err
+			}
+			t.LoadsPerDay += c.LoadsPerDay
+			t.CommitsPerDay += c.CommitsPerDay
+			t.LoadJobs += c.LoadJobs
+			t.QueryJobs += c.QueryJobs
+			t.DML["fact_ai_event"] += c.DML["fact_ai_event"]
+			t.BytesScanned += c.BytesScanned
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | $%s |\n", count(n), count(t.LoadsPerDay), count(t.CommitsPerDay), count(t.LoadJobs),
+			count(t.QueryJobs), count(t.DML["fact_ai_event"]), human(t.BytesScanned), money(dollars(t.BytesScanned)))
+	}
+	// Where 100M/day's bytes go, on the pull path.
+	c, err := cost(shape("pull", scales[len(scales)-1], in), paths["pull"], w, in)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, pull path, by statement:\n", count(scales[len(scales)-1]))
+	var names []string
+	for k := range c.ByRule {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool { return c.ByRule[names[i]] > c.ByRule[names[j]] })
+	for _, k := range names {
+		fmt.Fprintf(out, "  %-40s %12s  $%.2f\n", k, human(c.ByRule[k]), dollars(c.ByRule[k]))
+	}
+	return nil
+}
+
+func printRow(out io.Writer, c dayCost) {
+	newBytes := c.NewBytesPerDay
+	ratio := "—"
+	if newBytes > 0 {
+		ratio = fmt.Sprintf("%.0f×", c.BytesScanned/newBytes)
+	}
+	fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %s, %s, %s, %s, %s | %s | %s | $%s |\n",
+		count(c.EventsPerDay), c.Path, count(c.LoadsPerDay), count(c.CommitsPerDay), count(c.LoadJobs), count(c.QueryJobs),
+		count(c.DML["fact_ai_event"]), count(c.DML["raw_events"]), count(c.DML["quarantine"]), count(c.DML["load_ledger"]), count(c.DML["pipeline_state"]),
+		human(c.BytesScanned), ratio, money(dollars(c.BytesScanned)))
+}
+
+func money(d float64) string {
+	if d >= 100 {
+		return count(d)
+	}
+	return fmt.Sprintf("%.2f", d)
+}
+
+// count formats n with thousands separators (or as M for millions).
+func count(n float64) string {
+	if n >= 1e6 && math.Mod(n, 1e6) == 0 {
+		return fmt.Sprintf("%.0fM", n/1e6)
+	}
+	s := fmt.Sprintf("%.0f", n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func rowWidth(cols map[string]float64) float64 {
+	var t float64
+	for _, v := range cols {
+		t += v
+	}
+	return t
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+
+	"github.com/ktpipe/ktpipe/devstack"
+	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// runModel counts the statements of each path on the emulator at a small
+// scale (a load of two chunks), measures column widths on generated
+// events, and prints the model at each scale.
+func runModel(out io.Writer, scales []float64) error {
+	ctx := context.Background()
+	in := defaultModelInputs()
+	const seed = 42
+	// Small chunks, so one load has two, each with quarantined records as
+	// a 50,000-row chunk at 1% invalid has.
+	const chunkRows, events = 100, 200
+	var file bytes.Buffer
+	if err := ktsim.WriteFile(&file, ktsim.FileOptions{Events: events, Format: "ndjson", Seed: seed, InvalidRate: 0.1}); err != nil {
+		return err
+	}
+	gateways := schemas.GatewaySet{}
+	var dims []warehouse.Gateway
+	for _, id := range ktsim.GatewayIDs(seed) {
+		gateways[id] = true
+		dims = append(dims, warehouse.Gateway{ID: id, Name: id})
+	}
+	dir, err := os.MkdirTemp("", "ktbench-model")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	store := staging.Dir{Root: dir}
+
+	split := func(loadID string, rows int) (staging.Manifest, error) {
+		dec, err := schemas.NewDecoder(bytes.NewReader(file.Bytes()), schemas.FormatNDJSON, false)
+		if err != nil {
+			return staging.Manifest{}, err
+		}
+		sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "model", ChunkRows: rows, Gateways: gateways, IngestedAt: time.Now()}, staging.StoreSink(ctx, store))
+		if err != nil {
+			return staging.Manifest{}, err
+		}
+		if err := sp.Add(dec); err != nil {
+			return staging.Manifest{}, err
+		}
+		return sp.Close()
+	}
+	man, err := split("widths", events)
+	if err != nil {
+		return err
+	}
+	w, err := measureWidths(ctx, store, man)
+	if err != nil {
+		return err
+	}
+
+	emu, err := devstack.StartEmulator(ctx, "ktbench", io.Discard)
+	if err != nil {
+		return err
+	}
+	defer emu.Stop()
+	bq, err := emu.Client(ctx)
+	if err != nil {
+		return err
+	}
+	defer bq.Close()
+	wh, err := warehouse.New(bq, "ktbench", "model", "US")
+	if err != nil {
+		return err
+	}
+	if _, err := wh.EnsureSchema(ctx); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var rec []warehouse.Statement
+	wh.SetStatementObserver(func(s warehouse.Statement) {
+		mu.Lock()
+		rec = append(rec, s)
+		mu.Unlock()
+	})
+	var stmts []observedStmt
+	take := func(scope string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range rec {
+			if s.SQL == "" {
+				stmts = append(stmts, observedStmt{Scope: scope, Job: true, Load: s.Load})
+				continue
+			}
+			for i, part := range splitScript(s.SQL) {
+				stmts = append(stmts, observedStmt{Scope: scope, Job: i == 0, SQL: part})
+			}
+		}
+		rec = nil
+	}
+	drop := func() { mu.Lock(); rec = nil; mu.Unlock() }
+
+	// One load: every chunk staged, then merged (commit, drop), then
+	// checked; the statements of its first chunk stand for every chunk.
+	load := func(loadID, source string) error {
+		man, err := split(loadID, chunkRows)
+		if err != nil {
+			return err
+		}
+		if len(man.Chunks) < 2 || man.Chunks[0].Quarantined == 0 {
+			return fmt.Errorf("model run: want 2 chunks with quarantined records, got %+v", man.Chunks)
+		}
+		for i, c := range man.Chunks {
+			if err := stageChunk(ctx, wh, store, loadID, c); err != nil {
+				return err
+			}
+			if err := wh.CommitChunk(ctx, loadID, source, c); err != nil {
+				return err
+			}
+			if err := wh.DropStaging(ctx, loadID, c.Index); err != nil {
+				return err
+			}
+			if i == 0 {
+				take("chunk")
+			} else {
+				drop()
+			}
+		}
+		if _, err := wh.CheckLoad(ctx, loadID); err != nil {
+			return err
+		}
+		take("load")
+		return nil
+	}
+	refresh := func(scope string) error {
+		if err := wh.RefreshDimensions(ctx, dims, nil, nil); err != nil {
+			return err
+		}
+		take(scope)
+		return nil
+	}
+	paths := map[string][]observedStmt{}
+	// ExportLoad: one load, then the dimensions.
+	if err := load("model-export", "export"); err != nil {
+		return err
+	}
+	if err := refresh("load"); err != nil {
+		return err
+	}
+	paths["export"], stmts = stmts, nil
+	// IncrementalPull: the cursor read once a run; each batch is a load
+	// and a checkpoint; the dimensions once a run.
+	if _, err := wh.Checkpoint(ctx, "model"); err != nil {
+		return err
+	}
+	take("run")
+	if err := load("model-pull", "pull"); err != nil {
+		return err
+	}
+	if err := wh.SetCheckpoint(ctx, "model", "c1"); err != nil {
+		return err
+	}
+	take("load")
+	if err := refresh("run"); err != nil {
+		return err
+	}
+	paths["pull"], stmts = stmts, nil
+	// WebhookBatch: one load a window, then the dimensions.
+	if err := load("model-webhook", "webhook"); err != nil {
+		return err
+	}
+	if err := refresh("load"); err != nil {
+		return err
+	}
+	paths["webhook"] = stmts
+
+	fmt.Fprintf(out, "statements recorded on the emulator (%s), one load of 2 chunks per path:\n", devstack.BQEmulatorVersion)
+	for _, p := range []string{"export", "pull", "webhook"} {
+		n := map[string]int{}
+		for _, s := range paths[p] {
+			if s.Job {
+				n[s.Scope]++
+			}
+		}
+		fmt.Fprintf(out, "  %-8s jobs per chunk %d, per load %d, per run %d\n", p, n["chunk"], n["load"], n["run"])
+	}
+	fmt.Fprintln(out)
+	return printModel(out, in, w, paths, scales)
+}
+
+func stageChunk(ctx context.Context, wh *warehouse.Warehouse, store staging.Dir, loadID string, c staging.Chunk) error {
+	rows, err := store.Open(ctx, c.Key)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	files := warehouse.ChunkFiles{Rows: rows}
+	if c.QuarantineKey != "" {
+		q, err := store.Open(ctx, c.QuarantineKey)
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		files.Quarantine = q
+	}
+	return wh.StageChunk(ctx, loadID, c, files)
+}
+
+// measureWidths computes BigQuery's average data size per column over the
+// rows and quarantine rows the splitter wrote.
+func measureWidths(ctx context.Context, store staging.Dir, man staging.Manifest) (widths, error) {
+	w := widths{"event": {}, "quarantine": {}}
+	for kind, schema := range map[string]bigquery.Schema{"event": bqschema.EventRowSchema(), "quarantine": bqschema.QuarantineSchema()} {
+		var rows int
+		for _, c := range man.Chunks {
+			key := c.Key
+			if kind == "quarantine" {
+				key = c.QuarantineKey
+			}
+			if key == "" {
+				continue
+			}
+			f, err := store.Open(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			dec := json.NewDecoder(f)
+			for {
+				var row map[string]any
+				if err := dec.Decode(&row); err == io.EOF {
+					break
+				} else if err != nil {
+					f.Close()
+					return nil, err
+				}
+				rows++
+				for _, fs := range schema {
+					w[kind][fs.Name] += dataSize(fs, row[fs.Name])
+				}
+			}
+			f.Close()
+		}
+		if rows == 0 {
+			return nil, fmt.Errorf("model: no %s rows to measure", kind)
+		}
+		for k := range w[kind] {
+			w[kind][k] /= float64(rows)
+		}
+	}
+	return w, nil
+}
+
+// dataSize is BigQuery's size of one value of field fs
+// (https://cloud.google.com/bigquery/pricing#data).
+func dataSize(fs *bigquery.FieldSchema, v any) float64 {
+	if v == nil {
+		return 0
+	}
+	if fs.Repeated {
+		var t float64
+		items, _ := v.([]any)
+		one := *fs
+		one.Repeated = false
+		for _, it := range items {
+			t += dataSize(&one, it)
+		}
+		return t
+	}
+	switch fs.Type {
+	case bigquery.StringFieldType:
+		s, _ := v.(string)
+		return 2 + float64(len(s))
+	case bigquery.NumericFieldType:
+		return 16
+	case bigquery.BooleanFieldType:
+		return 1
+	}
+	return 8 // INT64, FLOAT64, DATE, TIMESTAMP
+}

@@ -1,0 +1,103 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+
+	"github.com/ktpipe/ktpipe/schemas"
+)
+
+// auditTable is the table the Audit workflow appends one row per run to
+// (schema in helpers' OPS contract; created with the other tables).
+const auditTable = "audit"
+
+// AuditRecord is one audit run: the data-quality figures the alerts and
+// `ktpipe status` use. A NULL column reads as zero; LagKnown is false
+// when the lag was NULL (no event on one side yet).
+type AuditRecord struct {
+	AuditedAt                          time.Time
+	APINewest, WarehouseNewest         time.Time
+	IngestionLagSeconds                float64
+	LagKnown                           bool
+	FactRows, FactDuplicateRows        int64
+	FactDuplicateRatio                 float64
+	SchemaViolations                   int64
+	IntervalStart, IntervalEnd         time.Time
+	CompletenessStart, CompletenessEnd time.Time
+	APICount, WarehouseCount           int64
+	CompletenessRatio                  float64
+}
+
+// MaxAuditRows bounds one AuditHistory read: 12 a hour for 7 days.
+const MaxAuditRows = 2016
+
+// AuditHistory reads the audit runs since a time, newest first, at most
+// limit (≤ MaxAuditRows). The filter on audited_at prunes to the days
+// asked for (the table is partitioned by DATE(audited_at)).
+func (w *Warehouse) AuditHistory(ctx context.Context, since time.Time, limit int) ([]AuditRecord, error) {
+	if limit <= 0 || limit > MaxAuditRows {
+		limit = MaxAuditRows
+	}
+	rows, err := w.query(ctx, "read audit", fmt.Sprintf(`SELECT audited_at, api_newest, warehouse_newest,
+  ingestion_lag_seconds, fact_rows, fact_duplicate_rows, fact_duplicate_ratio, schema_violations,
+  interval_start, interval_end, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio
+FROM %s WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT %d`, w.ref(auditTable), limit),
+		bigquery.QueryParameter{Name: "since", Value: since.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AuditRecord, 0, len(rows))
+	for _, r := range rows {
+		a := AuditRecord{AuditedAt: asTime(r["audited_at"]), APINewest: asTime(r["api_newest"]), WarehouseNewest: asTime(r["warehouse_newest"]),
+			IngestionLagSeconds: asFloat(r["ingestion_lag_seconds"]), LagKnown: r["ingestion_lag_seconds"] != nil,
+			FactRows: asInt(r["fact_rows"]), FactDuplicateRows: asInt(r["fact_duplicate_rows"]), FactDuplicateRatio: asFloat(r["fact_duplicate_ratio"]),
+			SchemaViolations: asInt(r["schema_violations"]), IntervalStart: asTime(r["interval_start"]), IntervalEnd: asTime(r["interval_end"]),
+			CompletenessStart: asTime(r["completeness_start"]), CompletenessEnd: asTime(r["completeness_end"]),
+			APICount: asInt(r["api_count"]), WarehouseCount: asInt(r["warehouse_count"]), CompletenessRatio: asFloat(r["completeness_ratio"])}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// ViolationCount is how many records broke one rule of one field.
+type ViolationCount struct {
+	Field, Rule string
+	Records     int64
+}
+
+// QuarantineSince counts the records quarantined since a time by field
+// and rule, most first, at most 20 kinds (a screen's worth). The filter on
+// quarantined_at prunes to the partitions asked for.
+func (w *Warehouse) QuarantineSince(ctx context.Context, since time.Time) ([]ViolationCount, error) {
+	rows, err := w.query(ctx, "count quarantine", fmt.Sprintf(`SELECT field, rule, COUNT(*) AS n FROM %s
+WHERE quarantined_at >= @since GROUP BY field, rule ORDER BY n DESC, field, rule LIMIT 20`, w.ref(schemas.TableQuarantine)),
+		bigquery.QueryParameter{Name: "since", Value: since.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ViolationCount, 0, len(rows))
+	for _, r := range rows {
+		f, _ := r["field"].(string)
+		ru, _ := r["rule"].(string)
+		out = append(out, ViolationCount{Field: f, Rule: ru, Records: asInt(r["n"])})
+	}
+	return out, nil
+}
+
+func asTime(v bigquery.Value) time.Time {
+	t, _ := v.(time.Time)
+	return t
+}
+
+func asFloat(v bigquery.Value) float64 {
+	switch n := v.(type) {
+	case float64:
+		return n
+	case int64:
+		return float64(n)
+	}
+	return 0
+}
