@@ -276,6 +276,9 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	if err != nil {
 		return fail(fmt.Errorf("warehouse schema: %w", err))
 	}
+	for _, b := range rep.Backfills {
+		logger.Info("filled added columns in existing rows (once)", "table", b.Table, "how", b.How, "statement", b.SQL)
+	}
 	logger.Info("warehouse ready", "dataset", cfg.BigQuery.Dataset, "schema", rep.String())
 	if len(rep.ForeignColumns) > 0 {
 		logger.Info("columns ktpipe does not define were left alone", "columns", rep.ForeignColumns)

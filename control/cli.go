@@ -256,7 +256,8 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	defer closeFn()
 	// Every report that can be read is printed; the error (exit 1)
 	// names the ones that could not.
-	err = wh.PrintViews(ctx, c.Stdout, warehouse.Views, *limit)
+	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
+	err = wh.PrintViews(ctx, c.Stdout, warehouse.PrintedViews(userMap != ""), *limit)
 	if *html != "" {
 		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: *limit}, *html)
 		if wrote {
@@ -265,6 +266,51 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 		err = errors.Join(err, herr)
 	}
 	return err
+}
+
+// sourceList is the glue of `events list` and `exports list` (events.go).
+func (c *CLI) sourceList(ctx context.Context, cmd string, args []string) error {
+	if len(args) == 0 || args[0] != "list" {
+		return usagef("%s: want list", cmd)
+	}
+	fs := c.flags(cmd + " list")
+	limit := fs.Int("limit", 0, "how many")
+	output := fs.String("output", OutputTable, "table or json")
+	since := fs.String("since", "5m", "events from: RFC 3339 or relative (5m, 1h, 30d)")
+	decision := fs.String("decision", "", "events of one decision")
+	status := fs.String("status", "", "exports of one status")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	var run func(SourceAPI) error
+	if cmd == "events" {
+		o := EventsListOptions{Since: *since, Limit: *limit, Decision: *decision, Output: *output}
+		if *status != "" {
+			return usagef("events list: --status is a flag of exports list")
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		run = func(api SourceAPI) error { return ListEvents(ctx, api, o, c.Stdout) }
+	} else {
+		o := ExportsListOptions{Status: *status, Limit: *limit, Output: *output}
+		if *decision != "" || *since != "5m" {
+			return usagef("exports list: --since and --decision are flags of events list")
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		run = func(api SourceAPI) error { return ListExports(ctx, api, o, c.Stdout) }
+	}
+	var cfg config.Keeptrusts
+	if err := c.load(ctx, &cfg); err != nil {
+		return err
+	}
+	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	if err != nil {
+		return configError{err}
+	}
+	return run(api)
 }
 
 func (c *CLI) tail(ctx context.Context, args []string) error {

@@ -67,6 +67,10 @@ func PrintReconcile(w io.Writer, r workflows.ReconcileResult) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", c.Since.UTC().Format("2006-01-02 15:04"), c.Source, c.Fact, c.Quarantined, c.Gap)
 	}
 	tw.Flush()
+	if r.GroupBy {
+		fmt.Fprintf(w, "    api count: the API's group_by over the range in one call (valid events; gap = api count - fact); %d windows with an unexplained gap\n", len(r.Gaps))
+		return
+	}
 	fmt.Fprintf(w, "    %d quarantined records had no usable timestamp (they explain gaps up to that many); %d windows with an unexplained gap\n", r.Unplaced, len(r.Gaps))
 }
 

@@ -63,8 +63,21 @@ overrides its variable. Exit codes: 0 ok, 1 failed, 2 usage (nothing done).`,
 				return c.status(ctx, append([]string{"--output", out}, args...))
 			}),
 		c.legacy("tail", "Print live events as JSON lines, in either output style [--decision allow|block|redact|escalate] [--cursor C]", false, c.tail),
+		c.legacy("events", "events list [--since 5m|RFC3339] [--limit 10] [--decision D]: the newest events, as the guide's kt events list", false, c.sourceLister("events")),
+		c.legacy("exports", "exports list [--status S] [--limit 50]: the exports and their status, as the guide's kt export list", false, c.sourceLister("exports")),
 		reports)
 	return root
+}
+
+// sourceLister runs `events list` or `exports list` in the chosen output
+// style.
+func (c *CLI) sourceLister(cmd string) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 0 && args[0] == "list" {
+			args = append([]string{"list", "--output", c.output}, args[1:]...)
+		}
+		return c.sourceList(ctx, cmd, args)
+	}
 }
 
 // legacy hosts a command whose body parses its own flags with package

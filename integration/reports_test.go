@@ -56,10 +56,14 @@ func TestReportsPrintsWhatItCanAndNamesAMissingView(t *testing.T) {
 	if code := c.Run(ctx, []string{"reports", "--limit", "3"}); code != control.ExitFailed {
 		t.Fatalf("exit %d, want %d\n%s%s", code, control.ExitFailed, out.String(), errOut.String())
 	}
-	for _, v := range warehouse.Views[1:] {
+	for _, v := range warehouse.PrintedViews(false)[1:] {
 		if !strings.Contains(out.String(), "("+v.Name+")") {
 			t.Errorf("report %s not printed:\n%s", v.Name, out.String())
 		}
+	}
+	// Without a user map, its team would be "unknown" for everyone.
+	if strings.Contains(out.String(), "(report_daily_spend_by_user_team)") {
+		t.Errorf("the user map's team is printed without a user map:\n%s", out.String())
 	}
 	if !strings.Contains(errOut.String(), "1 of 7 reports could not be read ("+missing.Name+")") {
 		t.Errorf("stderr does not name the missing view:\n%s", errOut.String())

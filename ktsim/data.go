@@ -96,6 +96,7 @@ type record struct {
 	provider, model, gateway, user string
 	inTok, outTok                  int64
 	costNanos                      int64
+	triggered                      []string
 }
 
 // generator makes deterministic synthetic events from a seed.
@@ -187,7 +188,7 @@ func (g *generator) event(ts time.Time) *record {
 	r := &record{
 		id: g.uuid(), ts: ts, decision: decision,
 		provider: m.Provider, model: m.Name, gateway: gw.ID, user: u.Name,
-		inTok: inTok, outTok: outTok, costNanos: cost,
+		inTok: inTok, outTok: outTok, costNanos: cost, triggered: triggered,
 	}
 	tsText := ts.UTC().Format("2006-01-02T15:04:05.000Z")
 	if g.rng.IntN(10) == 0 {

@@ -304,6 +304,40 @@ func (s *Server) Truth(since, until time.Time) Truth {
 	return t
 }
 
+// ValidEvent is a valid event's values, as the simulator generated them,
+// for checking aggregates the warehouse computes (independently of the
+// loader's decoding).
+type ValidEvent struct {
+	ID                string
+	Timestamp         time.Time // UTC
+	GatewayID         string
+	User              string
+	Provider, Model   string
+	Decision          string
+	PoliciesTriggered []string
+	InputTokens       int64
+	OutputTokens      int64
+	CostNanos         int64 // USD × 1e9, exact
+}
+
+// ValidEvents returns every distinct valid event with since <= timestamp
+// < until (zero: unbounded), in ingestion order.
+func (s *Server) ValidEvents(since, until time.Time) []ValidEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ValidEvent
+	seen := map[string]bool{}
+	for _, r := range s.records {
+		if r.invalid != "" || seen[r.id] || (!since.IsZero() && r.ts.Before(since)) || (!until.IsZero() && !r.ts.Before(until)) {
+			continue
+		}
+		seen[r.id] = true
+		out = append(out, ValidEvent{ID: r.id, Timestamp: r.ts.UTC(), GatewayID: r.gateway, User: r.user, Provider: r.provider, Model: r.model,
+			Decision: r.decision, PoliciesTriggered: slices.Clone(r.triggered), InputTokens: r.inTok, OutputTokens: r.outTok, CostNanos: r.costNanos})
+	}
+	return out
+}
+
 // ---- HTTP ----
 
 func (s *Server) routes() {

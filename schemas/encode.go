@@ -102,6 +102,17 @@ func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	} else {
 		b = appendJSONTextString(b, appendExtra(nil, ev.Extra))
 	}
+	// The guide's columns. Their table columns come last (added to
+	// existing tables at their end, bqschema.EventRowSchema); a load job
+	// matches NDJSON keys by name, so here they may precede the load's.
+	b = append(b, `,"date_id":`...)
+	b = strconv.AppendInt(b, d.DateID, 10)
+	b = append(b, `,"model_id":`...)
+	b = AppendJSONString(b, d.ModelID)
+	b = append(b, `,"user_id":`...)
+	b = AppendJSONString(b, d.UserID)
+	b = append(b, `,"policies_count":`...)
+	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
 	return b
 }
 

@@ -61,7 +61,12 @@ func TestParseValidEvent(t *testing.T) {
 		t.Errorf("decoded %+v", ev)
 	}
 	d := schemas.Transform(ev)
-	want := schemas.Derived{EventDate: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Hour: 8, TotalTokens: 1200, CostUSD: ev.Cost, PolicyCount: 1, WasBlocked: true}
+	want := schemas.Derived{EventDate: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Hour: 8, TotalTokens: 1200, CostUSD: ev.Cost,
+		// The guide's policy count is of evaluated policies, not triggered ones.
+		PolicyCount: 2, WasBlocked: true,
+		// Surrogate keys: the day of the UTC timestamp, and hashes of
+		// "6:openai"+"gpt-4o" and the user (computed apart, with sha256sum).
+		DateID: 20261101, ModelID: "959a94a23a934e27", UserID: "2a1322415fff1b1a"}
 	if d != want {
 		t.Errorf("Transform = %+v, want %+v", d, want)
 	}
@@ -343,5 +348,19 @@ func TestJSONScannerEscapesAcrossReads(t *testing.T) {
 	}
 	if err = dec.Next(&ev); !errors.Is(err, io.EOF) {
 		t.Fatalf("end: %v", err)
+	}
+}
+
+// The memo gives what Transform gives, for events it has seen and not.
+func TestKeyMemoTransformsAsTransform(t *testing.T) {
+	var m schemas.KeyMemo
+	for _, raw := range []string{validEvent, with("user", `"bo@acme.example"`), with("provider", `"azure_openai"`), validEvent} {
+		ev, err := parse(t, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := m.Transform(ev), schemas.Transform(ev); got != want {
+			t.Errorf("memo %+v, Transform %+v", got, want)
+		}
 	}
 }

@@ -119,6 +119,7 @@ type Splitter struct {
 	row      []byte
 	rawBuf   []byte // a truncated raw text
 	ev       schemas.Event
+	keys     schemas.KeyMemo
 	meta     schemas.LoadMeta
 	enc      *schemas.EventRowEncoder // rows of this load
 	min, max time.Time                // event_date range of the current chunk
@@ -227,7 +228,7 @@ func (s *Splitter) write() error {
 	for _, f := range s.ev.Extra {
 		s.unknown[f.Name] = true
 	}
-	d := schemas.Transform(&s.ev)
+	d := s.keys.Transform(&s.ev)
 	if s.min.IsZero() || d.EventDate.Before(s.min) {
 		s.min = d.EventDate
 	}

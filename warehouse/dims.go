@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"strings"
 	"time"
@@ -108,29 +109,44 @@ type Gateway struct {
 func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, prices []Price, users map[string]UserInfo) error {
 	var buf bytes.Buffer
 	for _, g := range gateways {
-		fmt.Fprintf(&buf, `{"gateway_id":%s,"name":%s,"team":%s,"environment":%s}`+"\n",
-			js(g.ID), js(g.Name), js(or(g.Team)), js(or(g.Environment)))
+		fmt.Fprintf(&buf, `{"gateway_id":%s,"name":%s,"team":%s,"environment":%s,"gateway_name":%s}`+"\n",
+			js(g.ID), js(g.Name), js(or(g.Team)), js(or(g.Environment)), js(g.Name))
 	}
 	if err := w.replace(ctx, schemas.TableDimGateway, &buf); err != nil {
 		return err
 	}
 
-	seen, err := w.query(ctx, "read models", fmt.Sprintf("SELECT DISTINCT provider, model FROM %s", w.ref(schemas.TableFact)))
+	// The models seen, with what their events cost: cost_per_1k is the
+	// observed cost of 1,000 tokens (input and output together).
+	seen, err := w.query(ctx, "read models", fmt.Sprintf(
+		"SELECT provider, model, SUM(cost_usd) AS cost, SUM(total_tokens) AS tokens FROM %s GROUP BY provider, model", w.ref(schemas.TableFact)))
 	if err != nil {
 		return err
 	}
+	per1k := map[[2]string]string{}
+	for _, r := range seen {
+		k := [2]string{r["provider"].(string), r["model"].(string)}
+		per1k[k] = costPer1k(r["cost"], r["tokens"])
+	}
 	buf.Reset()
 	known := map[[2]string]bool{}
+	model := func(k [2]string, in, out string) {
+		fmt.Fprintf(&buf, `{"provider":%s,"model":%s,"input_cost_per_1k":%s,"output_cost_per_1k":%s,"model_id":%s,"model_name":%s,"cost_per_1k":%s}`+"\n",
+			js(k[0]), js(k[1]), in, out, js(schemas.ModelID(k[0], k[1])), js(k[1]), nullable(per1k[k]))
+	}
 	for _, p := range prices {
-		known[[2]string{p.Provider, p.Model}] = true
-		fmt.Fprintf(&buf, `{"provider":%s,"model":%s,"input_cost_per_1k":%s,"output_cost_per_1k":%s}`+"\n",
-			js(p.Provider), js(p.Model), js(p.InputPer1k), js(p.OutputPer1k))
+		k := [2]string{p.Provider, p.Model}
+		if known[k] {
+			continue // one row per model_id: the first price listed wins
+		}
+		known[k] = true
+		model(k, js(p.InputPer1k), js(p.OutputPer1k))
 	}
 	for _, r := range seen {
 		k := [2]string{r["provider"].(string), r["model"].(string)}
 		if !known[k] {
 			known[k] = true
-			fmt.Fprintf(&buf, `{"provider":%s,"model":%s}`+"\n", js(k[0]), js(k[1]))
+			model(k, "null", "null")
 		}
 	}
 	if err := w.replace(ctx, schemas.TableDimModel, &buf); err != nil {
@@ -148,7 +164,7 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 		if !ok {
 			info = UserInfo{Team: Unknown, Department: Unknown}
 		}
-		fmt.Fprintf(&buf, `{"user":%s,"team":%s,"department":%s}`+"\n", js(u), js(or(info.Team)), js(or(info.Department)))
+		fmt.Fprintf(&buf, `{"user":%s,"team":%s,"department":%s,"user_id":%s}`+"\n", js(u), js(or(info.Team)), js(or(info.Department)), js(schemas.UserID(u)))
 	}
 	if err := w.replace(ctx, schemas.TableDimUser, &buf); err != nil {
 		return err
@@ -165,8 +181,8 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 			t := d.In(time.UTC)
 			_, week := t.ISOWeek()
 			wd := int(t.Weekday())
-			fmt.Fprintf(&buf, `{"date":"%s","year":%d,"quarter":%d,"month":%d,"day":%d,"weekday":%d,"iso_week":%d,"is_weekend":%t}`+"\n",
-				d, d.Year, (int(d.Month)+2)/3, int(d.Month), d.Day, wd, week, wd == 0 || wd == 6)
+			fmt.Fprintf(&buf, `{"date":"%s","year":%d,"quarter":%d,"month":%d,"day":%d,"weekday":%d,"iso_week":%d,"is_weekend":%t,"date_id":%d,"week":%d}`+"\n",
+				d, d.Year, (int(d.Month)+2)/3, int(d.Month), d.Day, wd, week, wd == 0 || wd == 6, schemas.DateID(t), week)
 		}
 	}
 	return w.replace(ctx, schemas.TableDimDate, &buf)
@@ -187,6 +203,27 @@ func (w *Warehouse) replace(ctx context.Context, table string, r *bytes.Buffer) 
 	// the finished job, new rows get a new job.
 	jobID := fmt.Sprintf("ktpipe_dim_%s_%s", table, contentHash(r.Bytes()))
 	return w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID, int64(bytes.Count(r.Bytes(), []byte("\n"))))
+}
+
+// costPer1k is 1000 × cost / tokens as a NUMERIC literal (9 decimals,
+// rounded down), or "" when there were no tokens.
+func costPer1k(cost, tokens bigquery.Value) string {
+	c, ok := cost.(*big.Rat)
+	n, ok2 := tokens.(int64)
+	if !ok || !ok2 || n <= 0 {
+		return ""
+	}
+	r := new(big.Rat).Mul(c, big.NewRat(1000, n))
+	// NUMERIC holds 9 decimals; truncate so the text never rounds up.
+	scaled := new(big.Int).Quo(new(big.Int).Mul(r.Num(), big.NewInt(1_000_000_000)), r.Denom())
+	return new(big.Rat).SetFrac(scaled, big.NewInt(1_000_000_000)).FloatString(9)
+}
+
+func nullable(s string) string {
+	if s == "" {
+		return "null"
+	}
+	return js(s)
 }
 
 func or(s string) string {

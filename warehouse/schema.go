@@ -19,6 +19,9 @@ type SchemaReport struct {
 	ForeignColumns map[string][]string // table → columns we do not define (left alone)
 	CreatedViews   []string
 	ReplacedViews  []string // their definition had changed
+	// Backfills are the one-off statements that filled columns added to
+	// tables holding rows (the guide's columns); the worker logs each.
+	Backfills []Backfill
 }
 
 func (r SchemaReport) String() string {
@@ -31,6 +34,9 @@ func (r SchemaReport) String() string {
 	}
 	for t, cols := range r.AddedColumns {
 		parts = append(parts, fmt.Sprintf("added to %s: %s", t, strings.Join(cols, ", ")))
+	}
+	for _, b := range r.Backfills {
+		parts = append(parts, fmt.Sprintf("backfilled %s (%s)", b.Table, b.How))
 	}
 	if len(r.CreatedViews) > 0 {
 		parts = append(parts, "created views "+strings.Join(r.CreatedViews, ", "))
@@ -57,8 +63,9 @@ func (e *SchemaError) Error() string {
 
 // EnsureSchema creates the dataset, tables and views that are missing,
 // applies additive changes (new NULLABLE or REPEATED columns) to existing
-// tables and replaces views whose definition changed. Running it twice
-// changes nothing the second time, and issues no DDL.
+// tables, fills columns added to tables holding rows once (see
+// backfillGuideColumns) and replaces views whose definition changed.
+// Running it twice changes nothing the second time, and issues no DDL.
 func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	rep := SchemaReport{AddedColumns: map[string][]string{}, ForeignColumns: map[string][]string{}}
 	if _, err := w.ds.Metadata(ctx); isNotFound(err) {
@@ -73,6 +80,13 @@ func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 		if err := w.ensureTable(ctx, spec, &rep); err != nil {
 			return rep, err
 		}
+	}
+	created := map[string]bool{}
+	for _, t := range rep.CreatedTables {
+		created[t] = true
+	}
+	if err := w.backfillGuideColumns(ctx, &rep, created); err != nil {
+		return rep, err
 	}
 	var err error
 	rep.CreatedViews, rep.ReplacedViews, err = w.ensureViews(ctx)

@@ -3,6 +3,7 @@ package warehouse_test
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/ktpipe/ktpipe/warehouse"
@@ -57,5 +58,22 @@ func writeFile(t *testing.T, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Without a user map every user's team is "unknown": reports leaves that
+// view out, and prints it where a map is configured.
+func TestPrintedViewsShowTheUserMapTeamOnlyWithAMap(t *testing.T) {
+	names := func(vs []warehouse.View) string {
+		var out []string
+		for _, v := range vs {
+			out = append(out, v.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	without, with := names(warehouse.PrintedViews(false)), names(warehouse.PrintedViews(true))
+	if strings.Contains(without, "report_daily_spend_by_user_team") || !strings.Contains(with, "report_daily_spend_by_user_team") ||
+		!strings.HasPrefix(without, "report_daily_spend_by_team ") {
+		t.Fatalf("without a map: %s\nwith one: %s", without, with)
 	}
 }

@@ -20,12 +20,15 @@ type View struct {
 	sql     string // with {fact}, {dim_user}, ... placeholders
 }
 
-// Views are the seed's three reports and the data-quality queries.
+// Views are the seed's three reports (as the data engineer guide defines
+// them), the data-quality queries, and the spend by the user map's teams.
 var Views = []View{
+	// The guide's team is the gateway's (dim_gateway.team, from the API),
+	// so the report needs no user map.
 	{Name: "report_daily_spend_by_team", Title: "Daily AI spend by team", OrderBy: "event_date DESC, spend_usd DESC", sql: `
-SELECT f.event_date, IFNULL(u.team, 'unknown') AS team, COUNT(*) AS requests,
+SELECT f.event_date, IFNULL(g.team, 'unknown') AS team, COUNT(*) AS requests,
   SUM(f.total_tokens) AS tokens, SUM(f.cost_usd) AS spend_usd
-FROM {fact} f LEFT JOIN {dim_user} u ON u.user = f.user
+FROM {fact} f LEFT JOIN {dim_gateway} g ON g.gateway_id = f.gateway_id
 GROUP BY f.event_date, team`},
 	{Name: "report_policy_effectiveness", Title: "Policy effectiveness", OrderBy: "triggered DESC", sql: `
 WITH evaluated AS (
@@ -37,7 +40,8 @@ WITH evaluated AS (
 SELECT e.policy, e.evaluated, IFNULL(t.triggered, 0) AS triggered, IFNULL(t.blocked, 0) AS blocked,
   ROUND(SAFE_DIVIDE(IFNULL(t.triggered, 0), e.evaluated), 4) AS trigger_rate
 FROM evaluated e LEFT JOIN triggered t ON t.policy = e.policy`},
-	{Name: "report_model_usage", Title: "Model usage distribution", OrderBy: "requests DESC", sql: `
+	// Ordered by total cost, as the guide's query is.
+	{Name: "report_model_usage", Title: "Model usage distribution", OrderBy: "spend_usd DESC, requests DESC", sql: `
 WITH usage AS (
   SELECT provider, model, COUNT(*) AS requests, SUM(input_tokens) AS input_tokens,
     SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS spend_usd
@@ -60,14 +64,37 @@ SELECT event_date, event_hour, COUNT(*) AS events FROM {fact} GROUP BY event_dat
 SELECT MAX(event_timestamp) AS latest_event, MAX(ingested_at) AS latest_load,
   TIMESTAMP_DIFF(CURRENT_TIMESTAMP(), MAX(event_timestamp), SECOND) AS lag_seconds
 FROM {fact}`},
+	// The team of the user map (KTPIPE_USER_MAP): another view of spend
+	// beside the guide's, printed by reports only where a map is set.
+	{Name: userTeamView, Title: "Daily AI spend by the user map's team", OrderBy: "event_date DESC, spend_usd DESC", sql: `
+SELECT f.event_date, IFNULL(u.team, 'unknown') AS team, IFNULL(u.department, 'unknown') AS department,
+  COUNT(*) AS requests, SUM(f.total_tokens) AS tokens, SUM(f.cost_usd) AS spend_usd
+FROM {fact} f LEFT JOIN {dim_user} u ON u.user = f.user
+GROUP BY f.event_date, team, department`},
 }
+
+const userTeamView = "report_daily_spend_by_user_team"
 
 // Reports are the seed's three standard reports.
 var Reports = Views[:3]
 
+// PrintedViews are the views `ktpipe reports` prints: all of them, but
+// the user map's team only when a user map is configured (without one,
+// every user's team is "unknown").
+func PrintedViews(userMap bool) []View {
+	var out []View
+	for _, v := range Views {
+		if v.Name != userTeamView || userMap {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func (w *Warehouse) viewSQL(v View) string {
 	r := strings.NewReplacer(
 		"{fact}", w.ref(schemas.TableFact), "{dim_user}", w.ref(schemas.TableDimUser),
+		"{dim_gateway}", w.ref(schemas.TableDimGateway),
 		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", w.ref(schemas.TableQuarantine))
 	return r.Replace(v.sql)
 }

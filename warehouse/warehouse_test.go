@@ -258,15 +258,17 @@ func TestReportsOnKnownData(t *testing.T) {
 	load(t, w, "load-r", 100,
 		event(uuid(1), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.10"),
 		event(uuid(2), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.20", "pii"),
-		event(uuid(3), "2026-11-01T12:00:00Z", "ada", "gpt-4o-mini", "redact", "0.30", "pii"),
-		event(uuid(4), "2026-11-02T09:00:00Z", "cy", "gpt-4o-mini", "block", "0.40", "toxicity"),
+		event(uuid(3), "2026-11-01T12:00:00Z", "ada", "gpt-4o", "redact", "0.30", "pii"),
+		event(uuid(4), "2026-11-02T09:00:00Z", "cy", "gpt-4o-mini", "block", "0.90", "toxicity"),
 	)
 	users := map[string]warehouse.UserInfo{"ada": {Team: "platform", Department: "eng"}, "bo": {Team: "legal", Department: "ops"}}
 	prices, err := warehouse.LoadPrices("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.RefreshDimensions(ctx, []warehouse.Gateway{{ID: gw, Name: "gw", Team: "platform", Environment: "production"}}, prices, users); err != nil {
+	// The gateway's team differs from every user's: the guide's report
+	// groups by the gateway's.
+	if err := w.RefreshDimensions(ctx, []warehouse.Gateway{{ID: gw, Name: "gw", Team: "security", Environment: "production"}}, prices, users); err != nil {
 		t.Fatal(err)
 	}
 	read := func(name string) [][]bigquery.Value {
@@ -286,9 +288,18 @@ func TestReportsOnKnownData(t *testing.T) {
 	for _, r := range read("report_daily_spend_by_team") {
 		got[fmt.Sprint(r[0], "/", r[1])] = fmt.Sprint(r[2], " ", r[4].(*big.Rat).FloatString(2))
 	}
-	want := map[string]string{"2026-11-01/platform": "2 0.40", "2026-11-01/legal": "1 0.20", "2026-11-02/unknown": "1 0.40"}
+	want := map[string]string{"2026-11-01/security": "3 0.60", "2026-11-02/security": "1 0.90"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("daily spend by team = %v, want %v", got, want)
+	}
+	// The user map's teams are a view of their own.
+	got = map[string]string{}
+	for _, r := range read("report_daily_spend_by_user_team") {
+		got[fmt.Sprint(r[0], "/", r[1])] = fmt.Sprint(r[3], " ", r[5].(*big.Rat).FloatString(2))
+	}
+	want = map[string]string{"2026-11-01/platform": "2 0.40", "2026-11-01/legal": "1 0.20", "2026-11-02/unknown": "1 0.90"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("daily spend by user team = %v, want %v", got, want)
 	}
 	pol := map[string]string{}
 	for _, r := range read("report_policy_effectiveness") {
@@ -299,11 +310,17 @@ func TestReportsOnKnownData(t *testing.T) {
 		t.Errorf("policy effectiveness = %v", pol)
 	}
 	models := map[string]string{}
-	for _, r := range read("report_model_usage") {
+	usage := read("report_model_usage")
+	for _, r := range usage {
 		models[r[1].(string)] = fmt.Sprint(r[2], " ", r[3])
 	}
-	if models["gpt-4o"] != "2 0.5" || models["gpt-4o-mini"] != "2 0.5" {
+	if models["gpt-4o"] != "3 0.75" || models["gpt-4o-mini"] != "1 0.25" {
 		t.Errorf("model usage = %v", models)
+	}
+	// Ordered by total cost, as the guide's query: the model with fewer
+	// requests but more spend comes first.
+	if usage[0][1] != "gpt-4o-mini" {
+		t.Errorf("model usage starts with %v, want gpt-4o-mini (highest cost)", usage[0][1])
 	}
 	dup := read("dq_duplicate_rate")
 	if fmt.Sprint(dup[0][0], dup[0][1]) != "4 4" {

@@ -28,7 +28,7 @@ type WindowCount struct {
 	Source      int64     `json:"source"`      // events the API counts
 	Fact        int64     `json:"fact"`        // rows in fact_ai_event
 	Quarantined int64     `json:"quarantined"` // quarantined records whose timestamp is in the window
-	Gap         int64     `json:"gap"`         // Source - Fact - Quarantined
+	Gap         int64     `json:"gap"`         // Source - Fact - Quarantined (with GroupBy: Source - Fact)
 }
 
 // ReconcileResult lists every window and the gaps.
@@ -40,12 +40,25 @@ type ReconcileResult struct {
 	Unplaced int64         `json:"unplaced"`
 	Gaps     []WindowCount `json:"gaps"`    // windows with a gap larger than Unplaced
 	Replays  []string      `json:"replays"` // Replay workflow ids started for those
+	// GroupBy: Source is the API's group_by requests over the whole range
+	// in one call (the events it aggregates: valid ones), so each window
+	// must hold exactly that many in Fact (Gap = Source - Fact) and the
+	// quarantine explains nothing. Otherwise Source is count=true per
+	// window, which counts invalid records too.
+	GroupBy bool `json:"groupBy"`
 }
 
 // MaxReconcileWindows bounds one Reconcile run.
 const MaxReconcileWindows = 2000
 
-// Reconcile compares the API's count=true with the warehouse per window.
+// reconcileGroupByChange versions the source count: one group_by call per
+// range instead of one count per window. Runs recorded before it replay
+// the per-window path.
+const reconcileGroupByChange = "reconcile-group-by"
+
+// Reconcile compares the API's count of events with the warehouse per
+// window: group_by=date,hour over the whole range in one call where the
+// windows are whole hours, count=true per window otherwise.
 func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error) {
 	if err := in.Check(); err != nil {
 		return ReconcileResult{}, err
@@ -70,7 +83,19 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		WindowStartKey.ValueSet(in.Since), WindowEndKey.ValueSet(in.Until)); err != nil {
 		return res, err
 	}
-	for t := in.Since; t.Before(in.Until); t = t.Add(in.Step) {
+	// One API call for the whole range where group_by's hours can serve
+	// the windows; a range or step in parts of hours, or longer than one
+	// call may ask for, is counted window by window.
+	steps := activities.Steps{Since: in.Since, Until: in.Until, Step: in.Step}
+	var bySource []int64
+	if workflow.GetVersion(ctx, reconcileGroupByChange, workflow.DefaultVersion, 1) == 1 &&
+		activities.HourAligned(steps) && in.Until.Sub(in.Since) <= activities.MaxGroupedHours*time.Hour {
+		if err := workflow.ExecuteActivity(apiCtx(ctx), a.CountSourceByWindow, steps).Get(ctx, &bySource); err != nil {
+			return res, fmt.Errorf("count source by hour: %w", err)
+		}
+		res.GroupBy = true
+	}
+	for i, t := 0, in.Since; t.Before(in.Until); i, t = i+1, t.Add(in.Step) {
 		end := t.Add(in.Step)
 		if end.After(in.Until) {
 			end = in.Until
@@ -78,7 +103,12 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		w := activities.Window{Since: t, Until: end}
 		var src int64
 		var wh activities.WarehouseCount
-		if err := workflow.ExecuteActivity(apiCtx(ctx), a.CountSource, w).Get(ctx, &src); err != nil {
+		if res.GroupBy {
+			if i >= len(bySource) {
+				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: %d windows counted, want %d", len(bySource), i+1), "BadInput", nil)
+			}
+			src = bySource[i]
+		} else if err := workflow.ExecuteActivity(apiCtx(ctx), a.CountSource, w).Get(ctx, &src); err != nil {
 			return res, fmt.Errorf("count source %s: %w", t, err)
 		}
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), a.CountWarehouse, w).Get(ctx, &wh); err != nil {
@@ -86,11 +116,14 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		}
 		res.Unplaced = wh.Unplaced
 		details(ctx, ReconcileSummary(in), fmt.Sprintf("counted up to %s", end.UTC().Format(time.RFC3339)))
-		res.Windows = append(res.Windows, WindowCount{Since: t, Until: end, Source: src, Fact: wh.Fact, Quarantined: wh.Quarantined,
-			Gap: src - wh.Fact - wh.Quarantined})
+		gap := src - wh.Fact - wh.Quarantined
+		if res.GroupBy {
+			gap = src - wh.Fact
+		}
+		res.Windows = append(res.Windows, WindowCount{Since: t, Until: end, Source: src, Fact: wh.Fact, Quarantined: wh.Quarantined, Gap: gap})
 	}
 	for _, w := range res.Windows {
-		if w.Gap > res.Unplaced || w.Gap < 0 {
+		if w.Gap < 0 || (res.GroupBy && w.Gap > 0) || w.Gap > res.Unplaced {
 			res.Gaps = append(res.Gaps, w)
 		}
 	}

@@ -620,3 +620,49 @@ func TestBackfillProgressKeepsTheFailureCountInJSON(t *testing.T) {
 		t.Fatalf("after JSON: %d failed, %d messages; want 25 and 1 (%s)", out.Failed, len(out.Failures), b)
 	}
 }
+
+// Reconcile asks the API once for the whole range (group_by by hour), not
+// once per window, and compares each window's events with the fact table.
+func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Reconcile)
+	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	until := since.Add(72 * time.Hour)
+	env.OnActivity(acts.CountSourceByWindow, mock.Anything, activities.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
+		Return([]int64{10, 5, 7}, nil).Once()
+	env.OnActivity(acts.CountSource, mock.Anything, mock.Anything).Return(int64(0), nil).Never()
+	fact := map[time.Time]int64{since: 10, since.Add(24 * time.Hour): 5, since.Add(48 * time.Hour): 6}
+	env.OnActivity(acts.CountWarehouse, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, w activities.Window) (activities.WarehouseCount, error) {
+			return activities.WarehouseCount{Fact: fact[w.Since], Quarantined: 1, Unplaced: 2}, nil
+		}).Times(3)
+	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: 24 * time.Hour})
+	var res workflows.ReconcileResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	// group_by counts what the API aggregates: the third window lacks one
+	// event in the fact table, which the quarantine does not explain.
+	if !res.GroupBy || len(res.Windows) != 3 || len(res.Gaps) != 1 || res.Gaps[0].Gap != 1 || !res.Gaps[0].Since.Equal(since.Add(48*time.Hour)) {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+// A step in parts of an hour cannot be served by group_by's hours: each
+// window is counted on its own.
+func TestReconcileCountsPartHourWindowsOneByOne(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Reconcile)
+	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	env.OnActivity(acts.CountSourceByWindow, mock.Anything, mock.Anything).Return(nil, nil).Never()
+	env.OnActivity(acts.CountSource, mock.Anything, mock.Anything).Return(int64(3), nil).Times(2)
+	env.OnActivity(acts.CountWarehouse, mock.Anything, mock.Anything).Return(activities.WarehouseCount{Fact: 2, Quarantined: 1}, nil).Times(2)
+	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: since.Add(time.Hour), Step: 30 * time.Minute})
+	var res workflows.ReconcileResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.GroupBy || len(res.Windows) != 2 || len(res.Gaps) != 0 {
+		t.Fatalf("result %+v", res)
+	}
+}

@@ -66,6 +66,16 @@ func EventRowSchema() bigquery.Schema {
 		req("load_id", bigquery.StringFieldType),
 		req("source", bigquery.StringFieldType),
 		req("ingested_at", bigquery.TimestampFieldType),
+		// The data engineer guide's star schema keys and its policy count
+		// (see schemas.Transform), last and NULLABLE: they were added to
+		// existing tables, where a new column must be both (the commit
+		// copies staging rows by position). Every row ktpipe writes has
+		// them; rows loaded before they existed were backfilled once
+		// (warehouse.EnsureSchema).
+		opt("date_id", bigquery.IntegerFieldType),
+		opt("model_id", bigquery.StringFieldType),
+		opt("user_id", bigquery.StringFieldType),
+		opt("policies_count", bigquery.IntegerFieldType),
 	}
 }
 
@@ -117,16 +127,23 @@ func Tables() []TableSpec {
 				req("user", bigquery.StringFieldType),
 				req("team", bigquery.StringFieldType),
 				req("department", bigquery.StringFieldType),
+				opt("user_id", bigquery.StringFieldType), // schemas.UserID
 			},
 		},
 		{
 			Name:        schemas.TableDimModel,
-			Description: "Models with their provider and list price per 1k tokens.",
+			Description: "Models with their provider, list prices per 1k tokens and the observed cost per 1k tokens.",
 			Schema: bigquery.Schema{
 				req("provider", bigquery.StringFieldType),
 				req("model", bigquery.StringFieldType),
 				opt("input_cost_per_1k", bigquery.NumericFieldType),
 				opt("output_cost_per_1k", bigquery.NumericFieldType),
+				opt("model_id", bigquery.StringFieldType),   // schemas.ModelID
+				opt("model_name", bigquery.StringFieldType), // the guide's name for model
+				// cost_per_1k is what 1,000 tokens (input and output) cost on
+				// average in the fact table: the guide keeps one price per
+				// model, the price table two. NULL for a model with no events.
+				opt("cost_per_1k", bigquery.NumericFieldType),
 			},
 		},
 		{
@@ -141,6 +158,8 @@ func Tables() []TableSpec {
 				req("weekday", bigquery.IntegerFieldType),
 				req("iso_week", bigquery.IntegerFieldType),
 				req("is_weekend", bigquery.BooleanFieldType),
+				opt("date_id", bigquery.IntegerFieldType), // schemas.DateID: 20261129
+				opt("week", bigquery.IntegerFieldType),    // the guide's name for iso_week
 			},
 		},
 		{
@@ -151,6 +170,7 @@ func Tables() []TableSpec {
 				req("name", bigquery.StringFieldType),
 				req("team", bigquery.StringFieldType),
 				req("environment", bigquery.StringFieldType),
+				opt("gateway_name", bigquery.StringFieldType), // the guide's name for name
 			},
 		},
 		{

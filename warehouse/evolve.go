@@ -1,0 +1,282 @@
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/googleapi"
+
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
+)
+
+// The data engineer guide's columns were added to tables that already
+// held rows. EnsureSchema adds them (NULLABLE, at the end), then fills
+// them once in the rows written before, with the same values the loader
+// writes now (schemas.Transform), and records that in pipeline_state so
+// later starts only read one checkpoint.
+
+// backfillColumn is one column a backfill sets, and the SQL that computes it from
+// the row's other columns.
+type backfillColumn struct {
+	name string
+	expr string
+	new  bool // added with the guide's columns (false: an existing column whose meaning changed)
+}
+
+// dateIDSQL is schemas.DateID in SQL.
+func dateIDSQL(col string) string {
+	return fmt.Sprintf("EXTRACT(YEAR FROM %[1]s) * 10000 + EXTRACT(MONTH FROM %[1]s) * 100 + EXTRACT(DAY FROM %[1]s)", col)
+}
+
+// KeySQL holds schemas.ModelID and schemas.UserID in SQL;
+// TestGuideColumnsEvolveAnOldDataset compares them with the Go functions.
+var KeySQL = struct{ ModelID, UserID string }{
+	ModelID: "SUBSTR(TO_HEX(SHA256(CONCAT(CAST(BYTE_LENGTH(provider) AS STRING), ':', provider, model))), 1, 16)",
+	UserID:  "SUBSTR(TO_HEX(SHA256(`user`)), 1, 16)",
+}
+
+// guideBackfills are the columns of each table to fill in rows written
+// before the guide's columns existed, in the order of the table's schema.
+func guideBackfills() map[string][]backfillColumn {
+	event := []backfillColumn{
+		{"date_id", dateIDSQL("event_date"), true},
+		{"model_id", KeySQL.ModelID, true},
+		{"user_id", KeySQL.UserID, true},
+		{"policies_count", "ARRAY_LENGTH(policies_evaluated)", true},
+		// policy_count counted triggered policies before; the guide counts
+		// evaluated ones.
+		{"policy_count", "ARRAY_LENGTH(policies_evaluated)", false},
+	}
+	return map[string][]backfillColumn{
+		schemas.TableRaw:     event,
+		schemas.TableFact:    event,
+		schemas.TableDimUser: {{"user_id", KeySQL.UserID, true}},
+		// cost_per_1k comes from the fact table at the next refresh.
+		schemas.TableDimModel: {{"model_id", KeySQL.ModelID, true}, {"model_name", "model", true},
+			{"cost_per_1k", "CAST(NULL AS NUMERIC)", true}},
+		schemas.TableDimDate:    {{"date_id", dateIDSQL("date"), true}, {"week", "iso_week", true}},
+		schemas.TableDimGateway: {{"gateway_name", "name", true}},
+	}
+}
+
+// guideColumnsKey marks in pipeline_state that the backfill ran.
+const guideColumnsKey = "schema_backfill_guide_columns"
+
+// Backfill is one backfill EnsureSchema ran, for the worker's log.
+type Backfill struct {
+	Table string
+	How   string // "update", or "rebuild" where the backend cannot see added columns
+	SQL   string
+}
+
+// backfillGuideColumns fills the guide's columns in rows written before
+// they existed, once per dataset. Each statement only touches rows whose
+// first new column is NULL, so running it again (a worker killed before
+// the checkpoint was written) changes nothing twice.
+//
+// Rows an older worker writes after this ran (a rolling upgrade) keep
+// NULLs; the README says to stop old workers first.
+func (w *Warehouse) backfillGuideColumns(ctx context.Context, rep *SchemaReport, created map[string]bool) error {
+	fills := guideBackfills()
+	fresh := true
+	for table := range fills {
+		fresh = fresh && created[table]
+	}
+	if fresh {
+		// A new dataset: nothing to fill; one write, no reads.
+		return w.SetCheckpoint(ctx, guideColumnsKey, "done")
+	}
+	done, err := w.Checkpoint(ctx, guideColumnsKey)
+	if err != nil {
+		return fmt.Errorf("schema backfill: %w", err)
+	}
+	if done != "" {
+		return nil
+	}
+	for _, spec := range bqschema.Tables() {
+		cols, ok := fills[spec.Name]
+		if !ok {
+			continue
+		}
+		_, err := w.ds.Table(backupName(spec.Name)).Metadata(ctx)
+		haveBackup := err == nil
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("read %s: %w", backupName(spec.Name), err)
+		}
+		if created[spec.Name] && !haveBackup {
+			continue // a table created now has no old rows
+		}
+		b, err := w.backfillTable(ctx, spec, cols, haveBackup)
+		if err != nil {
+			return fmt.Errorf("schema backfill of %s: %w", spec.Name, err)
+		}
+		rep.Backfills = append(rep.Backfills, b)
+	}
+	return w.SetCheckpoint(ctx, guideColumnsKey, "done")
+}
+
+// backfillTable fills one table in place where the engine sees the added
+// columns (BigQuery), and rebuilds it where it does not (the emulator),
+// or where an earlier rebuild left its copy behind.
+func (w *Warehouse) backfillTable(ctx context.Context, spec bqschema.TableSpec, cols []backfillColumn, haveBackup bool) (Backfill, error) {
+	var set []string
+	for _, c := range cols {
+		set = append(set, fmt.Sprintf("`%s` = %s", c.name, c.expr))
+	}
+	update := fmt.Sprintf("UPDATE %s SET %s WHERE `%s` IS NULL", w.ref(spec.Name), strings.Join(set, ", "), cols[0].name)
+	seen, err := w.seesColumns(ctx, spec.Name, cols)
+	if err != nil {
+		return Backfill{}, err
+	}
+	if seen && !haveBackup {
+		return Backfill{Table: spec.Name, How: "update", SQL: update}, w.exec(ctx, "backfill "+spec.Name, update)
+	}
+	sql, err := w.rebuild(ctx, spec, cols, seen, haveBackup)
+	return Backfill{Table: spec.Name, How: "rebuild", SQL: sql}, err
+}
+
+// seesColumns says whether the query engine knows the new columns. On
+// BigQuery it does as soon as they are added; the emulator records them
+// in the table's metadata but its engine keeps the table's first schema
+// (and ignores ALTER TABLE ADD COLUMN), answering 400 to any query that
+// names one. A missing table (a rebuild interrupted after the drop) sees
+// nothing.
+func (w *Warehouse) seesColumns(ctx context.Context, table string, cols []backfillColumn) (bool, error) {
+	if _, err := w.ds.Table(table).Metadata(ctx); isNotFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("read table %s: %w", table, err)
+	}
+	var names []string
+	for _, c := range cols {
+		if c.new {
+			names = append(names, "`"+c.name+"`")
+		}
+	}
+	_, err := w.query(ctx, "probe "+table, fmt.Sprintf("SELECT %s FROM %s LIMIT 0", strings.Join(names, ", "), w.ref(table)))
+	var ge *googleapi.Error
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ge) && ge.Code == http.StatusBadRequest:
+		return false, nil
+	}
+	return false, err
+}
+
+func backupName(table string) string { return table + "__ktpipe_evolve" }
+
+// rebuild gives a table whose added columns the engine cannot see (the
+// emulator) a new table with them, and the old rows with their values
+// computed: copy the rows aside, drop the table, create it with the
+// whole schema, insert the copy with the new columns' values, drop the
+// copy. It resumes after a kill at any step: while the old table still
+// exists unchanged the copy is made again from it; once it is gone the
+// copy is complete, and the table is refilled from the copy.
+//
+// Only for a backend whose engine does not see added columns: on
+// BigQuery the in-place UPDATE runs instead. Like that backend, it
+// assumes one worker: a commit by another worker between the copy and
+// the drop would be lost.
+func (w *Warehouse) rebuild(ctx context.Context, spec bqschema.TableSpec, cols []backfillColumn, tableSees, haveBackup bool) (string, error) {
+	t, bak := w.ds.Table(spec.Name), w.ds.Table(backupName(spec.Name))
+	isNew := map[string]bool{}
+	expr := map[string]string{}
+	for _, c := range cols {
+		isNew[c.name] = c.new
+		expr[c.name] = c.expr
+	}
+	md, err := t.Metadata(ctx)
+	tableExists := !isNotFound(err)
+	if err != nil && tableExists {
+		return "", fmt.Errorf("read table %s: %w", spec.Name, err)
+	}
+	if tableExists && !tableSees {
+		// The old table is intact: (re)make the copy of its old columns.
+		if haveBackup {
+			if err := bak.Delete(ctx); err != nil && !isNotFound(err) {
+				return "", fmt.Errorf("drop stale copy %s: %w", backupName(spec.Name), err)
+			}
+		}
+		var old bigquery.Schema
+		var names []string
+		for _, f := range md.Schema {
+			if !isNew[f.Name] {
+				old = append(old, f)
+				names = append(names, "`"+f.Name+"`")
+			}
+		}
+		if err := bak.Create(ctx, &bigquery.TableMetadata{Schema: old, Description: "ktpipe: copy of " + spec.Name + " while its schema evolves"}); err != nil {
+			return "", fmt.Errorf("create copy of %s: %w", spec.Name, err)
+		}
+		cols := strings.Join(names, ", ")
+		if err := w.exec(ctx, "copy "+spec.Name, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", w.ref(backupName(spec.Name)), cols, cols, w.ref(spec.Name))); err != nil {
+			return "", err
+		}
+		n, err := w.countRows(ctx, spec.Name)
+		if err != nil {
+			return "", err
+		}
+		if m, err := w.countRows(ctx, backupName(spec.Name)); err != nil || m != n {
+			return "", fmt.Errorf("copy of %s holds %d rows, the table %d (%v)", spec.Name, m, n, err)
+		}
+		if err := t.Delete(ctx); err != nil {
+			return "", fmt.Errorf("drop %s to rebuild it: %w", spec.Name, err)
+		}
+		tableExists = false
+	}
+	bmd, err := bak.Metadata(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read copy of %s: %w", spec.Name, err)
+	}
+	// The new schema: the copy's columns (ours and any foreign ones, in
+	// their order), then ours that it lacks.
+	schema := append(bigquery.Schema{}, bmd.Schema...)
+	have := map[string]bool{}
+	for _, f := range schema {
+		have[f.Name] = true
+	}
+	for _, f := range spec.Schema {
+		if !have[f.Name] {
+			schema = append(schema, f)
+		}
+	}
+	if !tableExists {
+		tm := &bigquery.TableMetadata{Schema: schema, Description: spec.Description}
+		if spec.PartitionField != "" {
+			tm.TimePartitioning = &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: spec.PartitionField}
+		}
+		if len(spec.Clustering) > 0 {
+			tm.Clustering = &bigquery.Clustering{Fields: spec.Clustering}
+		}
+		if err := t.Create(ctx, tm); err != nil && !isConflict(err) {
+			return "", fmt.Errorf("create %s with its new columns: %w", spec.Name, err)
+		}
+	}
+	var names, values []string
+	for _, f := range schema {
+		names = append(names, "`"+f.Name+"`")
+		if e, ok := expr[f.Name]; ok {
+			values = append(values, e)
+		} else {
+			values = append(values, "`"+f.Name+"`")
+		}
+	}
+	// The table may hold part of an insert a kill interrupted: start over.
+	if err := w.exec(ctx, "empty "+spec.Name, fmt.Sprintf("DELETE FROM %s WHERE TRUE", w.ref(spec.Name))); err != nil {
+		return "", err
+	}
+	fill := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", w.ref(spec.Name), strings.Join(names, ", "), strings.Join(values, ", "), w.ref(backupName(spec.Name)))
+	if err := w.exec(ctx, "refill "+spec.Name, fill); err != nil {
+		return fill, err
+	}
+	if err := bak.Delete(ctx); err != nil && !isNotFound(err) {
+		return fill, fmt.Errorf("drop copy of %s: %w", spec.Name, err)
+	}
+	return fill, nil
+}
