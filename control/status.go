@@ -573,17 +573,7 @@ func (c *Control) LastReconcile(ctx context.Context) (*ReconcileStatus, error) {
 		if win.Until.After(s.Until) {
 			s.Until = win.Until
 		}
-		s.Source += win.Source
-		s.Warehouse += win.Fact + win.Quarantined
 	}
-	// Quarantined records without a usable timestamp are counted by the
-	// API in some window the warehouse cannot name; as in Reconcile, they
-	// explain a gap up to their number.
-	if miss := s.Source - s.Warehouse; miss > 0 {
-		s.Warehouse += min(miss, res.Unplaced)
-	}
-	if s.Source > 0 {
-		s.Ratio = float64(s.Warehouse) / float64(s.Source)
-	}
+	s.Source, s.Warehouse, s.Ratio = res.Completeness()
 	return &s, nil
 }

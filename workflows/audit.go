@@ -171,15 +171,8 @@ func ScheduledReconcile(ctx workflow.Context, in ScheduledReconcileInput) (Recon
 		Step: in.Step, Tuning: in.Tuning}).Get(ctx, &res); err != nil {
 		return st, fmt.Errorf("reconcile %s: %w", st.Since.Format("2006-01-02"), err)
 	}
-	for _, w := range res.Windows {
-		st.Source += w.Source
-		st.Warehouse += w.Fact + w.Quarantined
-	}
+	st.Source, st.Warehouse, st.Ratio = res.Completeness()
 	st.Gaps = len(res.Gaps)
-	st.Ratio = 1
-	if st.Source > 0 {
-		st.Ratio = float64(st.Warehouse) / float64(st.Source)
-	}
 	if err := workflow.ExecuteActivity(warehouseCtx(ctx, in.Tuning.withDefaults()), a.RecordReconcile, st).Get(ctx, nil); err != nil {
 		return st, fmt.Errorf("record reconcile state: %w", err)
 	}

@@ -48,6 +48,31 @@ type ReconcileResult struct {
 	GroupBy bool `json:"groupBy"`
 }
 
+// Completeness sums the windows: the events the API counted, what the
+// warehouse holds against them, and the ratio (1 when the API counted
+// none). With count=true per window the API counts invalid records too,
+// so the quarantine counts, and up to Unplaced quarantined records
+// without a usable timestamp explain a shortfall; group_by counts valid
+// events only, so only fact rows do. The one rule for the daily
+// reconcile's metric and for status.
+func (r ReconcileResult) Completeness() (source, warehouse int64, ratio float64) {
+	for _, w := range r.Windows {
+		source += w.Source
+		warehouse += w.Fact
+		if !r.GroupBy {
+			warehouse += w.Quarantined
+		}
+	}
+	if miss := source - warehouse; miss > 0 && !r.GroupBy {
+		warehouse += min(miss, r.Unplaced)
+	}
+	ratio = 1
+	if source > 0 {
+		ratio = float64(warehouse) / float64(source)
+	}
+	return source, warehouse, ratio
+}
+
 // MaxReconcileWindows bounds one Reconcile run.
 const MaxReconcileWindows = 2000
 
