@@ -559,6 +559,11 @@ func (s *stack) verdict(ctx context.Context, r *Report) {
 	if r.Failed, err = s.ctl.ListWorkflows(ctx, "Failed", 200); err != nil {
 		r.Err = err.Error()
 	}
+	// One audit at the end, as the schedule would run it, so the status
+	// below reports lag, duplicates and completeness from the warehouse.
+	if err := s.audit(ctx); err != nil {
+		r.Err = err.Error()
+	}
 	r.Status = s.status(ctx)
 	h, err := s.readHistories(ctx)
 	if err != nil {
@@ -569,6 +574,22 @@ func (s *stack) verdict(ctx context.Context, r *Report) {
 		a := &r.Actions[i]
 		a.Progress, a.progressOK = h.progressAfter(a.from)
 	}
+}
+
+// audit runs the Audit workflow once over the soak's days (bounded to
+// 5 min).
+func (s *stack) audit(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	run, err := s.ctl.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ktpipe-chaos-audit", TaskQueue: s.ctl.TaskQueue},
+		workflows.Audit, workflows.AuditInput{Interval: time.Hour, Days: s.o.Days + 2, Tuning: s.o.Tuning})
+	if err != nil {
+		return fmt.Errorf("start the final audit: %w", err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		return fmt.Errorf("final audit: %w", err)
+	}
+	return nil
 }
 
 // status is what `ktpipe status` prints for this stack.

@@ -163,7 +163,11 @@ func (w *Warehouse) seesColumns(ctx context.Context, table string, cols []backfi
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.As(err, &ge) && ge.Code == http.StatusBadRequest:
+	case errors.As(err, &ge) && ge.Code == http.StatusBadRequest && strings.Contains(ge.Message, "Unrecognized name"):
+		// Only the analyzer's "this column does not exist" sends a table
+		// to rebuild (which drops and re-creates it): BigQuery sees added
+		// columns, so there any other 400 is an error to report, never a
+		// reason to drop a table.
 		return false, nil
 	}
 	return false, err
