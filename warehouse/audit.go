@@ -111,7 +111,8 @@ SELECT
 }
 
 // AppendAudit writes an audit row once: a retry of the same audit (same
-// audited_at, from the workflow) adds nothing.
+// audited_at, from the workflow) adds nothing. The lag is NULL when the
+// API reported no event (nothing to measure it against).
 func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 	ts := func(name string, t time.Time) []bigquery.QueryParameter {
 		return []bigquery.QueryParameter{{Name: name, Value: t.UTC()}, {Name: "has_" + name, Value: !t.IsZero()}}
@@ -142,7 +143,7 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 	sql := fmt.Sprintf(`INSERT INTO %[1]s (audited_at, api_newest, warehouse_newest, ingestion_lag_seconds, fact_rows,
   fact_duplicate_rows, fact_duplicate_ratio, source_records, source_resends, source_resend_ratio, interval_start,
   interval_end, schema_violations, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio)
-SELECT @audited_at, %[2]s, %[3]s, @lag, @fact_rows, @fact_dups, @fact_dup_ratio, @records, @resends, @resend_ratio,
+SELECT @audited_at, %[2]s, %[3]s, IF(@has_api_newest, @lag, NULL), @fact_rows, @fact_dups, @fact_dup_ratio, @records, @resends, @resend_ratio,
   %[4]s, %[5]s, @violations, %[6]s, %[7]s, @api_count, @wh_count, @completeness
 FROM (SELECT 1 AS one) AS x
 WHERE NOT EXISTS (SELECT 1 FROM %[1]s a WHERE a.audited_at = @audited_at)`,

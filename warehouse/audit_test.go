@@ -65,8 +65,16 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.AuditedAt.Equal(now) || got.IngestionLagSeconds != 300 || got.FactDuplicateRatio != 0.25 || got.SchemaViolations != 1 || got.CompletenessRatio != 0.5 {
+	if !got.AuditedAt.Equal(now) || got.IngestionLagSeconds != 300 || !got.LagKnown || got.FactDuplicateRatio != 0.25 || got.SchemaViolations != 1 || got.CompletenessRatio != 0.5 {
 		t.Errorf("latest audit %+v", got)
+	}
+	// An audit that found no event at the API: no lag to report.
+	later := now.Add(time.Second)
+	if err := w.AppendAudit(ctx, warehouse.AuditRow{AuditedAt: later, CompletenessRatio: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = w.LatestAudit(ctx, now.Add(-time.Hour)); err != nil || !got.AuditedAt.Equal(later) || got.LagKnown {
+		t.Errorf("audit without an API event: %+v %v, want the lag unknown", got, err)
 	}
 	it, err := bq.Query(fmt.Sprintf("SELECT COUNT(*) AS n, COUNTIF(interval_start IS NULL) AS no_start FROM `%s.%s.audit`", project, ds)).Read(ctx)
 	if err != nil {
@@ -79,7 +87,7 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 	if err := it.Next(&r); err != nil {
 		t.Fatal(err)
 	}
-	if r.N != 1 || r.NoStart != 1 {
-		t.Errorf("audit table: %d rows (%d with a NULL interval_start), want 1 (1): written once, zero times as NULL", r.N, r.NoStart)
+	if r.N != 2 || r.NoStart != 2 {
+		t.Errorf("audit table: %d rows (%d with a NULL interval_start), want 2 (2): each written once, zero times as NULL", r.N, r.NoStart)
 	}
 }
