@@ -275,7 +275,7 @@ func (c *CLI) sourceList(ctx context.Context, cmd string, args []string) error {
 	}
 	fs := c.flags(cmd + " list")
 	limit := fs.Int("limit", 0, "how many")
-	output := fs.String("output", OutputTable, "table or json")
+	output := fs.String("output", outputTable, "table or json")
 	since := fs.String("since", "5m", "events from: RFC 3339 or relative (5m, 1h, 30d)")
 	decision := fs.String("decision", "", "events of one decision")
 	status := fs.String("status", "", "exports of one status")

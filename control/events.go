@@ -25,12 +25,6 @@ type SourceAPI interface {
 	ListExports(ctx context.Context, status string, limit int) ([]keeptrusts.Export, error)
 }
 
-// Output formats of the debugging verbs.
-const (
-	OutputTable = "table"
-	OutputJSON  = "json"
-)
-
 // EventsListOptions are `ktpipe events list`'s flags.
 type EventsListOptions struct {
 	// Since is where the list starts: an RFC 3339 time or a duration back
@@ -56,7 +50,7 @@ func (o *EventsListOptions) Validate() error {
 		o.Limit = 10
 	}
 	if o.Output == "" {
-		o.Output = OutputTable
+		o.Output = outputTable
 	}
 	if _, err := time.Parse(time.RFC3339, o.Since); err != nil && !relativeSince.MatchString(o.Since) {
 		return usagef("--since %q: want an RFC 3339 time or a duration back from now like 5m, 1h, 30d", o.Since)
@@ -73,7 +67,7 @@ func (o *EventsListOptions) Validate() error {
 }
 
 func validOutput(o string) error {
-	if o != OutputTable && o != OutputJSON {
+	if o != outputTable && o != outputJSON {
 		return usagef("--output %q: want table or json", o)
 	}
 	return nil
@@ -103,7 +97,7 @@ func ListEvents(ctx context.Context, api SourceAPI, o EventsListOptions, w io.Wr
 	if err != nil {
 		return fmt.Errorf("events list: %w", err)
 	}
-	if o.Output == OutputJSON {
+	if o.Output == outputJSON {
 		var out bytes.Buffer
 		if err := json.Indent(&out, page.Body, "", "  "); err != nil {
 			return fmt.Errorf("events list: the API's page is not JSON: %w", err)
@@ -164,7 +158,7 @@ func (o *ExportsListOptions) Validate() error {
 		o.Limit = 50
 	}
 	if o.Output == "" {
-		o.Output = OutputTable
+		o.Output = outputTable
 	}
 	switch o.Status {
 	case "", "queued", "running", "completed", "failed", "expired":
@@ -186,7 +180,7 @@ func ListExports(ctx context.Context, api SourceAPI, o ExportsListOptions, w io.
 	if err != nil {
 		return fmt.Errorf("exports list: %w", err)
 	}
-	if o.Output == OutputJSON {
+	if o.Output == outputJSON {
 		if exps == nil {
 			exps = []keeptrusts.Export{}
 		}
