@@ -153,7 +153,9 @@ type QuarantineState struct {
 }
 
 // Alert is a condition of the guide's alert table (or the issue's
-// additions) that holds now, named as the Prometheus rules name it.
+// additions) that holds now, named as the Prometheus rules name it
+// (KtpipeScheduleMissing is status's own: Prometheus cannot see a
+// schedule; TestStatusAlertsAreNamedAsTheRules holds the two together).
 type Alert struct {
 	Name   string `json:"name"`
 	Detail string `json:"detail"`
