@@ -158,7 +158,14 @@ type ScheduledReconcileInput struct {
 // window; gaps are reported, not replayed: run `ktpipe reconcile
 // --replay-gaps` for that.
 func ScheduledReconcile(ctx workflow.Context, in ScheduledReconcileInput) (ReconcileState, error) {
-	until := workflow.Now(ctx).UTC().Truncate(24 * time.Hour)
+	// The day before the time the schedule meant this run for, so a
+	// catch-up after an outage or the UI's schedule Backfill reconciles
+	// the days it names; started by hand, the day before now.
+	at, ok := workflow.GetTypedSearchAttributes(ctx).GetTime(ScheduledStartTimeKey)
+	if !ok {
+		at = workflow.Now(ctx)
+	}
+	until := at.UTC().Truncate(24 * time.Hour)
 	st := ReconcileState{Since: until.AddDate(0, 0, -1), Until: until}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("reconcile"),
 		WindowStartKey.ValueSet(st.Since), WindowEndKey.ValueSet(st.Until)); err != nil {

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/keeptrusts"
@@ -106,5 +108,33 @@ func TestExportLoadCountsRecordsAndExports(t *testing.T) {
 			t.Fatalf("after 10s: %v, want %v", got, want)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The daily reconcile covers the day before the time its schedule meant
+// it for, not before the clock: a catch-up run after an outage, or the
+// UI's schedule Backfill, reconciles the days it names.
+func TestScheduledReconcileCoversTheDayBeforeItsScheduledTime(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(acts)
+	env.RegisterWorkflow(workflows.Reconcile)
+	env.SetStartTime(time.Date(2026, 11, 29, 15, 0, 0, 0, time.UTC)) // the catch-up runs days late
+	scheduled := time.Date(2026, 11, 10, 1, 0, 0, 0, time.UTC)
+	if err := env.SetTypedSearchAttributesOnStart(temporal.NewSearchAttributes(workflows.ScheduledStartTimeKey.ValueSet(scheduled))); err != nil {
+		t.Fatal(err)
+	}
+	var asked workflows.ReconcileInput
+	env.OnWorkflow(workflows.Reconcile, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in workflows.ReconcileInput) (workflows.ReconcileResult, error) {
+		asked = in
+		return workflows.ReconcileResult{}, nil
+	}).Once()
+	env.OnActivity(acts.RecordReconcile, mock.Anything, mock.Anything).Return(nil).Once()
+	env.ExecuteWorkflow(workflows.ScheduledReconcile, workflows.ScheduledReconcileInput{})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2026, 11, 9, 0, 0, 0, 0, time.UTC); !asked.Since.Equal(want) || !asked.Until.Equal(want.AddDate(0, 0, 1)) {
+		t.Fatalf("reconciled %s to %s, want the day before the scheduled time: %s", asked.Since, asked.Until, want.Format("2006-01-02"))
 	}
 }
