@@ -44,6 +44,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"reconcile", "--since", "1d", "--step", "0s"}, "--step 0s: at least 1m"},
 		{[]string{"schedule", "backfill-history", "--since", "900d"}, "more than 400"},
 		{[]string{"replay", "--load-id", "x", "--since", "1d"}, "not both"},
+		{[]string{"replay", "--load-id", "x", "--until", "2026-11-02T00:00:00Z"}, "not both"},
 		{[]string{"replay", "--rule", "must be a known gateway"}, "--rule needs --quarantine"},
 		{[]string{"replay", "--quarantine", "--load-id", "x"}, "--load-id or --quarantine, not both"},
 		{[]string{"replay", "--quarantine", "--until", "2026-11-02T00:00:00Z"}, "--until needs --since"},

@@ -47,8 +47,8 @@ func (c *CLI) replayCmd() *cobra.Command {
 			}
 			in := workflows.ReplayInput{LoadID: load}
 			switch {
-			case load != "" && since != "":
-				return usagef("replay: give --load-id or --since, not both")
+			case load != "" && (since != "" || until != ""):
+				return usagef("replay: give --load-id or --since/--until, not both")
 			case load == "":
 				s, u, err := window(since, until, time.Now())
 				if err != nil {

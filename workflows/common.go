@@ -262,7 +262,10 @@ func reportUnknownFields(ctx workflow.Context, man staging.Manifest) {
 
 // countLoad counts a checked load's records by source kind (a backfill's
 // exports count as export). The workflow's metrics handler drops what a
-// replay of the history emits, so a load is counted once.
+// replay of the history emits, so replays never count; a workflow task
+// that fails after this line and runs again (another worker, a task
+// timeout) counts again: the counters are at least once, the warehouse's
+// audit is the exact figure.
 func countLoad(ctx workflow.Context, source string, man staging.Manifest) {
 	if source == "backfill" {
 		source = metrics.SourceExport
