@@ -238,11 +238,26 @@ func (c *CLI) warehouse(ctx context.Context, cfg config.BigQuery) (*warehouse.Wa
 	return wh, func() { bq.Close() }, nil
 }
 
-func (c *CLI) reports(ctx context.Context, args []string) error {
+// maxReportRows bounds --limit: rows per report a terminal can show.
+const maxReportRows = 10000
+
+// reportFlags parses reports' flags, for both output styles.
+func (c *CLI) reportFlags(args []string) (limit int, html string, err error) {
 	fs := c.flags("reports")
-	limit := fs.Int("limit", 20, "rows per report")
-	html := fs.String("html", "", "also write the reports, data quality and success metrics, with charts, as one HTML page to this file")
+	l := fs.Int("limit", 20, "rows per report (1..10000)")
+	h := fs.String("html", "", "also write the reports, data quality and success metrics, with charts, as one HTML page to this file")
 	if err := parse(fs, args); err != nil {
+		return 0, "", err
+	}
+	if *l < 1 || *l > maxReportRows {
+		return 0, "", usagef("--limit %d: between 1 and %d", *l, maxReportRows)
+	}
+	return *l, *h, nil
+}
+
+func (c *CLI) reports(ctx context.Context, args []string) error {
+	limit, html, err := c.reportFlags(args)
+	if err != nil {
 		return err
 	}
 	var cfg config.BigQuery
@@ -257,11 +272,11 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	// Every report that can be read is printed; the error (exit 1)
 	// names the ones that could not.
 	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
-	err = wh.PrintViews(ctx, c.Stdout, warehouse.PrintedViews(userMap != ""), *limit)
-	if *html != "" {
-		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: *limit}, *html)
+	err = wh.PrintViews(ctx, c.Stdout, warehouse.PrintedViews(userMap != ""), limit)
+	if html != "" {
+		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: limit}, html)
 		if wrote {
-			fmt.Fprintf(c.Stdout, "\nwrote %s\n", *html)
+			fmt.Fprintf(c.Stdout, "\nwrote %s\n", html)
 		}
 		err = errors.Join(err, herr)
 	}

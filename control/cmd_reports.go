@@ -24,13 +24,11 @@ type Report struct {
 // reportsJSON is reports --output json: every report that can be read,
 // and the error of each that cannot (exit 1, as the table style).
 func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
-	fs := c.flags("reports")
-	limit := fs.Int("limit", 20, "rows per report")
-	html := fs.String("html", "", "")
-	if err := parse(fs, args); err != nil {
+	limit, html, err := c.reportFlags(args)
+	if err != nil {
 		return err
 	}
-	if *html != "" {
+	if html != "" {
 		return usagef("reports: --html goes with the table style, not --output json")
 	}
 	var cfg config.BigQuery
@@ -46,7 +44,7 @@ func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
 	failed := 0
 	for _, v := range warehouse.Views {
 		r := Report{Name: v.Name, Title: v.Title, Rows: []map[string]any{}}
-		schemas, rows, err := wh.ReportRows(ctx, v, *limit)
+		schemas, rows, err := wh.ReportRows(ctx, v, limit)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
