@@ -2,8 +2,6 @@ package control
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -41,27 +39,9 @@ func (c *Control) ApplyCleanupSchedule(ctx context.Context, s CleanupSpec) (bool
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("cleanup")),
 		StaticSummary:         "staging clean-up: files older than " + s.Retention.String() + " that no open workflow uses",
 	}
-	_, err := c.Client.ScheduleClient().Create(ctx, client.ScheduleOptions{
+	return c.upsertSchedule(ctx, client.ScheduleOptions{
 		ID: c.CleanupScheduleID(), Spec: spec, Action: action,
 		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 		CatchupWindow: time.Hour,
 	})
-	if err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		return false, fmt.Errorf("create schedule %s: %w", c.CleanupScheduleID(), err)
-	}
-	h := c.Client.ScheduleClient().GetHandle(ctx, c.CleanupScheduleID())
-	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-		sched := in.Description.Schedule
-		sched.Spec = &spec
-		sched.Action = action
-		sched.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
-		return &client.ScheduleUpdate{Schedule: &sched}, nil
-	}})
-	if err != nil {
-		return false, fmt.Errorf("update schedule %s: %w", c.CleanupScheduleID(), err)
-	}
-	return false, nil
 }

@@ -81,10 +81,9 @@ func (c *Control) scheduleAction(s ScheduleSpec) *client.ScheduleWorkflowAction 
 // ApplySchedule creates the schedule, or updates it to spec when it
 // exists; it reports whether it created it.
 func (c *Control) ApplySchedule(ctx context.Context, s ScheduleSpec) (bool, error) {
-	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: s.Interval}}}
-	_, err := c.Client.ScheduleClient().Create(ctx, client.ScheduleOptions{
+	return c.upsertSchedule(ctx, client.ScheduleOptions{
 		ID:   c.scheduleID(),
-		Spec: spec,
+		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: s.Interval}}},
 		// A pull still running when the next is due is not doubled: the
 		// next one starts from the checkpoint anyway.
 		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
@@ -92,23 +91,35 @@ func (c *Control) ApplySchedule(ctx context.Context, s ScheduleSpec) (bool, erro
 		Paused:        s.Paused,
 		Action:        c.scheduleAction(s),
 	})
+}
+
+// upsertSchedule creates a schedule, or, when it exists, updates its
+// spec, action, overlap policy and catch-up window to o's (its paused
+// state and note are the operator's, kept); it reports whether it
+// created it. The one create-or-update every ktpipe schedule goes
+// through.
+func (c *Control) upsertSchedule(ctx context.Context, o client.ScheduleOptions) (bool, error) {
+	_, err := c.Client.ScheduleClient().Create(ctx, o)
 	if err == nil {
 		return true, nil
 	}
 	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		return false, fmt.Errorf("create schedule %s: %w", c.scheduleID(), err)
+		return false, fmt.Errorf("create schedule %s: %w", o.ID, err)
 	}
-	h := c.Client.ScheduleClient().GetHandle(ctx, c.scheduleID())
+	h := c.Client.ScheduleClient().GetHandle(ctx, o.ID)
 	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 		sched := in.Description.Schedule
+		spec := o.Spec
 		sched.Spec = &spec
-		sched.Action = c.scheduleAction(s)
-		sched.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
-		sched.Policy.CatchupWindow = s.CatchupWindow
+		sched.Action = o.Action
+		sched.Policy.Overlap = o.Overlap
+		if o.CatchupWindow > 0 {
+			sched.Policy.CatchupWindow = o.CatchupWindow
+		}
 		return &client.ScheduleUpdate{Schedule: &sched}, nil
 	}})
 	if err != nil {
-		return false, fmt.Errorf("update schedule %s: %w", c.scheduleID(), err)
+		return false, fmt.Errorf("update schedule %s: %w", o.ID, err)
 	}
 	return false, nil
 }

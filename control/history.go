@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -51,31 +50,13 @@ func (c *Control) ApplyHistorySchedule(ctx context.Context, s HistorySpec) (bool
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet("history")),
 		StaticSummary:         "history export of the UTC day before the scheduled time (" + formatID(s.Export.Format, s.Export.Gzip) + ")",
 	}
-	_, err := c.Client.ScheduleClient().Create(ctx, client.ScheduleOptions{
+	return c.upsertSchedule(ctx, client.ScheduleOptions{
 		ID: c.HistoryScheduleID(), Spec: spec, Action: action,
 		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ALL,
 		CatchupWindow: 24 * time.Hour,
 		Paused:        s.Paused,
 		Note:          "ktpipe: daily export of the previous day; use the UI's Backfill to load a date range",
 	})
-	if err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		return false, fmt.Errorf("create schedule %s: %w", c.HistoryScheduleID(), err)
-	}
-	h := c.Client.ScheduleClient().GetHandle(ctx, c.HistoryScheduleID())
-	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-		sched := in.Description.Schedule
-		sched.Spec = &spec
-		sched.Action = action
-		sched.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ALL
-		return &client.ScheduleUpdate{Schedule: &sched}, nil
-	}})
-	if err != nil {
-		return false, fmt.Errorf("update schedule %s: %w", c.HistoryScheduleID(), err)
-	}
-	return false, nil
 }
 
 // BackfillHistory asks the history schedule to run for every day in

@@ -2,8 +2,6 @@ package control
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -50,27 +48,9 @@ func (c *Control) applyOpsSchedule(ctx context.Context, id string, iv client.Sch
 		ID: id, Workflow: wf, Args: []any{arg}, TaskQueue: c.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindKey.ValueSet(kind)),
 	}
-	_, err := c.Client.ScheduleClient().Create(ctx, client.ScheduleOptions{
+	return c.upsertSchedule(ctx, client.ScheduleOptions{
 		ID: id, Spec: spec, Action: action, Paused: paused,
 		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 		CatchupWindow: time.Minute, // a run missed while the server was away is not worth running late
 	})
-	if err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		return false, fmt.Errorf("create schedule %s: %w", id, err)
-	}
-	h := c.Client.ScheduleClient().GetHandle(ctx, id)
-	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-		sched := in.Description.Schedule
-		sched.Spec = &spec
-		sched.Action = action
-		sched.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
-		return &client.ScheduleUpdate{Schedule: &sched}, nil
-	}})
-	if err != nil {
-		return false, fmt.Errorf("update schedule %s: %w", id, err)
-	}
-	return false, nil
 }
