@@ -543,7 +543,10 @@ func hasType(wfs []control.WorkflowSummary, typ string) bool {
 // verdict compares with the truth, collects failed workflows, the
 // status, and what the histories say about progress.
 func (s *stack) verdict(ctx context.Context, r *Report) {
-	ctx = context.WithoutCancel(ctx) // the report is worth finishing even after a timeout
+	// The report is worth finishing even after the soak's timeout, within
+	// a bound of its own: a stuck emulator must not hang the soak.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verdictTimeout)
+	defer cancel()
 	r.API = s.sim.Stats()
 	truth := s.sim.Truth(time.Time{}, time.Time{})
 	fact, err := s.wh.FactIDs(ctx)
@@ -591,6 +594,10 @@ func (s *stack) audit(ctx context.Context) error {
 	}
 	return nil
 }
+
+// verdictTimeout bounds the end report: the truth comparison, a final
+// audit (itself 5 min at most), status and the histories.
+const verdictTimeout = 10 * time.Minute
 
 // status is what `ktpipe status` prints for this stack.
 func (s *stack) status(ctx context.Context) string {
