@@ -46,10 +46,11 @@ func TestRefresherCoalescesCallersIntoOneLaterRun(t *testing.T) {
 			}
 		}()
 	}
+	// Every caller waits: one to start the next run, the rest joined it.
 	waitFor(t, func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return r.waiting["k"] != nil
+		return r.waiting["k"] != nil && r.waiting["k"].joined == callers-1
 	})
 	close(release)
 	wg.Wait()
