@@ -55,6 +55,14 @@ const (
 	// itself (4xx: a bad query, a schema mismatch, a missing table or
 	// permission), which no retry heals. Rate limits are not this.
 	ErrTypeBigQuery = "BigQueryRejected"
+	// ErrTypeBadInput: an input a workflow or activity refuses (it names
+	// the field); retrying the same input cannot help.
+	ErrTypeBadInput = "BadInput"
+	// ErrTypeBackfillFailed: a backfill finished with windows that failed
+	// for good (each named in the message; replay them).
+	ErrTypeBackfillFailed = "BackfillFailed"
+	// ErrTypeCleanup: a clean-up that cannot run as configured.
+	ErrTypeCleanup = "CleanupMisconfigured"
 )
 
 // Activities holds what the activities need; the worker builds it once.

@@ -41,9 +41,6 @@ const (
 	deliveryMargin = time.Hour
 )
 
-// ErrTypeCleanup marks a clean-up that cannot run as configured.
-const ErrTypeCleanup = "CleanupMisconfigured"
-
 // Cleaner removes staged files that no load needs any more: the files
 // of loads that failed or were abandoned, webhook deliveries no batch
 // loaded, and what writes that died left behind (.tmp-*, .upload-*,

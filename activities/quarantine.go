@@ -74,11 +74,11 @@ func QuarantineInputKey(loadID, name string) string {
 func (a *Activities) ExportQuarantine(ctx context.Context, in ExportQuarantineInput) (ExportQuarantineResult, error) {
 	defer keepAlive(ctx, nil)()
 	if in.Limit <= 0 {
-		return ExportQuarantineResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("export quarantine: limit %d must be positive", in.Limit), "BadInput", nil)
+		return ExportQuarantineResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("export quarantine: limit %d must be positive", in.Limit), ErrTypeBadInput, nil)
 	}
 	jsonKey := QuarantineInputKey(in.LoadID, "records.json")
 	if err := staging.CheckKey(jsonKey); err != nil {
-		return ExportQuarantineResult{}, temporal.NewNonRetryableApplicationError("export quarantine: "+err.Error(), "BadInput", err)
+		return ExportQuarantineResult{}, temporal.NewNonRetryableApplicationError("export quarantine: "+err.Error(), ErrTypeBadInput, err)
 	}
 	jw, err := a.Store.Create(ctx, jsonKey)
 	if err != nil {

@@ -31,10 +31,10 @@ const MaxGroupedHours = 50_000
 func (a *Activities) CountSourceByWindow(ctx context.Context, in Steps) ([]int64, error) {
 	defer keepAlive(ctx, nil)()
 	if !HourAligned(in) {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count by window: %s..%s by %s is not in whole UTC hours", in.Since, in.Until, in.Step), "BadInput", nil)
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count by window: %s..%s by %s is not in whole UTC hours", in.Since, in.Until, in.Step), ErrTypeBadInput, nil)
 	}
 	if h := in.Until.Sub(in.Since) / time.Hour; h > MaxGroupedHours {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count by window: %d hours is more than %d in one call", h, MaxGroupedHours), "BadInput", nil)
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count by window: %d hours is more than %d in one call", h, MaxGroupedHours), ErrTypeBadInput, nil)
 	}
 	rows, err := a.API.GroupBy(ctx, keeptrusts.Window{Since: in.Since.UTC().Format(time.RFC3339), Until: in.Until}, "date", "hour")
 	if err != nil {

@@ -385,20 +385,3 @@ func (c *Control) ListWorkflows(ctx context.Context, status string, limit int) (
 	}
 	return out, nil
 }
-
-// HasErrorType reports whether any ApplicationError in err's chain has
-// the given type (workflows wrap activity errors with context, so the
-// interesting type is usually not the outermost).
-func HasErrorType(err error, typ string) bool {
-	for err != nil {
-		var appErr *temporal.ApplicationError
-		if !errors.As(err, &appErr) {
-			return false
-		}
-		if appErr.Type() == typ {
-			return true
-		}
-		err = appErr.Unwrap()
-	}
-	return false
-}

@@ -99,7 +99,7 @@ func TestReplayFromStagingAndFromSource(t *testing.T) {
 	// The staged files are gone after a good load: replaying the load id
 	// again says so clearly and changes nothing.
 	err = s.run("replay-staged-again-"+s.tq, workflows.Replay, workflows.ReplayInput{LoadID: man.LoadID, Tuning: s.tuning}, &res)
-	if !control.HasErrorType(err, activities.ErrTypeNothingStaged) {
+	if !workflows.HasErrorType(err, activities.ErrTypeNothingStaged) {
 		t.Fatalf("second replay from staging: %v, want %s", err, activities.ErrTypeNothingStaged)
 	}
 	s.assertExactlyOnce(since, until)

@@ -157,7 +157,7 @@ func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 		if n > len(s.progress.Failures) {
 			msg += fmt.Sprintf("; and %d more", n-len(s.progress.Failures))
 		}
-		return s.progress.BackfillResult, temporal.NewNonRetryableApplicationError(msg, "BackfillFailed", nil)
+		return s.progress.BackfillResult, temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBackfillFailed, nil)
 	}
 	return s.progress.BackfillResult, nil
 }

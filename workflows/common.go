@@ -188,14 +188,75 @@ func fetchGateways(ctx workflow.Context) ([]activities.Gateway, []string, error)
 	return gateways, ids, nil
 }
 
-// hasErrorType reports whether err carries an ApplicationError of typ.
-func hasErrorType(err error, typ string) bool {
-	var ae *temporal.ApplicationError
-	return errors.As(err, &ae) && ae.Type() == typ
+// HasErrorType reports whether any ApplicationError in err's chain has
+// the given type (workflows wrap activity and child errors with context,
+// so the interesting type is usually not the outermost).
+func HasErrorType(err error, typ string) bool {
+	for err != nil {
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) {
+			return false
+		}
+		if appErr.Type() == typ {
+			return true
+		}
+		err = appErr.Unwrap()
+	}
+	return false
+}
+
+// landLoad is the one tail of every load, in one order: stage and merge
+// the chunks, refresh the dimensions, check the warehouse against the
+// manifest, count the records. Two steps are the caller's, each for a
+// reason (phase, if not nil, names each step for the workflow's progress;
+// onStaged, if not nil, hears of each staged chunk):
+//   - refresh: nil gateways leave it to the caller, which loads several
+//     batches in one run (a pull, a quarantine replay) and refreshes once
+//     after the last, so a run of 20 batches is one refresh, not 20;
+//   - clean-up (cleanupLoad): a pull writes its checkpoint between the
+//     check and the clean-up, and a webhook batch removes its delivery
+//     files there too.
+func landLoad(ctx workflow.Context, t Tuning, source string, man staging.Manifest, gateways []activities.Gateway, phase func(string), onStaged func()) error {
+	if phase == nil {
+		phase = func(string) {}
+	}
+	phase("loading")
+	if err := loadChunks(ctx, t, man.LoadID, source, man.Chunks, onStaged); err != nil {
+		return err
+	}
+	if gateways != nil {
+		phase("refreshing dimensions")
+		if err := refreshDimensions(ctx, t, gateways); err != nil {
+			return err
+		}
+	}
+	phase("checking")
+	if err := checkLoad(ctx, t, man); err != nil {
+		return err
+	}
+	countLoad(ctx, source, man)
+	return nil
+}
+
+// refreshDimensions rebuilds the dimensions from the fact table and the
+// gateway list (the worker coalesces concurrent refreshes).
+func refreshDimensions(ctx workflow.Context, t Tuning, gateways []activities.Gateway) error {
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
+		return fmt.Errorf("refresh dimensions: %w", err)
+	}
+	return nil
+}
+
+// cleanupLoad removes a finished load's staged files. A failure only
+// leaves files behind, which the scheduled clean-up removes later.
+func cleanupLoad(ctx workflow.Context, t Tuning, id string) {
+	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
+	}
 }
 
 // loadChunks stages every chunk (bounded parallelism), then merges them
-// on the merge queue, and returns how many were committed.
+// on the merge queue.
 func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []staging.Chunk, onStaged func()) error {
 	wctx := warehouseCtx(ctx, t)
 	var pending []workflow.Future
@@ -267,8 +328,14 @@ func reportUnknownFields(ctx workflow.Context, man staging.Manifest) {
 // timeout) counts again: the counters are at least once, the warehouse's
 // audit is the exact figure.
 func countLoad(ctx workflow.Context, source string, man staging.Manifest) {
-	if source == "backfill" {
+	switch source {
+	case "backfill":
 		source = metrics.SourceExport
+	case activities.QuarantineReplaySource:
+		// Its records were counted when they first arrived (as
+		// quarantined); counting the promoted ones again would make
+		// loaded + quarantined exceed what the source sent.
+		return
 	}
 	metrics.CountRecords(workflow.GetMetricsHandler(ctx), source, man.Records, man.Rows, man.Quarantined, man.Resent)
 }

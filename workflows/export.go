@@ -108,7 +108,7 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 			activities.DownloadInput{LoadID: s.loadID(ctx), Export: exp}).Get(ctx, &dl)
 		// Expired before we got it, or its file fails its checksum
 		// (downloaded twice): export again.
-		if (hasErrorType(err, activities.ErrTypeExpired) || hasErrorType(err, activities.ErrTypeChecksum)) &&
+		if (HasErrorType(err, activities.ErrTypeExpired) || HasErrorType(err, activities.ErrTypeChecksum)) &&
 			s.progress.Generation+1 < maxGenerations {
 			s.progress.Generation++
 			continue
@@ -139,21 +139,10 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	s.progress.ChunksTotal, s.progress.Rows, s.progress.Quarantined = len(man.Chunks), man.Rows, man.Quarantined
 	reportUnknownFields(ctx, man)
 
-	s.phase(ctx, "loading")
-	if err := loadChunks(ctx, s.t, id, s.in.Source, man.Chunks, func() { s.progress.ChunksStaged++; s.phase(ctx, "loading") }); err != nil {
+	if err := landLoad(ctx, s.t, s.in.Source, man, gateways, func(p string) { s.phase(ctx, p) }, func() { s.progress.ChunksStaged++; s.phase(ctx, "loading") }); err != nil {
 		return ExportLoadResult{}, err
 	}
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
-		return ExportLoadResult{}, fmt.Errorf("refresh dimensions: %w", err)
-	}
-	s.phase(ctx, "checking")
-	if err := checkLoad(ctx, s.t, man); err != nil {
-		return ExportLoadResult{}, err
-	}
-	countLoad(ctx, s.in.Source, man)
-	if err := workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
-	}
+	cleanupLoad(ctx, s.t, id)
 	s.phase(ctx, "done")
 	res := ExportLoadResult{LoadID: id, ExportID: exp.ID, Records: man.Records, Rows: man.Rows,
 		Quarantined: man.Quarantined, Resent: man.Resent, Chunks: len(man.Chunks), UnknownFields: man.UnknownFields}

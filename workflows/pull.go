@@ -141,7 +141,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 			in.Since = s.in.Start
 		}
 		err := workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.PullPages, in).Get(ctx, &res)
-		if hasErrorType(err, activities.ErrTypeCursorRejected) && cursor != "" && !reset {
+		if HasErrorType(err, activities.ErrTypeCursorRejected) && cursor != "" && !reset {
 			reset, cursor = true, ""
 			if err := s.restartByTime(ctx); err != nil {
 				return IncrementalPullResult{}, err
@@ -154,14 +154,9 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		}
 		reportUnknownFields(ctx, res.Manifest)
 		if len(res.Manifest.Chunks) > 0 {
-			s.phase(ctx, "loading")
-			if err := loadChunks(ctx, s.t, id, "pull", res.Manifest.Chunks, nil); err != nil {
+			if err := landLoad(ctx, s.t, metrics.SourcePull, res.Manifest, nil, func(p string) { s.phase(ctx, p) }, nil); err != nil {
 				return IncrementalPullResult{}, err
 			}
-			if err := checkLoad(ctx, s.t, res.Manifest); err != nil {
-				return IncrementalPullResult{}, err
-			}
-			countLoad(ctx, metrics.SourcePull, res.Manifest)
 			loaded = true
 		}
 		// The checkpoint moves only after the batch is merged.
@@ -170,9 +165,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 			activities.CheckpointInput{Key: s.in.CheckpointKey, Value: res.NextCursor}).Get(ctx, nil); err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("write checkpoint: %w", err)
 		}
-		if err := workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
-		}
+		cleanupLoad(ctx, s.t, id)
 		cursor = res.NextCursor
 		s.progress.Cursor = cursor
 		s.progress.Batches++
@@ -228,8 +221,5 @@ func (s *incrementalPull) restartByTime(ctx workflow.Context) error {
 
 func (s *incrementalPull) refresh(ctx workflow.Context, gateways []activities.Gateway) error {
 	s.phase(ctx, "refreshing dimensions")
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
-		return fmt.Errorf("refresh dimensions: %w", err)
-	}
-	return nil
+	return refreshDimensions(ctx, s.t, gateways)
 }

@@ -64,7 +64,7 @@ func QuarantineReplay(ctx workflow.Context, in QuarantineReplayInput) (Quarantin
 	}
 	windowed := !in.Since.IsZero() || !in.Until.IsZero()
 	if windowed && !in.Since.Before(in.Until) {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("window [%s, %s) is empty", in.Since, in.Until), "BadInput", nil)
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("window [%s, %s) is empty", in.Since, in.Until), activities.ErrTypeBadInput, nil)
 	}
 	sa := []temporal.SearchAttributeUpdate{KindKey.ValueSet("quarantine-replay")}
 	if windowed {
@@ -111,27 +111,22 @@ func QuarantineReplay(ctx workflow.Context, in QuarantineReplayInput) (Quarantin
 				return res, fmt.Errorf("split quarantine batch %s: %w", id, err)
 			}
 			if len(man.Chunks) > 0 {
-				if err := loadChunks(ctx, t, id, activities.QuarantineReplaySource, man.Chunks, nil); err != nil {
-					return res, err
-				}
-				if err := checkLoad(ctx, t, man); err != nil {
+				if err := landLoad(ctx, t, activities.QuarantineReplaySource, man, nil, nil, nil); err != nil {
 					return res, err
 				}
 			}
 			res.Promoted += man.Rows
 			res.StillInvalid += man.Quarantined
 		}
-		if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
-		}
+		cleanupLoad(ctx, t, id)
 		if !exp.More {
 			break
 		}
 		in.After = exp.Last
 	}
 	if res.Promoted > 0 {
-		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
-			return res, fmt.Errorf("refresh dimensions: %w", err)
+		if err := refreshDimensions(ctx, t, gateways); err != nil {
+			return res, err
 		}
 	}
 	return res, nil

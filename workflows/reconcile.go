@@ -97,7 +97,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	if n := in.Until.Sub(in.Since) / in.Step; n > MaxReconcileWindows {
 		return ReconcileResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"%d windows of %s is more than %d: use a larger step, then reconcile the windows with a gap by a smaller one",
-			n, in.Step, MaxReconcileWindows), "BadInput", nil)
+			n, in.Step, MaxReconcileWindows), activities.ErrTypeBadInput, nil)
 	}
 	tune := in.Tuning.withDefaults()
 	var res ReconcileResult
@@ -130,7 +130,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		var wh activities.WarehouseCount
 		if res.GroupBy {
 			if i >= len(bySource) {
-				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: %d windows counted, want %d", len(bySource), i+1), "BadInput", nil)
+				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: %d windows counted, want %d", len(bySource), i+1), activities.ErrTypeBadInput, nil)
 			}
 			src = bySource[i]
 		} else if err := workflow.ExecuteActivity(apiCtx(ctx), a.CountSource, w).Get(ctx, &src); err != nil {

@@ -7,7 +7,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/staging"
 )
@@ -65,25 +64,14 @@ func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.ReadManifest, in.LoadID).Get(ctx, &man); err != nil {
 			return ReplayResult{}, fmt.Errorf("replay %s: %w", in.LoadID, err)
 		}
-		var gateways []activities.Gateway
-		if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
-			return ReplayResult{}, fmt.Errorf("list gateways: %w", err)
-		}
-		setProgress("loading")
-		if err := loadChunks(ctx, t, man.LoadID, "replay", man.Chunks, nil); err != nil {
+		gateways, _, err := fetchGateways(ctx)
+		if err != nil {
 			return ReplayResult{}, err
 		}
-		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
-			return ReplayResult{}, fmt.Errorf("refresh dimensions: %w", err)
-		}
-		setProgress("checking")
-		if err := checkLoad(ctx, t, man); err != nil {
+		if err := landLoad(ctx, t, metrics.SourceReplay, man, gateways, setProgress, nil); err != nil {
 			return ReplayResult{}, err
 		}
-		countLoad(ctx, metrics.SourceReplay, man)
-		if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.CleanupLoad, man.LoadID).Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("staged files left behind", "load", man.LoadID, "error", err)
-		}
+		cleanupLoad(ctx, t, man.LoadID)
 		setProgress("done")
 		return ReplayResult{LoadID: man.LoadID, From: "staging", Rows: man.Rows, Quarantined: man.Quarantined}, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktpipe/ktpipe/activities"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -17,15 +18,11 @@ import (
 // date. Current details are served by a built-in query, not recorded as
 // commands, so setting them changes nothing a replay compares.
 
-// ErrTypeBadInput is the error type of an input the workflow refuses: it
-// fails at once (not retried) and names the field.
-const ErrTypeBadInput = "BadInput"
-
 // ExportFormats are the formats the Export API accepts.
 var ExportFormats = []string{"ndjson", "json", "csv"}
 
 func badInput(field, rule string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("input field %q: %s", field, fmt.Sprintf(rule, args...)), ErrTypeBadInput, nil)
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("input field %q: %s", field, fmt.Sprintf(rule, args...)), activities.ErrTypeBadInput, nil)
 }
 
 // checkWindow: since and until are required and since comes first.

@@ -41,7 +41,7 @@ func TestBadInputNamesTheField(t *testing.T) {
 		env.ExecuteWorkflow(tt.wf, tt.in)
 		err := env.GetWorkflowError()
 		var appErr *temporal.ApplicationError
-		if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypeBadInput || !appErr.NonRetryable() || !strings.Contains(err.Error(), tt.field) {
+		if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeBadInput || !appErr.NonRetryable() || !strings.Contains(err.Error(), tt.field) {
 			t.Errorf("%+v: err %v, want a non-retryable BadInput naming %s", tt.in, err, tt.field)
 		}
 	}
