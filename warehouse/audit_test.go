@@ -28,6 +28,7 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 		event(uuid(1), ts(30*time.Minute), "ada", "gpt-4o", "allow", "0.01"),
 		event(uuid(2), ts(20*time.Minute), "ada", "gpt-4o", "allow", "0.01"),
 		event(uuid(3), ts(10*time.Minute), "ada", "gpt-4o", "allow", "0.01"), bad)
+	between := time.Now().UTC()
 	load(t, w, "load-b", 10, event(uuid(1), ts(30*time.Minute), "ada", "gpt-4o", "allow", "0.01")) // the source resends 1
 	// A duplicate the loads would never write: what the alert guards against.
 	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(2), "outside-ktpipe")
@@ -44,6 +45,26 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 	m.WarehouseNewest = want.WarehouseNewest
 	if m != want {
 		t.Errorf("measures %+v, want %+v", m, want)
+	}
+	// An interval with only the later load: its one record is a resend,
+	// although the id's first load is outside the interval. With only
+	// the first load: four records, none sent again.
+	for _, c := range []struct {
+		name                         string
+		start, end                   time.Time
+		records, resends, violations int64
+	}{
+		{"load-b alone", between, now.Add(time.Minute), 1, 1, 0},
+		{"load-a alone", start, between, 4, 0, 1},
+	} {
+		m, err := w.MeasureAudit(ctx, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: c.start, IntervalEnd: c.end})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.SourceRecords != c.records || m.SourceResends != c.resends || m.SchemaViolations != c.violations {
+			t.Errorf("%s: %d records, %d resends, %d violations; want %d, %d, %d", c.name,
+				m.SourceRecords, m.SourceResends, m.SchemaViolations, c.records, c.resends, c.violations)
+		}
 	}
 	// Outside the interval: no violations, no records.
 	m, err = w.MeasureAudit(ctx, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: now.Add(time.Minute), IntervalEnd: now.Add(2 * time.Minute)})
