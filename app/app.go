@@ -101,14 +101,25 @@ func OpenStore(ctx context.Context, cfg config.Pipeline) (store staging.Store, c
 	return staging.Bucket{Client: gcs, Name: cfg.StagingBucket, Prefix: cfg.StagingPrefix, Scratch: dir}, gcs.Close, nil
 }
 
+// NewKeeptrusts returns the Keeptrusts API client of cfg: its token and
+// bounds, and opts.
+func NewKeeptrusts(cfg config.Keeptrusts, opts ...keeptrusts.Option) (*keeptrusts.Client, error) {
+	bounds := []keeptrusts.Option{
+		keeptrusts.WithTimeouts(keeptrusts.Timeouts{Connect: cfg.ConnectTimeout, Response: cfg.ResponseTimeout,
+			IdleRead: cfg.IdleReadTimeout, Call: cfg.CallTimeout}),
+		keeptrusts.WithMaxBodyBytes(cfg.MaxResponseBytes),
+	}
+	return keeptrusts.New(cfg.BaseURL, cfg.Token.Reveal(), append(bounds, opts...)...)
+}
+
 // NewActivities builds the activities' dependencies from configuration;
 // m (may be nil) counts API requests and times chunk stages and commits.
 func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store, m *metrics.Metrics) (*activities.Activities, error) {
-	opts := cfg.Keeptrusts.ClientOptions()
+	var opts []keeptrusts.Option
 	if m != nil {
 		opts = append(opts, keeptrusts.WithObserver(apiObserver{m}))
 	}
-	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token, opts...)
+	api, err := NewKeeptrusts(cfg.Keeptrusts, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -49,7 +49,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
-	rc := &webhook.Receiver{Secret: cfg.Secret, Store: store, Logger: logger,
+	rc := &webhook.Receiver{Secret: cfg.Secret.Reveal(), Store: store, Logger: logger,
 		Batches:     WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, Tuning: tuning}},
 		MaxBody:     cfg.MaxBody,
 		MaxInFlight: cfg.MaxInFlight,

@@ -14,6 +14,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"go.temporal.io/sdk/client"
 
+	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/report"
@@ -321,7 +322,7 @@ func (c *CLI) sourceList(ctx context.Context, cmd string, args []string) error {
 	if err := c.load(ctx, &cfg); err != nil {
 		return err
 	}
-	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	api, err := app.NewKeeptrusts(cfg)
 	if err != nil {
 		return configError{err}
 	}
@@ -339,7 +340,7 @@ func (c *CLI) tail(ctx context.Context, args []string) error {
 	if err := c.load(ctx, &cfg); err != nil {
 		return err
 	}
-	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	api, err := app.NewKeeptrusts(cfg)
 	if err != nil {
 		return configError{err}
 	}
