@@ -101,7 +101,7 @@ func (r *Receiving) Stop() {
 // batches.
 func StartReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger) (*Receiving, error) {
 	m := metrics.New()
-	c, err := dialTemporal(cfg.Temporal, logger, m)
+	c, _, err := dialTemporal(cfg.Temporal, logger, m)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,24 +18,6 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 )
-
-// Temporal says where the Temporal cluster is and how to reach it.
-type Temporal struct {
-	Address   string `env:"TEMPORAL_ADDRESS, default=127.0.0.1:7233"`
-	Namespace string `env:"TEMPORAL_NAMESPACE, default=default"`
-	TaskQueue string `env:"KTPIPE_TASK_QUEUE, default=ktpipe"`
-	// APIKey authenticates to Temporal Cloud; it implies TLS.
-	APIKey Secret `env:"TEMPORAL_API_KEY"`
-	// mTLS client certificate and key (Temporal Cloud or self-hosted).
-	TLSCertFile   string `env:"TEMPORAL_TLS_CERT"`
-	TLSKeyFile    string `env:"TEMPORAL_TLS_KEY"`
-	TLSCAFile     string `env:"TEMPORAL_TLS_CA"`
-	TLSServerName string `env:"TEMPORAL_TLS_SERVER_NAME"`
-	// UIURL is the Temporal UI that `ktpipe status` links workflows to;
-	// empty: the dev server's UI (port 8233) on TEMPORAL_ADDRESS's host,
-	// or Temporal Cloud's for a *.tmprl.cloud address.
-	UIURL string `env:"KTPIPE_TEMPORAL_UI_URL"`
-}
 
 // Keeptrusts says where the source API is.
 type Keeptrusts struct {
@@ -272,27 +253,6 @@ func Load(ctx context.Context, target any, lookup envconfig.Lookuper) error {
 	}
 	if v, ok := target.(interface{ Validate() error }); ok {
 		return v.Validate()
-	}
-	return nil
-}
-
-// Validate checks what types alone cannot.
-func (c Temporal) Validate() error {
-	if c.Address == "" || !strings.Contains(c.Address, ":") {
-		return fmt.Errorf("TEMPORAL_ADDRESS: %q must be host:port", c.Address)
-	}
-	if !taskQueuePattern.MatchString(c.TaskQueue) {
-		return fmt.Errorf("KTPIPE_TASK_QUEUE: %q must be letters, digits, '.', '_' or '-'", c.TaskQueue)
-	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return errors.New("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")
-	}
-	for _, f := range []struct{ name, path string }{{"TEMPORAL_TLS_CERT", c.TLSCertFile}, {"TEMPORAL_TLS_KEY", c.TLSKeyFile}, {"TEMPORAL_TLS_CA", c.TLSCAFile}} {
-		if f.path != "" {
-			if _, err := os.Stat(f.path); err != nil {
-				return fmt.Errorf("%s: %w", f.name, err)
-			}
-		}
 	}
 	return nil
 }

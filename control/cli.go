@@ -194,7 +194,10 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	// (exit 2) within a minute, not a hang.
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	o := StatusOptions{TaskQueue: t.TaskQueue, Namespace: t.Namespace, UIURL: TemporalUIURL(t.UIURL, t.Address),
+	// Where Dial connects (a profile file may say); a configuration
+	// Dial cannot use is its error below.
+	topts, _ := app.TemporalOptions(t)
+	o := StatusOptions{TaskQueue: t.TaskQueue, Namespace: topts.Namespace, UIURL: TemporalUIURL(t.UIURL, topts.HostPort),
 		Interval: p.ScheduleInterval, JSON: *output == "json"}
 	ctl := &Control{TaskQueue: t.TaskQueue}
 	o.ScheduleID = ctl.scheduleID()
