@@ -79,7 +79,7 @@ func TestDownloadResumesFromStagedBytes(t *testing.T) {
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	defer sim.Close()
-	api, _ := keeptrusts.New(srv.URL, keeptrusts.Secret(cfg.Token))
+	api, _ := keeptrusts.New(srv.URL, cfg.Token)
 	ctx := context.Background()
 	exp, _, err := api.CreateExport(ctx, keeptrusts.ExportRequest{Format: "ndjson"}, "k")
 	if err != nil {
@@ -142,7 +142,7 @@ func TestFetchGatewaysRefusesAnEmptyList(t *testing.T) {
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	defer sim.Close()
-	api, _ := keeptrusts.New(srv.URL, keeptrusts.Secret(cfg.Token))
+	api, _ := keeptrusts.New(srv.URL, cfg.Token)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	a := &Activities{API: api}

@@ -4,8 +4,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +18,6 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
@@ -33,49 +30,6 @@ import (
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
-
-// DialTemporal connects to the configured Temporal cluster.
-func DialTemporal(cfg config.Temporal, logger *slog.Logger) (client.Client, error) {
-	return dialTemporal(cfg, logger, nil)
-}
-
-// dialTemporal connects with the SDK's metrics going to m (nil: none).
-func dialTemporal(cfg config.Temporal, logger *slog.Logger, m *metrics.Metrics) (client.Client, error) {
-	opts := client.Options{HostPort: cfg.Address, Namespace: cfg.Namespace, Logger: log.NewStructuredLogger(logger)}
-	if m != nil {
-		opts.MetricsHandler = m.SDKHandler()
-	}
-	if cfg.APIKey != "" {
-		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.APIKey.Reveal())
-	}
-	if cfg.APIKey != "" || cfg.TLSCertFile != "" || cfg.TLSCAFile != "" {
-		tc := &tls.Config{ServerName: cfg.TLSServerName, MinVersion: tls.VersionTLS12}
-		if cfg.TLSCertFile != "" {
-			cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("TEMPORAL_TLS_CERT/TEMPORAL_TLS_KEY: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		if cfg.TLSCAFile != "" {
-			pem, err := os.ReadFile(cfg.TLSCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("TEMPORAL_TLS_CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, errors.New("TEMPORAL_TLS_CA: no certificate in the file")
-			}
-			tc.RootCAs = pool
-		}
-		opts.ConnectionOptions.TLS = tc
-	}
-	c, err := client.Dial(opts)
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (TEMPORAL_ADDRESS): %w", cfg.Address, err)
-	}
-	return c, nil
-}
 
 // DialBigQuery returns the configured BigQuery client (the emulator when
 // BIGQUERY_ENDPOINT is set).
@@ -101,14 +55,25 @@ func OpenStore(ctx context.Context, cfg config.Pipeline) (store staging.Store, c
 	return staging.Bucket{Client: gcs, Name: cfg.StagingBucket, Prefix: cfg.StagingPrefix, Scratch: dir}, gcs.Close, nil
 }
 
+// NewKeeptrusts returns the Keeptrusts API client of cfg: its token and
+// bounds, and opts.
+func NewKeeptrusts(cfg config.Keeptrusts, opts ...keeptrusts.Option) (*keeptrusts.Client, error) {
+	bounds := []keeptrusts.Option{
+		keeptrusts.WithTimeouts(keeptrusts.Timeouts{Connect: cfg.ConnectTimeout, Response: cfg.ResponseTimeout,
+			IdleRead: cfg.IdleReadTimeout, Call: cfg.CallTimeout}),
+		keeptrusts.WithMaxBodyBytes(cfg.MaxResponseBytes),
+	}
+	return keeptrusts.New(cfg.BaseURL, cfg.Token.Reveal(), append(bounds, opts...)...)
+}
+
 // NewActivities builds the activities' dependencies from configuration;
 // m (may be nil) counts API requests and times chunk stages and commits.
 func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store, m *metrics.Metrics) (*activities.Activities, error) {
-	opts := cfg.Keeptrusts.ClientOptions()
+	var opts []keeptrusts.Option
 	if m != nil {
 		opts = append(opts, keeptrusts.WithObserver(apiObserver{m}))
 	}
-	api, err := keeptrusts.New(cfg.Keeptrusts.BaseURL, cfg.Keeptrusts.Token, opts...)
+	api, err := NewKeeptrusts(cfg.Keeptrusts, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +208,7 @@ func (r *Running) Stop() {
 func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*Running, error) {
 	m := metrics.New()
 	m.SetPullInterval(cfg.Pipeline.ScheduleInterval)
-	c, err := dialTemporal(cfg.Temporal, logger, m)
+	c, topts, err := dialTemporal(cfg.Temporal, logger, m)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +234,7 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	if err != nil {
 		return fail(err)
 	}
-	if err := RegisterSearchAttributes(ctx, c, cfg.Temporal.Namespace); err != nil {
+	if err := RegisterSearchAttributes(ctx, c, topts.Namespace); err != nil {
 		logger.Warn("search attributes not registered; workflows that set them will fail until an operator adds them", "error", err)
 	}
 	rep, err := acts.Warehouse.EnsureSchema(ctx)
@@ -287,7 +252,7 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	if err := ws.Start(); err != nil {
 		return fail(err)
 	}
-	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace)
+	logger.Info("worker running", "task_queue", cfg.Temporal.TaskQueue, "namespace", topts.Namespace, "address", topts.HostPort)
 	r := &Running{Client: c, Activities: acts, Workers: ws, bq: bq, closeStore: closeStore, Metrics: m}
 	if cfg.Metrics.Addr != "" {
 		if r.metricsSrv, err = m.Serve(cfg.Metrics.Addr, logger); err != nil {

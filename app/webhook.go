@@ -49,7 +49,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
-	rc := &webhook.Receiver{Secret: cfg.Secret, Store: store, Logger: logger,
+	rc := &webhook.Receiver{Secret: cfg.Secret.Reveal(), Store: store, Logger: logger,
 		Batches:     WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, Tuning: tuning}},
 		MaxBody:     cfg.MaxBody,
 		MaxInFlight: cfg.MaxInFlight,
@@ -101,7 +101,7 @@ func (r *Receiving) Stop() {
 // batches.
 func StartReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger) (*Receiving, error) {
 	m := metrics.New()
-	c, err := dialTemporal(cfg.Temporal, logger, m)
+	c, _, err := dialTemporal(cfg.Temporal, logger, m)
 	if err != nil {
 		return nil, err
 	}

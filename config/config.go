@@ -1,6 +1,8 @@
 // Package config reads ktpipe's settings from the environment
 // (go-envconfig) and checks them, so a bad or missing variable is named
-// with what is wrong before anything starts.
+// with what is wrong before anything starts. It holds plain values and
+// its own small types (Secret, Days) and imports no ktpipe package: app
+// hands the values to the clients and domain packages it builds.
 package config
 
 import (
@@ -9,46 +11,23 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
-
-	"github.com/ktpipe/ktpipe/keeptrusts"
-	"github.com/ktpipe/ktpipe/schemas"
-	"github.com/ktpipe/ktpipe/staging"
-	"github.com/ktpipe/ktpipe/warehouse"
 )
-
-// Temporal says where the Temporal cluster is and how to reach it.
-type Temporal struct {
-	Address   string `env:"TEMPORAL_ADDRESS, default=127.0.0.1:7233"`
-	Namespace string `env:"TEMPORAL_NAMESPACE, default=default"`
-	TaskQueue string `env:"KTPIPE_TASK_QUEUE, default=ktpipe"`
-	// APIKey authenticates to Temporal Cloud; it implies TLS.
-	APIKey keeptrusts.Secret `env:"TEMPORAL_API_KEY"`
-	// mTLS client certificate and key (Temporal Cloud or self-hosted).
-	TLSCertFile   string `env:"TEMPORAL_TLS_CERT"`
-	TLSKeyFile    string `env:"TEMPORAL_TLS_KEY"`
-	TLSCAFile     string `env:"TEMPORAL_TLS_CA"`
-	TLSServerName string `env:"TEMPORAL_TLS_SERVER_NAME"`
-	// UIURL is the Temporal UI that `ktpipe status` links workflows to;
-	// empty: the dev server's UI (port 8233) on TEMPORAL_ADDRESS's host,
-	// or Temporal Cloud's for a *.tmprl.cloud address.
-	UIURL string `env:"KTPIPE_TEMPORAL_UI_URL"`
-}
 
 // Keeptrusts says where the source API is.
 type Keeptrusts struct {
-	BaseURL string            `env:"KEEPTRUSTS_BASE_URL, required"`
-	Token   keeptrusts.Secret `env:"KEEPTRUSTS_API_TOKEN, required"`
+	BaseURL string `env:"KEEPTRUSTS_BASE_URL, required"`
+	Token   Secret `env:"KEEPTRUSTS_API_TOKEN, required"`
 	// RateLimit caps Keeptrusts API activities per second across all
 	// workers (a task-queue rate limit on the API task queue).
 	RateLimit float64 `env:"KEEPTRUSTS_RATE_LIMIT, default=20"`
 	// Bounds of every API call; the defaults and why are in
-	// keeptrusts.Default*. Downloads and the tail have no total bound:
+	// keeptrusts.Default* (app.NewKeeptrusts hands these to the client). Downloads and the tail have no total bound:
 	// the idle-read bound ends them when the server goes quiet.
 	ConnectTimeout   time.Duration `env:"KEEPTRUSTS_CONNECT_TIMEOUT, default=10s"`
 	ResponseTimeout  time.Duration `env:"KEEPTRUSTS_RESPONSE_TIMEOUT, default=60s"`
@@ -61,20 +40,11 @@ type Keeptrusts struct {
 	AllowInsecureHTTP bool `env:"KEEPTRUSTS_ALLOW_INSECURE_HTTP, default=false"`
 }
 
-// ClientOptions are the API client's bounds from this configuration.
-func (c Keeptrusts) ClientOptions() []keeptrusts.Option {
-	return []keeptrusts.Option{
-		keeptrusts.WithTimeouts(keeptrusts.Timeouts{Connect: c.ConnectTimeout, Response: c.ResponseTimeout,
-			IdleRead: c.IdleReadTimeout, Call: c.CallTimeout}),
-		keeptrusts.WithMaxBodyBytes(c.MaxResponseBytes),
-	}
-}
-
 // Webhook configures the webhook receiver the worker serves, when Addr
 // is set: near-real-time loads beside the hourly pull.
 type Webhook struct {
-	Addr   string            `env:"KTPIPE_WEBHOOK_ADDR"`
-	Secret keeptrusts.Secret `env:"KEEPTRUSTS_WEBHOOK_SECRET"`
+	Addr   string `env:"KTPIPE_WEBHOOK_ADDR"`
+	Secret Secret `env:"KEEPTRUSTS_WEBHOOK_SECRET"`
 	// Batch is how long deliveries are collected into one load.
 	Batch time.Duration `env:"KTPIPE_WEBHOOK_BATCH, default=1m"`
 	// MaxBody bounds one delivery in bytes (8 MiB: ~16,000 events; see
@@ -233,6 +203,25 @@ var bucketPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$`)
 
 var goIdent = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 
+// The rules below are config's own, so that a bad variable is named
+// before anything starts without config importing the packages that use
+// the value; those packages check again where it matters (warehouse
+// before splicing a name into SQL, staging before touching a path), and
+// app's TestConfigRulesMatchTheDomains keeps both in step.
+var (
+	// projectPattern is a BigQuery project id (warehouse.ValidateProject).
+	projectPattern = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	// datasetPattern is a BigQuery dataset name, at most 1,024 characters
+	// (warehouse.ValidateDataset).
+	datasetPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// stagingKeyPattern is a staging key, never with ".." (staging.CheckKey).
+	stagingKeyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$`)
+)
+
+// exportFormats are the export formats the Keeptrusts API accepts
+// (schemas.ParseFormat reads each).
+var exportFormats = []string{"ndjson", "json", "csv"}
+
 // Load reads target from lookup (nil: the process environment) and
 // validates it. Errors name the variable.
 func Load(ctx context.Context, target any, lookup envconfig.Lookuper) error {
@@ -264,27 +253,6 @@ func Load(ctx context.Context, target any, lookup envconfig.Lookuper) error {
 	}
 	if v, ok := target.(interface{ Validate() error }); ok {
 		return v.Validate()
-	}
-	return nil
-}
-
-// Validate checks what types alone cannot.
-func (c Temporal) Validate() error {
-	if c.Address == "" || !strings.Contains(c.Address, ":") {
-		return fmt.Errorf("TEMPORAL_ADDRESS: %q must be host:port", c.Address)
-	}
-	if !taskQueuePattern.MatchString(c.TaskQueue) {
-		return fmt.Errorf("KTPIPE_TASK_QUEUE: %q must be letters, digits, '.', '_' or '-'", c.TaskQueue)
-	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return errors.New("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both or neither")
-	}
-	for _, f := range []struct{ name, path string }{{"TEMPORAL_TLS_CERT", c.TLSCertFile}, {"TEMPORAL_TLS_KEY", c.TLSKeyFile}, {"TEMPORAL_TLS_CA", c.TLSCAFile}} {
-		if f.path != "" {
-			if _, err := os.Stat(f.path); err != nil {
-				return fmt.Errorf("%s: %w", f.name, err)
-			}
-		}
 	}
 	return nil
 }
@@ -328,11 +296,11 @@ func isLoopback(host string) bool {
 
 // Validate checks the BigQuery settings.
 func (c BigQuery) Validate() error {
-	if err := warehouse.ValidateProject(c.Project); err != nil {
-		return fmt.Errorf("BIGQUERY_PROJECT: %w", err)
+	if !projectPattern.MatchString(c.Project) {
+		return fmt.Errorf("BIGQUERY_PROJECT: project %q: must be 6-30 lowercase letters, digits or dashes, starting with a letter", c.Project)
 	}
-	if err := warehouse.ValidateDataset(c.Dataset); err != nil {
-		return fmt.Errorf("BIGQUERY_DATASET: %w", err)
+	if len(c.Dataset) > 1024 || !datasetPattern.MatchString(c.Dataset) {
+		return fmt.Errorf("BIGQUERY_DATASET: dataset %q: must be letters, digits and underscores, not starting with a digit", c.Dataset)
 	}
 	if c.Endpoint != "" {
 		if u, err := url.Parse(c.Endpoint); err != nil || u.Host == "" {
@@ -374,11 +342,11 @@ func (c Pipeline) Validate() error {
 	if c.StagingBucket != "" && !bucketPattern.MatchString(c.StagingBucket) {
 		return fmt.Errorf("KTPIPE_STAGING_BUCKET: %q is not a bucket name (3-63 of a-z, 0-9, -, _, .; no gs://)", c.StagingBucket)
 	}
-	if p := c.StagingPrefix; p != "" && (!strings.HasSuffix(p, "/") || staging.CheckKey(strings.TrimSuffix(p, "/")) != nil) {
+	if p := c.StagingPrefix; p != "" && (!strings.HasSuffix(p, "/") || !stagingKeyPattern.MatchString(strings.TrimSuffix(p, "/")) || strings.Contains(p, "..")) {
 		return fmt.Errorf("KTPIPE_STAGING_PREFIX: %q must be empty or slash-separated [A-Za-z0-9._-] segments ending in /", p)
 	}
-	if _, err := schemas.ParseFormat(c.ExportFormat); err != nil {
-		return fmt.Errorf("KTPIPE_EXPORT_FORMAT: %w", err)
+	if !slices.Contains(exportFormats, c.ExportFormat) {
+		return fmt.Errorf("KTPIPE_EXPORT_FORMAT: format %q: must be json, ndjson or csv", c.ExportFormat)
 	}
 	if _, err := ParseSince(c.PullStart, time.Now()); err != nil {
 		return fmt.Errorf("KTPIPE_PULL_START: %w", err)

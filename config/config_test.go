@@ -25,7 +25,7 @@ func TestDefaultsAreValid(t *testing.T) {
 	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(base())); err != nil {
 		t.Fatal(err)
 	}
-	if c.Temporal.Address != "127.0.0.1:7233" || c.Pipeline.ChunkRows != 50000 || c.Pipeline.ScheduleInterval != time.Hour ||
+	if c.Temporal.TaskQueue != "ktpipe" || c.Pipeline.ChunkRows != 50000 || c.Pipeline.ScheduleInterval != time.Hour ||
 		c.Pipeline.MaxRecordBytes != 1<<20 || c.Pipeline.MaxInflateRatio != 100 {
 		t.Fatalf("defaults %+v", c)
 	}
@@ -63,7 +63,9 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"prefix without slash", "KTPIPE_STAGING_PREFIX", "ktpipe", "KTPIPE_STAGING_PREFIX"},
 		{"webhooks without secret", "KTPIPE_WEBHOOK_ADDR", ":8088", "KEEPTRUSTS_WEBHOOK_SECRET: missing required value"},
 		{"late window too short", "KTPIPE_LATE_WINDOW", "10s", "KTPIPE_LATE_WINDOW: must be at least 1m"},
-		{"half tls", "TEMPORAL_TLS_CERT", "/etc/hosts", "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"},
+		{"missing certificate", "TEMPORAL_TLS_CLIENT_CERT_PATH", "/nonexistent/client.pem", "TEMPORAL_TLS_CLIENT_CERT_PATH: stat /nonexistent/client.pem"},
+		{"tls not a bool", "TEMPORAL_TLS", "yes", "TEMPORAL_TLS: \"yes\" must be true or false"},
+		{"address without port", "TEMPORAL_ADDRESS", "temporal", "TEMPORAL_ADDRESS: \"temporal\" must be host:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

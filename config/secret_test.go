@@ -12,11 +12,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/ktpipe/ktpipe/config"
-	"github.com/ktpipe/ktpipe/keeptrusts"
 )
 
 // configStructs lists every exported struct type of package config. The
@@ -31,6 +31,10 @@ var configStructs = map[string]any{
 	"Worker":     &config.Worker{},
 	"Receiver":   &config.Receiver{},
 	"Metrics":    &config.Metrics{},
+	// OldTemporal and Renamed hold no secret; listed so the test sees
+	// every struct.
+	"OldTemporal": &config.OldTemporal{},
+	"Renamed":     &config.Renamed{},
 }
 
 func exportedStructs(t *testing.T) []string {
@@ -65,7 +69,7 @@ func exportedStructs(t *testing.T) []string {
 	return names
 }
 
-var secretType = reflect.TypeFor[keeptrusts.Secret]()
+var secretType = reflect.TypeFor[config.Secret]()
 
 // fillSecrets sets every Secret field reachable from v to a distinct
 // value and returns those values.
@@ -124,8 +128,8 @@ func TestSecretsDoNotEncode(t *testing.T) {
 		encodings["slog json"], encodings["slog text"] = jbuf.String(), tbuf.String()
 		for _, s := range secrets {
 			var j, x bytes.Buffer
-			slog.New(slog.NewJSONHandler(&j, nil)).Info("secret", "s", keeptrusts.Secret(s))
-			slog.New(slog.NewTextHandler(&x, nil)).Info("secret", "s", keeptrusts.Secret(s))
+			slog.New(slog.NewJSONHandler(&j, nil)).Info("secret", "s", config.Secret(s))
+			slog.New(slog.NewTextHandler(&x, nil)).Info("secret", "s", config.Secret(s))
 			encodings["slog json "+s], encodings["slog text "+s] = j.String(), x.String()
 			for how, out := range encodings {
 				if strings.Contains(out, s) || strings.Contains(strings.ToLower(out), hex.EncodeToString([]byte(s))) {
@@ -136,5 +140,37 @@ func TestSecretsDoNotEncode(t *testing.T) {
 	}
 	if total == 0 {
 		t.Fatal("no Secret fields found: the walk checked nothing")
+	}
+}
+
+// secretVar is a variable that holds a credential.
+var secretVar = regexp.MustCompile(`(TOKEN|SECRET|API_KEY|KEY_DATA|PASSWORD)\b`)
+
+// TestCredentialsAreSecrets: every variable that names a credential is
+// read into a Secret, so the test above covers it; a plain string field
+// would print the credential and escape that test.
+func TestCredentialsAreSecrets(t *testing.T) {
+	found := 0
+	var walk func(tp reflect.Type, path string)
+	walk = func(tp reflect.Type, path string) {
+		for i := range tp.NumField() {
+			f := tp.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			switch {
+			case f.Type.Kind() == reflect.Struct && f.Type != secretType && name == "":
+				walk(f.Type, path+"."+f.Name)
+			case secretVar.MatchString(name):
+				found++
+				if f.Type != secretType {
+					t.Errorf("%s.%s (%s) is a %s: make it a config.Secret", path, f.Name, name, f.Type)
+				}
+			}
+		}
+	}
+	for name, ptr := range configStructs {
+		walk(reflect.TypeOf(ptr).Elem(), name)
+	}
+	if found == 0 {
+		t.Fatal("no credential variables found: the walk checked nothing")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"go.temporal.io/sdk/client"
 
+	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/report"
@@ -193,7 +194,10 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	// (exit 2) within a minute, not a hang.
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	o := StatusOptions{TaskQueue: t.TaskQueue, Namespace: t.Namespace, UIURL: TemporalUIURL(t.UIURL, t.Address),
+	// Where Dial connects (a profile file may say); a configuration
+	// Dial cannot use is its error below.
+	topts, _ := app.TemporalOptions(t)
+	o := StatusOptions{TaskQueue: t.TaskQueue, Namespace: topts.Namespace, UIURL: TemporalUIURL(t.UIURL, topts.HostPort),
 		Interval: p.ScheduleInterval, JSON: *output == "json"}
 	ctl := &Control{TaskQueue: t.TaskQueue}
 	o.ScheduleID = ctl.scheduleID()
@@ -321,7 +325,7 @@ func (c *CLI) sourceList(ctx context.Context, cmd string, args []string) error {
 	if err := c.load(ctx, &cfg); err != nil {
 		return err
 	}
-	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	api, err := app.NewKeeptrusts(cfg)
 	if err != nil {
 		return configError{err}
 	}
@@ -339,7 +343,7 @@ func (c *CLI) tail(ctx context.Context, args []string) error {
 	if err := c.load(ctx, &cfg); err != nil {
 		return err
 	}
-	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	api, err := app.NewKeeptrusts(cfg)
 	if err != nil {
 		return configError{err}
 	}

@@ -54,7 +54,7 @@ func TestEventsListAsTheGuideShowsIt(t *testing.T) {
 // first, with status, rows and error.
 func TestExportsListAsATable(t *testing.T) {
 	_, env, _ := sourceCLI(t)
-	api, err := keeptrusts.New(env["KEEPTRUSTS_BASE_URL"], keeptrusts.Secret(env["KEEPTRUSTS_API_TOKEN"]))
+	api, err := keeptrusts.New(env["KEEPTRUSTS_BASE_URL"], env["KEEPTRUSTS_API_TOKEN"])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 // Client calls the Keeptrusts API.
 type Client struct {
 	base     *url.URL
-	token    *Secret // a pointer, so fmt of a Client prints an address, not the token
+	token    *string // a pointer, so fmt of a Client prints an address, not the token
 	http     *http.Client
 	limiter  *rate.Limiter
 	timeouts Timeouts
@@ -54,8 +54,11 @@ func WithRateLimit(perSecond float64, burst int) Option {
 	return func(c *Client) { c.limiter = rate.NewLimiter(rate.Limit(perSecond), burst) }
 }
 
-// New returns a client for baseURL (e.g. https://api.keeptrusts.com).
-func New(baseURL string, token Secret, opts ...Option) (*Client, error) {
+// New returns a client for baseURL (e.g. https://api.keeptrusts.com)
+// that sends token as its bearer credential. The token goes only into the
+// Authorization header of requests to baseURL's origin, never into an
+// error or a log line of this package.
+func New(baseURL string, token string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("keeptrusts base URL %q: must be an absolute http(s) URL", baseURL)
@@ -147,7 +150,7 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	req.Header.Set("Authorization", "Bearer "+*c.token)
 	req.Header.Set("User-Agent", "ktpipe")
 	return req, nil
 }

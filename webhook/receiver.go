@@ -71,7 +71,7 @@ type Batcher interface {
 // to. Serve it with NewServer, which bounds time per connection; the
 // Receiver bounds bytes per delivery and deliveries in flight.
 type Receiver struct {
-	Secret  keeptrusts.Secret
+	Secret  string // the subscription's signing secret; never in an answer or a log line
 	Store   Stager
 	Batches Batcher
 	Logger  *slog.Logger

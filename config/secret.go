@@ -1,4 +1,4 @@
-package keeptrusts
+package config
 
 import (
 	"fmt"
