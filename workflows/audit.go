@@ -131,11 +131,10 @@ func fillAudit(row *activities.AuditRow, wh activities.AuditWarehouseResult) {
 		row.SourceResendRatio = float64(wh.SourceResends) / float64(wh.SourceRecords)
 	}
 	row.SchemaViolations = wh.SchemaViolations
-	row.WarehouseCount = wh.CompletenessCount
-	row.CompletenessRatio = 1
-	if row.APICount > 0 {
-		row.CompletenessRatio = float64(row.WarehouseCount) / float64(row.APICount)
-	}
+	// The API's count=true counts invalid records too: the rule the
+	// reconcile applies, unplaced quarantined records explaining a
+	// shortfall.
+	row.WarehouseCount, row.CompletenessRatio = completeness(row.APICount, wh.CompletenessCount, 0, wh.Unplaced, false)
 }
 
 // ReconcileStateKey is the pipeline_state key the scheduled reconcile
