@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/control"
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/workflows"
