@@ -225,3 +225,27 @@ attaches to the running one, or, when it completed, says so and starts nothing
 	}
 	return cmd
 }
+
+// window reads --since/--until, aligned to whole hours so the same
+// command run twice within an hour names the same range (and so the same
+// workflow id).
+func window(since, until string, now time.Time) (time.Time, time.Time, error) {
+	if since == "" {
+		return time.Time{}, time.Time{}, usagef("--since is required")
+	}
+	s, err := config.ParseSince(since, now)
+	if err != nil {
+		return time.Time{}, time.Time{}, usagef("--since: %v", err)
+	}
+	u := now.Truncate(time.Hour).Add(time.Hour)
+	if until != "" {
+		if u, err = time.Parse(time.RFC3339, until); err != nil {
+			return time.Time{}, time.Time{}, usagef("--until %q: must be RFC 3339", until)
+		}
+	}
+	s = s.UTC().Truncate(time.Hour)
+	if !s.Before(u) {
+		return time.Time{}, time.Time{}, usagef("--since %s is not before --until %s", s.Format(time.RFC3339), u.Format(time.RFC3339))
+	}
+	return s, u.UTC(), nil
+}

@@ -318,3 +318,29 @@ func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipe
 	return append(out, AppliedSchedule{ctl.ReconcileScheduleID(), verb(created),
 		fmt.Sprintf("reconcile of the previous UTC day every %s, at %s past midnight UTC", m.ReconcileInterval, offset)}), nil
 }
+
+func (c *CLI) printSchedule(id string, d *client.ScheduleDescription) {
+	state := "active"
+	if d.Schedule.State.Paused {
+		state = "paused"
+	}
+	fmt.Fprintf(c.Stdout, "schedule %s: %s\n", id, state)
+	if d.Schedule.Spec != nil {
+		for _, iv := range d.Schedule.Spec.Intervals {
+			fmt.Fprintf(c.Stdout, "  every %s\n", iv.Every)
+		}
+	}
+	// A paused schedule runs nothing: no next run to show.
+	if len(d.Info.NextActionTimes) > 0 && !d.Schedule.State.Paused {
+		fmt.Fprintf(c.Stdout, "  next run %s\n", d.Info.NextActionTimes[0].UTC().Format(time.RFC3339))
+	}
+	for _, a := range d.Info.RecentActions {
+		if a.StartWorkflowResult != nil {
+			fmt.Fprintf(c.Stdout, "  ran %s at %s\n", a.StartWorkflowResult.WorkflowID, a.ActualTime.UTC().Format(time.RFC3339))
+		}
+	}
+	fmt.Fprintf(c.Stdout, "  running now: %d\n", len(d.Info.RunningWorkflows))
+}
+
+// LagTarget is the guide's ingestion-lag target (alert KtpipeIngestionLag).
+const LagTarget = 5 * time.Minute
