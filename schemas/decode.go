@@ -35,7 +35,6 @@ type Decoder struct {
 	render func() []byte // renders the current record's raw text when next returned none
 	raw    []byte
 	closer io.Closer
-	index  int64
 	lim    Limits
 	over   oversize
 	big    bool     // the current record was too large
@@ -155,9 +154,6 @@ func (d *Decoder) Next(ev *Event) error {
 	d.big = false
 	raw, err := d.next(ev)
 	d.raw = raw
-	if err == nil || isFieldError(err) {
-		d.index++
-	}
 	return err
 }
 
@@ -179,20 +175,12 @@ func (d *Decoder) TooLarge() (Oversize, bool) {
 	return d.bigRec, d.big
 }
 
-// Records returns how many records Next has returned so far.
-func (d *Decoder) Records() int64 { return d.index }
-
 // Close releases the gzip reader, if any; it does not close the source.
 func (d *Decoder) Close() error {
 	if d.closer != nil {
 		return d.closer.Close()
 	}
 	return nil
-}
-
-func isFieldError(err error) bool {
-	var fe *FieldError
-	return errors.As(err, &fe)
 }
 
 // readLine appends one line (without its newline) to buf. The last line
