@@ -226,9 +226,10 @@ attaches to the running one, or, when it completed, says so and starts nothing
 	return cmd
 }
 
-// window reads --since/--until, aligned to whole hours so the same
-// command run twice within an hour names the same range (and so the same
-// workflow id).
+// window reads --since/--until. --since is truncated to its UTC hour and
+// the default --until is the next whole hour, so the same command run
+// twice within an hour names the same range (and so the same workflow
+// id); an explicit --until is taken as given, to the second.
 func window(since, until string, now time.Time) (time.Time, time.Time, error) {
 	if since == "" {
 		return time.Time{}, time.Time{}, usagef("--since is required")
