@@ -86,13 +86,3 @@ func (s Signature) Verify(secret Secret, body []byte) error {
 	}
 	return ErrBadSignature
 }
-
-// VerifySignature checks a Keeptrusts-Signature header over the raw body:
-// ParseSignature then Verify.
-func VerifySignature(secret Secret, header string, body []byte, now time.Time) error {
-	s, err := ParseSignature(header, now)
-	if err != nil {
-		return err
-	}
-	return s.Verify(secret, body)
-}
