@@ -133,7 +133,7 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	// Every report that can be read is printed; the error (exit 1)
 	// names the ones that could not.
 	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
-	err = wh.PrintViews(ctx, c.Stdout, warehouse.PrintedViews(userMap != ""), limit)
+	err = report.PrintViews(ctx, c.Stdout, wh, warehouse.PrintedViews(userMap != ""), limit)
 	if html != "" {
 		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: limit}, html)
 		if wrote {
