@@ -25,11 +25,17 @@ type loadFlags struct {
 	cmd          *cobra.Command
 }
 
+// addWindowFlags adds the required --since and the optional --until that
+// window reads.
+func addWindowFlags(cmd *cobra.Command, since, until *string, sinceExample string) {
+	cmd.Flags().StringVar(since, "since", "", "required: start, RFC 3339 or relative ("+sinceExample+"); aligned to the hour")
+	cmd.Flags().StringVar(until, "until", "", "end (exclusive), RFC 3339; default the next whole hour")
+}
+
 func addLoadFlags(cmd *cobra.Command, sinceExample string) *loadFlags {
 	lf := &loadFlags{cmd: cmd}
+	addWindowFlags(cmd, &lf.since, &lf.until, sinceExample)
 	f := cmd.Flags()
-	f.StringVar(&lf.since, "since", "", "required: start, RFC 3339 or relative ("+sinceExample+"); aligned to the hour")
-	f.StringVar(&lf.until, "until", "", "end (exclusive), RFC 3339; default the next whole hour")
 	f.StringVar(&lf.format, "format", "", "export format: "+strings.Join(workflows.ExportFormats, ", ")+" (default KTPIPE_EXPORT_FORMAT)")
 	f.BoolVar(&lf.gzip, "gzip", false, "ask for a gzip export (default KTPIPE_EXPORT_GZIP)")
 	f.BoolVar(&lf.reload, "reload", false, "load again even if a run with the same parameters completed")
@@ -125,15 +131,25 @@ func (c *CLI) startLoad(ctx context.Context, ctl *Control, lf *loadFlags, id, su
 			fmt.Fprintf(c.Stdout, "started %s (run %s): %s\n", id, out.RunID, summary)
 		}
 	}
+	var wait func() error
 	if lf.wait {
-		var err error
-		if follow {
-			err = Follow(ctx, ctl.Client, run, c.Stderr, result)
-		} else {
-			err = run.Get(ctx, result)
+		wait = func() error {
+			if follow {
+				return Follow(ctx, ctl.Client, run, c.Stderr, result)
+			}
+			return run.Get(ctx, result)
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", id, err)
+	}
+	return c.printOutcome(out, wait, result)
+}
+
+// printOutcome ends a command that started a run: with wait (not nil) it
+// waits for the run's result into result and prints it (the table style)
+// or the outcome with it (json); without, json prints the outcome.
+func (c *CLI) printOutcome(out LoadOutcome, wait func() error, result any) error {
+	if wait != nil {
+		if err := wait(); err != nil {
+			return fmt.Errorf("%s: %w", out.WorkflowID, err)
 		}
 		out.Result = result
 		if !c.json() {

@@ -33,11 +33,7 @@ func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
 	if html != "" {
 		return usagef("reports: --html goes with the table style, not --output json")
 	}
-	var cfg config.BigQuery
-	if err := c.load(ctx, &cfg); err != nil {
-		return err
-	}
-	wh, closeFn, err := c.warehouse(ctx, cfg)
+	wh, _, closeFn, err := c.openWarehouse(ctx)
 	if err != nil {
 		return err
 	}
@@ -99,6 +95,16 @@ func (c *CLI) warehouse(ctx context.Context, cfg config.BigQuery) (*warehouse.Wa
 	return wh, func() { bq.Close() }, nil
 }
 
+// openWarehouse opens the warehouse the environment names
+// (BIGQUERY_*); closeFn closes its client.
+func (c *CLI) openWarehouse(ctx context.Context) (wh *warehouse.Warehouse, cfg config.BigQuery, closeFn func(), err error) {
+	if err := c.load(ctx, &cfg); err != nil {
+		return nil, cfg, nil, err
+	}
+	wh, closeFn, err = c.warehouse(ctx, cfg)
+	return wh, cfg, closeFn, err
+}
+
 // maxReportRows bounds --limit: rows per report a terminal can show.
 const maxReportRows = 10000
 
@@ -121,11 +127,7 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var cfg config.BigQuery
-	if err := c.load(ctx, &cfg); err != nil {
-		return err
-	}
-	wh, closeFn, err := c.warehouse(ctx, cfg)
+	wh, cfg, closeFn, err := c.openWarehouse(ctx)
 	if err != nil {
 		return err
 	}

@@ -285,8 +285,7 @@ before its scheduled time. At most ` + fmt.Sprint(MaxHistoryBackfillDays) + ` da
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "required: start, RFC 3339 or relative (30d)")
-	cmd.Flags().StringVar(&until, "until", "", "end (exclusive), RFC 3339; default the next whole hour")
+	addWindowFlags(cmd, &since, &until, "30d")
 	return cmd
 }
 

@@ -13,6 +13,19 @@ import (
 	"github.com/ktpipe/ktpipe/keeptrusts"
 )
 
+// source is a client of the Keeptrusts API, from the environment.
+func (c *CLI) source(ctx context.Context) (*keeptrusts.Client, error) {
+	var cfg config.Keeptrusts
+	if err := c.load(ctx, &cfg); err != nil {
+		return nil, err
+	}
+	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	if err != nil {
+		return nil, configError{err}
+	}
+	return api, nil
+}
+
 // sourceList is the glue of `events list` and `exports list` (events.go).
 func (c *CLI) sourceList(ctx context.Context, cmd string, args []string) error {
 	if len(args) == 0 || args[0] != "list" {
@@ -47,13 +60,9 @@ func (c *CLI) sourceList(ctx context.Context, cmd string, args []string) error {
 		}
 		run = func(api SourceAPI) error { return ListExports(ctx, api, o, c.Stdout) }
 	}
-	var cfg config.Keeptrusts
-	if err := c.load(ctx, &cfg); err != nil {
-		return err
-	}
-	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	api, err := c.source(ctx)
 	if err != nil {
-		return configError{err}
+		return err
 	}
 	return run(api)
 }
@@ -65,13 +74,9 @@ func (c *CLI) tail(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var cfg config.Keeptrusts
-	if err := c.load(ctx, &cfg); err != nil {
-		return err
-	}
-	api, err := keeptrusts.New(cfg.BaseURL, cfg.Token, cfg.ClientOptions()...)
+	api, err := c.source(ctx)
 	if err != nil {
-		return configError{err}
+		return err
 	}
 	slog.Debug("tailing", "decision", *decision)
 	opts := keeptrusts.TailOptions{Cursor: *cursor, Decision: *decision,
