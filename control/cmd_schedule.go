@@ -12,6 +12,20 @@ import (
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
+// dialed is the RunE of a command with no flag to check before it dials
+// Temporal: body gets a Control, closed when body returns.
+func (c *CLI) dialed(body func(ctx context.Context, ctl *Control) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		ctl, _, err := c.control(ctx)
+		if err != nil {
+			return err
+		}
+		defer ctl.Client.Close()
+		return body(ctx, ctl)
+	}
+}
+
 func (c *CLI) scheduleCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "schedule",
@@ -132,13 +146,7 @@ func (c *CLI) schedulePauseCmd(action string) *cobra.Command {
 		Use:   action,
 		Short: map[string]string{"pause": "Pause the pull's schedule", "unpause": "Resume the pull's schedule"}[action],
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			ctl, _, err := c.control(ctx)
-			if err != nil {
-				return err
-			}
-			defer ctl.Client.Close()
+		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
 			if err := ctl.PauseSchedule(ctx, action == "pause", note); err != nil {
 				return err
 			}
@@ -147,7 +155,7 @@ func (c *CLI) schedulePauseCmd(action string) *cobra.Command {
 			}
 			fmt.Fprintf(c.Stdout, "schedule %s %sd\n", ctl.scheduleID(), action)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&note, "note", "", "note recorded with the change")
 	return cmd
@@ -159,13 +167,7 @@ func (c *CLI) scheduleTriggerCmd() *cobra.Command {
 		Use:   "trigger",
 		Short: "Start a pull now (or follow the one the schedule is running)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			ctl, _, err := c.control(ctx)
-			if err != nil {
-				return err
-			}
-			defer ctl.Client.Close()
+		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
 			id, err := ctl.TriggerSchedule(ctx)
 			if err != nil {
 				return err
@@ -191,7 +193,7 @@ func (c *CLI) scheduleTriggerCmd() *cobra.Command {
 				return c.printJSON(out)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the pull to finish and print what it loaded")
 	return cmd
@@ -231,13 +233,7 @@ func (c *CLI) scheduleDescribeCmd() *cobra.Command {
 		Use:   "describe",
 		Short: "Show the pull's schedule: state, interval, next and recent runs",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			ctl, _, err := c.control(ctx)
-			if err != nil {
-				return err
-			}
-			defer ctl.Client.Close()
+		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
 			d, err := ctl.DescribeSchedule(ctx)
 			if err != nil {
 				return err
@@ -247,7 +243,7 @@ func (c *CLI) scheduleDescribeCmd() *cobra.Command {
 			}
 			c.printSchedule(ctl.scheduleID(), d)
 			return nil
-		},
+		}),
 	}
 }
 
