@@ -25,11 +25,17 @@ type loadFlags struct {
 	cmd          *cobra.Command
 }
 
+// addWindowFlags adds the required --since and the optional --until that
+// window reads.
+func addWindowFlags(cmd *cobra.Command, since, until *string, sinceExample string) {
+	cmd.Flags().StringVar(since, "since", "", "required: start, RFC 3339 or relative ("+sinceExample+"); aligned to the hour")
+	cmd.Flags().StringVar(until, "until", "", "end (exclusive), RFC 3339; default the next whole hour")
+}
+
 func addLoadFlags(cmd *cobra.Command, sinceExample string) *loadFlags {
 	lf := &loadFlags{cmd: cmd}
+	addWindowFlags(cmd, &lf.since, &lf.until, sinceExample)
 	f := cmd.Flags()
-	f.StringVar(&lf.since, "since", "", "required: start, RFC 3339 or relative ("+sinceExample+"); aligned to the hour")
-	f.StringVar(&lf.until, "until", "", "end (exclusive), RFC 3339; default the next whole hour")
 	f.StringVar(&lf.format, "format", "", "export format: "+strings.Join(workflows.ExportFormats, ", ")+" (default KTPIPE_EXPORT_FORMAT)")
 	f.BoolVar(&lf.gzip, "gzip", false, "ask for a gzip export (default KTPIPE_EXPORT_GZIP)")
 	f.BoolVar(&lf.reload, "reload", false, "load again even if a run with the same parameters completed")
@@ -125,15 +131,25 @@ func (c *CLI) startLoad(ctx context.Context, ctl *Control, lf *loadFlags, id, su
 			fmt.Fprintf(c.Stdout, "started %s (run %s): %s\n", id, out.RunID, summary)
 		}
 	}
+	var wait func() error
 	if lf.wait {
-		var err error
-		if follow {
-			err = Follow(ctx, ctl.Client, run, c.Stderr, result)
-		} else {
-			err = run.Get(ctx, result)
+		wait = func() error {
+			if follow {
+				return Follow(ctx, ctl.Client, run, c.Stderr, result)
+			}
+			return run.Get(ctx, result)
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", id, err)
+	}
+	return c.printOutcome(out, wait, result)
+}
+
+// printOutcome ends a command that started a run: with wait (not nil) it
+// waits for the run's result into result and prints it (the table style)
+// or the outcome with it (json); without, json prints the outcome.
+func (c *CLI) printOutcome(out LoadOutcome, wait func() error, result any) error {
+	if wait != nil {
+		if err := wait(); err != nil {
+			return fmt.Errorf("%s: %w", out.WorkflowID, err)
 		}
 		out.Result = result
 		if !c.json() {
@@ -224,4 +240,29 @@ attaches to the running one, or, when it completed, says so and starts nothing
 			&workflows.ExportLoadResult{}, false)
 	}
 	return cmd
+}
+
+// window reads --since/--until. --since is truncated to its UTC hour and
+// the default --until is the next whole hour, so the same command run
+// twice within an hour names the same range (and so the same workflow
+// id); an explicit --until is taken as given, to the second.
+func window(since, until string, now time.Time) (time.Time, time.Time, error) {
+	if since == "" {
+		return time.Time{}, time.Time{}, usagef("--since is required")
+	}
+	s, err := config.ParseSince(since, now)
+	if err != nil {
+		return time.Time{}, time.Time{}, usagef("--since: %v", err)
+	}
+	u := now.Truncate(time.Hour).Add(time.Hour)
+	if until != "" {
+		if u, err = time.Parse(time.RFC3339, until); err != nil {
+			return time.Time{}, time.Time{}, usagef("--until %q: must be RFC 3339", until)
+		}
+	}
+	s = s.UTC().Truncate(time.Hour)
+	if !s.Before(u) {
+		return time.Time{}, time.Time{}, usagef("--since %s is not before --until %s", s.Format(time.RFC3339), u.Format(time.RFC3339))
+	}
+	return s, u.UTC(), nil
 }

@@ -16,19 +16,11 @@ func (c *CLI) finish(cmd *cobra.Command, run client.WorkflowRun, summary string,
 	if !c.json() {
 		fmt.Fprintf(c.Stdout, "started %s (run %s): %s\n", run.GetID(), run.GetRunID(), summary)
 	}
+	var get func() error
 	if wait {
-		if err := run.Get(cmd.Context(), result); err != nil {
-			return fmt.Errorf("%s: %w", run.GetID(), err)
-		}
-		out.Result = result
-		if !c.json() {
-			return printRow(c.Stdout, result)
-		}
+		get = func() error { return run.Get(cmd.Context(), result) }
 	}
-	if c.json() {
-		return c.printJSON(out)
-	}
-	return nil
+	return c.printOutcome(out, get, result)
 }
 
 func (c *CLI) replayCmd() *cobra.Command {
@@ -164,8 +156,7 @@ func (c *CLI) reconcileCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&since, "since", "", "required: start, RFC 3339 or relative (24h)")
-	f.StringVar(&until, "until", "", "end (exclusive), RFC 3339; default the next whole hour")
+	addWindowFlags(cmd, &since, &until, "24h")
 	f.DurationVar(&step, "step", time.Hour, "window size")
 	f.BoolVar(&replay, "replay-gaps", false, "replay windows with an unexplained gap")
 	f.BoolVar(&wait, "wait", false, "wait and print the table")

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"cloud.google.com/go/civil"
 
 	"github.com/ktpipe/ktpipe/config"
+	"github.com/ktpipe/ktpipe/report"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
@@ -31,11 +33,7 @@ func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
 	if html != "" {
 		return usagef("reports: --html goes with the table style, not --output json")
 	}
-	var cfg config.BigQuery
-	if err := c.load(ctx, &cfg); err != nil {
-		return err
-	}
-	wh, closeFn, err := c.warehouse(ctx, cfg)
+	wh, _, closeFn, err := c.openWarehouse(ctx)
 	if err != nil {
 		return err
 	}
@@ -82,4 +80,68 @@ func jsonValue(v bigquery.Value) any {
 		return x.String()
 	}
 	return v
+}
+
+func (c *CLI) warehouse(ctx context.Context, cfg config.BigQuery) (*warehouse.Warehouse, func(), error) {
+	bq, err := warehouse.Dial(ctx, cfg.Project, cfg.Endpoint)
+	if err != nil {
+		return nil, nil, err
+	}
+	wh, err := warehouse.New(bq, cfg.Project, cfg.Dataset, cfg.Location)
+	if err != nil {
+		bq.Close()
+		return nil, nil, configError{err}
+	}
+	return wh, func() { bq.Close() }, nil
+}
+
+// openWarehouse opens the warehouse the environment names
+// (BIGQUERY_*); closeFn closes its client.
+func (c *CLI) openWarehouse(ctx context.Context) (wh *warehouse.Warehouse, cfg config.BigQuery, closeFn func(), err error) {
+	if err := c.load(ctx, &cfg); err != nil {
+		return nil, cfg, nil, err
+	}
+	wh, closeFn, err = c.warehouse(ctx, cfg)
+	return wh, cfg, closeFn, err
+}
+
+// maxReportRows bounds --limit: rows per report a terminal can show.
+const maxReportRows = 10000
+
+// reportFlags parses reports' flags, for both output styles.
+func (c *CLI) reportFlags(args []string) (limit int, html string, err error) {
+	fs := c.flags("reports")
+	l := fs.Int("limit", 20, "rows per report (1..10000)")
+	h := fs.String("html", "", "also write the reports, data quality and success metrics, with charts, as one HTML page to this file")
+	if err := parse(fs, args); err != nil {
+		return 0, "", err
+	}
+	if *l < 1 || *l > maxReportRows {
+		return 0, "", usagef("--limit %d: between 1 and %d", *l, maxReportRows)
+	}
+	return *l, *h, nil
+}
+
+func (c *CLI) reports(ctx context.Context, args []string) error {
+	limit, html, err := c.reportFlags(args)
+	if err != nil {
+		return err
+	}
+	wh, cfg, closeFn, err := c.openWarehouse(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	// Every report that can be read is printed; the error (exit 1)
+	// names the ones that could not.
+	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
+	err = report.PrintViews(ctx, c.Stdout, wh, warehouse.PrintedViews(userMap != ""), limit)
+	if html != "" {
+		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: limit}, html)
+		if wrote {
+			fmt.Fprintf(c.Stdout, "\nwrote %s\n", html)
+		}
+		err = errors.Join(err, herr)
+	}
+	return err
 }

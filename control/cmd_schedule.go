@@ -12,6 +12,20 @@ import (
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
+// dialed is the RunE of a command with no flag to check before it dials
+// Temporal: body gets a Control, closed when body returns.
+func (c *CLI) dialed(body func(ctx context.Context, ctl *Control) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		ctl, _, err := c.control(ctx)
+		if err != nil {
+			return err
+		}
+		defer ctl.Client.Close()
+		return body(ctx, ctl)
+	}
+}
+
 func (c *CLI) scheduleCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "schedule",
@@ -132,13 +146,7 @@ func (c *CLI) schedulePauseCmd(action string) *cobra.Command {
 		Use:   action,
 		Short: map[string]string{"pause": "Pause the pull's schedule", "unpause": "Resume the pull's schedule"}[action],
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			ctl, _, err := c.control(ctx)
-			if err != nil {
-				return err
-			}
-			defer ctl.Client.Close()
+		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
 			if err := ctl.PauseSchedule(ctx, action == "pause", note); err != nil {
 				return err
 			}
@@ -147,7 +155,7 @@ func (c *CLI) schedulePauseCmd(action string) *cobra.Command {
 			}
 			fmt.Fprintf(c.Stdout, "schedule %s %sd\n", ctl.scheduleID(), action)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&note, "note", "", "note recorded with the change")
 	return cmd
@@ -159,13 +167,7 @@ func (c *CLI) scheduleTriggerCmd() *cobra.Command {
 		Use:   "trigger",
 		Short: "Start a pull now (or follow the one the schedule is running)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			ctl, _, err := c.control(ctx)
-			if err != nil {
-				return err
-			}
-			defer ctl.Client.Close()
+		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
 			id, err := ctl.TriggerSchedule(ctx)
 			if err != nil {
 				return err
@@ -191,7 +193,7 @@ func (c *CLI) scheduleTriggerCmd() *cobra.Command {
 				return c.printJSON(out)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the pull to finish and print what it loaded")
 	return cmd
@@ -231,13 +233,7 @@ func (c *CLI) scheduleDescribeCmd() *cobra.Command {
 		Use:   "describe",
 		Short: "Show the pull's schedule: state, interval, next and recent runs",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			ctl, _, err := c.control(ctx)
-			if err != nil {
-				return err
-			}
-			defer ctl.Client.Close()
+		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
 			d, err := ctl.DescribeSchedule(ctx)
 			if err != nil {
 				return err
@@ -247,7 +243,7 @@ func (c *CLI) scheduleDescribeCmd() *cobra.Command {
 			}
 			c.printSchedule(ctl.scheduleID(), d)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -285,8 +281,7 @@ before its scheduled time. At most ` + fmt.Sprint(MaxHistoryBackfillDays) + ` da
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "required: start, RFC 3339 or relative (30d)")
-	cmd.Flags().StringVar(&until, "until", "", "end (exclusive), RFC 3339; default the next whole hour")
+	addWindowFlags(cmd, &since, &until, "30d")
 	return cmd
 }
 
@@ -318,3 +313,29 @@ func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipe
 	return append(out, AppliedSchedule{ctl.ReconcileScheduleID(), verb(created),
 		fmt.Sprintf("reconcile of the previous UTC day every %s, at %s past midnight UTC", m.ReconcileInterval, offset)}), nil
 }
+
+func (c *CLI) printSchedule(id string, d *client.ScheduleDescription) {
+	state := "active"
+	if d.Schedule.State.Paused {
+		state = "paused"
+	}
+	fmt.Fprintf(c.Stdout, "schedule %s: %s\n", id, state)
+	if d.Schedule.Spec != nil {
+		for _, iv := range d.Schedule.Spec.Intervals {
+			fmt.Fprintf(c.Stdout, "  every %s\n", iv.Every)
+		}
+	}
+	// A paused schedule runs nothing: no next run to show.
+	if len(d.Info.NextActionTimes) > 0 && !d.Schedule.State.Paused {
+		fmt.Fprintf(c.Stdout, "  next run %s\n", d.Info.NextActionTimes[0].UTC().Format(time.RFC3339))
+	}
+	for _, a := range d.Info.RecentActions {
+		if a.StartWorkflowResult != nil {
+			fmt.Fprintf(c.Stdout, "  ran %s at %s\n", a.StartWorkflowResult.WorkflowID, a.ActualTime.UTC().Format(time.RFC3339))
+		}
+	}
+	fmt.Fprintf(c.Stdout, "  running now: %d\n", len(d.Info.RunningWorkflows))
+}
+
+// LagTarget is the guide's ingestion-lag target (alert KtpipeIngestionLag).
+const LagTarget = 5 * time.Minute

@@ -19,10 +19,6 @@ import (
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
-// DefaultScheduleID is the id of the hourly pull's schedule with the
-// default task queue.
-const DefaultScheduleID = "ktpipe-incremental-pull"
-
 // Control operates ktpipe on one Temporal namespace and task queue.
 // Workflow and schedule ids start with the task queue's name, so two
 // deployments (two datasets, two task queues) can share a namespace.

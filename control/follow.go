@@ -14,8 +14,10 @@ import (
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
-// Follow waits for a backfill, drawing a progress bar from its progress
-// query, and decodes its result into out.
+// Follow waits for run and decodes its result into out. While the run
+// answers the progress query with windows (a Backfill: the CLI follows
+// only those), it draws them as a progress bar on w; any other run is
+// just waited for.
 func Follow(ctx context.Context, c client.Client, run client.WorkflowRun, w io.Writer, out any) error {
 	done := make(chan error, 1)
 	go func() { done <- run.Get(ctx, out) }()

@@ -69,17 +69,6 @@ overrides its variable. Exit codes: 0 ok, 1 failed, 2 usage (nothing done).`,
 	return root
 }
 
-// sourceLister runs `events list` or `exports list` in the chosen output
-// style.
-func (c *CLI) sourceLister(cmd string) func(context.Context, []string) error {
-	return func(ctx context.Context, args []string) error {
-		if len(args) > 0 && args[0] == "list" {
-			args = append([]string{"list", "--output", c.output}, args[1:]...)
-		}
-		return c.sourceList(ctx, cmd, args)
-	}
-}
-
 // legacy hosts a command whose body parses its own flags with package
 // flag (-h lists them). ownsOutput: the body reads --output itself;
 // otherwise --output/-o is taken here (c.output) and the rest passes on.

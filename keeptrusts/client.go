@@ -15,8 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Client calls the Keeptrusts API.
@@ -24,7 +22,6 @@ type Client struct {
 	base     *url.URL
 	token    *string // a pointer, so fmt of a Client prints an address, not the token
 	http     *http.Client
-	limiter  *rate.Limiter
 	timeouts Timeouts
 	maxBody  int64
 	observe  Observer
@@ -47,12 +44,6 @@ type Option func(*Client)
 // WithHTTPClient sets the HTTP client (transport). Its CheckRedirect is
 // replaced: only same-origin redirects are followed.
 func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
-
-// WithRateLimit caps this client's requests per second, below the
-// server's limit, so one process does not earn a stream of 429s.
-func WithRateLimit(perSecond float64, burst int) Option {
-	return func(c *Client) { c.limiter = rate.NewLimiter(rate.Limit(perSecond), burst) }
-}
 
 // New returns a client for baseURL (e.g. https://api.keeptrusts.com)
 // that sends token as its bearer credential. The token goes only into the
@@ -161,11 +152,6 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 // body fails with a *TimeoutError when it sends nothing for the idle-read
 // bound.
 func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, error) {
-	if c.limiter != nil {
-		if err := c.limiter.Wait(req.Context()); err != nil {
-			return nil, fmt.Errorf("keeptrusts %s: %w", op, err)
-		}
-	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	resp, err := c.http.Do(req.WithContext(ctx))
 	if c.observe != nil {

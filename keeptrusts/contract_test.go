@@ -385,7 +385,7 @@ func TestWebhookDeliveriesVerifyAndRetry(t *testing.T) {
 	delivered := make(chan int, 10)
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if err := keeptrusts.VerifySignature(secret, r.Header.Get("Keeptrusts-Signature"), body, time.Now()); err != nil {
+		if err := verifySignature(secret, r.Header.Get("Keeptrusts-Signature"), body, time.Now()); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
@@ -417,13 +417,23 @@ func TestWebhookDeliveriesVerifyAndRetry(t *testing.T) {
 	}
 	body := []byte(`{"id":"x"}`)
 	sig := ktsim.Sign(secret, time.Now(), body)
-	if err := keeptrusts.VerifySignature(secret, sig, []byte(`{"id":"y"}`), time.Now()); !errors.Is(err, keeptrusts.ErrBadSignature) {
+	if err := verifySignature(secret, sig, []byte(`{"id":"y"}`), time.Now()); !errors.Is(err, keeptrusts.ErrBadSignature) {
 		t.Fatal("tampered body verified")
 	}
-	if err := keeptrusts.VerifySignature(secret, sig, body, time.Now().Add(10*time.Minute)); !errors.Is(err, keeptrusts.ErrBadSignature) {
+	if err := verifySignature(secret, sig, body, time.Now().Add(10*time.Minute)); !errors.Is(err, keeptrusts.ErrBadSignature) {
 		t.Fatal("stale signature verified")
 	}
-	if err := keeptrusts.VerifySignature("other", sig, body, time.Now()); err == nil || strings.Contains(err.Error(), secret) {
+	if err := verifySignature("other", sig, body, time.Now()); err == nil || strings.Contains(err.Error(), secret) {
 		t.Fatalf("wrong secret: %v", err)
 	}
+}
+
+// verifySignature checks a Keeptrusts-Signature header over the raw body
+// as the webhook receiver does: ParseSignature, then Verify.
+func verifySignature(secret string, header string, body []byte, now time.Time) error {
+	s, err := keeptrusts.ParseSignature(header, now)
+	if err != nil {
+		return err
+	}
+	return s.Verify(secret, body)
 }

@@ -86,13 +86,3 @@ func (s Signature) Verify(secret string, body []byte) error {
 	}
 	return ErrBadSignature
 }
-
-// VerifySignature checks a Keeptrusts-Signature header over the raw body:
-// ParseSignature then Verify.
-func VerifySignature(secret string, header string, body []byte, now time.Time) error {
-	s, err := ParseSignature(header, now)
-	if err != nil {
-		return err
-	}
-	return s.Verify(secret, body)
-}

@@ -4,6 +4,11 @@
 // late events, injectable faults and a ground truth of what exists. It
 // shares no code with the pipeline's decoders, so the pipeline is tested
 // against an independent implementation of the contract.
+//
+// server.go holds the Server, its faults and the /v1 middleware; ingest.go
+// the history and new events; events.go GET /v1/events (pages, count,
+// group_by); tail.go the SSE tail; exports.go the Export API; truth.go
+// the ground truth (/_sim/truth, users); webhooks.go deliveries.
 package ktsim
 
 import (

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"regexp"
 	"strings"
@@ -138,5 +139,29 @@ func TestPageWithoutData(t *testing.T) {
 	}
 	if n := strings.Count(html, `class="chart empty"`); n != 5 {
 		t.Errorf("%d empty charts, want 5 saying no data", n)
+	}
+}
+
+// PrintViews prints every view it can and names the one it could not read.
+func TestPrintViewsNamesTheMissingOne(t *testing.T) {
+	src := fixture()
+	missing := warehouse.Views[0]
+	src.failed = missing.Name
+	var out bytes.Buffer
+	err := PrintViews(context.Background(), &out, src, warehouse.Views, 5)
+	if err == nil || !strings.Contains(err.Error(), missing.Name) || !strings.Contains(err.Error(), fmt.Sprintf("1 of %d", len(warehouse.Views))) {
+		t.Fatalf("error %v, want one naming %s", err, missing.Name)
+	}
+	for _, v := range warehouse.Views[1:] {
+		if !strings.Contains(out.String(), "== "+v.Title+" ("+v.Name+")") {
+			t.Errorf("report %s not printed:\n%s", v.Name, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "("+missing.Name+")\ncould not be read") {
+		t.Errorf("the missing report is not named in the output:\n%s", out.String())
+	}
+	// A table: the header, then the rows as the terminal shows values.
+	if !strings.Contains(out.String(), "== "+warehouse.Views[1].Title) || !strings.Contains(out.String(), "0.2000") {
+		t.Errorf("policy table not printed with its values:\n%s", out.String())
 	}
 }

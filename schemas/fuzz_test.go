@@ -3,7 +3,6 @@ package schemas_test
 import (
 	"bytes"
 	"errors"
-	"io"
 	"testing"
 
 	"github.com/ktpipe/ktpipe/ktsim"
@@ -103,5 +102,3 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
-
-var _ = io.EOF

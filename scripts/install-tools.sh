@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real services the tests and the local stack run against, and
 # the linters the test command runs, once each: the Temporal CLI (dev
-# server + UI), the BigQuery emulator, staticcheck and workflowcheck, all
-# from the Go module proxy (a cached binary is reused); and the Debian
-# packages prometheus, chromium and docker-compose.
+# server + UI), the BigQuery emulator, staticcheck, workflowcheck and
+# deadcode, all from the Go module proxy (a cached binary is reused); and
+# the Debian packages prometheus, chromium and docker-compose.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -41,6 +41,7 @@ go_tool() {
 install_linters() {
   go_tool "$STATICCHECK_BIN" "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
   go_tool "$WORKFLOWCHECK_BIN" "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"
+  go_tool "$DEADCODE_BIN" "golang.org/x/tools/cmd/deadcode@$DEADCODE_VERSION"
 }
 
 # install_debs: the Debian packages the tests drive for real: Prometheus

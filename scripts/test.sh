@@ -20,6 +20,9 @@ go vet ./...
 # workflowcheck: workflow code must be deterministic (no time.Now, maps
 # ranged into commands, goroutines, ...).
 "$WORKFLOWCHECK_BIN" ./workflows/...
+# deadcode: no function that nothing runs (scripts/deadcode-allow.txt
+# lists, with reasons, the few only tests reach).
+scripts/check-deadcode.sh
 # The Docker files, checked without a Docker engine: docker-compose.yml by
 # Debian's docker-compose (schema, references, interpolation); the
 # Dockerfile by BuildKit's build checks and the build context by its

@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"encoding/csv"
 	"fmt"
-	"io"
 	"math/big"
 	"os"
 	"strings"
@@ -234,5 +233,3 @@ func or(s string) string {
 }
 
 func js(s string) string { return string(schemas.AppendJSONString(nil, s)) }
-
-var _ io.Reader = (*bytes.Buffer)(nil)

@@ -1,7 +1,6 @@
 package warehouse_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -118,27 +117,5 @@ func TestChangedOrMissingViewIsApplied(t *testing.T) {
 	}
 	if got := ddl.list(); len(got) != 0 {
 		t.Fatalf("after applying, the next start issued %q", got)
-	}
-}
-
-// reports prints every view it can and names the one it could not read.
-func TestPrintViewsNamesTheMissingOne(t *testing.T) {
-	t.Parallel()
-	ds := fmt.Sprintf("ds_print_%d", dsSeq.Add(1))
-	w := newWarehouseIn(t, ds)
-	missing := warehouse.Views[0]
-	exec(t, fmt.Sprintf("DROP VIEW `%s.%s.%s`", project, ds, missing.Name))
-	var out bytes.Buffer
-	err := w.PrintViews(context.Background(), &out, warehouse.Views, 5)
-	if err == nil || !strings.Contains(err.Error(), missing.Name) || !strings.Contains(err.Error(), fmt.Sprintf("1 of %d", len(warehouse.Views))) {
-		t.Fatalf("error %v, want one naming %s", err, missing.Name)
-	}
-	for _, v := range warehouse.Views[1:] {
-		if !strings.Contains(out.String(), "== "+v.Title+" ("+v.Name+")") {
-			t.Errorf("report %s not printed:\n%s", v.Name, out.String())
-		}
-	}
-	if !strings.Contains(out.String(), "("+missing.Name+")\ncould not be read") {
-		t.Errorf("the missing report is not named in the output:\n%s", out.String())
 	}
 }

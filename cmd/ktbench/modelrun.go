@@ -48,18 +48,8 @@ func runModel(out io.Writer, scales []float64) error {
 	store := staging.Dir{Root: dir}
 
 	split := func(loadID string, rows int) (staging.Manifest, error) {
-		dec, err := schemas.NewDecoder(bytes.NewReader(file.Bytes()), schemas.FormatNDJSON, false)
-		if err != nil {
-			return staging.Manifest{}, err
-		}
-		sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "model", ChunkRows: rows, Gateways: gateways, IngestedAt: time.Now()}, staging.StoreSink(ctx, store))
-		if err != nil {
-			return staging.Manifest{}, err
-		}
-		if err := sp.Add(dec); err != nil {
-			return staging.Manifest{}, err
-		}
-		return sp.Close()
+		return splitNDJSON(ctx, store, file.Bytes(),
+			staging.SplitOptions{LoadID: loadID, Source: "model", ChunkRows: rows, Gateways: gateways, IngestedAt: time.Now()})
 	}
 	man, err := split("widths", events)
 	if err != nil {
@@ -70,23 +60,11 @@ func runModel(out io.Writer, scales []float64) error {
 		return err
 	}
 
-	emu, err := devstack.StartEmulator(ctx, "ktbench", io.Discard)
+	wh, _, stop, err := emulatorWarehouse(ctx, "model")
 	if err != nil {
 		return err
 	}
-	defer emu.Stop()
-	bq, err := emu.Client(ctx)
-	if err != nil {
-		return err
-	}
-	defer bq.Close()
-	wh, err := warehouse.New(bq, "ktbench", "model", "US")
-	if err != nil {
-		return err
-	}
-	if _, err := wh.EnsureSchema(ctx); err != nil {
-		return err
-	}
+	defer stop()
 	var mu sync.Mutex
 	var rec []warehouse.Statement
 	wh.SetStatementObserver(func(s warehouse.Statement) {
@@ -197,24 +175,6 @@ func runModel(out io.Writer, scales []float64) error {
 	}
 	fmt.Fprintln(out)
 	return printModel(out, in, w, paths, scales)
-}
-
-func stageChunk(ctx context.Context, wh *warehouse.Warehouse, store staging.Dir, loadID string, c staging.Chunk) error {
-	rows, err := store.Open(ctx, c.Key)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	files := warehouse.ChunkFiles{Rows: rows}
-	if c.QuarantineKey != "" {
-		q, err := store.Open(ctx, c.QuarantineKey)
-		if err != nil {
-			return err
-		}
-		defer q.Close()
-		files.Quarantine = q
-	}
-	return wh.StageChunk(ctx, loadID, c, files)
 }
 
 // measureWidths computes BigQuery's average data size per column over the

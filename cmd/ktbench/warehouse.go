@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -13,9 +12,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/devstack"
 	"github.com/ktpipe/ktpipe/ktsim"
-	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
-	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 // benchWarehouse measures the load path and the dedup commit on the
@@ -24,23 +21,11 @@ import (
 // a resend-heavy chunk (half new, half already loaded) at that size.
 func benchWarehouse(sizes []int, chunkRows int) error {
 	ctx := context.Background()
-	emu, err := devstack.StartEmulator(ctx, "ktbench", io.Discard)
+	wh, bq, stop, err := emulatorWarehouse(ctx, "bench")
 	if err != nil {
 		return err
 	}
-	defer emu.Stop()
-	bq, err := emu.Client(ctx)
-	if err != nil {
-		return err
-	}
-	defer bq.Close()
-	wh, err := warehouse.New(bq, "ktbench", "bench", "US")
-	if err != nil {
-		return err
-	}
-	if _, err := wh.EnsureSchema(ctx); err != nil {
-		return err
-	}
+	defer stop()
 	dir, err := os.MkdirTemp("", "ktbench-wh")
 	if err != nil {
 		return err
@@ -60,29 +45,13 @@ func benchWarehouse(sizes []int, chunkRows int) error {
 		fmt.Printf("%-44s %10d %10.2f %10.0f\n", step, rows, d.Seconds(), float64(rows)/d.Seconds())
 	}
 	split := func(loadID string, from, to int) (staging.Manifest, error) {
-		dec, err := schemas.NewDecoder(bytes.NewReader(bytes.Join(lines[from:to], nil)), schemas.FormatNDJSON, false)
-		if err != nil {
-			return staging.Manifest{}, err
-		}
-		sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "bench", ChunkRows: chunkRows, IngestedAt: time.Now()}, staging.StoreSink(ctx, store))
-		if err != nil {
-			return staging.Manifest{}, err
-		}
-		if err := sp.Add(dec); err != nil {
-			return staging.Manifest{}, err
-		}
-		return sp.Close()
+		return splitNDJSON(ctx, store, bytes.Join(lines[from:to], nil),
+			staging.SplitOptions{LoadID: loadID, Source: "bench", ChunkRows: chunkRows, IngestedAt: time.Now()})
 	}
 	load := func(loadID string, man staging.Manifest) (stage, commit time.Duration, err error) {
 		for _, c := range man.Chunks {
-			f, err := store.Open(ctx, c.Key)
-			if err != nil {
-				return 0, 0, err
-			}
 			t0 := time.Now()
-			err = wh.StageChunk(ctx, loadID, c, warehouse.ChunkFiles{Rows: f})
-			f.Close()
-			if err != nil {
+			if err := stageChunk(ctx, wh, store, loadID, c); err != nil {
 				return 0, 0, err
 			}
 			t1 := time.Now()

@@ -31,6 +31,7 @@ import (
 	"github.com/ktpipe/ktpipe/control"
 	"github.com/ktpipe/ktpipe/devstack"
 	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/report"
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
@@ -205,7 +206,7 @@ func run(ctx context.Context, o options) error {
 	control.PrintReconcile(os.Stdout, rres)
 
 	wh := w.Activities.Warehouse
-	if err := wh.PrintViews(ctx, os.Stdout, warehouse.Views, 12); err != nil {
+	if err := report.PrintViews(ctx, os.Stdout, wh, warehouse.Views, 12); err != nil {
 		return err
 	}
 	fmt.Printf("\nTemporal UI: http://127.0.0.1:%d/namespaces/default/schedules/%s\n", o.uiPort, ctl.ScheduleName())
