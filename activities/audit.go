@@ -28,10 +28,6 @@ type AuditWarehouseInput struct {
 type AuditWarehouseResult struct {
 	warehouse.AuditMeasures
 	CompletenessCount int64 // fact + quarantine in the completeness window
-	// Unplaced quarantined records (no usable timestamp) since the
-	// completeness window began: the API counts them in their hour, the
-	// warehouse cannot place them.
-	Unplaced int64
 }
 
 // AuditWarehouse measures the warehouse for an audit: newest event,
@@ -48,7 +44,7 @@ func (a *Activities) AuditWarehouse(ctx context.Context, in AuditWarehouseInput)
 	if err != nil {
 		return AuditWarehouseResult{}, err
 	}
-	return AuditWarehouseResult{AuditMeasures: m, CompletenessCount: wh.Fact + wh.Quarantined, Unplaced: wh.Unplaced}, nil
+	return AuditWarehouseResult{AuditMeasures: m, CompletenessCount: wh.Fact + wh.Quarantined}, nil
 }
 
 // NewestInput asks for the API's newest event timestamp.

@@ -131,10 +131,16 @@ func fillAudit(row *activities.AuditRow, wh activities.AuditWarehouseResult) {
 		row.SourceResendRatio = float64(wh.SourceResends) / float64(wh.SourceRecords)
 	}
 	row.SchemaViolations = wh.SchemaViolations
-	// The API's count=true counts invalid records too: the rule the
-	// reconcile applies, unplaced quarantined records explaining a
-	// shortfall.
-	row.WarehouseCount, row.CompletenessRatio = completeness(row.APICount, wh.CompletenessCount, 0, wh.Unplaced, false)
+	// Strict: a quarantined record without a usable timestamp counts
+	// against its hour here, unlike in the reconcile. An alert cannot tell
+	// it from a lost event, and letting any such record explain a
+	// shortfall let invalid records that arrived now hide an event lost
+	// from an earlier hour (the alert test's case).
+	row.WarehouseCount = wh.CompletenessCount
+	row.CompletenessRatio = 1
+	if row.APICount > 0 {
+		row.CompletenessRatio = float64(row.WarehouseCount) / float64(row.APICount)
+	}
 }
 
 // ReconcileStateKey is the pipeline_state key the scheduled reconcile

@@ -138,37 +138,3 @@ func TestScheduledReconcileCoversTheDayBeforeItsScheduledTime(t *testing.T) {
 		t.Fatalf("reconciled %s to %s, want the day before the scheduled time: %s", asked.Since, asked.Until, want.Format("2006-01-02"))
 	}
 }
-
-// The audit's completeness follows the reconcile's rule: a quarantined
-// record without a usable timestamp, which the API counts in its hour
-// and the warehouse cannot place, explains a shortfall up to their
-// number, and never lifts the count above the API's.
-func TestAuditCompletenessCountsUnplacedRecords(t *testing.T) {
-	for _, c := range []struct {
-		held, unplaced, wantCount int64
-		wantRatio                 float64
-	}{
-		{held: 999, unplaced: 0, wantCount: 999, wantRatio: 0.999},
-		{held: 999, unplaced: 1, wantCount: 1000, wantRatio: 1},
-		{held: 990, unplaced: 4, wantCount: 994, wantRatio: 0.994},
-		{held: 999, unplaced: 7, wantCount: 1000, wantRatio: 1},
-	} {
-		var s testsuite.WorkflowTestSuite
-		env := s.NewTestWorkflowEnvironment()
-		env.RegisterActivity(acts)
-		env.OnActivity(acts.AuditWarehouse, mock.Anything, mock.Anything).Return(activities.AuditWarehouseResult{
-			CompletenessCount: c.held, Unplaced: c.unplaced}, nil).Once()
-		env.OnActivity(acts.NewestSourceEvent, mock.Anything, mock.Anything).Return(time.Time{}, nil).Once()
-		env.OnActivity(acts.CountSource, mock.Anything, mock.Anything).Return(int64(1000), nil).Once()
-		var written activities.AuditRow
-		env.OnActivity(acts.WriteAudit, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.AuditRow) error { written = r; return nil }).Once()
-		env.ExecuteWorkflow(workflows.Audit, workflows.AuditInput{})
-		if err := env.GetWorkflowError(); err != nil {
-			t.Fatal(err)
-		}
-		if written.WarehouseCount != c.wantCount || written.CompletenessRatio != c.wantRatio {
-			t.Errorf("held %d, unplaced %d of 1000: count %d ratio %v, want %d %v", c.held, c.unplaced,
-				written.WarehouseCount, written.CompletenessRatio, c.wantCount, c.wantRatio)
-		}
-	}
-}

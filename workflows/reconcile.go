@@ -48,38 +48,29 @@ type ReconcileResult struct {
 	GroupBy bool `json:"groupBy"`
 }
 
-// Completeness sums the windows and applies the one rule (completeness)
-// for the daily reconcile's metric, the audit and status.
+// Completeness sums the windows: the events the API counted, what the
+// warehouse holds against them, and the ratio (1 when the API counted
+// none). With count=true per window the API counts invalid records too,
+// so the quarantine counts, and up to Unplaced quarantined records
+// without a usable timestamp explain a shortfall; group_by counts valid
+// events only, so only fact rows do. The one rule for the daily
+// reconcile's metric and for status.
 func (r ReconcileResult) Completeness() (source, warehouse int64, ratio float64) {
-	var fact, quarantined int64
 	for _, w := range r.Windows {
 		source += w.Source
-		fact += w.Fact
-		quarantined += w.Quarantined
-	}
-	warehouse, ratio = completeness(source, fact, quarantined, r.Unplaced, r.GroupBy)
-	return source, warehouse, ratio
-}
-
-// completeness is what the warehouse holds against the API's count of
-// source events, and the ratio (1 when the API counted none). With
-// count=true the API counts invalid records too, so the quarantine
-// counts, and up to unplaced quarantined records without a usable
-// timestamp explain a shortfall; group_by counts valid events only, so
-// only fact rows do.
-func completeness(source, fact, quarantined, unplaced int64, groupBy bool) (warehouse int64, ratio float64) {
-	warehouse = fact
-	if !groupBy {
-		warehouse += quarantined
-		if miss := source - warehouse; miss > 0 {
-			warehouse += min(miss, unplaced)
+		warehouse += w.Fact
+		if !r.GroupBy {
+			warehouse += w.Quarantined
 		}
+	}
+	if miss := source - warehouse; miss > 0 && !r.GroupBy {
+		warehouse += min(miss, r.Unplaced)
 	}
 	ratio = 1
 	if source > 0 {
 		ratio = float64(warehouse) / float64(source)
 	}
-	return warehouse, ratio
+	return source, warehouse, ratio
 }
 
 // MaxReconcileWindows bounds one Reconcile run.
