@@ -25,44 +25,10 @@ import (
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/metrics"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
-)
-
-// Error types that workflows branch on, and that retry policies name as
-// non-retryable.
-const (
-	ErrTypeAPI         = "KeeptrustsAPIError"
-	ErrTypeRateLimited = "RateLimited"
-	ErrTypeExpired     = "ExportExpired"
-	// ErrTypeCursorRejected: the server refuses a stored cursor (410
-	// cursor_expired after 30 days, or 400 invalid_cursor); the pull
-	// restarts from the checkpoint's time instead.
-	ErrTypeCursorRejected = "CursorRejected"
-	ErrTypeSchema         = "SchemaError"
-	ErrTypeMalformed      = "MalformedSource"
-	ErrTypeNothingStaged  = "NothingStaged"
-	ErrTypeIncomplete     = "IncompleteLoad"
-	// ErrTypeNoGateways: the API listed no gateways. Validating against
-	// an empty list would quarantine every event as "unknown gateway"
-	// while the cursor moves on, so the load fails instead.
-	ErrTypeNoGateways = "NoGateways"
-	// ErrTypeChecksum: the export file failed its sha256 twice in a row
-	// (each time downloaded whole); the export, not the transfer, is bad.
-	ErrTypeChecksum = "ExportChecksum"
-	// ErrTypeBigQuery: BigQuery (or Cloud Storage) refused the request
-	// itself (4xx: a bad query, a schema mismatch, a missing table or
-	// permission), which no retry heals. Rate limits are not this.
-	ErrTypeBigQuery = "BigQueryRejected"
-	// ErrTypeBadInput: an input a workflow or activity refuses (it names
-	// the field); retrying the same input cannot help.
-	ErrTypeBadInput = "BadInput"
-	// ErrTypeBackfillFailed: a backfill finished with windows that failed
-	// for good (each named in the message; replay them).
-	ErrTypeBackfillFailed = "BackfillFailed"
-	// ErrTypeCleanup: a clean-up that cannot run as configured.
-	ErrTypeCleanup = "CleanupMisconfigured"
 )
 
 // Activities holds what the activities need; the worker builds it once.
@@ -81,6 +47,13 @@ type Activities struct {
 
 	dims refresher // coalesces RefreshDimensions calls on this worker
 }
+
+// The activities have the signatures workflows schedule them with, by
+// payload's names.
+var (
+	_ payload.Activities = (*Activities)(nil)
+	_ payload.Cleaner    = (*Cleaner)(nil)
+)
 
 func (a *Activities) limits() schemas.Limits {
 	if a.Limits == (schemas.Limits{}) {
@@ -103,22 +76,22 @@ func classify(op string, err error) error {
 	var ce *keeptrusts.ChecksumError
 	switch {
 	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
-		return temporal.NewApplicationErrorWithOptions(msg, ErrTypeRateLimited, temporal.ApplicationErrorOptions{
+		return temporal.NewApplicationErrorWithOptions(msg, payload.ErrTypeRateLimited, temporal.ApplicationErrorOptions{
 			NextRetryDelay: max(ae.RetryAfter, time.Second), Cause: err})
 	case errors.As(err, &ae) && ae.Code == "export_expired":
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeExpired, err)
+		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeExpired, err)
 	case errors.As(err, &ae) && (ae.Code == "cursor_expired" || ae.Code == "invalid_cursor"):
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeCursorRejected, err)
+		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeCursorRejected, err)
 	case errors.As(err, &ae) && !ae.Retryable():
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeAPI, err)
+		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeAPI, err)
 	case errors.As(err, &se):
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeSchema, err)
+		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeSchema, err)
 	case errors.As(err, &me):
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeMalformed, err)
+		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeMalformed, err)
 	case errors.As(err, &ce):
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeChecksum, err)
+		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeChecksum, err)
 	case googleRejected(err):
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeBigQuery, err)
+		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeBigQuery, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -176,24 +149,15 @@ const bigQueryTries = 3
 func classifyWarehouse(ctx context.Context, op string, err error) error {
 	err = classify(op, err)
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrTypeBigQuery && activity.GetInfo(ctx).Attempt < bigQueryTries {
-		return temporal.NewApplicationErrorWithCause(appErr.Message(), ErrTypeBigQuery, appErr.Unwrap())
+	if errors.As(err, &appErr) && appErr.Type() == payload.ErrTypeBigQuery && activity.GetInfo(ctx).Attempt < bigQueryTries {
+		return temporal.NewApplicationErrorWithCause(appErr.Message(), payload.ErrTypeBigQuery, appErr.Unwrap())
 	}
 	return err
 }
 
-// CreateExportInput asks for one export window.
-type CreateExportInput struct {
-	IdempotencyKey string
-	Since, Until   time.Time
-	Format         string
-	Gzip           bool
-	Description    string
-}
-
 // CreateExport creates the export, idempotently: the key is derived from
 // the workflow id, so a retried create returns the export already made.
-func (a *Activities) CreateExport(ctx context.Context, in CreateExportInput) (keeptrusts.Export, error) {
+func (a *Activities) CreateExport(ctx context.Context, in payload.CreateExportInput) (payload.Export, error) {
 	defer keepAlive(ctx, nil)()
 	req := keeptrusts.ExportRequest{Type: "events", Format: in.Format, Compression: "none",
 		Since: in.Since.UTC().Format(time.RFC3339Nano), Until: in.Until.UTC().Format(time.RFC3339Nano), Description: in.Description}
@@ -205,7 +169,7 @@ func (a *Activities) CreateExport(ctx context.Context, in CreateExportInput) (ke
 }
 
 // GetExport reads an export's status; the workflow polls it with timers.
-func (a *Activities) GetExport(ctx context.Context, id string) (keeptrusts.Export, error) {
+func (a *Activities) GetExport(ctx context.Context, id string) (payload.Export, error) {
 	defer keepAlive(ctx, nil)()
 	exp, err := a.API.GetExport(ctx, id)
 	return exp, classify("get export "+id, err)
@@ -218,7 +182,7 @@ func (a *Activities) GetExport(ctx context.Context, id string) (keeptrusts.Expor
 // without retrying (an organisation without gateways, or a token of the
 // wrong one, does not heal by itself; the next scheduled pull or a
 // resumed backfill tries again).
-func (a *Activities) FetchGateways(ctx context.Context) ([]warehouse.Gateway, error) {
+func (a *Activities) FetchGateways(ctx context.Context) ([]payload.Gateway, error) {
 	defer keepAlive(ctx, nil)()
 	gws, err := a.API.Gateways(ctx)
 	if err != nil {
@@ -227,26 +191,13 @@ func (a *Activities) FetchGateways(ctx context.Context) ([]warehouse.Gateway, er
 	if len(gws) == 0 {
 		return nil, temporal.NewNonRetryableApplicationError(
 			"list gateways: the API listed no gateways; refusing to validate against an empty list, which would quarantine every event (check the API token's organisation)",
-			ErrTypeNoGateways, nil)
+			payload.ErrTypeNoGateways, nil)
 	}
-	out := make([]warehouse.Gateway, len(gws))
+	out := make([]payload.Gateway, len(gws))
 	for i, g := range gws {
-		out[i] = warehouse.Gateway{ID: g.ID, Name: g.Name, Team: g.Team, Environment: g.Environment}
+		out[i] = payload.Gateway{ID: g.ID, Name: g.Name, Team: g.Team, Environment: g.Environment}
 	}
 	return out, nil
-}
-
-// DownloadInput names the export to download and the load it feeds.
-type DownloadInput struct {
-	LoadID string
-	Export keeptrusts.Export
-}
-
-// DownloadResult is where the file was staged.
-type DownloadResult struct {
-	Key       string
-	Bytes     int64
-	ResumedAt int64 // bytes already staged when this attempt started
 }
 
 // DownloadProgress is the heartbeat of a download.
@@ -272,24 +223,24 @@ func ExportKey(loadID, exportID string) string {
 // retry from appending to the same file (see openPart).
 //
 // A checksum mismatch discards the file; the whole export is downloaded
-// once more, and a second mismatch is final (ErrTypeChecksum): the
+// once more, and a second mismatch is final (payload.ErrTypeChecksum): the
 // export itself is bad, and downloading it forever would not heal it.
-func (a *Activities) DownloadExport(ctx context.Context, in DownloadInput) (DownloadResult, error) {
+func (a *Activities) DownloadExport(ctx context.Context, in payload.DownloadInput) (payload.DownloadResult, error) {
 	key := ExportKey(in.LoadID, in.Export.ID)
 	if err := staging.CheckKey(key); err != nil {
-		return DownloadResult{}, temporal.NewNonRetryableApplicationError("download: "+err.Error(), ErrTypeAPI, err)
+		return payload.DownloadResult{}, temporal.NewNonRetryableApplicationError("download: "+err.Error(), payload.ErrTypeAPI, err)
 	}
 	if n, err := a.Store.Size(ctx, key); err == nil { // done by an earlier attempt
-		return DownloadResult{Key: key, Bytes: n, ResumedAt: n}, nil
+		return payload.DownloadResult{Key: key, Bytes: n, ResumedAt: n}, nil
 	}
 	var staged atomic.Int64
 	defer keepAlive(ctx, func() any { return DownloadProgress{Bytes: staged.Load()} })()
 	f, offset, err := a.openPart(ctx, key)
 	if err != nil {
-		return DownloadResult{}, err
+		return payload.DownloadResult{}, err
 	}
 	if f == nil { // an attempt we waited for finished it
-		return DownloadResult{Key: key, Bytes: offset, ResumedAt: offset}, nil
+		return payload.DownloadResult{Key: key, Bytes: offset, ResumedAt: offset}, nil
 	}
 	defer f.Close() // and so unlocks
 	staged.Store(offset)
@@ -308,16 +259,16 @@ func (a *Activities) DownloadExport(ctx context.Context, in DownloadInput) (Down
 		break
 	}
 	if err != nil {
-		return DownloadResult{}, classify("download export "+in.Export.ID, err)
+		return payload.DownloadResult{}, classify("download export "+in.Export.ID, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return DownloadResult{}, classify("download", err)
+		return payload.DownloadResult{}, classify("download", err)
 	}
 	if err := a.Store.Rename(ctx, key+".part", key); err != nil {
-		return DownloadResult{}, classify("download", err)
+		return payload.DownloadResult{}, classify("download", err)
 	}
-	return DownloadResult{Key: key, Bytes: st.Size(), ResumedAt: offset}, nil
+	return payload.DownloadResult{Key: key, Bytes: st.Size(), ResumedAt: offset}, nil
 }
 
 // checksumTries is how many whole downloads of an export one attempt
@@ -384,16 +335,6 @@ func samePath(f *os.File) bool {
 	return err1 == nil && err2 == nil && os.SameFile(a, b)
 }
 
-// SplitInput names a staged file to split into chunks.
-type SplitInput struct {
-	LoadID   string
-	Source   string
-	Key      string
-	Format   string
-	Gzip     bool
-	Gateways []string
-}
-
 // SplitProgress is the heartbeat of a split.
 type SplitProgress struct {
 	Records int64
@@ -406,52 +347,37 @@ func ManifestKey(loadID string) string { return "loads/" + loadID + "/manifest.j
 // chunk files. Chunk keys are deterministic, so a retry rewrites the same
 // chunks; the manifest is staged too, so a replay can reload without the
 // source.
-func (a *Activities) SplitExport(ctx context.Context, in SplitInput) (staging.Manifest, error) {
+func (a *Activities) SplitExport(ctx context.Context, in payload.SplitInput) (payload.Manifest, error) {
 	defer keepAlive(ctx, nil)()
 	format, err := schemas.ParseFormat(in.Format)
 	if err != nil {
-		return staging.Manifest{}, temporal.NewNonRetryableApplicationError("split: "+err.Error(), ErrTypeMalformed, err)
+		return payload.Manifest{}, temporal.NewNonRetryableApplicationError("split: "+err.Error(), payload.ErrTypeMalformed, err)
 	}
 	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways)
 	if err != nil {
-		return staging.Manifest{}, err
+		return payload.Manifest{}, err
 	}
 	if err := a.splitFile(ctx, sp, in.Key, format, in.Gzip); err != nil {
-		return staging.Manifest{}, err
+		return payload.Manifest{}, err
 	}
 	return a.finish(ctx, sp)
-}
-
-// SplitStagedInput names staged JSON-array files (webhook deliveries) to
-// split into one load's chunks.
-type SplitStagedInput struct {
-	LoadID   string
-	Source   string
-	Keys     []string
-	Gateways []string
-}
-
-// SplitStagedResult is the load's manifest, and how many files were gone.
-type SplitStagedResult struct {
-	Manifest staging.Manifest
-	Missing  int
 }
 
 // SplitStaged splits several staged files into one load. A file that is
 // gone was loaded and removed by an earlier batch (a retried delivery
 // signalled twice); it is counted, not an error.
-func (a *Activities) SplitStaged(ctx context.Context, in SplitStagedInput) (SplitStagedResult, error) {
+func (a *Activities) SplitStaged(ctx context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
 	defer keepAlive(ctx, nil)()
 	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways)
 	if err != nil {
-		return SplitStagedResult{}, err
+		return payload.SplitStagedResult{}, err
 	}
-	var res SplitStagedResult
+	var res payload.SplitStagedResult
 	for _, key := range in.Keys {
 		if err := a.splitFile(ctx, sp, key, schemas.FormatJSON, false); errors.Is(err, staging.ErrNotFound) {
 			res.Missing++
 		} else if err != nil {
-			return SplitStagedResult{}, err
+			return payload.SplitStagedResult{}, err
 		}
 	}
 	res.Manifest, err = a.finish(ctx, sp)
@@ -521,66 +447,48 @@ func (a *Activities) splitter(ctx context.Context, loadID, source string, gatewa
 		Progress: func(n int64) { activity.RecordHeartbeat(ctx, SplitProgress{Records: n}) },
 	}, staging.StoreSink(ctx, a.Store))
 	if err != nil {
-		return nil, temporal.NewNonRetryableApplicationError("split: "+err.Error(), ErrTypeMalformed, err)
+		return nil, temporal.NewNonRetryableApplicationError("split: "+err.Error(), payload.ErrTypeMalformed, err)
 	}
 	return sp, nil
 }
 
-func (a *Activities) finish(ctx context.Context, sp *staging.Splitter) (staging.Manifest, error) {
+func (a *Activities) finish(ctx context.Context, sp *staging.Splitter) (payload.Manifest, error) {
 	man, err := sp.Close()
 	if err != nil {
-		return staging.Manifest{}, classify("split", err)
+		return payload.Manifest{}, classify("split", err)
 	}
 	w, err := a.Store.Create(ctx, ManifestKey(man.LoadID))
 	if err != nil {
-		return staging.Manifest{}, classify("write manifest", err)
+		return payload.Manifest{}, classify("write manifest", err)
 	}
 	if err := json.NewEncoder(w).Encode(man); err != nil {
 		w.Close()
-		return staging.Manifest{}, classify("write manifest", err)
+		return payload.Manifest{}, classify("write manifest", err)
 	}
 	if err := w.Close(); err != nil {
-		return staging.Manifest{}, classify("write manifest", err)
+		return payload.Manifest{}, classify("write manifest", err)
 	}
 	return man, nil
 }
 
 // ReadManifest returns a staged load's manifest, for a replay from
 // staging.
-func (a *Activities) ReadManifest(ctx context.Context, loadID string) (staging.Manifest, error) {
+func (a *Activities) ReadManifest(ctx context.Context, loadID string) (payload.Manifest, error) {
 	defer keepAlive(ctx, nil)() // a bucket read can outlast the heartbeat timeout
 	f, err := a.Store.Open(ctx, ManifestKey(loadID))
 	if errors.Is(err, staging.ErrNotFound) {
-		return staging.Manifest{}, temporal.NewNonRetryableApplicationError(
-			"nothing staged for load "+loadID+"; replay it from the source (by window)", ErrTypeNothingStaged, err)
+		return payload.Manifest{}, temporal.NewNonRetryableApplicationError(
+			"nothing staged for load "+loadID+"; replay it from the source (by window)", payload.ErrTypeNothingStaged, err)
 	}
 	if err != nil {
-		return staging.Manifest{}, classify("read manifest", err)
+		return payload.Manifest{}, classify("read manifest", err)
 	}
 	defer f.Close()
-	var man staging.Manifest
+	var man payload.Manifest
 	if err := json.NewDecoder(f).Decode(&man); err != nil {
-		return staging.Manifest{}, temporal.NewNonRetryableApplicationError("read manifest of "+loadID+": "+err.Error(), ErrTypeNothingStaged, err)
+		return payload.Manifest{}, temporal.NewNonRetryableApplicationError("read manifest of "+loadID+": "+err.Error(), payload.ErrTypeNothingStaged, err)
 	}
 	return man, nil
-}
-
-// PullInput asks for a batch of pages after a cursor.
-type PullInput struct {
-	LoadID   string
-	Cursor   string // "" on the very first pull: Since applies
-	Since    string
-	Pages    int
-	PageSize int
-	Gateways []string
-}
-
-// PullResult is a staged batch of pages and where to continue.
-type PullResult struct {
-	Manifest   staging.Manifest
-	NextCursor string
-	HasMore    bool
-	Pages      int
 }
 
 // PullProgress is the heartbeat of a pull.
@@ -593,26 +501,26 @@ type PullProgress struct {
 // order, and stages them as chunks of one load. It writes nothing to the
 // warehouse, so a retry simply starts again from in.Cursor. It heartbeats
 // from a ticker too, so a slow page is not taken for a dead worker.
-func (a *Activities) PullPages(ctx context.Context, in PullInput) (PullResult, error) {
+func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (payload.PullResult, error) {
 	sp, err := a.splitter(ctx, in.LoadID, "pull", in.Gateways)
 	if err != nil {
-		return PullResult{}, err
+		return payload.PullResult{}, err
 	}
-	res := PullResult{NextCursor: in.Cursor}
+	res := payload.PullResult{NextCursor: in.Cursor}
 	var progress atomic.Pointer[PullProgress]
 	progress.Store(&PullProgress{Cursor: in.Cursor})
 	defer keepAlive(ctx, func() any { return *progress.Load() })()
 	for res.Pages < in.Pages {
 		page, err := a.API.ListEvents(ctx, keeptrusts.PageQuery{Window: keeptrusts.Window{Since: in.Since}, Cursor: res.NextCursor, Limit: in.PageSize})
 		if err != nil {
-			return PullResult{}, classify("pull events", err)
+			return payload.PullResult{}, classify("pull events", err)
 		}
 		dec, err := schemas.NewDecoderLimits(bytes.NewReader(page.Body), schemas.FormatJSON, false, a.limits())
 		if err != nil {
-			return PullResult{}, classify("pull events", &staging.MalformedError{Err: err})
+			return payload.PullResult{}, classify("pull events", &staging.MalformedError{Err: err})
 		}
 		if err := sp.Add(dec); err != nil {
-			return PullResult{}, classify("pull events", err)
+			return payload.PullResult{}, classify("pull events", err)
 		}
 		res.Pages++
 		res.NextCursor, res.HasMore = page.NextCursor, page.HasMore
@@ -626,15 +534,9 @@ func (a *Activities) PullPages(ctx context.Context, in PullInput) (PullResult, e
 	return res, err
 }
 
-// ChunkInput names one chunk of a load.
-type ChunkInput struct {
-	LoadID string
-	Chunk  staging.Chunk
-}
-
 // StageChunk loads a chunk into its staging tables (WRITE_TRUNCATE with
 // a job id from load, chunk and content: a retry replaces, never adds).
-func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) error {
+func (a *Activities) StageChunk(ctx context.Context, in payload.ChunkInput) error {
 	defer keepAlive(ctx, nil)()
 	rows, err := a.Store.Open(ctx, in.Chunk.Key)
 	if err != nil {
@@ -656,13 +558,6 @@ func (a *Activities) StageChunk(ctx context.Context, in ChunkInput) error {
 	return classifyWarehouse(ctx, fmt.Sprintf("stage chunk %d of %s", in.Chunk.Index, in.LoadID), err)
 }
 
-// MergeInput names a load whose chunks are staged.
-type MergeInput struct {
-	LoadID string
-	Source string
-	Chunks []staging.Chunk
-}
-
 // MergeProgress is the heartbeat of a merge: chunks committed so far.
 type MergeProgress struct {
 	Done int
@@ -672,7 +567,7 @@ type MergeProgress struct {
 // chunk order, then drops the staging tables. Each commit is guarded
 // (anti-join inserts), so a chunk committed twice adds nothing; resuming
 // after the last heartbeat only saves the work.
-func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) {
+func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) (int, error) {
 	start := 0
 	var p MergeProgress
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
@@ -690,7 +585,7 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 			// A stage whose worker died can leave a short table; stage it
 			// again from the chunk file and commit that.
 			activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", in.LoadID, "chunk", c.Index, "reason", err)
-			if err := a.StageChunk(ctx, ChunkInput{LoadID: in.LoadID, Chunk: c}); err != nil {
+			if err := a.StageChunk(ctx, payload.ChunkInput{LoadID: in.LoadID, Chunk: c}); err != nil {
 				return i, err
 			}
 			err = a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
@@ -722,14 +617,8 @@ func (a *Activities) MergeLoad(ctx context.Context, in MergeInput) (int, error) 
 // tables.
 const dropStagingTimeout = 30 * time.Second
 
-// Completeness is what CheckLoad reports.
-type Completeness = warehouse.Completeness
-
-// Gateway is a known gateway, as FetchGateways returns it.
-type Gateway = warehouse.Gateway
-
 // CheckLoad counts what a load left in the warehouse.
-func (a *Activities) CheckLoad(ctx context.Context, loadID string) (Completeness, error) {
+func (a *Activities) CheckLoad(ctx context.Context, loadID string) (payload.Completeness, error) {
 	defer keepAlive(ctx, nil)()
 	c, err := a.Warehouse.CheckLoad(ctx, loadID)
 	return c, classifyWarehouse(ctx, "check load "+loadID, err)
@@ -744,11 +633,6 @@ func (a *Activities) CleanupLoad(ctx context.Context, loadID string) error {
 		}
 	}
 	return nil
-}
-
-// CheckpointInput is a checkpoint to store.
-type CheckpointInput struct {
-	Key, Value string
 }
 
 // ReadCheckpoint returns the stored checkpoint ("" when none).
@@ -768,73 +652,51 @@ func (a *Activities) CheckpointTime(ctx context.Context, key string) (time.Time,
 
 // WriteCheckpoint stores a checkpoint; writing the same value twice is
 // harmless.
-func (a *Activities) WriteCheckpoint(ctx context.Context, in CheckpointInput) error {
+func (a *Activities) WriteCheckpoint(ctx context.Context, in payload.CheckpointInput) error {
 	defer keepAlive(ctx, nil)()
 	return classifyWarehouse(ctx, "write checkpoint", a.Warehouse.SetCheckpoint(ctx, in.Key, in.Value))
 }
 
-// Window is a timestamp range [Since, Until).
-type Window struct {
-	Since, Until time.Time
-}
-
 // CountSource asks the API how many events the window holds.
-func (a *Activities) CountSource(ctx context.Context, w Window) (int64, error) {
+func (a *Activities) CountSource(ctx context.Context, w payload.Window) (int64, error) {
 	defer keepAlive(ctx, nil)()
 	n, err := a.API.Count(ctx, keeptrusts.Window{Since: w.Since.UTC().Format(time.RFC3339Nano), Until: w.Until})
 	return n, classify("count source", err)
 }
 
-// WarehouseCount is what the warehouse holds for a window.
-type WarehouseCount struct {
-	Fact        int64
-	Quarantined int64
-	Unplaced    int64 // quarantined with no usable timestamp (any window)
-}
-
 // CountWarehouse counts fact and quarantine rows for the window.
-func (a *Activities) CountWarehouse(ctx context.Context, w Window) (WarehouseCount, error) {
+func (a *Activities) CountWarehouse(ctx context.Context, w payload.Window) (payload.WarehouseCount, error) {
 	defer keepAlive(ctx, nil)()
 	fact, err := a.Warehouse.CountFact(ctx, w.Since, w.Until)
 	if err != nil {
-		return WarehouseCount{}, classifyWarehouse(ctx, "count warehouse", err)
+		return payload.WarehouseCount{}, classifyWarehouse(ctx, "count warehouse", err)
 	}
 	q, unplaced, err := a.Warehouse.CountQuarantined(ctx, w.Since, w.Until)
-	return WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classifyWarehouse(ctx, "count warehouse", err)
-}
-
-// WorkflowOutcome is how a load workflow that the caller did not start
-// ended.
-type WorkflowOutcome struct {
-	Running bool
-	Failed  string // why it failed, was cancelled or terminated
-	// Rows and Quarantined of its result (the fields of that name of an
-	// ExportLoadResult), decoded here: workflow code does not reflect.
-	Rows, Quarantined int64
+	return payload.WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classifyWarehouse(ctx, "count warehouse", err)
 }
 
 // WorkflowOutcome looks up a workflow by id (its latest run): running,
 // or how it ended. A backfill uses it for a window whose child id is
 // taken by a run it did not start (an earlier backfill's), to wait for
 // that run and count its real result.
-func (a *Activities) WorkflowOutcome(ctx context.Context, workflowID string) (WorkflowOutcome, error) {
+func (a *Activities) WorkflowOutcome(ctx context.Context, workflowID string) (payload.RunOutcome, error) {
 	defer keepAlive(ctx, nil)()
 	c := activity.GetClient(ctx)
 	desc, err := c.DescribeWorkflow(ctx, workflowID, "")
 	if err != nil {
-		return WorkflowOutcome{}, fmt.Errorf("describe workflow %s: %w", workflowID, err)
+		return payload.RunOutcome{}, fmt.Errorf("describe workflow %s: %w", workflowID, err)
 	}
 	if desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return WorkflowOutcome{Running: true}, nil
+		return payload.RunOutcome{Running: true}, nil
 	}
 	var res struct{ Rows, Quarantined int64 }
 	err = c.GetWorkflow(ctx, workflowID, "").Get(ctx, &res)
 	var wfErr *temporal.WorkflowExecutionError
 	switch {
 	case err == nil:
-		return WorkflowOutcome{Rows: res.Rows, Quarantined: res.Quarantined}, nil
+		return payload.RunOutcome{Rows: res.Rows, Quarantined: res.Quarantined}, nil
 	case errors.As(err, &wfErr):
-		return WorkflowOutcome{Failed: wfErr.Error()}, nil
+		return payload.RunOutcome{Failed: wfErr.Error()}, nil
 	}
-	return WorkflowOutcome{}, fmt.Errorf("result of workflow %s: %w", workflowID, err)
+	return payload.RunOutcome{}, fmt.Errorf("result of workflow %s: %w", workflowID, err)
 }

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // RefreshDimensions rebuilds the dimensions (each replaced whole from the
 // fact table and the gateway list). Calls on one worker are coalesced: see
 // refresher.
-func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse.Gateway) error {
+func (a *Activities) RefreshDimensions(ctx context.Context, gateways []payload.Gateway) error {
 	defer keepAlive(ctx, nil)()
 	key, err := gatewaysKey(gateways)
 	if err != nil {
@@ -28,7 +28,7 @@ func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse
 
 // gatewaysKey names a gateway list: only refreshes of the same list are
 // coalesced.
-func gatewaysKey(gateways []warehouse.Gateway) (string, error) {
+func gatewaysKey(gateways []payload.Gateway) (string, error) {
 	b, err := json.Marshal(gateways)
 	if err != nil {
 		return "", fmt.Errorf("gateway list: %w", err)
