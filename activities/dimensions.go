@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"sync"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/ktpipe/ktpipe/payload"
 )
 
@@ -116,4 +118,29 @@ func (run *refreshRun) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// FetchGateways lists the known gateways (validation and dim_gateway).
+// An empty list is an error, not a validation input: every valid event
+// would be quarantined as of an unknown gateway and reconcile would see
+// no gap (fact + quarantine = count). It fails the load visibly and
+// without retrying (an organisation without gateways, or a token of the
+// wrong one, does not heal by itself; the next scheduled pull or a
+// resumed backfill tries again).
+func (a *Activities) FetchGateways(ctx context.Context) ([]payload.Gateway, error) {
+	defer keepAlive(ctx, nil)()
+	gws, err := a.API.Gateways(ctx)
+	if err != nil {
+		return nil, classify("list gateways", err)
+	}
+	if len(gws) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError(
+			"list gateways: the API listed no gateways; refusing to validate against an empty list, which would quarantine every event (check the API token's organisation)",
+			payload.ErrTypeNoGateways, nil)
+	}
+	out := make([]payload.Gateway, len(gws))
+	for i, g := range gws {
+		out[i] = payload.Gateway{ID: g.ID, Name: g.Name, Team: g.Team, Environment: g.Environment}
+	}
+	return out, nil
 }

@@ -47,3 +47,21 @@ func (a *Activities) CountSourceByWindow(ctx context.Context, in payload.Steps) 
 	}
 	return counts, nil
 }
+
+// CountSource asks the API how many events the window holds.
+func (a *Activities) CountSource(ctx context.Context, w payload.Window) (int64, error) {
+	defer keepAlive(ctx, nil)()
+	n, err := a.API.Count(ctx, keeptrusts.Window{Since: w.Since.UTC().Format(time.RFC3339Nano), Until: w.Until})
+	return n, classify("count source", err)
+}
+
+// CountWarehouse counts fact and quarantine rows for the window.
+func (a *Activities) CountWarehouse(ctx context.Context, w payload.Window) (payload.WarehouseCount, error) {
+	defer keepAlive(ctx, nil)()
+	fact, err := a.Warehouse.CountFact(ctx, w.Since, w.Until)
+	if err != nil {
+		return payload.WarehouseCount{}, classifyWarehouse(ctx, "count warehouse", err)
+	}
+	q, unplaced, err := a.Warehouse.CountQuarantined(ctx, w.Since, w.Until)
+	return payload.WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classifyWarehouse(ctx, "count warehouse", err)
+}
