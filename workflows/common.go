@@ -1,6 +1,8 @@
 // Package workflows decides the order, retries, waits and checkpoints of
 // ktpipe's loads. It never touches HTTP or BigQuery itself: activities
 // do, and only keys, cursors and counts pass through workflow history.
+// It schedules activities by their names and exchanges package payload's
+// types with them, so it links none of their clients (TestWorkflowsLinkNoClients).
 package workflows
 
 import (
