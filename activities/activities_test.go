@@ -19,6 +19,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
@@ -31,20 +32,20 @@ func TestClassify(t *testing.T) {
 		errType      string
 		nextDelay    time.Duration
 	}{
-		{"429 waits Retry-After", &keeptrusts.APIError{Status: 429, RetryAfter: 7 * time.Second}, false, ErrTypeRateLimited, 7 * time.Second},
-		{"expired export", &keeptrusts.APIError{Status: 410, Code: "export_expired"}, true, ErrTypeExpired, 0},
-		{"expired cursor", &keeptrusts.APIError{Status: 410, Code: "cursor_expired"}, true, ErrTypeCursorRejected, 0},
-		{"invalid cursor", &keeptrusts.APIError{Status: 400, Code: "invalid_cursor"}, true, ErrTypeCursorRejected, 0},
-		{"400 is final", &keeptrusts.APIError{Status: 400, Code: "invalid_parameter"}, true, ErrTypeAPI, 0},
-		{"401 is final", &keeptrusts.APIError{Status: 401}, true, ErrTypeAPI, 0},
+		{"429 waits Retry-After", &keeptrusts.APIError{Status: 429, RetryAfter: 7 * time.Second}, false, payload.ErrTypeRateLimited, 7 * time.Second},
+		{"expired export", &keeptrusts.APIError{Status: 410, Code: "export_expired"}, true, payload.ErrTypeExpired, 0},
+		{"expired cursor", &keeptrusts.APIError{Status: 410, Code: "cursor_expired"}, true, payload.ErrTypeCursorRejected, 0},
+		{"invalid cursor", &keeptrusts.APIError{Status: 400, Code: "invalid_cursor"}, true, payload.ErrTypeCursorRejected, 0},
+		{"400 is final", &keeptrusts.APIError{Status: 400, Code: "invalid_parameter"}, true, payload.ErrTypeAPI, 0},
+		{"401 is final", &keeptrusts.APIError{Status: 401}, true, payload.ErrTypeAPI, 0},
 		{"503 retries", &keeptrusts.APIError{Status: 503}, false, "", 0},
-		{"schema", &warehouse.SchemaError{Table: "t", Column: "c", Problem: "p"}, true, ErrTypeSchema, 0},
-		{"malformed", &staging.MalformedError{Record: 3, Err: errors.New("x")}, true, ErrTypeMalformed, 0},
+		{"schema", &warehouse.SchemaError{Table: "t", Column: "c", Problem: "p"}, true, payload.ErrTypeSchema, 0},
+		{"malformed", &staging.MalformedError{Record: 3, Err: errors.New("x")}, true, payload.ErrTypeMalformed, 0},
 		{"network", errors.New("connection reset"), false, "", 0},
-		{"checksum mismatch is final", fmt.Errorf("download: %w", &keeptrusts.ChecksumError{ExportID: "e"}), true, ErrTypeChecksum, 0},
-		{"bad query is final", fmt.Errorf("commit: %w", &googleapi.Error{Code: 400, Errors: []googleapi.ErrorItem{{Reason: "invalidQuery"}}}), true, ErrTypeBigQuery, 0},
-		{"access denied is final", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "accessDenied"}}}, true, ErrTypeBigQuery, 0},
-		{"missing table is final", &googleapi.Error{Code: 404}, true, ErrTypeBigQuery, 0},
+		{"checksum mismatch is final", fmt.Errorf("download: %w", &keeptrusts.ChecksumError{ExportID: "e"}), true, payload.ErrTypeChecksum, 0},
+		{"bad query is final", fmt.Errorf("commit: %w", &googleapi.Error{Code: 400, Errors: []googleapi.ErrorItem{{Reason: "invalidQuery"}}}), true, payload.ErrTypeBigQuery, 0},
+		{"access denied is final", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "accessDenied"}}}, true, payload.ErrTypeBigQuery, 0},
+		{"missing table is final", &googleapi.Error{Code: 404}, true, payload.ErrTypeBigQuery, 0},
 		{"BigQuery rate limit retries", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "rateLimitExceeded"}}}, false, "", 0},
 		{"BigQuery quota retries", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "quotaExceeded"}}}, false, "", 0},
 		{"BigQuery 500 retries", &googleapi.Error{Code: 500, Errors: []googleapi.ErrorItem{{Reason: "backendError"}}}, false, "", 0},
@@ -52,7 +53,7 @@ func TestClassify(t *testing.T) {
 		{"a 400 for an upload that timed out retries", &googleapi.Error{Code: 400, Message: "failed to load metadata: multipart: NextPart: read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout",
 			Errors: []googleapi.ErrorItem{{Reason: "invalid"}}}, false, "", 0},
 		{"a 400 for a request body cut short retries", &googleapi.Error{Code: 400, Message: "failed to decode job: EOF", Errors: []googleapi.ErrorItem{{Reason: "invalid"}}}, false, "", 0},
-		{"failed job, bad query", fmt.Errorf("job j: %w", &bigquery.Error{Reason: "invalidQuery", Message: "Unrecognized name: x"}), true, ErrTypeBigQuery, 0},
+		{"failed job, bad query", fmt.Errorf("job j: %w", &bigquery.Error{Reason: "invalidQuery", Message: "Unrecognized name: x"}), true, payload.ErrTypeBigQuery, 0},
 		{"failed job, backend error", &bigquery.Error{Reason: "backendError"}, false, "", 0},
 	}
 	for _, tt := range tests {
@@ -112,11 +113,11 @@ func TestDownloadResumesFromStagedBytes(t *testing.T) {
 	a := &Activities{API: api, Store: store}
 	env.RegisterActivity(a)
 	env.SetHeartbeatDetails(DownloadProgress{Bytes: 1000})
-	v, err := env.ExecuteActivity(a.DownloadExport, DownloadInput{LoadID: "L", Export: exp})
+	v, err := env.ExecuteActivity(a.DownloadExport, payload.DownloadInput{LoadID: "L", Export: exp})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res DownloadResult
+	var res payload.DownloadResult
 	v.Get(&res)
 	if res.ResumedAt != 1000 || res.Bytes != int64(len(b)) {
 		t.Fatalf("result %+v, want resumed at 1000 of %d", res, len(b))
@@ -127,7 +128,7 @@ func TestDownloadResumesFromStagedBytes(t *testing.T) {
 	}
 	// Done already: a repeat returns at once without the API.
 	a.API = nil
-	if _, err := env.ExecuteActivity(a.DownloadExport, DownloadInput{LoadID: "L", Export: exp}); err != nil {
+	if _, err := env.ExecuteActivity(a.DownloadExport, payload.DownloadInput{LoadID: "L", Export: exp}); err != nil {
 		t.Fatalf("repeat of a finished download: %v", err)
 	}
 }
@@ -154,7 +155,7 @@ func TestFetchGatewaysRefusesAnEmptyList(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stale list: %v", err)
 	}
-	var gws []Gateway
+	var gws []payload.Gateway
 	v.Get(&gws)
 	if len(gws) != len(sim.Gateways())-1 {
 		t.Fatalf("got %d gateways, want %d", len(gws), len(sim.Gateways())-1)
@@ -163,8 +164,8 @@ func TestFetchGatewaysRefusesAnEmptyList(t *testing.T) {
 	sim.SetFaults(ktsim.Faults{HiddenGateways: len(sim.Gateways())})
 	_, err = env.ExecuteActivity(a.FetchGateways)
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeNoGateways || !appErr.NonRetryable() {
-		t.Fatalf("empty list: %v, want a non-retryable %s", err, ErrTypeNoGateways)
+	if !errors.As(err, &appErr) || appErr.Type() != payload.ErrTypeNoGateways || !appErr.NonRetryable() {
+		t.Fatalf("empty list: %v, want a non-retryable %s", err, payload.ErrTypeNoGateways)
 	}
 }
 
@@ -189,7 +190,7 @@ func TestBigQueryRejectionIsFinalAfterAFewAttempts(t *testing.T) {
 	env.ExecuteWorkflow("wf")
 	err := env.GetWorkflowError()
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeBigQuery || calls != bigQueryTries {
-		t.Fatalf("err %v after %d attempts, want %s after %d", err, calls, ErrTypeBigQuery, bigQueryTries)
+	if !errors.As(err, &appErr) || appErr.Type() != payload.ErrTypeBigQuery || calls != bigQueryTries {
+		t.Fatalf("err %v after %d attempts, want %s after %d", err, calls, payload.ErrTypeBigQuery, bigQueryTries)
 	}
 }

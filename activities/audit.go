@@ -9,53 +9,24 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
-	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/payload"
 )
-
-// AuditRow is a row of the audit table.
-type AuditRow = warehouse.AuditRow
-
-// AuditScope bounds the partitions and interval an audit reads.
-type AuditScope = warehouse.AuditScope
-
-// AuditWarehouseInput is what the audit asks the warehouse.
-type AuditWarehouseInput struct {
-	Scope        AuditScope
-	Completeness Window // the last closed hours checked
-}
-
-// AuditWarehouseResult is the warehouse's side of an audit.
-type AuditWarehouseResult struct {
-	warehouse.AuditMeasures
-	CompletenessCount int64 // fact + quarantine in the completeness window
-}
 
 // AuditWarehouse measures the warehouse for an audit: newest event,
 // duplicates in the fact table, resends and schema violations in the
 // interval, fact + quarantine in the completeness window. Read only, so
 // a retry is harmless.
-func (a *Activities) AuditWarehouse(ctx context.Context, in AuditWarehouseInput) (AuditWarehouseResult, error) {
+func (a *Activities) AuditWarehouse(ctx context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
 	defer keepAlive(ctx, nil)()
 	m, err := a.Warehouse.MeasureAudit(ctx, in.Scope)
 	if err != nil {
-		return AuditWarehouseResult{}, classifyWarehouse(ctx, "audit", err)
+		return payload.AuditWarehouseResult{}, classifyWarehouse(ctx, "audit", err)
 	}
 	wh, err := a.CountWarehouse(ctx, in.Completeness)
 	if err != nil {
-		return AuditWarehouseResult{}, err
+		return payload.AuditWarehouseResult{}, err
 	}
-	return AuditWarehouseResult{AuditMeasures: m, CompletenessCount: wh.Fact + wh.Quarantined}, nil
-}
-
-// NewestInput asks for the API's newest event timestamp.
-type NewestInput struct {
-	// After is the warehouse's newest event timestamp: usually the API has
-	// nothing newer, which one count call confirms. Zero: look from Floor.
-	After time.Time
-	// Floor bounds the search: an API newest event older than this is not
-	// looked for (the warehouse is then that far behind anyway).
-	Floor time.Time
-	Until time.Time // exclusive upper bound (the audit's time plus a margin for clocks)
+	return payload.AuditWarehouseResult{AuditMeasures: m, CompletenessCount: wh.Fact + wh.Quarantined}, nil
 }
 
 // maxNewestCalls bounds NewestSourceEvent's count calls: 2^22 s is 48
@@ -67,7 +38,7 @@ const maxNewestCalls = 24
 // call when it holds nothing newer than After, else a bisection of
 // [After, Until), at most maxNewestCalls calls. Zero when the API has no
 // event in [Floor, Until).
-func (a *Activities) NewestSourceEvent(ctx context.Context, in NewestInput) (time.Time, error) {
+func (a *Activities) NewestSourceEvent(ctx context.Context, in payload.NewestInput) (time.Time, error) {
 	defer keepAlive(ctx, nil)()
 	calls := 0
 	has := func(since time.Time) (bool, error) {
@@ -113,32 +84,18 @@ func (a *Activities) NewestSourceEvent(ctx context.Context, in NewestInput) (tim
 }
 
 // WriteAudit appends the audit's row; the same row twice is written once.
-func (a *Activities) WriteAudit(ctx context.Context, row AuditRow) error {
+func (a *Activities) WriteAudit(ctx context.Context, row payload.AuditRow) error {
 	defer keepAlive(ctx, nil)()
 	return classifyWarehouse(ctx, "write audit", a.Warehouse.AppendAudit(ctx, row))
 }
 
-// ReconcileStateKey is the pipeline_state key of the last scheduled
-// reconcile's outcome (JSON ReconcileState).
-const ReconcileStateKey = "scheduled_reconcile"
-
-// ReconcileState is the last scheduled reconcile's outcome.
-type ReconcileState struct {
-	Since, Until time.Time
-	Source       int64   // events the API counts
-	Warehouse    int64   // fact + quarantine
-	Ratio        float64 // Warehouse / Source (1 when Source is 0)
-	Gaps         int     // windows with an unexplained gap
-	Workflow     string  // the Reconcile run's id
-}
-
 // RecordReconcile stores a scheduled reconcile's outcome (appended, the
 // newest wins: a retry is harmless).
-func (a *Activities) RecordReconcile(ctx context.Context, st ReconcileState) error {
+func (a *Activities) RecordReconcile(ctx context.Context, st payload.ReconcileState) error {
 	defer keepAlive(ctx, nil)()
 	b, err := json.Marshal(st)
 	if err != nil {
-		return temporal.NewNonRetryableApplicationError("encode reconcile state: "+err.Error(), ErrTypeMalformed, err)
+		return temporal.NewNonRetryableApplicationError("encode reconcile state: "+err.Error(), payload.ErrTypeMalformed, err)
 	}
-	return classifyWarehouse(ctx, "record reconcile", a.Warehouse.SetCheckpoint(ctx, ReconcileStateKey, string(b)))
+	return classifyWarehouse(ctx, "record reconcile", a.Warehouse.SetCheckpoint(ctx, payload.ReconcileStateKey, string(b)))
 }

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/metrics"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
@@ -54,30 +55,6 @@ type Cleaner struct {
 	Metrics *metrics.Metrics
 }
 
-// CleanupInput configures one clean-up.
-type CleanupInput struct {
-	// Retention: files modified more recently are kept (default
-	// DefaultStagingRetention, at least MinStagingRetention).
-	Retention time.Duration
-}
-
-// CleanupResult reports what a clean-up removed and kept.
-type CleanupResult struct {
-	Cutoff     time.Time // files modified before this were candidates
-	Files      int       // removed
-	Bytes      int64     // removed
-	Loads      int       // loads whose files were removed
-	Deliveries int       // webhook delivery files removed
-	Temporary  int       // files left by writes that died, removed
-	LoadIDs    []string  // the first removed load ids
-	// Kept: files of loads whose workflow run is still open (however
-	// old), files newer than the cutoff, and files outside ktpipe's
-	// layout, which are never removed.
-	KeptRunning, KeptRecent, KeptUnknown int
-	KeptBytes                            int64 // bytes of the kept files
-	More                                 bool  // a bound was reached; the next run continues
-}
-
 // OpenRun is a workflow run still open on the task queue.
 type OpenRun struct {
 	WorkflowID, RunID, Type string
@@ -93,17 +70,17 @@ type CleanupProgress struct {
 // is older than the retention. It lists the open runs before it looks at
 // a file, so a run that starts later has only files newer than the
 // cutoff. Removing is idempotent: a retry finds less to remove.
-func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupResult, error) {
+func (c *Cleaner) CleanStaging(ctx context.Context, in payload.CleanupInput) (payload.CleanupResult, error) {
 	sw, ok := c.Store.(staging.Sweeper)
 	if !ok {
-		return CleanupResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("staging store %T cannot be swept", c.Store), ErrTypeCleanup, nil)
+		return payload.CleanupResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("staging store %T cannot be swept", c.Store), payload.ErrTypeCleanup, nil)
 	}
 	if in.Retention == 0 {
 		in.Retention = DefaultStagingRetention
 	}
 	if in.Retention < MinStagingRetention {
-		return CleanupResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("retention %s is below the minimum %s", in.Retention, MinStagingRetention), ErrTypeCleanup, nil)
+		return payload.CleanupResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("retention %s is below the minimum %s", in.Retention, MinStagingRetention), payload.ErrTypeCleanup, nil)
 	}
 	now := time.Now
 	if c.Now != nil {
@@ -111,7 +88,7 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupRes
 	}
 	open, err := c.openRuns(ctx)
 	if err != nil {
-		return CleanupResult{}, err
+		return payload.CleanupResult{}, err
 	}
 	rule := newSweepRule(now().Add(-in.Retention), open)
 	// Pass 1: every load's newest file, so a load goes whole or not at
@@ -130,14 +107,14 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in CleanupInput) (CleanupRes
 		return nil
 	})
 	if errors.Is(err, errTooManyLoads) {
-		return CleanupResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("staging holds more than %d loads; remove old ones with a bucket lifecycle rule or by hand (see README)", maxCleanupLoads), ErrTypeCleanup, err)
+		return payload.CleanupResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("staging holds more than %d loads; remove old ones with a bucket lifecycle rule or by hand (see README)", maxCleanupLoads), payload.ErrTypeCleanup, err)
 	}
 	if err != nil {
-		return CleanupResult{}, fmt.Errorf("clean staging: %w", err)
+		return payload.CleanupResult{}, fmt.Errorf("clean staging: %w", err)
 	}
 	// Pass 2: remove what the rule selects.
-	res := CleanupResult{Cutoff: rule.cutoff}
+	res := payload.CleanupResult{Cutoff: rule.cutoff}
 	loads := map[string]bool{}
 	log := activity.GetLogger(ctx)
 	err = sw.Walk(ctx, func(e staging.Entry) error {
@@ -205,7 +182,7 @@ var (
 // it is not known what is running.
 func (c *Cleaner) openRuns(ctx context.Context) ([]OpenRun, error) {
 	if strings.ContainsAny(c.TaskQueue, `'"\`) {
-		return nil, temporal.NewNonRetryableApplicationError("task queue "+c.TaskQueue+" cannot be quoted in a visibility query", ErrTypeCleanup, nil)
+		return nil, temporal.NewNonRetryableApplicationError("task queue "+c.TaskQueue+" cannot be quoted in a visibility query", payload.ErrTypeCleanup, nil)
 	}
 	query := fmt.Sprintf("TaskQueue = '%s' AND ExecutionStatus = 'Running'", c.TaskQueue)
 	var runs []OpenRun
@@ -220,7 +197,7 @@ func (c *Cleaner) openRuns(ctx context.Context) ([]OpenRun, error) {
 		}
 		if len(runs) > maxOpenRuns {
 			return nil, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("more than %d open workflows on %s; not cleaning staging while so much runs", maxOpenRuns, c.TaskQueue), ErrTypeCleanup, nil)
+				fmt.Sprintf("more than %d open workflows on %s; not cleaning staging while so much runs", maxOpenRuns, c.TaskQueue), payload.ErrTypeCleanup, nil)
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
 			return runs, nil
@@ -339,7 +316,7 @@ func (r *sweepRule) loadRunning(id string) bool {
 
 // LoadIDPrefix is how the load ids of a workflow run begin: workflows
 // name each load <workflow id>-<first 8 characters of the run id>-<part>,
-// made staging-safe by staging.LoadID, as the workflows do.
+// made staging-safe by payload.LoadID, as the workflows do.
 func LoadIDPrefix(workflowID, runID string) string {
-	return staging.LoadID(workflowID, runID[:min(8, len(runID))], "")
+	return payload.LoadID(workflowID, runID[:min(8, len(runID))], "")
 }

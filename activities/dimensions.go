@@ -8,13 +8,15 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/ktpipe/ktpipe/warehouse"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // RefreshDimensions rebuilds the dimensions (each replaced whole from the
 // fact table and the gateway list). Calls on one worker are coalesced: see
 // refresher.
-func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse.Gateway) error {
+func (a *Activities) RefreshDimensions(ctx context.Context, gateways []payload.Gateway) error {
 	defer keepAlive(ctx, nil)()
 	key, err := gatewaysKey(gateways)
 	if err != nil {
@@ -28,7 +30,7 @@ func (a *Activities) RefreshDimensions(ctx context.Context, gateways []warehouse
 
 // gatewaysKey names a gateway list: only refreshes of the same list are
 // coalesced.
-func gatewaysKey(gateways []warehouse.Gateway) (string, error) {
+func gatewaysKey(gateways []payload.Gateway) (string, error) {
 	b, err := json.Marshal(gateways)
 	if err != nil {
 		return "", fmt.Errorf("gateway list: %w", err)
@@ -116,4 +118,29 @@ func (run *refreshRun) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// FetchGateways lists the known gateways (validation and dim_gateway).
+// An empty list is an error, not a validation input: every valid event
+// would be quarantined as of an unknown gateway and reconcile would see
+// no gap (fact + quarantine = count). It fails the load visibly and
+// without retrying (an organisation without gateways, or a token of the
+// wrong one, does not heal by itself; the next scheduled pull or a
+// resumed backfill tries again).
+func (a *Activities) FetchGateways(ctx context.Context) ([]payload.Gateway, error) {
+	defer keepAlive(ctx, nil)()
+	gws, err := a.API.Gateways(ctx)
+	if err != nil {
+		return nil, classify("list gateways", err)
+	}
+	if len(gws) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError(
+			"list gateways: the API listed no gateways; refusing to validate against an empty list, which would quarantine every event (check the API token's organisation)",
+			payload.ErrTypeNoGateways, nil)
+	}
+	out := make([]payload.Gateway, len(gws))
+	for i, g := range gws {
+		out[i] = payload.Gateway{ID: g.ID, Name: g.Name, Team: g.Team, Environment: g.Environment}
+	}
+	return out, nil
 }

@@ -21,16 +21,17 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
 // exportFile is an export's content and the Export the API reports.
-func exportFile(t *testing.T, n int) ([]byte, keeptrusts.Export) {
+func exportFile(t *testing.T, n int) ([]byte, payload.Export) {
 	t.Helper()
 	body := bytes.Repeat([]byte("0123456789abcdef"), n/16)
 	sum := sha256.Sum256(body)
 	size, sha := int64(len(body)), hex.EncodeToString(sum[:])
-	return body, keeptrusts.Export{ID: "exp_1", Status: keeptrusts.StatusCompleted, Format: "ndjson", SizeBytes: &size, SHA256: &sha}
+	return body, payload.Export{ID: "exp_1", Status: payload.StatusCompleted, Format: "ndjson", SizeBytes: &size, SHA256: &sha}
 }
 
 // serveRange answers a download request from body, honouring Range.
@@ -60,13 +61,13 @@ func apiClient(t *testing.T, h http.Handler) *keeptrusts.Client {
 
 // downloadWorkflow runs DownloadExport once, with a short heartbeat
 // timeout, as a workflow would.
-func downloadWorkflow(ctx workflow.Context, in DownloadInput) (DownloadResult, error) {
+func downloadWorkflow(ctx workflow.Context, in payload.DownloadInput) (payload.DownloadResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute, HeartbeatTimeout: 300 * time.Millisecond,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	var a *Activities
-	var res DownloadResult
+	var res payload.DownloadResult
 	err := workflow.ExecuteActivity(ctx, a.DownloadExport, in).Get(ctx, &res)
 	return res, err
 }
@@ -90,7 +91,7 @@ func TestDownloadHeartbeatsWhileWaitingOutRetryAfter(t *testing.T) {
 	a := &Activities{API: api, Store: staging.Dir{Root: t.TempDir()}}
 	env.RegisterActivity(a)
 	env.RegisterWorkflow(downloadWorkflow)
-	env.ExecuteWorkflow(downloadWorkflow, DownloadInput{LoadID: "L", Export: exp})
+	env.ExecuteWorkflow(downloadWorkflow, payload.DownloadInput{LoadID: "L", Export: exp})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("download with a 2s Retry-After and a 300ms heartbeat timeout: %v", err)
 	}
@@ -122,7 +123,7 @@ func TestConcurrentDownloadAttemptsDoNotInterleave(t *testing.T) {
 	}))
 	store := staging.Dir{Root: t.TempDir()}
 	a := &Activities{API: api, Store: store}
-	in := DownloadInput{LoadID: "L", Export: exp}
+	in := payload.DownloadInput{LoadID: "L", Export: exp}
 	part := filepath.Join(store.Root, ExportKey("L", exp.ID)+".part")
 
 	attempt := func(name string, done chan<- error) {
@@ -190,10 +191,10 @@ func TestChecksumMismatchIsFinalAfterOneRedownload(t *testing.T) {
 	env := s.NewTestActivityEnvironment()
 	a := &Activities{API: api, Store: staging.Dir{Root: t.TempDir()}}
 	env.RegisterActivity(a)
-	_, err := env.ExecuteActivity(a.DownloadExport, DownloadInput{LoadID: "L", Export: exp})
+	_, err := env.ExecuteActivity(a.DownloadExport, payload.DownloadInput{LoadID: "L", Export: exp})
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeChecksum || !appErr.NonRetryable() {
-		t.Fatalf("err %v, want a non-retryable %s", err, ErrTypeChecksum)
+	if !errors.As(err, &appErr) || appErr.Type() != payload.ErrTypeChecksum || !appErr.NonRetryable() {
+		t.Fatalf("err %v, want a non-retryable %s", err, payload.ErrTypeChecksum)
 	}
 	if requests.Load() != 2 {
 		t.Fatalf("%d downloads, want 2 (one whole re-download)", requests.Load())

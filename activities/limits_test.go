@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
@@ -41,11 +42,11 @@ func TestSplitExportAppliesTheDecoderLimits(t *testing.T) {
 	a := &Activities{Store: stage(t, "exports/big.ndjson", []byte(big)), ChunkRows: 10}
 	a.Limits.MaxRecordBytes, a.Limits.MaxInflateRatio = 2048, 100
 	env.RegisterActivity(a)
-	v, err := env.ExecuteActivity(a.SplitExport, SplitInput{LoadID: "L1", Source: "export", Key: "exports/big.ndjson", Format: "ndjson"})
+	v, err := env.ExecuteActivity(a.SplitExport, payload.SplitInput{LoadID: "L1", Source: "export", Key: "exports/big.ndjson", Format: "ndjson"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var man staging.Manifest
+	var man payload.Manifest
 	v.Get(&man)
 	if man.Records != 1 || man.Quarantined != 1 {
 		t.Fatalf("manifest %+v, want the 4 KB record quarantined under a 2 KiB cap", man)
@@ -66,10 +67,10 @@ func TestSplitExportAppliesTheDecoderLimits(t *testing.T) {
 	a = &Activities{Store: stage(t, "exports/bomb.ndjson.gz", bomb), ChunkRows: 10}
 	env = s.NewTestActivityEnvironment()
 	env.RegisterActivity(a)
-	_, err = env.ExecuteActivity(a.SplitExport, SplitInput{LoadID: "L2", Source: "export", Key: "exports/bomb.ndjson.gz", Format: "ndjson", Gzip: true})
+	_, err = env.ExecuteActivity(a.SplitExport, payload.SplitInput{LoadID: "L2", Source: "export", Key: "exports/bomb.ndjson.gz", Format: "ndjson", Gzip: true})
 	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != ErrTypeMalformed || !strings.Contains(err.Error(), "gzip bomb") {
-		t.Fatalf("split of a gzip bomb: %v, want a non-retryable %s error", err, ErrTypeMalformed)
+	if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != payload.ErrTypeMalformed || !strings.Contains(err.Error(), "gzip bomb") {
+		t.Fatalf("split of a gzip bomb: %v, want a non-retryable %s error", err, payload.ErrTypeMalformed)
 	}
 }
 
@@ -86,9 +87,9 @@ func TestSplitRetriesAReadErrorOfTheStore(t *testing.T) {
 	env := s.NewTestActivityEnvironment()
 	a := &Activities{Store: store, ChunkRows: 10}
 	env.RegisterActivity(a)
-	_, err := env.ExecuteActivity(a.SplitExport, SplitInput{LoadID: "L3", Source: "export", Key: "exports/dir.ndjson", Format: "ndjson"})
+	_, err := env.ExecuteActivity(a.SplitExport, payload.SplitInput{LoadID: "L3", Source: "export", Key: "exports/dir.ndjson", Format: "ndjson"})
 	var ae *temporal.ApplicationError
-	if err == nil || (errors.As(err, &ae) && (ae.NonRetryable() || ae.Type() == ErrTypeMalformed)) {
+	if err == nil || (errors.As(err, &ae) && (ae.NonRetryable() || ae.Type() == payload.ErrTypeMalformed)) {
 		t.Fatalf("split of an unreadable staged file: %v, want a retryable error", err)
 	}
 	if !strings.Contains(err.Error(), "staging store") {

@@ -7,56 +7,20 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/valyala/fastjson"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
-// QuarantineReplaySource is the raw table's source of promoted records.
-const QuarantineReplaySource = "quarantine-replay"
-
 // maxCSVLayouts bounds the CSV files (one per distinct header) one batch
 // writes; a real export has one header, so more means odd input.
 const maxCSVLayouts = 16
-
-// ExportQuarantineInput selects one batch of quarantined records.
-type ExportQuarantineInput struct {
-	LoadID       string
-	Rule         string // rule, or "field: rule"; "" for any
-	Since, Until time.Time
-	After        string // record hash the previous batch ended at
-	Limit        int    // records in this batch
-}
-
-// QuarantineFile is one staged file of quarantined records.
-type QuarantineFile struct {
-	Key    string
-	Format string // json (an array) or csv
-}
-
-// ExportQuarantineResult names the staged files and counts; the records
-// themselves stay out of workflow history.
-type ExportQuarantineResult struct {
-	Files    []QuarantineFile
-	Selected int64 // records read from the quarantine
-	Exported int64 // of those, written to Files
-	// Unreadable records' raw text is not a JSON object: truncated (a
-	// record too large keeps only its head) or broken; they stay.
-	Unreadable int64
-	// Skipped records are CSV rows whose cells could pass as another
-	// record than the one quarantined (the row had the wrong number of
-	// cells, or a JSON record whose every value is a string broke a type
-	// rule), or beyond maxCSVLayouts headers; they stay.
-	Skipped int64
-	Last    string // the last record hash read: the next batch starts after it
-	More    bool   // the batch was full: there may be more
-}
 
 // QuarantineInputKey is where a replay's batch stages its records.
 func QuarantineInputKey(loadID, name string) string {
@@ -71,23 +35,23 @@ func QuarantineInputKey(loadID, name string) string {
 // object of header → cell, every value a string) go back to CSV, one file
 // per header, so they are decoded as CSV again. Keys are deterministic:
 // a retry rewrites the same files.
-func (a *Activities) ExportQuarantine(ctx context.Context, in ExportQuarantineInput) (ExportQuarantineResult, error) {
+func (a *Activities) ExportQuarantine(ctx context.Context, in payload.ExportQuarantineInput) (payload.ExportQuarantineResult, error) {
 	defer keepAlive(ctx, nil)()
 	if in.Limit <= 0 {
-		return ExportQuarantineResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("export quarantine: limit %d must be positive", in.Limit), ErrTypeBadInput, nil)
+		return payload.ExportQuarantineResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("export quarantine: limit %d must be positive", in.Limit), payload.ErrTypeBadInput, nil)
 	}
 	jsonKey := QuarantineInputKey(in.LoadID, "records.json")
 	if err := staging.CheckKey(jsonKey); err != nil {
-		return ExportQuarantineResult{}, temporal.NewNonRetryableApplicationError("export quarantine: "+err.Error(), ErrTypeBadInput, err)
+		return payload.ExportQuarantineResult{}, temporal.NewNonRetryableApplicationError("export quarantine: "+err.Error(), payload.ErrTypeBadInput, err)
 	}
 	jw, err := a.Store.Create(ctx, jsonKey)
 	if err != nil {
-		return ExportQuarantineResult{}, classify("export quarantine", err)
+		return payload.ExportQuarantineResult{}, classify("export quarantine", err)
 	}
 	x := &quarantineExport{ctx: ctx, a: a, loadID: in.LoadID, jw: jw, json: bufio.NewWriterSize(jw, 256<<10), csv: map[string]*csvFile{}}
 	defer x.abort()
 	x.json.WriteString("[")
-	var res ExportQuarantineResult
+	var res payload.ExportQuarantineResult
 	err = a.Warehouse.ReadQuarantine(ctx, warehouse.QuarantineFilter{Rule: in.Rule, Since: in.Since, Until: in.Until, After: in.After, Limit: in.Limit},
 		func(r warehouse.QuarantinedRecord) error {
 			res.Selected++
@@ -106,12 +70,12 @@ func (a *Activities) ExportQuarantine(ctx context.Context, in ExportQuarantineIn
 			return x.err
 		})
 	if err != nil {
-		return ExportQuarantineResult{}, classify("export quarantine", err)
+		return payload.ExportQuarantineResult{}, classify("export quarantine", err)
 	}
 	x.json.WriteString("]\n")
 	files, err := x.close(jsonKey)
 	if err != nil {
-		return ExportQuarantineResult{}, classify("export quarantine", err)
+		return payload.ExportQuarantineResult{}, classify("export quarantine", err)
 	}
 	res.Files = files
 	res.More = res.Selected == int64(in.Limit)
@@ -220,8 +184,8 @@ func (x *quarantineExport) add(r warehouse.QuarantinedRecord) addResult {
 }
 
 // close publishes the files and lists those with records.
-func (x *quarantineExport) close(jsonKey string) ([]QuarantineFile, error) {
-	var files []QuarantineFile
+func (x *quarantineExport) close(jsonKey string) ([]payload.QuarantineFile, error) {
+	var files []payload.QuarantineFile
 	if err := x.json.Flush(); err != nil {
 		return nil, fmt.Errorf("write %s: %w", jsonKey, err)
 	}
@@ -231,7 +195,7 @@ func (x *quarantineExport) close(jsonKey string) ([]QuarantineFile, error) {
 		return nil, fmt.Errorf("write %s: %w", jsonKey, err)
 	}
 	if x.nJSON > 0 {
-		files = append(files, QuarantineFile{Key: jsonKey, Format: string(schemas.FormatJSON)})
+		files = append(files, payload.QuarantineFile{Key: jsonKey, Format: string(schemas.FormatJSON)})
 	}
 	for _, h := range x.order {
 		f := x.csv[h]
@@ -243,7 +207,7 @@ func (x *quarantineExport) close(jsonKey string) ([]QuarantineFile, error) {
 			return nil, fmt.Errorf("write %s: %w", f.key, err)
 		}
 		delete(x.csv, h)
-		files = append(files, QuarantineFile{Key: f.key, Format: string(schemas.FormatCSV)})
+		files = append(files, payload.QuarantineFile{Key: f.key, Format: string(schemas.FormatCSV)})
 	}
 	return files, nil
 }
@@ -259,30 +223,23 @@ func (x *quarantineExport) abort() {
 	}
 }
 
-// SplitQuarantineInput names a batch's staged files to split as a load.
-type SplitQuarantineInput struct {
-	LoadID   string
-	Files    []QuarantineFile
-	Gateways []string
-}
-
 // SplitQuarantine validates and transforms a batch of quarantined
 // records with today's rules and gateway list, exactly as a load from the
 // source would: the records that pass become the load's rows, the others
 // its quarantine (which holds them already, so the merge adds nothing).
-func (a *Activities) SplitQuarantine(ctx context.Context, in SplitQuarantineInput) (staging.Manifest, error) {
+func (a *Activities) SplitQuarantine(ctx context.Context, in payload.SplitQuarantineInput) (payload.Manifest, error) {
 	defer keepAlive(ctx, nil)()
-	sp, err := a.splitter(ctx, in.LoadID, QuarantineReplaySource, in.Gateways)
+	sp, err := a.splitter(ctx, in.LoadID, payload.SourceQuarantineReplay, in.Gateways)
 	if err != nil {
-		return staging.Manifest{}, err
+		return payload.Manifest{}, err
 	}
 	for _, f := range in.Files {
 		format, err := schemas.ParseFormat(f.Format)
 		if err != nil {
-			return staging.Manifest{}, temporal.NewNonRetryableApplicationError("split quarantine: "+err.Error(), ErrTypeMalformed, err)
+			return payload.Manifest{}, temporal.NewNonRetryableApplicationError("split quarantine: "+err.Error(), payload.ErrTypeMalformed, err)
 		}
 		if err := a.splitFile(ctx, sp, f.Key, format, false); err != nil {
-			return staging.Manifest{}, err
+			return payload.Manifest{}, err
 		}
 	}
 	return a.finish(ctx, sp)

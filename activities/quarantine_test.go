@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
@@ -134,11 +135,11 @@ func TestQuarantineReplayPromotesWhatPassesNow(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(a)
-	v, err := env.ExecuteActivity(a.SplitQuarantine, SplitQuarantineInput{LoadID: "qr", Files: files, Gateways: []string{gwKnown, gwLate}})
+	v, err := env.ExecuteActivity(a.SplitQuarantine, payload.SplitQuarantineInput{LoadID: "qr", Files: files, Gateways: []string{gwKnown, gwLate}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var man staging.Manifest
+	var man payload.Manifest
 	v.Get(&man)
 	if man.Rows != 2 || man.Quarantined != 1 || len(man.Chunks) != 1 {
 		t.Fatalf("manifest %+v, want 2 rows (events 2 and 5) and 1 quarantined (event 3)", man)
@@ -156,7 +157,7 @@ func TestQuarantineReplayPromotesWhatPassesNow(t *testing.T) {
 			Source  string `json:"source"`
 		}
 		json.Unmarshal(sc.Bytes(), &row)
-		if row.Source != QuarantineReplaySource {
+		if row.Source != payload.SourceQuarantineReplay {
 			t.Errorf("row source %q", row.Source)
 		}
 		ids = append(ids, row.EventID)

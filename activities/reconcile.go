@@ -8,19 +8,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/payload"
 )
-
-// Steps is a range cut into windows of Step, the last one ending at Until.
-type Steps struct {
-	Since, Until time.Time
-	Step         time.Duration
-}
-
-// MaxGroupedHours bounds the range CountSourceByWindow asks for in one
-// call: one group_by row per hour, ~150 bytes each, so about 7.5 MB of
-// JSON at most (the client caps a response at KEEPTRUSTS_MAX_RESPONSE_BYTES,
-// 64 MiB by default). 50,000 hours is 5.7 years.
-const MaxGroupedHours = 50_000
 
 // CountSourceByWindow asks the API for the events of the whole range in
 // one call, grouped by date and hour (the Events API's group_by, which the
@@ -28,13 +17,13 @@ const MaxGroupedHours = 50_000
 // window. The range and step must be whole hours: group_by's finest group
 // is the UTC hour. Each element is the window's `requests`: the events
 // the API aggregates (the simulator: the valid ones).
-func (a *Activities) CountSourceByWindow(ctx context.Context, in Steps) ([]int64, error) {
+func (a *Activities) CountSourceByWindow(ctx context.Context, in payload.Steps) ([]int64, error) {
 	defer keepAlive(ctx, nil)()
-	if !HourAligned(in) {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count by window: %s..%s by %s is not in whole UTC hours", in.Since, in.Until, in.Step), ErrTypeBadInput, nil)
+	if !payload.HourAligned(in) {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count by window: %s..%s by %s is not in whole UTC hours", in.Since, in.Until, in.Step), payload.ErrTypeBadInput, nil)
 	}
-	if h := in.Until.Sub(in.Since) / time.Hour; h > MaxGroupedHours {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count by window: %d hours is more than %d in one call", h, MaxGroupedHours), ErrTypeBadInput, nil)
+	if h := in.Until.Sub(in.Since) / time.Hour; h > payload.MaxGroupedHours {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count by window: %d hours is more than %d in one call", h, payload.MaxGroupedHours), payload.ErrTypeBadInput, nil)
 	}
 	rows, err := a.API.GroupBy(ctx, keeptrusts.Window{Since: in.Since.UTC().Format(time.RFC3339), Until: in.Until}, "date", "hour")
 	if err != nil {
@@ -48,20 +37,31 @@ func (a *Activities) CountSourceByWindow(ctx context.Context, in Steps) ([]int64
 		req, okR := r["requests"].(float64)
 		d, err := time.Parse(time.DateOnly, day)
 		if err != nil || !okH || !okR || hour < 0 || hour > 23 || req < 0 {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: a group_by row with date %q, hour %v, requests %v is not one the contract describes", day, r["hour"], r["requests"]), "MalformedSource", nil)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: a group_by row with date %q, hour %v, requests %v is not one the contract describes", day, r["hour"], r["requests"]), payload.ErrTypeMalformed, nil)
 		}
 		at := d.Add(time.Duration(hour) * time.Hour)
 		if at.Before(in.Since) || !at.Before(in.Until) {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: the API grouped hour %s, outside %s..%s", at.Format(time.RFC3339), in.Since.UTC().Format(time.RFC3339), in.Until.UTC().Format(time.RFC3339)), "MalformedSource", nil)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: the API grouped hour %s, outside %s..%s", at.Format(time.RFC3339), in.Since.UTC().Format(time.RFC3339), in.Until.UTC().Format(time.RFC3339)), payload.ErrTypeMalformed, nil)
 		}
 		counts[int(at.Sub(in.Since)/in.Step)] += int64(req)
 	}
 	return counts, nil
 }
 
-// HourAligned says whether a range and step are whole UTC hours, which
-// group_by by hour can count.
-func HourAligned(in Steps) bool {
-	h := func(t time.Time) bool { return t.Equal(t.Truncate(time.Hour)) }
-	return h(in.Since) && h(in.Until) && in.Step > 0 && in.Step%time.Hour == 0 && in.Since.Before(in.Until)
+// CountSource asks the API how many events the window holds.
+func (a *Activities) CountSource(ctx context.Context, w payload.Window) (int64, error) {
+	defer keepAlive(ctx, nil)()
+	n, err := a.API.Count(ctx, keeptrusts.Window{Since: w.Since.UTC().Format(time.RFC3339Nano), Until: w.Until})
+	return n, classify("count source", err)
+}
+
+// CountWarehouse counts fact and quarantine rows for the window.
+func (a *Activities) CountWarehouse(ctx context.Context, w payload.Window) (payload.WarehouseCount, error) {
+	defer keepAlive(ctx, nil)()
+	fact, err := a.Warehouse.CountFact(ctx, w.Since, w.Until)
+	if err != nil {
+		return payload.WarehouseCount{}, classifyWarehouse(ctx, "count warehouse", err)
+	}
+	q, unplaced, err := a.Warehouse.CountQuarantined(ctx, w.Since, w.Until)
+	return payload.WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classifyWarehouse(ctx, "count warehouse", err)
 }

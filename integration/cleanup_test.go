@@ -12,8 +12,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/control"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -67,7 +67,7 @@ func TestCleanupRemovesOldOrphansAndKeepsRunningLoads(t *testing.T) {
 		}
 	}
 
-	var res activities.CleanupResult
+	var res payload.CleanupResult
 	if err := s.run(s.tq+"-cleanup-1", workflows.Cleanup, workflows.CleanupInput{Retention: 7 * 24 * time.Hour}, &res); err != nil {
 		t.Fatal(err)
 	}

@@ -11,23 +11,23 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
 // stageWithoutMerging downloads and splits an export the way ExportLoad
 // does, then stops: a load whose worker died after staging.
-func stageWithoutMerging(t *testing.T, s *stack, loadID string, since, until time.Time) staging.Manifest {
+func stageWithoutMerging(t *testing.T, s *stack, loadID string, since, until time.Time) payload.Manifest {
 	t.Helper()
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
 	env.RegisterActivity(s.acts)
-	v, err := env.ExecuteActivity(s.acts.CreateExport, activities.CreateExportInput{IdempotencyKey: loadID, Since: since, Until: until, Format: "json"})
+	v, err := env.ExecuteActivity(s.acts.CreateExport, payload.CreateExportInput{IdempotencyKey: loadID, Since: since, Until: until, Format: "json"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var exp keeptrusts.Export
+	var exp payload.Export
 	v.Get(&exp)
 	for !exp.Terminal() {
 		time.Sleep(100 * time.Millisecond)
@@ -37,21 +37,21 @@ func stageWithoutMerging(t *testing.T, s *stack, loadID string, since, until tim
 		}
 		v.Get(&exp)
 	}
-	v, err = env.ExecuteActivity(s.acts.DownloadExport, activities.DownloadInput{LoadID: loadID, Export: exp})
+	v, err = env.ExecuteActivity(s.acts.DownloadExport, payload.DownloadInput{LoadID: loadID, Export: exp})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dl activities.DownloadResult
+	var dl payload.DownloadResult
 	v.Get(&dl)
 	var ids []string
 	for _, g := range s.sim.Gateways() {
 		ids = append(ids, g.ID)
 	}
-	v, err = env.ExecuteActivity(s.acts.SplitExport, activities.SplitInput{LoadID: loadID, Source: "export", Key: dl.Key, Format: "json", Gateways: ids})
+	v, err = env.ExecuteActivity(s.acts.SplitExport, payload.SplitInput{LoadID: loadID, Source: "export", Key: dl.Key, Format: "json", Gateways: ids})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var man staging.Manifest
+	var man payload.Manifest
 	v.Get(&man)
 	return man
 }
@@ -98,8 +98,8 @@ func TestReplayFromStagingAndFromSource(t *testing.T) {
 	// The staged files are gone after a good load: replaying the load id
 	// again says so clearly and changes nothing.
 	err = s.run("replay-staged-again-"+s.tq, workflows.Replay, workflows.ReplayInput{LoadID: man.LoadID, Tuning: s.tuning}, &res)
-	if !workflows.HasErrorType(err, activities.ErrTypeNothingStaged) {
-		t.Fatalf("second replay from staging: %v, want %s", err, activities.ErrTypeNothingStaged)
+	if !workflows.HasErrorType(err, payload.ErrTypeNothingStaged) {
+		t.Fatalf("second replay from staging: %v, want %s", err, payload.ErrTypeNothingStaged)
 	}
 	s.assertExactlyOnce(since, until)
 

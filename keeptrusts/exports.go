@@ -15,15 +15,17 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/ktpipe/ktpipe/payload"
 )
 
-// Export statuses of the contract.
+// Export statuses of the contract (declared in payload, beside Export).
 const (
-	StatusQueued    = "queued"
-	StatusRunning   = "running"
-	StatusCompleted = "completed"
-	StatusFailed    = "failed"
-	StatusExpired   = "expired"
+	StatusQueued    = payload.StatusQueued
+	StatusRunning   = payload.StatusRunning
+	StatusCompleted = payload.StatusCompleted
+	StatusFailed    = payload.StatusFailed
+	StatusExpired   = payload.StatusExpired
 )
 
 // ExportRequest asks for an export of events.
@@ -36,30 +38,8 @@ type ExportRequest struct {
 	Description string `json:"description,omitempty"`
 }
 
-// Export is an export job.
-type Export struct {
-	ID          string     `json:"id"`
-	Type        string     `json:"type"`
-	Format      string     `json:"format"`
-	Compression string     `json:"compression"`
-	Status      string     `json:"status"`
-	Since       time.Time  `json:"since"`
-	Until       time.Time  `json:"until"`
-	Description string     `json:"description"`
-	CreatedAt   time.Time  `json:"created_at"`
-	CompletedAt *time.Time `json:"completed_at"`
-	ExpiresAt   *time.Time `json:"expires_at"`
-	RowCount    *int64     `json:"row_count"`
-	SizeBytes   *int64     `json:"size_bytes"`
-	SHA256      *string    `json:"sha256"`
-	Error       *string    `json:"error"`
-}
-
-// Terminal reports whether the export will not change status again
-// (expiry aside).
-func (e Export) Terminal() bool {
-	return e.Status == StatusCompleted || e.Status == StatusFailed || e.Status == StatusExpired
-}
+// Export is an export job (declared in payload: workflows carry it).
+type Export = payload.Export
 
 // CreateExport starts an export. A repeated call with the same
 // idempotencyKey within 24 h returns the export already created

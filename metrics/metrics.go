@@ -4,9 +4,11 @@
 // workflow-code metrics, through tally as the Temporal reference
 // application does), and ktpipe's own metrics with their names.
 //
-// Metrics counted in workflow code go through workflow.GetMetricsHandler
-// (CountRecords, CountExport): that handler drops what a replay emits,
-// so a replayed history never counts twice. Everything else is counted
+// Metrics counted in workflow code (ktpipe_records_total,
+// ktpipe_exports_total) are declared in metrics/wfmetrics, which links no
+// Prometheus: they go through workflow.GetMetricsHandler, which drops
+// what a replay emits, so a replayed history never counts twice, and
+// reach this registry through SDKHandler. Everything else is counted
 // where it happens (the API client, activities, the receiver) or read
 // from the warehouse (the audit gauges) by the process that serves it.
 package metrics
@@ -29,21 +31,6 @@ import (
 	tallyprom "github.com/uber-go/tally/v4/prometheus"
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
-)
-
-// Names of the metrics counted in workflow code (through the SDK's
-// handler, which adds namespace, task_queue and workflow_type labels).
-const (
-	RecordsName = "ktpipe_records_total" // labels source, outcome
-	ExportsName = "ktpipe_exports_total" // label status
-)
-
-// Record sources and outcomes (labels of ktpipe_records_total).
-const (
-	SourceExport  = "export"
-	SourcePull    = "pull"
-	SourceWebhook = "webhook"
-	SourceReplay  = "replay"
 )
 
 // sdkReportEvery is how often tally hands the SDK's (and workflow code's)
@@ -317,29 +304,6 @@ func (m *Metrics) SetReconcileCompleteness(r float64) {
 	if m != nil {
 		m.reconcileRatio.WithLabelValues().Set(r)
 	}
-}
-
-// CountRecords counts a load's records from workflow code, through h =
-// workflow.GetMetricsHandler(ctx): read from the source, loaded (valid
-// rows handed to the merge), quarantined, and resent (repeats within
-// the load; repeats of rows already in the fact table are absorbed by the
-// merge and show in the audit's resend ratio instead).
-func CountRecords(h client.MetricsHandler, source string, read, loaded, quarantined, resent int64) {
-	// A slice, not a map: workflow code iterates in a fixed order.
-	for _, c := range []struct {
-		outcome string
-		n       int64
-	}{{"read", read}, {"loaded", loaded}, {"quarantined", quarantined}, {"resent", resent}} {
-		if c.n > 0 {
-			h.WithTags(map[string]string{"source": source, "outcome": c.outcome}).Counter(RecordsName).Inc(c.n)
-		}
-	}
-}
-
-// CountExport counts an export by its final status (ready, failed,
-// expired), from workflow code.
-func CountExport(h client.MetricsHandler, status string) {
-	h.WithTags(map[string]string{"status": status}).Counter(ExportsName).Inc(1)
 }
 
 // InstrumentWebhook counts every answer h gives (ktpipe_webhook_deliveries_total).

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ktpipe/ktpipe/metrics"
+	"github.com/ktpipe/ktpipe/metrics/wfmetrics"
 )
 
 func TestConsecutiveAPIFailures(t *testing.T) {
@@ -61,7 +62,7 @@ ktpipe_api_requests_total{operation="list events",status_class="error"} 1
 func TestSDKMetricsReachTheRegistry(t *testing.T) {
 	m := metrics.New()
 	defer m.Close()
-	metrics.CountExport(m.SDKHandler().WithTags(map[string]string{"workflow_type": "ExportLoad"}), "failed")
+	wfmetrics.CountExport(m.SDKHandler().WithTags(map[string]string{"workflow_type": "ExportLoad"}), "failed")
 	m.SDKHandler().WithTags(map[string]string{"workflow_type": "Audit"}).Counter("temporal_workflow_failed").Inc(1)
 	deadline := time.Now().Add(10 * time.Second)
 	for {

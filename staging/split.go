@@ -14,34 +14,16 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 )
 
-// Chunk is one loadable piece of a load: its valid rows and its
-// quarantined records, by key, with counts. This, not the data, is what a
-// workflow carries.
-type Chunk struct {
-	Index         int
-	Key           string
-	QuarantineKey string // empty when the chunk quarantined nothing
-	Rows          int64
-	Quarantined   int64
-	MinDate       string // event_date range of the rows, for partition pruning
-	MaxDate       string
-}
+// Chunk is one loadable piece of a load (declared in payload: the claim
+// check a workflow carries).
+type Chunk = payload.Chunk
 
-// Manifest describes what a split produced.
-type Manifest struct {
-	LoadID      string
-	Records     int64 // records read from the source, valid or not
-	Rows        int64 // valid rows written (after in-chunk dedup)
-	Quarantined int64
-	// Resent counts records whose id (or, for bad records, whose text)
-	// repeated one already in the same chunk: the source resent them.
-	Resent        int64
-	Chunks        []Chunk
-	UnknownFields []string // fields the contract does not name, seen in the data
-}
+// Manifest describes what a split produced (declared in payload).
+type Manifest = payload.Manifest
 
 // MalformedError says the source stream itself is broken (not one bad
 // record, which is quarantined): retrying the same bytes cannot help.

@@ -1,6 +1,8 @@
 // Package staging is the claim check between the source and the
 // warehouse: export files and load chunks are kept here by key, and
-// workflows carry only the keys, offsets and counts.
+// workflows carry only the keys, offsets and counts (the Manifest and
+// Chunk it writes, declared in package payload so workflow code links
+// them without the Cloud Storage client).
 package staging
 
 import (

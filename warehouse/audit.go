@@ -8,55 +8,18 @@ import (
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/civil"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 )
 
-// AuditRow is one row of the audit table (see the columns in
-// schemas/bqschema). A zero time is written as NULL.
-type AuditRow struct {
-	AuditedAt           time.Time
-	APINewest           time.Time
-	WarehouseNewest     time.Time
-	IngestionLagSeconds float64
-	FactRows            int64
-	FactDuplicateRows   int64
-	FactDuplicateRatio  float64
-	SourceRecords       int64
-	SourceResends       int64
-	SourceResendRatio   float64
-	IntervalStart       time.Time
-	IntervalEnd         time.Time
-	SchemaViolations    int64
-	CompletenessStart   time.Time
-	CompletenessEnd     time.Time
-	APICount            int64
-	WarehouseCount      int64
-	CompletenessRatio   float64
-	// LagKnown, on read, is false when the lag was NULL (no event on one
-	// side yet); IngestionLagSeconds is then 0.
-	LagKnown bool
-}
+// AuditRow is declared in payload: the audit workflow carries it.
+type AuditRow = payload.AuditRow
 
-// AuditScope bounds what one audit reads: fact, raw and quarantine
-// partitions from Since's date on (event_date, quarantined_at), so its
-// cost does not grow with the tables' history.
-type AuditScope struct {
-	Since                      time.Time // first partition audited
-	IntervalStart, IntervalEnd time.Time // the audit interval (violations, resends)
-}
+// AuditScope is declared in payload: the audit workflow carries it.
+type AuditScope = payload.AuditScope
 
-// AuditMeasures is what the warehouse says in an audit.
-type AuditMeasures struct {
-	// WarehouseNewest is the newest event timestamp the warehouse holds in
-	// the partitions audited: in fact_ai_event or, for an invalid event
-	// (which has arrived too), in quarantine. Zero when there is none.
-	WarehouseNewest   time.Time
-	FactRows          int64
-	FactDuplicateRows int64 // rows beyond the first per event id
-	SourceRecords     int64 // raw rows and quarantined records of loads committed in the interval
-	SourceResends     int64 // of the raw rows, those whose id an earlier load already brought
-	SchemaViolations  int64 // records quarantined by loads committed in the interval
-}
+// AuditMeasures is declared in payload: the audit workflow carries it.
+type AuditMeasures = payload.AuditMeasures
 
 // MeasureAudit runs the audit's three bounded queries.
 func (w *Warehouse) MeasureAudit(ctx context.Context, s AuditScope) (AuditMeasures, error) {

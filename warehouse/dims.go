@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/civil"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 )
@@ -96,10 +97,9 @@ func readCSV(data []byte, header ...string) ([][]string, error) {
 	return all[1:], nil
 }
 
-// Gateway is a dim_gateway row.
-type Gateway struct {
-	ID, Name, Team, Environment string
-}
+// Gateway is a dim_gateway row (declared in payload: FetchGateways
+// returns it to workflows).
+type Gateway = payload.Gateway
 
 // RefreshDimensions rebuilds the four dimensions from their sources: the
 // API's gateways, the price table, the user mapping and the fact table's

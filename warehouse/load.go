@@ -13,6 +13,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/civil"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/staging"
@@ -254,13 +255,9 @@ func (w *Warehouse) Committed(ctx context.Context, loadID string) (map[int]bool,
 	return done, nil
 }
 
-// Completeness is the end-of-load check.
-type Completeness struct {
-	RawRows       int64 // rows of this load in the raw table
-	MissingInFact int64 // of those, event ids the fact table lacks
-	LedgerRows    int64 // rows the ledger records for this load
-	LedgerQuar    int64 // quarantined records the ledger records
-}
+// Completeness is the end-of-load check (declared in payload: CheckLoad
+// returns it to workflows).
+type Completeness = payload.Completeness
 
 // CheckLoad counts what a load left in the warehouse. The fact table is
 // read only in the partitions the load's rows fall in: the commit's

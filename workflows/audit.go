@@ -6,7 +6,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // Defaults of the audit (see AuditInput).
@@ -71,39 +71,39 @@ func auditAPICtx(ctx workflow.Context, interval time.Duration) workflow.Context 
 // newest row into gauges. Its own schedule runs it every
 // KTPIPE_AUDIT_INTERVAL. The audit time is the workflow's clock, so a
 // retried write is the same row.
-func Audit(ctx workflow.Context, in AuditInput) (activities.AuditRow, error) {
+func Audit(ctx workflow.Context, in AuditInput) (payload.AuditRow, error) {
 	in = in.withDefaults()
 	t := in.Tuning.withDefaults()
 	now := workflow.Now(ctx).UTC()
-	row := activities.AuditRow{AuditedAt: now, IntervalStart: now.Add(-in.Interval), IntervalEnd: now}
+	row := payload.AuditRow{AuditedAt: now, IntervalStart: now.Add(-in.Interval), IntervalEnd: now}
 	row.CompletenessEnd = now.Add(-in.CompletenessDelay).Truncate(time.Hour)
 	row.CompletenessStart = row.CompletenessEnd.Add(-time.Duration(in.CompletenessHours) * time.Hour)
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (activities.AuditRow, error) { return row, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (payload.AuditRow, error) { return row, nil }); err != nil {
 		return row, err
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("audit")); err != nil {
 		return row, err
 	}
 	since := now.Truncate(24*time.Hour).AddDate(0, 0, -(in.Days - 1))
-	var wh activities.AuditWarehouseResult
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.AuditWarehouse, activities.AuditWarehouseInput{
-		Scope:        activities.AuditScope{Since: since, IntervalStart: row.IntervalStart, IntervalEnd: row.IntervalEnd},
-		Completeness: activities.Window{Since: row.CompletenessStart, Until: row.CompletenessEnd},
+	var wh payload.AuditWarehouseResult
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.AuditWarehouse, payload.AuditWarehouseInput{
+		Scope:        payload.AuditScope{Since: since, IntervalStart: row.IntervalStart, IntervalEnd: row.IntervalEnd},
+		Completeness: payload.Window{Since: row.CompletenessStart, Until: row.CompletenessEnd},
 	}).Get(ctx, &wh); err != nil {
 		return row, fmt.Errorf("audit warehouse: %w", err)
 	}
 	actx := auditAPICtx(ctx, in.Interval)
-	if err := workflow.ExecuteActivity(actx, a.NewestSourceEvent, activities.NewestInput{
+	if err := workflow.ExecuteActivity(actx, payload.NewestSourceEvent, payload.NewestInput{
 		After: wh.WarehouseNewest, Floor: now.Add(-auditFloor), Until: now.Add(time.Minute),
 	}).Get(ctx, &row.APINewest); err != nil {
 		return row, fmt.Errorf("newest source event: %w", err)
 	}
-	if err := workflow.ExecuteActivity(actx, a.CountSource,
-		activities.Window{Since: row.CompletenessStart, Until: row.CompletenessEnd}).Get(ctx, &row.APICount); err != nil {
+	if err := workflow.ExecuteActivity(actx, payload.CountSource,
+		payload.Window{Since: row.CompletenessStart, Until: row.CompletenessEnd}).Get(ctx, &row.APICount); err != nil {
 		return row, fmt.Errorf("count source: %w", err)
 	}
 	fillAudit(&row, wh)
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.WriteAudit, row).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.WriteAudit, row).Get(ctx, nil); err != nil {
 		return row, fmt.Errorf("write audit: %w", err)
 	}
 	return row, nil
@@ -113,7 +113,7 @@ func Audit(ctx workflow.Context, in AuditInput) (activities.AuditRow, error) {
 // (the API's newest event against the warehouse's, not against now) and
 // the ratios, each 0 (or 1 for completeness) when there is nothing to
 // divide by.
-func fillAudit(row *activities.AuditRow, wh activities.AuditWarehouseResult) {
+func fillAudit(row *payload.AuditRow, wh payload.AuditWarehouseResult) {
 	row.WarehouseNewest = wh.WarehouseNewest
 	if !row.APINewest.IsZero() {
 		base := wh.WarehouseNewest
@@ -146,10 +146,10 @@ func fillAudit(row *activities.AuditRow, wh activities.AuditWarehouseResult) {
 // ReconcileStateKey is the pipeline_state key the scheduled reconcile
 // writes its result under (JSON ReconcileState); the workers publish its
 // ratio as ktpipe_reconcile_completeness_ratio.
-const ReconcileStateKey = activities.ReconcileStateKey
+const ReconcileStateKey = payload.ReconcileStateKey
 
 // ReconcileState is the last scheduled reconcile's outcome.
-type ReconcileState = activities.ReconcileState
+type ReconcileState = payload.ReconcileState
 
 // ScheduledReconcileInput configures the daily reconcile.
 type ScheduledReconcileInput struct {
@@ -185,7 +185,7 @@ func ScheduledReconcile(ctx workflow.Context, in ScheduledReconcileInput) (Recon
 	}
 	st.Source, st.Warehouse, st.Ratio = res.Completeness()
 	st.Gaps = len(res.Gaps)
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, in.Tuning.withDefaults()), a.RecordReconcile, st).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, in.Tuning.withDefaults()), payload.RecordReconcile, st).Get(ctx, nil); err != nil {
 		return st, fmt.Errorf("record reconcile state: %w", err)
 	}
 	return st, nil

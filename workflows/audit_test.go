@@ -6,14 +6,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"github.com/uber-go/tally/v4"
+	sdktally "go.temporal.io/sdk/contrib/tally"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/keeptrusts"
-	"github.com/ktpipe/ktpipe/metrics"
-	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/metrics/wfmetrics"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -28,16 +28,16 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	env.SetStartTime(now)
 	whNewest := now.Add(-3 * time.Hour) // no events for hours: the source is quiet
 	apiNewest := whNewest.Add(400 * time.Second)
-	var asked activities.AuditWarehouseInput
-	env.OnActivity(acts.AuditWarehouse, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AuditWarehouseInput) (activities.AuditWarehouseResult, error) {
+	var asked payload.AuditWarehouseInput
+	env.OnActivity(payload.AuditWarehouse, mock.Anything, mock.Anything).Return(func(_ context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
 		asked = in
-		return activities.AuditWarehouseResult{AuditMeasures: warehouse.AuditMeasures{WarehouseNewest: whNewest, FactRows: 2000, FactDuplicateRows: 1,
+		return payload.AuditWarehouseResult{AuditMeasures: payload.AuditMeasures{WarehouseNewest: whNewest, FactRows: 2000, FactDuplicateRows: 1,
 			SourceRecords: 100, SourceResends: 5, SchemaViolations: 2}, CompletenessCount: 999}, nil
 	}).Once()
-	env.OnActivity(acts.NewestSourceEvent, mock.Anything, mock.MatchedBy(func(in activities.NewestInput) bool { return in.After.Equal(whNewest) })).Return(apiNewest, nil).Once()
-	env.OnActivity(acts.CountSource, mock.Anything, activities.Window{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)}).Return(int64(1000), nil).Once()
-	var written activities.AuditRow
-	env.OnActivity(acts.WriteAudit, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.AuditRow) error { written = r; return nil }).Once()
+	env.OnActivity(payload.NewestSourceEvent, mock.Anything, mock.MatchedBy(func(in payload.NewestInput) bool { return in.After.Equal(whNewest) })).Return(apiNewest, nil).Once()
+	env.OnActivity(payload.CountSource, mock.Anything, payload.Window{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)}).Return(int64(1000), nil).Once()
+	var written payload.AuditRow
+	env.OnActivity(payload.WriteAudit, mock.Anything, mock.Anything).Return(func(_ context.Context, r payload.AuditRow) error { written = r; return nil }).Once()
 
 	env.ExecuteWorkflow(workflows.Audit, workflows.AuditInput{})
 	if err := env.GetWorkflowError(); err != nil {
@@ -58,56 +58,40 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	}
 }
 
-// What workflow code counts goes through the SDK's handler into the
-// registry a worker serves: a loaded export's records by outcome, and the
-// export by its final status.
+// What workflow code counts goes through the SDK's handler: a loaded
+// export's records by outcome, and the export by its final status. (That
+// the worker's handler hands them to the Prometheus registry it serves is
+// metrics' test; a tally test scope stands in for it here, so workflow
+// tests link no Prometheus.)
 func TestExportLoadCountsRecordsAndExports(t *testing.T) {
-	m := metrics.New()
-	defer m.Close()
+	scope := tally.NewTestScope("", nil)
 	var s testsuite.WorkflowTestSuite
-	s.SetMetricsHandler(m.SDKHandler())
+	s.SetMetricsHandler(sdktally.NewMetricsHandler(scope))
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterActivity(acts)
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil).Once()
-	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusFailed), nil).Once()
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil).Once()
-	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil).Once()
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusQueued), nil).Once()
+	env.OnActivity(payload.GetExport, mock.Anything, "exp_1").Return(export(payload.StatusFailed), nil).Once()
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusQueued), nil).Once()
+	env.OnActivity(payload.GetExport, mock.Anything, "exp_1").Return(export(payload.StatusCompleted), nil).Once()
 	happyLoad(env)
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
+	got := map[string]float64{}
+	for _, c := range scope.Snapshot().Counters() {
+		switch c.Name() {
+		case wfmetrics.RecordsName:
+			got["records "+c.Tags()["outcome"]] += float64(c.Value())
+		case wfmetrics.ExportsName:
+			got["exports "+c.Tags()["status"]] += float64(c.Value())
+		}
+	}
 	want := map[string]float64{"records read": 10, "records loaded": 9, "records quarantined": 1, "exports failed": 1, "exports ready": 1}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := map[string]float64{}
-		mfs, err := m.Registry().Gather()
-		if err != nil {
-			t.Fatal(err)
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("counted %v, want %v", got, want)
 		}
-		for _, mf := range mfs {
-			for _, s := range mf.GetMetric() {
-				for _, l := range s.GetLabel() {
-					switch {
-					case mf.GetName() == metrics.RecordsName && l.GetName() == "outcome":
-						got["records "+l.GetValue()] += s.GetCounter().GetValue()
-					case mf.GetName() == metrics.ExportsName && l.GetName() == "status":
-						got["exports "+l.GetValue()] += s.GetCounter().GetValue()
-					}
-				}
-			}
-		}
-		ok := true
-		for k, v := range want {
-			ok = ok && got[k] == v
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %v, want %v", got, want)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -129,7 +113,7 @@ func TestScheduledReconcileCoversTheDayBeforeItsScheduledTime(t *testing.T) {
 		asked = in
 		return workflows.ReconcileResult{}, nil
 	}).Once()
-	env.OnActivity(acts.RecordReconcile, mock.Anything, mock.Anything).Return(nil).Once()
+	env.OnActivity(payload.RecordReconcile, mock.Anything, mock.Anything).Return(nil).Once()
 	env.ExecuteWorkflow(workflows.ScheduledReconcile, workflows.ScheduledReconcileInput{})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)

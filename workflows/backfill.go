@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // BackfillInput is a date range to load through exports.
@@ -157,7 +157,7 @@ func (s *backfill) run(ctx workflow.Context) (BackfillResult, error) {
 		if n > len(s.progress.Failures) {
 			msg += fmt.Sprintf("; and %d more", n-len(s.progress.Failures))
 		}
-		return s.progress.BackfillResult, temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBackfillFailed, nil)
+		return s.progress.BackfillResult, temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeBackfillFailed, nil)
 	}
 	return s.progress.BackfillResult, nil
 }
@@ -300,8 +300,8 @@ func (s *backfill) awaitOther(ctx workflow.Context, id string) workflow.Future {
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		delay := 10 * time.Second
 		for {
-			var out activities.WorkflowOutcome
-			if err := workflow.ExecuteActivity(actx, a.WorkflowOutcome, id).Get(ctx, &out); err != nil {
+			var out payload.RunOutcome
+			if err := workflow.ExecuteActivity(actx, payload.WorkflowOutcome, id).Get(ctx, &out); err != nil {
 				set.Set(nil, fmt.Errorf("wait for %s: %w", id, err))
 				return
 			}

@@ -7,7 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // DefaultCleanupInterval is how often the clean-up schedule runs: files
@@ -21,17 +21,14 @@ type CleanupInput struct {
 	Retention time.Duration `json:"retention,omitempty"`
 }
 
-// cleaner is a nil *Cleaner, for type-checked activity references like a.
-var cleaner *activities.Cleaner
-
 // Cleanup removes staged files that no open or recent workflow
 // references and reports what it removed. Its own schedule runs it daily
 // (ktpipe schedule apply). A load's own success path removes its files;
 // this catches the rest: failed and abandoned loads, undelivered webhook
 // batches, and what killed writes left behind.
-func Cleanup(ctx workflow.Context, in CleanupInput) (activities.CleanupResult, error) {
-	var res activities.CleanupResult
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (activities.CleanupResult, error) { return res, nil }); err != nil {
+func Cleanup(ctx workflow.Context, in CleanupInput) (payload.CleanupResult, error) {
+	var res payload.CleanupResult
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (payload.CleanupResult, error) { return res, nil }); err != nil {
 		return res, err
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("cleanup")); err != nil {
@@ -48,10 +45,10 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (activities.CleanupResult, e
 			// The next day's run tries again; a clean-up that keeps
 			// failing shows as failed workflows, not a silent retry.
 			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{activities.ErrTypeCleanup},
+			NonRetryableErrorTypes: []string{payload.ErrTypeCleanup},
 		},
 	})
-	if err := workflow.ExecuteActivity(actx, cleaner.CleanStaging, activities.CleanupInput{Retention: in.Retention}).Get(ctx, &res); err != nil {
+	if err := workflow.ExecuteActivity(actx, payload.CleanStaging, payload.CleanupInput{Retention: in.Retention}).Get(ctx, &res); err != nil {
 		return res, fmt.Errorf("clean staging: %w", err)
 	}
 	workflow.GetLogger(ctx).Info("staging cleaned", "files", res.Files, "bytes", res.Bytes, "loads", res.Loads,

@@ -1,6 +1,8 @@
 // Package workflows decides the order, retries, waits and checkpoints of
 // ktpipe's loads. It never touches HTTP or BigQuery itself: activities
 // do, and only keys, cursors and counts pass through workflow history.
+// It schedules activities by their names and exchanges package payload's
+// types with them, so it links none of their clients (TestWorkflowsLinkNoClients).
 package workflows
 
 import (
@@ -12,9 +14,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/metrics"
-	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/metrics/wfmetrics"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // Search attributes, so an operator can filter ktpipe's workflows in the
@@ -87,9 +88,12 @@ func (t Tuning) withDefaults() Tuning {
 // this long after its last heartbeat (sent every third of it).
 const DefaultHeartbeatTimeout = 10 * time.Second
 
-// a is a nil *Activities: workflows call its methods as activity
-// references, so calls are type-checked; Temporal runs the real ones.
-var a *activities.Activities
+// Activities are scheduled by their registered names (payload's name
+// constants), not by method references: workflow code then links
+// payload's types only, not the activities' BigQuery, Cloud Storage and
+// Prometheus clients. The activities package asserts at compile time
+// that its methods have payload.Activities' signatures, and a test there
+// that every name is a registered method.
 
 // Retries: transient failures (5xx, 429, network, a killed worker) are
 // retried with backoff from 1s, so a killed worker's activity starts again
@@ -103,8 +107,8 @@ var a *activities.Activities
 const maxAttempts = 60 // ≈15 min of a failure that never heals, at 15s apart
 
 var nonRetryable = []string{
-	activities.ErrTypeAPI, activities.ErrTypeExpired, activities.ErrTypeSchema,
-	activities.ErrTypeMalformed, activities.ErrTypeNothingStaged, activities.ErrTypeChecksum,
+	payload.ErrTypeAPI, payload.ErrTypeExpired, payload.ErrTypeSchema,
+	payload.ErrTypeMalformed, payload.ErrTypeNothingStaged, payload.ErrTypeChecksum,
 }
 
 // retry is the retry policy of warehouse and long activities.
@@ -172,13 +176,13 @@ func warehouseCtx(ctx workflow.Context, t Tuning) workflow.Context {
 }
 
 // loadID makes a staging-safe load id from workflow-derived parts.
-func loadID(parts ...string) string { return staging.LoadID(parts...) }
+func loadID(parts ...string) string { return payload.LoadID(parts...) }
 
 // fetchGateways lists the known gateways (for dim_gateway) and their ids
 // (for validation).
-func fetchGateways(ctx workflow.Context) ([]activities.Gateway, []string, error) {
-	var gateways []activities.Gateway
-	if err := workflow.ExecuteActivity(apiCtx(ctx), a.FetchGateways).Get(ctx, &gateways); err != nil {
+func fetchGateways(ctx workflow.Context) ([]payload.Gateway, []string, error) {
+	var gateways []payload.Gateway
+	if err := workflow.ExecuteActivity(apiCtx(ctx), payload.FetchGateways).Get(ctx, &gateways); err != nil {
 		return nil, nil, fmt.Errorf("list gateways: %w", err)
 	}
 	ids := make([]string, len(gateways))
@@ -216,7 +220,7 @@ func HasErrorType(err error, typ string) bool {
 //   - clean-up (cleanupLoad): a pull writes its checkpoint between the
 //     check and the clean-up, and a webhook batch removes its delivery
 //     files there too.
-func landLoad(ctx workflow.Context, t Tuning, source string, man staging.Manifest, gateways []activities.Gateway, phase func(string), onStaged func()) error {
+func landLoad(ctx workflow.Context, t Tuning, source string, man payload.Manifest, gateways []payload.Gateway, phase func(string), onStaged func()) error {
 	if phase == nil {
 		phase = func(string) {}
 	}
@@ -240,8 +244,8 @@ func landLoad(ctx workflow.Context, t Tuning, source string, man staging.Manifes
 
 // refreshDimensions rebuilds the dimensions from the fact table and the
 // gateway list (the worker coalesces concurrent refreshes).
-func refreshDimensions(ctx workflow.Context, t Tuning, gateways []activities.Gateway) error {
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
+func refreshDimensions(ctx workflow.Context, t Tuning, gateways []payload.Gateway) error {
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
 		return fmt.Errorf("refresh dimensions: %w", err)
 	}
 	return nil
@@ -250,14 +254,14 @@ func refreshDimensions(ctx workflow.Context, t Tuning, gateways []activities.Gat
 // cleanupLoad removes a finished load's staged files. A failure only
 // leaves files behind, which the scheduled clean-up removes later.
 func cleanupLoad(ctx workflow.Context, t Tuning, id string) {
-	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.CleanupLoad, id).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), payload.CleanupLoad, id).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("staged files left behind", "load", id, "error", err)
 	}
 }
 
 // loadChunks stages every chunk (bounded parallelism), then merges them
 // on the merge queue.
-func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []staging.Chunk, onStaged func()) error {
+func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []payload.Chunk, onStaged func()) error {
 	wctx := warehouseCtx(ctx, t)
 	var pending []workflow.Future
 	wait := func() error {
@@ -274,7 +278,7 @@ func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []stag
 				return fmt.Errorf("stage chunks of %s: %w", id, err)
 			}
 		}
-		pending = append(pending, workflow.ExecuteActivity(wctx, a.StageChunk, activities.ChunkInput{LoadID: id, Chunk: c}))
+		pending = append(pending, workflow.ExecuteActivity(wctx, payload.StageChunk, payload.ChunkInput{LoadID: id, Chunk: c}))
 	}
 	for len(pending) > 0 {
 		if err := wait(); err != nil {
@@ -282,7 +286,7 @@ func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []stag
 		}
 	}
 	mctx := longCtx(ctx, t, MergeQueueSuffix)
-	if err := workflow.ExecuteActivity(mctx, a.MergeLoad, activities.MergeInput{LoadID: id, Source: source, Chunks: chunks}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(mctx, payload.MergeLoad, payload.MergeInput{LoadID: id, Source: source, Chunks: chunks}).Get(ctx, nil); err != nil {
 		return fmt.Errorf("merge %s: %w", id, err)
 	}
 	return nil
@@ -291,9 +295,9 @@ func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []stag
 // checkLoad verifies what a load left in the warehouse against its
 // manifest: every valid row in the ledger and in the fact table, every
 // invalid one in quarantine.
-func checkLoad(ctx workflow.Context, t Tuning, man staging.Manifest) error {
-	var chk activities.Completeness
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.CheckLoad, man.LoadID).Get(ctx, &chk); err != nil {
+func checkLoad(ctx workflow.Context, t Tuning, man payload.Manifest) error {
+	var chk payload.Completeness
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.CheckLoad, man.LoadID).Get(ctx, &chk); err != nil {
 		return fmt.Errorf("check load %s: %w", man.LoadID, err)
 	}
 	var problems []string
@@ -307,14 +311,14 @@ func checkLoad(ctx workflow.Context, t Tuning, man staging.Manifest) error {
 		problems = append(problems, "no rows in the raw table")
 	}
 	if len(problems) > 0 {
-		return temporal.NewNonRetryableApplicationError("load "+man.LoadID+" incomplete: "+strings.Join(problems, "; ")+"; replay it", activities.ErrTypeIncomplete, nil)
+		return temporal.NewNonRetryableApplicationError("load "+man.LoadID+" incomplete: "+strings.Join(problems, "; ")+"; replay it", payload.ErrTypeIncomplete, nil)
 	}
 	return nil
 }
 
 // reportUnknownFields tells the operator the source sends fields the
 // contract does not name yet; they are kept in the extra column.
-func reportUnknownFields(ctx workflow.Context, man staging.Manifest) {
+func reportUnknownFields(ctx workflow.Context, man payload.Manifest) {
 	if len(man.UnknownFields) > 0 {
 		workflow.GetLogger(ctx).Warn("source sends fields the contract does not name; kept in the extra column",
 			"load", man.LoadID, "fields", strings.Join(man.UnknownFields, ","))
@@ -327,17 +331,17 @@ func reportUnknownFields(ctx workflow.Context, man staging.Manifest) {
 // that fails after this line and runs again (another worker, a task
 // timeout) counts again: the counters are at least once, the warehouse's
 // audit is the exact figure.
-func countLoad(ctx workflow.Context, source string, man staging.Manifest) {
+func countLoad(ctx workflow.Context, source string, man payload.Manifest) {
 	switch source {
 	case "backfill":
-		source = metrics.SourceExport
-	case activities.QuarantineReplaySource:
+		source = payload.SourceExport
+	case payload.SourceQuarantineReplay:
 		// Its records were counted when they first arrived (as
 		// quarantined); counting the promoted ones again would make
 		// loaded + quarantined exceed what the source sent.
 		return
 	}
-	metrics.CountRecords(workflow.GetMetricsHandler(ctx), source, man.Records, man.Rows, man.Quarantined, man.Resent)
+	wfmetrics.CountRecords(workflow.GetMetricsHandler(ctx), source, man.Records, man.Rows, man.Quarantined, man.Resent)
 }
 
 // All is every workflow a ktpipe worker runs: the one list the worker

@@ -7,10 +7,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/keeptrusts"
-	"github.com/ktpipe/ktpipe/metrics"
-	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/metrics/wfmetrics"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // ExportLoadInput is one export window to load.
@@ -96,19 +94,19 @@ func (s *exportLoad) setup(ctx workflow.Context) error {
 
 func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	info := workflow.GetInfo(ctx)
-	var exp keeptrusts.Export
-	var dl activities.DownloadResult
+	var exp payload.Export
+	var dl payload.DownloadResult
 	for {
 		var err error
 		if exp, err = s.createAndWait(ctx, info.WorkflowExecution.ID); err != nil {
 			return ExportLoadResult{}, err
 		}
 		s.phase(ctx, "downloading")
-		err = workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.DownloadExport,
-			activities.DownloadInput{LoadID: s.loadID(ctx), Export: exp}).Get(ctx, &dl)
+		err = workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), payload.DownloadExport,
+			payload.DownloadInput{LoadID: s.loadID(ctx), Export: exp}).Get(ctx, &dl)
 		// Expired before we got it, or its file fails its checksum
 		// (downloaded twice): export again.
-		if (HasErrorType(err, activities.ErrTypeExpired) || HasErrorType(err, activities.ErrTypeChecksum)) &&
+		if (HasErrorType(err, payload.ErrTypeExpired) || HasErrorType(err, payload.ErrTypeChecksum)) &&
 			s.progress.Generation+1 < maxGenerations {
 			s.progress.Generation++
 			continue
@@ -125,8 +123,8 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 		return ExportLoadResult{}, err
 	}
 	s.phase(ctx, "splitting")
-	var man staging.Manifest
-	err = workflow.ExecuteActivity(longCtx(ctx, s.t, ""), a.SplitExport, activities.SplitInput{
+	var man payload.Manifest
+	err = workflow.ExecuteActivity(longCtx(ctx, s.t, ""), payload.SplitExport, payload.SplitInput{
 		LoadID: id, Source: s.in.Source, Key: dl.Key, Format: exp.Format, Gzip: exp.Compression == "gzip", Gateways: ids,
 	}).Get(ctx, &man)
 	if err != nil {
@@ -134,7 +132,7 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	}
 	if exp.RowCount != nil && man.Records != *exp.RowCount {
 		return ExportLoadResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("export %s: read %d records, the export says %d", exp.ID, man.Records, *exp.RowCount), activities.ErrTypeIncomplete, nil)
+			fmt.Sprintf("export %s: read %d records, the export says %d", exp.ID, man.Records, *exp.RowCount), payload.ErrTypeIncomplete, nil)
 	}
 	s.progress.ChunksTotal, s.progress.Rows, s.progress.Quarantined = len(man.Chunks), man.Rows, man.Quarantined
 	reportUnknownFields(ctx, man)
@@ -172,12 +170,12 @@ func (s *exportLoad) loadID(ctx workflow.Context) string {
 // createAndWait creates the export and polls it with durable timers until
 // it completes; a failed or expired export is replaced by a new one with
 // a new idempotency key, at most maxGenerations times.
-func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (keeptrusts.Export, error) {
+func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (payload.Export, error) {
 	for ; s.progress.Generation < maxGenerations; s.progress.Generation++ {
 		s.phase(ctx, "creating")
-		var exp keeptrusts.Export
+		var exp payload.Export
 		key := "ktpipe/" + s.runKey(ctx)
-		err := workflow.ExecuteActivity(apiCtx(ctx), a.CreateExport, activities.CreateExportInput{
+		err := workflow.ExecuteActivity(apiCtx(ctx), payload.CreateExport, payload.CreateExportInput{
 			IdempotencyKey: key, Since: s.in.Since, Until: s.in.Until, Format: s.in.Format, Gzip: s.in.Gzip,
 			Description: "ktpipe " + workflowID,
 		}).Get(ctx, &exp)
@@ -199,18 +197,18 @@ func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (kee
 			}
 			delay = min(delay*2, s.t.MaxPollInterval)
 			s.progress.Polls++
-			if err := workflow.ExecuteActivity(apiCtx(ctx), a.GetExport, exp.ID).Get(ctx, &exp); err != nil {
+			if err := workflow.ExecuteActivity(apiCtx(ctx), payload.GetExport, exp.ID).Get(ctx, &exp); err != nil {
 				return exp, fmt.Errorf("poll export %s: %w", exp.ID, err)
 			}
 			s.progress.ExportStatus = exp.Status
 		}
 		s.progress.ExportStatus = exp.Status
 		status := exp.Status
-		if status == keeptrusts.StatusCompleted {
+		if status == payload.StatusCompleted {
 			status = "ready"
 		}
-		metrics.CountExport(workflow.GetMetricsHandler(ctx), status)
-		if exp.Status == keeptrusts.StatusCompleted {
+		wfmetrics.CountExport(workflow.GetMetricsHandler(ctx), status)
+		if exp.Status == payload.StatusCompleted {
 			return exp, nil
 		}
 		reason := exp.Status
@@ -219,8 +217,8 @@ func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (kee
 		}
 		workflow.GetLogger(ctx).Warn("export did not complete; creating a new one", "export", exp.ID, "reason", reason)
 	}
-	return keeptrusts.Export{}, temporal.NewNonRetryableApplicationError(
-		fmt.Sprintf("export of [%s, %s) failed %d times", s.in.Since, s.in.Until, maxGenerations), activities.ErrTypeAPI, nil)
+	return payload.Export{}, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("export of [%s, %s) failed %d times", s.in.Since, s.in.Until, maxGenerations), payload.ErrTypeAPI, nil)
 }
 
 // phase moves the load to its next phase and shows it in the UI.

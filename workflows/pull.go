@@ -6,8 +6,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/metrics"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // DefaultCheckpointKey is the pipeline_state key of the hourly pull.
@@ -119,7 +118,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 	cursor := s.in.Cursor
 	if cursor == "" {
 		s.phase(ctx, "reading checkpoint")
-		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.ReadCheckpoint, s.in.CheckpointKey).Get(ctx, &cursor); err != nil {
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), payload.ReadCheckpoint, s.in.CheckpointKey).Get(ctx, &cursor); err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("read checkpoint: %w", err)
 		}
 	}
@@ -135,13 +134,13 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(batch))
 		s.loadID = id
 		s.phase(ctx, "pulling")
-		var res activities.PullResult
-		in := activities.PullInput{LoadID: id, Cursor: cursor, Pages: s.in.PagesPerBatch, PageSize: s.in.PageSize, Gateways: ids}
+		var res payload.PullResult
+		in := payload.PullInput{LoadID: id, Cursor: cursor, Pages: s.in.PagesPerBatch, PageSize: s.in.PageSize, Gateways: ids}
 		if cursor == "" {
 			in.Since = s.in.Start
 		}
-		err := workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), a.PullPages, in).Get(ctx, &res)
-		if HasErrorType(err, activities.ErrTypeCursorRejected) && cursor != "" && !reset {
+		err := workflow.ExecuteActivity(longCtx(ctx, s.t, APIQueueSuffix), payload.PullPages, in).Get(ctx, &res)
+		if HasErrorType(err, payload.ErrTypeCursorRejected) && cursor != "" && !reset {
 			reset, cursor = true, ""
 			if err := s.restartByTime(ctx); err != nil {
 				return IncrementalPullResult{}, err
@@ -154,15 +153,15 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		}
 		reportUnknownFields(ctx, res.Manifest)
 		if len(res.Manifest.Chunks) > 0 {
-			if err := landLoad(ctx, s.t, metrics.SourcePull, res.Manifest, nil, func(p string) { s.phase(ctx, p) }, nil); err != nil {
+			if err := landLoad(ctx, s.t, payload.SourcePull, res.Manifest, nil, func(p string) { s.phase(ctx, p) }, nil); err != nil {
 				return IncrementalPullResult{}, err
 			}
 			loaded = true
 		}
 		// The checkpoint moves only after the batch is merged.
 		s.phase(ctx, "checkpointing")
-		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.WriteCheckpoint,
-			activities.CheckpointInput{Key: s.in.CheckpointKey, Value: res.NextCursor}).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), payload.WriteCheckpoint,
+			payload.CheckpointInput{Key: s.in.CheckpointKey, Value: res.NextCursor}).Get(ctx, nil); err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("write checkpoint: %w", err)
 		}
 		cleanupLoad(ctx, s.t, id)
@@ -206,7 +205,7 @@ const DefaultLateWindow = 6 * time.Hour
 // cursor, from the new Start.
 func (s *incrementalPull) restartByTime(ctx workflow.Context) error {
 	var at time.Time
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), a.CheckpointTime, s.in.CheckpointKey).Get(ctx, &at); err != nil {
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), payload.CheckpointTime, s.in.CheckpointKey).Get(ctx, &at); err != nil {
 		return fmt.Errorf("read checkpoint time: %w", err)
 	}
 	if !at.IsZero() {
@@ -219,7 +218,7 @@ func (s *incrementalPull) restartByTime(ctx workflow.Context) error {
 	return nil
 }
 
-func (s *incrementalPull) refresh(ctx workflow.Context, gateways []activities.Gateway) error {
+func (s *incrementalPull) refresh(ctx workflow.Context, gateways []payload.Gateway) error {
 	s.phase(ctx, "refreshing dimensions")
 	return refreshDimensions(ctx, s.t, gateways)
 }

@@ -7,8 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // DefaultQuarantineBatch is how many quarantined records one load of a
@@ -64,7 +63,7 @@ func QuarantineReplay(ctx workflow.Context, in QuarantineReplayInput) (Quarantin
 	}
 	windowed := !in.Since.IsZero() || !in.Until.IsZero()
 	if windowed && !in.Since.Before(in.Until) {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("window [%s, %s) is empty", in.Since, in.Until), activities.ErrTypeBadInput, nil)
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("window [%s, %s) is empty", in.Since, in.Until), payload.ErrTypeBadInput, nil)
 	}
 	sa := []temporal.SearchAttributeUpdate{KindKey.ValueSet("quarantine-replay")}
 	if windowed {
@@ -93,8 +92,8 @@ func QuarantineReplay(ctx workflow.Context, in QuarantineReplayInput) (Quarantin
 			return res, workflow.NewContinueAsNewError(ctx, QuarantineReplay, next)
 		}
 		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(n))
-		var exp activities.ExportQuarantineResult
-		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.ExportQuarantine, activities.ExportQuarantineInput{
+		var exp payload.ExportQuarantineResult
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.ExportQuarantine, payload.ExportQuarantineInput{
 			LoadID: id, Rule: in.Rule, Since: in.Since, Until: in.Until, After: in.After, Limit: in.BatchSize,
 		}).Get(ctx, &exp); err != nil {
 			return res, fmt.Errorf("export quarantine batch %d: %w", res.Batches, err)
@@ -104,14 +103,14 @@ func QuarantineReplay(ctx workflow.Context, in QuarantineReplayInput) (Quarantin
 		res.Unreadable += exp.Unreadable
 		res.Skipped += exp.Skipped
 		if len(exp.Files) > 0 {
-			var man staging.Manifest
-			if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.SplitQuarantine, activities.SplitQuarantineInput{
+			var man payload.Manifest
+			if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), payload.SplitQuarantine, payload.SplitQuarantineInput{
 				LoadID: id, Files: exp.Files, Gateways: ids,
 			}).Get(ctx, &man); err != nil {
 				return res, fmt.Errorf("split quarantine batch %s: %w", id, err)
 			}
 			if len(man.Chunks) > 0 {
-				if err := landLoad(ctx, t, activities.QuarantineReplaySource, man, nil, nil, nil); err != nil {
+				if err := landLoad(ctx, t, payload.SourceQuarantineReplay, man, nil, nil, nil); err != nil {
 					return res, err
 				}
 			}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 
-	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -16,20 +16,20 @@ import (
 func TestQuarantineReplayContinuesAfterTheLastHash(t *testing.T) {
 	env := newEnv(t)
 	env.RegisterWorkflow(workflows.QuarantineReplay)
-	files := []activities.QuarantineFile{{Key: "loads/L/input/records.json", Format: "json"}}
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil).Once()
-	env.OnActivity(acts.ExportQuarantine, mock.Anything, mock.MatchedBy(func(in activities.ExportQuarantineInput) bool { return in.After == "" })).
-		Return(activities.ExportQuarantineResult{Files: files, Selected: 10, Exported: 9, Unreadable: 1, Last: "h10", More: true}, nil).Once()
-	env.OnActivity(acts.ExportQuarantine, mock.Anything, mock.MatchedBy(func(in activities.ExportQuarantineInput) bool { return in.After == "h10" })).
-		Return(activities.ExportQuarantineResult{Selected: 3, Skipped: 3, Last: "h13", More: true}, nil).Once()
-	env.OnActivity(acts.ExportQuarantine, mock.Anything, mock.MatchedBy(func(in activities.ExportQuarantineInput) bool { return in.After == "h13" })).
-		Return(activities.ExportQuarantineResult{Last: "", More: false}, nil).Once()
-	env.OnActivity(acts.SplitQuarantine, mock.Anything, mock.Anything).Return(manifest, nil).Once()
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil).Times(len(manifest.Chunks))
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil).Once()
-	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil).Once()
-	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil).Times(3)
-	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil).Once()
+	files := []payload.QuarantineFile{{Key: "loads/L/input/records.json", Format: "json"}}
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil).Once()
+	env.OnActivity(payload.ExportQuarantine, mock.Anything, mock.MatchedBy(func(in payload.ExportQuarantineInput) bool { return in.After == "" })).
+		Return(payload.ExportQuarantineResult{Files: files, Selected: 10, Exported: 9, Unreadable: 1, Last: "h10", More: true}, nil).Once()
+	env.OnActivity(payload.ExportQuarantine, mock.Anything, mock.MatchedBy(func(in payload.ExportQuarantineInput) bool { return in.After == "h10" })).
+		Return(payload.ExportQuarantineResult{Selected: 3, Skipped: 3, Last: "h13", More: true}, nil).Once()
+	env.OnActivity(payload.ExportQuarantine, mock.Anything, mock.MatchedBy(func(in payload.ExportQuarantineInput) bool { return in.After == "h13" })).
+		Return(payload.ExportQuarantineResult{Last: "", More: false}, nil).Once()
+	env.OnActivity(payload.SplitQuarantine, mock.Anything, mock.Anything).Return(manifest, nil).Once()
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil).Times(len(manifest.Chunks))
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil).Once()
+	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil).Once()
+	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil).Times(3)
+	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil).Once()
 
 	env.ExecuteWorkflow(workflows.QuarantineReplay, workflows.QuarantineReplayInput{BatchSize: 10})
 	if err := env.GetWorkflowError(); err != nil {

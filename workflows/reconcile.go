@@ -7,7 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // ReconcileInput is a range to compare, step by step.
@@ -97,7 +97,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	if n := in.Until.Sub(in.Since) / in.Step; n > MaxReconcileWindows {
 		return ReconcileResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"%d windows of %s is more than %d: use a larger step, then reconcile the windows with a gap by a smaller one",
-			n, in.Step, MaxReconcileWindows), activities.ErrTypeBadInput, nil)
+			n, in.Step, MaxReconcileWindows), payload.ErrTypeBadInput, nil)
 	}
 	tune := in.Tuning.withDefaults()
 	var res ReconcileResult
@@ -111,11 +111,11 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	// One API call for the whole range where group_by's hours can serve
 	// the windows; a range or step in parts of hours, or longer than one
 	// call may ask for, is counted window by window.
-	steps := activities.Steps{Since: in.Since, Until: in.Until, Step: in.Step}
+	steps := payload.Steps{Since: in.Since, Until: in.Until, Step: in.Step}
 	var bySource []int64
 	if workflow.GetVersion(ctx, reconcileGroupByChange, workflow.DefaultVersion, 1) == 1 &&
-		activities.HourAligned(steps) && in.Until.Sub(in.Since) <= activities.MaxGroupedHours*time.Hour {
-		if err := workflow.ExecuteActivity(apiCtx(ctx), a.CountSourceByWindow, steps).Get(ctx, &bySource); err != nil {
+		payload.HourAligned(steps) && in.Until.Sub(in.Since) <= payload.MaxGroupedHours*time.Hour {
+		if err := workflow.ExecuteActivity(apiCtx(ctx), payload.CountSourceByWindow, steps).Get(ctx, &bySource); err != nil {
 			return res, fmt.Errorf("count source by hour: %w", err)
 		}
 		res.GroupBy = true
@@ -125,18 +125,18 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		if end.After(in.Until) {
 			end = in.Until
 		}
-		w := activities.Window{Since: t, Until: end}
+		w := payload.Window{Since: t, Until: end}
 		var src int64
-		var wh activities.WarehouseCount
+		var wh payload.WarehouseCount
 		if res.GroupBy {
 			if i >= len(bySource) {
-				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: %d windows counted, want %d", len(bySource), i+1), activities.ErrTypeBadInput, nil)
+				return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count source by hour: %d windows counted, want %d", len(bySource), i+1), payload.ErrTypeBadInput, nil)
 			}
 			src = bySource[i]
-		} else if err := workflow.ExecuteActivity(apiCtx(ctx), a.CountSource, w).Get(ctx, &src); err != nil {
+		} else if err := workflow.ExecuteActivity(apiCtx(ctx), payload.CountSource, w).Get(ctx, &src); err != nil {
 			return res, fmt.Errorf("count source %s: %w", t, err)
 		}
-		if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), a.CountWarehouse, w).Get(ctx, &wh); err != nil {
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountWarehouse, w).Get(ctx, &wh); err != nil {
 			return res, fmt.Errorf("count warehouse %s: %w", t, err)
 		}
 		res.Unplaced = wh.Unplaced

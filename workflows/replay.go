@@ -7,8 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/metrics"
-	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // ReplayInput names what to load again: a load id whose chunks are still
@@ -60,15 +59,15 @@ func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
 	t := in.Tuning.withDefaults()
 	if in.LoadID != "" {
 		setProgress("reading manifest")
-		var man staging.Manifest
-		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), a.ReadManifest, in.LoadID).Get(ctx, &man); err != nil {
+		var man payload.Manifest
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.ReadManifest, in.LoadID).Get(ctx, &man); err != nil {
 			return ReplayResult{}, fmt.Errorf("replay %s: %w", in.LoadID, err)
 		}
 		gateways, _, err := fetchGateways(ctx)
 		if err != nil {
 			return ReplayResult{}, err
 		}
-		if err := landLoad(ctx, t, metrics.SourceReplay, man, gateways, setProgress, nil); err != nil {
+		if err := landLoad(ctx, t, payload.SourceReplay, man, gateways, setProgress, nil); err != nil {
 			return ReplayResult{}, err
 		}
 		cleanupLoad(ctx, t, man.LoadID)

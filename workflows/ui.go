@@ -6,9 +6,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktpipe/ktpipe/activities"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // What the Temporal UI shows of a workflow: its input checked field by
@@ -22,7 +23,7 @@ import (
 var ExportFormats = []string{"ndjson", "json", "csv"}
 
 func badInput(field, rule string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("input field %q: %s", field, fmt.Sprintf(rule, args...)), activities.ErrTypeBadInput, nil)
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("input field %q: %s", field, fmt.Sprintf(rule, args...)), payload.ErrTypeBadInput, nil)
 }
 
 // checkWindow: since and until are required and since comes first.

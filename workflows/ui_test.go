@@ -10,8 +10,7 @@ import (
 	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -41,7 +40,7 @@ func TestBadInputNamesTheField(t *testing.T) {
 		env.ExecuteWorkflow(tt.wf, tt.in)
 		err := env.GetWorkflowError()
 		var appErr *temporal.ApplicationError
-		if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeBadInput || !appErr.NonRetryable() || !strings.Contains(err.Error(), tt.field) {
+		if !errors.As(err, &appErr) || appErr.Type() != payload.ErrTypeBadInput || !appErr.NonRetryable() || !strings.Contains(err.Error(), tt.field) {
 			t.Errorf("%+v: err %v, want a non-retryable BadInput naming %s", tt.in, err, tt.field)
 		}
 	}
@@ -52,14 +51,14 @@ func TestBadInputNamesTheField(t *testing.T) {
 // and its current details.
 func TestFailedLoadShowsItsLoadIDAndReplayInput(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusCompleted), nil)
-	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil)
-	env.OnActivity(acts.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
-	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{},
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusCompleted), nil)
+	env.OnActivity(payload.DownloadExport, mock.Anything, mock.Anything).Return(payload.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{},
 		temporal.NewNonRetryableApplicationError("warehouse refused", "Test", nil))
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	err := env.GetWorkflowError()

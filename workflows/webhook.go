@@ -7,8 +7,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/metrics"
+	"github.com/ktpipe/ktpipe/payload"
 )
 
 // DeliverySignal carries the staging key of one webhook delivery to its
@@ -114,9 +113,9 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, re
 	if err != nil {
 		return err
 	}
-	var split activities.SplitStagedResult
-	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.SplitStaged,
-		activities.SplitStagedInput{LoadID: id, Source: "webhook", Keys: keys, Gateways: ids}).Get(ctx, &split); err != nil {
+	var split payload.SplitStagedResult
+	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), payload.SplitStaged,
+		payload.SplitStagedInput{LoadID: id, Source: "webhook", Keys: keys, Gateways: ids}).Get(ctx, &split); err != nil {
 		return fmt.Errorf("split deliveries: %w", err)
 	}
 	man := split.Manifest
@@ -125,12 +124,12 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, re
 		var err error
 		if workflow.GetVersion(ctx, oneLoadTail, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 			// Recorded before the one load tail: the refresh came last.
-			err = landLoad(ctx, t, metrics.SourceWebhook, man, nil, nil, nil)
+			err = landLoad(ctx, t, payload.SourceWebhook, man, nil, nil, nil)
 			if err == nil {
 				err = refreshDimensions(ctx, t, gateways)
 			}
 		} else {
-			err = landLoad(ctx, t, metrics.SourceWebhook, man, gateways, nil, nil)
+			err = landLoad(ctx, t, payload.SourceWebhook, man, gateways, nil, nil)
 		}
 		if err != nil {
 			return err
@@ -141,7 +140,7 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, re
 	res.Rows += man.Rows
 	res.Quarantined += man.Quarantined
 	// Merged: the delivery files and the chunks can go.
-	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), a.RemoveStaged, keys).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), payload.RemoveStaged, keys).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("delivery files left behind", "load", id, "error", err)
 	}
 	cleanupLoad(ctx, t, id)

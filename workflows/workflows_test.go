@@ -16,25 +16,29 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/ktpipe/ktpipe/activities"
-	"github.com/ktpipe/ktpipe/keeptrusts"
-	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
-var acts *activities.Activities // method values name the activities
+// acts registers every activity under its name, with the signature
+// payload.Activities gives it, and links none of the activities' clients;
+// tests mock them by payload's name constants. An activity a test has
+// not mocked panics (its method is the nil interface's).
+var acts = &stubActivities{}
+
+type stubActivities struct{ payload.Activities }
 
 func ptr[T any](v T) *T { return &v }
 
-func export(status string) keeptrusts.Export {
-	e := keeptrusts.Export{ID: "exp_1", Status: status, Format: "ndjson", Compression: "none"}
-	if status == keeptrusts.StatusCompleted {
+func export(status string) payload.Export {
+	e := payload.Export{ID: "exp_1", Status: status, Format: "ndjson", Compression: "none"}
+	if status == payload.StatusCompleted {
 		e.RowCount, e.SizeBytes, e.SHA256 = ptr(int64(10)), ptr(int64(100)), ptr("abc")
 	}
 	return e
 }
 
-var manifest = staging.Manifest{LoadID: "L", Records: 10, Rows: 9, Quarantined: 1, Chunks: []staging.Chunk{
+var manifest = payload.Manifest{LoadID: "L", Records: 10, Rows: 9, Quarantined: 1, Chunks: []payload.Chunk{
 	{Index: 0, Key: "loads/L/chunk-00000.ndjson", Rows: 5, MinDate: "2026-11-01", MaxDate: "2026-11-01"},
 	{Index: 1, Key: "loads/L/chunk-00001.ndjson", QuarantineKey: "loads/L/quarantine-00001.ndjson", Rows: 4, Quarantined: 1, MinDate: "2026-11-01", MaxDate: "2026-11-02"},
 }}
@@ -51,23 +55,23 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 
 // happyLoad mocks every step after the export completed.
 func happyLoad(env *testsuite.TestWorkflowEnvironment) {
-	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil)
-	env.OnActivity(acts.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
-	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
-	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.DownloadExport, mock.Anything, mock.Anything).Return(payload.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
 }
 
 var window = workflows.ExportLoadInput{Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
 
 func TestExportLoadPollsWithDurableTimers(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil).Once()
-	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusRunning), nil).Times(3)
-	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil).Once()
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusQueued), nil).Once()
+	env.OnActivity(payload.GetExport, mock.Anything, "exp_1").Return(export(payload.StatusRunning), nil).Times(3)
+	env.OnActivity(payload.GetExport, mock.Anything, "exp_1").Return(export(payload.StatusCompleted), nil).Once()
 	happyLoad(env)
 	var timers []time.Duration
 	env.SetOnTimerScheduledListener(func(_ string, d time.Duration) { timers = append(timers, d) })
@@ -99,13 +103,13 @@ func TestExportLoadPollsWithDurableTimers(t *testing.T) {
 func TestFailedExportIsReplacedWithANewKey(t *testing.T) {
 	env := newEnv(t)
 	var keys []string
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.CreateExportInput) (keeptrusts.Export, error) {
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.CreateExportInput) (payload.Export, error) {
 			keys = append(keys, in.IdempotencyKey)
-			return export(keeptrusts.StatusQueued), nil
+			return export(payload.StatusQueued), nil
 		})
-	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusFailed), nil).Once()
-	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil).Once()
+	env.OnActivity(payload.GetExport, mock.Anything, "exp_1").Return(export(payload.StatusFailed), nil).Once()
+	env.OnActivity(payload.GetExport, mock.Anything, "exp_1").Return(export(payload.StatusCompleted), nil).Once()
 	happyLoad(env)
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	if err := env.GetWorkflowError(); err != nil {
@@ -118,8 +122,8 @@ func TestFailedExportIsReplacedWithANewKey(t *testing.T) {
 
 func TestRetryableFailuresAreRetried(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusCompleted), nil)
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(errors.New("backend error")).Twice()
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusCompleted), nil)
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(errors.New("backend error")).Twice()
 	happyLoad(env)
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	if err := env.GetWorkflowError(); err != nil {
@@ -129,11 +133,11 @@ func TestRetryableFailuresAreRetried(t *testing.T) {
 
 func TestNonRetryableErrorStopsAtOnce(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusCompleted), nil)
-	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{Key: "k"}, nil)
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
-	env.OnActivity(acts.SplitExport, mock.Anything, mock.Anything).Return(staging.Manifest{},
-		temporal.NewNonRetryableApplicationError("source broken at record 7", activities.ErrTypeMalformed, nil)).Once()
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusCompleted), nil)
+	env.OnActivity(payload.DownloadExport, mock.Anything, mock.Anything).Return(payload.DownloadResult{Key: "k"}, nil)
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{}, nil)
+	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(payload.Manifest{},
+		temporal.NewNonRetryableApplicationError("source broken at record 7", payload.ErrTypeMalformed, nil)).Once()
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	err := env.GetWorkflowError()
 	var appErr *temporal.ApplicationError
@@ -144,8 +148,8 @@ func TestNonRetryableErrorStopsAtOnce(t *testing.T) {
 
 func TestCancelWhileWaitingForExport(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil)
-	env.OnActivity(acts.GetExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusRunning), nil).Maybe()
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusQueued), nil)
+	env.OnActivity(payload.GetExport, mock.Anything, mock.Anything).Return(export(payload.StatusRunning), nil).Maybe()
 	env.RegisterDelayedCallback(env.CancelWorkflow, 30*time.Second)
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	var canceled *temporal.CanceledError
@@ -162,8 +166,8 @@ func TestEmptyWindowIsRefused(t *testing.T) {
 	}
 }
 
-func pullResult(cursor string, more bool) activities.PullResult {
-	return activities.PullResult{NextCursor: cursor, HasMore: more, Pages: 1, Manifest: manifest}
+func pullResult(cursor string, more bool) payload.PullResult {
+	return payload.PullResult{NextCursor: cursor, HasMore: more, Pages: 1, Manifest: manifest}
 }
 
 // startedActivities records the activities a workflow starts, in order.
@@ -190,22 +194,22 @@ func TestPullAdvancesCheckpointOnlyAfterMerge(t *testing.T) {
 	pull := func(mergeErr error) (*testsuite.TestWorkflowEnvironment, []string) {
 		env := newEnv(t)
 		started := startedActivities(env)
-		env.OnActivity(acts.ReadCheckpoint, mock.Anything, workflows.DefaultCheckpointKey).Return("c0", nil)
-		env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
-		env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
-		env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-		env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, mergeErr)
-		env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil).Maybe()
-		env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil).Maybe()
-		env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil).Maybe()
+		env.OnActivity(payload.ReadCheckpoint, mock.Anything, workflows.DefaultCheckpointKey).Return("c0", nil)
+		env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{}, nil)
+		env.OnActivity(payload.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
+		env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
+		env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, mergeErr)
+		env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil).Maybe()
+		env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil).Maybe()
+		env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil).Maybe()
 		// Mocked, so that a wrong call is recorded rather than crashing
 		// on a nil activity; the started list is what is asserted.
-		env.OnActivity(acts.WriteCheckpoint, mock.Anything, mock.Anything).Return(nil).Maybe()
+		env.OnActivity(payload.WriteCheckpoint, mock.Anything, mock.Anything).Return(nil).Maybe()
 		env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{})
 		return env, *started
 	}
 
-	env, started := pull(temporal.NewNonRetryableApplicationError("table is broken", activities.ErrTypeSchema, nil))
+	env, started := pull(temporal.NewNonRetryableApplicationError("table is broken", payload.ErrTypeSchema, nil))
 	if env.GetWorkflowError() == nil {
 		t.Fatal("a failed merge must fail the pull")
 	}
@@ -226,25 +230,25 @@ func TestPullAdvancesCheckpointOnlyAfterMerge(t *testing.T) {
 func TestPullRestartsByTimeWhenTheCursorExpired(t *testing.T) {
 	env := newEnv(t)
 	checkpointed := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
-	env.OnActivity(acts.ReadCheckpoint, mock.Anything, mock.Anything).Return("c-old", nil)
-	env.OnActivity(acts.CheckpointTime, mock.Anything, workflows.DefaultCheckpointKey).Return(checkpointed, nil).Once()
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
-	var pulls []activities.PullInput
-	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PullInput) (activities.PullResult, error) {
+	env.OnActivity(payload.ReadCheckpoint, mock.Anything, mock.Anything).Return("c-old", nil)
+	env.OnActivity(payload.CheckpointTime, mock.Anything, workflows.DefaultCheckpointKey).Return(checkpointed, nil).Once()
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{}, nil)
+	var pulls []payload.PullInput
+	env.OnActivity(payload.PullPages, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.PullInput) (payload.PullResult, error) {
 			pulls = append(pulls, in)
 			if in.Cursor == "c-old" {
-				return activities.PullResult{}, temporal.NewNonRetryableApplicationError("pull events: 410 cursor_expired",
-					activities.ErrTypeCursorRejected, nil)
+				return payload.PullResult{}, temporal.NewNonRetryableApplicationError("pull events: 410 cursor_expired",
+					payload.ErrTypeCursorRejected, nil)
 			}
 			return pullResult("c-new", false), nil
 		})
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
-	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
-	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.WriteCheckpoint, mock.Anything, activities.CheckpointInput{Key: workflows.DefaultCheckpointKey, Value: "c-new"}).Return(nil).Once()
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.WriteCheckpoint, mock.Anything, payload.CheckpointInput{Key: workflows.DefaultCheckpointKey, Value: "c-new"}).Return(nil).Once()
 	env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{LateWindow: 2 * time.Hour})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -260,24 +264,24 @@ func TestPullRestartsByTimeWhenTheCursorExpired(t *testing.T) {
 
 func TestPullRestartsByTimeOnlyOnce(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(acts.ReadCheckpoint, mock.Anything, mock.Anything).Return("c-old", nil)
-	env.OnActivity(acts.CheckpointTime, mock.Anything, mock.Anything).Return(time.Now(), nil).Once()
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
+	env.OnActivity(payload.ReadCheckpoint, mock.Anything, mock.Anything).Return("c-old", nil)
+	env.OnActivity(payload.CheckpointTime, mock.Anything, mock.Anything).Return(time.Now(), nil).Once()
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{}, nil)
 	// A server that refuses every cursor, even fresh ones, must fail the
 	// run rather than loop.
-	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PullInput) (activities.PullResult, error) {
+	env.OnActivity(payload.PullPages, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.PullInput) (payload.PullResult, error) {
 			if in.Cursor == "" {
 				return pullResult("c-new", true), nil
 			}
-			return activities.PullResult{}, temporal.NewNonRetryableApplicationError("pull events: 400 invalid_cursor",
-				activities.ErrTypeCursorRejected, nil)
+			return payload.PullResult{}, temporal.NewNonRetryableApplicationError("pull events: 400 invalid_cursor",
+				payload.ErrTypeCursorRejected, nil)
 		})
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
-	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
-	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.WriteCheckpoint, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.WriteCheckpoint, mock.Anything, mock.Anything).Return(nil)
 	env.ExecuteWorkflow(workflows.IncrementalPull, workflows.IncrementalPullInput{})
 	err := env.GetWorkflowError()
 	if err == nil || !strings.Contains(err.Error(), "invalid_cursor") {
@@ -288,22 +292,22 @@ func TestPullRestartsByTimeOnlyOnce(t *testing.T) {
 func TestPullWritesCheckpointAndContinuesAsNew(t *testing.T) {
 	env := newEnv(t)
 	var written []string
-	env.OnActivity(acts.ReadCheckpoint, mock.Anything, mock.Anything).Return("", nil)
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{}, nil)
-	env.OnActivity(acts.PullPages, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PullInput) (activities.PullResult, error) {
+	env.OnActivity(payload.ReadCheckpoint, mock.Anything, mock.Anything).Return("", nil)
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{}, nil)
+	env.OnActivity(payload.PullPages, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.PullInput) (payload.PullResult, error) {
 			if in.Cursor == "" && in.Since != "24h" {
 				t.Errorf("first pull must start at Start, got since %q", in.Since)
 			}
 			return pullResult(in.Cursor+"+", true), nil
 		})
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
-	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
-	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.WriteCheckpoint, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.CheckpointInput) error {
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.WriteCheckpoint, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.CheckpointInput) error {
 			written = append(written, in.Value)
 			return nil
 		})
@@ -388,20 +392,20 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	signal(10*time.Second, "webhooks/b.json")
 	signal(20*time.Second, "webhooks/a.json")
 	signal(30*time.Second, "webhooks/b.json") // the sender retried b
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil)
-	env.OnActivity(acts.SplitStaged, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.SplitStagedInput) (activities.SplitStagedResult, error) {
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
 			if strings.Join(in.Keys, ",") != "webhooks/a.json,webhooks/b.json" || in.Source != "webhook" {
 				t.Errorf("split %+v, want a and b once", in)
 			}
-			return activities.SplitStagedResult{Manifest: manifest}, nil
+			return payload.SplitStagedResult{Manifest: manifest}, nil
 		}).Once()
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(2, nil).Once()
-	env.OnActivity(acts.CheckLoad, mock.Anything, mock.Anything).Return(activities.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
-	env.OnActivity(acts.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(acts.RemoveStaged, mock.Anything, []string{"webhooks/a.json", "webhooks/b.json"}).Return(nil).Once()
-	env.OnActivity(acts.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil).Once()
+	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.RemoveStaged, mock.Anything, []string{"webhooks/a.json", "webhooks/b.json"}).Return(nil).Once()
+	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
 	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -429,13 +433,13 @@ func ceilings(env *testsuite.TestWorkflowEnvironment) map[string]time.Duration {
 func TestTransientFailureThatNeverHealsFailsTheWorkflow(t *testing.T) {
 	env := newEnv(t)
 	limits := ceilings(env)
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusCompleted), nil)
-	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
-	env.OnActivity(acts.FetchGateways, mock.Anything).Return([]activities.Gateway{{ID: "g"}}, nil)
-	env.OnActivity(acts.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
-	env.OnActivity(acts.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusCompleted), nil)
+	env.OnActivity(payload.DownloadExport, mock.Anything, mock.Anything).Return(payload.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
 	merges := 0
-	env.OnActivity(acts.MergeLoad, mock.Anything, mock.Anything).Return(func(context.Context, activities.MergeInput) (int, error) {
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(func(context.Context, payload.MergeInput) (int, error) {
 		merges++
 		return 0, errors.New("backend error")
 	})
@@ -458,13 +462,13 @@ func TestTransientFailureThatNeverHealsFailsTheWorkflow(t *testing.T) {
 func TestChecksumFailureExportsAgain(t *testing.T) {
 	env := newEnv(t)
 	var keys []string
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.CreateExportInput) (keeptrusts.Export, error) {
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.CreateExportInput) (payload.Export, error) {
 			keys = append(keys, in.IdempotencyKey)
-			return export(keeptrusts.StatusCompleted), nil
+			return export(payload.StatusCompleted), nil
 		})
-	env.OnActivity(acts.DownloadExport, mock.Anything, mock.Anything).Return(activities.DownloadResult{},
-		temporal.NewNonRetryableApplicationError("sha256 mismatch", activities.ErrTypeChecksum, nil)).Once()
+	env.OnActivity(payload.DownloadExport, mock.Anything, mock.Anything).Return(payload.DownloadResult{},
+		temporal.NewNonRetryableApplicationError("sha256 mismatch", payload.ErrTypeChecksum, nil)).Once()
 	happyLoad(env)
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	if err := env.GetWorkflowError(); err != nil {
@@ -536,12 +540,12 @@ func TestBackfillWaitsForAWindowRunningElsewhere(t *testing.T) {
 			return workflows.ExportLoadResult{Rows: 10, Quarantined: 1}, workflow.Sleep(ctx, 5*time.Hour)
 		})
 	asked := 0
-	env.OnActivity(acts.WorkflowOutcome, mock.Anything, taken).Return(
-		func(context.Context, string) (activities.WorkflowOutcome, error) {
+	env.OnActivity(payload.WorkflowOutcome, mock.Anything, taken).Return(
+		func(context.Context, string) (payload.RunOutcome, error) {
 			if asked++; asked < 3 {
-				return activities.WorkflowOutcome{Running: true}, nil
+				return payload.RunOutcome{Running: true}, nil
 			}
-			return activities.WorkflowOutcome{Rows: 7, Quarantined: 2}, nil
+			return payload.RunOutcome{Rows: 7, Quarantined: 2}, nil
 		})
 	env.ExecuteWorkflow("wrapper")
 	if err := env.GetWorkflowError(); err != nil {
@@ -587,8 +591,8 @@ func TestEveryActivityNoticesADeadWorkerWithin10s(t *testing.T) {
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		timeouts[info.ActivityType.Name] = info.HeartbeatTimeout
 	})
-	env.OnActivity(acts.CreateExport, mock.Anything, mock.Anything).Return(export(keeptrusts.StatusQueued), nil)
-	env.OnActivity(acts.GetExport, mock.Anything, "exp_1").Return(export(keeptrusts.StatusCompleted), nil)
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusQueued), nil)
+	env.OnActivity(payload.GetExport, mock.Anything, "exp_1").Return(export(payload.StatusCompleted), nil)
 	happyLoad(env)
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	if err := env.GetWorkflowError(); err != nil {
@@ -628,13 +632,13 @@ func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 	env.RegisterWorkflow(workflows.Reconcile)
 	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 	until := since.Add(72 * time.Hour)
-	env.OnActivity(acts.CountSourceByWindow, mock.Anything, activities.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
+	env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
 		Return([]int64{10, 5, 7}, nil).Once()
-	env.OnActivity(acts.CountSource, mock.Anything, mock.Anything).Return(int64(0), nil).Never()
+	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(0), nil).Never()
 	fact := map[time.Time]int64{since: 10, since.Add(24 * time.Hour): 5, since.Add(48 * time.Hour): 6}
-	env.OnActivity(acts.CountWarehouse, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, w activities.Window) (activities.WarehouseCount, error) {
-			return activities.WarehouseCount{Fact: fact[w.Since], Quarantined: 1, Unplaced: 2}, nil
+	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
+			return payload.WarehouseCount{Fact: fact[w.Since], Quarantined: 1, Unplaced: 2}, nil
 		}).Times(3)
 	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: 24 * time.Hour})
 	var res workflows.ReconcileResult
@@ -654,9 +658,9 @@ func TestReconcileCountsPartHourWindowsOneByOne(t *testing.T) {
 	env := newEnv(t)
 	env.RegisterWorkflow(workflows.Reconcile)
 	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
-	env.OnActivity(acts.CountSourceByWindow, mock.Anything, mock.Anything).Return(nil, nil).Never()
-	env.OnActivity(acts.CountSource, mock.Anything, mock.Anything).Return(int64(3), nil).Times(2)
-	env.OnActivity(acts.CountWarehouse, mock.Anything, mock.Anything).Return(activities.WarehouseCount{Fact: 2, Quarantined: 1}, nil).Times(2)
+	env.OnActivity(payload.CountSourceByWindow, mock.Anything, mock.Anything).Return(nil, nil).Never()
+	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(3), nil).Times(2)
+	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(payload.WarehouseCount{Fact: 2, Quarantined: 1}, nil).Times(2)
 	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: since.Add(time.Hour), Step: 30 * time.Minute})
 	var res workflows.ReconcileResult
 	if err := env.GetWorkflowResult(&res); err != nil {

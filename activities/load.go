@@ -1,0 +1,115 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/ktpipe/ktpipe/payload"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// StageChunk loads a chunk into its staging tables (WRITE_TRUNCATE with
+// a job id from load, chunk and content: a retry replaces, never adds).
+func (a *Activities) StageChunk(ctx context.Context, in payload.ChunkInput) error {
+	defer keepAlive(ctx, nil)()
+	rows, err := a.Store.Open(ctx, in.Chunk.Key)
+	if err != nil {
+		return classify("stage chunk", err)
+	}
+	defer rows.Close()
+	files := warehouse.ChunkFiles{Rows: rows}
+	if in.Chunk.QuarantineKey != "" {
+		q, err := a.Store.Open(ctx, in.Chunk.QuarantineKey)
+		if err != nil {
+			return classify("stage chunk", err)
+		}
+		defer q.Close()
+		files.Quarantine = q
+	}
+	start := time.Now()
+	err = a.Warehouse.StageChunk(ctx, in.LoadID, in.Chunk, files)
+	a.Metrics.ObserveStage(time.Since(start))
+	return classifyWarehouse(ctx, fmt.Sprintf("stage chunk %d of %s", in.Chunk.Index, in.LoadID), err)
+}
+
+// MergeProgress is the heartbeat of a merge: chunks committed so far.
+type MergeProgress struct {
+	Done int
+}
+
+// MergeLoad commits the staged chunks into raw, fact and quarantine, in
+// chunk order, then drops the staging tables. Each commit is guarded
+// (anti-join inserts), so a chunk committed twice adds nothing; resuming
+// after the last heartbeat only saves the work.
+func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) (int, error) {
+	start := 0
+	var p MergeProgress
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
+		start = p.Done
+	}
+	var done atomic.Int64
+	done.Store(int64(start))
+	defer keepAlive(ctx, func() any { return MergeProgress{Done: int(done.Load())} })()
+	for i := start; i < len(in.Chunks); i++ {
+		c := in.Chunks[i]
+		start := time.Now()
+		err := a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
+		a.Metrics.ObserveCommit(time.Since(start))
+		if errors.Is(err, warehouse.ErrStagingLost) {
+			// A stage whose worker died can leave a short table; stage it
+			// again from the chunk file and commit that.
+			activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", in.LoadID, "chunk", c.Index, "reason", err)
+			if err := a.StageChunk(ctx, payload.ChunkInput{LoadID: in.LoadID, Chunk: c}); err != nil {
+				return i, err
+			}
+			err = a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
+		}
+		if err != nil {
+			return i, classifyWarehouse(ctx, "merge", err)
+		}
+		done.Store(int64(i + 1))
+		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + 1})
+	}
+	// Every chunk is committed: dropping its staging tables is tidying
+	// (they expire by themselves), so it is bounded and cannot fail or
+	// hold the merge. The BigQuery client retries a 500 until its context
+	// ends; an emulator table half dropped by a killed attempt answers
+	// 500 to every delete, which held a merge, and the one merge slot,
+	// for as long as the activity could run.
+	for _, c := range in.Chunks {
+		dctx, cancel := context.WithTimeout(ctx, dropStagingTimeout)
+		err := a.Warehouse.DropStaging(dctx, in.LoadID, c.Index)
+		cancel()
+		if err != nil {
+			activity.GetLogger(ctx).Warn("staging tables left to expire", "load", in.LoadID, "chunk", c.Index, "error", err)
+		}
+	}
+	return len(in.Chunks), nil
+}
+
+// dropStagingTimeout bounds dropping one committed chunk's two staging
+// tables.
+const dropStagingTimeout = 30 * time.Second
+
+// CheckLoad counts what a load left in the warehouse.
+func (a *Activities) CheckLoad(ctx context.Context, loadID string) (payload.Completeness, error) {
+	defer keepAlive(ctx, nil)()
+	c, err := a.Warehouse.CheckLoad(ctx, loadID)
+	return c, classifyWarehouse(ctx, "check load "+loadID, err)
+}
+
+// CleanupLoad removes a finished load's staged files.
+func (a *Activities) CleanupLoad(ctx context.Context, loadID string) error {
+	defer keepAlive(ctx, nil)()
+	for _, prefix := range []string{"loads/" + loadID, "exports/" + loadID} {
+		if err := a.Store.RemoveAll(ctx, prefix); err != nil {
+			return classify("cleanup", err)
+		}
+	}
+	return nil
+}

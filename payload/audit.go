@@ -1,0 +1,123 @@
+package payload
+
+import "time"
+
+// AuditRow is one row of the audit table (see the columns in
+// schemas/bqschema). A zero time is written as NULL.
+type AuditRow struct {
+	AuditedAt           time.Time
+	APINewest           time.Time
+	WarehouseNewest     time.Time
+	IngestionLagSeconds float64
+	FactRows            int64
+	FactDuplicateRows   int64
+	FactDuplicateRatio  float64
+	SourceRecords       int64
+	SourceResends       int64
+	SourceResendRatio   float64
+	IntervalStart       time.Time
+	IntervalEnd         time.Time
+	SchemaViolations    int64
+	CompletenessStart   time.Time
+	CompletenessEnd     time.Time
+	APICount            int64
+	WarehouseCount      int64
+	CompletenessRatio   float64
+	// LagKnown, on read, is false when the lag was NULL (no event on one
+	// side yet); IngestionLagSeconds is then 0.
+	LagKnown bool
+}
+
+// AuditScope bounds what one audit reads: fact, raw and quarantine
+// partitions from Since's date on (event_date, quarantined_at), so its
+// cost does not grow with the tables' history.
+type AuditScope struct {
+	Since                      time.Time // first partition audited
+	IntervalStart, IntervalEnd time.Time // the audit interval (violations, resends)
+}
+
+// AuditMeasures is what the warehouse says in an audit.
+type AuditMeasures struct {
+	// WarehouseNewest is the newest event timestamp the warehouse holds in
+	// the partitions audited: in fact_ai_event or, for an invalid event
+	// (which has arrived too), in quarantine. Zero when there is none.
+	WarehouseNewest   time.Time
+	FactRows          int64
+	FactDuplicateRows int64 // rows beyond the first per event id
+	SourceRecords     int64 // raw rows and quarantined records of loads committed in the interval
+	SourceResends     int64 // of the raw rows, those whose id an earlier load already brought
+	SchemaViolations  int64 // records quarantined by loads committed in the interval
+}
+
+// AuditWarehouseInput is what the audit asks the warehouse.
+type AuditWarehouseInput struct {
+	Scope        AuditScope
+	Completeness Window // the last closed hours checked
+}
+
+// AuditWarehouseResult is the warehouse's side of an audit.
+type AuditWarehouseResult struct {
+	AuditMeasures
+	CompletenessCount int64 // fact + quarantine in the completeness window
+}
+
+// NewestInput asks for the API's newest event timestamp.
+type NewestInput struct {
+	// After is the warehouse's newest event timestamp: usually the API has
+	// nothing newer, which one count call confirms. Zero: look from Floor.
+	After time.Time
+	// Floor bounds the search: an API newest event older than this is not
+	// looked for (the warehouse is then that far behind anyway).
+	Floor time.Time
+	Until time.Time // exclusive upper bound (the audit's time plus a margin for clocks)
+}
+
+// ReconcileStateKey is the pipeline_state key of the last scheduled
+// reconcile's outcome (JSON ReconcileState).
+const ReconcileStateKey = "scheduled_reconcile"
+
+// ReconcileState is the last scheduled reconcile's outcome.
+type ReconcileState struct {
+	Since, Until time.Time
+	Source       int64   // events the API counts
+	Warehouse    int64   // fact + quarantine
+	Ratio        float64 // Warehouse / Source (1 when Source is 0)
+	Gaps         int     // windows with an unexplained gap
+	Workflow     string  // the Reconcile run's id
+}
+
+// WarehouseCount is what the warehouse holds for a window.
+type WarehouseCount struct {
+	Fact        int64
+	Quarantined int64
+	Unplaced    int64 // quarantined with no usable timestamp (any window)
+}
+
+// Steps is a range cut into windows of Step, the last one ending at Until.
+type Steps struct {
+	Since, Until time.Time
+	Step         time.Duration
+}
+
+// MaxGroupedHours bounds the range CountSourceByWindow asks for in one
+// call: one group_by row per hour, ~150 bytes each, so about 7.5 MB of
+// JSON at most (the client caps a response at KEEPTRUSTS_MAX_RESPONSE_BYTES,
+// 64 MiB by default). 50,000 hours is 5.7 years.
+const MaxGroupedHours = 50_000
+
+// HourAligned says whether a range and step are whole UTC hours, which
+// group_by by hour can count.
+func HourAligned(in Steps) bool {
+	h := func(t time.Time) bool { return t.Equal(t.Truncate(time.Hour)) }
+	return h(in.Since) && h(in.Until) && in.Step > 0 && in.Step%time.Hour == 0 && in.Since.Before(in.Until)
+}
+
+// RunOutcome is how a load workflow that the caller did not start
+// ended (the WorkflowOutcome activity's result).
+type RunOutcome struct {
+	Running bool
+	Failed  string // why it failed, was cancelled or terminated
+	// Rows and Quarantined of its result (the fields of that name of an
+	// ExportLoadResult), decoded here: workflow code does not reflect.
+	Rows, Quarantined int64
+}

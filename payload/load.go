@@ -1,0 +1,131 @@
+package payload
+
+import (
+	"strings"
+	"time"
+)
+
+// Sources of a load: raw.source in the warehouse, and the source label
+// of ktpipe_records_total.
+const (
+	SourceExport  = "export"
+	SourcePull    = "pull"
+	SourceWebhook = "webhook"
+	SourceReplay  = "replay"
+	// SourceQuarantineReplay is the raw table's source of promoted
+	// records.
+	SourceQuarantineReplay = "quarantine-replay"
+)
+
+// Chunk is one loadable piece of a load: its valid rows and its
+// quarantined records, by key, with counts. This, not the data, is what a
+// workflow carries.
+type Chunk struct {
+	Index         int
+	Key           string
+	QuarantineKey string // empty when the chunk quarantined nothing
+	Rows          int64
+	Quarantined   int64
+	MinDate       string // event_date range of the rows, for partition pruning
+	MaxDate       string
+}
+
+// Manifest describes what a split produced.
+type Manifest struct {
+	LoadID      string
+	Records     int64 // records read from the source, valid or not
+	Rows        int64 // valid rows written (after in-chunk dedup)
+	Quarantined int64
+	// Resent counts records whose id (or, for bad records, whose text)
+	// repeated one already in the same chunk: the source resent them.
+	Resent        int64
+	Chunks        []Chunk
+	UnknownFields []string // fields the contract does not name, seen in the data
+}
+
+// LoadID joins parts into a staging-safe load id: every byte outside
+// [A-Za-z0-9._-] becomes '_', and a leading '.', '-' or '_' becomes 'L'.
+// Workflows name their loads with it, and the clean-up predicts those
+// names with it, so the two cannot drift apart.
+func LoadID(parts ...string) string {
+	b := []byte(strings.Join(parts, "-"))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 0 && (b[0] == '.' || b[0] == '-' || b[0] == '_') {
+		b[0] = 'L'
+	}
+	return string(b)
+}
+
+// SplitStagedInput names staged JSON-array files (webhook deliveries) to
+// split into one load's chunks.
+type SplitStagedInput struct {
+	LoadID   string
+	Source   string
+	Keys     []string
+	Gateways []string
+}
+
+// SplitStagedResult is the load's manifest, and how many files were gone.
+type SplitStagedResult struct {
+	Manifest Manifest
+	Missing  int
+}
+
+// PullInput asks for a batch of pages after a cursor.
+type PullInput struct {
+	LoadID   string
+	Cursor   string // "" on the very first pull: Since applies
+	Since    string
+	Pages    int
+	PageSize int
+	Gateways []string
+}
+
+// PullResult is a staged batch of pages and where to continue.
+type PullResult struct {
+	Manifest   Manifest
+	NextCursor string
+	HasMore    bool
+	Pages      int
+}
+
+// ChunkInput names one chunk of a load.
+type ChunkInput struct {
+	LoadID string
+	Chunk  Chunk
+}
+
+// MergeInput names a load whose chunks are staged.
+type MergeInput struct {
+	LoadID string
+	Source string
+	Chunks []Chunk
+}
+
+// Completeness is the end-of-load check: what CheckLoad reports.
+type Completeness struct {
+	RawRows       int64 // rows of this load in the raw table
+	MissingInFact int64 // of those, event ids the fact table lacks
+	LedgerRows    int64 // rows the ledger records for this load
+	LedgerQuar    int64 // quarantined records the ledger records
+}
+
+// Gateway is a known gateway (a dim_gateway row), as FetchGateways
+// returns it.
+type Gateway struct {
+	ID, Name, Team, Environment string
+}
+
+// CheckpointInput is a checkpoint to store.
+type CheckpointInput struct {
+	Key, Value string
+}
+
+// Window is a timestamp range [Since, Until).
+type Window struct {
+	Since, Until time.Time
+}
