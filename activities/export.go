@@ -64,7 +64,9 @@ func ExportKey(loadID, exportID string) string {
 func (a *Activities) DownloadExport(ctx context.Context, in payload.DownloadInput) (payload.DownloadResult, error) {
 	key := ExportKey(in.LoadID, in.Export.ID)
 	if err := staging.CheckKey(key); err != nil {
-		return payload.DownloadResult{}, temporal.NewNonRetryableApplicationError("download: "+err.Error(), payload.ErrTypeAPI, err)
+		// The export id the API gave cannot name a staged file: the
+		// source sent something malformed, which no retry changes.
+		return payload.DownloadResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("download: export id %q: %v", in.Export.ID, err), payload.ErrTypeMalformed, err)
 	}
 	if n, err := a.Store.Size(ctx, key); err == nil { // done by an earlier attempt
 		return payload.DownloadResult{Key: key, Bytes: n, ResumedAt: n}, nil

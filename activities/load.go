@@ -46,7 +46,7 @@ type MergeProgress struct {
 // chunk order, then drops the staging tables. Each commit is guarded
 // (anti-join inserts), so a chunk committed twice adds nothing; resuming
 // after the last heartbeat only saves the work.
-func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) (int, error) {
+func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error {
 	start := 0
 	var p MergeProgress
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
@@ -65,12 +65,12 @@ func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) (int,
 			// again from the chunk file and commit that.
 			activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", in.LoadID, "chunk", c.Index, "reason", err)
 			if err := a.StageChunk(ctx, payload.ChunkInput{LoadID: in.LoadID, Chunk: c}); err != nil {
-				return i, err
+				return err
 			}
 			err = a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
 		}
 		if err != nil {
-			return i, classifyWarehouse(ctx, "merge", err)
+			return classifyWarehouse(ctx, "merge", err)
 		}
 		done.Store(int64(i + 1))
 		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + 1})
@@ -89,7 +89,7 @@ func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) (int,
 			activity.GetLogger(ctx).Warn("staging tables left to expire", "load", in.LoadID, "chunk", c.Index, "error", err)
 		}
 	}
-	return len(in.Chunks), nil
+	return nil
 }
 
 // dropStagingTimeout bounds dropping one committed chunk's two staging

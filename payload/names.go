@@ -57,7 +57,7 @@ type Activities interface {
 	ReadManifest(ctx context.Context, loadID string) (Manifest, error)
 	PullPages(context.Context, PullInput) (PullResult, error)
 	StageChunk(context.Context, ChunkInput) error
-	MergeLoad(context.Context, MergeInput) (int, error)
+	MergeLoad(context.Context, MergeInput) error
 	CheckLoad(ctx context.Context, loadID string) (Completeness, error)
 	CleanupLoad(ctx context.Context, loadID string) error
 	RefreshDimensions(context.Context, []Gateway) error

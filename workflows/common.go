@@ -21,7 +21,8 @@ import (
 // Search attributes, so an operator can filter ktpipe's workflows in the
 // Temporal UI.
 var (
-	// KindKey is the kind of workflow: export, pull, backfill, replay, reconcile.
+	// KindKey is the kind of workflow: export, pull, backfill, replay,
+	// reconcile, webhooks, quarantine-replay, audit, cleanup.
 	KindKey = temporal.NewSearchAttributeKeyKeyword("KtpipeKind")
 	// WindowStartKey is the start of the event window a workflow covers.
 	WindowStartKey = temporal.NewSearchAttributeKeyTime("KtpipeWindowStart")

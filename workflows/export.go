@@ -36,7 +36,7 @@ type ExportLoadResult struct {
 
 // ExportProgress is what the progress query returns.
 type ExportProgress struct {
-	Phase        string `json:"phase"`  // creating, waiting, downloading, splitting, loading, merging, checking, done
+	Phase        string `json:"phase"`  // creating, waiting, downloading, splitting, loading, refreshing dimensions, checking, done
 	LoadID       string `json:"loadId"` // for a replay from staging if the load fails
 	ExportID     string `json:"exportId"`
 	ExportStatus string `json:"exportStatus"`
@@ -53,9 +53,10 @@ type ExportProgress struct {
 const maxGenerations = 3
 
 // ExportLoad loads one window through the Export API: create the export
-// (idempotency key from the workflow id) → poll its status with durable
-// timers → download → split into chunks → stage chunks → merge into the
-// fact table → refresh dimensions → check completeness.
+// (idempotency key from the workflow id, run id and export generation)
+// → poll its status with durable timers → download → split into chunks →
+// the load tail every load shares (landLoad: stage and merge the chunks,
+// refresh dimensions, check completeness).
 func ExportLoad(ctx workflow.Context, in ExportLoadInput) (ExportLoadResult, error) {
 	s := &exportLoad{in: in, t: in.Tuning.withDefaults()}
 	if err := s.setup(ctx); err != nil {

@@ -26,7 +26,7 @@ func TestQuarantineReplayContinuesAfterTheLastHash(t *testing.T) {
 		Return(payload.ExportQuarantineResult{Last: "", More: false}, nil).Once()
 	env.OnActivity(payload.SplitQuarantine, mock.Anything, mock.Anything).Return(manifest, nil).Once()
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil).Times(len(manifest.Chunks))
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil).Once()
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil).Once()
 	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil).Once()
 	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil).Times(3)
 	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil).Once()

@@ -56,7 +56,7 @@ func TestFailedLoadShowsItsLoadIDAndReplayInput(t *testing.T) {
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
 	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{},
 		temporal.NewNonRetryableApplicationError("warehouse refused", "Test", nil))

@@ -59,7 +59,7 @@ func happyLoad(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
 	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
 	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
@@ -198,7 +198,7 @@ func TestPullAdvancesCheckpointOnlyAfterMerge(t *testing.T) {
 		env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{}, nil)
 		env.OnActivity(payload.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
 		env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
-		env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, mergeErr)
+		env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(mergeErr)
 		env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil).Maybe()
 		env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil).Maybe()
 		env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil).Maybe()
@@ -244,7 +244,7 @@ func TestPullRestartsByTimeWhenTheCursorExpired(t *testing.T) {
 			return pullResult("c-new", false), nil
 		})
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
 	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
@@ -278,7 +278,7 @@ func TestPullRestartsByTimeOnlyOnce(t *testing.T) {
 				payload.ErrTypeCursorRejected, nil)
 		})
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
 	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.WriteCheckpoint, mock.Anything, mock.Anything).Return(nil)
@@ -302,7 +302,7 @@ func TestPullWritesCheckpointAndContinuesAsNew(t *testing.T) {
 			return pullResult(in.Cursor+"+", true), nil
 		})
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
 	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
@@ -401,7 +401,7 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 			return payload.SplitStagedResult{Manifest: manifest}, nil
 		}).Once()
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(2, nil).Once()
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil).Once()
 	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
 	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.RemoveStaged, mock.Anything, []string{"webhooks/a.json", "webhooks/b.json"}).Return(nil).Once()
@@ -439,9 +439,9 @@ func TestTransientFailureThatNeverHealsFailsTheWorkflow(t *testing.T) {
 	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
 	merges := 0
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(func(context.Context, payload.MergeInput) (int, error) {
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(func(context.Context, payload.MergeInput) error {
 		merges++
-		return 0, errors.New("backend error")
+		return errors.New("backend error")
 	})
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "backend error") {
