@@ -85,7 +85,7 @@ type backfill struct {
 }
 
 func (s *backfill) setup(ctx workflow.Context) error {
-	if err := s.in.Check(); err != nil {
+	if err := checkInput(ctx, s.in.Check); err != nil {
 		return err
 	}
 	if s.in.Window <= 0 {

@@ -82,7 +82,7 @@ func (s *exportLoad) setup(ctx workflow.Context) error {
 	if s.in.Source == "" {
 		s.in.Source = "export"
 	}
-	if err := s.in.Check(); err != nil {
+	if err := checkInput(ctx, s.in.Check); err != nil {
 		return err
 	}
 	s.phase(ctx, "starting")

@@ -85,7 +85,7 @@ const reconcileGroupByChange = "reconcile-group-by"
 // window: group_by=date,hour over the whole range in one call where the
 // windows are whole hours, count=true per window otherwise.
 func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error) {
-	if err := in.Check(); err != nil {
+	if err := checkInput(ctx, in.Check); err != nil {
 		return ReconcileResult{}, err
 	}
 	if in.Step <= 0 {

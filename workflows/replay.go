@@ -34,7 +34,7 @@ type ReplayResult struct {
 // source it runs a fresh ExportLoad of the window. Either way, running it
 // twice changes nothing the second time.
 func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
-	if err := in.Check(); err != nil {
+	if err := checkInput(ctx, in.Check); err != nil {
 		return ReplayResult{}, err
 	}
 	progress := "starting"

@@ -1,6 +1,8 @@
 package workflows_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,5 +56,47 @@ func TestReplayRecordedHistories(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// A run started before the input checks, with an input they refuse (a
+// negative parallelism, which the backfill then took as the default),
+// replays as it ran: the checks are versioned.
+func TestRunStartedBeforeTheInputChecksReplays(t *testing.T) {
+	const f = "testdata/histories/backfill.json"
+	raw, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := client.HistoryFromJSON(bytes.NewReader(raw), client.HistoryJSONOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := h.Events[0].GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()[0]
+	in := string(p.GetData())
+	if !strings.Contains(in, `"Parallelism":2`) {
+		t.Fatalf("recorded input %s: want Parallelism 2 to replace", in)
+	}
+	var bad workflows.BackfillInput
+	if err := json.Unmarshal([]byte(strings.Replace(in, `"Parallelism":2`, `"Parallelism":-1`, 1)), &bad); err != nil {
+		t.Fatal(err)
+	}
+	if bad.Check() == nil {
+		t.Fatal("the input checks take a negative parallelism; the test needs an input they refuse")
+	}
+	p.Data = []byte(strings.Replace(in, `"Parallelism":2`, `"Parallelism":-1`, 1))
+	id, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := worker.NewWorkflowReplayer()
+	for _, wf := range workflows.All() {
+		r.RegisterWorkflow(wf)
+	}
+	runID := h.Events[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()
+	if err := r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
+		OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id)), RunID: runID},
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -22,6 +22,20 @@ import (
 // ExportFormats are the formats the Export API accepts.
 var ExportFormats = []string{"ndjson", "json", "csv"}
 
+// inputChecks versions the input checks: they came after workflows had
+// run, and refuse some inputs the code before them took (a negative
+// parallelism fell back to the default). A run started before them
+// replays without them, as it ran.
+const inputChecks = "input-checks"
+
+// checkInput runs check, unless this run started before the checks.
+func checkInput(ctx workflow.Context, check func() error) error {
+	if workflow.GetVersion(ctx, inputChecks, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	return check()
+}
+
 func badInput(field, rule string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("input field %q: %s", field, fmt.Sprintf(rule, args...)), payload.ErrTypeBadInput, nil)
 }
