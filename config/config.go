@@ -23,12 +23,15 @@ import (
 type Keeptrusts struct {
 	BaseURL string `env:"KEEPTRUSTS_BASE_URL, required"`
 	Token   Secret `env:"KEEPTRUSTS_API_TOKEN, required"`
-	// RateLimit caps Keeptrusts API activities per second across all
-	// workers (a task-queue rate limit on the API task queue).
+	// RateLimit caps Keeptrusts API activities started per second across
+	// all workers (a task-queue rate limit on the API task queue). It
+	// meters activities, not calls: one pull activity makes up to
+	// KTPIPE_PAGES_PER_BATCH page calls.
 	RateLimit float64 `env:"KEEPTRUSTS_RATE_LIMIT, default=20"`
 	// Bounds of every API call; the defaults and why are in
-	// keeptrusts.Default* (app.NewKeeptrusts hands these to the client). Downloads and the tail have no total bound:
-	// the idle-read bound ends them when the server goes quiet.
+	// keeptrusts.Default* (app.NewKeeptrusts hands these to the client).
+	// Downloads and the tail have no total bound: the idle-read bound
+	// ends them when the server goes quiet.
 	ConnectTimeout   time.Duration `env:"KEEPTRUSTS_CONNECT_TIMEOUT, default=10s"`
 	ResponseTimeout  time.Duration `env:"KEEPTRUSTS_RESPONSE_TIMEOUT, default=60s"`
 	IdleReadTimeout  time.Duration `env:"KEEPTRUSTS_IDLE_READ_TIMEOUT, default=30s"`
