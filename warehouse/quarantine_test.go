@@ -111,14 +111,4 @@ func TestReadQuarantineSelectsWhatAReplayMayPromote(t *testing.T) {
 	if err != nil || n != 3 || fact+n != 5 {
 		t.Fatalf("after the promotion: fact %d + quarantined %d (%v), want 2 + 3 = the 5 records sent", fact, n, err)
 	}
-	// A record without a usable timestamp is unplaced, and explains gaps
-	// only of windows that began before it was quarantined.
-	load(t, w, "load-unplaced", 10, event(uuid(5), "2026-13-45T99:61:00Z", "ada", "gpt-4o", "allow", "0.01"))
-	if _, u, err := w.CountQuarantined(ctx, since, until); err != nil || u != 1 {
-		t.Errorf("unplaced since Nov 1: %d %v, want 1", u, err)
-	}
-	later := time.Now().Add(time.Hour)
-	if _, u, err := w.CountQuarantined(ctx, later, later.Add(time.Hour)); err != nil || u != 0 {
-		t.Errorf("unplaced for a window beginning after its quarantine: %d %v, want 0", u, err)
-	}
 }

@@ -102,11 +102,8 @@ func contentHash(b []byte) string {
 }
 
 // CountQuarantined returns quarantined records whose own timestamp lies
-// in [since, until), and the quarantined records with no usable
-// timestamp (those cannot be placed in any window) quarantined since
-// since: a record of the window arrived, and was quarantined, after the
-// window began, so older ones cannot explain its gap (and the read is
-// bounded to those partitions). A record whose event
+// in [since, until), and all quarantined records with no usable
+// timestamp (those cannot be placed in any window). A record whose event
 // id the fact table holds (promoted by a quarantine replay, or sent valid
 // since) is resolved and not counted, so fact + quarantine stays the
 // source's count.
@@ -114,7 +111,7 @@ func (w *Warehouse) CountQuarantined(ctx context.Context, since, until time.Time
 	rows, err := w.query(ctx, "count quarantine", fmt.Sprintf(`SELECT
   (SELECT COUNT(*) FROM %[1]s q WHERE q.event_timestamp >= @since AND q.event_timestamp < @until
      AND (q.event_id IS NULL OR q.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi))) AS in_window,
-  (SELECT COUNT(*) FROM %[1]s WHERE event_timestamp IS NULL AND quarantined_at >= @since) AS unplaced`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact)),
+  (SELECT COUNT(*) FROM %[1]s WHERE event_timestamp IS NULL) AS unplaced`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact)),
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()},
 		bigquery.QueryParameter{Name: "until", Value: until.UTC()},
 		bigquery.QueryParameter{Name: "lo", Value: civil.DateOf(since.UTC())},

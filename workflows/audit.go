@@ -132,7 +132,7 @@ func fillAudit(row *payload.AuditRow, wh payload.AuditWarehouseResult) {
 	}
 	row.SchemaViolations = wh.SchemaViolations
 	// Strict: a quarantined record without a usable timestamp counts
-	// against its hour here, unlike in the reconcile. An alert cannot tell
+	// against its hour here, unlike in a count=true reconcile. An alert cannot tell
 	// it from a lost event, and letting any such record explain a
 	// shortfall let invalid records that arrived now hide an event lost
 	// from an earlier hour (the alert test's case).
