@@ -2,9 +2,11 @@ package app
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/BurntSushi/toml"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 	"go.temporal.io/sdk/log"
@@ -29,6 +31,12 @@ const (
 func TemporalOptions(cfg config.Temporal) (client.Options, error) {
 	opts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{EnvLookup: cfg})
 	if err != nil {
+		var parse toml.ParseError
+		if errors.As(err, &parse) {
+			// The parser quotes what it found, which can be the start of a
+			// secret (an unquoted api_key): say where, never what.
+			err = fmt.Errorf("the profile file does not parse at line %d (after key %q)", parse.Position.Line, parse.LastKey)
+		}
 		file, _ := cfg.LookupEnv("TEMPORAL_CONFIG_FILE")
 		return client.Options{}, fmt.Errorf("temporal client configuration (TEMPORAL_* variables; profile %q of %s): %w",
 			cmp.Or(cfg.Profile, envconfig.DefaultConfigFileProfile), cmp.Or(file, envconfig.DefaultConfigFilePath(), "no file"), err)

@@ -217,3 +217,20 @@ func TestDialTemporalWarnsOfOldNames(t *testing.T) {
 		t.Error("the API key reached the log or the error")
 	}
 }
+
+// A profile file that does not parse is reported by line and key, never
+// by what the parser found there: an unquoted api_key would otherwise
+// put the start of the key in a log line.
+func TestProfileFileErrorHidesTheValue(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "temporal.toml")
+	if err := os.WriteFile(file, []byte("[profile.default]\naddress = \"127.0.0.1:7233\"\napi_key = SEKRET123abc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := temporalOptions(t, map[string]string{"TEMPORAL_CONFIG_FILE": file})
+	if err == nil {
+		t.Fatal("a profile file that does not parse was taken")
+	}
+	if strings.Contains(err.Error(), "SEKRET") || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("error %q: want the line, not the value", err)
+	}
+}
