@@ -133,6 +133,7 @@ func startStack(ctx context.Context, o Options) (s *stack, err error) {
 	}
 	s.envMap = map[string]string{
 		"TEMPORAL_ADDRESS":          s.temporalAddr,
+		"TEMPORAL_CONFIG_FILE":      os.DevNull, // not the user's own Temporal CLI profile: this stack's dev server
 		"KTPIPE_TASK_QUEUE":         taskQueue,
 		"KEEPTRUSTS_BASE_URL":       "http://" + s.simAddr,
 		"KEEPTRUSTS_API_TOKEN":      cfg.Token,

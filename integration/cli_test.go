@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,7 +27,8 @@ func TestStarterCLI(t *testing.T) {
 	s := newStack(t, simConfig(), true)
 	env := envconfig.MapLookuper(map[string]string{
 		"TEMPORAL_ADDRESS": temporalSrv.FrontendHostPort(), "KTPIPE_TASK_QUEUE": s.tq,
-		"KEEPTRUSTS_BASE_URL": s.simURL, "KEEPTRUSTS_API_TOKEN": token,
+		"TEMPORAL_CONFIG_FILE": os.DevNull, // not the developer's own Temporal CLI profile
+		"KEEPTRUSTS_BASE_URL":  s.simURL, "KEEPTRUSTS_API_TOKEN": token,
 		"BIGQUERY_PROJECT": project, "BIGQUERY_DATASET": s.dataset, "BIGQUERY_ENDPOINT": s.emu.Endpoint,
 		"KTPIPE_BACKFILL_WINDOW": "48h", "KTPIPE_EXPORT_FORMAT": "json",
 	})

@@ -127,6 +127,7 @@ func run(ctx context.Context, o options) error {
 	// The same configuration a deployed worker reads from its environment.
 	env := map[string]string{
 		"TEMPORAL_ADDRESS":          tsrv.FrontendHostPort(),
+		"TEMPORAL_CONFIG_FILE":      os.DevNull, // not the user's own Temporal CLI profile: this stack's dev server
 		"KEEPTRUSTS_BASE_URL":       "http://" + ln.Addr().String(),
 		"KEEPTRUSTS_API_TOKEN":      simCfg.Token,
 		"BIGQUERY_PROJECT":          "ktpipe-local",
