@@ -210,28 +210,34 @@ func HasErrorType(err error, typ string) bool {
 	return false
 }
 
+// loadTail is what a path adds to landLoad.
+type loadTail struct {
+	// Refresh refreshes the dimensions with Gateways after the merge. A
+	// pull or a quarantine replay loads several batches in one run and
+	// refreshes once after the last instead: 20 batches, one refresh.
+	Refresh  bool
+	Gateways []payload.Gateway
+	Phase    func(string) // names each step for the workflow's progress, if set
+	OnStaged func()       // hears of each staged chunk, if set
+}
+
 // landLoad is the one tail of every load, in one order: stage and merge
-// the chunks, refresh the dimensions, check the warehouse against the
-// manifest, count the records. Two steps are the caller's, each for a
-// reason (phase, if not nil, names each step for the workflow's progress;
-// onStaged, if not nil, hears of each staged chunk):
-//   - refresh: nil gateways leave it to the caller, which loads several
-//     batches in one run (a pull, a quarantine replay) and refreshes once
-//     after the last, so a run of 20 batches is one refresh, not 20;
-//   - clean-up (cleanupLoad): a pull writes its checkpoint between the
-//     check and the clean-up, and a webhook batch removes its delivery
-//     files there too.
-func landLoad(ctx workflow.Context, t Tuning, source string, man payload.Manifest, gateways []payload.Gateway, phase func(string), onStaged func()) error {
+// the chunks, refresh the dimensions (if o.Refresh), check the warehouse
+// against the manifest, count the records. The clean-up is the caller's
+// (cleanupLoad): a pull writes its checkpoint between the check and the
+// clean-up, and a webhook batch removes its delivery files there too.
+func landLoad(ctx workflow.Context, t Tuning, source string, man payload.Manifest, o loadTail) error {
+	phase := o.Phase
 	if phase == nil {
 		phase = func(string) {}
 	}
 	phase("loading")
-	if err := loadChunks(ctx, t, man.LoadID, source, man.Chunks, onStaged); err != nil {
+	if err := loadChunks(ctx, t, man.LoadID, source, man.Chunks, o.OnStaged); err != nil {
 		return err
 	}
-	if gateways != nil {
+	if o.Refresh {
 		phase("refreshing dimensions")
-		if err := refreshDimensions(ctx, t, gateways); err != nil {
+		if err := refreshDimensions(ctx, t, o.Gateways); err != nil {
 			return err
 		}
 	}

@@ -138,7 +138,8 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 	s.progress.ChunksTotal, s.progress.Rows, s.progress.Quarantined = len(man.Chunks), man.Rows, man.Quarantined
 	reportUnknownFields(ctx, man)
 
-	if err := landLoad(ctx, s.t, s.in.Source, man, gateways, func(p string) { s.phase(ctx, p) }, func() { s.progress.ChunksStaged++; s.phase(ctx, "loading") }); err != nil {
+	if err := landLoad(ctx, s.t, s.in.Source, man, loadTail{Refresh: true, Gateways: gateways,
+		Phase: func(p string) { s.phase(ctx, p) }, OnStaged: func() { s.progress.ChunksStaged++; s.phase(ctx, "loading") }}); err != nil {
 		return ExportLoadResult{}, err
 	}
 	cleanupLoad(ctx, s.t, id)

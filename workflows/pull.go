@@ -153,7 +153,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		}
 		reportUnknownFields(ctx, res.Manifest)
 		if len(res.Manifest.Chunks) > 0 {
-			if err := landLoad(ctx, s.t, payload.SourcePull, res.Manifest, nil, func(p string) { s.phase(ctx, p) }, nil); err != nil {
+			if err := landLoad(ctx, s.t, payload.SourcePull, res.Manifest, loadTail{Phase: func(p string) { s.phase(ctx, p) }}); err != nil {
 				return IncrementalPullResult{}, err
 			}
 			loaded = true

@@ -110,7 +110,7 @@ func QuarantineReplay(ctx workflow.Context, in QuarantineReplayInput) (Quarantin
 				return res, fmt.Errorf("split quarantine batch %s: %w", id, err)
 			}
 			if len(man.Chunks) > 0 {
-				if err := landLoad(ctx, t, payload.SourceQuarantineReplay, man, nil, nil, nil); err != nil {
+				if err := landLoad(ctx, t, payload.SourceQuarantineReplay, man, loadTail{}); err != nil {
 					return res, err
 				}
 			}

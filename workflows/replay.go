@@ -67,7 +67,7 @@ func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
 		if err != nil {
 			return ReplayResult{}, err
 		}
-		if err := landLoad(ctx, t, payload.SourceReplay, man, gateways, setProgress, nil); err != nil {
+		if err := landLoad(ctx, t, payload.SourceReplay, man, loadTail{Refresh: true, Gateways: gateways, Phase: setProgress}); err != nil {
 			return ReplayResult{}, err
 		}
 		cleanupLoad(ctx, t, man.LoadID)

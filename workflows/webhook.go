@@ -124,12 +124,12 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, re
 		var err error
 		if workflow.GetVersion(ctx, oneLoadTail, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 			// Recorded before the one load tail: the refresh came last.
-			err = landLoad(ctx, t, payload.SourceWebhook, man, nil, nil, nil)
+			err = landLoad(ctx, t, payload.SourceWebhook, man, loadTail{})
 			if err == nil {
 				err = refreshDimensions(ctx, t, gateways)
 			}
 		} else {
-			err = landLoad(ctx, t, payload.SourceWebhook, man, gateways, nil, nil)
+			err = landLoad(ctx, t, payload.SourceWebhook, man, loadTail{Refresh: true, Gateways: gateways})
 		}
 		if err != nil {
 			return err

@@ -406,6 +406,7 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.RemoveStaged, mock.Anything, []string{"webhooks/a.json", "webhooks/b.json"}).Return(nil).Once()
 	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	order := activityOrder(env)
 	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -414,6 +415,55 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil || res.Deliveries != 2 || res.Rows != 9 || res.Quarantined != 1 {
 		t.Fatalf("result %+v %v", res, err)
 	}
+	assertLoadTail(t, *order)
+}
+
+// activityOrder records the activities a workflow starts, in order.
+func activityOrder(env *testsuite.TestWorkflowEnvironment) *[]string {
+	var started []string
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		started = append(started, info.ActivityType.Name)
+	})
+	return &started
+}
+
+// assertLoadTail checks the one order every load shares (landLoad):
+// merge, refresh the dimensions, check, then clean up.
+func assertLoadTail(t *testing.T, started []string) {
+	t.Helper()
+	merge, refresh, check, clean := indexOf(started, "MergeLoad"), indexOf(started, "RefreshDimensions"),
+		indexOf(started, "CheckLoad"), indexOf(started, "CleanupLoad")
+	if merge < 0 || !(merge < refresh && refresh < check && check < clean) {
+		t.Errorf("activities %v: want MergeLoad, RefreshDimensions, CheckLoad, CleanupLoad in that order", started)
+	}
+}
+
+// An export and a replay of staged chunks load in the same order.
+func TestExportAndReplayShareTheLoadTail(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusCompleted), nil).Once()
+	happyLoad(env)
+	order := activityOrder(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	assertLoadTail(t, *order)
+
+	env = newEnv(t)
+	env.OnActivity(payload.ReadManifest, mock.Anything, "L").Return(manifest, nil).Once()
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
+	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	order = activityOrder(env)
+	env.ExecuteWorkflow(workflows.Replay, workflows.ReplayInput{LoadID: "L"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	assertLoadTail(t, *order)
 }
 
 // ceilings records each started activity's ScheduleToClose timeout: the
