@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/BurntSushi/toml"
 	"go.temporal.io/sdk/client"
@@ -38,8 +39,12 @@ func TemporalOptions(cfg config.Temporal) (client.Options, error) {
 			err = fmt.Errorf("the profile file does not parse at line %d (after key %q)", parse.Position.Line, parse.LastKey)
 		}
 		file, _ := cfg.LookupEnv("TEMPORAL_CONFIG_FILE")
+		file = cmp.Or(file, envconfig.DefaultConfigFilePath())
+		if _, statErr := os.Stat(file); file == "" || statErr != nil {
+			file = "no profile file" // the error came from the variables
+		}
 		return client.Options{}, fmt.Errorf("temporal client configuration (TEMPORAL_* variables; profile %q of %s): %w",
-			cmp.Or(cfg.Profile, envconfig.DefaultConfigFileProfile), cmp.Or(file, envconfig.DefaultConfigFilePath(), "no file"), err)
+			cmp.Or(cfg.Profile, envconfig.DefaultConfigFileProfile), file, err)
 	}
 	opts.HostPort = cmp.Or(opts.HostPort, DefaultTemporalAddress)
 	opts.Namespace = cmp.Or(opts.Namespace, DefaultTemporalNamespace)
