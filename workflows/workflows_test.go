@@ -56,8 +56,14 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 // happyLoad mocks every step after the export completed.
 func happyLoad(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(payload.DownloadExport, mock.Anything, mock.Anything).Return(payload.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
-	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
 	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(manifest, nil)
+	happyTail(env)
+}
+
+// happyTail mocks the load tail every load shares (landLoad), all
+// succeeding.
+func happyTail(env *testsuite.TestWorkflowEnvironment) {
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
@@ -452,12 +458,7 @@ func TestExportAndReplayShareTheLoadTail(t *testing.T) {
 
 	env = newEnv(t)
 	env.OnActivity(payload.ReadManifest, mock.Anything, "L").Return(manifest, nil).Once()
-	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
-	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.MergeLoad, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.RefreshDimensions, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity(payload.CheckLoad, mock.Anything, mock.Anything).Return(payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}, nil)
-	env.OnActivity(payload.CleanupLoad, mock.Anything, mock.Anything).Return(nil)
+	happyTail(env)
 	order = activityOrder(env)
 	env.ExecuteWorkflow(workflows.Replay, workflows.ReplayInput{LoadID: "L"})
 	if err := env.GetWorkflowError(); err != nil {
