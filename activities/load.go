@@ -43,9 +43,10 @@ type MergeProgress struct {
 }
 
 // MergeLoad commits the staged chunks into raw, fact and quarantine, in
-// chunk order, then drops the staging tables. Each commit is guarded
-// (anti-join inserts), so a chunk committed twice adds nothing; resuming
-// after the last heartbeat only saves the work.
+// chunk order and in batches of up to warehouse.MaxBatchChunks, one
+// transaction each, then drops the staging tables. Each commit is guarded
+// (anti-join inserts, the ledger), so a batch committed twice adds
+// nothing; resuming after the last heartbeat only saves the work.
 func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error {
 	start := 0
 	var p MergeProgress
@@ -55,25 +56,13 @@ func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error
 	var done atomic.Int64
 	done.Store(int64(start))
 	defer keepAlive(ctx, func() any { return MergeProgress{Done: int(done.Load())} })()
-	for i := start; i < len(in.Chunks); i++ {
-		c := in.Chunks[i]
-		start := time.Now()
-		err := a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
-		a.Metrics.ObserveCommit(time.Since(start))
-		if errors.Is(err, warehouse.ErrStagingLost) {
-			// A stage whose worker died can leave a short table; stage it
-			// again from the chunk file and commit that.
-			activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", in.LoadID, "chunk", c.Index, "reason", err)
-			if err := a.StageChunk(ctx, payload.ChunkInput{LoadID: in.LoadID, Chunk: c}); err != nil {
-				return err
-			}
-			err = a.Warehouse.CommitChunk(ctx, in.LoadID, in.Source, c)
+	for i := start; i < len(in.Chunks); i += warehouse.MaxBatchChunks {
+		batch := in.Chunks[i:min(i+warehouse.MaxBatchChunks, len(in.Chunks))]
+		if err := a.commitBatch(ctx, in, batch); err != nil {
+			return err
 		}
-		if err != nil {
-			return classifyWarehouse(ctx, "merge", err)
-		}
-		done.Store(int64(i + 1))
-		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + 1})
+		done.Store(int64(i + len(batch)))
+		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + len(batch)})
 	}
 	// Every chunk is committed: dropping its staging tables is tidying
 	// (they expire by themselves), so it is bounded and cannot fail or
@@ -90,6 +79,29 @@ func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error
 		}
 	}
 	return nil
+}
+
+// commitBatch commits one batch. A stage whose worker died can leave a
+// short or missing staging table: that chunk is staged again from its
+// file and the batch committed again, at most once per chunk.
+func (a *Activities) commitBatch(ctx context.Context, in payload.MergeInput, batch []payload.Chunk) error {
+	for restaged := 0; ; restaged++ {
+		start := time.Now()
+		err := a.Warehouse.CommitBatch(ctx, in.LoadID, in.Source, batch)
+		a.Metrics.ObserveCommit(time.Since(start))
+		var lost *warehouse.StagingLostError
+		if !errors.As(err, &lost) || restaged == len(batch) {
+			return classifyWarehouse(ctx, "merge", err)
+		}
+		activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", in.LoadID, "chunk", lost.Chunk, "reason", err)
+		for _, c := range batch {
+			if c.Index == lost.Chunk {
+				if err := a.StageChunk(ctx, payload.ChunkInput{LoadID: in.LoadID, Chunk: c}); err != nil {
+					return err // classified by StageChunk
+				}
+			}
+		}
+	}
 }
 
 // dropStagingTimeout bounds dropping one committed chunk's two staging

@@ -14,4 +14,6 @@ const (
 	TableState      = "pipeline_state"
 	TableLedger     = "load_ledger"
 	TableAudit      = "audit"
+	TableUsage      = "fact_usage"
+	TableUsers      = "fact_users"
 )

@@ -103,8 +103,10 @@ type Gateway = payload.Gateway
 
 // RefreshDimensions rebuilds the four dimensions from their sources: the
 // API's gateways, the price table, the user mapping and the fact table's
-// users, models and dates. Each is replaced whole (WRITE_TRUNCATE), so a
-// retry is harmless.
+// users, models and dates. Those come from fact_users and fact_usage,
+// which every commit adds to in its transaction, so a refresh reads a few
+// rows a commit instead of the whole fact table. Each dimension is
+// replaced whole (WRITE_TRUNCATE), so a retry is harmless.
 func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, prices []Price, users map[string]UserInfo) error {
 	var buf bytes.Buffer
 	for _, g := range gateways {
@@ -118,7 +120,7 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 	// The models seen, with what their events cost: cost_per_1k is the
 	// observed cost of 1,000 tokens (input and output together).
 	seen, err := w.query(ctx, "read models", fmt.Sprintf(
-		"SELECT provider, model, SUM(cost_usd) AS cost, SUM(total_tokens) AS tokens FROM %s GROUP BY provider, model", w.ref(schemas.TableFact)))
+		"SELECT provider, model, SUM(cost) AS cost, SUM(tokens) AS tokens FROM %s GROUP BY provider, model HAVING SUM(events) > 0", w.ref(schemas.TableUsage)))
 	if err != nil {
 		return err
 	}
@@ -152,7 +154,7 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 		return err
 	}
 
-	seenUsers, err := w.query(ctx, "read users", fmt.Sprintf("SELECT DISTINCT `user` FROM %s", w.ref(schemas.TableFact)))
+	seenUsers, err := w.query(ctx, "read users", fmt.Sprintf("SELECT DISTINCT `user` FROM %s", w.ref(schemas.TableUsers)))
 	if err != nil {
 		return err
 	}
@@ -169,7 +171,7 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 		return err
 	}
 
-	span, err := w.query(ctx, "read date span", fmt.Sprintf("SELECT MIN(event_date) AS lo, MAX(event_date) AS hi FROM %s", w.ref(schemas.TableFact)))
+	span, err := w.query(ctx, "read date span", fmt.Sprintf("SELECT MIN(event_date) AS lo, MAX(event_date) AS hi FROM %s WHERE events > 0", w.ref(schemas.TableUsage)))
 	if err != nil {
 		return err
 	}

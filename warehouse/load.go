@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -61,48 +62,113 @@ func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery
 	return nil
 }
 
-// CommitChunk moves a staged chunk into the raw, fact and quarantine
-// tables and records it in the ledger. Every statement is guarded so that
+// MaxBatchChunks bounds the chunks one commit transaction takes. Each
+// chunk brings up to two staging tables, and BigQuery allows 1,000 tables
+// in one query; 200 chunks of 50,000 rows are 10M rows a transaction.
+const MaxBatchChunks = 200
+
+// quarantineDedupWindow bounds how far back a quarantined record is looked
+// for when the same record arrives again: the quarantine is partitioned by
+// quarantined_at, so without it every commit would read every record hash
+// ever quarantined. A record resent after the window is quarantined again
+// (a second row with the same record_hash); the fact table is unaffected.
+const quarantineDedupWindow = 30 * 24 * time.Hour
+
+// CommitChunk commits one staged chunk (CommitBatch of one).
+func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c staging.Chunk) error {
+	return w.CommitBatch(ctx, loadID, source, []staging.Chunk{c})
+}
+
+// CommitBatch moves staged chunks of one load into the raw, fact and
+// quarantine tables and records them in the ledger, as one transaction
+// however many chunks it holds (up to MaxBatchChunks): a load of 2,000
+// chunks is 10 commits, not 2,000. Every statement is guarded so that
 // running it again adds nothing:
-//   - raw gets the chunk's rows not already landed for this load;
+//   - raw gets the batch's rows not already landed for this load;
 //   - fact gets rows whose event id it does not hold yet, looking only at
-//     the chunk's event_date partitions (an id's date never changes, since
+//     the batch's event_date partitions (an id's date never changes, since
 //     it comes from the event's own timestamp);
-//   - quarantine gets records whose hash it does not hold yet;
+//   - quarantine gets records whose hash it does not hold yet, looking back
+//     quarantineDedupWindow;
 //   - the ledger gets one row per (load, chunk).
+//
+// An event id or record in two chunks of the batch lands once, from the
+// lower chunk, as committing the chunks one by one did.
 //
 // This is an anti-join INSERT rather than MERGE: it is correct on
 // BigQuery, and MERGE on the emulator refuses subquery sources and grows
 // with target × source. On BigQuery the script runs as one transaction,
-// so readers see the chunk all at once. Every statement names a parameter:
-// the emulator refuses a script statement that uses none.
+// so readers see the batch all at once. Every statement names a
+// parameter: the emulator refuses a script statement that uses none.
 //
 // Two guards cover commits that run at the same time:
-//   - the same chunk: the script runs under a job id derived from the
-//     load and chunk (runOnce), so a retry after a worker died waits for
-//     the job the dead worker started instead of running a second one;
+//   - the same batch: the script runs under a job id derived from the
+//     load and its chunks (runOnce), so a retry after a worker died waits
+//     for the job the dead worker started instead of running a second one;
 //   - overlapping loads (a pull and a backfill of the same hours, on two
 //     workers): BigQuery lets transactions that only append run
 //     concurrently, so both anti-joins can miss each other's rows. After
-//     the transaction, a DELETE keeps one row per event id — the one with
-//     the smallest load id, a rule every commit applies alike. Mutating
-//     DML on one table is serialized, and the last commit's DELETE starts
-//     after every such insert committed, so the table converges to one
-//     row per id.
-func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c staging.Chunk) error {
-	if c.Rows == 0 && c.Quarantined == 0 {
-		return nil
+//     the transaction, converge looks for ids held twice and, only when it
+//     finds some, deletes all but the row with the smallest load id, a
+//     rule every commit applies alike. The look is a query, not DML:
+//     mutating DML on fact_ai_event (BigQuery queues 2 running and 20
+//     pending per table) runs only when a race doubled a row.
+func (w *Warehouse) CommitBatch(ctx context.Context, loadID, source string, chunks []staging.Chunk) error {
+	if len(chunks) > MaxBatchChunks {
+		return fmt.Errorf("commit %s: %d chunks in one batch, at most %d", loadID, len(chunks), MaxBatchChunks)
 	}
-	if done, err := w.stagedOrCommitted(ctx, loadID, c); err != nil || done {
-		return err
-	}
-	params, err := commitParams(loadID, source, c)
+	todo, check, err := w.batchState(ctx, loadID, chunks)
 	if err != nil {
 		return err
 	}
-	script := w.commitScript(loadID, c)
+	if len(todo) > 0 {
+		if err := w.commitTransaction(ctx, loadID, source, todo); err != nil {
+			return err
+		}
+	}
+	return w.converge(ctx, loadID, check)
+}
+
+// batchState sorts a batch's chunks: todo are staged and not known to be
+// in the ledger; check are those whose staging tables still exist, for
+// converge. The ledger is read only when a staging table is missing or
+// short: a committed chunk's tables are dropped only after every commit
+// of the load converged, so such a chunk needs neither. A staged chunk
+// committed before is committed again, which adds nothing.
+func (w *Warehouse) batchState(ctx context.Context, loadID string, chunks []staging.Chunk) (todo, check []staging.Chunk, err error) {
+	var committed map[int]bool
+	for _, c := range chunks {
+		if c.Rows == 0 && c.Quarantined == 0 {
+			continue
+		}
+		lost := w.staged(ctx, loadID, c)
+		if errors.Is(lost, ErrStagingLost) {
+			if committed == nil {
+				if committed, err = w.Committed(ctx, loadID); err != nil {
+					return nil, nil, err
+				}
+			}
+			if committed[c.Index] {
+				continue
+			}
+		}
+		if lost != nil {
+			return nil, nil, lost
+		}
+		todo = append(todo, c)
+		check = append(check, c)
+	}
+	return todo, check, nil
+}
+
+func (w *Warehouse) commitTransaction(ctx context.Context, loadID, source string, todo []staging.Chunk) error {
+	params, err := batchParams(loadID, source, todo)
+	if err != nil {
+		return err
+	}
+	script := w.commitScript(loadID, todo)
 	start := func(id string) (*bigquery.Job, error) {
-		w.observed(Statement{What: "commit chunk", SQL: script})
+		w.observed(Statement{What: "commit batch", SQL: script})
 		q := w.bq.Query(script)
 		q.Parameters = params
 		q.Location = w.location
@@ -111,97 +177,248 @@ func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c st
 	}
 	inLedger := func() (bool, error) {
 		committed, err := w.Committed(ctx, loadID)
-		return committed[c.Index], err
+		for _, c := range todo {
+			if !committed[c.Index] {
+				return false, err
+			}
+		}
+		return true, err
 	}
-	jobID := tableName("ktpipe_commit_"+w.dataset+"_", loadID, c.Index)
-	return w.runOnce(ctx, fmt.Sprintf("commit chunk %d of %s", c.Index, loadID), jobID, start, inLedger)
+	jobID := tableName("ktpipe_commit_"+w.dataset+"_", loadID, todo[0].Index)
+	what := fmt.Sprintf("commit chunks %d..%d (%d) of %s", todo[0].Index, todo[len(todo)-1].Index, len(todo), loadID)
+	return w.runOnce(ctx, what, jobID, start, inLedger)
 }
 
-func commitParams(loadID, source string, c staging.Chunk) ([]bigquery.QueryParameter, error) {
-	minDate, maxDate := c.MinDate, c.MaxDate
+// batchParams are the script's parameters: the load, its source, the
+// batch's date span and the quarantine window.
+func batchParams(loadID, source string, chunks []staging.Chunk) ([]bigquery.QueryParameter, error) {
+	lo, hi, err := dateSpan(chunks)
+	if err != nil {
+		return nil, err
+	}
+	// Only parameters the script names: the emulator binds them by
+	// position, and an unused one shifts the rest.
+	params := []bigquery.QueryParameter{{Name: "load_id", Value: loadID}, {Name: "source", Value: source}}
+	if hasRows(chunks) {
+		params = append(params, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
+	}
+	if hasQuarantined(chunks) {
+		params = append(params, bigquery.QueryParameter{Name: "quarantine_since", Value: time.Now().Add(-quarantineDedupWindow)})
+	}
+	return params, nil
+}
+
+// dateSpan is the event_date span of the chunks' rows (1970-01-01 when
+// they hold none: a bound that matches no partition).
+func dateSpan(chunks []staging.Chunk) (lo, hi civil.Date, err error) {
+	minDate, maxDate := "", ""
+	for _, c := range chunks {
+		if c.MinDate != "" && (minDate == "" || c.MinDate < minDate) {
+			minDate = c.MinDate
+		}
+		if c.MaxDate > maxDate {
+			maxDate = c.MaxDate
+		}
+	}
 	if minDate == "" {
 		minDate, maxDate = "1970-01-01", "1970-01-01"
 	}
-	lo, err := dateParam(minDate)
-	if err != nil {
-		return nil, err
+	if lo, err = dateParam(minDate); err != nil {
+		return lo, hi, err
 	}
-	hi, err := dateParam(maxDate)
-	if err != nil {
-		return nil, err
-	}
-	return []bigquery.QueryParameter{
-		{Name: "load_id", Value: loadID}, {Name: "chunk", Value: int64(c.Index)}, {Name: "source", Value: source},
-		{Name: "rows", Value: c.Rows}, {Name: "quarantined", Value: c.Quarantined},
-		{Name: "min_date", Value: lo}, {Name: "max_date", Value: hi},
-	}, nil
+	hi, err = dateParam(maxDate)
+	return lo, hi, err
 }
 
-// commitScript is CommitChunk's SQL. The dedup DELETEs use uncorrelated
-// IN subqueries: on the emulator a correlated subquery rescans the table
-// per row.
-func (w *Warehouse) commitScript(loadID string, c staging.Chunk) string {
-	stg, qstg := w.ref(tableName("stg_", loadID, c.Index)), w.ref(tableName("qstg_", loadID, c.Index))
+func hasRows(chunks []staging.Chunk) bool {
+	for _, c := range chunks {
+		if c.Rows > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func hasQuarantined(chunks []staging.Chunk) bool {
+	for _, c := range chunks {
+		if c.Quarantined > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// unionStaged is the batch's staging tables of one kind as one relation
+// with each row's chunk number in _chunk (rows: stg_, quarantine: qstg_).
+func (w *Warehouse) unionStaged(prefix string, loadID string, chunks []staging.Chunk, cols string) string {
+	var parts []string
+	for _, c := range chunks {
+		if (prefix == "stg_" && c.Rows == 0) || (prefix == "qstg_" && c.Quarantined == 0) {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("SELECT %s, %d AS _chunk FROM %s s", cols, c.Index, w.ref(tableName(prefix, loadID, c.Index))))
+	}
+	return strings.Join(parts, "\nUNION ALL ")
+}
+
+// commitScript is CommitBatch's transaction. The batch's rows are read
+// once into a temp table, one row per event id; the rows new to the fact
+// table into another, from which the transaction also adds to fact_usage
+// and fact_users what the dimensions are refreshed from.
+func (w *Warehouse) commitScript(loadID string, chunks []staging.Chunk) string {
 	raw, fact, quar, ledger := w.ref(schemas.TableRaw), w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine), w.ref(schemas.TableLedger)
 	script := "BEGIN TRANSACTION;\n"
-	if c.Rows > 0 {
+	if rows := w.unionStaged("stg_", loadID, chunks, "s.*"); rows != "" {
 		script += fmt.Sprintf(`
-INSERT INTO %[1]s SELECT s.* FROM %[2]s s
-WHERE s.event_id NOT IN (SELECT r.event_id FROM %[1]s r WHERE r.load_id = @load_id AND r.event_date BETWEEN @min_date AND @max_date);
-INSERT INTO %[3]s SELECT s.* FROM %[2]s s
-WHERE s.event_id NOT IN (SELECT f.event_id FROM %[3]s f WHERE f.event_date BETWEEN @min_date AND @max_date);
-`, raw, stg, fact)
+CREATE TEMP TABLE batch_rows AS
+SELECT * EXCEPT(_chunk, _n) FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._chunk) AS _n FROM (
+%[3]s) u)
+WHERE _n = 1 AND load_id = @load_id;
+INSERT INTO %[1]s SELECT b.* FROM batch_rows b
+WHERE b.event_id NOT IN (SELECT r.event_id FROM %[1]s r WHERE r.load_id = @load_id AND r.event_date BETWEEN @min_date AND @max_date);
+CREATE TEMP TABLE new_rows AS SELECT b.* FROM batch_rows b
+WHERE b.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date);
+INSERT INTO %[2]s SELECT n.* FROM new_rows n WHERE n.load_id = @load_id;
+INSERT INTO %[4]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
+SELECT n.event_date, n.provider, n.model, COUNT(*), SUM(n.cost_usd), SUM(n.total_tokens), @load_id, %[6]d
+FROM new_rows n GROUP BY n.event_date, n.provider, n.model;
+INSERT INTO %[5]s (`+"`user`"+`) SELECT DISTINCT n.`+"`user`"+` FROM new_rows n
+WHERE n.load_id = @load_id AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
+`, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), chunks[0].Index)
 	}
-	if c.Quarantined > 0 {
+	if recs := w.unionStaged("qstg_", loadID, chunks, "s.*"); recs != "" {
 		script += fmt.Sprintf(`
-INSERT INTO %[1]s SELECT q.* FROM %[2]s q
-WHERE q.load_id = @load_id AND q.record_hash NOT IN (SELECT record_hash FROM %[1]s);
-`, quar, qstg)
+INSERT INTO %[1]s SELECT * EXCEPT(_chunk, _n) FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.record_hash ORDER BY u._chunk) AS _n FROM (
+%[2]s) u)
+WHERE _n = 1 AND load_id = @load_id
+  AND record_hash NOT IN (SELECT record_hash FROM %[1]s WHERE quarantined_at >= @quarantine_since);
+`, quar, recs)
+	}
+	// The ledger's counts are read from the staging tables (CommitBatch
+	// checked they hold the chunk's rows; on BigQuery a table's COUNT(*)
+	// is free), and chunk numbers are the manifest's integers written
+	// with %d, as in unionStaged: given as parameters, the emulator bound
+	// them wrongly (every count 0, or no row at all).
+	var entries []string
+	for _, c := range chunks {
+		count := func(prefix string, n int64) string {
+			if n == 0 {
+				return "0"
+			}
+			return "(SELECT COUNT(*) FROM " + w.ref(tableName(prefix, loadID, c.Index)) + ")"
+		}
+		entries = append(entries, fmt.Sprintf("SELECT %d AS chunk, %s AS chunk_rows, %s AS quarantined", c.Index, count("stg_", c.Rows), count("qstg_", c.Quarantined)))
 	}
 	script += fmt.Sprintf(`
 INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, committed_at)
-SELECT @load_id, @chunk, @source, @rows, @quarantined, CURRENT_TIMESTAMP()
-FROM (SELECT 1) WHERE NOT EXISTS (SELECT 1 FROM %[1]s WHERE load_id = @load_id AND chunk = @chunk);
-COMMIT TRANSACTION;
-`, ledger, "`rows`")
-	// The duplicates are found once into a temp table: on the emulator a
-	// subquery named twice in one DELETE is evaluated per row.
-	if c.Rows > 0 {
-		script += fmt.Sprintf(`
-CREATE TEMP TABLE fact_dups AS
-SELECT g.event_id, MIN(g.load_id) AS keep FROM %[1]s g
-WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_id IN (SELECT s.event_id FROM %[2]s s)
-GROUP BY g.event_id HAVING COUNT(*) > 1;
-DELETE FROM %[1]s f
-WHERE f.event_date BETWEEN @min_date AND @max_date
-  AND f.event_id IN (SELECT d.event_id FROM fact_dups d)
-  AND CONCAT(f.event_id, '/', f.load_id) NOT IN (SELECT CONCAT(d.event_id, '/', d.keep) FROM fact_dups d);
-`, fact, stg)
+SELECT @load_id, e.chunk, @source, e.chunk_rows, e.quarantined, CURRENT_TIMESTAMP()
+FROM (%[3]s) e
+WHERE e.chunk NOT IN (SELECT l.chunk FROM %[1]s l WHERE l.load_id = @load_id);
+`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "))
+	script += "COMMIT TRANSACTION;\n"
+	return script
+}
+
+// converge finds event ids of the batch that fact_ai_event holds twice,
+// and records quarantined twice within the window, and only then deletes
+// all but the row with the smallest load id (see CommitBatch).
+func (w *Warehouse) converge(ctx context.Context, loadID string, chunks []staging.Chunk) error {
+	ids := w.unionStaged("stg_", loadID, chunks, "s.event_id")
+	hashes := w.unionStaged("qstg_", loadID, chunks, "s.record_hash")
+	if ids == "" && hashes == "" {
+		return nil
 	}
-	if c.Quarantined > 0 {
+	lo, hi, err := dateSpan(chunks)
+	if err != nil {
+		return err
+	}
+	params := []bigquery.QueryParameter{{Name: "load_id", Value: loadID}} // see batchParams
+	if ids != "" {
+		params = append(params, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
+	}
+	if hashes != "" {
+		params = append(params, bigquery.QueryParameter{Name: "quarantine_since", Value: time.Now().Add(-quarantineDedupWindow)})
+	}
+	fact, quar := w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine)
+	// What holds the batch's ids or hashes twice, found once into a temp
+	// table: on the emulator a subquery named twice in one DELETE is
+	// evaluated per row.
+	factDups := fmt.Sprintf(`SELECT g.event_id, MIN(g.load_id) AS keep FROM %s g
+WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_id IN (SELECT u.event_id FROM (%s) u)
+GROUP BY g.event_id HAVING COUNT(*) > 1`, fact, ids)
+	quarDups := fmt.Sprintf(`SELECT g.record_hash, MIN(g.load_id) AS keep FROM %s g
+WHERE g.quarantined_at >= @quarantine_since AND g.record_hash IN (SELECT u.record_hash FROM (%s) u)
+GROUP BY g.record_hash HAVING COUNT(*) > 1`, quar, hashes)
+	// The look counts ids held twice, reading only the ids: the load ids
+	// are read only when there is something to remove.
+	var counts []string
+	if ids != "" {
+		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.event_id FROM %s g
+WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_id IN (SELECT u.event_id FROM (%s) u)
+GROUP BY g.event_id HAVING COUNT(*) > 1)) AS fact_dups`, fact, ids))
+	}
+	if hashes != "" {
+		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.record_hash FROM %s g
+WHERE g.quarantined_at >= @quarantine_since AND g.record_hash IN (SELECT u.record_hash FROM (%s) u)
+GROUP BY g.record_hash HAVING COUNT(*) > 1)) AS quarantine_dups`, quar, hashes))
+	}
+	what := "look for doubled rows of " + loadID
+	found, err := w.query(ctx, what, "SELECT "+strings.Join(counts, ", ")+" FROM (SELECT @load_id AS l)", params...)
+	if err != nil {
+		return err
+	}
+	if len(found) != 1 {
+		return fmt.Errorf("%s: %d result rows", what, len(found))
+	}
+	script := ""
+	if asInt(found[0]["fact_dups"]) > 0 {
+		// The rows removed were counted in fact_usage by the commit that
+		// inserted them: take them out again, in the same transaction.
+		doubled := `f.event_date BETWEEN @min_date AND @max_date
+  AND f.event_id IN (SELECT d.event_id FROM fact_dups d)
+  AND CONCAT(f.event_id, '/', f.load_id) NOT IN (SELECT CONCAT(d.event_id, '/', d.keep) FROM fact_dups d)`
 		script += fmt.Sprintf(`
-CREATE TEMP TABLE quarantine_dups AS
-SELECT g.record_hash, MIN(g.load_id) AS keep FROM %[1]s g
-WHERE g.record_hash IN (SELECT q.record_hash FROM %[2]s q WHERE q.load_id = @load_id)
-GROUP BY g.record_hash HAVING COUNT(*) > 1;
+CREATE TEMP TABLE fact_dups AS %[2]s;
+INSERT INTO %[4]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
+SELECT f.event_date, f.provider, f.model, 0 - COUNT(*), 0 - SUM(f.cost_usd), 0 - SUM(f.total_tokens), @load_id, -1
+FROM %[1]s f WHERE %[3]s
+GROUP BY f.event_date, f.provider, f.model;
+DELETE FROM %[1]s f WHERE %[3]s;
+`, fact, factDups, doubled, w.ref(schemas.TableUsage))
+	}
+	if asInt(found[0]["quarantine_dups"]) > 0 {
+		script += fmt.Sprintf(`
+CREATE TEMP TABLE quarantine_dups AS %[2]s;
 DELETE FROM %[1]s x
-WHERE x.record_hash IN (SELECT q.record_hash FROM %[2]s q WHERE q.load_id = @load_id)
+WHERE x.quarantined_at >= @quarantine_since
   AND x.record_hash IN (SELECT d.record_hash FROM quarantine_dups d)
   AND CONCAT(x.record_hash, '/', x.load_id) NOT IN (SELECT CONCAT(d.record_hash, '/', d.keep) FROM quarantine_dups d);
-`, quar, qstg)
+`, quar, quarDups)
 	}
-	return script
+	if script == "" {
+		return nil
+	}
+	return w.exec(ctx, "remove doubled rows of "+loadID, "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", params...)
 }
 
 // ErrStagingLost says a chunk's staging table is gone or wrong and the
 // chunk is not in the ledger: stage it again (a replay does).
 var ErrStagingLost = errors.New("staging table lost before commit")
 
-// stagedOrCommitted checks a chunk before its commit: its staging tables
-// must hold exactly the chunk's rows. Missing tables are fine only when
-// the ledger has the chunk (a previous attempt committed it and dropped
-// them); done is then true.
-func (w *Warehouse) stagedOrCommitted(ctx context.Context, loadID string, c staging.Chunk) (done bool, err error) {
+// StagingLostError names the chunk whose staging is lost.
+type StagingLostError struct {
+	Chunk  int
+	Detail string
+}
+
+func (e *StagingLostError) Error() string { return e.Detail + ": " + ErrStagingLost.Error() }
+func (e *StagingLostError) Unwrap() error { return ErrStagingLost }
+
+// staged checks a chunk's staging tables: they must hold exactly the
+// chunk's rows. A missing or short table is a *StagingLostError.
+func (w *Warehouse) staged(ctx context.Context, loadID string, c staging.Chunk) error {
 	checks := []struct {
 		table string
 		want  int64
@@ -212,23 +429,17 @@ func (w *Warehouse) stagedOrCommitted(ctx context.Context, loadID string, c stag
 		}
 		n, err := w.countRows(ctx, ch.table)
 		if err != nil {
-			return false, err
-		}
-		if n == -1 {
-			committed, err := w.Committed(ctx, loadID)
-			if err != nil {
-				return false, err
-			}
-			if committed[c.Index] {
-				return true, nil
-			}
-			return false, fmt.Errorf("chunk %d of %s: %w", c.Index, loadID, ErrStagingLost)
+			return err
 		}
 		if n != ch.want {
-			return false, fmt.Errorf("chunk %d of %s: %s has %d rows, want %d: %w", c.Index, loadID, ch.table, n, ch.want, ErrStagingLost)
+			detail := fmt.Sprintf("chunk %d of %s: %s has %d rows, want %d", c.Index, loadID, ch.table, n, ch.want)
+			if n == -1 {
+				detail = fmt.Sprintf("chunk %d of %s: %s is missing", c.Index, loadID, ch.table)
+			}
+			return &StagingLostError{Chunk: c.Index, Detail: detail}
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // DropStaging removes a committed chunk's staging tables.

@@ -8,6 +8,8 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/ktpipe/ktpipe/schemas"
+
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 )
 
@@ -88,9 +90,47 @@ func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	if err := w.backfillGuideColumns(ctx, &rep, created); err != nil {
 		return rep, err
 	}
+	if err := w.seedUsage(ctx, created); err != nil {
+		return rep, err
+	}
 	var err error
 	rep.CreatedViews, rep.ReplacedViews, err = w.ensureViews(ctx)
 	return rep, err
+}
+
+// usageSeededKey marks in pipeline_state that fact_usage and fact_users
+// hold what the fact table held when they were created.
+const usageSeededKey = "usage_seeded"
+
+// seedUsage fills fact_usage and fact_users from the fact table once, in
+// a dataset whose fact table is older than they are; commits keep them up
+// to date from then on. One transaction: a retry after a failure starts
+// from empty tables again, and commits that run meanwhile only append,
+// so each row is counted either by the seed's snapshot or by its commit.
+func (w *Warehouse) seedUsage(ctx context.Context, created map[string]bool) error {
+	if created[schemas.TableFact] {
+		return w.SetCheckpoint(ctx, usageSeededKey, "done") // nothing to seed
+	}
+	done, err := w.Checkpoint(ctx, usageSeededKey)
+	if err != nil || done != "" {
+		return err
+	}
+	usage, users, fact := w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), w.ref(schemas.TableFact)
+	script := fmt.Sprintf(`BEGIN TRANSACTION;
+DELETE FROM %[1]s WHERE @seed = @seed;
+DELETE FROM %[2]s WHERE @seed = @seed;
+INSERT INTO %[1]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
+SELECT f.event_date, f.provider, f.model, COUNT(*), SUM(f.cost_usd), SUM(f.total_tokens), @seed, 0
+FROM %[3]s f GROUP BY f.event_date, f.provider, f.model;
+INSERT INTO %[2]s (`+"`user`"+`) SELECT DISTINCT f.`+"`user`"+` FROM %[3]s f WHERE @seed = @seed;
+COMMIT TRANSACTION;
+`, usage, users, fact)
+	// Each statement names @seed because the emulator refuses a script
+	// statement without a parameter; a retry empties the tables first.
+	if err := w.exec(ctx, "seed fact_usage and fact_users", script, bigquery.QueryParameter{Name: "seed", Value: "seed"}); err != nil {
+		return err
+	}
+	return w.SetCheckpoint(ctx, usageSeededKey, "done")
 }
 
 func (w *Warehouse) ensureTable(ctx context.Context, spec bqschema.TableSpec, rep *SchemaReport) error {

@@ -196,6 +196,31 @@ func Tables() []TableSpec {
 			},
 		},
 		{
+			// The dimensions are refreshed from these two, not from the
+			// fact table: each commit adds what it inserted into the fact
+			// table, so a refresh reads a few rows a commit, not every
+			// event of the year.
+			Name:        schemas.TableUsage,
+			Description: "What each commit added to fact_ai_event, by date, provider and model (negative rows when doubled rows are removed): the source of dim_model's cost_per_1k and dim_date's span.",
+			Schema: bigquery.Schema{
+				req("event_date", bigquery.DateFieldType),
+				req("provider", bigquery.StringFieldType),
+				req("model", bigquery.StringFieldType),
+				req("events", bigquery.IntegerFieldType),
+				opt("cost", bigquery.NumericFieldType),
+				opt("tokens", bigquery.IntegerFieldType),
+				req("load_id", bigquery.StringFieldType),
+				req("chunk", bigquery.IntegerFieldType),
+			},
+		},
+		{
+			Name:        schemas.TableUsers,
+			Description: "The users of fact_ai_event, each at least once (the source of dim_user).",
+			Schema: bigquery.Schema{
+				req("user", bigquery.StringFieldType),
+			},
+		},
+		{
 			Name:           schemas.TableAudit,
 			Description:    "One row per scheduled audit: ingestion lag, duplicates, resends, schema violations and completeness, as the alerts see them.",
 			PartitionField: "audited_at",

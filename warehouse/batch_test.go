@@ -1,0 +1,188 @@
+package warehouse_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// TestBatchCommitsManyChunksInOneTransaction: a batch of chunks is one
+// commit job, an event id or invalid record in two chunks of the batch
+// lands once, committing the batch again adds nothing, and no DELETE runs
+// when nothing was doubled.
+func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	var mu sync.Mutex
+	var whats []string
+	w.SetStatementObserver(func(s warehouse.Statement) {
+		mu.Lock()
+		whats = append(whats, s.What)
+		mu.Unlock()
+	})
+	bad := strings.Replace(event(uuid(63), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
+	resent := event(uuid(60), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")
+	dir, man := split(t, "load-b", 2,
+		resent, event(uuid(61), "2026-11-01T23:00:00Z", "bo", "gpt-4o", "block", "0.02", "pii"), bad,
+		resent, event(uuid(62), "2026-11-02T01:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
+	if len(man.Chunks) < 2 {
+		t.Fatalf("%d chunks, want the resent event and record in two", len(man.Chunks))
+	}
+	for _, c := range man.Chunks {
+		stage(t, w, dir, "load-b", c)
+	}
+	for range 2 { // the second run is a retry after the commit took effect
+		if err := w.CommitBatch(context.Background(), "load-b", "export", man.Chunks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(whats, "commit batch"); n != 1 {
+		t.Errorf("%d commit jobs for %d chunks run twice, want 1: %v", n, len(man.Chunks), whats)
+	}
+	for _, what := range whats {
+		if strings.HasPrefix(what, "remove doubled rows") {
+			t.Errorf("ran %q with nothing doubled", what)
+		}
+	}
+	if ids := factIDs(t, w); len(ids) != 3 || ids[uuid(60)] != 1 || ids[uuid(61)] != 1 || ids[uuid(62)] != 1 {
+		t.Fatalf("fact ids %v, want 60, 61, 62 once each", ids)
+	}
+	q, err := w.QuarantinedIDs(context.Background())
+	if err != nil || len(q) != 1 || len(q[uuid(63)]) != 1 {
+		t.Fatalf("quarantine %v (%v), want %s once", q, err, uuid(63))
+	}
+	done, err := w.Committed(context.Background(), "load-b")
+	if err != nil || len(done) != len(man.Chunks) {
+		t.Fatalf("ledger %v (%v), want every chunk of %d", done, err, len(man.Chunks))
+	}
+	chk, err := w.CheckLoad(context.Background(), "load-b")
+	// The ledger keeps each chunk's own counts: the resent event and
+	// record are in both chunks.
+	if err != nil || chk.RawRows != 3 || chk.MissingInFact != 0 || chk.LedgerRows != 4 || chk.LedgerQuar != 2 {
+		t.Fatalf("completeness %+v %v, want 3 raw rows, none missing, ledger 4 rows and 2 quarantined", chk, err)
+	}
+}
+
+func count(list []string, s string) int {
+	n := 0
+	for _, v := range list {
+		if v == s {
+			n++
+		}
+	}
+	return n
+}
+
+// TestDimensionsComeFromWhatCommitsAdded: the refresh reads fact_usage
+// and fact_users, never the fact table; a resent event counts once; and
+// a dataset older than those tables gets them seeded from the fact table.
+func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_dims_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	load(t, w, "load-d1", 2,
+		event(uuid(70), "2026-10-30T10:00:00Z", "ada", "gpt-4o", "allow", "0.10"),
+		event(uuid(71), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.20", "pii"),
+		event(uuid(72), "2026-11-02T09:00:00Z", "cy", "gpt-4o-mini", "allow", "0.90"))
+	// A race: another load committed event 71 at the same time, and
+	// counted it in fact_usage too. The next commit that touches 71
+	// removes one of the rows, and takes it out of fact_usage.
+	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(71), "load-a")
+	exec(t, fmt.Sprintf("INSERT INTO `%s.%s.%s` VALUES (DATE '2026-11-01', 'openai', 'gpt-4o', 1, NUMERIC '0.20', 150, 'load-a', 0)", project, ds, schemas.TableUsage))
+	// Resent with another cost: the fact table keeps the first, and so
+	// must cost_per_1k.
+	load(t, w, "load-d2", 2, event(uuid(70), "2026-10-30T10:00:00Z", "ada", "gpt-4o", "allow", "0.50"),
+		event(uuid(71), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.20", "pii"))
+	if ids := factIDs(t, w); len(ids) != 3 || ids[uuid(71)] != 1 {
+		t.Fatalf("fact ids %v, want 70, 71, 72 once each", ids)
+	}
+	refresh := func() string {
+		t.Helper()
+		var fromFact []string
+		w.SetStatementObserver(func(s warehouse.Statement) {
+			if strings.Contains(s.SQL, schemas.TableFact+"`") {
+				fromFact = append(fromFact, s.What)
+			}
+		})
+		err := w.RefreshDimensions(ctx, nil, nil, nil)
+		w.SetStatementObserver(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fromFact) > 0 {
+			t.Errorf("refresh read the fact table: %v", fromFact)
+		}
+		return fmt.Sprint(
+			queryRows(t, fmt.Sprintf("SELECT model, CAST(cost_per_1k AS STRING) FROM `%s.%s.dim_model` ORDER BY model", project, ds)),
+			queryRows(t, fmt.Sprintf("SELECT `user` FROM `%s.%s.dim_user` ORDER BY `user`", project, ds)),
+			queryRows(t, fmt.Sprintf("SELECT MIN(`date`), MAX(`date`), COUNT(*) FROM `%s.%s.dim_date`", project, ds)))
+	}
+	// gpt-4o: 0.30 for 300 tokens; gpt-4o-mini: 0.90 for 150.
+	want := "[[gpt-4o 1] [gpt-4o-mini 6]] [[ada] [bo] [cy]] [[2026-10-30 2026-11-02 4]]"
+	if got := refresh(); got != want {
+		t.Fatalf("dimensions %s, want %s", got, want)
+	}
+	// An older dataset: no fact_usage, no fact_users, never seeded.
+	for _, table := range []string{schemas.TableUsage, schemas.TableUsers} {
+		if err := bq.Dataset(ds).Table(table).Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.SetCheckpoint(ctx, "usage_seeded", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.EnsureSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := refresh(); got != want {
+		t.Fatalf("dimensions after seeding %s, want %s", got, want)
+	}
+}
+
+// TestLostStagingNamesItsChunk: a batch whose chunk's staging table is
+// gone, and not committed, fails with the chunk's number (MergeLoad
+// stages that chunk again); once committed, a missing table is fine.
+func TestLostStagingNamesItsChunk(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_lost_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	dir, man := split(t, "load-l", 1,
+		event(uuid(80), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(81), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "allow", "0.01"))
+	for _, c := range man.Chunks {
+		stage(t, w, dir, "load-l", c)
+	}
+	if err := bq.Dataset(ds).Table("stg_load_l_00001").Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := w.CommitBatch(ctx, "load-l", "export", man.Chunks)
+	var lost *warehouse.StagingLostError
+	if !errors.As(err, &lost) || lost.Chunk != 1 || !errors.Is(err, warehouse.ErrStagingLost) {
+		t.Fatalf("commit with chunk 1's table gone: %v, want a StagingLostError for chunk 1", err)
+	}
+	stage(t, w, dir, "load-l", man.Chunks[1])
+	if err := w.CommitBatch(ctx, "load-l", "export", man.Chunks); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range man.Chunks {
+		if err := w.DropStaging(ctx, "load-l", c.Index); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A retry after the drop: every chunk is in the ledger.
+	if err := w.CommitBatch(ctx, "load-l", "export", man.Chunks); err != nil {
+		t.Fatalf("commit after the staging tables were dropped: %v", err)
+	}
+	if ids := factIDs(t, w); len(ids) != 2 {
+		t.Fatalf("fact ids %v, want 80 and 81", ids)
+	}
+}
