@@ -22,6 +22,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 // Pricing: BigQuery on-demand compute, $6.25 per TiB processed, at least
@@ -49,9 +51,19 @@ type modelInputs struct {
 	// PartitionFill is how full, on average, a partition is when a commit
 	// reads it: today's partition grows through the day, so 0.5.
 	PartitionFill float64
-	// CommitsPerLoad is how many commit transactions one load makes;
-	// 0 means one per chunk (today's design).
-	CommitsPerLoad int
+	// BatchChunks is how many chunks one commit transaction takes
+	// (warehouse.MaxBatchChunks; 1 was the design before batches).
+	BatchChunks int
+	// QuarantineWindowDays is how far back a commit looks for a record
+	// quarantined before (the quarantine's dedup window).
+	QuarantineWindowDays int
+	// UsageRowsPerCommit is how many fact_usage rows a commit adds: one a
+	// (date, provider, model) it touched.
+	UsageRowsPerCommit float64
+	// CommitsPerDayAllPaths is how many commits a day add to fact_usage,
+	// all paths together (set by the model from the pull and webhook
+	// paths at each scale).
+	CommitsPerDayAllPaths float64
 }
 
 func defaultModelInputs() modelInputs {
@@ -59,6 +71,7 @@ func defaultModelInputs() modelInputs {
 		ChunkRows: 50_000, PullBatchEvents: 50 * 1000, BatchesPerRun: 20,
 		WebhookBatches: 24 * 60, ExportsPerDay: 1, HistoryDays: 365,
 		InvalidRate: 0.01, PartitionsPerChunk: 1, PartitionFill: 0.5,
+		BatchChunks: warehouse.MaxBatchChunks, QuarantineWindowDays: 30, UsageRowsPerCommit: 20,
 	}
 }
 
@@ -70,7 +83,7 @@ type widths map[string]map[string]float64
 // observedStmt is one statement the emulator run recorded, with the
 // scope it ran in.
 type observedStmt struct {
-	Scope string // "chunk", "load" or "run"
+	Scope string // "chunk", "commit", "load" or "run"
 	Job   bool   // the first statement of a job (a script's later parts are child jobs)
 	SQL   string // one statement (scripts are split); empty for a load job
 	Load  string // table a load job writes
@@ -85,6 +98,8 @@ const (
 	scopeLoad                        // this load's rows (clustering by load_id prunes to them)
 	scopeTable                       // the whole table, every partition
 	scopeSmall                       // a small table (ledger, state, dimensions, temp)
+	scopeWindow                      // the quarantine's dedup window (QuarantineWindowDays)
+	scopeUsage                       // fact_usage: UsageRowsPerCommit rows a commit, every path, the whole history
 )
 
 type tableRead struct {
@@ -97,10 +112,11 @@ type tableRead struct {
 // changes. Match is a regexp over the statement with table references
 // shortened (see normalizeSQL).
 type costRule struct {
-	Name   string
-	Match  *regexp.Regexp
-	Reads  []tableRead
-	Target string // table a DML statement changes; "" for a query
+	Name     string
+	Match    *regexp.Regexp
+	Reads    []tableRead
+	Target   string // table a DML statement changes; "" for a query
+	Mutating bool   // UPDATE, DELETE or MERGE: BigQuery queues these per table (2 running, 20 pending)
 }
 
 var eventCols = []string{"event_id", "event_timestamp", "event_date", "event_hour", "gateway_id", "user", "provider", "model", "decision",
@@ -113,41 +129,55 @@ func rx(s string) *regexp.Regexp { return regexp.MustCompile(`(?s)^` + s) }
 
 // costRules covers every statement ktpipe's load paths issue today.
 var costRules = []costRule{
-	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT s\.\* FROM stg s WHERE s\.event_id NOT IN \(SELECT r\.event_id FROM raw_events r WHERE r\.load_id = @load_id AND r\.event_date BETWEEN`),
-		[]tableRead{{"stg", eventCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events"},
-	{"commit: insert fact (anti-join)", rx(`INSERT INTO fact_ai_event SELECT s\.\* FROM stg s WHERE s\.event_id NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
-		[]tableRead{{"stg", eventCols, scopeChunk}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "fact_ai_event"},
-	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT q\.\* FROM qstg q WHERE q\.load_id = @load_id AND q\.record_hash NOT IN \(SELECT record_hash FROM quarantine\)`),
-		[]tableRead{{"qstg", quarantineCols, scopeChunk}, {"quarantine", []string{"record_hash"}, scopeTable}}, "quarantine"},
-	{"commit: ledger row", rx(`INSERT INTO load_ledger \(`),
-		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}}, "load_ledger"},
-	{"commit: find doubled fact ids", rx(`CREATE TEMP TABLE fact_dups AS SELECT g\.event_id, MIN\(g\.load_id\) AS keep FROM fact_ai_event g WHERE g\.event_date BETWEEN .* IN \(SELECT s\.event_id FROM stg s\)`),
-		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk}}, ""},
-	{"commit: converge fact (delete)", rx(`DELETE FROM fact_ai_event f WHERE f\.event_date BETWEEN .*fact_dups`),
-		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_ai_event"},
-	{"commit: find doubled quarantine", rx(`CREATE TEMP TABLE quarantine_dups AS SELECT g\.record_hash, MIN\(g\.load_id\) AS keep FROM quarantine g`),
-		[]tableRead{{"quarantine", []string{"record_hash", "load_id"}, scopeTable}, {"qstg", []string{"record_hash", "load_id"}, scopeChunk}}, ""},
-	{"commit: converge quarantine (delete)", rx(`DELETE FROM quarantine x WHERE`),
-		[]tableRead{{"quarantine", []string{"record_hash", "load_id"}, scopeTable}, {"qstg", []string{"record_hash", "load_id"}, scopeChunk}, {"quarantine_dups", nil, scopeSmall}}, "quarantine"},
-	{"count rows (stage, dimension load check)", rx(`SELECT COUNT\(\*\) AS n FROM (stg|qstg|dim_\w+)$`), nil, ""},
+	{"commit: the batch's rows, once per id (temp)", rx(`CREATE TEMP TABLE batch_rows AS SELECT \* EXCEPT\(_chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\*, \d+ AS _chunk FROM stg s`),
+		[]tableRead{{"stg", eventCols, scopeChunk}}, "", false},
+	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT b\.\* FROM batch_rows b WHERE b\.event_id NOT IN \(SELECT r\.event_id FROM raw_events r WHERE r\.load_id = @load_id AND r\.event_date BETWEEN`),
+		[]tableRead{{"batch_rows", eventCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events", false},
+	{"commit: rows new to fact (anti-join)", rx(`CREATE TEMP TABLE new_rows AS SELECT b\.\* FROM batch_rows b WHERE b\.event_id NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
+		[]tableRead{{"batch_rows", eventCols, scopeChunk}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "", false},
+	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT n\.\* FROM new_rows n WHERE n\.load_id = @load_id$`),
+		[]tableRead{{"new_rows", eventCols, scopeChunk}}, "fact_ai_event", false},
+	{"commit: add to fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT n\.event_date, n\.provider, n\.model, COUNT\(\*\), SUM\(n\.cost_usd\), SUM\(n\.total_tokens\), @load_id, \d+ FROM new_rows n`),
+		[]tableRead{{"new_rows", []string{"event_date", "provider", "model", "cost_usd", "total_tokens"}, scopeChunk}}, "fact_usage", false},
+	{"commit: add to fact_users", rx("INSERT INTO fact_users \\(`user`\\) SELECT DISTINCT n\\.`user` FROM new_rows n WHERE n\\.load_id = @load_id AND n\\.`user` NOT IN \\(SELECT u\\.`user` FROM fact_users u\\)$"),
+		[]tableRead{{"new_rows", []string{"user", "load_id"}, scopeChunk}, {"fact_users", []string{"user"}, scopeSmall}}, "fact_users", false},
+	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT \* EXCEPT\(_chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.record_hash .* record_hash NOT IN \(SELECT record_hash FROM quarantine WHERE quarantined_at >= @quarantine_since\)$`),
+		[]tableRead{{"qstg", quarantineCols, scopeChunk}, {"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}}, "quarantine", false},
+	{"commit: ledger rows", rx(`INSERT INTO load_ledger \(`),
+		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}}, "load_ledger", false},
+	{"commit: look for doubled rows", rx(`SELECT \(SELECT COUNT\(\*\) FROM \(SELECT g\.event_id FROM fact_ai_event g WHERE g\.event_date BETWEEN .* FROM quarantine g WHERE g\.quarantined_at >= @quarantine_since`),
+		[]tableRead{{"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk},
+			{"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
+	// Only when the look found a row doubled by a race (not in the run).
+	{"converge: find doubled fact ids", rx(`CREATE TEMP TABLE fact_dups AS SELECT g\.event_id, MIN\(g\.load_id\) AS keep FROM fact_ai_event g`),
+		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk}}, "", false},
+	{"converge: take doubled rows out of fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT f\.event_date, f\.provider, f\.model, 0 - COUNT`),
+		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date", "provider", "model", "cost_usd", "total_tokens"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_usage", false},
+	{"converge: delete doubled fact rows", rx(`DELETE FROM fact_ai_event f WHERE f\.event_date BETWEEN .*fact_dups`),
+		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_ai_event", true},
+	{"converge: find doubled quarantine", rx(`CREATE TEMP TABLE quarantine_dups AS SELECT g\.record_hash, MIN\(g\.load_id\) AS keep FROM quarantine g`),
+		[]tableRead{{"quarantine", []string{"record_hash", "load_id", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
+	{"converge: delete doubled quarantine", rx(`DELETE FROM quarantine x WHERE`),
+		[]tableRead{{"quarantine", []string{"record_hash", "load_id", "quarantined_at"}, scopeWindow}, {"quarantine_dups", nil, scopeSmall}}, "quarantine", true},
+	{"count rows (stage, dimension load check)", rx(`SELECT COUNT\(\*\) AS n FROM (stg|qstg|dim_\w+)$`), nil, "", false},
 	{"read ledger", rx(`SELECT chunk FROM load_ledger WHERE load_id = @load_id`),
-		[]tableRead{{"load_ledger", []string{"chunk", "load_id"}, scopeSmall}}, ""},
+		[]tableRead{{"load_ledger", []string{"chunk", "load_id"}, scopeSmall}}, "", false},
 	{"check load: counts (raw, ledger)", rx(`SELECT COUNT\(\*\) AS raw_rows, MIN\(event_date\) AS min_date, MAX\(event_date\) AS max_date, .* FROM raw_events WHERE load_id = @load_id$`),
-		[]tableRead{{"raw_events", []string{"load_id", "event_date"}, scopeLoad}, {"load_ledger", []string{"load_id", "rows", "quarantined"}, scopeSmall}}, ""},
+		[]tableRead{{"raw_events", []string{"load_id", "event_date"}, scopeLoad}, {"load_ledger", []string{"load_id", "rows", "quarantined"}, scopeSmall}}, "", false},
 	{"check load: missing in fact", rx(`SELECT COUNT\(\*\) AS missing FROM raw_events r WHERE r\.load_id = @load_id AND r\.event_date BETWEEN @min_date AND @max_date AND r\.event_id NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
-		[]tableRead{{"raw_events", []string{"load_id", "event_id", "event_date"}, scopeLoad}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, ""},
-	{"dimensions: models", rx(`SELECT provider, model, SUM\(cost_usd\) AS cost, SUM\(total_tokens\) AS tokens FROM fact_ai_event GROUP BY provider, model$`),
-		[]tableRead{{"fact_ai_event", []string{"provider", "model", "cost_usd", "total_tokens"}, scopeTable}}, ""},
-	{"dimensions: users", rx("SELECT DISTINCT `user` FROM fact_ai_event$"),
-		[]tableRead{{"fact_ai_event", []string{"user"}, scopeTable}}, ""},
-	{"dimensions: date span", rx(`SELECT MIN\(event_date\) AS lo, MAX\(event_date\) AS hi FROM fact_ai_event$`),
-		[]tableRead{{"fact_ai_event", []string{"event_date"}, scopeTable}}, ""},
-	{"dimensions: empty a dimension", rx(`DELETE FROM dim_\w+ WHERE TRUE`), nil, "dim"},
+		[]tableRead{{"raw_events", []string{"load_id", "event_id", "event_date"}, scopeLoad}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "", false},
+	{"dimensions: models", rx(`SELECT provider, model, SUM\(cost\) AS cost, SUM\(tokens\) AS tokens FROM fact_usage GROUP BY provider, model HAVING SUM\(events\) > 0$`),
+		[]tableRead{{"fact_usage", []string{"provider", "model", "cost", "tokens", "events"}, scopeUsage}}, "", false},
+	{"dimensions: users", rx("SELECT DISTINCT `user` FROM fact_users$"),
+		[]tableRead{{"fact_users", []string{"user"}, scopeSmall}}, "", false},
+	{"dimensions: date span", rx(`SELECT MIN\(event_date\) AS lo, MAX\(event_date\) AS hi FROM fact_usage WHERE events > 0$`),
+		[]tableRead{{"fact_usage", []string{"event_date", "events"}, scopeUsage}}, "", false},
+	{"dimensions: empty a dimension", rx(`DELETE FROM dim_\w+ WHERE TRUE`), nil, "dim", true},
 	{"read checkpoint", rx(`SELECT value FROM pipeline_state WHERE key = @key`),
-		[]tableRead{{"pipeline_state", []string{"key", "value", "updated_at"}, scopeSmall}}, ""},
+		[]tableRead{{"pipeline_state", []string{"key", "value", "updated_at"}, scopeSmall}}, "", false},
 	{"read checkpoint time", rx(`SELECT MAX\(updated_at\) AS t FROM pipeline_state`),
-		[]tableRead{{"pipeline_state", []string{"key", "updated_at"}, scopeSmall}}, ""},
-	{"write checkpoint", rx(`INSERT INTO pipeline_state`), nil, "pipeline_state"},
+		[]tableRead{{"pipeline_state", []string{"key", "updated_at"}, scopeSmall}}, "", false},
+	{"write checkpoint", rx(`INSERT INTO pipeline_state`), nil, "pipeline_state", false},
 }
 
 var (
@@ -209,6 +239,7 @@ type pathLoad struct {
 	PartitionRows        float64 // rows of one fact partition (a day)
 	HistoryRows          float64 // rows of fact with the whole history
 	QuarantineRows       float64 // rows of quarantine with the whole history
+	QuarantineWindowRows float64 // rows of quarantine in the dedup window
 	QuarantinedPerCommit float64
 }
 
@@ -232,13 +263,12 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		p.ChunksPerDay = p.LoadsPerDay * chunksFor(eventsPerDay/p.LoadsPerDay)
 	}
 	p.RowsPerLoad = eventsPerDay / p.LoadsPerDay
-	p.CommitsPerDay = p.ChunksPerDay
-	if in.CommitsPerLoad > 0 {
-		p.CommitsPerDay = p.LoadsPerDay * float64(in.CommitsPerLoad)
-	}
+	batch := math.Max(1, float64(in.BatchChunks))
+	p.CommitsPerDay = p.LoadsPerDay * math.Ceil(p.ChunksPerDay/p.LoadsPerDay/batch)
 	p.PartitionRows = eventsPerDay
 	p.HistoryRows = eventsPerDay * float64(in.HistoryDays)
 	p.QuarantineRows = p.HistoryRows * in.InvalidRate
+	p.QuarantineWindowRows = eventsPerDay * float64(min(in.HistoryDays, in.QuarantineWindowDays)) * in.InvalidRate
 	p.QuarantinedPerCommit = eventsPerDay * in.InvalidRate / p.CommitsPerDay
 	return p
 }
@@ -247,7 +277,8 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 type dayCost struct {
 	pathLoad
 	LoadJobs, QueryJobs float64
-	DML                 map[string]float64 // mutating DML statements by table
+	DML                 map[string]float64 // DML statements by table (INSERT and mutating)
+	Mutating            map[string]float64 // UPDATE, DELETE, MERGE statements by table
 	BytesScanned        float64
 	ByRule              map[string]float64 // bytes by rule, for the breakdown
 }
@@ -255,9 +286,9 @@ type dayCost struct {
 // cost scales the statements the emulator run recorded (per chunk, per
 // load, per run) to one day of path p.
 func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, error) {
-	c := dayCost{pathLoad: p, DML: map[string]float64{}, ByRule: map[string]float64{}}
+	c := dayCost{pathLoad: p, DML: map[string]float64{}, Mutating: map[string]float64{}, ByRule: map[string]float64{}}
 	c.NewBytesPerDay = p.EventsPerDay * rowWidth(w["event"])
-	times := map[string]float64{"chunk": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay}
+	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay}
 	chunkRows := p.EventsPerDay / p.CommitsPerDay
 	for _, st := range stmts {
 		n := times[st.Scope]
@@ -274,6 +305,9 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 		}
 		if r.Target != "" {
 			c.DML[r.Target] += n
+			if r.Mutating {
+				c.Mutating[r.Target] += n
+			}
 		}
 		for _, rd := range r.Reads {
 			var rows float64
@@ -292,6 +326,10 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				if rd.Table == "quarantine" {
 					rows = p.QuarantineRows
 				}
+			case scopeWindow:
+				rows = p.QuarantineWindowRows
+			case scopeUsage:
+				rows = in.UsageRowsPerCommit * math.Max(in.CommitsPerDayAllPaths, p.CommitsPerDay) * float64(in.HistoryDays)
 			}
 			var perRow float64
 			for _, col := range rd.Cols {
@@ -310,6 +348,8 @@ func tableKind(table string) string {
 	switch table {
 	case "quarantine", "qstg":
 		return "quarantine"
+	case "fact_usage":
+		return "usage"
 	}
 	return "event"
 }
@@ -328,16 +368,18 @@ func human(b float64) string {
 
 // printModel writes the model's inputs and table.
 func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]observedStmt, scales []float64) error {
-	fmt.Fprintf(out, "inputs: chunk %d rows (one commit each), pull batch %d events (%d per run), %d webhook batches a day, %d export a day,\n",
-		in.ChunkRows, in.PullBatchEvents, in.BatchesPerRun, in.WebhookBatches, in.ExportsPerDay)
-	fmt.Fprintf(out, "        %d days of history, %.0f%% quarantined, %.0f partition(s) per chunk read at %.0f%% full; event_id %.0f B/row, a fact row %.0f B\n",
-		in.HistoryDays, 100*in.InvalidRate, in.PartitionsPerChunk, 100*in.PartitionFill, w["event"]["event_id"], rowWidth(w["event"]))
+	fmt.Fprintf(out, "inputs: chunk %d rows (%d chunks a commit at most), pull batch %d events (%d per run), %d webhook batches a day, %d export a day,\n",
+		in.ChunkRows, in.BatchChunks, in.PullBatchEvents, in.BatchesPerRun, in.WebhookBatches, in.ExportsPerDay)
+	fmt.Fprintf(out, "        %d days of history, %.0f%% quarantined (dedup window %d days), %.0f partition(s) per commit read at %.0f%% full; event_id %.0f B/row, a fact row %.0f B\n",
+		in.HistoryDays, 100*in.InvalidRate, in.QuarantineWindowDays, in.PartitionsPerChunk, 100*in.PartitionFill, w["event"]["event_id"], rowWidth(w["event"]))
 	fmt.Fprintf(out, "pricing: on-demand $%.2f per TiB, 10 MB minimum per table referenced\n\n", pricePerTiB)
-	fmt.Fprintf(out, "| events/day | path | loads | commits | load jobs | query jobs | mutating DML/day: fact, raw, quarantine, ledger, state | scanned/day | scanned ÷ new rows | $/day |\n")
-	fmt.Fprintf(out, "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|\n")
+	fmt.Fprintf(out, "| events/day | path | loads | commits | load jobs | query jobs | DML/day: fact, raw, quarantine, ledger, state | mutating DML on fact | scanned/day | scanned ÷ new rows | $/day |\n")
+	fmt.Fprintf(out, "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
 	for _, n := range scales {
+		in := in
+		in.CommitsPerDayAllPaths = shape("pull", n, in).CommitsPerDay + shape("webhook", n, in).CommitsPerDay
 		var all dayCost
-		all.DML = map[string]float64{}
+		all.DML, all.Mutating = map[string]float64{}, map[string]float64{}
 		for _, path := range []string{"export", "pull", "webhook"} {
 			c, err := cost(shape(path, n, in), paths[path], w, in)
 			if err != nil {
@@ -355,6 +397,9 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 				for k, v := range c.DML {
 					all.DML[k] += v
 				}
+				for k, v := range c.Mutating {
+					all.Mutating[k] += v
+				}
 			}
 		}
 		all.Path = "pull + webhook"
@@ -363,10 +408,10 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	// A year of history loaded by backfill: one export a day, the tables
 	// growing from empty to a year as it goes.
 	fmt.Fprintf(out, "\nbackfill of a year by export (one export a day, %d days, the tables growing as it goes), in all:\n\n", in.HistoryDays)
-	fmt.Fprintf(out, "| events/day | loads | commits | load jobs | query jobs | mutating DML on fact | scanned | $ |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(out, "| events/day | loads | commits | load jobs | query jobs | DML on fact | mutating DML on fact | scanned | $ |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range scales {
 		var t dayCost
-		t.DML = map[string]float64{}
+		t.DML, t.Mutating = map[string]float64{}, map[string]float64{}
 		for d := 0; d < in.HistoryDays; d++ {
 			day := in
 			day.HistoryDays = d + 1 // the day's own partition is in the table as it loads
@@ -379,13 +424,16 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 			t.LoadJobs += c.LoadJobs
 			t.QueryJobs += c.QueryJobs
 			t.DML["fact_ai_event"] += c.DML["fact_ai_event"]
+			t.Mutating["fact_ai_event"] += c.Mutating["fact_ai_event"]
 			t.BytesScanned += c.BytesScanned
 		}
-		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | $%s |\n", count(n), count(t.LoadsPerDay), count(t.CommitsPerDay), count(t.LoadJobs),
-			count(t.QueryJobs), count(t.DML["fact_ai_event"]), human(t.BytesScanned), money(dollars(t.BytesScanned)))
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | $%s |\n", count(n), count(t.LoadsPerDay), count(t.CommitsPerDay), count(t.LoadJobs),
+			count(t.QueryJobs), count(t.DML["fact_ai_event"]), count(t.Mutating["fact_ai_event"]), human(t.BytesScanned), money(dollars(t.BytesScanned)))
 	}
 	// Where 100M/day's bytes go, on the pull path.
-	c, err := cost(shape("pull", scales[len(scales)-1], in), paths["pull"], w, in)
+	last := scales[len(scales)-1]
+	in.CommitsPerDayAllPaths = shape("pull", last, in).CommitsPerDay + shape("webhook", last, in).CommitsPerDay
+	c, err := cost(shape("pull", last, in), paths["pull"], w, in)
 	if err != nil {
 		return err
 	}
@@ -407,10 +455,10 @@ func printRow(out io.Writer, c dayCost) {
 	if newBytes > 0 {
 		ratio = fmt.Sprintf("%.0f×", c.BytesScanned/newBytes)
 	}
-	fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %s, %s, %s, %s, %s | %s | %s | $%s |\n",
+	fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %s, %s, %s, %s, %s | %s | %s | %s | $%s |\n",
 		count(c.EventsPerDay), c.Path, count(c.LoadsPerDay), count(c.CommitsPerDay), count(c.LoadJobs), count(c.QueryJobs),
 		count(c.DML["fact_ai_event"]), count(c.DML["raw_events"]), count(c.DML["quarantine"]), count(c.DML["load_ledger"]), count(c.DML["pipeline_state"]),
-		human(c.BytesScanned), ratio, money(dollars(c.BytesScanned)))
+		count(c.Mutating["fact_ai_event"]), human(c.BytesScanned), ratio, money(dollars(c.BytesScanned)))
 }
 
 func money(d float64) string {

@@ -6,10 +6,13 @@ import (
 	"testing"
 )
 
-// The commit's fact anti-join, as the warehouse writes it (table
-// references in full).
-const factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT s.* FROM `p.d.stg_load_00000` s\n" +
-	"WHERE s.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date)"
+// The commit's fact anti-join and insert, as the warehouse writes them
+// (table references in full).
+const (
+	factAntiJoinSQL = "CREATE TEMP TABLE new_rows AS SELECT b.* FROM batch_rows b\n" +
+		"WHERE b.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date)"
+	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT n.* FROM new_rows n WHERE n.load_id = @load_id"
+)
 
 func TestModelScalesStatementsByLayout(t *testing.T) {
 	in := defaultModelInputs()
@@ -18,7 +21,8 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 		w["event"][c] = 10
 	}
 	w["event"]["event_id"], w["event"]["event_date"] = 38, 8
-	stmts := []observedStmt{{Scope: "chunk", Job: true, SQL: factInsertSQL}, {Scope: "chunk", Job: true, Load: "stg_load_00000"}}
+	stmts := []observedStmt{{Scope: "commit", Job: true, SQL: factAntiJoinSQL}, {Scope: "commit", SQL: factInsertSQL}, {Scope: "chunk", Job: true, Load: "stg_load_00000"}}
+	in.BatchChunks = 1 // one commit a chunk, the design before batches
 	p := shape("pull", 1e8, in)
 	if p.CommitsPerDay != 24*84 || p.RunsPerDay != 24*5 {
 		t.Fatalf("pull at 100M/day: %v commits, %v runs; want 2016 and 120", p.CommitsPerDay, p.RunsPerDay)
@@ -27,25 +31,35 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Per commit: the staging table's rows, every column, and half a
-	// day's partition of fact's event_id and event_date.
+	// Per commit: the batch's rows, every column, twice (into new_rows,
+	// then into fact), and half a day's partition of fact's event_id and
+	// event_date.
 	rows := 1e8 / p.CommitsPerDay
-	want := p.CommitsPerDay * (math.Max(rows*rowWidth(w["event"]), minTableBytes) + 0.5*1e8*(38+8))
+	want := p.CommitsPerDay * (2*math.Max(rows*rowWidth(w["event"]), minTableBytes) + 0.5*1e8*(38+8))
 	if math.Abs(c.BytesScanned-want) > 1 {
 		t.Fatalf("bytes scanned %.0f, want %.0f", c.BytesScanned, want)
 	}
-	if c.DML["fact_ai_event"] != p.CommitsPerDay || c.LoadJobs != p.CommitsPerDay || c.QueryJobs != p.CommitsPerDay {
+	if c.DML["fact_ai_event"] != p.CommitsPerDay || c.Mutating["fact_ai_event"] != 0 || c.LoadJobs != p.ChunksPerDay || c.QueryJobs != p.CommitsPerDay {
 		t.Fatalf("counts %+v", c)
 	}
-	// Fewer commits per load, as a redesign would make, cost less.
-	in.CommitsPerLoad = 1
-	p1 := shape("export", 1e8, in)
-	c1, err := cost(p1, stmts, w, in)
+	// Batches of chunks: an export of 2,000 chunks is 10 commits, and
+	// costs less than 2,000 (the load jobs stay one a chunk).
+	e1 := shape("export", 1e8, in)
+	in.BatchChunks = 200
+	e200 := shape("export", 1e8, in)
+	if e1.CommitsPerDay != 2000 || e200.CommitsPerDay != 10 {
+		t.Fatalf("export commits %v and %v, want 2000 and 10", e1.CommitsPerDay, e200.CommitsPerDay)
+	}
+	c1, err := cost(e1, stmts, w, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c1.DML["fact_ai_event"] != 1 || c1.BytesScanned >= c.BytesScanned {
-		t.Fatalf("one commit a load: %v fact DML, %v bytes", c1.DML["fact_ai_event"], c1.BytesScanned)
+	c200, err := cost(e200, stmts, w, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c200.DML["fact_ai_event"] != 10 || c200.LoadJobs != 2000 || c200.BytesScanned >= c1.BytesScanned {
+		t.Fatalf("batches of 200: %v fact DML, %v load jobs, %v bytes (one a chunk: %v)", c200.DML["fact_ai_event"], c200.LoadJobs, c200.BytesScanned, c1.BytesScanned)
 	}
 }
 
@@ -57,11 +71,11 @@ func TestModelRefusesAStatementWithoutRule(t *testing.T) {
 }
 
 func TestSplitScriptAndNormalize(t *testing.T) {
-	parts := splitScript("BEGIN TRANSACTION;\n" + factInsertSQL + ";\nCOMMIT TRANSACTION;\n")
-	if len(parts) != 1 {
+	parts := splitScript("BEGIN TRANSACTION;\n" + factAntiJoinSQL + ";\n" + factInsertSQL + ";\nCOMMIT TRANSACTION;\n")
+	if len(parts) != 2 {
 		t.Fatalf("parts %q", parts)
 	}
-	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "INSERT INTO fact_ai_event SELECT s.* FROM stg s WHERE") {
+	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT b.* FROM batch_rows b WHERE b.event_id NOT IN (SELECT f.event_id FROM fact_ai_event f") {
 		t.Fatalf("normalized %q", got)
 	}
 }
