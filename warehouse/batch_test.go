@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ktpipe/ktpipe/schemas"
@@ -20,13 +19,7 @@ import (
 func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
 	t.Parallel()
 	w := newWarehouse(t)
-	var mu sync.Mutex
-	var whats []string
-	w.SetStatementObserver(func(s warehouse.Statement) {
-		mu.Lock()
-		whats = append(whats, s.What)
-		mu.Unlock()
-	})
+	seen := record(w)
 	bad := strings.Replace(event(uuid(63), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
 	resent := event(uuid(60), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")
 	dir, man := split(t, "load-b", 2,
@@ -43,13 +36,17 @@ func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := count(whats, "commit batch"); n != 1 {
-		t.Errorf("%d commit jobs for %d chunks run twice, want 1: %v", n, len(man.Chunks), whats)
-	}
-	for _, what := range whats {
-		if strings.HasPrefix(what, "remove doubled rows") {
-			t.Errorf("ran %q with nothing doubled", what)
+	commits := 0
+	for _, s := range seen() {
+		if s.What == "commit batch" {
+			commits++
 		}
+		if strings.HasPrefix(s.What, "remove doubled rows") {
+			t.Errorf("ran %q with nothing doubled", s.What)
+		}
+	}
+	if commits != 1 {
+		t.Errorf("%d commit jobs for %d chunks run twice, want 1", commits, len(man.Chunks))
 	}
 	if ids := factIDs(t, w); len(ids) != 3 || ids[uuid(60)] != 1 || ids[uuid(61)] != 1 || ids[uuid(62)] != 1 {
 		t.Fatalf("fact ids %v, want 60, 61, 62 once each", ids)
@@ -68,16 +65,6 @@ func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
 	if err != nil || chk.RawRows != 3 || chk.MissingInFact != 0 || chk.LedgerRows != 4 || chk.LedgerQuar != 2 {
 		t.Fatalf("completeness %+v %v, want 3 raw rows, none missing, ledger 4 rows and 2 quarantined", chk, err)
 	}
-}
-
-func count(list []string, s string) int {
-	n := 0
-	for _, v := range list {
-		if v == s {
-			n++
-		}
-	}
-	return n
 }
 
 // TestDimensionsComeFromWhatCommitsAdded: the refresh reads fact_usage
@@ -106,19 +93,16 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	}
 	refresh := func() string {
 		t.Helper()
-		var fromFact []string
-		w.SetStatementObserver(func(s warehouse.Statement) {
-			if strings.Contains(s.SQL, schemas.TableFact+"`") {
-				fromFact = append(fromFact, s.What)
-			}
-		})
+		seen := record(w)
 		err := w.RefreshDimensions(ctx, nil, nil, nil)
 		w.SetStatementObserver(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(fromFact) > 0 {
-			t.Errorf("refresh read the fact table: %v", fromFact)
+		for _, s := range seen() {
+			if strings.Contains(s.SQL, schemas.TableFact+"`") {
+				t.Errorf("refresh read the fact table: %s", s.What)
+			}
 		}
 		return fmt.Sprint(
 			queryRows(t, fmt.Sprintf("SELECT model, CAST(cost_per_1k AS STRING) FROM `%s.%s.dim_model` ORDER BY model", project, ds)),
