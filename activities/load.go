@@ -51,7 +51,10 @@ func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error
 	start := 0
 	var p MergeProgress
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
-		start = p.Done
+		// Batches start at multiples of MaxBatchChunks, whatever the
+		// heartbeat says (a per-chunk merge before batches recorded any
+		// count): committing a chunk again adds nothing.
+		start = p.Done - p.Done%warehouse.MaxBatchChunks
 	}
 	var done atomic.Int64
 	done.Store(int64(start))
@@ -83,16 +86,19 @@ func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error
 
 // commitBatch commits one batch. A stage whose worker died can leave a
 // short or missing staging table: that chunk is staged again from its
-// file and the batch committed again, at most once per chunk.
+// file and the batch committed again. A chunk lost a second time fails
+// the attempt, so the loop ends after at most one restage per chunk.
 func (a *Activities) commitBatch(ctx context.Context, in payload.MergeInput, batch []payload.Chunk) error {
-	for restaged := 0; ; restaged++ {
+	restaged := map[int]bool{}
+	for {
 		start := time.Now()
 		err := a.Warehouse.CommitBatch(ctx, in.LoadID, in.Source, batch)
 		a.Metrics.ObserveCommit(time.Since(start))
 		var lost *warehouse.StagingLostError
-		if !errors.As(err, &lost) || restaged == len(batch) {
+		if !errors.As(err, &lost) || restaged[lost.Chunk] {
 			return classifyWarehouse(ctx, "merge", err)
 		}
+		restaged[lost.Chunk] = true
 		activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", in.LoadID, "chunk", lost.Chunk, "reason", err)
 		for _, c := range batch {
 			if c.Index == lost.Chunk {

@@ -18,7 +18,8 @@ import (
 // when nothing was doubled.
 func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
 	t.Parallel()
-	w := newWarehouse(t)
+	ds := fmt.Sprintf("ds_batch_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
 	seen := record(w)
 	bad := strings.Replace(event(uuid(63), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
 	resent := event(uuid(60), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")
@@ -47,6 +48,16 @@ func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
 	}
 	if commits != 1 {
 		t.Errorf("%d commit jobs for %d chunks run twice, want 1", commits, len(man.Chunks))
+	}
+	// A batch of other chunks runs under another job id, so its SQL runs
+	// again over committed chunks: it must add nothing either.
+	if err := w.CommitBatch(context.Background(), "load-b", "export", man.Chunks[1:]); err != nil {
+		t.Fatal(err)
+	}
+	usage := queryRows(t, fmt.Sprintf("SELECT SUM(events), COUNT(DISTINCT chunk) FROM `%s.%s.%s`", project, ds, schemas.TableUsage))
+	users := queryRows(t, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s`", project, ds, schemas.TableUsers))
+	if fmt.Sprint(usage, users) != "[[3 1]] [[2]]" {
+		t.Errorf("fact_usage (events, commits) %v and fact_users %v, want [[3 1]] [[2]]: the batch counted once", usage, users)
 	}
 	if ids := factIDs(t, w); len(ids) != 3 || ids[uuid(60)] != 1 || ids[uuid(61)] != 1 || ids[uuid(62)] != 1 {
 		t.Fatalf("fact ids %v, want 60, 61, 62 once each", ids)
@@ -168,5 +179,25 @@ func TestLostStagingNamesItsChunk(t *testing.T) {
 	}
 	if ids := factIDs(t, w); len(ids) != 2 {
 		t.Fatalf("fact ids %v, want 80 and 81", ids)
+	}
+}
+
+// TestOnlyQuarantineDoubled: a batch with rows whose race doubled only a
+// quarantine record removes that record and leaves the fact table alone.
+func TestOnlyQuarantineDoubled(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_qdup_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	x, b := uuid(90), uuid(91)
+	bad := strings.Replace(event(b, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
+	load(t, w, "load-q1", 10, event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
+	copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
+	load(t, w, "load-q2", 10, event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
+	q, err := w.QuarantinedIDs(context.Background())
+	if err != nil || len(q[b]) != 1 {
+		t.Fatalf("quarantine %v (%v), want %s once", q, err, b)
+	}
+	if ids := factIDs(t, w); len(ids) != 1 || ids[x] != 1 {
+		t.Fatalf("fact ids %v, want %s once", ids, x)
 	}
 }

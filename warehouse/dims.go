@@ -171,7 +171,9 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 		return err
 	}
 
-	span, err := w.query(ctx, "read date span", fmt.Sprintf("SELECT MIN(event_date) AS lo, MAX(event_date) AS hi FROM %s WHERE events > 0", w.ref(schemas.TableUsage)))
+	// Net of the negative rows a removal of doubled rows writes.
+	span, err := w.query(ctx, "read date span", fmt.Sprintf(
+		"SELECT MIN(d) AS lo, MAX(d) AS hi FROM (SELECT event_date AS d FROM %s GROUP BY event_date HAVING SUM(events) > 0)", w.ref(schemas.TableUsage)))
 	if err != nil {
 		return err
 	}

@@ -62,9 +62,12 @@ func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery
 	return nil
 }
 
-// MaxBatchChunks bounds the chunks one commit transaction takes. Each
-// chunk brings up to two staging tables, and BigQuery allows 1,000 tables
-// in one query; 200 chunks of 50,000 rows are 10M rows a transaction.
+// MaxBatchChunks bounds the chunks one commit transaction takes: each
+// chunk brings up to two staging tables (BigQuery allows 1,000 tables a
+// query) and a line of SQL of about 150 bytes to each of the script's
+// unions (its query text may be 1 MB); 200 chunks of 50,000 rows, 10M
+// rows, are also what one transaction should hold at most, so that a
+// failed one redoes little.
 const MaxBatchChunks = 200
 
 // quarantineDedupWindow bounds how far back a quarantined record is looked
@@ -103,7 +106,7 @@ func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c st
 //
 // Two guards cover commits that run at the same time:
 //   - the same batch: the script runs under a job id derived from the
-//     load and its chunks (runOnce), so a retry after a worker died waits
+//     load and its first chunk (runOnce), so a retry after a worker died waits
 //     for the job the dead worker started instead of running a second one;
 //   - overlapping loads (a pull and a backfill of the same hours, on two
 //     workers): BigQuery lets transactions that only append run
@@ -117,25 +120,26 @@ func (w *Warehouse) CommitBatch(ctx context.Context, loadID, source string, chun
 	if len(chunks) > MaxBatchChunks {
 		return fmt.Errorf("commit %s: %d chunks in one batch, at most %d", loadID, len(chunks), MaxBatchChunks)
 	}
-	todo, check, err := w.batchState(ctx, loadID, chunks)
+	staged, err := w.batchState(ctx, loadID, chunks)
 	if err != nil {
 		return err
 	}
-	if len(todo) > 0 {
-		if err := w.commitTransaction(ctx, loadID, source, todo); err != nil {
-			return err
-		}
+	if len(staged) == 0 {
+		return nil
 	}
-	return w.converge(ctx, loadID, check)
+	if err := w.commitTransaction(ctx, loadID, source, staged); err != nil {
+		return err
+	}
+	return w.converge(ctx, loadID, staged)
 }
 
-// batchState sorts a batch's chunks: todo are staged and not known to be
-// in the ledger; check are those whose staging tables still exist, for
-// converge. The ledger is read only when a staging table is missing or
-// short: a committed chunk's tables are dropped only after every commit
-// of the load converged, so such a chunk needs neither. A staged chunk
-// committed before is committed again, which adds nothing.
-func (w *Warehouse) batchState(ctx context.Context, loadID string, chunks []staging.Chunk) (todo, check []staging.Chunk, err error) {
+// batchState returns the batch's chunks whose staging tables hold them;
+// they are committed (again, which adds nothing, if a previous attempt
+// did) and then looked at for doubled rows. The ledger is read only when
+// a staging table is missing or short: a committed chunk's tables are
+// dropped only after every batch of the load converged, so such a chunk
+// needs neither; one not committed is a *StagingLostError.
+func (w *Warehouse) batchState(ctx context.Context, loadID string, chunks []staging.Chunk) (staged []staging.Chunk, err error) {
 	var committed map[int]bool
 	for _, c := range chunks {
 		if c.Rows == 0 && c.Quarantined == 0 {
@@ -145,7 +149,7 @@ func (w *Warehouse) batchState(ctx context.Context, loadID string, chunks []stag
 		if errors.Is(lost, ErrStagingLost) {
 			if committed == nil {
 				if committed, err = w.Committed(ctx, loadID); err != nil {
-					return nil, nil, err
+					return nil, err
 				}
 			}
 			if committed[c.Index] {
@@ -153,12 +157,11 @@ func (w *Warehouse) batchState(ctx context.Context, loadID string, chunks []stag
 			}
 		}
 		if lost != nil {
-			return nil, nil, lost
+			return nil, lost
 		}
-		todo = append(todo, c)
-		check = append(check, c)
+		staged = append(staged, c)
 	}
-	return todo, check, nil
+	return staged, nil
 }
 
 func (w *Warehouse) commitTransaction(ctx context.Context, loadID, source string, todo []staging.Chunk) error {
@@ -184,7 +187,9 @@ func (w *Warehouse) commitTransaction(ctx context.Context, loadID, source string
 		}
 		return true, err
 	}
-	jobID := tableName("ktpipe_commit_"+w.dataset+"_", loadID, todo[0].Index)
+	// ktpipe_batch_, not the ktpipe_commit_ of the per-chunk commits
+	// before batches: a retry must never mistake one for the other.
+	jobID := tableName("ktpipe_batch_"+w.dataset+"_", loadID, todo[0].Index)
 	what := fmt.Sprintf("commit chunks %d..%d (%d) of %s", todo[0].Index, todo[len(todo)-1].Index, len(todo), loadID)
 	return w.runOnce(ctx, what, jobID, start, inLedger)
 }
@@ -296,20 +301,13 @@ WHERE _n = 1 AND load_id = @load_id
   AND record_hash NOT IN (SELECT record_hash FROM %[1]s WHERE quarantined_at >= @quarantine_since);
 `, quar, recs)
 	}
-	// The ledger's counts are read from the staging tables (CommitBatch
-	// checked they hold the chunk's rows; on BigQuery a table's COUNT(*)
-	// is free), and chunk numbers are the manifest's integers written
-	// with %d, as in unionStaged: given as parameters, the emulator bound
-	// them wrongly (every count 0, or no row at all).
+	// Chunk numbers and counts are the manifest's integers, written with
+	// %d as in unionStaged (batchState checked the staging tables hold
+	// them): given as parameters, the emulator bound them wrongly (every
+	// count 0, or no row at all).
 	var entries []string
 	for _, c := range chunks {
-		count := func(prefix string, n int64) string {
-			if n == 0 {
-				return "0"
-			}
-			return "(SELECT COUNT(*) FROM " + w.ref(tableName(prefix, loadID, c.Index)) + ")"
-		}
-		entries = append(entries, fmt.Sprintf("SELECT %d AS chunk, %s AS chunk_rows, %s AS quarantined", c.Index, count("stg_", c.Rows), count("qstg_", c.Quarantined)))
+		entries = append(entries, fmt.Sprintf("SELECT %d AS chunk, %d AS chunk_rows, %d AS quarantined", c.Index, c.Rows, c.Quarantined))
 	}
 	script += fmt.Sprintf(`
 INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, committed_at)
@@ -334,12 +332,13 @@ func (w *Warehouse) converge(ctx context.Context, loadID string, chunks []stagin
 	if err != nil {
 		return err
 	}
+	since := time.Now().Add(-quarantineDedupWindow)
 	params := []bigquery.QueryParameter{{Name: "load_id", Value: loadID}} // see batchParams
 	if ids != "" {
 		params = append(params, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
 	}
 	if hashes != "" {
-		params = append(params, bigquery.QueryParameter{Name: "quarantine_since", Value: time.Now().Add(-quarantineDedupWindow)})
+		params = append(params, bigquery.QueryParameter{Name: "quarantine_since", Value: since})
 	}
 	fact, quar := w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine)
 	// What holds the batch's ids or hashes twice, found once into a temp
@@ -372,8 +371,22 @@ GROUP BY g.record_hash HAVING COUNT(*) > 1)) AS quarantine_dups`, quar, hashes))
 	if len(found) != 1 {
 		return fmt.Errorf("%s: %d result rows", what, len(found))
 	}
+	factDoubled, quarDoubled := int64(0), int64(0)
+	if ids != "" {
+		if factDoubled, err = strictInt(found[0]["fact_dups"]); err != nil {
+			return fmt.Errorf("%s: fact_dups: %w", what, err)
+		}
+	}
+	if hashes != "" {
+		if quarDoubled, err = strictInt(found[0]["quarantine_dups"]); err != nil {
+			return fmt.Errorf("%s: quarantine_dups: %w", what, err)
+		}
+	}
+	// The script gets only the parameters its branches name (see
+	// batchParams).
 	script := ""
-	if asInt(found[0]["fact_dups"]) > 0 {
+	fix := []bigquery.QueryParameter{{Name: "load_id", Value: loadID}}
+	if factDoubled > 0 {
 		// The rows removed were counted in fact_usage by the commit that
 		// inserted them: take them out again, in the same transaction.
 		doubled := `f.event_date BETWEEN @min_date AND @max_date
@@ -387,8 +400,9 @@ FROM %[1]s f WHERE %[3]s
 GROUP BY f.event_date, f.provider, f.model;
 DELETE FROM %[1]s f WHERE %[3]s;
 `, fact, factDups, doubled, w.ref(schemas.TableUsage))
+		fix = append(fix, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
 	}
-	if asInt(found[0]["quarantine_dups"]) > 0 {
+	if quarDoubled > 0 {
 		script += fmt.Sprintf(`
 CREATE TEMP TABLE quarantine_dups AS %[2]s;
 DELETE FROM %[1]s x
@@ -396,11 +410,22 @@ WHERE x.quarantined_at >= @quarantine_since
   AND x.record_hash IN (SELECT d.record_hash FROM quarantine_dups d)
   AND CONCAT(x.record_hash, '/', x.load_id) NOT IN (SELECT CONCAT(d.record_hash, '/', d.keep) FROM quarantine_dups d);
 `, quar, quarDups)
+		fix = append(fix, bigquery.QueryParameter{Name: "quarantine_since", Value: since})
 	}
 	if script == "" {
 		return nil
 	}
-	return w.exec(ctx, "remove doubled rows of "+loadID, "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", params...)
+	return w.exec(ctx, "remove doubled rows of "+loadID, "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
+}
+
+// strictInt reads an INT64 result: a doubled row must not go unremoved
+// because a count came back as something else.
+func strictInt(v bigquery.Value) (int64, error) {
+	n, ok := v.(int64)
+	if !ok {
+		return 0, fmt.Errorf("got %T (%v), want an INT64", v, v)
+	}
+	return n, nil
 }
 
 // ErrStagingLost says a chunk's staging table is gone or wrong and the

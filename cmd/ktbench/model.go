@@ -170,7 +170,7 @@ var costRules = []costRule{
 		[]tableRead{{"fact_usage", []string{"provider", "model", "cost", "tokens", "events"}, scopeUsage}}, "", false},
 	{"dimensions: users", rx("SELECT DISTINCT `user` FROM fact_users$"),
 		[]tableRead{{"fact_users", []string{"user"}, scopeSmall}}, "", false},
-	{"dimensions: date span", rx(`SELECT MIN\(event_date\) AS lo, MAX\(event_date\) AS hi FROM fact_usage WHERE events > 0$`),
+	{"dimensions: date span", rx(`SELECT MIN\(d\) AS lo, MAX\(d\) AS hi FROM \(SELECT event_date AS d FROM fact_usage GROUP BY event_date HAVING SUM\(events\) > 0\)$`),
 		[]tableRead{{"fact_usage", []string{"event_date", "events"}, scopeUsage}}, "", false},
 	{"dimensions: empty a dimension", rx(`DELETE FROM dim_\w+ WHERE TRUE`), nil, "dim", true},
 	{"read checkpoint", rx(`SELECT value FROM pipeline_state WHERE key = @key`),
