@@ -37,25 +37,30 @@ func (ps *Parser) fastParse(b []byte, ev *Event) (n int, ok bool) {
 			return 0, false
 		}
 		var key []byte
-		var code, j int
-		if q := quotedKeys[next]; next != codeUnknown && len(b)-i >= len(q) && string(b[i:i+len(q)]) == q {
-			key, j, code = b[i+1:i+len(q)-1], i+len(q), next
+		var code int
+		if next != codeUnknown && keyPatterns[next].at(b, i) {
+			// The predicted name and its colon, as writers lay them out.
+			n := len(quotedKeys[next])
+			key, code = b[i+1:i+n-1], next
+			i += n + 1
 		} else {
+			var j int
 			var ok bool
 			if key, j, ok = plainString(b, i); !ok {
 				return 0, false
 			}
 			code = fieldCode(key)
+			i = skipWhite(b, j)
+			if i >= len(b) || b[i] != ':' {
+				return 0, false
+			}
+			i++
 		}
 		next = codeUnknown
 		if code != codeUnknown && code < codeMetadata {
 			next = code + 1
 		}
-		i = skipWhite(b, j)
-		if i >= len(b) || b[i] != ':' {
-			return 0, false
-		}
-		i = skipWhite(b, i+1)
+		i = skipWhite(b, i)
 		if i >= len(b) {
 			return 0, false
 		}
@@ -146,6 +151,53 @@ var quotedKeys = [...]string{
 	codeCost: `"cost"`, codeMetadata: `"metadata"`,
 }
 
+// keyPattern is a quoted field name and its colon as words, for a
+// comparison in two or three loads instead of a call to compare bytes.
+type keyPattern struct {
+	n                   int // bytes: 5 to 24
+	first, middle, last uint64
+	mask                uint64 // of first, for names shorter than 8 bytes
+}
+
+var keyPatterns = func() (p [codeMetadata + 1]keyPattern) {
+	for code, q := range quotedKeys {
+		if q == "" {
+			continue
+		}
+		k := []byte(q + ":")
+		pad := append(k, make([]byte, 24)...)
+		p[code] = keyPattern{n: len(k), first: binary.LittleEndian.Uint64(pad), mask: ^uint64(0)}
+		if len(k) < 8 {
+			p[code].mask = 1<<(8*len(k)) - 1
+			continue
+		}
+		p[code].last = binary.LittleEndian.Uint64(k[len(k)-8:])
+		if len(k) > 16 {
+			p[code].middle = binary.LittleEndian.Uint64(k[8:])
+		}
+	}
+	return p
+}()
+
+// at reports whether b[i:] starts with the pattern; it needs eight bytes
+// of b from i (the rest of a record always has them, or the record ends
+// there and the general path decides).
+func (p *keyPattern) at(b []byte, i int) bool {
+	if len(b)-i < 8 || len(b)-i < p.n {
+		return false
+	}
+	if binary.LittleEndian.Uint64(b[i:])&p.mask != p.first {
+		return false
+	}
+	if p.n <= 8 {
+		return true
+	}
+	if p.n > 16 && binary.LittleEndian.Uint64(b[i+8:]) != p.middle {
+		return false
+	}
+	return binary.LittleEndian.Uint64(b[i+p.n-8:]) == p.last
+}
+
 // fastField decodes the value at b[i] of the field name (key when the
 // contract does not name it) and returns the index after it.
 func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (int, bool) {
@@ -155,6 +207,21 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 			ev.Extra = append(ev.Extra, Field{Name: string(key), Value: []byte("null")})
 		}
 		return i + 4, true
+	}
+	switch code {
+	case codeID:
+		// Ids are UUIDs: parsed here, once, from the buffer, and kept
+		// beside the text for validation and the dedup key (Event.UUID).
+		// Hex digits and dashes need no escaping, so plainString would
+		// return the same bytes; any other id takes the general path below.
+		if len(b)-i > 37 && b[i] == '"' && b[i+37] == '"' {
+			if u, ok := parseUUID(b[i+1 : i+37]); ok {
+				ev.ID = ps.ids.string(b[i+1 : i+37])
+				ev.uuid, ev.uuidOf = u, ev.ID
+				ev.present |= fID
+				return i + 38, true
+			}
+		}
 	}
 	switch code {
 	case codeID, codeTimestamp, codeGatewayID, codeUser, codeProvider, codeModel, codeDecision:
@@ -167,7 +234,7 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 		}
 		switch code {
 		case codeID:
-			ev.ID = string(s)
+			ev.ID = ps.ids.string(s)
 			ev.present |= fID
 		case codeTimestamp:
 			t, ok := fastTimestamp(s)
@@ -318,7 +385,8 @@ func isASCII(s []byte) bool {
 }
 
 func skipWhite(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+	// One comparison for the common case, a byte that is not white space.
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
 		i++
 	}
 	return i

@@ -82,6 +82,7 @@ func FuzzFastParse(f *testing.F) {
 		if d := eventDiff(&a, &b); d != "" {
 			t.Fatalf("%q: scanner vs fastjson's path: %s", data[:n], d)
 		}
+		checkUUID(t, &a)
 		if errDiff(Validate(&a, nil), Validate(&b, nil)) != "" {
 			t.Fatalf("%q: validation differs", data[:n])
 		}
@@ -172,6 +173,7 @@ func diffDecoders(t *testing.T, data []byte, format Format, lim Limits) (records
 		if d := eventDiff(&a, &b); d != "" {
 			t.Fatalf("record %d (%q): %s", i, fd.Raw(), d)
 		}
+		checkUUID(t, &a)
 		if d := errDiff(Validate(&a, nil), Validate(&b, nil)); d != "" {
 			t.Fatalf("record %d: validation: %s", i, d)
 		}

@@ -1,0 +1,192 @@
+package schemas
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// The shortcuts below the scanner (the parsed id, the gateway memo, the
+// transform's arithmetic and caches, the metadata writer) each keep the
+// plain version they replaced as a reference, here or in the package, and
+// these tests hold them together.
+
+// parseUUIDReference is ParseUUID as it was before parseUUID.
+func parseUUIDReference(s string) (u [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i++
+		}
+		hi, lo := hexValue[s[i]], hexValue[s[i+1]]
+		if hi|lo == 0xff || hi > 15 || lo > 15 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+	}
+	return u, true
+}
+
+func FuzzParseUUID(f *testing.F) {
+	for _, s := range []string{"0b6c7e9e-3f1a-4c2b-9d7e-1a2b3c4d5e6f", "0B6C7E9E-3F1A-4C2B-9D7E-1A2B3C4D5E6F",
+		"0b6c7e9e-3f1a-4c2b-9d7e-1a2b3c4d5e6g", "0b6c7e9e-3f1a-4c2b-9d7e-1a2b3c4d5e6", "0b6c7e9e+3f1a-4c2b-9d7e-1a2b3c4d5e6f",
+		"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, wok := parseUUIDReference(s)
+		got, ok := ParseUUID(s)
+		gotB, okB := parseUUID([]byte(s))
+		if ok != wok || okB != wok || ok && (got != want || gotB != want) {
+			t.Fatalf("%q: %x %v and %x %v, want %x %v", s, got, ok, gotB, okB, want, wok)
+		}
+	})
+}
+
+// checkUUID fails when the id the scanner parsed on the way (Event.UUID)
+// is not ParseUUID of the event's id.
+func checkUUID(t *testing.T, ev *Event) {
+	t.Helper()
+	got, ok := ev.UUID()
+	want, wok := ParseUUID(ev.ID)
+	if ok != wok || ok && got != want {
+		t.Fatalf("id %q: UUID() %x %v, ParseUUID %x %v", ev.ID, got, ok, want, wok)
+	}
+}
+
+// An id changed after decoding is parsed again, not taken from the
+// scanner's note.
+func TestEventUUIDFollowsTheID(t *testing.T) {
+	var p Parser
+	var ev Event
+	if _, ok := p.fastParse([]byte(validEventText), &ev); !ok {
+		t.Fatal("the scanner left the valid event")
+	}
+	if ev.uuidOf == "" {
+		t.Fatal("the scanner did not keep the id's bytes")
+	}
+	checkUUID(t, &ev)
+	ev.ID = "11111111-2222-4333-8444-555555555555"
+	checkUUID(t, &ev)
+	ev.ID = "not a uuid"
+	checkUUID(t, &ev)
+}
+
+// FuzzValidator: a Validator gives Validate's verdict for every event, in
+// any order, whatever its memo holds.
+func FuzzValidator(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 0, 1, 7, 9, 4, 5, 6})
+	f.Fuzz(func(t *testing.T, picks []byte) {
+		gws := validatorGateways()
+		known := GatewaySet{}
+		for i, g := range gws {
+			if i%3 != 0 {
+				known[g] = true
+			}
+		}
+		var p Parser
+		var ev Event
+		if err := p.Parse([]byte(validEventText), &ev); err != nil {
+			t.Fatal(err)
+		}
+		for _, set := range []GatewaySet{known, nil} {
+			v := NewValidator(set)
+			for _, k := range picks {
+				ev.GatewayID = gws[int(k)%len(gws)]
+				if d := errDiff(v.Validate(&ev), Validate(&ev, set)); d != "" {
+					t.Fatalf("gateway %q: %s", ev.GatewayID, d)
+				}
+			}
+		}
+	})
+}
+
+// validatorGateways are ids that share memo slots, ids that are not
+// UUIDs, short and empty ones, and one UUID in two spellings.
+func validatorGateways() []string {
+	var ids []string
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 200; i++ {
+		ids = append(ids, fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xfff, r.Uint32()&0xfff, r.Uint64()&0xffffffffffff))
+	}
+	return append(ids, "", "a", "ab", "not-a-uuid-but-36-bytes-long-xxxxxxx", "0b6c7e9e-3f1a-4c2b-9d7e-1a2b3c4d5e6f", "0B6C7E9E-3F1A-4C2B-9D7E-1A2B3C4D5E6F")
+}
+
+// deriveReference is derive as the time package computes it.
+func deriveReference(ev *Event) Derived {
+	ts := ev.Timestamp.UTC()
+	return Derived{
+		EventDate:   time.Date(ts.Year(), ts.Month(), ts.Day(), 0, 0, 0, 0, time.UTC),
+		Hour:        ts.Hour(),
+		TotalTokens: ev.InputTokens + ev.OutputTokens,
+		CostUSD:     ev.Cost,
+		PolicyCount: len(ev.PoliciesEvaluated),
+		WasBlocked:  ev.Decision == Block,
+		DateID:      DateID(ts),
+	}
+}
+
+func TestDeriveMatchesTimePackage(t *testing.T) {
+	check := func(ts time.Time) {
+		t.Helper()
+		ev := Event{Timestamp: ts, InputTokens: 3, OutputTokens: 4, Cost: 5, Decision: Block, PoliciesEvaluated: []string{"a"}}
+		if got, want := derive(&ev), deriveReference(&ev); got != want {
+			t.Fatalf("%v: derive %+v, time package %+v", ts, got, want)
+		}
+	}
+	check(time.Time{})
+	check(MinTimestamp)
+	check(MaxTimestamp.Add(-time.Nanosecond))
+	check(time.Unix(-1, 0))
+	check(time.Unix(0, 0))
+	check(time.Unix(-86400, 999))
+	check(time.Date(2026, 11, 1, 10, 15, 30, 0, time.FixedZone("x", 7200)))
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 200_000; i++ {
+		// Seconds from year 1 to 9999, and days either side of midnight.
+		sec := r.Int64N(315537897600) - 62135596800
+		if i%2 == 0 {
+			sec -= sec % 86400
+			sec += int64(r.IntN(3)) - 1
+		}
+		check(time.Unix(sec, r.Int64N(1e9)))
+	}
+}
+
+func FuzzJSONTextString(f *testing.F) {
+	for _, s := range []string{`{"a":"b"}`, `{"app":"chat","region":"us-east-1","session_id":"2a6a1c27"}`,
+		`{"q":"say \"hi\"","p":"c:\\dir"}`, "{\"ctl\":\"\x01\"}", "{\"bad\":\"\xff\"}", `{"u":"ünï"}`, "", `"`, `\`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		prefix := []byte("x")
+		got := appendJSONTextString(prefix, text)
+		want := appendJSONTextStringGeneral([]byte("x"), text)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%q: %q, want %q", text, got, want)
+		}
+	})
+}
+
+// The memo's caches give Transform's keys when users and models share
+// slots and come back after others took them.
+func TestKeyMemoCachesMatchTransform(t *testing.T) {
+	var m KeyMemo
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 20_000; i++ {
+		ev := Event{
+			User:     fmt.Sprintf("user-%d@acme.example", r.IntN(700)),
+			Provider: []string{"openai", "azure_openai", "anthropic", "ab", "a"}[r.IntN(5)],
+			Model:    []string{"gpt-4o", "bgpt-4o", "c", "claude-3-5-haiku", ""}[r.IntN(5)],
+		}
+		if got, want := m.Transform(&ev), Transform(&ev); got != want {
+			t.Fatalf("%+v: memo %+v, Transform %+v", ev, got, want)
+		}
+	}
+}
