@@ -1,6 +1,10 @@
 package staging
 
-import "testing"
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+)
 
 func TestIDSetNeverConflatesIDs(t *testing.T) {
 	s := newIDSet(4)
@@ -16,5 +20,38 @@ func TestIDSetNeverConflatesIDs(t *testing.T) {
 		if got := s.add(tt.id); got != tt.want {
 			t.Fatalf("add(%x) = %v, want %v", tt.id, got, tt.want)
 		}
+	}
+}
+
+// The open-addressing set says what a Go map of the ids says, for random
+// ids, counted ones, ids sharing a half, the all-zero id, across growth
+// (a size guess far too small) and a reset.
+func TestIDSetMatchesAMap(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var ids [][16]byte
+	for i := 0; i < 3000; i++ {
+		var id [16]byte
+		switch i % 4 {
+		case 0:
+			binary.BigEndian.PutUint64(id[:8], r.Uint64())
+			binary.BigEndian.PutUint64(id[8:], r.Uint64())
+		case 1:
+			binary.BigEndian.PutUint64(id[8:], uint64(i)) // counted
+		case 2:
+			binary.BigEndian.PutUint64(id[:8], uint64(i)) // counted, other half
+		}
+		ids = append(ids, id)
+	}
+	s := newIDSet(10)
+	for round := 0; round < 2; round++ {
+		seen := map[[16]byte]bool{}
+		for k := 0; k < 3*len(ids); k++ {
+			id := ids[r.IntN(len(ids))]
+			if got, want := s.add(id), !seen[id]; got != want {
+				t.Fatalf("round %d: add(%x) = %v, want %v", round, id, got, want)
+			}
+			seen[id] = true
+		}
+		s.reset(10)
 	}
 }
