@@ -259,6 +259,8 @@ var fastParseSeeds = []string{
 	`{"new_field":{"k":[true,false]},"other":"v","n":12}`, `{"new_field":{"k" : 1}}`,
 	`{"decision":"allow","decision":"block"}`, `{"id":"a",}`, `{"id":"a"`, `{"id":"a"}x`, `[1]`, `{"id":1}`,
 	"{\"id\":\"a\"\n,\t\"user\" :\r\"b\"}",
+	// Names that share a predicted name's first and last eight bytes.
+	`{"decision":"allow","policies_zzzluated":["a"]}`, `{"model":"m","decisiox":"allow"}`,
 }
 
 // corpusValue reads the []byte of a "go test fuzz v1" corpus file.

@@ -55,3 +55,22 @@ func TestIDSetMatchesAMap(t *testing.T) {
 		s.reset(10)
 	}
 }
+
+// A reset forgets every id, also when it keeps the table.
+func TestIDSetResetForgets(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	ids := make([][16]byte, 1000)
+	for i := range ids {
+		binary.BigEndian.PutUint64(ids[i][:8], r.Uint64())
+		binary.BigEndian.PutUint64(ids[i][8:], r.Uint64())
+	}
+	s := newIDSet(len(ids))
+	for round := 0; round < 3; round++ {
+		for _, id := range ids {
+			if !s.add(id) {
+				t.Fatalf("round %d: %x taken for a resend", round, id)
+			}
+		}
+		s.reset(len(ids))
+	}
+}
