@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"time"
 )
 
@@ -362,26 +363,9 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 // valueString is plainString for a string the row encoder writes; it
 // notes whether the string is all ASCII (then the encoder copies it).
 func (ps *Parser) valueString(b []byte, i int) ([]byte, int, bool) {
-	s, end, ok := plainString(b, i)
-	if ok && ps.ascii {
-		ps.ascii = isASCII(s)
-	}
+	s, end, ascii, ok := scanString(b, i)
+	ps.ascii = ps.ascii && ascii
 	return s, end, ok
-}
-
-func isASCII(s []byte) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if binary.LittleEndian.Uint64(s[i:])&0x8080808080808080 != 0 {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 func skipWhite(b []byte, i int) int {
@@ -400,22 +384,43 @@ func isNull(b []byte, i int) bool {
 // the index after its closing quote; ok is false for an escape, a
 // control character or a missing end.
 func plainString(b []byte, i int) (s []byte, end int, ok bool) {
+	s, end, _, ok = scanString(b, i)
+	return s, end, ok
+}
+
+// scanString is plainString that also says whether the string is ASCII.
+// It reads eight bytes at a time: the lowest byte escapeMask marks in a
+// word is exactly the first quote, backslash or control character, so
+// one look at it ends the string or refuses it.
+func scanString(b []byte, i int) (s []byte, end int, ascii, ok bool) {
+	const highs = 0x8080808080808080
+	var high uint64 // the high bits of the string's bytes so far
 	j := i + 1
-	// Eight bytes at a time while none of them ends or spoils the string.
 	for ; j+8 <= len(b); j += 8 {
-		if needsEscape(binary.LittleEndian.Uint64(b[j:])) {
-			break
+		x := binary.LittleEndian.Uint64(b[j:])
+		m := escapeMask(x)
+		if m == 0 {
+			high |= x
+			continue
 		}
+		k := bits.TrailingZeros64(m) >> 3
+		if b[j+k] != '"' {
+			return nil, 0, false, false
+		}
+		high |= x & (1<<(8*k) - 1) // the bytes before the quote
+		return b[i+1 : j+k], j + k + 1, high&highs == 0, true
 	}
 	for ; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			return b[i+1 : j], j + 1, true
+			return b[i+1 : j], j + 1, high&highs == 0, true
 		case c == '\\' || c < 0x20:
-			return nil, 0, false
+			return nil, 0, false, false
+		default:
+			high |= uint64(c)
 		}
 	}
-	return nil, 0, false
+	return nil, 0, false, false
 }
 
 // plainInt reads -?(0|[1-9][0-9]{0,17}) followed by a byte that ends a
@@ -643,15 +648,19 @@ func daysIn(m time.Month, year int) int {
 }
 
 // needsEscape reports whether any of the eight bytes in x is a quote, a
-// backslash or a control character (SWAR: the high bit of a byte of the
-// result is set where that byte matches; borrows can only mark bytes
-// above a true match, so a zero result is exact).
-func needsEscape(x uint64) bool {
+// backslash or a control character.
+func needsEscape(x uint64) bool { return escapeMask(x) != 0 }
+
+// escapeMask sets the high bit of the bytes of x that are a quote, a
+// backslash or a control character (SWAR), and perhaps of bytes above
+// such a byte (a borrow), never below: the lowest bit set, if any, marks
+// the first such byte exactly, and a zero result is exact.
+func escapeMask(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	quote := x ^ (ones * '"')
 	backslash := x ^ (ones * '\\')
 	zeroQuote := (quote - ones) &^ quote
 	zeroBackslash := (backslash - ones) &^ backslash
 	control := (x - ones*0x20) &^ x
-	return (zeroQuote|zeroBackslash|control)&highs != 0
+	return (zeroQuote | zeroBackslash | control) & highs
 }

@@ -189,13 +189,15 @@ func (s *Splitter) Add(dec *schemas.Decoder) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		var fe *schemas.FieldError
-		if err != nil && !errors.As(err, &fe) {
-			return &MalformedError{Record: s.man.Records + 1, Err: err}
-		}
 		if err == nil {
-			if verr := s.valid.Validate(&s.ev); verr != nil {
-				errors.As(verr, &fe)
+			err = s.valid.Validate(&s.ev)
+		}
+		var fe *schemas.FieldError
+		if err != nil {
+			// Only here: errors.As's target escapes, so declaring it for
+			// every record allocated it for every record.
+			if fe = fieldError(err); fe == nil {
+				return &MalformedError{Record: s.man.Records + 1, Err: err}
 			}
 		}
 		s.man.Records++
@@ -210,6 +212,13 @@ func (s *Splitter) Add(dec *schemas.Decoder) error {
 			s.opts.Progress(s.man.Records)
 		}
 	}
+}
+
+// fieldError returns err's *FieldError, or nil.
+func fieldError(err error) *schemas.FieldError {
+	var fe *schemas.FieldError
+	errors.As(err, &fe)
+	return fe
 }
 
 func (s *Splitter) open() error {
