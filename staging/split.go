@@ -94,12 +94,16 @@ type Splitter struct {
 	man     Manifest
 	unknown map[string]bool
 
-	cur      *chunkFile
-	curQ     *chunkFile
-	ids      idSet
-	hashes   map[[32]byte]struct{}
-	rawBuf   []byte // a truncated raw text
-	ev       schemas.Event
+	cur    *chunkFile
+	curQ   *chunkFile
+	ids    idSet
+	hashes map[[32]byte]struct{}
+	rawBuf []byte // a truncated raw text
+	// batch holds valid events not yet written (pending of them), and
+	// the record being decoded after them.
+	batch    [batchEvents]schemas.Event
+	pending  int
+	touched  uint32 // keeps idSet.touch's loads
 	keys     schemas.KeyMemo
 	valid    *schemas.Validator
 	meta     schemas.LoadMeta
@@ -183,30 +187,44 @@ func NewSplitter(opts SplitOptions, sink Sink) (*Splitter, error) {
 
 // Add consumes every record of dec. A broken stream stops with an error;
 // bad records go to the quarantine file with their reason.
+//
+// Valid events are written in batches of up to batchEvents, in order, and
+// before any record after them is quarantined, so the chunks are what
+// writing each at once would make; a batch looks up all its ids in the
+// id set before writing any (see writeBatch).
 func (s *Splitter) Add(dec *schemas.Decoder) error {
 	for {
-		err := dec.Next(&s.ev)
+		ev := &s.batch[s.pending]
+		err := dec.Next(ev)
 		if errors.Is(err, io.EOF) {
-			return nil
+			return s.writeBatch()
 		}
 		if err == nil {
-			err = s.valid.Validate(&s.ev)
+			err = s.valid.Validate(ev)
 		}
 		var fe *schemas.FieldError
 		if err != nil {
 			// Only here: errors.As's target escapes, so declaring it for
 			// every record allocated it for every record.
 			if fe = fieldError(err); fe == nil {
+				if werr := s.writeBatch(); werr != nil {
+					return werr
+				}
 				return &MalformedError{Record: s.man.Records + 1, Err: err}
 			}
 		}
 		s.man.Records++
 		if fe != nil {
-			if err := s.quarantine(dec, fe); err != nil {
+			if err := s.writeBatch(); err != nil {
 				return err
 			}
-		} else if err := s.write(); err != nil {
-			return err
+			if err := s.quarantine(dec, ev, fe); err != nil {
+				return err
+			}
+		} else if s.pending++; s.pending == batchEvents {
+			if err := s.writeBatch(); err != nil {
+				return err
+			}
 		}
 		if s.opts.Progress != nil && s.opts.ProgressEvery > 0 && s.man.Records%s.opts.ProgressEvery == 0 {
 			s.opts.Progress(s.man.Records)
@@ -238,19 +256,48 @@ func (s *Splitter) open() error {
 	return nil
 }
 
-func (s *Splitter) write() error {
+// batchEvents is how many valid events writeBatch takes at once.
+const batchEvents = 16
+
+// writeBatch writes the valid events decoded since the last batch. Their
+// ids' slots in the id set are read first, all together: the set is too
+// big to stay in the cache while a file streams through, so each lookup
+// missed it, and misses issued together wait for memory once instead of
+// once each.
+func (s *Splitter) writeBatch() error {
+	n := s.pending
+	s.pending = 0
+	if n == 0 {
+		return nil
+	}
 	if err := s.open(); err != nil {
 		return err
 	}
-	id, _ := s.ev.UUID() // validated above
+	for i := range n {
+		id, _ := s.batch[i].UUID()
+		s.touched += s.ids.touch(id)
+	}
+	for i := range n {
+		if err := s.write(&s.batch[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Splitter) write(ev *schemas.Event) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	id, _ := ev.UUID() // validated above
 	if !s.ids.add(id) {
 		s.man.Resent++
 		return nil
 	}
-	for _, f := range s.ev.Extra {
+	for _, f := range ev.Extra {
 		s.unknown[f.Name] = true
 	}
-	d := s.keys.Transform(&s.ev)
+	d := s.keys.Transform(ev)
 	if s.min.IsZero() || d.EventDate.Before(s.min) {
 		s.min = d.EventDate
 	}
@@ -258,7 +305,7 @@ func (s *Splitter) write() error {
 		s.max = d.EventDate
 	}
 	start := len(s.cur.buf)
-	s.cur.buf = s.enc.Append(s.cur.buf, &s.ev, d)
+	s.cur.buf = s.enc.Append(s.cur.buf, ev, d)
 	if err := s.cur.added(start); err != nil {
 		return fmt.Errorf("write chunk: %w", err)
 	}
@@ -274,7 +321,7 @@ func (s *Splitter) rollover(f *chunkFile) error {
 	return nil
 }
 
-func (s *Splitter) quarantine(dec *schemas.Decoder, fe *schemas.FieldError) error {
+func (s *Splitter) quarantine(dec *schemas.Decoder, ev *schemas.Event, fe *schemas.FieldError) error {
 	if err := s.open(); err != nil {
 		return err
 	}
@@ -321,8 +368,8 @@ func (s *Splitter) quarantine(dec *schemas.Decoder, fe *schemas.FieldError) erro
 		raw = s.rawBuf
 	}
 	q := schemas.QuarantineRow{RecordHash: hex.EncodeToString(sum[:]), EventID: id, Field: fe.Field, Rule: fe.Rule, Raw: raw}
-	if s.ev.HasTimestamp() {
-		q.EventTimestamp = s.ev.Timestamp
+	if ev.HasTimestamp() {
+		q.EventTimestamp = ev.Timestamp
 	}
 	start := len(s.curQ.buf)
 	s.curQ.buf = schemas.AppendQuarantineRow(s.curQ.buf, q, s.meta)
@@ -393,17 +440,19 @@ func (s *Splitter) Close() (Manifest, error) {
 	return s.man, nil
 }
 
-// idSet holds the event ids of one chunk: an open-addressing table of
-// the ids' 16 bytes (as two words), linear probing, at most half full. It
-// replaced a Go map keyed by the id's first half, whose lookups were a
-// tenth of a split: here a lookup is two multiplies and, mostly, one
-// cache line. The all-zero id marks an empty slot, so it is kept apart.
+// idSet holds the event ids of one chunk: an open-addressing table,
+// linear probing, at most half full, of 32-bit tags (a hash of each id;
+// 0 marks an empty slot) beside the ids' 16 bytes, which are read only
+// when a tag matches. It replaced a Go map keyed by the id's first half,
+// whose lookups were a tenth of a split: a new id, nearly every one, costs
+// two multiplies and a look at the tags, which take a quarter of the
+// table's memory and so miss the cache less.
 type idSet struct {
-	slots [][2]uint64
-	shift uint   // 64 - log2(len(slots))
+	tags  []uint32
+	ids   [][2]uint64
+	shift uint   // 64 - log2(len(tags))
 	a, b  uint64 // the hash's random odd multipliers
-	n     int    // ids in slots
-	zero  bool   // the all-zero id was added
+	n     int    // ids held
 }
 
 func newIDSet(n int) idSet {
@@ -419,47 +468,51 @@ func (s *idSet) reset(n int) {
 	for size < 2*n {
 		size, shift = 2*size, shift-1
 	}
-	if len(s.slots) == size {
-		clear(s.slots)
+	if len(s.tags) == size {
+		clear(s.tags) // ids are read only where a tag is set
 	} else {
-		s.slots = make([][2]uint64, size)
+		s.tags, s.ids = make([]uint32, size), make([][2]uint64, size)
 	}
 	// Multiply-add-shift hashing with multipliers drawn per set: ids need
 	// not be random (a producer may count them), and a file cannot be
 	// made to collide in a table it cannot predict.
 	s.shift, s.a, s.b = shift, rand.Uint64()|1, rand.Uint64()|1
-	s.n, s.zero = 0, false
+	s.n = 0
 }
 
 // add reports whether id was new.
 func (s *idSet) add(id [16]byte) bool {
-	k := [2]uint64{binary.BigEndian.Uint64(id[:8]), binary.BigEndian.Uint64(id[8:])}
-	if k == [2]uint64{} {
-		was := s.zero
-		s.zero = true
-		return !was
-	}
-	if 2*(s.n+1) > len(s.slots) {
+	if 2*(s.n+1) > len(s.tags) {
 		s.grow()
 	}
-	if s.insert(k) {
+	if s.insert([2]uint64{binary.BigEndian.Uint64(id[:8]), binary.BigEndian.Uint64(id[8:])}) {
 		s.n++
 		return true
 	}
 	return false
 }
 
+// touch reads the tag in id's first slot and returns it, so that the
+// caller's use of it keeps the load.
+func (s *idSet) touch(id [16]byte) uint32 {
+	h := binary.BigEndian.Uint64(id[:8])*s.a + binary.BigEndian.Uint64(id[8:])*s.b
+	return s.tags[h>>s.shift]
+}
+
 // insert puts k in its slot unless it is there; it reports whether it
 // was new.
 func (s *idSet) insert(k [2]uint64) bool {
-	mask := uint64(len(s.slots) - 1)
-	for i := (k[0]*s.a + k[1]*s.b) >> s.shift; ; i = (i + 1) & mask {
-		switch sl := &s.slots[i]; *sl {
-		case k:
-			return false
-		case [2]uint64{}:
-			*sl = k
+	h := k[0]*s.a + k[1]*s.b
+	// The slot from the hash's top bits, the tag from the 32 below them.
+	tag := uint32(h>>(s.shift-32)) | 1
+	mask := uint64(len(s.tags) - 1)
+	for i := h >> s.shift; ; i = (i + 1) & mask {
+		switch t := s.tags[i]; {
+		case t == 0:
+			s.tags[i], s.ids[i] = tag, k
 			return true
+		case t == tag && s.ids[i] == k:
+			return false
 		}
 	}
 }
@@ -467,11 +520,11 @@ func (s *idSet) insert(k [2]uint64) bool {
 // grow doubles the table (a chunk's ids are bounded by its rows, so this
 // happens only when the size given was a poor guess).
 func (s *idSet) grow() {
-	old := s.slots
-	s.slots, s.shift = make([][2]uint64, 2*len(old)), s.shift-1
-	for _, k := range old {
-		if k != [2]uint64{} {
-			s.insert(k)
+	tags, ids := s.tags, s.ids
+	s.tags, s.ids, s.shift = make([]uint32, 2*len(tags)), make([][2]uint64, 2*len(tags)), s.shift-1
+	for i, t := range tags {
+		if t != 0 {
+			s.insert(ids[i])
 		}
 	}
 }

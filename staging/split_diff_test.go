@@ -23,22 +23,36 @@ func (m memSink) Create(key string) (io.WriteCloser, error) {
 	return nopCloser{m[key]}, nil
 }
 
-// referenceRows is what one chunk of a split of data must hold, computed
-// the plain way: Validate with the gateway set, a Go map of parsed ids,
-// Transform and AppendEventRow for each new valid event.
-func referenceRows(t *testing.T, data []byte, gateways schemas.GatewaySet, meta schemas.LoadMeta) (rows []byte, quarantined, resent int64) {
+// refChunk is one chunk of a split as the plain way makes it.
+type refChunk struct {
+	rows        []byte
+	quarantined int64
+}
+
+// referenceSplit is what a split of data into chunks of chunkRows must
+// make, computed the plain way, one record at a time: Validate with the
+// gateway set, a Go map of parsed ids per chunk, Transform and
+// AppendEventRow for each new valid event; a chunk closes when its rows
+// or its quarantined records reach chunkRows.
+func referenceSplit(t *testing.T, data []byte, gateways schemas.GatewaySet, meta schemas.LoadMeta, chunkRows int64) (chunks []refChunk, resent int64) {
 	t.Helper()
 	dec, err := schemas.NewDecoder(bytes.NewReader(data), schemas.FormatNDJSON, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[[16]byte]bool{}
-	bad := map[string]bool{}
+	var cur *refChunk
+	var rows int64
+	var seen map[[16]byte]bool
+	var bad map[string]bool
 	var ev schemas.Event
 	for {
 		err := dec.Next(&ev)
 		if errors.Is(err, io.EOF) {
-			return rows, quarantined, resent
+			return chunks, resent
+		}
+		if cur == nil {
+			chunks = append(chunks, refChunk{})
+			cur, rows, seen, bad = &chunks[len(chunks)-1], 0, map[[16]byte]bool{}, map[string]bool{}
 		}
 		if err == nil {
 			err = schemas.Validate(&ev, gateways)
@@ -50,9 +64,11 @@ func referenceRows(t *testing.T, data []byte, gateways schemas.GatewaySet, meta 
 			}
 			if bad[key] {
 				resent++
-			} else {
-				bad[key] = true
-				quarantined++
+				continue
+			}
+			bad[key] = true
+			if cur.quarantined++; cur.quarantined == chunkRows {
+				cur = nil
 			}
 			continue
 		}
@@ -62,15 +78,19 @@ func referenceRows(t *testing.T, data []byte, gateways schemas.GatewaySet, meta 
 			continue
 		}
 		seen[id] = true
-		rows = schemas.AppendEventRow(rows, &ev, schemas.Transform(&ev), meta)
+		cur.rows = schemas.AppendEventRow(cur.rows, &ev, schemas.Transform(&ev), meta)
+		if rows++; rows == chunkRows {
+			cur = nil
+		}
 	}
 }
 
-// FuzzSplitDifferential: a split in one chunk writes exactly the rows the
-// plain way makes, and counts the same quarantined and resent records.
-// It holds the split's shortcuts (the id parsed once, the gateway memo,
-// the open-addressing id set, the transform's caches, rows encoded
-// straight into the chunk's buffer) to the functions they replaced.
+// FuzzSplitDifferential: a split writes exactly the chunks the plain way
+// makes, row for row, in one chunk and in chunks of 7 rows, with the same
+// quarantined and resent counts. It holds the split's shortcuts (the id
+// parsed once, the gateway memo, the open-addressing id set, batches of
+// valid events, the transform's caches, rows encoded straight into the
+// chunk's buffer) to the functions they replaced.
 func FuzzSplitDifferential(f *testing.F) {
 	var gen bytes.Buffer
 	if err := ktsim.WriteFile(&gen, ktsim.FileOptions{Events: 1000, Format: "ndjson", Seed: 9, InvalidRate: 0.1}); err != nil {
@@ -100,41 +120,47 @@ func FuzzSplitDifferential(f *testing.F) {
 			gateways[id] = i%5 != 0
 		}
 		meta := schemas.LoadMeta{LoadID: "diff", Source: "export", IngestedAt: time.Unix(1700000000, 123456789)}
-		want, wantQ, wantResent := referenceRows(t, []byte(data), gateways, meta)
-
-		dec, err := schemas.NewDecoder(strings.NewReader(data), schemas.FormatNDJSON, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sink := memSink{}
-		sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: meta.LoadID, Source: meta.Source, IngestedAt: meta.IngestedAt,
-			ChunkRows: 1 << 20, Gateways: gateways}, sink)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sp.Add(dec); err != nil {
-			var me *staging.MalformedError
-			if errors.As(err, &me) {
-				return // the reference read the same stream to its end or the same break
+		for _, chunkRows := range []int64{1 << 20, 7} {
+			want, wantResent := referenceSplit(t, []byte(data), gateways, meta, chunkRows)
+			dec, err := schemas.NewDecoder(strings.NewReader(data), schemas.FormatNDJSON, false)
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Fatal(err)
-		}
-		man, err := sp.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if man.Rows > 0 && man.Rows < 500 && len(data) > 400_000 {
-			t.Fatalf("%d rows of a generated file: the gateway set does not fit it", man.Rows)
-		}
-		var got []byte
-		if len(man.Chunks) > 0 {
-			got = sink[man.Chunks[0].Key].Bytes()
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("rows differ from the plain way's:\n%s", firstDiff(got, want))
-		}
-		if man.Quarantined != wantQ || man.Resent != wantResent {
-			t.Fatalf("quarantined %d resent %d, want %d and %d", man.Quarantined, man.Resent, wantQ, wantResent)
+			sink := memSink{}
+			sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: meta.LoadID, Source: meta.Source, IngestedAt: meta.IngestedAt,
+				ChunkRows: int(chunkRows), Gateways: gateways}, sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sp.Add(dec); err != nil {
+				var me *staging.MalformedError
+				if errors.As(err, &me) {
+					return // the stream itself is broken; the decoders' own tests compare those
+				}
+				t.Fatal(err)
+			}
+			man, err := sp.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chunkRows > 1000 && len(data) > 400_000 && man.Rows < 500 {
+				t.Fatalf("%d rows of a generated file: the gateway set does not fit it", man.Rows)
+			}
+			if len(man.Chunks) != len(want) || man.Resent != wantResent {
+				t.Fatalf("chunk rows %d: %d chunks, %d resent; want %d and %d", chunkRows, len(man.Chunks), man.Resent, len(want), wantResent)
+			}
+			for i, c := range man.Chunks {
+				var got []byte
+				if b := sink[c.Key]; b != nil {
+					got = b.Bytes()
+				}
+				if !bytes.Equal(got, want[i].rows) {
+					t.Fatalf("chunk rows %d, chunk %d: rows differ from the plain way's:\n%s", chunkRows, i, firstDiff(got, want[i].rows))
+				}
+				if c.Quarantined != want[i].quarantined {
+					t.Fatalf("chunk rows %d, chunk %d: %d quarantined, want %d", chunkRows, i, c.Quarantined, want[i].quarantined)
+				}
+			}
 		}
 	})
 }
