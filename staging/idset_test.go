@@ -74,3 +74,23 @@ func TestIDSetResetForgets(t *testing.T) {
 		s.reset(len(ids))
 	}
 }
+
+// Two ids with the same hash (the same slot and tag) stay two ids: the
+// tag only says where to compare.
+func TestIDSetComparesIDsBehindEqualTags(t *testing.T) {
+	s := newIDSet(4)
+	s.a, s.b = 1, 1 // h = first half + second half
+	var x, y [16]byte
+	binary.BigEndian.PutUint64(x[:8], 1)
+	binary.BigEndian.PutUint64(x[8:], 2)
+	binary.BigEndian.PutUint64(y[:8], 2)
+	binary.BigEndian.PutUint64(y[8:], 1)
+	for _, tt := range []struct {
+		id   [16]byte
+		want bool
+	}{{x, true}, {y, true}, {y, false}, {x, false}} {
+		if got := s.add(tt.id); got != tt.want {
+			t.Fatalf("add(%x) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}

@@ -114,6 +114,7 @@ func FuzzSplitDifferential(f *testing.F) {
 	r.Shuffle(len(lines), func(i, j int) { lines[i], lines[j] = lines[j], lines[i] })
 	f.Add(strings.Join(lines, "\n"))
 	f.Add(strings.Join([]string{ev1, ev1, bad, ev2, bad}, "\n"))
+	f.Add(strings.Join([]string{bad, ev1, ev2}, "\n")) // valid events still in a batch at the end
 	f.Fuzz(func(t *testing.T, data string) {
 		gateways := schemas.GatewaySet{"11111111-2222-4333-8444-555555555555": true}
 		for i, id := range ktsim.GatewayIDs(9) { // the seed file's, one in five unknown
