@@ -3,7 +3,6 @@ package schemas
 import (
 	"errors"
 	"math/big"
-	"strconv"
 	"strings"
 )
 
@@ -95,7 +94,7 @@ func (d Decimal) Append(b []byte) []byte {
 		b = append(b, '-')
 		n = -n
 	}
-	b = strconv.AppendInt(b, n/1_000_000_000, 10)
+	b = appendInt(b, n/1_000_000_000)
 	frac := n % 1_000_000_000
 	if frac == 0 {
 		return b

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -60,7 +61,7 @@ func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	b = append(b, `","event_date":"`...)
 	b = appendDate(b, d.EventDate)
 	b = append(b, `","event_hour":`...)
-	b = strconv.AppendInt(b, int64(d.Hour), 10)
+	b = appendInt(b, int64(d.Hour))
 	b = append(b, `,"gateway_id":`...)
 	b = appendString(b, ev.GatewayID, ev.plain)
 	b = append(b, `,"user":`...)
@@ -76,15 +77,15 @@ func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	b = append(b, `,"policies_triggered":`...)
 	b = appendStringArray(b, ev.PoliciesTriggered, ev.plain)
 	b = append(b, `,"policy_count":`...)
-	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
+	b = appendInt(b, int64(d.PolicyCount))
 	b = append(b, `,"latency_ms":`...)
-	b = strconv.AppendInt(b, ev.LatencyMs, 10)
+	b = appendInt(b, ev.LatencyMs)
 	b = append(b, `,"input_tokens":`...)
-	b = strconv.AppendInt(b, ev.InputTokens, 10)
+	b = appendInt(b, ev.InputTokens)
 	b = append(b, `,"output_tokens":`...)
-	b = strconv.AppendInt(b, ev.OutputTokens, 10)
+	b = appendInt(b, ev.OutputTokens)
 	b = append(b, `,"total_tokens":`...)
-	b = strconv.AppendInt(b, d.TotalTokens, 10)
+	b = appendInt(b, d.TotalTokens)
 	// NUMERIC travels as a string so no float ever touches it.
 	b = append(b, `,"cost_usd":"`...)
 	b = d.CostUSD.Append(b)
@@ -108,13 +109,13 @@ func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	// existing tables at their end, bqschema.EventRowSchema); a load job
 	// matches NDJSON keys by name, so here they may precede the load's.
 	b = append(b, `,"date_id":`...)
-	b = strconv.AppendInt(b, d.DateID, 10)
+	b = appendInt(b, d.DateID)
 	b = append(b, `,"model_id":`...)
 	b = AppendJSONString(b, d.ModelID)
 	b = append(b, `,"user_id":`...)
 	b = AppendJSONString(b, d.UserID)
 	b = append(b, `,"policies_count":`...)
-	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
+	b = appendInt(b, int64(d.PolicyCount))
 	return b
 }
 
@@ -211,6 +212,38 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// appendInt is strconv.AppendInt(b, n, 10), with two digits a step from
+// a table for the small non-negative counts rows carry.
+func appendInt(b []byte, n int64) []byte {
+	if n < 0 || n >= 1e9 {
+		return strconv.AppendInt(b, n, 10)
+	}
+	if n < 10 {
+		return append(b, byte('0'+n))
+	}
+	var buf [10]byte
+	i := len(buf)
+	u := uint32(n)
+	for u >= 100 {
+		q := u / 100
+		r := u - q*100
+		i -= 2
+		buf[i], buf[i+1] = digitPairs[2*r], digitPairs[2*r+1]
+		u = q
+	}
+	if u >= 10 {
+		i -= 2
+		buf[i], buf[i+1] = digitPairs[2*u], digitPairs[2*u+1]
+	} else {
+		i--
+		buf[i] = byte('0' + u)
+	}
+	return append(b, buf[i:]...)
+}
+
+const digitPairs = "00010203040506070809" + "10111213141516171819" + "20212223242526272829" + "30313233343536373839" + "40414243444546474849" +
+	"50515253545556575859" + "60616263646566676869" + "70717273747576777879" + "80818283848586878889" + "90919293949596979899"
+
 // appendTimestamp writes t (UTC) as RFC 3339 with microseconds, BigQuery
 // TIMESTAMP's precision; hand-rolled because time.AppendFormat was a tenth
 // of the hot path.
@@ -245,7 +278,9 @@ func appendDate(b []byte, t time.Time) []byte {
 // appendJSONTextStringGeneral (FuzzJSONTextString holds the two together).
 func appendJSONTextString(b, text []byte) []byte {
 	n := len(b)
-	b = slices.Grow(b, 2*len(text)+2)[:n+2*len(text)+2]
+	// Room for every byte escaped, both quotes and the slack of the last
+	// word's eight-byte writes.
+	b = slices.Grow(b, 2*len(text)+2+16)[:n+2*len(text)+2+16]
 	dst := b[n:]
 	dst[0] = '"'
 	j := 1
@@ -255,19 +290,17 @@ func appendJSONTextString(b, text []byte) []byte {
 		if x&0x8080808080808080 != 0 || hasBackslashOrControl(x) {
 			return appendJSONTextStringGeneral(b[:n], text)
 		}
-		if !hasQuote(x) {
-			binary.LittleEndian.PutUint64(dst[j:], x)
-			j += 8
-			continue
+		binary.LittleEndian.PutUint64(dst[j:], x)
+		// Each quote, lowest first: a backslash in its place, and the
+		// word's bytes from the quote on written again one further.
+		shift := 0
+		for m := quoteMask(x); m != 0; m &= m - 1 {
+			k := bits.TrailingZeros64(m) >> 3
+			dst[j+k+shift] = '\\'
+			binary.LittleEndian.PutUint64(dst[j+k+shift+1:], x>>(8*k))
+			shift++
 		}
-		for _, c := range text[i : i+8] {
-			if c == '"' {
-				dst[j] = '\\'
-				j++
-			}
-			dst[j] = c
-			j++
-		}
+		j += 8 + shift
 	}
 	for _, c := range text[i:] {
 		switch {
@@ -284,14 +317,18 @@ func appendJSONTextString(b, text []byte) []byte {
 	return b[:n+j+1]
 }
 
-// hasQuote and hasBackslashOrControl are needsEscape's halves (SWAR,
-// exact when the result is false).
-func hasQuote(x uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q := x ^ (ones * '"')
-	return (q-ones)&^q&highs != 0
+// quoteMask sets the high bit of exactly the bytes of x that are quotes.
+func quoteMask(x uint64) uint64 {
+	const lows = 0x7f7f7f7f7f7f7f7f
+	q := x ^ 0x2222222222222222
+	// A byte's high bit ends up set when any of its bits is: exact, with
+	// no borrow between bytes.
+	nonzero := (q&lows + lows) | q
+	return ^nonzero &^ lows
 }
 
+// hasBackslashOrControl is needsEscape without the quote (SWAR, exact
+// when the result is false).
 func hasBackslashOrControl(x uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	bs := x ^ (ones * '\\')

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -161,7 +162,7 @@ func TestDeriveMatchesTimePackage(t *testing.T) {
 
 func FuzzJSONTextString(f *testing.F) {
 	for _, s := range []string{`{"a":"b"}`, `{"app":"chat","region":"us-east-1","session_id":"2a6a1c27"}`,
-		`{"q":"say \"hi\"","p":"c:\\dir"}`, "{\"ctl\":\"\x01\"}", "{\"bad\":\"\xff\"}", `{"u":"ünï"}`, "", `"`, `\`} {
+		`{"q":"say \"hi\"","p":"c:\\dir"}`, "{\"ctl\":\"\x01\"}", `""""""""""""""""""`, `a"b"c"d"e"f"g"h"i"j"k"`, "{\"bad\":\"\xff\"}", `{"u":"ünï"}`, "", `"`, `\`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, text []byte) {
@@ -187,6 +188,26 @@ func TestKeyMemoCachesMatchTransform(t *testing.T) {
 		}
 		if got, want := m.Transform(&ev), Transform(&ev); got != want {
 			t.Fatalf("%+v: memo %+v, Transform %+v", ev, got, want)
+		}
+	}
+}
+
+func FuzzAppendInt(f *testing.F) {
+	for _, n := range []int64{0, 9, 10, 99, 100, 101, 999_999_999, 1e9, -1, -10, 1<<63 - 1, -1 << 63} {
+		f.Add(n)
+	}
+	f.Fuzz(func(t *testing.T, n int64) {
+		if got, want := appendInt([]byte("x"), n), strconv.AppendInt([]byte("x"), n, 10); !bytes.Equal(got, want) {
+			t.Fatalf("%d: %q, want %q", n, got, want)
+		}
+	})
+}
+
+// Every count below ten thousand, through the table's every pair.
+func TestAppendIntSmall(t *testing.T) {
+	for n := int64(0); n < 10_000; n++ {
+		if got, want := appendInt(nil, n), strconv.AppendInt(nil, n, 10); !bytes.Equal(got, want) {
+			t.Fatalf("%d: %q, want %q", n, got, want)
 		}
 	}
 }
