@@ -94,16 +94,12 @@ type Splitter struct {
 	man     Manifest
 	unknown map[string]bool
 
-	cur    *chunkFile
-	curQ   *chunkFile
-	ids    idSet
-	hashes map[[32]byte]struct{}
-	rawBuf []byte // a truncated raw text
-	// batch holds valid events not yet written (pending of them), and
-	// the record being decoded after them.
-	batch    [batchEvents]schemas.Event
-	pending  int
-	touched  uint32 // keeps idSet.touch's loads
+	cur      *chunkFile
+	curQ     *chunkFile
+	ids      idSet
+	hashes   map[[32]byte]struct{}
+	rawBuf   []byte // a truncated raw text
+	ev       schemas.Event
 	keys     schemas.KeyMemo
 	valid    *schemas.Validator
 	meta     schemas.LoadMeta
@@ -187,17 +183,12 @@ func NewSplitter(opts SplitOptions, sink Sink) (*Splitter, error) {
 
 // Add consumes every record of dec. A broken stream stops with an error;
 // bad records go to the quarantine file with their reason.
-//
-// Valid events are written in batches of up to batchEvents, in order, and
-// before any record after them is quarantined, so the chunks are what
-// writing each at once would make; a batch looks up all its ids in the
-// id set before writing any (see writeBatch).
 func (s *Splitter) Add(dec *schemas.Decoder) error {
+	ev := &s.ev
 	for {
-		ev := &s.batch[s.pending]
 		err := dec.Next(ev)
 		if errors.Is(err, io.EOF) {
-			return s.writeBatch()
+			return nil
 		}
 		if err == nil {
 			err = s.valid.Validate(ev)
@@ -207,24 +198,16 @@ func (s *Splitter) Add(dec *schemas.Decoder) error {
 			// Only here: errors.As's target escapes, so declaring it for
 			// every record allocated it for every record.
 			if fe = fieldError(err); fe == nil {
-				if werr := s.writeBatch(); werr != nil {
-					return werr
-				}
 				return &MalformedError{Record: s.man.Records + 1, Err: err}
 			}
 		}
 		s.man.Records++
 		if fe != nil {
-			if err := s.writeBatch(); err != nil {
-				return err
-			}
 			if err := s.quarantine(dec, ev, fe); err != nil {
 				return err
 			}
-		} else if s.pending++; s.pending == batchEvents {
-			if err := s.writeBatch(); err != nil {
-				return err
-			}
+		} else if err := s.write(ev); err != nil {
+			return err
 		}
 		if s.opts.Progress != nil && s.opts.ProgressEvery > 0 && s.man.Records%s.opts.ProgressEvery == 0 {
 			s.opts.Progress(s.man.Records)
@@ -253,35 +236,6 @@ func (s *Splitter) open() error {
 	s.hashes = map[[32]byte]struct{}{}
 	s.min, s.max = time.Time{}, time.Time{}
 	s.man.Chunks = append(s.man.Chunks, Chunk{Index: i, Key: ChunkKey(s.opts.LoadID, i)})
-	return nil
-}
-
-// batchEvents is how many valid events writeBatch takes at once.
-const batchEvents = 16
-
-// writeBatch writes the valid events decoded since the last batch. Their
-// ids' slots in the id set are read first, all together: the set is too
-// big to stay in the cache while a file streams through, so each lookup
-// missed it, and misses issued together wait for memory once instead of
-// once each.
-func (s *Splitter) writeBatch() error {
-	n := s.pending
-	s.pending = 0
-	if n == 0 {
-		return nil
-	}
-	if err := s.open(); err != nil {
-		return err
-	}
-	for i := range n {
-		id, _ := s.batch[i].UUID()
-		s.touched += s.ids.touch(id)
-	}
-	for i := range n {
-		if err := s.write(&s.batch[i]); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -490,13 +444,6 @@ func (s *idSet) add(id [16]byte) bool {
 		return true
 	}
 	return false
-}
-
-// touch reads the tag in id's first slot and returns it, so that the
-// caller's use of it keeps the load.
-func (s *idSet) touch(id [16]byte) uint32 {
-	h := binary.BigEndian.Uint64(id[:8])*s.a + binary.BigEndian.Uint64(id[8:])*s.b
-	return s.tags[h>>s.shift]
 }
 
 // insert puts k in its slot unless it is there; it reports whether it
