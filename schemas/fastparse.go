@@ -325,7 +325,7 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 			if s, j, ok = plainString(b, i); !ok {
 				return 0, false
 			}
-			d, err = ParseDecimal(string(s))
+			d, err = parseDecimal(s)
 		} else {
 			var ok bool
 			if j, ok = compactValue(b, i, 0); !ok || !isNumberStart(b[i]) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -208,6 +209,106 @@ func TestAppendIntSmall(t *testing.T) {
 	for n := int64(0); n < 10_000; n++ {
 		if got, want := appendInt(nil, n), strconv.AppendInt(nil, n, 10); !bytes.Equal(got, want) {
 			t.Fatalf("%d: %q, want %q", n, got, want)
+		}
+	}
+}
+
+// parseDecimalReference and appendDecimalReference are ParseDecimal and
+// Decimal.Append as they were before they took bytes and digit pairs.
+func parseDecimalReference(s string) (Decimal, error) {
+	neg := false
+	if strings.HasPrefix(s, "-") {
+		neg, s = true, s[1:]
+	}
+	intPart, frac, hasDot := strings.Cut(s, ".")
+	if intPart == "" || (hasDot && frac == "") {
+		return 0, errDecimalSyntax
+	}
+	if len(frac) > 9 {
+		return 0, errDecimalScale
+	}
+	var n uint64
+	for _, part := range []string{intPart, frac} {
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if c < '0' || c > '9' {
+				return 0, errDecimalSyntax
+			}
+			if n > (1<<63-1)/10 {
+				return 0, errDecimalRange
+			}
+			n = n*10 + uint64(c-'0')
+		}
+	}
+	for i := len(frac); i < 9; i++ {
+		if n > (1<<63-1)/10 {
+			return 0, errDecimalRange
+		}
+		n *= 10
+	}
+	if n > 1<<63-1 {
+		return 0, errDecimalRange
+	}
+	if neg {
+		return Decimal(-int64(n)), nil
+	}
+	return Decimal(n), nil
+}
+
+func appendDecimalReference(b []byte, d Decimal) []byte {
+	n := int64(d)
+	if n < 0 {
+		b = append(b, '-')
+		n = -n
+	}
+	b = strconv.AppendInt(b, n/1_000_000_000, 10)
+	frac := n % 1_000_000_000
+	if frac == 0 {
+		return b
+	}
+	var digits [9]byte
+	for i := 8; i >= 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	end := 9
+	for end > 0 && digits[end-1] == '0' {
+		end--
+	}
+	b = append(b, '.')
+	return append(b, digits[:end]...)
+}
+
+func FuzzDecimal(f *testing.F) {
+	for _, s := range []string{"0.002095000", "0", "1.", ".5", "-0.1", "12.3456789012", "9223372036.854775807",
+		"9223372036.854775808", "-9223372036.854775807", "1.000000001", "0.1", "00.10", "1e3", "", "-", "1..2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, werr := parseDecimalReference(s)
+		got, err := ParseDecimal(s)
+		gotB, errB := parseDecimal([]byte(s))
+		if got != want || gotB != want || err != werr || errB != werr {
+			t.Fatalf("%q: %d %v and %d %v, want %d %v", s, got, err, gotB, errB, want, werr)
+		}
+		for _, d := range []Decimal{want, Decimal(len(s)) * 1_000_000_007, -want} {
+			if a, b := d.Append([]byte("x")), appendDecimalReference([]byte("x"), d); !bytes.Equal(a, b) {
+				t.Fatalf("%d: %q, want %q", d, a, b)
+			}
+		}
+	})
+}
+
+// Every fraction pattern of a few amounts: each digit position zero and
+// not, trailing zeros cut.
+func TestDecimalAppendDigits(t *testing.T) {
+	for _, base := range []Decimal{0, 7_000_000_000, 123_000_000_000} {
+		for f := Decimal(0); f < 1_000_000_000; f = f*10 + 1 + f%7 {
+			for _, d := range []Decimal{base + f, base + f*10%1_000_000_000, -(base + f)} {
+				if a, b := d.Append(nil), appendDecimalReference(nil, d); !bytes.Equal(a, b) {
+					t.Fatalf("%d: %q, want %q", d, a, b)
+				}
+			}
 		}
 	}
 }

@@ -90,25 +90,28 @@ type KeyMemo struct {
 	models      map[[2]string]string
 	users       map[string]string
 	modelsCache [64]struct{ provider, model, id string }
-	usersCache  [256]struct{ user, id string }
+	usersCache  [1024]struct{ user, id string }
 }
 
-// memoSlot picks a cache slot from a few of s's bytes.
-func memoSlot(s string) int {
-	if s == "" {
+// memoHash mixes a few of s's bytes (its length, first, last and two
+// inner ones) for the caches; their top bits pick a slot.
+func memoHash(s string) uint32 {
+	n := len(s)
+	if n == 0 {
 		return 0
 	}
-	return int(byte(len(s)) ^ s[0]*31 ^ s[len(s)-1]*7 ^ s[len(s)/2]*3)
+	h := uint32(n) ^ uint32(s[0])<<8 ^ uint32(s[n/2])<<16 ^ uint32(s[n-1])<<24 ^ uint32(s[n/4])<<4
+	return h * 0x9e3779b1
 }
 
 // Transform is schemas.Transform, with remembered keys.
 func (m *KeyMemo) Transform(ev *Event) Derived {
 	d := derive(ev)
-	mc := &m.modelsCache[memoSlot(ev.Model)&63]
+	mc := &m.modelsCache[memoHash(ev.Model)>>26]
 	if mc.id == "" || mc.provider != ev.Provider || mc.model != ev.Model {
 		mc.provider, mc.model, mc.id = ev.Provider, ev.Model, m.modelID(ev.Provider, ev.Model)
 	}
-	uc := &m.usersCache[memoSlot(ev.User)&255]
+	uc := &m.usersCache[memoHash(ev.User)>>22]
 	if uc.id == "" || uc.user != ev.User {
 		uc.user, uc.id = ev.User, m.userID(ev.User)
 	}
