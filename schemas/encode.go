@@ -221,24 +221,28 @@ func appendInt(b []byte, n int64) []byte {
 	if n < 10 {
 		return append(b, byte('0'+n))
 	}
-	var buf [10]byte
-	i := len(buf)
 	u := uint32(n)
+	w := 2 // digits
+	for p := uint32(100); w < 9 && u >= p; p *= 10 {
+		w++
+	}
+	// The digits go straight into b, from the last.
+	l := len(b) + w
+	b = slices.Grow(b, w)[:l]
+	i := l
 	for u >= 100 {
 		q := u / 100
 		r := u - q*100
 		i -= 2
-		buf[i], buf[i+1] = digitPairs[2*r], digitPairs[2*r+1]
+		b[i], b[i+1] = digitPairs[2*r], digitPairs[2*r+1]
 		u = q
 	}
 	if u >= 10 {
-		i -= 2
-		buf[i], buf[i+1] = digitPairs[2*u], digitPairs[2*u+1]
+		b[i-2], b[i-1] = digitPairs[2*u], digitPairs[2*u+1]
 	} else {
-		i--
-		buf[i] = byte('0' + u)
+		b[i-1] = byte('0' + u)
 	}
-	return append(b, buf[i:]...)
+	return b
 }
 
 const digitPairs = "00010203040506070809" + "10111213141516171819" + "20212223242526272829" + "30313233343536373839" + "40414243444546474849" +

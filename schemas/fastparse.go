@@ -202,7 +202,7 @@ func (p *keyPattern) at(b []byte, i int) bool {
 // fastField decodes the value at b[i] of the field name (key when the
 // contract does not name it) and returns the index after it.
 func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (int, bool) {
-	if isNull(b, i) {
+	if b[i] == 'n' && isNull(b, i) {
 		if code == codeUnknown {
 			// An unknown field keeps its null, as fastjson's path does.
 			ev.Extra = append(ev.Extra, Field{Name: string(key), Value: []byte("null")})
