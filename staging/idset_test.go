@@ -7,7 +7,8 @@ import (
 )
 
 func TestIDSetNeverConflatesIDs(t *testing.T) {
-	s := newIDSet(4)
+	var s idSet
+	s.reset(4)
 	a := [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 1}
 	b := a
 	b[15] = 2 // same first half, different id
@@ -42,7 +43,8 @@ func TestIDSetMatchesAMap(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	s := newIDSet(10)
+	var s idSet
+	s.reset(10)
 	for round := 0; round < 2; round++ {
 		seen := map[[16]byte]bool{}
 		for k := 0; k < 3*len(ids); k++ {
@@ -64,7 +66,8 @@ func TestIDSetResetForgets(t *testing.T) {
 		binary.BigEndian.PutUint64(ids[i][:8], r.Uint64())
 		binary.BigEndian.PutUint64(ids[i][8:], r.Uint64())
 	}
-	s := newIDSet(len(ids))
+	var s idSet
+	s.reset(len(ids))
 	for round := 0; round < 3; round++ {
 		for _, id := range ids {
 			if !s.add(id) {
@@ -78,7 +81,8 @@ func TestIDSetResetForgets(t *testing.T) {
 // Two ids with the same hash (the same slot and tag) stay two ids: the
 // tag only says where to compare.
 func TestIDSetComparesIDsBehindEqualTags(t *testing.T) {
-	s := newIDSet(4)
+	var s idSet
+	s.reset(4)
 	s.a, s.b = 1, 1 // h = first half + second half
 	var x, y [16]byte
 	binary.BigEndian.PutUint64(x[:8], 1)

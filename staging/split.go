@@ -409,12 +409,6 @@ type idSet struct {
 	n     int    // ids held
 }
 
-func newIDSet(n int) idSet {
-	var s idSet
-	s.reset(n)
-	return s
-}
-
 // reset empties s for about n ids; it keeps the table when it is the
 // size n needs (each chunk of a split has the same bound).
 func (s *idSet) reset(n int) {
