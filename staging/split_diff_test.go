@@ -34,7 +34,7 @@ type refChunk struct {
 // gateway set, a Go map of parsed ids per chunk, Transform and
 // AppendEventRow for each new valid event; a chunk closes when its rows
 // or its quarantined records reach chunkRows.
-func referenceSplit(t *testing.T, data []byte, gateways schemas.GatewaySet, meta schemas.LoadMeta, chunkRows int64) (chunks []refChunk, resent int64) {
+func referenceSplit(t testing.TB, data []byte, gateways schemas.GatewaySet, meta schemas.LoadMeta, chunkRows int64) (chunks []refChunk, resent int64) {
 	t.Helper()
 	dec, err := schemas.NewDecoder(bytes.NewReader(data), schemas.FormatNDJSON, false)
 	if err != nil {
@@ -85,23 +85,18 @@ func referenceSplit(t *testing.T, data []byte, gateways schemas.GatewaySet, meta
 	}
 }
 
-// FuzzSplitDifferential: a split writes exactly the chunks the plain way
-// makes, row for row, in one chunk and in chunks of 7 rows, with the same
-// quarantined and resent counts. It holds the split's shortcuts (the id
-// parsed once, the gateway memo, the open-addressing id set, the
-// transform's caches, rows encoded straight into the chunk's buffer) to
-// the functions they replaced.
-func FuzzSplitDifferential(f *testing.F) {
+// splitCorpus is a generated export of events, resent, with ids that
+// differ only in case or only in their second half, the all-zero id,
+// gateways outside the set and a bad record resent in other bytes, in a
+// shuffled order.
+func splitCorpus(t testing.TB, events int) string {
 	var gen bytes.Buffer
-	if err := ktsim.WriteFile(&gen, ktsim.FileOptions{Events: 1000, Format: "ndjson", Seed: 9, InvalidRate: 0.1}); err != nil {
-		f.Fatal(err)
+	if err := ktsim.WriteFile(&gen, ktsim.FileOptions{Events: events, Format: "ndjson", Seed: 9, InvalidRate: 0.1}); err != nil {
+		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(gen.String()), "\n")
-	// Resends, ids that differ only in case or only in their second
-	// half, the all-zero id, gateways outside the set, a bad record resent
-	// in other bytes; 1000 events fill the chunk's write buffer twice.
 	r := rand.New(rand.NewPCG(7, 8))
-	for i := 0; i < 100; i++ {
+	for i := 0; i < events/10; i++ {
 		lines = append(lines, lines[r.IntN(len(lines))])
 	}
 	lines = append(lines,
@@ -112,58 +107,76 @@ func FuzzSplitDifferential(f *testing.F) {
 		strings.Replace(ev2, "11111111-2222-4333-8444-555555555555", "11111111-2222-4333-8444-555555555556", 1),
 		bad, strings.Replace(bad, `":"`, `": "`, 1))
 	r.Shuffle(len(lines), func(i, j int) { lines[i], lines[j] = lines[j], lines[i] })
-	f.Add(strings.Join(lines, "\n"))
+	return strings.Join(lines, "\n")
+}
+
+// FuzzSplitDifferential: a split writes exactly the chunks the plain way
+// makes, row for row, in one chunk and in chunks of 7 rows, with the same
+// quarantined and resent counts. It holds the split's shortcuts (the id
+// parsed once, the gateway memo, the open-addressing id set, the
+// transform's caches, rows encoded straight into the chunk's buffer) to
+// the functions they replaced. Its seeds are small, so the fuzzer runs
+// fast; TestSplitMatchesReference is the same check on a file that fills
+// the chunk's write buffer twice.
+func FuzzSplitDifferential(f *testing.F) {
+	f.Add(splitCorpus(f, 40))
 	f.Add(strings.Join([]string{ev1, ev1, bad, ev2, bad}, "\n"))
 	f.Add(strings.Join([]string{bad, ev1, ev2}, "\n"))
-	f.Fuzz(func(t *testing.T, data string) {
-		gateways := schemas.GatewaySet{"11111111-2222-4333-8444-555555555555": true}
-		for i, id := range ktsim.GatewayIDs(9) { // the seed file's, one in five unknown
-			gateways[id] = i%5 != 0
+	f.Fuzz(checkSplit)
+}
+
+func TestSplitMatchesReference(t *testing.T) {
+	checkSplit(t, splitCorpus(t, 1000))
+}
+
+func checkSplit(t *testing.T, data string) {
+	gateways := schemas.GatewaySet{"11111111-2222-4333-8444-555555555555": true}
+	for i, id := range ktsim.GatewayIDs(9) { // the corpus's, one in five unknown
+		gateways[id] = i%5 != 0
+	}
+	meta := schemas.LoadMeta{LoadID: "diff", Source: "export", IngestedAt: time.Unix(1700000000, 123456789)}
+	for _, chunkRows := range []int64{1 << 20, 7} {
+		want, wantResent := referenceSplit(t, []byte(data), gateways, meta, chunkRows)
+		dec, err := schemas.NewDecoder(strings.NewReader(data), schemas.FormatNDJSON, false)
+		if err != nil {
+			t.Fatal(err)
 		}
-		meta := schemas.LoadMeta{LoadID: "diff", Source: "export", IngestedAt: time.Unix(1700000000, 123456789)}
-		for _, chunkRows := range []int64{1 << 20, 7} {
-			want, wantResent := referenceSplit(t, []byte(data), gateways, meta, chunkRows)
-			dec, err := schemas.NewDecoder(strings.NewReader(data), schemas.FormatNDJSON, false)
-			if err != nil {
-				t.Fatal(err)
+		sink := memSink{}
+		sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: meta.LoadID, Source: meta.Source, IngestedAt: meta.IngestedAt,
+			ChunkRows: int(chunkRows), Gateways: gateways}, sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Add(dec); err != nil {
+			var me *staging.MalformedError
+			if errors.As(err, &me) {
+				return // the stream itself is broken; the decoders' own tests compare those
 			}
-			sink := memSink{}
-			sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: meta.LoadID, Source: meta.Source, IngestedAt: meta.IngestedAt,
-				ChunkRows: int(chunkRows), Gateways: gateways}, sink)
-			if err != nil {
-				t.Fatal(err)
+			t.Fatal(err)
+		}
+		man, err := sp.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chunkRows > 1000 && len(data) > 400_000 && man.Rows < 500 {
+			t.Fatalf("%d rows of a generated file: the gateway set does not fit it", man.Rows)
+		}
+		if len(man.Chunks) != len(want) || man.Resent != wantResent {
+			t.Fatalf("chunk rows %d: %d chunks, %d resent; want %d and %d", chunkRows, len(man.Chunks), man.Resent, len(want), wantResent)
+		}
+		for i, c := range man.Chunks {
+			var got []byte
+			if b := sink[c.Key]; b != nil {
+				got = b.Bytes()
 			}
-			if err := sp.Add(dec); err != nil {
-				var me *staging.MalformedError
-				if errors.As(err, &me) {
-					return // the stream itself is broken; the decoders' own tests compare those
-				}
-				t.Fatal(err)
+			if !bytes.Equal(got, want[i].rows) {
+				t.Fatalf("chunk rows %d, chunk %d: rows differ from the plain way's:\n%s", chunkRows, i, firstDiff(got, want[i].rows))
 			}
-			man, err := sp.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if chunkRows > 1000 && len(data) > 400_000 && man.Rows < 500 {
-				t.Fatalf("%d rows of a generated file: the gateway set does not fit it", man.Rows)
-			}
-			if len(man.Chunks) != len(want) || man.Resent != wantResent {
-				t.Fatalf("chunk rows %d: %d chunks, %d resent; want %d and %d", chunkRows, len(man.Chunks), man.Resent, len(want), wantResent)
-			}
-			for i, c := range man.Chunks {
-				var got []byte
-				if b := sink[c.Key]; b != nil {
-					got = b.Bytes()
-				}
-				if !bytes.Equal(got, want[i].rows) {
-					t.Fatalf("chunk rows %d, chunk %d: rows differ from the plain way's:\n%s", chunkRows, i, firstDiff(got, want[i].rows))
-				}
-				if c.Quarantined != want[i].quarantined {
-					t.Fatalf("chunk rows %d, chunk %d: %d quarantined, want %d", chunkRows, i, c.Quarantined, want[i].quarantined)
-				}
+			if c.Quarantined != want[i].quarantined {
+				t.Fatalf("chunk rows %d, chunk %d: %d quarantined, want %d", chunkRows, i, c.Quarantined, want[i].quarantined)
 			}
 		}
-	})
+	}
 }
 
 func firstDiff(a, b []byte) string {
