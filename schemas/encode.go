@@ -252,9 +252,9 @@ const digitPairs = "00010203040506070809" + "10111213141516171819" + "2021222324
 // TIMESTAMP's precision; hand-rolled because time.AppendFormat was a tenth
 // of the hot path.
 func appendTimestamp(b []byte, t time.Time) []byte {
-	t = t.UTC()
-	b = appendDate(b, t)
-	h, m, s := t.Clock()
+	days, sec := unixDays(t)
+	b = appendDays(b, days, t)
+	h, m, s := sec/3600, sec/60%60, sec%60
 	b = append(b, 'T', byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10), ':', byte('0'+s/10), byte('0'+s%10))
 	if us := t.Nanosecond() / 1000; us > 0 {
 		b = append(b, '.')
@@ -266,12 +266,32 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 }
 
 func appendDate(b []byte, t time.Time) []byte {
-	y, mo, d := t.Date()
+	days, _ := unixDays(t)
+	return appendDays(b, days, t)
+}
+
+// unixDays splits t into whole days since 1970-01-01 (UTC) and the
+// seconds into the last: the calendar by integer arithmetic, cheaper
+// than t.Date and t.Clock (appendTimestampReference in the tests is the
+// time package's version).
+func unixDays(t time.Time) (days, sec int64) {
+	unix := t.Unix()
+	days = unix / 86400
+	if days*86400 > unix {
+		days-- // floor, for times before 1970
+	}
+	return days, unix - days*86400
+}
+
+// appendDays writes the date of days as yyyy-mm-dd; t (the same instant)
+// is formatted by the time package outside years 0 to 9999.
+func appendDays(b []byte, days int64, t time.Time) []byte {
+	y, mo, d := civilFromDays(days)
 	if y < 0 || y > 9999 {
-		return t.AppendFormat(b, time.DateOnly)
+		return t.UTC().AppendFormat(b, time.DateOnly)
 	}
 	return append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10))
+		byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10))
 }
 
 // appendJSONTextString appends compact JSON text (as the parser re-emits

@@ -312,3 +312,51 @@ func TestDecimalAppendDigits(t *testing.T) {
 		}
 	}
 }
+
+// appendTimestampReference is appendTimestamp as the time package's
+// calendar writes it.
+func appendTimestampReference(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		b = t.AppendFormat(b, time.DateOnly)
+	} else {
+		b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+			byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10))
+	}
+	h, m, s := t.Clock()
+	b = append(b, 'T', byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10), ':', byte('0'+s/10), byte('0'+s%10))
+	if us := t.Nanosecond() / 1000; us > 0 {
+		b = append(b, '.')
+		for div := 100000; div > 0; div /= 10 {
+			b = append(b, byte('0'+us/div%10))
+		}
+	}
+	return append(b, 'Z')
+}
+
+func TestAppendTimestampMatchesTimePackage(t *testing.T) {
+	check := func(ts time.Time) {
+		t.Helper()
+		if got, want := appendTimestamp(nil, ts), appendTimestampReference(nil, ts); !bytes.Equal(got, want) {
+			t.Fatalf("%v: %s, time package %s", ts, got, want)
+		}
+		if got, want := appendDate(nil, ts), appendTimestampReference(nil, ts); !bytes.HasPrefix(want, append(got, 'T')) {
+			t.Fatalf("%v: date %s, time package %s", ts, got, want)
+		}
+	}
+	for _, ts := range []time.Time{{}, MinTimestamp, MaxTimestamp.Add(-time.Nanosecond), time.Unix(-1, 999), time.Unix(0, 0),
+		time.Unix(-86400, 1000), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(2026, 11, 1, 10, 15, 30, 250_000_000, time.FixedZone("x", 7200))} {
+		check(ts)
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	for i := 0; i < 200_000; i++ {
+		sec := r.Int64N(315537897600) - 62135596800 // years 1 to 9999
+		if i%2 == 0 {
+			sec -= sec % 86400
+			sec += int64(r.IntN(3)) - 1
+		}
+		check(time.Unix(sec, r.Int64N(1e9)))
+	}
+}
