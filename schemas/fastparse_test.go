@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ktpipe/ktpipe/ktsim"
@@ -261,6 +262,9 @@ var fastParseSeeds = []string{
 	"{\"id\":\"a\"\n,\t\"user\" :\r\"b\"}",
 	// Names that share a predicted name's first and last eight bytes.
 	`{"decision":"allow","policies_zzzluated":["a"]}`, `{"model":"m","decisiox":"allow"}`,
+	// A byte the string scan must see in the word that holds its end: not
+	// ASCII (the row escapes it), a control character (not an end).
+	strings.Replace(validEventText, `"ada@acme.example"`, "\"ada@acme.example\xff\"", 1), "{\"id\":\"ab\",\"user\":\"abcdefg\x01}",
 }
 
 // corpusValue reads the []byte of a "go test fuzz v1" corpus file.
