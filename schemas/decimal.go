@@ -23,20 +23,31 @@ var (
 
 // ParseDecimal parses the contract's decimal string ("0.004215", "-1" is
 // accepted here and rejected by Validate, so the rule says why).
-func ParseDecimal(s string) (Decimal, error) {
+func ParseDecimal(s string) (Decimal, error) { return parseDecimal(s) }
+
+// parseDecimal is ParseDecimal for text in a string or in bytes (the
+// scanner's buffer, which then needs no string made of it).
+func parseDecimal[T string | []byte](s T) (Decimal, error) {
 	neg := false
-	if strings.HasPrefix(s, "-") {
+	if len(s) > 0 && s[0] == '-' {
 		neg, s = true, s[1:]
 	}
-	intPart, frac, hasDot := strings.Cut(s, ".")
-	if intPart == "" || (hasDot && frac == "") {
+	dot := len(s)
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			dot = i
+			break
+		}
+	}
+	intPart, frac := s[:dot], s[min(dot+1, len(s)):]
+	if len(intPart) == 0 || (dot < len(s) && len(frac) == 0) {
 		return 0, errDecimalSyntax
 	}
 	if len(frac) > 9 {
 		return 0, errDecimalScale
 	}
 	var n uint64
-	for _, part := range []string{intPart, frac} {
+	for _, part := range [2]T{intPart, frac} {
 		for i := 0; i < len(part); i++ {
 			c := part[i]
 			if c < '0' || c > '9' {
@@ -90,6 +101,36 @@ func (d Decimal) String() string {
 
 // Append appends d's decimal text to b.
 func (d Decimal) Append(b []byte) []byte {
+	n := int64(d)
+	if n < 0 {
+		return d.appendSigned(b)
+	}
+	b = appendInt(b, n/1_000_000_000)
+	frac := uint32(n % 1_000_000_000)
+	if frac == 0 {
+		return b
+	}
+	// Nine digits, leading zeros kept, two a step; then the trailing
+	// zeros cut.
+	var digits [9]byte
+	digits[8] = byte('0' + frac%10)
+	frac /= 10
+	for i := 6; i >= 0; i -= 2 {
+		r := frac % 100
+		frac /= 100
+		digits[i], digits[i+1] = digitPairs[2*r], digitPairs[2*r+1]
+	}
+	end := 9
+	for digits[end-1] == '0' {
+		end--
+	}
+	b = append(b, '.')
+	return append(b, digits[:end]...)
+}
+
+// appendSigned is Append for negative amounts, which only quarantined
+// records carry.
+func (d Decimal) appendSigned(b []byte) []byte {
 	n := int64(d)
 	if n < 0 {
 		b = append(b, '-')

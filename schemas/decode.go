@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/valyala/fastjson"
 )
 
 // Format is an export file format of the contract.
@@ -40,6 +42,8 @@ type Decoder struct {
 	big    bool     // the current record was too large
 	bigRec Oversize // its size and hash
 	fastN  int64    // records fastParse decoded (the rest took fastjson's path)
+	// idParser serves RecordID.
+	idParser fastjson.Parser
 }
 
 // NewDecoder returns a decoder for r in the given format, with
@@ -167,6 +171,12 @@ func (d *Decoder) Raw() []byte {
 		d.raw = d.render()
 	}
 	return d.raw
+}
+
+// RecordID is RecordID(d.Raw()), reusing one parser for the decoder's
+// records.
+func (d *Decoder) RecordID() string {
+	return recordID(&d.idParser, d.Raw())
 }
 
 // TooLarge returns the size and sha256 of the whole current record when

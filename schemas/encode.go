@@ -1,6 +1,9 @@
 package schemas
 
 import (
+	"encoding/binary"
+	"math/bits"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -58,7 +61,7 @@ func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	b = append(b, `","event_date":"`...)
 	b = appendDate(b, d.EventDate)
 	b = append(b, `","event_hour":`...)
-	b = strconv.AppendInt(b, int64(d.Hour), 10)
+	b = appendInt(b, int64(d.Hour))
 	b = append(b, `,"gateway_id":`...)
 	b = appendString(b, ev.GatewayID, ev.plain)
 	b = append(b, `,"user":`...)
@@ -74,15 +77,15 @@ func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	b = append(b, `,"policies_triggered":`...)
 	b = appendStringArray(b, ev.PoliciesTriggered, ev.plain)
 	b = append(b, `,"policy_count":`...)
-	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
+	b = appendInt(b, int64(d.PolicyCount))
 	b = append(b, `,"latency_ms":`...)
-	b = strconv.AppendInt(b, ev.LatencyMs, 10)
+	b = appendInt(b, ev.LatencyMs)
 	b = append(b, `,"input_tokens":`...)
-	b = strconv.AppendInt(b, ev.InputTokens, 10)
+	b = appendInt(b, ev.InputTokens)
 	b = append(b, `,"output_tokens":`...)
-	b = strconv.AppendInt(b, ev.OutputTokens, 10)
+	b = appendInt(b, ev.OutputTokens)
 	b = append(b, `,"total_tokens":`...)
-	b = strconv.AppendInt(b, d.TotalTokens, 10)
+	b = appendInt(b, d.TotalTokens)
 	// NUMERIC travels as a string so no float ever touches it.
 	b = append(b, `,"cost_usd":"`...)
 	b = d.CostUSD.Append(b)
@@ -106,13 +109,13 @@ func appendEventColumns(b []byte, ev *Event, d Derived) []byte {
 	// existing tables at their end, bqschema.EventRowSchema); a load job
 	// matches NDJSON keys by name, so here they may precede the load's.
 	b = append(b, `,"date_id":`...)
-	b = strconv.AppendInt(b, d.DateID, 10)
+	b = appendInt(b, d.DateID)
 	b = append(b, `,"model_id":`...)
 	b = AppendJSONString(b, d.ModelID)
 	b = append(b, `,"user_id":`...)
 	b = AppendJSONString(b, d.UserID)
 	b = append(b, `,"policies_count":`...)
-	b = strconv.AppendInt(b, int64(d.PolicyCount), 10)
+	b = appendInt(b, int64(d.PolicyCount))
 	return b
 }
 
@@ -209,13 +212,49 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// appendInt is strconv.AppendInt(b, n, 10), with two digits a step from
+// a table for the small non-negative counts rows carry.
+func appendInt(b []byte, n int64) []byte {
+	if n < 0 || n >= 1e9 {
+		return strconv.AppendInt(b, n, 10)
+	}
+	if n < 10 {
+		return append(b, byte('0'+n))
+	}
+	u := uint32(n)
+	w := 2 // digits
+	for p := uint32(100); w < 9 && u >= p; p *= 10 {
+		w++
+	}
+	// The digits go straight into b, from the last.
+	l := len(b) + w
+	b = slices.Grow(b, w)[:l]
+	i := l
+	for u >= 100 {
+		q := u / 100
+		r := u - q*100
+		i -= 2
+		b[i], b[i+1] = digitPairs[2*r], digitPairs[2*r+1]
+		u = q
+	}
+	if u >= 10 {
+		b[i-2], b[i-1] = digitPairs[2*u], digitPairs[2*u+1]
+	} else {
+		b[i-1] = byte('0' + u)
+	}
+	return b
+}
+
+const digitPairs = "00010203040506070809" + "10111213141516171819" + "20212223242526272829" + "30313233343536373839" + "40414243444546474849" +
+	"50515253545556575859" + "60616263646566676869" + "70717273747576777879" + "80818283848586878889" + "90919293949596979899"
+
 // appendTimestamp writes t (UTC) as RFC 3339 with microseconds, BigQuery
 // TIMESTAMP's precision; hand-rolled because time.AppendFormat was a tenth
 // of the hot path.
 func appendTimestamp(b []byte, t time.Time) []byte {
-	t = t.UTC()
-	b = appendDate(b, t)
-	h, m, s := t.Clock()
+	days, sec := unixDays(t)
+	b = appendDays(b, days, t)
+	h, m, s := sec/3600, sec/60%60, sec%60
 	b = append(b, 'T', byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10), ':', byte('0'+s/10), byte('0'+s%10))
 	if us := t.Nanosecond() / 1000; us > 0 {
 		b = append(b, '.')
@@ -227,20 +266,103 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 }
 
 func appendDate(b []byte, t time.Time) []byte {
-	y, mo, d := t.Date()
+	days, _ := unixDays(t)
+	return appendDays(b, days, t)
+}
+
+// unixDays splits t into whole days since 1970-01-01 (UTC) and the
+// seconds into the last: the calendar by integer arithmetic, cheaper
+// than t.Date and t.Clock (appendTimestampReference in the tests is the
+// time package's version).
+func unixDays(t time.Time) (days, sec int64) {
+	unix := t.Unix()
+	days = unix / 86400
+	if days*86400 > unix {
+		days-- // floor, for times before 1970
+	}
+	return days, unix - days*86400
+}
+
+// appendDays writes the date of days as yyyy-mm-dd; t (the same instant)
+// is formatted by the time package outside years 0 to 9999.
+func appendDays(b []byte, days int64, t time.Time) []byte {
+	y, mo, d := civilFromDays(days)
 	if y < 0 || y > 9999 {
-		return t.AppendFormat(b, time.DateOnly)
+		return t.UTC().AppendFormat(b, time.DateOnly)
 	}
 	return append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10))
+		byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10))
 }
 
 // appendJSONTextString appends compact JSON text (as the parser re-emits
 // it: control characters inside its strings are already escaped) as a
-// JSON string literal. Only quotes and backslashes need escaping then,
-// which is most of the cost of encoding metadata; text that is not valid
-// UTF-8 takes the general path, which replaces bad bytes.
+// JSON string literal. Metadata as producers write it is ASCII without
+// backslashes, so only its quotes need a backslash: that text is copied
+// eight bytes at a time where a word holds no quote. Anything else takes
+// appendJSONTextStringGeneral (FuzzJSONTextString holds the two together).
 func appendJSONTextString(b, text []byte) []byte {
+	n := len(b)
+	// Room for every byte escaped, both quotes and the slack of the last
+	// word's eight-byte writes.
+	b = slices.Grow(b, 2*len(text)+2+16)[:n+2*len(text)+2+16]
+	dst := b[n:]
+	dst[0] = '"'
+	j := 1
+	i := 0
+	for ; i+8 <= len(text); i += 8 {
+		x := binary.LittleEndian.Uint64(text[i:])
+		if x&0x8080808080808080 != 0 || hasBackslashOrControl(x) {
+			return appendJSONTextStringGeneral(b[:n], text)
+		}
+		binary.LittleEndian.PutUint64(dst[j:], x)
+		// Each quote, lowest first: a backslash in its place, and the
+		// word's bytes from the quote on written again one further.
+		shift := 0
+		for m := quoteMask(x); m != 0; m &= m - 1 {
+			k := bits.TrailingZeros64(m) >> 3
+			dst[j+k+shift] = '\\'
+			binary.LittleEndian.PutUint64(dst[j+k+shift+1:], x>>(8*k))
+			shift++
+		}
+		j += 8 + shift
+	}
+	for _, c := range text[i:] {
+		switch {
+		case c >= 0x80 || c < 0x20 || c == '\\':
+			return appendJSONTextStringGeneral(b[:n], text)
+		case c == '"':
+			dst[j] = '\\'
+			j++
+		}
+		dst[j] = c
+		j++
+	}
+	dst[j] = '"'
+	return b[:n+j+1]
+}
+
+// quoteMask sets the high bit of exactly the bytes of x that are quotes.
+func quoteMask(x uint64) uint64 {
+	const lows = 0x7f7f7f7f7f7f7f7f
+	q := x ^ 0x2222222222222222
+	// A byte's high bit ends up set when any of its bits is: exact, with
+	// no borrow between bytes.
+	nonzero := (q&lows + lows) | q
+	return ^nonzero &^ lows
+}
+
+// hasBackslashOrControl is needsEscape without the quote (SWAR, exact
+// when the result is false).
+func hasBackslashOrControl(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	bs := x ^ (ones * '\\')
+	return ((bs-ones)&^bs|(x-ones*0x20)&^x)&highs != 0
+}
+
+// appendJSONTextStringGeneral is appendJSONTextString for any text: only
+// quotes, backslashes and control characters are escaped; text that is
+// not valid UTF-8 takes AppendJSONString, which replaces bad bytes.
+func appendJSONTextStringGeneral(b, text []byte) []byte {
 	if !utf8.Valid(text) {
 		return AppendJSONString(b, string(text))
 	}

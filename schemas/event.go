@@ -59,6 +59,19 @@ type Event struct {
 	// backslashes or control characters, as fastParse found them: their
 	// JSON is themselves in quotes, so the encoder copies them.
 	plain bool
+	// uuid is the 16 bytes of the id uuidOf, which fastParse parsed as it
+	// read it; UUID uses them while ID is still that id, so validation and
+	// the dedup key do not parse the same text again.
+	uuid   [16]byte
+	uuidOf string
+}
+
+// UUID returns the 16 bytes of ev.ID when it is an 8-4-4-4-12 hex UUID.
+func (ev *Event) UUID() ([16]byte, bool) {
+	if ev.uuidOf != "" && ev.uuidOf == ev.ID {
+		return ev.uuid, true
+	}
+	return ParseUUID(ev.ID)
 }
 
 // HasTimestamp reports whether the record carried a valid timestamp; a

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"time"
 )
 
@@ -37,25 +38,30 @@ func (ps *Parser) fastParse(b []byte, ev *Event) (n int, ok bool) {
 			return 0, false
 		}
 		var key []byte
-		var code, j int
-		if q := quotedKeys[next]; next != codeUnknown && len(b)-i >= len(q) && string(b[i:i+len(q)]) == q {
-			key, j, code = b[i+1:i+len(q)-1], i+len(q), next
+		var code int
+		if next != codeUnknown && keyPatterns[next].at(b, i) {
+			// The predicted name and its colon, as writers lay them out.
+			n := len(quotedKeys[next])
+			key, code = b[i+1:i+n-1], next
+			i += n + 1
 		} else {
+			var j int
 			var ok bool
 			if key, j, ok = plainString(b, i); !ok {
 				return 0, false
 			}
 			code = fieldCode(key)
+			i = skipWhite(b, j)
+			if i >= len(b) || b[i] != ':' {
+				return 0, false
+			}
+			i++
 		}
 		next = codeUnknown
 		if code != codeUnknown && code < codeMetadata {
 			next = code + 1
 		}
-		i = skipWhite(b, j)
-		if i >= len(b) || b[i] != ':' {
-			return 0, false
-		}
-		i = skipWhite(b, i+1)
+		i = skipWhite(b, i)
 		if i >= len(b) {
 			return 0, false
 		}
@@ -146,15 +152,77 @@ var quotedKeys = [...]string{
 	codeCost: `"cost"`, codeMetadata: `"metadata"`,
 }
 
+// keyPattern is a quoted field name and its colon as words, for a
+// comparison in two or three loads instead of a call to compare bytes.
+type keyPattern struct {
+	n                   int // bytes: 5 to 24
+	first, middle, last uint64
+	mask                uint64 // of first, for names shorter than 8 bytes
+}
+
+var keyPatterns = func() (p [codeMetadata + 1]keyPattern) {
+	for code, q := range quotedKeys {
+		if q == "" {
+			continue
+		}
+		k := []byte(q + ":")
+		pad := append(k, make([]byte, 24)...)
+		p[code] = keyPattern{n: len(k), first: binary.LittleEndian.Uint64(pad), mask: ^uint64(0)}
+		if len(k) < 8 {
+			p[code].mask = 1<<(8*len(k)) - 1
+			continue
+		}
+		p[code].last = binary.LittleEndian.Uint64(k[len(k)-8:])
+		if len(k) > 16 {
+			p[code].middle = binary.LittleEndian.Uint64(k[8:])
+		}
+	}
+	return p
+}()
+
+// at reports whether b[i:] starts with the pattern; it needs eight bytes
+// of b from i (the rest of a record always has them, or the record ends
+// there and the general path decides).
+func (p *keyPattern) at(b []byte, i int) bool {
+	if len(b)-i < 8 || len(b)-i < p.n {
+		return false
+	}
+	if binary.LittleEndian.Uint64(b[i:])&p.mask != p.first {
+		return false
+	}
+	if p.n <= 8 {
+		return true
+	}
+	if p.n > 16 && binary.LittleEndian.Uint64(b[i+8:]) != p.middle {
+		return false
+	}
+	return binary.LittleEndian.Uint64(b[i+p.n-8:]) == p.last
+}
+
 // fastField decodes the value at b[i] of the field name (key when the
 // contract does not name it) and returns the index after it.
 func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (int, bool) {
-	if isNull(b, i) {
+	if b[i] == 'n' && isNull(b, i) {
 		if code == codeUnknown {
 			// An unknown field keeps its null, as fastjson's path does.
 			ev.Extra = append(ev.Extra, Field{Name: string(key), Value: []byte("null")})
 		}
 		return i + 4, true
+	}
+	switch code {
+	case codeID:
+		// Ids are UUIDs: parsed here, once, from the buffer, and kept
+		// beside the text for validation and the dedup key (Event.UUID).
+		// Hex digits and dashes need no escaping, so plainString would
+		// return the same bytes; any other id takes the general path below.
+		if len(b)-i > 37 && b[i] == '"' && b[i+37] == '"' {
+			if u, ok := parseUUID(b[i+1 : i+37]); ok {
+				ev.ID = ps.ids.string(b[i+1 : i+37])
+				ev.uuid, ev.uuidOf = u, ev.ID
+				ev.present |= fID
+				return i + 38, true
+			}
+		}
 	}
 	switch code {
 	case codeID, codeTimestamp, codeGatewayID, codeUser, codeProvider, codeModel, codeDecision:
@@ -167,7 +235,7 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 		}
 		switch code {
 		case codeID:
-			ev.ID = string(s)
+			ev.ID = ps.ids.string(s)
 			ev.present |= fID
 		case codeTimestamp:
 			t, ok := fastTimestamp(s)
@@ -257,7 +325,7 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 			if s, j, ok = plainString(b, i); !ok {
 				return 0, false
 			}
-			d, err = ParseDecimal(string(s))
+			d, err = parseDecimal(s)
 		} else {
 			var ok bool
 			if j, ok = compactValue(b, i, 0); !ok || !isNumberStart(b[i]) {
@@ -295,30 +363,14 @@ func (ps *Parser) fastField(b []byte, i int, code int, key []byte, ev *Event) (i
 // valueString is plainString for a string the row encoder writes; it
 // notes whether the string is all ASCII (then the encoder copies it).
 func (ps *Parser) valueString(b []byte, i int) ([]byte, int, bool) {
-	s, end, ok := plainString(b, i)
-	if ok && ps.ascii {
-		ps.ascii = isASCII(s)
-	}
+	s, end, ascii, ok := scanString(b, i)
+	ps.ascii = ps.ascii && ascii
 	return s, end, ok
 }
 
-func isASCII(s []byte) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if binary.LittleEndian.Uint64(s[i:])&0x8080808080808080 != 0 {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 func skipWhite(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+	// One comparison for the common case, a byte that is not white space.
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
 		i++
 	}
 	return i
@@ -332,22 +384,43 @@ func isNull(b []byte, i int) bool {
 // the index after its closing quote; ok is false for an escape, a
 // control character or a missing end.
 func plainString(b []byte, i int) (s []byte, end int, ok bool) {
+	s, end, _, ok = scanString(b, i)
+	return s, end, ok
+}
+
+// scanString is plainString that also says whether the string is ASCII.
+// It reads eight bytes at a time: the lowest byte escapeMask marks in a
+// word is exactly the first quote, backslash or control character, so
+// one look at it ends the string or refuses it.
+func scanString(b []byte, i int) (s []byte, end int, ascii, ok bool) {
+	const highs = 0x8080808080808080
+	var high uint64 // the high bits of the string's bytes so far
 	j := i + 1
-	// Eight bytes at a time while none of them ends or spoils the string.
 	for ; j+8 <= len(b); j += 8 {
-		if needsEscape(binary.LittleEndian.Uint64(b[j:])) {
-			break
+		x := binary.LittleEndian.Uint64(b[j:])
+		m := escapeMask(x)
+		if m == 0 {
+			high |= x
+			continue
 		}
+		k := bits.TrailingZeros64(m) >> 3
+		if b[j+k] != '"' {
+			return nil, 0, false, false
+		}
+		high |= x & (1<<(8*k) - 1) // the bytes before the quote
+		return b[i+1 : j+k], j + k + 1, high&highs == 0, true
 	}
 	for ; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			return b[i+1 : j], j + 1, true
+			return b[i+1 : j], j + 1, high&highs == 0, true
 		case c == '\\' || c < 0x20:
-			return nil, 0, false
+			return nil, 0, false, false
+		default:
+			high |= uint64(c)
 		}
 	}
-	return nil, 0, false
+	return nil, 0, false, false
 }
 
 // plainInt reads -?(0|[1-9][0-9]{0,17}) followed by a byte that ends a
@@ -575,15 +648,19 @@ func daysIn(m time.Month, year int) int {
 }
 
 // needsEscape reports whether any of the eight bytes in x is a quote, a
-// backslash or a control character (SWAR: the high bit of a byte of the
-// result is set where that byte matches; borrows can only mark bytes
-// above a true match, so a zero result is exact).
-func needsEscape(x uint64) bool {
+// backslash or a control character.
+func needsEscape(x uint64) bool { return escapeMask(x) != 0 }
+
+// escapeMask sets the high bit of the bytes of x that are a quote, a
+// backslash or a control character (SWAR), and perhaps of bytes above
+// such a byte (a borrow), never below: the lowest bit set, if any, marks
+// the first such byte exactly, and a zero result is exact.
+func escapeMask(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	quote := x ^ (ones * '"')
 	backslash := x ^ (ones * '\\')
 	zeroQuote := (quote - ones) &^ quote
 	zeroBackslash := (backslash - ones) &^ backslash
 	control := (x - ones*0x20) &^ x
-	return (zeroQuote|zeroBackslash|control)&highs != 0
+	return (zeroQuote | zeroBackslash | control) & highs
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ktpipe/ktpipe/ktsim"
@@ -82,6 +83,7 @@ func FuzzFastParse(f *testing.F) {
 		if d := eventDiff(&a, &b); d != "" {
 			t.Fatalf("%q: scanner vs fastjson's path: %s", data[:n], d)
 		}
+		checkUUID(t, &a)
 		if errDiff(Validate(&a, nil), Validate(&b, nil)) != "" {
 			t.Fatalf("%q: validation differs", data[:n])
 		}
@@ -172,6 +174,7 @@ func diffDecoders(t *testing.T, data []byte, format Format, lim Limits) (records
 		if d := eventDiff(&a, &b); d != "" {
 			t.Fatalf("record %d (%q): %s", i, fd.Raw(), d)
 		}
+		checkUUID(t, &a)
 		if d := errDiff(Validate(&a, nil), Validate(&b, nil)); d != "" {
 			t.Fatalf("record %d: validation: %s", i, d)
 		}
@@ -257,6 +260,11 @@ var fastParseSeeds = []string{
 	`{"new_field":{"k":[true,false]},"other":"v","n":12}`, `{"new_field":{"k" : 1}}`,
 	`{"decision":"allow","decision":"block"}`, `{"id":"a",}`, `{"id":"a"`, `{"id":"a"}x`, `[1]`, `{"id":1}`,
 	"{\"id\":\"a\"\n,\t\"user\" :\r\"b\"}",
+	// Names that share a predicted name's first and last eight bytes.
+	`{"decision":"allow","policies_zzzluated":["a"]}`, `{"model":"m","decisiox":"allow"}`,
+	// A byte the string scan must see in the word that holds its end: not
+	// ASCII (the row escapes it), a control character (not an end).
+	strings.Replace(validEventText, `"ada@acme.example"`, "\"ada@acme.example\xff\"", 1), "{\"id\":\"ab\",\"user\":\"abcdefg\x01}",
 }
 
 // corpusValue reads the []byte of a "go test fuzz v1" corpus file.
