@@ -53,8 +53,14 @@ func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
 		// Batches start at multiples of MaxBatchChunks, whatever the
 		// heartbeat says (a per-chunk merge before batches recorded any
-		// count): committing a chunk again adds nothing.
-		start = p.Done - p.Done%warehouse.MaxBatchChunks
+		// count): committing a chunk again adds nothing. A merge that
+		// committed everything goes straight to dropping the staging
+		// tables: a kill there can leave a half-dropped table the
+		// emulator lists but cannot count.
+		start = p.Done
+		if start < len(in.Chunks) {
+			start -= start % warehouse.MaxBatchChunks
+		}
 	}
 	var done atomic.Int64
 	done.Store(int64(start))
