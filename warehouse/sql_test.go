@@ -1,6 +1,9 @@
 package warehouse
 
 import (
+	"errors"
+	"fmt"
+	"google.golang.org/api/googleapi"
 	"regexp"
 	"strings"
 	"testing"
@@ -45,6 +48,27 @@ func TestViewSQLHasNoPlaceholdersLeft(t *testing.T) {
 			if !strings.HasPrefix(r, "`my-project.kt.") {
 				t.Errorf("%s: reference %s outside the dataset", v.Name, r)
 			}
+		}
+	}
+}
+
+// TestTableNotFound: a half-dropped table is counted as missing on both
+// BigQuery (404) and the emulator (400 "Table not found"), and nothing
+// else is.
+func TestTableNotFound(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&googleapi.Error{Code: 404, Message: "Not found: Table p:d.stg_x_00000"}, true},
+		{fmt.Errorf("count stg_x: %w", &googleapi.Error{Code: 400, Message: "failed to analyze: Table not found: `p.d.stg_x_00000`"}), true},
+		{&googleapi.Error{Code: 400, Message: "Syntax error"}, false},
+		{&googleapi.Error{Code: 500, Message: "Table not found"}, false},
+		{errors.New("Table not found"), false},
+		{nil, false},
+	} {
+		if got := tableNotFound(c.err); got != c.want {
+			t.Errorf("tableNotFound(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

@@ -101,6 +101,13 @@ func isNotFound(err error) bool {
 	return errors.As(err, &ge) && ge.Code == http.StatusNotFound
 }
 
+// tableNotFound says a query failed because a table it reads is missing:
+// BigQuery answers 404, the emulator 400 "Table not found".
+func tableNotFound(err error) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && (ge.Code == http.StatusNotFound || (ge.Code == http.StatusBadRequest && strings.Contains(ge.Error(), "Table not found")))
+}
+
 func isConflict(err error) bool {
 	var ge *googleapi.Error
 	return errors.As(err, &ge) && ge.Code == http.StatusConflict
@@ -247,6 +254,12 @@ func (w *Warehouse) countRows(ctx context.Context, table string) (int64, error) 
 		return -1, nil
 	}
 	rows, err := w.query(ctx, "count "+table, "SELECT COUNT(*) AS n FROM "+w.ref(table))
+	if tableNotFound(err) {
+		// Listed but gone: a drop in progress, or one a killed worker
+		// left half done (the emulator then lists the table but cannot
+		// read it).
+		return -1, nil
+	}
 	if err != nil {
 		return 0, err
 	}
