@@ -204,10 +204,10 @@ func batchParams(loadID, source string, chunks []staging.Chunk) ([]bigquery.Quer
 	// Only parameters the script names: the emulator binds them by
 	// position, and an unused one shifts the rest.
 	params := []bigquery.QueryParameter{{Name: "load_id", Value: loadID}, {Name: "source", Value: source}}
-	if hasRows(chunks) {
+	if anyTable("stg_", chunks) {
 		params = append(params, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
 	}
-	if hasQuarantined(chunks) {
+	if anyTable("qstg_", chunks) {
 		params = append(params, bigquery.QueryParameter{Name: "quarantine_since", Value: time.Now().Add(-quarantineDedupWindow)})
 	}
 	return params, nil
@@ -235,18 +235,19 @@ func dateSpan(chunks []staging.Chunk) (lo, hi civil.Date, err error) {
 	return lo, hi, err
 }
 
-func hasRows(chunks []staging.Chunk) bool {
-	for _, c := range chunks {
-		if c.Rows > 0 {
-			return true
-		}
+// hasTable says whether chunk c has a staging table of this kind
+// (stg_: rows, qstg_: quarantine records).
+func hasTable(prefix string, c staging.Chunk) bool {
+	if prefix == "qstg_" {
+		return c.Quarantined > 0
 	}
-	return false
+	return c.Rows > 0
 }
 
-func hasQuarantined(chunks []staging.Chunk) bool {
+// anyTable says whether some chunk has a staging table of this kind.
+func anyTable(prefix string, chunks []staging.Chunk) bool {
 	for _, c := range chunks {
-		if c.Quarantined > 0 {
+		if hasTable(prefix, c) {
 			return true
 		}
 	}
@@ -258,7 +259,7 @@ func hasQuarantined(chunks []staging.Chunk) bool {
 func (w *Warehouse) unionStaged(prefix string, loadID string, chunks []staging.Chunk, cols string) string {
 	var parts []string
 	for _, c := range chunks {
-		if (prefix == "stg_" && c.Rows == 0) || (prefix == "qstg_" && c.Quarantined == 0) {
+		if !hasTable(prefix, c) {
 			continue
 		}
 		parts = append(parts, fmt.Sprintf("SELECT %s, %d AS _chunk FROM %s s", cols, c.Index, w.ref(tableName(prefix, loadID, c.Index))))

@@ -74,41 +74,40 @@ func runModel(out io.Writer, scales []float64) error {
 		mu.Unlock()
 	})
 	var stmts []observedStmt
-	take := func(scope string) {
+	add := func(s warehouse.Statement, scope string) {
+		if s.SQL == "" {
+			stmts = append(stmts, observedStmt{Scope: scope, Job: true, Load: s.Load})
+			return
+		}
+		for i, part := range splitScript(s.SQL) {
+			stmts = append(stmts, observedStmt{Scope: scope, Job: i == 0, SQL: part})
+		}
+	}
+	// recorded hands over the statements recorded since the last call.
+	recorded := func() []warehouse.Statement {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, s := range rec {
-			if s.SQL == "" {
-				stmts = append(stmts, observedStmt{Scope: scope, Job: true, Load: s.Load})
-				continue
-			}
-			for i, part := range splitScript(s.SQL) {
-				stmts = append(stmts, observedStmt{Scope: scope, Job: i == 0, SQL: part})
-			}
-		}
+		all := rec
 		rec = nil
+		return all
 	}
-	drop := func() { mu.Lock(); rec = nil; mu.Unlock() }
+	take := func(scope string) {
+		for _, s := range recorded() {
+			add(s, scope)
+		}
+	}
+	drop := func() { recorded() }
 	// A commit counts each chunk's staging tables before it runs: those
 	// counts are per chunk (the first chunk's stand for all), the rest
 	// per commit.
 	takeCommit := func() {
-		mu.Lock()
-		all := rec
-		rec = nil
-		mu.Unlock()
-		for _, s := range all {
-			scope := "commit"
-			if strings.HasPrefix(s.What, "count ") {
-				if !strings.HasSuffix(s.What, "_00000") {
-					continue
-				}
-				scope = "chunk"
+		for _, s := range recorded() {
+			switch {
+			case !strings.HasPrefix(s.What, "count "):
+				add(s, "commit")
+			case strings.HasSuffix(s.What, "_00000"):
+				add(s, "chunk")
 			}
-			mu.Lock()
-			rec = append(rec, s)
-			mu.Unlock()
-			take(scope)
 		}
 	}
 
