@@ -49,8 +49,12 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
+	live := cfg.Live
+	if live == 0 {
+		live = -1 // the batch input's "never"; its zero is the default
+	}
 	rc := &webhook.Receiver{Secret: cfg.Secret.Reveal(), Store: store, Logger: logger,
-		Batches:     WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, Tuning: tuning}},
+		Batches:     WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning}},
 		MaxBody:     cfg.MaxBody,
 		MaxInFlight: cfg.MaxInFlight,
 	}
@@ -61,7 +65,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 			logger.Error("webhook receiver stopped", "error", err)
 		}
 	}()
-	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch,
+	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch, "live", cfg.Live,
 		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "read_timeout", srv.ReadTimeout)
 	return srv, ln.Addr(), nil
 }

@@ -4,6 +4,8 @@
 package bqschema
 
 import (
+	"time"
+
 	"cloud.google.com/go/bigquery"
 
 	"github.com/ktpipe/ktpipe/schemas"
@@ -21,8 +23,17 @@ type TableSpec struct {
 	// PartitionField is a DATE or TIMESTAMP column partitioned by day;
 	// empty for small tables.
 	PartitionField string
-	Clustering     []string
+	// PartitionExpiration drops a partition this long after its day
+	// (zero: kept).
+	PartitionExpiration time.Duration
+	Clustering          []string
 }
+
+// LiveRetention is how long live_events keeps a day of webhook rows:
+// the webhook batch commits them within minutes, and the live view reads
+// only the last LiveWindowDays of them; the rest is a margin for a
+// commit that waits on an outage.
+const LiveRetention = 3 * 24 * time.Hour
 
 func req(name string, t bigquery.FieldType) *bigquery.FieldSchema {
 	return &bigquery.FieldSchema{Name: name, Type: t, Required: true}
@@ -219,6 +230,17 @@ func Tables() []TableSpec {
 			Schema: bigquery.Schema{
 				req("user", bigquery.StringFieldType),
 			},
+		},
+		{
+			// Rows of webhook deliveries as the batch's live landing
+			// streamed them, seconds after delivery and before the batch
+			// commits them: what fact_ai_event_live adds to the fact.
+			Name:                schemas.TableLive,
+			Description:         "Webhook events streamed seconds after delivery, before their batch commits them; at least once (fact_ai_event_live dedups). Partitions expire after 3 days.",
+			Schema:              EventRowSchema(),
+			PartitionField:      "ingested_at",
+			PartitionExpiration: LiveRetention,
+			Clustering:          []string{"event_id"},
 		},
 		{
 			Name:           schemas.TableAudit,

@@ -1,0 +1,127 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/ktpipe/ktpipe/payload"
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// LandLive streams the valid events of staged webhook deliveries into
+// live_events, for the live view, before their batch commits them. It
+// splits the files as SplitStaged does (the same validation, the same
+// gateways, the same rows), but its rows go to BigQuery's streaming
+// insert, a bounded request at a time, and nothing is staged. Invalid
+// records are left to the batch's commit, which quarantines them. A retry
+// may stream rows twice; the view keeps one per event id.
+func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (payload.LandLiveResult, error) {
+	defer keepAlive(ctx, nil)()
+	var res payload.LandLiveResult
+	sink := &liveSink{ctx: ctx, insert: a.Warehouse.InsertLive, streamed: &res.Rows}
+	sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink)
+	if err != nil {
+		return payload.LandLiveResult{}, err
+	}
+	for _, key := range in.Keys {
+		if err := a.splitFile(ctx, sp, key, schemas.FormatJSON, false); errors.Is(err, staging.ErrNotFound) {
+			res.Missing++ // committed and removed by an earlier batch
+		} else if err != nil {
+			return res, err
+		}
+	}
+	if _, err := sp.Close(); err != nil {
+		return res, classify("land live rows", err)
+	}
+	return res, nil
+}
+
+// liveSink takes the splitter's chunk files: rows are streamed, quarantine
+// files dropped.
+type liveSink struct {
+	ctx      context.Context
+	insert   func(context.Context, []json.RawMessage) error
+	streamed *int64
+}
+
+func (s *liveSink) Create(key string) (io.WriteCloser, error) {
+	if strings.Contains(key, "/quarantine-") {
+		return discard{}, nil
+	}
+	return &liveWriter{ctx: s.ctx, insert: s.insert, streamed: s.streamed}, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) Close() error                { return nil }
+
+// liveWriter cuts the NDJSON the splitter writes into rows and streams
+// them at most warehouse.MaxLiveRows rows and MaxLiveBytes a request: it
+// holds one request's rows and one partial line.
+type liveWriter struct {
+	ctx      context.Context
+	insert   func(context.Context, []json.RawMessage) error
+	streamed *int64 // rows streamed, for the result
+
+	partial []byte
+	rows    []json.RawMessage
+	size    int
+}
+
+func (w *liveWriter) Write(p []byte) (int, error) {
+	for rest := p; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, rest...)
+			break
+		}
+		w.partial = append(w.partial, rest[:i]...)
+		rest = rest[i+1:]
+		if err := w.add(w.partial); err != nil {
+			return 0, err
+		}
+		w.partial = w.partial[:0]
+	}
+	return len(p), nil
+}
+
+func (w *liveWriter) add(row []byte) error {
+	if len(row) > warehouse.MaxLiveBytes {
+		// Too large for one request: it shows once the batch commits.
+		return nil
+	}
+	if len(w.rows) == warehouse.MaxLiveRows || w.size+len(row) > warehouse.MaxLiveBytes {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	w.rows = append(w.rows, append(json.RawMessage(nil), row...))
+	w.size += len(row)
+	return nil
+}
+
+func (w *liveWriter) flush() error {
+	if len(w.rows) == 0 {
+		return nil
+	}
+	if err := w.insert(w.ctx, w.rows); err != nil {
+		return err // the split's classify marks it
+	}
+	*w.streamed += int64(len(w.rows))
+	w.rows, w.size = w.rows[:0], 0
+	return nil
+}
+
+func (w *liveWriter) Close() error {
+	if len(w.partial) > 0 {
+		return errors.New("land live rows: a chunk ended inside a row")
+	}
+	return w.flush()
+}
