@@ -6,7 +6,8 @@
 //
 //	go run ./cmd/ktbench -events 1000000
 //
-// With -model it prints the cost model of ktpipe's own BigQuery
+// With -e2e it runs the whole workflow on the local stack and measures
+// it (e2e.go). With -model it prints the cost model of ktpipe's own BigQuery
 // statements (model.go). With -hostile it measures peak memory on files made to hurt: a 100 MB
 // NDJSON line, a 100 MB JSON array element and a gzip bomb.
 package main
@@ -14,6 +15,7 @@ package main
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	_ "embed"
 	"flag"
 	"fmt"
@@ -41,12 +43,28 @@ func main() {
 	child := flag.String("child", "", "internal: run one case on this file")
 	wh := flag.Bool("warehouse", false, "benchmark the load path and dedup on the BigQuery emulator instead")
 	whSizes := flag.String("fact-sizes", "100000,1000000", "with -warehouse: fact table sizes to measure dedup at")
-	whChunk := flag.Int("chunk-rows", 50000, "with -warehouse: rows per chunk")
+	whChunk := flag.Int("chunk-rows", 50000, "with -warehouse or -e2e: rows per chunk")
 	hostile := flag.Bool("hostile", false, "measure peak memory on hostile files (100 MB record, gzip bomb) instead")
 	python := flag.String("python", "python3", "interpreter for the guide's pattern, run beside the json case on the same file (empty: skip)")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile of the split here")
 	model := flag.Bool("model", false, "print the BigQuery cost model (statements counted on the emulator, scaled to 1M, 10M and 100M events a day)")
+	e2e := flag.Bool("e2e", false, "run the whole workflow on the local stack (Temporal dev server, emulator, simulator, worker) and measure it (e2e.go)")
+	e2eEvents := flag.Int("e2e-events", 1_000_000, "with -e2e: events exported and pulled")
+	e2eRate := flag.Float64("e2e-webhook-rate", 200, "with -e2e: webhook deliveries per second (0: skip the webhook path)")
+	e2eFor := flag.Duration("e2e-webhook-for", 30*time.Second, "with -e2e: how long webhooks are delivered")
+	e2eDelivery := flag.Int("e2e-webhook-events", 1, "with -e2e: events per webhook delivery")
+	e2eWindow := flag.Duration("e2e-webhook-window", 10*time.Second, "with -e2e: KTPIPE_WEBHOOK_BATCH of the worker")
 	flag.Parse()
+
+	if *e2e {
+		o := e2eOptions{Events: *e2eEvents, Runs: *runs, ChunkRows: *whChunk, Dir: filepath.Join(*dir, "e2e"),
+			WebhookRate: *e2eRate, WebhookFor: *e2eFor, WebhookEvents: *e2eDelivery, WebhookWindow: *e2eWindow}
+		if err := runE2E(context.Background(), os.Stdout, o); err != nil {
+			fmt.Fprintln(os.Stderr, "ktbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *model {
 		if err := runModel(os.Stdout, []float64{1e6, 1e7, 1e8}); err != nil {
