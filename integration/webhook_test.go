@@ -50,7 +50,7 @@ func TestWebhookDeliveriesLandOnce(t *testing.T) {
 	cfg.Webhooks = []ktsim.Webhook{{URL: twice.URL, Secret: secret, Subscription: "all"}}
 	s := newStack(t, cfg, true)
 	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
-		Batches: app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
+		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
 			Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning}}})
 
 	for range 3 {
@@ -90,7 +90,7 @@ func TestWebhookEventsShowLiveBeforeTheirBatchCommits(t *testing.T) {
 	s := newStack(t, cfg, true)
 	const window = 40 * time.Second
 	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
-		Batches: app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
+		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
 			Batch: workflows.WebhookBatchInput{Window: window, LiveEvery: time.Second, Tuning: s.tuning}}})
 	start := time.Now()
 	s.sim.Ingest(100, 0.2)
