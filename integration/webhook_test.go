@@ -127,6 +127,16 @@ func TestWebhookEventsShowLiveBeforeTheirBatchCommits(t *testing.T) {
 			t.Errorf("event %s in the view after the commit as %v, want once, committed", id, rows)
 		}
 	}
+	done, err := s.ctl.ListWorkflows(ctx, "Completed", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range done {
+		if w.Type == "WebhookBatch" {
+			recordHistory(t, w.ID, w.RunID, "webhook_batch_live")
+			break
+		}
+	}
 }
 
 // TestWebhookReceiverRunsAsItsOwnProcess: `worker webhook`, the real
