@@ -21,9 +21,9 @@ import (
 // insert, a bounded request at a time, and nothing is staged. Invalid
 // records are left to the batch's commit, which quarantines them. A retry
 // may stream rows twice; the view keeps one per event id.
-func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (payload.LandLiveResult, error) {
+func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (res payload.LandLiveResult, err error) {
 	defer keepAlive(ctx, nil)()
-	var res payload.LandLiveResult
+	defer func() { a.Metrics.LiveLanded(res.Rows, err != nil) }()
 	sink := &liveSink{ctx: ctx, insert: a.Warehouse.InsertLive, streamed: &res.Rows}
 	sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink)
 	if err != nil {
