@@ -99,7 +99,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
-	live := cfg.Live
+	live := min(cfg.Live, cfg.Batch) // a batch lands at least once before it commits
 	if live == 0 {
 		live = -1 // the batch input's "never"; its zero is the default
 	}

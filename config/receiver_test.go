@@ -28,8 +28,8 @@ func TestReceiverNeedsNeitherBigQueryNorTheAPI(t *testing.T) {
 		{"KTPIPE_WEBHOOK_MAX_BODY", "100", "KTPIPE_WEBHOOK_MAX_BODY: 100 must be between"},
 		{"KTPIPE_WEBHOOK_MAX_IN_FLIGHT", "0", "KTPIPE_WEBHOOK_MAX_IN_FLIGHT: 0 must be between"},
 		{"KTPIPE_WEBHOOK_READ_TIMEOUT", "1h", "KTPIPE_WEBHOOK_READ_TIMEOUT: 1h0m0s must be between"},
-		{"KTPIPE_WEBHOOK_LIVE", "100ms", "KTPIPE_WEBHOOK_LIVE: 100ms must be 0 (off) or between 500ms and KTPIPE_WEBHOOK_BATCH (1m0s)"},
-		{"KTPIPE_WEBHOOK_LIVE", "2m", "KTPIPE_WEBHOOK_LIVE: 2m0s must be 0 (off) or between"},
+		{"KTPIPE_WEBHOOK_LIVE", "100ms", "KTPIPE_WEBHOOK_LIVE: 100ms must be 0 (off) or between 500ms and 10m"},
+		{"KTPIPE_WEBHOOK_LIVE", "1h", "KTPIPE_WEBHOOK_LIVE: 1h0m0s must be 0 (off) or between"},
 	}
 	for _, tt := range tests {
 		bad := map[string]string{}
