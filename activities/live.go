@@ -7,6 +7,9 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
+
+	"go.temporal.io/sdk/activity"
 
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
@@ -16,30 +19,56 @@ import (
 
 // LandLive streams the valid events of staged webhook deliveries into
 // live_events, for the live view, before their batch commits them. It
-// splits the files as SplitStaged does (the same validation, the same
+// splits each file as SplitStaged does (the same validation, the same
 // gateways, the same rows), but its rows go to BigQuery's streaming
 // insert, a bounded request at a time, and nothing is staged. Invalid
-// records are left to the batch's commit, which quarantines them. A retry
-// may stream rows twice; the view keeps one per event id.
+// records are left to the batch's commit, which quarantines them. After
+// each file it heartbeats the next one, where a retry resumes; a retry
+// may still stream a file's rows twice, and the view keeps one per event
+// id.
 func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (res payload.LandLiveResult, err error) {
-	defer keepAlive(ctx, nil)()
-	defer func() { a.Metrics.LiveLanded(res.Rows, err != nil) }()
-	sink := &liveSink{ctx: ctx, insert: a.Warehouse.InsertLive, streamed: &res.Rows}
-	sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink)
-	if err != nil {
-		return payload.LandLiveResult{}, err
+	var done LiveProgress
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &done) // unreadable: start over, which only streams again
 	}
-	for _, key := range in.Keys {
-		if err := a.splitFile(ctx, sp, key, schemas.FormatJSON, false); errors.Is(err, staging.ErrNotFound) {
-			res.Missing++ // committed and removed by an earlier batch
-		} else if err != nil {
+	var mu sync.Mutex
+	progress := done
+	// The keep-alive repeats the progress: a heartbeat without details
+	// would leave a retry none.
+	defer keepAlive(ctx, func() any { mu.Lock(); defer mu.Unlock(); return progress })()
+	res.Rows = done.Rows
+	defer func() { a.Metrics.LiveLanded(res.Rows-done.Rows, err != nil) }()
+	sink := &liveSink{ctx: ctx, insert: a.Warehouse.InsertLive, streamed: &res.Rows}
+	for i := done.Next; i < len(in.Keys); i++ {
+		// A splitter a file: closing it streams the file's last rows, so
+		// the heartbeat below is true.
+		sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink)
+		if err != nil {
 			return res, err
 		}
-	}
-	if _, err := sp.Close(); err != nil {
-		return res, classify("land live rows", err)
+		err = a.splitFile(ctx, sp, in.Keys[i], schemas.FormatJSON, false)
+		if errors.Is(err, staging.ErrNotFound) {
+			continue // committed and removed by an earlier batch
+		}
+		if err != nil {
+			return res, err
+		}
+		if _, err := sp.Close(); err != nil {
+			return res, classify("land live rows", err)
+		}
+		mu.Lock()
+		progress = LiveProgress{Next: i + 1, Rows: res.Rows}
+		mu.Unlock()
+		activity.RecordHeartbeat(ctx, progress)
 	}
 	return res, nil
+}
+
+// LiveProgress is the heartbeat of a landing: the next file, and the
+// rows streamed before it.
+type LiveProgress struct {
+	Next int
+	Rows int64
 }
 
 // liveSink takes the splitter's chunk files: rows are streamed, quarantine

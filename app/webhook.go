@@ -23,8 +23,10 @@ import (
 // DefaultMaxDeliveriesPerBatch bounds the deliveries one receiver
 // process signals to one batch. Temporal refuses a workflow's signal past
 // 10,000 (history.maximumSignalsPerExecution) and a history past 51,200
-// events; 2,000 leaves room for five receiver processes sharing a window's
-// batch. At 200 deliveries a second a 1-minute window takes six batches.
+// events; 2,000 leaves room for four receiver processes sharing a
+// window's batch, with a margin for a restarted one (it counts from 0
+// again) and for deliveries received as the window turned. At 200
+// deliveries a second a 1-minute window takes six batches.
 const DefaultMaxDeliveriesPerBatch = 2000
 
 // WebhookBatches hands staged deliveries to the WebhookBatch workflow of
@@ -86,11 +88,16 @@ func (b *WebhookBatches) batchID(windowID string) string {
 	}
 	process := b.Process
 	if process == "" {
-		host, _ := os.Hostname()
-		process = fmt.Sprintf("%s-%d", host, os.Getpid())
+		process = thisProcess
 	}
 	return fmt.Sprintf("%s-%s-%d", windowID, process, n/limit)
 }
+
+// thisProcess names this process in the ids of extra batches.
+var thisProcess = func() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}()
 
 // serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
 // tuning travels in each batch's input, as it does in every input a starter gives.

@@ -84,10 +84,9 @@ type LandLiveInput struct {
 	Gateways []string
 }
 
-// LandLiveResult counts the rows streamed and the files that were gone.
+// LandLiveResult counts the rows streamed (at least once).
 type LandLiveResult struct {
-	Rows    int64
-	Missing int
+	Rows int64
 }
 
 // PullInput asks for a batch of pages after a cursor.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 
@@ -23,11 +24,18 @@ import (
 // LiveView is the fact table with the webhook rows not committed yet.
 const LiveView = "fact_ai_event_live"
 
-// LiveWindowDays bounds what the live view adds to the fact table: live
-// rows landed, and of events dated, within this many days. An older event
-// (a late one) shows once its batch commits it, a minute later; the bound
-// keeps the view's anti-join to a few partitions of each table.
-const LiveWindowDays = 2
+// LiveWindow bounds what the live view adds to the fact table: rows
+// streamed within the last hour, of events dated today or yesterday (UTC).
+// A live row is needed only until its batch commits, a minute or two
+// later; a batch that cannot commit for longer shows when it does, and
+// so does a late event dated before yesterday. The bounds keep the view's
+// reads to one hour of live_events and two event_date partitions of the
+// fact table's ids (see the README, "The live view").
+const LiveWindow = time.Hour
+
+// liveDays is how many days before today the live side's events may be
+// dated.
+const liveDays = 1
 
 // Limits of one insertAll request: BigQuery takes up to 10 MB and 50,000
 // rows and recommends about 500 rows a request.
@@ -43,7 +51,7 @@ UNION ALL
 SELECT {columns}, FALSE AS committed FROM (
   SELECT l.*, ROW_NUMBER() OVER (PARTITION BY l.event_id ORDER BY l.ingested_at, l.load_id) AS live_rank
   FROM {live} l
-  WHERE l.ingested_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {days} DAY)
+  WHERE l.ingested_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {minutes} MINUTE)
     AND l.event_date >= DATE_SUB(CURRENT_DATE(), INTERVAL {days} DAY)
     AND NOT EXISTS (
       SELECT 1 FROM {fact} f
@@ -84,7 +92,7 @@ func (w *Warehouse) InsertLive(ctx context.Context, rows []json.RawMessage) erro
 	if size > MaxLiveBytes {
 		return fmt.Errorf("insert into %s: %d bytes in one call, at most %d", schemas.TableLive, size, MaxLiveBytes)
 	}
-	w.observed(Statement{What: "stream live rows", Load: schemas.TableLive})
+	w.observed(Statement{What: "stream live rows", Stream: schemas.TableLive})
 	if err := w.ds.Table(schemas.TableLive).Inserter().Put(ctx, savers); err != nil {
 		return fmt.Errorf("insert %d rows into %s: %w", len(rows), schemas.TableLive, err)
 	}
@@ -95,12 +103,13 @@ func (w *Warehouse) InsertLive(ctx context.Context, rows []json.RawMessage) erro
 // written, so a timestamp or a NUMERIC keeps its exact text.
 type liveRow map[string]json.RawMessage
 
-// Save gives every row a fresh insert id: BigQuery's dedup by insert id
-// is best effort and short-lived, and the view dedups by event id anyway.
+// Save sends no insert id: BigQuery's dedup by insert id is best effort
+// and short-lived, the view dedups by event id anyway, and rows without
+// one get the larger streaming quota.
 func (r liveRow) Save() (map[string]bigquery.Value, string, error) {
 	m := make(map[string]bigquery.Value, len(r))
 	for k, v := range r {
 		m[k] = v
 	}
-	return m, "", nil
+	return m, bigquery.NoDedupeID, nil
 }

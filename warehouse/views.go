@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
@@ -99,7 +100,8 @@ func (w *Warehouse) viewSQL(v View) string {
 		"{fact}", w.ref(schemas.TableFact), "{dim_user}", w.ref(schemas.TableDimUser),
 		"{dim_gateway}", w.ref(schemas.TableDimGateway),
 		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", w.ref(schemas.TableQuarantine),
-		"{live}", w.ref(schemas.TableLive), "{columns}", liveColumns(), "{days}", fmt.Sprint(LiveWindowDays))
+		"{live}", w.ref(schemas.TableLive), "{columns}", liveColumns(), "{days}", fmt.Sprint(liveDays),
+		"{minutes}", fmt.Sprint(int(LiveWindow/time.Minute)))
 	return r.Replace(v.sql)
 }
 

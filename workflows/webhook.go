@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -79,6 +80,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 			unlanded = append(unlanded, key)
 		}
 	}
+	windowEnd := workflow.NewTimer(ctx, in.Window) // before the gateways: the API's queue must not stretch the window
 	var live *liveLanding
 	if workflow.GetVersion(ctx, liveLandingVersion, workflow.DefaultVersion, 1) == 1 && in.LiveEvery >= 0 {
 		every := in.LiveEvery
@@ -89,7 +91,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 		if err != nil {
 			return res, err
 		}
-		live = &liveLanding{every: every, gateways: gateways, ids: ids, res: &res}
+		live = &liveLanding{every: min(every, in.Window), gateways: gateways, ids: ids, res: &res}
 	}
 	receive := func(c workflow.ReceiveChannel, _ bool) {
 		var key string
@@ -99,7 +101,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 	closed := false
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(deliveries, receive)
-	sel.AddFuture(workflow.NewTimer(ctx, in.Window), func(workflow.Future) { closed = true })
+	sel.AddFuture(windowEnd, func(workflow.Future) { closed = true })
 	for !closed {
 		if live != nil && len(unlanded) > 0 {
 			live.schedule(ctx, sel, &unlanded)
@@ -107,9 +109,9 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 		sel.Select(ctx)
 	}
 	if live != nil {
-		// The deliveries of the window's last moments: streamed before
-		// the commit, which takes longer.
-		live.finish(ctx, sel, &unlanded)
+		// The window's last deliveries are streamed beside the commit,
+		// which never waits for a landing.
+		live.finish(ctx, &unlanded)
 	}
 	info := workflow.GetInfo(ctx)
 	for round := 0; ; round++ {
@@ -124,6 +126,9 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 			add(key)
 		}
 		if len(keys) == 0 {
+			if live != nil {
+				live.drain(ctx)
+			}
 			return res, nil
 		}
 		sort.Strings(keys)
@@ -192,44 +197,60 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, li
 const liveLandingVersion = "live-landing"
 
 // liveLanding streams a batch's new deliveries into live_events, one
-// LandLive at a time, at most once every `every`. A landing that fails is
+// LandLive at a time, at most once every `every`, while the batch
+// collects; then once more beside the commit. A landing that fails is
 // logged and its deliveries are left to the commit: the live view is a
-// convenience, the fact table's exactly once does not depend on it.
+// convenience, the fact table's exactly once does not depend on it, and
+// the commit never waits for a landing.
 type liveLanding struct {
 	every    time.Duration
 	gateways []payload.Gateway
 	ids      []string
 	res      *WebhookBatchResult
 	rounds   int
-	busy     bool // a timer or a LandLive pending
+
+	ticking    bool                // a timer armed
+	cancelTick workflow.CancelFunc // disarms it
+	inFlight   []workflow.Future   // landings started and not yet counted
 }
 
-// schedule arms the next landing of *unlanded, unless one is pending.
+// schedule arms the next landing of *unlanded, unless a timer or a
+// landing is pending.
 func (l *liveLanding) schedule(ctx workflow.Context, sel workflow.Selector, unlanded *[]string) {
-	if l.busy {
+	if l.ticking || len(l.inFlight) > 0 {
 		return
 	}
-	l.busy = true
-	sel.AddFuture(workflow.NewTimer(ctx, l.every), func(workflow.Future) {
-		keys := *unlanded
+	l.ticking = true
+	tctx, cancel := workflow.WithCancel(ctx)
+	l.cancelTick = cancel
+	sel.AddFuture(workflow.NewTimer(tctx, l.every), func(f workflow.Future) {
+		l.ticking = false
+		if f.Get(ctx, nil) != nil {
+			return // disarmed by finish
+		}
+		landing := l.land(ctx, *unlanded)
 		*unlanded = nil
-		sel.AddFuture(l.land(ctx, keys), func(f workflow.Future) {
-			l.done(ctx, f)
-			l.busy = false
-		})
+		sel.AddFuture(landing, func(f workflow.Future) { l.count(ctx, f) })
 	})
 }
 
-// finish waits for the landing in flight (its timer and activity are
-// cases of sel, which also keeps taking deliveries), then lands what is
-// left.
-func (l *liveLanding) finish(ctx workflow.Context, sel workflow.Selector, unlanded *[]string) {
-	for l.busy {
-		sel.Select(ctx)
+// finish disarms the timer and starts the last landing, without waiting.
+func (l *liveLanding) finish(ctx workflow.Context, unlanded *[]string) {
+	if l.ticking {
+		l.cancelTick()
+		l.ticking = false
 	}
 	if len(*unlanded) > 0 {
-		l.done(ctx, l.land(ctx, *unlanded))
+		l.land(ctx, *unlanded)
 		*unlanded = nil
+	}
+}
+
+// drain counts the landings still pending, so the batch completes with
+// no activity of its own running; each is bounded by liveCeiling.
+func (l *liveLanding) drain(ctx workflow.Context) {
+	for len(l.inFlight) > 0 {
+		l.count(ctx, l.inFlight[0])
 	}
 }
 
@@ -238,14 +259,23 @@ func (l *liveLanding) land(ctx workflow.Context, keys []string) workflow.Future 
 	id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], "live", fmt.Sprint(l.rounds))
 	l.rounds++
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		HeartbeatTimeout:    DefaultHeartbeatTimeout,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: liveAttempts},
+		StartToCloseTimeout:    liveCeiling,
+		ScheduleToCloseTimeout: liveCeiling,
+		HeartbeatTimeout:       DefaultHeartbeatTimeout,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: liveAttempts, NonRetryableErrorTypes: []string{payload.ErrTypeMalformed}},
 	})
-	return workflow.ExecuteActivity(actx, payload.LandLive, payload.LandLiveInput{LoadID: id, Keys: keys, Gateways: l.ids})
+	f := workflow.ExecuteActivity(actx, payload.LandLive, payload.LandLiveInput{LoadID: id, Keys: keys, Gateways: l.ids})
+	l.inFlight = append(l.inFlight, f)
+	return f
 }
 
-func (l *liveLanding) done(ctx workflow.Context, f workflow.Future) {
+// count adds a finished landing's rows to the result, once.
+func (l *liveLanding) count(ctx workflow.Context, f workflow.Future) {
+	i := slices.Index(l.inFlight, f)
+	if i < 0 {
+		return
+	}
+	l.inFlight = slices.Delete(l.inFlight, i, i+1)
 	var r payload.LandLiveResult
 	if err := f.Get(ctx, &r); err != nil {
 		workflow.GetLogger(ctx).Warn("live landing failed; its deliveries show when the batch commits", "error", err)
@@ -254,6 +284,10 @@ func (l *liveLanding) done(ctx workflow.Context, f workflow.Future) {
 	l.res.LiveRows += r.Rows
 }
 
-// liveAttempts bounds the tries of one landing: past them its deliveries
-// wait for the commit, a minute at most.
-const liveAttempts = 3
+// liveAttempts and liveCeiling bound one landing: past them its
+// deliveries wait for the commit. A landing resumes from the delivery
+// its last attempt heartbeat.
+const (
+	liveAttempts = 3
+	liveCeiling  = time.Minute
+)

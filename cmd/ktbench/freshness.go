@@ -41,8 +41,9 @@ type freshnessOptions struct {
 	PullFor   time.Duration
 }
 
-// pollEvery is how often the view is read: a latency is over-counted by
-// at most this.
+// pollEvery is how often the view is read. An event is timed to the
+// start of the first read that shows it: at most this late, and early by
+// at most that read's duration.
 const pollEvery = 250 * time.Millisecond
 
 // readOutage bounds how long reads of the view may fail in a row.
@@ -172,20 +173,33 @@ func freshPull(ctx context.Context, tsrv *testsuite.DevServer, name string, o fr
 	start := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
 	pulls := 0
 	var last time.Time
+	var running client.WorkflowRun
+	var done chan error
 	pull := func(ctx context.Context) error {
+		if running != nil {
+			select {
+			case err := <-done:
+				if err != nil {
+					return fmt.Errorf("pull %s: %w", running.GetID(), err)
+				}
+				running = nil
+			default:
+				return nil // one pull at a time, as the schedule's overlap policy has it: this tick is skipped
+			}
+		}
 		if !last.IsZero() && time.Since(last) < o.PullEvery {
 			return nil
 		}
 		last = time.Now()
 		pulls++
-		// One pull at a time, as the schedule's overlap policy has it.
 		in := workflows.IncrementalPullInput{Start: start, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
 			BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow, Tuning: w.tuning()}
 		run, err := w.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("%s-pull-%d", name, pulls), TaskQueue: name}, workflows.IncrementalPull, in)
 		if err != nil {
 			return err
 		}
-		go run.Get(ctx, nil)
+		running, done = run, make(chan error, 1)
+		go func() { done <- run.Get(ctx, nil) }()
 		return nil
 	}
 	return timeEvents(ctx, w, sim, o.Rate, o.Events, o.PullFor, pull)
@@ -212,6 +226,7 @@ func timeEvents(ctx context.Context, w *e2eWorker, sim *ktsim.Server, rate float
 				return err
 			}
 		}
+		asked := time.Now() // an event in the answer was queryable when the read began
 		ids, err := w.Activities.Warehouse.LiveIDs(ctx)
 		if err != nil {
 			// The emulator times out reads while a commit holds it: the
@@ -226,11 +241,10 @@ func timeEvents(ctx context.Context, w *e2eWorker, sim *ktsim.Server, rate float
 			return nil
 		}
 		failing = time.Time{}
-		now := time.Now()
 		for id := range ids {
 			if t, ok := made[id]; ok && !seen[id] {
 				seen[id] = true
-				out = append(out, now.Sub(t).Seconds())
+				out = append(out, asked.Sub(t).Seconds())
 			}
 		}
 		return nil

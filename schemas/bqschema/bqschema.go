@@ -23,17 +23,30 @@ type TableSpec struct {
 	// PartitionField is a DATE or TIMESTAMP column partitioned by day;
 	// empty for small tables.
 	PartitionField string
-	// PartitionExpiration drops a partition this long after its day
+	// PartitionHourly partitions by hour instead of day.
+	PartitionHourly bool
+	// PartitionExpiration drops a partition this long after its start
 	// (zero: kept).
 	PartitionExpiration time.Duration
 	Clustering          []string
 }
 
-// LiveRetention is how long live_events keeps a day of webhook rows:
-// the webhook batch commits them within minutes, and the live view reads
-// only the last LiveWindowDays of them; the rest is a margin for a
-// commit that waits on an outage.
-const LiveRetention = 3 * 24 * time.Hour
+// TimePartitioning is the spec's partitioning (nil: none).
+func (s TableSpec) TimePartitioning() *bigquery.TimePartitioning {
+	if s.PartitionField == "" {
+		return nil
+	}
+	tp := &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: s.PartitionField, Expiration: s.PartitionExpiration}
+	if s.PartitionHourly {
+		tp.Type = bigquery.HourPartitioningType
+	}
+	return tp
+}
+
+// LiveRetention is how long live_events keeps an hour of webhook rows.
+// Their batch commits them within minutes and the live view reads only
+// the last hour (warehouse.LiveWindow); the rest is a margin.
+const LiveRetention = 6 * time.Hour
 
 func req(name string, t bigquery.FieldType) *bigquery.FieldSchema {
 	return &bigquery.FieldSchema{Name: name, Type: t, Required: true}
@@ -236,9 +249,10 @@ func Tables() []TableSpec {
 			// streamed them, seconds after delivery and before the batch
 			// commits them: what fact_ai_event_live adds to the fact.
 			Name:                schemas.TableLive,
-			Description:         "Webhook events streamed seconds after delivery, before their batch commits them; at least once (fact_ai_event_live dedups). Partitions expire after 3 days.",
+			Description:         "Webhook events streamed seconds after delivery, before their batch commits them; at least once (fact_ai_event_live dedups). Hourly partitions expire after 6 hours.",
 			Schema:              EventRowSchema(),
 			PartitionField:      "ingested_at",
+			PartitionHourly:     true,
 			PartitionExpiration: LiveRetention,
 			Clustering:          []string{"event_id"},
 		},
