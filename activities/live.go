@@ -23,9 +23,9 @@ import (
 // gateways, the same rows), but its rows go to BigQuery's streaming
 // insert, a bounded request at a time, and nothing is staged. Invalid
 // records are left to the batch's commit, which quarantines them. After
-// each file it heartbeats the next one, where a retry resumes; a retry
-// may still stream a file's rows twice, and the view keeps one per event
-// id.
+// each group of files it heartbeats the next, where a retry resumes; a
+// retry may still stream a group's rows twice, and the view keeps one per
+// event id.
 func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (res payload.LandLiveResult, err error) {
 	var done LiveProgress
 	if activity.HasHeartbeatDetails(ctx) {
@@ -39,30 +39,35 @@ func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (re
 	res.Rows = done.Rows
 	defer func() { a.Metrics.LiveLanded(res.Rows-done.Rows, err != nil) }()
 	sink := &liveSink{ctx: ctx, insert: a.Warehouse.InsertLive, streamed: &res.Rows}
-	for i := done.Next; i < len(in.Keys); i++ {
-		// A splitter a file: closing it streams the file's last rows, so
-		// the heartbeat below is true.
+	for start := done.Next; start < len(in.Keys); start += liveGroup {
+		// A splitter a group of files: closing it streams the group's
+		// last rows, so the heartbeat below is true, and a group's rows
+		// share requests of up to MaxLiveRows.
 		sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink)
 		if err != nil {
 			return res, err
 		}
-		err = a.splitFile(ctx, sp, in.Keys[i], schemas.FormatJSON, false)
-		if errors.Is(err, staging.ErrNotFound) {
-			continue // committed and removed by an earlier batch
-		}
-		if err != nil {
-			return res, err
+		end := min(start+liveGroup, len(in.Keys))
+		for _, key := range in.Keys[start:end] {
+			err := a.splitFile(ctx, sp, key, schemas.FormatJSON, false)
+			if err != nil && !errors.Is(err, staging.ErrNotFound) { // gone: committed and removed by an earlier batch
+				return res, err
+			}
 		}
 		if _, err := sp.Close(); err != nil {
 			return res, classify("land live rows", err)
 		}
 		mu.Lock()
-		progress = LiveProgress{Next: i + 1, Rows: res.Rows}
+		progress = LiveProgress{Next: end, Rows: res.Rows}
 		mu.Unlock()
 		activity.RecordHeartbeat(ctx, progress)
 	}
 	return res, nil
 }
+
+// liveGroup is how many files a landing streams between heartbeats: a
+// retry resumes after the last group streamed.
+const liveGroup = 64
 
 // LiveProgress is the heartbeat of a landing: the next file, and the
 // rows streamed before it.
