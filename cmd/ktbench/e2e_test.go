@@ -137,3 +137,16 @@ func TestReadTimeline(t *testing.T) {
 		t.Errorf("timeline\n got %+v\nwant %+v", tl, want)
 	}
 }
+
+// TestMiddle: the median of an even count is the mean of the middle two
+// (two runs must not print the slower one as their median).
+func TestMiddle(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1}, 2.5}, {[]float64{5}, 5}} {
+		if got := middle(c.xs); got != c.want {
+			t.Errorf("middle(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
+}
