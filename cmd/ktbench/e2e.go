@@ -99,6 +99,7 @@ func runE2E(ctx context.Context, out io.Writer, o e2eOptions) error {
 	fmt.Fprintf(out, "one process: worker, simulator and this driver; chunks of %d rows; no injected faults; services log: %s\n",
 		o.ChunkRows, logs.Name())
 
+	startLoad := loadAverage()
 	tsrv, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{Logs: logs, SearchAttributes: app.SearchAttributeTypes()})
 	if err != nil {
 		return err
@@ -150,7 +151,18 @@ func runE2E(ctx context.Context, out io.Writer, o e2eOptions) error {
 		}
 	}
 	printE2E(out, o, results, paths)
+	fmt.Fprintf(out, "load average: %s at the start, %s at the end\n", startLoad, loadAverage())
 	return nil
+}
+
+// loadAverage is the machine's 1, 5 and 15 minute load averages: on a
+// shared machine, what else ran beside the benchmark.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // serveLoopback serves h on a free loopback port.
