@@ -118,6 +118,10 @@ func (a *Activities) RemoveStaged(ctx context.Context, keys []string) error {
 }
 
 func (a *Activities) splitter(ctx context.Context, loadID, source string, gateways []string) (*staging.Splitter, error) {
+	return a.splitterTo(ctx, loadID, source, gateways, staging.StoreSink(ctx, a.Store))
+}
+
+func (a *Activities) splitterTo(ctx context.Context, loadID, source string, gateways []string, sink staging.Sink) (*staging.Splitter, error) {
 	set := schemas.GatewaySet{}
 	for _, g := range gateways {
 		set[g] = true
@@ -126,7 +130,7 @@ func (a *Activities) splitter(ctx context.Context, loadID, source string, gatewa
 		LoadID: loadID, Source: source, ChunkRows: a.ChunkRows, Gateways: set,
 		IngestedAt: time.Now(), ProgressEvery: 10_000,
 		Progress: func(n int64) { activity.RecordHeartbeat(ctx, SplitProgress{Records: n}) },
-	}, staging.StoreSink(ctx, a.Store))
+	}, sink)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError("split: "+err.Error(), payload.ErrTypeMalformed, err)
 	}

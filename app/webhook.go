@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -18,22 +20,42 @@ import (
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
+// DefaultMaxDeliveriesPerBatch bounds the deliveries one receiver
+// process signals to one batch. Temporal refuses a workflow's signal past
+// 10,000 (history.maximumSignalsPerExecution) and a history past 51,200
+// events; 2,000 leaves room for four receiver processes sharing a
+// window's batch, with a margin for a restarted one (it counts from 0
+// again) and for deliveries received as the window turned. At 200
+// deliveries a second a 1-minute window takes six batches.
+const DefaultMaxDeliveriesPerBatch = 2000
+
 // WebhookBatches hands staged deliveries to the WebhookBatch workflow of
 // their window by signal-with-start: the webhook.Batcher of a worker or
-// a receiver-only process.
+// a receiver-only process. Past MaxPerBatch deliveries in a window, this
+// process opens another batch of the window, named after it.
 type WebhookBatches struct {
 	Client    client.Client
 	TaskQueue string
 	Batch     workflows.WebhookBatchInput
+	// MaxPerBatch bounds the deliveries this process signals to one batch
+	// (zero: DefaultMaxDeliveriesPerBatch).
+	MaxPerBatch int
+	// Process names this process in the ids of the extra batches (empty:
+	// host name and process id).
+	Process string
+
+	mu     sync.Mutex
+	window string // the newest window's batch id
+	count  int    // deliveries this process signalled in that window
 }
 
 // Add signals key to the batch of received's window, starting it if need be.
-func (b WebhookBatches) Add(ctx context.Context, key string, received time.Time) error {
+func (b *WebhookBatches) Add(ctx context.Context, key string, received time.Time) error {
 	window := b.Batch.Window
 	if window <= 0 {
 		window = workflows.DefaultWebhookWindow
 	}
-	id := workflows.WebhookBatchID(b.TaskQueue, received, window)
+	id := b.batchID(workflows.WebhookBatchID(b.TaskQueue, received, window))
 	_, err := b.Client.SignalWithStartWorkflow(ctx, id, workflows.DeliverySignal, key,
 		client.StartWorkflowOptions{ID: id, TaskQueue: b.TaskQueue, StaticSummary: "webhook deliveries batched for " + window.String()}, workflows.WebhookBatch, b.Batch)
 	if err != nil {
@@ -42,6 +64,41 @@ func (b WebhookBatches) Add(ctx context.Context, key string, received time.Time)
 	return nil
 }
 
+// batchID counts the deliveries of the newest window and names the batch
+// this one goes to. A delivery of an older window (received as the
+// window turned) goes to that window's first batch uncounted: a few at
+// most.
+func (b *WebhookBatches) batchID(windowID string) string {
+	b.mu.Lock()
+	if windowID > b.window { // the ids' time is sortable text
+		b.window, b.count = windowID, 0
+	}
+	n := -1
+	if windowID == b.window {
+		n = b.count
+		b.count++
+	}
+	b.mu.Unlock()
+	limit := b.MaxPerBatch
+	if limit <= 0 {
+		limit = DefaultMaxDeliveriesPerBatch
+	}
+	if n < limit {
+		return windowID
+	}
+	process := b.Process
+	if process == "" {
+		process = thisProcess
+	}
+	return fmt.Sprintf("%s-%s-%d", windowID, process, n/limit)
+}
+
+// thisProcess names this process in the ids of extra batches.
+var thisProcess = func() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}()
+
 // serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
 // tuning travels in each batch's input, as it does in every input a starter gives.
 func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, c client.Client, store staging.Store, m *metrics.Metrics, logger *slog.Logger) (*http.Server, net.Addr, error) {
@@ -49,8 +106,12 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
+	live := min(cfg.Live, cfg.Batch) // a batch lands at least once before it commits
+	if live == 0 {
+		live = -1 // the batch input's "never"; its zero is the default
+	}
 	rc := &webhook.Receiver{Secret: cfg.Secret.Reveal(), Store: store, Logger: logger,
-		Batches:     WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, Tuning: tuning}},
+		Batches:     &WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning}},
 		MaxBody:     cfg.MaxBody,
 		MaxInFlight: cfg.MaxInFlight,
 	}
@@ -61,7 +122,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 			logger.Error("webhook receiver stopped", "error", err)
 		}
 	}()
-	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch,
+	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch, "live", cfg.Live,
 		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "read_timeout", srv.ReadTimeout)
 	return srv, ln.Addr(), nil
 }

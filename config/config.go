@@ -50,6 +50,10 @@ type Webhook struct {
 	Secret Secret `env:"KEEPTRUSTS_WEBHOOK_SECRET"`
 	// Batch is how long deliveries are collected into one load.
 	Batch time.Duration `env:"KTPIPE_WEBHOOK_BATCH, default=1m"`
+	// Live is how often a batch streams its new deliveries into
+	// live_events, for the view fact_ai_event_live (0: never; at most
+	// Batch: a batch lands at least once before it commits).
+	Live time.Duration `env:"KTPIPE_WEBHOOK_LIVE, default=2s"`
 	// MaxBody bounds one delivery in bytes (8 MiB: ~16,000 events; see
 	// webhook.DefaultMaxBody); MaxInFlight bounds deliveries handled at
 	// once (memory: MaxInFlight × 2 × MaxBody); ReadTimeout bounds reading
@@ -69,6 +73,9 @@ func (c Webhook) Validate() error {
 	}
 	if c.Batch < time.Second {
 		return errors.New("KTPIPE_WEBHOOK_BATCH: must be at least 1s")
+	}
+	if c.Live != 0 && (c.Live < 500*time.Millisecond || c.Live > 10*time.Minute) {
+		return fmt.Errorf("KTPIPE_WEBHOOK_LIVE: %s must be 0 (off) or between 500ms and 10m", c.Live)
 	}
 	if c.MaxBody < 64<<10 || c.MaxBody > 256<<20 {
 		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_BODY: %d must be between 65536 and 268435456 bytes", c.MaxBody)

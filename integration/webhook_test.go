@@ -50,7 +50,7 @@ func TestWebhookDeliveriesLandOnce(t *testing.T) {
 	cfg.Webhooks = []ktsim.Webhook{{URL: twice.URL, Secret: secret, Subscription: "all"}}
 	s := newStack(t, cfg, true)
 	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
-		Batches: app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
+		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
 			Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning}}})
 
 	for range 3 {
@@ -69,6 +69,71 @@ func TestWebhookDeliveriesLandOnce(t *testing.T) {
 	for _, w := range done {
 		if w.Type == "WebhookBatch" {
 			recordHistory(t, w.ID, w.RunID, "webhook_batch")
+			break
+		}
+	}
+}
+
+// TestWebhookEventsShowLiveBeforeTheirBatchCommits: a batch streams its
+// deliveries' valid events into the live view within seconds, long
+// before its window closes and it commits them; once it has, the view
+// holds each event once, from the fact table, and the fact table is
+// exactly once.
+func TestWebhookEventsShowLiveBeforeTheirBatchCommits(t *testing.T) {
+	const secret = "whsec-live"
+	var receiver atomic.Pointer[webhook.Receiver]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { receiver.Load().ServeHTTP(w, r) }))
+	t.Cleanup(srv.Close)
+	cfg := simConfig()
+	cfg.HistoryEvents = 0
+	cfg.Webhooks = []ktsim.Webhook{{URL: srv.URL, Secret: secret, Subscription: "all"}}
+	s := newStack(t, cfg, true)
+	const window = 40 * time.Second
+	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
+		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
+			Batch: workflows.WebhookBatchInput{Window: window, LiveEvery: time.Second, Tuning: s.tuning}}})
+	start := time.Now()
+	s.sim.Ingest(100, 0.2)
+	ctx := context.Background()
+	valid := s.sim.Truth(time.Time{}, time.Time{}).Valid
+	for {
+		live, err := s.wh.LiveIDs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shown := 0
+		for _, id := range valid {
+			if rows := live[id]; len(rows) == 1 && !rows[0] {
+				shown++
+			}
+		}
+		if shown == len(valid) && len(live) == len(valid) {
+			break
+		}
+		if time.Since(start) > window/2 {
+			t.Fatalf("after %s, %d of %d valid events live and uncommitted, %d ids in the view", time.Since(start), shown, len(valid), len(live))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%d valid events live %s after they were ingested", len(valid), time.Since(start).Round(time.Millisecond))
+	s.waitBatchesLoaded(t, nil)
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	live, err := s.wh.LiveIDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range valid {
+		if rows := live[id]; len(rows) != 1 || !rows[0] {
+			t.Errorf("event %s in the view after the commit as %v, want once, committed", id, rows)
+		}
+	}
+	done, err := s.ctl.ListWorkflows(ctx, "Completed", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range done {
+		if w.Type == "WebhookBatch" {
+			recordHistory(t, w.ID, w.RunID, "webhook_batch_live")
 			break
 		}
 	}

@@ -52,6 +52,8 @@ type Metrics struct {
 	chunkCommit    prometheus.Histogram
 	webhook        *prometheus.CounterVec
 	stagedBytes    prometheus.Gauge
+	liveRows       prometheus.Counter
+	liveFailures   prometheus.Counter
 
 	// Read from the warehouse by the worker (app.RefreshGauges). Served
 	// only once known (lazy): a 0 before the first audit would be a
@@ -109,6 +111,12 @@ func New() *Metrics {
 	m.webhook = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktpipe_webhook_deliveries_total",
 		Help: "Webhook deliveries by the receiver's answer (HTTP status code)."}, []string{"answer"})
 	f(m.webhook)
+	m.liveRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "ktpipe_live_rows_total",
+		Help: "Rows streamed into live_events for fact_ai_event_live (at least once: a retried landing streams its rows again)."})
+	f(m.liveRows)
+	m.liveFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "ktpipe_live_landing_failures_total",
+		Help: "LandLive attempts that failed (a landing tries 3 times, then its deliveries show when their batch commits)."})
+	f(m.liveFailures)
 	m.stagedBytes = gauge("ktpipe_staged_bytes",
 		"Bytes the last staging clean-up on this worker left in staging (files of running, recent or unknown loads).")
 	m.checkpointAge = lazy("ktpipe_checkpoint_age_seconds",
@@ -245,6 +253,18 @@ func (m *Metrics) ObserveStage(d time.Duration) {
 func (m *Metrics) ObserveCommit(d time.Duration) {
 	if m != nil {
 		m.chunkCommit.Observe(d.Seconds())
+	}
+}
+
+// LiveLanded counts one LandLive attempt: the rows it streamed, and
+// whether it failed.
+func (m *Metrics) LiveLanded(rows int64, failed bool) {
+	if m == nil {
+		return
+	}
+	m.liveRows.Add(float64(rows))
+	if failed {
+		m.liveFailures.Inc()
 	}
 }
 

@@ -110,3 +110,22 @@ ktpipe_webhook_deliveries_total{answer="401"} 1
 		t.Fatal(err)
 	}
 }
+
+func TestLiveLandingsCounted(t *testing.T) {
+	m := metrics.New()
+	defer m.Close()
+	m.LiveLanded(500, false)
+	m.LiveLanded(20, true) // streamed part of its rows, then failed
+	m.LiveLanded(0, true)
+	want := `
+# HELP ktpipe_live_landing_failures_total LandLive attempts that failed (a landing tries 3 times, then its deliveries show when their batch commits).
+# TYPE ktpipe_live_landing_failures_total counter
+ktpipe_live_landing_failures_total 2
+# HELP ktpipe_live_rows_total Rows streamed into live_events for fact_ai_event_live (at least once: a retried landing streams its rows again).
+# TYPE ktpipe_live_rows_total counter
+ktpipe_live_rows_total 520
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ktpipe_live_rows_total", "ktpipe_live_landing_failures_total"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -75,6 +75,20 @@ type SplitStagedResult struct {
 	Missing  int
 }
 
+// LandLiveInput names staged webhook deliveries whose valid events are to
+// be streamed into live_events, validated against Gateways as the batch's
+// commit will validate them.
+type LandLiveInput struct {
+	LoadID   string
+	Keys     []string
+	Gateways []string
+}
+
+// LandLiveResult counts the rows streamed (at least once).
+type LandLiveResult struct {
+	Rows int64
+}
+
 // PullInput asks for a batch of pages after a cursor.
 type PullInput struct {
 	LoadID   string

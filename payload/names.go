@@ -18,6 +18,7 @@ const (
 	DownloadExport      = "DownloadExport"
 	SplitExport         = "SplitExport"
 	SplitStaged         = "SplitStaged"
+	LandLive            = "LandLive"
 	RemoveStaged        = "RemoveStaged"
 	ReadManifest        = "ReadManifest"
 	PullPages           = "PullPages"
@@ -53,6 +54,7 @@ type Activities interface {
 	DownloadExport(context.Context, DownloadInput) (DownloadResult, error)
 	SplitExport(context.Context, SplitInput) (Manifest, error)
 	SplitStaged(context.Context, SplitStagedInput) (SplitStagedResult, error)
+	LandLive(context.Context, LandLiveInput) (LandLiveResult, error)
 	RemoveStaged(ctx context.Context, keys []string) error
 	ReadManifest(ctx context.Context, loadID string) (Manifest, error)
 	PullPages(context.Context, PullInput) (PullResult, error)

@@ -16,4 +16,5 @@ const (
 	TableAudit      = "audit"
 	TableUsage      = "fact_usage"
 	TableUsers      = "fact_users"
+	TableLive       = "live_events"
 )

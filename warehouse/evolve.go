@@ -252,9 +252,7 @@ func (w *Warehouse) rebuild(ctx context.Context, spec bqschema.TableSpec, cols [
 	}
 	if !tableExists {
 		tm := &bigquery.TableMetadata{Schema: schema, Description: spec.Description}
-		if spec.PartitionField != "" {
-			tm.TimePartitioning = &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: spec.PartitionField}
-		}
+		tm.TimePartitioning = spec.TimePartitioning()
 		if len(spec.Clustering) > 0 {
 			tm.Clustering = &bigquery.Clustering{Fields: spec.Clustering}
 		}

@@ -138,9 +138,7 @@ func (w *Warehouse) ensureTable(ctx context.Context, spec bqschema.TableSpec, re
 	md, err := t.Metadata(ctx)
 	if isNotFound(err) {
 		tm := &bigquery.TableMetadata{Schema: spec.Schema, Description: spec.Description}
-		if spec.PartitionField != "" {
-			tm.TimePartitioning = &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: spec.PartitionField}
-		}
+		tm.TimePartitioning = spec.TimePartitioning()
 		if len(spec.Clustering) > 0 {
 			tm.Clustering = &bigquery.Clustering{Fields: spec.Clustering}
 		}

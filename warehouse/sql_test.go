@@ -1,6 +1,8 @@
 package warehouse
 
 import (
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
+
 	"errors"
 	"fmt"
 	"google.golang.org/api/googleapi"
@@ -39,7 +41,7 @@ func TestRefRefusesBadNames(t *testing.T) {
 func TestViewSQLHasNoPlaceholdersLeft(t *testing.T) {
 	w := &Warehouse{project: "my-project", dataset: "kt"}
 	refs := regexp.MustCompile("`[^`]*`")
-	for _, v := range Views {
+	for _, v := range allViews() {
 		sql := w.viewSQL(v)
 		if strings.ContainsAny(sql, "{}") {
 			t.Errorf("%s: unresolved placeholder in %s", v.Name, sql)
@@ -70,5 +72,13 @@ func TestTableNotFound(t *testing.T) {
 		if got := tableNotFound(c.err); got != c.want {
 			t.Errorf("tableNotFound(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// A live row must outlive the view's window: a partition dropped while
+// the view still reads it would hide events not committed yet.
+func TestLiveRowsOutliveTheLiveView(t *testing.T) {
+	if bqschema.LiveRetention < 2*LiveWindow {
+		t.Errorf("live_events keeps %s, the live view reads %s of it", bqschema.LiveRetention, LiveWindow)
 	}
 }

@@ -121,3 +121,19 @@ func (w *Warehouse) CountQuarantined(ctx context.Context, since, until time.Time
 	}
 	return asInt(rows[0]["in_window"]), asInt(rows[0]["unplaced"]), nil
 }
+
+// LiveIDs returns the event ids of the live view (fact_ai_event_live),
+// each with the committed flag of each of its rows: a test and the
+// freshness benchmark read it.
+func (w *Warehouse) LiveIDs(ctx context.Context) (map[string][]bool, error) {
+	rows, err := w.query(ctx, "read live ids", fmt.Sprintf("SELECT event_id, committed FROM %s", w.ref(LiveView)))
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[string][]bool, len(rows))
+	for _, r := range rows {
+		id := r["event_id"].(string)
+		ids[id] = append(ids[id], r["committed"].(bool))
+	}
+	return ids, nil
+}

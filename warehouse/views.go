@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
@@ -78,6 +79,9 @@ const userTeamView = "report_daily_spend_by_user_team"
 // Reports are the seed's three standard reports.
 var Reports = Views[:3]
 
+// allViews are the reports and the views that are not reports.
+func allViews() []View { return append(Views[:len(Views):len(Views)], liveView) }
+
 // PrintedViews are the views `ktpipe reports` prints: all of them, but
 // the user map's team only when a user map is configured (without one,
 // every user's team is "unknown").
@@ -95,7 +99,9 @@ func (w *Warehouse) viewSQL(v View) string {
 	r := strings.NewReplacer(
 		"{fact}", w.ref(schemas.TableFact), "{dim_user}", w.ref(schemas.TableDimUser),
 		"{dim_gateway}", w.ref(schemas.TableDimGateway),
-		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", w.ref(schemas.TableQuarantine))
+		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", w.ref(schemas.TableQuarantine),
+		"{live}", w.ref(schemas.TableLive), "{columns}", liveColumns(), "{days}", fmt.Sprint(liveDays),
+		"{minutes}", fmt.Sprint(int(LiveWindow/time.Minute)))
 	return r.Replace(v.sql)
 }
 
@@ -112,7 +118,7 @@ func (w *Warehouse) viewSQL(v View) string {
 // back and compared (the emulator records a DDL view's query in its own
 // translated SQL, which would never compare equal).
 func (w *Warehouse) ensureViews(ctx context.Context) (created, replaced []string, err error) {
-	for _, v := range Views {
+	for _, v := range allViews() {
 		want := w.viewSQL(v)
 		md, err := w.ds.Table(v.Name).Metadata(ctx)
 		switch {

@@ -31,11 +31,13 @@ type Warehouse struct {
 }
 
 // Statement is one BigQuery job the warehouse layer starts: a query or
-// script (SQL), or a load job into the table Load.
+// script (SQL), or a load job into the table Load; or a streaming insert
+// into the table Stream, which is not a job.
 type Statement struct {
-	What string
-	SQL  string // empty for a load job
-	Load string // the table a load job writes; empty for a query
+	What   string
+	SQL    string // empty for a load job or a streaming insert
+	Load   string // the table a load job writes; empty for a query
+	Stream string // the table a streaming insert (insertAll) writes
 }
 
 // SetStatementObserver makes the warehouse call f with every job it

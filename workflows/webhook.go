@@ -2,9 +2,11 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ktpipe/ktpipe/payload"
@@ -17,13 +19,22 @@ const DeliverySignal = "delivery"
 // DefaultWebhookWindow is how long a batch collects deliveries by default.
 const DefaultWebhookWindow = time.Minute
 
+// DefaultLiveEvery is how often a batch streams the deliveries it has
+// received since the last time into live_events, for the live view: the
+// deliveries of the last 2 s are queryable a few seconds after arrival,
+// while the batch still commits once a window.
+const DefaultLiveEvery = 2 * time.Second
+
 // WebhookBatchInput configures one batch of webhook deliveries.
 type WebhookBatchInput struct {
 	// Window is how long the batch collects deliveries before it loads
 	// them (default 1m): one load per window, not per delivery, keeps
 	// BigQuery jobs and DML far below their quotas.
 	Window time.Duration `json:"window,omitempty"`
-	Tuning Tuning        `json:"tuning,omitzero"`
+	// LiveEvery is how often the batch streams new deliveries into
+	// live_events (zero: DefaultLiveEvery; negative: never).
+	LiveEvery time.Duration `json:"live_every,omitempty"`
+	Tuning    Tuning        `json:"tuning,omitzero"`
 }
 
 // WebhookBatchResult sums up a batch.
@@ -32,6 +43,7 @@ type WebhookBatchResult struct {
 	Missing     int   `json:"missing"` // deliveries whose file an earlier batch had loaded and removed
 	Rows        int64 `json:"rows"`
 	Quarantined int64 `json:"quarantined"`
+	LiveRows    int64 `json:"live_rows,omitempty"` // rows streamed for the live view (at least once)
 }
 
 // WebhookBatchID is the id of the batch that collects deliveries received
@@ -60,12 +72,26 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 	details(ctx, "webhook batch", "collects deliveries for "+in.Window.String()+", then loads them as one load")
 	deliveries := workflow.GetSignalChannel(ctx, DeliverySignal)
 	seen := map[string]bool{}
-	var keys []string
+	var keys, unlanded []string
 	add := func(key string) { // a retried delivery is signalled again
 		if !seen[key] {
 			seen[key] = true
 			keys = append(keys, key)
+			unlanded = append(unlanded, key)
 		}
+	}
+	windowEnd := workflow.NewTimer(ctx, in.Window) // before the gateways: the API's queue must not stretch the window
+	var live *liveLanding
+	if workflow.GetVersion(ctx, liveLandingVersion, workflow.DefaultVersion, 1) == 1 && in.LiveEvery >= 0 {
+		every := in.LiveEvery
+		if every == 0 {
+			every = DefaultLiveEvery
+		}
+		gateways, ids, err := fetchGateways(ctx)
+		if err != nil {
+			return res, err
+		}
+		live = &liveLanding{every: min(every, in.Window), gateways: gateways, ids: ids, res: &res}
 	}
 	receive := func(c workflow.ReceiveChannel, _ bool) {
 		var key string
@@ -75,9 +101,17 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 	closed := false
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(deliveries, receive)
-	sel.AddFuture(workflow.NewTimer(ctx, in.Window), func(workflow.Future) { closed = true })
+	sel.AddFuture(windowEnd, func(workflow.Future) { closed = true })
 	for !closed {
+		if live != nil && len(unlanded) > 0 {
+			live.schedule(ctx, sel, &unlanded)
+		}
 		sel.Select(ctx)
+	}
+	if live != nil {
+		// The window's last deliveries are streamed beside the commit,
+		// which never waits for a landing.
+		live.finish(ctx, &unlanded)
 	}
 	info := workflow.GetInfo(ctx)
 	for round := 0; ; round++ {
@@ -92,11 +126,14 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 			add(key)
 		}
 		if len(keys) == 0 {
+			if live != nil {
+				live.drain(ctx)
+			}
 			return res, nil
 		}
 		sort.Strings(keys)
 		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(round))
-		if err := loadDeliveries(ctx, t, id, keys, &res); err != nil {
+		if err := loadDeliveries(ctx, t, id, keys, live, &res); err != nil {
 			return res, err
 		}
 		keys = nil
@@ -107,11 +144,19 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 // check, into the order every load shares (landLoad).
 const oneLoadTail = "one-load-tail"
 
-// loadDeliveries loads one round of delivery files as load id.
-func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, res *WebhookBatchResult) error {
-	gateways, ids, err := fetchGateways(ctx)
-	if err != nil {
-		return err
+// loadDeliveries loads one round of delivery files as load id. With a
+// live landing, it validates with the gateways the landing used, so the
+// commit keeps exactly the events the live view showed.
+func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, live *liveLanding, res *WebhookBatchResult) error {
+	var gateways []payload.Gateway
+	var ids []string
+	if live != nil {
+		gateways, ids = live.gateways, live.ids
+	} else {
+		var err error
+		if gateways, ids, err = fetchGateways(ctx); err != nil {
+			return err
+		}
 	}
 	var split payload.SplitStagedResult
 	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), payload.SplitStaged,
@@ -146,3 +191,103 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, re
 	cleanupLoad(ctx, t, id)
 	return nil
 }
+
+// liveLandingVersion: batches stream their deliveries into live_events
+// every LiveEvery while they collect.
+const liveLandingVersion = "live-landing"
+
+// liveLanding streams a batch's new deliveries into live_events, one
+// LandLive at a time, at most once every `every`, while the batch
+// collects; then once more beside the commit. A landing that fails is
+// logged and its deliveries are left to the commit: the live view is a
+// convenience, the fact table's exactly once does not depend on it, and
+// the commit never waits for a landing.
+type liveLanding struct {
+	every    time.Duration
+	gateways []payload.Gateway
+	ids      []string
+	res      *WebhookBatchResult
+	rounds   int
+
+	ticking    bool                // a timer armed
+	cancelTick workflow.CancelFunc // disarms it
+	inFlight   []workflow.Future   // landings started and not yet counted
+}
+
+// schedule arms the next landing of *unlanded, unless a timer or a
+// landing is pending.
+func (l *liveLanding) schedule(ctx workflow.Context, sel workflow.Selector, unlanded *[]string) {
+	if l.ticking || len(l.inFlight) > 0 {
+		return
+	}
+	l.ticking = true
+	tctx, cancel := workflow.WithCancel(ctx)
+	l.cancelTick = cancel
+	sel.AddFuture(workflow.NewTimer(tctx, l.every), func(f workflow.Future) {
+		l.ticking = false
+		if f.Get(ctx, nil) != nil {
+			return // disarmed by finish
+		}
+		landing := l.land(ctx, *unlanded)
+		*unlanded = nil
+		sel.AddFuture(landing, func(f workflow.Future) { l.count(ctx, f) })
+	})
+}
+
+// finish disarms the timer and starts the last landing, without waiting.
+func (l *liveLanding) finish(ctx workflow.Context, unlanded *[]string) {
+	if l.ticking {
+		l.cancelTick()
+		l.ticking = false
+	}
+	if len(*unlanded) > 0 {
+		l.land(ctx, *unlanded)
+		*unlanded = nil
+	}
+}
+
+// drain counts the landings still pending, so the batch completes with
+// no activity of its own running; each is bounded by liveCeiling.
+func (l *liveLanding) drain(ctx workflow.Context) {
+	for len(l.inFlight) > 0 {
+		l.count(ctx, l.inFlight[0])
+	}
+}
+
+func (l *liveLanding) land(ctx workflow.Context, keys []string) workflow.Future {
+	info := workflow.GetInfo(ctx)
+	id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], "live", fmt.Sprint(l.rounds))
+	l.rounds++
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    liveCeiling,
+		ScheduleToCloseTimeout: liveCeiling,
+		HeartbeatTimeout:       DefaultHeartbeatTimeout,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: liveAttempts, NonRetryableErrorTypes: []string{payload.ErrTypeMalformed}},
+	})
+	f := workflow.ExecuteActivity(actx, payload.LandLive, payload.LandLiveInput{LoadID: id, Keys: keys, Gateways: l.ids})
+	l.inFlight = append(l.inFlight, f)
+	return f
+}
+
+// count adds a finished landing's rows to the result, once.
+func (l *liveLanding) count(ctx workflow.Context, f workflow.Future) {
+	i := slices.Index(l.inFlight, f)
+	if i < 0 {
+		return
+	}
+	l.inFlight = slices.Delete(l.inFlight, i, i+1)
+	var r payload.LandLiveResult
+	if err := f.Get(ctx, &r); err != nil {
+		workflow.GetLogger(ctx).Warn("live landing failed; its deliveries show when the batch commits", "error", err)
+		return
+	}
+	l.res.LiveRows += r.Rows
+}
+
+// liveAttempts and liveCeiling bound one landing: past them its
+// deliveries wait for the commit. A landing resumes from the delivery
+// its last attempt heartbeat.
+const (
+	liveAttempts = 3
+	liveCeiling  = time.Minute
+)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -399,6 +400,7 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	signal(20*time.Second, "webhooks/a.json")
 	signal(30*time.Second, "webhooks/b.json") // the sender retried b
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(payload.LandLiveResult{Rows: 9}, nil)
 	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
 			if strings.Join(in.Keys, ",") != "webhooks/a.json,webhooks/b.json" || in.Source != "webhook" {
@@ -420,6 +422,67 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	var res workflows.WebhookBatchResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Deliveries != 2 || res.Rows != 9 || res.Quarantined != 1 {
 		t.Fatalf("result %+v %v", res, err)
+	}
+	assertLoadTail(t, *order)
+}
+
+// TestWebhookBatchLandsLiveBeforeItCommits: a batch streams the
+// deliveries it has not streamed yet every LiveEvery, one landing at a
+// time, the window's last ones beside the commit; the commit validates
+// with the gateways the landings used; a landing that keeps failing is
+// left to the commit.
+func TestWebhookBatchLandsLiveBeforeItCommits(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.WebhookBatch)
+	signal := func(at time.Duration, key string) {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliverySignal, key) }, at)
+	}
+	signal(10*time.Second, "webhooks/b.json")
+	signal(11*time.Second, "webhooks/a.json")
+	signal(30*time.Second, "webhooks/b.json") // retried: already landed
+	signal(40*time.Second, "webhooks/d.json")
+	signal(57*time.Second, "webhooks/e.json")         // its landing, retried, outlives the window
+	signal(59500*time.Millisecond, "webhooks/c.json") // arrives while e's landing runs: landed after it
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil).Once()
+	var landed []string
+	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.LandLiveInput) (payload.LandLiveResult, error) {
+			if strings.Join(in.Gateways, ",") != "g" {
+				t.Errorf("landing validates with %v, want the batch's gateways", in.Gateways)
+			}
+			landed = append(landed, strings.Join(in.Keys, "+"))
+			if in.Keys[0] == "webhooks/d.json" || in.Keys[0] == "webhooks/e.json" {
+				return payload.LandLiveResult{}, errors.New("streaming unavailable")
+			}
+			return payload.LandLiveResult{Rows: int64(len(in.Keys))}, nil
+		})
+	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
+			if strings.Join(in.Gateways, ",") != "g" {
+				t.Errorf("commit validates with %v, want the gateways the landings used", in.Gateways)
+			}
+			return payload.SplitStagedResult{Manifest: manifest}, nil
+		}).Once()
+	env.OnActivity(payload.RemoveStaged, mock.Anything, mock.Anything).Return(nil)
+	happyTail(env)
+	order := activityOrder(env)
+	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	// c arrives while e's landing retries: the last landing takes it,
+	// beside e's and the commit.
+	slices.Sort(landed)
+	want := "webhooks/b.json+webhooks/a.json webhooks/c.json webhooks/d.json webhooks/d.json webhooks/d.json webhooks/e.json webhooks/e.json webhooks/e.json"
+	if got := strings.Join(landed, " "); got != want {
+		t.Errorf("landings %q, want %q", got, want)
+	}
+	var res workflows.WebhookBatchResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.LiveRows != 3 || res.Deliveries != 5 {
+		t.Errorf("result %+v %v, want 3 live rows of 5 deliveries", res, err)
+	}
+	if n := strings.Count(strings.Join(*order, " "), "FetchGateways"); n != 1 {
+		t.Errorf("gateways listed %d times, want once: the commit reuses the landings' list", n)
 	}
 	assertLoadTail(t, *order)
 }

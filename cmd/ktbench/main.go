@@ -55,7 +55,26 @@ func main() {
 	e2eFor := flag.Duration("e2e-webhook-for", 30*time.Second, "with -e2e: how long webhooks are delivered")
 	e2eDelivery := flag.Int("e2e-webhook-events", 1, "with -e2e: events per webhook delivery")
 	e2eWindow := flag.Duration("e2e-webhook-window", 10*time.Second, "with -e2e: KTPIPE_WEBHOOK_BATCH of the worker")
+	fresh := flag.Bool("freshness", false, "measure how long after the simulator makes an event it is queryable in fact_ai_event_live, by webhook and by pull (freshness.go)")
+	freshRate := flag.Float64("freshness-rate", 20, "with -freshness: webhook deliveries (and pull-path event batches) a second")
+	freshEvents := flag.Int("freshness-events", 10, "with -freshness: events per delivery")
+	freshFor := flag.Duration("freshness-for", 30*time.Second, "with -freshness: how long webhook events are made")
+	freshWindow := flag.Duration("freshness-window", time.Minute, "with -freshness: KTPIPE_WEBHOOK_BATCH (its default)")
+	freshLive := flag.Duration("freshness-live", 2*time.Second, "with -freshness: KTPIPE_WEBHOOK_LIVE (its default)")
+	freshPull := flag.Duration("freshness-pull-every", time.Minute, "with -freshness: a pull this often, the schedule's least (0: skip the pull path)")
+	freshPullFor := flag.Duration("freshness-pull-for", 3*time.Minute, "with -freshness: how long pull-path events are made")
 	flag.Parse()
+
+	if *fresh {
+		o := freshnessOptions{Runs: *runs, Dir: filepath.Join(*dir, "freshness"), ChunkRows: *whChunk,
+			Rate: *freshRate, Events: *freshEvents, For: *freshFor, Window: *freshWindow, Live: *freshLive,
+			PullEvery: *freshPull, PullFor: *freshPullFor}
+		if err := runFreshness(context.Background(), os.Stdout, o); err != nil {
+			fmt.Fprintln(os.Stderr, "ktbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *e2e {
 		o := e2eOptions{Events: *e2eEvents, Runs: *runs, ChunkRows: *whChunk, Dir: filepath.Join(*dir, "e2e"),

@@ -30,7 +30,10 @@ import (
 // 10 MB per table a query references (https://cloud.google.com/bigquery/pricing;
 // the first TiB of a month is free and is not subtracted here).
 const (
-	pricePerTiB   = 6.25
+	pricePerTiB = 6.25
+	// streamPer200MB is the legacy streaming insert price (insertAll).
+	streamPer200MB = 0.01
+
 	minTableBytes = 10 << 20
 )
 
@@ -404,6 +407,14 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 		}
 		all.Path = "pull + webhook"
 		printRow(out, all)
+	}
+	// The live landing streams every webhook event once more, billed by
+	// row with a 1 KB minimum; the live view's reads are the querier's.
+	fmt.Fprintf(out, "\nlive landing (webhook path, KTPIPE_WEBHOOK_LIVE): streaming inserts at $%.2f per 200 MB, rows billed at 1 KB at least:\n\n", streamPer200MB)
+	fmt.Fprintf(out, "| events/day | insertAll requests/day | billed | $/day |\n|---:|---:|---:|---:|\n")
+	for _, n := range scales {
+		billed := n * math.Max(rowWidth(w["event"]), 1000)
+		fmt.Fprintf(out, "| %s | %s | %s | $%s |\n", count(n), count(math.Ceil(n/warehouse.MaxLiveRows)), human(billed), money(billed/200e6*streamPer200MB))
 	}
 	// A year of history loaded by backfill: one export a day, the tables
 	// growing from empty to a year as it goes.

@@ -4,6 +4,8 @@
 package bqschema
 
 import (
+	"time"
+
 	"cloud.google.com/go/bigquery"
 
 	"github.com/ktpipe/ktpipe/schemas"
@@ -21,8 +23,30 @@ type TableSpec struct {
 	// PartitionField is a DATE or TIMESTAMP column partitioned by day;
 	// empty for small tables.
 	PartitionField string
-	Clustering     []string
+	// PartitionHourly partitions by hour instead of day.
+	PartitionHourly bool
+	// PartitionExpiration drops a partition this long after its start
+	// (zero: kept).
+	PartitionExpiration time.Duration
+	Clustering          []string
 }
+
+// TimePartitioning is the spec's partitioning (nil: none).
+func (s TableSpec) TimePartitioning() *bigquery.TimePartitioning {
+	if s.PartitionField == "" {
+		return nil
+	}
+	tp := &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: s.PartitionField, Expiration: s.PartitionExpiration}
+	if s.PartitionHourly {
+		tp.Type = bigquery.HourPartitioningType
+	}
+	return tp
+}
+
+// LiveRetention is how long live_events keeps an hour of webhook rows.
+// Their batch commits them within minutes and the live view reads only
+// the last hour (warehouse.LiveWindow); the rest is a margin.
+const LiveRetention = 6 * time.Hour
 
 func req(name string, t bigquery.FieldType) *bigquery.FieldSchema {
 	return &bigquery.FieldSchema{Name: name, Type: t, Required: true}
@@ -219,6 +243,18 @@ func Tables() []TableSpec {
 			Schema: bigquery.Schema{
 				req("user", bigquery.StringFieldType),
 			},
+		},
+		{
+			// Rows of webhook deliveries as the batch's live landing
+			// streamed them, seconds after delivery and before the batch
+			// commits them: what fact_ai_event_live adds to the fact.
+			Name:                schemas.TableLive,
+			Description:         "Webhook events streamed seconds after delivery, before their batch commits them; at least once (fact_ai_event_live dedups). Hourly partitions expire after 6 hours.",
+			Schema:              EventRowSchema(),
+			PartitionField:      "ingested_at",
+			PartitionHourly:     true,
+			PartitionExpiration: LiveRetention,
+			Clustering:          []string{"event_id"},
 		},
 		{
 			Name:           schemas.TableAudit,

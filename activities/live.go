@@ -1,0 +1,156 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/ktpipe/ktpipe/payload"
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
+)
+
+// LandLive streams the valid events of staged webhook deliveries into
+// live_events, for the live view, before their batch commits them. It
+// splits each file as SplitStaged does (the same validation, the same
+// gateways, the same rows), but its rows go to BigQuery's streaming
+// insert, a bounded request at a time, and nothing is staged. Invalid
+// records are left to the batch's commit, which quarantines them. After
+// each file it heartbeats the next one, where a retry resumes; a retry
+// may still stream a file's rows twice, and the view keeps one per event
+// id.
+func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (res payload.LandLiveResult, err error) {
+	var done LiveProgress
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &done) // unreadable: start over, which only streams again
+	}
+	var mu sync.Mutex
+	progress := done
+	// The keep-alive repeats the progress: a heartbeat without details
+	// would leave a retry none.
+	defer keepAlive(ctx, func() any { mu.Lock(); defer mu.Unlock(); return progress })()
+	res.Rows = done.Rows
+	defer func() { a.Metrics.LiveLanded(res.Rows-done.Rows, err != nil) }()
+	sink := &liveSink{ctx: ctx, insert: a.Warehouse.InsertLive, streamed: &res.Rows}
+	for i := done.Next; i < len(in.Keys); i++ {
+		// A splitter a file: closing it streams the file's last rows, so
+		// the heartbeat below is true.
+		sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink)
+		if err != nil {
+			return res, err
+		}
+		err = a.splitFile(ctx, sp, in.Keys[i], schemas.FormatJSON, false)
+		if errors.Is(err, staging.ErrNotFound) {
+			continue // committed and removed by an earlier batch
+		}
+		if err != nil {
+			return res, err
+		}
+		if _, err := sp.Close(); err != nil {
+			return res, classify("land live rows", err)
+		}
+		mu.Lock()
+		progress = LiveProgress{Next: i + 1, Rows: res.Rows}
+		mu.Unlock()
+		activity.RecordHeartbeat(ctx, progress)
+	}
+	return res, nil
+}
+
+// LiveProgress is the heartbeat of a landing: the next file, and the
+// rows streamed before it.
+type LiveProgress struct {
+	Next int
+	Rows int64
+}
+
+// liveSink takes the splitter's chunk files: rows are streamed, quarantine
+// files dropped.
+type liveSink struct {
+	ctx      context.Context
+	insert   func(context.Context, []json.RawMessage) error
+	streamed *int64
+}
+
+func (s *liveSink) Create(key string) (io.WriteCloser, error) {
+	if strings.Contains(key, "/quarantine-") {
+		return discard{}, nil
+	}
+	return &liveWriter{ctx: s.ctx, insert: s.insert, streamed: s.streamed}, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) Close() error                { return nil }
+
+// liveWriter cuts the NDJSON the splitter writes into rows and streams
+// them at most warehouse.MaxLiveRows rows and MaxLiveBytes a request: it
+// holds one request's rows and one partial line.
+type liveWriter struct {
+	ctx      context.Context
+	insert   func(context.Context, []json.RawMessage) error
+	streamed *int64 // rows streamed, for the result
+
+	partial []byte
+	rows    []json.RawMessage
+	size    int
+}
+
+func (w *liveWriter) Write(p []byte) (int, error) {
+	for rest := p; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, rest...)
+			break
+		}
+		w.partial = append(w.partial, rest[:i]...)
+		rest = rest[i+1:]
+		if err := w.add(w.partial); err != nil {
+			return 0, err
+		}
+		w.partial = w.partial[:0]
+	}
+	return len(p), nil
+}
+
+func (w *liveWriter) add(row []byte) error {
+	if len(row) > warehouse.MaxLiveBytes {
+		// Too large for one request: it shows once the batch commits.
+		return nil
+	}
+	if len(w.rows) == warehouse.MaxLiveRows || w.size+len(row) > warehouse.MaxLiveBytes {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	w.rows = append(w.rows, append(json.RawMessage(nil), row...))
+	w.size += len(row)
+	return nil
+}
+
+func (w *liveWriter) flush() error {
+	if len(w.rows) == 0 {
+		return nil
+	}
+	if err := w.insert(w.ctx, w.rows); err != nil {
+		return err // the split's classify marks it
+	}
+	*w.streamed += int64(len(w.rows))
+	w.rows, w.size = w.rows[:0], 0
+	return nil
+}
+
+func (w *liveWriter) Close() error {
+	if len(w.partial) > 0 {
+		return errors.New("land live rows: a chunk ended inside a row")
+	}
+	return w.flush()
+}

@@ -1,0 +1,115 @@
+package warehouse
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+
+	"github.com/ktpipe/ktpipe/schemas"
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
+)
+
+// The live landing: a webhook batch streams its deliveries' rows into
+// live_events seconds after they arrive, and commits them to the fact
+// table once its window closes (see workflows.WebhookBatch). The view
+// fact_ai_event_live is the fact table plus the live rows it does not hold
+// yet, one row per event id, for queries that need seconds-fresh data.
+// The fact table's exactly-once guarantee does not depend on any of this:
+// live rows are at least once, and the view dedups them.
+
+// LiveView is the fact table with the webhook rows not committed yet.
+const LiveView = "fact_ai_event_live"
+
+// LiveWindow bounds what the live view adds to the fact table: rows
+// streamed within the last hour, of events dated today or yesterday (UTC).
+// A live row is needed only until its batch commits, a minute or two
+// later; a batch that cannot commit for longer shows when it does, and
+// so does a late event dated before yesterday. The bounds keep the view's
+// reads to one hour of live_events and two event_date partitions of the
+// fact table's ids (see the README, "The live view").
+const LiveWindow = time.Hour
+
+// liveDays is how many days before today the live side's events may be
+// dated.
+const liveDays = 1
+
+// Limits of one insertAll request: BigQuery takes up to 10 MB and 50,000
+// rows and recommends about 500 rows a request.
+const (
+	MaxLiveRows  = 500
+	MaxLiveBytes = 5 << 20
+)
+
+// liveView is not a report: `ktpipe reports` does not print it.
+var liveView = View{Name: LiveView, Title: "Fact with webhook events not committed yet", sql: `
+SELECT {columns}, TRUE AS committed FROM {fact} t
+UNION ALL
+SELECT {columns}, FALSE AS committed FROM (
+  SELECT l.*, ROW_NUMBER() OVER (PARTITION BY l.event_id ORDER BY l.ingested_at, l.load_id) AS live_rank
+  FROM {live} l
+  WHERE l.ingested_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {minutes} MINUTE)
+    AND l.event_date >= DATE_SUB(CURRENT_DATE(), INTERVAL {days} DAY)
+    AND NOT EXISTS (
+      SELECT 1 FROM {fact} f
+      WHERE f.event_date >= DATE_SUB(CURRENT_DATE(), INTERVAL {days} DAY)
+        AND f.event_date = l.event_date AND f.event_id = l.event_id)
+) t WHERE t.live_rank = 1`}
+
+// liveColumns lists the event row's columns by name (of the union's
+// sides, each aliased t), so that a column an operator added to one of
+// the two tables cannot misalign the union.
+func liveColumns() string {
+	var names []string
+	for _, f := range bqschema.EventRowSchema() {
+		names = append(names, "t."+f.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// InsertLive streams encoded event rows (schemas.AppendEventRow's JSON
+// objects) into live_events: at most MaxLiveRows rows and MaxLiveBytes
+// bytes a call. Streaming is at least once (a retried call may add the
+// rows again); the live view keeps one row per event id, and nothing
+// reads live_events for the fact table.
+func (w *Warehouse) InsertLive(ctx context.Context, rows []json.RawMessage) error {
+	if len(rows) > MaxLiveRows {
+		return fmt.Errorf("insert into %s: %d rows in one call, at most %d", schemas.TableLive, len(rows), MaxLiveRows)
+	}
+	size := 0
+	savers := make([]bigquery.ValueSaver, len(rows))
+	for i, r := range rows {
+		size += len(r)
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(r, &fields); err != nil {
+			return fmt.Errorf("insert into %s: row %d is not a JSON object: %w", schemas.TableLive, i, err)
+		}
+		savers[i] = liveRow(fields)
+	}
+	if size > MaxLiveBytes {
+		return fmt.Errorf("insert into %s: %d bytes in one call, at most %d", schemas.TableLive, size, MaxLiveBytes)
+	}
+	w.observed(Statement{What: "stream live rows", Stream: schemas.TableLive})
+	if err := w.ds.Table(schemas.TableLive).Inserter().Put(ctx, savers); err != nil {
+		return fmt.Errorf("insert %d rows into %s: %w", len(rows), schemas.TableLive, err)
+	}
+	return nil
+}
+
+// liveRow is a row as its JSON fields: the values go to insertAll as
+// written, so a timestamp or a NUMERIC keeps its exact text.
+type liveRow map[string]json.RawMessage
+
+// Save sends no insert id: BigQuery's dedup by insert id is best effort
+// and short-lived, the view dedups by event id anyway, and rows without
+// one get the larger streaming quota.
+func (r liveRow) Save() (map[string]bigquery.Value, string, error) {
+	m := make(map[string]bigquery.Value, len(r))
+	for k, v := range r {
+		m[k] = v
+	}
+	return m, bigquery.NoDedupeID, nil
+}
