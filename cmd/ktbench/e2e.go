@@ -57,6 +57,7 @@ type phaseResult struct {
 	Wall       time.Duration // first run's start to last run's close
 	Idle       time.Duration // of Wall, no activity running: Temporal's overhead, with the timers below
 	TimerIdle  time.Duration // of Idle, a workflow timer running (export status polls)
+	QueueIdle  time.Duration // of Idle, no timer either, an activity waiting for a worker slot
 	Stage      time.Duration // union of the StageChunk activities' run intervals
 	Commit     time.Duration // union of the MergeLoad activities' run intervals
 	Rows       int64         // valid rows loaded (the workflow's result)
@@ -397,6 +398,7 @@ func (r *phaseResult) add(m phaseResult) {
 	r.Wall += m.Wall
 	r.Idle += m.Idle
 	r.TimerIdle += m.TimerIdle
+	r.QueueIdle += m.QueueIdle
 	r.Stage += m.Stage
 	r.Commit += m.Commit
 	r.Activities += m.Activities
@@ -446,6 +448,9 @@ type timeline struct {
 	activities map[string][]interval // by activity type
 	timers     []interval
 	attempts   []int32 // of each activity execution, its last attempt
+	// queued: first attempts from scheduled to started, waiting for a
+	// worker's free slot (a later attempt's wait holds its retries too).
+	queued []interval
 }
 
 // readTimeline reads the run intervals of activities and timers out of
@@ -473,6 +478,9 @@ func readTimeline(events []*historypb.HistoryEvent) timeline {
 		}
 		if a := e.GetActivityTaskStartedEventAttributes(); a != nil {
 			tl.attempts = append(tl.attempts, a.GetAttempt())
+			if s, ok := at[a.GetScheduledEventId()]; ok && a.GetAttempt() <= 1 {
+				tl.queued = append(tl.queued, interval{s, t})
+			}
 		}
 		var sched, started int64
 		switch {
@@ -514,10 +522,12 @@ func measureTimeline(tl timeline) phaseResult {
 	}
 	busy := covered(tl.start, tl.end, acts)
 	withTimers := covered(tl.start, tl.end, append(slices.Clip(acts), tl.timers...))
+	withQueued := covered(tl.start, tl.end, append(append(slices.Clip(acts), tl.timers...), tl.queued...))
 	r := phaseResult{
 		Wall:       tl.end.Sub(tl.start),
 		Idle:       tl.end.Sub(tl.start) - busy,
 		TimerIdle:  withTimers - busy,
+		QueueIdle:  withQueued - withTimers,
 		Stage:      covered(tl.start, tl.end, tl.activities[payload.StageChunk]),
 		Commit:     covered(tl.start, tl.end, tl.activities[payload.MergeLoad]),
 		Activities: n,
@@ -597,7 +607,8 @@ var e2eColumns = []struct {
 	{"wall s", "%8.1f", func(r phaseResult) float64 { return r.Wall.Seconds() }},
 	{"idle %", "%7.1f", func(r phaseResult) float64 { return share(r.Idle, r.Wall) }},
 	{"timers %", "%8.1f", func(r phaseResult) float64 { return share(r.TimerIdle, r.Wall) }},
-	{"rest %", "%6.1f", func(r phaseResult) float64 { return share(r.Idle-r.TimerIdle, r.Wall) }},
+	{"queued %", "%8.1f", func(r phaseResult) float64 { return share(r.QueueIdle, r.Wall) }},
+	{"rest %", "%6.1f", func(r phaseResult) float64 { return share(r.Idle-r.TimerIdle-r.QueueIdle, r.Wall) }},
 	{"stage s", "%8.1f", func(r phaseResult) float64 { return r.Stage.Seconds() }},
 	{"stage r/s", "%9.0f", func(r phaseResult) float64 { return rate(r.Rows, r.Stage) }},
 	{"commit s", "%8.1f", func(r phaseResult) float64 { return r.Commit.Seconds() }},
@@ -651,9 +662,10 @@ func printE2E(out io.Writer, o e2eOptions, results map[string][]phaseResult, pat
 	fmt.Fprintf(out, `
 idle %%: share of the workflow's wall time (start to close, every continue-as-new run) in which no
   activity ran; timers %%: the part of it in which a workflow timer ran (export status polls, a
-  webhook window); rest %%: the remainder, Temporal's overhead (task dispatch, workflow tasks,
-  history) plus the failed attempts of retried activities (only an activity's last attempt is in
-  the history). stage s, commit s: union of the StageChunk, MergeLoad run intervals; r/s: rows
+  webhook window); queued %%: of the rest, an activity waited for a free slot of the worker
+  (scheduled, not yet started); rest %%: the remainder, Temporal's overhead (task dispatch,
+  workflow tasks, history) plus the failed attempts of retried activities (only an activity's
+  last attempt is in the history). stage s, commit s: union of the StageChunk, MergeLoad run intervals; r/s: rows
   loaded / that time. commits: CommitBatch transactions started. acts: activity executions;
   retried: of them, those that ended on a later attempt. Median of %d runs (per column), each on a
   fresh emulator, dataset and worker.
