@@ -665,10 +665,10 @@ idle %%: share of the workflow's wall time (start to close, every continue-as-ne
   webhook window); queued %%: of the rest, an activity waited for a free slot of the worker
   (scheduled, not yet started); rest %%: the remainder, Temporal's overhead (task dispatch,
   workflow tasks, history) plus the failed attempts of retried activities (only an activity's
-  last attempt is in the history). stage s, commit s: union of the StageChunk, MergeLoad run intervals; r/s: rows
-  loaded / that time. commits: CommitBatch transactions started. acts: activity executions;
-  retried: of them, those that ended on a later attempt. Median of %d runs (per column), each on a
-  fresh emulator, dataset and worker.
+  last attempt is in the history). stage s, commit s: union of the StageChunk, MergeLoad run
+  intervals; r/s: rows loaded / that time. commits: CommitBatch transactions started. acts:
+  activity executions; retried: of them, those that ended on a later attempt. Median of %d runs
+  (per column), each on a fresh emulator, dataset and worker.
 `, o.Runs)
 	if rs, ok := results["webhooks"]; ok {
 		med := func(f func(phaseResult) float64) float64 {
