@@ -57,6 +57,7 @@ type phaseResult struct {
 	Wall       time.Duration // first run's start to last run's close
 	Idle       time.Duration // of Wall, no activity running: Temporal's overhead, with the timers below
 	TimerIdle  time.Duration // of Idle, a workflow timer running (export status polls)
+	QueueIdle  time.Duration // of Idle, no timer either, an activity waiting for a worker slot
 	Stage      time.Duration // union of the StageChunk activities' run intervals
 	Commit     time.Duration // union of the MergeLoad activities' run intervals
 	Rows       int64         // valid rows loaded (the workflow's result)
@@ -99,6 +100,7 @@ func runE2E(ctx context.Context, out io.Writer, o e2eOptions) error {
 	fmt.Fprintf(out, "one process: worker, simulator and this driver; chunks of %d rows; no injected faults; services log: %s\n",
 		o.ChunkRows, logs.Name())
 
+	startLoad := loadAverage()
 	tsrv, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{Logs: logs, SearchAttributes: app.SearchAttributeTypes()})
 	if err != nil {
 		return err
@@ -150,7 +152,18 @@ func runE2E(ctx context.Context, out io.Writer, o e2eOptions) error {
 		}
 	}
 	printE2E(out, o, results, paths)
+	fmt.Fprintf(out, "load average: %s at the start, %s at the end\n", startLoad, loadAverage())
 	return nil
+}
+
+// loadAverage is the machine's 1, 5 and 15 minute load averages: on a
+// shared machine, what else ran beside the benchmark.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // serveLoopback serves h on a free loopback port.
@@ -372,9 +385,8 @@ func e2eWebhooks(ctx context.Context, tsrv *testsuite.DevServer, name string, o 
 			return phaseResult{}, fmt.Errorf("webhook batches: %d of %d records loaded: %w", r.Records, want, err)
 		}
 	}
-	if r.Records != want {
-		return phaseResult{}, fmt.Errorf("webhook batches loaded %d records, %d deliveries of %d were accepted", r.Records, st.Delivered, o.WebhookEvents)
-	}
+	// More than want is no error: a delivery the simulator gave up on
+	// (it stopped waiting) may have been staged and loaded all the same.
 	r.Commits = int(w.commits.Load())
 	r.Deliveries, r.DeliveryRetries, r.GaveUp = st.Delivered, st.Retries, st.GaveUp
 	r.Offered, r.Accepted = offered, acceptedWhileSending
@@ -386,6 +398,7 @@ func (r *phaseResult) add(m phaseResult) {
 	r.Wall += m.Wall
 	r.Idle += m.Idle
 	r.TimerIdle += m.TimerIdle
+	r.QueueIdle += m.QueueIdle
 	r.Stage += m.Stage
 	r.Commit += m.Commit
 	r.Activities += m.Activities
@@ -435,6 +448,9 @@ type timeline struct {
 	activities map[string][]interval // by activity type
 	timers     []interval
 	attempts   []int32 // of each activity execution, its last attempt
+	// queued: first attempts from scheduled to started, waiting for a
+	// worker's free slot (a later attempt's wait holds its retries too).
+	queued []interval
 }
 
 // readTimeline reads the run intervals of activities and timers out of
@@ -462,6 +478,9 @@ func readTimeline(events []*historypb.HistoryEvent) timeline {
 		}
 		if a := e.GetActivityTaskStartedEventAttributes(); a != nil {
 			tl.attempts = append(tl.attempts, a.GetAttempt())
+			if s, ok := at[a.GetScheduledEventId()]; ok && a.GetAttempt() <= 1 {
+				tl.queued = append(tl.queued, interval{s, t})
+			}
 		}
 		var sched, started int64
 		switch {
@@ -503,10 +522,12 @@ func measureTimeline(tl timeline) phaseResult {
 	}
 	busy := covered(tl.start, tl.end, acts)
 	withTimers := covered(tl.start, tl.end, append(slices.Clip(acts), tl.timers...))
+	withQueued := covered(tl.start, tl.end, append(append(slices.Clip(acts), tl.timers...), tl.queued...))
 	r := phaseResult{
 		Wall:       tl.end.Sub(tl.start),
 		Idle:       tl.end.Sub(tl.start) - busy,
 		TimerIdle:  withTimers - busy,
+		QueueIdle:  withQueued - withTimers,
 		Stage:      covered(tl.start, tl.end, tl.activities[payload.StageChunk]),
 		Commit:     covered(tl.start, tl.end, tl.activities[payload.MergeLoad]),
 		Activities: n,
@@ -563,6 +584,20 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
+// middle is the median of xs: the mean of the middle two of an even count.
+func middle(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[n/2]
+}
+
 // e2eColumns are the table's columns, figures of one run.
 var e2eColumns = []struct {
 	head, format string
@@ -572,12 +607,15 @@ var e2eColumns = []struct {
 	{"wall s", "%8.1f", func(r phaseResult) float64 { return r.Wall.Seconds() }},
 	{"idle %", "%7.1f", func(r phaseResult) float64 { return share(r.Idle, r.Wall) }},
 	{"timers %", "%8.1f", func(r phaseResult) float64 { return share(r.TimerIdle, r.Wall) }},
+	{"queued %", "%8.1f", func(r phaseResult) float64 { return share(r.QueueIdle, r.Wall) }},
+	{"rest %", "%6.1f", func(r phaseResult) float64 { return share(r.Idle-r.TimerIdle-r.QueueIdle, r.Wall) }},
 	{"stage s", "%8.1f", func(r phaseResult) float64 { return r.Stage.Seconds() }},
 	{"stage r/s", "%9.0f", func(r phaseResult) float64 { return rate(r.Rows, r.Stage) }},
 	{"commit s", "%8.1f", func(r phaseResult) float64 { return r.Commit.Seconds() }},
 	{"commit r/s", "%10.0f", func(r phaseResult) float64 { return rate(r.Rows, r.Commit) }},
 	{"commits", "%7.0f", func(r phaseResult) float64 { return float64(r.Commits) }},
 	{"acts", "%5.0f", func(r phaseResult) float64 { return float64(r.Activities) }},
+	{"retried", "%7.0f", func(r phaseResult) float64 { return float64(r.Retried) }},
 }
 
 func share(part, whole time.Duration) float64 {
@@ -608,11 +646,9 @@ func printE2E(out io.Writer, o e2eOptions, results map[string][]phaseResult, pat
 		}
 		fmt.Fprintln(out)
 	}
-	retried := 0
 	for _, path := range paths {
 		rs := results[path]
 		for i, r := range rs {
-			retried += r.Retried
 			row(path, fmt.Sprint(i+1), func(c int) float64 { return e2eColumns[c].value(r) })
 		}
 		row(path, "med", func(c int) float64 {
@@ -620,34 +656,37 @@ func printE2E(out io.Writer, o e2eOptions, results map[string][]phaseResult, pat
 			for _, r := range rs {
 				xs = append(xs, e2eColumns[c].value(r))
 			}
-			return median(xs)
+			return middle(xs)
 		})
 	}
 	fmt.Fprintf(out, `
 idle %%: share of the workflow's wall time (start to close, every continue-as-new run) in which no
-  activity ran: Temporal's overhead (dispatch, workflow tasks, history) plus the timers waited on;
-  timers %%: the part of idle in which a workflow timer ran (export status polls, a webhook window).
-stage s, commit s: union of the StageChunk, MergeLoad run intervals; r/s: rows loaded / that time.
-commits: CommitBatch transactions started. acts: activity executions, %d of them on a retry
-  (an attempt before the last is not in the history: its time counts as idle).
-Medians of %d runs, each on a fresh emulator, dataset and worker.
-`, retried, o.Runs)
+  activity ran; timers %%: the part of it in which a workflow timer ran (export status polls, a
+  webhook window); queued %%: of the rest, an activity waited for a free slot of the worker
+  (scheduled, not yet started); rest %%: the remainder, Temporal's overhead (task dispatch,
+  workflow tasks, history) plus the failed attempts of retried activities (only an activity's
+  last attempt is in the history). stage s, commit s: union of the StageChunk, MergeLoad run
+  intervals; r/s: rows loaded / that time. commits: CommitBatch transactions started. acts:
+  activity executions; retried: of them, those that ended on a later attempt. Median of %d runs
+  (per column), each on a fresh emulator, dataset and worker.
+`, o.Runs)
 	if rs, ok := results["webhooks"]; ok {
 		med := func(f func(phaseResult) float64) float64 {
 			var xs []float64
 			for _, r := range rs {
 				xs = append(xs, f(r))
 			}
-			return median(xs)
+			return middle(xs)
 		}
 		fmt.Fprintf(out, "webhooks (medians): %.0f deliveries/s offered for %s, %d events each; %.0f/s accepted while offered "+
 			"(in all %.0f accepted, %.0f retries, %.0f given up by the simulator after 8 attempts);\n"+
-			"  %.0f rows loaded/s by %.0f WebhookBatch workflows (%s windows), first delivery sent to last batch closed\n",
+			"  %.0f records loaded (rows and quarantined), %.0f rows/s by %.0f WebhookBatch workflows (%s windows), first delivery sent to last batch closed\n",
 			med(func(r phaseResult) float64 { return r.Offered }), o.WebhookFor, o.WebhookEvents,
 			med(func(r phaseResult) float64 { return r.Accepted }),
 			med(func(r phaseResult) float64 { return float64(r.Deliveries) }),
 			med(func(r phaseResult) float64 { return float64(r.DeliveryRetries) }),
 			med(func(r phaseResult) float64 { return float64(r.GaveUp) }),
+			med(func(r phaseResult) float64 { return float64(r.Records) }),
 			med(func(r phaseResult) float64 { return rate(r.Rows, r.Span) }),
 			med(func(r phaseResult) float64 { return float64(r.Batches) }), o.WebhookWindow)
 	}

@@ -61,6 +61,7 @@ func TestMeasureTimeline(t *testing.T) {
 			"CheckLoad":        {iv(14, 16)},
 		},
 		timers:   []interval{iv(0.5, 2), iv(3, 4.5)}, // the first overlaps an activity
+		queued:   []interval{iv(4, 5), iv(10, 11.5)}, // idle outside activities and timers: [4.5,5) [10,11)
 		attempts: []int32{1, 1, 3, 1, 1, 1},
 	}
 	r := measureTimeline(tl)
@@ -72,6 +73,7 @@ func TestMeasureTimeline(t *testing.T) {
 		{"wall", r.Wall, 20 * time.Second},
 		{"idle", r.Idle, 8 * time.Second},
 		{"timer idle", r.TimerIdle, 2 * time.Second}, // [0.5,1) and [3,4.5)
+		{"queue idle", r.QueueIdle, 1500 * time.Millisecond},
 		{"stage", r.Stage, 5 * time.Second},
 		{"commit", r.Commit, 4 * time.Second},
 	} {
@@ -132,8 +134,22 @@ func TestReadTimeline(t *testing.T) {
 	tl := readTimeline(events)
 	want := timeline{start: at(0), end: at(9),
 		activities: map[string][]interval{payload.StageChunk: {iv(1, 3)}, payload.MergeLoad: {iv(7, 8)}},
-		timers:     []interval{iv(3, 5)}, attempts: []int32{2, 1}}
+		timers:     []interval{iv(3, 5)}, attempts: []int32{2, 1},
+		queued: []interval{iv(6.5, 7)}} // the first run's activity waited for its retries, not a slot
 	if !reflect.DeepEqual(tl, want) {
 		t.Errorf("timeline\n got %+v\nwant %+v", tl, want)
+	}
+}
+
+// TestMiddle: the median of an even count is the mean of the middle two
+// (two runs must not print the slower one as their median).
+func TestMiddle(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1}, 2.5}, {[]float64{5}, 5}} {
+		if got := middle(c.xs); got != c.want {
+			t.Errorf("middle(%v) = %v, want %v", c.xs, got, c.want)
+		}
 	}
 }

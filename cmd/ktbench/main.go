@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -78,7 +79,11 @@ func main() {
 	if *e2e {
 		o := e2eOptions{Events: *e2eEvents, Runs: *runs, ChunkRows: *whChunk, Dir: filepath.Join(*dir, "e2e"),
 			WebhookRate: *e2eRate, WebhookFor: *e2eFor, WebhookEvents: *e2eDelivery, WebhookWindow: *e2eWindow}
-		if err := runE2E(context.Background(), os.Stdout, o); err != nil {
+		// Ctrl-C stops the run and the services it started.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runE2E(ctx, os.Stdout, o)
+		stop()
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}
