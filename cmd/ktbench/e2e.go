@@ -86,34 +86,20 @@ func runE2E(ctx context.Context, out io.Writer, o e2eOptions) error {
 	if o.WebhookRate > 0 && (o.WebhookFor <= 0 || o.WebhookEvents <= 0 || o.WebhookWindow <= 0) {
 		return errors.New("-e2e-webhook-for, -e2e-webhook-events and -e2e-webhook-window must be positive with -e2e-webhook-rate")
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return err
-	}
-	logs, err := os.Create(filepath.Join(o.Dir, "services.log"))
+	startLoad := loadAverage()
+	logs, logger, tsrv, stop, err := startServices(ctx, out, o.Dir)
 	if err != nil {
 		return err
 	}
-	defer logs.Close()
-	logger := slog.New(slog.NewTextHandler(logs, nil))
-	fmt.Fprintf(out, "machine: %s, %d cores, GOMAXPROCS=%d, %s; Temporal CLI %s dev server (in memory), BigQuery emulator %s\n",
-		cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), devstack.TemporalCLIVersion, devstack.BQEmulatorVersion)
+	defer stop()
 	fmt.Fprintf(out, "one process: worker, simulator and this driver; chunks of %d rows; no injected faults; services log: %s\n",
 		o.ChunkRows, logs.Name())
-
-	startLoad := loadAverage()
-	tsrv, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{Logs: logs, SearchAttributes: app.SearchAttributeTypes()})
-	if err != nil {
-		return err
-	}
-	defer tsrv.Stop()
 
 	// One history for the export and the pull: building it is not
 	// measured, and both paths read it without changing it.
 	simCfg := ktsim.DefaultConfig()
 	simCfg.HistoryEvents = o.Events
-	sim := ktsim.New(simCfg)
-	defer sim.Close()
-	simURL, stopSim, err := serveLoopback(sim)
+	sim, simURL, stopSim, err := serveSim(simCfg)
 	if err != nil {
 		return err
 	}
@@ -164,6 +150,38 @@ func loadAverage() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "unknown"
+}
+
+// startServices prints the machine and starts what every -e2e and
+// -freshness run shares: the services log in dir and one Temporal dev
+// server (in memory).
+func startServices(ctx context.Context, out io.Writer, dir string) (logs *os.File, logger *slog.Logger, tsrv *testsuite.DevServer, stop func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if logs, err = os.Create(filepath.Join(dir, "services.log")); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	logger = slog.New(slog.NewTextHandler(logs, nil))
+	fmt.Fprintf(out, "machine: %s, %d cores, GOMAXPROCS=%d, %s; Temporal CLI %s dev server (in memory), BigQuery emulator %s\n",
+		cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), devstack.TemporalCLIVersion, devstack.BQEmulatorVersion)
+	if tsrv, err = devstack.StartTemporal(ctx, devstack.TemporalOptions{Logs: logs, SearchAttributes: app.SearchAttributeTypes()}); err != nil {
+		logs.Close()
+		return nil, nil, nil, nil, err
+	}
+	return logs, logger, tsrv, func() { tsrv.Stop(); logs.Close() }, nil
+}
+
+// serveSim starts a simulator and serves it on a free loopback port;
+// stop stops both.
+func serveSim(cfg ktsim.Config) (sim *ktsim.Server, url string, stop func(), err error) {
+	sim = ktsim.New(cfg)
+	url, stopServing, err := serveLoopback(sim)
+	if err != nil {
+		sim.Close()
+		return nil, "", nil, err
+	}
+	return sim, url, func() { stopServing(); sim.Close() }, nil
 }
 
 // serveLoopback serves h on a free loopback port.
@@ -296,9 +314,7 @@ func e2eWebhooks(ctx context.Context, tsrv *testsuite.DevServer, name string, o 
 	simCfg := ktsim.DefaultConfig()
 	simCfg.HistoryEvents = 0
 	simCfg.Webhooks = []ktsim.Webhook{{URL: "http://" + addr, Secret: secret, Subscription: "all"}}
-	sim := ktsim.New(simCfg)
-	defer sim.Close()
-	simURL, stopSim, err := serveLoopback(sim)
+	sim, simURL, stopSim, err := serveSim(simCfg)
 	if err != nil {
 		return phaseResult{}, err
 	}

@@ -7,15 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/devstack"
 	"github.com/ktpipe/ktpipe/ktsim"
 	"github.com/ktpipe/ktpipe/workflows"
@@ -69,23 +66,12 @@ func runFreshness(ctx context.Context, out io.Writer, o freshnessOptions) error 
 	if o.Runs <= 0 || o.Rate <= 0 || o.Events <= 0 || o.For <= 0 {
 		return errors.New("-runs, -freshness-rate, -freshness-events and -freshness-for must be positive")
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return err
-	}
-	logs, err := os.Create(filepath.Join(o.Dir, "services.log"))
+	logs, logger, tsrv, stop, err := startServices(ctx, out, o.Dir)
 	if err != nil {
 		return err
 	}
-	defer logs.Close()
-	logger := slog.New(slog.NewTextHandler(logs, nil))
-	fmt.Fprintf(out, "machine: %s, %d cores, GOMAXPROCS=%d, %s; Temporal CLI %s dev server, BigQuery emulator %s\n",
-		cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), devstack.TemporalCLIVersion, devstack.BQEmulatorVersion)
+	defer stop()
 	fmt.Fprintf(out, "event made at the simulator → first seen in fact_ai_event_live's rows (live_events or fact_ai_event, read every %s); services log: %s\n", pollEvery, logs.Name())
-	tsrv, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{Logs: logs, SearchAttributes: app.SearchAttributeTypes()})
-	if err != nil {
-		return err
-	}
-	defer tsrv.Stop()
 	e2e := e2eOptions{Dir: o.Dir, ChunkRows: o.ChunkRows}
 	type row struct {
 		path string
@@ -136,9 +122,7 @@ func freshWebhooks(ctx context.Context, tsrv *testsuite.DevServer, name string, 
 	const secret = "whsec-ktbench"
 	simCfg := freshSimConfig()
 	simCfg.Webhooks = []ktsim.Webhook{{URL: "http://" + addr, Secret: secret, Subscription: "all"}}
-	sim := ktsim.New(simCfg)
-	defer sim.Close()
-	simURL, stopSim, err := serveLoopback(sim)
+	sim, simURL, stopSim, err := serveSim(simCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -157,9 +141,7 @@ func freshWebhooks(ctx context.Context, tsrv *testsuite.DevServer, name string, 
 // IncrementalPull every o.PullEvery, as the schedule at its shortest does.
 func freshPull(ctx context.Context, tsrv *testsuite.DevServer, name string, o freshnessOptions, e2e e2eOptions, logs io.Writer, logger *slog.Logger) (latencies, error) {
 	simCfg := freshSimConfig()
-	sim := ktsim.New(simCfg)
-	defer sim.Close()
-	simURL, stopSim, err := serveLoopback(sim)
+	sim, simURL, stopSim, err := serveSim(simCfg)
 	if err != nil {
 		return nil, err
 	}
