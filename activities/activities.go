@@ -13,6 +13,9 @@
 package activities
 
 import (
+	"context"
+	"encoding/json"
+
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/payload"
@@ -34,6 +37,9 @@ type Activities struct {
 	Limits schemas.Limits
 	// Metrics times chunk stages and commits (nil: not recorded).
 	Metrics *metrics.Metrics
+	// InsertLive streams rows into live_events (nil:
+	// Warehouse.InsertLive); a test of LandLive sets its own.
+	InsertLive func(context.Context, []json.RawMessage) error
 
 	dims refresher // coalesces RefreshDimensions calls on this worker
 }

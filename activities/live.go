@@ -38,19 +38,23 @@ func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (re
 	defer keepAlive(ctx, func() any { mu.Lock(); defer mu.Unlock(); return progress })()
 	res.Rows = done.Rows
 	defer func() { a.Metrics.LiveLanded(res.Rows-done.Rows, err != nil) }()
-	sink := &liveSink{ctx: ctx, insert: a.Warehouse.InsertLive, streamed: &res.Rows}
+	insert := a.InsertLive
+	if insert == nil {
+		insert = a.Warehouse.InsertLive
+	}
+	sink := &liveSink{ctx: ctx, insert: insert, streamed: &res.Rows}
 	for start := done.Next; start < len(in.Keys); start += liveGroup {
 		// A splitter a group of files: closing it streams the group's
 		// last rows, so the heartbeat below is true, and a group's rows
 		// share requests of up to MaxLiveRows.
-		sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink)
+		sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink, nil)
 		if err != nil {
 			return res, err
 		}
 		end := min(start+liveGroup, len(in.Keys))
 		for _, key := range in.Keys[start:end] {
 			err := a.splitFile(ctx, sp, key, schemas.FormatJSON, false)
-			if err != nil && !errors.Is(err, staging.ErrNotFound) { // gone: committed and removed by an earlier batch
+			if err != nil && !errors.Is(err, staging.ErrNotFound) { // gone: committed and removed already
 				return res, err
 			}
 		}

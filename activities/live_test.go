@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/ktpipe/ktpipe/payload"
+	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
@@ -70,5 +74,55 @@ func TestLiveWriterBoundsEachRequest(t *testing.T) {
 	w.Write([]byte(`{"n":1}` + "\n" + `{"cut`))
 	if err := w.Close(); err == nil {
 		t.Error("a file ending inside a row closed without an error")
+	}
+}
+
+// TestLandLiveResumesAfterItsLastGroup: a retried landing starts at the
+// group of files its last attempt heartbeat, counts the rows streamed
+// before it, skips a file already gone, and streams only valid events.
+func TestLandLiveResumesAfterItsLastGroup(t *testing.T) {
+	store := staging.Dir{Root: t.TempDir()}
+	var keys []string
+	for i := range liveGroup + 3 {
+		key := fmt.Sprintf("webhooks/%03d.json", i)
+		w, err := store.Create(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(w, "[%s,%s]", jsonEvent(qid(2*i), gwKnown, "allow"), jsonEvent(qid(2*i+1), gwLate, "allow"))
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, key)
+	}
+	keys = append(keys, "webhooks/gone.json")
+	var streamed []string
+	a := &Activities{Store: store, ChunkRows: 1000, InsertLive: func(_ context.Context, rows []json.RawMessage) error {
+		for _, r := range rows {
+			var row struct {
+				ID string `json:"event_id"`
+			}
+			if err := json.Unmarshal(r, &row); err != nil {
+				return err
+			}
+			streamed = append(streamed, row.ID)
+		}
+		return nil
+	}}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	env.SetHeartbeatDetails(LiveProgress{Next: liveGroup, Rows: 40})
+	v, err := env.ExecuteActivity(a.LandLive, payload.LandLiveInput{LoadID: "L-live-0", Keys: keys, Gateways: []string{gwKnown}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res payload.LandLiveResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{qid(2 * liveGroup), qid(2*liveGroup + 2), qid(2*liveGroup + 4)}
+	if fmt.Sprint(streamed) != fmt.Sprint(want) || res.Rows != 43 {
+		t.Errorf("streamed %v, %d rows in all; want %v and 43: the last group's valid events after the 40 streamed before", streamed, res.Rows, want)
 	}
 }

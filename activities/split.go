@@ -117,19 +117,23 @@ func (a *Activities) RemoveStaged(ctx context.Context, keys []string) error {
 	return nil
 }
 
+// splitter splits into staging, heartbeating SplitProgress.
 func (a *Activities) splitter(ctx context.Context, loadID, source string, gateways []string) (*staging.Splitter, error) {
-	return a.splitterTo(ctx, loadID, source, gateways, staging.StoreSink(ctx, a.Store))
+	progress := func(n int64) { activity.RecordHeartbeat(ctx, SplitProgress{Records: n}) }
+	return a.splitterTo(ctx, loadID, source, gateways, staging.StoreSink(ctx, a.Store), progress)
 }
 
-func (a *Activities) splitterTo(ctx context.Context, loadID, source string, gateways []string, sink staging.Sink) (*staging.Splitter, error) {
+// splitterTo splits into sink; progress, when given, is called every
+// 10,000 records (an activity with progress of its own passes nil, so the
+// split's heartbeat does not replace it).
+func (a *Activities) splitterTo(ctx context.Context, loadID, source string, gateways []string, sink staging.Sink, progress func(int64)) (*staging.Splitter, error) {
 	set := schemas.GatewaySet{}
 	for _, g := range gateways {
 		set[g] = true
 	}
 	sp, err := staging.NewSplitter(staging.SplitOptions{
 		LoadID: loadID, Source: source, ChunkRows: a.ChunkRows, Gateways: set,
-		IngestedAt: time.Now(), ProgressEvery: 10_000,
-		Progress: func(n int64) { activity.RecordHeartbeat(ctx, SplitProgress{Records: n}) },
+		IngestedAt: time.Now(), ProgressEvery: 10_000, Progress: progress,
 	}, sink)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError("split: "+err.Error(), payload.ErrTypeMalformed, err)

@@ -88,16 +88,16 @@ func (b *WebhookBatches) batchID(windowID string) string {
 	}
 	process := b.Process
 	if process == "" {
-		process = thisProcess
+		process = thisProcess()
 	}
 	return fmt.Sprintf("%s-%s-%d", windowID, process, n/limit)
 }
 
 // thisProcess names this process in the ids of extra batches.
-var thisProcess = func() string {
+var thisProcess = sync.OnceValue(func() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
-}()
+})
 
 // serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
 // tuning travels in each batch's input, as it does in every input a starter gives.
@@ -106,7 +106,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
-	live := min(cfg.Live, cfg.Batch) // a batch lands at least once before it commits
+	live := min(cfg.Live, cfg.Batch) // past the window: once, alongside the commit
 	if live == 0 {
 		live = -1 // the batch input's "never"; its zero is the default
 	}
@@ -122,7 +122,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 			logger.Error("webhook receiver stopped", "error", err)
 		}
 	}()
-	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch, "live", cfg.Live,
+	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch, "live", max(live, 0),
 		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "read_timeout", srv.ReadTimeout)
 	return srv, ln.Addr(), nil
 }

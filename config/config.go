@@ -51,8 +51,8 @@ type Webhook struct {
 	// Batch is how long deliveries are collected into one load.
 	Batch time.Duration `env:"KTPIPE_WEBHOOK_BATCH, default=1m"`
 	// Live is how often a batch streams its new deliveries into
-	// live_events, for the view fact_ai_event_live (0: never; at most
-	// Batch: a batch lands at least once before it commits).
+	// live_events, for the view fact_ai_event_live (0: never; past Batch,
+	// once a window, alongside the commit).
 	Live time.Duration `env:"KTPIPE_WEBHOOK_LIVE, default=2s"`
 	// MaxBody bounds one delivery in bytes (8 MiB: ~16,000 events; see
 	// webhook.DefaultMaxBody); MaxInFlight bounds deliveries handled at
@@ -71,8 +71,8 @@ func (c Webhook) Validate() error {
 	if c.Secret == "" {
 		return errors.New("KEEPTRUSTS_WEBHOOK_SECRET: missing required value (KTPIPE_WEBHOOK_ADDR serves webhooks, which must be verified)")
 	}
-	if c.Batch < time.Second {
-		return errors.New("KTPIPE_WEBHOOK_BATCH: must be at least 1s")
+	if c.Batch < time.Second || c.Batch > time.Hour {
+		return fmt.Errorf("KTPIPE_WEBHOOK_BATCH: %s must be between 1s and 1h (a batch's history holds its deliveries' signals)", c.Batch)
 	}
 	if c.Live != 0 && (c.Live < 500*time.Millisecond || c.Live > 10*time.Minute) {
 		return fmt.Errorf("KTPIPE_WEBHOOK_LIVE: %s must be 0 (off) or between 500ms and 10m", c.Live)

@@ -28,6 +28,7 @@ func TestReceiverNeedsNeitherBigQueryNorTheAPI(t *testing.T) {
 		{"KTPIPE_WEBHOOK_MAX_BODY", "100", "KTPIPE_WEBHOOK_MAX_BODY: 100 must be between"},
 		{"KTPIPE_WEBHOOK_MAX_IN_FLIGHT", "0", "KTPIPE_WEBHOOK_MAX_IN_FLIGHT: 0 must be between"},
 		{"KTPIPE_WEBHOOK_READ_TIMEOUT", "1h", "KTPIPE_WEBHOOK_READ_TIMEOUT: 1h0m0s must be between"},
+		{"KTPIPE_WEBHOOK_BATCH", "2h", "KTPIPE_WEBHOOK_BATCH: 2h0m0s must be between 1s and 1h"},
 		{"KTPIPE_WEBHOOK_LIVE", "100ms", "KTPIPE_WEBHOOK_LIVE: 100ms must be 0 (off) or between 500ms and 10m"},
 		{"KTPIPE_WEBHOOK_LIVE", "1h", "KTPIPE_WEBHOOK_LIVE: 1h0m0s must be 0 (off) or between"},
 	}

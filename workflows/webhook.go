@@ -91,7 +91,10 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 		if err != nil {
 			return res, err
 		}
-		live = &liveLanding{every: min(every, in.Window), gateways: gateways, ids: ids, res: &res}
+		// At most maxLandings a window: each adds about a dozen events to
+		// the batch's history, which Temporal caps at 51,200.
+		every = max(min(every, in.Window), in.Window/maxLandings)
+		live = &liveLanding{every: every, gateways: gateways, ids: ids, res: &res}
 	}
 	receive := func(c workflow.ReceiveChannel, _ bool) {
 		var key string
@@ -126,8 +129,11 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 			add(key)
 		}
 		if len(keys) == 0 {
-			if live != nil {
+			if live != nil && len(live.inFlight) > 0 {
+				// Waiting for the landings can take long enough for a
+				// delivery to be signalled: look again after.
 				live.drain(ctx)
+				continue
 			}
 			return res, nil
 		}
@@ -225,6 +231,7 @@ func (l *liveLanding) schedule(ctx workflow.Context, sel workflow.Selector, unla
 	l.cancelTick = cancel
 	sel.AddFuture(workflow.NewTimer(tctx, l.every), func(f workflow.Future) {
 		l.ticking = false
+		cancel()
 		if f.Get(ctx, nil) != nil {
 			return // disarmed by finish
 		}
@@ -291,3 +298,7 @@ const (
 	liveAttempts = 3
 	liveCeiling  = time.Minute
 )
+
+// maxLandings bounds the landings of one batch: about 2,400 history
+// events, beside at most 10,000 signals (app.DefaultMaxDeliveriesPerBatch).
+const maxLandings = 200

@@ -487,6 +487,43 @@ func TestWebhookBatchLandsLiveBeforeItCommits(t *testing.T) {
 	assertLoadTail(t, *order)
 }
 
+// TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish: after
+// the commit, a batch waits for its last landing; a delivery signalled
+// meanwhile is committed by the batch, not left unhandled.
+func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.WebhookBatch)
+	signal := func(at time.Duration, key string) {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliverySignal, key) }, at)
+	}
+	signal(10*time.Second, "webhooks/a.json")
+	signal(59*time.Second, "webhooks/b.json") // its landing retries past the commit
+	signal(62*time.Second, "webhooks/c.json") // while the batch waits for it
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
+	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.LandLiveInput) (payload.LandLiveResult, error) {
+			if in.Keys[0] == "webhooks/b.json" {
+				return payload.LandLiveResult{}, errors.New("streaming unavailable")
+			}
+			return payload.LandLiveResult{Rows: 1}, nil
+		})
+	var split []string
+	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
+			split = append(split, in.Keys...)
+			return payload.SplitStagedResult{Manifest: manifest}, nil
+		})
+	env.OnActivity(payload.RemoveStaged, mock.Anything, mock.Anything).Return(nil)
+	happyTail(env)
+	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(split, " "); got != "webhooks/a.json webhooks/b.json webhooks/c.json" {
+		t.Errorf("committed %q, want a, b and then c", got)
+	}
+}
+
 // activityOrder records the activities a workflow starts, in order.
 func activityOrder(env *testsuite.TestWorkflowEnvironment) *[]string {
 	var started []string

@@ -38,9 +38,9 @@ type freshnessOptions struct {
 	PullFor   time.Duration
 }
 
-// pollEvery is how often the view is read. An event is timed to the
-// start of the first read that shows it: at most this late, and early by
-// at most that read's duration.
+// pollEvery is how often the view's rows are read. An event is timed to
+// the answer of the first read that shows it: late by at most this and
+// that read's duration, never early.
 const pollEvery = 250 * time.Millisecond
 
 // readOutage bounds how long reads of the view may fail in a row.
@@ -106,7 +106,7 @@ func runFreshness(ctx context.Context, out io.Writer, o freshnessOptions) error 
 			p95 = append(p95, l.quantile(0.95))
 			mx = append(mx, l.quantile(1))
 		}
-		fmt.Fprintf(out, "%-40s %8.0f %8.2f %8.2f %8.2f\n", r.path, median(n), median(p50), median(p95), median(mx))
+		fmt.Fprintf(out, "%-40s %8.0f %8.2f %8.2f %8.2f\n", r.path, middle(n), middle(p50), middle(p95), middle(mx))
 	}
 	return nil
 }
@@ -209,8 +209,8 @@ func timeEvents(ctx context.Context, w *e2eWorker, sim *ktsim.Server, rate float
 				return err
 			}
 		}
-		asked := time.Now() // an event in the answer was queryable when the read began
 		ids, err := w.Activities.Warehouse.LandedSince(ctx, since)
+		answered := time.Now() // the emulator may queue a read behind a commit: time to its answer, never earlier
 		if err != nil {
 			// The emulator times out reads while a commit holds it: the
 			// events show at the next read that answers, their latency
@@ -227,7 +227,7 @@ func timeEvents(ctx context.Context, w *e2eWorker, sim *ktsim.Server, rate float
 		for _, id := range ids {
 			if t, ok := made[id]; ok && !seen[id] {
 				seen[id] = true
-				out = append(out, asked.Sub(t).Seconds())
+				out = append(out, answered.Sub(t).Seconds())
 			}
 		}
 		return nil

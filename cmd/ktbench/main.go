@@ -62,7 +62,7 @@ func main() {
 	freshWindow := flag.Duration("freshness-window", time.Minute, "with -freshness: KTPIPE_WEBHOOK_BATCH (its default)")
 	freshLive := flag.Duration("freshness-live", 2*time.Second, "with -freshness: KTPIPE_WEBHOOK_LIVE (its default)")
 	freshPull := flag.Duration("freshness-pull-every", time.Minute, "with -freshness: a pull this often, the schedule's least (0: skip the pull path)")
-	freshPullFor := flag.Duration("freshness-pull-for", 3*time.Minute, "with -freshness: how long pull-path events are made")
+	freshPullFor := flag.Duration("freshness-pull-for", 90*time.Second, "with -freshness: how long pull-path events are made")
 	flag.Parse()
 
 	if *fresh {
