@@ -414,7 +414,10 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	fmt.Fprintf(out, "| events/day | insertAll requests/day | billed | $/day |\n|---:|---:|---:|---:|\n")
 	for _, n := range scales {
 		billed := n * math.Max(rowWidth(w["event"]), 1000)
-		fmt.Fprintf(out, "| %s | %s | %s | $%s |\n", count(n), count(math.Ceil(n/warehouse.MaxLiveRows)), human(billed), money(billed/200e6*streamPer200MB))
+		// A request at least every KTPIPE_WEBHOOK_LIVE (2 s) while
+		// deliveries arrive, then one per MaxLiveRows rows.
+		requests := math.Max(math.Ceil(n/warehouse.MaxLiveRows), 86400/2)
+		fmt.Fprintf(out, "| %s | %s | %s | $%s |\n", count(n), count(requests), human(billed), money(billed/200e6*streamPer200MB))
 	}
 	// A year of history loaded by backfill: one export a day, the tables
 	// growing from empty to a year as it goes.
