@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -444,13 +445,16 @@ func TestWebhookBatchLandsLiveBeforeItCommits(t *testing.T) {
 	signal(57*time.Second, "webhooks/e.json")         // its landing, retried, outlives the window
 	signal(59500*time.Millisecond, "webhooks/c.json") // arrives while e's landing runs: landed after it
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil).Once()
+	var mu sync.Mutex // the last landing runs beside a retried one
 	var landed []string
 	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in payload.LandLiveInput) (payload.LandLiveResult, error) {
 			if strings.Join(in.Gateways, ",") != "g" {
 				t.Errorf("landing validates with %v, want the batch's gateways", in.Gateways)
 			}
+			mu.Lock()
 			landed = append(landed, strings.Join(in.Keys, "+"))
+			mu.Unlock()
 			if in.Keys[0] == "webhooks/d.json" || in.Keys[0] == "webhooks/e.json" {
 				return payload.LandLiveResult{}, errors.New("streaming unavailable")
 			}
@@ -507,9 +511,12 @@ func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T
 			}
 			return payload.LandLiveResult{Rows: 1}, nil
 		})
+	var mu sync.Mutex
 	var split []string
 	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
 			split = append(split, in.Keys...)
 			return payload.SplitStagedResult{Manifest: manifest}, nil
 		})
