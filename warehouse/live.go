@@ -3,11 +3,13 @@ package warehouse
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/iterator"
 
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
@@ -61,13 +63,44 @@ SELECT {columns}, FALSE AS committed FROM (
 
 // liveColumns lists the event row's columns by name (of the union's
 // sides, each aliased t), so that a column an operator added to one of
-// the two tables cannot misalign the union.
-func liveColumns() string {
+// the two tables cannot misalign the union: those of them both tables
+// serve, when served is not nil. On BigQuery it serves them all; the
+// emulator does not serve a column added to an existing table until the
+// table is rebuilt (see the README's emulator table), and a view naming
+// it could not be created.
+func liveColumns(served map[string]bool) string {
 	var names []string
 	for _, f := range bqschema.EventRowSchema() {
-		names = append(names, "t."+f.Name)
+		if served == nil || served[f.Name] {
+			names = append(names, "t."+f.Name)
+		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// servedColumns returns the columns a query of table returns (nil when the
+// table does not exist yet): a query that reads no rows, free on BigQuery.
+func (w *Warehouse) servedColumns(ctx context.Context, table string) (map[string]bool, error) {
+	sql := "SELECT * FROM " + w.ref(table) + " LIMIT 0"
+	w.observed(Statement{What: "read the columns of " + table, SQL: sql})
+	q := w.bq.Query(sql)
+	q.Location = w.location
+	it, err := q.Read(ctx)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the columns of %s: %w", table, err)
+	}
+	var row []bigquery.Value
+	if err := it.Next(&row); err != nil && !errors.Is(err, iterator.Done) {
+		return nil, fmt.Errorf("read the columns of %s: %w", table, err)
+	}
+	cols := map[string]bool{}
+	for _, f := range it.Schema {
+		cols[f.Name] = true
+	}
+	return cols, nil
 }
 
 // InsertLive streams encoded event rows (schemas.AppendEventRow's JSON

@@ -42,7 +42,7 @@ func TestViewSQLHasNoPlaceholdersLeft(t *testing.T) {
 	w := &Warehouse{project: "my-project", dataset: "kt"}
 	refs := regexp.MustCompile("`[^`]*`")
 	for _, v := range allViews() {
-		sql := w.viewSQL(v)
+		sql := strings.ReplaceAll(w.viewSQL(v), "{columns}", liveColumns(nil))
 		if strings.ContainsAny(sql, "{}") {
 			t.Errorf("%s: unresolved placeholder in %s", v.Name, sql)
 		}

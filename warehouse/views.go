@@ -100,7 +100,7 @@ func (w *Warehouse) viewSQL(v View) string {
 		"{fact}", w.ref(schemas.TableFact), "{dim_user}", w.ref(schemas.TableDimUser),
 		"{dim_gateway}", w.ref(schemas.TableDimGateway),
 		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", w.ref(schemas.TableQuarantine),
-		"{live}", w.ref(schemas.TableLive), "{columns}", liveColumns(), "{days}", fmt.Sprint(liveDays),
+		"{live}", w.ref(schemas.TableLive), "{days}", fmt.Sprint(liveDays),
 		"{minutes}", fmt.Sprint(int(LiveWindow/time.Minute)))
 	return r.Replace(v.sql)
 }
@@ -118,8 +118,21 @@ func (w *Warehouse) viewSQL(v View) string {
 // back and compared (the emulator records a DDL view's query in its own
 // translated SQL, which would never compare equal).
 func (w *Warehouse) ensureViews(ctx context.Context) (created, replaced []string, err error) {
+	served, err := w.servedColumns(ctx, schemas.TableFact)
+	if err != nil {
+		return nil, nil, err
+	}
+	live, err := w.servedColumns(ctx, schemas.TableLive)
+	if err != nil {
+		return nil, nil, err
+	}
+	for c := range served { // the union's columns: those both sides serve
+		if live != nil && !live[c] {
+			delete(served, c)
+		}
+	}
 	for _, v := range allViews() {
-		want := w.viewSQL(v)
+		want := strings.ReplaceAll(w.viewSQL(v), "{columns}", liveColumns(served))
 		md, err := w.ds.Table(v.Name).Metadata(ctx)
 		switch {
 		case isNotFound(err):
