@@ -251,6 +251,14 @@ func (w *e2eWorker) tuning() workflows.Tuning {
 	return workflows.Tuning{Concurrency: w.cfg.Pipeline.Concurrency}
 }
 
+// pullInput is an IncrementalPull from start with the worker's settings,
+// as the schedule would run it.
+func (w *e2eWorker) pullInput(start string) workflows.IncrementalPullInput {
+	p := w.cfg.Pipeline
+	return workflows.IncrementalPullInput{Start: start, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
+		BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow, Tuning: w.tuning()}
+}
+
 // e2eExport loads the whole history through one ExportLoad.
 func e2eExport(ctx context.Context, tsrv *testsuite.DevServer, simURL, token, name string, o e2eOptions, logs io.Writer, logger *slog.Logger, since, until time.Time) (phaseResult, error) {
 	w, err := startE2EWorker(ctx, tsrv, name, map[string]string{"KEEPTRUSTS_BASE_URL": simURL, "KEEPTRUSTS_API_TOKEN": token}, o, logs, logger)
@@ -284,10 +292,7 @@ func e2ePull(ctx context.Context, tsrv *testsuite.DevServer, simURL, token, name
 	defer w.stop()
 	ctx, cancel := context.WithTimeout(ctx, e2ePhaseTimeout)
 	defer cancel()
-	p := w.cfg.Pipeline
-	in := workflows.IncrementalPullInput{Start: since.Format(time.RFC3339), PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
-		BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow, Tuning: w.tuning()}
-	run, err := w.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: name, TaskQueue: name}, workflows.IncrementalPull, in)
+	run, err := w.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: name, TaskQueue: name}, workflows.IncrementalPull, w.pullInput(since.Format(time.RFC3339)))
 	if err != nil {
 		return phaseResult{}, err
 	}

@@ -151,7 +151,6 @@ func freshPull(ctx context.Context, tsrv *testsuite.DevServer, name string, o fr
 		return nil, err
 	}
 	defer w.stop()
-	p := w.cfg.Pipeline
 	start := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
 	pulls := 0
 	var last time.Time
@@ -174,8 +173,7 @@ func freshPull(ctx context.Context, tsrv *testsuite.DevServer, name string, o fr
 		}
 		last = time.Now()
 		pulls++
-		in := workflows.IncrementalPullInput{Start: start, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
-			BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow, Tuning: w.tuning()}
+		in := w.pullInput(start)
 		run, err := w.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("%s-pull-%d", name, pulls), TaskQueue: name}, workflows.IncrementalPull, in)
 		if err != nil {
 			return err
