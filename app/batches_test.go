@@ -1,7 +1,11 @@
 package app
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,5 +29,68 @@ func TestWebhookBatchesBoundTheirDeliveries(t *testing.T) {
 	want := []string{w0, w0, w0, w0 + "-p-1", w0 + "-p-1", w0 + "-p-1", w0 + "-p-2", w1, w0, w1}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("batches\n%v\nwant\n%v", got, want)
+	}
+}
+
+// TestWebhookBatchesShareSignals: deliveries that arrive while a signal
+// to their batch is in flight go together in the next one, and each Add
+// returns its own signal's answer.
+func TestWebhookBatchesShareSignals(t *testing.T) {
+	release := make(chan struct{})
+	calls := make(chan []string, 10)
+	b := &WebhookBatches{TaskQueue: "tq"}
+	b.signal = func(_ context.Context, id string, keys []string) error {
+		calls <- keys
+		if len(calls) == 1 {
+			<-release // the first signal is slow
+		}
+		if slices.Contains(keys, "bad") {
+			return errors.New("refused")
+		}
+		return nil
+	}
+	now := time.Now()
+	errs := make(chan error, 10)
+	add := func(key string) { errs <- b.Add(context.Background(), key, now) }
+	go add("k0")
+	for len(calls) == 0 { // k0's signal is in flight
+		time.Sleep(time.Millisecond)
+	}
+	for i := 1; i <= 5; i++ {
+		go add(fmt.Sprint("k", i))
+	}
+	for {
+		b.mu.Lock()
+		n := len(b.waiting[workflows.WebhookBatchID("tq", now, time.Minute)].keys)
+		b.mu.Unlock()
+		if n == 5 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := <-calls, <-calls
+	slices.Sort(second)
+	if fmt.Sprint(first) != "[k0]" || fmt.Sprint(second) != "[k1 k2 k3 k4 k5]" || len(calls) != 0 {
+		t.Fatalf("signals %v then %v (and %d more), want k0 alone, then k1..k5 together", first, second, len(calls))
+	}
+	if err := b.Add(context.Background(), "bad", now); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("a refused signal answered %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		left := len(b.waiting)
+		b.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d batches still marked as signalling", left)
+		}
 	}
 }

@@ -33,6 +33,13 @@ const DefaultMaxDeliveriesPerBatch = 2000
 // their window by signal-with-start: the webhook.Batcher of a worker or
 // a receiver-only process. Past MaxPerBatch deliveries in a window, this
 // process opens another batch of the window, named after it.
+//
+// Deliveries share signals: while a signal to a batch is in flight, the
+// keys of the deliveries that arrive wait and go together in the next
+// (DeliveriesSignal), and each delivery is answered once its own signal
+// is in. At a few deliveries a second that is one signal each; at
+// hundreds, the signals a second stay at what one round trip to
+// Temporal allows, and so do the batch's history events.
 type WebhookBatches struct {
 	Client    client.Client
 	TaskQueue string
@@ -43,25 +50,104 @@ type WebhookBatches struct {
 	// Process names this process in the ids of the extra batches (empty:
 	// host name and process id).
 	Process string
+	// signal sends keys to batch id (nil: signal-with-start through
+	// Client); tests replace it.
+	signal func(ctx context.Context, id string, keys []string) error
 
-	mu     sync.Mutex
-	window string // the newest window's batch id
-	count  int    // deliveries this process signalled in that window
+	mu      sync.Mutex
+	window  string                 // the newest window's batch id
+	count   int                    // deliveries this process signalled in that window
+	waiting map[string]*signalKeys // per batch with a signal in flight: the keys for the next
 }
 
-// Add signals key to the batch of received's window, starting it if need be.
+// signalKeys are keys that go to a batch in one signal; done closes
+// when it is answered, with err.
+type signalKeys struct {
+	keys []string
+	done chan struct{}
+	err  error
+}
+
+// maxKeysPerSignal bounds the keys waiting for one signal. The receiver's
+// in-flight bound keeps them far fewer; deliveries that gave up waiting
+// (their sender retries) still count until the signal goes.
+const maxKeysPerSignal = 1000
+
+// signalTimeout bounds one signal: the receiver answers 503 after 10 s
+// anyway (its stage timeout), and the sender retries.
+const signalTimeout = 10 * time.Second
+
+// Add signals key to the batch of received's window, starting it if need
+// be, and returns when that signal is answered.
 func (b *WebhookBatches) Add(ctx context.Context, key string, received time.Time) error {
-	window := b.Batch.Window
-	if window <= 0 {
-		window = workflows.DefaultWebhookWindow
+	id := b.batchID(workflows.WebhookBatchID(b.TaskQueue, received, b.windowLength()))
+	b.mu.Lock()
+	if b.waiting == nil {
+		b.waiting = map[string]*signalKeys{}
 	}
-	id := b.batchID(workflows.WebhookBatchID(b.TaskQueue, received, window))
-	_, err := b.Client.SignalWithStartWorkflow(ctx, id, workflows.DeliverySignal, key,
-		client.StartWorkflowOptions{ID: id, TaskQueue: b.TaskQueue, StaticSummary: "webhook deliveries batched for " + window.String()}, workflows.WebhookBatch, b.Batch)
+	next, sending := b.waiting[id]
+	if next == nil {
+		next = &signalKeys{done: make(chan struct{})}
+	}
+	if len(next.keys) == maxKeysPerSignal {
+		b.mu.Unlock()
+		return fmt.Errorf("signal %s: %d deliveries already wait for it", id, maxKeysPerSignal)
+	}
+	next.keys = append(next.keys, key)
+	b.waiting[id] = next
+	b.mu.Unlock()
+	if !sending {
+		go b.send(id)
+	}
+	select {
+	case <-next.done:
+		return next.err
+	case <-ctx.Done():
+		return fmt.Errorf("signal %s: %w", id, ctx.Err())
+	}
+}
+
+// send signals batch id the keys waiting for it, and again while more
+// arrived meanwhile; it is the only sender to id while it runs.
+func (b *WebhookBatches) send(id string) {
+	signal := b.signal
+	if signal == nil {
+		signal = b.signalWithStart
+	}
+	for {
+		b.mu.Lock()
+		next := b.waiting[id]
+		if next != nil && len(next.keys) == 0 {
+			delete(b.waiting, id) // nothing arrived during the last signal
+			next = nil
+		} else if next != nil {
+			b.waiting[id] = &signalKeys{done: make(chan struct{})} // marks a signal in flight
+		}
+		b.mu.Unlock()
+		if next == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), signalTimeout)
+		next.err = signal(ctx, id, next.keys)
+		cancel()
+		close(next.done)
+	}
+}
+
+func (b *WebhookBatches) signalWithStart(ctx context.Context, id string, keys []string) error {
+	_, err := b.Client.SignalWithStartWorkflow(ctx, id, workflows.DeliveriesSignal, keys,
+		client.StartWorkflowOptions{ID: id, TaskQueue: b.TaskQueue, StaticSummary: "webhook deliveries batched for " + b.windowLength().String()}, workflows.WebhookBatch, b.Batch)
 	if err != nil {
 		return fmt.Errorf("signal %s: %w", id, err)
 	}
 	return nil
+}
+
+func (b *WebhookBatches) windowLength() time.Duration {
+	if b.Batch.Window <= 0 {
+		return workflows.DefaultWebhookWindow
+	}
+	return b.Batch.Window
 }
 
 // batchID counts the deliveries of the newest window and names the batch
@@ -111,9 +197,10 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 		live = -1 // the batch input's "never"; its zero is the default
 	}
 	rc := &webhook.Receiver{Secret: cfg.Secret.Reveal(), Store: store, Logger: logger,
-		Batches:     &WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning}},
-		MaxBody:     cfg.MaxBody,
-		MaxInFlight: cfg.MaxInFlight,
+		Batches:          &WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning}},
+		MaxBody:          cfg.MaxBody,
+		MaxInFlight:      cfg.MaxInFlight,
+		MaxInFlightBytes: cfg.MaxInFlightBytes,
 	}
 	srv := webhook.NewServer(rc, webhook.ServerOptions{ReadTimeout: cfg.ReadTimeout})
 	srv.Handler = m.InstrumentWebhook(srv.Handler)
@@ -123,7 +210,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 		}
 	}()
 	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch, "live", max(live, 0),
-		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "read_timeout", srv.ReadTimeout)
+		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "max_in_flight_bytes", rc.MaxInFlightBytes, "read_timeout", srv.ReadTimeout)
 	return srv, ln.Addr(), nil
 }
 

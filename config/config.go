@@ -56,11 +56,13 @@ type Webhook struct {
 	Live time.Duration `env:"KTPIPE_WEBHOOK_LIVE, default=2s"`
 	// MaxBody bounds one delivery in bytes (8 MiB: ~16,000 events; see
 	// webhook.DefaultMaxBody); MaxInFlight bounds deliveries handled at
-	// once (memory: MaxInFlight × 2 × MaxBody); ReadTimeout bounds reading
-	// one request (the sender gives up after 10 s).
-	MaxBody     int64         `env:"KTPIPE_WEBHOOK_MAX_BODY, default=8388608"`
-	MaxInFlight int           `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT, default=4"`
-	ReadTimeout time.Duration `env:"KTPIPE_WEBHOOK_READ_TIMEOUT, default=10s"`
+	// once, and MaxInFlightBytes their declared bodies (memory: 2 ×
+	// MaxInFlightBytes); ReadTimeout bounds reading one request (the
+	// sender gives up after 10 s).
+	MaxBody          int64         `env:"KTPIPE_WEBHOOK_MAX_BODY, default=8388608"`
+	MaxInFlight      int           `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT, default=64"`
+	MaxInFlightBytes int64         `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES, default=33554432"`
+	ReadTimeout      time.Duration `env:"KTPIPE_WEBHOOK_READ_TIMEOUT, default=10s"`
 }
 
 // Validate checks the receiver's settings.
@@ -82,6 +84,9 @@ func (c Webhook) Validate() error {
 	}
 	if c.MaxInFlight < 1 || c.MaxInFlight > 1024 {
 		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_IN_FLIGHT: %d must be between 1 and 1024", c.MaxInFlight)
+	}
+	if c.MaxInFlightBytes < c.MaxBody || c.MaxInFlightBytes > 4<<30 {
+		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES: %d must be between KTPIPE_WEBHOOK_MAX_BODY (%d, so that one delivery of any size fits) and 4294967296 bytes", c.MaxInFlightBytes, c.MaxBody)
 	}
 	if c.ReadTimeout < time.Second || c.ReadTimeout > 5*time.Minute {
 		return fmt.Errorf("KTPIPE_WEBHOOK_READ_TIMEOUT: %s must be between 1s and 5m", c.ReadTimeout)

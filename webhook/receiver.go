@@ -39,11 +39,19 @@ const (
 	// delivery is refused with 413; the hourly pull still loads its events.
 	DefaultMaxBody = 8 << 20
 	// DefaultMaxInFlight bounds the deliveries being read, staged and
-	// signalled at once. Each takes milliseconds once its body is in, so 4
-	// serve hundreds a second; the excess gets 503 with Retry-After, which
-	// the sender retries. With DefaultMaxBody, deliveries hold at most
-	// 4 × 2 × 8 MiB = 64 MiB (the body and the events copied out of it).
-	DefaultMaxInFlight = 4
+	// signalled at once, whatever their size: goroutines, open staging
+	// files and keys waiting for their batch's signal. A delivery waits
+	// tens of milliseconds for its signal, so the bound must be well
+	// above the deliveries a second times that wait: 64 serve 200 a
+	// second with room to spare. The excess gets 503 with Retry-After,
+	// which the sender retries.
+	DefaultMaxInFlight = 64
+	// DefaultMaxInFlightBytes bounds the bodies in flight by their size:
+	// a delivery reserves its declared length (MaxBody when it declares
+	// none) before it is read. Deliveries hold at most twice this (the
+	// body and the events copied out of it): 64 MiB, four deliveries of
+	// DefaultMaxBody or thousands of small ones.
+	DefaultMaxInFlightBytes = 32 << 20
 	// stageTimeout bounds staging and signalling one delivery: past the
 	// sender's 10 s it has given up and will retry anyway.
 	stageTimeout = 10 * time.Second
@@ -81,8 +89,13 @@ type Receiver struct {
 	// MaxInFlight bounds deliveries handled at once (default
 	// DefaultMaxInFlight).
 	MaxInFlight int
+	// MaxInFlightBytes bounds the bodies handled at once, by their
+	// declared length (default DefaultMaxInFlightBytes; at least MaxBody,
+	// so that one delivery of any size fits).
+	MaxInFlightBytes int64
 
-	inFlight atomic.Int64
+	inFlight      atomic.Int64
+	inFlightBytes atomic.Int64
 }
 
 // DeliveryKey is where a delivery's events are staged: derived from the
@@ -98,7 +111,8 @@ func DeliveryKey(body []byte) string {
 // ServeHTTP answers 202 once the delivery's events are durably staged and
 // handed to their batch. Before reading the body it refuses a missing,
 // malformed or stale signature (401), a declared body over MaxBody (413)
-// and a delivery beyond MaxInFlight (503 with Retry-After); then 413 to a
+// and a delivery beyond MaxInFlight or MaxInFlightBytes (503 with
+// Retry-After); then 413 to a
 // body over MaxBody, 401 to a signature that does not verify, 400 to a
 // malformed delivery, and 503 when staging or the batch fail, so that the
 // sender retries.
@@ -124,13 +138,16 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("a delivery is at most %d bytes", maxBody), nil)
 		return
 	}
-	if n := rc.inFlight.Add(1); n > int64(rc.maxInFlight()) {
-		rc.inFlight.Add(-1)
+	reserve := r.ContentLength
+	if reserve < 0 {
+		reserve = maxBody // undeclared: it may be as long as any
+	}
+	if !rc.enter(reserve) {
 		w.Header().Set("Retry-After", retryAfter)
 		rc.refuse(w, r, http.StatusServiceUnavailable, "too many deliveries at once, retry later", nil)
 		return
 	}
-	defer rc.inFlight.Add(-1)
+	defer rc.leave(reserve)
 
 	body, err := readBody(r.Body, r.ContentLength, maxBody)
 	if errors.Is(err, errTooLarge) {
@@ -250,6 +267,34 @@ func (rc *Receiver) maxBody() int64 {
 		return rc.MaxBody
 	}
 	return DefaultMaxBody
+}
+
+// enter takes a place for a delivery of size bytes among those in
+// flight, or says there is none.
+func (rc *Receiver) enter(size int64) bool {
+	if n := rc.inFlight.Add(1); n > int64(rc.maxInFlight()) {
+		rc.inFlight.Add(-1)
+		return false
+	}
+	if n := rc.inFlightBytes.Add(size); n > rc.maxInFlightBytes() {
+		rc.inFlightBytes.Add(-size)
+		rc.inFlight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (rc *Receiver) leave(size int64) {
+	rc.inFlightBytes.Add(-size)
+	rc.inFlight.Add(-1)
+}
+
+func (rc *Receiver) maxInFlightBytes() int64 {
+	n := rc.MaxInFlightBytes
+	if n <= 0 {
+		n = DefaultMaxInFlightBytes
+	}
+	return max(n, rc.maxBody())
 }
 
 func (rc *Receiver) maxInFlight() int {

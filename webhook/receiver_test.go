@@ -359,6 +359,57 @@ func TestReceiverBoundsDeliveriesInFlight(t *testing.T) {
 	}
 }
 
+// Beyond MaxInFlightBytes, a delivery is refused before it is read, by
+// the length it declares (MaxBody when it declares none), however few
+// deliveries are in flight; a smaller one that fits is taken.
+func TestReceiverBoundsBytesInFlight(t *testing.T) {
+	b := &batches{hold: make(chan struct{}), entered: make(chan string, 10)}
+	pad := func(id string, n int) []byte { // a delivery of n bytes
+		d := delivery(id, `{"id":"e","x":""}`)
+		return delivery(id, `{"id":"e","x":"`+strings.Repeat("p", n-len(d))+`"}`)
+	}
+	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: b, Logger: quiet(),
+		MaxBody: 1000, MaxInFlightBytes: 1000}
+	first := make(chan int, 1)
+	go func() { first <- postSigned(rc, "dlv_1", pad("dlv_1", 600)).Code }()
+	<-b.entered // 600 bytes held, waiting on its batch
+
+	refused := func(name string, body []byte, length int64) {
+		t.Helper()
+		counted := &countingReader{r: bytes.NewReader(body)}
+		answer := make(chan *httptest.ResponseRecorder, 1)
+		go func() { answer <- post(rc, counted, length, name, ktsim.Sign(secret, time.Now(), body)) }()
+		select {
+		case rec := <-answer:
+			if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || counted.n.Load() != 0 {
+				t.Errorf("%s: %d, Retry-After %q, %d bytes read; want 503 with Retry-After, unread",
+					name, rec.Code, rec.Header().Get("Retry-After"), counted.n.Load())
+			}
+		case <-b.entered:
+			t.Fatalf("%s was taken beyond MaxInFlightBytes", name)
+		}
+	}
+	refused("dlv_2", pad("dlv_2", 500), 500) // 600 + 500 > 1000
+	refused("dlv_3", pad("dlv_3", 300), -1)  // undeclared: reserves MaxBody
+	small := make(chan int, 1)
+	go func() { small <- postSigned(rc, "dlv_4", pad("dlv_4", 300)).Code }()
+	select {
+	case k := <-b.entered: // 600 + 300 fit
+		if k == "" {
+			t.Fatal("empty key")
+		}
+	case code := <-small:
+		t.Fatalf("a delivery that fits got %d before its batch", code)
+	}
+	close(b.hold)
+	if c1, c4 := <-first, <-small; c1 != http.StatusAccepted || c4 != http.StatusAccepted {
+		t.Fatalf("deliveries in flight got %d and %d", c1, c4)
+	}
+	if rec := postSigned(rc, "dlv_2", pad("dlv_2", 500)); rec.Code != http.StatusAccepted {
+		t.Fatalf("after the others finished: %d", rec.Code)
+	}
+}
+
 // A refusal is logged with a bounded, sanitised view of the request:
 // header values cut short and stripped of control characters, never the
 // body or the secret.

@@ -13,8 +13,13 @@ import (
 )
 
 // DeliverySignal carries the staging key of one webhook delivery to its
-// WebhookBatch.
+// WebhookBatch: what receivers before DeliveriesSignal sent.
 const DeliverySignal = "delivery"
+
+// DeliveriesSignal carries the staging keys of the deliveries a receiver
+// took while its previous signal to the batch was in flight: one signal,
+// and one history event, for many deliveries.
+const DeliveriesSignal = "deliveries"
 
 // DefaultWebhookWindow is how long a batch collects deliveries by default.
 const DefaultWebhookWindow = time.Minute
@@ -71,6 +76,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 	}
 	details(ctx, "webhook batch", "collects deliveries for "+in.Window.String()+", then loads them as one load")
 	deliveries := workflow.GetSignalChannel(ctx, DeliverySignal)
+	together := workflow.GetSignalChannel(ctx, DeliveriesSignal)
 	seen := map[string]bool{}
 	var keys, unlanded []string
 	add := func(key string) { // a retried delivery is signalled again
@@ -101,9 +107,17 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 		c.Receive(ctx, &key)
 		add(key)
 	}
+	receiveMany := func(c workflow.ReceiveChannel, _ bool) {
+		var keys []string
+		c.Receive(ctx, &keys)
+		for _, k := range keys {
+			add(k)
+		}
+	}
 	closed := false
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(deliveries, receive)
+	sel.AddReceive(together, receiveMany)
 	sel.AddFuture(windowEnd, func(workflow.Future) { closed = true })
 	for !closed {
 		if live != nil && len(unlanded) > 0 {
@@ -127,6 +141,15 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 				break
 			}
 			add(key)
+		}
+		for {
+			var many []string
+			if !together.ReceiveAsync(&many) {
+				break
+			}
+			for _, k := range many {
+				add(k)
+			}
 		}
 		if len(keys) == 0 {
 			if live != nil && len(live.inFlight) > 0 {

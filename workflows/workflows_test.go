@@ -397,11 +397,18 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	signal := func(at time.Duration, key string) {
 		env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliverySignal, key) }, at)
 	}
-	signal(10*time.Second, "webhooks/b.json")
-	signal(20*time.Second, "webhooks/a.json")
-	signal(30*time.Second, "webhooks/b.json") // the sender retried b
+	signal(10*time.Second, "webhooks/b.json") // from a receiver before DeliveriesSignal
+	env.RegisterDelayedCallback(func() { // taken together while a signal was in flight; b retried
+		env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/a.json", "webhooks/b.json"})
+	}, 20*time.Second)
+	signal(30*time.Second, "webhooks/b.json") // the sender retried b again
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
-	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(payload.LandLiveResult{Rows: 9}, nil)
+	var landed []string
+	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.LandLiveInput) (payload.LandLiveResult, error) {
+			landed = append(landed, in.Keys...)
+			return payload.LandLiveResult{Rows: 9}, nil
+		})
 	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
 			if strings.Join(in.Keys, ",") != "webhooks/a.json,webhooks/b.json" || in.Source != "webhook" {
@@ -423,6 +430,9 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	var res workflows.WebhookBatchResult
 	if err := env.GetWorkflowResult(&res); err != nil || res.Deliveries != 2 || res.Rows != 9 || res.Quarantined != 1 {
 		t.Fatalf("result %+v %v", res, err)
+	}
+	if got := strings.Join(landed, ","); got != "webhooks/b.json,webhooks/a.json" {
+		t.Errorf("landed live %q, want b and then a (signalled together with b), once each", got)
 	}
 	assertLoadTail(t, *order)
 }
@@ -502,7 +512,9 @@ func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T
 	}
 	signal(10*time.Second, "webhooks/a.json")
 	signal(59*time.Second, "webhooks/b.json") // its landing retries past the commit
-	signal(62*time.Second, "webhooks/c.json") // while the batch waits for it
+	env.RegisterDelayedCallback(func() { // while the batch waits for it
+		env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/c.json"})
+	}, 62*time.Second)
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
 	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in payload.LandLiveInput) (payload.LandLiveResult, error) {
