@@ -64,6 +64,7 @@ type phaseResult struct {
 	Records    int64         // records read: rows + quarantined
 	Commits    int           // commit transactions started (CommitBatch scripts)
 	Activities int           // activity executions in the history
+	Signals    int           // signals the workflows received (deliveries share them)
 	Retried    int           // of them, ended on an attempt after the first
 	// Webhook path only.
 	Deliveries      int64         // deliveries the receiver accepted (2xx)
@@ -334,20 +335,23 @@ func e2eWebhooks(ctx context.Context, tsrv *testsuite.DevServer, name string, o 
 	defer cancel()
 
 	// Each Ingest is one delivery, sent by the simulator in its own
-	// goroutine; the ticker drops ticks the loop cannot keep up with, so
-	// the offered rate is counted, not assumed.
+	// goroutine. Each tick sends what is due by then: the ticker drops
+	// ticks a loaded machine cannot keep up with, and one delivery a tick
+	// offered 169 a second of 200. The offered rate is still counted,
+	// not assumed.
 	start := time.Now()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / o.WebhookRate))
 	sent := 0
-	for time.Since(start) < o.WebhookFor {
+	for elapsed := time.Duration(0); elapsed < o.WebhookFor; elapsed = time.Since(start) {
 		select {
 		case <-ctx.Done():
 			tick.Stop()
 			return phaseResult{}, ctx.Err()
 		case <-tick.C:
 		}
-		sim.Ingest(o.WebhookEvents, 0)
-		sent++
+		for due := int(min(time.Since(start), o.WebhookFor).Seconds() * o.WebhookRate); sent < due; sent++ {
+			sim.Ingest(o.WebhookEvents, 0)
+		}
 	}
 	tick.Stop()
 	sending := time.Since(start)
@@ -424,6 +428,7 @@ func (r *phaseResult) add(m phaseResult) {
 	r.Commit += m.Commit
 	r.Activities += m.Activities
 	r.Retried += m.Retried
+	r.Signals += m.Signals
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -469,6 +474,7 @@ type timeline struct {
 	activities map[string][]interval // by activity type
 	timers     []interval
 	attempts   []int32 // of each activity execution, its last attempt
+	signals    int     // WorkflowExecutionSignaled events
 	// queued: first attempts from scheduled to started, waiting for a
 	// worker's free slot (a later attempt's wait holds its retries too).
 	queued []interval
@@ -494,6 +500,9 @@ func readTimeline(events []*historypb.HistoryEvent) timeline {
 		}
 		tl.end = t
 		at[e.GetEventId()] = t
+		if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED {
+			tl.signals++
+		}
 		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
 			types[e.GetEventId()] = a.GetActivityType().GetName()
 		}
@@ -552,6 +561,7 @@ func measureTimeline(tl timeline) phaseResult {
 		Stage:      covered(tl.start, tl.end, tl.activities[payload.StageChunk]),
 		Commit:     covered(tl.start, tl.end, tl.activities[payload.MergeLoad]),
 		Activities: n,
+		Signals:    tl.signals,
 	}
 	for _, a := range tl.attempts {
 		if a > 1 {
@@ -701,7 +711,8 @@ idle %%: share of the workflow's wall time (start to close, every continue-as-ne
 		}
 		fmt.Fprintf(out, "webhooks (medians): %.0f deliveries/s offered for %s, %d events each; %.0f/s accepted while offered "+
 			"(in all %.0f accepted, %.0f retries, %.0f given up by the simulator after 8 attempts);\n"+
-			"  %.0f records loaded (rows and quarantined), %.0f rows/s by %.0f WebhookBatch workflows (%s windows), first delivery sent to last batch closed\n",
+			"  %.0f records loaded (rows and quarantined), %.0f rows/s by %.0f WebhookBatch workflows (%s windows), first delivery sent to last batch closed;\n"+
+			"  %.0f signals to the batches (%.1f deliveries a signal)\n",
 			med(func(r phaseResult) float64 { return r.Offered }), o.WebhookFor, o.WebhookEvents,
 			med(func(r phaseResult) float64 { return r.Accepted }),
 			med(func(r phaseResult) float64 { return float64(r.Deliveries) }),
@@ -709,6 +720,8 @@ idle %%: share of the workflow's wall time (start to close, every continue-as-ne
 			med(func(r phaseResult) float64 { return float64(r.GaveUp) }),
 			med(func(r phaseResult) float64 { return float64(r.Records) }),
 			med(func(r phaseResult) float64 { return rate(r.Rows, r.Span) }),
-			med(func(r phaseResult) float64 { return float64(r.Batches) }), o.WebhookWindow)
+			med(func(r phaseResult) float64 { return float64(r.Batches) }), o.WebhookWindow,
+			med(func(r phaseResult) float64 { return float64(r.Signals) }),
+			med(func(r phaseResult) float64 { return float64(r.Deliveries) / float64(max(r.Signals, 1)) }))
 	}
 }

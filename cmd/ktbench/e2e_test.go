@@ -117,6 +117,7 @@ func TestReadTimeline(t *testing.T) {
 				ScheduledEventId: 5, StartedEventId: 6}}
 		}),
 		ev(8, 3, enumspb.EVENT_TYPE_TIMER_STARTED, nil),
+		ev(81, 3.5, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, nil),
 		ev(9, 5, enumspb.EVENT_TYPE_TIMER_FIRED, func(e *historypb.HistoryEvent) {
 			e.Attributes = &historypb.HistoryEvent_TimerFiredEventAttributes{TimerFiredEventAttributes: &historypb.TimerFiredEventAttributes{StartedEventId: 8}}
 		}),
@@ -129,12 +130,13 @@ func TestReadTimeline(t *testing.T) {
 			e.Attributes = &historypb.HistoryEvent_ActivityTaskFailedEventAttributes{ActivityTaskFailedEventAttributes: &historypb.ActivityTaskFailedEventAttributes{
 				ScheduledEventId: 5, StartedEventId: 6}}
 		}),
+		ev(71, 8.5, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, nil),
 		ev(8, 9, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, nil),
 	}
 	tl := readTimeline(events)
 	want := timeline{start: at(0), end: at(9),
 		activities: map[string][]interval{payload.StageChunk: {iv(1, 3)}, payload.MergeLoad: {iv(7, 8)}},
-		timers:     []interval{iv(3, 5)}, attempts: []int32{2, 1},
+		timers:     []interval{iv(3, 5)}, attempts: []int32{2, 1}, signals: 2,
 		queued: []interval{iv(6.5, 7)}} // the first run's activity waited for its retries, not a slot
 	if !reflect.DeepEqual(tl, want) {
 		t.Errorf("timeline\n got %+v\nwant %+v", tl, want)
