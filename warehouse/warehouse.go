@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
@@ -26,8 +27,8 @@ type Warehouse struct {
 	project  string
 	dataset  string
 	location string
-	onDDL    func(what string) // tests count changes to views
-	observe  func(Statement)   // the cost model counts jobs (SetStatementObserver)
+	onDDL    func(what string)               // tests count changes to views
+	observe  atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
 }
 
 // Statement is one BigQuery job the warehouse layer starts: a query or
@@ -43,12 +44,19 @@ type Statement struct {
 // SetStatementObserver makes the warehouse call f with every job it
 // starts, just before starting it; nil removes it. It changes nothing
 // else: the cost model (ktbench -model) counts ktpipe's own statements
-// with it. f may be called from several goroutines at once.
-func (w *Warehouse) SetStatementObserver(f func(Statement)) { w.observe = f }
+// with it. f may be called from several goroutines at once, and set
+// while statements run (a worker's gauges query from its start).
+func (w *Warehouse) SetStatementObserver(f func(Statement)) {
+	if f == nil {
+		w.observe.Store(nil)
+		return
+	}
+	w.observe.Store(&f)
+}
 
 func (w *Warehouse) observed(st Statement) {
-	if w.observe != nil {
-		w.observe(st)
+	if f := w.observe.Load(); f != nil {
+		(*f)(st)
 	}
 }
 
