@@ -21,12 +21,15 @@ import (
 )
 
 // DefaultMaxDeliveriesPerBatch bounds the deliveries one receiver
-// process signals to one batch. Temporal refuses a workflow's signal past
-// 10,000 (history.maximumSignalsPerExecution) and a history past 51,200
-// events; 2,000 leaves room for four receiver processes sharing a
-// window's batch, with a margin for a restarted one (it counts from 0
-// again) and for deliveries received as the window turned. At 200
-// deliveries a second a 1-minute window takes six batches.
+// process sends to one batch. The batch keeps their keys in its history
+// and passes them to one split activity (2,000 keys are about 140 KB, of
+// Temporal's 2 MB a payload). Deliveries share signals now, but an older
+// receiver's one-key signals count against Temporal's 10,000 a workflow
+// (history.maximumSignalsPerExecution): 2,000 leaves room for four
+// receiver processes sharing a window's batch, with a margin for a
+// restarted one (it counts from 0 again) and for deliveries received as
+// the window turned. At 200 deliveries a second a 1-minute window takes
+// six batches.
 const DefaultMaxDeliveriesPerBatch = 2000
 
 // WebhookBatches hands staged deliveries to the WebhookBatch workflow of
@@ -68,10 +71,11 @@ type signalKeys struct {
 	err  error
 }
 
-// maxKeysPerSignal bounds the keys waiting for one signal. The receiver's
-// in-flight bound keeps them far fewer; deliveries that gave up waiting
-// (their sender retries) still count until the signal goes.
-const maxKeysPerSignal = 1000
+// maxKeysPerSignal bounds the keys waiting for one signal (about 300 KB).
+// The receiver's in-flight bound (at most 1,024) keeps them fewer;
+// deliveries that gave up waiting (their sender retries) still count
+// until the signal goes.
+const maxKeysPerSignal = 4096
 
 // signalTimeout bounds one signal: the receiver answers 503 after 10 s
 // anyway (its stage timeout), and the sender retries.

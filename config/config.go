@@ -56,12 +56,13 @@ type Webhook struct {
 	Live time.Duration `env:"KTPIPE_WEBHOOK_LIVE, default=2s"`
 	// MaxBody bounds one delivery in bytes (8 MiB: ~16,000 events; see
 	// webhook.DefaultMaxBody); MaxInFlight bounds deliveries handled at
-	// once, and MaxInFlightBytes their declared bodies (memory: 2 ×
-	// MaxInFlightBytes); ReadTimeout bounds reading one request (the
-	// sender gives up after 10 s).
+	// once, and MaxInFlightBytes their declared bodies (0: 32 MiB, or
+	// MaxBody if larger, so that a deployment that raised MaxBody keeps
+	// starting; memory: about 2 × MaxInFlightBytes); ReadTimeout bounds
+	// reading one request (the sender gives up after 10 s).
 	MaxBody          int64         `env:"KTPIPE_WEBHOOK_MAX_BODY, default=8388608"`
 	MaxInFlight      int           `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT, default=64"`
-	MaxInFlightBytes int64         `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES, default=33554432"`
+	MaxInFlightBytes int64         `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES, default=0"`
 	ReadTimeout      time.Duration `env:"KTPIPE_WEBHOOK_READ_TIMEOUT, default=10s"`
 }
 
@@ -74,7 +75,7 @@ func (c Webhook) Validate() error {
 		return errors.New("KEEPTRUSTS_WEBHOOK_SECRET: missing required value (KTPIPE_WEBHOOK_ADDR serves webhooks, which must be verified)")
 	}
 	if c.Batch < time.Second || c.Batch > time.Hour {
-		return fmt.Errorf("KTPIPE_WEBHOOK_BATCH: %s must be between 1s and 1h (a batch's history holds its deliveries' signals)", c.Batch)
+		return fmt.Errorf("KTPIPE_WEBHOOK_BATCH: %s must be between 1s and 1h (a batch's history holds its deliveries' keys)", c.Batch)
 	}
 	if c.Live != 0 && (c.Live < 500*time.Millisecond || c.Live > 10*time.Minute) {
 		return fmt.Errorf("KTPIPE_WEBHOOK_LIVE: %s must be 0 (off) or between 500ms and 10m", c.Live)
@@ -85,8 +86,8 @@ func (c Webhook) Validate() error {
 	if c.MaxInFlight < 1 || c.MaxInFlight > 1024 {
 		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_IN_FLIGHT: %d must be between 1 and 1024", c.MaxInFlight)
 	}
-	if c.MaxInFlightBytes < c.MaxBody || c.MaxInFlightBytes > 4<<30 {
-		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES: %d must be between KTPIPE_WEBHOOK_MAX_BODY (%d, so that one delivery of any size fits) and 4294967296 bytes", c.MaxInFlightBytes, c.MaxBody)
+	if c.MaxInFlightBytes != 0 && (c.MaxInFlightBytes < c.MaxBody || c.MaxInFlightBytes > 4<<30) {
+		return fmt.Errorf("KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES: %d must be 0 (32 MiB, or the max body if larger) or between KTPIPE_WEBHOOK_MAX_BODY (%d, so that one delivery of any size fits) and 4294967296 bytes", c.MaxInFlightBytes, c.MaxBody)
 	}
 	if c.ReadTimeout < time.Second || c.ReadTimeout > 5*time.Minute {
 		return fmt.Errorf("KTPIPE_WEBHOOK_READ_TIMEOUT: %s must be between 1s and 5m", c.ReadTimeout)

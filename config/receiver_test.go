@@ -19,7 +19,7 @@ func TestReceiverNeedsNeitherBigQueryNorTheAPI(t *testing.T) {
 	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(env)); err != nil {
 		t.Fatal(err)
 	}
-	if c.Webhook.MaxBody != 8<<20 || c.Webhook.MaxInFlight != 64 || c.Webhook.MaxInFlightBytes != 32<<20 || c.Webhook.ReadTimeout.String() != "10s" || c.Webhook.Live.String() != "2s" {
+	if c.Webhook.MaxBody != 8<<20 || c.Webhook.MaxInFlight != 64 || c.Webhook.MaxInFlightBytes != 0 || c.Webhook.ReadTimeout.String() != "10s" || c.Webhook.Live.String() != "2s" {
 		t.Fatalf("receiver defaults %+v", c.Webhook)
 	}
 	tests := []struct{ key, value, want string }{
@@ -27,7 +27,7 @@ func TestReceiverNeedsNeitherBigQueryNorTheAPI(t *testing.T) {
 		{"KEEPTRUSTS_WEBHOOK_SECRET", "", "KEEPTRUSTS_WEBHOOK_SECRET: missing required value"},
 		{"KTPIPE_WEBHOOK_MAX_BODY", "100", "KTPIPE_WEBHOOK_MAX_BODY: 100 must be between"},
 		{"KTPIPE_WEBHOOK_MAX_IN_FLIGHT", "0", "KTPIPE_WEBHOOK_MAX_IN_FLIGHT: 0 must be between"},
-		{"KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES", "1000000", "KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES: 1000000 must be between KTPIPE_WEBHOOK_MAX_BODY (8388608"},
+		{"KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES", "1000000", "KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES: 1000000 must be 0 (32 MiB, or the max body if larger) or between KTPIPE_WEBHOOK_MAX_BODY (8388608"},
 		{"KTPIPE_WEBHOOK_READ_TIMEOUT", "1h", "KTPIPE_WEBHOOK_READ_TIMEOUT: 1h0m0s must be between"},
 		{"KTPIPE_WEBHOOK_BATCH", "2h", "KTPIPE_WEBHOOK_BATCH: 2h0m0s must be between 1s and 1h"},
 		{"KTPIPE_WEBHOOK_LIVE", "100ms", "KTPIPE_WEBHOOK_LIVE: 100ms must be 0 (off) or between 500ms and 10m"},

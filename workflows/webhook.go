@@ -16,10 +16,14 @@ import (
 // WebhookBatch: what receivers before DeliveriesSignal sent.
 const DeliverySignal = "delivery"
 
-// DeliveriesSignal carries the staging keys of the deliveries a receiver
-// took while its previous signal to the batch was in flight: one signal,
-// and one history event, for many deliveries.
+// DeliveriesSignal carries the staging keys of several deliveries to their WebhookBatch.
 const DeliveriesSignal = "deliveries"
+
+// sharedSignalsVersion: batches read DeliveriesSignal. A batch that began
+// before (its first task ran on an older worker) leaves it unread, as the
+// older worker did, so its replay stays deterministic; the deliveries it
+// leaves are still staged, and the hourly pull loads their events.
+const sharedSignalsVersion = "shared-signals"
 
 // DefaultWebhookWindow is how long a batch collects deliveries by default.
 const DefaultWebhookWindow = time.Minute
@@ -76,7 +80,10 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 	}
 	details(ctx, "webhook batch", "collects deliveries for "+in.Window.String()+", then loads them as one load")
 	deliveries := workflow.GetSignalChannel(ctx, DeliverySignal)
-	together := workflow.GetSignalChannel(ctx, DeliveriesSignal)
+	var together workflow.ReceiveChannel // nil: DeliveriesSignal unread
+	if workflow.GetVersion(ctx, sharedSignalsVersion, workflow.DefaultVersion, 1) == 1 {
+		together = workflow.GetSignalChannel(ctx, DeliveriesSignal)
+	}
 	seen := map[string]bool{}
 	var keys, unlanded []string
 	add := func(key string) { // a retried delivery is signalled again
@@ -108,16 +115,18 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 		add(key)
 	}
 	receiveMany := func(c workflow.ReceiveChannel, _ bool) {
-		var keys []string
-		c.Receive(ctx, &keys)
-		for _, k := range keys {
+		var many []string
+		c.Receive(ctx, &many)
+		for _, k := range many {
 			add(k)
 		}
 	}
 	closed := false
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(deliveries, receive)
-	sel.AddReceive(together, receiveMany)
+	if together != nil {
+		sel.AddReceive(together, receiveMany)
+	}
 	sel.AddFuture(windowEnd, func(workflow.Future) { closed = true })
 	for !closed {
 		if live != nil && len(unlanded) > 0 {
@@ -142,7 +151,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 			}
 			add(key)
 		}
-		for {
+		for together != nil {
 			var many []string
 			if !together.ReceiveAsync(&many) {
 				break

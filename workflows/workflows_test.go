@@ -398,7 +398,8 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 		env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliverySignal, key) }, at)
 	}
 	signal(10*time.Second, "webhooks/b.json") // from a receiver before DeliveriesSignal
-	env.RegisterDelayedCallback(func() { // taken together while a signal was in flight; b retried
+	// a and b taken together while a signal was in flight; b retried
+	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/a.json", "webhooks/b.json"})
 	}, 20*time.Second)
 	signal(30*time.Second, "webhooks/b.json") // the sender retried b again
@@ -512,7 +513,7 @@ func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T
 	}
 	signal(10*time.Second, "webhooks/a.json")
 	signal(59*time.Second, "webhooks/b.json") // its landing retries past the commit
-	env.RegisterDelayedCallback(func() { // while the batch waits for it
+	env.RegisterDelayedCallback(func() {      // while the batch waits for it
 		env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/c.json"})
 	}, 62*time.Second)
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
