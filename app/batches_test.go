@@ -33,9 +33,11 @@ func TestWebhookBatchesBoundTheirDeliveries(t *testing.T) {
 }
 
 // TestWebhookBatchesShareSignals: deliveries that arrive while a signal
-// to their batch is in flight go together in the next one, and each Add
-// returns its own signal's answer.
+// to their batch is in flight go together in the next one, each Add
+// answers with its own signal's result and not before, a delivery that
+// gave up waiting is still signalled, and the keys waiting are bounded.
 func TestWebhookBatchesShareSignals(t *testing.T) {
+	errRefused := errors.New("refused")
 	release := make(chan struct{})
 	calls := make(chan []string, 10)
 	b := &WebhookBatches{TaskQueue: "tq"}
@@ -45,31 +47,48 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 			<-release // the first signal is slow
 		}
 		if slices.Contains(keys, "bad") {
-			return errors.New("refused")
+			return errRefused
 		}
 		return nil
 	}
 	now := time.Now()
+	id := workflows.WebhookBatchID("tq", now, time.Minute)
+	waitFor := func(what string, done func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !done(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("still waiting for %s", what)
+			}
+		}
+	}
+	queued := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if w := b.waiting[id]; w != nil {
+			return len(w.keys)
+		}
+		return -1
+	}
 	errs := make(chan error, 10)
 	add := func(key string) { errs <- b.Add(context.Background(), key, now) }
 	go add("k0")
-	for len(calls) == 0 { // k0's signal is in flight
-		time.Sleep(time.Millisecond)
-	}
-	for i := 1; i <= 5; i++ {
+	waitFor("k0's signal", func() bool { return len(calls) == 1 })
+	for i := 1; i <= 4; i++ {
 		go add(fmt.Sprint("k", i))
 	}
-	for {
-		b.mu.Lock()
-		n := len(b.waiting[workflows.WebhookBatchID("tq", now, time.Minute)].keys)
-		b.mu.Unlock()
-		if n == 5 {
-			break
-		}
-		time.Sleep(time.Millisecond)
+	gaveUp, giveUp := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() { gone <- b.Add(gaveUp, "k5", now) }()
+	waitFor("k1..k5 to queue", func() bool { return queued() == 5 })
+	giveUp()
+	if err := <-gone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a delivery that gave up waiting answered %v", err)
+	}
+	if len(errs) != 0 {
+		t.Fatal("a delivery was answered before its signal")
 	}
 	close(release)
-	for range 6 {
+	for range 5 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
@@ -79,18 +98,30 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	if fmt.Sprint(first) != "[k0]" || fmt.Sprint(second) != "[k1 k2 k3 k4 k5]" || len(calls) != 0 {
 		t.Fatalf("signals %v then %v (and %d more), want k0 alone, then k1..k5 together", first, second, len(calls))
 	}
-	if err := b.Add(context.Background(), "bad", now); err == nil || !strings.Contains(err.Error(), "refused") {
+	if err := b.Add(context.Background(), "bad", now); !errors.Is(err, errRefused) {
 		t.Fatalf("a refused signal answered %v", err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		b.mu.Lock()
-		left := len(b.waiting)
-		b.mu.Unlock()
-		if left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d batches still marked as signalling", left)
-		}
+	waitFor("the batch's signalling to end", func() bool { return queued() == -1 })
+
+	// While a signal hangs, at most maxKeysPerSignal keys wait for the next.
+	b.MaxPerBatch = 2 * maxKeysPerSignal // all to one batch
+	hang, hanging := make(chan struct{}), make(chan struct{}, 1)
+	defer close(hang)
+	b.signal = func(ctx context.Context, _ string, _ []string) error {
+		hanging <- struct{}{}
+		<-hang
+		return nil
+	}
+	short, cancel := context.WithCancel(context.Background())
+	cancel() // these deliveries give up at once; their keys stay queued
+	b.Add(short, "in-flight", now)
+	<-hanging
+	for i := range maxKeysPerSignal {
+		b.Add(short, fmt.Sprint("q", i), now)
+	}
+	last, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if err := b.Add(last, "one-too-many", now); err == nil || !strings.Contains(err.Error(), "4096 deliveries already wait") {
+		t.Fatalf("past the bound: %v", err)
 	}
 }

@@ -712,7 +712,7 @@ idle %%: share of the workflow's wall time (start to close, every continue-as-ne
 		fmt.Fprintf(out, "webhooks (medians): %.0f deliveries/s offered for %s, %d events each; %.0f/s accepted while offered "+
 			"(in all %.0f accepted, %.0f retries, %.0f given up by the simulator after 8 attempts);\n"+
 			"  %.0f records loaded (rows and quarantined), %.0f rows/s by %.0f WebhookBatch workflows (%s windows), first delivery sent to last batch closed;\n"+
-			"  %.0f signals to the batches (%.1f deliveries a signal)\n",
+			"  %.0f signals to the batches (%.1f accepted deliveries a signal; a signal also carries the keys of deliveries refused after staging)\n",
 			med(func(r phaseResult) float64 { return r.Offered }), o.WebhookFor, o.WebhookEvents,
 			med(func(r phaseResult) float64 { return r.Accepted }),
 			med(func(r phaseResult) float64 { return float64(r.Deliveries) }),
