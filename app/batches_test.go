@@ -40,7 +40,7 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	errRefused := errors.New("refused")
 	release := make(chan struct{})
 	calls := make(chan []string, 10)
-	b := &WebhookBatches{TaskQueue: "tq"}
+	b := &WebhookBatches{TaskQueue: "tq", Shared: true}
 	b.signal = func(_ context.Context, id string, keys []string) error {
 		calls <- keys
 		if len(calls) == 1 {
@@ -69,6 +69,30 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 		}
 		return -1
 	}
+	// within bounds a receive, so that a regression fails rather than hangs
+	within := func() <-chan time.Time {
+		return time.After(10 * time.Second)
+	}
+	recvErr := func(c <-chan error, what string) error {
+		t.Helper()
+		select {
+		case err := <-c:
+			return err
+		case <-within():
+			t.Fatalf("no answer for %s", what)
+			return nil
+		}
+	}
+	recvKeys := func(what string) []string {
+		t.Helper()
+		select {
+		case k := <-calls:
+			return k
+		case <-within():
+			t.Fatalf("no %s", what)
+			return nil
+		}
+	}
 	errs := make(chan error, 10)
 	add := func(key string) { errs <- b.Add(context.Background(), key, now) }
 	go add("k0")
@@ -81,7 +105,7 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	go func() { gone <- b.Add(gaveUp, "k5", now) }()
 	waitFor("k1..k5 to queue", func() bool { return queued() == 5 })
 	giveUp()
-	if err := <-gone; !errors.Is(err, context.Canceled) {
+	if err := recvErr(gone, "k5"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a delivery that gave up waiting answered %v", err)
 	}
 	if len(errs) != 0 {
@@ -89,11 +113,11 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	}
 	close(release)
 	for range 5 {
-		if err := <-errs; err != nil {
+		if err := recvErr(errs, "k0..k4"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	first, second := <-calls, <-calls
+	first, second := recvKeys("first signal"), recvKeys("second signal")
 	slices.Sort(second)
 	if fmt.Sprint(first) != "[k0]" || fmt.Sprint(second) != "[k1 k2 k3 k4 k5]" || len(calls) != 0 {
 		t.Fatalf("signals %v then %v (and %d more), want k0 alone, then k1..k5 together", first, second, len(calls))
@@ -115,7 +139,11 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	short, cancel := context.WithCancel(context.Background())
 	cancel() // these deliveries give up at once; their keys stay queued
 	b.Add(short, "in-flight", now)
-	<-hanging
+	select {
+	case <-hanging:
+	case <-within():
+		t.Fatal("the hanging signal was not sent")
+	}
 	for i := range maxKeysPerSignal {
 		b.Add(short, fmt.Sprint("q", i), now)
 	}

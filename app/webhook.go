@@ -22,9 +22,9 @@ import (
 
 // DefaultMaxDeliveriesPerBatch bounds the deliveries one receiver
 // process sends to one batch. The batch keeps their keys in its history
-// and passes them to one split activity (2,000 keys are about 140 KB, of
-// Temporal's 2 MB a payload). Deliveries share signals now, but an older
-// receiver's one-key signals count against Temporal's 10,000 a workflow
+// and passes them to one split activity (2,000 keys are about 100 KB, of
+// Temporal's 2 MB a payload). One-key signals (KTPIPE_WEBHOOK_SHARED_SIGNALS
+// off, the default) count against Temporal's 10,000 a workflow
 // (history.maximumSignalsPerExecution): 2,000 leaves room for four
 // receiver processes sharing a window's batch, with a margin for a
 // restarted one (it counts from 0 again) and for deliveries received as
@@ -37,10 +37,11 @@ const DefaultMaxDeliveriesPerBatch = 2000
 // a receiver-only process. Past MaxPerBatch deliveries in a window, this
 // process opens another batch of the window, named after it.
 //
-// Deliveries share signals: while a signal to a batch is in flight, the
-// keys of the deliveries that arrive wait and go together in the next
-// (DeliveriesSignal), and each delivery is answered once its own signal
-// is in. At a few deliveries a second that is one signal each; at
+// With Shared, deliveries share signals: while a signal to a batch is in
+// flight, the keys of the deliveries that arrive wait and go together in
+// the next (DeliveriesSignal), and each delivery is answered once its own
+// signal is in. Without, each delivery is its own one-key DeliverySignal,
+// which every worker version reads (see KTPIPE_WEBHOOK_SHARED_SIGNALS). At a few deliveries a second that is one signal each; at
 // hundreds, the signals a second stay at what one round trip to
 // Temporal allows, and so do the batch's history events.
 type WebhookBatches struct {
@@ -53,6 +54,8 @@ type WebhookBatches struct {
 	// Process names this process in the ids of the extra batches (empty:
 	// host name and process id).
 	Process string
+	// Shared sends several deliveries a signal (DeliveriesSignal).
+	Shared bool
 	// signal sends keys to batch id (nil: signal-with-start through
 	// Client); tests replace it.
 	signal func(ctx context.Context, id string, keys []string) error
@@ -71,7 +74,7 @@ type signalKeys struct {
 	err  error
 }
 
-// maxKeysPerSignal bounds the keys waiting for one signal (about 300 KB).
+// maxKeysPerSignal bounds the keys waiting for one signal (about 200 KB).
 // The receiver's in-flight bound (at most 1,024) keeps them fewer;
 // deliveries that gave up waiting (their sender retries) still count
 // until the signal goes.
@@ -85,6 +88,9 @@ const signalTimeout = 10 * time.Second
 // be, and returns when that signal is answered.
 func (b *WebhookBatches) Add(ctx context.Context, key string, received time.Time) error {
 	id := b.batchID(workflows.WebhookBatchID(b.TaskQueue, received, b.windowLength()))
+	if !b.Shared {
+		return b.start(ctx, id, workflows.DeliverySignal, key)
+	}
 	b.mu.Lock()
 	if b.waiting == nil {
 		b.waiting = map[string]*signalKeys{}
@@ -139,7 +145,12 @@ func (b *WebhookBatches) send(id string) {
 }
 
 func (b *WebhookBatches) signalWithStart(ctx context.Context, id string, keys []string) error {
-	_, err := b.Client.SignalWithStartWorkflow(ctx, id, workflows.DeliveriesSignal, keys,
+	return b.start(ctx, id, workflows.DeliveriesSignal, keys)
+}
+
+// start signals batch id, starting it if need be.
+func (b *WebhookBatches) start(ctx context.Context, id, signal string, arg any) error {
+	_, err := b.Client.SignalWithStartWorkflow(ctx, id, signal, arg,
 		client.StartWorkflowOptions{ID: id, TaskQueue: b.TaskQueue, StaticSummary: "webhook deliveries batched for " + b.windowLength().String()}, workflows.WebhookBatch, b.Batch)
 	if err != nil {
 		return fmt.Errorf("signal %s: %w", id, err)
@@ -201,7 +212,8 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 		live = -1 // the batch input's "never"; its zero is the default
 	}
 	rc := &webhook.Receiver{Secret: cfg.Secret.Reveal(), Store: store, Logger: logger,
-		Batches:          &WebhookBatches{Client: c, TaskQueue: taskQueue, Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning}},
+		Batches: &WebhookBatches{Client: c, TaskQueue: taskQueue, Shared: cfg.SharedSignals,
+			Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning}},
 		MaxBody:          cfg.MaxBody,
 		MaxInFlight:      cfg.MaxInFlight,
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
@@ -214,7 +226,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 		}
 	}()
 	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch, "live", max(live, 0),
-		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "max_in_flight_bytes", rc.MaxInFlightBytes, "read_timeout", srv.ReadTimeout)
+		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "max_in_flight_bytes", rc.MaxInFlightBytes, "shared_signals", cfg.SharedSignals, "read_timeout", srv.ReadTimeout)
 	return srv, ln.Addr(), nil
 }
 

@@ -64,6 +64,11 @@ type Webhook struct {
 	MaxInFlight      int           `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT, default=64"`
 	MaxInFlightBytes int64         `env:"KTPIPE_WEBHOOK_MAX_IN_FLIGHT_BYTES, default=0"`
 	ReadTimeout      time.Duration `env:"KTPIPE_WEBHOOK_READ_TIMEOUT, default=10s"`
+	// SharedSignals lets deliveries share Temporal signals (several keys
+	// a signal). Off by default: a batch begun on a worker of this version
+	// must never have a later task run by an older worker while it gets
+	// such a signal, so turn it on once every worker runs this version.
+	SharedSignals bool `env:"KTPIPE_WEBHOOK_SHARED_SIGNALS, default=false"`
 }
 
 // Validate checks the receiver's settings.

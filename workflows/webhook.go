@@ -22,7 +22,9 @@ const DeliveriesSignal = "deliveries"
 // sharedSignalsVersion: batches read DeliveriesSignal. A batch that began
 // before (its first task ran on an older worker) leaves it unread, as the
 // older worker did, so its replay stays deterministic; the deliveries it
-// leaves are still staged, and the hourly pull loads their events.
+// leaves are still staged, and the hourly pull loads their events. The
+// other way round is not safe (an older worker running a later task of a
+// batch that reads it), hence KTPIPE_WEBHOOK_SHARED_SIGNALS.
 const sharedSignalsVersion = "shared-signals"
 
 // DefaultWebhookWindow is how long a batch collects deliveries by default.

@@ -438,6 +438,44 @@ func TestWebhookBatchLoadsItsDeliveriesOnce(t *testing.T) {
 	assertLoadTail(t, *order)
 }
 
+// TestWebhookBatchBegunBeforeSharedSignalsLeavesThemUnread: a batch an
+// older worker began reads only one-key signals, as that worker did, so
+// its replay on a newer one issues the same commands.
+func TestWebhookBatchBegunBeforeSharedSignalsLeavesThemUnread(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.WebhookBatch)
+	env.OnGetVersion("shared-signals", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliverySignal, "webhooks/a.json") }, 10*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/b.json"}) }, 20*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/c.json"}) }, 61*time.Second)
+	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
+	var mu sync.Mutex
+	var seen []string
+	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.LandLiveInput) (payload.LandLiveResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, in.Keys...)
+			return payload.LandLiveResult{Rows: 1}, nil
+		})
+	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, in.Keys...)
+			return payload.SplitStagedResult{Manifest: manifest}, nil
+		})
+	env.OnActivity(payload.RemoveStaged, mock.Anything, mock.Anything).Return(nil)
+	happyTail(env)
+	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(seen, " "); got != "webhooks/a.json webhooks/a.json" {
+		t.Errorf("landed and split %q, want a alone (landed, then split)", got)
+	}
+}
+
 // TestWebhookBatchLandsLiveBeforeItCommits: a batch streams the
 // deliveries it has not streamed yet every LiveEvery, one landing at a
 // time, the window's last ones beside the commit; the commit validates

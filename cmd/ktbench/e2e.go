@@ -41,7 +41,9 @@ type e2eOptions struct {
 	// WebhookRate is the simulator's deliveries per second for
 	// WebhookFor (0: the webhook path is skipped), each of
 	// WebhookEvents events; the worker batches them every WebhookWindow.
-	WebhookRate   float64
+	WebhookRate float64
+	// SharedSignals is KTPIPE_WEBHOOK_SHARED_SIGNALS of the worker.
+	SharedSignals bool
 	WebhookFor    time.Duration
 	WebhookEvents int
 	WebhookWindow time.Duration
@@ -326,7 +328,8 @@ func e2eWebhooks(ctx context.Context, tsrv *testsuite.DevServer, name string, o 
 	}
 	defer stopSim()
 	w, err := startE2EWorker(ctx, tsrv, name, map[string]string{"KEEPTRUSTS_BASE_URL": simURL, "KEEPTRUSTS_API_TOKEN": simCfg.Token,
-		"KTPIPE_WEBHOOK_ADDR": addr, "KEEPTRUSTS_WEBHOOK_SECRET": secret, "KTPIPE_WEBHOOK_BATCH": o.WebhookWindow.String()}, o, logs, logger)
+		"KTPIPE_WEBHOOK_ADDR": addr, "KEEPTRUSTS_WEBHOOK_SECRET": secret, "KTPIPE_WEBHOOK_BATCH": o.WebhookWindow.String(),
+		"KTPIPE_WEBHOOK_SHARED_SIGNALS": fmt.Sprint(o.SharedSignals)}, o, logs, logger)
 	if err != nil {
 		return phaseResult{}, err
 	}

@@ -55,6 +55,7 @@ func main() {
 	e2eFor := flag.Duration("e2e-webhook-for", 30*time.Second, "with -e2e: how long webhooks are delivered")
 	e2eDelivery := flag.Int("e2e-webhook-events", 1, "with -e2e: events per webhook delivery")
 	e2eWindow := flag.Duration("e2e-webhook-window", 10*time.Second, "with -e2e: KTPIPE_WEBHOOK_BATCH of the worker")
+	e2eShared := flag.Bool("e2e-webhook-shared", true, "with -e2e: KTPIPE_WEBHOOK_SHARED_SIGNALS of the worker")
 	fresh := flag.Bool("freshness", false, "measure how long after the simulator makes an event it is queryable in fact_ai_event_live, by webhook and by pull (freshness.go)")
 	freshRate := flag.Float64("freshness-rate", 20, "with -freshness: webhook deliveries (and pull-path event batches) a second")
 	freshEvents := flag.Int("freshness-events", 10, "with -freshness: events per delivery")
@@ -78,7 +79,7 @@ func main() {
 
 	if *e2e {
 		o := e2eOptions{Events: *e2eEvents, Runs: *runs, ChunkRows: *whChunk, Dir: filepath.Join(*dir, "e2e"),
-			WebhookRate: *e2eRate, WebhookFor: *e2eFor, WebhookEvents: *e2eDelivery, WebhookWindow: *e2eWindow}
+			WebhookRate: *e2eRate, WebhookFor: *e2eFor, WebhookEvents: *e2eDelivery, WebhookWindow: *e2eWindow, SharedSignals: *e2eShared}
 		// Ctrl-C stops the run and the services it started.
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err := runE2E(ctx, os.Stdout, o)
