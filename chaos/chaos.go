@@ -460,6 +460,11 @@ func (s *stack) faults(ctx context.Context, o Options, say func(string, ...any))
 		f.DropRate, f.ResendRate = baseFaults.DropRate, baseFaults.ResendRate
 		before := s.sim.Stats()
 		s.sim.SetFaults(f)
+		// A pull now, so the phase sees the API requests of one: the
+		// schedule's own may all fall outside its few seconds.
+		if _, err := s.ctl.TriggerSchedule(ctx); err != nil {
+			say("  faults: could not trigger a pull: %v", err)
+		}
 		sleep(ctx, o.FaultPhase)
 		d := diff(s.sim.Stats(), before)
 		say("  faults: %s for %s (%s): %d requests, %d answered 500, %d hung, %d answered 429",
