@@ -37,13 +37,15 @@ const DefaultMaxDeliveriesPerBatch = 2000
 // a receiver-only process. Past MaxPerBatch deliveries in a window, this
 // process opens another batch of the window, named after it.
 //
-// With Shared, deliveries share signals: while a signal to a batch is in
-// flight, the keys of the deliveries that arrive wait and go together in
-// the next (DeliveriesSignal), and each delivery is answered once its own
-// signal is in. Without, each delivery is its own one-key DeliverySignal,
-// which every worker version reads (see KTPIPE_WEBHOOK_SHARED_SIGNALS). At a few deliveries a second that is one signal each; at
-// hundreds, the signals a second stay at what one round trip to
-// Temporal allows, and so do the batch's history events.
+// Without Shared (the default), each delivery is its own one-key
+// DeliverySignal, which every worker version reads. With it, deliveries
+// share signals: while a signal to a batch is in flight, the keys of the
+// deliveries that arrive wait and go together in the next
+// (DeliveriesSignal), and each delivery is answered once its own signal
+// is in. At a few deliveries a second that is one signal each; at
+// hundreds, the signals a second stay at what one round trip to Temporal
+// allows, and so do the batch's history events (see
+// KTPIPE_WEBHOOK_SHARED_SIGNALS for when it is safe).
 type WebhookBatches struct {
 	Client    client.Client
 	TaskQueue string

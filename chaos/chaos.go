@@ -461,14 +461,27 @@ func (s *stack) faults(ctx context.Context, o Options, say func(string, ...any))
 		before := s.sim.Stats()
 		s.sim.SetFaults(f)
 		// A pull now, so the phase sees the API requests of one: the
-		// schedule's own may all fall outside its few seconds.
-		if _, err := s.ctl.TriggerSchedule(ctx); err != nil {
-			say("  faults: could not trigger a pull: %v", err)
-		}
+		// schedule's own may all fall outside its few seconds. Beside the
+		// phase, which keeps its length; a pull still running (the
+		// schedule skips overlaps) makes the trigger follow that one.
+		triggered := make(chan error, 1)
+		go func() {
+			_, err := s.ctl.TriggerSchedule(ctx)
+			triggered <- err
+		}()
 		sleep(ctx, o.FaultPhase)
 		d := diff(s.sim.Stats(), before)
-		say("  faults: %s for %s (%s): %d requests, %d answered 500, %d hung, %d answered 429",
-			p.name, o.FaultPhase, p.what, d.Requests, d.Errors, d.Hung, d.RateLimited)
+		pull := "a pull triggered"
+		select {
+		case err := <-triggered:
+			if err != nil {
+				pull = "no pull triggered: " + err.Error()
+			}
+		default:
+			pull = "a pull being triggered"
+		}
+		say("  faults: %s for %s (%s; %s): %d requests, %d answered 500, %d hung, %d answered 429",
+			p.name, o.FaultPhase, p.what, pull, d.Requests, d.Errors, d.Hung, d.RateLimited)
 		parts = append(parts, fmt.Sprintf("%s %d of %d", p.name, d.Errors+d.Hung+d.RateLimited, d.Requests))
 	}
 	s.sim.SetFaults(baseFaults)

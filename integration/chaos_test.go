@@ -52,8 +52,8 @@ func TestChaosSoak(t *testing.T) {
 			t.Errorf("%d %s actions, want %d", kinds[k], k, n)
 		}
 	}
-	// Each phase triggers a pull, so its requests meet the faults: over
-	// the whole soak some requests must have been faulted.
+	// Each phase triggers a pull (or follows one running), so requests
+	// meet the faults: over the whole soak some must have been faulted.
 	if r.API.Errors+r.API.Hung+r.API.RateLimited+r.API.Dropped == 0 {
 		t.Errorf("faults injected %+v: want some 500s, hangs or 429s", r.API)
 	}

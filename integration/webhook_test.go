@@ -90,7 +90,7 @@ func TestWebhookEventsShowLiveBeforeTheirBatchCommits(t *testing.T) {
 	s := newStack(t, cfg, true)
 	const window = 40 * time.Second
 	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
-		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq, Shared: true, // TestWebhookDeliveriesLandOnce: one key a signal
+		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq, Shared: true, // shared here; TestWebhookDeliveriesLandOnce covers one key a signal
 			Batch: workflows.WebhookBatchInput{Window: window, LiveEvery: time.Second, Tuning: s.tuning}}})
 	// Deliveries made just before their window closes could commit
 	// before the view is read: start early in a window.

@@ -13,7 +13,7 @@ import (
 )
 
 // DeliverySignal carries the staging key of one webhook delivery to its
-// WebhookBatch: what receivers before DeliveriesSignal sent.
+// WebhookBatch: what receivers send by default.
 const DeliverySignal = "delivery"
 
 // DeliveriesSignal carries the staging keys of several deliveries to their WebhookBatch.
