@@ -69,30 +69,6 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 		}
 		return -1
 	}
-	// within bounds a receive, so that a regression fails rather than hangs
-	within := func() <-chan time.Time {
-		return time.After(10 * time.Second)
-	}
-	recvErr := func(c <-chan error, what string) error {
-		t.Helper()
-		select {
-		case err := <-c:
-			return err
-		case <-within():
-			t.Fatalf("no answer for %s", what)
-			return nil
-		}
-	}
-	recvKeys := func(what string) []string {
-		t.Helper()
-		select {
-		case k := <-calls:
-			return k
-		case <-within():
-			t.Fatalf("no %s", what)
-			return nil
-		}
-	}
 	errs := make(chan error, 10)
 	add := func(key string) { errs <- b.Add(context.Background(), key, now) }
 	go add("k0")
@@ -105,7 +81,7 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	go func() { gone <- b.Add(gaveUp, "k5", now) }()
 	waitFor("k1..k5 to queue", func() bool { return queued() == 5 })
 	giveUp()
-	if err := recvErr(gone, "k5"); !errors.Is(err, context.Canceled) {
+	if err := recvWithin(t, gone, "k5"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a delivery that gave up waiting answered %v", err)
 	}
 	if len(errs) != 0 {
@@ -113,11 +89,11 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	}
 	close(release)
 	for range 5 {
-		if err := recvErr(errs, "k0..k4"); err != nil {
+		if err := recvWithin(t, errs, "k0..k4"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	first, second := recvKeys("first signal"), recvKeys("second signal")
+	first, second := recvWithin(t, calls, "first signal"), recvWithin(t, calls, "second signal")
 	slices.Sort(second)
 	if fmt.Sprint(first) != "[k0]" || fmt.Sprint(second) != "[k1 k2 k3 k4 k5]" || len(calls) != 0 {
 		t.Fatalf("signals %v then %v (and %d more), want k0 alone, then k1..k5 together", first, second, len(calls))
@@ -139,11 +115,7 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	short, cancel := context.WithCancel(context.Background())
 	cancel() // these deliveries give up at once; their keys stay queued
 	b.Add(short, "in-flight", now)
-	select {
-	case <-hanging:
-	case <-within():
-		t.Fatal("the hanging signal was not sent")
-	}
+	recvWithin(t, hanging, "the hanging signal")
 	for i := range maxKeysPerSignal {
 		b.Add(short, fmt.Sprint("q", i), now)
 	}
@@ -151,5 +123,19 @@ func TestWebhookBatchesShareSignals(t *testing.T) {
 	defer stop()
 	if err := b.Add(last, "one-too-many", now); err == nil || !strings.Contains(err.Error(), "4096 deliveries already wait") {
 		t.Fatalf("past the bound: %v", err)
+	}
+}
+
+// recvWithin receives from c, failing the test rather than hanging when
+// nothing comes within 10 s.
+func recvWithin[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("nothing received for %s", what)
+		var zero T
+		return zero
 	}
 }

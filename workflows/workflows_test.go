@@ -451,22 +451,14 @@ func TestWebhookBatchBegunBeforeSharedSignalsLeavesThemUnread(t *testing.T) {
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/c.json"}) }, 62*time.Second)
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
 	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(payload.LandLiveResult{}, errors.New("streaming unavailable"))
-	var mu sync.Mutex
-	var split []string
-	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			split = append(split, in.Keys...)
-			return payload.SplitStagedResult{Manifest: manifest}, nil
-		})
+	split := recordSplits(env)
 	env.OnActivity(payload.RemoveStaged, mock.Anything, mock.Anything).Return(nil)
 	happyTail(env)
 	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(split, " "); got != "webhooks/a.json" {
+	if got := split(); got != "webhooks/a.json" {
 		t.Errorf("split %q, want a alone", got)
 	}
 }
@@ -546,7 +538,8 @@ func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T
 	}
 	signal(10*time.Second, "webhooks/a.json")
 	signal(59*time.Second, "webhooks/b.json") // its landing retries past the commit
-	env.RegisterDelayedCallback(func() {      // while the batch waits for it
+	// while the batch waits for it
+	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/c.json"})
 	}, 62*time.Second)
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
@@ -557,6 +550,21 @@ func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T
 			}
 			return payload.LandLiveResult{Rows: 1}, nil
 		})
+	split := recordSplits(env)
+	env.OnActivity(payload.RemoveStaged, mock.Anything, mock.Anything).Return(nil)
+	happyTail(env)
+	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := split(); got != "webhooks/a.json webhooks/b.json webhooks/c.json" {
+		t.Errorf("committed %q, want a, b and then c", got)
+	}
+}
+
+// recordSplits mocks SplitStaged and returns the keys it was given, in
+// order, joined by spaces (splits may run beside a retried landing).
+func recordSplits(env *testsuite.TestWorkflowEnvironment) func() string {
 	var mu sync.Mutex
 	var split []string
 	env.OnActivity(payload.SplitStaged, mock.Anything, mock.Anything).Return(
@@ -566,14 +574,10 @@ func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T
 			split = append(split, in.Keys...)
 			return payload.SplitStagedResult{Manifest: manifest}, nil
 		})
-	env.OnActivity(payload.RemoveStaged, mock.Anything, mock.Anything).Return(nil)
-	happyTail(env)
-	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(split, " "); got != "webhooks/a.json webhooks/b.json webhooks/c.json" {
-		t.Errorf("committed %q, want a, b and then c", got)
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(split, " ")
 	}
 }
 
