@@ -236,10 +236,11 @@ type sweepRule struct {
 	open     []OpenRun
 	prefixes []string             // load id prefixes of the open runs
 	newest   map[string]time.Time // load id → its newest file
+	pending  map[string]bool      // load ids waiting for the compaction (see PendingKey)
 }
 
 func newSweepRule(cutoff time.Time, open []OpenRun) *sweepRule {
-	r := &sweepRule{cutoff: cutoff, open: open, newest: map[string]time.Time{}}
+	r := &sweepRule{cutoff: cutoff, open: open, newest: map[string]time.Time{}, pending: map[string]bool{}}
 	for _, o := range open {
 		r.prefixes = append(r.prefixes, LoadIDPrefix(o.WorkflowID, o.RunID))
 	}
@@ -256,8 +257,22 @@ func loadOf(key string) (string, bool) {
 	return id, ok && id != ""
 }
 
+// pendingOf returns the load id whose compaction mark key is (PendingKey).
+func pendingOf(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, pendingDir+"/")
+	if !ok {
+		return "", false
+	}
+	id, name, ok := strings.Cut(rest, "/")
+	return id, ok && id != "" && name == "load.json"
+}
+
 // observe records a file for pass 1; false when too many loads.
 func (r *sweepRule) observe(e staging.Entry) bool {
+	if id, ok := pendingOf(e.Key); ok {
+		r.pending[id] = true
+		return true
+	}
 	id, ok := loadOf(e.Key)
 	if !ok {
 		return true
@@ -275,12 +290,16 @@ func (r *sweepRule) observe(e staging.Entry) bool {
 func (r *sweepRule) decide(e staging.Entry) decision {
 	if id, ok := loadOf(e.Key); ok {
 		switch {
-		case r.loadRunning(id):
+		case r.loadRunning(id) || r.pending[id]:
 			return decision{kind: keptRunning, load: id}
 		case !r.newest[id].Before(r.cutoff) || !e.ModTime.Before(r.cutoff):
 			return decision{kind: keptRecent, load: id}
 		}
 		return decision{kind: removedLoad, load: id}
+	}
+	if _, ok := pendingOf(e.Key); ok {
+		// The compaction removes a mark once it committed the load.
+		return decision{kind: keptRunning}
 	}
 	if !e.ModTime.Before(r.cutoff) {
 		return decision{kind: keptRecent}

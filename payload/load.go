@@ -143,3 +143,35 @@ type CheckpointInput struct {
 type Window struct {
 	Since, Until time.Time
 }
+
+// MergeLoadsInput names several loads whose chunks are staged, to commit
+// together (the compaction).
+type MergeLoadsInput struct {
+	Loads []MergeInput
+}
+
+// ChunksInput names staged chunks of one load.
+type ChunksInput struct {
+	LoadID string
+	Chunks []Chunk
+}
+
+// PendingLoad is a load staged and waiting for the compaction to commit
+// it: its source and manifest, as the compaction needs them to commit,
+// check and count it.
+type PendingLoad struct {
+	Source   string
+	Manifest Manifest
+}
+
+// PendingLoadsInput bounds what one listing of pending loads returns.
+type PendingLoadsInput struct {
+	MaxLoads  int // at most this many loads
+	MaxChunks int // and at most this many chunks in all (one load may exceed it alone)
+}
+
+// PendingLoadsResult is pending loads in key order, within the bounds.
+type PendingLoadsResult struct {
+	Loads []PendingLoad
+	More  bool // more loads are pending than returned
+}

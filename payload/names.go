@@ -41,6 +41,12 @@ const (
 	ExportQuarantine    = "ExportQuarantine"
 	SplitQuarantine     = "SplitQuarantine"
 	CleanStaging        = "CleanStaging" // registered on *activities.Cleaner
+	MergeLoads          = "MergeLoads"
+	CheckLoads          = "CheckLoads"
+	LandLiveChunks      = "LandLiveChunks"
+	DeferLoad           = "DeferLoad"
+	PendingLoads        = "PendingLoads"
+	FinishLoad          = "FinishLoad"
 )
 
 // Activities is what *activities.Activities implements: one method per
@@ -76,6 +82,12 @@ type Activities interface {
 	RecordReconcile(context.Context, ReconcileState) error
 	ExportQuarantine(context.Context, ExportQuarantineInput) (ExportQuarantineResult, error)
 	SplitQuarantine(context.Context, SplitQuarantineInput) (Manifest, error)
+	MergeLoads(context.Context, MergeLoadsInput) error
+	CheckLoads(ctx context.Context, loadIDs []string) (map[string]Completeness, error)
+	LandLiveChunks(context.Context, ChunksInput) (int64, error)
+	DeferLoad(context.Context, PendingLoad) error
+	PendingLoads(context.Context, PendingLoadsInput) (PendingLoadsResult, error)
+	FinishLoad(ctx context.Context, loadID string) error
 }
 
 // Cleaner is what *activities.Cleaner implements.

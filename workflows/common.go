@@ -269,6 +269,18 @@ func cleanupLoad(ctx workflow.Context, t Tuning, id string) {
 // loadChunks stages every chunk (bounded parallelism), then merges them
 // on the merge queue.
 func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []payload.Chunk, onStaged func()) error {
+	if err := stageChunks(ctx, t, id, chunks, onStaged); err != nil {
+		return err
+	}
+	mctx := longCtx(ctx, t, MergeQueueSuffix)
+	if err := workflow.ExecuteActivity(mctx, payload.MergeLoad, payload.MergeInput{LoadID: id, Source: source, Chunks: chunks}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("merge %s: %w", id, err)
+	}
+	return nil
+}
+
+// stageChunks stages every chunk, t.Concurrency at a time.
+func stageChunks(ctx workflow.Context, t Tuning, id string, chunks []payload.Chunk, onStaged func()) error {
 	wctx := warehouseCtx(ctx, t)
 	var pending []workflow.Future
 	wait := func() error {
@@ -292,10 +304,6 @@ func loadChunks(ctx workflow.Context, t Tuning, id, source string, chunks []payl
 			return fmt.Errorf("stage chunks of %s: %w", id, err)
 		}
 	}
-	mctx := longCtx(ctx, t, MergeQueueSuffix)
-	if err := workflow.ExecuteActivity(mctx, payload.MergeLoad, payload.MergeInput{LoadID: id, Source: source, Chunks: chunks}).Get(ctx, nil); err != nil {
-		return fmt.Errorf("merge %s: %w", id, err)
-	}
 	return nil
 }
 
@@ -307,6 +315,12 @@ func checkLoad(ctx workflow.Context, t Tuning, man payload.Manifest) error {
 	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.CheckLoad, man.LoadID).Get(ctx, &chk); err != nil {
 		return fmt.Errorf("check load %s: %w", man.LoadID, err)
 	}
+	return completeness(man, chk)
+}
+
+// completeness compares what the warehouse holds of a load with its
+// manifest; a difference is a non-retryable error that says to replay it.
+func completeness(man payload.Manifest, chk payload.Completeness) error {
 	var problems []string
 	if chk.LedgerRows != man.Rows || chk.LedgerQuar != man.Quarantined {
 		problems = append(problems, fmt.Sprintf("ledger has %d rows/%d quarantined, manifest %d/%d", chk.LedgerRows, chk.LedgerQuar, man.Rows, man.Quarantined))
@@ -355,5 +369,5 @@ func countLoad(ctx workflow.Context, source string, man payload.Manifest) {
 // registers and the replayer replays recorded histories against.
 func All() []any {
 	return []any{ExportLoad, HistoryExport, IncrementalPull, Backfill, Replay, QuarantineReplay,
-		Reconcile, WebhookBatch, Cleanup, Audit, ScheduledReconcile}
+		Reconcile, WebhookBatch, Cleanup, Audit, ScheduledReconcile, Compact}
 }

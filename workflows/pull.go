@@ -26,6 +26,10 @@ type IncrementalPullInput struct {
 	// cursor: the pull then restarts this long before the checkpoint.
 	LateWindow time.Duration `json:"lateWindow,omitempty"`
 	Tuning     Tuning        `json:"tuning,omitzero"`
+	// Defer: stage each batch and leave its commit to the compaction
+	// (Compact), landing its rows into live_events for the live view
+	// meanwhile; the checkpoint moves once the batch is staged and marked.
+	Defer bool `json:"defer,omitempty"`
 
 	// Set by the workflow itself when it continues as new.
 	Cursor string     `json:"cursor,omitempty"`
@@ -153,18 +157,28 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 		}
 		reportUnknownFields(ctx, res.Manifest)
 		if len(res.Manifest.Chunks) > 0 {
-			if err := landLoad(ctx, s.t, payload.SourcePull, res.Manifest, loadTail{Phase: func(p string) { s.phase(ctx, p) }}); err != nil {
+			var err error
+			if s.in.Defer {
+				s.phase(ctx, "staging for the compaction")
+				err = deferLoad(ctx, s.t, payload.SourcePull, res.Manifest, true)
+			} else {
+				err = landLoad(ctx, s.t, payload.SourcePull, res.Manifest, loadTail{Phase: func(p string) { s.phase(ctx, p) }})
+				loaded = true
+			}
+			if err != nil {
 				return IncrementalPullResult{}, err
 			}
-			loaded = true
 		}
-		// The checkpoint moves only after the batch is merged.
+		// The checkpoint moves only after the batch is merged, or staged
+		// and marked pending: the compaction commits it then.
 		s.phase(ctx, "checkpointing")
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, s.t), payload.WriteCheckpoint,
 			payload.CheckpointInput{Key: s.in.CheckpointKey, Value: res.NextCursor}).Get(ctx, nil); err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("write checkpoint: %w", err)
 		}
-		cleanupLoad(ctx, s.t, id)
+		if !s.in.Defer { // the compaction removes a pending load's files
+			cleanupLoad(ctx, s.t, id)
+		}
 		cursor = res.NextCursor
 		s.progress.Cursor = cursor
 		s.progress.Batches++

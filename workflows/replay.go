@@ -21,6 +21,10 @@ type ReplayInput struct {
 	Tuning Tuning    `json:"tuning,omitzero"`
 }
 
+// replayFinishesPending: a replay from staging removes the load's
+// compaction mark (see Compact).
+const replayFinishesPending = "replay-finishes-pending"
+
 // ReplayResult says what the replay loaded.
 type ReplayResult struct {
 	LoadID      string `json:"loadId"`
@@ -69,6 +73,13 @@ func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
 		}
 		if err := landLoad(ctx, t, payload.SourceReplay, man, loadTail{Refresh: true, Gateways: gateways, Phase: setProgress}); err != nil {
 			return ReplayResult{}, err
+		}
+		if workflow.GetVersion(ctx, replayFinishesPending, workflow.DefaultVersion, 1) == 1 {
+			// A load the compaction could not commit is pending: landed
+			// now, it is not the compaction's any more.
+			if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.FinishLoad, man.LoadID).Get(ctx, nil); err != nil {
+				return ReplayResult{}, fmt.Errorf("replay %s: remove its pending mark: %w", man.LoadID, err)
+			}
 		}
 		cleanupLoad(ctx, t, man.LoadID)
 		setProgress("done")

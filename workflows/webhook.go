@@ -46,6 +46,9 @@ type WebhookBatchInput struct {
 	// live_events (zero: DefaultLiveEvery; negative: never).
 	LiveEvery time.Duration `json:"live_every,omitempty"`
 	Tuning    Tuning        `json:"tuning,omitzero"`
+	// Defer: stage the batch's load and leave its commit to the
+	// compaction (Compact).
+	Defer bool `json:"defer,omitempty"`
 }
 
 // WebhookBatchResult sums up a batch.
@@ -173,7 +176,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 		}
 		sort.Strings(keys)
 		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(round))
-		if err := loadDeliveries(ctx, t, id, keys, live, &res); err != nil {
+		if err := loadDeliveries(ctx, t, id, keys, live, in.Defer, &res); err != nil {
 			return res, err
 		}
 		keys = nil
@@ -187,7 +190,7 @@ const oneLoadTail = "one-load-tail"
 // loadDeliveries loads one round of delivery files as load id. With a
 // live landing, it validates with the gateways the landing used, so the
 // commit keeps exactly the events the live view showed.
-func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, live *liveLanding, res *WebhookBatchResult) error {
+func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, live *liveLanding, deferred bool, res *WebhookBatchResult) error {
 	var gateways []payload.Gateway
 	var ids []string
 	if live != nil {
@@ -205,7 +208,12 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, li
 	}
 	man := split.Manifest
 	reportUnknownFields(ctx, man)
-	if len(man.Chunks) > 0 {
+	if len(man.Chunks) > 0 && deferred {
+		// Without a live landing, the chunks land for the live view.
+		if err := deferLoad(ctx, t, payload.SourceWebhook, man, live == nil); err != nil {
+			return err
+		}
+	} else if len(man.Chunks) > 0 {
 		var err error
 		if workflow.GetVersion(ctx, oneLoadTail, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 			// Recorded before the one load tail: the refresh came last.
@@ -224,11 +232,14 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, li
 	res.Missing += split.Missing
 	res.Rows += man.Rows
 	res.Quarantined += man.Quarantined
-	// Merged: the delivery files and the chunks can go.
+	// Merged (or staged and marked pending): the delivery files can go,
+	// and the chunks too unless the compaction still needs them.
 	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), payload.RemoveStaged, keys).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("delivery files left behind", "load", id, "error", err)
 	}
-	cleanupLoad(ctx, t, id)
+	if !deferred || len(man.Chunks) == 0 {
+		cleanupLoad(ctx, t, id)
+	}
 	return nil
 }
 

@@ -1,0 +1,131 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ktpipe/ktpipe/payload"
+	"github.com/ktpipe/ktpipe/staging"
+)
+
+// Loads waiting for the compaction are marked in the staging store, one
+// small file each under pendingDir: the mark is durable, costs no
+// BigQuery statement, and the clean-up keeps a marked load's files (see
+// sweepRule).
+const pendingDir = "pending"
+
+// PendingKey is where the mark of a load waiting for the compaction lives.
+func PendingKey(loadID string) string { return pendingDir + "/" + loadID + "/load.json" }
+
+// maxPendingMarkBytes bounds one mark read back: a manifest of
+// staging.MaxChunks chunks is far smaller.
+const maxPendingMarkBytes = 4 << 20
+
+// Bounds of one listing of pending loads, whatever the workflow asks.
+const (
+	maxPendingLoads  = 1000
+	maxPendingChunks = 10_000
+)
+
+// DeferLoad marks a staged load as waiting for the compaction. Writing
+// the mark again replaces it with the same content.
+func (a *Activities) DeferLoad(ctx context.Context, in payload.PendingLoad) error {
+	defer keepAlive(ctx, nil)()
+	if err := staging.CheckKey(PendingKey(in.Manifest.LoadID)); err != nil {
+		return temporal.NewNonRetryableApplicationError("defer load: "+err.Error(), payload.ErrTypeMalformed, err)
+	}
+	w, err := a.Store.Create(ctx, PendingKey(in.Manifest.LoadID))
+	if err != nil {
+		return classify("defer load "+in.Manifest.LoadID, err)
+	}
+	if err := json.NewEncoder(w).Encode(in); err != nil {
+		w.Close()
+		return classify("defer load "+in.Manifest.LoadID, err)
+	}
+	return classify("defer load "+in.Manifest.LoadID, w.Close())
+}
+
+// PendingLoads lists the loads waiting for the compaction, in key order,
+// up to in.MaxLoads loads and in.MaxChunks chunks (the first load is
+// returned even if it alone has more chunks), each bounded by
+// maxPendingLoads and maxPendingChunks.
+func (a *Activities) PendingLoads(ctx context.Context, in payload.PendingLoadsInput) (payload.PendingLoadsResult, error) {
+	defer keepAlive(ctx, nil)()
+	maxLoads, maxChunks := boundOr(in.MaxLoads, maxPendingLoads), boundOr(in.MaxChunks, maxPendingChunks)
+	keys, err := a.Store.List(ctx, pendingDir)
+	if err != nil {
+		return payload.PendingLoadsResult{}, classify("list pending loads", err)
+	}
+	var res payload.PendingLoadsResult
+	chunks := 0
+	for _, key := range keys {
+		if !strings.HasSuffix(key, "/load.json") {
+			continue // a partial write's temporary file
+		}
+		p, err := a.readPending(ctx, key)
+		if errors.Is(err, staging.ErrNotFound) {
+			continue // finished since the listing
+		}
+		if err != nil {
+			return res, err
+		}
+		n := len(p.Manifest.Chunks)
+		if len(res.Loads) == maxLoads || (len(res.Loads) > 0 && chunks+n > maxChunks) {
+			res.More = true
+			break
+		}
+		res.Loads = append(res.Loads, p)
+		chunks += n
+	}
+	return res, nil
+}
+
+func (a *Activities) readPending(ctx context.Context, key string) (payload.PendingLoad, error) {
+	f, err := a.Store.Open(ctx, key)
+	if err != nil {
+		if errors.Is(err, staging.ErrNotFound) {
+			return payload.PendingLoad{}, err
+		}
+		return payload.PendingLoad{}, classify("read "+key, err)
+	}
+	defer f.Close()
+	var p payload.PendingLoad
+	dec := json.NewDecoder(io.LimitReader(f, maxPendingMarkBytes))
+	if err := dec.Decode(&p); err != nil {
+		// A mark ktpipe did not write whole: the operator must look (the
+		// load it names, if any, can be replayed).
+		return p, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("read %s: not a pending load of at most %d bytes: %v; remove it and replay its load", key, maxPendingMarkBytes, err),
+			payload.ErrTypeMalformed, err)
+	}
+	if want := PendingKey(p.Manifest.LoadID); want != key {
+		return p, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("read %s: it names load %q, whose mark is %s; remove it and replay its load", key, p.Manifest.LoadID, want),
+			payload.ErrTypeMalformed, nil)
+	}
+	return p, nil
+}
+
+// FinishLoad removes a load's mark once the compaction committed and
+// checked it. Removing it again does nothing.
+func (a *Activities) FinishLoad(ctx context.Context, loadID string) error {
+	defer keepAlive(ctx, nil)()
+	if err := staging.CheckKey(PendingKey(loadID)); err != nil {
+		return temporal.NewNonRetryableApplicationError("finish load: "+err.Error(), payload.ErrTypeMalformed, err)
+	}
+	return classify("finish load "+loadID, a.Store.RemoveAll(ctx, pendingDir+"/"+loadID))
+}
+
+// boundOr is n within (0, bound], or bound when n is not positive.
+func boundOr(n, bound int) int {
+	if n <= 0 || n > bound {
+		return bound
+	}
+	return n
+}

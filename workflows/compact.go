@@ -1,0 +1,215 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ktpipe/ktpipe/payload"
+)
+
+// The compaction: with it on (KTPIPE_COMPACT_EVERY), the pull and the
+// webhook batches stage their chunks and mark their loads pending
+// instead of committing them, and Compact, on its own schedule, commits
+// every pending load together. On BigQuery a commit costs what it reads
+// of the fact table's partitions, whatever the rows it adds: one commit a
+// few hours instead of one a pull batch and one a webhook minute makes
+// that cost grow with the data instead of with the number of loads (see
+// the README, "What the design costs on BigQuery"). Meanwhile the live
+// view shows the loads' rows: webhook batches stream them, and the pull
+// lands its chunks into live_events with load jobs.
+
+// DefaultCompactEvery is the compaction's interval when it is on.
+const DefaultCompactEvery = 4 * time.Hour
+
+// Bounds of one compaction run: compactChunks chunks a MergeLoads (about
+// five transactions of warehouse.MaxBatchChunks), compactRounds of those
+// before it continues as new, so its history stays small however far
+// behind it is.
+const (
+	compactLoads  = 500
+	compactChunks = 1000
+	compactRounds = 10
+)
+
+// CompactInput configures one compaction run.
+type CompactInput struct {
+	Tuning Tuning `json:"tuning,omitzero"`
+	// Set by the workflow itself when it continues as new.
+	Totals CompactResult `json:"totals,omitzero"`
+}
+
+// CompactResult sums up the compaction's runs.
+type CompactResult struct {
+	Loads       int      `json:"loads"`
+	Rows        int64    `json:"rows"`
+	Quarantined int64    `json:"quarantined"`
+	Failed      []string `json:"failed,omitempty"` // loads that could not be committed: replay them
+}
+
+// Compact commits the pending loads (see DeferLoad) in rounds of up to
+// compactChunks chunks: it commits a round's loads together, checks each
+// against its manifest, counts it, and only then removes its mark and
+// staged files, so a crash anywhere commits the round again, which adds
+// nothing. A load the round cannot commit (its staging lost and its
+// files gone) is committed alone, and one that fails alone is left
+// pending and named in the error: replay it.
+func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
+	res := in.Totals
+	phase := "listing pending loads"
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (CompactResult, error) { return res, nil }); err != nil {
+		return res, err
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("compact")); err != nil {
+		return res, err
+	}
+	t := in.Tuning.withDefaults()
+	show := func(p string) {
+		phase = p
+		details(ctx, "compaction of pending loads", "phase: "+phase,
+			fmt.Sprintf("%d loads committed (%d rows, %d quarantined)", res.Loads, res.Rows, res.Quarantined))
+	}
+	failed := map[string]bool{}
+	committed := false
+	for round := 0; round < compactRounds; round++ {
+		show("listing pending loads")
+		var pending payload.PendingLoadsResult
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.PendingLoads,
+			payload.PendingLoadsInput{MaxLoads: compactLoads, MaxChunks: compactChunks}).Get(ctx, &pending); err != nil {
+			return res, fmt.Errorf("list pending loads: %w", err)
+		}
+		var loads []payload.PendingLoad
+		for _, p := range pending.Loads {
+			if !failed[p.Manifest.LoadID] {
+				loads = append(loads, p)
+			}
+		}
+		if len(loads) == 0 {
+			break
+		}
+		show(fmt.Sprintf("committing %d loads", len(loads)))
+		done, bad := commitPending(ctx, t, loads)
+		for _, id := range bad {
+			failed[id] = true
+			res.Failed = append(res.Failed, id)
+		}
+		for _, p := range done {
+			countLoad(ctx, p.Source, p.Manifest)
+			if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.FinishLoad, p.Manifest.LoadID).Get(ctx, nil); err != nil {
+				return res, fmt.Errorf("finish load %s: %w", p.Manifest.LoadID, err)
+			}
+			cleanupLoad(ctx, t, p.Manifest.LoadID)
+			res.Loads++
+			res.Rows += p.Manifest.Rows
+			res.Quarantined += p.Manifest.Quarantined
+			committed = true
+		}
+		if !pending.More {
+			break
+		}
+		if round == compactRounds-1 && len(failed) == 0 {
+			if committed {
+				show("refreshing dimensions")
+				if err := refreshAfterCompaction(ctx, t); err != nil {
+					return res, err
+				}
+			}
+			return res, workflow.NewContinueAsNewError(ctx, Compact, CompactInput{Tuning: in.Tuning, Totals: res})
+		}
+	}
+	if committed {
+		show("refreshing dimensions")
+		if err := refreshAfterCompaction(ctx, t); err != nil {
+			return res, err
+		}
+	}
+	show("done")
+	if len(res.Failed) > 0 {
+		return res, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%d loads could not be committed and stay pending: %s; replay each (ktpipe replay --load <id>)",
+				len(res.Failed), strings.Join(res.Failed, ", ")), payload.ErrTypeIncomplete, nil)
+	}
+	return res, nil
+}
+
+// commitPending commits loads together and checks each. When the
+// commit fails, it commits them one by one, so that one broken load does
+// not hold the others: it returns the loads committed and checked, and
+// the ids of those that failed alone.
+func commitPending(ctx workflow.Context, t Tuning, loads []payload.PendingLoad) (done []payload.PendingLoad, failed []string) {
+	if err := mergeAndCheck(ctx, t, loads); err == nil {
+		return loads, nil
+	} else if len(loads) == 1 {
+		workflow.GetLogger(ctx).Error("pending load could not be committed; replay it", "load", loads[0].Manifest.LoadID, "error", err)
+		return nil, []string{loads[0].Manifest.LoadID}
+	} else {
+		workflow.GetLogger(ctx).Warn("committing pending loads one by one", "loads", len(loads), "error", err)
+	}
+	for _, p := range loads {
+		d, f := commitPending(ctx, t, []payload.PendingLoad{p})
+		done, failed = append(done, d...), append(failed, f...)
+	}
+	return done, failed
+}
+
+// mergeAndCheck commits loads in one MergeLoads and checks every one
+// against its manifest.
+func mergeAndCheck(ctx workflow.Context, t Tuning, loads []payload.PendingLoad) error {
+	in := payload.MergeLoadsInput{}
+	ids := make([]string, len(loads))
+	for i, p := range loads {
+		in.Loads = append(in.Loads, payload.MergeInput{LoadID: p.Manifest.LoadID, Source: p.Source, Chunks: p.Manifest.Chunks})
+		ids[i] = p.Manifest.LoadID
+	}
+	if err := workflow.ExecuteActivity(longCtx(ctx, t, MergeQueueSuffix), payload.MergeLoads, in).Get(ctx, nil); err != nil {
+		return fmt.Errorf("merge %d pending loads: %w", len(loads), err)
+	}
+	var checks map[string]payload.Completeness
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.CheckLoads, ids).Get(ctx, &checks); err != nil {
+		return fmt.Errorf("check %d pending loads: %w", len(loads), err)
+	}
+	for _, p := range loads {
+		if err := completeness(p.Manifest, checks[p.Manifest.LoadID]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshAfterCompaction refreshes the dimensions with the gateways the
+// API lists now.
+func refreshAfterCompaction(ctx workflow.Context, t Tuning) error {
+	gateways, _, err := fetchGateways(ctx)
+	if err != nil {
+		return err
+	}
+	return refreshDimensions(ctx, t, gateways)
+}
+
+// deferLoad stages a load's chunks and marks it pending for the
+// compaction, in place of merging it (landLoad). With landLive, it also
+// lands the chunks into live_events for the live view (the pull; a
+// webhook batch streamed its deliveries already); a landing that fails
+// is logged, since the compaction does not depend on it.
+func deferLoad(ctx workflow.Context, t Tuning, source string, man payload.Manifest, landLive bool) error {
+	if err := stageChunks(ctx, t, man.LoadID, man.Chunks, nil); err != nil {
+		return err
+	}
+	if landLive {
+		// A few attempts: the rows show once compacted anyway.
+		opts := workflow.GetActivityOptions(warehouseCtx(ctx, t))
+		opts.RetryPolicy = &temporal.RetryPolicy{MaximumAttempts: liveAttempts, NonRetryableErrorTypes: nonRetryable}
+		actx := workflow.WithActivityOptions(ctx, opts)
+		var rows int64
+		if err := workflow.ExecuteActivity(actx, payload.LandLiveChunks, payload.ChunksInput{LoadID: man.LoadID, Chunks: man.Chunks}).Get(ctx, &rows); err != nil {
+			workflow.GetLogger(ctx).Warn("live landing failed; the load's rows show once compacted", "load", man.LoadID, "error", err)
+		}
+	}
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.DeferLoad, payload.PendingLoad{Source: source, Manifest: man}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("mark %s pending: %w", man.LoadID, err)
+	}
+	return nil
+}
