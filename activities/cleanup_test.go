@@ -44,6 +44,10 @@ func TestSweepRuleSelectsOnlyOldUnreferencedFiles(t *testing.T) {
 		{"webhooks/aa.json", batch.Start.Add(30 * time.Minute), keptRunning},
 		// Written long before it: signalled to an earlier batch, now closed.
 		{"webhooks/bb.json", batch.Start.Add(-48 * time.Hour), removedDelivery},
+		// A load waiting for the compaction, and its mark, stay however old.
+		{"loads/pending-load/chunk-00000.ndjson", old, keptRunning},
+		{"pending/pending-load/load.json", old, keptRunning},
+		{"pending/pending-load/.tmp-7", old, keptUnknown},
 		{"notes/readme.txt", old, keptUnknown},
 		{"notes/.tmp-1", old, keptUnknown},
 		{"manifest.json", old, keptUnknown},

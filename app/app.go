@@ -81,6 +81,11 @@ func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store, 
 	if err != nil {
 		return nil, err
 	}
+	// What waits for the compaction shows in the live view until the
+	// next run, and the hour it may take, has committed it.
+	if cfg.Pipeline.CompactEvery > 0 {
+		wh.SetLiveWindow(cfg.Pipeline.CompactEvery + time.Hour)
+	}
 	prices, err := warehouse.LoadPrices(cfg.Pipeline.PriceFile)
 	if err != nil {
 		return nil, fmt.Errorf("KTPIPE_PRICE_TABLE: %w", err)
@@ -262,7 +267,7 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 		r.MetricsAddr = r.metricsSrv.Addr
 	}
 	if cfg.Webhook.Addr != "" {
-		if r.webhooks, _, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, m, logger); err != nil {
+		if r.webhooks, _, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, cfg.Pipeline.CompactEvery > 0, c, store, m, logger); err != nil {
 			r.metricsSrv.Shutdown()
 			ws.Stop()
 			return fail(err)

@@ -204,7 +204,7 @@ var thisProcess = sync.OnceValue(func() string {
 
 // serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
 // tuning travels in each batch's input, as it does in every input a starter gives.
-func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, c client.Client, store staging.Store, m *metrics.Metrics, logger *slog.Logger) (*http.Server, net.Addr, error) {
+func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, deferLoads bool, c client.Client, store staging.Store, m *metrics.Metrics, logger *slog.Logger) (*http.Server, net.Addr, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
@@ -215,7 +215,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	}
 	rc := &webhook.Receiver{Secret: cfg.Secret.Reveal(), Store: store, Logger: logger,
 		Batches: &WebhookBatches{Client: c, TaskQueue: taskQueue, Shared: cfg.SharedSignals,
-			Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning}},
+			Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning, Defer: deferLoads}},
 		MaxBody:          cfg.MaxBody,
 		MaxInFlight:      cfg.MaxInFlight,
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
@@ -285,7 +285,7 @@ func StartReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger
 		}
 		r.MetricsAddr = r.metricsSrv.Addr
 	}
-	r.srv, r.Addr, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, c, store, m, logger)
+	r.srv, r.Addr, err = serveWebhooks(cfg.Webhook, cfg.Temporal.TaskQueue, workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}, cfg.Pipeline.CompactEvery > 0, c, store, m, logger)
 	if err != nil {
 		r.metricsSrv.Shutdown()
 		closeStore()

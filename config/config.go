@@ -173,7 +173,17 @@ type Pipeline struct {
 	// workflow uses once they are this old (failed loads stay
 	// replayable from staging that long).
 	StagingRetention Days `env:"KTPIPE_STAGING_RETENTION, default=7d"`
+	// CompactEvery: the pull and the webhook batches stage their loads
+	// and the compaction commits them all together this often (its own
+	// schedule); 0 commits each load as it lands. See the README, "The
+	// compaction".
+	CompactEvery time.Duration `env:"KTPIPE_COMPACT_EVERY, default=0"`
 }
+
+// MaxCompactEvery bounds KTPIPE_COMPACT_EVERY: the live view shows what
+// waits for the compaction for the interval and an hour (the view's window
+// is at most 5 hours: live_events keeps a row 5 hours at least).
+const MaxCompactEvery = 4 * time.Hour
 
 // Metrics configures the Prometheus endpoint and the audit.
 type Metrics struct {
@@ -354,6 +364,7 @@ func (c Pipeline) Validate() error {
 		// Far above the longest activity and its retries (6 h), so a file a
 		// live attempt writes is never old enough to be removed.
 		{"KTPIPE_STAGING_RETENTION", time.Duration(c.StagingRetention) >= 24*time.Hour, "at least 24h (1d)"},
+		{"KTPIPE_COMPACT_EVERY", c.CompactEvery == 0 || c.CompactEvery >= 5*time.Minute && c.CompactEvery <= MaxCompactEvery, "0 (off) or between 5m and 4h"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -32,11 +33,11 @@ func (c *CLI) scheduleCmd() *cobra.Command {
 		Short: "Apply, pause, trigger and describe the hourly pull's schedule (and the clean-up and history schedules)",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return usagef("schedule: want apply, pause, unpause, trigger, describe or backfill-history")
+			return usagef("schedule: want apply, pause, unpause, trigger, compact, describe or backfill-history")
 		},
 	}
 	cmd.AddCommand(c.scheduleApplyCmd(), c.schedulePauseCmd("pause"), c.schedulePauseCmd("unpause"),
-		c.scheduleTriggerCmd(), c.scheduleDescribeCmd(), c.scheduleBackfillHistoryCmd())
+		c.scheduleTriggerCmd(), c.scheduleCompactCmd(), c.scheduleDescribeCmd(), c.scheduleBackfillHistoryCmd())
 	return cmd
 }
 
@@ -78,8 +79,7 @@ func (c *CLI) scheduleApplyCmd() *cobra.Command {
 			}
 			defer ctl.Client.Close()
 			spec := ScheduleSpec{Interval: p.ScheduleInterval, CatchupWindow: p.CatchupWindow, Paused: paused,
-				Pull: workflows.IncrementalPullInput{Start: p.PullStart, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
-					BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow}}
+				Pull: PullInput(p)}
 			if interval > 0 {
 				spec.Interval = interval
 			}
@@ -137,6 +137,50 @@ func (c *CLI) scheduleApplyCmd() *cobra.Command {
 	f.StringVar(&start, "start", "", "where the very first pull starts: RFC 3339 or relative like 24h (default KTPIPE_PULL_START)")
 	f.BoolVar(&paused, "paused", false, "create the pull's schedule paused")
 	f.BoolVar(&historyActive, "history-daily", false, "also run the history export every day (otherwise it only serves backfills)")
+	return cmd
+}
+
+// PullInput is the scheduled pull's input from the pipeline settings.
+func PullInput(p config.Pipeline) workflows.IncrementalPullInput {
+	return workflows.IncrementalPullInput{Start: p.PullStart, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
+		BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow, Defer: p.CompactEvery > 0}
+}
+
+func (c *CLI) scheduleCompactCmd() *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "compact",
+		Short: "Commit the loads waiting for the compaction now (or follow the compaction running)",
+		Args:  cobra.NoArgs,
+		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
+			id, err := ctl.TriggerCompaction(ctx)
+			if err != nil {
+				return err
+			}
+			out := struct {
+				WorkflowID string                   `json:"workflowId"`
+				Result     *workflows.CompactResult `json:"result,omitempty"`
+			}{WorkflowID: id}
+			if !c.json() {
+				fmt.Fprintf(c.Stdout, "started %s\n", id)
+			}
+			if wait {
+				var res workflows.CompactResult
+				if err := ctl.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
+					return fmt.Errorf("compaction %s: %w", id, err)
+				}
+				out.Result = &res
+				if !c.json() {
+					fmt.Fprintf(c.Stdout, "committed %d loads: %d rows, %d quarantined\n", res.Loads, res.Rows, res.Quarantined)
+				}
+			}
+			if c.json() {
+				return c.printJSON(out)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the compaction to finish and print what it committed")
 	return cmd
 }
 
@@ -302,11 +346,20 @@ func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipe
 	}
 	out := []AppliedSchedule{{ctl.AuditScheduleID(), verb(created),
 		fmt.Sprintf("audit every %s (lag, duplicates, resends, schema violations, completeness of closed hours)", m.AuditInterval)}}
+	if created, err = ctl.ApplyCompactSchedule(ctx, p.CompactEvery, paused); err != nil {
+		return nil, err
+	}
+	what := "compaction of pending loads every %s (no load is deferred: KTPIPE_COMPACT_EVERY is 0)"
+	if p.CompactEvery > 0 {
+		what = "compaction of the pull's and webhook batches' pending loads every %s"
+	}
+	out = append(out, AppliedSchedule{ctl.CompactScheduleID(), verb(created), fmt.Sprintf(what, cmp.Or(p.CompactEvery, workflows.DefaultCompactEvery))})
 	if m.ReconcileInterval == 0 {
 		return out, nil
 	}
-	// After the late window, so the previous day's late events are in.
-	offset := min(p.LateWindow+time.Hour, m.ReconcileInterval-time.Minute)
+	// After the late window, so the previous day's late events are in,
+	// and after a compaction has committed the day's pending loads.
+	offset := min(max(p.LateWindow, p.CompactEvery)+time.Hour, m.ReconcileInterval-time.Minute)
 	if created, err = ctl.ApplyReconcileSchedule(ctx, m.ReconcileInterval, offset, paused); err != nil {
 		return nil, err
 	}

@@ -124,13 +124,19 @@ func (c *Control) upsertSchedule(ctx context.Context, o client.ScheduleOptions) 
 var ErrNoSchedule = errors.New("schedule not found; run 'schedule apply' first")
 
 func (c *Control) handle(ctx context.Context) (client.ScheduleHandle, error) {
-	h := c.Client.ScheduleClient().GetHandle(ctx, c.scheduleID())
+	return c.scheduleHandle(ctx, c.scheduleID())
+}
+
+// scheduleHandle returns schedule id's handle; ErrNoSchedule when it
+// does not exist.
+func (c *Control) scheduleHandle(ctx context.Context, id string) (client.ScheduleHandle, error) {
+	h := c.Client.ScheduleClient().GetHandle(ctx, id)
 	if _, err := h.Describe(ctx); err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
 			return nil, ErrNoSchedule
 		}
-		return nil, fmt.Errorf("describe schedule %s: %w", c.scheduleID(), err)
+		return nil, fmt.Errorf("describe schedule %s: %w", id, err)
 	}
 	return h, nil
 }
@@ -149,7 +155,12 @@ func (c *Control) PauseSchedule(ctx context.Context, pause bool, note string) er
 
 // TriggerSchedule starts a pull now and returns its workflow id.
 func (c *Control) TriggerSchedule(ctx context.Context) (string, error) {
-	h, err := c.handle(ctx)
+	return c.trigger(ctx, c.scheduleID())
+}
+
+// trigger starts schedule id's action now and returns its workflow id.
+func (c *Control) trigger(ctx context.Context, id string) (string, error) {
+	h, err := c.scheduleHandle(ctx, id)
 	if err != nil {
 		return "", err
 	}

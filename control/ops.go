@@ -54,3 +54,26 @@ func (c *Control) applyOpsSchedule(ctx context.Context, id string, iv client.Sch
 		CatchupWindow: time.Minute, // a run missed while the server was away is not worth running late
 	})
 }
+
+// CompactScheduleID is the id of the compaction's schedule.
+func (c *Control) CompactScheduleID() string { return c.TaskQueue + "-compaction" }
+
+// ApplyCompactSchedule creates or updates the compaction's schedule:
+// every interval, a run still going when the next is due skipped. It
+// runs whether or not loads are deferred (KTPIPE_COMPACT_EVERY 0): loads
+// marked pending before the compaction was turned off are still
+// committed, and with none pending a run only lists the marks.
+func (c *Control) ApplyCompactSchedule(ctx context.Context, every time.Duration, paused bool) (bool, error) {
+	if every <= 0 {
+		every = workflows.DefaultCompactEvery
+	}
+	in := workflows.CompactInput{Tuning: c.tuning(workflows.Tuning{})}
+	return c.applyOpsSchedule(ctx, c.CompactScheduleID(), client.ScheduleIntervalSpec{Every: every},
+		workflows.Compact, in, "compact", paused)
+}
+
+// TriggerCompaction starts a compaction now (or returns the one running)
+// and returns its workflow id.
+func (c *Control) TriggerCompaction(ctx context.Context) (string, error) {
+	return c.trigger(ctx, c.CompactScheduleID())
+}

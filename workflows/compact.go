@@ -50,6 +50,12 @@ type CompactResult struct {
 	Failed      []string `json:"failed,omitempty"` // loads that could not be committed: replay them
 }
 
+// CompactProgress is what the progress query of a compaction returns.
+type CompactProgress struct {
+	CompactResult
+	Phase string `json:"phase"`
+}
+
 // Compact commits the pending loads (see DeferLoad) in rounds of up to
 // compactChunks chunks: it commits a round's loads together, checks each
 // against its manifest, counts it, and only then removes its mark and
@@ -60,7 +66,9 @@ type CompactResult struct {
 func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
 	res := in.Totals
 	phase := "listing pending loads"
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (CompactResult, error) { return res, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (CompactProgress, error) {
+		return CompactProgress{CompactResult: res, Phase: phase}, nil
+	}); err != nil {
 		return res, err
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, KindKey.ValueSet("compact")); err != nil {

@@ -22,8 +22,10 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/workflows"
 )
 
 // Pricing: BigQuery on-demand compute, $6.25 per TiB processed, at least
@@ -67,6 +69,10 @@ type modelInputs struct {
 	// all paths together (set by the model from the pull and webhook
 	// paths at each scale).
 	CommitsPerDayAllPaths float64
+	// CompactEvery is the compaction's interval in the compacted design
+	// (KTPIPE_COMPACT_EVERY): the pull's and webhook batches' loads wait
+	// for it and commit together.
+	CompactEvery time.Duration
 }
 
 func defaultModelInputs() modelInputs {
@@ -75,6 +81,7 @@ func defaultModelInputs() modelInputs {
 		WebhookBatches: 24 * 60, ExportsPerDay: 1, HistoryDays: 365,
 		InvalidRate: 0.01, PartitionsPerChunk: 1, PartitionFill: 0.5,
 		BatchChunks: warehouse.MaxBatchChunks, QuarantineWindowDays: 30, UsageRowsPerCommit: 20,
+		CompactEvery: workflows.DefaultCompactEvery,
 	}
 }
 
@@ -86,7 +93,7 @@ type widths map[string]map[string]float64
 // observedStmt is one statement the emulator run recorded, with the
 // scope it ran in.
 type observedStmt struct {
-	Scope string // "chunk", "commit", "load" or "run"
+	Scope string // "chunk", "commit", "load", "run", "pullload" or "pullrun"
 	Job   bool   // the first statement of a job (a script's later parts are child jobs)
 	SQL   string // one statement (scripts are split); empty for a load job
 	Load  string // table a load job writes
@@ -244,11 +251,19 @@ type pathLoad struct {
 	QuarantineRows       float64 // rows of quarantine with the whole history
 	QuarantineWindowRows float64 // rows of quarantine in the dedup window
 	QuarantinedPerCommit float64
+	// CommittedRows is the rows the day's commits take: the day's events,
+	// or twice them when the pull and the webhooks both bring every event
+	// to the same commits (the compacted design).
+	CommittedRows float64
+	// PullLoadsPerDay and PullRunsPerDay are the pull's loads and runs
+	// (its checkpoint writes and reads) in a design that mixes paths.
+	PullLoadsPerDay, PullRunsPerDay float64
 }
 
 func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
-	p := pathLoad{Path: path, EventsPerDay: eventsPerDay}
+	p := pathLoad{Path: path, EventsPerDay: eventsPerDay, CommittedRows: eventsPerDay}
 	chunksFor := func(rows float64) float64 { return math.Max(1, math.Ceil(rows/float64(in.ChunkRows))) }
+	batch := math.Max(1, float64(in.BatchChunks))
 	switch path {
 	case "export":
 		p.LoadsPerDay = float64(in.ExportsPerDay)
@@ -264,15 +279,30 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		p.LoadsPerDay = float64(in.WebhookBatches)
 		p.RunsPerDay = p.LoadsPerDay
 		p.ChunksPerDay = p.LoadsPerDay * chunksFor(eventsPerDay/p.LoadsPerDay)
+	case "compacted":
+		// The pull's and the webhook batches' loads, every event through
+		// both, committed by the compaction's runs: each run's chunks in
+		// transactions of up to BatchChunks.
+		pull, hook := shape("pull", eventsPerDay, in), shape("webhook", eventsPerDay, in)
+		p.LoadsPerDay = pull.LoadsPerDay + hook.LoadsPerDay
+		p.ChunksPerDay = pull.ChunksPerDay + hook.ChunksPerDay
+		p.PullLoadsPerDay, p.PullRunsPerDay = pull.LoadsPerDay, pull.RunsPerDay
+		p.CommittedRows = 2 * eventsPerDay
+		p.RunsPerDay = math.Ceil(float64(24*time.Hour) / float64(in.CompactEvery))
+		p.CommitsPerDay = p.RunsPerDay * math.Ceil(p.ChunksPerDay/p.RunsPerDay/batch)
 	}
-	p.RowsPerLoad = eventsPerDay / p.LoadsPerDay
-	batch := math.Max(1, float64(in.BatchChunks))
-	p.CommitsPerDay = p.LoadsPerDay * math.Ceil(p.ChunksPerDay/p.LoadsPerDay/batch)
+	if path == "pull" {
+		p.PullLoadsPerDay, p.PullRunsPerDay = p.LoadsPerDay, p.RunsPerDay
+	}
+	p.RowsPerLoad = p.CommittedRows / p.LoadsPerDay
+	if path != "compacted" {
+		p.CommitsPerDay = p.LoadsPerDay * math.Ceil(p.ChunksPerDay/p.LoadsPerDay/batch)
+	}
 	p.PartitionRows = eventsPerDay
 	p.HistoryRows = eventsPerDay * float64(in.HistoryDays)
 	p.QuarantineRows = p.HistoryRows * in.InvalidRate
 	p.QuarantineWindowRows = eventsPerDay * float64(min(in.HistoryDays, in.QuarantineWindowDays)) * in.InvalidRate
-	p.QuarantinedPerCommit = eventsPerDay * in.InvalidRate / p.CommitsPerDay
+	p.QuarantinedPerCommit = p.CommittedRows * in.InvalidRate / p.CommitsPerDay
 	return p
 }
 
@@ -291,8 +321,9 @@ type dayCost struct {
 func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, error) {
 	c := dayCost{pathLoad: p, DML: map[string]float64{}, Mutating: map[string]float64{}, ByRule: map[string]float64{}}
 	c.NewBytesPerDay = p.EventsPerDay * rowWidth(w["event"])
-	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay}
-	chunkRows := p.EventsPerDay / p.CommitsPerDay
+	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
+		"pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay}
+	chunkRows := p.CommittedRows / p.CommitsPerDay
 	for _, st := range stmts {
 		n := times[st.Scope]
 		if st.SQL == "" {
@@ -407,6 +438,11 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 		}
 		all.Path = "pull + webhook"
 		printRow(out, all)
+		c, err := compacted(n, in, w, paths)
+		if err != nil {
+			return err
+		}
+		printRow(out, c)
 	}
 	// The live landing streams every webhook event once more, billed by
 	// row with a 1 KB minimum; the live view's reads are the querier's.
@@ -452,6 +488,26 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 		return err
 	}
 	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, pull path, by statement:\n", count(scales[len(scales)-1]))
+	printBreakdown(out, c)
+	if c, err = compacted(last, in, w, paths); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, %s, by statement:\n", count(last), c.Path)
+	printBreakdown(out, c)
+	return nil
+}
+
+// compacted is the compacted design's day at n events: the pull's and
+// webhook batches' loads committed together by the compaction.
+func compacted(n float64, in modelInputs, w widths, paths map[string][]observedStmt) (dayCost, error) {
+	p := shape("compacted", n, in)
+	in.CommitsPerDayAllPaths = p.CommitsPerDay
+	c, err := cost(p, paths["compacted"], w, in)
+	c.Path = "pull + webhook, compacted every " + strings.TrimSuffix(in.CompactEvery.String(), "0m0s")
+	return c, err
+}
+
+func printBreakdown(out io.Writer, c dayCost) {
 	var names []string
 	for k := range c.ByRule {
 		names = append(names, k)
@@ -460,7 +516,6 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	for _, k := range names {
 		fmt.Fprintf(out, "  %-40s %12s  $%.2f\n", k, human(c.ByRule[k]), dollars(c.ByRule[k]))
 	}
-	return nil
 }
 
 func printRow(out io.Writer, c dayCost) {

@@ -187,7 +187,17 @@ func runModel(out io.Writer, scales []float64) error {
 	if err := refresh("load"); err != nil {
 		return err
 	}
-	paths["webhook"] = stmts
+	paths["webhook"], stmts = stmts, nil
+	// The compaction: a pull's load and a webhook batch's staged and
+	// marked pending (the pull's chunks landed in live_events too; the
+	// webhook's streamed, as above), the pull's cursor read once a pull
+	// run and its checkpoint once a pull load; then the compaction's run
+	// commits both loads together, checks them, and refreshes the
+	// dimensions.
+	if err := modelCompaction(ctx, wh, store, split, chunkRows, recorded, add, refresh); err != nil {
+		return err
+	}
+	paths["compacted"] = stmts
 
 	fmt.Fprintf(out, "statements recorded on the emulator (%s), one load of 2 chunks per path:\n", devstack.BQEmulatorVersion)
 	for _, p := range []string{"export", "pull", "webhook"} {
@@ -277,4 +287,83 @@ func dataSize(fs *bigquery.FieldSchema, v any) float64 {
 		return 1
 	}
 	return 8 // INT64, FLOAT64, DATE, TIMESTAMP
+}
+
+// modelCompaction records the compacted design's statements (see
+// runModel): the scopes "chunk" (the pull's first chunk stands for every
+// chunk of both paths), "pullrun", "pullload", "commit" and "run" (a
+// compaction run), through add.
+func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging.Dir,
+	split func(string, int) (staging.Manifest, error), chunkRows int,
+	recorded func() []warehouse.Statement, add func(warehouse.Statement, string), refresh func(string) error) error {
+	take := func(scope string) {
+		for _, s := range recorded() {
+			add(s, scope)
+		}
+	}
+	if _, err := wh.Checkpoint(ctx, "model"); err != nil {
+		return err
+	}
+	take("pullrun")
+	var loads []warehouse.LoadChunks
+	for _, l := range []struct{ id, source string }{{"model-cpull", "pull"}, {"model-cwebhook", "webhook"}} {
+		man, err := split(l.id, chunkRows)
+		if err != nil {
+			return err
+		}
+		for i, c := range man.Chunks {
+			if err := stageChunk(ctx, wh, store, l.id, c); err != nil {
+				return err
+			}
+			f, err := store.Open(ctx, c.Key)
+			if err != nil {
+				return err
+			}
+			err = wh.LandLiveChunk(ctx, l.id, c, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			if i == 0 && l.source == "pull" {
+				take("chunk")
+			} else {
+				recorded()
+			}
+		}
+		loads = append(loads, warehouse.LoadChunks{LoadID: l.id, Source: l.source, Chunks: man.Chunks})
+	}
+	if err := wh.SetCheckpoint(ctx, "model", "c2"); err != nil {
+		return err
+	}
+	take("pullload")
+	if err := wh.CommitLoads(ctx, loads); err != nil {
+		return err
+	}
+	// The commit counts each chunk's staging tables: the pull's first
+	// chunk's stand for every chunk's, as above.
+	for _, s := range recorded() {
+		switch {
+		case !strings.HasPrefix(s.What, "count "):
+			add(s, "commit")
+		case strings.Contains(s.What, "cpull") && strings.HasSuffix(s.What, "_00000"):
+			add(s, "chunk")
+		}
+	}
+	var ids []string
+	for _, l := range loads {
+		ids = append(ids, l.LoadID)
+		for _, c := range l.Chunks {
+			if err := wh.DropStaging(ctx, l.LoadID, c.Index); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := wh.CheckLoads(ctx, ids); err != nil {
+		return err
+	}
+	take("run")
+	if err := refresh("run"); err != nil {
+		return err
+	}
+	return nil
 }

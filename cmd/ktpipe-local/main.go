@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -155,9 +156,12 @@ func run(ctx context.Context, o options) error {
 	ctl := &control.Control{Client: w.Client, TaskQueue: cfg.Temporal.TaskQueue, Tuning: workflows.Tuning{Concurrency: cfg.Pipeline.Concurrency}}
 
 	step("applying the schedule %s: every %s, overlap skip", ctl.ScheduleName(), cfg.Pipeline.ScheduleInterval)
-	pull := workflows.IncrementalPullInput{Start: cfg.Pipeline.PullStart, PageSize: cfg.Pipeline.PageSize,
-		PagesPerBatch: cfg.Pipeline.PagesPerBatch, BatchesPerRun: cfg.Pipeline.BatchesPerRun, LateWindow: cfg.Pipeline.LateWindow}
-	if _, err := ctl.ApplySchedule(ctx, control.ScheduleSpec{Interval: cfg.Pipeline.ScheduleInterval, CatchupWindow: cfg.Pipeline.CatchupWindow, Pull: pull}); err != nil {
+	if _, err := ctl.ApplySchedule(ctx, control.ScheduleSpec{Interval: cfg.Pipeline.ScheduleInterval, CatchupWindow: cfg.Pipeline.CatchupWindow,
+		Pull: control.PullInput(cfg.Pipeline)}); err != nil {
+		return err
+	}
+	step("applying the compaction's schedule %s: every %s", ctl.CompactScheduleID(), cmp.Or(cfg.Pipeline.CompactEvery, workflows.DefaultCompactEvery))
+	if _, err := ctl.ApplyCompactSchedule(ctx, cfg.Pipeline.CompactEvery, false); err != nil {
 		return err
 	}
 
@@ -194,6 +198,16 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("pull %s: %w", id, err)
 	}
 	fmt.Printf("    pull %s: %d batches, %d rows, %d quarantined\n", id, pres.Batches, pres.Rows, pres.Quarantined)
+
+	step("compacting now rather than at the next scheduled run: the pull's and webhook batch's pending loads commit together")
+	if id, err = ctl.TriggerCompaction(ctx); err != nil {
+		return err
+	}
+	var cres workflows.CompactResult
+	if err := w.Client.GetWorkflow(ctx, id, "").Get(ctx, &cres); err != nil {
+		return fmt.Errorf("compaction %s: %w", id, err)
+	}
+	fmt.Printf("    compaction %s: %d loads, %d rows, %d quarantined\n", id, cres.Loads, cres.Rows, cres.Quarantined)
 
 	step("reconciling the backfilled range per day against the API's count")
 	rc, err := ctl.StartReconcile(ctx, workflows.ReconcileInput{Since: since, Until: until, Step: 24 * time.Hour})

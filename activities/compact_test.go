@@ -1,0 +1,98 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ktpipe/ktpipe/payload"
+	"github.com/ktpipe/ktpipe/staging"
+)
+
+func pending(id string, chunks int) payload.PendingLoad {
+	m := payload.Manifest{LoadID: id, Rows: int64(chunks)}
+	for i := range chunks {
+		m.Chunks = append(m.Chunks, payload.Chunk{Index: i, Key: "loads/" + id + "/chunk.ndjson", Rows: 1, MinDate: "2026-11-01", MaxDate: "2026-11-01"})
+	}
+	return payload.PendingLoad{Source: payload.SourcePull, Manifest: m}
+}
+
+func loadIDs(r payload.PendingLoadsResult) string {
+	var ids []string
+	for _, p := range r.Loads {
+		ids = append(ids, p.Manifest.LoadID)
+	}
+	return strings.Join(ids, ",")
+}
+
+// Marks written (twice: a retry), listed within both bounds, removed.
+func TestPendingLoadsAreMarkedListedAndFinished(t *testing.T) {
+	ctx := context.Background()
+	a := &Activities{Store: staging.Dir{Root: t.TempDir()}}
+	for _, p := range []payload.PendingLoad{pending("A", 1), pending("B", 3), pending("B", 3), pending("C", 1)} {
+		if err := a.DeferLoad(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := a.PendingLoads(ctx, payload.PendingLoadsInput{})
+	if err != nil || loadIDs(all) != "A,B,C" || all.More || all.Loads[1].Source != payload.SourcePull || len(all.Loads[1].Manifest.Chunks) != 3 {
+		t.Fatalf("pending %+v %v, want A, B (3 chunks), C", all, err)
+	}
+	// At most 2 chunks: A, and B would exceed them.
+	some, err := a.PendingLoads(ctx, payload.PendingLoadsInput{MaxChunks: 2})
+	if err != nil || loadIDs(some) != "A" || !some.More {
+		t.Fatalf("pending within 2 chunks %+v %v, want A and more", some, err)
+	}
+	// A load larger than the bound alone is still listed, or it would
+	// never be committed.
+	if err := a.FinishLoad(ctx, "A"); err != nil {
+		t.Fatal(err)
+	}
+	some, err = a.PendingLoads(ctx, payload.PendingLoadsInput{MaxChunks: 2})
+	if err != nil || loadIDs(some) != "B" || !some.More {
+		t.Fatalf("pending within 2 chunks after A %+v %v, want B alone and more", some, err)
+	}
+	some, err = a.PendingLoads(ctx, payload.PendingLoadsInput{MaxLoads: 1})
+	if err != nil || loadIDs(some) != "B" || !some.More {
+		t.Fatalf("pending, 1 load %+v %v, want B and more", some, err)
+	}
+	for _, id := range []string{"B", "C", "C"} { // finishing again does nothing
+		if err := a.FinishLoad(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if none, err := a.PendingLoads(ctx, payload.PendingLoadsInput{}); err != nil || len(none.Loads) != 0 || none.More {
+		t.Fatalf("pending after all finished %+v %v", none, err)
+	}
+}
+
+// A mark that is not one ktpipe wrote whole stops the listing with an
+// error naming it, rather than being taken for a load.
+func TestPendingLoadsRefusesAForeignMark(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	a := &Activities{Store: staging.Dir{Root: root}}
+	if err := a.DeferLoad(ctx, pending("A", 1)); err != nil {
+		t.Fatal(err)
+	}
+	for key, body := range map[string]string{"pending/B/load.json": "not json", "pending/C/load.json": `{"Manifest":{"LoadID":"A"}}`} {
+		path := filepath.Join(root, key)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := a.PendingLoads(ctx, payload.PendingLoadsInput{})
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || !appErr.NonRetryable() || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: err %v, want a non-retryable error naming it", key, err)
+		}
+		os.Remove(path)
+	}
+}

@@ -1,0 +1,176 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/api/iterator"
+
+	"github.com/ktpipe/ktpipe/control"
+	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/workflows"
+)
+
+// count runs a COUNT(*) query and returns its one value.
+func (s *stack) count(sql string) int64 {
+	s.t.Helper()
+	ctx := context.Background()
+	q := s.bq.Query(sql)
+	it, err := q.Read(ctx)
+	if err != nil {
+		s.t.Fatalf("%s: %v", sql, err)
+	}
+	var row []bigquery.Value
+	if err := it.Next(&row); err != nil && err != iterator.Done {
+		s.t.Fatalf("%s: %v", sql, err)
+	}
+	n, _ := row[0].(int64)
+	return n
+}
+
+// pendingMarks lists the loads marked pending in the stack's staging.
+func (s *stack) pendingMarks() []string {
+	s.t.Helper()
+	keys, err := staging.Dir{Root: s.staging}.List(context.Background(), "pending")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return keys
+}
+
+// compactOnce triggers the compaction's schedule and waits for the run.
+func (s *stack) compactOnce() workflows.CompactResult {
+	s.t.Helper()
+	id, err := s.ctl.TriggerCompaction(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var res workflows.CompactResult
+	waitWorkflow(s.t, id, &res)
+	return res
+}
+
+// Deferred pulls stage their batches and land them in the live view only;
+// the compaction commits them all in one run, exactly once, however often
+// the source resends and the pull runs again; then nothing stays pending.
+func TestDeferredPullsLandOnceThroughTheCompaction(t *testing.T) {
+	cfg := simConfig()
+	cfg.Faults = ktsim.Faults{ResendRate: 0.5}
+	s := newStack(t, cfg, true)
+	ctx := context.Background()
+	pull := workflows.IncrementalPullInput{Start: "30d", PageSize: 300, PagesPerBatch: 1, BatchesPerRun: 3, LateWindow: time.Hour, Tuning: s.tuning, Defer: true}
+	if _, err := s.ctl.ApplySchedule(ctx, control.ScheduleSpec{Interval: time.Hour, CatchupWindow: time.Hour, Paused: true, Pull: pull}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ctl.ApplyCompactSchedule(ctx, time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	trigger := func() workflows.IncrementalPullResult {
+		id, err := s.ctl.TriggerSchedule(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.IncrementalPullResult
+		waitWorkflow(t, id, &res)
+		return res
+	}
+	first := trigger()
+	fact := "`" + project + "." + s.dataset + ".fact_ai_event`"
+	if n := s.count("SELECT COUNT(*) FROM " + fact); n != 0 {
+		t.Fatalf("fact holds %d rows before the compaction, want none: the pull must not commit", n)
+	}
+	// One mark a batch that pulled something.
+	marks := s.pendingMarks()
+	if len(marks) < 3 {
+		t.Fatalf("pull %+v left pending marks %v, want several", first, marks)
+	}
+	live := "`" + project + "." + s.dataset + "." + "fact_ai_event_live`"
+	if n := s.count("SELECT COUNTIF(NOT committed) FROM " + live); n == 0 {
+		t.Error("the live view shows none of the pulled rows before the compaction")
+	}
+
+	res := s.compactOnce()
+	if res.Loads != len(marks) || res.Rows != first.Rows || len(res.Failed) != 0 {
+		t.Fatalf("compaction %+v, want the pull's %d pending loads (%d rows)", res, len(marks), first.Rows)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	if m := s.pendingMarks(); len(m) != 0 {
+		t.Fatalf("marks left after the compaction: %v", m)
+	}
+
+	// The source resends, late events arrive: pulled again, compacted
+	// again, still once each.
+	s.sim.Ingest(100, 0.5)
+	second := trigger()
+	marks = s.pendingMarks()
+	if second.Rows == 0 || len(marks) == 0 {
+		t.Fatalf("second pull %+v, marks %v: want the new events pending", second, marks)
+	}
+	if res := s.compactOnce(); res.Loads != len(marks) || res.Rows != second.Rows {
+		t.Fatalf("compaction %+v, want the second pull's %d loads (%d rows)", res, len(marks), second.Rows)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	// With nothing pending, a run commits nothing.
+	if res := s.compactOnce(); res.Loads != 0 {
+		t.Fatalf("idle compaction %+v, want no load", res)
+	}
+}
+
+// A worker killed while the compaction commits: the restarted worker
+// commits the round again, which adds nothing, and every event lands once.
+func TestWorkerKilledMidCompaction(t *testing.T) {
+	bin := buildWorker(t)
+	cfg := simConfig()
+	cfg.HistoryEvents = 2400
+	s := newStack(t, cfg, false)
+	ctx := context.Background()
+	w1 := s.startWorkerProcess(bin)
+	pull := workflows.IncrementalPullInput{Start: "30d", PageSize: 400, PagesPerBatch: 1, BatchesPerRun: 20, Tuning: s.tuning, Defer: true}
+	var pres workflows.IncrementalPullResult
+	if err := s.run("pull-"+s.tq, workflows.IncrementalPull, pull, &pres); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.pendingMarks()) < 5 {
+		t.Fatalf("pull %+v: want several pending loads", pres)
+	}
+	id := "compact-killed-" + s.tq
+	tuning := s.tuning
+	tuning.HeartbeatTimeout = 2 * time.Second
+	run, err := temporalSrv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.tq}, workflows.Compact,
+		workflows.CompactInput{Tuning: tuning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p workflows.CompactProgress
+	for deadline := time.Now().Add(90 * time.Second); !strings.HasPrefix(p.Phase, "committing"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("compaction never reached its commit: %+v", p)
+		}
+		if v, err := temporalSrv.Client().QueryWorkflow(ctx, id, "", workflows.ProgressQuery); err == nil {
+			v.Get(&p)
+		}
+	}
+	w1.Process.Signal(syscall.SIGKILL)
+	w1.Wait()
+	t.Logf("killed the worker in phase %q", p.Phase)
+	s.startWorkerProcess(bin)
+	var res workflows.CompactResult
+	ctx2, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := run.Get(ctx2, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != pres.Rows {
+		t.Fatalf("compaction %+v, want the pull's %d rows", res, pres.Rows)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	if m := s.pendingMarks(); len(m) != 0 {
+		t.Fatalf("marks left after the compaction: %v", m)
+	}
+}
