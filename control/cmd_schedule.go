@@ -338,8 +338,10 @@ func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipe
 		return nil, err
 	}
 	// Hours are checked for completeness once a pull has had the chance
-	// to load them: one pull interval and ten minutes after they close.
-	audit := workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: pullInterval + 10*time.Minute}
+	// to load them (and the compaction to commit them): one pull interval,
+	// one compaction interval when loads wait for it, and ten minutes after
+	// they close.
+	audit := workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: pullInterval + p.CompactEvery + 10*time.Minute}
 	created, err := ctl.ApplyAuditSchedule(ctx, audit, paused)
 	if err != nil {
 		return nil, err
