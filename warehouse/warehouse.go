@@ -255,6 +255,11 @@ func (w *Warehouse) loadJob(ctx context.Context, table string, schema bigquery.S
 		l := w.ds.Table(table).LoaderFrom(src)
 		l.WriteDisposition = disposition
 		l.CreateDisposition = bigquery.CreateIfNeeded
+		if disposition == bigquery.WriteAppend {
+			// Appends go to ktpipe's own tables, which EnsureSchema made
+			// partitioned and expiring: one made here would be neither.
+			l.CreateDisposition = bigquery.CreateNever
+		}
 		l.JobID = id
 		l.Location = w.location
 		// One request per upload: a chunk is bounded by KTPIPE_CHUNK_ROWS,
