@@ -23,7 +23,9 @@ func TestCommitLoadsCommitsManyLoadsOnce(t *testing.T) {
 	ds := fmt.Sprintf("ds_loads_%d", dsSeq.Add(1))
 	w := newWarehouseIn(t, ds)
 	bad := strings.Replace(event(uuid(103), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
-	shared := func(cost string) string { return event(uuid(100), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", cost) }
+	shared := func(cost string) string {
+		return event(uuid(100), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", cost)
+	}
 	loads := map[string][]string{
 		"load-m1": {shared("0.01"), event(uuid(101), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.02", "pii"), bad},
 		"load-m2": {shared("0.50"), event(uuid(102), "2026-11-03T01:00:00Z", "cy", "gpt-4o", "allow", "0.01"), bad},
