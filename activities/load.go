@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/warehouse"
@@ -42,36 +43,48 @@ type MergeProgress struct {
 	Done int
 }
 
-// MergeLoad commits the staged chunks into raw, fact and quarantine, in
-// chunk order and in batches of up to warehouse.MaxBatchChunks, one
-// transaction each, then drops the staging tables. Each commit is guarded
-// (anti-join inserts, the ledger), so a batch committed twice adds
-// nothing; resuming after the last heartbeat only saves the work.
+// MergeLoad commits one load's staged chunks: MergeLoads of one.
 func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error {
+	return a.MergeLoads(ctx, payload.MergeLoadsInput{Loads: []payload.MergeInput{in}})
+}
+
+// MergeLoads commits the staged chunks of loads into raw, fact and
+// quarantine, in the order given (each load's in its chunk order), in
+// transactions of up to warehouse.MaxBatchChunks chunks: loads are packed
+// together, and a load larger than the bound spans several transactions.
+// Then it drops the staging tables. Each commit is guarded (anti-join
+// inserts, the ledger), so a transaction committed twice adds nothing;
+// resuming after the last heartbeat (MergeProgress: chunks committed,
+// counted over the loads in order) only saves the work.
+func (a *Activities) MergeLoads(ctx context.Context, in payload.MergeLoadsInput) error {
+	total, err := checkMergeLoads(in)
+	if err != nil {
+		return err
+	}
 	start := 0
 	var p MergeProgress
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
-		// Batches start at multiples of MaxBatchChunks, whatever the
+		// Transactions start at multiples of MaxBatchChunks, whatever the
 		// heartbeat says (a per-chunk merge before batches recorded any
 		// count): committing a chunk again adds nothing. A merge that
 		// committed everything goes straight to dropping the staging
 		// tables: a kill there can leave a half-dropped table the
 		// emulator lists but cannot count.
 		start = p.Done
-		if start < len(in.Chunks) {
+		if start < total {
 			start -= start % warehouse.MaxBatchChunks
 		}
 	}
 	var done atomic.Int64
 	done.Store(int64(start))
 	defer keepAlive(ctx, func() any { return MergeProgress{Done: int(done.Load())} })()
-	for i := start; i < len(in.Chunks); i += warehouse.MaxBatchChunks {
-		batch := in.Chunks[i:min(i+warehouse.MaxBatchChunks, len(in.Chunks))]
-		if err := a.commitBatch(ctx, in, batch); err != nil {
+	for i := start; i < total; i += warehouse.MaxBatchChunks {
+		end := min(i+warehouse.MaxBatchChunks, total)
+		if err := a.commitLoads(ctx, packLoads(in.Loads, i, end)); err != nil {
 			return err
 		}
-		done.Store(int64(i + len(batch)))
-		activity.RecordHeartbeat(ctx, MergeProgress{Done: i + len(batch)})
+		done.Store(int64(end))
+		activity.RecordHeartbeat(ctx, MergeProgress{Done: end})
 	}
 	// Every chunk is committed: dropping its staging tables is tidying
 	// (they expire by themselves), so it is bounded and cannot fail or
@@ -79,37 +92,84 @@ func (a *Activities) MergeLoad(ctx context.Context, in payload.MergeInput) error
 	// ends; an emulator table half dropped by a killed attempt answers
 	// 500 to every delete, which held a merge, and the one merge slot,
 	// for as long as the activity could run.
-	for _, c := range in.Chunks {
-		dctx, cancel := context.WithTimeout(ctx, dropStagingTimeout)
-		err := a.Warehouse.DropStaging(dctx, in.LoadID, c.Index)
-		cancel()
-		if err != nil {
-			activity.GetLogger(ctx).Warn("staging tables left to expire", "load", in.LoadID, "chunk", c.Index, "error", err)
+	for _, l := range in.Loads {
+		for _, c := range l.Chunks {
+			dctx, cancel := context.WithTimeout(ctx, dropStagingTimeout)
+			err := a.Warehouse.DropStaging(dctx, l.LoadID, c.Index)
+			cancel()
+			if err != nil {
+				activity.GetLogger(ctx).Warn("staging tables left to expire", "load", l.LoadID, "chunk", c.Index, "error", err)
+			}
 		}
 	}
 	return nil
 }
 
-// commitBatch commits one batch. A stage whose worker died can leave a
-// short or missing staging table: that chunk is staged again from its
-// file and the batch committed again. A chunk lost a second time fails
-// the attempt, so the loop ends after at most one restage per chunk.
-func (a *Activities) commitBatch(ctx context.Context, in payload.MergeInput, batch []payload.Chunk) error {
-	restaged := map[int]bool{}
+// checkMergeLoads refuses loads that cannot be committed as given (a load
+// without an id, a load or chunk named twice), and counts their chunks.
+func checkMergeLoads(in payload.MergeLoadsInput) (total int, err error) {
+	seen := map[string]bool{}
+	for i, l := range in.Loads {
+		if l.LoadID == "" || seen[l.LoadID] {
+			return 0, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("merge loads: MergeLoadsInput.Loads[%d].LoadID %q: must be set and name one load once", i, l.LoadID), payload.ErrTypeBadInput, nil)
+		}
+		seen[l.LoadID] = true
+		chunks := map[int]bool{}
+		for _, c := range l.Chunks {
+			if chunks[c.Index] {
+				return 0, temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("merge loads: MergeLoadsInput.Loads[%d].Chunks: chunk %d of %s twice", i, c.Index, l.LoadID), payload.ErrTypeBadInput, nil)
+			}
+			chunks[c.Index] = true
+		}
+		total += len(l.Chunks)
+	}
+	return total, nil
+}
+
+// packLoads is the transaction of chunks [from, to) of the loads' chunks
+// taken in order: each load's chunks in that range, loads in order.
+func packLoads(loads []payload.MergeInput, from, to int) []warehouse.LoadChunks {
+	var batch []warehouse.LoadChunks
+	off := 0
+	for _, l := range loads {
+		lo, hi := max(from-off, 0), min(to-off, len(l.Chunks))
+		if lo < hi {
+			batch = append(batch, warehouse.LoadChunks{LoadID: l.LoadID, Source: l.Source, Chunks: l.Chunks[lo:hi]})
+		}
+		off += len(l.Chunks)
+	}
+	return batch
+}
+
+// commitLoads commits one transaction. A stage whose worker died can
+// leave a short or missing staging table: that chunk is staged again from
+// its file and the transaction committed again. A chunk lost a second
+// time fails the attempt, so the loop ends after at most one restage per
+// chunk.
+func (a *Activities) commitLoads(ctx context.Context, batch []warehouse.LoadChunks) error {
+	restaged := map[string]bool{}
 	for {
 		start := time.Now()
-		err := a.Warehouse.CommitBatch(ctx, in.LoadID, in.Source, batch)
+		err := a.Warehouse.CommitLoads(ctx, batch)
 		a.Metrics.ObserveCommit(time.Since(start))
 		var lost *warehouse.StagingLostError
-		if !errors.As(err, &lost) || restaged[lost.Chunk] {
+		key := ""
+		if errors.As(err, &lost) {
+			key = fmt.Sprintf("%s/%d", lost.Load, lost.Chunk)
+		}
+		if key == "" || restaged[key] {
 			return classifyWarehouse(ctx, "merge", err)
 		}
-		restaged[lost.Chunk] = true
-		activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", in.LoadID, "chunk", lost.Chunk, "reason", err)
-		for _, c := range batch {
-			if c.Index == lost.Chunk {
-				if err := a.StageChunk(ctx, payload.ChunkInput{LoadID: in.LoadID, Chunk: c}); err != nil {
-					return err // classified by StageChunk
+		restaged[key] = true
+		activity.GetLogger(ctx).Warn("re-staging chunk before commit", "load", lost.Load, "chunk", lost.Chunk, "reason", err)
+		for _, l := range batch {
+			for _, c := range l.Chunks {
+				if l.LoadID == lost.Load && c.Index == lost.Chunk {
+					if err := a.StageChunk(ctx, payload.ChunkInput{LoadID: l.LoadID, Chunk: c}); err != nil {
+						return err // classified by StageChunk
+					}
 				}
 			}
 		}
@@ -125,6 +185,47 @@ func (a *Activities) CheckLoad(ctx context.Context, loadID string) (payload.Comp
 	defer keepAlive(ctx, nil)()
 	c, err := a.Warehouse.CheckLoad(ctx, loadID)
 	return c, classifyWarehouse(ctx, "check load "+loadID, err)
+}
+
+// CheckLoads counts what each load left in the warehouse, in two queries
+// however many loads (up to warehouse.MaxCheckLoads).
+func (a *Activities) CheckLoads(ctx context.Context, loadIDs []string) (map[string]payload.Completeness, error) {
+	if len(loadIDs) > warehouse.MaxCheckLoads {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("check loads: %d load ids, at most warehouse.MaxCheckLoads (%d) a call", len(loadIDs), warehouse.MaxCheckLoads), payload.ErrTypeBadInput, nil)
+	}
+	defer keepAlive(ctx, nil)()
+	c, err := a.Warehouse.CheckLoads(ctx, loadIDs)
+	return c, classifyWarehouse(ctx, fmt.Sprintf("check %d loads", len(loadIDs)), err)
+}
+
+// LandLiveChunks appends staged chunks' rows to live_events, one load job
+// a chunk (free on BigQuery, no DML), so fact_ai_event_live shows them
+// before a compaction commits them. A chunk's job id comes from its load,
+// number and content: a retry whose job ran adds nothing. It returns the
+// rows landed (a retry counts a landed chunk again).
+func (a *Activities) LandLiveChunks(ctx context.Context, in payload.ChunksInput) (rows int64, err error) {
+	defer keepAlive(ctx, nil)()
+	defer func() { a.Metrics.LiveLanded(rows, err != nil) }()
+	for _, c := range in.Chunks {
+		if c.Rows == 0 {
+			continue
+		}
+		if err := a.landLiveChunk(ctx, in.LoadID, c); err != nil {
+			return rows, err
+		}
+		rows += c.Rows
+	}
+	return rows, nil
+}
+
+func (a *Activities) landLiveChunk(ctx context.Context, loadID string, c payload.Chunk) error {
+	f, err := a.Store.Open(ctx, c.Key)
+	if err != nil {
+		return classify("land live chunk", err)
+	}
+	defer f.Close()
+	return classifyWarehouse(ctx, fmt.Sprintf("land chunk %d of %s live", c.Index, loadID), a.Warehouse.LandLiveChunk(ctx, loadID, c, f))
 }
 
 // CleanupLoad removes a finished load's staged files.

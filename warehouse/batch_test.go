@@ -161,8 +161,8 @@ func TestLostStagingNamesItsChunk(t *testing.T) {
 	}
 	err := w.CommitBatch(ctx, "load-l", "export", man.Chunks)
 	var lost *warehouse.StagingLostError
-	if !errors.As(err, &lost) || lost.Chunk != 1 || !errors.Is(err, warehouse.ErrStagingLost) {
-		t.Fatalf("commit with chunk 1's table gone: %v, want a StagingLostError for chunk 1", err)
+	if !errors.As(err, &lost) || lost.Load != "load-l" || lost.Chunk != 1 || !errors.Is(err, warehouse.ErrStagingLost) {
+		t.Fatalf("commit with chunk 1's table gone: %v, want a StagingLostError for chunk 1 of load-l", err)
 	}
 	stage(t, w, dir, "load-l", man.Chunks[1])
 	if err := w.CommitBatch(ctx, "load-l", "export", man.Chunks); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
+	"github.com/ktpipe/ktpipe/staging"
 )
 
 // The live landing: a webhook batch streams its deliveries' rows into
@@ -26,14 +28,56 @@ import (
 // LiveView is the fact table with the webhook rows not committed yet.
 const LiveView = "fact_ai_event_live"
 
-// LiveWindow bounds what the live view adds to the fact table: rows
-// streamed within the last hour, of events dated today or yesterday (UTC).
-// A live row is needed only until its batch commits, a minute or two
-// later; a batch that cannot commit for longer shows when it does, and
-// so does a late event dated before yesterday. The bounds keep the view's
-// reads to one hour of live_events and two event_date partitions of the
-// fact table's ids (see the README, "The live view").
-const LiveWindow = time.Hour
+// DefaultLiveWindow is the live view's window when SetLiveWindow is not
+// called: the view adds to the fact table the live rows ingested within
+// it, of events dated today or yesterday (UTC). A live row is needed only
+// until its load commits (a webhook batch's, a minute or two later; a
+// compaction's, every few hours: SetLiveWindow); a load that cannot
+// commit for longer shows when it does, and so does a late event dated
+// before yesterday. The bounds keep the view's reads to the window's
+// partitions of live_events and two event_date partitions of the fact
+// table's ids (see the README, "The live view").
+const DefaultLiveWindow = time.Hour
+
+// MaxLiveWindow bounds the live view's window. live_events is partitioned
+// by the hour of ingested_at, and a partition is dropped
+// bqschema.LiveRetention after its start: a row ingested just before an
+// hour ends is kept LiveRetention − 1h. A window longer than that would
+// let a row leave live_events while the view still means to show it, so
+// the window may be at most LiveRetention − 1h (5 hours with today's 6):
+// raise LiveRetention first to show rows longer.
+const MaxLiveWindow = bqschema.LiveRetention - time.Hour
+
+// ValidateLiveWindow checks a live view window: at least a minute (the
+// view counts it in whole minutes) and at most MaxLiveWindow.
+func ValidateLiveWindow(d time.Duration) error {
+	if d < time.Minute || d > MaxLiveWindow {
+		return fmt.Errorf("live window %s: must be between 1m and %s (live_events keeps a row %s at least: bqschema.LiveRetention less its hourly partition)", d, MaxLiveWindow, MaxLiveWindow)
+	}
+	return nil
+}
+
+// SetLiveWindow sets the live view's window: how long after ingestion a
+// live row shows in fact_ai_event_live while the fact table lacks it. Set
+// it to more than the longest a load waits for its commit (with
+// compaction, its interval plus the commit's own time), before
+// EnsureSchema, which replaces the view when the window changed. d must
+// pass ValidateLiveWindow (the configuration checks it): anything else
+// is a programming error, and panics.
+func (w *Warehouse) SetLiveWindow(d time.Duration) {
+	if err := ValidateLiveWindow(d); err != nil {
+		panic("warehouse: " + err.Error())
+	}
+	w.liveWindow = d
+}
+
+// window is the live view's window (DefaultLiveWindow unless set).
+func (w *Warehouse) window() time.Duration {
+	if w.liveWindow == 0 {
+		return DefaultLiveWindow
+	}
+	return w.liveWindow
+}
 
 // liveDays is how many days before today the live side's events may be
 // dated.
@@ -145,4 +189,30 @@ func (r liveRow) Save() (map[string]bigquery.Value, string, error) {
 		m[k] = v
 	}
 	return m, bigquery.NoDedupeID, nil
+}
+
+// LandLiveChunk appends a staged chunk's rows file (the NDJSON StageChunk
+// loads, bqschema.EventRowSchema) to live_events with one load job: free
+// on BigQuery and no DML, so the pull path's rows show in the live view
+// minutes before a compaction commits them. The job id is derived from
+// the dataset, load, chunk and the file's content, and runs once
+// (runOnce): a retry whose job already ran attaches to it and adds
+// nothing. A job that ran is taken as done without counting rows:
+// live_events is shared by every load, live rows are at least once and
+// serve only freshness (the view dedups them by event id), and a chunk's
+// rows reach the fact table by its commit whatever happens here.
+func (w *Warehouse) LandLiveChunk(ctx context.Context, loadID string, c staging.Chunk, rows *os.File) error {
+	if c.Rows == 0 {
+		return nil
+	}
+	sum, err := fileHash(rows)
+	if err != nil {
+		return fmt.Errorf("land chunk %d of %s live: %w", c.Index, loadID, err)
+	}
+	jobID := fmt.Sprintf("%s_%s", tableName("ktpipe_live_"+w.dataset+"_", loadID, c.Index), sum)
+	ran := func() (bool, error) { return true, nil }
+	if err := w.loadJob(ctx, schemas.TableLive, bqschema.EventRowSchema(), rows, jobID, bigquery.WriteAppend, ran); err != nil {
+		return fmt.Errorf("land chunk %d of %s live: %w", c.Index, loadID, err)
+	}
+	return nil
 }

@@ -44,7 +44,7 @@ func TestLiveViewAddsUncommittedRowsOnce(t *testing.T) {
 				if err := json.Unmarshal(row, &fields); err != nil {
 					t.Fatal(err)
 				}
-				fields["ingested_at"] = time.Now().Add(-warehouse.LiveWindow - time.Minute).UTC().Format(time.RFC3339Nano)
+				fields["ingested_at"] = time.Now().Add(-warehouse.DefaultLiveWindow - time.Minute).UTC().Format(time.RFC3339Nano)
 				if row, err = json.Marshal(fields); err != nil {
 					t.Fatal(err)
 				}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,14 +44,11 @@ func (w *Warehouse) StageChunk(ctx context.Context, loadID string, c staging.Chu
 }
 
 func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery.Schema, f *os.File, loadID string, chunk int, kind string, wantRows int64) error {
-	h := sha256.New()
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	sum, err := fileHash(f)
+	if err != nil {
 		return fmt.Errorf("stage %s: %w", table, err)
 	}
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("stage %s: hash: %w", table, err)
-	}
-	jobID := fmt.Sprintf("%s_%s", tableName("ktpipe_"+kind+"_", loadID, chunk), hex.EncodeToString(h.Sum(nil))[:16])
+	jobID := fmt.Sprintf("%s_%s", tableName("ktpipe_"+kind+"_", loadID, chunk), sum)
 	if err := w.loadNDJSON(ctx, table, schema, f, jobID, wantRows); err != nil {
 		return err
 	}
@@ -60,6 +58,19 @@ func (w *Warehouse) stageFile(ctx context.Context, table string, schema bigquery
 		return fmt.Errorf("stage %s: set expiry: %w", table, err)
 	}
 	return nil
+}
+
+// fileHash is the first 16 hex digits of f's SHA-256: what a load
+// job's id takes from the file, so another content gets another job.
+func fileHash(f *os.File) (string, error) {
+	h := sha256.New()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // MaxBatchChunks bounds the chunks one commit transaction takes: each
@@ -82,32 +93,53 @@ func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c st
 	return w.CommitBatch(ctx, loadID, source, []staging.Chunk{c})
 }
 
-// CommitBatch moves staged chunks of one load into the raw, fact and
-// quarantine tables and records them in the ledger, as one transaction
-// however many chunks it holds (up to MaxBatchChunks): a load of 2,000
-// chunks is 10 commits, not 2,000. Every statement is guarded so that
+// CommitBatch commits staged chunks of one load: CommitLoads of one.
+func (w *Warehouse) CommitBatch(ctx context.Context, loadID, source string, chunks []staging.Chunk) error {
+	return w.CommitLoads(ctx, []LoadChunks{{LoadID: loadID, Source: source, Chunks: chunks}})
+}
+
+// LoadChunks is one load's staged chunks, for CommitLoads.
+type LoadChunks struct {
+	LoadID, Source string
+	Chunks         []staging.Chunk
+}
+
+// CommitLoads moves the staged chunks of one or more loads into the raw,
+// fact and quarantine tables and records them in the ledger, as one
+// transaction however many chunks and loads it holds (up to
+// MaxBatchChunks chunks, all loads together): a load of 2,000 chunks is
+// 10 commits, not 2,000, and a compaction of many small loads is one.
+// A load may come with a subset of its chunks (a load larger than the
+// bound spans several transactions). Every statement is guarded so that
 // running it again adds nothing:
-//   - raw gets the batch's rows not already landed for this load;
+//   - raw gets each load's rows not already landed for that load (raw
+//     keeps every load's rows, as committing the loads one by one did, so
+//     CheckLoads counts each load alike);
 //   - fact gets rows whose event id it does not hold yet, looking only at
-//     the batch's event_date partitions (an id's date never changes, since
-//     it comes from the event's own timestamp);
+//     the event_date partitions of all the chunks' rows (an id's date
+//     never changes, since it comes from the event's own timestamp);
 //   - quarantine gets records whose hash it does not hold yet, looking back
 //     quarantineDedupWindow;
-//   - the ledger gets one row per (load, chunk).
+//   - the ledger gets one row per (load, chunk), with its load's source.
 //
-// An event id or record in two chunks of the batch lands once, from the
-// lower chunk, as committing the chunks one by one did.
+// An event id or record in two chunks of the set lands once in fact and
+// quarantine, from the smallest load id and then the lowest chunk: the
+// row converge would keep (MIN(load_id)) had the loads raced.
 //
 // This is an anti-join INSERT rather than MERGE: it is correct on
 // BigQuery, and MERGE on the emulator refuses subquery sources and grows
 // with target × source. On BigQuery the script runs as one transaction,
-// so readers see the batch all at once. Every statement names a
-// parameter: the emulator refuses a script statement that uses none.
+// so readers see the set all at once. Load ids and sources are values:
+// they travel as ARRAY<STRING> parameters (@load_ids, @sources), so the
+// script's text and parameter count do not grow with the loads. Every
+// statement names a parameter: the emulator refuses a script statement
+// that uses none.
 //
 // Two guards cover commits that run at the same time:
-//   - the same batch: the script runs under a job id derived from the
-//     load and its first chunk (runOnce), so a retry after a worker died waits
-//     for the job the dead worker started instead of running a second one;
+//   - the same set: the script runs under a job id derived from a hash of
+//     its (load, chunk) pairs (runOnce), so a retry after a worker died
+//     waits for the job the dead worker started instead of running a
+//     second one;
 //   - overlapping loads (a pull and a backfill of the same hours, on two
 //     workers): BigQuery lets transactions that only append run
 //     concurrently, so both anti-joins can miss each other's rows. After
@@ -116,21 +148,73 @@ func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c st
 //     rule every commit applies alike. The look is a query, not DML:
 //     mutating DML on fact_ai_event (BigQuery queues 2 running and 20
 //     pending per table) runs only when a race doubled a row.
-func (w *Warehouse) CommitBatch(ctx context.Context, loadID, source string, chunks []staging.Chunk) error {
-	if len(chunks) > MaxBatchChunks {
-		return fmt.Errorf("commit %s: %d chunks in one batch, at most %d", loadID, len(chunks), MaxBatchChunks)
-	}
-	staged, err := w.batchState(ctx, loadID, chunks)
-	if err != nil {
+func (w *Warehouse) CommitLoads(ctx context.Context, loads []LoadChunks) error {
+	if err := checkLoadSet(loads); err != nil {
 		return err
 	}
-	if len(staged) == 0 {
+	var todo []LoadChunks
+	for _, l := range loads {
+		staged, err := w.batchState(ctx, l.LoadID, l.Chunks)
+		if err != nil {
+			return err
+		}
+		if len(staged) > 0 {
+			slices.SortFunc(staged, func(a, b staging.Chunk) int { return a.Index - b.Index })
+			todo = append(todo, LoadChunks{LoadID: l.LoadID, Source: l.Source, Chunks: staged})
+		}
+	}
+	if len(todo) == 0 {
 		return nil
 	}
-	if err := w.commitTransaction(ctx, loadID, source, staged); err != nil {
+	// Sorted by load id, as MIN(load_id) orders them: the first load is
+	// the one whose rows win, and the script's text and job id do not
+	// depend on the order the caller gave.
+	slices.SortFunc(todo, func(a, b LoadChunks) int { return strings.Compare(a.LoadID, b.LoadID) })
+	if err := w.commitTransaction(ctx, todo); err != nil {
 		return err
 	}
-	return w.converge(ctx, loadID, staged)
+	return w.converge(ctx, todo)
+}
+
+// checkLoadSet refuses a set CommitLoads cannot commit as one: more than
+// MaxBatchChunks chunks, a load without an id, or a load or chunk named
+// twice (its ledger row would be written twice).
+func checkLoadSet(loads []LoadChunks) error {
+	n := 0
+	seen := map[string]map[int]bool{}
+	for _, l := range loads {
+		if l.LoadID == "" {
+			return errors.New("commit loads: a load without a load id")
+		}
+		if seen[l.LoadID] != nil {
+			return fmt.Errorf("commit loads: load %s given twice", l.LoadID)
+		}
+		seen[l.LoadID] = map[int]bool{}
+		for _, c := range l.Chunks {
+			if seen[l.LoadID][c.Index] {
+				return fmt.Errorf("commit loads: chunk %d of %s given twice", c.Index, l.LoadID)
+			}
+			seen[l.LoadID][c.Index] = true
+		}
+		n += len(l.Chunks)
+	}
+	if n > MaxBatchChunks {
+		return fmt.Errorf("commit loads: %d chunks of %d loads in one transaction, at most MaxBatchChunks (%d)", n, len(loads), MaxBatchChunks)
+	}
+	return nil
+}
+
+// describe names a set of loads in errors and job descriptions.
+func describe(loads []LoadChunks) string {
+	n := 0
+	for _, l := range loads {
+		n += len(l.Chunks)
+	}
+	if len(loads) == 1 {
+		c := loads[0].Chunks
+		return fmt.Sprintf("chunks %d..%d (%d) of %s", c[0].Index, c[len(c)-1].Index, n, loads[0].LoadID)
+	}
+	return fmt.Sprintf("%d chunks of %d loads (%s..%s)", n, len(loads), loads[0].LoadID, loads[len(loads)-1].LoadID)
 }
 
 // batchState returns the batch's chunks whose staging tables hold them;
@@ -164,12 +248,12 @@ func (w *Warehouse) batchState(ctx context.Context, loadID string, chunks []stag
 	return staged, nil
 }
 
-func (w *Warehouse) commitTransaction(ctx context.Context, loadID, source string, todo []staging.Chunk) error {
-	params, err := batchParams(loadID, source, todo)
+func (w *Warehouse) commitTransaction(ctx context.Context, todo []LoadChunks) error {
+	params, err := batchParams(todo)
 	if err != nil {
 		return err
 	}
-	script := w.commitScript(loadID, todo)
+	script := w.commitScript(todo)
 	start := func(id string) (*bigquery.Job, error) {
 		w.observed(Statement{What: "commit batch", SQL: script})
 		q := w.bq.Query(script)
@@ -179,31 +263,69 @@ func (w *Warehouse) commitTransaction(ctx context.Context, loadID, source string
 		return q.Run(ctx)
 	}
 	inLedger := func() (bool, error) {
-		committed, err := w.Committed(ctx, loadID)
-		for _, c := range todo {
-			if !committed[c.Index] {
-				return false, err
+		committed, err := w.committedSet(ctx, loadIDs(todo))
+		if err != nil {
+			return false, err
+		}
+		for _, l := range todo {
+			for _, c := range l.Chunks {
+				if !committed[l.LoadID][c.Index] {
+					return false, nil
+				}
 			}
 		}
-		return true, err
+		return true, nil
 	}
-	// ktpipe_batch_, not the ktpipe_commit_ of the per-chunk commits
-	// before batches: a retry must never mistake one for the other.
-	jobID := tableName("ktpipe_batch_"+w.dataset+"_", loadID, todo[0].Index)
-	what := fmt.Sprintf("commit chunks %d..%d (%d) of %s", todo[0].Index, todo[len(todo)-1].Index, len(todo), loadID)
-	return w.runOnce(ctx, what, jobID, start, inLedger)
+	return w.runOnce(ctx, "commit "+describe(todo), w.commitJobID(todo), start, inLedger)
 }
 
-// batchParams are the script's parameters: the load, its source, the
-// batch's date span and the quarantine window.
-func batchParams(loadID, source string, chunks []staging.Chunk) ([]bigquery.QueryParameter, error) {
+// commitJobID is the commit's job id: the dataset and a hash of the
+// set's sorted (load, chunk) pairs, so the same set always gets the same
+// id and any other set another. ktpipe_loads_, not the ktpipe_batch_ of
+// the per-load commits before it (nor ktpipe_commit_ of the per-chunk
+// ones before those): a retry must never mistake one for the other.
+func (w *Warehouse) commitJobID(todo []LoadChunks) string {
+	h := sha256.New()
+	for _, l := range todo {
+		for _, c := range l.Chunks {
+			fmt.Fprintf(h, "%s\x00%d\n", l.LoadID, c.Index)
+		}
+	}
+	return "ktpipe_loads_" + w.dataset + "_" + hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+func loadIDs(loads []LoadChunks) []string {
+	ids := make([]string, len(loads))
+	for i, l := range loads {
+		ids[i] = l.LoadID
+	}
+	return ids
+}
+
+// allChunks are the chunks of every load of the set.
+func allChunks(loads []LoadChunks) []staging.Chunk {
+	var all []staging.Chunk
+	for _, l := range loads {
+		all = append(all, l.Chunks...)
+	}
+	return all
+}
+
+// batchParams are the script's parameters: the loads and their sources
+// (in the same order), the set's date span and the quarantine window.
+func batchParams(loads []LoadChunks) ([]bigquery.QueryParameter, error) {
+	chunks := allChunks(loads)
 	lo, hi, err := dateSpan(chunks)
 	if err != nil {
 		return nil, err
 	}
+	sources := make([]string, len(loads))
+	for i, l := range loads {
+		sources[i] = l.Source
+	}
 	// Only parameters the script names: the emulator binds them by
 	// position, and an unused one shifts the rest.
-	params := []bigquery.QueryParameter{{Name: "load_id", Value: loadID}, {Name: "source", Value: source}}
+	params := []bigquery.QueryParameter{{Name: "load_ids", Value: loadIDs(loads)}, {Name: "sources", Value: sources}}
 	if anyTable("stg_", chunks) {
 		params = append(params, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
 	}
@@ -254,85 +376,99 @@ func anyTable(prefix string, chunks []staging.Chunk) bool {
 	return false
 }
 
-// unionStaged is the batch's staging tables of one kind as one relation
-// with each row's chunk number in _chunk (rows: stg_, quarantine: qstg_).
-func (w *Warehouse) unionStaged(prefix string, loadID string, chunks []staging.Chunk, cols string) string {
+// unionStaged is the set's staging tables of one kind as one relation
+// with each row's chunk number in _chunk (rows: stg_, quarantine: qstg_);
+// each row names its load in its own load_id column.
+func (w *Warehouse) unionStaged(prefix string, loads []LoadChunks, cols string) string {
 	var parts []string
-	for _, c := range chunks {
-		if !hasTable(prefix, c) {
-			continue
+	for _, l := range loads {
+		for _, c := range l.Chunks {
+			if !hasTable(prefix, c) {
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("SELECT %s, %d AS _chunk FROM %s s", cols, c.Index, w.ref(tableName(prefix, l.LoadID, c.Index))))
 		}
-		parts = append(parts, fmt.Sprintf("SELECT %s, %d AS _chunk FROM %s s", cols, c.Index, w.ref(tableName(prefix, loadID, c.Index))))
 	}
 	return strings.Join(parts, "\nUNION ALL ")
 }
 
-// commitScript is CommitBatch's transaction. The batch's rows are read
-// once into a temp table, one row per event id; the rows new to the fact
-// table into another, from which the transaction also adds to fact_usage
-// and fact_users what the dimensions are refreshed from.
-func (w *Warehouse) commitScript(loadID string, chunks []staging.Chunk) string {
+// commitScript is CommitLoads' transaction. The set's rows are read once
+// into a temp table, one row per (load, event id): what raw gets; the
+// rows new to the fact table, one per event id, into another, from which
+// the transaction also adds to fact_usage (under the first load's id and
+// chunk) and fact_users what the dimensions are refreshed from.
+func (w *Warehouse) commitScript(loads []LoadChunks) string {
 	raw, fact, quar, ledger := w.ref(schemas.TableRaw), w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine), w.ref(schemas.TableLedger)
 	script := "BEGIN TRANSACTION;\n"
-	if rows := w.unionStaged("stg_", loadID, chunks, "s.*"); rows != "" {
+	if rows := w.unionStaged("stg_", loads, "s.*"); rows != "" {
 		script += fmt.Sprintf(`
 CREATE TEMP TABLE batch_rows AS
-SELECT * EXCEPT(_chunk, _n) FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._chunk) AS _n FROM (
+SELECT * EXCEPT(_n) FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.load_id, u.event_id ORDER BY u._chunk) AS _n FROM (
 %[3]s) u)
-WHERE _n = 1 AND load_id = @load_id;
-INSERT INTO %[1]s SELECT b.* FROM batch_rows b
-WHERE b.event_id NOT IN (SELECT r.event_id FROM %[1]s r WHERE r.load_id = @load_id AND r.event_date BETWEEN @min_date AND @max_date);
-CREATE TEMP TABLE new_rows AS SELECT b.* FROM batch_rows b
-WHERE b.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date);
-INSERT INTO %[2]s SELECT n.* FROM new_rows n WHERE n.load_id = @load_id;
+WHERE _n = 1 AND load_id IN UNNEST(@load_ids);
+INSERT INTO %[1]s SELECT * EXCEPT(_chunk) FROM batch_rows b
+WHERE CONCAT(b.load_id, '/', b.event_id) NOT IN (SELECT CONCAT(r.load_id, '/', r.event_id) FROM %[1]s r
+  WHERE r.load_id IN UNNEST(@load_ids) AND r.event_date BETWEEN @min_date AND @max_date);
+CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_chunk, _n) FROM (
+  SELECT b.*, ROW_NUMBER() OVER (PARTITION BY b.event_id ORDER BY b.load_id, b._chunk) AS _n FROM batch_rows b
+  WHERE b.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date))
+WHERE _n = 1;
+INSERT INTO %[2]s SELECT n.* FROM new_rows n WHERE n.load_id IN UNNEST(@load_ids);
 INSERT INTO %[4]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
-SELECT n.event_date, n.provider, n.model, COUNT(*), SUM(n.cost_usd), SUM(n.total_tokens), @load_id, %[6]d
+SELECT n.event_date, n.provider, n.model, COUNT(*), SUM(n.cost_usd), SUM(n.total_tokens), @load_ids[OFFSET(0)], %[6]d
 FROM new_rows n GROUP BY n.event_date, n.provider, n.model;
 INSERT INTO %[5]s (`+"`user`"+`) SELECT DISTINCT n.`+"`user`"+` FROM new_rows n
-WHERE n.load_id = @load_id AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
-`, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), chunks[0].Index)
+WHERE n.load_id IN UNNEST(@load_ids) AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
+`, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), loads[0].Chunks[0].Index)
 	}
-	if recs := w.unionStaged("qstg_", loadID, chunks, "s.*"); recs != "" {
+	if recs := w.unionStaged("qstg_", loads, "s.*"); recs != "" {
 		script += fmt.Sprintf(`
 INSERT INTO %[1]s SELECT * EXCEPT(_chunk, _n) FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.record_hash ORDER BY u._chunk) AS _n FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.record_hash ORDER BY u.load_id, u._chunk) AS _n FROM (
 %[2]s) u)
-WHERE _n = 1 AND load_id = @load_id
+WHERE _n = 1 AND load_id IN UNNEST(@load_ids)
   AND record_hash NOT IN (SELECT record_hash FROM %[1]s WHERE quarantined_at >= @quarantine_since);
 `, quar, recs)
 	}
 	// Chunk numbers and counts are the manifest's integers, written with
 	// %d as in unionStaged (batchState checked the staging tables hold
 	// them): given as parameters, the emulator bound them wrongly (every
-	// count 0, or no row at all).
+	// count 0, or no row at all). A chunk's load is its load's position
+	// in @load_ids and @sources, also an integer of ours.
 	var entries []string
-	for _, c := range chunks {
-		entries = append(entries, fmt.Sprintf("SELECT %d AS chunk, %d AS chunk_rows, %d AS quarantined", c.Index, c.Rows, c.Quarantined))
+	for i, l := range loads {
+		for _, c := range l.Chunks {
+			entries = append(entries, fmt.Sprintf("SELECT %d AS l, %d AS chunk, %d AS chunk_rows, %d AS quarantined", i, c.Index, c.Rows, c.Quarantined))
+		}
 	}
 	script += fmt.Sprintf(`
 INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, committed_at)
-SELECT @load_id, e.chunk, @source, e.chunk_rows, e.quarantined, CURRENT_TIMESTAMP()
+SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, CURRENT_TIMESTAMP()
 FROM (%[3]s) e
-WHERE e.chunk NOT IN (SELECT l.chunk FROM %[1]s l WHERE l.load_id = @load_id);
+WHERE CONCAT(@load_ids[OFFSET(e.l)], '/', CAST(e.chunk AS STRING)) NOT IN (
+  SELECT CONCAT(x.load_id, '/', CAST(x.chunk AS STRING)) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids));
 `, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "))
 	script += "COMMIT TRANSACTION;\n"
 	return script
 }
 
-// converge finds event ids of the batch that fact_ai_event holds twice,
+// converge finds event ids of the set that fact_ai_event holds twice,
 // and records quarantined twice within the window, and only then deletes
-// all but the row with the smallest load id (see CommitBatch).
-func (w *Warehouse) converge(ctx context.Context, loadID string, chunks []staging.Chunk) error {
-	ids := w.unionStaged("stg_", loadID, chunks, "s.event_id")
-	hashes := w.unionStaged("qstg_", loadID, chunks, "s.record_hash")
+// all but the row with the smallest load id (see CommitLoads).
+func (w *Warehouse) converge(ctx context.Context, loads []LoadChunks) error {
+	ids := w.unionStaged("stg_", loads, "s.event_id")
+	hashes := w.unionStaged("qstg_", loads, "s.record_hash")
 	if ids == "" && hashes == "" {
 		return nil
 	}
-	lo, hi, err := dateSpan(chunks)
+	lo, hi, err := dateSpan(allChunks(loads))
 	if err != nil {
 		return err
 	}
+	// @load_id is the first load's: the look names it (see batchParams),
+	// and fact_usage's correction rows are recorded under it.
+	loadID := loads[0].LoadID
 	since := time.Now().Add(-quarantineDedupWindow)
 	params := []bigquery.QueryParameter{{Name: "load_id", Value: loadID}} // see batchParams
 	if ids != "" {
@@ -364,7 +500,7 @@ GROUP BY g.event_id HAVING COUNT(*) > 1)) AS fact_dups`, fact, ids))
 WHERE g.quarantined_at >= @quarantine_since AND g.record_hash IN (SELECT u.record_hash FROM (%s) u)
 GROUP BY g.record_hash HAVING COUNT(*) > 1)) AS quarantine_dups`, quar, hashes))
 	}
-	what := "look for doubled rows of " + loadID
+	what := "look for doubled rows of " + describe(loads)
 	found, err := w.query(ctx, what, "SELECT "+strings.Join(counts, ", ")+" FROM (SELECT @load_id AS l)", params...)
 	if err != nil {
 		return err
@@ -416,7 +552,7 @@ WHERE x.quarantined_at >= @quarantine_since
 	if script == "" {
 		return nil
 	}
-	return w.exec(ctx, "remove doubled rows of "+loadID, "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
+	return w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
 }
 
 // strictInt reads an INT64 result: a doubled row must not go unremoved
@@ -433,8 +569,9 @@ func strictInt(v bigquery.Value) (int64, error) {
 // chunk is not in the ledger: stage it again (a replay does).
 var ErrStagingLost = errors.New("staging table lost before commit")
 
-// StagingLostError names the chunk whose staging is lost.
+// StagingLostError names the load and chunk whose staging is lost.
 type StagingLostError struct {
+	Load   string
 	Chunk  int
 	Detail string
 }
@@ -462,7 +599,7 @@ func (w *Warehouse) staged(ctx context.Context, loadID string, c staging.Chunk) 
 			if n == -1 {
 				detail = fmt.Sprintf("chunk %d of %s: %s is missing", c.Index, loadID, ch.table)
 			}
-			return &StagingLostError{Chunk: c.Index, Detail: detail}
+			return &StagingLostError{Load: loadID, Chunk: c.Index, Detail: detail}
 		}
 	}
 	return nil
@@ -480,14 +617,31 @@ func (w *Warehouse) DropStaging(ctx context.Context, loadID string, chunk int) e
 
 // Committed returns the chunk numbers of loadID the ledger records.
 func (w *Warehouse) Committed(ctx context.Context, loadID string) (map[int]bool, error) {
-	rows, err := w.query(ctx, "read ledger", fmt.Sprintf("SELECT chunk FROM %s WHERE load_id = @load_id", w.ref(schemas.TableLedger)),
-		bigquery.QueryParameter{Name: "load_id", Value: loadID})
+	done, err := w.committedSet(ctx, []string{loadID})
 	if err != nil {
 		return nil, err
 	}
-	done := map[int]bool{}
+	if done[loadID] == nil {
+		return map[int]bool{}, nil
+	}
+	return done[loadID], nil
+}
+
+// committedSet returns, by load, the chunk numbers the ledger records, in
+// one query however many loads.
+func (w *Warehouse) committedSet(ctx context.Context, loadIDs []string) (map[string]map[int]bool, error) {
+	rows, err := w.query(ctx, "read ledger", fmt.Sprintf("SELECT load_id, chunk FROM %s WHERE load_id IN UNNEST(@load_ids)", w.ref(schemas.TableLedger)),
+		bigquery.QueryParameter{Name: "load_ids", Value: loadIDs})
+	if err != nil {
+		return nil, err
+	}
+	done := map[string]map[int]bool{}
 	for _, r := range rows {
-		done[int(r["chunk"].(int64))] = true
+		id, _ := r["load_id"].(string)
+		if done[id] == nil {
+			done[id] = map[int]bool{}
+		}
+		done[id][int(asInt(r["chunk"]))] = true
 	}
 	return done, nil
 }
@@ -496,51 +650,102 @@ func (w *Warehouse) Committed(ctx context.Context, loadID string) (map[int]bool,
 // returns it to workflows).
 type Completeness = payload.Completeness
 
-// CheckLoad counts what a load left in the warehouse. The fact table is
-// read only in the partitions the load's rows fall in: the commit's
-// anti-join and convergence DELETE use the same bound (an event id lives
-// in its event's date partition), and an unbounded NOT IN read every
-// event id of the whole table after every load. Parameters, not a
-// subquery, bound it: BigQuery prunes partitions only by constants and
-// parameters.
+// MaxCheckLoads bounds the loads one CheckLoads call takes: its result is
+// a row per load, and its load ids travel as one parameter (about 100
+// bytes an id, 100 KB at the bound), far below BigQuery's request limits.
+const MaxCheckLoads = 1000
+
+// CheckLoad counts what a load left in the warehouse: CheckLoads of one.
 func (w *Warehouse) CheckLoad(ctx context.Context, loadID string) (Completeness, error) {
-	what := "check load " + loadID
-	param := bigquery.QueryParameter{Name: "load_id", Value: loadID}
+	all, err := w.CheckLoads(ctx, []string{loadID})
+	return all[loadID], err
+}
+
+// CheckLoads counts what each load left in the warehouse, in two queries
+// however many loads (up to MaxCheckLoads): the raw and ledger counts,
+// then the raw rows the fact table lacks. The fact table is read only in
+// the partitions the loads' rows fall in (from the first query): the
+// commit's anti-join and convergence DELETE use the same bound (an event
+// id lives in its event's date partition), and an unbounded NOT IN read
+// every event id of the whole table after every load. Parameters, not a
+// subquery, bound it: BigQuery prunes partitions only by constants and
+// parameters. The span is the loads' together, so loads checked together
+// should be close in time (a compaction's are). Every id asked for gets
+// an entry, zero for a load that left nothing.
+func (w *Warehouse) CheckLoads(ctx context.Context, loadIDs []string) (map[string]Completeness, error) {
+	if len(loadIDs) > MaxCheckLoads {
+		return nil, fmt.Errorf("check loads: %d loads in one call, at most MaxCheckLoads (%d)", len(loadIDs), MaxCheckLoads)
+	}
+	out := make(map[string]Completeness, len(loadIDs))
+	for _, id := range loadIDs {
+		out[id] = Completeness{}
+	}
+	if len(loadIDs) == 0 {
+		return out, nil
+	}
+	what := fmt.Sprintf("check %d loads (%s..)", len(loadIDs), loadIDs[0])
+	if len(loadIDs) == 1 {
+		what = "check load " + loadIDs[0]
+	}
+	ids := bigquery.QueryParameter{Name: "load_ids", Value: loadIDs}
 	rows, err := w.query(ctx, what, fmt.Sprintf(`
-SELECT COUNT(*) AS raw_rows, MIN(event_date) AS min_date, MAX(event_date) AS max_date,
-  (SELECT IFNULL(SUM(`+"`rows`"+`), 0) FROM %[2]s WHERE load_id = @load_id) AS ledger_rows,
-  (SELECT IFNULL(SUM(quarantined), 0) FROM %[2]s WHERE load_id = @load_id) AS ledger_quar
-FROM %[1]s WHERE load_id = @load_id`, w.ref(schemas.TableRaw), w.ref(schemas.TableLedger)), param)
+SELECT c.load_id, SUM(c.raw_rows) AS raw_rows, MIN(c.min_date) AS min_date, MAX(c.max_date) AS max_date,
+  SUM(c.ledger_rows) AS ledger_rows, SUM(c.ledger_quar) AS ledger_quar FROM (
+  SELECT r.load_id, COUNT(*) AS raw_rows, MIN(r.event_date) AS min_date, MAX(r.event_date) AS max_date, 0 AS ledger_rows, 0 AS ledger_quar
+  FROM %[1]s r WHERE r.load_id IN UNNEST(@load_ids) GROUP BY r.load_id
+  UNION ALL
+  SELECT l.load_id, 0, CAST(NULL AS DATE), CAST(NULL AS DATE), IFNULL(SUM(l.`+"`rows`"+`), 0), IFNULL(SUM(l.quarantined), 0)
+  FROM %[2]s l WHERE l.load_id IN UNNEST(@load_ids) GROUP BY l.load_id
+) c GROUP BY c.load_id`, w.ref(schemas.TableRaw), w.ref(schemas.TableLedger)), ids)
 	if err != nil {
-		return Completeness{}, err
+		return nil, err
 	}
-	if len(rows) != 1 {
-		return Completeness{}, fmt.Errorf("%s: %d result rows", what, len(rows))
+	var lo, hi civil.Date
+	for _, r := range rows {
+		id, _ := r["load_id"].(string)
+		if _, ok := out[id]; !ok {
+			return nil, fmt.Errorf("%s: a result row for load %q, not asked for", what, id)
+		}
+		c := Completeness{RawRows: asInt(r["raw_rows"]), LedgerRows: asInt(r["ledger_rows"]), LedgerQuar: asInt(r["ledger_quar"])}
+		out[id] = c
+		if c.RawRows == 0 {
+			continue
+		}
+		minDate, ok1 := r["min_date"].(civil.Date)
+		maxDate, ok2 := r["max_date"].(civil.Date)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("%s: event dates of %s's raw rows: got %T and %T", what, id, r["min_date"], r["max_date"])
+		}
+		if lo.IsZero() || minDate.Before(lo) {
+			lo = minDate
+		}
+		if hi.IsZero() || maxDate.After(hi) {
+			hi = maxDate
+		}
 	}
-	r := rows[0]
-	c := Completeness{RawRows: asInt(r["raw_rows"]), LedgerRows: asInt(r["ledger_rows"]), LedgerQuar: asInt(r["ledger_quar"])}
-	if c.RawRows == 0 {
-		return c, nil
-	}
-	minDate, ok1 := r["min_date"].(civil.Date)
-	maxDate, ok2 := r["max_date"].(civil.Date)
-	if !ok1 || !ok2 {
-		return Completeness{}, fmt.Errorf("%s: event dates of the load's raw rows: got %T and %T", what, r["min_date"], r["max_date"])
+	if lo.IsZero() {
+		return out, nil // no raw rows: nothing can be missing
 	}
 	missing, err := w.query(ctx, what, fmt.Sprintf(`
-SELECT COUNT(*) AS missing FROM %[1]s r
-WHERE r.load_id = @load_id AND r.event_date BETWEEN @min_date AND @max_date
-  AND r.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date)`,
+SELECT r.load_id, COUNT(*) AS missing FROM %[1]s r
+WHERE r.load_id IN UNNEST(@load_ids) AND r.event_date BETWEEN @min_date AND @max_date
+  AND r.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date)
+GROUP BY r.load_id`,
 		w.ref(schemas.TableRaw), w.ref(schemas.TableFact)),
-		param, bigquery.QueryParameter{Name: "min_date", Value: minDate}, bigquery.QueryParameter{Name: "max_date", Value: maxDate})
+		ids, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
 	if err != nil {
-		return Completeness{}, err
+		return nil, err
 	}
-	if len(missing) != 1 {
-		return Completeness{}, fmt.Errorf("%s: %d result rows", what, len(missing))
+	for _, r := range missing {
+		id, _ := r["load_id"].(string)
+		c, ok := out[id]
+		if !ok {
+			return nil, fmt.Errorf("%s: a result row for load %q, not asked for", what, id)
+		}
+		c.MissingInFact = asInt(r["missing"])
+		out[id] = c
 	}
-	c.MissingInFact = asInt(missing[0]["missing"])
-	return c, nil
+	return out, nil
 }
 
 func asInt(v bigquery.Value) int64 {

@@ -1,14 +1,16 @@
 package warehouse
 
 import (
-	"github.com/ktpipe/ktpipe/schemas/bqschema"
-
 	"errors"
 	"fmt"
-	"google.golang.org/api/googleapi"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/api/googleapi"
+
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
 )
 
 func TestTableNameIsAlwaysAnIdentifier(t *testing.T) {
@@ -76,9 +78,15 @@ func TestTableNotFound(t *testing.T) {
 }
 
 // A live row must outlive the view's window: a partition dropped while
-// the view still reads it would hide events not committed yet.
+// the view still reads it would hide events not committed yet. An hourly
+// partition keeps a row LiveRetention less up to an hour.
 func TestLiveRowsOutliveTheLiveView(t *testing.T) {
-	if bqschema.LiveRetention < 2*LiveWindow {
-		t.Errorf("live_events keeps %s, the live view reads %s of it", bqschema.LiveRetention, LiveWindow)
+	for _, c := range []struct {
+		window time.Duration
+		ok     bool
+	}{{DefaultLiveWindow, true}, {bqschema.LiveRetention - time.Hour, true}, {bqschema.LiveRetention - time.Hour + time.Minute, false}, {0, false}} {
+		if err := ValidateLiveWindow(c.window); (err == nil) != c.ok {
+			t.Errorf("window %s: %v, want ok %v", c.window, err, c.ok)
+		}
 	}
 }

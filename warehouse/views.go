@@ -101,7 +101,7 @@ func (w *Warehouse) viewSQL(v View) string {
 		"{dim_gateway}", w.ref(schemas.TableDimGateway),
 		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", w.ref(schemas.TableQuarantine),
 		"{live}", w.ref(schemas.TableLive), "{days}", fmt.Sprint(liveDays),
-		"{minutes}", fmt.Sprint(int(LiveWindow/time.Minute)))
+		"{minutes}", fmt.Sprint(int(w.window()/time.Minute)))
 	return r.Replace(v.sql)
 }
 

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
@@ -27,8 +28,10 @@ type Warehouse struct {
 	project  string
 	dataset  string
 	location string
-	onDDL    func(what string)               // tests count changes to views
-	observe  atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
+	// liveWindow is the live view's window (zero: DefaultLiveWindow).
+	liveWindow time.Duration
+	onDDL      func(what string)               // tests count changes to views
+	observe    atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
 }
 
 // Statement is one BigQuery job the warehouse layer starts: a query or
@@ -232,6 +235,16 @@ func (w *Warehouse) runOnce(ctx context.Context, what, baseID string, start func
 // not the job's existence, decides. A rerun uses WRITE_TRUNCATE, so it
 // replaces, never adds.
 func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquery.Schema, r io.ReadSeeker, jobID string, wantRows int64) error {
+	loaded := func() (bool, error) {
+		n, err := w.countRows(ctx, table)
+		return n == wantRows, err
+	}
+	return w.loadJob(ctx, table, schema, r, jobID, bigquery.WriteTruncate, loaded)
+}
+
+// loadJob loads r's NDJSON rows into table with one load job run once
+// under jobID (runOnce): done says whether a job that ran took effect.
+func (w *Warehouse) loadJob(ctx context.Context, table string, schema bigquery.Schema, r io.ReadSeeker, jobID string, disposition bigquery.TableWriteDisposition, done func() (bool, error)) error {
 	start := func(id string) (*bigquery.Job, error) {
 		if _, err := r.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("rewind: %w", err)
@@ -240,8 +253,13 @@ func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquer
 		src.SourceFormat = bigquery.JSON
 		src.Schema = schema
 		l := w.ds.Table(table).LoaderFrom(src)
-		l.WriteDisposition = bigquery.WriteTruncate
+		l.WriteDisposition = disposition
 		l.CreateDisposition = bigquery.CreateIfNeeded
+		if disposition == bigquery.WriteAppend {
+			// Appends go to ktpipe's own tables, which EnsureSchema made
+			// partitioned and expiring: one made here would be neither.
+			l.CreateDisposition = bigquery.CreateNever
+		}
 		l.JobID = id
 		l.Location = w.location
 		// One request per upload: a chunk is bounded by KTPIPE_CHUNK_ROWS,
@@ -251,11 +269,7 @@ func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquer
 		w.observed(Statement{What: "load " + table, Load: table})
 		return l.Run(ctx)
 	}
-	loaded := func() (bool, error) {
-		n, err := w.countRows(ctx, table)
-		return n == wantRows, err
-	}
-	return w.runOnce(ctx, "load "+table, jobID, start, loaded)
+	return w.runOnce(ctx, "load "+table, jobID, start, done)
 }
 
 // countRows counts a table's rows; -1 when the table does not exist.

@@ -100,12 +100,18 @@ func load(t *testing.T, w *warehouse.Warehouse, loadID string, chunkRows int, li
 // split turns NDJSON lines into staged chunk files, as SplitExport does.
 func split(t *testing.T, loadID string, chunkRows int, lines ...string) (staging.Dir, staging.Manifest) {
 	t.Helper()
+	return splitAt(t, loadID, chunkRows, time.Now(), lines...)
+}
+
+// splitAt is split with the rows' ingested_at given.
+func splitAt(t *testing.T, loadID string, chunkRows int, ingestedAt time.Time, lines ...string) (staging.Dir, staging.Manifest) {
+	t.Helper()
 	dir := staging.Dir{Root: t.TempDir()}
 	dec, err := schemas.NewDecoder(strings.NewReader(strings.Join(lines, "\n")), schemas.FormatNDJSON, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "export", ChunkRows: chunkRows, Gateways: schemas.GatewaySet{gw: true}, IngestedAt: time.Now()}, staging.StoreSink(context.Background(), dir))
+	sp, err := staging.NewSplitter(staging.SplitOptions{LoadID: loadID, Source: "export", ChunkRows: chunkRows, Gateways: schemas.GatewaySet{gw: true}, IngestedAt: ingestedAt}, staging.StoreSink(context.Background(), dir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,11 @@ import (
 // The commit's fact anti-join and insert, as the warehouse writes them
 // (table references in full).
 const (
-	factAntiJoinSQL = "CREATE TEMP TABLE new_rows AS SELECT b.* FROM batch_rows b\n" +
-		"WHERE b.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date)"
-	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT n.* FROM new_rows n WHERE n.load_id = @load_id"
+	factAntiJoinSQL = "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_chunk, _n) FROM (\n" +
+		"  SELECT b.*, ROW_NUMBER() OVER (PARTITION BY b.event_id ORDER BY b.load_id, b._chunk) AS _n FROM batch_rows b\n" +
+		"  WHERE b.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date))\n" +
+		"WHERE _n = 1"
+	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT n.* FROM new_rows n WHERE n.load_id IN UNNEST(@load_ids)"
 )
 
 func TestModelScalesStatementsByLayout(t *testing.T) {
@@ -75,7 +77,7 @@ func TestSplitScriptAndNormalize(t *testing.T) {
 	if len(parts) != 2 {
 		t.Fatalf("parts %q", parts)
 	}
-	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT b.* FROM batch_rows b WHERE b.event_id NOT IN (SELECT f.event_id FROM fact_ai_event f") {
+	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_chunk, _n) FROM ( SELECT b.*, ROW_NUMBER() OVER (PARTITION BY b.event_id ORDER BY b.load_id, b._chunk) AS _n FROM batch_rows b WHERE b.event_id NOT IN (SELECT f.event_id FROM fact_ai_event f") {
 		t.Fatalf("normalized %q", got)
 	}
 }

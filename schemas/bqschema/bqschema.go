@@ -43,9 +43,12 @@ func (s TableSpec) TimePartitioning() *bigquery.TimePartitioning {
 	return tp
 }
 
-// LiveRetention is how long live_events keeps an hour of webhook rows.
-// Their batch commits them within minutes and the live view reads only
-// the last hour (warehouse.LiveWindow); the rest is a margin.
+// LiveRetention is how long live_events keeps an hour of live rows. The
+// live view shows a row for its window (warehouse.SetLiveWindow, 1 hour
+// by default) after ingestion; an hourly partition keeps a row
+// LiveRetention less up to an hour, so the window may be at most
+// LiveRetention − 1h (warehouse.MaxLiveWindow): raise this first to show
+// rows longer (on an existing table, its partition expiration too).
 const LiveRetention = 6 * time.Hour
 
 func req(name string, t bigquery.FieldType) *bigquery.FieldSchema {
