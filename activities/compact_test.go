@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,6 +8,7 @@ import (
 	"testing"
 
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
@@ -30,43 +30,77 @@ func loadIDs(r payload.PendingLoadsResult) string {
 	return strings.Join(ids, ",")
 }
 
+// compactActs runs the compaction's activities on a staging directory,
+// each in a test activity environment (they heartbeat).
+type compactActs struct {
+	t   *testing.T
+	a   *Activities
+	env *testsuite.TestActivityEnvironment
+}
+
+func newCompactActs(t *testing.T, root string) compactActs {
+	var s testsuite.WorkflowTestSuite
+	a := &Activities{Store: staging.Dir{Root: root}}
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	return compactActs{t, a, env}
+}
+
+func (c compactActs) mark(p payload.PendingLoad) error {
+	_, err := c.env.ExecuteActivity(c.a.DeferLoad, p)
+	return err
+}
+
+func (c compactActs) finish(id string) error {
+	_, err := c.env.ExecuteActivity(c.a.FinishLoad, id)
+	return err
+}
+
+func (c compactActs) list(in payload.PendingLoadsInput) (payload.PendingLoadsResult, error) {
+	var r payload.PendingLoadsResult
+	v, err := c.env.ExecuteActivity(c.a.PendingLoads, in)
+	if err == nil {
+		err = v.Get(&r)
+	}
+	return r, err
+}
+
 // Marks written (twice: a retry), listed within both bounds, removed.
 func TestPendingLoadsAreMarkedListedAndFinished(t *testing.T) {
-	ctx := context.Background()
-	a := &Activities{Store: staging.Dir{Root: t.TempDir()}}
+	a := newCompactActs(t, t.TempDir())
 	for _, p := range []payload.PendingLoad{pending("A", 1), pending("B", 3), pending("B", 3), pending("C", 1)} {
-		if err := a.DeferLoad(ctx, p); err != nil {
+		if err := a.mark(p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	all, err := a.PendingLoads(ctx, payload.PendingLoadsInput{})
+	all, err := a.list(payload.PendingLoadsInput{})
 	if err != nil || loadIDs(all) != "A,B,C" || all.More || all.Loads[1].Source != payload.SourcePull || len(all.Loads[1].Manifest.Chunks) != 3 {
 		t.Fatalf("pending %+v %v, want A, B (3 chunks), C", all, err)
 	}
 	// At most 2 chunks: A, and B would exceed them.
-	some, err := a.PendingLoads(ctx, payload.PendingLoadsInput{MaxChunks: 2})
+	some, err := a.list(payload.PendingLoadsInput{MaxChunks: 2})
 	if err != nil || loadIDs(some) != "A" || !some.More {
 		t.Fatalf("pending within 2 chunks %+v %v, want A and more", some, err)
 	}
 	// A load larger than the bound alone is still listed, or it would
 	// never be committed.
-	if err := a.FinishLoad(ctx, "A"); err != nil {
+	if err := a.finish("A"); err != nil {
 		t.Fatal(err)
 	}
-	some, err = a.PendingLoads(ctx, payload.PendingLoadsInput{MaxChunks: 2})
+	some, err = a.list(payload.PendingLoadsInput{MaxChunks: 2})
 	if err != nil || loadIDs(some) != "B" || !some.More {
 		t.Fatalf("pending within 2 chunks after A %+v %v, want B alone and more", some, err)
 	}
-	some, err = a.PendingLoads(ctx, payload.PendingLoadsInput{MaxLoads: 1})
+	some, err = a.list(payload.PendingLoadsInput{MaxLoads: 1})
 	if err != nil || loadIDs(some) != "B" || !some.More {
 		t.Fatalf("pending, 1 load %+v %v, want B and more", some, err)
 	}
 	for _, id := range []string{"B", "C", "C"} { // finishing again does nothing
-		if err := a.FinishLoad(ctx, id); err != nil {
+		if err := a.finish(id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if none, err := a.PendingLoads(ctx, payload.PendingLoadsInput{}); err != nil || len(none.Loads) != 0 || none.More {
+	if none, err := a.list(payload.PendingLoadsInput{}); err != nil || len(none.Loads) != 0 || none.More {
 		t.Fatalf("pending after all finished %+v %v", none, err)
 	}
 }
@@ -74,10 +108,9 @@ func TestPendingLoadsAreMarkedListedAndFinished(t *testing.T) {
 // A mark that is not one ktpipe wrote whole stops the listing with an
 // error naming it, rather than being taken for a load.
 func TestPendingLoadsRefusesAForeignMark(t *testing.T) {
-	ctx := context.Background()
 	root := t.TempDir()
-	a := &Activities{Store: staging.Dir{Root: root}}
-	if err := a.DeferLoad(ctx, pending("A", 1)); err != nil {
+	a := newCompactActs(t, root)
+	if err := a.mark(pending("A", 1)); err != nil {
 		t.Fatal(err)
 	}
 	for key, body := range map[string]string{"pending/B/load.json": "not json", "pending/C/load.json": `{"Manifest":{"LoadID":"A"}}`} {
@@ -88,7 +121,7 @@ func TestPendingLoadsRefusesAForeignMark(t *testing.T) {
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := a.PendingLoads(ctx, payload.PendingLoadsInput{})
+		_, err := a.list(payload.PendingLoadsInput{})
 		var appErr *temporal.ApplicationError
 		if !errors.As(err, &appErr) || !appErr.NonRetryable() || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s: err %v, want a non-retryable error naming it", key, err)
