@@ -23,7 +23,7 @@ func TestStatementObserverSeesEveryJob(t *testing.T) {
 			loads++
 		case strings.Contains(s.SQL, "BEGIN TRANSACTION") && strings.Contains(s.SQL, "fact_ai_event"):
 			commits++
-		case strings.HasPrefix(s.SQL, "SELECT chunk FROM"):
+		case strings.HasPrefix(s.SQL, "SELECT load_id, chunk FROM"):
 			ledgerReads++
 		}
 	}
