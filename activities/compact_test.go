@@ -1,7 +1,10 @@
 package activities
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,5 +130,52 @@ func TestPendingLoadsRefusesAForeignMark(t *testing.T) {
 			t.Errorf("%s: err %v, want a non-retryable error naming it", key, err)
 		}
 		os.Remove(path)
+	}
+}
+
+// The pull's chunks stream into live_events in requests of at most
+// MaxLiveRows rows, every row once per landing.
+func TestLandLiveChunksStreamsEveryRow(t *testing.T) {
+	root := t.TempDir()
+	c := newCompactActs(t, root)
+	var sizes []int
+	var ids []string
+	c.a.InsertLive = func(_ context.Context, rows []json.RawMessage) error {
+		sizes = append(sizes, len(rows))
+		for _, r := range rows {
+			var row struct {
+				EventID string `json:"event_id"`
+			}
+			if err := json.Unmarshal(r, &row); err != nil {
+				t.Errorf("row %s: %v", r, err)
+			}
+			ids = append(ids, row.EventID)
+		}
+		return nil
+	}
+	var file strings.Builder
+	for i := range 1201 {
+		fmt.Fprintf(&file, "{\"event_id\":\"e%d\"}\n", i)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "loads", "L"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "loads", "L", "chunk-00000.ndjson"), []byte(file.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := payload.ChunksInput{LoadID: "L", Chunks: []payload.Chunk{
+		{Index: 0, Key: "loads/L/chunk-00000.ndjson", Rows: 1201},
+		{Index: 1, Key: "loads/L/chunk-00001.ndjson"}, // no rows: no file to read
+	}}
+	v, err := c.env.ExecuteActivity(c.a.LandLiveChunks, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	if err := v.Get(&rows); err != nil || rows != 1201 {
+		t.Fatalf("rows %d %v, want 1201", rows, err)
+	}
+	if fmt.Sprint(sizes) != "[500 500 201]" || len(ids) != 1201 || ids[0] != "e0" || ids[1200] != "e1200" {
+		t.Errorf("requests of %v rows, %d ids, want 500, 500, 201 and every row once", sizes, len(ids))
 	}
 }

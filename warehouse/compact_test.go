@@ -2,7 +2,10 @@ package warehouse_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -104,11 +107,10 @@ func TestCommitLoadsCommitsManyLoadsOnce(t *testing.T) {
 	}
 }
 
-// TestLandLiveChunkAppendsOnce: a chunk landed twice adds its rows to
-// live_events once, the live view shows them, and the view's window is
-// SetLiveWindow's: a chunk ingested 90 minutes ago shows only once the
-// window is longer than that.
-func TestLandLiveChunkAppendsOnce(t *testing.T) {
+// TestLiveWindowIsSettable: the live view shows the live rows ingested
+// within SetLiveWindow's window: a row ingested 90 minutes ago shows
+// only once the window is longer than that.
+func TestLiveWindowIsSettable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ds := fmt.Sprintf("ds_landlive_%d", dsSeq.Add(1))
@@ -118,34 +120,24 @@ func TestLandLiveChunkAppendsOnce(t *testing.T) {
 		t.Helper()
 		dir, man := splitAt(t, loadID, 10, ingested, lines...)
 		for _, c := range man.Chunks {
-			for range 2 { // a retry after the job ran
-				f, err := dir.Open(ctx, c.Key)
-				if err != nil {
-					t.Fatal(err)
-				}
-				err = w.LandLiveChunk(ctx, loadID, c, f)
-				f.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
+			b, err := os.ReadFile(filepath.Join(dir.Root, filepath.FromSlash(c.Key)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []json.RawMessage
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				rows = append(rows, json.RawMessage(l))
+			}
+			if err := w.InsertLive(ctx, rows); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
-	seen := record(w)
 	land("load-live-a", time.Now(), event(uuid(110), now, "ada", "gpt-4o", "allow", "0.01"), event(uuid(111), now, "bo", "gpt-4o", "allow", "0.01"))
 	land("load-live-b", time.Now().Add(-90*time.Minute), event(uuid(112), now, "cy", "gpt-4o", "allow", "0.01"))
-	loads := 0
-	for _, s := range seen() {
-		if s.Load == schemas.TableLive {
-			loads++
-		}
-	}
-	if loads != 2 {
-		t.Errorf("%d load jobs into %s for 2 chunks landed twice each, want 2", loads, schemas.TableLive)
-	}
 	live := queryRows(t, fmt.Sprintf("SELECT event_id FROM `%s.%s.%s` ORDER BY event_id", project, ds, schemas.TableLive))
 	if fmt.Sprint(live) != fmt.Sprint([][]any{{uuid(110)}, {uuid(111)}, {uuid(112)}}) {
-		t.Errorf("%s holds %v, want each landed row once", schemas.TableLive, live)
+		t.Errorf("%s holds %v, want each row streamed", schemas.TableLive, live)
 	}
 	view := func() string {
 		return fmt.Sprint(queryRows(t, fmt.Sprintf("SELECT event_id, committed FROM `%s.%s.%s` ORDER BY event_id", project, ds, warehouse.LiveView)))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
-	"github.com/ktpipe/ktpipe/staging"
 )
 
 // The live landing: a webhook batch streams its deliveries' rows into
@@ -189,30 +187,4 @@ func (r liveRow) Save() (map[string]bigquery.Value, string, error) {
 		m[k] = v
 	}
 	return m, bigquery.NoDedupeID, nil
-}
-
-// LandLiveChunk appends a staged chunk's rows file (the NDJSON StageChunk
-// loads, bqschema.EventRowSchema) to live_events with one load job: free
-// on BigQuery and no DML, so the pull path's rows show in the live view
-// minutes before a compaction commits them. The job id is derived from
-// the dataset, load, chunk and the file's content, and runs once
-// (runOnce): a retry whose job already ran attaches to it and adds
-// nothing. A job that ran is taken as done without counting rows:
-// live_events is shared by every load, live rows are at least once and
-// serve only freshness (the view dedups them by event id), and a chunk's
-// rows reach the fact table by its commit whatever happens here.
-func (w *Warehouse) LandLiveChunk(ctx context.Context, loadID string, c staging.Chunk, rows *os.File) error {
-	if c.Rows == 0 {
-		return nil
-	}
-	sum, err := fileHash(rows)
-	if err != nil {
-		return fmt.Errorf("land chunk %d of %s live: %w", c.Index, loadID, err)
-	}
-	jobID := fmt.Sprintf("%s_%s", tableName("ktpipe_live_"+w.dataset+"_", loadID, c.Index), sum)
-	ran := func() (bool, error) { return true, nil }
-	if err := w.loadJob(ctx, schemas.TableLive, bqschema.EventRowSchema(), rows, jobID, bigquery.WriteAppend, ran); err != nil {
-		return fmt.Errorf("land chunk %d of %s live: %w", c.Index, loadID, err)
-	}
-	return nil
 }

@@ -239,12 +239,6 @@ func (w *Warehouse) loadNDJSON(ctx context.Context, table string, schema bigquer
 		n, err := w.countRows(ctx, table)
 		return n == wantRows, err
 	}
-	return w.loadJob(ctx, table, schema, r, jobID, bigquery.WriteTruncate, loaded)
-}
-
-// loadJob loads r's NDJSON rows into table with one load job run once
-// under jobID (runOnce): done says whether a job that ran took effect.
-func (w *Warehouse) loadJob(ctx context.Context, table string, schema bigquery.Schema, r io.ReadSeeker, jobID string, disposition bigquery.TableWriteDisposition, done func() (bool, error)) error {
 	start := func(id string) (*bigquery.Job, error) {
 		if _, err := r.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("rewind: %w", err)
@@ -253,13 +247,8 @@ func (w *Warehouse) loadJob(ctx context.Context, table string, schema bigquery.S
 		src.SourceFormat = bigquery.JSON
 		src.Schema = schema
 		l := w.ds.Table(table).LoaderFrom(src)
-		l.WriteDisposition = disposition
+		l.WriteDisposition = bigquery.WriteTruncate
 		l.CreateDisposition = bigquery.CreateIfNeeded
-		if disposition == bigquery.WriteAppend {
-			// Appends go to ktpipe's own tables, which EnsureSchema made
-			// partitioned and expiring: one made here would be neither.
-			l.CreateDisposition = bigquery.CreateNever
-		}
 		l.JobID = id
 		l.Location = w.location
 		// One request per upload: a chunk is bounded by KTPIPE_CHUNK_ROWS,
@@ -269,7 +258,7 @@ func (w *Warehouse) loadJob(ctx context.Context, table string, schema bigquery.S
 		w.observed(Statement{What: "load " + table, Load: table})
 		return l.Run(ctx)
 	}
-	return w.runOnce(ctx, "load "+table, jobID, start, done)
+	return w.runOnce(ctx, "load "+table, jobID, start, loaded)
 }
 
 // countRows counts a table's rows; -1 when the table does not exist.

@@ -189,8 +189,8 @@ func runModel(out io.Writer, scales []float64) error {
 	}
 	paths["webhook"], stmts = stmts, nil
 	// The compaction: a pull's load and a webhook batch's staged and
-	// marked pending (the pull's chunks landed in live_events too; the
-	// webhook's streamed, as above), the pull's cursor read once a pull
+	// marked pending (both stream their rows into live_events, priced
+	// with the live landing below), the pull's cursor read once a pull
 	// run and its checkpoint once a pull load; then the compaction's run
 	// commits both loads together, checks them, and refreshes the
 	// dimensions.
@@ -313,15 +313,6 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 		}
 		for i, c := range man.Chunks {
 			if err := stageChunk(ctx, wh, store, l.id, c); err != nil {
-				return err
-			}
-			f, err := store.Open(ctx, c.Key)
-			if err != nil {
-				return err
-			}
-			err = wh.LandLiveChunk(ctx, l.id, c, f)
-			f.Close()
-			if err != nil {
 				return err
 			}
 			if i == 0 && l.source == "pull" {
