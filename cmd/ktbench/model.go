@@ -312,8 +312,8 @@ type dayCost struct {
 	LoadJobs, QueryJobs float64
 	DML                 map[string]float64 // DML statements by table (INSERT and mutating)
 	Mutating            map[string]float64 // UPDATE, DELETE, MERGE statements by table
-	BytesScanned        float64 // processed: what the statements read
-	BytesBilled         float64 // processed, with the 10 MB minimum per table referenced: what is paid
+	BytesScanned        float64            // processed: what the statements read
+	BytesBilled         float64            // processed, with the 10 MB minimum per table referenced: what is paid
 	ByRule              map[string]float64 // bytes by rule, for the breakdown
 }
 
