@@ -44,8 +44,9 @@ func (s *stack) pendingMarks() []string {
 	return keys
 }
 
-// compactOnce triggers the compaction's schedule and waits for the run.
-func (s *stack) compactOnce() workflows.CompactResult {
+// compactOnce triggers the compaction's schedule and waits for the run;
+// record names the history to record, if any.
+func (s *stack) compactOnce(record string) workflows.CompactResult {
 	s.t.Helper()
 	id, err := s.ctl.TriggerCompaction(context.Background())
 	if err != nil {
@@ -53,6 +54,9 @@ func (s *stack) compactOnce() workflows.CompactResult {
 	}
 	var res workflows.CompactResult
 	waitWorkflow(s.t, id, &res)
+	if record != "" {
+		recordHistory(s.t, id, "", record)
+	}
 	return res
 }
 
@@ -71,16 +75,19 @@ func TestDeferredPullsLandOnceThroughTheCompaction(t *testing.T) {
 	if _, err := s.ctl.ApplyCompactSchedule(ctx, time.Hour, true); err != nil {
 		t.Fatal(err)
 	}
-	trigger := func() workflows.IncrementalPullResult {
+	trigger := func(record string) workflows.IncrementalPullResult {
 		id, err := s.ctl.TriggerSchedule(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var res workflows.IncrementalPullResult
 		waitWorkflow(t, id, &res)
+		if record != "" {
+			recordHistory(t, id, "", record)
+		}
 		return res
 	}
-	first := trigger()
+	first := trigger("incremental_pull_deferred")
 	fact := "`" + project + "." + s.dataset + ".fact_ai_event`"
 	if n := s.count("SELECT COUNT(*) FROM " + fact); n != 0 {
 		t.Fatalf("fact holds %d rows before the compaction, want none: the pull must not commit", n)
@@ -95,7 +102,7 @@ func TestDeferredPullsLandOnceThroughTheCompaction(t *testing.T) {
 		t.Error("the live view shows none of the pulled rows before the compaction")
 	}
 
-	res := s.compactOnce()
+	res := s.compactOnce("compact")
 	if res.Loads != len(marks) || res.Rows != first.Rows || len(res.Failed) != 0 {
 		t.Fatalf("compaction %+v, want the pull's %d pending loads (%d rows)", res, len(marks), first.Rows)
 	}
@@ -107,17 +114,17 @@ func TestDeferredPullsLandOnceThroughTheCompaction(t *testing.T) {
 	// The source resends, late events arrive: pulled again, compacted
 	// again, still once each.
 	s.sim.Ingest(100, 0.5)
-	second := trigger()
+	second := trigger("")
 	marks = s.pendingMarks()
 	if second.Rows == 0 || len(marks) == 0 {
 		t.Fatalf("second pull %+v, marks %v: want the new events pending", second, marks)
 	}
-	if res := s.compactOnce(); res.Loads != len(marks) || res.Rows != second.Rows {
+	if res := s.compactOnce(""); res.Loads != len(marks) || res.Rows != second.Rows {
 		t.Fatalf("compaction %+v, want the second pull's %d loads (%d rows)", res, len(marks), second.Rows)
 	}
 	s.assertExactlyOnce(time.Time{}, time.Time{})
 	// With nothing pending, a run commits nothing.
-	if res := s.compactOnce(); res.Loads != 0 {
+	if res := s.compactOnce(""); res.Loads != 0 {
 		t.Fatalf("idle compaction %+v, want no load", res)
 	}
 }
