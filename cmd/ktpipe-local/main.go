@@ -142,6 +142,9 @@ func run(ctx context.Context, o options) error {
 		"KEEPTRUSTS_WEBHOOK_SECRET": webhookSecret,
 		"KTPIPE_WEBHOOK_BATCH":      "5s",
 		"KTPIPE_METRICS_ADDR":       "127.0.0.1:9464",
+		// The pull and the webhook batch defer their loads; the run
+		// compacts them once it has pulled (below).
+		"KTPIPE_COMPACT_EVERY": "1h",
 	}
 	var cfg config.Worker
 	if err := config.Load(ctx, &cfg, envconfig.MapLookuper(env)); err != nil {
