@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"go.temporal.io/sdk/temporal"
@@ -68,6 +69,9 @@ func (a *Activities) PendingLoads(ctx context.Context, in payload.PendingLoadsIn
 		if !strings.HasSuffix(key, "/load.json") {
 			continue // a partial write's temporary file
 		}
+		if id, _ := pendingOf(key); slices.Contains(in.Exclude, id) {
+			continue
+		}
 		p, err := a.readPending(ctx, key)
 		if errors.Is(err, staging.ErrNotFound) {
 			continue // finished since the listing
@@ -112,14 +116,35 @@ func (a *Activities) readPending(ctx context.Context, key string) (payload.Pendi
 	return p, nil
 }
 
-// FinishLoad removes a load's mark once the compaction committed and
-// checked it. Removing it again does nothing.
-func (a *Activities) FinishLoad(ctx context.Context, loadID string) error {
+// maxFinishLoads bounds the loads one FinishLoads takes: a compaction's
+// round at most.
+const maxFinishLoads = maxPendingLoads
+
+// FinishLoads removes the marks of loads the compaction committed and
+// checked, then their staged files: one activity a round, not two a
+// load, so the compaction's history grows with its rounds. Removing
+// again does nothing; files a crash leaves behind the clean-up removes.
+func (a *Activities) FinishLoads(ctx context.Context, loadIDs []string) error {
 	defer keepAlive(ctx, nil)()
-	if err := staging.CheckKey(PendingKey(loadID)); err != nil {
-		return temporal.NewNonRetryableApplicationError("finish load: "+err.Error(), payload.ErrTypeMalformed, err)
+	if len(loadIDs) > maxFinishLoads {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("finish loads: %d loads, at most %d", len(loadIDs), maxFinishLoads), payload.ErrTypeBadInput, nil)
 	}
-	return classify("finish load "+loadID, a.Store.RemoveAll(ctx, pendingDir+"/"+loadID))
+	for _, id := range loadIDs {
+		if err := staging.CheckKey(PendingKey(id)); err != nil {
+			return temporal.NewNonRetryableApplicationError("finish loads: "+err.Error(), payload.ErrTypeBadInput, err)
+		}
+	}
+	for _, id := range loadIDs {
+		if err := a.Store.RemoveAll(ctx, pendingDir+"/"+id); err != nil {
+			return classify("finish load "+id, err)
+		}
+	}
+	for _, id := range loadIDs {
+		if err := a.removeLoadFiles(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // boundOr is n within (0, bound], or bound when n is not positive.

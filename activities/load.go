@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/payload"
+	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
@@ -168,7 +169,14 @@ func (a *Activities) commitLoads(ctx context.Context, batch []warehouse.LoadChun
 		for _, l := range batch {
 			for _, c := range l.Chunks {
 				if l.LoadID == lost.Load && c.Index == lost.Chunk {
-					if err := a.StageChunk(ctx, payload.ChunkInput{LoadID: l.LoadID, Chunk: c}); err != nil {
+					err := a.StageChunk(ctx, payload.ChunkInput{LoadID: l.LoadID, Chunk: c})
+					if errors.Is(err, staging.ErrNotFound) {
+						// Its table and its file are gone: no retry brings them
+						// back, the load is to be replayed from the source.
+						return temporal.NewNonRetryableApplicationError(fmt.Sprintf("chunk %d of %s: staging table and file lost; replay the load's window from the source", c.Index, l.LoadID),
+							payload.ErrTypeNothingStaged, err)
+					}
+					if err != nil {
 						return err // classified by StageChunk
 					}
 				}
@@ -240,6 +248,10 @@ func (a *Activities) landLiveChunk(ctx context.Context, c payload.Chunk, w *live
 // CleanupLoad removes a finished load's staged files.
 func (a *Activities) CleanupLoad(ctx context.Context, loadID string) error {
 	defer keepAlive(ctx, nil)()
+	return a.removeLoadFiles(ctx, loadID)
+}
+
+func (a *Activities) removeLoadFiles(ctx context.Context, loadID string) error {
 	for _, prefix := range []string{"loads/" + loadID, "exports/" + loadID} {
 		if err := a.Store.RemoveAll(ctx, prefix); err != nil {
 			return classify("cleanup", err)

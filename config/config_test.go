@@ -63,6 +63,8 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"prefix without slash", "KTPIPE_STAGING_PREFIX", "ktpipe", "KTPIPE_STAGING_PREFIX"},
 		{"webhooks without secret", "KTPIPE_WEBHOOK_ADDR", ":8088", "KEEPTRUSTS_WEBHOOK_SECRET: missing required value"},
 		{"late window too short", "KTPIPE_LATE_WINDOW", "10s", "KTPIPE_LATE_WINDOW: must be at least 1m"},
+		{"compaction too often", "KTPIPE_COMPACT_EVERY", "1m", "KTPIPE_COMPACT_EVERY: must be 0 (off) or between 5m and 4h"},
+		{"compaction past the live view", "KTPIPE_COMPACT_EVERY", "5h", "KTPIPE_COMPACT_EVERY: must be 0 (off) or between 5m and 4h"},
 		{"missing certificate", "TEMPORAL_TLS_CLIENT_CERT_PATH", "/nonexistent/client.pem", "TEMPORAL_TLS_CLIENT_CERT_PATH: stat /nonexistent/client.pem"},
 		{"tls not a bool", "TEMPORAL_TLS", "yes", "TEMPORAL_TLS: \"yes\" must be true or false"},
 		{"address without port", "TEMPORAL_ADDRESS", "temporal", "TEMPORAL_ADDRESS: \"temporal\" must be host:port"},
@@ -134,6 +136,20 @@ func TestParseSince(t *testing.T) {
 	for _, bad := range []string{"", "5", "5w", "-5m", "1.5h"} {
 		if _, err := config.ParseSince(bad, now); err == nil {
 			t.Errorf("ParseSince(%q) accepted", bad)
+		}
+	}
+}
+
+// The compaction's interval: off by default, on within its bounds.
+func TestCompactEvery(t *testing.T) {
+	for value, want := range map[string]time.Duration{"": 0, "0": 0, "5m": 5 * time.Minute, "4h": 4 * time.Hour} {
+		env := base()
+		if value != "" {
+			env["KTPIPE_COMPACT_EVERY"] = value
+		}
+		var c config.Worker
+		if err := config.Load(context.Background(), &c, envconfig.MapLookuper(env)); err != nil || c.Pipeline.CompactEvery != want {
+			t.Errorf("%q: %v %v, want %v", value, c.Pipeline.CompactEvery, err, want)
 		}
 	}
 }

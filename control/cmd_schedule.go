@@ -361,7 +361,7 @@ func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipe
 	}
 	// After the late window, so the previous day's late events are in,
 	// and after a compaction has committed the day's pending loads.
-	offset := min(max(p.LateWindow, p.CompactEvery)+time.Hour, m.ReconcileInterval-time.Minute)
+	offset := min(p.LateWindow+p.CompactEvery+time.Hour, m.ReconcileInterval-time.Minute)
 	if created, err = ctl.ApplyReconcileSchedule(ctx, m.ReconcileInterval, offset, paused); err != nil {
 		return nil, err
 	}

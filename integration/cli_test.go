@@ -51,7 +51,8 @@ func TestStarterCLI(t *testing.T) {
 	}
 	if out := mustRun("schedule", "apply", "--paused", "--start", "30d"); !strings.Contains(out, "created") || !strings.Contains(out, s.tq+"-staging-cleanup created") ||
 		!strings.Contains(out, s.tq+"-audit created: audit every 5m0s") || !strings.Contains(out, s.tq+"-daily-reconcile created") ||
-		!strings.Contains(out, "note: a pull every 1h0m0s alone leaves events up to 1h0m0s behind") {
+		!strings.Contains(out, "note: a pull every 1h0m0s alone leaves events up to 1h0m0s behind") ||
+		!strings.Contains(out, s.tq+"-compaction created: compaction of pending loads every 4h0m0s (no load is deferred") {
 		t.Fatalf("apply: %s", out)
 	}
 	t.Cleanup(func() {
@@ -60,7 +61,12 @@ func TestStarterCLI(t *testing.T) {
 		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-audit").Delete(context.Background())
 		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-daily-reconcile").Delete(context.Background())
 		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-history-export").Delete(context.Background())
+		temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-compaction").Delete(context.Background())
 	})
+	// Nothing deferred: a compaction run now commits nothing.
+	if out := mustRun("schedule", "compact", "--wait"); !strings.Contains(out, "committed 0 loads") {
+		t.Fatalf("compact: %s", out)
+	}
 	if out := mustRun("schedule", "describe"); !strings.Contains(out, "paused") || !strings.Contains(out, "every 1h0m0s") {
 		t.Fatalf("describe: %s", out)
 	}

@@ -168,6 +168,9 @@ type PendingLoad struct {
 type PendingLoadsInput struct {
 	MaxLoads  int // at most this many loads
 	MaxChunks int // and at most this many chunks in all (one load may exceed it alone)
+	// Exclude names loads to pass over (this run could not commit them),
+	// so that they do not fill the bounds.
+	Exclude []string
 }
 
 // PendingLoadsResult is pending loads in key order, within the bounds.

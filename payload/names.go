@@ -46,7 +46,7 @@ const (
 	LandLiveChunks      = "LandLiveChunks"
 	DeferLoad           = "DeferLoad"
 	PendingLoads        = "PendingLoads"
-	FinishLoad          = "FinishLoad"
+	FinishLoads         = "FinishLoads"
 )
 
 // Activities is what *activities.Activities implements: one method per
@@ -87,7 +87,7 @@ type Activities interface {
 	LandLiveChunks(context.Context, ChunksInput) (int64, error)
 	DeferLoad(context.Context, PendingLoad) error
 	PendingLoads(context.Context, PendingLoadsInput) (PendingLoadsResult, error)
-	FinishLoad(ctx context.Context, loadID string) error
+	FinishLoads(ctx context.Context, loadIDs []string) error
 }
 
 // Cleaner is what *activities.Cleaner implements.

@@ -48,17 +48,21 @@ FROM %s WHERE quarantined_at >= @from_ts`, w.ref(schemas.TableQuarantine)), from
 	if t, ok := rows[0]["newest"].(time.Time); ok && t.After(m.WarehouseNewest) {
 		m.WarehouseNewest = t
 	}
-	// An event in the live view is queryable too: its load waits for its
-	// commit (a webhook window, or the compaction's interval). Only the
-	// view's window of live_events, hour partitions, is read.
-	liveSince := bigquery.QueryParameter{Name: "live_since", Value: time.Now().UTC().Add(-w.window())}
-	rows, err = w.query(ctx, "audit live", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest
+	// With the compaction on (SetLiveWindow set its window), loads wait
+	// hours for their commit and an event in the live view is what is
+	// queryable: the lag is against it. Only the view's window of
+	// live_events, hour partitions, is read. Without it, the lag stays the
+	// fact table's, so a stalled commit still shows.
+	if w.liveWindow > 0 {
+		liveSince := bigquery.QueryParameter{Name: "live_since", Value: time.Now().UTC().Add(-w.liveWindow)}
+		rows, err = w.query(ctx, "audit live", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest
 FROM %s WHERE ingested_at >= @live_since`, w.ref(schemas.TableLive)), liveSince)
-	if err != nil {
-		return m, err
-	}
-	if t, ok := rows[0]["newest"].(time.Time); ok && t.After(m.WarehouseNewest) {
-		m.WarehouseNewest = t
+		if err != nil {
+			return m, err
+		}
+		if t, ok := rows[0]["newest"].(time.Time); ok && t.After(m.WarehouseNewest) {
+			m.WarehouseNewest = t
+		}
 	}
 	// What was written in the interval is what loads committed in it (the
 	// ledger's commit time; a load's own clock is when it read the

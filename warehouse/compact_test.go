@@ -113,7 +113,7 @@ func TestCommitLoadsCommitsManyLoadsOnce(t *testing.T) {
 func TestLiveWindowIsSettable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ds := fmt.Sprintf("ds_landlive_%d", dsSeq.Add(1))
+	ds := fmt.Sprintf("ds_livewindow_%d", dsSeq.Add(1))
 	w := newWarehouseIn(t, ds)
 	now := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
 	land := func(loadID string, ingested time.Time, lines ...string) {

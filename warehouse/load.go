@@ -281,10 +281,14 @@ func (w *Warehouse) commitTransaction(ctx context.Context, todo []LoadChunks) er
 
 // commitJobID is the commit's job id: the dataset and a hash of the
 // set's sorted (load, chunk) pairs, so the same set always gets the same
-// id and any other set another. ktpipe_loads_, not the ktpipe_batch_ of
-// the per-load commits before it (nor ktpipe_commit_ of the per-chunk
-// ones before those): a retry must never mistake one for the other.
+// id and any other set another. A set of one load keeps the id per-load
+// commits had before sets (its first chunk), so that a retry on an
+// upgraded worker waits for a commit an older worker started instead of
+// running beside it.
 func (w *Warehouse) commitJobID(todo []LoadChunks) string {
+	if len(todo) == 1 {
+		return tableName("ktpipe_batch_"+w.dataset+"_", todo[0].LoadID, todo[0].Chunks[0].Index)
+	}
 	h := sha256.New()
 	for _, l := range todo {
 		for _, c := range l.Chunks {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -20,19 +21,22 @@ import (
 // that cost grow with the data instead of with the number of loads (see
 // the README, "What the design costs on BigQuery"). Meanwhile the live
 // view shows the loads' rows: webhook batches stream them, and the pull
-// lands its chunks into live_events with load jobs.
+// streams its chunks into live_events.
 
 // DefaultCompactEvery is the compaction's interval when it is on.
 const DefaultCompactEvery = 4 * time.Hour
 
 // Bounds of one compaction run: compactChunks chunks a MergeLoads (about
-// five transactions of warehouse.MaxBatchChunks), compactRounds of those
-// before it continues as new, so its history stays small however far
-// behind it is.
+// five transactions of warehouse.MaxBatchChunks), and compactRounds of
+// those, or compactHistoryEvents events of history, before it continues
+// as new. A round adds about 20 events, and its one-by-one retry of a
+// round about 12 a load: the history stays far below Temporal's 51,200
+// however far behind the compaction is.
 const (
-	compactLoads  = 500
-	compactChunks = 1000
-	compactRounds = 10
+	compactLoads         = 500
+	compactChunks        = 1000
+	compactRounds        = 10
+	compactHistoryEvents = 10_000
 )
 
 // CompactInput configures one compaction run.
@@ -80,45 +84,52 @@ func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
 		details(ctx, "compaction of pending loads", "phase: "+phase,
 			fmt.Sprintf("%d loads committed (%d rows, %d quarantined)", res.Loads, res.Rows, res.Quarantined))
 	}
-	failed := map[string]bool{}
+	var failed []string // loads this run could not commit: passed over, named at the end
 	committed := false
-	for round := 0; round < compactRounds; round++ {
+	for round := 0; ; round++ {
 		show("listing pending loads")
 		var pending payload.PendingLoadsResult
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.PendingLoads,
-			payload.PendingLoadsInput{MaxLoads: compactLoads, MaxChunks: compactChunks}).Get(ctx, &pending); err != nil {
+			payload.PendingLoadsInput{MaxLoads: compactLoads, MaxChunks: compactChunks, Exclude: failed}).Get(ctx, &pending); err != nil {
 			return res, fmt.Errorf("list pending loads: %w", err)
 		}
-		var loads []payload.PendingLoad
-		for _, p := range pending.Loads {
-			if !failed[p.Manifest.LoadID] {
-				loads = append(loads, p)
-			}
-		}
-		if len(loads) == 0 {
+		if len(pending.Loads) == 0 {
 			break
 		}
-		show(fmt.Sprintf("committing %d loads", len(loads)))
-		done, bad := commitPending(ctx, t, loads)
-		for _, id := range bad {
-			failed[id] = true
-			res.Failed = append(res.Failed, id)
+		show(fmt.Sprintf("committing %d loads", len(pending.Loads)))
+		done, bad, err := commitPending(ctx, t, pending.Loads)
+		if err != nil {
+			// Not one load's fault (BigQuery away, a quota): the loads stay
+			// pending, and the next run commits them.
+			return res, err
 		}
-		for _, p := range done {
-			countLoad(ctx, p.Source, p.Manifest)
-			if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.FinishLoad, p.Manifest.LoadID).Get(ctx, nil); err != nil {
-				return res, fmt.Errorf("finish load %s: %w", p.Manifest.LoadID, err)
+		failed = append(failed, bad...)
+		res.Failed = append(res.Failed, bad...)
+		if len(done) > 0 {
+			ids := make([]string, len(done))
+			for i, p := range done {
+				ids[i] = p.Manifest.LoadID
+				countLoad(ctx, p.Source, p.Manifest)
 			}
-			cleanupLoad(ctx, t, p.Manifest.LoadID)
-			res.Loads++
-			res.Rows += p.Manifest.Rows
-			res.Quarantined += p.Manifest.Quarantined
+			if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.FinishLoads, ids).Get(ctx, nil); err != nil {
+				return res, fmt.Errorf("finish %d loads: %w", len(ids), err)
+			}
+			for _, p := range done {
+				res.Loads++
+				res.Rows += p.Manifest.Rows
+				res.Quarantined += p.Manifest.Quarantined
+			}
 			committed = true
 		}
 		if !pending.More {
 			break
 		}
-		if round == compactRounds-1 && len(failed) == 0 {
+		// Far behind: continue as new before the history grows large,
+		// unless a load failed (the run then ends naming it).
+		if round == compactRounds-1 || workflow.GetInfo(ctx).GetCurrentHistoryLength() > compactHistoryEvents {
+			if len(failed) > 0 {
+				break
+			}
 			if committed {
 				show("refreshing dimensions")
 				if err := refreshAfterCompaction(ctx, t); err != nil {
@@ -135,32 +146,49 @@ func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
 		}
 	}
 	show("done")
-	if len(res.Failed) > 0 {
+	if len(failed) > 0 {
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%d loads could not be committed and stay pending: %s; replay each (ktpipe replay --load <id>)",
-				len(res.Failed), strings.Join(res.Failed, ", ")), payload.ErrTypeIncomplete, nil)
+			fmt.Sprintf("%d loads could not be committed and stay pending: %s; replay each (ktpipe replay --load-id <id>)",
+				len(failed), listed(failed, 20)), payload.ErrTypeIncomplete, nil)
 	}
 	return res, nil
 }
 
-// commitPending commits loads together and checks each. When the
-// commit fails, it commits them one by one, so that one broken load does
-// not hold the others: it returns the loads committed and checked, and
-// the ids of those that failed alone.
-func commitPending(ctx workflow.Context, t Tuning, loads []payload.PendingLoad) (done []payload.PendingLoad, failed []string) {
-	if err := mergeAndCheck(ctx, t, loads); err == nil {
-		return loads, nil
-	} else if len(loads) == 1 {
-		workflow.GetLogger(ctx).Error("pending load could not be committed; replay it", "load", loads[0].Manifest.LoadID, "error", err)
-		return nil, []string{loads[0].Manifest.LoadID}
-	} else {
-		workflow.GetLogger(ctx).Warn("committing pending loads one by one", "loads", len(loads), "error", err)
+// listed joins up to n ids, and says how many more there are.
+func listed(ids []string, n int) string {
+	if len(ids) <= n {
+		return strings.Join(ids, ", ")
 	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ids[:n], ", "), len(ids)-n)
+}
+
+// commitPending commits loads together and checks each. When that fails
+// for a reason of the loads' own (a non-retryable error: a check that
+// does not add up, staging lost with its files), it commits them one by
+// one, so that one broken load does not hold the others: it returns the
+// loads committed and checked, and the ids of those that failed alone.
+// Any other failure is returned.
+func commitPending(ctx workflow.Context, t Tuning, loads []payload.PendingLoad) (done []payload.PendingLoad, failed []string, err error) {
+	err = mergeAndCheck(ctx, t, loads)
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return loads, nil, nil
+	case !errors.As(err, &appErr) || !appErr.NonRetryable():
+		return nil, nil, err
+	case len(loads) == 1:
+		workflow.GetLogger(ctx).Error("pending load could not be committed; replay it", "load", loads[0].Manifest.LoadID, "error", err)
+		return nil, []string{loads[0].Manifest.LoadID}, nil
+	}
+	workflow.GetLogger(ctx).Warn("committing pending loads one by one", "loads", len(loads), "error", err)
 	for _, p := range loads {
-		d, f := commitPending(ctx, t, []payload.PendingLoad{p})
+		d, f, err := commitPending(ctx, t, []payload.PendingLoad{p})
+		if err != nil {
+			return nil, nil, err
+		}
 		done, failed = append(done, d...), append(failed, f...)
 	}
-	return done, failed
+	return done, failed, nil
 }
 
 // mergeAndCheck commits loads in one MergeLoads and checks every one
@@ -198,26 +226,31 @@ func refreshAfterCompaction(ctx workflow.Context, t Tuning) error {
 }
 
 // deferLoad stages a load's chunks and marks it pending for the
-// compaction, in place of merging it (landLoad). With landLive, it also
-// lands the chunks into live_events for the live view (the pull; a
-// webhook batch streamed its deliveries already); a landing that fails
-// is logged, since the compaction does not depend on it.
+// compaction, in place of merging it (landLoad). With landLive, it then
+// streams the chunks into live_events for the live view (the pull; a
+// webhook batch streamed its deliveries already): within
+// deferLiveCeiling, and a landing that fails is logged, since the
+// compaction does not depend on it.
 func deferLoad(ctx workflow.Context, t Tuning, source string, man payload.Manifest, landLive bool) error {
 	if err := stageChunks(ctx, t, man.LoadID, man.Chunks, nil); err != nil {
 		return err
 	}
+	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.DeferLoad, payload.PendingLoad{Source: source, Manifest: man}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("mark %s pending: %w", man.LoadID, err)
+	}
 	if landLive {
-		// A few attempts: the rows show once compacted anyway.
-		opts := workflow.GetActivityOptions(warehouseCtx(ctx, t))
-		opts.RetryPolicy = &temporal.RetryPolicy{MaximumAttempts: liveAttempts, NonRetryableErrorTypes: nonRetryable}
-		actx := workflow.WithActivityOptions(ctx, opts)
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: deferLiveCeiling, ScheduleToCloseTimeout: deferLiveCeiling, HeartbeatTimeout: t.HeartbeatTimeout,
+			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: liveAttempts, NonRetryableErrorTypes: nonRetryable},
+		})
 		var rows int64
 		if err := workflow.ExecuteActivity(actx, payload.LandLiveChunks, payload.ChunksInput{LoadID: man.LoadID, Chunks: man.Chunks}).Get(ctx, &rows); err != nil {
 			workflow.GetLogger(ctx).Warn("live landing failed; the load's rows show once compacted", "load", man.LoadID, "error", err)
 		}
 	}
-	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.DeferLoad, payload.PendingLoad{Source: source, Manifest: man}).Get(ctx, nil); err != nil {
-		return fmt.Errorf("mark %s pending: %w", man.LoadID, err)
-	}
 	return nil
 }
+
+// deferLiveCeiling bounds a pull batch's live landing, attempts
+// included: 100 requests of 500 rows for a batch of 50,000 events.
+const deferLiveCeiling = 5 * time.Minute

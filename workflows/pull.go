@@ -176,7 +176,7 @@ func (s *incrementalPull) run(ctx workflow.Context) (IncrementalPullResult, erro
 			payload.CheckpointInput{Key: s.in.CheckpointKey, Value: res.NextCursor}).Get(ctx, nil); err != nil {
 			return IncrementalPullResult{}, fmt.Errorf("write checkpoint: %w", err)
 		}
-		if !s.in.Defer { // the compaction removes a pending load's files
+		if !s.in.Defer || len(res.Manifest.Chunks) == 0 { // the compaction removes a pending load's files
 			cleanupLoad(ctx, s.t, id)
 		}
 		cursor = res.NextCursor

@@ -77,7 +77,7 @@ func Replay(ctx workflow.Context, in ReplayInput) (ReplayResult, error) {
 		if workflow.GetVersion(ctx, replayFinishesPending, workflow.DefaultVersion, 1) == 1 {
 			// A load the compaction could not commit is pending: landed
 			// now, it is not the compaction's any more.
-			if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.FinishLoad, man.LoadID).Get(ctx, nil); err != nil {
+			if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.FinishLoads, []string{man.LoadID}).Get(ctx, nil); err != nil {
 				return ReplayResult{}, fmt.Errorf("replay %s: remove its pending mark: %w", man.LoadID, err)
 			}
 		}

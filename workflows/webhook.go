@@ -209,8 +209,8 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, li
 	man := split.Manifest
 	reportUnknownFields(ctx, man)
 	if len(man.Chunks) > 0 && deferred {
-		// Without a live landing, the chunks land for the live view.
-		if err := deferLoad(ctx, t, payload.SourceWebhook, man, live == nil); err != nil {
+		// The batch streamed its deliveries (unless KTPIPE_WEBHOOK_LIVE is 0).
+		if err := deferLoad(ctx, t, payload.SourceWebhook, man, false); err != nil {
 			return err
 		}
 	} else if len(man.Chunks) > 0 {

@@ -617,15 +617,15 @@ func TestExportAndReplayShareTheLoadTail(t *testing.T) {
 	env.OnActivity(payload.ReadManifest, mock.Anything, "L").Return(manifest, nil).Once()
 	happyTail(env)
 	// A load the compaction could not commit stays pending until then.
-	env.OnActivity(payload.FinishLoad, mock.Anything, "L").Return(nil).Once()
+	env.OnActivity(payload.FinishLoads, mock.Anything, []string{"L"}).Return(nil).Once()
 	order = activityOrder(env)
 	env.ExecuteWorkflow(workflows.Replay, workflows.ReplayInput{LoadID: "L"})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
 	assertLoadTail(t, *order)
-	if check, finish, clean := indexOf(*order, "CheckLoad"), indexOf(*order, "FinishLoad"), indexOf(*order, "CleanupLoad"); !(check < finish && finish < clean) {
-		t.Errorf("activities %v: want FinishLoad after CheckLoad, before CleanupLoad", *order)
+	if check, finish, clean := indexOf(*order, "CheckLoad"), indexOf(*order, "FinishLoads"), indexOf(*order, "CleanupLoad"); !(check < finish && finish < clean) {
+		t.Errorf("activities %v: want FinishLoads after CheckLoad, before CleanupLoad", *order)
 	}
 }
 
