@@ -1,8 +1,13 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -11,9 +16,11 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
 
+	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/control"
 	"github.com/ktpipe/ktpipe/ktsim"
 	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/webhook"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -175,6 +182,84 @@ func TestWorkerKilledMidCompaction(t *testing.T) {
 	}
 	if res.Rows != pres.Rows {
 		t.Fatalf("compaction %+v, want the pull's %d rows", res, pres.Rows)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	if m := s.pendingMarks(); len(m) != 0 {
+		t.Fatalf("marks left after the compaction: %v", m)
+	}
+}
+
+// Deferred webhook batches: every delivery sent twice is staged and
+// marked, nothing reaches the fact table until the compaction, which
+// commits every event once.
+func TestDeferredWebhookBatchesLandOnceThroughTheCompaction(t *testing.T) {
+	const secret = "whsec-deferred"
+	var receiver atomic.Pointer[webhook.Receiver]
+	var received atomic.Int64
+	twice := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		status := 0
+		for range 2 {
+			req := r.Clone(r.Context())
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			rec := httptest.NewRecorder()
+			receiver.Load().ServeHTTP(rec, req)
+			status = rec.Code
+		}
+		if status == http.StatusAccepted {
+			received.Add(1)
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(twice.Close)
+	cfg := simConfig()
+	cfg.HistoryEvents = 0 // only live events, which webhooks deliver
+	cfg.Webhooks = []ktsim.Webhook{{URL: twice.URL, Secret: secret, Subscription: "all"}}
+	s := newStack(t, cfg, true)
+	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
+		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
+			Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning, Defer: true}}})
+	ctx := context.Background()
+	if _, err := s.ctl.ApplyCompactSchedule(ctx, time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		s.sim.Ingest(100, 0.2)
+		time.Sleep(700 * time.Millisecond)
+	}
+	var batch struct{ ID, RunID string }
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		running, err := s.ctl.ListWorkflows(ctx, "Running", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if received.Load() == 3 && len(running) == 0 {
+			done, err := s.ctl.ListWorkflows(ctx, "Completed", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range done {
+				if w.Type == "WebhookBatch" {
+					batch.ID, batch.RunID = w.ID, w.RunID
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 3 deliveries taken, %d batches running", received.Load(), len(running))
+		}
+	}
+	fact := "`" + project + "." + s.dataset + ".fact_ai_event`"
+	if n := s.count("SELECT COUNT(*) FROM " + fact); n != 0 {
+		t.Fatalf("fact holds %d rows before the compaction, want none: the batches must not commit", n)
+	}
+	marks := s.pendingMarks()
+	if len(marks) == 0 {
+		t.Fatal("no batch marked its load pending")
+	}
+	recordHistory(t, batch.ID, batch.RunID, "webhook_batch_deferred")
+	if res := s.compactOnce(""); res.Loads != len(marks) || len(res.Failed) != 0 {
+		t.Fatalf("compaction %+v, want the %d pending loads", res, len(marks))
 	}
 	s.assertExactlyOnce(time.Time{}, time.Time{})
 	if m := s.pendingMarks(); len(m) != 0 {
