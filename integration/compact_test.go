@@ -1,13 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,11 +11,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
 
-	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/control"
 	"github.com/ktpipe/ktpipe/ktsim"
 	"github.com/ktpipe/ktpipe/staging"
-	"github.com/ktpipe/ktpipe/webhook"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -193,32 +186,7 @@ func TestWorkerKilledMidCompaction(t *testing.T) {
 // marked, nothing reaches the fact table until the compaction, which
 // commits every event once.
 func TestDeferredWebhookBatchesLandOnceThroughTheCompaction(t *testing.T) {
-	const secret = "whsec-deferred"
-	var receiver atomic.Pointer[webhook.Receiver]
-	var received atomic.Int64
-	twice := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		status := 0
-		for range 2 {
-			req := r.Clone(r.Context())
-			req.Body = io.NopCloser(bytes.NewReader(body))
-			rec := httptest.NewRecorder()
-			receiver.Load().ServeHTTP(rec, req)
-			status = rec.Code
-		}
-		if status == http.StatusAccepted {
-			received.Add(1)
-		}
-		w.WriteHeader(status)
-	}))
-	t.Cleanup(twice.Close)
-	cfg := simConfig()
-	cfg.HistoryEvents = 0 // only live events, which webhooks deliver
-	cfg.Webhooks = []ktsim.Webhook{{URL: twice.URL, Secret: secret, Subscription: "all"}}
-	s := newStack(t, cfg, true)
-	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
-		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
-			Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning, Defer: true}}})
+	s, received := twiceDeliveredStack(t, true)
 	ctx := context.Background()
 	if _, err := s.ctl.ApplyCompactSchedule(ctx, time.Hour, true); err != nil {
 		t.Fatal(err)

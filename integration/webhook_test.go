@@ -25,11 +25,10 @@ import (
 // of live events to the receiver, every one of them twice (the sender
 // never saw the first 2xx), and batches load them: each valid event once
 // in the fact table, each invalid one once in quarantine.
-func TestWebhookDeliveriesLandOnce(t *testing.T) {
-	const secret = "whsec-integration"
-	var receiver atomic.Pointer[webhook.Receiver]
-	var received atomic.Int64
-	twice := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// deliverTwice hands each delivery to the receiver twice (a sender
+// retrying one that was taken) and counts those taken.
+func deliverTwice(t *testing.T, receiver *atomic.Pointer[webhook.Receiver], received *atomic.Int64) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		status := 0
 		for range 2 {
@@ -44,14 +43,30 @@ func TestWebhookDeliveriesLandOnce(t *testing.T) {
 		}
 		w.WriteHeader(status)
 	}))
-	t.Cleanup(twice.Close)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// twiceDeliveredStack is a stack whose simulator sends only live events,
+// by webhook, each delivery twice (deliverTwice) to a receiver of 2 s
+// batches, deferred or not; received counts the deliveries taken.
+func twiceDeliveredStack(t *testing.T, deferLoads bool) (s *stack, received *atomic.Int64) {
+	const secret = "whsec-integration"
+	var receiver atomic.Pointer[webhook.Receiver]
+	received = new(atomic.Int64)
+	twice := deliverTwice(t, &receiver, received)
 	cfg := simConfig()
 	cfg.HistoryEvents = 0 // only live events, which webhooks deliver
 	cfg.Webhooks = []ktsim.Webhook{{URL: twice.URL, Secret: secret, Subscription: "all"}}
-	s := newStack(t, cfg, true)
+	s = newStack(t, cfg, true)
 	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
 		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
-			Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning}}})
+			Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning, Defer: deferLoads}}})
+	return s, received
+}
+
+func TestWebhookDeliveriesLandOnce(t *testing.T) {
+	s, received := twiceDeliveredStack(t, false)
 
 	for range 3 {
 		s.sim.Ingest(100, 0.2)

@@ -21,7 +21,20 @@ type AuditScope = payload.AuditScope
 // AuditMeasures is declared in payload: the audit workflow carries it.
 type AuditMeasures = payload.AuditMeasures
 
-// MeasureAudit runs the audit's three bounded queries.
+// newerEvent raises m.WarehouseNewest to the newest event_timestamp of
+// table's rows where filter holds (its partition bound).
+func (w *Warehouse) newerEvent(ctx context.Context, m *AuditMeasures, what, table, filter string, param bigquery.QueryParameter) error {
+	rows, err := w.query(ctx, what, fmt.Sprintf("SELECT MAX(event_timestamp) AS newest\nFROM %s WHERE %s", w.ref(table), filter), param)
+	if err != nil {
+		return err
+	}
+	if t, ok := rows[0]["newest"].(time.Time); ok && t.After(m.WarehouseNewest) {
+		m.WarehouseNewest = t
+	}
+	return nil
+}
+
+// MeasureAudit runs the audit's bounded queries.
 func (w *Warehouse) MeasureAudit(ctx context.Context, s AuditScope) (AuditMeasures, error) {
 	var m AuditMeasures
 	from := bigquery.QueryParameter{Name: "from", Value: civil.DateOf(s.Since.UTC())}
@@ -40,13 +53,8 @@ FROM %s WHERE event_date >= @from`, w.ref(schemas.TableFact)), from)
 	m.FactDuplicateRows = m.FactRows - asInt(rows[0]["ids"])
 	// quarantined_at is the load's clock, at or after the record arrived:
 	// a record quarantined since Since is in these partitions.
-	rows, err = w.query(ctx, "audit quarantine", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest
-FROM %s WHERE quarantined_at >= @from_ts`, w.ref(schemas.TableQuarantine)), fromTS)
-	if err != nil {
+	if err := w.newerEvent(ctx, &m, "audit quarantine", schemas.TableQuarantine, "quarantined_at >= @from_ts", fromTS); err != nil {
 		return m, err
-	}
-	if t, ok := rows[0]["newest"].(time.Time); ok && t.After(m.WarehouseNewest) {
-		m.WarehouseNewest = t
 	}
 	// With the compaction on (SetLiveWindow set its window), loads wait
 	// hours for their commit and an event in the live view is what is
@@ -55,13 +63,8 @@ FROM %s WHERE quarantined_at >= @from_ts`, w.ref(schemas.TableQuarantine)), from
 	// fact table's, so a stalled commit still shows.
 	if w.liveWindow > 0 {
 		liveSince := bigquery.QueryParameter{Name: "live_since", Value: time.Now().UTC().Add(-w.liveWindow)}
-		rows, err = w.query(ctx, "audit live", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest
-FROM %s WHERE ingested_at >= @live_since`, w.ref(schemas.TableLive)), liveSince)
-		if err != nil {
+		if err := w.newerEvent(ctx, &m, "audit live", schemas.TableLive, "ingested_at >= @live_since", liveSince); err != nil {
 			return m, err
-		}
-		if t, ok := rows[0]["newest"].(time.Time); ok && t.After(m.WarehouseNewest) {
-			m.WarehouseNewest = t
 		}
 	}
 	// What was written in the interval is what loads committed in it (the

@@ -116,25 +116,8 @@ func TestLiveWindowIsSettable(t *testing.T) {
 	ds := fmt.Sprintf("ds_livewindow_%d", dsSeq.Add(1))
 	w := newWarehouseIn(t, ds)
 	now := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
-	land := func(loadID string, ingested time.Time, lines ...string) {
-		t.Helper()
-		dir, man := splitAt(t, loadID, 10, ingested, lines...)
-		for _, c := range man.Chunks {
-			b, err := os.ReadFile(filepath.Join(dir.Root, filepath.FromSlash(c.Key)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var rows []json.RawMessage
-			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-				rows = append(rows, json.RawMessage(l))
-			}
-			if err := w.InsertLive(ctx, rows); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	land("load-live-a", time.Now(), event(uuid(110), now, "ada", "gpt-4o", "allow", "0.01"), event(uuid(111), now, "bo", "gpt-4o", "allow", "0.01"))
-	land("load-live-b", time.Now().Add(-90*time.Minute), event(uuid(112), now, "cy", "gpt-4o", "allow", "0.01"))
+	streamLive(t, w, "load-live-a", time.Now(), event(uuid(110), now, "ada", "gpt-4o", "allow", "0.01"), event(uuid(111), now, "bo", "gpt-4o", "allow", "0.01"))
+	streamLive(t, w, "load-live-b", time.Now().Add(-90*time.Minute), event(uuid(112), now, "cy", "gpt-4o", "allow", "0.01"))
 	live := queryRows(t, fmt.Sprintf("SELECT event_id FROM `%s.%s.%s` ORDER BY event_id", project, ds, schemas.TableLive))
 	if fmt.Sprint(live) != fmt.Sprint([][]any{{uuid(110)}, {uuid(111)}, {uuid(112)}}) {
 		t.Errorf("%s holds %v, want each row streamed", schemas.TableLive, live)
@@ -155,5 +138,46 @@ func TestLiveWindowIsSettable(t *testing.T) {
 	}
 	if got, want := view(), fmt.Sprint([][]any{{uuid(110), false}, {uuid(111), false}, {uuid(112), false}}); got != want {
 		t.Errorf("live view with a 2-hour window %s, want %s", got, want)
+	}
+}
+
+// streamLive splits lines as load loadID ingested at ingested and streams
+// the rows into live_events.
+func streamLive(t *testing.T, w *warehouse.Warehouse, loadID string, ingested time.Time, lines ...string) {
+	t.Helper()
+	dir, man := splitAt(t, loadID, 10, ingested, lines...)
+	for _, c := range man.Chunks {
+		b, err := os.ReadFile(filepath.Join(dir.Root, filepath.FromSlash(c.Key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []json.RawMessage
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			rows = append(rows, json.RawMessage(l))
+		}
+		if err := w.InsertLive(context.Background(), rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// With the compaction on (a live window set), the audit's newest event
+// is the live view's too; without, the fact table's alone, so that a
+// stalled commit still shows as lag.
+func TestAuditLagReadsTheLiveViewWithTheCompaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_auditlive_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	newest := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
+	streamLive(t, w, "load-live-audit", time.Now(), event(uuid(120), newest.Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
+	scope := warehouse.AuditScope{Since: newest.Add(-24 * time.Hour), IntervalStart: newest, IntervalEnd: newest.Add(time.Hour)}
+	m, err := w.MeasureAudit(ctx, scope)
+	if err != nil || !m.WarehouseNewest.IsZero() {
+		t.Fatalf("without the compaction: newest %s %v, want none (the fact table is empty)", m.WarehouseNewest, err)
+	}
+	w.SetLiveWindow(2 * time.Hour)
+	if m, err = w.MeasureAudit(ctx, scope); err != nil || !m.WarehouseNewest.Equal(newest) {
+		t.Fatalf("with the compaction: newest %s %v, want the live row's %s", m.WarehouseNewest, err, newest)
 	}
 }

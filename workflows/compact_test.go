@@ -26,15 +26,21 @@ func pendingLoad(id string) payload.PendingLoad {
 // complete is what CheckLoads finds of a load of manifest's counts.
 var complete = payload.Completeness{RawRows: 9, LedgerRows: 9, LedgerQuar: 1}
 
-// A deferred pull stages its batch, lands it for the live view and marks
-// it pending before it moves the checkpoint; it merges, checks, refreshes
-// and cleans up nothing: the compaction does.
-func TestDeferredPullMarksItsBatchPendingBeforeTheCheckpoint(t *testing.T) {
+// pullOnce mocks a pull from checkpoint c0 of one batch, to c1.
+func pullOnce(t *testing.T) (*testsuite.TestWorkflowEnvironment, *[]string) {
 	env := newEnv(t)
 	started := startedActivities(env)
 	env.OnActivity(payload.ReadCheckpoint, mock.Anything, workflows.DefaultCheckpointKey).Return("c0", nil)
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{}, nil)
 	env.OnActivity(payload.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
+	return env, started
+}
+
+// A deferred pull stages its batch, lands it for the live view and marks
+// it pending before it moves the checkpoint; it merges, checks, refreshes
+// and cleans up nothing: the compaction does.
+func TestDeferredPullMarksItsBatchPendingBeforeTheCheckpoint(t *testing.T) {
+	env, started := pullOnce(t)
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil).Times(2)
 	env.OnActivity(payload.LandLiveChunks, mock.Anything, payload.ChunksInput{LoadID: manifest.LoadID, Chunks: manifest.Chunks}).Return(int64(9), nil).Once()
 	env.OnActivity(payload.DeferLoad, mock.Anything, payload.PendingLoad{Source: payload.SourcePull, Manifest: manifest}).Return(nil).Once()
@@ -62,11 +68,7 @@ func TestDeferredPullMarksItsBatchPendingBeforeTheCheckpoint(t *testing.T) {
 // A deferred pull whose mark cannot be written does not move the
 // checkpoint: the next pull pulls the batch again.
 func TestDeferredPullKeepsTheCheckpointWhenTheMarkFails(t *testing.T) {
-	env := newEnv(t)
-	started := startedActivities(env)
-	env.OnActivity(payload.ReadCheckpoint, mock.Anything, mock.Anything).Return("c0", nil)
-	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{}, nil)
-	env.OnActivity(payload.PullPages, mock.Anything, mock.Anything).Return(pullResult("c1", false), nil)
+	env, started := pullOnce(t)
 	env.OnActivity(payload.StageChunk, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(payload.LandLiveChunks, mock.Anything, mock.Anything).Return(int64(0), errors.New("live_events unavailable")).Maybe()
 	env.OnActivity(payload.DeferLoad, mock.Anything, mock.Anything).Return(temporal.NewNonRetryableApplicationError("disk full", payload.ErrTypeMalformed, nil))
