@@ -38,11 +38,7 @@ func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (re
 	defer keepAlive(ctx, func() any { mu.Lock(); defer mu.Unlock(); return progress })()
 	res.Rows = done.Rows
 	defer func() { a.Metrics.LiveLanded(res.Rows-done.Rows, err != nil) }()
-	insert := a.InsertLive
-	if insert == nil {
-		insert = a.Warehouse.InsertLive
-	}
-	sink := &liveSink{ctx: ctx, insert: insert, streamed: &res.Rows}
+	sink := &liveSink{ctx: ctx, insert: a.liveInsert(), streamed: &res.Rows}
 	for start := done.Next; start < len(in.Keys); start += liveGroup {
 		// A splitter a group of files: closing it streams the group's
 		// last rows, so the heartbeat below is true, and a group's rows
@@ -67,6 +63,14 @@ func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (re
 		activity.RecordHeartbeat(ctx, progress)
 	}
 	return res, nil
+}
+
+// liveInsert is what streams rows into live_events.
+func (a *Activities) liveInsert() func(context.Context, []json.RawMessage) error {
+	if a.InsertLive != nil {
+		return a.InsertLive
+	}
+	return a.Warehouse.InsertLive
 }
 
 // liveGroup is how many files a landing streams between heartbeats: a

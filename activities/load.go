@@ -218,10 +218,7 @@ func (a *Activities) CheckLoads(ctx context.Context, loadIDs []string) (map[stri
 func (a *Activities) LandLiveChunks(ctx context.Context, in payload.ChunksInput) (rows int64, err error) {
 	defer keepAlive(ctx, nil)()
 	defer func() { a.Metrics.LiveLanded(rows, err != nil) }()
-	insert := a.InsertLive
-	if insert == nil {
-		insert = a.Warehouse.InsertLive
-	}
+	insert := a.liveInsert()
 	for _, c := range in.Chunks {
 		if c.Rows == 0 {
 			continue

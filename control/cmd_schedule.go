@@ -140,6 +140,32 @@ func (c *CLI) scheduleApplyCmd() *cobra.Command {
 	return cmd
 }
 
+// startedRun reports the run a command started: its id, and with wait
+// its result, printed by show (or both as JSON).
+func startedRun[R any](ctx context.Context, c *CLI, ctl *Control, what, id string, wait bool, show func(R) error) error {
+	if !c.json() {
+		fmt.Fprintf(c.Stdout, "started %s\n", id)
+	}
+	out := struct {
+		WorkflowID string `json:"workflowId"`
+		Result     *R     `json:"result,omitempty"`
+	}{WorkflowID: id}
+	if wait {
+		var res R
+		if err := ctl.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
+			return fmt.Errorf("%s %s: %w", what, id, err)
+		}
+		out.Result = &res
+		if !c.json() {
+			return show(res)
+		}
+	}
+	if c.json() {
+		return c.printJSON(out)
+	}
+	return nil
+}
+
 // PullInput is the scheduled pull's input from the pipeline settings.
 func PullInput(p config.Pipeline) workflows.IncrementalPullInput {
 	return workflows.IncrementalPullInput{Start: p.PullStart, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
@@ -157,27 +183,10 @@ func (c *CLI) scheduleCompactCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := struct {
-				WorkflowID string                   `json:"workflowId"`
-				Result     *workflows.CompactResult `json:"result,omitempty"`
-			}{WorkflowID: id}
-			if !c.json() {
-				fmt.Fprintf(c.Stdout, "started %s\n", id)
-			}
-			if wait {
-				var res workflows.CompactResult
-				if err := ctl.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
-					return fmt.Errorf("compaction %s: %w", id, err)
-				}
-				out.Result = &res
-				if !c.json() {
-					fmt.Fprintf(c.Stdout, "committed %d loads: %d rows, %d quarantined\n", res.Loads, res.Rows, res.Quarantined)
-				}
-			}
-			if c.json() {
-				return c.printJSON(out)
-			}
-			return nil
+			return startedRun(ctx, c, ctl, "compaction", id, wait, func(res workflows.CompactResult) error {
+				_, err := fmt.Fprintf(c.Stdout, "committed %d loads: %d rows, %d quarantined\n", res.Loads, res.Rows, res.Quarantined)
+				return err
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the compaction to finish and print what it committed")
@@ -216,27 +225,9 @@ func (c *CLI) scheduleTriggerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !c.json() {
-				fmt.Fprintf(c.Stdout, "started %s\n", id)
-			}
-			out := struct {
-				WorkflowID string                           `json:"workflowId"`
-				Result     *workflows.IncrementalPullResult `json:"result,omitempty"`
-			}{WorkflowID: id}
-			if wait {
-				var res workflows.IncrementalPullResult
-				if err := ctl.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
-					return fmt.Errorf("pull %s: %w", id, err)
-				}
-				out.Result = &res
-				if !c.json() {
-					return printRow(c.Stdout, res)
-				}
-			}
-			if c.json() {
-				return c.printJSON(out)
-			}
-			return nil
+			return startedRun(ctx, c, ctl, "pull", id, wait, func(res workflows.IncrementalPullResult) error {
+				return printRow(c.Stdout, res)
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the pull to finish and print what it loaded")

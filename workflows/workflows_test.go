@@ -451,14 +451,7 @@ func TestWebhookBatchBegunBeforeSharedSignalsLeavesThemUnread(t *testing.T) {
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliveriesSignal, []string{"webhooks/c.json"}) }, 62*time.Second)
 	env.OnActivity(payload.FetchGateways, mock.Anything).Return([]payload.Gateway{{ID: "g"}}, nil)
 	env.OnActivity(payload.LandLive, mock.Anything, mock.Anything).Return(payload.LandLiveResult{}, errors.New("streaming unavailable"))
-	split := recordSplits(env)
-	env.OnActivity(payload.RemoveStaged, mock.Anything, mock.Anything).Return(nil)
-	happyTail(env)
-	env.ExecuteWorkflow(workflows.WebhookBatch, workflows.WebhookBatchInput{Window: time.Minute})
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatal(err)
-	}
-	if got := split(); got != "webhooks/a.json" {
+	if got := runBatchSplitting(t, env); got != "webhooks/a.json" {
 		t.Errorf("split %q, want a alone", got)
 	}
 }
@@ -550,6 +543,15 @@ func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T
 			}
 			return payload.LandLiveResult{Rows: 1}, nil
 		})
+	if got := runBatchSplitting(t, env); got != "webhooks/a.json webhooks/b.json webhooks/c.json" {
+		t.Errorf("committed %q, want a, b and then c", got)
+	}
+}
+
+// runBatchSplitting runs a one-minute WebhookBatch whose load tail
+// succeeds and returns the keys it split (recordSplits).
+func runBatchSplitting(t *testing.T, env *testsuite.TestWorkflowEnvironment) string {
+	t.Helper()
 	split := recordSplits(env)
 	env.OnActivity(payload.RemoveStaged, mock.Anything, mock.Anything).Return(nil)
 	happyTail(env)
@@ -557,9 +559,7 @@ func TestWebhookBatchTakesDeliveriesSignalledWhileItsLandingsFinish(t *testing.T
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if got := split(); got != "webhooks/a.json webhooks/b.json webhooks/c.json" {
-		t.Errorf("committed %q, want a, b and then c", got)
-	}
+	return split()
 }
 
 // recordSplits mocks SplitStaged and returns the keys it was given, in
