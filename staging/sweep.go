@@ -78,6 +78,20 @@ func (d Dir) Walk(ctx context.Context, fn func(Entry) error) error {
 	return nil
 }
 
+// WalkUnder reports every file under prefix (a key, e.g. "pending"), as
+// Walk does: a look at one part of the store that stays cheap however
+// much the rest holds.
+func (d Dir) WalkUnder(ctx context.Context, prefix string, fn func(Entry) error) error {
+	root, err := d.path(prefix)
+	if err != nil {
+		return err
+	}
+	return Dir{Root: root}.Walk(ctx, func(e Entry) error {
+		e.Key = prefix + "/" + e.Key
+		return fn(e)
+	})
+}
+
 // RemoveEntry deletes one file under the root.
 func (d Dir) RemoveEntry(_ context.Context, e Entry) error {
 	rel := filepath.FromSlash(e.Key)
@@ -118,6 +132,28 @@ func (b Bucket) Walk(ctx context.Context, fn func(Entry) error) error {
 		e.Scratch = true
 		return fn(e)
 	})
+}
+
+// WalkUnder reports every object under prefix (a key), one listing of
+// that part of the bucket; not the scratch directory, whose files (writes
+// in progress, partial downloads) are not staged yet.
+func (b Bucket) WalkUnder(ctx context.Context, prefix string, fn func(Entry) error) error {
+	if err := CheckKey(prefix); err != nil {
+		return err
+	}
+	it := b.Client.Bucket(b.Name).Objects(ctx, &storage.Query{Prefix: b.Prefix + prefix + "/"})
+	for {
+		attrs, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("staging walk gs://%s/%s%s: %w", b.Name, b.Prefix, prefix, err)
+		}
+		if err := fn(Entry{Key: strings.TrimPrefix(attrs.Name, b.Prefix), ModTime: attrs.Updated, Size: attrs.Size}); err != nil {
+			return err
+		}
+	}
 }
 
 // RemoveEntry deletes one object, or one scratch file.

@@ -64,3 +64,50 @@ func TestSweeperContract(t *testing.T) {
 		})
 	}
 }
+
+// WalkUnder sees the files under its prefix, with their times and keys
+// as Walk names them, and nothing else; a prefix not there is no error.
+func TestWalkUnder(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			for _, k := range []string{"pending/l1/load.json", "pending/l2/load.json", "pendingx/l3/load.json", "loads/l1/chunk-00000.ndjson"} {
+				w, err := s.Create(ctx, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(w, "{}")
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			type walker interface {
+				WalkUnder(context.Context, string, func(staging.Entry) error) error
+			}
+			walk := func(prefix string) string {
+				t.Helper()
+				var keys []string
+				if err := s.(walker).WalkUnder(ctx, prefix, func(e staging.Entry) error {
+					if e.ModTime.IsZero() || e.Size != 2 {
+						t.Errorf("%s: time %v, size %d", e.Key, e.ModTime, e.Size)
+					}
+					keys = append(keys, e.Key)
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				sort.Strings(keys)
+				return strings.Join(keys, " ")
+			}
+			if got := walk("pending"); got != "pending/l1/load.json pending/l2/load.json" {
+				t.Errorf("WalkUnder(pending) saw %q", got)
+			}
+			if got := walk("none"); got != "" {
+				t.Errorf("WalkUnder(none) saw %q", got)
+			}
+			if err := s.(walker).WalkUnder(ctx, "../x", func(staging.Entry) error { return nil }); err == nil {
+				t.Error("WalkUnder(../x): no error")
+			}
+		})
+	}
+}
