@@ -8,9 +8,11 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 )
@@ -144,6 +146,46 @@ func (a *Activities) FinishLoads(ctx context.Context, loadIDs []string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// prefixWalker is a store that lists one part of itself with the files'
+// times (staging.Dir and staging.Bucket are).
+type prefixWalker interface {
+	WalkUnder(ctx context.Context, prefix string, fn func(staging.Entry) error) error
+}
+
+// RefreshPendingGauges publishes how many loads wait for the compaction
+// and how old the oldest mark is at now (ktpipe_pending_loads,
+// ktpipe_oldest_pending_load_age_seconds), so a compaction that stalls
+// shows before completeness does. Every worker does it every
+// KTPIPE_METRICS_REFRESH, as it reads the audit: the daily clean-up's walk
+// would see a stall a day late. It costs one listing of pendingDir (one
+// request a 1,000 marks on a bucket) and reads no mark: a mark's time is
+// when DeferLoad wrote it. Memory stays the same however many wait; the
+// caller's context bounds the time. On an error the gauges keep their
+// values.
+func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.Metrics, now time.Time) error {
+	w, ok := store.(prefixWalker)
+	if !ok {
+		return fmt.Errorf("pending loads: staging store %T cannot list its files with their times", store)
+	}
+	loads := 0
+	var oldest time.Time
+	err := w.WalkUnder(ctx, pendingDir, func(e staging.Entry) error {
+		if _, ok := pendingOf(e.Key); !ok {
+			return nil // a partial write's temporary file
+		}
+		loads++
+		if oldest.IsZero() || e.ModTime.Before(oldest) {
+			oldest = e.ModTime
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pending loads: %w", err)
+	}
+	m.SetPending(loads, now.Sub(oldest))
 	return nil
 }
 

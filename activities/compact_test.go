@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 )
@@ -193,5 +196,60 @@ func TestLandLiveChunksStreamsEveryRow(t *testing.T) {
 	}
 	if fmt.Sprint(sizes) != "[500 500 201]" || len(ids) != 1201 || ids[0] != "e0" || ids[1200] != "e1200" {
 		t.Errorf("requests of %v rows, %d ids, want 500, 500, 201 and every row once", sizes, len(ids))
+	}
+}
+
+// The pending gauges count the marks DeferLoad writes and age the oldest
+// by when it was written; a finished load leaves them, and with none
+// pending the age is 0, not the age of the last one seen.
+func TestPendingGaugesReadTheMarks(t *testing.T) {
+	root := t.TempDir()
+	a := newCompactActs(t, root)
+	m := metrics.New()
+	t.Cleanup(func() { m.Close() })
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for id, age := range map[string]time.Duration{"A": 3 * time.Hour, "B": 90 * time.Minute, "C": time.Minute} {
+		if err := a.mark(pending(id, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(root, filepath.FromSlash(PendingKey(id))), now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A write in progress is not a mark.
+	if err := os.WriteFile(filepath.Join(root, "pending", "C", ".tmp-1"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(root, "pending", "C", ".tmp-1"), now.Add(-9*time.Hour), now.Add(-9*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(loads, age string) {
+		t.Helper()
+		if err := RefreshPendingGauges(context.Background(), a.a.Store, m, now); err != nil {
+			t.Fatal(err)
+		}
+		want := `
+# HELP ktpipe_oldest_pending_load_age_seconds Age of the oldest pending load's mark (since it was written to staging) at this worker's last look, every KTPIPE_METRICS_REFRESH; 0 when none is pending.
+# TYPE ktpipe_oldest_pending_load_age_seconds gauge
+ktpipe_oldest_pending_load_age_seconds ` + age + `
+# HELP ktpipe_pending_loads Loads marked pending in staging (staged, waiting for the compaction to commit them) at this worker's last look, every KTPIPE_METRICS_REFRESH.
+# TYPE ktpipe_pending_loads gauge
+ktpipe_pending_loads ` + loads + "\n"
+		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ktpipe_pending_loads", "ktpipe_oldest_pending_load_age_seconds"); err != nil {
+			t.Error(err)
+		}
+	}
+	check("3", "10800")
+	if err := a.finish("A"); err != nil {
+		t.Fatal(err)
+	}
+	check("2", "5400")
+	if err := a.finish("B", "C"); err != nil {
+		t.Fatal(err)
+	}
+	check("0", "0")
+	// A store that cannot list with times is an error, not a 0.
+	if err := RefreshPendingGauges(context.Background(), slowStore{}, m, now); err == nil {
+		t.Error("a store without WalkUnder: no error")
 	}
 }

@@ -70,6 +70,12 @@ type Metrics struct {
 	auditLast    prometheus.Gauge
 	pullInterval prometheus.Gauge
 
+	// Read from the staging store's compaction marks by the worker
+	// (activities.RefreshPendingGauges), and its configured interval.
+	pendingLoads    prometheus.Gauge
+	oldestPending   prometheus.Gauge
+	compactInterval prometheus.Gauge
+
 	mu          sync.Mutex
 	consecutive int // current run of failed API calls in this process
 }
@@ -123,6 +129,12 @@ func New() *Metrics {
 		"Seconds since the incremental pull last wrote its checkpoint (after every batch, even an empty one).")
 	m.pullInterval = gauge("ktpipe_pull_interval_seconds",
 		"The incremental pull's schedule interval this worker is configured with (KTPIPE_SCHEDULE_INTERVAL); the stall alert compares the checkpoint age with it.")
+	m.pendingLoads = gauge("ktpipe_pending_loads",
+		"Loads marked pending in staging (staged, waiting for the compaction to commit them) at this worker's last look, every KTPIPE_METRICS_REFRESH.")
+	m.oldestPending = gauge("ktpipe_oldest_pending_load_age_seconds",
+		"Age of the oldest pending load's mark (since it was written to staging) at this worker's last look, every KTPIPE_METRICS_REFRESH; 0 when none is pending.")
+	m.compactInterval = gauge("ktpipe_compact_interval_seconds",
+		"The compaction's interval this worker is configured with (KTPIPE_COMPACT_EVERY; 0: off, no load is deferred); the compaction-behind alert compares the oldest pending load's age with it.")
 	m.lag = lazy("ktpipe_ingestion_lag_seconds",
 		"Last audit: the API's newest event timestamp minus the warehouse's newest, floored at 0 (the guide's ingestion lag).")
 	m.factDupRatio = lazy("ktpipe_fact_duplicate_ratio",
@@ -287,6 +299,26 @@ func (m *Metrics) SetPullInterval(d time.Duration) {
 	if m != nil {
 		m.pullInterval.Set(d.Seconds())
 	}
+}
+
+// SetCompactInterval publishes the configured compaction interval (0: off).
+func (m *Metrics) SetCompactInterval(d time.Duration) {
+	if m != nil {
+		m.compactInterval.Set(d.Seconds())
+	}
+}
+
+// SetPending publishes a look at the compaction's marks: how many loads
+// wait, and the age of the oldest mark (0 when none waits).
+func (m *Metrics) SetPending(loads int, oldest time.Duration) {
+	if m == nil {
+		return
+	}
+	if loads == 0 {
+		oldest = 0
+	}
+	m.pendingLoads.Set(float64(loads))
+	m.oldestPending.Set(max(oldest, 0).Seconds())
 }
 
 // SetCheckpointAge publishes the pull checkpoint's age.

@@ -129,3 +129,23 @@ ktpipe_live_rows_total 520
 		t.Fatal(err)
 	}
 }
+
+// The compaction interval is served in seconds (0: off), and a look that
+// found no pending load serves age 0 whatever age it was handed.
+func TestCompactionGauges(t *testing.T) {
+	m := metrics.New()
+	defer m.Close()
+	m.SetCompactInterval(15 * time.Minute)
+	m.SetPending(0, 5*time.Hour)
+	want := `
+# HELP ktpipe_compact_interval_seconds The compaction's interval this worker is configured with (KTPIPE_COMPACT_EVERY; 0: off, no load is deferred); the compaction-behind alert compares the oldest pending load's age with it.
+# TYPE ktpipe_compact_interval_seconds gauge
+ktpipe_compact_interval_seconds 900
+# HELP ktpipe_oldest_pending_load_age_seconds Age of the oldest pending load's mark (since it was written to staging) at this worker's last look, every KTPIPE_METRICS_REFRESH; 0 when none is pending.
+# TYPE ktpipe_oldest_pending_load_age_seconds gauge
+ktpipe_oldest_pending_load_age_seconds 0
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ktpipe_compact_interval_seconds", "ktpipe_oldest_pending_load_age_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
