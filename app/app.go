@@ -213,6 +213,7 @@ func (r *Running) Stop() {
 func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*Running, error) {
 	m := metrics.New()
 	m.SetPullInterval(cfg.Pipeline.ScheduleInterval)
+	m.SetCompactInterval(cfg.Pipeline.CompactEvery)
 	c, topts, err := dialTemporal(cfg.Temporal, logger, m)
 	if err != nil {
 		return nil, err
@@ -275,7 +276,7 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	r.stopRefreshing = cancel
-	go refreshGauges(rctx, acts.Warehouse, m, cfg.Metrics.Refresh, logger)
+	go refreshGauges(rctx, acts.Warehouse, store, m, cfg.Metrics.Refresh, logger)
 	return r, nil
 }
 

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/metrics"
+	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
@@ -62,16 +64,23 @@ func RefreshGauges(ctx context.Context, wh *warehouse.Warehouse, m *metrics.Metr
 	return nil
 }
 
-// refreshGauges runs RefreshGauges every interval until ctx ends; a
+// refreshGauges runs RefreshGauges, then reads the compaction's marks
+// (activities.RefreshPendingGauges), every interval until ctx ends, each
+// within its own bound, so a slow warehouse does not hide the marks; a
 // failed refresh is logged and tried again at the next tick (the gauges
 // keep their values, and the audit-stale alert tells when that lasts).
-func refreshGauges(ctx context.Context, wh *warehouse.Warehouse, m *metrics.Metrics, every time.Duration, logger *slog.Logger) {
+func refreshGauges(ctx context.Context, wh *warehouse.Warehouse, store staging.Store, m *metrics.Metrics, every time.Duration, logger *slog.Logger) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, max(every, 30*time.Second))
 		if err := RefreshGauges(rctx, wh, m, time.Now()); err != nil && ctx.Err() == nil {
 			logger.Warn("metrics: refreshing the audit gauges failed", "error", err)
+		}
+		cancel()
+		rctx, cancel = context.WithTimeout(ctx, max(every, 30*time.Second))
+		if err := activities.RefreshPendingGauges(rctx, store, m, time.Now()); err != nil && ctx.Err() == nil {
+			logger.Warn("metrics: reading the compaction's pending loads failed", "error", err)
 		}
 		cancel()
 		select {
