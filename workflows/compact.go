@@ -26,8 +26,8 @@ import (
 // DefaultCompactEvery is the compaction's interval when it is on.
 const DefaultCompactEvery = 4 * time.Hour
 
-// Bounds of one compaction run: compactChunks chunks a MergeLoads (about
-// five transactions of warehouse.MaxBatchChunks), and compactRounds of
+// Bounds of one compaction run: compactChunks chunks a MergeLoads (three
+// transactions of warehouse.MaxBatchChunks at most), and compactRounds of
 // those, or compactHistoryEvents events of history, before it continues
 // as new. A round adds about 20 events, and its one-by-one retry of a
 // round about 12 a load: the history stays far below Temporal's 51,200
