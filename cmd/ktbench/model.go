@@ -133,20 +133,23 @@ var eventCols = []string{"event_id", "event_timestamp", "event_date", "event_hou
 	"policies_evaluated", "policies_triggered", "policy_count", "latency_ms", "input_tokens", "output_tokens", "total_tokens",
 	"cost_usd", "was_blocked", "metadata", "extra", "load_id", "source", "ingested_at"}
 
+// narrowCols are the columns the commit decides on before it reads a row
+// in full: which rows are new to fact, and what they add to fact_usage and
+// fact_users.
+var narrowCols = []string{"event_id", "load_id", "event_date", "provider", "model", "cost_usd", "total_tokens", "user"}
+
 var quarantineCols = []string{"record_hash", "event_id", "event_timestamp", "field", "rule", "raw", "load_id", "source", "quarantined_at"}
 
 func rx(s string) *regexp.Regexp { return regexp.MustCompile(`(?s)^` + s) }
 
 // costRules covers every statement ktpipe's load paths issue today.
 var costRules = []costRule{
-	{"commit: the batch's rows, once per id (temp)", rx(`CREATE TEMP TABLE batch_rows AS SELECT \* EXCEPT\(_n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.load_id, u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\*, \d+ AS _chunk FROM stg s`),
-		[]tableRead{{"stg", eventCols, scopeChunk}}, "", false},
-	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT \* EXCEPT\(_chunk\) FROM batch_rows b WHERE CONCAT\(b\.load_id, '/', b\.event_id\) NOT IN \(SELECT CONCAT\(r\.load_id, '/', r\.event_id\) FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN`),
-		[]tableRead{{"batch_rows", eventCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events", false},
-	{"commit: rows new to fact (anti-join)", rx(`CREATE TEMP TABLE new_rows AS SELECT \* EXCEPT\(_chunk, _n\) FROM \( SELECT b\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY b\.event_id ORDER BY b\.load_id, b\._chunk\) AS _n FROM batch_rows b WHERE b\.event_id NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
-		[]tableRead{{"batch_rows", eventCols, scopeChunk}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "", false},
-	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT n\.\* FROM new_rows n WHERE n\.load_id IN UNNEST\(@load_ids\)$`),
-		[]tableRead{{"new_rows", eventCols, scopeChunk}}, "fact_ai_event", false},
+	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT \* EXCEPT\(_chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.load_id, u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\*, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT CONCAT\(r\.load_id, '/', r\.event_id\) FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN`),
+		[]tableRead{{"stg", eventCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events", false},
+	{"commit: rows new to fact (anti-join, narrow)", rx(`CREATE TEMP TABLE new_rows AS SELECT \* EXCEPT\(_n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\.load_id, u\._chunk\) AS _n FROM \( SELECT s\.event_id, s\.load_id, s\.event_date, s\.provider, s\.model, s\.cost_usd, s\.total_tokens, s\.`+"`user`"+`, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
+		[]tableRead{{"stg", narrowCols, scopeChunk}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "", false},
+	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT \* EXCEPT\(_chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\*, \d+ AS _chunk FROM stg s.* JOIN new_rows n ON n\.event_id = u\.event_id AND n\.load_id = u\.load_id AND n\._chunk = u\._chunk\) WHERE _n = 1 AND load_id IN UNNEST\(@load_ids\)$`),
+		[]tableRead{{"stg", eventCols, scopeChunk}, {"new_rows", []string{"event_id", "load_id"}, scopeChunk}}, "fact_ai_event", false},
 	{"commit: add to fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT n\.event_date, n\.provider, n\.model, COUNT\(\*\), SUM\(n\.cost_usd\), SUM\(n\.total_tokens\), @load_ids\[OFFSET\(0\)\], \d+ FROM new_rows n`),
 		[]tableRead{{"new_rows", []string{"event_date", "provider", "model", "cost_usd", "total_tokens"}, scopeChunk}}, "fact_usage", false},
 	{"commit: add to fact_users", rx("INSERT INTO fact_users \\(`user`\\) SELECT DISTINCT n\\.`user` FROM new_rows n WHERE n\\.load_id IN UNNEST\\(@load_ids\\) AND n\\.`user` NOT IN \\(SELECT u\\.`user` FROM fact_users u\\)$"),
@@ -279,15 +282,24 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		p.LoadsPerDay = float64(in.WebhookBatches)
 		p.RunsPerDay = p.LoadsPerDay
 		p.ChunksPerDay = p.LoadsPerDay * chunksFor(eventsPerDay/p.LoadsPerDay)
-	case "compacted":
-		// The pull's and the webhook batches' loads, every event through
-		// both, committed by the compaction's runs: each run's chunks in
-		// transactions of up to BatchChunks.
-		pull, hook := shape("pull", eventsPerDay, in), shape("webhook", eventsPerDay, in)
+	case "compacted", "pull compacted", "webhook compacted":
+		// The pull's and the webhook batches' loads (or one path's),
+		// committed by the compaction's runs: each run's chunks in
+		// transactions of up to BatchChunks. With both paths every event
+		// comes twice, once through each.
+		var pull, hook pathLoad
+		if path != "webhook compacted" {
+			pull = shape("pull", eventsPerDay, in)
+		}
+		if path != "pull compacted" {
+			hook = shape("webhook", eventsPerDay, in)
+		}
+		if path == "compacted" {
+			p.CommittedRows = 2 * eventsPerDay
+		}
 		p.LoadsPerDay = pull.LoadsPerDay + hook.LoadsPerDay
 		p.ChunksPerDay = pull.ChunksPerDay + hook.ChunksPerDay
 		p.PullLoadsPerDay, p.PullRunsPerDay = pull.LoadsPerDay, pull.RunsPerDay
-		p.CommittedRows = 2 * eventsPerDay
 		p.RunsPerDay = math.Ceil(float64(24*time.Hour) / float64(in.CompactEvery))
 		p.CommitsPerDay = p.RunsPerDay * math.Ceil(p.ChunksPerDay/p.RunsPerDay/batch)
 	}
@@ -295,7 +307,7 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		p.PullLoadsPerDay, p.PullRunsPerDay = p.LoadsPerDay, p.RunsPerDay
 	}
 	p.RowsPerLoad = p.CommittedRows / p.LoadsPerDay
-	if path != "compacted" {
+	if !strings.HasSuffix(path, "compacted") {
 		p.CommitsPerDay = p.LoadsPerDay * math.Ceil(p.ChunksPerDay/p.LoadsPerDay/batch)
 	}
 	p.PartitionRows = eventsPerDay
@@ -314,13 +326,14 @@ type dayCost struct {
 	Mutating            map[string]float64 // UPDATE, DELETE, MERGE statements by table
 	BytesScanned        float64            // processed: what the statements read
 	BytesBilled         float64            // processed, with the 10 MB minimum per table referenced: what is paid
-	ByRule              map[string]float64 // bytes by rule, for the breakdown
+	ByRule              map[string]float64 // bytes billed by rule, for the breakdown
+	ScannedByRule       map[string]float64 // bytes scanned by rule
 }
 
 // cost scales the statements the emulator run recorded (per chunk, per
 // load, per run) to one day of path p.
 func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, error) {
-	c := dayCost{pathLoad: p, DML: map[string]float64{}, Mutating: map[string]float64{}, ByRule: map[string]float64{}}
+	c := dayCost{pathLoad: p, DML: map[string]float64{}, Mutating: map[string]float64{}, ByRule: map[string]float64{}, ScannedByRule: map[string]float64{}}
 	c.NewBytesPerDay = p.EventsPerDay * rowWidth(w["event"])
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
 		"pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay}
@@ -380,6 +393,7 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 			c.BytesScanned += n * rows * perRow
 			c.BytesBilled += n * b
 			c.ByRule[r.Name] += n * b
+			c.ScannedByRule[r.Name] += n * rows * perRow
 		}
 	}
 	return c, nil
@@ -447,11 +461,13 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 		}
 		all.Path = "pull + webhook"
 		printRow(out, all)
-		c, err := compacted(n, in, w, paths)
-		if err != nil {
-			return err
+		for _, path := range []string{"pull compacted", "webhook compacted", "compacted"} {
+			c, err := compacted(path, n, in, w, paths)
+			if err != nil {
+				return err
+			}
+			printRow(out, c)
 		}
-		printRow(out, c)
 	}
 	// The live landing streams every webhook event once more, billed by
 	// row with a 1 KB minimum; the live view's reads are the querier's.
@@ -506,7 +522,7 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	}
 	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, pull path, by statement:\n", count(scales[len(scales)-1]))
 	printBreakdown(out, c)
-	if c, err = compacted(last, in, w, paths); err != nil {
+	if c, err = compacted("compacted", last, in, w, paths); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, %s, by statement:\n", count(last), c.Path)
@@ -515,12 +531,14 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 }
 
 // compacted is the compacted design's day at n events: the pull's and
-// webhook batches' loads committed together by the compaction.
-func compacted(n float64, in modelInputs, w widths, paths map[string][]observedStmt) (dayCost, error) {
-	p := shape("compacted", n, in)
+// webhook batches' loads (path "compacted"), or one path's ("pull
+// compacted", "webhook compacted"), committed together by the compaction.
+func compacted(path string, n float64, in modelInputs, w widths, paths map[string][]observedStmt) (dayCost, error) {
+	p := shape(path, n, in)
 	in.CommitsPerDayAllPaths = p.CommitsPerDay
 	c, err := cost(p, paths["compacted"], w, in)
-	c.Path = "pull + webhook, compacted every " + strings.TrimSuffix(in.CompactEvery.String(), "0m0s")
+	every := strings.TrimSuffix(in.CompactEvery.String(), "0m0s")
+	c.Path = map[string]string{"compacted": "pull + webhook", "pull compacted": "pull", "webhook compacted": "webhook"}[path] + ", compacted every " + every
 	return c, err
 }
 
@@ -529,9 +547,10 @@ func printBreakdown(out io.Writer, c dayCost) {
 	for k := range c.ByRule {
 		names = append(names, k)
 	}
-	sort.Slice(names, func(i, j int) bool { return c.ByRule[names[i]] > c.ByRule[names[j]] })
+	sort.Slice(names, func(i, j int) bool { return c.ScannedByRule[names[i]] > c.ScannedByRule[names[j]] })
+	fmt.Fprintf(out, "  %-44s %12s %12s %8s\n", "statement", "scanned", "billed", "$")
 	for _, k := range names {
-		fmt.Fprintf(out, "  %-40s %12s  $%.2f\n", k, human(c.ByRule[k]), dollars(c.ByRule[k]))
+		fmt.Fprintf(out, "  %-44s %12s %12s  $%.2f\n", k, human(c.ScannedByRule[k]), human(c.ByRule[k]), dollars(c.ByRule[k]))
 	}
 }
 

@@ -6,20 +6,28 @@ import (
 	"testing"
 )
 
-// The commit's fact anti-join and insert, as the warehouse writes them
-// (table references in full).
+// The commit's statements, as the warehouse writes them for one chunk
+// (table references in full): the narrow anti-join, the fact insert and
+// the raw insert.
 const (
-	factAntiJoinSQL = "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_chunk, _n) FROM (\n" +
-		"  SELECT b.*, ROW_NUMBER() OVER (PARTITION BY b.event_id ORDER BY b.load_id, b._chunk) AS _n FROM batch_rows b\n" +
-		"  WHERE b.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date))\n" +
+	factAntiJoinSQL = "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM (\n" +
+		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u.load_id, u._chunk) AS _n FROM (\n" +
+		"SELECT s.event_id, s.load_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
+		"  WHERE u.load_id IN UNNEST(@load_ids)\n" +
+		"    AND u.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date))\n" +
 		"WHERE _n = 1"
-	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT n.* FROM new_rows n WHERE n.load_id IN UNNEST(@load_ids)"
-	// The commit's read of its staging tables (two chunks), and a
-	// checkpoint write.
-	stagedRowsSQL = "CREATE TEMP TABLE batch_rows AS\nSELECT * EXCEPT(_n) FROM (\n" +
-		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.load_id, u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
-		"SELECT s.*, 0 AS _chunk FROM `p.d.stg_a_00000` s\nUNION ALL SELECT s.*, 1 AS _chunk FROM `p.d.stg_a_00001` s) u)\n" +
+	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT * EXCEPT(_chunk, _n) FROM (\n" +
+		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
+		"SELECT s.*, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
+		"  JOIN new_rows n ON n.event_id = u.event_id AND n.load_id = u.load_id AND n._chunk = u._chunk)\n" +
 		"WHERE _n = 1 AND load_id IN UNNEST(@load_ids)"
+	rawInsertSQL = "INSERT INTO `p.d.raw_events` SELECT * EXCEPT(_chunk, _n) FROM (\n" +
+		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.load_id, u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
+		"SELECT s.*, 0 AS _chunk FROM `p.d.stg_a_00000` s\nUNION ALL SELECT s.*, 1 AS _chunk FROM `p.d.stg_a_00001` s) u\n" +
+		"  WHERE u.load_id IN UNNEST(@load_ids))\n" +
+		"WHERE _n = 1 AND CONCAT(load_id, '/', event_id) NOT IN (SELECT CONCAT(r.load_id, '/', r.event_id) FROM `p.d.raw_events` r\n" +
+		"  WHERE r.load_id IN UNNEST(@load_ids) AND r.event_date BETWEEN @min_date AND @max_date)"
+	// A checkpoint write.
 	checkpointSQL = "INSERT INTO `p.d.pipeline_state` (key, value, updated_at) VALUES (@key, @value, CURRENT_TIMESTAMP())"
 )
 
@@ -40,13 +48,16 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Per commit: the batch's rows, every column, twice (into new_rows,
-	// then into fact), and half a day's partition of fact's event_id and
-	// event_date.
+	// Per commit: the chunk's rows in the narrow columns (the anti-join),
+	// then in every column with new_rows' ids (the fact insert), and half
+	// a day's partition of fact's event_id and event_date. The narrow read
+	// is under the 10 MB minimum, so it is billed at 10 MB.
 	rows := 1e8 / p.CommitsPerDay
-	want := p.CommitsPerDay * (2*math.Max(rows*rowWidth(w["event"]), minTableBytes) + 0.5*1e8*(38+8))
-	if math.Abs(c.BytesBilled-want) > 1 || math.Abs(c.BytesScanned-want) > 1 { // each read over the minimum
-		t.Fatalf("bytes scanned %.0f, billed %.0f, want %.0f", c.BytesScanned, c.BytesBilled, want)
+	narrow := 38 + 8 + 6*10.0
+	scanned := rows*narrow + 0.5*1e8*(38+8) + rows*rowWidth(w["event"]) + rows*(38+10)
+	billed := math.Max(rows*narrow, minTableBytes) + 0.5*1e8*(38+8) + rows*rowWidth(w["event"]) + math.Max(rows*(38+10), minTableBytes)
+	if math.Abs(c.BytesScanned-p.CommitsPerDay*scanned) > 1 || math.Abs(c.BytesBilled-p.CommitsPerDay*billed) > 1 {
+		t.Fatalf("bytes scanned %.0f, billed %.0f, want %.0f and %.0f", c.BytesScanned, c.BytesBilled, p.CommitsPerDay*scanned, p.CommitsPerDay*billed)
 	}
 	if c.DML["fact_ai_event"] != p.CommitsPerDay || c.Mutating["fact_ai_event"] != 0 || c.LoadJobs != p.ChunksPerDay || c.QueryJobs != p.CommitsPerDay {
 		t.Fatalf("counts %+v", c)
@@ -81,17 +92,20 @@ func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 	w := widths{"event": {"event_id": 38}}
 	pull, hook, p := shape("pull", 1e6, in), shape("webhook", 1e6, in), shape("compacted", 1e6, in)
 	if p.LoadsPerDay != pull.LoadsPerDay+hook.LoadsPerDay || p.ChunksPerDay != pull.ChunksPerDay+hook.ChunksPerDay ||
-		p.RunsPerDay != 6 || p.CommitsPerDay != 12 || p.CommittedRows != 2e6 || p.PullLoadsPerDay != 24 || p.PullRunsPerDay != 24 {
-		t.Fatalf("compacted at 1M/day: %+v; want 6 runs of 2 commits (244 chunks a run, 200 a commit), 2M rows", p)
+		p.RunsPerDay != 6 || p.CommitsPerDay != 6 || p.CommittedRows != 2e6 || p.PullLoadsPerDay != 24 || p.PullRunsPerDay != 24 {
+		t.Fatalf("compacted at 1M/day: %+v; want 6 runs of 1 commit (244 chunks a run, 480 a commit), 2M rows", p)
 	}
-	ids := []observedStmt{{Scope: "commit", Job: true, SQL: stagedRowsSQL}, {Scope: "pullload", SQL: checkpointSQL}}
-	c, err := cost(p, ids, w, in)
+	stmts := []observedStmt{{Scope: "commit", Job: true, SQL: rawInsertSQL}, {Scope: "pullload", SQL: checkpointSQL}}
+	c, err := cost(p, stmts, w, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	perCommit := 2e6 / 12 * 38
-	if math.Abs(c.BytesScanned-12*perCommit) > 1 || math.Abs(c.BytesBilled-12*(p.ChunksPerDay/12)*minTableBytes) > 1 {
-		t.Fatalf("scanned %.0f, billed %.0f; want %.0f read and 10 MB a staging table billed", c.BytesScanned, c.BytesBilled, 12*perCommit)
+	// A commit reads its 2M/6 rows' ids from the staging tables, billed
+	// 10 MB a table (244 of them), and the ids raw holds for its loads.
+	perCommit := 2e6/6*38 + p.RowsPerLoad*38
+	billed := (p.ChunksPerDay/6)*minTableBytes + minTableBytes
+	if math.Abs(c.BytesScanned-6*perCommit) > 1 || math.Abs(c.BytesBilled-6*billed) > 1 {
+		t.Fatalf("scanned %.0f, billed %.0f; want %.0f read and %.0f billed (10 MB a staging table)", c.BytesScanned, c.BytesBilled, 6*perCommit, 6*billed)
 	}
 	if c.DML["pipeline_state"] != 24 {
 		t.Errorf("checkpoint writes %v a day, want one a pull load (24)", c.DML["pipeline_state"])
@@ -110,7 +124,7 @@ func TestSplitScriptAndNormalize(t *testing.T) {
 	if len(parts) != 2 {
 		t.Fatalf("parts %q", parts)
 	}
-	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_chunk, _n) FROM ( SELECT b.*, ROW_NUMBER() OVER (PARTITION BY b.event_id ORDER BY b.load_id, b._chunk) AS _n FROM batch_rows b WHERE b.event_id NOT IN (SELECT f.event_id FROM fact_ai_event f") {
+	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM ( SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u.load_id, u._chunk) AS _n FROM ( SELECT s.event_id, s.load_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _chunk FROM stg s) u") {
 		t.Fatalf("normalized %q", got)
 	}
 }
