@@ -34,7 +34,7 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	// Dial cannot use is its error below.
 	topts, _ := app.TemporalOptions(t)
 	o := StatusOptions{TaskQueue: t.TaskQueue, Namespace: topts.Namespace, UIURL: TemporalUIURL(t.UIURL, topts.HostPort),
-		Interval: p.ScheduleInterval, JSON: *output == "json"}
+		Interval: p.ScheduleInterval, CompactEvery: p.CompactEvery, JSON: *output == "json"}
 	ctl := &Control{TaskQueue: t.TaskQueue}
 	o.ScheduleID = ctl.scheduleID()
 	if cl, err := c.Dial(t); err != nil {

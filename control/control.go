@@ -205,6 +205,16 @@ func (c *Control) DescribeSchedule(ctx context.Context) (*client.ScheduleDescrip
 	return h.Describe(ctx)
 }
 
+// DescribeCompactSchedule returns the compaction schedule's description;
+// ErrNoSchedule when it does not exist.
+func (c *Control) DescribeCompactSchedule(ctx context.Context) (*client.ScheduleDescription, error) {
+	h, err := c.scheduleHandle(ctx, c.CompactScheduleID())
+	if err != nil {
+		return nil, err
+	}
+	return h.Describe(ctx)
+}
+
 // BackfillID is the workflow id of a backfill: the range and what
 // changes the work (window, format, gzip), so starting the same backfill
 // twice finds the first, and another format is another backfill.

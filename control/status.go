@@ -42,6 +42,7 @@ const (
 // StatusTemporal is what status reads from Temporal (*Control).
 type StatusTemporal interface {
 	DescribeSchedule(ctx context.Context) (*client.ScheduleDescription, error)
+	DescribeCompactSchedule(ctx context.Context) (*client.ScheduleDescription, error)
 	RecentWorkflows(ctx context.Context, status string, closedAfter time.Time, limit int) ([]WorkflowSummary, error)
 	WorkerPollers(ctx context.Context) (int, error)
 	LastReconcile(ctx context.Context) (*ReconcileStatus, error)
@@ -58,15 +59,18 @@ type StatusWarehouse interface {
 // StatusOptions is one `ktpipe status`. A nil Temporal or Warehouse is a
 // source that could not be reached or is not configured; its Err says why.
 type StatusOptions struct {
-	Temporal      StatusTemporal
-	TemporalErr   error
-	Warehouse     StatusWarehouse
-	WarehouseErr  error
-	ScheduleID    string
-	TaskQueue     string
-	Namespace     string
-	UIURL         string        // Temporal UI base, e.g. http://127.0.0.1:8233
-	Interval      time.Duration // the pull's interval when the schedule does not say (KTPIPE_SCHEDULE_INTERVAL)
+	Temporal     StatusTemporal
+	TemporalErr  error
+	Warehouse    StatusWarehouse
+	WarehouseErr error
+	ScheduleID   string
+	TaskQueue    string
+	Namespace    string
+	UIURL        string        // Temporal UI base, e.g. http://127.0.0.1:8233
+	Interval     time.Duration // the pull's interval when the schedule does not say (KTPIPE_SCHEDULE_INTERVAL)
+	// CompactEvery is KTPIPE_COMPACT_EVERY: when set, loads wait for the
+	// compaction, and its schedule must exist and run (0: not checked).
+	CompactEvery  time.Duration
 	CheckpointKey string
 	JSON          bool
 	Now           time.Time // zero: time.Now()
@@ -78,6 +82,7 @@ type StatusReport struct {
 	ExitCode      int              `json:"exit_code"`
 	At            time.Time        `json:"at"`
 	Schedule      *ScheduleStatus  `json:"schedule,omitempty"`
+	Compaction    *ScheduleStatus  `json:"compaction,omitempty"` // only with CompactEvery set
 	WorkerPollers *int             `json:"worker_pollers,omitempty"`
 	Running       []WorkflowLink   `json:"running"`
 	Failed        []WorkflowLink   `json:"failed_24h"`
@@ -213,6 +218,9 @@ func Gather(ctx context.Context, o StatusOptions) StatusReport {
 		default:
 			fillSchedule(r.Schedule, d, &interval)
 		}
+		if o.CompactEvery > 0 {
+			gatherCompaction(ctx, o, &r, unknown, alert)
+		}
 		if n, err := o.Temporal.WorkerPollers(ctx); err != nil {
 			unknown("workers", err)
 		} else {
@@ -341,6 +349,49 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 	}
 }
 
+// CompactionGrace is what the compaction may take beyond two intervals
+// before status says it is behind: the run itself and the schedule's
+// start (the KtpipeCompactionBehind rule's 15 minutes).
+const CompactionGrace = 15 * time.Minute
+
+// gatherCompaction checks the compaction's schedule when loads wait for
+// it: missing or paused, nothing commits them; active, a run must have
+// started within two intervals and the grace (a run still going when the
+// next is due makes that one skipped, so two). It reads Temporal only:
+// the pending loads' own ages are the workers' gauges.
+func gatherCompaction(ctx context.Context, o StatusOptions, r *StatusReport,
+	unknown func(string, error), alert func(string, string, string, ...any)) {
+	id := o.TaskQueue + "-compaction"
+	d, err := o.Temporal.DescribeCompactSchedule(ctx)
+	switch {
+	case errors.Is(err, ErrNoSchedule):
+		r.Compaction = &ScheduleStatus{ID: id, State: "missing"}
+		alert("KtpipeScheduleMissing", "ktpipe schedule apply", "schedule %s does not exist: loads marked pending are never committed (KTPIPE_COMPACT_EVERY is %s)", id, o.CompactEvery)
+		return
+	case err != nil:
+		unknown("compaction schedule", err)
+		return
+	}
+	every := o.CompactEvery
+	r.Compaction = &ScheduleStatus{ID: id}
+	fillSchedule(r.Compaction, d, &every)
+	if r.Compaction.State == "paused" {
+		alert("KtpipeCompactionBehind", "temporal schedule toggle --unpause --schedule-id "+id,
+			"schedule %s is paused: loads marked pending wait, in the live view but not in fact_ai_event", id)
+		return
+	}
+	last, what := d.Info.CreatedAt, "was created"
+	for _, a := range d.Info.RecentActions {
+		if a.ActualTime.After(last) {
+			last, what = a.ActualTime, "last started a run"
+		}
+	}
+	if limit := 2*every + CompactionGrace; !last.IsZero() && o.Now.Sub(last) > limit {
+		alert("KtpipeCompactionBehind", "ktpipe schedule compact --wait; look for failed or running Compact runs",
+			"schedule %s %s %s ago, more than 2 × %s + %s", id, what, ago(o.Now.Sub(last)), every, CompactionGrace)
+	}
+}
+
 func fillSchedule(s *ScheduleStatus, d *client.ScheduleDescription, interval *time.Duration) {
 	s.State = "active"
 	if d.Schedule.State != nil && d.Schedule.State.Paused {
@@ -401,6 +452,21 @@ func TemporalUIURL(explicit, address string) string {
 	return "http://" + net.JoinHostPort(host, "8233")
 }
 
+// scheduleLine is a schedule's state, interval, next run and note.
+func scheduleLine(s *ScheduleStatus, now time.Time) string {
+	line := s.State
+	if s.Every != "" {
+		line += ", every " + s.Every
+	}
+	if s.NextRun != nil {
+		line += fmt.Sprintf(", next run %s (in %s)", s.NextRun.Format(time.RFC3339), ago(s.NextRun.Sub(now)))
+	}
+	if s.Note != "" {
+		line += fmt.Sprintf(" (note: %q)", s.Note)
+	}
+	return line
+}
+
 func printStatus(out io.Writer, r StatusReport, now time.Time) {
 	if now.IsZero() {
 		now = r.At
@@ -415,17 +481,10 @@ func printStatus(out io.Writer, r StatusReport, now time.Time) {
 	fmt.Fprintf(out, "ktpipe status: %s   (%s)\n\n", head, r.At.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	if s := r.Schedule; s != nil {
-		line := s.State
-		if s.Every != "" {
-			line += ", every " + s.Every
-		}
-		if s.NextRun != nil {
-			line += fmt.Sprintf(", next run %s (in %s)", s.NextRun.Format(time.RFC3339), ago(s.NextRun.Sub(now)))
-		}
-		if s.Note != "" {
-			line += fmt.Sprintf(" (note: %q)", s.Note)
-		}
-		fmt.Fprintf(tw, "schedule\t%s: %s\n", s.ID, line)
+		fmt.Fprintf(tw, "schedule\t%s: %s\n", s.ID, scheduleLine(s, now))
+	}
+	if s := r.Compaction; s != nil {
+		fmt.Fprintf(tw, "compaction\t%s: %s\n", s.ID, scheduleLine(s, now))
 	}
 	if r.WorkerPollers != nil {
 		fmt.Fprintf(tw, "workers\t%d polling\n", *r.WorkerPollers)

@@ -26,10 +26,19 @@ type fakeTemporal struct {
 	failed    []WorkflowSummary
 	reconcile *ReconcileStatus
 	listErr   error
+	// The compaction's schedule (asked only with CompactEvery set).
+	compact    *client.ScheduleDescription
+	compactErr error
 }
 
 func (f *fakeTemporal) DescribeSchedule(context.Context) (*client.ScheduleDescription, error) {
 	return f.sched, f.schedErr
+}
+func (f *fakeTemporal) DescribeCompactSchedule(context.Context) (*client.ScheduleDescription, error) {
+	if f.compact == nil && f.compactErr == nil {
+		return nil, errors.New("status asked for the compaction's schedule with KTPIPE_COMPACT_EVERY 0")
+	}
+	return f.compact, f.compactErr
 }
 func (f *fakeTemporal) RecentWorkflows(_ context.Context, status string, closedAfter time.Time, _ int) ([]WorkflowSummary, error) {
 	if f.listErr != nil {
@@ -205,6 +214,80 @@ func TestStatusCannotTellExitsTwo(t *testing.T) {
 	if code := Status(context.Background(), o, &bytes.Buffer{}); code != StatusAlert {
 		t.Fatalf("alert and unknown: exit %d, want 1", code)
 	}
+}
+
+// With KTPIPE_COMPACT_EVERY set, loads wait for the compaction: status
+// fails when its schedule is missing or paused, or has started no run in
+// two intervals and the grace; at the bound it holds nothing. Without
+// it, status does not look.
+func TestStatusChecksTheCompactionWhenLoadsWait(t *testing.T) {
+	compaction := func(created time.Time, started ...time.Time) *client.ScheduleDescription {
+		d := &client.ScheduleDescription{
+			Schedule: client.Schedule{State: &client.ScheduleState{},
+				Spec: &client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Hour}}}},
+			Info: client.ScheduleInfo{CreatedAt: created, NextActionTimes: []time.Time{statusNow.Add(20 * time.Minute)}}}
+		for _, at := range started {
+			d.Info.RecentActions = append(d.Info.RecentActions, client.ScheduleActionResult{ScheduleTime: at, ActualTime: at})
+		}
+		return d
+	}
+	bound := 2*time.Hour + CompactionGrace
+	cases := []struct {
+		name  string
+		set   func(*fakeTemporal)
+		alert string // "" healthy
+	}{
+		{"ran 40 min ago", func(f *fakeTemporal) {
+			f.compact = compaction(statusNow.Add(-48*time.Hour), statusNow.Add(-100*time.Minute), statusNow.Add(-40*time.Minute))
+		}, ""},
+		{"ran at the bound", func(f *fakeTemporal) { f.compact = compaction(statusNow.Add(-48*time.Hour), statusNow.Add(-bound)) }, ""},
+		{"ran past the bound", func(f *fakeTemporal) {
+			f.compact = compaction(statusNow.Add(-48*time.Hour), statusNow.Add(-3*time.Hour), statusNow.Add(-bound-time.Minute))
+		}, "KtpipeCompactionBehind"},
+		{"created 1 h ago, no run yet", func(f *fakeTemporal) { f.compact = compaction(statusNow.Add(-time.Hour)) }, ""},
+		{"created 3 h ago, never ran", func(f *fakeTemporal) { f.compact = compaction(statusNow.Add(-3 * time.Hour)) }, "KtpipeCompactionBehind"},
+		{"paused", func(f *fakeTemporal) {
+			f.compact = compaction(statusNow.Add(-48*time.Hour), statusNow.Add(-10*time.Minute))
+			f.compact.Schedule.State.Paused = true
+		}, "KtpipeCompactionBehind"},
+		{"missing", func(f *fakeTemporal) { f.compactErr = ErrNoSchedule }, "KtpipeScheduleMissing"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ft, fw := healthy()
+			c.set(ft)
+			o := opts(ft, fw)
+			o.CompactEvery = time.Hour
+			var out bytes.Buffer
+			code := Status(context.Background(), o, &out)
+			if c.alert == "" {
+				if code != StatusHealthy || !strings.Contains(out.String(), "ktpipe-compaction: active, every 1h0m0s, next run") {
+					t.Fatalf("exit %d, want 0 with the compaction's line:\n%s", code, out.String())
+				}
+				return
+			}
+			if code != StatusAlert || !strings.Contains(out.String(), c.alert+":") || !strings.Contains(out.String(), "ktpipe-compaction") {
+				t.Fatalf("exit %d, want 1 naming %s and the schedule:\n%s", code, c.alert, out.String())
+			}
+		})
+	}
+	t.Run("unreadable", func(t *testing.T) {
+		ft, fw := healthy()
+		ft.compactErr = errors.New("deadline exceeded")
+		o := opts(ft, fw)
+		o.CompactEvery = time.Hour
+		var out bytes.Buffer
+		if code := Status(context.Background(), o, &out); code != StatusUnknown || !strings.Contains(out.String(), "compaction schedule: deadline exceeded") {
+			t.Fatalf("exit %d, want 2:\n%s", code, out.String())
+		}
+	})
+	t.Run("compaction off", func(t *testing.T) {
+		ft, fw := healthy() // the fake fails if asked for the compaction's schedule
+		var out bytes.Buffer
+		if code := Status(context.Background(), opts(ft, fw), &out); code != StatusHealthy || strings.Contains(out.String(), "compaction") {
+			t.Fatalf("exit %d, want 0 and no compaction line:\n%s", code, out.String())
+		}
+	})
 }
 
 func TestStatusPausedScheduleHasNoNextRun(t *testing.T) {

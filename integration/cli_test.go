@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,22 +26,15 @@ import (
 // the real dev server, emulator and simulator.
 func TestStarterCLI(t *testing.T) {
 	s := newStack(t, simConfig(), true)
-	env := envconfig.MapLookuper(map[string]string{
+	vars := map[string]string{
 		"TEMPORAL_ADDRESS": temporalSrv.FrontendHostPort(), "KTPIPE_TASK_QUEUE": s.tq,
 		"TEMPORAL_CONFIG_FILE": os.DevNull, // not the developer's own Temporal CLI profile
 		"KEEPTRUSTS_BASE_URL":  s.simURL, "KEEPTRUSTS_API_TOKEN": token,
 		"BIGQUERY_PROJECT": project, "BIGQUERY_DATASET": s.dataset, "BIGQUERY_ENDPOINT": s.emu.Endpoint,
 		"KTPIPE_BACKFILL_WINDOW": "48h", "KTPIPE_EXPORT_FORMAT": "json",
-	})
-	run := func(args ...string) (int, string) {
-		var out, errOut bytes.Buffer
-		c := &control.CLI{Env: env, Stdout: &out, Stderr: &errOut,
-			Dial: func(cfg config.Temporal) (client.Client, error) { return app.DialTemporal(cfg, quietLogger()) }}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a pull or backfill on a loaded CI machine
-		defer cancel()
-		code := c.Run(ctx, args)
-		return code, out.String() + errOut.String()
 	}
+	env := envconfig.MapLookuper(vars)
+	run := func(args ...string) (int, string) { return runCLI(env, args...) }
 	mustRun := func(args ...string) string {
 		t.Helper()
 		code, out := run(args...)
@@ -124,6 +118,24 @@ func TestStarterCLI(t *testing.T) {
 	if code, out := run("status", "--output", "json"); code != control.ExitOK || !strings.Contains(out, `"health": "healthy"`) {
 		t.Fatalf("status --output json: exit %d\n%s", code, out)
 	}
+	// With loads deferred (KTPIPE_COMPACT_EVERY set), status reads the
+	// compaction's schedule too: applied paused above, nothing commits the
+	// pending loads, so it fails; unpaused (and run just now by `schedule
+	// compact`), it is healthy again.
+	compactEnv := maps.Clone(vars)
+	compactEnv["KTPIPE_COMPACT_EVERY"] = "4h"
+	if code, out := runCLI(envconfig.MapLookuper(compactEnv), "status"); code != control.ExitFailed ||
+		!strings.Contains(out, "KtpipeCompactionBehind: schedule "+s.tq+"-compaction is paused") {
+		t.Fatalf("status with the compaction paused: exit %d, want 1 naming KtpipeCompactionBehind\n%s", code, out)
+	}
+	if err := temporalSrv.Client().ScheduleClient().GetHandle(context.Background(), s.tq+"-compaction").Unpause(context.Background(),
+		client.ScheduleUnpauseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI(envconfig.MapLookuper(compactEnv), "status"); code != control.ExitOK ||
+		!strings.Contains(out, s.tq+"-compaction: active, every 4h0m0s, next run") {
+		t.Fatalf("status with the compaction running: exit %d, want 0 with its schedule\n%s", code, out)
+	}
 	html := filepath.Join(t.TempDir(), "report.html")
 	if out := mustRun("reports", "--limit", "5", "--html", html); !strings.Contains(out, "Daily AI spend by team") ||
 		!strings.Contains(out, "Model usage distribution") || !strings.Contains(out, "wrote "+html) {
@@ -206,4 +218,16 @@ func cliReloads(t *testing.T, mustRun func(args ...string) string) {
 	if in, _ := json.Marshal(res.Input); !strings.Contains(string(in), `"format":"json"`) || strings.Contains(string(in), `"gzip"`) {
 		t.Fatalf("--gzip=false under KTPIPE_EXPORT_GZIP's default true: input %s", in)
 	}
+}
+
+// runCLI runs one ktpipe command with env, as a data engineer types it,
+// and returns its exit code and what it printed.
+func runCLI(env envconfig.Lookuper, args ...string) (int, string) {
+	var out, errOut bytes.Buffer
+	c := &control.CLI{Env: env, Stdout: &out, Stderr: &errOut,
+		Dial: func(cfg config.Temporal) (client.Client, error) { return app.DialTemporal(cfg, quietLogger()) }}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a pull or backfill on a loaded CI machine
+	defer cancel()
+	code := c.Run(ctx, args)
+	return code, out.String() + errOut.String()
 }
