@@ -259,7 +259,7 @@ func (w *e2eWorker) tuning() workflows.Tuning {
 func (w *e2eWorker) pullInput(start string) workflows.IncrementalPullInput {
 	p := w.cfg.Pipeline
 	return workflows.IncrementalPullInput{Start: start, PageSize: p.PageSize, PagesPerBatch: p.PagesPerBatch,
-		BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow, Tuning: w.tuning()}
+		BatchesPerRun: p.BatchesPerRun, LateWindow: p.LateWindow, Defer: p.CompactEvery > 0, Tuning: w.tuning()}
 }
 
 // e2eExport loads the whole history through one ExportLoad.

@@ -36,6 +36,17 @@ type freshnessOptions struct {
 	// PullFor.
 	PullEvery time.Duration
 	PullFor   time.Duration
+	// CompactEvery is KTPIPE_COMPACT_EVERY for both paths (0: off): the
+	// loads wait for the compaction and the live view shows them first.
+	CompactEvery time.Duration
+}
+
+// env is the worker settings both paths share.
+func (o freshnessOptions) env(m map[string]string) map[string]string {
+	if o.CompactEvery > 0 {
+		m["KTPIPE_COMPACT_EVERY"] = o.CompactEvery.String()
+	}
+	return m
 }
 
 // pollEvery is how often the view's rows are read. An event is timed to
@@ -77,9 +88,13 @@ func runFreshness(ctx context.Context, out io.Writer, o freshnessOptions) error 
 		path string
 		runs []latencies
 	}
-	rows := []row{{path: fmt.Sprintf("webhooks (batch %s, live every %s)", o.Window, o.Live)}}
+	compacted := ""
+	if o.CompactEvery > 0 {
+		compacted = ", compacted"
+	}
+	rows := []row{{path: fmt.Sprintf("webhooks (batch %s, live every %s)%s", o.Window, o.Live, compacted)}}
 	if o.PullEvery > 0 {
-		rows = append(rows, row{path: fmt.Sprintf("pull every %s", o.PullEvery)})
+		rows = append(rows, row{path: fmt.Sprintf("pull every %s%s", o.PullEvery, compacted)})
 	}
 	for run := 1; run <= o.Runs; run++ {
 		for i := range rows {
@@ -127,9 +142,9 @@ func freshWebhooks(ctx context.Context, tsrv *testsuite.DevServer, name string, 
 		return nil, err
 	}
 	defer stopSim()
-	w, err := startE2EWorker(ctx, tsrv, name, map[string]string{"KEEPTRUSTS_BASE_URL": simURL, "KEEPTRUSTS_API_TOKEN": simCfg.Token,
+	w, err := startE2EWorker(ctx, tsrv, name, o.env(map[string]string{"KEEPTRUSTS_BASE_URL": simURL, "KEEPTRUSTS_API_TOKEN": simCfg.Token,
 		"KTPIPE_WEBHOOK_ADDR": addr, "KEEPTRUSTS_WEBHOOK_SECRET": secret,
-		"KTPIPE_WEBHOOK_BATCH": o.Window.String(), "KTPIPE_WEBHOOK_LIVE": o.Live.String()}, e2e, logs, logger)
+		"KTPIPE_WEBHOOK_BATCH": o.Window.String(), "KTPIPE_WEBHOOK_LIVE": o.Live.String()}), e2e, logs, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +161,7 @@ func freshPull(ctx context.Context, tsrv *testsuite.DevServer, name string, o fr
 		return nil, err
 	}
 	defer stopSim()
-	w, err := startE2EWorker(ctx, tsrv, name, map[string]string{"KEEPTRUSTS_BASE_URL": simURL, "KEEPTRUSTS_API_TOKEN": simCfg.Token}, e2e, logs, logger)
+	w, err := startE2EWorker(ctx, tsrv, name, o.env(map[string]string{"KEEPTRUSTS_BASE_URL": simURL, "KEEPTRUSTS_API_TOKEN": simCfg.Token}), e2e, logs, logger)
 	if err != nil {
 		return nil, err
 	}

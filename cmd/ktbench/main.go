@@ -64,12 +64,13 @@ func main() {
 	freshLive := flag.Duration("freshness-live", 2*time.Second, "with -freshness: KTPIPE_WEBHOOK_LIVE (its default)")
 	freshPull := flag.Duration("freshness-pull-every", time.Minute, "with -freshness: a pull this often, the schedule's least (0: skip the pull path)")
 	freshPullFor := flag.Duration("freshness-pull-for", 90*time.Second, "with -freshness: how long pull-path events are made")
+	freshCompact := flag.Duration("freshness-compact", 0, "with -freshness: KTPIPE_COMPACT_EVERY for both paths (0: off); the loads wait for the compaction, the live view shows them")
 	flag.Parse()
 
 	if *fresh {
 		o := freshnessOptions{Runs: *runs, Dir: filepath.Join(*dir, "freshness"), ChunkRows: *whChunk,
 			Rate: *freshRate, Events: *freshEvents, For: *freshFor, Window: *freshWindow, Live: *freshLive,
-			PullEvery: *freshPull, PullFor: *freshPullFor}
+			PullEvery: *freshPull, PullFor: *freshPullFor, CompactEvery: *freshCompact}
 		if err := runFreshness(context.Background(), os.Stdout, o); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
