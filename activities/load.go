@@ -40,9 +40,44 @@ func (a *Activities) StageChunk(ctx context.Context, in payload.ChunkInput) erro
 	return classifyWarehouse(ctx, fmt.Sprintf("stage chunk %d of %s", in.Chunk.Index, in.LoadID), err)
 }
 
-// MergeProgress is the heartbeat of a merge: chunks committed so far.
+// MergeProgress is the heartbeat of a merge: chunks committed so far,
+// and how many chunks its transactions take.
 type MergeProgress struct {
-	Done int
+	Done  int
+	Batch int // 0: recorded before the bound was recorded, under legacyBatchChunks
+}
+
+// legacyBatchChunks is the bound a heartbeat without Batch was recorded
+// under (warehouse.MaxBatchChunks was 200 then).
+const legacyBatchChunks = 200
+
+// resumePlan is where a merge resumes, and in transactions of how many
+// chunks. A retry resumes at the start of the transaction the last
+// attempt was in, with that attempt's bound: its transaction may still be
+// running in BigQuery (its worker died, the job did not), and only the
+// same set of chunks gets the same job id, which makes the retry wait for
+// that job instead of committing its chunks beside it. Under another
+// bound (an upgrade that changed MaxBatchChunks) the sets would differ,
+// both transactions would append the same rows under the same load id,
+// and convergence, which keeps one row per load id, could not tell them
+// apart. A bound above today's (a downgrade) cannot be taken again, since
+// CommitLoads refuses it: today's is used from the same start.
+func resumePlan(p MergeProgress, resumed bool, total int) (start, batch int) {
+	if !resumed {
+		return 0, warehouse.MaxBatchChunks
+	}
+	last := p.Batch
+	if last <= 0 {
+		last = legacyBatchChunks
+	}
+	start = p.Done
+	if start < total {
+		// A merge that committed everything goes straight to dropping
+		// the staging tables: a kill there can leave a half-dropped
+		// table the emulator lists but cannot count.
+		start -= start % last
+	}
+	return start, min(last, warehouse.MaxBatchChunks)
 }
 
 // MergeLoad commits one load's staged chunks: MergeLoads of one.
@@ -63,30 +98,19 @@ func (a *Activities) MergeLoads(ctx context.Context, in payload.MergeLoadsInput)
 	if err != nil {
 		return err
 	}
-	start := 0
 	var p MergeProgress
-	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil {
-		// Transactions start at multiples of MaxBatchChunks, whatever the
-		// heartbeat says (a per-chunk merge before batches recorded any
-		// count): committing a chunk again adds nothing. A merge that
-		// committed everything goes straight to dropping the staging
-		// tables: a kill there can leave a half-dropped table the
-		// emulator lists but cannot count.
-		start = p.Done
-		if start < total {
-			start -= start % warehouse.MaxBatchChunks
-		}
-	}
+	resumed := activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &p) == nil
+	start, batch := resumePlan(p, resumed, total)
 	var done atomic.Int64
 	done.Store(int64(start))
-	defer keepAlive(ctx, func() any { return MergeProgress{Done: int(done.Load())} })()
-	for i := start; i < total; i += warehouse.MaxBatchChunks {
-		end := min(i+warehouse.MaxBatchChunks, total)
+	defer keepAlive(ctx, func() any { return MergeProgress{Done: int(done.Load()), Batch: batch} })()
+	for i := start; i < total; i += batch {
+		end := min(i+batch, total)
 		if err := a.commitLoads(ctx, packLoads(in.Loads, i, end)); err != nil {
 			return err
 		}
 		done.Store(int64(end))
-		activity.RecordHeartbeat(ctx, MergeProgress{Done: end})
+		activity.RecordHeartbeat(ctx, MergeProgress{Done: end, Batch: batch})
 	}
 	// Every chunk is committed: dropping its staging tables is tidying
 	// (they expire by themselves), so it is bounded and cannot fail or

@@ -81,3 +81,32 @@ func TestMergeLoadsPacksLoadsInOrder(t *testing.T) {
 		t.Fatalf("a load twice: %v, want a non-retryable %s", err, payload.ErrTypeBadInput)
 	}
 }
+
+// A retried merge resumes at the start of the transaction its last
+// attempt was in, under that attempt's bound, so that a transaction still
+// running in BigQuery and the retry's are the same set of chunks (one job
+// id): a heartbeat from before the bound was recorded (200 then) resumes
+// at a multiple of 200 in transactions of 200, whatever MaxBatchChunks is.
+func TestResumePlanKeepsTheLastAttemptsTransactions(t *testing.T) {
+	max := warehouse.MaxBatchChunks
+	cases := []struct {
+		name       string
+		p          MergeProgress
+		resumed    bool
+		start, got int
+	}{
+		{"first attempt", MergeProgress{}, false, 0, max},
+		{"heartbeat without a bound", MergeProgress{Done: 200}, true, 200, legacyBatchChunks},
+		{"mid-transaction without a bound", MergeProgress{Done: 450}, true, 400, legacyBatchChunks},
+		{"today's bound", MergeProgress{Done: max + 7, Batch: max}, true, max, max},
+		{"a smaller bound", MergeProgress{Done: 250, Batch: 100}, true, 200, 100},
+		{"a larger bound (downgrade)", MergeProgress{Done: max + 1, Batch: 2 * max}, true, 0, max},
+		{"everything committed", MergeProgress{Done: 1000, Batch: 300}, true, 1000, 300},
+	}
+	for _, c := range cases {
+		start, batch := resumePlan(c.p, c.resumed, 1000)
+		if start != c.start || batch != c.got {
+			t.Errorf("%s: resume at %d in transactions of %d, want %d and %d", c.name, start, batch, c.start, c.got)
+		}
+	}
+}
