@@ -3,3 +3,13 @@ package warehouse
 // SetDDLHook makes every change to a view (create, replace, delete)
 // call f first with what and which, so tests can count them.
 func (w *Warehouse) SetDDLHook(f func(what string)) { w.onDDL = f }
+
+// CommitSets is how CommitLoads splits loads into transactions whose
+// script fits BigQuery's query text, and each one's script length.
+func (w *Warehouse) CommitSets(loads []LoadChunks) (sets [][]LoadChunks, scriptBytes []int) {
+	sets = w.fitQueryText(loads)
+	for _, s := range sets {
+		scriptBytes = append(scriptBytes, len(w.commitScript(s)))
+	}
+	return sets, scriptBytes
+}

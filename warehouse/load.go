@@ -75,18 +75,21 @@ func fileHash(f *os.File) (string, error) {
 
 // MaxBatchChunks bounds the chunks one commit transaction takes. Each
 // chunk brings up to two staging tables, and BigQuery allows a query
-// 1,000 tables: 480 chunks' 960 and the six tables the script writes or
-// reads besides (raw, fact, fact_usage, fact_users, quarantine, ledger)
-// stay below it whether the limit counts per statement or per script.
-// Each chunk adds a line of SQL of about 200 bytes to each of the
-// script's four unions, about 400 KB at the bound (a query's text may be
-// 1 MB). 480 chunks of 50,000 rows, 24M rows, is also what one
-// transaction holds at most, so that a failed one redoes a bounded part.
+// 1,000 tables: 480 chunks' 960 and the seven tables the script reads or
+// writes besides (raw, fact, fact_usage, fact_users, quarantine, ledger,
+// the temp new_rows) stay below it whether the limit counts per
+// statement or per script. Each chunk adds a line of SQL to each of the
+// script's unions: 310 KB at the bound with ordinary names, and a set
+// whose script would pass BigQuery's 1,024 KB (a long dataset name) is
+// committed in parts that fit (fitQueryText). 480 chunks of 50,000 rows,
+// 24M rows, is also what one transaction holds at most, so that a failed
+// one redoes a bounded part.
 //
 // The fewer transactions a day, the fewer times the fact partition's ids
 // and the quarantine's window are read (each commit reads them whatever
 // its size): at 100M events a day the compaction commits a 4-hour run's
-// 800-odd chunks in 2 transactions, not 5 (README, "What it costs").
+// 800-odd chunks in 2 transactions, not 5 (README, "What the design costs
+// on BigQuery").
 const MaxBatchChunks = 480
 
 // quarantineDedupWindow bounds how far back a quarantined record is looked
@@ -116,7 +119,7 @@ type LoadChunks struct {
 // fact and quarantine tables and records them in the ledger, as one
 // transaction however many chunks and loads it holds (up to
 // MaxBatchChunks chunks, all loads together): a load of 2,000 chunks is
-// 10 commits, not 2,000, and a compaction of many small loads is one.
+// 5 commits, not 2,000, and a compaction of many small loads is one.
 // A load may come with a subset of its chunks (a load larger than the
 // bound spans several transactions). Every statement is guarded so that
 // running it again adds nothing:
@@ -178,10 +181,51 @@ func (w *Warehouse) CommitLoads(ctx context.Context, loads []LoadChunks) error {
 	// the one whose rows win, and the script's text and job id do not
 	// depend on the order the caller gave.
 	slices.SortFunc(todo, func(a, b LoadChunks) int { return strings.Compare(a.LoadID, b.LoadID) })
-	if err := w.commitTransaction(ctx, todo); err != nil {
-		return err
+	for _, set := range w.fitQueryText(todo) {
+		if err := w.commitTransaction(ctx, set); err != nil {
+			return err
+		}
+		if err := w.converge(ctx, set); err != nil {
+			return err
+		}
 	}
-	return w.converge(ctx, todo)
+	return nil
+}
+
+// maxScriptBytes is what a commit script may be: BigQuery takes a
+// query's text up to 1,024 KB; the rest is margin.
+const maxScriptBytes = 1_000_000
+
+// fitQueryText splits a set whose commit script would be longer than
+// maxScriptBytes into halves (of its chunks, in order), again until each
+// fits. At MaxBatchChunks with ordinary names a script is about 400 KB,
+// but its text grows with the table references, and a dataset name may
+// be 1,024 characters. The split depends only on the set, so a retry
+// commits the same halves under the same job ids.
+func (w *Warehouse) fitQueryText(todo []LoadChunks) [][]LoadChunks {
+	n := len(allChunks(todo))
+	if n < 2 || len(w.commitScript(todo)) <= maxScriptBytes {
+		return [][]LoadChunks{todo}
+	}
+	first, rest := splitChunks(todo, n/2)
+	return append(w.fitQueryText(first), w.fitQueryText(rest)...)
+}
+
+// splitChunks splits a set of loads' chunks, in order, after k chunks.
+func splitChunks(loads []LoadChunks, k int) (first, rest []LoadChunks) {
+	for _, l := range loads {
+		switch {
+		case k >= len(l.Chunks):
+			first = append(first, l)
+		case k <= 0:
+			rest = append(rest, l)
+		default:
+			first = append(first, LoadChunks{LoadID: l.LoadID, Source: l.Source, Chunks: l.Chunks[:k]})
+			rest = append(rest, LoadChunks{LoadID: l.LoadID, Source: l.Source, Chunks: l.Chunks[k:]})
+		}
+		k -= len(l.Chunks)
+	}
+	return first, rest
 }
 
 // checkLoadSet refuses a set CommitLoads cannot commit as one: more than
@@ -414,11 +458,8 @@ func (w *Warehouse) unionStaged(prefix string, loads []LoadChunks, cols string) 
 // rows from the staging tables, joined on (event id, load, chunk); its
 // row number only guards a chunk holding an id twice, which the splitter
 // never writes.
-//
-// Before, the rows went through two temp tables in every column (the
-// batch's rows, then the rows new to fact) and were read four times: on
-// BigQuery, which bills the columns a statement reads, that was twice
-// what the two inserts need.
+// BigQuery bills the columns a statement reads, and two reads in full
+// are what two inserts of every column need.
 func (w *Warehouse) commitScript(loads []LoadChunks) string {
 	raw, fact, quar, ledger := w.ref(schemas.TableRaw), w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine), w.ref(schemas.TableLedger)
 	script := "BEGIN TRANSACTION;\n"

@@ -2,10 +2,13 @@ package warehouse_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
@@ -75,5 +78,55 @@ func TestPrintedViewsShowTheUserMapTeamOnlyWithAMap(t *testing.T) {
 	if strings.Contains(without, "report_daily_spend_by_user_team") || !strings.Contains(with, "report_daily_spend_by_user_team") ||
 		!strings.HasPrefix(without, "report_daily_spend_by_team ") {
 		t.Fatalf("without a map: %s\nwith one: %s", without, with)
+	}
+}
+
+// A commit's script must fit BigQuery's query text (1,024 KB): at
+// MaxBatchChunks with ordinary names it is one transaction; with the
+// longest dataset name BigQuery allows it is split, in order, into
+// transactions that each fit, every chunk in exactly one.
+func TestCommitScriptFitsBigQuerysQueryText(t *testing.T) {
+	var loads []warehouse.LoadChunks
+	for _, id := range []string{"pull-20261130T090000Z-3f2a9c", "webhook-20261130T090100Z-77b1e0"} {
+		l := warehouse.LoadChunks{LoadID: id, Source: "pull"}
+		for i := range warehouse.MaxBatchChunks / 2 {
+			l.Chunks = append(l.Chunks, staging.Chunk{Index: i, Rows: 50_000, Quarantined: 10, MinDate: "2026-11-30", MaxDate: "2026-11-30"})
+		}
+		loads = append(loads, l)
+	}
+	for _, c := range []struct {
+		dataset  string
+		minSets  int
+		maxBytes int
+	}{{"keeptrusts", 1, 1_000_000}, {strings.Repeat("d", 1024), 2, 1_000_000}} {
+		w, err := warehouse.New(nil, "my-analytics-project", c.dataset, "US")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sets, sizes := w.CommitSets(loads)
+		if len(sets) < c.minSets || (c.minSets == 1 && len(sets) != 1) {
+			t.Fatalf("dataset of %d characters: %d transactions (script bytes %v), want %d", len(c.dataset), len(sets), sizes, c.minSets)
+		}
+		var order []string
+		for i, set := range sets {
+			if sizes[i] > c.maxBytes {
+				t.Errorf("dataset of %d characters: transaction %d's script is %d bytes, more than %d", len(c.dataset), i, sizes[i], c.maxBytes)
+			}
+			for _, l := range set {
+				for _, ch := range l.Chunks {
+					order = append(order, fmt.Sprintf("%s/%d", l.LoadID, ch.Index))
+				}
+			}
+		}
+		var want []string
+		for _, l := range loads {
+			for _, ch := range l.Chunks {
+				want = append(want, fmt.Sprintf("%s/%d", l.LoadID, ch.Index))
+			}
+		}
+		if !slices.Equal(order, want) {
+			t.Errorf("dataset of %d characters: chunks committed %d, in another order or not once each (want %d)", len(c.dataset), len(order), len(want))
+		}
+		t.Logf("dataset of %d characters: %d transactions, script bytes %v", len(c.dataset), len(sets), sizes)
 	}
 }
