@@ -16,7 +16,9 @@ import (
 
 // TestCommitLoadsCommitsManyLoadsOnce: the staged chunks of several loads
 // commit as one transaction; an event id and an invalid record in two
-// loads land once, from the smaller load id; the ledger has every (load,
+// loads land once, from the smaller load id, and an id in two chunks of
+// that load from its lower chunk (the rows differ, so the row taken
+// shows, and fact_usage adds what fact got); the ledger has every (load,
 // chunk) with its load's source; committing the set again, or a load
 // committed alone before, adds nothing. CheckLoads then counts every load
 // in two queries, and sees a row missing from fact.
@@ -30,7 +32,7 @@ func TestCommitLoadsCommitsManyLoadsOnce(t *testing.T) {
 		return event(uuid(100), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", cost)
 	}
 	loads := map[string][]string{
-		"load-m1": {shared("0.01"), event(uuid(101), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.02", "pii"), bad},
+		"load-m1": {shared("0.01"), event(uuid(101), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.02", "pii"), shared("0.07"), bad},
 		"load-m2": {shared("0.50"), event(uuid(102), "2026-11-03T01:00:00Z", "cy", "gpt-4o", "allow", "0.01"), bad},
 		"load-m3": {event(uuid(104), "2026-11-02T01:00:00Z", "ada", "gpt-4o", "allow", "0.01")},
 	}
@@ -72,9 +74,9 @@ func TestCommitLoadsCommitsManyLoadsOnce(t *testing.T) {
 	if fmt.Sprint(quar) != fmt.Sprint([][]any{{uuid(103), "load-m1"}}) {
 		t.Errorf("quarantine %v, want %s once, from load-m1", quar, uuid(103))
 	}
-	usage := queryRows(t, fmt.Sprintf("SELECT SUM(events) FROM `%s.%s.%s`", project, ds, schemas.TableUsage))
-	if fmt.Sprint(usage) != "[[4]]" {
-		t.Errorf("fact_usage counts %v events, want 4", usage)
+	usage := queryRows(t, fmt.Sprintf("SELECT SUM(events), CAST(SUM(cost) AS STRING) FROM `%s.%s.%s`", project, ds, schemas.TableUsage))
+	if fmt.Sprint(usage) != "[[4 0.05]]" {
+		t.Errorf("fact_usage counts %v (events, cost), want 4 and 0.05, what fact got", usage)
 	}
 	var want []string
 	for _, id := range []string{"load-m1", "load-m2", "load-m3"} {
@@ -93,7 +95,7 @@ func TestCommitLoadsCommitsManyLoadsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantChk := "map[load-m1:{2 0 2 1} load-m2:{2 0 2 1} load-m3:{1 0 1 0} load-none:{0 0 0 0}]"
+	wantChk := "map[load-m1:{2 0 3 1} load-m2:{2 0 2 1} load-m3:{1 0 1 0} load-none:{0 0 0 0}]"
 	if fmt.Sprint(chk) != wantChk {
 		t.Errorf("completeness %v, want %s", chk, wantChk)
 	}
