@@ -36,7 +36,7 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	o := StatusOptions{TaskQueue: t.TaskQueue, Namespace: topts.Namespace, UIURL: TemporalUIURL(t.UIURL, topts.HostPort),
 		Interval: p.ScheduleInterval, CompactEvery: p.CompactEvery, JSON: *output == "json"}
 	ctl := &Control{TaskQueue: t.TaskQueue}
-	o.ScheduleID = ctl.scheduleID()
+	o.ScheduleID, o.CompactScheduleID = ctl.scheduleID(), ctl.CompactScheduleID()
 	if cl, err := c.Dial(t); err != nil {
 		o.TemporalErr = err
 	} else {

@@ -69,11 +69,13 @@ type StatusOptions struct {
 	UIURL        string        // Temporal UI base, e.g. http://127.0.0.1:8233
 	Interval     time.Duration // the pull's interval when the schedule does not say (KTPIPE_SCHEDULE_INTERVAL)
 	// CompactEvery is KTPIPE_COMPACT_EVERY: when set, loads wait for the
-	// compaction, and its schedule must exist and run (0: not checked).
-	CompactEvery  time.Duration
-	CheckpointKey string
-	JSON          bool
-	Now           time.Time // zero: time.Now()
+	// compaction, and its schedule (CompactScheduleID) must exist and run
+	// (0: not checked).
+	CompactEvery      time.Duration
+	CompactScheduleID string
+	CheckpointKey     string
+	JSON              bool
+	Now               time.Time // zero: time.Now()
 }
 
 // StatusReport is what status found; --output json prints it.
@@ -361,7 +363,7 @@ const CompactionGrace = 15 * time.Minute
 // the pending loads' own ages are the workers' gauges.
 func gatherCompaction(ctx context.Context, o StatusOptions, r *StatusReport,
 	unknown func(string, error), alert func(string, string, string, ...any)) {
-	id := o.TaskQueue + "-compaction"
+	id := o.CompactScheduleID
 	d, err := o.Temporal.DescribeCompactSchedule(ctx)
 	switch {
 	case errors.Is(err, ErrNoSchedule):
@@ -380,15 +382,26 @@ func gatherCompaction(ctx context.Context, o StatusOptions, r *StatusReport,
 			"schedule %s is paused: loads marked pending wait, in the live view but not in fact_ai_event", id)
 		return
 	}
+	// The clock starts at the schedule's creation or last change (an
+	// unpause, a new interval) or its last run, whichever is latest.
 	last, what := d.Info.CreatedAt, "was created"
+	if d.Info.LastUpdateAt.After(last) {
+		last, what = d.Info.LastUpdateAt, "was last changed"
+	}
 	for _, a := range d.Info.RecentActions {
 		if a.ActualTime.After(last) {
 			last, what = a.ActualTime, "last started a run"
 		}
 	}
 	if limit := 2*every + CompactionGrace; !last.IsZero() && o.Now.Sub(last) > limit {
+		// A run still going skips the ones due meanwhile: loads marked
+		// after it listed them wait, so it is behind too, but say so.
+		running := ""
+		if len(d.Info.RunningWorkflows) > 0 {
+			running = "; a run is still going: " + d.Info.RunningWorkflows[0].WorkflowID
+		}
 		alert("KtpipeCompactionBehind", "ktpipe schedule compact --wait; look for failed or running Compact runs",
-			"schedule %s %s %s ago, more than 2 × %s + %s", id, what, ago(o.Now.Sub(last)), every, CompactionGrace)
+			"schedule %s %s %s ago, more than 2 × %s + %s%s", id, what, ago(o.Now.Sub(last)), every, CompactionGrace, running)
 	}
 }
 

@@ -103,7 +103,7 @@ func healthy() (*fakeTemporal, *fakeWarehouse) {
 }
 
 func opts(t StatusTemporal, w StatusWarehouse) StatusOptions {
-	o := StatusOptions{ScheduleID: "ktpipe-incremental-pull", TaskQueue: "ktpipe", Namespace: "default",
+	o := StatusOptions{ScheduleID: "ktpipe-incremental-pull", CompactScheduleID: "ktpipe-compaction", TaskQueue: "ktpipe", Namespace: "default",
 		UIURL: "http://127.0.0.1:8233", Interval: time.Hour, Now: statusNow}
 	if t != nil {
 		o.Temporal = t
@@ -235,7 +235,7 @@ func TestStatusChecksTheCompactionWhenLoadsWait(t *testing.T) {
 	cases := []struct {
 		name  string
 		set   func(*fakeTemporal)
-		alert string // "" healthy
+		alert string // "" healthy; else the alert, and what its detail must say
 	}{
 		{"ran 40 min ago", func(f *fakeTemporal) {
 			f.compact = compaction(statusNow.Add(-48*time.Hour), statusNow.Add(-100*time.Minute), statusNow.Add(-40*time.Minute))
@@ -246,6 +246,14 @@ func TestStatusChecksTheCompactionWhenLoadsWait(t *testing.T) {
 		}, "KtpipeCompactionBehind"},
 		{"created 1 h ago, no run yet", func(f *fakeTemporal) { f.compact = compaction(statusNow.Add(-time.Hour)) }, ""},
 		{"created 3 h ago, never ran", func(f *fakeTemporal) { f.compact = compaction(statusNow.Add(-3 * time.Hour)) }, "KtpipeCompactionBehind"},
+		{"changed 1 h ago, last ran 3 h ago", func(f *fakeTemporal) {
+			f.compact = compaction(statusNow.Add(-48*time.Hour), statusNow.Add(-3*time.Hour))
+			f.compact.Info.LastUpdateAt = statusNow.Add(-time.Hour)
+		}, ""},
+		{"a run going for 3 h", func(f *fakeTemporal) {
+			f.compact = compaction(statusNow.Add(-48*time.Hour), statusNow.Add(-3*time.Hour))
+			f.compact.Info.RunningWorkflows = []client.ScheduleWorkflowExecution{{WorkflowID: "ktpipe-compaction-workflow-x"}}
+		}, "KtpipeCompactionBehind: schedule ktpipe-compaction last started a run 3h0m0s ago, more than 2 × 1h0m0s + 15m0s; a run is still going: ktpipe-compaction-workflow-x"},
 		{"paused", func(f *fakeTemporal) {
 			f.compact = compaction(statusNow.Add(-48*time.Hour), statusNow.Add(-10*time.Minute))
 			f.compact.Schedule.State.Paused = true
@@ -266,7 +274,7 @@ func TestStatusChecksTheCompactionWhenLoadsWait(t *testing.T) {
 				}
 				return
 			}
-			if code != StatusAlert || !strings.Contains(out.String(), c.alert+":") || !strings.Contains(out.String(), "ktpipe-compaction") {
+			if code != StatusAlert || !strings.Contains(out.String(), c.alert) || !strings.Contains(out.String(), "ktpipe-compaction") {
 				t.Fatalf("exit %d, want 1 naming %s and the schedule:\n%s", code, c.alert, out.String())
 			}
 		})
