@@ -79,7 +79,7 @@ func refreshGauges(ctx context.Context, wh *warehouse.Warehouse, store staging.S
 		}
 		cancel()
 		rctx, cancel = context.WithTimeout(ctx, max(every, 30*time.Second))
-		if err := activities.RefreshPendingGauges(rctx, store, m, time.Now()); err != nil && ctx.Err() == nil {
+		if err := activities.RefreshPendingGauges(rctx, store, m); err != nil && ctx.Err() == nil {
 			logger.Warn("metrics: reading the compaction's pending loads failed", "error", err)
 		}
 		cancel()
