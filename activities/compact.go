@@ -156,16 +156,17 @@ type prefixWalker interface {
 }
 
 // RefreshPendingGauges publishes how many loads wait for the compaction
-// and how old the oldest mark is at now (ktpipe_pending_loads,
-// ktpipe_oldest_pending_load_age_seconds), so a compaction that stalls
-// shows before completeness does. Every worker does it every
+// and when the oldest mark was written (ktpipe_pending_loads,
+// ktpipe_oldest_pending_load_timestamp_seconds), so a compaction that
+// stalls shows before completeness does. Every worker does it every
 // KTPIPE_METRICS_REFRESH, as it reads the audit: the daily clean-up's walk
 // would see a stall a day late. It costs one listing of pendingDir (one
 // request a 1,000 marks on a bucket) and reads no mark: a mark's time is
 // when DeferLoad wrote it. Memory stays the same however many wait; the
 // caller's context bounds the time. On an error the gauges keep their
-// values.
-func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.Metrics, now time.Time) error {
+// values: the alert computes the age from the time, so a stall that also
+// breaks the listing still shows.
+func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.Metrics) error {
 	w, ok := store.(prefixWalker)
 	if !ok {
 		return fmt.Errorf("pending loads: staging store %T cannot list its files with their times", store)
@@ -185,7 +186,7 @@ func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.M
 	if err != nil {
 		return fmt.Errorf("pending loads: %w", err)
 	}
-	m.SetPending(loads, now.Sub(oldest))
+	m.SetPending(loads, oldest)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -223,33 +224,58 @@ func TestPendingGaugesReadTheMarks(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(root, "pending", "C", ".tmp-1"), now.Add(-9*time.Hour), now.Add(-9*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	check := func(loads, age string) {
+	// expect compares the gauges with a look that found loads marks, the
+	// oldest written at oldest ("": none, and no time served).
+	expect := func(loads, oldest string) {
 		t.Helper()
-		if err := RefreshPendingGauges(context.Background(), a.a.Store, m, now); err != nil {
-			t.Fatal(err)
-		}
 		want := `
-# HELP ktpipe_oldest_pending_load_age_seconds Age of the oldest pending load's mark (since it was written to staging) at this worker's last look, every KTPIPE_METRICS_REFRESH; 0 when none is pending.
-# TYPE ktpipe_oldest_pending_load_age_seconds gauge
-ktpipe_oldest_pending_load_age_seconds ` + age + `
 # HELP ktpipe_pending_loads Loads marked pending in staging (staged, waiting for the compaction to commit them) at this worker's last look, every KTPIPE_METRICS_REFRESH.
 # TYPE ktpipe_pending_loads gauge
 ktpipe_pending_loads ` + loads + "\n"
-		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ktpipe_pending_loads", "ktpipe_oldest_pending_load_age_seconds"); err != nil {
+		if oldest != "" {
+			want = `
+# HELP ktpipe_oldest_pending_load_timestamp_seconds Unix time the oldest pending load's mark was written to staging, at this worker's last successful look (every KTPIPE_METRICS_REFRESH); absent when none is pending. A failed look keeps it.
+# TYPE ktpipe_oldest_pending_load_timestamp_seconds gauge
+ktpipe_oldest_pending_load_timestamp_seconds ` + oldest + want
+		}
+		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ktpipe_pending_loads", "ktpipe_oldest_pending_load_timestamp_seconds"); err != nil {
 			t.Error(err)
 		}
 	}
-	check("3", "10800")
+	look := func() {
+		t.Helper()
+		if err := RefreshPendingGauges(context.Background(), a.a.Store, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unix := func(age time.Duration) string { return strconv.FormatInt(now.Add(-age).Unix(), 10) }
+	look()
+	expect("3", unix(3*time.Hour))
 	if err := a.finish("A"); err != nil {
 		t.Fatal(err)
 	}
-	check("2", "5400")
+	look()
+	expect("2", unix(90*time.Minute))
+	// A look that fails keeps the oldest time: the alert's age grows on.
+	if err := RefreshPendingGauges(context.Background(), failingWalker{a.a.Store}, m); err == nil {
+		t.Error("a failing listing: no error")
+	}
+	expect("2", unix(90*time.Minute))
 	if err := a.finish("B", "C"); err != nil {
 		t.Fatal(err)
 	}
-	check("0", "0")
+	look()
+	expect("0", "") // none pending: no time served
 	// A store that cannot list with times is an error, not a 0.
-	if err := RefreshPendingGauges(context.Background(), slowStore{}, m, now); err == nil {
+	if err := RefreshPendingGauges(context.Background(), slowStore{}, m); err == nil {
 		t.Error("a store without WalkUnder: no error")
 	}
+}
+
+// failingWalker lists nothing: a bucket that errs, or a listing past its
+// timeout.
+type failingWalker struct{ staging.Store }
+
+func (failingWalker) WalkUnder(context.Context, string, func(staging.Entry) error) error {
+	return errors.New("list pending: 503 Service Unavailable")
 }

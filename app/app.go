@@ -211,9 +211,7 @@ func (r *Running) Stop() {
 // StartWorker connects everything, prepares the warehouse schema and
 // starts the workers; it returns once they poll.
 func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*Running, error) {
-	m := metrics.New()
-	m.SetPullInterval(cfg.Pipeline.ScheduleInterval)
-	m.SetCompactInterval(cfg.Pipeline.CompactEvery)
+	m := workerMetrics(cfg.Pipeline)
 	c, topts, err := dialTemporal(cfg.Temporal, logger, m)
 	if err != nil {
 		return nil, err

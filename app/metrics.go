@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ktpipe/ktpipe/activities"
+	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/staging"
@@ -64,22 +65,39 @@ func RefreshGauges(ctx context.Context, wh *warehouse.Warehouse, m *metrics.Metr
 	return nil
 }
 
+// workerMetrics makes a worker's registry with the gauges its
+// configuration sets: the pull's interval (the stall alert) and the
+// compaction's (the compaction-behind alert).
+func workerMetrics(p config.Pipeline) *metrics.Metrics {
+	m := metrics.New()
+	m.SetPullInterval(p.ScheduleInterval)
+	m.SetCompactInterval(p.CompactEvery)
+	return m
+}
+
 // refreshGauges runs RefreshGauges, then reads the compaction's marks
 // (activities.RefreshPendingGauges), every interval until ctx ends, each
 // within its own bound, so a slow warehouse does not hide the marks; a
 // failed refresh is logged and tried again at the next tick (the gauges
 // keep their values, and the audit-stale alert tells when that lasts).
 func refreshGauges(ctx context.Context, wh *warehouse.Warehouse, store staging.Store, m *metrics.Metrics, every time.Duration, logger *slog.Logger) {
+	audit := func(ctx context.Context, now time.Time) error { return RefreshGauges(ctx, wh, m, now) }
+	refreshLoop(ctx, audit, store, m, every, logger)
+}
+
+// refreshLoop is refreshGauges with the warehouse's part a function, so
+// the rest is tested without one.
+func refreshLoop(ctx context.Context, audit func(context.Context, time.Time) error, store staging.Store, m *metrics.Metrics, every time.Duration, logger *slog.Logger) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, max(every, 30*time.Second))
-		if err := RefreshGauges(rctx, wh, m, time.Now()); err != nil && ctx.Err() == nil {
+		if err := audit(rctx, time.Now()); err != nil && ctx.Err() == nil {
 			logger.Warn("metrics: refreshing the audit gauges failed", "error", err)
 		}
 		cancel()
 		rctx, cancel = context.WithTimeout(ctx, max(every, 30*time.Second))
-		if err := activities.RefreshPendingGauges(rctx, store, m, time.Now()); err != nil && ctx.Err() == nil {
+		if err := activities.RefreshPendingGauges(rctx, store, m); err != nil && ctx.Err() == nil {
 			logger.Warn("metrics: reading the compaction's pending loads failed", "error", err)
 		}
 		cancel()

@@ -218,7 +218,7 @@ func newAlertStack(t *testing.T, cfg ktsim.Config) *alertStack {
 			if err := app.RefreshGauges(ctx, s.wh, a.m, time.Now()); err != nil && ctx.Err() == nil {
 				t.Logf("refresh gauges: %v", err)
 			}
-			if err := activities.RefreshPendingGauges(ctx, s.acts.Store, a.m, time.Now()); err != nil && ctx.Err() == nil {
+			if err := activities.RefreshPendingGauges(ctx, s.acts.Store, a.m); err != nil && ctx.Err() == nil {
 				t.Logf("refresh pending gauges: %v", err)
 			}
 			select {

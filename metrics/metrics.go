@@ -71,9 +71,13 @@ type Metrics struct {
 	pullInterval prometheus.Gauge
 
 	// Read from the staging store's compaction marks by the worker
-	// (activities.RefreshPendingGauges), and its configured interval.
+	// (activities.RefreshPendingGauges), and its configured interval. The
+	// oldest mark's time is served only while a load is pending (lazy), so
+	// min() over the workers never picks a worker that sees none, and it
+	// is a time, not an age: a look that fails keeps it, and the alert's
+	// time() - it still grows.
 	pendingLoads    prometheus.Gauge
-	oldestPending   prometheus.Gauge
+	oldestPending   *prometheus.GaugeVec
 	compactInterval prometheus.Gauge
 
 	mu          sync.Mutex
@@ -131,8 +135,8 @@ func New() *Metrics {
 		"The incremental pull's schedule interval this worker is configured with (KTPIPE_SCHEDULE_INTERVAL); the stall alert compares the checkpoint age with it.")
 	m.pendingLoads = gauge("ktpipe_pending_loads",
 		"Loads marked pending in staging (staged, waiting for the compaction to commit them) at this worker's last look, every KTPIPE_METRICS_REFRESH.")
-	m.oldestPending = gauge("ktpipe_oldest_pending_load_age_seconds",
-		"Age of the oldest pending load's mark (since it was written to staging) at this worker's last look, every KTPIPE_METRICS_REFRESH; 0 when none is pending.")
+	m.oldestPending = lazy("ktpipe_oldest_pending_load_timestamp_seconds",
+		"Unix time the oldest pending load's mark was written to staging, at this worker's last successful look (every KTPIPE_METRICS_REFRESH); absent when none is pending. A failed look keeps it.")
 	m.compactInterval = gauge("ktpipe_compact_interval_seconds",
 		"The compaction's interval this worker is configured with (KTPIPE_COMPACT_EVERY; 0: off, no load is deferred); the compaction-behind alert compares the oldest pending load's age with it.")
 	m.lag = lazy("ktpipe_ingestion_lag_seconds",
@@ -309,16 +313,20 @@ func (m *Metrics) SetCompactInterval(d time.Duration) {
 }
 
 // SetPending publishes a look at the compaction's marks: how many loads
-// wait, and the age of the oldest mark (0 when none waits).
-func (m *Metrics) SetPending(loads int, oldest time.Duration) {
+// wait, and when the oldest mark was written (the series goes when none
+// waits, or oldest is zero). A scrape between the two sets sees at worst a
+// count without a time, which fires nothing.
+func (m *Metrics) SetPending(loads int, oldest time.Time) {
 	if m == nil {
 		return
 	}
-	if loads == 0 {
-		oldest = 0
+	if loads <= 0 || oldest.IsZero() {
+		m.oldestPending.Reset()
+		m.pendingLoads.Set(float64(max(loads, 0)))
+		return
 	}
 	m.pendingLoads.Set(float64(loads))
-	m.oldestPending.Set(max(oldest, 0).Seconds())
+	m.oldestPending.WithLabelValues().Set(float64(oldest.UnixNano()) / 1e9)
 }
 
 // SetCheckpointAge publishes the pull checkpoint's age.

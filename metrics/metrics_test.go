@@ -130,22 +130,33 @@ ktpipe_live_rows_total 520
 	}
 }
 
-// The compaction interval is served in seconds (0: off), and a look that
-// found no pending load serves age 0 whatever age it was handed.
+// The compaction interval is served in seconds (0: off); the oldest
+// pending mark's time in Unix seconds while a load waits, and no series
+// once none does (min() over the workers must not see a 0, nor an old time).
 func TestCompactionGauges(t *testing.T) {
 	m := metrics.New()
 	defer m.Close()
 	m.SetCompactInterval(15 * time.Minute)
-	m.SetPending(0, 5*time.Hour)
-	want := `
+	m.SetPending(2, time.Unix(1_800_000_000, 500_000_000))
+	const interval = `
 # HELP ktpipe_compact_interval_seconds The compaction's interval this worker is configured with (KTPIPE_COMPACT_EVERY; 0: off, no load is deferred); the compaction-behind alert compares the oldest pending load's age with it.
 # TYPE ktpipe_compact_interval_seconds gauge
 ktpipe_compact_interval_seconds 900
-# HELP ktpipe_oldest_pending_load_age_seconds Age of the oldest pending load's mark (since it was written to staging) at this worker's last look, every KTPIPE_METRICS_REFRESH; 0 when none is pending.
-# TYPE ktpipe_oldest_pending_load_age_seconds gauge
-ktpipe_oldest_pending_load_age_seconds 0
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ktpipe_compact_interval_seconds", "ktpipe_oldest_pending_load_age_seconds"); err != nil {
+	want := interval + `# HELP ktpipe_oldest_pending_load_timestamp_seconds Unix time the oldest pending load's mark was written to staging, at this worker's last successful look (every KTPIPE_METRICS_REFRESH); absent when none is pending. A failed look keeps it.
+# TYPE ktpipe_oldest_pending_load_timestamp_seconds gauge
+ktpipe_oldest_pending_load_timestamp_seconds 1.8000000005e+09
+`
+	names := []string{"ktpipe_compact_interval_seconds", "ktpipe_oldest_pending_load_timestamp_seconds"}
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+	m.SetPending(0, time.Unix(1_800_000_000, 0)) // none waits, whatever time it is handed
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(interval), names...); err != nil {
+		t.Fatal(err)
+	}
+	m.SetPending(3, time.Time{}) // no time known: none served rather than 1970
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(interval), names...); err != nil {
 		t.Fatal(err)
 	}
 }
