@@ -49,6 +49,7 @@ func main() {
 	python := flag.String("python", "python3", "interpreter for the guide's pattern, run beside the json case on the same file (empty: skip)")
 	cpuprofile := flag.String("cpuprofile", "", "with -child: write a CPU profile of the split here")
 	model := flag.Bool("model", false, "print the BigQuery cost model (statements counted on the emulator, scaled to 1M, 10M and 100M events a day)")
+	modelWebhookBatch := flag.Duration("model-webhook-batch", time.Minute, "with -model: KTPIPE_WEBHOOK_BATCH, the length of a webhook load (1m, its default: 1,440 loads a day)")
 	e2e := flag.Bool("e2e", false, "run the whole workflow on the local stack (Temporal dev server, emulator, simulator, worker) and measure it (e2e.go)")
 	e2eEvents := flag.Int("e2e-events", 1_000_000, "with -e2e: events exported and pulled")
 	e2eRate := flag.Float64("e2e-webhook-rate", 200, "with -e2e: webhook deliveries per second (0: skip the webhook path)")
@@ -93,7 +94,7 @@ func main() {
 	}
 
 	if *model {
-		if err := runModel(os.Stdout, []float64{1e6, 1e7, 1e8}); err != nil {
+		if err := runModel(os.Stdout, []float64{1e6, 1e7, 1e8}, *modelWebhookBatch); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}

@@ -522,11 +522,13 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	}
 	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, pull path, by statement:\n", count(scales[len(scales)-1]))
 	printBreakdown(out, c)
-	if c, err = compacted("compacted", last, in, w, paths); err != nil {
-		return err
+	for _, path := range []string{"pull compacted", "compacted"} {
+		if c, err = compacted(path, last, in, w, paths); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, %s, by statement:\n", count(last), c.Path)
+		printBreakdown(out, c)
 	}
-	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, %s, by statement:\n", count(last), c.Path)
-	printBreakdown(out, c)
 	return nil
 }
 

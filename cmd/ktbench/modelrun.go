@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -24,9 +25,13 @@ import (
 // runModel counts the statements of each path on the emulator at a small
 // scale (a load of two chunks), measures column widths on generated
 // events, and prints the model at each scale.
-func runModel(out io.Writer, scales []float64) error {
+func runModel(out io.Writer, scales []float64, webhookBatch time.Duration) error {
+	if webhookBatch < time.Second || webhookBatch > time.Hour {
+		return fmt.Errorf("-model-webhook-batch %s: must be between 1s and 1h, as KTPIPE_WEBHOOK_BATCH", webhookBatch)
+	}
 	ctx := context.Background()
 	in := defaultModelInputs()
+	in.WebhookBatches = int(math.Ceil(float64(24*time.Hour) / float64(webhookBatch)))
 	const seed = 42
 	// Small chunks, so one load has two, each with quarantined records as
 	// a 50,000-row chunk at 1% invalid has.
