@@ -198,7 +198,7 @@ const maxScriptBytes = 1_000_000
 
 // fitQueryText splits a set whose commit script would be longer than
 // maxScriptBytes into halves (of its chunks, in order), again until each
-// fits. At MaxBatchChunks with ordinary names a script is about 400 KB,
+// fits. At MaxBatchChunks with ordinary names a script is about 310 KB,
 // but its text grows with the table references, and a dataset name may
 // be 1,024 characters. The split depends only on the set, so a retry
 // commits the same halves under the same job ids.
