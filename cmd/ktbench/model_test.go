@@ -19,7 +19,8 @@ const (
 	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT * EXCEPT(_chunk, _n) FROM (\n" +
 		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
 		"SELECT s.*, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
-		"  JOIN new_rows n ON n.event_id = u.event_id AND n.load_id = u.load_id AND n._chunk = u._chunk)\n" +
+		"  WHERE CONCAT(u.event_id, '/', u.load_id, '/', CAST(u._chunk AS STRING)) IN (\n" +
+		"    SELECT CONCAT(n.event_id, '/', n.load_id, '/', CAST(n._chunk AS STRING)) FROM new_rows n))\n" +
 		"WHERE _n = 1 AND load_id IN UNNEST(@load_ids)"
 	rawInsertSQL = "INSERT INTO `p.d.raw_events` SELECT * EXCEPT(_chunk, _n) FROM (\n" +
 		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.load_id, u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
