@@ -149,12 +149,6 @@ func (a *Activities) FinishLoads(ctx context.Context, loadIDs []string) error {
 	return nil
 }
 
-// prefixWalker is a store that lists one part of itself with the files'
-// times (staging.Dir and staging.Bucket are).
-type prefixWalker interface {
-	WalkUnder(ctx context.Context, prefix string, fn func(staging.Entry) error) error
-}
-
 // RefreshPendingGauges publishes how many loads wait for the compaction
 // and when the oldest mark was written (ktpipe_pending_loads,
 // ktpipe_oldest_pending_load_timestamp_seconds), so a compaction that
@@ -167,7 +161,7 @@ type prefixWalker interface {
 // values: the alert computes the age from the time, so a stall that also
 // breaks the listing still shows.
 func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.Metrics) error {
-	w, ok := store.(prefixWalker)
+	w, ok := store.(staging.Sweeper)
 	if !ok {
 		return fmt.Errorf("pending loads: staging store %T cannot list its files with their times", store)
 	}

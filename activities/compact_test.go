@@ -257,7 +257,7 @@ ktpipe_oldest_pending_load_timestamp_seconds ` + oldest + want
 	look()
 	expect("2", unix(90*time.Minute))
 	// A look that fails keeps the oldest time: the alert's age grows on.
-	if err := RefreshPendingGauges(context.Background(), failingWalker{a.a.Store}, m); err == nil {
+	if err := RefreshPendingGauges(context.Background(), failingWalker{a.a.Store.(staging.Dir)}, m); err == nil {
 		t.Error("a failing listing: no error")
 	}
 	expect("2", unix(90*time.Minute))
@@ -274,7 +274,7 @@ ktpipe_oldest_pending_load_timestamp_seconds ` + oldest + want
 
 // failingWalker lists nothing: a bucket that errs, or a listing past its
 // timeout.
-type failingWalker struct{ staging.Store }
+type failingWalker struct{ staging.Dir }
 
 func (failingWalker) WalkUnder(context.Context, string, func(staging.Entry) error) error {
 	return errors.New("list pending: 503 Service Unavailable")

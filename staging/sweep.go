@@ -34,6 +34,8 @@ type Sweeper interface {
 	// Walk calls fn for every file, in no particular order, and stops
 	// at fn's first error.
 	Walk(ctx context.Context, fn func(Entry) error) error
+	// WalkUnder is Walk of the files under prefix (a key) alone.
+	WalkUnder(ctx context.Context, prefix string, fn func(Entry) error) error
 	// RemoveEntry deletes one file Walk reported; one already gone is
 	// not an error.
 	RemoveEntry(ctx context.Context, e Entry) error

@@ -81,13 +81,10 @@ func TestWalkUnder(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			type walker interface {
-				WalkUnder(context.Context, string, func(staging.Entry) error) error
-			}
 			walk := func(prefix string) string {
 				t.Helper()
 				var keys []string
-				if err := s.(walker).WalkUnder(ctx, prefix, func(e staging.Entry) error {
+				if err := s.(staging.Sweeper).WalkUnder(ctx, prefix, func(e staging.Entry) error {
 					if e.ModTime.IsZero() || e.Size != 2 {
 						t.Errorf("%s: time %v, size %d", e.Key, e.ModTime, e.Size)
 					}
@@ -105,7 +102,7 @@ func TestWalkUnder(t *testing.T) {
 			if got := walk("none"); got != "" {
 				t.Errorf("WalkUnder(none) saw %q", got)
 			}
-			if err := s.(walker).WalkUnder(ctx, "../x", func(staging.Entry) error { return nil }); err == nil {
+			if err := s.(staging.Sweeper).WalkUnder(ctx, "../x", func(staging.Entry) error { return nil }); err == nil {
 				t.Error("WalkUnder(../x): no error")
 			}
 		})
