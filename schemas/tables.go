@@ -13,6 +13,7 @@ const (
 	TableDimGateway = "dim_gateway"
 	TableState      = "pipeline_state"
 	TableLedger     = "load_ledger"
+	TableCommits    = "commit_log"
 	TableAudit      = "audit"
 	TableUsage      = "fact_usage"
 	TableUsers      = "fact_users"

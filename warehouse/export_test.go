@@ -4,6 +4,11 @@ package warehouse
 // call f first with what and which, so tests can count them.
 func (w *Warehouse) SetDDLHook(f func(what string)) { w.onDDL = f }
 
+// SetCommitHook makes CommitLoads call f after each set's transaction and
+// before its look for doubled rows, so tests can land a commit there, as
+// one that ran beside it would.
+func (w *Warehouse) SetCommitHook(f func()) { w.onCommit = f }
+
 // CommitSets is how CommitLoads splits loads into transactions whose
 // script fits BigQuery's query text, and each one's script length.
 func (w *Warehouse) CommitSets(loads []LoadChunks) (sets [][]LoadChunks, scriptBytes []int) {

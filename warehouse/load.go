@@ -75,11 +75,12 @@ func fileHash(f *os.File) (string, error) {
 
 // MaxBatchChunks bounds the chunks one commit transaction takes. Each
 // chunk brings up to two staging tables, and BigQuery allows a query
-// 1,000 tables: 480 chunks' 960 and the seven tables the script reads or
+// 1,000 tables: 480 chunks' 960 and the nine tables the script reads or
 // writes besides (raw, fact, fact_usage, fact_users, quarantine, ledger,
-// the temp new_rows) stay below it whether the limit counts per
-// statement or per script. Each chunk adds a line of SQL to each of the
-// script's unions: 310 KB at the bound with ordinary names, and a set
+// commit_log, the temps new_rows and ledger_before) stay below it
+// whether the limit counts per statement or per script. Each chunk adds
+// a line of SQL to each of the script's unions: 310 KB at the bound with
+// ordinary names, and a set
 // whose script would pass BigQuery's 1,024 KB (a long dataset name) is
 // committed in parts that fit (fitQueryText). 480 chunks of 50,000 rows,
 // 24M rows, is also what one transaction holds at most, so that a failed
@@ -154,11 +155,13 @@ type LoadChunks struct {
 //   - overlapping loads (a pull and a backfill of the same hours, on two
 //     workers): BigQuery lets transactions that only append run
 //     concurrently, so both anti-joins can miss each other's rows. After
-//     the transaction, converge looks for ids held twice and, only when it
-//     finds some, deletes all but the row with the smallest load id, a
-//     rule every commit applies alike. The look is a query, not DML:
-//     mutating DML on fact_ai_event (BigQuery queues 2 running and 20
-//     pending per table) runs only when a race doubled a row.
+//     the transaction, converge asks whether a commit landed beside this
+//     one (the ledger grew past what its snapshot saw: ledgerGrew) and
+//     only then looks for ids held twice and, only when it finds some,
+//     deletes all but the row with the smallest load id, a rule every
+//     commit applies alike. The look is a query, not DML: mutating DML on
+//     fact_ai_event (BigQuery queues 2 running and 20 pending per table)
+//     runs only when a race doubled a row.
 func (w *Warehouse) CommitLoads(ctx context.Context, loads []LoadChunks) error {
 	if err := checkLoadSet(loads); err != nil {
 		return err
@@ -184,6 +187,9 @@ func (w *Warehouse) CommitLoads(ctx context.Context, loads []LoadChunks) error {
 	for _, set := range w.fitQueryText(todo) {
 		if err := w.commitTransaction(ctx, set); err != nil {
 			return err
+		}
+		if w.onCommit != nil {
+			w.onCommit()
 		}
 		if err := w.converge(ctx, set); err != nil {
 			return err
@@ -305,6 +311,8 @@ func (w *Warehouse) commitTransaction(ctx context.Context, todo []LoadChunks) er
 	if err != nil {
 		return err
 	}
+	// Last: the script names it last (the emulator binds by position).
+	params = append(params, bigquery.QueryParameter{Name: "commit_job", Value: w.commitJobID(todo)})
 	script := w.commitScript(todo)
 	start := func(id string) (*bigquery.Job, error) {
 		w.observed(Statement{What: "commit batch", SQL: script})
@@ -514,25 +522,36 @@ WHERE _n = 1 AND load_id IN UNNEST(@load_ids)
 			entries = append(entries, fmt.Sprintf("SELECT %d AS l, %d AS chunk, %d AS chunk_rows, %d AS quarantined", i, c.Index, c.Rows, c.Quarantined))
 		}
 	}
+	// The ledger's rows of the set's loads before and after its insert,
+	// and the whole ledger after it, go to commit_log: converge compares
+	// them with the ledger after the commit (ledgerGrew).
 	script += fmt.Sprintf(`
+CREATE TEMP TABLE ledger_before AS SELECT COUNT(*) AS n FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids);
 INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, committed_at)
 SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, CURRENT_TIMESTAMP()
 FROM (%[3]s) e
 WHERE CONCAT(@load_ids[OFFSET(e.l)], '/', CAST(e.chunk AS STRING)) NOT IN (
   SELECT CONCAT(x.load_id, '/', CAST(x.chunk AS STRING)) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids));
-`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "))
+INSERT INTO %[4]s (commit_job, ledger_rows, chunks_added, committed_at)
+SELECT @commit_job, (SELECT COUNT(*) FROM %[1]s),
+  (SELECT COUNT(*) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) - (SELECT b.n FROM ledger_before b), CURRENT_TIMESTAMP();
+`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "), w.ref(schemas.TableCommits))
 	script += "COMMIT TRANSACTION;\n"
 	return script
 }
 
 // converge finds event ids of the set that fact_ai_event holds twice,
 // and records quarantined twice within the window, and only then deletes
-// all but the row with the smallest load id (see CommitLoads).
+// all but the row with the smallest load id (see CommitLoads). It looks
+// only when a commit may have landed beside the set's (ledgerGrew).
 func (w *Warehouse) converge(ctx context.Context, loads []LoadChunks) error {
 	ids := w.unionStaged("stg_", loads, "s.event_id")
 	hashes := w.unionStaged("qstg_", loads, "s.record_hash")
 	if ids == "" && hashes == "" {
 		return nil
+	}
+	if grew, err := w.ledgerGrew(ctx, loads); err != nil || !grew {
+		return err
 	}
 	lo, hi, err := dateSpan(allChunks(loads))
 	if err != nil {
@@ -625,6 +644,54 @@ WHERE x.quarantined_at >= @quarantine_since
 		return nil
 	}
 	return w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
+}
+
+// commitLogWindow is how far back ledgerGrew looks for a commit's row in
+// commit_log (partitioned by its time): a retry that comes later finds
+// none and looks for doubled rows, as when it cannot tell.
+const commitLogWindow = 24 * time.Hour
+
+// ledgerGrew says whether a commit may have run beside this set's, so
+// that both anti-joins missed each other's rows: true unless the set's
+// transaction added a ledger row for each of its chunks and the ledger
+// holds now exactly the rows that transaction saw.
+//
+// Every commit adds its ledger rows in its transaction, and BigQuery's
+// transactions read one snapshot. Two commits that doubled an id each
+// missed the other, so each committed after the other's snapshot: the
+// one that committed second finds, after its commit, the first one's
+// ledger rows that its snapshot lacked, and looks. A commit that lands
+// after this check finds this one's rows the same way. A set whose
+// chunks were already in the ledger is the retry of a commit whose own
+// look may never have run (its worker died after its transaction), and
+// looks too; so does a set whose commit_log row is not found (committed
+// by an older version, or more than commitLogWindow ago). Commits of
+// every version add ledger rows, so one by an older worker is seen too.
+//
+// This replaces a look that reads the set's date span of fact ids and
+// the quarantine's window of hashes after every commit by a query of two
+// small tables; the look runs only when commits overlapped.
+func (w *Warehouse) ledgerGrew(ctx context.Context, loads []LoadChunks) (bool, error) {
+	what := "look for a commit beside " + describe(loads)
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT (SELECT COUNT(*) FROM %s) AS ledger_now, c.ledger_rows, c.chunks_added
+FROM %s c WHERE c.commit_job = @commit_job AND c.committed_at >= @since`, w.ref(schemas.TableLedger), w.ref(schemas.TableCommits)),
+		bigquery.QueryParameter{Name: "commit_job", Value: w.commitJobID(loads)},
+		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)})
+	if err != nil {
+		return false, err
+	}
+	// More than one row: the set was committed again under another job
+	// id of the same base (runOnce), which added nothing: look.
+	if len(rows) != 1 {
+		return true, nil
+	}
+	var counts [3]int64
+	for i, col := range []string{"ledger_now", "ledger_rows", "chunks_added"} {
+		if counts[i], err = strictInt(rows[0][col]); err != nil {
+			return false, fmt.Errorf("%s: %s: %w", what, col, err)
+		}
+	}
+	return counts[0] != counts[1] || counts[2] != int64(len(allChunks(loads))), nil
 }
 
 // strictInt reads an INT64 result: a doubled row must not go unremoved

@@ -451,6 +451,24 @@ func copyRowAs(t *testing.T, ds, table string, schema bigquery.Schema, where, va
 	}
 }
 
+// addLedgerRow adds the ledger row a commit of loadID's chunk 0 adds.
+func addLedgerRow(t *testing.T, ds, loadID string) {
+	t.Helper()
+	q := bq.Query(fmt.Sprintf("INSERT INTO `%s.%s.%s` (load_id, chunk, source, `rows`, quarantined, committed_at) SELECT @load, 0, 'export', 1, 1, CURRENT_TIMESTAMP()",
+		project, ds, schemas.TableLedger))
+	q.Parameters = []bigquery.QueryParameter{{Name: "load", Value: loadID}}
+	job, err := q.Run(context.Background())
+	if err == nil {
+		var st *bigquery.JobStatus
+		if st, err = job.Wait(context.Background()); err == nil {
+			err = st.Err()
+		}
+	}
+	if err != nil {
+		t.Fatalf("add a ledger row of %s: %v", loadID, err)
+	}
+}
+
 func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
 	t.Parallel()
 	ds := fmt.Sprintf("ds_race_%d", dsSeq.Add(1))
@@ -460,12 +478,19 @@ func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
 	load(t, w, "load-z", 10,
 		event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
 		event(y, "2026-11-01T11:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
-	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", x, "load-a")
-	copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
-	if n := factIDs(t, w)[x]; n != 2 {
-		t.Fatalf("setup: %s has %d rows, want the raced 2", x, n)
-	}
-	// The next commit that touches x and b removes the copies the race left.
+	// load-a's commit lands beside load-m's: after load-m's transaction
+	// took its snapshot, before load-m looks. Neither saw the other, so
+	// x and b are doubled; load-m finds the ledger grown, looks, and
+	// removes the copies.
+	w.SetCommitHook(func() {
+		w.SetCommitHook(nil)
+		copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", x, "load-a")
+		copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
+		if n := factIDs(t, w)[x]; n != 2 {
+			t.Fatalf("setup: %s has %d rows, want the raced 2", x, n)
+		}
+		addLedgerRow(t, ds, "load-a")
+	})
 	load(t, w, "load-m", 10,
 		event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
 		event(z, "2026-11-01T12:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)

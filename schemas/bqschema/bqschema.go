@@ -223,6 +223,22 @@ func Tables() []TableSpec {
 			},
 		},
 		{
+			// Read right after each commit, to decide whether it must look
+			// for rows a commit beside it doubled (warehouse.converge):
+			// only when the ledger has grown since its transaction's
+			// snapshot (the row tells both counts).
+			Name:                schemas.TableCommits,
+			Description:         "One row per commit transaction: load_ledger's rows as it saw them and how many it added. A commit looks for rows doubled by a commit beside it only when the ledger grew since. Partitions expire after 7 days.",
+			PartitionField:      "committed_at",
+			PartitionExpiration: 7 * 24 * time.Hour,
+			Schema: bigquery.Schema{
+				req("commit_job", bigquery.StringFieldType),
+				req("ledger_rows", bigquery.IntegerFieldType),
+				req("chunks_added", bigquery.IntegerFieldType),
+				req("committed_at", bigquery.TimestampFieldType),
+			},
+		},
+		{
 			// The dimensions are refreshed from these two, not from the
 			// fact table: each commit adds what it inserted into the fact
 			// table, so a refresh reads a few rows a commit, not every
