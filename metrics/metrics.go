@@ -116,7 +116,7 @@ func New() *Metrics {
 		Help: "Time to stage one chunk into its staging tables (load jobs and row-count check), per attempt.", Buckets: buckets})
 	f(m.chunkStage)
 	m.chunkCommit = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ktpipe_chunk_commit_seconds",
-		Help: "Time to commit one batch of staged chunks (up to 480) into raw, fact and quarantine (one transaction of guarded inserts, then the look for doubled rows), per attempt.", Buckets: buckets})
+		Help: "Time to commit one batch of staged chunks (up to 480) into raw, fact and quarantine (one transaction of guarded inserts, then the look for doubled rows when a commit landed beside it), per attempt.", Buckets: buckets})
 	f(m.chunkCommit)
 	m.webhook = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ktpipe_webhook_deliveries_total",
 		Help: "Webhook deliveries by the receiver's answer (HTTP status code)."}, []string{"answer"})
