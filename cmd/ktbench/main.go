@@ -68,11 +68,18 @@ func main() {
 	freshCompact := flag.Duration("freshness-compact", 0, "with -freshness: KTPIPE_COMPACT_EVERY for both paths (0: off); the loads wait for the compaction, the live view shows them")
 	flag.Parse()
 
+	// Ctrl-C, a kill, or a reader that goes away (ktbench -model | head)
+	// stops the run and the services it started: without SIGPIPE among
+	// these, the first write to a closed pipe ends the process before its
+	// deferred stops, and its emulator or dev server runs on.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
+	defer stop()
+
 	if *fresh {
 		o := freshnessOptions{Runs: *runs, Dir: filepath.Join(*dir, "freshness"), ChunkRows: *whChunk,
 			Rate: *freshRate, Events: *freshEvents, For: *freshFor, Window: *freshWindow, Live: *freshLive,
 			PullEvery: *freshPull, PullFor: *freshPullFor, CompactEvery: *freshCompact}
-		if err := runFreshness(context.Background(), os.Stdout, o); err != nil {
+		if err := runFreshness(ctx, os.Stdout, o); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}
@@ -82,11 +89,7 @@ func main() {
 	if *e2e {
 		o := e2eOptions{Events: *e2eEvents, Runs: *runs, ChunkRows: *whChunk, Dir: filepath.Join(*dir, "e2e"),
 			WebhookRate: *e2eRate, WebhookFor: *e2eFor, WebhookEvents: *e2eDelivery, WebhookWindow: *e2eWindow, SharedSignals: *e2eShared}
-		// Ctrl-C stops the run and the services it started.
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := runE2E(ctx, os.Stdout, o)
-		stop()
-		if err != nil {
+		if err := runE2E(ctx, os.Stdout, o); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}
@@ -94,7 +97,7 @@ func main() {
 	}
 
 	if *model {
-		if err := runModel(os.Stdout, []float64{1e6, 1e7, 1e8}, *modelWebhookBatch); err != nil {
+		if err := runModel(ctx, os.Stdout, []float64{1e6, 1e7, 1e8}, *modelWebhookBatch); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}
@@ -119,7 +122,7 @@ func main() {
 			}
 			sizes = append(sizes, n)
 		}
-		if err := benchWarehouse(sizes, *whChunk); err != nil {
+		if err := benchWarehouse(ctx, sizes, *whChunk); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}

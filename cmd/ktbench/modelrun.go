@@ -25,11 +25,10 @@ import (
 // runModel counts the statements of each path on the emulator at a small
 // scale (a load of two chunks), measures column widths on generated
 // events, and prints the model at each scale.
-func runModel(out io.Writer, scales []float64, webhookBatch time.Duration) error {
+func runModel(ctx context.Context, out io.Writer, scales []float64, webhookBatch time.Duration) error {
 	if webhookBatch < time.Second || webhookBatch > time.Hour {
 		return fmt.Errorf("-model-webhook-batch %s: must be between 1s and 1h, as KTPIPE_WEBHOOK_BATCH", webhookBatch)
 	}
-	ctx := context.Background()
 	in := defaultModelInputs()
 	in.WebhookBatches = int(math.Ceil(float64(24*time.Hour) / float64(webhookBatch)))
 	const seed = 42
@@ -215,7 +214,10 @@ func runModel(out io.Writer, scales []float64, webhookBatch time.Duration) error
 		fmt.Fprintf(out, "  %-8s jobs per chunk %d, per commit %d, per load %d, per run %d\n", p, n["chunk"], n["commit"], n["load"], n["run"])
 	}
 	fmt.Fprintln(out)
-	return printModel(out, in, w, paths, scales)
+	if err := printModel(out, in, w, paths, scales); err != nil {
+		return err
+	}
+	return ctx.Err() // stopped while printing (its reader went away)
 }
 
 // measureWidths computes BigQuery's average data size per column over the

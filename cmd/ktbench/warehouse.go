@@ -19,8 +19,7 @@ import (
 // BigQuery emulator: stage (load job) and commit (guarded inserts) for
 // chunks of chunkRows, growing the fact table to each size in sizes, then
 // a resend-heavy chunk (half new, half already loaded) at that size.
-func benchWarehouse(sizes []int, chunkRows int) error {
-	ctx := context.Background()
+func benchWarehouse(ctx context.Context, sizes []int, chunkRows int) error {
 	wh, bq, stop, err := emulatorWarehouse(ctx, "bench")
 	if err != nil {
 		return err
@@ -125,7 +124,7 @@ func benchWarehouse(sizes []int, chunkRows int) error {
 		return err
 	}
 	report("insertAll streaming (3 columns), for comparison", n, time.Since(t0))
-	return nil
+	return ctx.Err() // stopped while printing (its reader went away)
 }
 
 type jsonRow struct{ m map[string]bigquery.Value }
