@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+scripts/check-disk.sh
 scripts/install-tools.sh
 scripts/check-tracked.sh
 go vet ./...
