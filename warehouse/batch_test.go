@@ -66,6 +66,21 @@ func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
 	if looks != 1 {
 		t.Errorf("%d looks for doubled rows after committing chunks again, want 1", looks)
 	}
+	// A retry of the first batch whose commit_log row is gone (committed
+	// by an older version, or longer ago than the window) looks too.
+	exec(t, fmt.Sprintf("DELETE FROM `%s.%s.%s` WHERE TRUE", project, ds, schemas.TableCommits))
+	if err := w.CommitBatch(context.Background(), "load-b", "export", man.Chunks); err != nil {
+		t.Fatal(err)
+	}
+	looks = 0
+	for _, s := range seen() {
+		if strings.HasPrefix(s.What, "look for doubled rows") {
+			looks++
+		}
+	}
+	if looks != 2 {
+		t.Errorf("%d looks for doubled rows after a retry without its commit_log row, want 2", looks)
+	}
 	usage := queryRows(t, fmt.Sprintf("SELECT SUM(events), COUNT(DISTINCT chunk) FROM `%s.%s.%s`", project, ds, schemas.TableUsage))
 	users := queryRows(t, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s`", project, ds, schemas.TableUsers))
 	if fmt.Sprint(usage, users) != "[[3 1]] [[2]]" {
@@ -106,11 +121,12 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	// TestOverlappingLoadsConvergeToOneRowPerID) with event 71, and
 	// counts it in fact_usage too. load-d2 looks, removes one of the
 	// rows, and takes it out of fact_usage.
-	w.SetCommitHook(func() {
+	w.SetCommitHook(func() error {
 		w.SetCommitHook(nil)
 		copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(71), "load-a")
 		exec(t, fmt.Sprintf("INSERT INTO `%s.%s.%s` VALUES (DATE '2026-11-01', 'openai', 'gpt-4o', 1, NUMERIC '0.20', 150, 'load-a', 0)", project, ds, schemas.TableUsage))
 		addLedgerRow(t, ds, "load-a")
+		return nil
 	})
 	// Resent with another cost: the fact table keeps the first, and so
 	// must cost_per_1k.
@@ -210,10 +226,11 @@ func TestOnlyQuarantineDoubled(t *testing.T) {
 	load(t, w, "load-q1", 10, event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
 	// load-a's commit lands beside load-q2's (see
 	// TestOverlappingLoadsConvergeToOneRowPerID) with b only.
-	w.SetCommitHook(func() {
+	w.SetCommitHook(func() error {
 		w.SetCommitHook(nil)
 		copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
 		addLedgerRow(t, ds, "load-a")
+		return nil
 	})
 	load(t, w, "load-q2", 10, event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad)
 	q, err := w.QuarantinedIDs(context.Background())

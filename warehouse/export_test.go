@@ -6,8 +6,9 @@ func (w *Warehouse) SetDDLHook(f func(what string)) { w.onDDL = f }
 
 // SetCommitHook makes CommitLoads call f after each set's transaction and
 // before its look for doubled rows, so tests can land a commit there, as
-// one that ran beside it would.
-func (w *Warehouse) SetCommitHook(f func()) { w.onCommit = f }
+// one that ran beside it would; an error f returns ends CommitLoads
+// there, as a worker killed between the two would.
+func (w *Warehouse) SetCommitHook(f func() error) { w.onCommit = f }
 
 // CommitSets is how CommitLoads splits loads into transactions whose
 // script fits BigQuery's query text, and each one's script length.

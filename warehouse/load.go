@@ -156,7 +156,8 @@ type LoadChunks struct {
 //     workers): BigQuery lets transactions that only append run
 //     concurrently, so both anti-joins can miss each other's rows. After
 //     the transaction, converge asks whether a commit landed beside this
-//     one (the ledger grew past what its snapshot saw: ledgerGrew) and
+//     one (the ledger grew past what its transaction saw, or another
+//     commit has not looked yet: mustLook) and
 //     only then looks for ids held twice and, only when it finds some,
 //     deletes all but the row with the smallest load id, a rule every
 //     commit applies alike. The look is a query, not DML: mutating DML on
@@ -189,7 +190,9 @@ func (w *Warehouse) CommitLoads(ctx context.Context, loads []LoadChunks) error {
 			return err
 		}
 		if w.onCommit != nil {
-			w.onCommit()
+			if err := w.onCommit(); err != nil {
+				return err
+			}
 		}
 		if err := w.converge(ctx, set); err != nil {
 			return err
@@ -311,8 +314,7 @@ func (w *Warehouse) commitTransaction(ctx context.Context, todo []LoadChunks) er
 	if err != nil {
 		return err
 	}
-	// Last: the script names it last (the emulator binds by position).
-	params = append(params, bigquery.QueryParameter{Name: "commit_job", Value: w.commitJobID(todo)})
+	params = append(params, bigquery.QueryParameter{Name: "commit_set", Value: setKey(todo)})
 	script := w.commitScript(todo)
 	start := func(id string) (*bigquery.Job, error) {
 		w.observed(Statement{What: "commit batch", SQL: script})
@@ -349,13 +351,7 @@ func (w *Warehouse) commitJobID(todo []LoadChunks) string {
 	if len(todo) == 1 {
 		return tableName("ktpipe_batch_"+w.dataset+"_", todo[0].LoadID, todo[0].Chunks[0].Index)
 	}
-	h := sha256.New()
-	for _, l := range todo {
-		for _, c := range l.Chunks {
-			fmt.Fprintf(h, "%s\x00%d\n", l.LoadID, c.Index)
-		}
-	}
-	return "ktpipe_loads_" + w.dataset + "_" + hex.EncodeToString(h.Sum(nil))[:32]
+	return "ktpipe_loads_" + w.dataset + "_" + setKey(todo)
 }
 
 func loadIDs(loads []LoadChunks) []string {
@@ -473,7 +469,13 @@ func (w *Warehouse) unionStaged(prefix string, loads []LoadChunks, cols string) 
 // are what two inserts of every column need.
 func (w *Warehouse) commitScript(loads []LoadChunks) string {
 	raw, fact, quar, ledger := w.ref(schemas.TableRaw), w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine), w.ref(schemas.TableLedger)
-	script := "BEGIN TRANSACTION;\n"
+	// The ledger first, before any other table is read: however BigQuery
+	// takes the transaction's snapshot, no commit that ledger count
+	// missed is seen by the anti-joins below (see converge).
+	script := fmt.Sprintf(`BEGIN TRANSACTION;
+CREATE TEMP TABLE ledger_before AS SELECT (SELECT COUNT(*) FROM %[1]s) AS total,
+  (SELECT COUNT(*) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) AS mine;
+`, ledger)
 	if rows := w.unionStaged("stg_", loads, "s.*"); rows != "" {
 		narrow := w.unionStaged("stg_", loads, "s.event_id, s.load_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`")
 		script += fmt.Sprintf(`
@@ -522,35 +524,47 @@ WHERE _n = 1 AND load_id IN UNNEST(@load_ids)
 			entries = append(entries, fmt.Sprintf("SELECT %d AS l, %d AS chunk, %d AS chunk_rows, %d AS quarantined", i, c.Index, c.Rows, c.Quarantined))
 		}
 	}
-	// The ledger's rows of the set's loads before and after its insert,
-	// and the whole ledger after it, go to commit_log: converge compares
-	// them with the ledger after the commit (ledgerGrew).
+	// commit_log gets the ledger's rows as the transaction began plus
+	// those it added, and how many it added: converge compares them with
+	// the ledger after the commit (mustLook).
 	script += fmt.Sprintf(`
-CREATE TEMP TABLE ledger_before AS SELECT COUNT(*) AS n FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids);
 INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, committed_at)
 SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, CURRENT_TIMESTAMP()
 FROM (%[3]s) e
 WHERE CONCAT(@load_ids[OFFSET(e.l)], '/', CAST(e.chunk AS STRING)) NOT IN (
   SELECT CONCAT(x.load_id, '/', CAST(x.chunk AS STRING)) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids));
-INSERT INTO %[4]s (commit_job, ledger_rows, chunks_added, committed_at)
-SELECT @commit_job, (SELECT COUNT(*) FROM %[1]s),
-  (SELECT COUNT(*) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) - (SELECT b.n FROM ledger_before b), CURRENT_TIMESTAMP();
+INSERT INTO %[4]s (commit_set, what, ledger_rows, chunks_added, logged_at)
+SELECT @commit_set, 'commit', b.total + a.n - b.mine, a.n - b.mine, CURRENT_TIMESTAMP()
+FROM ledger_before b CROSS JOIN (SELECT COUNT(*) AS n FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) a;
 `, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "), w.ref(schemas.TableCommits))
 	script += "COMMIT TRANSACTION;\n"
 	return script
 }
 
-// converge finds event ids of the set that fact_ai_event holds twice,
-// and records quarantined twice within the window, and only then deletes
-// all but the row with the smallest load id (see CommitLoads). It looks
-// only when a commit may have landed beside the set's (ledgerGrew).
+// converge removes rows of the set that a commit beside it doubled
+// (removeDoubled), then records in commit_log that the set's commit is
+// done with that: until it is, every other commit looks (see mustLook).
 func (w *Warehouse) converge(ctx context.Context, loads []LoadChunks) error {
+	if err := w.removeDoubled(ctx, loads); err != nil {
+		return err
+	}
+	what := "record that " + describe(loads) + " converged"
+	return w.exec(ctx, what, fmt.Sprintf("INSERT INTO %s (commit_set, what, ledger_rows, chunks_added, logged_at) SELECT @commit_set, 'converged', 0, 0, CURRENT_TIMESTAMP()",
+		w.ref(schemas.TableCommits)), bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)})
+}
+
+// removeDoubled finds event ids of the set that fact_ai_event holds
+// twice, and records quarantined twice within the window, and only then
+// deletes all but the row with the smallest load id (see CommitLoads).
+// It looks only when a commit may have landed beside the set's
+// (mustLook).
+func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) error {
 	ids := w.unionStaged("stg_", loads, "s.event_id")
 	hashes := w.unionStaged("qstg_", loads, "s.record_hash")
 	if ids == "" && hashes == "" {
 		return nil
 	}
-	if grew, err := w.ledgerGrew(ctx, loads); err != nil || !grew {
+	if look, err := w.mustLook(ctx, loads); err != nil || !look {
 		return err
 	}
 	lo, hi, err := dateSpan(allChunks(loads))
@@ -646,52 +660,74 @@ WHERE x.quarantined_at >= @quarantine_since
 	return w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
 }
 
-// commitLogWindow is how far back ledgerGrew looks for a commit's row in
-// commit_log (partitioned by its time): a retry that comes later finds
-// none and looks for doubled rows, as when it cannot tell.
-const commitLogWindow = 24 * time.Hour
+// commitLogWindow is how far back mustLook reads commit_log (partitioned
+// by its time): a set's own row older than that is not found, and the
+// set looks, as when it cannot tell; another commit's missing
+// "converged" row older than that no longer makes every commit look.
+const commitLogWindow = 7 * 24 * time.Hour
 
-// ledgerGrew says whether a commit may have run beside this set's, so
-// that both anti-joins missed each other's rows: true unless the set's
-// transaction added a ledger row for each of its chunks and the ledger
-// holds now exactly the rows that transaction saw.
+// mustLook says whether a commit may have doubled rows of this set that
+// are still there: false only when the set's transaction added a ledger
+// row for each of its chunks, the ledger holds now exactly the rows that
+// transaction began with plus those, and every other commit of the last
+// commitLogWindow has recorded that it converged.
 //
-// Every commit adds its ledger rows in its transaction, and BigQuery's
-// transactions read one snapshot. Two commits that doubled an id each
-// missed the other, so each committed after the other's snapshot: the
-// one that committed second finds, after its commit, the first one's
-// ledger rows that its snapshot lacked, and looks. A commit that lands
-// after this check finds this one's rows the same way. A set whose
-// chunks were already in the ledger is the retry of a commit whose own
-// look may never have run (its worker died after its transaction), and
-// looks too; so does a set whose commit_log row is not found (committed
-// by an older version, or more than commitLogWindow ago). Commits of
-// every version add ledger rows, so one by an older worker is seen too.
+// Every commit adds its ledger rows in its transaction, and a
+// transaction reads one snapshot (the script reads the ledger first, so
+// its count is no later than any other read). Two commits that doubled
+// an id each missed the other: the one that committed second finds the
+// first one's ledger rows, which its count lacked, and looks. A commit
+// that lands after this one's check finds this one's rows the same way.
+// A commit that died before its look (its worker killed, its retries
+// used up) leaves no "converged" row, so the commits after it look,
+// and one that carries the doubled ids again (a replay) removes them.
+// A set whose chunks were already in the ledger may be one whose first
+// commit never looked, and looks; so does a set whose own row is not
+// found (committed by an older version, or long ago). Commits of every
+// version add ledger rows, so one by an older worker is seen too.
 //
-// This replaces a look that reads the set's date span of fact ids and
-// the quarantine's window of hashes after every commit by a query of two
-// small tables; the look runs only when commits overlapped.
-func (w *Warehouse) ledgerGrew(ctx context.Context, loads []LoadChunks) (bool, error) {
+// It reads two small tables: the look it saves reads the set's date span
+// of fact ids and the quarantine's window of hashes.
+func (w *Warehouse) mustLook(ctx context.Context, loads []LoadChunks) (bool, error) {
 	what := "look for a commit beside " + describe(loads)
-	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT (SELECT COUNT(*) FROM %s) AS ledger_now, c.ledger_rows, c.chunks_added
-FROM %s c WHERE c.commit_job = @commit_job AND c.committed_at >= @since`, w.ref(schemas.TableLedger), w.ref(schemas.TableCommits)),
-		bigquery.QueryParameter{Name: "commit_job", Value: w.commitJobID(loads)},
+	commits := w.ref(schemas.TableCommits)
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT (SELECT COUNT(*) FROM %[1]s) AS ledger_now, c.ledger_rows, c.chunks_added,
+  (SELECT COUNT(*) FROM (SELECT o.commit_set FROM %[2]s o WHERE o.logged_at >= @since AND o.commit_set != @commit_set
+    GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0)) AS unconverged
+FROM %[2]s c WHERE c.commit_set = @commit_set AND c.what = 'commit' AND c.logged_at >= @since`, w.ref(schemas.TableLedger), commits),
+		bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)},
 		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)})
 	if err != nil {
 		return false, err
 	}
-	// More than one row: the set was committed again under another job
-	// id of the same base (runOnce), which added nothing: look.
+	// No row: not committed by this version within the window. More than
+	// one: committed again under another job id (runOnce), which added
+	// nothing the second time.
 	if len(rows) != 1 {
 		return true, nil
 	}
-	var counts [3]int64
-	for i, col := range []string{"ledger_now", "ledger_rows", "chunks_added"} {
-		if counts[i], err = strictInt(rows[0][col]); err != nil {
+	var n [4]int64
+	for i, col := range []string{"ledger_now", "ledger_rows", "chunks_added", "unconverged"} {
+		if n[i], err = strictInt(rows[0][col]); err != nil {
 			return false, fmt.Errorf("%s: %s: %w", what, col, err)
 		}
 	}
-	return counts[0] != counts[1] || counts[2] != int64(len(allChunks(loads))), nil
+	ledgerNow, ledgerSeen, added, unconverged := n[0], n[1], n[2], n[3]
+	return ledgerNow != ledgerSeen || added != int64(len(allChunks(loads))) || unconverged > 0, nil
+}
+
+// setKey names a commit's set in commit_log: a hash of its sorted (load,
+// chunk) pairs, so two sets share a key only when they hold the same
+// chunks (unlike commitJobID, which names a one-load set by its first
+// chunk).
+func setKey(loads []LoadChunks) string {
+	h := sha256.New()
+	for _, l := range loads {
+		for _, c := range l.Chunks {
+			fmt.Fprintf(h, "%s\x00%d\n", l.LoadID, c.Index)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
 // strictInt reads an INT64 result: a doubled row must not go unremoved

@@ -31,7 +31,7 @@ type Warehouse struct {
 	// liveWindow is the live view's window (zero: DefaultLiveWindow).
 	liveWindow time.Duration
 	onDDL      func(what string)               // tests count changes to views
-	onCommit   func()                          // tests land a commit beside a set's, before its look
+	onCommit   func() error                    // tests land a commit beside a set's, or fail, before its look
 	observe    atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
 }
 

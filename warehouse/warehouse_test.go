@@ -482,7 +482,7 @@ func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
 	// took its snapshot, before load-m looks. Neither saw the other, so
 	// x and b are doubled; load-m finds the ledger grown, looks, and
 	// removes the copies.
-	w.SetCommitHook(func() {
+	w.SetCommitHook(func() error {
 		w.SetCommitHook(nil)
 		copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", x, "load-a")
 		copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
@@ -490,6 +490,7 @@ func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
 			t.Fatalf("setup: %s has %d rows, want the raced 2", x, n)
 		}
 		addLedgerRow(t, ds, "load-a")
+		return nil
 	})
 	load(t, w, "load-m", 10,
 		event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),

@@ -210,6 +210,9 @@ func Tables() []TableSpec {
 			},
 		},
 		{
+			// Append-only and never expired: a commit decides whether to
+			// look for doubled rows by whether its row count grew
+			// (warehouse.converge), which a row removed could hide.
 			Name:           schemas.TableLedger,
 			Description:    "One row per committed chunk: what was loaded, from where, and how many rows.",
 			PartitionField: "committed_at",
@@ -225,17 +228,18 @@ func Tables() []TableSpec {
 		{
 			// Read right after each commit, to decide whether it must look
 			// for rows a commit beside it doubled (warehouse.converge):
-			// only when the ledger has grown since its transaction's
-			// snapshot (the row tells both counts).
+			// only when the ledger has grown since its transaction began,
+			// or another commit has not finished its own look.
 			Name:                schemas.TableCommits,
-			Description:         "One row per commit transaction: load_ledger's rows as it saw them and how many it added. A commit looks for rows doubled by a commit beside it only when the ledger grew since. Partitions expire after 7 days.",
-			PartitionField:      "committed_at",
-			PartitionExpiration: 7 * 24 * time.Hour,
+			Description:         "Two rows per commit: 'commit', written by its transaction (load_ledger's rows as it began plus those it added, and how many it added), and 'converged', once it has looked for rows doubled beside it or found it need not. Partitions expire after 8 days.",
+			PartitionField:      "logged_at",
+			PartitionExpiration: 8 * 24 * time.Hour,
 			Schema: bigquery.Schema{
-				req("commit_job", bigquery.StringFieldType),
+				req("commit_set", bigquery.StringFieldType),
+				req("what", bigquery.StringFieldType),
 				req("ledger_rows", bigquery.IntegerFieldType),
 				req("chunks_added", bigquery.IntegerFieldType),
-				req("committed_at", bigquery.TimestampFieldType),
+				req("logged_at", bigquery.TimestampFieldType),
 			},
 		},
 		{
