@@ -158,14 +158,17 @@ var costRules = []costRule{
 		[]tableRead{{"qstg", quarantineCols, scopeChunk}, {"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}}, "quarantine", false},
 	{"commit: ledger rows", rx(`INSERT INTO load_ledger \(`),
 		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}}, "load_ledger", false},
-	{"commit: ledger rows before", rx(`CREATE TEMP TABLE ledger_before AS SELECT COUNT\(\*\) AS n FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)$`),
+	{"commit: ledger rows before", rx(`CREATE TEMP TABLE ledger_before AS SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS total, \(SELECT COUNT\(\*\) FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) AS mine$`),
 		[]tableRead{{"load_ledger", []string{"load_id"}, scopeSmall}}, "", false},
-	{"commit: commit_log row", rx(`INSERT INTO commit_log \(commit_job, ledger_rows, chunks_added, committed_at\) SELECT @commit_job, \(SELECT COUNT\(\*\) FROM load_ledger\), \(SELECT COUNT\(\*\) FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) - \(SELECT b\.n FROM ledger_before b\), CURRENT_TIMESTAMP\(\)$`),
+	{"commit: commit_log row", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT @commit_set, 'commit', .* FROM ledger_before b CROSS JOIN \(SELECT COUNT\(\*\) AS n FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) a$`),
 		[]tableRead{{"load_ledger", []string{"load_id"}, scopeSmall}, {"ledger_before", nil, scopeSmall}}, "commit_log", false},
-	{"commit: did the ledger grow", rx(`SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS ledger_now, c\.ledger_rows, c\.chunks_added FROM commit_log c WHERE c\.commit_job = @commit_job AND c\.committed_at >= @since$`),
-		[]tableRead{{"load_ledger", nil, scopeSmall}, {"commit_log", []string{"commit_job", "ledger_rows", "chunks_added", "committed_at"}, scopeSmall}}, "", false},
-	// Only when the ledger grew since the commit's snapshot (a commit
-	// beside it; not in the run).
+	{"commit: look for a commit beside", rx(`SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS ledger_now, c\.ledger_rows, c\.chunks_added, \(SELECT COUNT\(\*\) FROM \(SELECT o\.commit_set FROM commit_log o WHERE .* FROM commit_log c WHERE c\.commit_set = @commit_set AND c\.what = 'commit' AND c\.logged_at >= @since$`),
+		[]tableRead{{"load_ledger", nil, scopeSmall}, {"commit_log", []string{"commit_set", "what", "ledger_rows", "chunks_added", "logged_at"}, scopeSmall}}, "", false},
+	{"commit: record it converged", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT @commit_set, 'converged', 0, 0, CURRENT_TIMESTAMP\(\)$`),
+		nil, "commit_log", false},
+	// Only when a commit may have landed beside this one (the ledger
+	// grew since its transaction began, or another commit has not
+	// converged; not in the run).
 	{"commit: look for doubled rows", rx(`SELECT \(SELECT COUNT\(\*\) FROM \(SELECT g\.event_id FROM fact_ai_event g WHERE g\.event_date BETWEEN .* FROM quarantine g WHERE g\.quarantined_at >= @quarantine_since`),
 		[]tableRead{{"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk},
 			{"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
