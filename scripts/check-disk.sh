@@ -7,13 +7,14 @@
 # TMPDIR has less than KTPIPE_DISK_NEED_GB free (default 6, about twice
 # what a run from an empty cache adds), it says so, empties the Go build
 # and fuzz caches (rebuilt as needed, from the module cache) and names
-# the largest entries of TMPDIR. It does not stop the run: the need is an
+# the largest entries of TMPDIR (a build running beside it from the same
+# cache rebuilds what it loses). It does not stop the run: the need is an
 # estimate, and a run that fits anyway should pass.
 set -euo pipefail
 need=${KTPIPE_DISK_NEED_GB:-6}
 tmp=${TMPDIR:-/tmp}
 cache=$(go env GOCACHE)
-mkdir -p "$cache"
+mkdir -p "$cache" "$tmp"
 
 free_gb() { df -Pk "$1" | awk 'NR == 2 { print int($4 / 1024 / 1024) }'; }
 

@@ -69,17 +69,23 @@ func main() {
 	flag.Parse()
 
 	// Ctrl-C, a kill, or a reader that goes away (ktbench -model | head)
-	// stops the run and the services it started: without SIGPIPE among
-	// these, the first write to a closed pipe ends the process before its
-	// deferred stops, and its emulator or dev server runs on.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
+	// stops the run and the services it started. By default the first
+	// write to a closed pipe ends the process before its deferred stops,
+	// and its emulator or dev server runs on: with SIGPIPE ignored the
+	// write fails instead, and out cancels the run. Not signal.Notify for
+	// SIGPIPE: that would take a broken socket to a service for it too.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	out := stopOnWriteError{w: os.Stdout, stop: cancel}
 
 	if *fresh {
 		o := freshnessOptions{Runs: *runs, Dir: filepath.Join(*dir, "freshness"), ChunkRows: *whChunk,
 			Rate: *freshRate, Events: *freshEvents, For: *freshFor, Window: *freshWindow, Live: *freshLive,
 			PullEvery: *freshPull, PullFor: *freshPullFor, CompactEvery: *freshCompact}
-		if err := runFreshness(ctx, os.Stdout, o); err != nil {
+		if err := runFreshness(ctx, out, o); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}
@@ -89,7 +95,7 @@ func main() {
 	if *e2e {
 		o := e2eOptions{Events: *e2eEvents, Runs: *runs, ChunkRows: *whChunk, Dir: filepath.Join(*dir, "e2e"),
 			WebhookRate: *e2eRate, WebhookFor: *e2eFor, WebhookEvents: *e2eDelivery, WebhookWindow: *e2eWindow, SharedSignals: *e2eShared}
-		if err := runE2E(ctx, os.Stdout, o); err != nil {
+		if err := runE2E(ctx, out, o); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}
@@ -97,7 +103,7 @@ func main() {
 	}
 
 	if *model {
-		if err := runModel(ctx, os.Stdout, []float64{1e6, 1e7, 1e8}, *modelWebhookBatch); err != nil {
+		if err := runModel(ctx, out, []float64{1e6, 1e7, 1e8}, *modelWebhookBatch); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}
@@ -140,6 +146,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ktbench:", err)
 		os.Exit(1)
 	}
+}
+
+// stopOnWriteError is ktbench's output: the first write that fails (its
+// reader went away) cancels the run with that error.
+type stopOnWriteError struct {
+	w    io.Writer
+	stop context.CancelCauseFunc
+}
+
+func (o stopOnWriteError) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.stop(fmt.Errorf("write output: %w", err))
+	}
+	return n, err
 }
 
 func run(events int, cases []string, dir string, runs int, python string) error {

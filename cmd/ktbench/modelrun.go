@@ -217,7 +217,7 @@ func runModel(ctx context.Context, out io.Writer, scales []float64, webhookBatch
 	if err := printModel(out, in, w, paths, scales); err != nil {
 		return err
 	}
-	return ctx.Err() // stopped while printing (its reader went away)
+	return context.Cause(ctx) // stopped while printing: its reader went away
 }
 
 // measureWidths computes BigQuery's average data size per column over the

@@ -25,11 +25,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestModelStopsItsEmulatorWhenItsReaderGoes: `ktbench -model | head`
+// TestStopsItsEmulatorWhenItsReaderGoes: `ktbench -model | head`
 // closes ktbench's stdout before the model is printed; ktbench must
 // still stop the emulator it started, not die on the first write and
 // leave it running.
-func TestModelStopsItsEmulatorWhenItsReaderGoes(t *testing.T) {
+func TestStopsItsEmulatorWhenItsReaderGoes(t *testing.T) {
 	emulator, err := devstack.EmulatorBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func TestModelStopsItsEmulatorWhenItsReaderGoes(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "emulator.pid")
 	wrapper := filepath.Join(dir, "emulator")
-	script := "#!/bin/sh\necho $$ > " + pidFile + "\nexec " + emulator + " \"$@\"\n"
+	script := "#!/bin/sh\necho $$ > '" + pidFile + "'\nexec '" + emulator + "' \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +64,8 @@ func TestModelStopsItsEmulatorWhenItsReaderGoes(t *testing.T) {
 	}
 	// Stopped by the closed pipe after the whole model ran (every
 	// statement priced by a rule), not by an error of its own.
-	if got := stderr.String(); got != "ktbench: context canceled\n" {
-		t.Errorf("ktbench said %q, want only that it was stopped", got)
+	if got := stderr.String(); !strings.HasPrefix(got, "ktbench: write output: ") || !strings.HasSuffix(got, "broken pipe\n") {
+		t.Errorf("ktbench said %q, want only that its output broke", got)
 	}
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
