@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
+	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 // TestACommitThatDiedBeforeItsLookIsLookedAtAgain: load-b commits event
@@ -55,6 +57,60 @@ func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 			if ids := factIDs(t, w); len(ids) != 2 || ids[x] != 1 || ids[y] != 1 {
 				t.Fatalf("fact ids %v, want x and y once each", ids)
 			}
+			// The next commit looks only while load-b has not converged:
+			// its retry converged it, a replay does not.
+			seen := record(w)
+			load(t, w, "load-d", 10, event(uuid(102), "2026-11-01T12:00:00Z", "cy", "gpt-4o", "allow", "0.03"))
+			want := map[string]int{"retry": 0, "replay": 1}[next]
+			if n := looks(seen()); n != want {
+				t.Errorf("load-d after the %s: %d looks for doubled rows, want %d", next, n, want)
+			}
 		})
+	}
+}
+
+// looks counts the looks for doubled rows among statements.
+func looks(statements []warehouse.Statement) int {
+	n := 0
+	for _, s := range statements {
+		if strings.HasPrefix(s.What, "look for doubled rows") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCommitsLookAfterAnUpgrade: a dataset loaded by a version without
+// commit_log gets an "upgrade" row that never converges, so every commit
+// looks (for its window), as that version's did; a new dataset does not,
+// however often a worker starts before its first commit.
+func TestCommitsLookAfterAnUpgrade(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_upgrade_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	if _, err := w.EnsureSchema(ctx); err != nil { // a second worker's start
+		t.Fatal(err)
+	}
+	seen := record(w)
+	load(t, w, "load-1", 10, event(uuid(110), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"))
+	if n := looks(seen()); n != 0 {
+		t.Fatalf("a new dataset's first commit looked %d times, want 0", n)
+	}
+	// The dataset as an older version left it: no commit_log.
+	if err := bq.Dataset(ds).Table(schemas.TableCommits).Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a second start adds no second row
+		if _, err := w.EnsureSchema(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fmt.Sprint(queryRows(t, fmt.Sprintf("SELECT commit_set, what FROM `%s.%s.%s`", project, ds, schemas.TableCommits))); got != "[[upgrade commit]]" {
+		t.Fatalf("commit_log %s, want the upgrade's row alone", got)
+	}
+	load(t, w, "load-2", 10, event(uuid(111), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "allow", "0.02"))
+	if n := looks(seen()); n != 1 {
+		t.Errorf("after the upgrade a commit looked %d times, want 1", n)
 	}
 }

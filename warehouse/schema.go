@@ -93,9 +93,44 @@ func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	if err := w.seedUsage(ctx, created); err != nil {
 		return rep, err
 	}
+	if err := w.guardUpgrade(ctx); err != nil {
+		return rep, err
+	}
 	var err error
 	rep.CreatedViews, rep.ReplacedViews, err = w.ensureViews(ctx)
 	return rep, err
+}
+
+// guardUpgrade makes every commit look for doubled rows for
+// commitLogWindow when commit_log is empty in a dataset whose fact table
+// holds events: they were loaded by a version without commit_log (or
+// nothing committed for 8 days). A commit of such a version that died
+// before its look left no commit_log row to make the others look, and
+// that version removed what it doubled at the next commit carrying its
+// ids. An "upgrade" commit row that never converges stands for it (see
+// mustLook). Both counts are metadata to BigQuery: no bytes read.
+func (w *Warehouse) guardUpgrade(ctx context.Context) error {
+	commits := w.ref(schemas.TableCommits)
+	what := "count fact_ai_event and commit_log"
+	rows, err := w.query(ctx, what, fmt.Sprintf("SELECT (SELECT COUNT(*) FROM %s) AS events, (SELECT COUNT(*) FROM %s) AS commits",
+		w.ref(schemas.TableFact), commits))
+	if err != nil {
+		return err
+	}
+	if len(rows) != 1 {
+		return fmt.Errorf("%s: %d result rows", what, len(rows))
+	}
+	var n [2]int64
+	for i, col := range []string{"events", "commits"} {
+		if n[i], err = strictInt(rows[0][col]); err != nil {
+			return fmt.Errorf("%s: %s: %w", what, col, err)
+		}
+	}
+	if events, commitRows := n[0], n[1]; events == 0 || commitRows > 0 {
+		return nil
+	}
+	return w.exec(ctx, "mark the upgrade in commit_log", fmt.Sprintf("INSERT INTO %s (commit_set, what, ledger_rows, chunks_added, logged_at) SELECT @commit_set, 'commit', 0, 0, CURRENT_TIMESTAMP()", commits),
+		bigquery.QueryParameter{Name: "commit_set", Value: "upgrade"})
 }
 
 // usageSeededKey marks in pipeline_state that fact_usage and fact_users
