@@ -128,7 +128,7 @@ func main() {
 			}
 			sizes = append(sizes, n)
 		}
-		if err := benchWarehouse(ctx, sizes, *whChunk); err != nil {
+		if err := benchWarehouse(ctx, out, sizes, *whChunk); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
 		}

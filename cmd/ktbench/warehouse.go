@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 // BigQuery emulator: stage (load job) and commit (guarded inserts) for
 // chunks of chunkRows, growing the fact table to each size in sizes, then
 // a resend-heavy chunk (half new, half already loaded) at that size.
-func benchWarehouse(ctx context.Context, sizes []int, chunkRows int) error {
+func benchWarehouse(ctx context.Context, out io.Writer, sizes []int, chunkRows int) error {
 	wh, bq, stop, err := emulatorWarehouse(ctx, "bench")
 	if err != nil {
 		return err
@@ -38,10 +39,10 @@ func benchWarehouse(ctx context.Context, sizes []int, chunkRows int) error {
 	}
 	lines := bytes.SplitAfter(buf.Bytes(), []byte("\n"))
 
-	fmt.Printf("BigQuery emulator %s, chunks of %d rows\n", devstack.BQEmulatorVersion, chunkRows)
-	fmt.Printf("%-44s %10s %10s %10s\n", "step", "rows", "seconds", "rows/s")
+	fmt.Fprintf(out, "BigQuery emulator %s, chunks of %d rows\n", devstack.BQEmulatorVersion, chunkRows)
+	fmt.Fprintf(out, "%-44s %10s %10s %10s\n", "step", "rows", "seconds", "rows/s")
 	report := func(step string, rows int, d time.Duration) {
-		fmt.Printf("%-44s %10d %10.2f %10.0f\n", step, rows, d.Seconds(), float64(rows)/d.Seconds())
+		fmt.Fprintf(out, "%-44s %10d %10.2f %10.0f\n", step, rows, d.Seconds(), float64(rows)/d.Seconds())
 	}
 	split := func(loadID string, from, to int) (staging.Manifest, error) {
 		return splitNDJSON(ctx, store, bytes.Join(lines[from:to], nil),
@@ -124,7 +125,7 @@ func benchWarehouse(ctx context.Context, sizes []int, chunkRows int) error {
 		return err
 	}
 	report("insertAll streaming (3 columns), for comparison", n, time.Since(t0))
-	return nil
+	return context.Cause(ctx) // stopped while printing: its reader went away
 }
 
 type jsonRow struct{ m map[string]bigquery.Value }
