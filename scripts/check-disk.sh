@@ -4,8 +4,9 @@
 # the Go build cache and writes its services' logs and the tests' files
 # under TMPDIR; on a full disk it fails at a link step with a bare "no
 # space left on device", as one CI run did. Where the Go build cache or
-# TMPDIR has less than KTPIPE_DISK_NEED_GB free (default 6, about twice
-# what a run from an empty cache adds), it says so, empties the Go build
+# TMPDIR has less than KTPIPE_DISK_NEED_GB free (default 6: a run from an
+# empty Go build cache left it at 5.7 GB on a 2-core machine, and one
+# from a warm cache adds under 0.5 GB), it says so, empties the Go build
 # and fuzz caches (rebuilt as needed, from the module cache) and names
 # the largest entries of TMPDIR (a build running beside it from the same
 # cache rebuilds what it loses). It does not stop the run: the need is an
