@@ -560,7 +560,17 @@ func printBreakdown(out io.Writer, c dayCost) {
 	for k := range c.ByRule {
 		names = append(names, k)
 	}
-	sort.Slice(names, func(i, j int) bool { return c.ScannedByRule[names[i]] > c.ScannedByRule[names[j]] })
+	// By bytes scanned, then billed, then name: the same order every run.
+	sort.Slice(names, func(i, j int) bool {
+		a, b := names[i], names[j]
+		if c.ScannedByRule[a] != c.ScannedByRule[b] {
+			return c.ScannedByRule[a] > c.ScannedByRule[b]
+		}
+		if c.ByRule[a] != c.ByRule[b] {
+			return c.ByRule[a] > c.ByRule[b]
+		}
+		return a < b
+	})
 	fmt.Fprintf(out, "  %-44s %12s %12s %8s\n", "statement", "scanned", "billed", "$")
 	for _, k := range names {
 		fmt.Fprintf(out, "  %-44s %12s %12s  $%.2f\n", k, human(c.ScannedByRule[k]), human(c.ByRule[k]), dollars(c.ByRule[k]))
