@@ -57,14 +57,8 @@ func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
 	if err := w.CommitBatch(context.Background(), "load-b", "export", man.Chunks[1:]); err != nil {
 		t.Fatal(err)
 	}
-	looks := 0
-	for _, s := range seen() {
-		if strings.HasPrefix(s.What, "look for doubled rows") {
-			looks++
-		}
-	}
-	if looks != 1 {
-		t.Errorf("%d looks for doubled rows after committing chunks again, want 1", looks)
+	if n := looks(seen()); n != 1 {
+		t.Errorf("%d looks for doubled rows after committing chunks again, want 1", n)
 	}
 	// A retry of the first batch whose commit_log row is gone (committed
 	// by an older version, or longer ago than the window) looks too.
@@ -72,14 +66,8 @@ func TestBatchCommitsManyChunksInOneTransaction(t *testing.T) {
 	if err := w.CommitBatch(context.Background(), "load-b", "export", man.Chunks); err != nil {
 		t.Fatal(err)
 	}
-	looks = 0
-	for _, s := range seen() {
-		if strings.HasPrefix(s.What, "look for doubled rows") {
-			looks++
-		}
-	}
-	if looks != 2 {
-		t.Errorf("%d looks for doubled rows after a retry without its commit_log row, want 2", looks)
+	if n := looks(seen()); n != 2 {
+		t.Errorf("%d looks for doubled rows after a retry without its commit_log row, want 2", n)
 	}
 	usage := queryRows(t, fmt.Sprintf("SELECT SUM(events), COUNT(DISTINCT chunk) FROM `%s.%s.%s`", project, ds, schemas.TableUsage))
 	users := queryRows(t, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s`", project, ds, schemas.TableUsers))
