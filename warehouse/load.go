@@ -79,7 +79,7 @@ func fileHash(f *os.File) (string, error) {
 // writes besides (raw, fact, fact_usage, fact_users, quarantine, ledger,
 // commit_log, the temps new_rows and ledger_before) stay below it
 // whether the limit counts per statement or per script. Each chunk adds
-// a line of SQL to each of the script's unions: 310 KB at the bound with
+// a line of SQL to each of the script's unions: 390 KB at the bound with
 // ordinary names, and a set
 // whose script would pass BigQuery's 1,024 KB (a long dataset name) is
 // committed in parts that fit (fitQueryText). 480 chunks of 50,000 rows,
@@ -207,7 +207,7 @@ const maxScriptBytes = 1_000_000
 
 // fitQueryText splits a set whose commit script would be longer than
 // maxScriptBytes into halves (of its chunks, in order), again until each
-// fits. At MaxBatchChunks with ordinary names a script is about 310 KB,
+// fits. At MaxBatchChunks with ordinary names a script is about 390 KB,
 // but its text grows with the table references, and a dataset name may
 // be 1,024 characters. The split depends only on the set, so a retry
 // commits the same halves under the same job ids.
@@ -437,33 +437,54 @@ func anyTable(prefix string, chunks []staging.Chunk) bool {
 }
 
 // unionStaged is the set's staging tables of one kind as one relation
-// with each row's chunk number in _chunk (rows: stg_, quarantine: qstg_);
-// each row names its load in its own load_id column.
-func (w *Warehouse) unionStaged(prefix string, loads []LoadChunks, cols string) string {
+// with each row's chunk number in _chunk and its load's position in
+// @load_ids in _load (rows: stg_, quarantine: qstg_). cols gives the
+// columns taken from the tables of the load at that position: a list
+// (sameCols) or a whole row (wholeStaged).
+func (w *Warehouse) unionStaged(prefix string, loads []LoadChunks, cols func(load int) string) string {
 	var parts []string
-	for _, l := range loads {
+	for i, l := range loads {
 		for _, c := range l.Chunks {
 			if !hasTable(prefix, c) {
 				continue
 			}
-			parts = append(parts, fmt.Sprintf("SELECT %s, %d AS _chunk FROM %s s", cols, c.Index, w.ref(tableName(prefix, l.LoadID, c.Index))))
+			parts = append(parts, fmt.Sprintf("SELECT %s, %d AS _load, %d AS _chunk FROM %s s", cols(i), i, c.Index, w.ref(tableName(prefix, l.LoadID, c.Index))))
 		}
 	}
 	return strings.Join(parts, "\nUNION ALL ")
 }
 
+// wholeStaged is a staged row in every column, its load id the load's
+// element of @load_ids rather than read: the splitter writes the same id
+// in every row of a load, a string longer than the event id, and
+// BigQuery bills every column a statement reads (the replaced column is
+// not named, as with * EXCEPT). REPLACE keeps the column's place, which
+// the inserts' SELECT * relies on. A staging table's load is then known
+// by its name alone (tableName), as it is to every other statement.
+func wholeStaged(load int) string {
+	return fmt.Sprintf("s.* REPLACE (@load_ids[OFFSET(%d)] AS load_id)", load)
+}
+
+// sameCols is the same column list for the tables of every load.
+func sameCols(list string) func(int) string {
+	return func(int) string { return list }
+}
+
 // commitScript is CommitLoads' transaction. It reads the set's staged
 // rows in every column twice, the least two inserts from them can: once
 // into raw (each load's rows, once per event id) and once into fact.
-// What fact needs is decided on narrow columns first: new_rows holds, for
-// each event id new to fact, the (load, chunk) it is taken from (the
-// smallest load id, then the lowest chunk) and the columns fact_usage and
-// fact_users are added from. The fact insert then takes exactly those
-// rows from the staging tables, those whose (event id, load, chunk)
-// new_rows holds; its row number only guards a chunk holding an id
-// twice, which the splitter never writes. An IN over one key, not a JOIN:
-// the emulator runs a JOIN of a union with a temp table row by row (a
-// local run's commits took a minute each), and an IN with an index.
+// Neither reads the staged load_id (see wholeStaged). What fact needs is
+// decided on narrow columns first: new_rows holds, for each event id new
+// to fact, the columns fact_usage and fact_users are added from, and the
+// (load, chunk) it is taken from: the smallest load id (the loads are
+// sorted, so the lowest position in @load_ids, _load), then the lowest
+// chunk. The fact insert then takes, of the staged rows whose event id
+// new_rows holds, the one first in the same order: the row new_rows was
+// decided on, found by the event id alone, since no (load, chunk) holds
+// an id twice (the splitter keeps a chunk's first). loads must be sorted
+// by load id, as CommitLoads sorts them. An IN over one key, not a
+// JOIN: the emulator runs a JOIN of a union with a temp table row by row
+// (a local run's commits took a minute each), and an IN with an index.
 //
 // BigQuery bills the columns a statement reads, and two reads in full
 // are what two inserts of every column need.
@@ -476,41 +497,39 @@ func (w *Warehouse) commitScript(loads []LoadChunks) string {
 CREATE TEMP TABLE ledger_before AS SELECT (SELECT COUNT(*) FROM %[1]s) AS total,
   (SELECT COUNT(*) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) AS mine;
 `, ledger)
-	if rows := w.unionStaged("stg_", loads, "s.*"); rows != "" {
-		narrow := w.unionStaged("stg_", loads, "s.event_id, s.load_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`")
+	if rows := w.unionStaged("stg_", loads, wholeStaged); rows != "" {
+		narrow := w.unionStaged("stg_", loads, sameCols("s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`"))
+		// fact_users' insert names @load_ids only because the emulator
+		// refuses a script statement that names no parameter.
 		script += fmt.Sprintf(`
-INSERT INTO %[1]s SELECT * EXCEPT(_chunk, _n) FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.load_id, u.event_id ORDER BY u._chunk) AS _n FROM (
-%[3]s) u
-  WHERE u.load_id IN UNNEST(@load_ids))
+INSERT INTO %[1]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u._load, u.event_id ORDER BY u._chunk) AS _n FROM (
+%[3]s) u)
 WHERE _n = 1 AND CONCAT(load_id, '/', event_id) NOT IN (SELECT CONCAT(r.load_id, '/', r.event_id) FROM %[1]s r
   WHERE r.load_id IN UNNEST(@load_ids) AND r.event_date BETWEEN @min_date AND @max_date);
 CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u.load_id, u._chunk) AS _n FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (
 %[7]s) u
-  WHERE u.load_id IN UNNEST(@load_ids)
-    AND u.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date))
+  WHERE u.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date))
 WHERE _n = 1;
-INSERT INTO %[2]s SELECT * EXCEPT(_chunk, _n) FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._chunk) AS _n FROM (
+INSERT INTO %[2]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (
 %[3]s) u
-  WHERE CONCAT(u.event_id, '/', u.load_id, '/', CAST(u._chunk AS STRING)) IN (
-    SELECT CONCAT(n.event_id, '/', n.load_id, '/', CAST(n._chunk AS STRING)) FROM new_rows n))
-WHERE _n = 1 AND load_id IN UNNEST(@load_ids);
+  WHERE u.event_id IN (SELECT n.event_id FROM new_rows n))
+WHERE _n = 1;
 INSERT INTO %[4]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
 SELECT n.event_date, n.provider, n.model, COUNT(*), SUM(n.cost_usd), SUM(n.total_tokens), @load_ids[OFFSET(0)], %[6]d
 FROM new_rows n GROUP BY n.event_date, n.provider, n.model;
 INSERT INTO %[5]s (`+"`user`"+`) SELECT DISTINCT n.`+"`user`"+` FROM new_rows n
-WHERE n.load_id IN UNNEST(@load_ids) AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
+WHERE ARRAY_LENGTH(@load_ids) > 0 AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
 `, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), loads[0].Chunks[0].Index, narrow)
 	}
-	if recs := w.unionStaged("qstg_", loads, "s.*"); recs != "" {
+	if recs := w.unionStaged("qstg_", loads, wholeStaged); recs != "" {
 		script += fmt.Sprintf(`
-INSERT INTO %[1]s SELECT * EXCEPT(_chunk, _n) FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.record_hash ORDER BY u.load_id, u._chunk) AS _n FROM (
+INSERT INTO %[1]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.record_hash ORDER BY u._load, u._chunk) AS _n FROM (
 %[2]s) u)
-WHERE _n = 1 AND load_id IN UNNEST(@load_ids)
-  AND record_hash NOT IN (SELECT record_hash FROM %[1]s WHERE quarantined_at >= @quarantine_since);
+WHERE _n = 1 AND record_hash NOT IN (SELECT record_hash FROM %[1]s WHERE quarantined_at >= @quarantine_since);
 `, quar, recs)
 	}
 	// Chunk numbers and counts are the manifest's integers, written with
@@ -559,8 +578,8 @@ func (w *Warehouse) converge(ctx context.Context, loads []LoadChunks) error {
 // It looks only when a commit may have landed beside the set's
 // (mustLook).
 func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) error {
-	ids := w.unionStaged("stg_", loads, "s.event_id")
-	hashes := w.unionStaged("qstg_", loads, "s.record_hash")
+	ids := w.unionStaged("stg_", loads, sameCols("s.event_id"))
+	hashes := w.unionStaged("qstg_", loads, sameCols("s.record_hash"))
 	if ids == "" && hashes == "" {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
+	"github.com/ktpipe/ktpipe/staging"
 )
 
 func TestTableNameIsAlwaysAnIdentifier(t *testing.T) {
@@ -88,5 +89,40 @@ func TestLiveRowsOutliveTheLiveView(t *testing.T) {
 		if err := ValidateLiveWindow(c.window); (err == nil) != c.ok {
 			t.Errorf("window %s: %v, want ok %v", c.window, err, c.ok)
 		}
+	}
+}
+
+// TestCommitNeverReadsAStagedLoadID: BigQuery bills every column a
+// statement reads, and a staged row's load id is a long string the
+// script already has in @load_ids. Each staging table's whole rows take
+// their load's element of @load_ids, by the load's position; no
+// statement reads the staged column.
+func TestCommitNeverReadsAStagedLoadID(t *testing.T) {
+	w := &Warehouse{project: "p", dataset: "d"}
+	loads := []LoadChunks{
+		{LoadID: "load-a", Source: "pull", Chunks: []staging.Chunk{{Index: 0, Rows: 5, Quarantined: 1, MinDate: "2026-11-30", MaxDate: "2026-11-30"}}},
+		{LoadID: "load-b", Source: "webhook", Chunks: []staging.Chunk{{Index: 3, Rows: 5, Quarantined: 1, MinDate: "2026-11-30", MaxDate: "2026-11-30"}}},
+	}
+	script := w.commitScript(loads)
+	if strings.Contains(script, "s.load_id") {
+		t.Errorf("the script reads a staged load_id:\n%s", script)
+	}
+	whole := regexp.MustCompile("SELECT s\\.\\*( REPLACE \\(@load_ids\\[OFFSET\\((\\d+)\\)\\] AS load_id\\))?, (\\d+) AS _load, \\d+ AS _chunk FROM `p\\.d\\.q?stg_load_(\\w)_\\d+` s")
+	found := whole.FindAllStringSubmatch(script, -1)
+	if len(found) != 6 { // raw, fact, quarantine: a table of each load each
+		t.Fatalf("%d whole-row reads of staging tables, want 6:\n%s", len(found), script)
+	}
+	for _, m := range found {
+		want := map[string]string{"a": "0", "b": "1"}[m[4]]
+		if m[1] == "" || m[2] != want || m[3] != want {
+			t.Errorf("%q: want the load id from @load_ids[OFFSET(%s)] and _load %s", m[0], want, want)
+		}
+	}
+	// The fact insert finds new_rows' rows by event id alone: it must
+	// rank a staged id's rows as new_rows did, the first load, then the
+	// first chunk.
+	ranked := regexp.MustCompile(`(CREATE TEMP TABLE new_rows|INSERT INTO ` + "`p\\.d\\.fact_ai_event`" + `) [^;]*ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._load, u\._chunk\)`)
+	if n := len(ranked.FindAllString(script, -1)); n != 2 {
+		t.Errorf("%d of new_rows and the fact insert rank by (_load, _chunk), want both:\n%s", n, script)
 	}
 }

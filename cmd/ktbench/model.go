@@ -24,6 +24,9 @@ import (
 	"strings"
 	"time"
 
+	"cloud.google.com/go/bigquery"
+
+	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
@@ -105,7 +108,7 @@ type readScope int
 const (
 	scopeChunk      readScope = iota // a staging table: one chunk's rows
 	scopePartitions                  // the chunk's event_date partitions of the table
-	scopeLoad                        // this load's rows (clustering by load_id prunes to them)
+	scopeLoad                        // the rows of the loads it names (clustering by load_id prunes to them)
 	scopeTable                       // the whole table, every partition
 	scopeSmall                       // a small table (ledger, state, dimensions, temp)
 	scopeWindow                      // the quarantine's dedup window (QuarantineWindowDays)
@@ -129,33 +132,60 @@ type costRule struct {
 	Mutating bool   // UPDATE, DELETE or MERGE: BigQuery queues these per table (2 running, 20 pending)
 }
 
-var eventCols = []string{"event_id", "event_timestamp", "event_date", "event_hour", "gateway_id", "user", "provider", "model", "decision",
-	"policies_evaluated", "policies_triggered", "policy_count", "latency_ms", "input_tokens", "output_tokens", "total_tokens",
-	"cost_usd", "was_blocked", "metadata", "extra", "load_id", "source", "ingested_at"}
+// eventCols are a staged row's columns, which raw and fact have too;
+// quarantineCols a staged quarantine record's.
+var (
+	eventCols      = schemaCols(bqschema.EventRowSchema())
+	quarantineCols = schemaCols(bqschema.QuarantineSchema())
+)
+
+// stagedCols are what the commit's whole-row reads of staging tables
+// take: every column but load_id, which the script writes from its
+// parameter (warehouse.wholeStaged).
+var (
+	stagedCols     = without(eventCols, "load_id")
+	stagedQuarCols = without(quarantineCols, "load_id")
+)
 
 // narrowCols are the columns the commit decides on before it reads a row
 // in full: which rows are new to fact, and what they add to fact_usage and
 // fact_users.
-var narrowCols = []string{"event_id", "load_id", "event_date", "provider", "model", "cost_usd", "total_tokens", "user"}
+var narrowCols = []string{"event_id", "event_date", "provider", "model", "cost_usd", "total_tokens", "user"}
 
-var quarantineCols = []string{"record_hash", "event_id", "event_timestamp", "field", "rule", "raw", "load_id", "source", "quarantined_at"}
+func schemaCols(schema bigquery.Schema) []string {
+	cols := make([]string, len(schema))
+	for i, f := range schema {
+		cols[i] = f.Name
+	}
+	return cols
+}
+
+func without(cols []string, drop string) []string {
+	var out []string
+	for _, c := range cols {
+		if c != drop {
+			out = append(out, c)
+		}
+	}
+	return out
+}
 
 func rx(s string) *regexp.Regexp { return regexp.MustCompile(`(?s)^` + s) }
 
 // costRules covers every statement ktpipe's load paths issue today.
 var costRules = []costRule{
-	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT \* EXCEPT\(_chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.load_id, u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\*, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT CONCAT\(r\.load_id, '/', r\.event_id\) FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN`),
-		[]tableRead{{"stg", eventCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events", false},
-	{"commit: rows new to fact (anti-join, narrow)", rx(`CREATE TEMP TABLE new_rows AS SELECT \* EXCEPT\(_n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\.load_id, u\._chunk\) AS _n FROM \( SELECT s\.event_id, s\.load_id, s\.event_date, s\.provider, s\.model, s\.cost_usd, s\.total_tokens, s\.` + "`user`" + `, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
+	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\._load, u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT CONCAT\(r\.load_id, '/', r\.event_id\) FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN`),
+		[]tableRead{{"stg", stagedCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events", false},
+	{"commit: rows new to fact (anti-join, narrow)", rx(`CREATE TEMP TABLE new_rows AS SELECT \* EXCEPT\(_n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT s\.event_id, s\.event_date, s\.provider, s\.model, s\.cost_usd, s\.total_tokens, s\.` + "`user`" + `, \d+ AS _load, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
 		[]tableRead{{"stg", narrowCols, scopeChunk}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "", false},
-	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT \* EXCEPT\(_chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\*, \d+ AS _chunk FROM stg s.* WHERE CONCAT\(u\.event_id, '/', u\.load_id, '/', CAST\(u\._chunk AS STRING\)\) IN \( SELECT CONCAT\(n\.event_id, '/', n\.load_id, '/', CAST\(n\._chunk AS STRING\)\) FROM new_rows n\)\) WHERE _n = 1 AND load_id IN UNNEST\(@load_ids\)$`),
-		[]tableRead{{"stg", eventCols, scopeChunk}, {"new_rows", []string{"event_id", "load_id"}, scopeChunk}}, "fact_ai_event", false},
+	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM stg s.* WHERE u\.event_id IN \(SELECT n\.event_id FROM new_rows n\)\) WHERE _n = 1$`),
+		[]tableRead{{"stg", stagedCols, scopeChunk}, {"new_rows", []string{"event_id"}, scopeChunk}}, "fact_ai_event", false},
 	{"commit: add to fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT n\.event_date, n\.provider, n\.model, COUNT\(\*\), SUM\(n\.cost_usd\), SUM\(n\.total_tokens\), @load_ids\[OFFSET\(0\)\], \d+ FROM new_rows n`),
 		[]tableRead{{"new_rows", []string{"event_date", "provider", "model", "cost_usd", "total_tokens"}, scopeChunk}}, "fact_usage", false},
-	{"commit: add to fact_users", rx("INSERT INTO fact_users \\(`user`\\) SELECT DISTINCT n\\.`user` FROM new_rows n WHERE n\\.load_id IN UNNEST\\(@load_ids\\) AND n\\.`user` NOT IN \\(SELECT u\\.`user` FROM fact_users u\\)$"),
-		[]tableRead{{"new_rows", []string{"user", "load_id"}, scopeChunk}, {"fact_users", []string{"user"}, scopeSmall}}, "fact_users", false},
-	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT \* EXCEPT\(_chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.record_hash .* record_hash NOT IN \(SELECT record_hash FROM quarantine WHERE quarantined_at >= @quarantine_since\)$`),
-		[]tableRead{{"qstg", quarantineCols, scopeChunk}, {"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}}, "quarantine", false},
+	{"commit: add to fact_users", rx("INSERT INTO fact_users \\(`user`\\) SELECT DISTINCT n\\.`user` FROM new_rows n WHERE ARRAY_LENGTH\\(@load_ids\\) > 0 AND n\\.`user` NOT IN \\(SELECT u\\.`user` FROM fact_users u\\)$"),
+		[]tableRead{{"new_rows", []string{"user"}, scopeChunk}, {"fact_users", []string{"user"}, scopeSmall}}, "fact_users", false},
+	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.record_hash ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM qstg s.* record_hash NOT IN \(SELECT record_hash FROM quarantine WHERE quarantined_at >= @quarantine_since\)$`),
+		[]tableRead{{"qstg", stagedQuarCols, scopeChunk}, {"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}}, "quarantine", false},
 	{"commit: ledger rows", rx(`INSERT INTO load_ledger \(`),
 		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}}, "load_ledger", false},
 	{"commit: ledger rows before", rx(`CREATE TEMP TABLE ledger_before AS SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS total, \(SELECT COUNT\(\*\) FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) AS mine$`),
@@ -379,7 +409,15 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 			case scopePartitions:
 				rows = in.PartitionsPerChunk * in.PartitionFill * p.PartitionRows
 			case scopeLoad:
+				// A statement that names its loads reads their rows: one
+				// load's, or a compaction run's loads' when the run
+				// checks them together. A commit's guard is charged a
+				// load's rows, a bound: of its loads, raw holds only what
+				// earlier commits of the same loads landed.
 				rows = p.RowsPerLoad
+				if st.Scope == "run" {
+					rows = p.CommittedRows / p.RunsPerDay
+				}
 			case scopeTable:
 				rows = p.HistoryRows
 				if rd.Table == "quarantine" {
@@ -437,8 +475,8 @@ func human(b float64) string {
 func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]observedStmt, scales []float64) error {
 	fmt.Fprintf(out, "inputs: chunk %d rows (%d chunks a commit at most), pull batch %d events (%d per run), %d webhook batches a day, %d export a day,\n",
 		in.ChunkRows, in.BatchChunks, in.PullBatchEvents, in.BatchesPerRun, in.WebhookBatches, in.ExportsPerDay)
-	fmt.Fprintf(out, "        %d days of history, %.0f%% quarantined (dedup window %d days), %.0f partition(s) per commit read at %.0f%% full; event_id %.0f B/row, a fact row %.0f B\n",
-		in.HistoryDays, 100*in.InvalidRate, in.QuarantineWindowDays, in.PartitionsPerChunk, 100*in.PartitionFill, w["event"]["event_id"], rowWidth(w["event"]))
+	fmt.Fprintf(out, "        %d days of history, %.0f%% quarantined (dedup window %d days), %.0f partition(s) per commit read at %.0f%% full; event_id %.0f B/row, load_id %.0f B/row, a fact row %.0f B\n",
+		in.HistoryDays, 100*in.InvalidRate, in.QuarantineWindowDays, in.PartitionsPerChunk, 100*in.PartitionFill, w["event"]["event_id"], w["event"]["load_id"], rowWidth(w["event"]))
 	fmt.Fprintf(out, "pricing: on-demand $%.2f per TiB, 10 MB minimum per table referenced (scanned: what statements read; billed: with the minimum)\n\n", pricePerTiB)
 	fmt.Fprintf(out, "| events/day | path | loads | commits | load jobs | query jobs | DML/day: fact, raw, quarantine, ledger, state | mutating DML on fact | scanned/day | scanned ÷ new rows | billed/day | $/day |\n")
 	fmt.Fprintf(out, "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")

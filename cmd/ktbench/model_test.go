@@ -11,21 +11,19 @@ import (
 // the raw insert.
 const (
 	factAntiJoinSQL = "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM (\n" +
-		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u.load_id, u._chunk) AS _n FROM (\n" +
-		"SELECT s.event_id, s.load_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
-		"  WHERE u.load_id IN UNNEST(@load_ids)\n" +
-		"    AND u.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date))\n" +
+		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (\n" +
+		"SELECT s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
+		"  WHERE u.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date))\n" +
 		"WHERE _n = 1"
-	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT * EXCEPT(_chunk, _n) FROM (\n" +
-		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
-		"SELECT s.*, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
-		"  WHERE CONCAT(u.event_id, '/', u.load_id, '/', CAST(u._chunk AS STRING)) IN (\n" +
-		"    SELECT CONCAT(n.event_id, '/', n.load_id, '/', CAST(n._chunk AS STRING)) FROM new_rows n))\n" +
-		"WHERE _n = 1 AND load_id IN UNNEST(@load_ids)"
-	rawInsertSQL = "INSERT INTO `p.d.raw_events` SELECT * EXCEPT(_chunk, _n) FROM (\n" +
-		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.load_id, u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
-		"SELECT s.*, 0 AS _chunk FROM `p.d.stg_a_00000` s\nUNION ALL SELECT s.*, 1 AS _chunk FROM `p.d.stg_a_00001` s) u\n" +
-		"  WHERE u.load_id IN UNNEST(@load_ids))\n" +
+	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT * EXCEPT(_load, _chunk, _n) FROM (\n" +
+		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (\n" +
+		"SELECT s.* REPLACE (@load_ids[OFFSET(0)] AS load_id), 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
+		"  WHERE u.event_id IN (SELECT n.event_id FROM new_rows n))\n" +
+		"WHERE _n = 1"
+	rawInsertSQL = "INSERT INTO `p.d.raw_events` SELECT * EXCEPT(_load, _chunk, _n) FROM (\n" +
+		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u._load, u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
+		"SELECT s.* REPLACE (@load_ids[OFFSET(0)] AS load_id), 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s\n" +
+		"UNION ALL SELECT s.* REPLACE (@load_ids[OFFSET(0)] AS load_id), 0 AS _load, 1 AS _chunk FROM `p.d.stg_a_00001` s) u)\n" +
 		"WHERE _n = 1 AND CONCAT(load_id, '/', event_id) NOT IN (SELECT CONCAT(r.load_id, '/', r.event_id) FROM `p.d.raw_events` r\n" +
 		"  WHERE r.load_id IN UNNEST(@load_ids) AND r.event_date BETWEEN @min_date AND @max_date)"
 	// A checkpoint write.
@@ -50,13 +48,15 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Per commit: the chunk's rows in the narrow columns (the anti-join),
-	// then in every column with new_rows' ids (the fact insert), and half
-	// a day's partition of fact's event_id and event_date. The narrow read
-	// is under the 10 MB minimum, so it is billed at 10 MB.
+	// then in every column but load_id with new_rows' ids (the fact
+	// insert), and half a day's partition of fact's event_id and
+	// event_date. The narrow read and new_rows' ids are under the 10 MB
+	// minimum, so each is billed at 10 MB.
 	rows := 1e8 / p.CommitsPerDay
-	narrow := 38 + 8 + 6*10.0
-	scanned := rows*narrow + 0.5*1e8*(38+8) + rows*rowWidth(w["event"]) + rows*(38+10)
-	billed := math.Max(rows*narrow, minTableBytes) + 0.5*1e8*(38+8) + rows*rowWidth(w["event"]) + math.Max(rows*(38+10), minTableBytes)
+	narrow := 38 + 8 + 5*10.0
+	whole := rowWidth(w["event"]) - w["event"]["load_id"]
+	scanned := rows*narrow + 0.5*1e8*(38+8) + rows*whole + rows*38
+	billed := math.Max(rows*narrow, minTableBytes) + 0.5*1e8*(38+8) + rows*whole + math.Max(rows*38, minTableBytes)
 	if math.Abs(c.BytesScanned-p.CommitsPerDay*scanned) > 1 || math.Abs(c.BytesBilled-p.CommitsPerDay*billed) > 1 {
 		t.Fatalf("bytes scanned %.0f, billed %.0f, want %.0f and %.0f", c.BytesScanned, c.BytesBilled, p.CommitsPerDay*scanned, p.CommitsPerDay*billed)
 	}
@@ -111,6 +111,16 @@ func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 	if c.DML["pipeline_state"] != 24 {
 		t.Errorf("checkpoint writes %v a day, want one a pull load (24)", c.DML["pipeline_state"])
 	}
+	// A compaction run checks its loads together: the check reads every
+	// load of the run in raw, a run's share of the day's rows.
+	check := observedStmt{Scope: "run", Job: true, SQL: "SELECT r.load_id, COUNT(*) AS missing FROM `p.d.raw_events` r WHERE r.load_id IN UNNEST(@load_ids) " +
+		"AND r.event_date BETWEEN @min_date AND @max_date AND r.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date) GROUP BY r.load_id"}
+	if c, err = cost(p, []observedStmt{check}, w, in); err != nil {
+		t.Fatal(err)
+	}
+	if want := 6 * (2e6/6*38 + 0.5*1e6*38); math.Abs(c.BytesScanned-want) > 1 {
+		t.Errorf("a run's check scanned %.0f a day, want %.0f (its loads' raw ids and half a day of fact ids, 6 runs)", c.BytesScanned, want)
+	}
 }
 
 func TestModelRefusesAStatementWithoutRule(t *testing.T) {
@@ -125,7 +135,7 @@ func TestSplitScriptAndNormalize(t *testing.T) {
 	if len(parts) != 2 {
 		t.Fatalf("parts %q", parts)
 	}
-	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM ( SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u.load_id, u._chunk) AS _n FROM ( SELECT s.event_id, s.load_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _chunk FROM stg s) u") {
+	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM ( SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM ( SELECT s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _load, 0 AS _chunk FROM stg s) u") {
 		t.Fatalf("normalized %q", got)
 	}
 }
