@@ -409,14 +409,16 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 			case scopePartitions:
 				rows = in.PartitionsPerChunk * in.PartitionFill * p.PartitionRows
 			case scopeLoad:
-				// A statement that names its loads reads their rows: one
-				// load's, or a compaction run's loads' when the run
-				// checks them together. A commit's guard is charged a
-				// load's rows, a bound: of its loads, raw holds only what
-				// earlier commits of the same loads landed.
-				rows = p.RowsPerLoad
-				if st.Scope == "run" {
+				// A statement that names its loads reads the rows raw
+				// holds of them: one load's, or a compaction run's loads'
+				// when the run checks them together.
+				switch st.Scope {
+				case "run":
 					rows = p.CommittedRows / p.RunsPerDay
+				case "commit":
+					rows = landedBefore(p)
+				default:
+					rows = p.RowsPerLoad
 				}
 			case scopeTable:
 				rows = p.HistoryRows
@@ -446,6 +448,18 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 		}
 	}
 	return c, nil
+}
+
+// landedBefore is what raw holds, on average, of a commit's loads when
+// the commit's guard reads it: what earlier commits of the same loads
+// landed. A load that fits one commit has nothing there yet; one of k
+// commits has 0, 1/k, …, (k-1)/k of its rows there, (k-1)/2k on average.
+func landedBefore(p pathLoad) float64 {
+	k := p.CommitsPerDay / p.LoadsPerDay
+	if k <= 1 {
+		return 0
+	}
+	return p.RowsPerLoad * (k - 1) / (2 * k)
 }
 
 // tableKind maps a table to the row layout whose widths it has.

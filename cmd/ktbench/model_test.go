@@ -102,14 +102,25 @@ func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A commit reads its 2M/6 rows' ids from the staging tables, billed
-	// 10 MB a table (244 of them), and the ids raw holds for its loads.
-	perCommit := 2e6/6*38 + p.RowsPerLoad*38
+	// 10 MB a table (244 of them), and the ids raw holds for its loads:
+	// none, since each load fits one commit (the table is billed 10 MB).
+	perCommit := 2e6 / 6 * 38.0
 	billed := (p.ChunksPerDay/6)*minTableBytes + minTableBytes
 	if math.Abs(c.BytesScanned-6*perCommit) > 1 || math.Abs(c.BytesBilled-6*billed) > 1 {
 		t.Fatalf("scanned %.0f, billed %.0f; want %.0f read and %.0f billed (10 MB a staging table)", c.BytesScanned, c.BytesBilled, 6*perCommit, 6*billed)
 	}
 	if c.DML["pipeline_state"] != 24 {
 		t.Errorf("checkpoint writes %v a day, want one a pull load (24)", c.DML["pipeline_state"])
+	}
+	// A day's export at 100M is one load of 5 commits: the guard of the
+	// k-th finds the k earlier ones' rows in raw, 2/5 of the load on
+	// average.
+	e := shape("export", 1e8, in)
+	if c, err = cost(e, []observedStmt{{Scope: "commit", Job: true, SQL: rawInsertSQL}}, w, in); err != nil {
+		t.Fatal(err)
+	}
+	if want := 5 * (1e8/5*38 + 0.4*1e8*38); e.CommitsPerDay != 5 || math.Abs(c.BytesScanned-want) > 1 {
+		t.Errorf("an export's raw inserts scanned %.0f a day in %v commits, want %.0f in 5", c.BytesScanned, e.CommitsPerDay, want)
 	}
 	// A compaction run checks its loads together: the check reads every
 	// load of the run in raw, a run's share of the day's rows.
