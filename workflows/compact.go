@@ -26,15 +26,15 @@ import (
 // DefaultCompactEvery is the compaction's interval when it is on.
 const DefaultCompactEvery = 4 * time.Hour
 
-// Bounds of one compaction run: compactChunks chunks a MergeLoads (three
+// Bounds of one compaction run: CompactChunks chunks a MergeLoads (three
 // transactions of warehouse.MaxBatchChunks at most), and compactRounds of
 // those, or compactHistoryEvents events of history, before it continues
 // as new. A round adds about 20 events, and its one-by-one retry of a
 // round about 12 a load: the history stays far below Temporal's 51,200
 // however far behind the compaction is.
 const (
-	compactLoads         = 500
-	compactChunks        = 1000
+	CompactLoads         = 500
+	CompactChunks        = 1000
 	compactRounds        = 10
 	compactHistoryEvents = 10_000
 )
@@ -61,7 +61,7 @@ type CompactProgress struct {
 }
 
 // Compact commits the pending loads (see DeferLoad) in rounds of up to
-// compactChunks chunks: it commits a round's loads together, checks each
+// CompactChunks chunks: it commits a round's loads together, checks each
 // against its manifest, counts it, and only then removes its mark and
 // staged files, so a crash anywhere commits the round again, which adds
 // nothing. A load the round cannot commit (its staging lost and its
@@ -90,7 +90,7 @@ func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
 		show("listing pending loads")
 		var pending payload.PendingLoadsResult
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.PendingLoads,
-			payload.PendingLoadsInput{MaxLoads: compactLoads, MaxChunks: compactChunks, Exclude: failed}).Get(ctx, &pending); err != nil {
+			payload.PendingLoadsInput{MaxLoads: CompactLoads, MaxChunks: CompactChunks, Exclude: failed}).Get(ctx, &pending); err != nil {
 			return res, fmt.Errorf("list pending loads: %w", err)
 		}
 		if len(pending.Loads) == 0 {

@@ -108,7 +108,7 @@ type readScope int
 const (
 	scopeChunk      readScope = iota // a staging table: one chunk's rows
 	scopePartitions                  // the chunk's event_date partitions of the table
-	scopeLoad                        // the rows of the loads it names (clustering by load_id prunes to them)
+	scopeLoad                        // raw's rows of the loads it names (clustering by load_id prunes to them)
 	scopeTable                       // the whole table, every partition
 	scopeSmall                       // a small table (ledger, state, dimensions, temp)
 	scopeWindow                      // the quarantine's dedup window (QuarantineWindowDays)
@@ -284,6 +284,7 @@ func ruleFor(sql string) (*costRule, error) {
 type pathLoad struct {
 	Path                 string
 	RunsPerDay           float64
+	RoundsPerDay         float64 // a compaction run's rounds, each a MergeLoads and a check
 	LoadsPerDay          float64
 	ChunksPerDay         float64
 	RowsPerLoad          float64
@@ -342,7 +343,15 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		p.ChunksPerDay = pull.ChunksPerDay + hook.ChunksPerDay
 		p.PullLoadsPerDay, p.PullRunsPerDay = pull.LoadsPerDay, pull.RunsPerDay
 		p.RunsPerDay = math.Ceil(float64(24*time.Hour) / float64(in.CompactEvery))
-		p.CommitsPerDay = p.RunsPerDay * math.Ceil(p.ChunksPerDay/p.RunsPerDay/batch)
+		// A run commits its loads in rounds of up to CompactLoads loads
+		// and CompactChunks chunks (workflows.Compact), full rounds then
+		// the rest, each round's chunks in transactions of BatchChunks.
+		loads, chunks := p.LoadsPerDay/p.RunsPerDay, p.ChunksPerDay/p.RunsPerDay
+		full := math.Min(workflows.CompactLoads*chunks/loads, workflows.CompactChunks)
+		rounds := math.Ceil(chunks / full)
+		last := chunks - (rounds-1)*full
+		p.RoundsPerDay = p.RunsPerDay * rounds
+		p.CommitsPerDay = p.RunsPerDay * ((rounds-1)*math.Ceil(full/batch) + math.Ceil(last/batch))
 	}
 	if path == "pull" {
 		p.PullLoadsPerDay, p.PullRunsPerDay = p.LoadsPerDay, p.RunsPerDay
@@ -377,8 +386,9 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	c := dayCost{pathLoad: p, DML: map[string]float64{}, Mutating: map[string]float64{}, ByRule: map[string]float64{}, ScannedByRule: map[string]float64{}}
 	c.NewBytesPerDay = p.EventsPerDay * rowWidth(w["event"])
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
-		"pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay}
+		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay}
 	chunkRows := p.CommittedRows / p.CommitsPerDay
+	batch := math.Max(1, float64(in.BatchChunks))
 	for _, st := range stmts {
 		n := times[st.Scope]
 		if st.SQL == "" {
@@ -410,13 +420,14 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				rows = in.PartitionsPerChunk * in.PartitionFill * p.PartitionRows
 			case scopeLoad:
 				// A statement that names its loads reads the rows raw
-				// holds of them: one load's, or a compaction run's loads'
-				// when the run checks them together.
+				// holds of them: one load's; a compaction round's loads',
+				// which it checks together; and for a commit's guard,
+				// what earlier commits of its loads landed.
 				switch st.Scope {
-				case "run":
-					rows = p.CommittedRows / p.RunsPerDay
+				case "round":
+					rows = p.CommittedRows / p.RoundsPerDay
 				case "commit":
-					rows = landedBefore(p)
+					rows = landedBefore(p, batch)
 				default:
 					rows = p.RowsPerLoad
 				}
@@ -452,14 +463,17 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 
 // landedBefore is what raw holds, on average, of a commit's loads when
 // the commit's guard reads it: what earlier commits of the same loads
-// landed. A load that fits one commit has nothing there yet; one of k
-// commits has 0, 1/k, …, (k-1)/k of its rows there, (k-1)/2k on average.
-func landedBefore(p pathLoad) float64 {
-	k := p.CommitsPerDay / p.LoadsPerDay
+// landed. A load that fits one commit has nothing there yet (a floor:
+// BigQuery prunes by storage block, and a block whose load_id range
+// spans the load's is read); one of k commits of batch chunks each, the
+// last taking the rest, has 0, 1, …, k-1 commits' chunks there.
+func landedBefore(p pathLoad, batch float64) float64 {
+	chunks := p.ChunksPerDay / p.LoadsPerDay
+	k := math.Ceil(chunks / batch)
 	if k <= 1 {
 		return 0
 	}
-	return p.RowsPerLoad * (k - 1) / (2 * k)
+	return p.RowsPerLoad / chunks * batch * (k - 1) / 2
 }
 
 // tableKind maps a table to the row layout whose widths it has.

@@ -112,25 +112,32 @@ func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 	if c.DML["pipeline_state"] != 24 {
 		t.Errorf("checkpoint writes %v a day, want one a pull load (24)", c.DML["pipeline_state"])
 	}
-	// A day's export at 100M is one load of 5 commits: the guard of the
-	// k-th finds the k earlier ones' rows in raw, 2/5 of the load on
-	// average.
+	// A day's export at 100M is one load of 2,000 chunks in 5 commits,
+	// 480 chunks each and the rest: each commit's guard finds the earlier
+	// ones' 0, 480, 960, 1,440 and 1,920 chunks in raw.
 	e := shape("export", 1e8, in)
 	if c, err = cost(e, []observedStmt{{Scope: "commit", Job: true, SQL: rawInsertSQL}}, w, in); err != nil {
 		t.Fatal(err)
 	}
-	if want := 5 * (1e8/5*38 + 0.4*1e8*38); e.CommitsPerDay != 5 || math.Abs(c.BytesScanned-want) > 1 {
+	if want := 1e8*38 + (0+1+2+3+4)*480*5e4*38; e.CommitsPerDay != 5 || math.Abs(c.BytesScanned-want) > 1 {
 		t.Errorf("an export's raw inserts scanned %.0f a day in %v commits, want %.0f in 5", c.BytesScanned, e.CommitsPerDay, want)
 	}
-	// A compaction run checks its loads together: the check reads every
-	// load of the run in raw, a run's share of the day's rows.
-	check := observedStmt{Scope: "run", Job: true, SQL: "SELECT r.load_id, COUNT(*) AS missing FROM `p.d.raw_events` r WHERE r.load_id IN UNNEST(@load_ids) " +
+	// A compaction round checks its loads together: the check reads every
+	// load of the round in raw, a round's share of the day's rows.
+	check := observedStmt{Scope: "round", Job: true, SQL: "SELECT r.load_id, COUNT(*) AS missing FROM `p.d.raw_events` r WHERE r.load_id IN UNNEST(@load_ids) " +
 		"AND r.event_date BETWEEN @min_date AND @max_date AND r.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date) GROUP BY r.load_id"}
 	if c, err = cost(p, []observedStmt{check}, w, in); err != nil {
 		t.Fatal(err)
 	}
 	if want := 6 * (2e6/6*38 + 0.5*1e6*38); math.Abs(c.BytesScanned-want) > 1 {
-		t.Errorf("a run's check scanned %.0f a day, want %.0f (its loads' raw ids and half a day of fact ids, 6 runs)", c.BytesScanned, want)
+		t.Errorf("a round's check scanned %.0f a day, want %.0f (its loads' raw ids and half a day of fact ids, 6 rounds)", c.BytesScanned, want)
+	}
+	// At 100M through both paths a run's 576 loads (816 chunks) pass
+	// CompactLoads: a round of 500 loads (708 chunks, 2 commits) and one
+	// of the rest (1 commit), each checked.
+	big := shape("compacted", 1e8, in)
+	if big.RoundsPerDay != 12 || big.CommitsPerDay != 18 {
+		t.Errorf("compacted at 100M/day: %v rounds and %v commits a day, want 12 and 18", big.RoundsPerDay, big.CommitsPerDay)
 	}
 }
 

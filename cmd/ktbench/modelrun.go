@@ -307,8 +307,9 @@ func dataSize(fs *bigquery.FieldSchema, v any) float64 {
 
 // modelCompaction records the compacted design's statements (see
 // runModel): the scopes "chunk" (the pull's first chunk stands for every
-// chunk of both paths), "pullrun", "pullload", "commit" and "run" (a
-// compaction run), through add.
+// chunk of both paths), "pullrun", "pullload", "commit", "round" (a
+// compaction round: a MergeLoads and its check) and "run" (a compaction
+// run), through add.
 func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging.Dir,
 	split func(string, int) (staging.Manifest, error), chunkRows int,
 	recorded func() []warehouse.Statement, add func(warehouse.Statement, string), refresh func(string) error) error {
@@ -368,7 +369,7 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 	if _, err := wh.CheckLoads(ctx, ids); err != nil {
 		return err
 	}
-	take("run")
+	take("round")
 	if err := refresh("run"); err != nil {
 		return err
 	}
