@@ -90,8 +90,8 @@ func fileHash(f *os.File) (string, error) {
 // and the quarantine's window are read (each commit reads them whatever
 // its size): at 100M events a day through pull and webhooks the
 // compaction commits a 4-hour run's 800-odd chunks in 3 transactions (a
-// round of 500 loads in 2, the rest in 1), not 5 (README, "What the
-// design costs on BigQuery").
+// round of 500 loads in 2, the rest in 1), where 200 chunks a
+// transaction took 5 (README, "What the design costs on BigQuery").
 const MaxBatchChunks = 480
 
 // quarantineDedupWindow bounds how far back a quarantined record is looked

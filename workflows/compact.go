@@ -26,10 +26,11 @@ import (
 // DefaultCompactEvery is the compaction's interval when it is on.
 const DefaultCompactEvery = 4 * time.Hour
 
-// Bounds of one compaction run: CompactChunks chunks a MergeLoads (three
-// transactions of warehouse.MaxBatchChunks at most), and compactRounds of
-// those, or compactHistoryEvents events of history, before it continues
-// as new. A round adds about 20 events, and its one-by-one retry of a
+// Bounds of one compaction run: CompactLoads loads and CompactChunks
+// chunks a round, one MergeLoads (three transactions of
+// warehouse.MaxBatchChunks, unless its first load alone is larger), and
+// compactRounds of those, or compactHistoryEvents events of history,
+// before it continues as new. A round adds about 20 events, and its one-by-one retry of a
 // round about 12 a load: the history stays far below Temporal's 51,200
 // however far behind the compaction is.
 const (
@@ -61,10 +62,10 @@ type CompactProgress struct {
 }
 
 // Compact commits the pending loads (see DeferLoad) in rounds of up to
-// CompactChunks chunks: it commits a round's loads together, checks each
-// against its manifest, counts it, and only then removes its mark and
-// staged files, so a crash anywhere commits the round again, which adds
-// nothing. A load the round cannot commit (its staging lost and its
+// CompactLoads loads and CompactChunks chunks: it commits a round's loads
+// together, checks each against its manifest, counts it, and only then
+// removes its mark and staged files, so a crash anywhere commits the
+// round again, which adds nothing. A load the round cannot commit (its staging lost and its
 // files gone) is committed alone, and one that fails alone is left
 // pending and named in the error: replay it.
 func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {

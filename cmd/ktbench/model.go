@@ -96,7 +96,7 @@ type widths map[string]map[string]float64
 // observedStmt is one statement the emulator run recorded, with the
 // scope it ran in.
 type observedStmt struct {
-	Scope string // "chunk", "commit", "load", "run", "pullload" or "pullrun"
+	Scope string // "chunk", "commit", "load", "round", "run", "pullload" or "pullrun"
 	Job   bool   // the first statement of a job (a script's later parts are child jobs)
 	SQL   string // one statement (scripts are split); empty for a load job
 	Load  string // table a load job writes
@@ -346,10 +346,13 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		// A run commits its loads in rounds of up to CompactLoads loads
 		// and CompactChunks chunks (workflows.Compact), full rounds then
 		// the rest, each round's chunks in transactions of BatchChunks.
+		// (The activity packs whole loads, so a round of the chunk bound
+		// may hold a load fewer; with a load of a chunk or two it is the
+		// load bound that applies.)
 		loads, chunks := p.LoadsPerDay/p.RunsPerDay, p.ChunksPerDay/p.RunsPerDay
+		rounds := math.Max(math.Ceil(loads/workflows.CompactLoads), math.Ceil(chunks/workflows.CompactChunks))
 		full := math.Min(workflows.CompactLoads*chunks/loads, workflows.CompactChunks)
-		rounds := math.Ceil(chunks / full)
-		last := chunks - (rounds-1)*full
+		last := math.Max(chunks-(rounds-1)*full, 0)
 		p.RoundsPerDay = p.RunsPerDay * rounds
 		p.CommitsPerDay = p.RunsPerDay * ((rounds-1)*math.Ceil(full/batch) + math.Ceil(last/batch))
 	}
@@ -381,7 +384,7 @@ type dayCost struct {
 }
 
 // cost scales the statements the emulator run recorded (per chunk, per
-// load, per run) to one day of path p.
+// commit, per load, per compaction round, per run) to one day of path p.
 func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, error) {
 	c := dayCost{pathLoad: p, DML: map[string]float64{}, Mutating: map[string]float64{}, ByRule: map[string]float64{}, ScannedByRule: map[string]float64{}}
 	c.NewBytesPerDay = p.EventsPerDay * rowWidth(w["event"])
@@ -390,7 +393,10 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	chunkRows := p.CommittedRows / p.CommitsPerDay
 	batch := math.Max(1, float64(in.BatchChunks))
 	for _, st := range stmts {
-		n := times[st.Scope]
+		n, ok := times[st.Scope]
+		if !ok {
+			return c, fmt.Errorf("cost model: no scope %q", st.Scope)
+		}
 		if st.SQL == "" {
 			c.LoadJobs += n
 			continue
