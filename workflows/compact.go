@@ -30,9 +30,9 @@ const DefaultCompactEvery = 4 * time.Hour
 // chunks a round, one MergeLoads (three transactions of
 // warehouse.MaxBatchChunks, unless its first load alone is larger), and
 // compactRounds of those, or compactHistoryEvents events of history,
-// before it continues as new. A round adds about 20 events, and its one-by-one retry of a
-// round about 12 a load: the history stays far below Temporal's 51,200
-// however far behind the compaction is.
+// before it continues as new. A round adds about 20 events, and its
+// one-by-one retry of a round about 12 a load: the history stays far
+// below Temporal's 51,200 however far behind the compaction is.
 const (
 	CompactLoads         = 500
 	CompactChunks        = 1000
@@ -65,9 +65,9 @@ type CompactProgress struct {
 // CompactLoads loads and CompactChunks chunks: it commits a round's loads
 // together, checks each against its manifest, counts it, and only then
 // removes its mark and staged files, so a crash anywhere commits the
-// round again, which adds nothing. A load the round cannot commit (its staging lost and its
-// files gone) is committed alone, and one that fails alone is left
-// pending and named in the error: replay it.
+// round again, which adds nothing. A load the round cannot commit (its
+// staging lost and its files gone) is committed alone, and one that
+// fails alone is left pending and named in the error: replay it.
 func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
 	res := in.Totals
 	phase := "listing pending loads"

@@ -20,6 +20,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -143,9 +144,11 @@ var (
 // take: every column but load_id, which the script writes from its
 // parameter (warehouse.wholeStaged).
 var (
-	stagedCols     = without(eventCols, "load_id")
-	stagedQuarCols = without(quarantineCols, "load_id")
+	stagedCols     = slices.DeleteFunc(slices.Clone(eventCols), isLoadID)
+	stagedQuarCols = slices.DeleteFunc(slices.Clone(quarantineCols), isLoadID)
 )
+
+func isLoadID(col string) bool { return col == "load_id" }
 
 // narrowCols are the columns the commit decides on before it reads a row
 // in full: which rows are new to fact, and what they add to fact_usage and
@@ -158,16 +161,6 @@ func schemaCols(schema bigquery.Schema) []string {
 		cols[i] = f.Name
 	}
 	return cols
-}
-
-func without(cols []string, drop string) []string {
-	var out []string
-	for _, c := range cols {
-		if c != drop {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 func rx(s string) *regexp.Regexp { return regexp.MustCompile(`(?s)^` + s) }

@@ -25,7 +25,9 @@ import (
 
 // modelLoadID is a load id of the shape the hourly pull gives its loads
 // (payload.LoadID of the scheduled workflow's id, its run id's first 8
-// characters and the batch number), with the default task queue.
+// characters and the batch number), with the default task queue: the
+// widths are measured on rows carrying it, as every row of raw, fact and
+// staging carries its load's.
 var modelLoadID = payload.LoadID("ktpipe-incremental-pull-2026-11-30T10:00:00Z", "5f3c9a1e", "12")
 
 // runModel counts the statements of each path on the emulator at a small
@@ -62,9 +64,6 @@ func runModel(ctx context.Context, out io.Writer, scales []float64, webhookBatch
 		return splitNDJSON(ctx, store, file.Bytes(),
 			staging.SplitOptions{LoadID: loadID, Source: "model", ChunkRows: rows, Gateways: gateways, IngestedAt: time.Now()})
 	}
-	// Widths are measured on rows carrying a load id as long as a
-	// scheduled pull's (the schedule's workflow id, its run, its batch):
-	// every row of raw, fact and staging holds one.
 	man, err := split(modelLoadID, events)
 	if err != nil {
 		return err
