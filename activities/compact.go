@@ -159,10 +159,13 @@ func (a *Activities) FinishLoads(ctx context.Context, loadIDs []string) error {
 // when DeferLoad wrote it. Memory stays the same however many wait; the
 // caller's context bounds the time. On an error the gauges keep their
 // values: the alert computes the age from the time, so a stall that also
-// breaks the listing still shows.
+// breaks the listing still shows. ktpipe_pending_look_success says how the
+// look went, for a worker that never had a time to keep (restarted while
+// its looks fail).
 func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.Metrics) error {
 	w, ok := store.(staging.Sweeper)
 	if !ok {
+		m.SetPendingLook(false)
 		return fmt.Errorf("pending loads: staging store %T cannot list its files with their times", store)
 	}
 	loads := 0
@@ -178,9 +181,11 @@ func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.M
 		return nil
 	})
 	if err != nil {
+		m.SetPendingLook(false)
 		return fmt.Errorf("pending loads: %w", err)
 	}
 	m.SetPending(loads, oldest)
+	m.SetPendingLook(true)
 	return nil
 }
 

@@ -249,8 +249,25 @@ ktpipe_oldest_pending_load_timestamp_seconds ` + oldest + want
 		}
 	}
 	unix := func(age time.Duration) string { return strconv.FormatInt(now.Add(-age).Unix(), 10) }
+	lookWent := func(want string) {
+		t.Helper()
+		w := `
+# HELP ktpipe_pending_look_success 1 when this worker's last look at the compaction's pending marks in staging (every KTPIPE_METRICS_REFRESH) succeeded, 0 when it failed; absent before the first look.
+# TYPE ktpipe_pending_look_success gauge
+`
+		if want != "" {
+			w += "ktpipe_pending_look_success " + want + "\n"
+		} else {
+			w = ""
+		}
+		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(w), "ktpipe_pending_look_success"); err != nil {
+			t.Error(err)
+		}
+	}
+	lookWent("") // no look yet: nothing to alert on
 	look()
 	expect("3", unix(3*time.Hour))
+	lookWent("1")
 	if err := a.finish("A"); err != nil {
 		t.Fatal(err)
 	}
@@ -261,15 +278,18 @@ ktpipe_oldest_pending_load_timestamp_seconds ` + oldest + want
 		t.Error("a failing listing: no error")
 	}
 	expect("2", unix(90*time.Minute))
+	lookWent("0")
 	if err := a.finish("B", "C"); err != nil {
 		t.Fatal(err)
 	}
 	look()
 	expect("0", "") // none pending: no time served
+	lookWent("1")
 	// A store that cannot list with times is an error, not a 0.
 	if err := RefreshPendingGauges(context.Background(), slowStore{}, m); err == nil {
 		t.Error("a store without WalkUnder: no error")
 	}
+	lookWent("0")
 }
 
 // failingWalker lists nothing: a bucket that errs, or a listing past its

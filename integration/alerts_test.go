@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
+	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -36,6 +38,9 @@ type alertStack struct {
 	prom     *devstack.Prometheus
 	runs     int
 	interval time.Duration // the audit interval
+	// brokenStaging, when set, is a staging directory the worker's look
+	// at the pending marks uses instead of the stack's (see lookStore).
+	brokenStaging atomic.Pointer[string]
 }
 
 // TestEveryAlertFiresFromItsCauseAndResolves makes each alert of
@@ -180,6 +185,20 @@ func TestEveryAlertFiresFromItsCauseAndResolves(t *testing.T) {
 	}
 	a.waitAlert("KtpipeCompactionBehind", false)
 
+	// The look at the pending marks fails, and then works again: its
+	// staging directory is under a regular file, which the filesystem
+	// refuses to list (ENOTDIR, even to root), as when a shared volume is
+	// gone.
+	file := filepath.Join(t.TempDir(), "not-a-directory")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(file, "staging")
+	a.brokenStaging.Store(&broken)
+	a.waitAlert("KtpipePendingLookFailing", true)
+	a.brokenStaging.Store(nil)
+	a.waitAlert("KtpipePendingLookFailing", false)
+
 	// Worker down: the process stops answering scrapes, then comes back.
 	a.workers.Stop()
 	a.srv.Shutdown()
@@ -218,7 +237,7 @@ func newAlertStack(t *testing.T, cfg ktsim.Config) *alertStack {
 			if err := app.RefreshGauges(ctx, s.wh, a.m, time.Now()); err != nil && ctx.Err() == nil {
 				t.Logf("refresh gauges: %v", err)
 			}
-			if err := activities.RefreshPendingGauges(ctx, s.acts.Store, a.m); err != nil && ctx.Err() == nil {
+			if err := activities.RefreshPendingGauges(ctx, a.lookStore(), a.m); err != nil && ctx.Err() == nil {
 				t.Logf("refresh pending gauges: %v", err)
 			}
 			select {
@@ -373,6 +392,15 @@ func (a *alertStack) waitAlert(name string, firing bool) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// lookStore is the store the worker's look at the pending marks lists:
+// the stack's, or brokenStaging's directory while it is set.
+func (a *alertStack) lookStore() staging.Store {
+	if root := a.brokenStaging.Load(); root != nil {
+		return staging.Dir{Root: *root}
+	}
+	return a.acts.Store
 }
 
 // quietSDKLogger drops the SDK's logs (the worker's client).

@@ -79,6 +79,10 @@ type Metrics struct {
 	pendingLoads    prometheus.Gauge
 	oldestPending   *prometheus.GaugeVec
 	compactInterval prometheus.Gauge
+	// Whether the last look at the marks succeeded, served from the first
+	// look on: a worker that restarted while its looks fail serves no
+	// oldest time, and this is what still shows it.
+	pendingLook *prometheus.GaugeVec
 
 	mu          sync.Mutex
 	consecutive int // current run of failed API calls in this process
@@ -137,6 +141,8 @@ func New() *Metrics {
 		"Loads marked pending in staging (staged, waiting for the compaction to commit them) at this worker's last look, every KTPIPE_METRICS_REFRESH.")
 	m.oldestPending = lazy("ktpipe_oldest_pending_load_timestamp_seconds",
 		"Unix time the oldest pending load's mark was written to staging, at this worker's last successful look (every KTPIPE_METRICS_REFRESH); absent when none is pending. A failed look keeps it.")
+	m.pendingLook = lazy("ktpipe_pending_look_success",
+		"1 when this worker's last look at the compaction's pending marks in staging (every KTPIPE_METRICS_REFRESH) succeeded, 0 when it failed; absent before the first look.")
 	m.compactInterval = gauge("ktpipe_compact_interval_seconds",
 		"The compaction's interval this worker is configured with (KTPIPE_COMPACT_EVERY; 0: off, no load is deferred); the compaction-behind alert compares the oldest pending load's age with it.")
 	m.lag = lazy("ktpipe_ingestion_lag_seconds",
@@ -327,6 +333,19 @@ func (m *Metrics) SetPending(loads int, oldest time.Time) {
 	}
 	m.pendingLoads.Set(float64(loads))
 	m.oldestPending.WithLabelValues().Set(float64(oldest.UnixNano()) / 1e9)
+}
+
+// SetPendingLook publishes whether a look at the compaction's marks
+// succeeded.
+func (m *Metrics) SetPendingLook(ok bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.pendingLook.WithLabelValues().Set(v)
 }
 
 // SetCheckpointAge publishes the pull checkpoint's age.
