@@ -181,7 +181,11 @@ func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.M
 		return nil
 	})
 	if err != nil {
-		m.SetPendingLook(false)
+		// A look cut short because the worker stops says nothing of the
+		// store; one past its time bound does.
+		if !errors.Is(err, context.Canceled) {
+			m.SetPendingLook(false)
+		}
 		return fmt.Errorf("pending loads: %w", err)
 	}
 	m.SetPending(loads, oldest)

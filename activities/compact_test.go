@@ -251,14 +251,12 @@ ktpipe_oldest_pending_load_timestamp_seconds ` + oldest + want
 	unix := func(age time.Duration) string { return strconv.FormatInt(now.Add(-age).Unix(), 10) }
 	lookWent := func(want string) {
 		t.Helper()
-		w := `
+		w := ""
+		if want != "" {
+			w = `
 # HELP ktpipe_pending_look_success 1 when this worker's last look at the compaction's pending marks in staging (every KTPIPE_METRICS_REFRESH) succeeded, 0 when it failed; absent before the first look.
 # TYPE ktpipe_pending_look_success gauge
-`
-		if want != "" {
-			w += "ktpipe_pending_look_success " + want + "\n"
-		} else {
-			w = ""
+ktpipe_pending_look_success ` + want + "\n"
 		}
 		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(w), "ktpipe_pending_look_success"); err != nil {
 			t.Error(err)

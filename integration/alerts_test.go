@@ -187,8 +187,10 @@ func TestEveryAlertFiresFromItsCauseAndResolves(t *testing.T) {
 
 	// The look at the pending marks fails, and then works again: its
 	// staging directory is under a regular file, which the filesystem
-	// refuses to list (ENOTDIR, even to root), as when a shared volume is
-	// gone.
+	// refuses to list (ENOTDIR, even to root), as it refuses a volume
+	// unreadable to the worker (a missing directory reads as none
+	// pending). The alert needs the compaction on.
+	a.m.SetCompactInterval(5 * time.Minute)
 	file := filepath.Join(t.TempDir(), "not-a-directory")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)

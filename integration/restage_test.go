@@ -27,7 +27,8 @@ func TestMergeRestagesALostStagingTable(t *testing.T) {
 	since, until := s.historyWindow()
 
 	// stage splits and stages a load of the window, and drops the staging
-	// tables of its second chunk.
+	// tables of its second chunk: one with a committed chunk on each side,
+	// so a restage that lost its place in the batch shows.
 	stage := func(loadID string) payload.Manifest {
 		t.Helper()
 		man := stageWithoutMerging(t, s, loadID, since, until)
@@ -71,8 +72,8 @@ func TestMergeRestagesALostStagingTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = merge(man)
-	var app *temporal.ApplicationError
-	if !errors.As(err, &app) || app.Type() != payload.ErrTypeNothingStaged || !app.NonRetryable() {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != payload.ErrTypeNothingStaged || !appErr.NonRetryable() {
 		t.Fatalf("merge with chunk 1's table and file gone: %v, want a non-retryable %s", err, payload.ErrTypeNothingStaged)
 	}
 	if committed, err = s.wh.Committed(ctx, man.LoadID); err != nil || len(committed) != 0 {
