@@ -283,11 +283,23 @@ ktpipe_pending_look_success ` + want + "\n"
 	look()
 	expect("0", "") // none pending: no time served
 	lookWent("1")
+	// A look cut short because the worker stops is not a failed look.
+	if err := RefreshPendingGauges(context.Background(), cancelledWalker{a.a.Store.(staging.Dir)}, m); err == nil {
+		t.Error("a cancelled listing: no error")
+	}
+	lookWent("1")
 	// A store that cannot list with times is an error, not a 0.
 	if err := RefreshPendingGauges(context.Background(), slowStore{}, m); err == nil {
 		t.Error("a store without WalkUnder: no error")
 	}
 	lookWent("0")
+}
+
+// cancelledWalker is a listing cut short by its context's end.
+type cancelledWalker struct{ staging.Dir }
+
+func (cancelledWalker) WalkUnder(context.Context, string, func(staging.Entry) error) error {
+	return fmt.Errorf("staging walk pending: %w", context.Canceled)
 }
 
 // failingWalker lists nothing: a bucket that errs, or a listing past its
