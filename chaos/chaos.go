@@ -442,8 +442,13 @@ func (s *stack) apiRestart(o Options) Action {
 	return a
 }
 
+// maxFaultPhases is how many FaultPhase lengths a fault phase may last
+// while no request has met its fault.
+const maxFaultPhases = 3
+
 // faults runs the fault phases: 500s, then hangs, then 429 storms, each
-// on top of the background noise and for FaultPhase.
+// on top of the background noise and for FaultPhase, or longer (up to
+// maxFaultPhases × FaultPhase) until a request met its fault.
 func (s *stack) faults(ctx context.Context, o Options, say func(string, ...any)) Action {
 	a := Action{Kind: KindFaults, At: time.Now()}
 	phases := []struct {
@@ -464,13 +469,26 @@ func (s *stack) faults(ctx context.Context, o Options, say func(string, ...any))
 		// schedule's own may all fall outside its few seconds. Beside the
 		// phase, which keeps its length; a pull still running (the
 		// schedule skips overlaps) makes the trigger follow that one.
-		triggered := make(chan error, 1)
-		go func() {
-			_, err := s.ctl.TriggerSchedule(ctx)
-			triggered <- err
-		}()
-		sleep(ctx, o.FaultPhase)
-		d := diff(s.sim.Stats(), before)
+		// A phase that faulted no request (a pull of a page or two, each
+		// lucky) goes on with another pull, up to maxFaultPhases in all:
+		// a soak whose faults met nothing proves nothing of them.
+		triggered := make(chan error, maxFaultPhases)
+		trigger := func() {
+			go func() {
+				_, err := s.ctl.TriggerSchedule(ctx)
+				triggered <- err
+			}()
+		}
+		start := time.Now()
+		var d ktsim.RequestStats
+		for n := 1; ; n++ {
+			trigger()
+			sleep(ctx, o.FaultPhase)
+			d = diff(s.sim.Stats(), before)
+			if d.Errors+d.Hung+d.RateLimited > 0 || n == maxFaultPhases || ctx.Err() != nil {
+				break
+			}
+		}
 		pull := "a pull triggered"
 		select {
 		case err := <-triggered:
@@ -481,13 +499,13 @@ func (s *stack) faults(ctx context.Context, o Options, say func(string, ...any))
 			pull = "a pull being triggered"
 		}
 		say("  faults: %s for %s (%s; %s): %d requests, %d answered 500, %d hung, %d answered 429",
-			p.name, o.FaultPhase, p.what, pull, d.Requests, d.Errors, d.Hung, d.RateLimited)
+			p.name, time.Since(start).Round(time.Second), p.what, pull, d.Requests, d.Errors, d.Hung, d.RateLimited)
 		parts = append(parts, fmt.Sprintf("%s %d of %d", p.name, d.Errors+d.Hung+d.RateLimited, d.Requests))
 	}
 	s.sim.SetFaults(baseFaults)
 	a.Down = time.Since(a.At)
 	a.from = time.Now()
-	a.Detail = fmt.Sprintf("500s, then hangs, then 429 storms, %s each (faulted requests: %s)", o.FaultPhase, strings.Join(parts, ", "))
+	a.Detail = fmt.Sprintf("500s, then hangs, then 429 storms, %s each or until a request met the fault (faulted requests: %s)", o.FaultPhase, strings.Join(parts, ", "))
 	return a
 }
 
