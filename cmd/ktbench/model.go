@@ -605,6 +605,18 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 		fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, %s, by statement:\n", count(last), c.Path)
 		printBreakdown(out, c)
 	}
+	// A day's export at the least and the most: what a commit reads
+	// whatever its size weighs most at the least, the raw guard of a
+	// load in several commits at the most.
+	for _, n := range []float64{scales[0], last} {
+		in := in
+		in.CommitsPerDayAllPaths = shape("pull", n, in).CommitsPerDay + shape("webhook", n, in).CommitsPerDay
+		if c, err = cost(shape("export", n, in), paths["export"], w, in); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, export (one a day), by statement:\n", count(n))
+		printBreakdown(out, c)
+	}
 	return nil
 }
 
