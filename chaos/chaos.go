@@ -49,7 +49,7 @@ type Options struct {
 	TemporalRestarts int           // dev server restarts (SIGINT, same database file and port)
 	SimRestarts      int           // API restarts (same port, same data)
 	SimDown          time.Duration // how long a restarted API refuses connections
-	FaultPhase       time.Duration // each of 500s, hangs, 429 storms lasts this long (0: no fault phases)
+	FaultPhase       time.Duration // each of 500s, hangs, 429 storms lasts this long, or up to 3× while no request met it (0: no fault phases)
 	Hang             time.Duration // how long a hanging response stalls before the API cuts it
 
 	MinGap, MaxGap time.Duration // random pause before each chaos action
@@ -467,8 +467,8 @@ func (s *stack) faults(ctx context.Context, o Options, say func(string, ...any))
 		s.sim.SetFaults(f)
 		// A pull now, so the phase sees the API requests of one: the
 		// schedule's own may all fall outside its few seconds. Beside the
-		// phase, which keeps its length; a pull still running (the
-		// schedule skips overlaps) makes the trigger follow that one.
+		// phase, whose length does not wait for it; a pull still running
+		// (the schedule skips overlaps) makes the trigger follow that one.
 		// A phase that faulted no request (a pull of a page or two, each
 		// lucky) goes on with another pull, up to maxFaultPhases in all:
 		// a soak whose faults met nothing proves nothing of them.
@@ -489,6 +489,7 @@ func (s *stack) faults(ctx context.Context, o Options, say func(string, ...any))
 				break
 			}
 		}
+		// The first trigger's answer: the later ones only repeat it.
 		pull := "a pull triggered"
 		select {
 		case err := <-triggered:
@@ -505,7 +506,7 @@ func (s *stack) faults(ctx context.Context, o Options, say func(string, ...any))
 	s.sim.SetFaults(baseFaults)
 	a.Down = time.Since(a.At)
 	a.from = time.Now()
-	a.Detail = fmt.Sprintf("500s, then hangs, then 429 storms, %s each or until a request met the fault (faulted requests: %s)", o.FaultPhase, strings.Join(parts, ", "))
+	a.Detail = fmt.Sprintf("500s, then hangs, then 429 storms, %s each, longer (up to %d×) until a request met the fault (faulted requests: %s)", o.FaultPhase, maxFaultPhases, strings.Join(parts, ", "))
 	return a
 }
 

@@ -66,7 +66,7 @@ func soak(ctx context.Context) int {
 	flag.IntVar(&o.TemporalRestarts, "temporal-restarts", o.TemporalRestarts, "dev server restarts")
 	flag.IntVar(&o.SimRestarts, "api-restarts", o.SimRestarts, "API restarts")
 	flag.DurationVar(&o.SimDown, "api-down", o.SimDown, "how long a restarted API refuses connections")
-	flag.DurationVar(&o.FaultPhase, "fault-phase", o.FaultPhase, "length of each fault phase (500s, hangs, 429s); 0: none")
+	flag.DurationVar(&o.FaultPhase, "fault-phase", o.FaultPhase, "length of each fault phase (500s, hangs, 429s), up to 3 times that while no request met the fault; 0: none")
 	flag.DurationVar(&o.Hang, "hang", o.Hang, "how long a hanging API response stalls")
 	flag.DurationVar(&o.MinGap, "min-gap", o.MinGap, "shortest random pause before a kill, restart or faults")
 	flag.DurationVar(&o.MaxGap, "max-gap", o.MaxGap, "longest such pause")
