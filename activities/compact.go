@@ -162,15 +162,21 @@ func (a *Activities) FinishLoads(ctx context.Context, loadIDs []string) error {
 // breaks the listing still shows. ktpipe_pending_look_success says how the
 // look went, for a worker that never had a time to keep (restarted while
 // its looks fail).
-func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.Metrics) error {
+func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.Metrics) (err error) {
+	defer func() {
+		// A look cut short because the worker stops says nothing of the
+		// store; one past its time bound does.
+		if !errors.Is(err, context.Canceled) {
+			m.SetPendingLook(err == nil)
+		}
+	}()
 	w, ok := store.(staging.Sweeper)
 	if !ok {
-		m.SetPendingLook(false)
 		return fmt.Errorf("pending loads: staging store %T cannot list its files with their times", store)
 	}
 	loads := 0
 	var oldest time.Time
-	err := w.WalkUnder(ctx, pendingDir, func(e staging.Entry) error {
+	err = w.WalkUnder(ctx, pendingDir, func(e staging.Entry) error {
 		if _, ok := pendingOf(e.Key); !ok {
 			return nil // a partial write's temporary file
 		}
@@ -181,15 +187,9 @@ func RefreshPendingGauges(ctx context.Context, store staging.Store, m *metrics.M
 		return nil
 	})
 	if err != nil {
-		// A look cut short because the worker stops says nothing of the
-		// store; one past its time bound does.
-		if !errors.Is(err, context.Canceled) {
-			m.SetPendingLook(false)
-		}
 		return fmt.Errorf("pending loads: %w", err)
 	}
 	m.SetPending(loads, oldest)
-	m.SetPendingLook(true)
 	return nil
 }
 

@@ -508,8 +508,7 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	fmt.Fprintf(out, "| events/day | path | loads | commits | load jobs | query jobs | DML/day: fact, raw, quarantine, ledger, state | mutating DML on fact | scanned/day | scanned ÷ new rows | billed/day | $/day |\n")
 	fmt.Fprintf(out, "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, n := range scales {
-		in := in
-		in.CommitsPerDayAllPaths = shape("pull", n, in).CommitsPerDay + shape("webhook", n, in).CommitsPerDay
+		in := atScale(in, n)
 		var all dayCost
 		all.DML, all.Mutating = map[string]float64{}, map[string]float64{}
 		for _, path := range []string{"export", "pull", "webhook"} {
@@ -591,7 +590,7 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	}
 	// Where 100M/day's bytes go, on the pull path.
 	last := scales[len(scales)-1]
-	in.CommitsPerDayAllPaths = shape("pull", last, in).CommitsPerDay + shape("webhook", last, in).CommitsPerDay
+	in = atScale(in, last)
 	c, err := cost(shape("pull", last, in), paths["pull"], w, in)
 	if err != nil {
 		return err
@@ -609,8 +608,7 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	// whatever its size weighs most at the least, the raw guard of a
 	// load in several commits at the most.
 	for _, n := range []float64{scales[0], last} {
-		in := in
-		in.CommitsPerDayAllPaths = shape("pull", n, in).CommitsPerDay + shape("webhook", n, in).CommitsPerDay
+		in := atScale(in, n)
 		if c, err = cost(shape("export", n, in), paths["export"], w, in); err != nil {
 			return err
 		}
@@ -618,6 +616,13 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 		printBreakdown(out, c)
 	}
 	return nil
+}
+
+// atScale is in at n events a day: the commits of the uncompacted pull
+// and webhooks add to fact_usage, which the dimensions read.
+func atScale(in modelInputs, n float64) modelInputs {
+	in.CommitsPerDayAllPaths = shape("pull", n, in).CommitsPerDay + shape("webhook", n, in).CommitsPerDay
+	return in
 }
 
 // compacted is the compacted design's day at n events: the pull's and
