@@ -14,6 +14,7 @@ const (
 	TableState      = "pipeline_state"
 	TableLedger     = "load_ledger"
 	TableCommits    = "commit_log"
+	TableCommitSets = "commit_chunks"
 	TableAudit      = "audit"
 	TableUsage      = "fact_usage"
 	TableUsers      = "fact_users"

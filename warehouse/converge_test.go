@@ -18,10 +18,12 @@ import (
 // doubled. What comes next removes the copy: load-b's retry (the ledger
 // grew since its transaction began) or, when that retry never comes (its
 // attempts used up), a later load carrying x, a replay (load-b never
-// recorded that it converged, so the commits after it look).
+// recorded that it converged, so the commits after it look). A retry as
+// a wider set (a compaction that re-listed with load-c too) converges
+// load-b's set when it holds all its chunks, and only then.
 func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 	t.Parallel()
-	for _, next := range []string{"retry", "replay"} {
+	for _, next := range []string{"retry", "replay", "wider retry", "wider retry without a chunk"} {
 		t.Run(next, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
@@ -29,7 +31,10 @@ func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 			w := newWarehouseIn(t, ds)
 			x, y := uuid(100), uuid(101)
 			xEvent := event(x, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")
-			dir, man := split(t, "load-b", 10, xEvent, event(y, "2026-11-01T11:00:00Z", "bo", "gpt-4o", "allow", "0.02"))
+			dir, man := split(t, "load-b", 1, xEvent, event(y, "2026-11-01T11:00:00Z", "bo", "gpt-4o", "allow", "0.02"))
+			if len(man.Chunks) != 2 {
+				t.Fatalf("setup: load-b in %d chunks, want 2", len(man.Chunks))
+			}
 			for _, c := range man.Chunks {
 				stage(t, w, dir, "load-b", c)
 			}
@@ -53,15 +58,28 @@ func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 				}
 			case "replay":
 				load(t, w, "load-r", 10, xEvent)
+			case "wider retry", "wider retry without a chunk":
+				bChunks := man.Chunks
+				if next == "wider retry without a chunk" {
+					bChunks = man.Chunks[:1] // x's
+				}
+				cDir, cMan := split(t, "load-c", 10, event(uuid(103), "2026-11-01T11:30:00Z", "cy", "gpt-4o", "allow", "0.04"))
+				for _, c := range cMan.Chunks {
+					stage(t, w, cDir, "load-c", c)
+				}
+				if err := w.CommitLoads(ctx, []warehouse.LoadChunks{{LoadID: "load-b", Source: "export", Chunks: bChunks}, {LoadID: "load-c", Source: "pull", Chunks: cMan.Chunks}}); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if ids := factIDs(t, w); len(ids) != 2 || ids[x] != 1 || ids[y] != 1 {
+			if ids := factIDs(t, w); ids[x] != 1 || ids[y] != 1 {
 				t.Fatalf("fact ids %v, want x and y once each", ids)
 			}
 			// The next commit looks only while load-b has not converged:
-			// its retry converged it, a replay does not.
+			// its retry converged it, and a wider set holding all of its
+			// chunks; a replay does not, nor a set that lacks a chunk.
 			seen := record(w)
 			load(t, w, "load-d", 10, event(uuid(102), "2026-11-01T12:00:00Z", "cy", "gpt-4o", "allow", "0.03"))
-			want := map[string]int{"retry": 0, "replay": 1}[next]
+			want := map[string]int{"retry": 0, "replay": 1, "wider retry": 0, "wider retry without a chunk": 1}[next]
 			if n := looks(seen()); n != want {
 				t.Errorf("load-d after the %s: %d looks for doubled rows, want %d", next, n, want)
 			}

@@ -75,14 +75,14 @@ func fileHash(f *os.File) (string, error) {
 
 // MaxBatchChunks bounds the chunks one commit transaction takes. Each
 // chunk brings up to two staging tables, and BigQuery allows a query
-// 1,000 tables: 480 chunks' 960 and the nine tables the script reads or
+// 1,000 tables: 480 chunks' 960 and the ten tables the script reads or
 // writes besides (raw, fact, fact_usage, fact_users, quarantine, ledger,
-// commit_log, the temps new_rows and ledger_before) stay below it
-// whether the limit counts per statement or per script. Each chunk adds
-// a line of SQL to each of the script's unions: 390 KB at the bound with
-// ordinary names, and a set
-// whose script would pass BigQuery's 1,024 KB (a long dataset name) is
-// committed in parts that fit (fitQueryText). 480 chunks of 50,000 rows,
+// commit_log, commit_chunks, the temps new_rows and ledger_before) stay
+// below it whether the limit counts per statement or per script. Each
+// chunk adds a line of SQL to each of the script's unions: 390 KB at the
+// bound with ordinary names, and a set whose script would pass
+// BigQuery's 1,024 KB (a long dataset name) is committed in parts that
+// fit (fitQueryText). 480 chunks of 50,000 rows,
 // 24M rows, is also what one transaction holds at most, so that a failed
 // one redoes a bounded part.
 //
@@ -546,7 +546,9 @@ WHERE _n = 1 AND record_hash NOT IN (SELECT record_hash FROM %[1]s WHERE quarant
 	}
 	// commit_log gets the ledger's rows as the transaction began plus
 	// those it added, and how many it added: converge compares them with
-	// the ledger after the commit (mustLook).
+	// the ledger after the commit (mustLook). commit_chunks gets the
+	// set's (load, chunk) pairs, for a set retried as another
+	// (coveredSets).
 	script += fmt.Sprintf(`
 INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, committed_at)
 SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, CURRENT_TIMESTAMP()
@@ -556,40 +558,52 @@ WHERE CONCAT(@load_ids[OFFSET(e.l)], '/', CAST(e.chunk AS STRING)) NOT IN (
 INSERT INTO %[4]s (commit_set, what, ledger_rows, chunks_added, logged_at)
 SELECT @commit_set, 'commit', b.total + a.n - b.mine, a.n - b.mine, CURRENT_TIMESTAMP()
 FROM ledger_before b CROSS JOIN (SELECT COUNT(*) AS n FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) a;
-`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "), w.ref(schemas.TableCommits))
+INSERT INTO %[5]s (commit_set, load_id, chunk, logged_at)
+SELECT @commit_set, @load_ids[OFFSET(e.l)], e.chunk, CURRENT_TIMESTAMP() FROM (%[3]s) e;
+`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "), w.ref(schemas.TableCommits), w.ref(schemas.TableCommitSets))
 	script += "COMMIT TRANSACTION;\n"
 	return script
 }
 
 // converge removes rows of the set that a commit beside it doubled
 // (removeDoubled), then records in commit_log that the set's commit is
-// done with that: until it is, every other commit looks (see mustLook).
+// done with that, and so are the sets its look covered: until a set is,
+// every other commit looks (see mustLook).
 func (w *Warehouse) converge(ctx context.Context, loads []LoadChunks) error {
-	if err := w.removeDoubled(ctx, loads); err != nil {
+	covered, err := w.removeDoubled(ctx, loads)
+	if err != nil {
 		return err
 	}
 	what := "record that " + describe(loads) + " converged"
-	return w.exec(ctx, what, fmt.Sprintf("INSERT INTO %s (commit_set, what, ledger_rows, chunks_added, logged_at) SELECT @commit_set, 'converged', 0, 0, CURRENT_TIMESTAMP()",
-		w.ref(schemas.TableCommits)), bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)})
+	return w.exec(ctx, what, fmt.Sprintf("INSERT INTO %s (commit_set, what, ledger_rows, chunks_added, logged_at) SELECT s, 'converged', 0, 0, CURRENT_TIMESTAMP() FROM UNNEST(@commit_sets) AS s",
+		w.ref(schemas.TableCommits)), bigquery.QueryParameter{Name: "commit_sets", Value: append([]string{setKey(loads)}, covered...)})
 }
 
 // removeDoubled finds event ids of the set that fact_ai_event holds
 // twice, and records quarantined twice within the window, and only then
 // deletes all but the row with the smallest load id (see CommitLoads).
 // It looks only when a commit may have landed beside the set's
-// (mustLook).
-func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) error {
+// (mustLook), and returns the other sets that look covered (coveredSets).
+func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (covered []string, err error) {
 	ids := w.unionStaged("stg_", loads, sameCols("s.event_id"))
 	hashes := w.unionStaged("qstg_", loads, sameCols("s.record_hash"))
 	if ids == "" && hashes == "" {
-		return nil
+		return nil, nil
 	}
-	if look, err := w.mustLook(ctx, loads); err != nil || !look {
-		return err
+	look, recommitted, err := w.mustLook(ctx, loads)
+	if err != nil || !look {
+		return nil, err
+	}
+	// Only a set that found chunks already in the ledger can hold all of
+	// another's; it asks before its look, so those sets committed first.
+	if recommitted {
+		if covered, err = w.coveredSets(ctx, loads); err != nil {
+			return nil, err
+		}
 	}
 	lo, hi, err := dateSpan(allChunks(loads))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// @load_id is the first load's: the look names it (see batchParams),
 	// and fact_usage's correction rows are recorded under it.
@@ -628,20 +642,20 @@ GROUP BY g.record_hash HAVING COUNT(*) > 1)) AS quarantine_dups`, quar, hashes))
 	what := "look for doubled rows of " + describe(loads)
 	found, err := w.query(ctx, what, "SELECT "+strings.Join(counts, ", ")+" FROM (SELECT @load_id AS l)", params...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(found) != 1 {
-		return fmt.Errorf("%s: %d result rows", what, len(found))
+		return nil, fmt.Errorf("%s: %d result rows", what, len(found))
 	}
 	factDoubled, quarDoubled := int64(0), int64(0)
 	if ids != "" {
 		if factDoubled, err = strictInt(found[0]["fact_dups"]); err != nil {
-			return fmt.Errorf("%s: fact_dups: %w", what, err)
+			return nil, fmt.Errorf("%s: fact_dups: %w", what, err)
 		}
 	}
 	if hashes != "" {
 		if quarDoubled, err = strictInt(found[0]["quarantine_dups"]); err != nil {
-			return fmt.Errorf("%s: quarantine_dups: %w", what, err)
+			return nil, fmt.Errorf("%s: quarantine_dups: %w", what, err)
 		}
 	}
 	// The script gets only the parameters its branches name (see
@@ -675,9 +689,49 @@ WHERE x.quarantined_at >= @quarantine_since
 		fix = append(fix, bigquery.QueryParameter{Name: "quarantine_since", Value: since})
 	}
 	if script == "" {
-		return nil
+		return covered, nil
 	}
-	return w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
+	return covered, w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
+}
+
+// coveredSets are the sets of the last commitLogWindow, other than this
+// one, that have not recorded that they converged and whose every (load,
+// chunk) this set holds: a set retried as another, as when a compaction
+// re-lists with more loads after a run that died between its commit and
+// its look. This set's look, which runs after their commits, looks at
+// every event id and record hash of theirs, so it converges them too;
+// without that, every commit would look for commitLogWindow. A set
+// committed by an older version has no commit_chunks rows and is never
+// covered: it keeps the commits looking, as before.
+func (w *Warehouse) coveredSets(ctx context.Context, loads []LoadChunks) ([]string, error) {
+	var pairs []string
+	for _, l := range loads {
+		for _, c := range l.Chunks {
+			pairs = append(pairs, fmt.Sprintf("%s/%d", l.LoadID, c.Index))
+		}
+	}
+	what := "look for sets " + describe(loads) + " holds"
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT k.commit_set FROM %[1]s k
+WHERE k.logged_at >= @since AND k.commit_set != @commit_set AND k.commit_set IN (
+  SELECT o.commit_set FROM %[2]s o WHERE o.logged_at >= @since GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0)
+GROUP BY k.commit_set
+HAVING COUNTIF(CONCAT(k.load_id, '/', CAST(k.chunk AS STRING)) NOT IN UNNEST(@pairs)) = 0`,
+		w.ref(schemas.TableCommitSets), w.ref(schemas.TableCommits)),
+		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)},
+		bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)},
+		bigquery.QueryParameter{Name: "pairs", Value: pairs})
+	if err != nil {
+		return nil, err
+	}
+	var sets []string
+	for _, r := range rows {
+		set, ok := r["commit_set"].(string)
+		if !ok {
+			return nil, fmt.Errorf("%s: commit_set: got %T", what, r["commit_set"])
+		}
+		sets = append(sets, set)
+	}
+	return sets, nil
 }
 
 // commitLogWindow is how far back mustLook reads commit_log (partitioned
@@ -708,7 +762,10 @@ const commitLogWindow = 7 * 24 * time.Hour
 //
 // It reads two small tables: the look it saves reads the set's date span
 // of fact ids and the quarantine's window of hashes.
-func (w *Warehouse) mustLook(ctx context.Context, loads []LoadChunks) (bool, error) {
+//
+// recommitted says the set found some of its chunks already in the
+// ledger, or cannot tell (see coveredSets).
+func (w *Warehouse) mustLook(ctx context.Context, loads []LoadChunks) (look, recommitted bool, err error) {
 	what := "look for a commit beside " + describe(loads)
 	commits := w.ref(schemas.TableCommits)
 	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT (SELECT COUNT(*) FROM %[1]s) AS ledger_now, c.ledger_rows, c.chunks_added,
@@ -718,22 +775,23 @@ FROM %[2]s c WHERE c.commit_set = @commit_set AND c.what = 'commit' AND c.logged
 		bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)},
 		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)})
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	// No row: not committed by this version within the window. More than
 	// one: committed again under another job id (runOnce), which added
 	// nothing the second time.
 	if len(rows) != 1 {
-		return true, nil
+		return true, true, nil
 	}
 	var n [4]int64
 	for i, col := range []string{"ledger_now", "ledger_rows", "chunks_added", "unconverged"} {
 		if n[i], err = strictInt(rows[0][col]); err != nil {
-			return false, fmt.Errorf("%s: %s: %w", what, col, err)
+			return false, false, fmt.Errorf("%s: %s: %w", what, col, err)
 		}
 	}
 	ledgerNow, ledgerSeen, added, unconverged := n[0], n[1], n[2], n[3]
-	return ledgerNow != ledgerSeen || added != int64(len(allChunks(loads))) || unconverged > 0, nil
+	recommitted = added != int64(len(allChunks(loads)))
+	return ledgerNow != ledgerSeen || recommitted || unconverged > 0, recommitted, nil
 }
 
 // setKey names a commit's set in commit_log: a hash of its sorted (load,

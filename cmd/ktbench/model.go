@@ -187,8 +187,14 @@ var costRules = []costRule{
 		[]tableRead{{"load_ledger", []string{"load_id"}, scopeSmall}, {"ledger_before", nil, scopeSmall}}, "commit_log", false},
 	{"commit: look for a commit beside", rx(`SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS ledger_now, c\.ledger_rows, c\.chunks_added, \(SELECT COUNT\(\*\) FROM \(SELECT o\.commit_set FROM commit_log o WHERE .* FROM commit_log c WHERE c\.commit_set = @commit_set AND c\.what = 'commit' AND c\.logged_at >= @since$`),
 		[]tableRead{{"load_ledger", nil, scopeSmall}, {"commit_log", []string{"commit_set", "what", "ledger_rows", "chunks_added", "logged_at"}, scopeSmall}}, "", false},
-	{"commit: record it converged", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT @commit_set, 'converged', 0, 0, CURRENT_TIMESTAMP\(\)$`),
+	{"commit: commit_chunks rows", rx(`INSERT INTO commit_chunks \(commit_set, load_id, chunk, logged_at\) SELECT @commit_set, @load_ids\[OFFSET\(e\.l\)\], e\.chunk, CURRENT_TIMESTAMP\(\) FROM \(`),
+		nil, "commit_chunks", false},
+	{"commit: record it converged", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT s, 'converged', 0, 0, CURRENT_TIMESTAMP\(\) FROM UNNEST\(@commit_sets\) AS s$`),
 		nil, "commit_log", false},
+	// Only when a commit that looks found some of its chunks already in
+	// the ledger (not in the run).
+	{"commit: look for sets it holds", rx(`SELECT k\.commit_set FROM commit_chunks k WHERE`),
+		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}, {"commit_log", []string{"commit_set", "what", "logged_at"}, scopeSmall}}, "", false},
 	// Only when a commit may have landed beside this one (the ledger
 	// grew since its transaction began, or another commit has not
 	// converged; not in the run).

@@ -243,6 +243,24 @@ func Tables() []TableSpec {
 			},
 		},
 		{
+			// Read when a commit finds some of its chunks already in the
+			// ledger (warehouse.coveredSets): a set retried as another
+			// (a compaction that re-listed with more loads) looks at every
+			// chunk of the set whose look never ran, and records that set
+			// converged too, instead of leaving every commit looking for
+			// commitLogWindow.
+			Name:                schemas.TableCommitSets,
+			Description:         "The (load, chunk) pairs of each commit, written by its transaction: a commit that holds every chunk of another that never converged looks for it and records it converged. Partitions expire after 8 days.",
+			PartitionField:      "logged_at",
+			PartitionExpiration: 8 * 24 * time.Hour,
+			Schema: bigquery.Schema{
+				req("commit_set", bigquery.StringFieldType),
+				req("load_id", bigquery.StringFieldType),
+				req("chunk", bigquery.IntegerFieldType),
+				req("logged_at", bigquery.TimestampFieldType),
+			},
+		},
+		{
 			// The dimensions are refreshed from these two, not from the
 			// fact table: each commit adds what it inserted into the fact
 			// table, so a refresh reads a few rows a commit, not every
