@@ -18,12 +18,13 @@ import (
 // doubled. What comes next removes the copy: load-b's retry (the ledger
 // grew since its transaction began) or, when that retry never comes (its
 // attempts used up), a later load carrying x, a replay (load-b never
-// recorded that it converged, so the commits after it look). A retry as
-// a wider set (a compaction that re-listed with load-c too) converges
-// load-b's set when it holds all its chunks, and only then.
+// recorded that it converged, so the commits after it look). Retries as
+// other sets (a compaction that re-listed with load-c too, or split the
+// loads one by one) converge load-b's set once their looks have covered
+// all its chunks, and only then.
 func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 	t.Parallel()
-	for _, next := range []string{"retry", "replay", "wider retry", "wider retry without a chunk"} {
+	for _, next := range []string{"retry", "replay", "wider retry", "wider retry without a chunk", "split retry"} {
 		t.Run(next, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
@@ -58,9 +59,9 @@ func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 				}
 			case "replay":
 				load(t, w, "load-r", 10, xEvent)
-			case "wider retry", "wider retry without a chunk":
+			case "wider retry", "wider retry without a chunk", "split retry":
 				bChunks := man.Chunks
-				if next == "wider retry without a chunk" {
+				if next != "wider retry" {
 					bChunks = man.Chunks[:1] // x's
 				}
 				cDir, cMan := split(t, "load-c", 10, event(uuid(103), "2026-11-01T11:30:00Z", "cy", "gpt-4o", "allow", "0.04"))
@@ -70,16 +71,22 @@ func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 				if err := w.CommitLoads(ctx, []warehouse.LoadChunks{{LoadID: "load-b", Source: "export", Chunks: bChunks}, {LoadID: "load-c", Source: "pull", Chunks: cMan.Chunks}}); err != nil {
 					t.Fatal(err)
 				}
+				if next == "split retry" {
+					if err := w.CommitBatch(ctx, "load-b", "export", man.Chunks[1:]); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			if ids := factIDs(t, w); ids[x] != 1 || ids[y] != 1 {
 				t.Fatalf("fact ids %v, want x and y once each", ids)
 			}
 			// The next commit looks only while load-b has not converged:
-			// its retry converged it, and a wider set holding all of its
-			// chunks; a replay does not, nor a set that lacks a chunk.
+			// its retry converged it, and so did sets whose looks covered
+			// all its chunks; a replay does not, nor a set that lacks a
+			// chunk.
 			seen := record(w)
 			load(t, w, "load-d", 10, event(uuid(102), "2026-11-01T12:00:00Z", "cy", "gpt-4o", "allow", "0.03"))
-			want := map[string]int{"retry": 0, "replay": 1, "wider retry": 0, "wider retry without a chunk": 1}[next]
+			want := map[string]int{"retry": 0, "replay": 1, "wider retry": 0, "wider retry without a chunk": 1, "split retry": 0}[next]
 			if n := looks(seen()); n != want {
 				t.Errorf("load-d after the %s: %d looks for doubled rows, want %d", next, n, want)
 			}

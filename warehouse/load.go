@@ -547,8 +547,8 @@ WHERE _n = 1 AND record_hash NOT IN (SELECT record_hash FROM %[1]s WHERE quarant
 	// commit_log gets the ledger's rows as the transaction began plus
 	// those it added, and how many it added: converge compares them with
 	// the ledger after the commit (mustLook). commit_chunks gets the
-	// set's (load, chunk) pairs, for a set retried as another
-	// (coveredSets).
+	// set's (load, chunk) pairs, for a set retried as others
+	// (overlapUnconverged).
 	script += fmt.Sprintf(`
 INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, committed_at)
 SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, CURRENT_TIMESTAMP()
@@ -567,24 +567,34 @@ SELECT @commit_set, @load_ids[OFFSET(e.l)], e.chunk, CURRENT_TIMESTAMP() FROM (%
 
 // converge removes rows of the set that a commit beside it doubled
 // (removeDoubled), then records in commit_log that the set's commit is
-// done with that, and so are the sets its look covered: until a set is,
-// every other commit looks (see mustLook).
+// done with that, and so is every earlier set whose chunks this look and
+// earlier ones have all covered (recordLooks): until a set is, every
+// other commit looks (see mustLook).
 func (w *Warehouse) converge(ctx context.Context, loads []LoadChunks) error {
-	covered, err := w.removeDoubled(ctx, loads)
+	looked, err := w.removeDoubled(ctx, loads)
 	if err != nil {
 		return err
 	}
+	sets := []string{setKey(loads)}
+	if len(looked) > 0 {
+		done, err := w.recordLooks(ctx, loads, looked)
+		if err != nil {
+			return err
+		}
+		sets = append(sets, done...)
+	}
 	what := "record that " + describe(loads) + " converged"
 	return w.exec(ctx, what, fmt.Sprintf("INSERT INTO %s (commit_set, what, ledger_rows, chunks_added, logged_at) SELECT s, 'converged', 0, 0, CURRENT_TIMESTAMP() FROM UNNEST(@commit_sets) AS s",
-		w.ref(schemas.TableCommits)), bigquery.QueryParameter{Name: "commit_sets", Value: append([]string{setKey(loads)}, covered...)})
+		w.ref(schemas.TableCommits)), bigquery.QueryParameter{Name: "commit_sets", Value: sets})
 }
 
 // removeDoubled finds event ids of the set that fact_ai_event holds
 // twice, and records quarantined twice within the window, and only then
 // deletes all but the row with the smallest load id (see CommitLoads).
 // It looks only when a commit may have landed beside the set's
-// (mustLook), and returns the other sets that look covered (coveredSets).
-func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (covered []string, err error) {
+// (mustLook), and returns the chunks of unconverged sets that look
+// covered (overlapUnconverged).
+func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (looked []string, err error) {
 	ids := w.unionStaged("stg_", loads, sameCols("s.event_id"))
 	hashes := w.unionStaged("qstg_", loads, sameCols("s.record_hash"))
 	if ids == "" && hashes == "" {
@@ -594,10 +604,10 @@ func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (cove
 	if err != nil || !look {
 		return nil, err
 	}
-	// Only a set that found chunks already in the ledger can hold all of
+	// Only a set that found chunks already in the ledger can hold
 	// another's; it asks before its look, so those sets committed first.
 	if recommitted {
-		if covered, err = w.coveredSets(ctx, loads); err != nil {
+		if looked, err = w.overlapUnconverged(ctx, loads); err != nil {
 			return nil, err
 		}
 	}
@@ -689,33 +699,34 @@ WHERE x.quarantined_at >= @quarantine_since
 		fix = append(fix, bigquery.QueryParameter{Name: "quarantine_since", Value: since})
 	}
 	if script == "" {
-		return covered, nil
+		return looked, nil
 	}
-	return covered, w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
+	return looked, w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
 }
 
-// coveredSets are the sets of the last commitLogWindow, other than this
-// one, that have not recorded that they converged and whose every (load,
-// chunk) this set holds: a set retried as another, as when a compaction
-// re-lists with more loads after a run that died between its commit and
-// its look. This set's look, which runs after their commits, looks at
-// every event id and record hash of theirs, so it converges them too;
-// without that, every commit would look for commitLogWindow. A set
-// committed by an older version has no commit_chunks rows and is never
-// covered: it keeps the commits looking, as before.
-func (w *Warehouse) coveredSets(ctx context.Context, loads []LoadChunks) ([]string, error) {
+// overlapUnconverged names the chunks this set holds of other sets of
+// the last commitLogWindow that have not recorded that they converged:
+// a set retried as others, as when a compaction re-lists after a run
+// that died between its commit and its look, with more loads or split
+// one by one. Each is setKey's 32 characters then "load/chunk". Asked
+// before this set's look, so those sets committed first, and the look
+// reads every event id and record hash of those chunks; recordLooks then
+// converges a set whose chunks such looks have all covered. Without it,
+// every commit would look for commitLogWindow. A set committed by an
+// older version has no commit_chunks rows and never converges this way.
+func (w *Warehouse) overlapUnconverged(ctx context.Context, loads []LoadChunks) ([]string, error) {
 	var pairs []string
 	for _, l := range loads {
 		for _, c := range l.Chunks {
 			pairs = append(pairs, fmt.Sprintf("%s/%d", l.LoadID, c.Index))
 		}
 	}
-	what := "look for sets " + describe(loads) + " holds"
-	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT k.commit_set FROM %[1]s k
-WHERE k.logged_at >= @since AND k.commit_set != @commit_set AND k.commit_set IN (
-  SELECT o.commit_set FROM %[2]s o WHERE o.logged_at >= @since GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0)
-GROUP BY k.commit_set
-HAVING COUNTIF(CONCAT(k.load_id, '/', CAST(k.chunk AS STRING)) NOT IN UNNEST(@pairs)) = 0`,
+	what := "look for unconverged sets " + describe(loads) + " overlaps"
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT DISTINCT CONCAT(k.commit_set, k.load_id, '/', CAST(k.chunk AS STRING)) AS looked FROM %[1]s k
+WHERE k.logged_at >= @since AND k.commit_set != @commit_set
+  AND CONCAT(k.load_id, '/', CAST(k.chunk AS STRING)) IN UNNEST(@pairs)
+  AND k.commit_set IN (SELECT o.commit_set FROM %[2]s o WHERE o.logged_at >= @since
+    GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0)`,
 		w.ref(schemas.TableCommitSets), w.ref(schemas.TableCommits)),
 		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)},
 		bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)},
@@ -723,15 +734,56 @@ HAVING COUNTIF(CONCAT(k.load_id, '/', CAST(k.chunk AS STRING)) NOT IN UNNEST(@pa
 	if err != nil {
 		return nil, err
 	}
+	looked := make([]string, 0, len(rows))
+	for _, r := range rows {
+		v, ok := r["looked"].(string)
+		if !ok || len(v) <= setKeyLen {
+			return nil, fmt.Errorf("%s: looked: got %T (%v)", what, r["looked"], r["looked"])
+		}
+		looked = append(looked, v)
+	}
+	return looked, nil
+}
+
+// recordLooks writes to commit_looks the chunks of unconverged sets this
+// set's look covered (overlapUnconverged), then returns those sets whose
+// every chunk a look has now covered, this one's or earlier ones': they
+// converged. Written before it is read, so of two sets that covered
+// halves of one, the later to read sees both.
+func (w *Warehouse) recordLooks(ctx context.Context, loads []LoadChunks, looked []string) ([]string, error) {
+	since := bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)}
+	if err := w.exec(ctx, "record what "+describe(loads)+" looked at", fmt.Sprintf(
+		"INSERT INTO %s (commit_set, pair, logged_at) SELECT SUBSTR(x, 1, %[2]d), SUBSTR(x, %[3]d), CURRENT_TIMESTAMP() FROM UNNEST(@looked) AS x",
+		w.ref(schemas.TableCommitLooks), setKeyLen, setKeyLen+1), bigquery.QueryParameter{Name: "looked", Value: looked}); err != nil {
+		return nil, err
+	}
 	var sets []string
+	seen := map[string]bool{}
+	for _, v := range looked {
+		if set := v[:setKeyLen]; !seen[set] {
+			seen[set] = true
+			sets = append(sets, set)
+		}
+	}
+	what := "look for sets " + describe(loads) + " converged"
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT k.commit_set FROM %[1]s k
+LEFT JOIN (SELECT DISTINCT l.commit_set, l.pair FROM %[2]s l WHERE l.logged_at >= @since AND l.commit_set IN UNNEST(@sets)) d
+  ON d.commit_set = k.commit_set AND d.pair = CONCAT(k.load_id, '/', CAST(k.chunk AS STRING))
+WHERE k.logged_at >= @since AND k.commit_set IN UNNEST(@sets)
+GROUP BY k.commit_set HAVING COUNTIF(d.pair IS NULL) = 0`, w.ref(schemas.TableCommitSets), w.ref(schemas.TableCommitLooks)),
+		since, bigquery.QueryParameter{Name: "sets", Value: sets})
+	if err != nil {
+		return nil, err
+	}
+	var done []string
 	for _, r := range rows {
 		set, ok := r["commit_set"].(string)
 		if !ok {
 			return nil, fmt.Errorf("%s: commit_set: got %T", what, r["commit_set"])
 		}
-		sets = append(sets, set)
+		done = append(done, set)
 	}
-	return sets, nil
+	return done, nil
 }
 
 // commitLogWindow is how far back mustLook reads commit_log (partitioned
@@ -764,7 +816,7 @@ const commitLogWindow = 7 * 24 * time.Hour
 // of fact ids and the quarantine's window of hashes.
 //
 // recommitted says the set found some of its chunks already in the
-// ledger, or cannot tell (see coveredSets).
+// ledger, or cannot tell (see overlapUnconverged).
 func (w *Warehouse) mustLook(ctx context.Context, loads []LoadChunks) (look, recommitted bool, err error) {
 	what := "look for a commit beside " + describe(loads)
 	commits := w.ref(schemas.TableCommits)
@@ -805,8 +857,11 @@ func setKey(loads []LoadChunks) string {
 			fmt.Fprintf(h, "%s\x00%d\n", l.LoadID, c.Index)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:32]
+	return hex.EncodeToString(h.Sum(nil))[:setKeyLen]
 }
+
+// setKeyLen is a set key's length, in hex digits.
+const setKeyLen = 32
 
 // strictInt reads an INT64 result: a doubled row must not go unremoved
 // because a count came back as something else.

@@ -192,9 +192,13 @@ var costRules = []costRule{
 	{"commit: record it converged", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT s, 'converged', 0, 0, CURRENT_TIMESTAMP\(\) FROM UNNEST\(@commit_sets\) AS s$`),
 		nil, "commit_log", false},
 	// Only when a commit that looks found some of its chunks already in
-	// the ledger (not in the run).
-	{"commit: look for sets it holds", rx(`SELECT k\.commit_set FROM commit_chunks k WHERE`),
+	// the ledger, and then only when another set never converged (not in
+	// the run).
+	{"converge: chunks of unconverged sets", rx(`SELECT DISTINCT CONCAT\(k\.commit_set, k\.load_id, '/', CAST\(k\.chunk AS STRING\)\) AS looked FROM commit_chunks k`),
 		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}, {"commit_log", []string{"commit_set", "what", "logged_at"}, scopeSmall}}, "", false},
+	{"converge: record the chunks looked at", rx(`INSERT INTO commit_looks \(commit_set, pair, logged_at\)`), nil, "commit_looks", false},
+	{"converge: sets all of whose chunks were looked at", rx(`SELECT k\.commit_set FROM commit_chunks k LEFT JOIN`),
+		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}, {"commit_looks", []string{"commit_set", "pair", "logged_at"}, scopeSmall}}, "", false},
 	// Only when a commit may have landed beside this one (the ledger
 	// grew since its transaction began, or another commit has not
 	// converged; not in the run).

@@ -244,19 +244,31 @@ func Tables() []TableSpec {
 		},
 		{
 			// Read when a commit finds some of its chunks already in the
-			// ledger (warehouse.coveredSets): a set retried as another
-			// (a compaction that re-listed with more loads) looks at every
-			// chunk of the set whose look never ran, and records that set
-			// converged too, instead of leaving every commit looking for
-			// commitLogWindow.
+			// ledger (warehouse.overlapUnconverged): a set retried as
+			// others (a compaction that re-listed with more loads, or
+			// split them one by one) looks at the chunks of the set whose
+			// look never ran, and once looks have covered them all that
+			// set is recorded converged too, instead of every commit
+			// looking for commitLogWindow.
 			Name:                schemas.TableCommitSets,
-			Description:         "The (load, chunk) pairs of each commit, written by its transaction: a commit that holds every chunk of another that never converged looks for it and records it converged. Partitions expire after 8 days.",
+			Description:         "The (load, chunk) pairs of each commit, written by its transaction, so that later commits holding the chunks of one that never converged can look for it (commit_looks). Partitions expire after 8 days.",
 			PartitionField:      "logged_at",
 			PartitionExpiration: 8 * 24 * time.Hour,
 			Schema: bigquery.Schema{
 				req("commit_set", bigquery.StringFieldType),
 				req("load_id", bigquery.StringFieldType),
 				req("chunk", bigquery.IntegerFieldType),
+				req("logged_at", bigquery.TimestampFieldType),
+			},
+		},
+		{
+			Name:                schemas.TableCommitLooks,
+			Description:         "Chunks of a commit that never converged, each as 'load/chunk', that a later commit's look covered: once every chunk of it is here, it is recorded converged. Partitions expire after 8 days.",
+			PartitionField:      "logged_at",
+			PartitionExpiration: 8 * 24 * time.Hour,
+			Schema: bigquery.Schema{
+				req("commit_set", bigquery.StringFieldType),
+				req("pair", bigquery.StringFieldType),
 				req("logged_at", bigquery.TimestampFieldType),
 			},
 		},
