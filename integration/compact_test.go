@@ -9,11 +9,14 @@ import (
 
 	"cloud.google.com/go/bigquery"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/api/iterator"
 
 	"github.com/ktpipe/ktpipe/control"
 	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -232,5 +235,65 @@ func TestDeferredWebhookBatchesLandOnceThroughTheCompaction(t *testing.T) {
 	s.assertExactlyOnce(time.Time{}, time.Time{})
 	if m := s.pendingMarks(); len(m) != 0 {
 		t.Fatalf("marks left after the compaction: %v", m)
+	}
+}
+
+// A set whose commit took effect but whose look never ran (its worker
+// died, its retries never came) leaves every commit looking for doubled
+// rows until it converges. The compaction's next run commits its loads
+// again in a wider set, whose look covers the dead set's chunks and
+// records it converged.
+func TestCompactionConvergesASetThatDiedBeforeItsLook(t *testing.T) {
+	s := newStack(t, simConfig(), true)
+	ctx := context.Background()
+	pull := workflows.IncrementalPullInput{Start: "30d", PageSize: 300, PagesPerBatch: 1, BatchesPerRun: 3, Tuning: s.tuning, Defer: true}
+	var pres workflows.IncrementalPullResult
+	if err := s.run("pull-"+s.tq, workflows.IncrementalPull, pull, &pres); err != nil {
+		t.Fatal(err)
+	}
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	env.RegisterActivity(s.acts)
+	v, err := env.ExecuteActivity(s.acts.PendingLoads, payload.PendingLoadsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending payload.PendingLoadsResult
+	if err := v.Get(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if len(pending.Loads) < 2 {
+		t.Fatalf("pull %+v left %d pending loads, want several", pres, len(pending.Loads))
+	}
+	// The dead set: the first load committed, its staging tables kept
+	// (a merge drops them only after every set converged), and no
+	// "converged" row, as a worker killed before its look leaves it.
+	first := pending.Loads[0]
+	if err := s.wh.CommitLoads(ctx, []warehouse.LoadChunks{{LoadID: first.Manifest.LoadID, Source: first.Source, Chunks: first.Manifest.Chunks}}); err != nil {
+		t.Fatal(err)
+	}
+	commits := "`" + project + "." + s.dataset + ".commit_log`"
+	if _, err := s.bq.Query("DELETE FROM " + commits + " WHERE what = 'converged'").Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	unconverged := "SELECT COUNT(*) FROM (SELECT commit_set FROM " + commits + " GROUP BY commit_set HAVING COUNTIF(what = 'converged') = 0)"
+	if n := s.count(unconverged); n != 1 {
+		t.Fatalf("%d unconverged sets before the compaction, want the dead one", n)
+	}
+
+	var res workflows.CompactResult
+	if err := s.run("compact-"+s.tq, workflows.Compact, workflows.CompactInput{Tuning: s.tuning}, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Loads != len(pending.Loads) || res.Rows != pres.Rows || len(res.Failed) != 0 {
+		t.Fatalf("compaction %+v, want the pull's %d loads (%d rows)", res, len(pending.Loads), pres.Rows)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	if n := s.count(unconverged); n != 0 {
+		t.Errorf("%d unconverged sets after the compaction, want none: every commit would look for 7 days", n)
+	}
+	looks := "`" + project + "." + s.dataset + ".commit_looks`"
+	if n, want := s.count("SELECT COUNT(DISTINCT pair) FROM "+looks), len(first.Manifest.Chunks); n != int64(want) {
+		t.Errorf("commit_looks holds %d chunks, want the dead set's %d", n, want)
 	}
 }
