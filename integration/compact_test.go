@@ -280,6 +280,16 @@ func TestCompactionConvergesASetThatDiedBeforeItsLook(t *testing.T) {
 	if n := s.count(unconverged); n != 1 {
 		t.Fatalf("%d unconverged sets before the compaction, want the dead one", n)
 	}
+	// Its key, to follow it: the only set so far.
+	it, err := s.bq.Query("SELECT DISTINCT commit_set FROM " + commits).Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row []bigquery.Value
+	if err := it.Next(&row); err != nil {
+		t.Fatal(err)
+	}
+	dead, _ := row[0].(string)
 
 	var res workflows.CompactResult
 	if err := s.run("compact-"+s.tq, workflows.Compact, workflows.CompactInput{Tuning: s.tuning}, &res); err != nil {
@@ -292,8 +302,20 @@ func TestCompactionConvergesASetThatDiedBeforeItsLook(t *testing.T) {
 	if n := s.count(unconverged); n != 0 {
 		t.Errorf("%d unconverged sets after the compaction, want none: every commit would look for 7 days", n)
 	}
+	// Converged by the compaction's look over its chunks, not by chance.
+	chunks := "`" + project + "." + s.dataset + ".commit_chunks`"
 	looks := "`" + project + "." + s.dataset + ".commit_looks`"
-	if n, want := s.count("SELECT COUNT(DISTINCT pair) FROM "+looks), len(first.Manifest.Chunks); n != int64(want) {
-		t.Errorf("commit_looks holds %d chunks, want the dead set's %d", n, want)
+	q := s.bq.Query("SELECT (SELECT COUNT(*) FROM " + chunks + " WHERE commit_set = @dead), " +
+		"(SELECT COUNT(DISTINCT CONCAT(load_id, '/', CAST(chunk AS STRING))) FROM " + looks + " WHERE commit_set = @dead)")
+	q.Parameters = []bigquery.QueryParameter{{Name: "dead", Value: dead}}
+	if it, err = q.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := it.Next(&row); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := row[0].(int64)
+	if n, _ := row[1].(int64); want == 0 || n != want {
+		t.Errorf("commit_looks holds %d chunks of the dead set, want its %d", n, want)
 	}
 }

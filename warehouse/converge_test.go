@@ -60,6 +60,7 @@ func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 			case "replay":
 				load(t, w, "load-r", 10, xEvent)
 			case "wider retry", "wider retry without a chunk", "split retry":
+				seen := record(w)
 				bChunks := man.Chunks
 				if next != "wider retry" {
 					bChunks = man.Chunks[:1] // x's
@@ -71,14 +72,44 @@ func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 				if err := w.CommitLoads(ctx, []warehouse.LoadChunks{{LoadID: "load-b", Source: "export", Chunks: bChunks}, {LoadID: "load-c", Source: "pull", Chunks: cMan.Chunks}}); err != nil {
 					t.Fatal(err)
 				}
+				// The dead set is asked about before the look: that look
+				// must see its rows.
+				asked, looked := -1, -1
+				for i, st := range seen() {
+					switch {
+					case asked < 0 && strings.HasPrefix(st.What, "find unconverged sets sharing chunks"):
+						asked = i
+					case looked < 0 && strings.HasPrefix(st.What, "look for doubled rows"):
+						looked = i
+					}
+				}
+				if asked < 0 || looked < asked {
+					t.Fatalf("the wider set asked for unconverged sets at statement %d and looked at %d, want asked before the look", asked, looked)
+				}
 				if next == "split retry" {
 					if err := w.CommitBatch(ctx, "load-b", "export", man.Chunks[1:]); err != nil {
 						t.Fatal(err)
 					}
 				}
 			}
-			if ids := factIDs(t, w); ids[x] != 1 || ids[y] != 1 {
-				t.Fatalf("fact ids %v, want x and y once each", ids)
+			ids := factIDs(t, w)
+			wantIDs := 2
+			if strings.HasPrefix(next, "wider") || next == "split retry" {
+				wantIDs = 3 // load-c's too
+			}
+			for id, n := range ids {
+				if n != 1 {
+					t.Errorf("fact id %s held %d times, want once", id, n)
+				}
+			}
+			if ids[x] != 1 || ids[y] != 1 || len(ids) != wantIDs {
+				t.Fatalf("fact ids %v, want x, y and %d in all, once each", ids, wantIDs)
+			}
+			// load-b's set itself, as commit_log says it.
+			unconverged := queryRows(t, fmt.Sprintf("SELECT COUNT(*) FROM (SELECT commit_set FROM `%s.%s.%s` GROUP BY commit_set HAVING COUNTIF(what = 'converged') = 0)", project, ds, schemas.TableCommits))
+			wantUnconverged := map[string]int64{"retry": 0, "replay": 1, "wider retry": 0, "wider retry without a chunk": 1, "split retry": 0}[next]
+			if n, _ := unconverged[0][0].(int64); n != wantUnconverged {
+				t.Errorf("after the %s: %d unconverged sets in commit_log, want %d", next, n, wantUnconverged)
 			}
 			// The next commit looks only while load-b has not converged:
 			// its retry converged it, and so did sets whose looks covered

@@ -79,7 +79,7 @@ func fileHash(f *os.File) (string, error) {
 // writes besides (raw, fact, fact_usage, fact_users, quarantine, ledger,
 // commit_log, commit_chunks, the temps new_rows and ledger_before) stay
 // below it whether the limit counts per statement or per script. Each
-// chunk adds a line of SQL to each of the script's unions: 390 KB at the
+// chunk adds a line of SQL to each of the script's unions: 400 KB at the
 // bound with ordinary names, and a set whose script would pass
 // BigQuery's 1,024 KB (a long dataset name) is committed in parts that
 // fit (fitQueryText). 480 chunks of 50,000 rows,
@@ -208,7 +208,7 @@ const maxScriptBytes = 1_000_000
 
 // fitQueryText splits a set whose commit script would be longer than
 // maxScriptBytes into halves (of its chunks, in order), again until each
-// fits. At MaxBatchChunks with ordinary names a script is about 390 KB,
+// fits. At MaxBatchChunks with ordinary names a script is about 400 KB,
 // but its text grows with the table references, and a dataset name may
 // be 1,024 characters. The split depends only on the set, so a retry
 // commits the same halves under the same job ids.
@@ -560,7 +560,7 @@ SELECT @commit_set, 'commit', b.total + a.n - b.mine, a.n - b.mine, CURRENT_TIME
 FROM ledger_before b CROSS JOIN (SELECT COUNT(*) AS n FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) a;
 INSERT INTO %[5]s (commit_set, load_id, chunk, logged_at)
 SELECT @commit_set, @load_ids[OFFSET(e.l)], e.chunk, CURRENT_TIMESTAMP() FROM (%[3]s) e;
-`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "), w.ref(schemas.TableCommits), w.ref(schemas.TableCommitSets))
+`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "), w.ref(schemas.TableCommits), w.ref(schemas.TableCommitChunks))
 	script += "COMMIT TRANSACTION;\n"
 	return script
 }
@@ -569,15 +569,17 @@ SELECT @commit_set, @load_ids[OFFSET(e.l)], e.chunk, CURRENT_TIMESTAMP() FROM (%
 // (removeDoubled), then records in commit_log that the set's commit is
 // done with that, and so is every earlier set whose chunks this look and
 // earlier ones have all covered (recordLooks): until a set is, every
-// other commit looks (see mustLook).
+// other commit looks (see mustLook). An error in recordLooks fails the
+// commit like any other statement's: its retry looks again, and records
+// again.
 func (w *Warehouse) converge(ctx context.Context, loads []LoadChunks) error {
-	looked, err := w.removeDoubled(ctx, loads)
+	overlapped, err := w.removeDoubled(ctx, loads)
 	if err != nil {
 		return err
 	}
 	sets := []string{setKey(loads)}
-	if len(looked) > 0 {
-		done, err := w.recordLooks(ctx, loads, looked)
+	if len(overlapped) > 0 {
+		done, err := w.recordLooks(ctx, loads, overlapped)
 		if err != nil {
 			return err
 		}
@@ -592,9 +594,9 @@ func (w *Warehouse) converge(ctx context.Context, loads []LoadChunks) error {
 // twice, and records quarantined twice within the window, and only then
 // deletes all but the row with the smallest load id (see CommitLoads).
 // It looks only when a commit may have landed beside the set's
-// (mustLook), and returns the chunks of unconverged sets that look
-// covered (overlapUnconverged).
-func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (looked []string, err error) {
+// (mustLook), and returns the unconverged sets some of whose chunks that
+// look covered (overlapUnconverged).
+func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (overlapped []string, err error) {
 	ids := w.unionStaged("stg_", loads, sameCols("s.event_id"))
 	hashes := w.unionStaged("qstg_", loads, sameCols("s.record_hash"))
 	if ids == "" && hashes == "" {
@@ -604,10 +606,15 @@ func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (look
 	if err != nil || !look {
 		return nil, err
 	}
-	// Only a set that found chunks already in the ledger can hold
-	// another's; it asks before its look, so those sets committed first.
+	// Only a set that found chunks already in the ledger holds chunks of
+	// a set committed before its transaction began (a set committing the
+	// same chunks beside it is not asked about: it converges itself). It
+	// asks before its look, so the look sees those sets' rows and every
+	// row committed before them; a row doubled with a commit that landed
+	// later is that commit's to remove, since its ledger count missed
+	// this set's rows and it looks.
 	if recommitted {
-		if looked, err = w.overlapUnconverged(ctx, loads); err != nil {
+		if overlapped, err = w.overlapUnconverged(ctx, loads); err != nil {
 			return nil, err
 		}
 	}
@@ -699,91 +706,86 @@ WHERE x.quarantined_at >= @quarantine_since
 		fix = append(fix, bigquery.QueryParameter{Name: "quarantine_since", Value: since})
 	}
 	if script == "" {
-		return looked, nil
+		return overlapped, nil
 	}
-	return looked, w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
+	return overlapped, w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
 }
 
-// overlapUnconverged names the chunks this set holds of other sets of
-// the last commitLogWindow that have not recorded that they converged:
-// a set retried as others, as when a compaction re-lists after a run
-// that died between its commit and its look, with more loads or split
-// one by one. Each is setKey's 32 characters then "load/chunk". Asked
-// before this set's look, so those sets committed first, and the look
-// reads every event id and record hash of those chunks; recordLooks then
-// converges a set whose chunks such looks have all covered. Without it,
-// every commit would look for commitLogWindow. A set committed by an
-// older version has no commit_chunks rows and never converges this way.
+// overlapUnconverged returns the other sets of the last
+// commitLogWindow that have not recorded that they converged and share
+// chunks with this one: a set retried as others, as when a compaction
+// re-lists after a run that died between its commit and its look, with
+// more loads or split one by one. This set's look reads every event id
+// and record hash of the shared chunks; recordLooks then converges a set
+// whose chunks such looks have all covered. Without it, every commit
+// would look for commitLogWindow. A set committed by an older version
+// has no commit_chunks rows and converges only by its own retry.
 func (w *Warehouse) overlapUnconverged(ctx context.Context, loads []LoadChunks) ([]string, error) {
+	what := "find unconverged sets sharing chunks with " + describe(loads)
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT DISTINCT k.commit_set FROM %[1]s k
+WHERE k.logged_at >= @since AND k.commit_set != @commit_set
+  AND CONCAT(k.load_id, '/', CAST(k.chunk AS STRING)) IN UNNEST(@pairs)
+  AND k.commit_set IN (SELECT o.commit_set FROM %[2]s o WHERE o.logged_at >= @since
+    GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0)`,
+		w.ref(schemas.TableCommitChunks), w.ref(schemas.TableCommits)),
+		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)},
+		bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)},
+		bigquery.QueryParameter{Name: "pairs", Value: chunkPairs(loads)})
+	if err != nil {
+		return nil, err
+	}
+	return commitSets(what, rows)
+}
+
+// recordLooks writes to commit_looks the chunks this set shares with the
+// unconverged sets overlapUnconverged found before its look, then
+// returns those of them whose every chunk a look has now covered, this
+// one's or earlier ones': they converged. Written before it is read, so
+// of two sets that covered halves of one, the later to read sees both.
+func (w *Warehouse) recordLooks(ctx context.Context, loads []LoadChunks, overlapped []string) ([]string, error) {
+	chunks, looks := w.ref(schemas.TableCommitChunks), w.ref(schemas.TableCommitLooks)
+	since := bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)}
+	sets := bigquery.QueryParameter{Name: "sets", Value: overlapped}
+	if err := w.exec(ctx, "record the chunks of unconverged sets "+describe(loads)+" looked at", fmt.Sprintf(`INSERT INTO %[1]s (commit_set, load_id, chunk, logged_at)
+SELECT k.commit_set, k.load_id, k.chunk, CURRENT_TIMESTAMP() FROM %[2]s k
+WHERE k.logged_at >= @since AND k.commit_set IN UNNEST(@sets) AND CONCAT(k.load_id, '/', CAST(k.chunk AS STRING)) IN UNNEST(@pairs)`, looks, chunks),
+		since, sets, bigquery.QueryParameter{Name: "pairs", Value: chunkPairs(loads)}); err != nil {
+		return nil, err
+	}
+	what := "find sets converged by the looks of " + describe(loads)
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT k.commit_set FROM %[1]s k
+LEFT JOIN (SELECT DISTINCT l.commit_set, l.load_id, l.chunk FROM %[2]s l WHERE l.logged_at >= @since AND l.commit_set IN UNNEST(@sets)) d
+  ON d.commit_set = k.commit_set AND d.load_id = k.load_id AND d.chunk = k.chunk
+WHERE k.logged_at >= @since AND k.commit_set IN UNNEST(@sets)
+GROUP BY k.commit_set HAVING COUNTIF(d.commit_set IS NULL) = 0`, chunks, looks), since, sets)
+	if err != nil {
+		return nil, err
+	}
+	return commitSets(what, rows)
+}
+
+// chunkPairs are the set's chunks as "load/chunk".
+func chunkPairs(loads []LoadChunks) []string {
 	var pairs []string
 	for _, l := range loads {
 		for _, c := range l.Chunks {
 			pairs = append(pairs, fmt.Sprintf("%s/%d", l.LoadID, c.Index))
 		}
 	}
-	what := "look for unconverged sets " + describe(loads) + " overlaps"
-	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT DISTINCT CONCAT(k.commit_set, k.load_id, '/', CAST(k.chunk AS STRING)) AS looked FROM %[1]s k
-WHERE k.logged_at >= @since AND k.commit_set != @commit_set
-  AND CONCAT(k.load_id, '/', CAST(k.chunk AS STRING)) IN UNNEST(@pairs)
-  AND k.commit_set IN (SELECT o.commit_set FROM %[2]s o WHERE o.logged_at >= @since
-    GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0)`,
-		w.ref(schemas.TableCommitSets), w.ref(schemas.TableCommits)),
-		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)},
-		bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)},
-		bigquery.QueryParameter{Name: "pairs", Value: pairs})
-	if err != nil {
-		return nil, err
-	}
-	looked := make([]string, 0, len(rows))
-	for _, r := range rows {
-		v, ok := r["looked"].(string)
-		if !ok || len(v) <= setKeyLen {
-			return nil, fmt.Errorf("%s: looked: got %T (%v)", what, r["looked"], r["looked"])
-		}
-		looked = append(looked, v)
-	}
-	return looked, nil
+	return pairs
 }
 
-// recordLooks writes to commit_looks the chunks of unconverged sets this
-// set's look covered (overlapUnconverged), then returns those sets whose
-// every chunk a look has now covered, this one's or earlier ones': they
-// converged. Written before it is read, so of two sets that covered
-// halves of one, the later to read sees both.
-func (w *Warehouse) recordLooks(ctx context.Context, loads []LoadChunks, looked []string) ([]string, error) {
-	since := bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)}
-	if err := w.exec(ctx, "record what "+describe(loads)+" looked at", fmt.Sprintf(
-		"INSERT INTO %s (commit_set, pair, logged_at) SELECT SUBSTR(x, 1, %[2]d), SUBSTR(x, %[3]d), CURRENT_TIMESTAMP() FROM UNNEST(@looked) AS x",
-		w.ref(schemas.TableCommitLooks), setKeyLen, setKeyLen+1), bigquery.QueryParameter{Name: "looked", Value: looked}); err != nil {
-		return nil, err
-	}
-	var sets []string
-	seen := map[string]bool{}
-	for _, v := range looked {
-		if set := v[:setKeyLen]; !seen[set] {
-			seen[set] = true
-			sets = append(sets, set)
-		}
-	}
-	what := "look for sets " + describe(loads) + " converged"
-	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT k.commit_set FROM %[1]s k
-LEFT JOIN (SELECT DISTINCT l.commit_set, l.pair FROM %[2]s l WHERE l.logged_at >= @since AND l.commit_set IN UNNEST(@sets)) d
-  ON d.commit_set = k.commit_set AND d.pair = CONCAT(k.load_id, '/', CAST(k.chunk AS STRING))
-WHERE k.logged_at >= @since AND k.commit_set IN UNNEST(@sets)
-GROUP BY k.commit_set HAVING COUNTIF(d.pair IS NULL) = 0`, w.ref(schemas.TableCommitSets), w.ref(schemas.TableCommitLooks)),
-		since, bigquery.QueryParameter{Name: "sets", Value: sets})
-	if err != nil {
-		return nil, err
-	}
-	var done []string
+// commitSets reads a result of one commit_set column.
+func commitSets(what string, rows []map[string]bigquery.Value) ([]string, error) {
+	sets := make([]string, 0, len(rows))
 	for _, r := range rows {
 		set, ok := r["commit_set"].(string)
 		if !ok {
 			return nil, fmt.Errorf("%s: commit_set: got %T", what, r["commit_set"])
 		}
-		done = append(done, set)
+		sets = append(sets, set)
 	}
-	return done, nil
+	return sets, nil
 }
 
 // commitLogWindow is how far back mustLook reads commit_log (partitioned
@@ -857,11 +859,8 @@ func setKey(loads []LoadChunks) string {
 			fmt.Fprintf(h, "%s\x00%d\n", l.LoadID, c.Index)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:setKeyLen]
+	return hex.EncodeToString(h.Sum(nil))[:32]
 }
-
-// setKeyLen is a set key's length, in hex digits.
-const setKeyLen = 32
 
 // strictInt reads an INT64 result: a doubled row must not go unremoved
 // because a count came back as something else.

@@ -194,11 +194,12 @@ var costRules = []costRule{
 	// Only when a commit that looks found some of its chunks already in
 	// the ledger, and then only when another set never converged (not in
 	// the run).
-	{"converge: chunks of unconverged sets", rx(`SELECT DISTINCT CONCAT\(k\.commit_set, k\.load_id, '/', CAST\(k\.chunk AS STRING\)\) AS looked FROM commit_chunks k`),
+	{"converge: unconverged sets sharing chunks", rx(`SELECT DISTINCT k\.commit_set FROM commit_chunks k WHERE`),
 		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}, {"commit_log", []string{"commit_set", "what", "logged_at"}, scopeSmall}}, "", false},
-	{"converge: record the chunks looked at", rx(`INSERT INTO commit_looks \(commit_set, pair, logged_at\)`), nil, "commit_looks", false},
+	{"converge: record the chunks looked at", rx(`INSERT INTO commit_looks \(commit_set, load_id, chunk, logged_at\) SELECT k\.commit_set`),
+		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}}, "commit_looks", false},
 	{"converge: sets all of whose chunks were looked at", rx(`SELECT k\.commit_set FROM commit_chunks k LEFT JOIN`),
-		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}, {"commit_looks", []string{"commit_set", "pair", "logged_at"}, scopeSmall}}, "", false},
+		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}, {"commit_looks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}}, "", false},
 	// Only when a commit may have landed beside this one (the ledger
 	// grew since its transaction began, or another commit has not
 	// converged; not in the run).

@@ -231,7 +231,7 @@ func Tables() []TableSpec {
 			// only when the ledger has grown since its transaction began,
 			// or another commit has not finished its own look.
 			Name:                schemas.TableCommits,
-			Description:         "Two rows per commit: 'commit', written by its transaction (load_ledger's rows as it began plus those it added, and how many it added), and 'converged', once it has looked for rows doubled beside it or found it need not, or later commits' looks have covered all its chunks (commit_looks). Partitions expire after 8 days.",
+			Description:         "Per commit: 'commit', written by its transaction (load_ledger's rows as it began plus those it added, and how many it added), and 'converged', once it has looked for rows doubled beside it or found it need not, or later commits' looks have covered all its chunks (commit_looks). Partitions expire after 8 days.",
 			PartitionField:      "logged_at",
 			PartitionExpiration: 8 * 24 * time.Hour,
 			Schema: bigquery.Schema{
@@ -250,7 +250,7 @@ func Tables() []TableSpec {
 			// look never ran, and once looks have covered them all that
 			// set is recorded converged too, instead of every commit
 			// looking for commitLogWindow.
-			Name:                schemas.TableCommitSets,
+			Name:                schemas.TableCommitChunks,
 			Description:         "The (load, chunk) pairs of each commit, written by its transaction, so that later commits holding the chunks of one that never converged can look for it (commit_looks). Partitions expire after 8 days.",
 			PartitionField:      "logged_at",
 			PartitionExpiration: 8 * 24 * time.Hour,
@@ -262,13 +262,18 @@ func Tables() []TableSpec {
 			},
 		},
 		{
+			// Written and read by a commit whose look covered chunks of a
+			// set that never converged (warehouse.recordLooks): the looks
+			// of several later sets together can cover one, as when a
+			// compaction commits its loads one by one.
 			Name:                schemas.TableCommitLooks,
-			Description:         "Chunks of a commit that never converged, each as 'load/chunk', that a later commit's look covered: once every chunk of it is here, it is recorded converged. Partitions expire after 8 days.",
+			Description:         "Chunks of a commit that never converged that a later commit's look covered: once every chunk of it is here, it is recorded converged. Partitions expire after 8 days.",
 			PartitionField:      "logged_at",
 			PartitionExpiration: 8 * 24 * time.Hour,
 			Schema: bigquery.Schema{
 				req("commit_set", bigquery.StringFieldType),
-				req("pair", bigquery.StringFieldType),
+				req("load_id", bigquery.StringFieldType),
+				req("chunk", bigquery.IntegerFieldType),
 				req("logged_at", bigquery.TimestampFieldType),
 			},
 		},
