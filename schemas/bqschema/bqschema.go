@@ -121,6 +121,17 @@ func QuarantineSchema() bigquery.Schema {
 	}
 }
 
+// commitChunkSchema is a row of commit_chunks and of commit_looks: a
+// commit set's (load, chunk), and when it was written.
+func commitChunkSchema() bigquery.Schema {
+	return bigquery.Schema{
+		req("commit_set", bigquery.StringFieldType),
+		req("load_id", bigquery.StringFieldType),
+		req("chunk", bigquery.IntegerFieldType),
+		req("logged_at", bigquery.TimestampFieldType),
+	}
+}
+
 var eventClustering = []string{"gateway_id", "provider", "model", "decision"}
 
 // Tables lists every table ktpipe owns, in creation order.
@@ -254,12 +265,7 @@ func Tables() []TableSpec {
 			Description:         "The (load, chunk) pairs of each commit, written by its transaction, so that later commits holding the chunks of one that never converged can look for it (commit_looks). Partitions expire after 8 days.",
 			PartitionField:      "logged_at",
 			PartitionExpiration: 8 * 24 * time.Hour,
-			Schema: bigquery.Schema{
-				req("commit_set", bigquery.StringFieldType),
-				req("load_id", bigquery.StringFieldType),
-				req("chunk", bigquery.IntegerFieldType),
-				req("logged_at", bigquery.TimestampFieldType),
-			},
+			Schema:              commitChunkSchema(),
 		},
 		{
 			// Written and read by a commit whose look covered chunks of a
@@ -270,12 +276,7 @@ func Tables() []TableSpec {
 			Description:         "Chunks of a commit that never converged that a later commit's look covered: once every chunk of it is here, it is recorded converged. Partitions expire after 8 days.",
 			PartitionField:      "logged_at",
 			PartitionExpiration: 8 * 24 * time.Hour,
-			Schema: bigquery.Schema{
-				req("commit_set", bigquery.StringFieldType),
-				req("load_id", bigquery.StringFieldType),
-				req("chunk", bigquery.IntegerFieldType),
-				req("logged_at", bigquery.TimestampFieldType),
-			},
+			Schema:              commitChunkSchema(),
 		},
 		{
 			// The dimensions are refreshed from these two, not from the
