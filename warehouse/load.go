@@ -79,7 +79,7 @@ func fileHash(f *os.File) (string, error) {
 // writes besides (raw, fact, fact_usage, fact_users, quarantine, ledger,
 // commit_log, commit_chunks, the temps new_rows and ledger_before) stay
 // below it whether the limit counts per statement or per script. Each
-// chunk adds a line of SQL to each of the script's unions: 400 KB at the
+// chunk adds a line of SQL to each of the script's unions: 430 KB at the
 // bound with ordinary names, and a set whose script would pass
 // BigQuery's 1,024 KB (a long dataset name) is committed in parts that
 // fit (fitQueryText). 480 chunks of 50,000 rows,
@@ -208,7 +208,7 @@ const maxScriptBytes = 1_000_000
 
 // fitQueryText splits a set whose commit script would be longer than
 // maxScriptBytes into halves (of its chunks, in order), again until each
-// fits. At MaxBatchChunks with ordinary names a script is about 400 KB,
+// fits. At MaxBatchChunks with ordinary names a script is about 430 KB,
 // but its text grows with the table references, and a dataset name may
 // be 1,024 characters. The split depends only on the set, so a retry
 // commits the same halves under the same job ids.
@@ -607,12 +607,12 @@ func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (over
 		return nil, err
 	}
 	// Only a set that found chunks already in the ledger holds chunks of
-	// a set committed before its transaction began (a set committing the
-	// same chunks beside it is not asked about: it converges itself). It
-	// asks before its look, so the look sees those sets' rows and every
-	// row committed before them; a row doubled with a commit that landed
-	// later is that commit's to remove, since its ledger count missed
-	// this set's rows and it looks.
+	// a set committed before its transaction began: a set that added all
+	// its chunks has no earlier set to ask about. It asks before its
+	// look, so the look sees those sets' rows and every row committed
+	// before them; a row doubled with a commit that landed later is that
+	// commit's to remove, since its ledger count missed this set's rows
+	// and it looks.
 	if recommitted {
 		if overlapped, err = w.overlapUnconverged(ctx, loads); err != nil {
 			return nil, err

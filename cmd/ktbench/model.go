@@ -192,10 +192,11 @@ var costRules = []costRule{
 	{"commit: record it converged", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT s, 'converged', 0, 0, CURRENT_TIMESTAMP\(\) FROM UNNEST\(@commit_sets\) AS s$`),
 		nil, "commit_log", false},
 	// Only when a commit that looks found some of its chunks already in
-	// the ledger, and then only when another set never converged (not in
-	// the run).
+	// the ledger, or cannot tell (not in the run).
 	{"converge: unconverged sets sharing chunks", rx(`SELECT DISTINCT k\.commit_set FROM commit_chunks k WHERE`),
 		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}, {"commit_log", []string{"commit_set", "what", "logged_at"}, scopeSmall}}, "", false},
+	// Only when, besides, a set that never converged shares its chunks
+	// (not in the run).
 	{"converge: record the chunks looked at", rx(`INSERT INTO commit_looks \(commit_set, load_id, chunk, logged_at\) SELECT k\.commit_set`),
 		[]tableRead{{"commit_chunks", []string{"commit_set", "load_id", "chunk", "logged_at"}, scopeSmall}}, "commit_looks", false},
 	{"converge: sets all of whose chunks were looked at", rx(`SELECT k\.commit_set FROM commit_chunks k LEFT JOIN`),
