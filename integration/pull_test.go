@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ func TestScheduledPullsCatchLateEvents(t *testing.T) {
 	cfg := simConfig()
 	cfg.Faults = ktsim.Faults{ResendRate: 0.5, RateLimitRate: 0.05, ErrorRate: 0.05}
 	s := newStack(t, cfg, true)
+	// A bound a few commits pass: the refreshes after the pulls fold
+	// fact_usage, and what it sums must stay the fact table's.
+	s.wh.SetUsageRollupRows(20)
 	ctx := context.Background()
 	// Small pages and batches force several batches and a continue-as-new.
 	spec := control.ScheduleSpec{Interval: time.Hour, CatchupWindow: time.Hour, Paused: true,
@@ -96,6 +100,7 @@ func TestScheduledPullsCatchLateEvents(t *testing.T) {
 		t.Fatalf("pull after the cursor expired: %+v, want one reset and the ~80 new events", res)
 	}
 	s.assertExactlyOnce(time.Time{}, time.Time{})
+	s.assertUsageSumsTheFacts(ctx)
 
 	if err := s.ctl.PauseSchedule(ctx, false, "test"); err != nil {
 		t.Fatal(err)
@@ -182,4 +187,31 @@ func TestBackfillIsResumableAndIdempotent(t *testing.T) {
 	if err := v.Get(&p); err != nil || p.Loaded != 4 || p.Skipped != 1 {
 		t.Fatalf("progress %+v %v", p, err)
 	}
+}
+
+// assertUsageSumsTheFacts checks that fact_usage, folded at least once,
+// sums to the fact table's events, cost and tokens by date and model
+// (the dimensions are refreshed from it).
+func (s *stack) assertUsageSumsTheFacts(ctx context.Context) {
+	s.t.Helper()
+	sums := func(sql string) map[string]string {
+		out := map[string]string{}
+		for _, r := range s.guideQuery(ctx, sql) {
+			out[fmt.Sprint(r[0], "/", r[1], "/", r[2])] = fmt.Sprint(r[3:])
+		}
+		return out
+	}
+	fact := sums(`SELECT event_date, provider, model, COUNT(*), CAST(SUM(cost_usd) AS STRING), SUM(total_tokens)
+FROM fact_ai_event GROUP BY event_date, provider, model`)
+	usage := sums(`SELECT event_date, provider, model, SUM(events), CAST(SUM(cost) AS STRING), SUM(tokens)
+FROM fact_usage GROUP BY event_date, provider, model HAVING SUM(events) != 0`)
+	if len(fact) == 0 {
+		s.t.Fatal("fact_usage check: the fact table is empty")
+	}
+	sameMap(s.t, "fact_usage's sums against the fact table", usage, fact)
+	folded := s.guideQuery(ctx, "SELECT COUNTIF(chunk = -2), COUNTIF(chunk != -2) FROM fact_usage")
+	if n := folded[0][0].(int64); n == 0 {
+		s.t.Errorf("fact_usage: no folded row, %v rows not folded (bound 20)", folded[0][1])
+	}
+	s.t.Logf("fact_usage: %v folded rows and %v since, for %d keys", folded[0][0], folded[0][1], len(fact))
 }

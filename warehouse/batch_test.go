@@ -123,6 +123,7 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	if ids := factIDs(t, w); len(ids) != 3 || ids[uuid(71)] != 1 {
 		t.Fatalf("fact ids %v, want 70, 71, 72 once each", ids)
 	}
+	folds := 0 // refreshes that folded fact_usage
 	refresh := func() string {
 		t.Helper()
 		seen := record(w)
@@ -135,6 +136,9 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 			if strings.Contains(s.SQL, schemas.TableFact+"`") {
 				t.Errorf("refresh read the fact table: %s", s.What)
 			}
+			if strings.HasPrefix(s.What, "fold fact_usage") {
+				folds++
+			}
 		}
 		return fmt.Sprint(
 			queryRows(t, fmt.Sprintf("SELECT model, CAST(cost_per_1k AS STRING) FROM `%s.%s.dim_model` ORDER BY model", project, ds)),
@@ -145,6 +149,27 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	want := "[[gpt-4o 1] [gpt-4o-mini 6]] [[ada] [bo] [cy]] [[2026-10-30 2026-11-02 4]]"
 	if got := refresh(); got != want {
 		t.Fatalf("dimensions %s, want %s", got, want)
+	}
+	usage := fmt.Sprintf("`%s.%s.%s`", project, ds, schemas.TableUsage)
+	// Five rows (three of load-d1's commit, load-a's, load-d2's
+	// correction) are within the default bound: no fold.
+	if folds != 0 {
+		t.Fatalf("%d folds of fact_usage's 5 rows under the default bound", folds)
+	}
+	// Past the bound, the refresh folds them into a row a (date,
+	// provider, model) with the net sums, and the dimensions stay.
+	w.SetUsageRollupRows(2)
+	if got := refresh(); got != want || folds != 1 {
+		t.Fatalf("dimensions after a fold %s (%d folds), want %s (1 fold)", got, folds, want)
+	}
+	const wantFolded = "[[2026-10-30 gpt-4o 1 0.1 -2] [2026-11-01 gpt-4o 1 0.2 -2] [2026-11-02 gpt-4o-mini 1 0.9 -2]]"
+	folded := fmt.Sprintf("SELECT event_date, model, events, CAST(cost AS STRING), chunk FROM %s ORDER BY event_date, model", usage)
+	if got := fmt.Sprint(queryRows(t, folded)); got != wantFolded {
+		t.Fatalf("fact_usage after the fold %s, want %s", got, wantFolded)
+	}
+	// Its own rows are not counted again: the next refresh does not fold.
+	if got := refresh(); got != want || folds != 1 {
+		t.Fatalf("dimensions after a refresh past a fold %s (%d folds), want %s (still 1)", got, folds, want)
 	}
 	// An older dataset: no fact_usage, no fact_users, never seeded.
 	for _, table := range []string{schemas.TableUsage, schemas.TableUsers} {
