@@ -725,9 +725,8 @@ func (w *Warehouse) overlapUnconverged(ctx context.Context, loads []LoadChunks) 
 	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT DISTINCT k.commit_set FROM %[1]s k
 WHERE k.logged_at >= @since AND k.commit_set != @commit_set
   AND CONCAT(k.load_id, '/', CAST(k.chunk AS STRING)) IN UNNEST(@pairs)
-  AND k.commit_set IN (SELECT o.commit_set FROM %[2]s o WHERE o.logged_at >= @since
-    GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0)`,
-		w.ref(schemas.TableCommitChunks), w.ref(schemas.TableCommits)),
+  AND k.commit_set IN (%[2]s)`,
+		w.ref(schemas.TableCommitChunks), otherUnconvergedSets(w.ref(schemas.TableCommits))),
 		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)},
 		bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)},
 		bigquery.QueryParameter{Name: "pairs", Value: chunkPairs(loads)})
@@ -823,9 +822,8 @@ func (w *Warehouse) mustLook(ctx context.Context, loads []LoadChunks) (look, rec
 	what := "look for a commit beside " + describe(loads)
 	commits := w.ref(schemas.TableCommits)
 	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT (SELECT COUNT(*) FROM %[1]s) AS ledger_now, c.ledger_rows, c.chunks_added,
-  (SELECT COUNT(*) FROM (SELECT o.commit_set FROM %[2]s o WHERE o.logged_at >= @since AND o.commit_set != @commit_set
-    GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0)) AS unconverged
-FROM %[2]s c WHERE c.commit_set = @commit_set AND c.what = 'commit' AND c.logged_at >= @since`, w.ref(schemas.TableLedger), commits),
+  (SELECT COUNT(*) FROM (%[3]s)) AS unconverged
+FROM %[2]s c WHERE c.commit_set = @commit_set AND c.what = 'commit' AND c.logged_at >= @since`, w.ref(schemas.TableLedger), commits, otherUnconvergedSets(commits)),
 		bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)},
 		bigquery.QueryParameter{Name: "since", Value: time.Now().Add(-commitLogWindow)})
 	if err != nil {
@@ -846,6 +844,15 @@ FROM %[2]s c WHERE c.commit_set = @commit_set AND c.what = 'commit' AND c.logged
 	ledgerNow, ledgerSeen, added, unconverged := n[0], n[1], n[2], n[3]
 	recommitted = added != int64(len(allChunks(loads)))
 	return ledgerNow != ledgerSeen || recommitted || unconverged > 0, recommitted, nil
+}
+
+// otherUnconvergedSets is the one definition of a set that has not
+// converged, which mustLook counts and overlapUnconverged joins on: the
+// sets of commit_log's last commitLogWindow (@since) but @commit_set
+// with no 'converged' row.
+func otherUnconvergedSets(commitLog string) string {
+	return fmt.Sprintf(`SELECT o.commit_set FROM %s o WHERE o.logged_at >= @since AND o.commit_set != @commit_set
+    GROUP BY o.commit_set HAVING COUNTIF(o.what = 'converged') = 0`, commitLog)
 }
 
 // setKey names a commit's set in commit_log: a hash of its sorted (load,
