@@ -8,14 +8,16 @@ import (
 	"fmt"
 	"sync"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/payload"
 )
 
 // RefreshDimensions rebuilds the dimensions (each replaced whole from the
-// fact table and the gateway list). Calls on one worker are coalesced: see
-// refresher.
+// fact table and the gateway list), first folding fact_usage when it has
+// grown past its bound (warehouse.FoldUsage). Calls on one worker are
+// coalesced: see refresher.
 func (a *Activities) RefreshDimensions(ctx context.Context, gateways []payload.Gateway) error {
 	defer keepAlive(ctx, nil)()
 	key, err := gatewaysKey(gateways)
@@ -23,6 +25,14 @@ func (a *Activities) RefreshDimensions(ctx context.Context, gateways []payload.G
 		return classifyWarehouse(ctx, "refresh dimensions", err)
 	}
 	err = a.dims.do(ctx, key, func(ctx context.Context) error {
+		// The fold only makes the reads smaller: when it fails (another
+		// worker's fold cancels it on BigQuery, say), the refresh reads
+		// the table unfolded, to the same dimensions, and the next
+		// refresh folds. Failing the load for it would fail a load that
+		// has committed.
+		if _, err := a.Warehouse.FoldUsage(ctx); err != nil && ctx.Err() == nil {
+			activity.GetLogger(ctx).Warn("fact_usage not folded; the refresh reads it unfolded and the next one folds", "error", err)
+		}
 		return a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users)
 	})
 	return classifyWarehouse(ctx, "refresh dimensions", err)

@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/control"
 	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -28,8 +31,16 @@ func TestScheduledPullsCatchLateEvents(t *testing.T) {
 	cfg.Faults = ktsim.Faults{ResendRate: 0.5, RateLimitRate: 0.05, ErrorRate: 0.05}
 	s := newStack(t, cfg, true)
 	// A bound a few commits pass: the refreshes after the pulls fold
-	// fact_usage, and what it sums must stay the fact table's.
-	s.wh.SetUsageRollupRows(20)
+	// fact_usage, again over folded rows, and what it sums must stay the
+	// fact table's.
+	s.wh.SetUsageFoldRows(5)
+	var folds atomic.Int64
+	s.wh.SetStatementObserver(func(st warehouse.Statement) {
+		if strings.HasPrefix(st.What, "fold fact_usage") {
+			folds.Add(1)
+		}
+	})
+	t.Cleanup(func() { s.wh.SetStatementObserver(nil) })
 	ctx := context.Background()
 	// Small pages and batches force several batches and a continue-as-new.
 	spec := control.ScheduleSpec{Interval: time.Hour, CatchupWindow: time.Hour, Paused: true,
@@ -101,6 +112,11 @@ func TestScheduledPullsCatchLateEvents(t *testing.T) {
 	}
 	s.assertExactlyOnce(time.Time{}, time.Time{})
 	s.assertUsageSumsTheFacts(ctx)
+	if n := folds.Load(); n < 2 {
+		t.Errorf("fact_usage folded %d times over four pulls (bound 5 rows), want at least 2", n)
+	} else {
+		t.Logf("fact_usage folded %d times over four pulls", n)
+	}
 
 	if err := s.ctl.PauseSchedule(ctx, false, "test"); err != nil {
 		t.Fatal(err)
@@ -209,9 +225,9 @@ FROM fact_usage GROUP BY event_date, provider, model HAVING SUM(events) != 0`)
 		s.t.Fatal("fact_usage check: the fact table is empty")
 	}
 	sameMap(s.t, "fact_usage's sums against the fact table", usage, fact)
-	folded := s.guideQuery(ctx, "SELECT COUNTIF(chunk = -2), COUNTIF(chunk != -2) FROM fact_usage")
-	if n := folded[0][0].(int64); n == 0 {
-		s.t.Errorf("fact_usage: no folded row, %v rows not folded (bound 20)", folded[0][1])
+	folded := s.guideQuery(ctx, fmt.Sprintf("SELECT COUNTIF(chunk = %[1]d), COUNTIF(chunk != %[1]d) FROM fact_usage", warehouse.FoldedChunk))
+	if n, ok := folded[0][0].(int64); !ok || n == 0 {
+		s.t.Errorf("fact_usage: %v folded rows, %v not folded; want some folded", folded[0][0], folded[0][1])
 	}
 	s.t.Logf("fact_usage: %v folded rows and %v since, for %d keys", folded[0][0], folded[0][1], len(fact))
 }

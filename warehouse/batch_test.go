@@ -124,20 +124,24 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 		t.Fatalf("fact ids %v, want 70, 71, 72 once each", ids)
 	}
 	folds := 0 // refreshes that folded fact_usage
+	// As activities.RefreshDimensions: fold when past the bound, refresh.
 	refresh := func() string {
 		t.Helper()
 		seen := record(w)
-		err := w.RefreshDimensions(ctx, nil, nil, nil)
+		folded, err := w.FoldUsage(ctx)
+		if err == nil {
+			err = w.RefreshDimensions(ctx, nil, nil, nil)
+		}
 		w.SetStatementObserver(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if folded {
+			folds++
+		}
 		for _, s := range seen() {
 			if strings.Contains(s.SQL, schemas.TableFact+"`") {
 				t.Errorf("refresh read the fact table: %s", s.What)
-			}
-			if strings.HasPrefix(s.What, "fold fact_usage") {
-				folds++
 			}
 		}
 		return fmt.Sprint(
@@ -158,18 +162,33 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	}
 	// Past the bound, the refresh folds them into a row a (date,
 	// provider, model) with the net sums, and the dimensions stay.
-	w.SetUsageRollupRows(2)
+	w.SetUsageFoldRows(2)
 	if got := refresh(); got != want || folds != 1 {
 		t.Fatalf("dimensions after a fold %s (%d folds), want %s (1 fold)", got, folds, want)
 	}
-	const wantFolded = "[[2026-10-30 gpt-4o 1 0.1 -2] [2026-11-01 gpt-4o 1 0.2 -2] [2026-11-02 gpt-4o-mini 1 0.9 -2]]"
 	folded := fmt.Sprintf("SELECT event_date, model, events, CAST(cost AS STRING), chunk FROM %s ORDER BY event_date, model", usage)
-	if got := fmt.Sprint(queryRows(t, folded)); got != wantFolded {
-		t.Fatalf("fact_usage after the fold %s, want %s", got, wantFolded)
+	if got, want := fmt.Sprint(queryRows(t, folded)), "[[2026-10-30 gpt-4o 1 0.1 -2] [2026-11-01 gpt-4o 1 0.2 -2] [2026-11-02 gpt-4o-mini 1 0.9 -2]]"; got != want {
+		t.Fatalf("fact_usage after the fold %s, want %s", got, want)
 	}
 	// Its own rows are not counted again: the next refresh does not fold.
 	if got := refresh(); got != want || folds != 1 {
 		t.Fatalf("dimensions after a refresh past a fold %s (%d folds), want %s (still 1)", got, folds, want)
+	}
+	// Three rows more, one on a folded key: unfolded they give the
+	// dimensions a second fold must keep, and the fold sums them with the
+	// first fold's rows, once each.
+	load(t, w, "load-d3", 1,
+		event(uuid(73), "2026-10-30T12:00:00Z", "ada", "gpt-4o", "allow", "0.30"),
+		event(uuid(74), "2026-11-02T12:00:00Z", "ada", "gpt-4o", "allow", "0.40"),
+		event(uuid(75), "2026-11-03T12:00:00Z", "ada", "gpt-4o-mini", "allow", "0.05"))
+	w.SetUsageFoldRows(0)
+	unfolded := refresh()
+	w.SetUsageFoldRows(2)
+	if got := refresh(); got != unfolded || folds != 2 {
+		t.Fatalf("dimensions after a second fold %s (%d folds), want %s unfolded (2 folds)", got, folds, unfolded)
+	}
+	if got, want := fmt.Sprint(queryRows(t, folded)), "[[2026-10-30 gpt-4o 2 0.4 -2] [2026-11-01 gpt-4o 1 0.2 -2] [2026-11-02 gpt-4o 1 0.4 -2] [2026-11-02 gpt-4o-mini 1 0.9 -2] [2026-11-03 gpt-4o-mini 1 0.05 -2]]"; got != want {
+		t.Fatalf("fact_usage after the second fold %s, want %s", got, want)
 	}
 	// An older dataset: no fact_usage, no fact_users, never seeded.
 	for _, table := range []string{schemas.TableUsage, schemas.TableUsers} {
@@ -183,8 +202,8 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	if _, err := w.EnsureSchema(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := refresh(); got != want {
-		t.Fatalf("dimensions after seeding %s, want %s", got, want)
+	if got := refresh(); got != unfolded {
+		t.Fatalf("dimensions after seeding %s, want %s", got, unfolded)
 	}
 }
 

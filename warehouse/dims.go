@@ -104,9 +104,10 @@ type Gateway = payload.Gateway
 // RefreshDimensions rebuilds the four dimensions from their sources: the
 // API's gateways, the price table, the user mapping and the fact table's
 // users, models and dates. Those come from fact_users and fact_usage,
-// which every commit adds to in its transaction, so a refresh reads a few
-// rows a commit instead of the whole fact table. Each dimension is
-// replaced whole (WRITE_TRUNCATE), so a retry is harmless.
+// which every commit adds to in its transaction, so a refresh reads a
+// row a date and model, folded (FoldUsage), and the rows since the last
+// fold, instead of the whole fact table. Each dimension is replaced
+// whole (WRITE_TRUNCATE), so a retry is harmless.
 func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, prices []Price, users map[string]UserInfo) error {
 	var buf bytes.Buffer
 	for _, g := range gateways {
@@ -117,9 +118,6 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 		return err
 	}
 
-	if err := w.rollUpUsage(ctx); err != nil {
-		return err
-	}
 	// The models seen, with what their events cost: cost_per_1k is the
 	// observed cost of 1,000 tokens (input and output together).
 	seen, err := w.query(ctx, "read models", fmt.Sprintf(
@@ -194,65 +192,68 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 	return w.replace(ctx, schemas.TableDimDate, &buf)
 }
 
-// DefaultUsageRollupRows bounds the fact_usage rows a refresh reads
-// beyond one a (date, provider, model): past it, the refresh first folds
-// the table into one row a key (rollUpUsage). Every commit adds a row a
-// key it touched, so without the fold a refresh would read a row a
-// commit and key since the first load, a cost that grows with the
-// number of commits (a year of the pull and webhooks at 1M events a day
-// is 10 million rows), not with the data.
-const DefaultUsageRollupRows = 50_000
+// DefaultUsageFoldRows bounds the fact_usage rows a refresh reads
+// beyond one a (date, provider, model): past it, FoldUsage folds the
+// table into one row a key. Every commit adds a row a key it touched, so
+// without the fold a refresh would read a row a commit and key since the
+// first load, a cost that grows with the number of commits (a year of
+// the pull and webhooks at 1M events a day is 10.7 million rows), not
+// with the data.
+const DefaultUsageFoldRows = 50_000
 
-// rolledChunk is the chunk of the rows a fold wrote: a commit's rows have
-// its first chunk's index (0 or more), a removal of doubled rows -1.
-const rolledChunk = -2
+// FoldedChunk is the chunk of the fact_usage rows a fold wrote: a
+// commit's rows have its first chunk's index (0 or more), the seed's 0,
+// a removal of doubled rows -1.
+const FoldedChunk = -2
 
-// SetUsageRollupRows sets how many fact_usage rows no fold wrote a
-// refresh lets stand before it folds them (DefaultUsageRollupRows when
-// unset or not positive).
-func (w *Warehouse) SetUsageRollupRows(n int) { w.usageRollupRows = n }
+// SetUsageFoldRows sets how many fact_usage rows no fold wrote FoldUsage
+// lets stand (DefaultUsageFoldRows when unset or not positive). Call it
+// before the Warehouse is in use.
+func (w *Warehouse) SetUsageFoldRows(n int) { w.usageFoldRows = n }
 
-// rollUpUsage folds fact_usage into one row a (date, provider, model),
-// holding its sums, when more than the bound's rows came from commits
-// since the last fold. Only sums of the table are ever read (the
-// dimensions, and the removal of doubled rows adds negative rows), so
+// FoldUsage folds fact_usage into one row a (date, provider, model),
+// holding its sums, when more than the bound's rows came since the last
+// fold, and says whether it did. Only sums of the table are ever read
+// (the dimensions; the removal of doubled rows adds negative rows), so
 // the fold changes no answer. One transaction writes the sums and
-// deletes every row but its own, which a fold id no load id can take
-// marks: a retry of a fold that landed folds the folded rows again, to
-// the same sums. On BigQuery a commit adding rows meanwhile either is
-// not in the fold's snapshot and keeps its rows, or conflicts and one
-// of the two is cancelled and retried. One DELETE on fact_usage a fold,
-// never on the fact table.
-func (w *Warehouse) rollUpUsage(ctx context.Context) error {
-	limit := w.usageRollupRows
+// deletes every row but its own, marked by a fold id no load id can
+// take: a retry of a fold that landed folds the folded rows again, to
+// the same sums. On BigQuery the transaction reads one snapshot and
+// deletes only rows of it, so the rows commits append meanwhile stay;
+// what conflicts with it is another fold (or the seed), and BigQuery
+// then cancels one of the two. One DELETE on fact_usage a fold, never on
+// the fact table.
+func (w *Warehouse) FoldUsage(ctx context.Context) (bool, error) {
+	limit := w.usageFoldRows
 	if limit <= 0 {
-		limit = DefaultUsageRollupRows
+		limit = DefaultUsageFoldRows
 	}
 	usage := w.ref(schemas.TableUsage)
-	rolled := bigquery.QueryParameter{Name: "rolled", Value: rolledChunk}
-	rows, err := w.query(ctx, "count fact_usage rows not folded",
-		fmt.Sprintf("SELECT COUNTIF(chunk != @rolled) AS n FROM %s", usage), rolled)
+	folded := bigquery.QueryParameter{Name: "folded", Value: FoldedChunk}
+	const what = "count fact_usage rows not folded"
+	rows, err := w.query(ctx, what, fmt.Sprintf("SELECT COUNTIF(chunk != @folded) AS n FROM %s", usage), folded)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(rows) != 1 {
-		return fmt.Errorf("count fact_usage rows not folded: %d result rows", len(rows))
+		return false, fmt.Errorf("%s: %d result rows", what, len(rows))
 	}
 	n, err := strictInt(rows[0]["n"])
 	if err != nil {
-		return fmt.Errorf("count fact_usage rows not folded: %w", err)
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	if n <= int64(limit) {
-		return nil
+		return false, nil
 	}
 	fold := bigquery.QueryParameter{Name: "fold", Value: "folded " + time.Now().UTC().Format(time.RFC3339Nano)}
-	return w.exec(ctx, fmt.Sprintf("fold fact_usage (%d rows past the last fold, bound %d)", n, limit), fmt.Sprintf(`BEGIN TRANSACTION;
+	err = w.exec(ctx, fmt.Sprintf("fold fact_usage (%d rows since the last fold, bound %d)", n, limit), fmt.Sprintf(`BEGIN TRANSACTION;
 INSERT INTO %[1]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
-SELECT u.event_date, u.provider, u.model, SUM(u.events), SUM(u.cost), SUM(u.tokens), @fold, @rolled
+SELECT u.event_date, u.provider, u.model, SUM(u.events), SUM(u.cost), SUM(u.tokens), @fold, @folded
 FROM %[1]s u GROUP BY u.event_date, u.provider, u.model;
 DELETE FROM %[1]s WHERE load_id != @fold;
 COMMIT TRANSACTION;
-`, usage), fold, rolled)
+`, usage), fold, folded)
+	return err == nil, err
 }
 
 // replace swaps a small table's content for r's rows.

@@ -30,12 +30,12 @@ type Warehouse struct {
 	location string
 	// liveWindow is the live view's window (zero: DefaultLiveWindow).
 	liveWindow time.Duration
-	// usageRollupRows bounds fact_usage's rows past its last fold (zero:
-	// DefaultUsageRollupRows).
-	usageRollupRows int
-	onDDL           func(what string)               // tests count changes to views
-	onCommit        func() error                    // tests land a commit beside a set's, or fail, before its look
-	observe         atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
+	// usageFoldRows bounds fact_usage's rows since its last fold (zero:
+	// DefaultUsageFoldRows).
+	usageFoldRows int
+	onDDL         func(what string)               // tests count changes to views
+	onCommit      func() error                    // tests land a commit beside a set's, or fail, before its look
+	observe       atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
 }
 
 // Statement is one BigQuery job the warehouse layer starts: a query or

@@ -227,15 +227,15 @@ var costRules = []costRule{
 		[]tableRead{{"raw_events", []string{"load_id", "event_id", "event_date"}, scopeLoad}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "", false},
 	{"dimensions: models", rx(`SELECT provider, model, SUM\(cost\) AS cost, SUM\(tokens\) AS tokens FROM fact_usage GROUP BY provider, model HAVING SUM\(events\) > 0$`),
 		[]tableRead{{"fact_usage", []string{"provider", "model", "cost", "tokens", "events"}, scopeUsage}}, "", false},
-	{"dimensions: fact_usage rows not folded", rx(`SELECT COUNTIF\(chunk != @rolled\) AS n FROM fact_usage$`),
+	{"dimensions: fact_usage rows not folded", rx(`SELECT COUNTIF\(chunk != @folded\) AS n FROM fact_usage$`),
 		[]tableRead{{"fact_usage", []string{"chunk"}, scopeUsage}}, "", false},
-	// Only when fact_usage holds more rows than the bound past its last
-	// fold (warehouse.DefaultUsageRollupRows; not in the run): reads the
-	// table once, a few MB.
-	{"dimensions: fold fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT u\.event_date, u\.provider, u\.model, SUM\(u\.events\), SUM\(u\.cost\), SUM\(u\.tokens\), @fold, @rolled FROM fact_usage u GROUP BY`),
+	// Only when fact_usage holds more rows than the bound since its last
+	// fold (warehouse.DefaultUsageFoldRows; not in the run): reads the
+	// table once, a few MB, and the DELETE is billed the whole table.
+	{"dimensions: fold fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT u\.event_date, u\.provider, u\.model, SUM\(u\.events\), SUM\(u\.cost\), SUM\(u\.tokens\), @fold, @folded FROM fact_usage u GROUP BY`),
 		[]tableRead{{"fact_usage", []string{"event_date", "provider", "model", "events", "cost", "tokens"}, scopeUsage}}, "fact_usage", false},
 	{"dimensions: delete what the fold summed", rx(`DELETE FROM fact_usage WHERE load_id != @fold$`),
-		[]tableRead{{"fact_usage", []string{"load_id"}, scopeUsage}}, "fact_usage", true},
+		[]tableRead{{"fact_usage", []string{"event_date", "provider", "model", "events", "cost", "tokens", "load_id", "chunk"}, scopeUsage}}, "fact_usage", true},
 	{"dimensions: users", rx("SELECT DISTINCT `user` FROM fact_users$"),
 		[]tableRead{{"fact_users", []string{"user"}, scopeSmall}}, "", false},
 	{"dimensions: date span", rx(`SELECT MIN\(d\) AS lo, MAX\(d\) AS hi FROM \(SELECT event_date AS d FROM fact_usage GROUP BY event_date HAVING SUM\(events\) > 0\)$`),
@@ -296,12 +296,12 @@ func ruleFor(sql string) (*costRule, error) {
 // usageRows is what fact_usage holds when a refresh reads it: every
 // commit of every path adds UsageRowsPerCommit rows, and a refresh folds
 // them into a row a key (a date's UsageRowsPerCommit models) once more
-// than warehouse.DefaultUsageRollupRows came since the last fold. At
+// than warehouse.DefaultUsageFoldRows came since the last fold. At
 // most, then: the folded history and the bound.
 func usageRows(in modelInputs, p pathLoad) float64 {
 	added := in.UsageRowsPerCommit * math.Max(in.CommitsPerDayAllPaths, p.CommitsPerDay) * float64(in.HistoryDays)
 	folded := in.UsageRowsPerCommit * float64(in.HistoryDays)
-	return math.Min(added, folded+warehouse.DefaultUsageRollupRows)
+	return math.Min(added, folded+warehouse.DefaultUsageFoldRows)
 }
 
 // pathLoad is one path's shape at one scale: how many runs, loads and

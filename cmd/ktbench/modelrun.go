@@ -160,6 +160,11 @@ func runModel(ctx context.Context, out io.Writer, scales []float64, webhookBatch
 		return nil
 	}
 	refresh := func(scope string) error {
+		// As activities.RefreshDimensions: the fold's count, then the
+		// refresh (the fold itself does not run at this scale).
+		if _, err := wh.FoldUsage(ctx); err != nil {
+			return err
+		}
 		if err := wh.RefreshDimensions(ctx, dims, nil, nil); err != nil {
 			return err
 		}

@@ -282,10 +282,10 @@ func Tables() []TableSpec {
 			// The dimensions are refreshed from these two, not from the
 			// fact table: each commit adds what it inserted into the fact
 			// table, and a refresh folds the rows into their sums past a
-			// bound (warehouse.DefaultUsageRollupRows), so it reads a row
+			// bound (warehouse.DefaultUsageFoldRows), so it reads a row
 			// a date and model, not every event of the year.
 			Name:        schemas.TableUsage,
-			Description: "What each commit added to fact_ai_event, by date, provider and model (negative rows when doubled rows are removed), folded into one row a date, provider and model (chunk -2) past 50,000 rows: the source of dim_model's cost_per_1k and dim_date's span.",
+			Description: "What each commit added to fact_ai_event, by date, provider and model (negative rows when doubled rows are removed), folded into one row a date, provider and model (chunk -2) when it grows past a bound: the source of dim_model's cost_per_1k and dim_date's span.",
 			Schema: bigquery.Schema{
 				req("event_date", bigquery.DateFieldType),
 				req("provider", bigquery.StringFieldType),
