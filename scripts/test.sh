@@ -48,4 +48,15 @@ grep -l '^func Fuzz' $(git ls-files '*_test.go') | while read -r f; do
   done
 done
 
-go test -count=1 -timeout 45m "$@" ./...
+# Every package's tests: the warehouse's in shards (scripts/test-warehouse.sh,
+# its own log, printed at the end) while the others run, so that, as
+# before, one warehouse process runs beside the integration tests.
+wh_log=$(mktemp)
+scripts/test-warehouse.sh "$@" > "$wh_log" 2>&1 &
+wh=$!
+rc=0
+go test -count=1 -timeout 45m "$@" $(go list ./... | grep -v '/warehouse$') || rc=1
+wait "$wh" || rc=1
+cat "$wh_log"
+rm -f "$wh_log"
+exit $rc
