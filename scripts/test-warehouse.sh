@@ -5,10 +5,11 @@
 # test makes a dataset of about twenty: a query took 31 ms beside one
 # dataset and 153 ms beside 21, and deleting a dataset or a table to keep
 # it small hangs the emulator. One process ran the 39 tests in 1,524 to
-# 1,945 s; six shards of six or seven, 247 s (2 shared cores). Tests go to
-# shards round-robin by name, so a new test is always in one. Extra
-# arguments go to every go test; with a -run of its own, the package runs
-# once, as asked.
+# 1,945 s; six shards of six or seven, 247 s (2 shared cores). Tests,
+# fuzz targets and examples go to shards round-robin in go test -list's
+# order, so a new one is always in one. Each shard has 15 minutes (they
+# take under 3). Extra arguments go to every go test; with a -run of its
+# own, the package runs once, as asked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for arg in "$@"; do
@@ -17,17 +18,32 @@ for arg in "$@"; do
   esac
 done
 shards=${KTPIPE_WAREHOUSE_SHARDS:-6}
-mapfile -t tests < <(go test -list . ./warehouse | grep '^Test')
+if ! [[ $shards =~ ^[1-9][0-9]*$ ]]; then
+  echo "test-warehouse: KTPIPE_WAREHOUSE_SHARDS must be a positive whole number, got '$shards'" >&2
+  exit 2
+fi
+if ! list=$(go test -list . ./warehouse); then
+  echo "test-warehouse: go test -list ./warehouse failed (above): cannot shard the tests" >&2
+  exit 1
+fi
+mapfile -t tests < <(grep -E '^(Test|Fuzz|Example)' <<< "$list")
 if [ ${#tests[@]} -eq 0 ]; then
   echo "test-warehouse: go test -list found no tests in ./warehouse" >&2
   exit 1
 fi
-rc=0
+failed=()
 for ((s = 0; s < shards; s++)); do
   names=()
   for ((i = s; i < ${#tests[@]}; i += shards)); do names+=("${tests[i]}"); done
   [ ${#names[@]} -gt 0 ] || continue
+  pattern="^($(IFS='|'; echo "${names[*]}"))\$"
   echo "test-warehouse: shard $((s + 1))/$shards: ${names[*]}"
-  go test -count=1 -timeout 45m "$@" -run "^($(IFS='|'; echo "${names[*]}"))\$" ./warehouse || rc=1
+  go test -count=1 -timeout 15m "$@" -run "$pattern" ./warehouse || failed+=("$pattern")
 done
-exit $rc
+if [ ${#failed[@]} -gt 0 ]; then
+  for pattern in "${failed[@]}"; do
+    echo "test-warehouse: FAILED; rerun with: scripts/test-warehouse.sh -run '$pattern'" >&2
+  done
+  exit 1
+fi
+echo "test-warehouse: all ${#tests[@]} passed"

@@ -48,15 +48,19 @@ grep -l '^func Fuzz' $(git ls-files '*_test.go') | while read -r f; do
   done
 done
 
-# Every package's tests: the warehouse's in shards (scripts/test-warehouse.sh,
-# its own log, printed at the end) while the others run, so that, as
-# before, one warehouse process runs beside the integration tests.
+# Every package's tests: the warehouse's in shards (scripts/test-warehouse.sh)
+# while the others run, so that, as before, one warehouse process runs
+# beside the integration tests. Its log is printed at the end, whatever
+# happens; in its own session, so that a stopped run stops it too, its
+# emulators with it (a background job ignores Ctrl-C).
 wh_log=$(mktemp)
-scripts/test-warehouse.sh "$@" > "$wh_log" 2>&1 &
+setsid -w scripts/test-warehouse.sh "$@" > "$wh_log" 2>&1 &
 wh=$!
+trap 'kill -- -"$wh" 2>/dev/null || true; echo "--- the warehouse tests (scripts/test-warehouse.sh) ---"; cat "$wh_log"; rm -f "$wh_log"' EXIT
 rc=0
-go test -count=1 -timeout 45m "$@" $(go list ./... | grep -v '/warehouse$') || rc=1
-wait "$wh" || rc=1
-cat "$wh_log"
-rm -f "$wh_log"
+go test -count=1 -timeout 45m "$@" $(go list ./... | grep -vx "$(go list -m)/warehouse") || rc=1
+if ! wait "$wh"; then
+  echo "test.sh: the warehouse tests FAILED (their log follows)" >&2
+  rc=1
+fi
 exit $rc
