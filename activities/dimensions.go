@@ -12,11 +12,13 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/payload"
+	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 // RefreshDimensions rebuilds the dimensions (each replaced whole from the
-// fact table and the gateway list), first folding fact_usage when it has
-// grown past its bound (warehouse.FoldUsage). Calls on one worker are
+// gateway list, the price table, the user map and what commits added to
+// fact_usage and fact_users), first folding fact_usage when it has grown
+// past its bound (warehouse.FoldUsage). Calls on one worker are
 // coalesced: see refresher.
 func (a *Activities) RefreshDimensions(ctx context.Context, gateways []payload.Gateway) error {
 	defer keepAlive(ctx, nil)()
@@ -25,17 +27,34 @@ func (a *Activities) RefreshDimensions(ctx context.Context, gateways []payload.G
 		return classifyWarehouse(ctx, "refresh dimensions", err)
 	}
 	err = a.dims.do(ctx, key, func(ctx context.Context) error {
-		// The fold only makes the reads smaller: when it fails (another
-		// worker's fold cancels it on BigQuery, say), the refresh reads
-		// the table unfolded, to the same dimensions, and the next
-		// refresh folds. Failing the load for it would fail a load that
-		// has committed.
-		if _, err := a.Warehouse.FoldUsage(ctx); err != nil && ctx.Err() == nil {
-			activity.GetLogger(ctx).Warn("fact_usage not folded; the refresh reads it unfolded and the next one folds", "error", err)
+		if f, err := a.Warehouse.FoldUsage(ctx); err != nil && ctx.Err() == nil {
+			if err := foldFailed(f, err); err != nil {
+				return err
+			}
+			activity.GetLogger(ctx).Warn("fact_usage not folded; the refresh reads it unfolded and the next one folds", "rows", f.Rows, "bound", f.Bound, "error", err)
 		}
 		return a.Warehouse.RefreshDimensions(ctx, gateways, a.Prices, a.Users)
 	})
 	return classifyWarehouse(ctx, "refresh dimensions", err)
+}
+
+// maxUnfolded is how many times its bound fact_usage may grow past its
+// last fold while folds fail, before a refresh fails too.
+const maxUnfolded = 10
+
+// foldFailed says what a failed fold does to the refresh. The fold only
+// makes the reads smaller: when it fails once (on BigQuery, another
+// worker's fold at the same moment cancels one of the two), the refresh
+// reads the table unfolded, to the same dimensions, and the next refresh
+// folds; failing would fail a load that has committed. A fold that keeps
+// failing (a permission missing, say) would let the reads grow with the
+// commits again: past maxUnfolded times the bound, the refresh fails
+// with the fold's error, and the loads show it.
+func foldFailed(f warehouse.Fold, err error) error {
+	if err == nil || f.Rows <= maxUnfolded*f.Bound {
+		return nil
+	}
+	return fmt.Errorf("fact_usage has %d rows since its last fold, over %d times its bound of %d, and folding it fails: %w", f.Rows, maxUnfolded, f.Bound, err)
 }
 
 // gatewaysKey names a gateway list: only refreshes of the same list are
@@ -49,15 +68,16 @@ func gatewaysKey(gateways []payload.Gateway) (string, error) {
 }
 
 // refresher coalesces dimension refreshes. A refresh rebuilds every
-// dimension from the fact table as it is when the refresh starts, so one
-// refresh that starts after a load committed serves every load committed
-// before it. Each load ends with a refresh; loads that finish together
-// (webhook batches beside a pull, a backlog after an outage) would each
-// rescan the fact table. Here, per key, at most one refresh runs and at
-// most one waits to start; a caller joins the waiting one, which starts
-// after the caller asked, so it sees the caller's load. On BigQuery that
-// saves full scans; on the emulator, which runs one statement at a time,
-// it is what keeps the queue from growing with every load.
+// dimension from what commits added (fact_usage, fact_users) as it is
+// when the refresh starts, so one refresh that starts after a load
+// committed serves every load committed before it. Each load ends with a
+// refresh; loads that finish together (webhook batches beside a pull, a
+// backlog after an outage) would each read those tables again. Here,
+// per key, at most one refresh runs and at most one waits to start; a
+// caller joins the waiting one, which starts after the caller asked, so
+// it sees the caller's load. On BigQuery that saves reads and jobs; on
+// the emulator, which runs one statement at a time, it is what keeps the
+// queue from growing with every load.
 //
 // The zero value is ready to use.
 type refresher struct {

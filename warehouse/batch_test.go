@@ -128,7 +128,7 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	refresh := func() string {
 		t.Helper()
 		seen := record(w)
-		folded, err := w.FoldUsage(ctx)
+		f, err := w.FoldUsage(ctx)
 		if err == nil {
 			err = w.RefreshDimensions(ctx, nil, nil, nil)
 		}
@@ -136,7 +136,7 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if folded {
+		if f.Folded {
 			folds++
 		}
 		for _, s := range seen() {
@@ -183,6 +183,9 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 		event(uuid(75), "2026-11-03T12:00:00Z", "ada", "gpt-4o-mini", "allow", "0.05"))
 	w.SetUsageFoldRows(0)
 	unfolded := refresh()
+	if folds != 1 {
+		t.Fatalf("%d folds after a refresh under the default bound, want still 1", folds)
+	}
 	w.SetUsageFoldRows(2)
 	if got := refresh(); got != unfolded || folds != 2 {
 		t.Fatalf("dimensions after a second fold %s (%d folds), want %s unfolded (2 folds)", got, folds, unfolded)

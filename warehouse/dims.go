@@ -207,13 +207,19 @@ const DefaultUsageFoldRows = 50_000
 const FoldedChunk = -2
 
 // SetUsageFoldRows sets how many fact_usage rows no fold wrote FoldUsage
-// lets stand (DefaultUsageFoldRows when unset or not positive). Call it
-// before the Warehouse is in use.
-func (w *Warehouse) SetUsageFoldRows(n int) { w.usageFoldRows = n }
+// lets stand (DefaultUsageFoldRows when unset or not positive).
+func (w *Warehouse) SetUsageFoldRows(n int) { w.usageFoldRows.Store(int64(n)) }
+
+// Fold is what FoldUsage found and did.
+type Fold struct {
+	Rows   int64 // fact_usage rows since the last fold
+	Bound  int64 // the bound they were held to
+	Folded bool  // the fold ran and committed
+}
 
 // FoldUsage folds fact_usage into one row a (date, provider, model),
 // holding its sums, when more than the bound's rows came since the last
-// fold, and says whether it did. Only sums of the table are ever read
+// fold. Only sums of the table are ever read
 // (the dimensions; the removal of doubled rows adds negative rows), so
 // the fold changes no answer. One transaction writes the sums and
 // deletes every row but its own, marked by a fold id no load id can
@@ -223,37 +229,37 @@ func (w *Warehouse) SetUsageFoldRows(n int) { w.usageFoldRows = n }
 // what conflicts with it is another fold (or the seed), and BigQuery
 // then cancels one of the two. One DELETE on fact_usage a fold, never on
 // the fact table.
-func (w *Warehouse) FoldUsage(ctx context.Context) (bool, error) {
-	limit := w.usageFoldRows
-	if limit <= 0 {
-		limit = DefaultUsageFoldRows
+func (w *Warehouse) FoldUsage(ctx context.Context) (Fold, error) {
+	f := Fold{Bound: w.usageFoldRows.Load()}
+	if f.Bound <= 0 {
+		f.Bound = DefaultUsageFoldRows
 	}
 	usage := w.ref(schemas.TableUsage)
 	folded := bigquery.QueryParameter{Name: "folded", Value: FoldedChunk}
 	const what = "count fact_usage rows not folded"
 	rows, err := w.query(ctx, what, fmt.Sprintf("SELECT COUNTIF(chunk != @folded) AS n FROM %s", usage), folded)
 	if err != nil {
-		return false, err
+		return f, err
 	}
 	if len(rows) != 1 {
-		return false, fmt.Errorf("%s: %d result rows", what, len(rows))
+		return f, fmt.Errorf("%s: %d result rows", what, len(rows))
 	}
-	n, err := strictInt(rows[0]["n"])
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
+	if f.Rows, err = strictInt(rows[0]["n"]); err != nil {
+		return f, fmt.Errorf("%s: %w", what, err)
 	}
-	if n <= int64(limit) {
-		return false, nil
+	if f.Rows <= f.Bound {
+		return f, nil
 	}
 	fold := bigquery.QueryParameter{Name: "fold", Value: "folded " + time.Now().UTC().Format(time.RFC3339Nano)}
-	err = w.exec(ctx, fmt.Sprintf("fold fact_usage (%d rows since the last fold, bound %d)", n, limit), fmt.Sprintf(`BEGIN TRANSACTION;
+	err = w.exec(ctx, fmt.Sprintf("fold fact_usage (%d rows since the last fold, bound %d)", f.Rows, f.Bound), fmt.Sprintf(`BEGIN TRANSACTION;
 INSERT INTO %[1]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
 SELECT u.event_date, u.provider, u.model, SUM(u.events), SUM(u.cost), SUM(u.tokens), @fold, @folded
 FROM %[1]s u GROUP BY u.event_date, u.provider, u.model;
 DELETE FROM %[1]s WHERE load_id != @fold;
 COMMIT TRANSACTION;
 `, usage), fold, folded)
-	return err == nil, err
+	f.Folded = err == nil
+	return f, err
 }
 
 // replace swaps a small table's content for r's rows.

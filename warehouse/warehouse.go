@@ -32,7 +32,7 @@ type Warehouse struct {
 	liveWindow time.Duration
 	// usageFoldRows bounds fact_usage's rows since its last fold (zero:
 	// DefaultUsageFoldRows).
-	usageFoldRows int
+	usageFoldRows atomic.Int64
 	onDDL         func(what string)               // tests count changes to views
 	onCommit      func() error                    // tests land a commit beside a set's, or fail, before its look
 	observe       atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
