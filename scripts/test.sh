@@ -57,8 +57,11 @@ wh_log=$(mktemp)
 setsid -w scripts/test-warehouse.sh "$@" > "$wh_log" 2>&1 &
 wh=$!
 trap 'kill -- -"$wh" 2>/dev/null || true; echo "--- the warehouse tests (scripts/test-warehouse.sh) ---"; cat "$wh_log"; rm -f "$wh_log"' EXIT
+# Ctrl-C ends the run at once: a go test it stops exits 1, which bash
+# would take as handled and wait for the shards.
+trap 'exit 130' INT
 rc=0
-go test -count=1 -timeout 45m "$@" $(go list ./... | grep -vx "$(go list -m)/warehouse") || rc=1
+go test -count=1 -timeout 45m "$@" $(go list ./... | grep -vxF "$(go list -m)/warehouse") || rc=1
 if ! wait "$wh"; then
   echo "test.sh: the warehouse tests FAILED (their log follows)" >&2
   rc=1

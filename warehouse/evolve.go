@@ -56,7 +56,7 @@ func guideBackfills() map[string][]backfillColumn {
 		schemas.TableRaw:     event,
 		schemas.TableFact:    event,
 		schemas.TableDimUser: {{"user_id", KeySQL.UserID, true}},
-		// cost_per_1k comes from the fact table at the next refresh.
+		// cost_per_1k comes from fact_usage at the next refresh.
 		schemas.TableDimModel: {{"model_id", KeySQL.ModelID, true}, {"model_name", "model", true},
 			{"cost_per_1k", "CAST(NULL AS NUMERIC)", true}},
 		schemas.TableDimDate:    {{"date_id", dateIDSQL("date"), true}, {"week", "iso_week", true}},

@@ -249,8 +249,9 @@ func landLoad(ctx workflow.Context, t Tuning, source string, man payload.Manifes
 	return nil
 }
 
-// refreshDimensions rebuilds the dimensions from the fact table and the
-// gateway list (the worker coalesces concurrent refreshes).
+// refreshDimensions rebuilds the dimensions from what commits added
+// (fact_usage, fact_users) and the gateway list (the worker coalesces
+// concurrent refreshes).
 func refreshDimensions(ctx workflow.Context, t Tuning, gateways []payload.Gateway) error {
 	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.RefreshDimensions, gateways).Get(ctx, nil); err != nil {
 		return fmt.Errorf("refresh dimensions: %w", err)
