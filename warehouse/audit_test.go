@@ -31,7 +31,7 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 	between := time.Now().UTC()
 	load(t, w, "load-b", 10, event(uuid(1), ts(30*time.Minute), "ada", "gpt-4o", "allow", "0.01")) // the source resends 1
 	// A duplicate the loads would never write: what the alert guards against.
-	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(2), "outside-ktpipe")
+	copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", uuid(2), "outside-ktpipe")
 
 	m, err := w.MeasureAudit(ctx, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: start, IntervalEnd: now.Add(time.Minute)})
 	if err != nil {

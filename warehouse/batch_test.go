@@ -111,7 +111,7 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	// rows, and takes it out of fact_usage.
 	w.SetCommitHook(func() error {
 		w.SetCommitHook(nil)
-		copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(71), "load-a")
+		copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", uuid(71), "load-a")
 		exec(t, fmt.Sprintf("INSERT INTO `%s.%s.%s` VALUES (DATE '2026-11-01', 'openai', 'gpt-4o', 1, NUMERIC '0.20', 150, 'load-a', 0)", project, ds, schemas.TableUsage))
 		addLedgerRow(t, ds, "load-a")
 		return nil

@@ -42,7 +42,7 @@ func TestACommitThatDiedBeforeItsLookIsLookedAtAgain(t *testing.T) {
 			killed := errors.New("worker killed before its look")
 			w.SetCommitHook(func() error {
 				w.SetCommitHook(nil)
-				copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", x, "load-a")
+				copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", x, "load-a")
 				addLedgerRow(t, ds, "load-a")
 				return killed
 			})

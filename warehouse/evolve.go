@@ -64,8 +64,30 @@ func guideBackfills() map[string][]backfillColumn {
 	}
 }
 
-// guideColumnsKey marks in pipeline_state that the backfill ran.
-const guideColumnsKey = "schema_backfill_guide_columns"
+// eventKeySQL is the fact table's event_key computed from an event id
+// column: the UUID's 16 bytes (FROM_HEX reads either case, as
+// schemas.ParseUUID does).
+func eventKeySQL(col string) string {
+	return fmt.Sprintf("FROM_HEX(REPLACE(%s, '-', ''))", col)
+}
+
+// A migration is columns added to tables that held rows, filled once in
+// those rows; key marks in pipeline_state that it ran. They run in
+// order: a rebuild by an earlier one creates the table with every column
+// of today's schema, leaving a later one's NULL for it to fill.
+type migration struct {
+	key   string
+	fills map[string][]backfillColumn
+}
+
+func migrations() []migration {
+	return []migration{
+		{"schema_backfill_guide_columns", guideBackfills()},
+		{"schema_backfill_event_key", map[string][]backfillColumn{
+			schemas.TableFact: {{"event_key", eventKeySQL("event_id"), true}},
+		}},
+	}
+}
 
 // Backfill is one backfill EnsureSchema ran, for the worker's log.
 type Backfill struct {
@@ -74,24 +96,24 @@ type Backfill struct {
 	SQL   string
 }
 
-// backfillGuideColumns fills the guide's columns in rows written before
+// backfillColumns fills a migration's columns in rows written before
 // they existed, once per dataset. Each statement only touches rows whose
 // first new column is NULL, so running it again (a worker killed before
 // the checkpoint was written) changes nothing twice.
 //
 // Rows an older worker writes after this ran (a rolling upgrade) keep
 // NULLs; the README says to stop old workers first.
-func (w *Warehouse) backfillGuideColumns(ctx context.Context, rep *SchemaReport, created map[string]bool) error {
-	fills := guideBackfills()
+func (w *Warehouse) backfillColumns(ctx context.Context, rep *SchemaReport, created map[string]bool, m migration) error {
+	fills := m.fills
 	fresh := true
 	for table := range fills {
 		fresh = fresh && created[table]
 	}
 	if fresh {
 		// A new dataset: nothing to fill; one write, no reads.
-		return w.SetCheckpoint(ctx, guideColumnsKey, "done")
+		return w.SetCheckpoint(ctx, m.key, "done")
 	}
-	done, err := w.Checkpoint(ctx, guideColumnsKey)
+	done, err := w.Checkpoint(ctx, m.key)
 	if err != nil {
 		return fmt.Errorf("schema backfill: %w", err)
 	}
@@ -117,7 +139,7 @@ func (w *Warehouse) backfillGuideColumns(ctx context.Context, rep *SchemaReport,
 		}
 		rep.Backfills = append(rep.Backfills, b)
 	}
-	return w.SetCheckpoint(ctx, guideColumnsKey, "done")
+	return w.SetCheckpoint(ctx, m.key, "done")
 }
 
 // backfillTable fills one table in place where the engine sees the added
@@ -207,10 +229,16 @@ func (w *Warehouse) rebuild(ctx context.Context, spec bqschema.TableSpec, cols [
 				return "", fmt.Errorf("drop stale copy %s: %w", backupName(spec.Name), err)
 			}
 		}
+		// The copy takes the columns the engine serves: the metadata also
+		// lists those added for a later migration, which it does not.
+		served, err := w.servedColumns(ctx, spec.Name)
+		if err != nil {
+			return "", err
+		}
 		var old bigquery.Schema
 		var names []string
 		for _, f := range md.Schema {
-			if !isNew[f.Name] {
+			if served[f.Name] && !isNew[f.Name] {
 				old = append(old, f)
 				names = append(names, "`"+f.Name+"`")
 			}
@@ -265,8 +293,10 @@ func (w *Warehouse) rebuild(ctx context.Context, spec bqschema.TableSpec, cols [
 		names = append(names, "`"+f.Name+"`")
 		if e, ok := expr[f.Name]; ok {
 			values = append(values, e)
-		} else {
+		} else if have[f.Name] {
 			values = append(values, "`"+f.Name+"`")
+		} else {
+			values = append(values, "NULL") // a later migration's column: it fills it
 		}
 	}
 	// The table may hold part of an insert a kill interrupted: start over.

@@ -18,9 +18,14 @@ import (
 // guide; a dataset made by the version before has every table without them.
 var guideColumns = []string{"date_id", "model_id", "user_id", "policies_count", "model_name", "cost_per_1k", "week", "gateway_name"}
 
-// createOldDataset makes the tables as the version before created them
-// (today's definitions without the guide's columns) and fills them with
-// rows it wrote: policy_count then counted triggered policies.
+// oldColumns are the columns a dataset made before the guide's columns
+// lacks: those and the fact table's event_key, added after them.
+var oldColumns = append(slices.Clone(guideColumns), "event_key")
+
+// createOldDataset makes the tables as the version before the guide's
+// columns created them (today's definitions without oldColumns) and
+// fills them with rows it wrote: policy_count then counted triggered
+// policies.
 func createOldDataset(t *testing.T, ctx context.Context, ds string) {
 	t.Helper()
 	if err := bq.Dataset(ds).Create(ctx, &bigquery.DatasetMetadata{Location: "US"}); err != nil {
@@ -29,7 +34,7 @@ func createOldDataset(t *testing.T, ctx context.Context, ds string) {
 	for _, spec := range bqschema.Tables() {
 		var old bigquery.Schema
 		for _, f := range spec.Schema {
-			if !slices.Contains(guideColumns, f.Name) {
+			if !slices.Contains(oldColumns, f.Name) {
 				old = append(old, f)
 			}
 		}
@@ -92,7 +97,7 @@ func TestGuideColumnsEvolveAnOldDataset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rep.AddedColumns[schemas.TableFact]; fmt.Sprint(got) != "[date_id model_id user_id policies_count]" {
+	if got := rep.AddedColumns[schemas.TableFact]; fmt.Sprint(got) != "[date_id model_id user_id policies_count event_key]" {
 		t.Errorf("added to fact: %v", got)
 	}
 	var filled []string
@@ -103,7 +108,8 @@ func TestGuideColumnsEvolveAnOldDataset(t *testing.T) {
 		}
 	}
 	slices.Sort(filled)
-	if fmt.Sprint(filled) != "[dim_date dim_gateway dim_model dim_user fact_ai_event raw_events]" || !strings.Contains(rep.String(), "backfilled fact_ai_event") {
+	// fact_ai_event twice: the guide's columns, then event_key.
+	if fmt.Sprint(filled) != "[dim_date dim_gateway dim_model dim_user fact_ai_event fact_ai_event raw_events]" || !strings.Contains(rep.String(), "backfilled fact_ai_event") {
 		t.Errorf("backfills %v, report %q", filled, rep)
 	}
 
@@ -129,8 +135,18 @@ func TestGuideColumnsEvolveAnOldDataset(t *testing.T) {
 		}
 	}
 
-	// The loader writes into the evolved tables, the same keys.
-	load(t, w, "load-new", 10, event(uuid(3), "2026-11-29T11:00:00Z", "ada", "gpt-4o", "allow", "0.1"))
+	keys := queryRows(t, fmt.Sprintf("SELECT TO_HEX(event_key) FROM `%s.%s.%s` ORDER BY event_id", project, ds, schemas.TableFact))
+	if want := fmt.Sprintf("[[%s] [%s]]", strings.ReplaceAll(uuid(1), "-", ""), strings.ReplaceAll(uuid(2), "-", "")); fmt.Sprint(keys) != want {
+		t.Errorf("fact event_key after the backfill: %v, want %s", keys, want)
+	}
+
+	// The loader writes into the evolved tables, the same keys; an old
+	// event resent is found by the key the backfill gave it.
+	load(t, w, "load-new", 10, event(uuid(3), "2026-11-29T11:00:00Z", "ada", "gpt-4o", "allow", "0.1"),
+		event(uuid(1), "2026-11-29T10:00:00Z", "ada", "gpt-4o", "block", "0.5", "pii"))
+	if ids := factIDs(t, w); len(ids) != 3 || ids[uuid(1)] != 1 {
+		t.Errorf("fact after a resend of an old event: %v", ids)
+	}
 	got := queryRows(t, fmt.Sprintf("SELECT event_id, model_id, user_id, date_id FROM `%s.%s.fact_ai_event` WHERE model_id = '%s' ORDER BY event_id",
 		project, ds, schemas.ModelID("openai", "gpt-4o")))
 	if len(got) != 2 || got[1][0] != uuid(3) || got[1][2] != got[0][2] || got[1][3] != got[0][3] {

@@ -475,14 +475,20 @@ func sameCols(list string) func(int) string {
 // rows in every column twice, the least two inserts from them can: once
 // into raw (each load's rows, once per event id) and once into fact.
 // Neither reads the staged load_id (see wholeStaged). What fact needs is
-// decided on narrow columns first: new_rows holds, for each event id new
-// to fact, the columns fact_usage and fact_users are added from, and the
-// (load, chunk) it is taken from: the smallest load id (the loads are
-// sorted, so the lowest position in @load_ids, _load), then the lowest
-// chunk. The fact insert then takes, of the staged rows whose event id
-// new_rows holds, the one first in the same order: the row new_rows was
-// decided on, found by the event id alone, since no (load, chunk) holds
-// an id twice (the splitter keeps a chunk's first). loads must be sorted
+// decided on narrow columns first: new_rows holds, for each event key
+// new to fact (the UUID's bytes, bqschema.FactSchema: the anti-join
+// reads 18 bytes a fact row, not event_id's 38), the columns fact_usage
+// and fact_users are added from, and the (load, chunk) it is taken from:
+// the smallest load id (the loads are sorted, so the lowest position in
+// @load_ids, _load), then the lowest chunk. The fact insert then takes,
+// of the staged rows whose event id new_rows holds, the one first in the
+// same order: the row new_rows was decided on, found by the event id
+// alone, since no (load, chunk) holds a UUID twice (the splitter keeps a
+// chunk's first, by its bytes; an id written in upper case elsewhere is
+// another string but the same key, and new_rows holds one). Fact rows
+// whose key is NULL (ids of versions before ids were checked to be
+// UUIDs) are left out of the lookup, since NOT IN a list holding a NULL
+// finds nothing new; no UUID equals them. loads must be sorted
 // by load id, as CommitLoads sorts them. An IN over one key, not a
 // JOIN: the emulator runs a JOIN of a union with a temp table row by row
 // (a local run's commits took a minute each), and an IN with an index.
@@ -509,11 +515,12 @@ INSERT INTO %[1]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
 WHERE _n = 1 AND CONCAT(load_id, '/', event_id) NOT IN (SELECT CONCAT(r.load_id, '/', r.event_id) FROM %[1]s r
   WHERE r.load_id IN UNNEST(@load_ids) AND r.event_date BETWEEN @min_date AND @max_date);
 CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (
-%[7]s) u
-  WHERE u.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date))
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_key ORDER BY u._load, u._chunk) AS _n FROM (
+    SELECT v.*, %[8]s AS event_key FROM (
+%[7]s) v) u
+  WHERE u.event_key NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL))
 WHERE _n = 1;
-INSERT INTO %[2]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
+INSERT INTO %[2]s SELECT * EXCEPT(_load, _chunk, _n), %[9]s FROM (
   SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (
 %[3]s) u
   WHERE u.event_id IN (SELECT n.event_id FROM new_rows n))
@@ -523,7 +530,8 @@ SELECT n.event_date, n.provider, n.model, COUNT(*), SUM(n.cost_usd), SUM(n.total
 FROM new_rows n GROUP BY n.event_date, n.provider, n.model;
 INSERT INTO %[5]s (`+"`user`"+`) SELECT DISTINCT n.`+"`user`"+` FROM new_rows n
 WHERE ARRAY_LENGTH(@load_ids) > 0 AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
-`, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), loads[0].Chunks[0].Index, narrow)
+`, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), loads[0].Chunks[0].Index, narrow,
+			eventKeySQL("v.event_id"), eventKeySQL("event_id"))
 	}
 	if recs := w.unionStaged("qstg_", loads, wholeStaged); recs != "" {
 		script += fmt.Sprintf(`
@@ -637,9 +645,10 @@ func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (over
 	// What holds the batch's ids or hashes twice, found once into a temp
 	// table: on the emulator a subquery named twice in one DELETE is
 	// evaluated per row.
-	factDups := fmt.Sprintf(`SELECT g.event_id, MIN(g.load_id) AS keep FROM %s g
-WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_id IN (SELECT u.event_id FROM (%s) u)
-GROUP BY g.event_id HAVING COUNT(*) > 1`, fact, ids)
+	// Fact rows are one an event key, as the commit's anti-join keeps them.
+	factDups := fmt.Sprintf(`SELECT g.event_key, MIN(g.load_id) AS keep FROM %s g
+WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_key IN (SELECT %s FROM (%s) u)
+GROUP BY g.event_key HAVING COUNT(*) > 1`, fact, eventKeySQL("u.event_id"), ids)
 	quarDups := fmt.Sprintf(`SELECT g.record_hash, MIN(g.load_id) AS keep FROM %s g
 WHERE g.quarantined_at >= @quarantine_since AND g.record_hash IN (SELECT u.record_hash FROM (%s) u)
 GROUP BY g.record_hash HAVING COUNT(*) > 1`, quar, hashes)
@@ -647,9 +656,9 @@ GROUP BY g.record_hash HAVING COUNT(*) > 1`, quar, hashes)
 	// are read only when there is something to remove.
 	var counts []string
 	if ids != "" {
-		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.event_id FROM %s g
-WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_id IN (SELECT u.event_id FROM (%s) u)
-GROUP BY g.event_id HAVING COUNT(*) > 1)) AS fact_dups`, fact, ids))
+		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.event_key FROM %s g
+WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_key IN (SELECT %s FROM (%s) u)
+GROUP BY g.event_key HAVING COUNT(*) > 1)) AS fact_dups`, fact, eventKeySQL("u.event_id"), ids))
 	}
 	if hashes != "" {
 		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.record_hash FROM %s g
@@ -683,8 +692,8 @@ GROUP BY g.record_hash HAVING COUNT(*) > 1)) AS quarantine_dups`, quar, hashes))
 		// The rows removed were counted in fact_usage by the commit that
 		// inserted them: take them out again, in the same transaction.
 		doubled := `f.event_date BETWEEN @min_date AND @max_date
-  AND f.event_id IN (SELECT d.event_id FROM fact_dups d)
-  AND CONCAT(f.event_id, '/', f.load_id) NOT IN (SELECT CONCAT(d.event_id, '/', d.keep) FROM fact_dups d)`
+  AND f.event_key IN (SELECT d.event_key FROM fact_dups d)
+  AND CONCAT(TO_HEX(f.event_key), '/', f.load_id) NOT IN (SELECT CONCAT(TO_HEX(d.event_key), '/', d.keep) FROM fact_dups d)`
 		script += fmt.Sprintf(`
 CREATE TEMP TABLE fact_dups AS %[2]s;
 INSERT INTO %[4]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
@@ -981,7 +990,8 @@ func (w *Warehouse) CheckLoad(ctx context.Context, loadID string) (Completeness,
 // the partitions the loads' rows fall in (from the first query): the
 // commit's anti-join and convergence DELETE use the same bound (an event
 // id lives in its event's date partition), and an unbounded NOT IN read
-// every event id of the whole table after every load. Parameters, not a
+// every event id of the whole table after every load. Like the commit,
+// it looks fact rows up by event_key. Parameters, not a
 // subquery, bound it: BigQuery prunes partitions only by constants and
 // parameters. The span is the loads' together, so loads checked together
 // should be close in time (a compaction's are). Every id asked for gets
@@ -1043,9 +1053,9 @@ SELECT c.load_id, SUM(c.raw_rows) AS raw_rows, MIN(c.min_date) AS min_date, MAX(
 	missing, err := w.query(ctx, what, fmt.Sprintf(`
 SELECT r.load_id, COUNT(*) AS missing FROM %[1]s r
 WHERE r.load_id IN UNNEST(@load_ids) AND r.event_date BETWEEN @min_date AND @max_date
-  AND r.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date)
+  AND %[3]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL)
 GROUP BY r.load_id`,
-		w.ref(schemas.TableRaw), w.ref(schemas.TableFact)),
+		w.ref(schemas.TableRaw), w.ref(schemas.TableFact), eventKeySQL("r.event_id")),
 		ids, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
 	if err != nil {
 		return nil, err

@@ -66,7 +66,7 @@ func (e *SchemaError) Error() string {
 // EnsureSchema creates the dataset, tables and views that are missing,
 // applies additive changes (new NULLABLE or REPEATED columns) to existing
 // tables, fills columns added to tables holding rows once (see
-// backfillGuideColumns) and replaces views whose definition changed.
+// backfillColumns) and replaces views whose definition changed.
 // Running it twice changes nothing the second time, and issues no DDL.
 func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	rep := SchemaReport{AddedColumns: map[string][]string{}, ForeignColumns: map[string][]string{}}
@@ -87,8 +87,10 @@ func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
 	for _, t := range rep.CreatedTables {
 		created[t] = true
 	}
-	if err := w.backfillGuideColumns(ctx, &rep, created); err != nil {
-		return rep, err
+	for _, m := range migrations() {
+		if err := w.backfillColumns(ctx, &rep, created, m); err != nil {
+			return rep, err
+		}
 	}
 	if err := w.seedUsage(ctx, created); err != nil {
 		return rep, err

@@ -119,9 +119,9 @@ func TestCommitNeverReadsAStagedLoadID(t *testing.T) {
 		}
 	}
 	// The fact insert finds new_rows' rows by event id alone: it must
-	// rank a staged id's rows as new_rows did, the first load, then the
-	// first chunk.
-	ranked := regexp.MustCompile(`(CREATE TEMP TABLE new_rows|INSERT INTO ` + "`p\\.d\\.fact_ai_event`" + `) [^;]*ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._load, u\._chunk\)`)
+	// rank a staged id's rows as new_rows did (by the id's key), the
+	// first load, then the first chunk.
+	ranked := regexp.MustCompile(`(CREATE TEMP TABLE new_rows [^;]*PARTITION BY u\.event_key|INSERT INTO ` + "`p\\.d\\.fact_ai_event`" + ` [^;]*PARTITION BY u\.event_id) ORDER BY u\._load, u\._chunk\)`)
 	if n := len(ranked.FindAllString(script, -1)); n != 2 {
 		t.Errorf("%d of new_rows and the fact insert rank by (_load, _chunk), want both:\n%s", n, script)
 	}

@@ -239,6 +239,31 @@ func TestResentEventStaysSingle(t *testing.T) {
 	}
 }
 
+// The fact table keys an event by its UUID's bytes (event_key): the same
+// id resent in upper case is the same event, as it is to the splitter,
+// and its load's check finds it in fact.
+func TestFactKeyIsTheUUIDsBytes(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	id := "0a0b0c0d-e0f0-4abc-8def-00000000abcd"
+	load(t, w, "load-1", 10, event(id, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"))
+	load(t, w, "load-2", 10, event(strings.ToUpper(id), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(9), "2026-11-01T10:00:02Z", "ada", "gpt-4o", "allow", "0.01"))
+	got := queryRows(t, fmt.Sprintf("SELECT event_id, TO_HEX(event_key) FROM `%s.%s.%s` ORDER BY event_id", project, ds, schemas.TableFact))
+	want := fmt.Sprint([][]bigquery.Value{
+		{uuid(9), strings.ReplaceAll(uuid(9), "-", "")},
+		{id, strings.ReplaceAll(id, "-", "")},
+	})
+	if fmt.Sprint(got) != want {
+		t.Errorf("fact rows:\n got %v\nwant %v", got, want)
+	}
+	chk, err := w.CheckLoad(context.Background(), "load-2")
+	if err != nil || chk.RawRows != 2 || chk.MissingInFact != 0 {
+		t.Errorf("check of the load resending it: %+v, %v", chk, err)
+	}
+}
+
 func TestInvalidEventsAreQuarantinedWithReasons(t *testing.T) {
 	t.Parallel()
 	w := newWarehouse(t)
@@ -369,7 +394,7 @@ func TestAdditiveSchemaChangeIsAppliedAndReported(t *testing.T) {
 	}
 	// An older ktpipe's fact table, before the "extra" column existed.
 	var old bigquery.Schema
-	for _, f := range bqschema.EventRowSchema() {
+	for _, f := range bqschema.FactSchema() {
 		if f.Name != "extra" {
 			old = append(old, f)
 		}
@@ -480,7 +505,7 @@ func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
 	// removes the copies.
 	w.SetCommitHook(func() error {
 		w.SetCommitHook(nil)
-		copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", x, "load-a")
+		copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", x, "load-a")
 		copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
 		if n := factIDs(t, w)[x]; n != 2 {
 			t.Fatalf("setup: %s has %d rows, want the raced 2", x, n)

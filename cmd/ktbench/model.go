@@ -169,9 +169,9 @@ func rx(s string) *regexp.Regexp { return regexp.MustCompile(`(?s)^` + s) }
 var costRules = []costRule{
 	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\._load, u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT CONCAT\(r\.load_id, '/', r\.event_id\) FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN`),
 		[]tableRead{{"stg", stagedCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events", false},
-	{"commit: rows new to fact (anti-join, narrow)", rx(`CREATE TEMP TABLE new_rows AS SELECT \* EXCEPT\(_n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT s\.event_id, s\.event_date, s\.provider, s\.model, s\.cost_usd, s\.total_tokens, s\.` + "`user`" + `, \d+ AS _load, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
-		[]tableRead{{"stg", narrowCols, scopeChunk}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "", false},
-	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM stg s.* WHERE u\.event_id IN \(SELECT n\.event_id FROM new_rows n\)\) WHERE _n = 1$`),
+	{"commit: rows new to fact (anti-join, narrow)", rx(`CREATE TEMP TABLE new_rows AS SELECT \* EXCEPT\(_n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_key ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT v\.\*, FROM_HEX\(REPLACE\(v\.event_id, '-', ''\)\) AS event_key FROM \( SELECT s\.event_id, s\.event_date, s\.provider, s\.model, s\.cost_usd, s\.total_tokens, s\.` + "`user`" + `, \d+ AS _load, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT f\.event_key FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
+		[]tableRead{{"stg", narrowCols, scopeChunk}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
+	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT \* EXCEPT\(_load, _chunk, _n\), FROM_HEX\(REPLACE\(event_id, '-', ''\)\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM stg s.* WHERE u\.event_id IN \(SELECT n\.event_id FROM new_rows n\)\) WHERE _n = 1$`),
 		[]tableRead{{"stg", stagedCols, scopeChunk}, {"new_rows", []string{"event_id"}, scopeChunk}}, "fact_ai_event", false},
 	{"commit: add to fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT n\.event_date, n\.provider, n\.model, COUNT\(\*\), SUM\(n\.cost_usd\), SUM\(n\.total_tokens\), @load_ids\[OFFSET\(0\)\], \d+ FROM new_rows n`),
 		[]tableRead{{"new_rows", []string{"event_date", "provider", "model", "cost_usd", "total_tokens"}, scopeChunk}}, "fact_usage", false},
@@ -204,16 +204,16 @@ var costRules = []costRule{
 	// Only when a commit may have landed beside this one (the ledger
 	// grew since its transaction began, or another commit has not
 	// converged; not in the run).
-	{"commit: look for doubled rows", rx(`SELECT \(SELECT COUNT\(\*\) FROM \(SELECT g\.event_id FROM fact_ai_event g WHERE g\.event_date BETWEEN .* FROM quarantine g WHERE g\.quarantined_at >= @quarantine_since`),
-		[]tableRead{{"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk},
+	{"commit: look for doubled rows", rx(`SELECT \(SELECT COUNT\(\*\) FROM \(SELECT g\.event_key FROM fact_ai_event g WHERE g\.event_date BETWEEN .* FROM quarantine g WHERE g\.quarantined_at >= @quarantine_since`),
+		[]tableRead{{"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk},
 			{"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
 	// Only when the look found a row doubled by a race (not in the run).
-	{"converge: find doubled fact ids", rx(`CREATE TEMP TABLE fact_dups AS SELECT g\.event_id, MIN\(g\.load_id\) AS keep FROM fact_ai_event g`),
-		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk}}, "", false},
+	{"converge: find doubled fact ids", rx(`CREATE TEMP TABLE fact_dups AS SELECT g\.event_key, MIN\(g\.load_id\) AS keep FROM fact_ai_event g`),
+		[]tableRead{{"fact_ai_event", []string{"event_key", "load_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk}}, "", false},
 	{"converge: take doubled rows out of fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT f\.event_date, f\.provider, f\.model, 0 - COUNT`),
-		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date", "provider", "model", "cost_usd", "total_tokens"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_usage", false},
+		[]tableRead{{"fact_ai_event", []string{"event_key", "load_id", "event_date", "provider", "model", "cost_usd", "total_tokens"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_usage", false},
 	{"converge: delete doubled fact rows", rx(`DELETE FROM fact_ai_event f WHERE f\.event_date BETWEEN .*fact_dups`),
-		[]tableRead{{"fact_ai_event", []string{"event_id", "load_id", "event_date"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_ai_event", true},
+		[]tableRead{{"fact_ai_event", []string{"event_key", "load_id", "event_date"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_ai_event", true},
 	{"converge: find doubled quarantine", rx(`CREATE TEMP TABLE quarantine_dups AS SELECT g\.record_hash, MIN\(g\.load_id\) AS keep FROM quarantine g`),
 		[]tableRead{{"quarantine", []string{"record_hash", "load_id", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
 	{"converge: delete doubled quarantine", rx(`DELETE FROM quarantine x WHERE`),
@@ -223,8 +223,8 @@ var costRules = []costRule{
 		[]tableRead{{"load_ledger", []string{"chunk", "load_id"}, scopeSmall}}, "", false},
 	{"check load: counts (raw, ledger)", rx(`SELECT c\.load_id, SUM\(c\.raw_rows\) AS raw_rows, .* FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) GROUP BY r\.load_id UNION ALL .* FROM load_ledger l WHERE l\.load_id IN UNNEST\(@load_ids\) GROUP BY l\.load_id \) c GROUP BY c\.load_id$`),
 		[]tableRead{{"raw_events", []string{"load_id", "event_date"}, scopeLoad}, {"load_ledger", []string{"load_id", "rows", "quarantined"}, scopeSmall}}, "", false},
-	{"check load: missing in fact", rx(`SELECT r\.load_id, COUNT\(\*\) AS missing FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN @min_date AND @max_date AND r\.event_id NOT IN \(SELECT f\.event_id FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
-		[]tableRead{{"raw_events", []string{"load_id", "event_id", "event_date"}, scopeLoad}, {"fact_ai_event", []string{"event_id", "event_date"}, scopePartitions}}, "", false},
+	{"check load: missing in fact", rx(`SELECT r\.load_id, COUNT\(\*\) AS missing FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN @min_date AND @max_date AND FROM_HEX\(REPLACE\(r\.event_id, '-', ''\)\) NOT IN \(SELECT f\.event_key FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
+		[]tableRead{{"raw_events", []string{"load_id", "event_id", "event_date"}, scopeLoad}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
 	{"dimensions: models", rx(`SELECT provider, model, SUM\(cost\) AS cost, SUM\(tokens\) AS tokens FROM fact_usage GROUP BY provider, model HAVING SUM\(events\) > 0$`),
 		[]tableRead{{"fact_usage", []string{"provider", "model", "cost", "tokens", "events"}, scopeUsage}}, "", false},
 	{"dimensions: fact_usage rows not folded", rx(`SELECT COUNTIF\(chunk != @folded\) AS n FROM fact_usage$`),
@@ -514,6 +514,8 @@ func tableKind(table string) string {
 		return "quarantine"
 	case "fact_usage":
 		return "usage"
+	case "fact_ai_event":
+		return "fact"
 	}
 	return "event"
 }

@@ -11,11 +11,12 @@ import (
 // the raw insert.
 const (
 	factAntiJoinSQL = "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM (\n" +
-		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (\n" +
-		"SELECT s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
-		"  WHERE u.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date))\n" +
+		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_key ORDER BY u._load, u._chunk) AS _n FROM (\n" +
+		"    SELECT v.*, FROM_HEX(REPLACE(v.event_id, '-', '')) AS event_key FROM (\n" +
+		"SELECT s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s) v) u\n" +
+		"  WHERE u.event_key NOT IN (SELECT f.event_key FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL))\n" +
 		"WHERE _n = 1"
-	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT * EXCEPT(_load, _chunk, _n) FROM (\n" +
+	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT * EXCEPT(_load, _chunk, _n), FROM_HEX(REPLACE(event_id, '-', '')) FROM (\n" +
 		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (\n" +
 		"SELECT s.* REPLACE (@load_ids[OFFSET(0)] AS load_id), 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
 		"  WHERE u.event_id IN (SELECT n.event_id FROM new_rows n))\n" +
@@ -37,6 +38,7 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 		w["event"][c] = 10
 	}
 	w["event"]["event_id"], w["event"]["event_date"] = 38, 8
+	w["fact"] = map[string]float64{"event_key": 18, "event_date": 8}
 	stmts := []observedStmt{{Scope: "commit", Job: true, SQL: factAntiJoinSQL}, {Scope: "commit", SQL: factInsertSQL}, {Scope: "chunk", Job: true, Load: "stg_load_00000"}}
 	in.BatchChunks = 1 // one commit a chunk, the design before batches
 	p := shape("pull", 1e8, in)
@@ -49,14 +51,14 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 	}
 	// Per commit: the chunk's rows in the narrow columns (the anti-join),
 	// then in every column but load_id with new_rows' ids (the fact
-	// insert), and half a day's partition of fact's event_id and
+	// insert), and half a day's partition of fact's event_key and
 	// event_date. The narrow read and new_rows' ids are under the 10 MB
 	// minimum, so each is billed at 10 MB.
 	rows := 1e8 / p.CommitsPerDay
 	narrow := 38 + 8 + 5*10.0
 	whole := rowWidth(w["event"]) - w["event"]["load_id"]
-	scanned := rows*narrow + 0.5*1e8*(38+8) + rows*whole + rows*38
-	billed := math.Max(rows*narrow, minTableBytes) + 0.5*1e8*(38+8) + rows*whole + math.Max(rows*38, minTableBytes)
+	scanned := rows*narrow + 0.5*1e8*(18+8) + rows*whole + rows*38
+	billed := math.Max(rows*narrow, minTableBytes) + 0.5*1e8*(18+8) + rows*whole + math.Max(rows*38, minTableBytes)
 	if math.Abs(c.BytesScanned-p.CommitsPerDay*scanned) > 1 || math.Abs(c.BytesBilled-p.CommitsPerDay*billed) > 1 {
 		t.Fatalf("bytes scanned %.0f, billed %.0f, want %.0f and %.0f", c.BytesScanned, c.BytesBilled, p.CommitsPerDay*scanned, p.CommitsPerDay*billed)
 	}
@@ -90,7 +92,7 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 // 10 MB a table at least, and reads what its chunks hold.
 func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 	in := defaultModelInputs()
-	w := widths{"event": {"event_id": 38}}
+	w := widths{"event": {"event_id": 38}, "fact": {"event_key": 18}}
 	pull, hook, p := shape("pull", 1e6, in), shape("webhook", 1e6, in), shape("compacted", 1e6, in)
 	if p.LoadsPerDay != pull.LoadsPerDay+hook.LoadsPerDay || p.ChunksPerDay != pull.ChunksPerDay+hook.ChunksPerDay ||
 		p.RunsPerDay != 6 || p.CommitsPerDay != 6 || p.CommittedRows != 2e6 || p.PullLoadsPerDay != 24 || p.PullRunsPerDay != 24 {
@@ -125,12 +127,12 @@ func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 	// A compaction round checks its loads together: the check reads every
 	// load of the round in raw, a round's share of the day's rows.
 	check := observedStmt{Scope: "round", Job: true, SQL: "SELECT r.load_id, COUNT(*) AS missing FROM `p.d.raw_events` r WHERE r.load_id IN UNNEST(@load_ids) " +
-		"AND r.event_date BETWEEN @min_date AND @max_date AND r.event_id NOT IN (SELECT f.event_id FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date) GROUP BY r.load_id"}
+		"AND r.event_date BETWEEN @min_date AND @max_date AND FROM_HEX(REPLACE(r.event_id, '-', '')) NOT IN (SELECT f.event_key FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL) GROUP BY r.load_id"}
 	if c, err = cost(p, []observedStmt{check}, w, in); err != nil {
 		t.Fatal(err)
 	}
-	if want := 6 * (2e6/6*38 + 0.5*1e6*38); math.Abs(c.BytesScanned-want) > 1 {
-		t.Errorf("a round's check scanned %.0f a day, want %.0f (its loads' raw ids and half a day of fact ids, 6 rounds)", c.BytesScanned, want)
+	if want := 6 * (2e6/6*38 + 0.5*1e6*18); math.Abs(c.BytesScanned-want) > 1 {
+		t.Errorf("a round's check scanned %.0f a day, want %.0f (its loads' raw ids and half a day of fact keys, 6 rounds)", c.BytesScanned, want)
 	}
 	// At 100M through both paths a run's 576 loads (816 chunks) pass
 	// CompactLoads: a round of 500 loads (708 chunks, 2 commits) and one
@@ -153,7 +155,7 @@ func TestSplitScriptAndNormalize(t *testing.T) {
 	if len(parts) != 2 {
 		t.Fatalf("parts %q", parts)
 	}
-	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM ( SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM ( SELECT s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _load, 0 AS _chunk FROM stg s) u") {
+	if got := normalizeSQL(parts[0]); !strings.HasPrefix(got, "CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM ( SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_key ORDER BY u._load, u._chunk) AS _n FROM ( SELECT v.*, FROM_HEX(REPLACE(v.event_id, '-', '')) AS event_key FROM ( SELECT s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _load, 0 AS _chunk FROM stg s) v) u") {
 		t.Fatalf("normalized %q", got)
 	}
 }

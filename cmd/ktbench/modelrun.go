@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"strings"
@@ -274,8 +275,12 @@ func measureWidths(ctx context.Context, store staging.Dir, man staging.Manifest)
 			w[kind][k] /= float64(rows)
 		}
 	}
-	// fact_usage: a row a (date, provider, model) a commit touched.
+	// fact_ai_event: the event row and event_key, which the commit
+	// computes (no staged value to measure): BYTES, 2 + 16.
 	e := w["event"]
+	w["fact"] = maps.Clone(e)
+	w["fact"]["event_key"] = 18
+	// fact_usage: a row a (date, provider, model) a commit touched.
 	w["usage"] = map[string]float64{"event_date": 8, "provider": e["provider"], "model": e["model"], "events": 8, "cost": 16, "tokens": 8,
 		"load_id": e["load_id"], "chunk": 8}
 	return w, nil

@@ -65,7 +65,8 @@ func rep(name string, t bigquery.FieldType) *bigquery.FieldSchema {
 
 // EventRowSchema is the row layout schemas.AppendEventRow writes: the contract's
 // fields, the seed's derived columns, and where the row came from. Raw,
-// staging and fact tables share it, so a load never reshapes data.
+// staging and fact tables share it, so a load never reshapes data (fact
+// adds a key the commit computes, FactSchema).
 func EventRowSchema() bigquery.Schema {
 	return bigquery.Schema{
 		req("event_id", bigquery.StringFieldType),
@@ -104,6 +105,17 @@ func EventRowSchema() bigquery.Schema {
 		opt("user_id", bigquery.StringFieldType),
 		opt("policies_count", bigquery.IntegerFieldType),
 	}
+}
+
+// FactSchema is the event row and the fact table's dedup key, event_key:
+// the 16 bytes of the event's UUID (validation admits no other id), which
+// the commit computes from event_id (warehouse.EventKeySQL). Every commit
+// and check looks an event up by its key in its date's partition, and
+// BigQuery bills the column read whole: 18 bytes a row where event_id is
+// 38. It is last and NULLABLE as it was added to tables holding rows,
+// filled once in those (warehouse.EnsureSchema).
+func FactSchema() bigquery.Schema {
+	return append(EventRowSchema(), opt("event_key", bigquery.BytesFieldType))
 }
 
 // QuarantineSchema is the row layout schemas.AppendQuarantineRow writes.
@@ -147,7 +159,7 @@ func Tables() []TableSpec {
 		{
 			Name:           schemas.TableFact,
 			Description:    "One row per event id: the deduplicated fact of the star schema.",
-			Schema:         EventRowSchema(),
+			Schema:         FactSchema(),
 			PartitionField: "event_date",
 			Clustering:     eventClustering,
 		},
