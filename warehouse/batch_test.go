@@ -263,7 +263,7 @@ func TestOnlyQuarantineDoubled(t *testing.T) {
 	// TestOverlappingLoadsConvergeToOneRowPerID) with b only.
 	w.SetCommitHook(func() error {
 		w.SetCommitHook(nil)
-		copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
+		copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineTableSchema(), "event_id", b, "load-a")
 		addLedgerRow(t, ds, "load-a")
 		return nil
 	})

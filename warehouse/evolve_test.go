@@ -2,6 +2,8 @@ package warehouse_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,8 +21,8 @@ import (
 var guideColumns = []string{"date_id", "model_id", "user_id", "policies_count", "model_name", "cost_per_1k", "week", "gateway_name"}
 
 // oldColumns are the columns a dataset made before the guide's columns
-// lacks: those and the fact table's event_key, added after them.
-var oldColumns = append(slices.Clone(guideColumns), "event_key")
+// lacks: those and the lookup keys, added after them.
+var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key")
 
 // createOldDataset makes the tables as the version before the guide's
 // columns created them (today's definitions without oldColumns) and
@@ -57,10 +59,18 @@ func createOldDataset(t *testing.T, ctx context.Context, ds string) {
 	for _, table := range []string{schemas.TableFact, schemas.TableRaw} {
 		exec(t, fmt.Sprintf("INSERT INTO `%s.%s.%s` VALUES %s", project, ds, table, rows))
 	}
+	exec(t, fmt.Sprintf("INSERT INTO `%s.%s.quarantine` VALUES ('%s', '%s', TIMESTAMP '2026-11-29T09:00:00Z', 'cost', 'must not be negative', '{}', 'old-load', 'export', CURRENT_TIMESTAMP())",
+		project, ds, idHash(uuid(5)), uuid(5)))
 	exec(t, fmt.Sprintf("INSERT INTO `%s.%s.dim_user` VALUES ('ada', 'platform', 'eng')", project, ds))
 	exec(t, fmt.Sprintf("INSERT INTO `%s.%s.dim_model` VALUES ('openai', 'gpt-4o', NUMERIC '0.0025', NUMERIC '0.01')", project, ds))
 	exec(t, fmt.Sprintf("INSERT INTO `%s.%s.dim_date` VALUES (DATE '2026-11-29', 2026, 4, 11, 29, 0, 48, TRUE)", project, ds))
 	exec(t, fmt.Sprintf("INSERT INTO `%s.%s.dim_gateway` VALUES ('%s', 'gw-prod-eu', 'security', 'production')", project, ds, gw))
+}
+
+// idHash is the record_hash the splitter gives a bad record with an id.
+func idHash(id string) string {
+	sum := sha256.Sum256([]byte("id:" + id))
+	return hex.EncodeToString(sum[:])
 }
 
 func queryRows(t *testing.T, sql string) [][]bigquery.Value {
@@ -109,7 +119,7 @@ func TestGuideColumnsEvolveAnOldDataset(t *testing.T) {
 	}
 	slices.Sort(filled)
 	// fact_ai_event twice: the guide's columns, then event_key.
-	if fmt.Sprint(filled) != "[dim_date dim_gateway dim_model dim_user fact_ai_event fact_ai_event raw_events]" || !strings.Contains(rep.String(), "backfilled fact_ai_event") {
+	if fmt.Sprint(filled) != "[dim_date dim_gateway dim_model dim_user fact_ai_event fact_ai_event quarantine raw_events]" || !strings.Contains(rep.String(), "backfilled fact_ai_event") {
 		t.Errorf("backfills %v, report %q", filled, rep)
 	}
 
@@ -140,12 +150,21 @@ func TestGuideColumnsEvolveAnOldDataset(t *testing.T) {
 		t.Errorf("fact event_key after the backfill: %v, want %s", keys, want)
 	}
 
+	if got := queryRows(t, fmt.Sprintf("SELECT TO_HEX(record_key) FROM `%s.%s.quarantine`", project, ds)); fmt.Sprint(got) != "[["+idHash(uuid(5))[:32]+"]]" {
+		t.Errorf("quarantine record_key after the backfill: %v", got)
+	}
+
 	// The loader writes into the evolved tables, the same keys; an old
-	// event resent is found by the key the backfill gave it.
+	// event and an old bad record resent are found by the keys the
+	// backfill gave them.
+	bad := strings.Replace(event(uuid(5), "2026-11-29T09:00:00Z", "ada", "gpt-4o", "allow", "0.1"), `"cost":"0.1"`, `"cost":"-1"`, 1)
 	load(t, w, "load-new", 10, event(uuid(3), "2026-11-29T11:00:00Z", "ada", "gpt-4o", "allow", "0.1"),
-		event(uuid(1), "2026-11-29T10:00:00Z", "ada", "gpt-4o", "block", "0.5", "pii"))
+		event(uuid(1), "2026-11-29T10:00:00Z", "ada", "gpt-4o", "block", "0.5", "pii"), bad)
 	if ids := factIDs(t, w); len(ids) != 3 || ids[uuid(1)] != 1 {
 		t.Errorf("fact after a resend of an old event: %v", ids)
+	}
+	if q, err := w.QuarantinedIDs(ctx); err != nil || len(q) != 1 || len(q[uuid(5)]) != 1 {
+		t.Errorf("quarantine after a resend of an old bad record: %v (%v)", q, err)
 	}
 	got := queryRows(t, fmt.Sprintf("SELECT event_id, model_id, user_id, date_id FROM `%s.%s.fact_ai_event` WHERE model_id = '%s' ORDER BY event_id",
 		project, ds, schemas.ModelID("openai", "gpt-4o")))

@@ -481,11 +481,11 @@ func sameCols(list string) func(int) string {
 // and fact_users are added from, and the (load, chunk) it is taken from:
 // the smallest load id (the loads are sorted, so the lowest position in
 // @load_ids, _load), then the lowest chunk. The fact insert then takes,
-// of the staged rows whose event id new_rows holds, the one first in the
-// same order: the row new_rows was decided on, found by the event id
-// alone, since no (load, chunk) holds a UUID twice (the splitter keeps a
-// chunk's first, by its bytes; an id written in upper case elsewhere is
-// another string but the same key, and new_rows holds one). Fact rows
+// of the staged rows whose key new_rows holds, the one first in the same
+// order: the row new_rows was decided on, found by the key alone (18
+// bytes of new_rows a row, not 38), since no (load, chunk) holds a UUID
+// twice (the splitter keeps a chunk's first, by its bytes; an id written
+// in upper case elsewhere is another string but the same key). Fact rows
 // whose key is NULL (ids of versions before ids were checked to be
 // UUIDs) are left out of the lookup, since NOT IN a list holding a NULL
 // finds nothing new; no UUID equals them. loads must be sorted
@@ -520,10 +520,11 @@ CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM (
 %[7]s) v) u
   WHERE u.event_key NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL))
 WHERE _n = 1;
-INSERT INTO %[2]s SELECT * EXCEPT(_load, _chunk, _n), %[9]s FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (
-%[3]s) u
-  WHERE u.event_id IN (SELECT n.event_id FROM new_rows n))
+INSERT INTO %[2]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_key ORDER BY u._load, u._chunk) AS _n FROM (
+    SELECT v.*, %[9]s AS event_key FROM (
+%[3]s) v) u
+  WHERE u.event_key IN (SELECT n.event_key FROM new_rows n))
 WHERE _n = 1;
 INSERT INTO %[4]s (event_date, provider, model, events, cost, tokens, load_id, chunk)
 SELECT n.event_date, n.provider, n.model, COUNT(*), SUM(n.cost_usd), SUM(n.total_tokens), @load_ids[OFFSET(0)], %[6]d
@@ -531,15 +532,16 @@ FROM new_rows n GROUP BY n.event_date, n.provider, n.model;
 INSERT INTO %[5]s (`+"`user`"+`) SELECT DISTINCT n.`+"`user`"+` FROM new_rows n
 WHERE ARRAY_LENGTH(@load_ids) > 0 AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
 `, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), loads[0].Chunks[0].Index, narrow,
-			eventKeySQL("v.event_id"), eventKeySQL("event_id"))
+			eventKeySQL("v.event_id"), eventKeySQL("v.event_id"))
 	}
 	if recs := w.unionStaged("qstg_", loads, wholeStaged); recs != "" {
 		script += fmt.Sprintf(`
 INSERT INTO %[1]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
-  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.record_hash ORDER BY u._load, u._chunk) AS _n FROM (
-%[2]s) u)
-WHERE _n = 1 AND record_hash NOT IN (SELECT record_hash FROM %[1]s WHERE quarantined_at >= @quarantine_since);
-`, quar, recs)
+  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.record_key ORDER BY u._load, u._chunk) AS _n FROM (
+    SELECT v.*, %[3]s AS record_key FROM (
+%[2]s) v) u)
+WHERE _n = 1 AND record_key NOT IN (SELECT q.record_key FROM %[1]s q WHERE q.quarantined_at >= @quarantine_since AND q.record_key IS NOT NULL);
+`, quar, recs, recordKeySQL("v.record_hash"))
 	}
 	// Chunk numbers and counts are the manifest's integers, written with
 	// %d as in unionStaged (batchState checked the staging tables hold
@@ -649,9 +651,9 @@ func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (over
 	factDups := fmt.Sprintf(`SELECT g.event_key, MIN(g.load_id) AS keep FROM %s g
 WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_key IN (SELECT %s FROM (%s) u)
 GROUP BY g.event_key HAVING COUNT(*) > 1`, fact, eventKeySQL("u.event_id"), ids)
-	quarDups := fmt.Sprintf(`SELECT g.record_hash, MIN(g.load_id) AS keep FROM %s g
-WHERE g.quarantined_at >= @quarantine_since AND g.record_hash IN (SELECT u.record_hash FROM (%s) u)
-GROUP BY g.record_hash HAVING COUNT(*) > 1`, quar, hashes)
+	quarDups := fmt.Sprintf(`SELECT g.record_key, MIN(g.load_id) AS keep FROM %s g
+WHERE g.quarantined_at >= @quarantine_since AND g.record_key IN (SELECT %s FROM (%s) u)
+GROUP BY g.record_key HAVING COUNT(*) > 1`, quar, recordKeySQL("u.record_hash"), hashes)
 	// The look counts ids held twice, reading only the ids: the load ids
 	// are read only when there is something to remove.
 	var counts []string
@@ -661,9 +663,9 @@ WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_key IN (SELECT %s
 GROUP BY g.event_key HAVING COUNT(*) > 1)) AS fact_dups`, fact, eventKeySQL("u.event_id"), ids))
 	}
 	if hashes != "" {
-		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.record_hash FROM %s g
-WHERE g.quarantined_at >= @quarantine_since AND g.record_hash IN (SELECT u.record_hash FROM (%s) u)
-GROUP BY g.record_hash HAVING COUNT(*) > 1)) AS quarantine_dups`, quar, hashes))
+		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.record_key FROM %s g
+WHERE g.quarantined_at >= @quarantine_since AND g.record_key IN (SELECT %s FROM (%s) u)
+GROUP BY g.record_key HAVING COUNT(*) > 1)) AS quarantine_dups`, quar, recordKeySQL("u.record_hash"), hashes))
 	}
 	what := "look for doubled rows of " + describe(loads)
 	found, err := w.query(ctx, what, "SELECT "+strings.Join(counts, ", ")+" FROM (SELECT @load_id AS l)", params...)
@@ -709,8 +711,8 @@ DELETE FROM %[1]s f WHERE %[3]s;
 CREATE TEMP TABLE quarantine_dups AS %[2]s;
 DELETE FROM %[1]s x
 WHERE x.quarantined_at >= @quarantine_since
-  AND x.record_hash IN (SELECT d.record_hash FROM quarantine_dups d)
-  AND CONCAT(x.record_hash, '/', x.load_id) NOT IN (SELECT CONCAT(d.record_hash, '/', d.keep) FROM quarantine_dups d);
+  AND x.record_key IN (SELECT d.record_key FROM quarantine_dups d)
+  AND CONCAT(TO_HEX(x.record_key), '/', x.load_id) NOT IN (SELECT CONCAT(TO_HEX(d.record_key), '/', d.keep) FROM quarantine_dups d);
 `, quar, quarDups)
 		fix = append(fix, bigquery.QueryParameter{Name: "quarantine_since", Value: since})
 	}

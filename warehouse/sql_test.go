@@ -118,10 +118,10 @@ func TestCommitNeverReadsAStagedLoadID(t *testing.T) {
 			t.Errorf("%q: want the load id from @load_ids[OFFSET(%s)] and _load %s", m[0], want, want)
 		}
 	}
-	// The fact insert finds new_rows' rows by event id alone: it must
-	// rank a staged id's rows as new_rows did (by the id's key), the
-	// first load, then the first chunk.
-	ranked := regexp.MustCompile(`(CREATE TEMP TABLE new_rows [^;]*PARTITION BY u\.event_key|INSERT INTO ` + "`p\\.d\\.fact_ai_event`" + ` [^;]*PARTITION BY u\.event_id) ORDER BY u\._load, u\._chunk\)`)
+	// The fact insert finds new_rows' rows by event key alone: it must
+	// rank a staged key's rows as new_rows did, the first load, then the
+	// first chunk.
+	ranked := regexp.MustCompile(`(CREATE TEMP TABLE new_rows|INSERT INTO ` + "`p\\.d\\.fact_ai_event`" + `) [^;]*PARTITION BY u\.event_key ORDER BY u\._load, u\._chunk\)`)
 	if n := len(ranked.FindAllString(script, -1)); n != 2 {
 		t.Errorf("%d of new_rows and the fact insert rank by (_load, _chunk), want both:\n%s", n, script)
 	}

@@ -506,7 +506,7 @@ func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
 	w.SetCommitHook(func() error {
 		w.SetCommitHook(nil)
 		copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", x, "load-a")
-		copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineSchema(), "event_id", b, "load-a")
+		copyRowAs(t, ds, schemas.TableQuarantine, bqschema.QuarantineTableSchema(), "event_id", b, "load-a")
 		if n := factIDs(t, w)[x]; n != 2 {
 			t.Fatalf("setup: %s has %d rows, want the raced 2", x, n)
 		}

@@ -171,14 +171,14 @@ var costRules = []costRule{
 		[]tableRead{{"stg", stagedCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events", false},
 	{"commit: rows new to fact (anti-join, narrow)", rx(`CREATE TEMP TABLE new_rows AS SELECT \* EXCEPT\(_n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_key ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT v\.\*, FROM_HEX\(REPLACE\(v\.event_id, '-', ''\)\) AS event_key FROM \( SELECT s\.event_id, s\.event_date, s\.provider, s\.model, s\.cost_usd, s\.total_tokens, s\.` + "`user`" + `, \d+ AS _load, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT f\.event_key FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
 		[]tableRead{{"stg", narrowCols, scopeChunk}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
-	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT \* EXCEPT\(_load, _chunk, _n\), FROM_HEX\(REPLACE\(event_id, '-', ''\)\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_id ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM stg s.* WHERE u\.event_id IN \(SELECT n\.event_id FROM new_rows n\)\) WHERE _n = 1$`),
-		[]tableRead{{"stg", stagedCols, scopeChunk}, {"new_rows", []string{"event_id"}, scopeChunk}}, "fact_ai_event", false},
+	{"commit: insert fact", rx(`INSERT INTO fact_ai_event SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.event_key ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT v\.\*, FROM_HEX\(REPLACE\(v\.event_id, '-', ''\)\) AS event_key FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM stg s.* WHERE u\.event_key IN \(SELECT n\.event_key FROM new_rows n\)\) WHERE _n = 1$`),
+		[]tableRead{{"stg", stagedCols, scopeChunk}, {"new_rows", []string{"event_key"}, scopeChunk}}, "fact_ai_event", false},
 	{"commit: add to fact_usage", rx(`INSERT INTO fact_usage \(event_date, provider, model, events, cost, tokens, load_id, chunk\) SELECT n\.event_date, n\.provider, n\.model, COUNT\(\*\), SUM\(n\.cost_usd\), SUM\(n\.total_tokens\), @load_ids\[OFFSET\(0\)\], \d+ FROM new_rows n`),
 		[]tableRead{{"new_rows", []string{"event_date", "provider", "model", "cost_usd", "total_tokens"}, scopeChunk}}, "fact_usage", false},
 	{"commit: add to fact_users", rx("INSERT INTO fact_users \\(`user`\\) SELECT DISTINCT n\\.`user` FROM new_rows n WHERE ARRAY_LENGTH\\(@load_ids\\) > 0 AND n\\.`user` NOT IN \\(SELECT u\\.`user` FROM fact_users u\\)$"),
 		[]tableRead{{"new_rows", []string{"user"}, scopeChunk}, {"fact_users", []string{"user"}, scopeSmall}}, "fact_users", false},
-	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.record_hash ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM qstg s.* record_hash NOT IN \(SELECT record_hash FROM quarantine WHERE quarantined_at >= @quarantine_since\)$`),
-		[]tableRead{{"qstg", stagedQuarCols, scopeChunk}, {"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}}, "quarantine", false},
+	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.record_key ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT v\.\*, FROM_HEX\(SUBSTR\(v\.record_hash, 1, 32\)\) AS record_key FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM qstg s.* record_key NOT IN \(SELECT q\.record_key FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.record_key IS NOT NULL\)$`),
+		[]tableRead{{"qstg", stagedQuarCols, scopeChunk}, {"quarantine", []string{"record_key", "quarantined_at"}, scopeWindow}}, "quarantine", false},
 	{"commit: ledger rows", rx(`INSERT INTO load_ledger \(`),
 		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}}, "load_ledger", false},
 	{"commit: ledger rows before", rx(`CREATE TEMP TABLE ledger_before AS SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS total, \(SELECT COUNT\(\*\) FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) AS mine$`),
@@ -206,7 +206,7 @@ var costRules = []costRule{
 	// converged; not in the run).
 	{"commit: look for doubled rows", rx(`SELECT \(SELECT COUNT\(\*\) FROM \(SELECT g\.event_key FROM fact_ai_event g WHERE g\.event_date BETWEEN .* FROM quarantine g WHERE g\.quarantined_at >= @quarantine_since`),
 		[]tableRead{{"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk},
-			{"quarantine", []string{"record_hash", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
+			{"quarantine", []string{"record_key", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
 	// Only when the look found a row doubled by a race (not in the run).
 	{"converge: find doubled fact ids", rx(`CREATE TEMP TABLE fact_dups AS SELECT g\.event_key, MIN\(g\.load_id\) AS keep FROM fact_ai_event g`),
 		[]tableRead{{"fact_ai_event", []string{"event_key", "load_id", "event_date"}, scopePartitions}, {"stg", []string{"event_id"}, scopeChunk}}, "", false},
@@ -214,10 +214,10 @@ var costRules = []costRule{
 		[]tableRead{{"fact_ai_event", []string{"event_key", "load_id", "event_date", "provider", "model", "cost_usd", "total_tokens"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_usage", false},
 	{"converge: delete doubled fact rows", rx(`DELETE FROM fact_ai_event f WHERE f\.event_date BETWEEN .*fact_dups`),
 		[]tableRead{{"fact_ai_event", []string{"event_key", "load_id", "event_date"}, scopePartitions}, {"fact_dups", nil, scopeSmall}}, "fact_ai_event", true},
-	{"converge: find doubled quarantine", rx(`CREATE TEMP TABLE quarantine_dups AS SELECT g\.record_hash, MIN\(g\.load_id\) AS keep FROM quarantine g`),
-		[]tableRead{{"quarantine", []string{"record_hash", "load_id", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
+	{"converge: find doubled quarantine", rx(`CREATE TEMP TABLE quarantine_dups AS SELECT g\.record_key, MIN\(g\.load_id\) AS keep FROM quarantine g`),
+		[]tableRead{{"quarantine", []string{"record_key", "load_id", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
 	{"converge: delete doubled quarantine", rx(`DELETE FROM quarantine x WHERE`),
-		[]tableRead{{"quarantine", []string{"record_hash", "load_id", "quarantined_at"}, scopeWindow}, {"quarantine_dups", nil, scopeSmall}}, "quarantine", true},
+		[]tableRead{{"quarantine", []string{"record_key", "load_id", "quarantined_at"}, scopeWindow}, {"quarantine_dups", nil, scopeSmall}}, "quarantine", true},
 	{"count rows (stage, dimension load check)", rx(`SELECT COUNT\(\*\) AS n FROM (stg|qstg|dim_\w+)$`), nil, "", false},
 	{"read ledger", rx(`SELECT load_id, chunk FROM load_ledger WHERE load_id IN UNNEST\(@load_ids\)$`),
 		[]tableRead{{"load_ledger", []string{"chunk", "load_id"}, scopeSmall}}, "", false},
@@ -510,12 +510,14 @@ func landedBefore(p pathLoad, batch float64) float64 {
 // tableKind maps a table to the row layout whose widths it has.
 func tableKind(table string) string {
 	switch table {
-	case "quarantine", "qstg":
+	case "qstg":
 		return "quarantine"
+	case "quarantine":
+		return "quarantine_table"
 	case "fact_usage":
 		return "usage"
-	case "fact_ai_event":
-		return "fact"
+	case "fact_ai_event", "new_rows":
+		return "fact" // new_rows: narrow columns and event_key
 	}
 	return "event"
 }

@@ -16,10 +16,11 @@ const (
 		"SELECT s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`, 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s) v) u\n" +
 		"  WHERE u.event_key NOT IN (SELECT f.event_key FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL))\n" +
 		"WHERE _n = 1"
-	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT * EXCEPT(_load, _chunk, _n), FROM_HEX(REPLACE(event_id, '-', '')) FROM (\n" +
-		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_id ORDER BY u._load, u._chunk) AS _n FROM (\n" +
-		"SELECT s.* REPLACE (@load_ids[OFFSET(0)] AS load_id), 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s) u\n" +
-		"  WHERE u.event_id IN (SELECT n.event_id FROM new_rows n))\n" +
+	factInsertSQL = "INSERT INTO `p.d.fact_ai_event` SELECT * EXCEPT(_load, _chunk, _n) FROM (\n" +
+		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_key ORDER BY u._load, u._chunk) AS _n FROM (\n" +
+		"    SELECT v.*, FROM_HEX(REPLACE(v.event_id, '-', '')) AS event_key FROM (\n" +
+		"SELECT s.* REPLACE (@load_ids[OFFSET(0)] AS load_id), 0 AS _load, 0 AS _chunk FROM `p.d.stg_a_00000` s) v) u\n" +
+		"  WHERE u.event_key IN (SELECT n.event_key FROM new_rows n))\n" +
 		"WHERE _n = 1"
 	rawInsertSQL = "INSERT INTO `p.d.raw_events` SELECT * EXCEPT(_load, _chunk, _n) FROM (\n" +
 		"  SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u._load, u.event_id ORDER BY u._chunk) AS _n FROM (\n" +
@@ -50,15 +51,15 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Per commit: the chunk's rows in the narrow columns (the anti-join),
-	// then in every column but load_id with new_rows' ids (the fact
+	// then in every column but load_id with new_rows' keys (the fact
 	// insert), and half a day's partition of fact's event_key and
-	// event_date. The narrow read and new_rows' ids are under the 10 MB
+	// event_date. The narrow read and new_rows' keys are under the 10 MB
 	// minimum, so each is billed at 10 MB.
 	rows := 1e8 / p.CommitsPerDay
 	narrow := 38 + 8 + 5*10.0
 	whole := rowWidth(w["event"]) - w["event"]["load_id"]
-	scanned := rows*narrow + 0.5*1e8*(18+8) + rows*whole + rows*38
-	billed := math.Max(rows*narrow, minTableBytes) + 0.5*1e8*(18+8) + rows*whole + math.Max(rows*38, minTableBytes)
+	scanned := rows*narrow + 0.5*1e8*(18+8) + rows*whole + rows*18
+	billed := math.Max(rows*narrow, minTableBytes) + 0.5*1e8*(18+8) + rows*whole + math.Max(rows*18, minTableBytes)
 	if math.Abs(c.BytesScanned-p.CommitsPerDay*scanned) > 1 || math.Abs(c.BytesBilled-p.CommitsPerDay*billed) > 1 {
 		t.Fatalf("bytes scanned %.0f, billed %.0f, want %.0f and %.0f", c.BytesScanned, c.BytesBilled, p.CommitsPerDay*scanned, p.CommitsPerDay*billed)
 	}

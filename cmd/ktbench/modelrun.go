@@ -280,6 +280,9 @@ func measureWidths(ctx context.Context, store staging.Dir, man staging.Manifest)
 	e := w["event"]
 	w["fact"] = maps.Clone(e)
 	w["fact"]["event_key"] = 18
+	// quarantine: the staged record and record_key, computed likewise.
+	w["quarantine_table"] = maps.Clone(w["quarantine"])
+	w["quarantine_table"]["record_key"] = 18
 	// fact_usage: a row a (date, provider, model) a commit touched.
 	w["usage"] = map[string]float64{"event_date": 8, "provider": e["provider"], "model": e["model"], "events": 8, "cost": 16, "tokens": 8,
 		"load_id": e["load_id"], "chunk": 8}

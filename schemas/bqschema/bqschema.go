@@ -118,6 +118,15 @@ func FactSchema() bigquery.Schema {
 	return append(EventRowSchema(), opt("event_key", bigquery.BytesFieldType))
 }
 
+// QuarantineTableSchema is the staged quarantine row and the quarantine
+// table's dedup key, record_key: the first 16 bytes of record_hash's
+// SHA-256, which the commit computes. The commit's lookup reads 30 days
+// of it (18 bytes a row, where the hash's 64 hex digits are 66). Last and
+// NULLABLE, as event_key is (FactSchema).
+func QuarantineTableSchema() bigquery.Schema {
+	return append(QuarantineSchema(), opt("record_key", bigquery.BytesFieldType))
+}
+
 // QuarantineSchema is the row layout schemas.AppendQuarantineRow writes.
 func QuarantineSchema() bigquery.Schema {
 	return bigquery.Schema{
@@ -166,7 +175,7 @@ func Tables() []TableSpec {
 		{
 			Name:           schemas.TableQuarantine,
 			Description:    "Records that failed validation, with the field and rule they broke.",
-			Schema:         QuarantineSchema(),
+			Schema:         QuarantineTableSchema(),
 			PartitionField: "quarantined_at",
 			Clustering:     []string{"load_id", "field"},
 		},
