@@ -92,9 +92,13 @@ type migration struct {
 func migrations() []migration {
 	return []migration{
 		{"schema_backfill_guide_columns", guideBackfills()},
-		{"schema_backfill_lookup_keys", map[string][]backfillColumn{
+		// The ledger's dates stay NULL in old rows (a check then reads
+		// raw for them): listed so that the emulator rebuilds the table,
+		// which it must for its engine to see them.
+		{"schema_backfill_lookup_columns", map[string][]backfillColumn{
 			schemas.TableFact:       {{"event_key", eventKeySQL("event_id"), true}},
 			schemas.TableQuarantine: {{"record_key", recordKeySQL("record_hash"), true}},
+			schemas.TableLedger:     {{"min_date", "CAST(NULL AS DATE)", true}, {"max_date", "CAST(NULL AS DATE)", true}},
 		}},
 	}
 }

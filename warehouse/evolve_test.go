@@ -21,8 +21,9 @@ import (
 var guideColumns = []string{"date_id", "model_id", "user_id", "policies_count", "model_name", "cost_per_1k", "week", "gateway_name"}
 
 // oldColumns are the columns a dataset made before the guide's columns
-// lacks: those and the lookup keys, added after them.
-var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key")
+// lacks: those and the lookup keys and the ledger's dates, added after
+// them.
+var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key", "min_date", "max_date")
 
 // createOldDataset makes the tables as the version before the guide's
 // columns created them (today's definitions without oldColumns) and
@@ -119,7 +120,7 @@ func TestGuideColumnsEvolveAnOldDataset(t *testing.T) {
 	}
 	slices.Sort(filled)
 	// fact_ai_event twice: the guide's columns, then event_key.
-	if fmt.Sprint(filled) != "[dim_date dim_gateway dim_model dim_user fact_ai_event fact_ai_event quarantine raw_events]" || !strings.Contains(rep.String(), "backfilled fact_ai_event") {
+	if fmt.Sprint(filled) != "[dim_date dim_gateway dim_model dim_user fact_ai_event fact_ai_event load_ledger quarantine raw_events]" || !strings.Contains(rep.String(), "backfilled fact_ai_event") {
 		t.Errorf("backfills %v, report %q", filled, rep)
 	}
 

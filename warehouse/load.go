@@ -257,6 +257,9 @@ func checkLoadSet(loads []LoadChunks) error {
 				return fmt.Errorf("commit loads: chunk %d of %s given twice", c.Index, l.LoadID)
 			}
 			seen[l.LoadID][c.Index] = true
+			if _, err := chunkDates(c); err != nil {
+				return fmt.Errorf("commit loads: chunk %d of %s: %w", c.Index, l.LoadID, err)
+			}
 		}
 		n += len(l.Chunks)
 	}
@@ -264,6 +267,24 @@ func checkLoadSet(loads []LoadChunks) error {
 		return fmt.Errorf("commit loads: %d chunks of %d loads in one transaction, at most MaxBatchChunks (%d)", n, len(loads), MaxBatchChunks)
 	}
 	return nil
+}
+
+// chunkDates is the SQL of a chunk's first and last event dates, for its
+// ledger row: DATE literals of dates parsed here (checkLoadSet refuses a
+// chunk whose dates do not parse), NULLs for a chunk without rows.
+func chunkDates(c staging.Chunk) (string, error) {
+	if c.MinDate == "" && c.MaxDate == "" {
+		return "CAST(NULL AS DATE) AS min_date, CAST(NULL AS DATE) AS max_date", nil
+	}
+	lo, err := dateParam(c.MinDate)
+	if err != nil {
+		return "", err
+	}
+	hi, err := dateParam(c.MaxDate)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("DATE '%s' AS min_date, DATE '%s' AS max_date", lo, hi), nil
 }
 
 // describe names a set of loads in errors and job descriptions.
@@ -547,11 +568,13 @@ WHERE _n = 1 AND record_key NOT IN (SELECT q.record_key FROM %[1]s q WHERE q.qua
 	// %d as in unionStaged (batchState checked the staging tables hold
 	// them): given as parameters, the emulator bound them wrongly (every
 	// count 0, or no row at all). A chunk's load is its load's position
-	// in @load_ids and @sources, also an integer of ours.
+	// in @load_ids and @sources, also an integer of ours. Its dates
+	// bound the fact partitions its load's check reads (CheckLoads).
 	var entries []string
 	for i, l := range loads {
 		for _, c := range l.Chunks {
-			entries = append(entries, fmt.Sprintf("SELECT %d AS l, %d AS chunk, %d AS chunk_rows, %d AS quarantined", i, c.Index, c.Rows, c.Quarantined))
+			dates, _ := chunkDates(c) // checked by checkLoadSet
+			entries = append(entries, fmt.Sprintf("SELECT %d AS l, %d AS chunk, %d AS chunk_rows, %d AS quarantined, %s", i, c.Index, c.Rows, c.Quarantined, dates))
 		}
 	}
 	// commit_log gets the ledger's rows as the transaction began plus
@@ -560,8 +583,8 @@ WHERE _n = 1 AND record_key NOT IN (SELECT q.record_key FROM %[1]s q WHERE q.qua
 	// set's (load, chunk) pairs, for a set retried as others
 	// (overlapUnconverged).
 	script += fmt.Sprintf(`
-INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, committed_at)
-SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, CURRENT_TIMESTAMP()
+INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, min_date, max_date, committed_at)
+SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, e.min_date, e.max_date, CURRENT_TIMESTAMP()
 FROM (%[3]s) e
 WHERE CONCAT(@load_ids[OFFSET(e.l)], '/', CAST(e.chunk AS STRING)) NOT IN (
   SELECT CONCAT(x.load_id, '/', CAST(x.chunk AS STRING)) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids));
@@ -986,18 +1009,22 @@ func (w *Warehouse) CheckLoad(ctx context.Context, loadID string) (Completeness,
 	return all[loadID], err
 }
 
-// CheckLoads counts what each load left in the warehouse, in two queries
-// however many loads (up to MaxCheckLoads): the raw and ledger counts,
-// then the raw rows the fact table lacks. The fact table is read only in
-// the partitions the loads' rows fall in (from the first query): the
-// commit's anti-join and convergence DELETE use the same bound (an event
-// id lives in its event's date partition), and an unbounded NOT IN read
-// every event id of the whole table after every load. Like the commit,
-// it looks fact rows up by event_key. Parameters, not a
-// subquery, bound it: BigQuery prunes partitions only by constants and
-// parameters. The span is the loads' together, so loads checked together
-// should be close in time (a compaction's are). Every id asked for gets
-// an entry, zero for a load that left nothing.
+// CheckLoads counts what each load left in the warehouse (up to
+// MaxCheckLoads loads a call): the ledger's counts, then, in one read of
+// the loads' raw rows, those rows and the ones the fact table lacks. The
+// fact table is read only in the partitions the loads' rows fall in, the
+// dates their ledger rows give: the commit's anti-join and convergence
+// DELETE use the same bound (an event id lives in its event's date
+// partition), and an unbounded NOT IN read every event id of the whole
+// table after every load. Parameters, not a subquery, bound it: BigQuery
+// prunes partitions only by constants and parameters. A raw row outside
+// those dates is not found there, so it counts as missing. Ledger rows
+// written before they had
+// dates send the check to raw for them first (one more read of the
+// loads' rows, as every check made before). Like the commit, it looks
+// fact rows up by event_key. The span is the loads' together, so loads
+// checked together should be close in time (a compaction's are). Every
+// id asked for gets an entry, zero for a load that left nothing.
 func (w *Warehouse) CheckLoads(ctx context.Context, loadIDs []string) (map[string]Completeness, error) {
 	if len(loadIDs) > MaxCheckLoads {
 		return nil, fmt.Errorf("check loads: %d loads in one call, at most MaxCheckLoads (%d)", len(loadIDs), MaxCheckLoads)
@@ -1015,63 +1042,95 @@ func (w *Warehouse) CheckLoads(ctx context.Context, loadIDs []string) (map[strin
 	}
 	ids := bigquery.QueryParameter{Name: "load_ids", Value: loadIDs}
 	rows, err := w.query(ctx, what, fmt.Sprintf(`
-SELECT c.load_id, SUM(c.raw_rows) AS raw_rows, MIN(c.min_date) AS min_date, MAX(c.max_date) AS max_date,
-  SUM(c.ledger_rows) AS ledger_rows, SUM(c.ledger_quar) AS ledger_quar FROM (
-  SELECT r.load_id, COUNT(*) AS raw_rows, MIN(r.event_date) AS min_date, MAX(r.event_date) AS max_date, 0 AS ledger_rows, 0 AS ledger_quar
-  FROM %[1]s r WHERE r.load_id IN UNNEST(@load_ids) GROUP BY r.load_id
-  UNION ALL
-  SELECT l.load_id, 0, CAST(NULL AS DATE), CAST(NULL AS DATE), IFNULL(SUM(l.`+"`rows`"+`), 0), IFNULL(SUM(l.quarantined), 0)
-  FROM %[2]s l WHERE l.load_id IN UNNEST(@load_ids) GROUP BY l.load_id
-) c GROUP BY c.load_id`, w.ref(schemas.TableRaw), w.ref(schemas.TableLedger)), ids)
+SELECT l.load_id, IFNULL(SUM(l.`+"`rows`"+`), 0) AS ledger_rows, IFNULL(SUM(l.quarantined), 0) AS ledger_quar,
+  MIN(l.min_date) AS min_date, MAX(l.max_date) AS max_date,
+  COUNTIF(l.`+"`rows`"+` > 0 AND (l.min_date IS NULL OR l.max_date IS NULL)) AS undated
+FROM %s l WHERE l.load_id IN UNNEST(@load_ids) GROUP BY l.load_id`, w.ref(schemas.TableLedger)), ids)
 	if err != nil {
 		return nil, err
 	}
-	var lo, hi civil.Date
+	var span dateRange
+	dated := true
 	for _, r := range rows {
 		id, _ := r["load_id"].(string)
 		if _, ok := out[id]; !ok {
 			return nil, fmt.Errorf("%s: a result row for load %q, not asked for", what, id)
 		}
-		c := Completeness{RawRows: asInt(r["raw_rows"]), LedgerRows: asInt(r["ledger_rows"]), LedgerQuar: asInt(r["ledger_quar"])}
-		out[id] = c
-		if c.RawRows == 0 {
-			continue
+		out[id] = Completeness{LedgerRows: asInt(r["ledger_rows"]), LedgerQuar: asInt(r["ledger_quar"])}
+		if asInt(r["undated"]) > 0 {
+			dated = false
 		}
-		minDate, ok1 := r["min_date"].(civil.Date)
-		maxDate, ok2 := r["max_date"].(civil.Date)
-		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("%s: event dates of %s's raw rows: got %T and %T", what, id, r["min_date"], r["max_date"])
-		}
-		if lo.IsZero() || minDate.Before(lo) {
-			lo = minDate
-		}
-		if hi.IsZero() || maxDate.After(hi) {
-			hi = maxDate
+		if err := span.add(r["min_date"], r["max_date"]); err != nil {
+			return nil, fmt.Errorf("%s: event dates of %s's ledger rows: %w", what, id, err)
 		}
 	}
-	if lo.IsZero() {
-		return out, nil // no raw rows: nothing can be missing
+	if !dated || span.lo.IsZero() {
+		// Dates the ledger does not have, or no ledger rows: raw's own.
+		// Without raw rows there is nothing to count.
+		if span, err = w.rawDates(ctx, what, ids); err != nil || span.lo.IsZero() {
+			return out, err
+		}
 	}
-	missing, err := w.query(ctx, what, fmt.Sprintf(`
-SELECT r.load_id, COUNT(*) AS missing FROM %[1]s r
-WHERE r.load_id IN UNNEST(@load_ids) AND r.event_date BETWEEN @min_date AND @max_date
-  AND %[3]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL)
+	counted, err := w.query(ctx, what, fmt.Sprintf(`
+SELECT r.load_id, COUNT(*) AS raw_rows,
+  COUNTIF(%[3]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL)) AS missing
+FROM %[1]s r WHERE r.load_id IN UNNEST(@load_ids)
 GROUP BY r.load_id`,
 		w.ref(schemas.TableRaw), w.ref(schemas.TableFact), eventKeySQL("r.event_id")),
-		ids, bigquery.QueryParameter{Name: "min_date", Value: lo}, bigquery.QueryParameter{Name: "max_date", Value: hi})
+		ids, bigquery.QueryParameter{Name: "min_date", Value: span.lo}, bigquery.QueryParameter{Name: "max_date", Value: span.hi})
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range missing {
+	for _, r := range counted {
 		id, _ := r["load_id"].(string)
 		c, ok := out[id]
 		if !ok {
 			return nil, fmt.Errorf("%s: a result row for load %q, not asked for", what, id)
 		}
-		c.MissingInFact = asInt(r["missing"])
+		c.RawRows, c.MissingInFact = asInt(r["raw_rows"]), asInt(r["missing"])
 		out[id] = c
 	}
 	return out, nil
+}
+
+// rawDates is the span of the event dates of the loads' raw rows (zero
+// when they have none).
+func (w *Warehouse) rawDates(ctx context.Context, what string, ids bigquery.QueryParameter) (dateRange, error) {
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT MIN(r.event_date) AS min_date, MAX(r.event_date) AS max_date
+FROM %s r WHERE r.load_id IN UNNEST(@load_ids)`, w.ref(schemas.TableRaw)), ids)
+	if err != nil {
+		return dateRange{}, err
+	}
+	var span dateRange
+	if len(rows) != 1 {
+		return span, fmt.Errorf("%s: event dates of raw rows: %d result rows", what, len(rows))
+	}
+	if err := span.add(rows[0]["min_date"], rows[0]["max_date"]); err != nil {
+		return span, fmt.Errorf("%s: event dates of raw rows: %w", what, err)
+	}
+	return span, nil
+}
+
+// dateRange is a span of dates, widened by each (min, max) pair a query
+// returned; a pair of NULLs leaves it as it is.
+type dateRange struct{ lo, hi civil.Date }
+
+func (d *dateRange) add(lo, hi bigquery.Value) error {
+	if lo == nil && hi == nil {
+		return nil
+	}
+	l, ok1 := lo.(civil.Date)
+	h, ok2 := hi.(civil.Date)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("got %T and %T", lo, hi)
+	}
+	if d.lo.IsZero() || l.Before(d.lo) {
+		d.lo = l
+	}
+	if d.hi.IsZero() || h.After(d.hi) {
+		d.hi = h
+	}
+	return nil
 }
 
 func asInt(v bigquery.Value) int64 {

@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -223,6 +224,52 @@ func TestSameChunkTwiceLandsOnce(t *testing.T) {
 	done, err := w.Committed(context.Background(), "load-a")
 	if err != nil || len(done) != 2 {
 		t.Fatalf("ledger %v %v", done, err)
+	}
+}
+
+// A load's check reads the fact partitions its ledger rows' dates name,
+// and its raw rows once. Ledger rows without dates (written by a version
+// before them) send it to raw for them first, with the same counts; a raw
+// row outside the dates counts as missing, never as found.
+func TestCheckBoundsFactByTheLedgersDates(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	load(t, w, "load-a", 2,
+		event(uuid(1), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(2), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "allow", "0.01"),
+		event(uuid(3), "2026-11-02T00:30:00Z", "ada", "gpt-4o", "allow", "0.01"))
+	check := func(stage string) (warehouse.Completeness, int) {
+		t.Helper()
+		var mu sync.Mutex
+		rawReads := 0
+		w.SetStatementObserver(func(st warehouse.Statement) {
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Contains(st.SQL, schemas.TableRaw) {
+				rawReads++
+			}
+		})
+		defer w.SetStatementObserver(nil)
+		c, err := w.CheckLoad(context.Background(), "load-a")
+		if err != nil {
+			t.Fatalf("%s: %v", stage, err)
+		}
+		return c, rawReads
+	}
+	ledger := fmt.Sprintf("`%s.%s.%s`", project, ds, schemas.TableLedger)
+	want := warehouse.Completeness{RawRows: 3, LedgerRows: 3}
+	if c, reads := check("dated"); c != want || reads != 1 {
+		t.Errorf("dated ledger: %+v in %d reads of raw, want %+v in 1", c, reads, want)
+	}
+	exec(t, "UPDATE "+ledger+" SET min_date = NULL, max_date = NULL WHERE load_id = 'load-a'")
+	if c, reads := check("undated"); c != want || reads != 2 {
+		t.Errorf("undated ledger: %+v in %d reads of raw, want %+v in 2", c, reads, want)
+	}
+	exec(t, "UPDATE "+ledger+" SET min_date = DATE '2026-11-01', max_date = DATE '2026-11-01' WHERE load_id = 'load-a'")
+	want.MissingInFact = 1
+	if c, _ := check("narrowed"); c != want {
+		t.Errorf("a raw row outside the ledger's dates: %+v, want %+v", c, want)
 	}
 }
 

@@ -221,10 +221,14 @@ var costRules = []costRule{
 	{"count rows (stage, dimension load check)", rx(`SELECT COUNT\(\*\) AS n FROM (stg|qstg|dim_\w+)$`), nil, "", false},
 	{"read ledger", rx(`SELECT load_id, chunk FROM load_ledger WHERE load_id IN UNNEST\(@load_ids\)$`),
 		[]tableRead{{"load_ledger", []string{"chunk", "load_id"}, scopeSmall}}, "", false},
-	{"check load: counts (raw, ledger)", rx(`SELECT c\.load_id, SUM\(c\.raw_rows\) AS raw_rows, .* FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) GROUP BY r\.load_id UNION ALL .* FROM load_ledger l WHERE l\.load_id IN UNNEST\(@load_ids\) GROUP BY l\.load_id \) c GROUP BY c\.load_id$`),
-		[]tableRead{{"raw_events", []string{"load_id", "event_date"}, scopeLoad}, {"load_ledger", []string{"load_id", "rows", "quarantined"}, scopeSmall}}, "", false},
-	{"check load: missing in fact", rx(`SELECT r\.load_id, COUNT\(\*\) AS missing FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN @min_date AND @max_date AND FROM_HEX\(REPLACE\(r\.event_id, '-', ''\)\) NOT IN \(SELECT f\.event_key FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
-		[]tableRead{{"raw_events", []string{"load_id", "event_id", "event_date"}, scopeLoad}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
+	{"check load: ledger counts and dates", rx(`SELECT l\.load_id, IFNULL\(SUM\(l\.` + "`rows`" + `\), 0\) AS ledger_rows, .* FROM load_ledger l WHERE l\.load_id IN UNNEST\(@load_ids\) GROUP BY l\.load_id$`),
+		[]tableRead{{"load_ledger", []string{"load_id", "rows", "quarantined", "min_date", "max_date"}, scopeSmall}}, "", false},
+	{"check load: raw rows, missing in fact", rx(`SELECT r\.load_id, COUNT\(\*\) AS raw_rows, COUNTIF\(FROM_HEX\(REPLACE\(r\.event_id, '-', ''\)\) NOT IN \(SELECT f\.event_key FROM fact_ai_event f WHERE f\.event_date BETWEEN`),
+		[]tableRead{{"raw_events", []string{"load_id", "event_id"}, scopeLoad}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
+	// Only for loads whose ledger rows were written without dates, by a
+	// version before them (not in the run).
+	{"check load: dates of raw rows", rx(`SELECT MIN\(r\.event_date\) AS min_date, MAX\(r\.event_date\) AS max_date FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\)$`),
+		[]tableRead{{"raw_events", []string{"load_id", "event_date"}, scopeLoad}}, "", false},
 	{"dimensions: models", rx(`SELECT provider, model, SUM\(cost\) AS cost, SUM\(tokens\) AS tokens FROM fact_usage GROUP BY provider, model HAVING SUM\(events\) > 0$`),
 		[]tableRead{{"fact_usage", []string{"provider", "model", "cost", "tokens", "events"}, scopeUsage}}, "", false},
 	{"dimensions: fact_usage rows not folded", rx(`SELECT COUNTIF\(chunk != @folded\) AS n FROM fact_usage$`),

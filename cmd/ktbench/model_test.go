@@ -127,8 +127,9 @@ func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 	}
 	// A compaction round checks its loads together: the check reads every
 	// load of the round in raw, a round's share of the day's rows.
-	check := observedStmt{Scope: "round", Job: true, SQL: "SELECT r.load_id, COUNT(*) AS missing FROM `p.d.raw_events` r WHERE r.load_id IN UNNEST(@load_ids) " +
-		"AND r.event_date BETWEEN @min_date AND @max_date AND FROM_HEX(REPLACE(r.event_id, '-', '')) NOT IN (SELECT f.event_key FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL) GROUP BY r.load_id"}
+	check := observedStmt{Scope: "round", Job: true, SQL: "SELECT r.load_id, COUNT(*) AS raw_rows,\n" +
+		"  COUNTIF(FROM_HEX(REPLACE(r.event_id, '-', '')) NOT IN (SELECT f.event_key FROM `p.d.fact_ai_event` f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL)) AS missing\n" +
+		"FROM `p.d.raw_events` r WHERE r.load_id IN UNNEST(@load_ids)\nGROUP BY r.load_id"}
 	if c, err = cost(p, []observedStmt{check}, w, in); err != nil {
 		t.Fatal(err)
 	}

@@ -255,6 +255,11 @@ func Tables() []TableSpec {
 				req("rows", bigquery.IntegerFieldType),
 				req("quarantined", bigquery.IntegerFieldType),
 				req("committed_at", bigquery.TimestampFieldType),
+				// The chunk's first and last event dates, which bound
+				// the fact partitions its load's check reads (NULL
+				// without rows, and in rows written before them).
+				opt("min_date", bigquery.DateFieldType),
+				opt("max_date", bigquery.DateFieldType),
 			},
 		},
 		{
