@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	"go.temporal.io/sdk/activity"
@@ -51,7 +52,8 @@ const maxUnfolded = 10
 // commits again: past maxUnfolded times the bound, the refresh fails
 // with the fold's error, and the loads show it.
 func foldFailed(f warehouse.Fold, err error) error {
-	if err == nil || f.Rows <= maxUnfolded*f.Bound {
+	// A bound past MaxInt64/maxUnfolded has no tolerance to overflow.
+	if err == nil || f.Bound > math.MaxInt64/maxUnfolded || f.Rows <= maxUnfolded*f.Bound {
 		return nil
 	}
 	return fmt.Errorf("fact_usage has %d rows since its last fold, over %d times its bound of %d, and folding it fails: %w", f.Rows, maxUnfolded, f.Bound, err)

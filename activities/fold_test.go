@@ -2,6 +2,7 @@ package activities
 
 import (
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/ktpipe/ktpipe/warehouse"
@@ -23,6 +24,8 @@ func TestAFailedFoldFailsTheRefreshOnlyFarPastItsBound(t *testing.T) {
 		{"failed, at the tolerance", warehouse.Fold{Rows: 500, Bound: 50}, cancelled, false},
 		{"failed, past the tolerance", warehouse.Fold{Rows: 501, Bound: 50}, cancelled, true},
 		{"count failed", warehouse.Fold{Bound: 50}, cancelled, false},
+		// 10 times this bound overflows int64: no tolerance to pass.
+		{"failed, a bound near the largest", warehouse.Fold{Rows: math.MaxInt64, Bound: math.MaxInt64/2 + 1}, cancelled, false},
 	} {
 		err := foldFailed(c.fold, c.err)
 		if (err != nil) != c.fail {
