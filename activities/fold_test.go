@@ -24,6 +24,8 @@ func TestAFailedFoldFailsTheRefreshOnlyFarPastItsBound(t *testing.T) {
 		{"failed, at the tolerance", warehouse.Fold{Rows: 500, Bound: 50}, cancelled, false},
 		{"failed, past the tolerance", warehouse.Fold{Rows: 501, Bound: 50}, cancelled, true},
 		{"count failed", warehouse.Fold{Bound: 50}, cancelled, false},
+		{"failed, at the tolerance of the largest bound that has one", warehouse.Fold{Rows: math.MaxInt64 / 10 * 10, Bound: math.MaxInt64 / 10}, cancelled, false},
+		{"failed, past it", warehouse.Fold{Rows: math.MaxInt64/10*10 + 1, Bound: math.MaxInt64 / 10}, cancelled, true},
 		// 10 times this bound overflows int64: no tolerance to pass.
 		{"failed, a bound near the largest", warehouse.Fold{Rows: math.MaxInt64, Bound: math.MaxInt64/2 + 1}, cancelled, false},
 	} {

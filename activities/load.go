@@ -221,7 +221,8 @@ func (a *Activities) CheckLoad(ctx context.Context, loadID string) (payload.Comp
 }
 
 // CheckLoads counts what each load left in the warehouse, in two queries
-// however many loads (up to warehouse.MaxCheckLoads).
+// however many loads (three for loads committed before the ledger had
+// dates; up to warehouse.MaxCheckLoads).
 func (a *Activities) CheckLoads(ctx context.Context, loadIDs []string) (map[string]payload.Completeness, error) {
 	if len(loadIDs) > warehouse.MaxCheckLoads {
 		return nil, temporal.NewNonRetryableApplicationError(

@@ -14,18 +14,19 @@ import (
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 )
 
-// The data engineer guide's columns were added to tables that already
-// held rows. EnsureSchema adds them (NULLABLE, at the end), then fills
-// them once in the rows written before, with the same values the loader
-// writes now (schemas.Transform), and records that in pipeline_state so
-// later starts only read one checkpoint.
+// Columns were added to tables that already held rows: the data engineer
+// guide's, then the lookup keys and the ledger's dates (migrations).
+// EnsureSchema adds them (NULLABLE, at the end), then fills them once in
+// the rows written before, with the same values the loader writes now
+// (schemas.Transform, the commit's key SQL), and records that in
+// pipeline_state so later starts only read one checkpoint each.
 
 // backfillColumn is one column a backfill sets, and the SQL that computes it from
 // the row's other columns.
 type backfillColumn struct {
 	name string
 	expr string
-	new  bool // added with the guide's columns (false: an existing column whose meaning changed)
+	new  bool // added by the migration (false: an existing column whose meaning changed)
 }
 
 // dateIDSQL is schemas.DateID in SQL.
@@ -64,22 +65,6 @@ func guideBackfills() map[string][]backfillColumn {
 	}
 }
 
-// eventKeySQL is the fact table's event_key computed from an event id
-// column: the UUID's 16 bytes (FROM_HEX reads either case, as
-// schemas.ParseUUID does).
-func eventKeySQL(col string) string {
-	return fmt.Sprintf("FROM_HEX(REPLACE(%s, '-', ''))", col)
-}
-
-// recordKeySQL is the quarantine's record_key computed from a
-// record_hash column (64 hex digits of SHA-256): its first 16 bytes.
-// Two records alike in those 128 bits are one record to the dedup; among
-// the window's records (30 days, 30 million at 1% of 100 million a day)
-// the odds that any two are is about 10^-24.
-func recordKeySQL(col string) string {
-	return fmt.Sprintf("FROM_HEX(SUBSTR(%s, 1, 32))", col)
-}
-
 // A migration is columns added to tables that held rows, filled once in
 // those rows; key marks in pipeline_state that it ran. They run in
 // order: a rebuild by an earlier one creates the table with every column
@@ -89,16 +74,20 @@ type migration struct {
 	fills map[string][]backfillColumn
 }
 
+// nullDate is a backfill that leaves a DATE column NULL.
+const nullDate = "CAST(NULL AS DATE)"
+
 func migrations() []migration {
 	return []migration{
 		{"schema_backfill_guide_columns", guideBackfills()},
 		// The ledger's dates stay NULL in old rows (a check then reads
 		// raw for them): listed so that the emulator rebuilds the table,
-		// which it must for its engine to see them.
+		// which it must for its engine to see them; where the engine sees
+		// them (BigQuery) no statement runs.
 		{"schema_backfill_lookup_columns", map[string][]backfillColumn{
 			schemas.TableFact:       {{"event_key", eventKeySQL("event_id"), true}},
 			schemas.TableQuarantine: {{"record_key", recordKeySQL("record_hash"), true}},
-			schemas.TableLedger:     {{"min_date", "CAST(NULL AS DATE)", true}, {"max_date", "CAST(NULL AS DATE)", true}},
+			schemas.TableLedger:     {{"min_date", nullDate, true}, {"max_date", nullDate, true}},
 		}},
 	}
 }
@@ -151,7 +140,13 @@ func (w *Warehouse) backfillColumns(ctx context.Context, rep *SchemaReport, crea
 		if err != nil {
 			return fmt.Errorf("schema backfill of %s: %w", spec.Name, err)
 		}
-		rep.Backfills = append(rep.Backfills, b)
+		if b.SQL != "" {
+			rep.Backfills = append(rep.Backfills, b)
+		}
+		// A table created at this start but refilled from a copy (a
+		// rebuild a kill interrupted after its drop) holds old rows:
+		// later migrations must fill their columns in them.
+		delete(created, spec.Name)
 	}
 	return w.SetCheckpoint(ctx, m.key, "done")
 }
@@ -161,8 +156,10 @@ func (w *Warehouse) backfillColumns(ctx context.Context, rep *SchemaReport, crea
 // or where an earlier rebuild left its copy behind.
 func (w *Warehouse) backfillTable(ctx context.Context, spec bqschema.TableSpec, cols []backfillColumn, haveBackup bool) (Backfill, error) {
 	var set []string
+	nothing := true // every column stays NULL in old rows
 	for _, c := range cols {
 		set = append(set, fmt.Sprintf("`%s` = %s", c.name, c.expr))
+		nothing = nothing && c.expr == nullDate
 	}
 	update := fmt.Sprintf("UPDATE %s SET %s WHERE `%s` IS NULL", w.ref(spec.Name), strings.Join(set, ", "), cols[0].name)
 	seen, err := w.seesColumns(ctx, spec.Name, cols)
@@ -170,6 +167,9 @@ func (w *Warehouse) backfillTable(ctx context.Context, spec bqschema.TableSpec, 
 		return Backfill{}, err
 	}
 	if seen && !haveBackup {
+		if nothing {
+			return Backfill{}, nil // no statement: the engine sees the columns, and NULL is their value
+		}
 		return Backfill{Table: spec.Name, How: "update", SQL: update}, w.exec(ctx, "backfill "+spec.Name, update)
 	}
 	sql, err := w.rebuild(ctx, spec, cols, seen, haveBackup)

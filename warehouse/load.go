@@ -101,6 +101,29 @@ const MaxBatchChunks = 480
 // (a second row with the same record_hash); the fact table is unaffected.
 const quarantineDedupWindow = 30 * 24 * time.Hour
 
+// eventKeySQL is the fact table's event_key computed from an event id
+// column: the UUID's 16 bytes (FROM_HEX reads either case, as
+// schemas.ParseUUID does). For ids validated as UUIDs: FROM_HEX fails on
+// any other.
+func eventKeySQL(col string) string {
+	return fmt.Sprintf("FROM_HEX(REPLACE(%s, '-', ''))", col)
+}
+
+// anyIDKeySQL is eventKeySQL for ids that need not be UUIDs (a
+// quarantined record's): NULL for one that is not hex.
+func anyIDKeySQL(col string) string {
+	return fmt.Sprintf("SAFE.FROM_HEX(REPLACE(%s, '-', ''))", col)
+}
+
+// recordKeySQL is the quarantine's record_key computed from a
+// record_hash column (64 hex digits of SHA-256): its first 16 bytes.
+// Two records alike in those 128 bits are one record to the dedup; among
+// the window's records (30 days, 30 million at 1% of 100 million a day)
+// the odds that any two are is about 10^-24.
+func recordKeySQL(col string) string {
+	return fmt.Sprintf("FROM_HEX(SUBSTR(%s, 1, 32))", col)
+}
+
 // CommitChunk commits one staged chunk (CommitBatch of one).
 func (w *Warehouse) CommitChunk(ctx context.Context, loadID, source string, c staging.Chunk) error {
 	return w.CommitBatch(ctx, loadID, source, []staging.Chunk{c})
@@ -257,7 +280,7 @@ func checkLoadSet(loads []LoadChunks) error {
 				return fmt.Errorf("commit loads: chunk %d of %s given twice", c.Index, l.LoadID)
 			}
 			seen[l.LoadID][c.Index] = true
-			if _, err := chunkDates(c); err != nil {
+			if _, err := chunkDates(c); err != nil { // commitScript writes them
 				return fmt.Errorf("commit loads: chunk %d of %s: %w", c.Index, l.LoadID, err)
 			}
 		}
@@ -283,6 +306,9 @@ func chunkDates(c staging.Chunk) (string, error) {
 	hi, err := dateParam(c.MaxDate)
 	if err != nil {
 		return "", err
+	}
+	if hi.Before(lo) {
+		return "", fmt.Errorf("chunk dates %s after %s", lo, hi)
 	}
 	return fmt.Sprintf("DATE '%s' AS min_date, DATE '%s' AS max_date", lo, hi), nil
 }
@@ -506,10 +532,11 @@ func sameCols(list string) func(int) string {
 // order: the row new_rows was decided on, found by the key alone (18
 // bytes of new_rows a row, not 38), since no (load, chunk) holds a UUID
 // twice (the splitter keeps a chunk's first, by its bytes; an id written
-// in upper case elsewhere is another string but the same key). Fact rows
-// whose key is NULL (ids of versions before ids were checked to be
-// UUIDs) are left out of the lookup, since NOT IN a list holding a NULL
-// finds nothing new; no UUID equals them. loads must be sorted
+// in upper case elsewhere is another string but the same key). The
+// lookup leaves out fact rows whose key is NULL, which every commit
+// writes and the migration fills in older rows: were one there, NOT IN
+// a list holding a NULL would find nothing new, and no commit would add
+// a row. loads must be sorted
 // by load id, as CommitLoads sorts them. An IN over one key, not a
 // JOIN: the emulator runs a JOIN of a union with a temp table row by row
 // (a local run's commits took a minute each), and an IN with an index.
@@ -543,7 +570,7 @@ CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM (
 WHERE _n = 1;
 INSERT INTO %[2]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
   SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_key ORDER BY u._load, u._chunk) AS _n FROM (
-    SELECT v.*, %[9]s AS event_key FROM (
+    SELECT v.*, %[8]s AS event_key FROM (
 %[3]s) v) u
   WHERE u.event_key IN (SELECT n.event_key FROM new_rows n))
 WHERE _n = 1;
@@ -553,7 +580,7 @@ FROM new_rows n GROUP BY n.event_date, n.provider, n.model;
 INSERT INTO %[5]s (`+"`user`"+`) SELECT DISTINCT n.`+"`user`"+` FROM new_rows n
 WHERE ARRAY_LENGTH(@load_ids) > 0 AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
 `, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), loads[0].Chunks[0].Index, narrow,
-			eventKeySQL("v.event_id"), eventKeySQL("v.event_id"))
+			eventKeySQL("v.event_id"))
 	}
 	if recs := w.unionStaged("qstg_", loads, wholeStaged); recs != "" {
 		script += fmt.Sprintf(`
@@ -1013,14 +1040,14 @@ func (w *Warehouse) CheckLoad(ctx context.Context, loadID string) (Completeness,
 // MaxCheckLoads loads a call): the ledger's counts, then, in one read of
 // the loads' raw rows, those rows and the ones the fact table lacks. The
 // fact table is read only in the partitions the loads' rows fall in, the
-// dates their ledger rows give: the commit's anti-join and convergence
-// DELETE use the same bound (an event id lives in its event's date
-// partition), and an unbounded NOT IN read every event id of the whole
-// table after every load. Parameters, not a subquery, bound it: BigQuery
-// prunes partitions only by constants and parameters. A raw row outside
-// those dates is not found there, so it counts as missing. Ledger rows
-// written before they had
-// dates send the check to raw for them first (one more read of the
+// dates their ledger rows give (each chunk's, from its manifest, as its
+// rows' own): the commit's anti-join and convergence DELETE use the same
+// bound (an event id lives in its event's date partition), and an
+// unbounded NOT IN read every event id of the whole table after every
+// load. Parameters, not a subquery, bound it: BigQuery prunes partitions
+// only by constants and parameters. A raw row outside those dates is not
+// found there, so it counts as missing. Ledger rows written before they
+// had dates send the check to raw for them first (one more read of the
 // loads' rows, as every check made before). Like the commit, it looks
 // fact rows up by event_key. The span is the loads' together, so loads
 // checked together should be close in time (a compaction's are). Every

@@ -57,13 +57,15 @@ func (w *Warehouse) ReadQuarantine(ctx context.Context, f QuarantineFilter, fn f
 	}
 	// The fact table is read only in the window's partitions: a record's
 	// event_date comes from its own timestamp, as the fact row's would.
+	// It is looked up by event_key, as commits do: an id that is not a
+	// UUID has none, and is never in the fact table.
 	sql := fmt.Sprintf(`SELECT q.record_hash, q.field, q.rule, q.raw FROM %[1]s q
 WHERE q.event_id IS NOT NULL AND q.record_hash > @after
   AND (@rule = '' OR q.rule = @rule OR CONCAT(q.field, ': ', q.rule) = @rule)
   AND (NOT @windowed OR (q.event_timestamp >= @since AND q.event_timestamp < @until))
-  AND q.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi)
+  AND (%[3]s IS NULL OR %[3]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi AND f.event_key IS NOT NULL))
 ORDER BY q.record_hash
-LIMIT @limit`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact))
+LIMIT @limit`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact), anyIDKeySQL("q.event_id"))
 	w.observed(Statement{What: "read quarantine", SQL: sql})
 	q := w.bq.Query(sql)
 	q.Location = w.location

@@ -112,3 +112,30 @@ func TestReadQuarantineSelectsWhatAReplayMayPromote(t *testing.T) {
 		t.Fatalf("after the promotion: fact %d + quarantined %d (%v), want 2 + 3 = the 5 records sent", fact, n, err)
 	}
 }
+
+// A quarantined record whose id the fact table holds in another case is
+// resolved, as it is to commits (event_key); one whose id is not a UUID
+// has no key and stays for a replay to try, as before.
+func TestQuarantineFindsItsEventByKey(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	ctx := context.Background()
+	id := "0a0b0c0d-e0f0-4abc-8def-00000000abcd"
+	unknownGateway := func(s string) string { return strings.Replace(s, gw, "99999999-2222-4333-8444-555555555555", 1) }
+	load(t, w, "load-k", 10,
+		event(id, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
+		unknownGateway(event(strings.ToUpper(id), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")),
+		event("not-a-uuid", "2026-11-01T11:00:00Z", "ada", "gpt-4o", "allow", "0.01"))
+	var raws []string
+	err := w.ReadQuarantine(ctx, warehouse.QuarantineFilter{Limit: 10}, func(r warehouse.QuarantinedRecord) error {
+		raws = append(raws, r.Raw)
+		return nil
+	})
+	if err != nil || len(raws) != 1 || !strings.Contains(raws[0], `"not-a-uuid"`) {
+		t.Errorf("records a replay may promote: %q (%v), want the one whose id is not a UUID", raws, err)
+	}
+	n, _, err := w.CountQuarantined(ctx, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+	if err != nil || n != 1 {
+		t.Errorf("quarantined and unresolved: %d (%v), want 1", n, err)
+	}
+}

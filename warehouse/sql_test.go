@@ -97,6 +97,28 @@ func TestLiveRowsOutliveTheLiveView(t *testing.T) {
 // script already has in @load_ids. Each staging table's whole rows take
 // their load's element of @load_ids, by the load's position; no
 // statement reads the staged column.
+// A chunk's dates go into the ledger row as DATE literals: a set whose
+// chunk has dates that do not parse, or that run backwards, is refused
+// before any SQL is written.
+func TestCommitRefusesChunkDatesThatAreNotDates(t *testing.T) {
+	for _, c := range []struct {
+		min, max string
+		ok       bool
+	}{
+		{"2026-11-30", "2026-12-01", true},
+		{"", "", true}, // a chunk without rows
+		{"2026-11-30' OR TRUE --", "2026-11-30", false},
+		{"2026-11-30", "x'); DROP TABLE t; --", false},
+		{"2026-11-30", "", false},
+		{"2026-12-01", "2026-11-30", false},
+	} {
+		loads := []LoadChunks{{LoadID: "l", Chunks: []staging.Chunk{{Index: 0, Rows: 1, MinDate: c.min, MaxDate: c.max}}}}
+		if err := checkLoadSet(loads); (err == nil) != c.ok {
+			t.Errorf("dates %q..%q: %v, want accepted %v", c.min, c.max, err, c.ok)
+		}
+	}
+}
+
 func TestCommitNeverReadsAStagedLoadID(t *testing.T) {
 	w := &Warehouse{project: "p", dataset: "d"}
 	loads := []LoadChunks{

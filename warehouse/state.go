@@ -105,13 +105,13 @@ func contentHash(b []byte) string {
 // in [since, until), and all quarantined records with no usable
 // timestamp (those cannot be placed in any window). A record whose event
 // id the fact table holds (promoted by a quarantine replay, or sent valid
-// since) is resolved and not counted, so fact + quarantine stays the
-// source's count.
+// since; looked up by event_key, as commits do) is resolved and not
+// counted, so fact + quarantine stays the source's count.
 func (w *Warehouse) CountQuarantined(ctx context.Context, since, until time.Time) (inWindow, unplaced int64, err error) {
 	rows, err := w.query(ctx, "count quarantine", fmt.Sprintf(`SELECT
   (SELECT COUNT(*) FROM %[1]s q WHERE q.event_timestamp >= @since AND q.event_timestamp < @until
-     AND (q.event_id IS NULL OR q.event_id NOT IN (SELECT f.event_id FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi))) AS in_window,
-  (SELECT COUNT(*) FROM %[1]s WHERE event_timestamp IS NULL) AS unplaced`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact)),
+     AND (%[3]s IS NULL OR %[3]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi AND f.event_key IS NOT NULL))) AS in_window,
+  (SELECT COUNT(*) FROM %[1]s WHERE event_timestamp IS NULL) AS unplaced`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact), anyIDKeySQL("q.event_id")),
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()},
 		bigquery.QueryParameter{Name: "until", Value: until.UTC()},
 		bigquery.QueryParameter{Name: "lo", Value: civil.DateOf(since.UTC())},

@@ -109,10 +109,10 @@ func EventRowSchema() bigquery.Schema {
 
 // FactSchema is the event row and the fact table's dedup key, event_key:
 // the 16 bytes of the event's UUID (validation admits no other id), which
-// the commit computes from event_id (warehouse.EventKeySQL). Every commit
-// and check looks an event up by its key in its date's partition, and
-// BigQuery bills the column read whole: 18 bytes a row where event_id is
-// 38. It is last and NULLABLE as it was added to tables holding rows,
+// the commit computes from event_id in SQL (warehouse's eventKeySQL).
+// Every commit and check looks an event up by its key in its date's
+// partition, and BigQuery bills the column read whole: 18 bytes a row
+// where event_id is 38. It is last and NULLABLE as it was added to tables holding rows,
 // filled once in those (warehouse.EnsureSchema).
 func FactSchema() bigquery.Schema {
 	return append(EventRowSchema(), opt("event_key", bigquery.BytesFieldType))
