@@ -145,7 +145,8 @@ func (w *Warehouse) backfillColumns(ctx context.Context, rep *SchemaReport, crea
 		}
 		// A table created at this start but refilled from a copy (a
 		// rebuild a kill interrupted after its drop) holds old rows:
-		// later migrations must fill their columns in them.
+		// later migrations must fill their columns in them, and
+		// seedUsage, which reads the same map, must seed from them.
 		delete(created, spec.Name)
 	}
 	return w.SetCheckpoint(ctx, m.key, "done")

@@ -90,19 +90,20 @@ const (
 
 // liveView is not a report: `ktpipe reports` does not print it. It finds
 // a live row's event in the fact table by event_key, as commits do (18
-// bytes a fact row read, not event_id's 38).
+// bytes a fact row read, not event_id's 38), and ranks a UUID's live
+// rows in either case as one event.
 var liveView = View{Name: LiveView, Title: "Fact with webhook events not committed yet", sql: `
 SELECT {columns}, TRUE AS committed FROM {fact} t
 UNION ALL
 SELECT {columns}, FALSE AS committed FROM (
-  SELECT l.*, ROW_NUMBER() OVER (PARTITION BY l.event_id ORDER BY l.ingested_at, l.load_id) AS live_rank
+  SELECT l.*, ROW_NUMBER() OVER (PARTITION BY LOWER(l.event_id) ORDER BY l.ingested_at, l.load_id) AS live_rank
   FROM {live} l
   WHERE l.ingested_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {minutes} MINUTE)
     AND l.event_date >= DATE_SUB(CURRENT_DATE(), INTERVAL {days} DAY)
     AND NOT EXISTS (
       SELECT 1 FROM {fact} f
       WHERE f.event_date >= DATE_SUB(CURRENT_DATE(), INTERVAL {days} DAY)
-        AND f.event_date = l.event_date AND f.event_key = SAFE.FROM_HEX(REPLACE(l.event_id, '-', '')))
+        AND f.event_date = l.event_date AND f.event_key = {live_key})
 ) t WHERE t.live_rank = 1`}
 
 // liveColumns lists the event row's columns by name (of the union's

@@ -110,9 +110,12 @@ func eventKeySQL(col string) string {
 }
 
 // anyIDKeySQL is eventKeySQL for ids that need not be UUIDs (a
-// quarantined record's): NULL for one that is not hex.
+// quarantined record's): NULL for one that is not an 8-4-4-4-12 hex
+// UUID, as schemas.ParseUUID reads one, so that no other text (the same
+// hex digits without hyphens) passes for the event's id.
 func anyIDKeySQL(col string) string {
-	return fmt.Sprintf("SAFE.FROM_HEX(REPLACE(%s, '-', ''))", col)
+	return fmt.Sprintf("IF(REGEXP_CONTAINS(%[1]s, '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'), %[2]s, NULL)",
+		col, eventKeySQL(col))
 }
 
 // recordKeySQL is the quarantine's record_key computed from a
@@ -308,7 +311,7 @@ func chunkDates(c staging.Chunk) (string, error) {
 		return "", err
 	}
 	if hi.Before(lo) {
-		return "", fmt.Errorf("chunk dates %s after %s", lo, hi)
+		return "", fmt.Errorf("first event date %s after the last, %s", lo, hi)
 	}
 	return fmt.Sprintf("DATE '%s' AS min_date, DATE '%s' AS max_date", lo, hi), nil
 }

@@ -100,7 +100,7 @@ func (w *Warehouse) viewSQL(v View) string {
 		"{fact}", w.ref(schemas.TableFact), "{dim_user}", w.ref(schemas.TableDimUser),
 		"{dim_gateway}", w.ref(schemas.TableDimGateway),
 		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", w.ref(schemas.TableQuarantine),
-		"{live}", w.ref(schemas.TableLive), "{days}", fmt.Sprint(liveDays),
+		"{live}", w.ref(schemas.TableLive), "{live_key}", anyIDKeySQL("l.event_id"), "{days}", fmt.Sprint(liveDays),
 		"{minutes}", fmt.Sprint(int(w.window()/time.Minute)))
 	return r.Replace(v.sql)
 }
