@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/metrics/wfmetrics"
+	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 func TestConsecutiveAPIFailures(t *testing.T) {
@@ -159,4 +161,25 @@ ktpipe_oldest_pending_load_timestamp_seconds 1.8000000005e+09
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(interval), names...); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The commit histogram's help names the batch bound the warehouse
+// enforces; metrics does not import warehouse for one number, so this
+// test holds the two together.
+func TestCommitHelpNamesTheBatchBound(t *testing.T) {
+	m := metrics.New()
+	defer m.Close()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "ktpipe_chunk_commit_seconds" {
+			if want := fmt.Sprintf("(up to %d)", warehouse.MaxBatchChunks); !strings.Contains(mf.GetHelp(), want) {
+				t.Errorf("help %q does not say %s", mf.GetHelp(), want)
+			}
+			return
+		}
+	}
+	t.Fatal("ktpipe_chunk_commit_seconds not served")
 }
