@@ -22,7 +22,7 @@ import (
 // pipeline_state so later starts only read one checkpoint each.
 
 // backfillColumn is one column a backfill sets, and the SQL that computes it from
-// the row's other columns.
+// the row's other columns; an empty expr leaves it NULL in the old rows.
 type backfillColumn struct {
 	name string
 	expr string
@@ -59,7 +59,7 @@ func guideBackfills() map[string][]backfillColumn {
 		schemas.TableDimUser: {{"user_id", KeySQL.UserID, true}},
 		// cost_per_1k comes from fact_usage at the next refresh.
 		schemas.TableDimModel: {{"model_id", KeySQL.ModelID, true}, {"model_name", "model", true},
-			{"cost_per_1k", "CAST(NULL AS NUMERIC)", true}},
+			{"cost_per_1k", "", true}},
 		schemas.TableDimDate:    {{"date_id", dateIDSQL("date"), true}, {"week", "iso_week", true}},
 		schemas.TableDimGateway: {{"gateway_name", "name", true}},
 	}
@@ -74,20 +74,18 @@ type migration struct {
 	fills map[string][]backfillColumn
 }
 
-// nullDate is a backfill that leaves a DATE column NULL.
-const nullDate = "CAST(NULL AS DATE)"
-
 func migrations() []migration {
 	return []migration{
 		{"schema_backfill_guide_columns", guideBackfills()},
 		// The ledger's dates stay NULL in old rows (a check then reads
-		// raw for them): listed so that the emulator rebuilds the table,
-		// which it must for its engine to see them; where the engine sees
-		// them (BigQuery) no statement runs.
+		// raw for them, and no expression is given): listed so that the
+		// emulator rebuilds the table, which it must for its engine to
+		// see them; where the engine sees them (BigQuery) no statement
+		// runs.
 		{"schema_backfill_lookup_columns", map[string][]backfillColumn{
 			schemas.TableFact:       {{"event_key", eventKeySQL("event_id"), true}},
 			schemas.TableQuarantine: {{"record_key", recordKeySQL("record_hash"), true}},
-			schemas.TableLedger:     {{"min_date", nullDate, true}, {"max_date", nullDate, true}},
+			schemas.TableLedger:     {{"min_date", "", true}, {"max_date", "", true}},
 		}},
 	}
 }
@@ -157,20 +155,25 @@ func (w *Warehouse) backfillColumns(ctx context.Context, rep *SchemaReport, crea
 // or where an earlier rebuild left its copy behind.
 func (w *Warehouse) backfillTable(ctx context.Context, spec bqschema.TableSpec, cols []backfillColumn, haveBackup bool) (Backfill, error) {
 	var set []string
-	nothing := true // every column stays NULL in old rows
+	var unset string // the first column set: NULL in the rows not filled yet
 	for _, c := range cols {
+		if c.expr == "" {
+			continue
+		}
 		set = append(set, fmt.Sprintf("`%s` = %s", c.name, c.expr))
-		nothing = nothing && c.expr == nullDate
+		if unset == "" {
+			unset = c.name
+		}
 	}
-	update := fmt.Sprintf("UPDATE %s SET %s WHERE `%s` IS NULL", w.ref(spec.Name), strings.Join(set, ", "), cols[0].name)
 	seen, err := w.seesColumns(ctx, spec.Name, cols)
 	if err != nil {
 		return Backfill{}, err
 	}
 	if seen && !haveBackup {
-		if nothing {
+		if len(set) == 0 {
 			return Backfill{}, nil // no statement: the engine sees the columns, and NULL is their value
 		}
+		update := fmt.Sprintf("UPDATE %s SET %s WHERE `%s` IS NULL", w.ref(spec.Name), strings.Join(set, ", "), unset)
 		return Backfill{Table: spec.Name, How: "update", SQL: update}, w.exec(ctx, "backfill "+spec.Name, update)
 	}
 	sql, err := w.rebuild(ctx, spec, cols, seen, haveBackup)
@@ -306,12 +309,12 @@ func (w *Warehouse) rebuild(ctx context.Context, spec bqschema.TableSpec, cols [
 	var names, values []string
 	for _, f := range schema {
 		names = append(names, "`"+f.Name+"`")
-		if e, ok := expr[f.Name]; ok {
+		if e := expr[f.Name]; e != "" {
 			values = append(values, e)
 		} else if have[f.Name] {
 			values = append(values, "`"+f.Name+"`")
 		} else {
-			values = append(values, "NULL") // a later migration's column: it fills it
+			values = append(values, "NULL") // left NULL here, or a later migration fills it
 		}
 	}
 	// The table may hold part of an insert a kill interrupted: start over.

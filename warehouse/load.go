@@ -109,6 +109,14 @@ func eventKeySQL(col string) string {
 	return fmt.Sprintf("FROM_HEX(REPLACE(%s, '-', ''))", col)
 }
 
+// notInFactSQL says that the record whose id is in idCol is not in the
+// fact table's partitions @lo..@hi, looking it up by event_key: true for
+// an id that is not a UUID (anyIDKeySQL), which no fact row has.
+func notInFactSQL(idCol, fact string) string {
+	return fmt.Sprintf("(%[1]s IS NULL OR %[1]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi AND f.event_key IS NOT NULL))",
+		anyIDKeySQL(idCol), fact)
+}
+
 // anyIDKeySQL is eventKeySQL for ids that need not be UUIDs (a
 // quarantined record's): NULL for one that is not an 8-4-4-4-12 hex
 // UUID, as schemas.ParseUUID reads one, so that no other text (the same
@@ -701,24 +709,25 @@ func (w *Warehouse) removeDoubled(ctx context.Context, loads []LoadChunks) (over
 	// table: on the emulator a subquery named twice in one DELETE is
 	// evaluated per row.
 	// Fact rows are one an event key, as the commit's anti-join keeps them.
-	factDups := fmt.Sprintf(`SELECT g.event_key, MIN(g.load_id) AS keep FROM %s g
+	doubledFact := func(cols string) string {
+		return fmt.Sprintf(`SELECT %s FROM %s g
 WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_key IN (SELECT %s FROM (%s) u)
-GROUP BY g.event_key HAVING COUNT(*) > 1`, fact, eventKeySQL("u.event_id"), ids)
-	quarDups := fmt.Sprintf(`SELECT g.record_key, MIN(g.load_id) AS keep FROM %s g
+GROUP BY g.event_key HAVING COUNT(*) > 1`, cols, fact, eventKeySQL("u.event_id"), ids)
+	}
+	doubledQuar := func(cols string) string {
+		return fmt.Sprintf(`SELECT %s FROM %s g
 WHERE g.quarantined_at >= @quarantine_since AND g.record_key IN (SELECT %s FROM (%s) u)
-GROUP BY g.record_key HAVING COUNT(*) > 1`, quar, recordKeySQL("u.record_hash"), hashes)
+GROUP BY g.record_key HAVING COUNT(*) > 1`, cols, quar, recordKeySQL("u.record_hash"), hashes)
+	}
+	factDups, quarDups := doubledFact("g.event_key, MIN(g.load_id) AS keep"), doubledQuar("g.record_key, MIN(g.load_id) AS keep")
 	// The look counts ids held twice, reading only the ids: the load ids
 	// are read only when there is something to remove.
 	var counts []string
 	if ids != "" {
-		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.event_key FROM %s g
-WHERE g.event_date BETWEEN @min_date AND @max_date AND g.event_key IN (SELECT %s FROM (%s) u)
-GROUP BY g.event_key HAVING COUNT(*) > 1)) AS fact_dups`, fact, eventKeySQL("u.event_id"), ids))
+		counts = append(counts, "(SELECT COUNT(*) FROM ("+doubledFact("g.event_key")+")) AS fact_dups")
 	}
 	if hashes != "" {
-		counts = append(counts, fmt.Sprintf(`(SELECT COUNT(*) FROM (SELECT g.record_key FROM %s g
-WHERE g.quarantined_at >= @quarantine_since AND g.record_key IN (SELECT %s FROM (%s) u)
-GROUP BY g.record_key HAVING COUNT(*) > 1)) AS quarantine_dups`, quar, recordKeySQL("u.record_hash"), hashes))
+		counts = append(counts, "(SELECT COUNT(*) FROM ("+doubledQuar("g.record_key")+")) AS quarantine_dups")
 	}
 	what := "look for doubled rows of " + describe(loads)
 	found, err := w.query(ctx, what, "SELECT "+strings.Join(counts, ", ")+" FROM (SELECT @load_id AS l)", params...)

@@ -63,9 +63,9 @@ func (w *Warehouse) ReadQuarantine(ctx context.Context, f QuarantineFilter, fn f
 WHERE q.event_id IS NOT NULL AND q.record_hash > @after
   AND (@rule = '' OR q.rule = @rule OR CONCAT(q.field, ': ', q.rule) = @rule)
   AND (NOT @windowed OR (q.event_timestamp >= @since AND q.event_timestamp < @until))
-  AND (%[3]s IS NULL OR %[3]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi AND f.event_key IS NOT NULL))
+  AND %[2]s
 ORDER BY q.record_hash
-LIMIT @limit`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact), anyIDKeySQL("q.event_id"))
+LIMIT @limit`, w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(schemas.TableFact)))
 	w.observed(Statement{What: "read quarantine", SQL: sql})
 	q := w.bq.Query(sql)
 	q.Location = w.location

@@ -110,8 +110,8 @@ func contentHash(b []byte) string {
 func (w *Warehouse) CountQuarantined(ctx context.Context, since, until time.Time) (inWindow, unplaced int64, err error) {
 	rows, err := w.query(ctx, "count quarantine", fmt.Sprintf(`SELECT
   (SELECT COUNT(*) FROM %[1]s q WHERE q.event_timestamp >= @since AND q.event_timestamp < @until
-     AND (%[3]s IS NULL OR %[3]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi AND f.event_key IS NOT NULL))) AS in_window,
-  (SELECT COUNT(*) FROM %[1]s WHERE event_timestamp IS NULL) AS unplaced`, w.ref(schemas.TableQuarantine), w.ref(schemas.TableFact), anyIDKeySQL("q.event_id")),
+     AND %[2]s) AS in_window,
+  (SELECT COUNT(*) FROM %[1]s WHERE event_timestamp IS NULL) AS unplaced`, w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(schemas.TableFact))),
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()},
 		bigquery.QueryParameter{Name: "until", Value: until.UTC()},
 		bigquery.QueryParameter{Name: "lo", Value: civil.DateOf(since.UTC())},
