@@ -96,3 +96,49 @@ func TestSplitRetriesAReadErrorOfTheStore(t *testing.T) {
 		t.Fatalf("error %q does not say the store failed", err)
 	}
 }
+
+// TestSplitExportSizesChunksForOneCommit: an export whose row_count would
+// be more than warehouse.MaxBatchChunks chunks of KTPIPE_CHUNK_ROWS is
+// split into larger chunks, so it commits in one transaction; without a
+// count, the chunks are KTPIPE_CHUNK_ROWS.
+func TestSplitExportSizesChunksForOneCommit(t *testing.T) {
+	const records = 1000
+	var text strings.Builder
+	for i := range records {
+		text.WriteString(jsonEvent(qid(i), gwKnown, "allow") + "\n")
+	}
+	for _, tc := range []struct {
+		name       string
+		count      int64
+		wantChunks int
+	}{
+		{"row_count known", records, (records + 2) / 3}, // ceil(1000/480) = 3 rows a chunk
+		{"row_count unknown", 0, records},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			a := &Activities{Store: stage(t, "exports/e.ndjson", []byte(text.String())), ChunkRows: 1}
+			env.RegisterActivity(a)
+			v, err := env.ExecuteActivity(a.SplitExport, payload.SplitInput{LoadID: "L1", Source: "export",
+				Key: "exports/e.ndjson", Format: "ndjson", Gateways: []string{gwKnown}, Records: tc.count})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var man payload.Manifest
+			v.Get(&man)
+			if man.Rows != records || len(man.Chunks) != tc.wantChunks {
+				t.Fatalf("%d rows in %d chunks, want %d in %d", man.Rows, len(man.Chunks), records, tc.wantChunks)
+			}
+		})
+	}
+	// A day at 100M events: 480 chunks, whose files the default byte
+	// bound would close first (a staged row is ~0.85 KB).
+	a := &Activities{ChunkRows: 50_000}
+	if got := a.exportChunks(100_000_000); got.rows != 208_334 || got.bytes < int64(got.rows)*2*850 {
+		t.Fatalf("export chunks %+v, want 208,334 rows and room for twice an ordinary row", got)
+	}
+	if got := a.exportChunks(1_000_000); got != a.chunks() {
+		t.Fatalf("export chunks %+v, want the configured %+v", got, a.chunks())
+	}
+}

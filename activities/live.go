@@ -43,7 +43,7 @@ func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (re
 		// A splitter a group of files: closing it streams the group's
 		// last rows, so the heartbeat below is true, and a group's rows
 		// share requests of up to MaxLiveRows.
-		sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink, nil)
+		sp, err := a.splitterTo(ctx, in.LoadID, payload.SourceWebhook, in.Gateways, sink, nil, a.chunks())
 		if err != nil {
 			return res, err
 		}

@@ -24,7 +24,7 @@ type PullProgress struct {
 // warehouse, so a retry simply starts again from in.Cursor. It heartbeats
 // from a ticker too, so a slow page is not taken for a dead worker.
 func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (payload.PullResult, error) {
-	sp, err := a.splitter(ctx, in.LoadID, "pull", in.Gateways)
+	sp, err := a.splitter(ctx, in.LoadID, "pull", in.Gateways, a.chunks())
 	if err != nil {
 		return payload.PullResult{}, err
 	}

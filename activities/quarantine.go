@@ -229,7 +229,7 @@ func (x *quarantineExport) abort() {
 // its quarantine (which holds them already, so the merge adds nothing).
 func (a *Activities) SplitQuarantine(ctx context.Context, in payload.SplitQuarantineInput) (payload.Manifest, error) {
 	defer keepAlive(ctx, nil)()
-	sp, err := a.splitter(ctx, in.LoadID, payload.SourceQuarantineReplay, in.Gateways)
+	sp, err := a.splitter(ctx, in.LoadID, payload.SourceQuarantineReplay, in.Gateways, a.chunks())
 	if err != nil {
 		return payload.Manifest{}, err
 	}

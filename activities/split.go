@@ -14,6 +14,7 @@ import (
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 // SplitProgress is the heartbeat of a split.
@@ -34,7 +35,7 @@ func (a *Activities) SplitExport(ctx context.Context, in payload.SplitInput) (pa
 	if err != nil {
 		return payload.Manifest{}, temporal.NewNonRetryableApplicationError("split: "+err.Error(), payload.ErrTypeMalformed, err)
 	}
-	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways)
+	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways, a.exportChunks(in.Records))
 	if err != nil {
 		return payload.Manifest{}, err
 	}
@@ -49,7 +50,7 @@ func (a *Activities) SplitExport(ctx context.Context, in payload.SplitInput) (pa
 // signalled twice); it is counted, not an error.
 func (a *Activities) SplitStaged(ctx context.Context, in payload.SplitStagedInput) (payload.SplitStagedResult, error) {
 	defer keepAlive(ctx, nil)()
-	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways)
+	sp, err := a.splitter(ctx, in.LoadID, in.Source, in.Gateways, a.chunks())
 	if err != nil {
 		return payload.SplitStagedResult{}, err
 	}
@@ -117,22 +118,44 @@ func (a *Activities) RemoveStaged(ctx context.Context, keys []string) error {
 	return nil
 }
 
-// splitter splits into staging, heartbeating SplitProgress.
-func (a *Activities) splitter(ctx context.Context, loadID, source string, gateways []string) (*staging.Splitter, error) {
+// chunkSize is how large a split's chunks grow: rows, and bytes a file
+// (0: staging.DefaultChunkBytes).
+type chunkSize struct {
+	rows  int
+	bytes int64
+}
+
+// chunks is the configured size, KTPIPE_CHUNK_ROWS.
+func (a *Activities) chunks() chunkSize { return chunkSize{rows: a.ChunkRows} }
+
+// exportChunks is the size for an export of records records (its
+// row_count, 0 when unknown): larger than configured when the export
+// would otherwise take more than one commit (warehouse.ChunkRowsFor).
+func (a *Activities) exportChunks(records int64) chunkSize {
+	rows := warehouse.ChunkRowsFor(records, a.ChunkRows)
+	if rows == a.ChunkRows {
+		return a.chunks()
+	}
+	return chunkSize{rows: rows, bytes: staging.GrownChunkBytes(rows)}
+}
+
+// splitter splits into staging in chunks of size, heartbeating
+// SplitProgress.
+func (a *Activities) splitter(ctx context.Context, loadID, source string, gateways []string, size chunkSize) (*staging.Splitter, error) {
 	progress := func(n int64) { activity.RecordHeartbeat(ctx, SplitProgress{Records: n}) }
-	return a.splitterTo(ctx, loadID, source, gateways, staging.StoreSink(ctx, a.Store), progress)
+	return a.splitterTo(ctx, loadID, source, gateways, staging.StoreSink(ctx, a.Store), progress, size)
 }
 
 // splitterTo splits into sink; progress, when given, is called every
 // 10,000 records (an activity with progress of its own passes nil, so the
 // split's heartbeat does not replace it).
-func (a *Activities) splitterTo(ctx context.Context, loadID, source string, gateways []string, sink staging.Sink, progress func(int64)) (*staging.Splitter, error) {
+func (a *Activities) splitterTo(ctx context.Context, loadID, source string, gateways []string, sink staging.Sink, progress func(int64), size chunkSize) (*staging.Splitter, error) {
 	set := schemas.GatewaySet{}
 	for _, g := range gateways {
 		set[g] = true
 	}
 	sp, err := staging.NewSplitter(staging.SplitOptions{
-		LoadID: loadID, Source: source, ChunkRows: a.ChunkRows, Gateways: set,
+		LoadID: loadID, Source: source, ChunkRows: size.rows, ChunkBytes: size.bytes, Gateways: set,
 		IngestedAt: time.Now(), ProgressEvery: 10_000, Progress: progress,
 	}, sink)
 	if err != nil {

@@ -67,4 +67,8 @@ type SplitInput struct {
 	Format   string
 	Gzip     bool
 	Gateways []string
+	// Records is the export's row_count (0 when the API gave none): a
+	// large export's chunks grow so that it commits in one transaction
+	// (warehouse.ChunkRowsFor).
+	Records int64
 }

@@ -75,9 +75,20 @@ type SplitOptions struct {
 }
 
 // DefaultChunkBytes bounds one chunk file, which is uploaded in one
-// request: a normal chunk (50,000 rows of ~0.5 KB) is ~25 MB, so only
+// request: a normal chunk (50,000 rows of ~0.85 KB staged, measured on
+// the simulator's events with a pull's load id) is ~42 MB, so only
 // chunks of unusually large records reach it.
 const DefaultChunkBytes = 128 << 20
+
+// GrownChunkBytes bounds a chunk file of a chunk grown to rows past
+// KTPIPE_CHUNK_ROWS, so that its load is one commit
+// (warehouse.ChunkRowsFor): 2 KiB a row, about 2.4 times an ordinary
+// staged row, and never less than DefaultChunkBytes. DefaultChunkBytes
+// alone would close such a chunk by its bytes first (at ~160,000 rows)
+// and split the load again. At the most rows a chunk takes (1M) it is
+// 2 GiB, a file a load job takes whole (BigQuery's bound for an
+// uncompressed JSON file is 5 TB).
+func GrownChunkBytes(rows int) int64 { return max(DefaultChunkBytes, int64(rows)*2048) }
 
 // DefaultMaxRawBytes is the default cap of a quarantine row's raw text:
 // the default record cap (schemas.DefaultLimits), so every record the

@@ -82,9 +82,9 @@ func fileHash(f *os.File) (string, error) {
 // chunk adds a line of SQL to each of the script's unions: 430 KB at the
 // bound with ordinary names, and a set whose script would pass
 // BigQuery's 1,024 KB (a long dataset name) is committed in parts that
-// fit (fitQueryText). 480 chunks of 50,000 rows,
-// 24M rows, is also what one transaction holds at most, so that a failed
-// one redoes a bounded part.
+// fit (fitQueryText). 480 chunks of at most MaxChunkRows rows each is
+// also what one transaction holds at most, so that a failed one redoes a
+// bounded part.
 //
 // The fewer transactions a day, the fewer times the fact partition's ids
 // and the quarantine's window are read (each commit reads them whatever
@@ -93,6 +93,31 @@ func fileHash(f *os.File) (string, error) {
 // round of 500 loads in 2, the rest in 1), where 200 chunks a
 // transaction took 5 (README, "What the design costs on BigQuery").
 const MaxBatchChunks = 480
+
+// MaxChunkRows is the most rows a chunk holds: KTPIPE_CHUNK_ROWS' upper
+// bound, and how far ChunkRowsFor grows a chunk.
+const MaxChunkRows = 1_000_000
+
+// ChunkRowsFor is how many rows each chunk of a load of records records
+// takes so that the load is one commit: chunkRows (KTPIPE_CHUNK_ROWS),
+// unless the load would then be more than MaxBatchChunks chunks, and then
+// as many as make it MaxBatchChunks, up to MaxChunkRows (a load of 480M
+// records). A load of several commits pays twice for each commit after
+// the first: the fact partitions it touches are read again, and so are
+// the raw rows the earlier commits landed (the raw guard). At 100M events
+// a day, 50,000-row chunks make a day's export 2,000 chunks and 5
+// commits; 208,334-row chunks make it 480 and one. records is what the
+// source says the load holds (an export's row_count; 0 when unknown,
+// which leaves chunkRows). A chunk also closes at staging's byte bound
+// (staging.DefaultChunkBytes), so a load of unusually large records may
+// still take more than one commit.
+func ChunkRowsFor(records int64, chunkRows int) int {
+	if records <= 0 || chunkRows >= MaxChunkRows {
+		return chunkRows
+	}
+	need := (records + MaxBatchChunks - 1) / MaxBatchChunks
+	return int(max(int64(chunkRows), min(need, MaxChunkRows)))
+}
 
 // quarantineDedupWindow bounds how far back a quarantined record is looked
 // for when the same record arrives again: the quarantine is partitioned by

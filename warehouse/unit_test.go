@@ -130,3 +130,33 @@ func TestCommitScriptFitsBigQuerysQueryText(t *testing.T) {
 		t.Logf("dataset of %d characters: %d transactions, script bytes %v", len(c.dataset), len(sets), sizes)
 	}
 }
+
+// TestChunkRowsForFitsALoadInOneCommit: a load's chunks grow past
+// KTPIPE_CHUNK_ROWS only as far as one commit needs, and never past
+// MaxChunkRows.
+func TestChunkRowsForFitsALoadInOneCommit(t *testing.T) {
+	const n = warehouse.MaxBatchChunks
+	for _, tc := range []struct {
+		records   int64
+		chunkRows int
+		want      int
+	}{
+		{0, 50_000, 50_000},                  // unknown
+		{-1, 50_000, 50_000},                 // nonsense
+		{1_000_000, 50_000, 50_000},          // 20 chunks
+		{n * 50_000, 50_000, 50_000},         // exactly the bound
+		{n*50_000 + 1, 50_000, 50_001},       // one more record
+		{100_000_000, 50_000, 208_334},       // a day at 100M
+		{n*1_000_000 + 1, 50_000, 1_000_000}, // past what one commit holds
+		{100_000_000, 500_000, 500_000},      // configured larger
+		{100_000_000, 2_000_000, 2_000_000},  // configured past the bound: left alone
+	} {
+		got := warehouse.ChunkRowsFor(tc.records, tc.chunkRows)
+		if got != tc.want {
+			t.Errorf("ChunkRowsFor(%d, %d) = %d, want %d", tc.records, tc.chunkRows, got, tc.want)
+		}
+		if tc.records > 0 && tc.records <= n*warehouse.MaxChunkRows && (tc.records+int64(got)-1)/int64(got) > n {
+			t.Errorf("ChunkRowsFor(%d, %d) = %d: %d chunks, more than one commit", tc.records, tc.chunkRows, got, (tc.records+int64(got)-1)/int64(got))
+		}
+	}
+}

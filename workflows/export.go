@@ -124,9 +124,14 @@ func (s *exportLoad) run(ctx workflow.Context) (ExportLoadResult, error) {
 		return ExportLoadResult{}, err
 	}
 	s.phase(ctx, "splitting")
+	var records int64 // unknown: the split's chunks are KTPIPE_CHUNK_ROWS
+	if exp.RowCount != nil {
+		records = *exp.RowCount
+	}
 	var man payload.Manifest
 	err = workflow.ExecuteActivity(longCtx(ctx, s.t, ""), payload.SplitExport, payload.SplitInput{
 		LoadID: id, Source: s.in.Source, Key: dl.Key, Format: exp.Format, Gzip: exp.Compression == "gzip", Gateways: ids,
+		Records: records,
 	}).Get(ctx, &man)
 	if err != nil {
 		return ExportLoadResult{}, fmt.Errorf("split export %s: %w", exp.ID, err)

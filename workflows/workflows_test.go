@@ -883,3 +883,23 @@ func TestReconcileCountsPartHourWindowsOneByOne(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 }
+
+// TestExportLoadSplitsByTheExportsRowCount: the split is told the
+// export's row_count, by which a large export's chunks grow to commit in
+// one transaction (warehouse.ChunkRowsFor).
+func TestExportLoadSplitsByTheExportsRowCount(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(payload.CreateExport, mock.Anything, mock.Anything).Return(export(payload.StatusCompleted), nil).Once()
+	env.OnActivity(payload.DownloadExport, mock.Anything, mock.Anything).Return(payload.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
+	var got payload.SplitInput
+	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in payload.SplitInput) (payload.Manifest, error) { got = in; return manifest, nil })
+	happyTail(env)
+	env.ExecuteWorkflow(workflows.ExportLoad, window)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Records != 10 {
+		t.Fatalf("split input %+v, want Records 10, the export's row_count", got)
+	}
+}

@@ -46,7 +46,7 @@ const (
 // modelInputs are the model's knobs: today's defaults, spelled out so a
 // redesign can be shown beside them by changing them (or the statements).
 type modelInputs struct {
-	ChunkRows       int     // KTPIPE_CHUNK_ROWS: rows per chunk, and per commit today
+	ChunkRows       int     // KTPIPE_CHUNK_ROWS: rows per chunk (an export's grow, warehouse.ChunkRowsFor)
 	PullBatchEvents int     // KTPIPE_PAGE_SIZE × KTPIPE_PAGES_PER_BATCH: one pull load
 	BatchesPerRun   int     // KTPIPE_BATCHES_PER_RUN: pull loads per workflow run
 	WebhookBatches  int     // webhook loads a day (KTPIPE_WEBHOOK_BATCH 1m)
@@ -342,7 +342,11 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 	case "export":
 		p.LoadsPerDay = float64(in.ExportsPerDay)
 		p.RunsPerDay = p.LoadsPerDay
-		p.ChunksPerDay = p.LoadsPerDay * chunksFor(eventsPerDay/p.LoadsPerDay)
+		// An export's chunks grow with its row_count so that it is one
+		// commit (warehouse.ChunkRowsFor), as SplitExport sizes them.
+		perLoad := eventsPerDay / p.LoadsPerDay
+		rows := float64(warehouse.ChunkRowsFor(int64(math.Ceil(perLoad)), in.ChunkRows))
+		p.ChunksPerDay = p.LoadsPerDay * math.Max(1, math.Ceil(perLoad/rows))
 	case "pull":
 		perHour := eventsPerDay / 24
 		batches := math.Max(1, math.Ceil(perHour/float64(in.PullBatchEvents)))

@@ -66,13 +66,14 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 	if c.DML["fact_ai_event"] != p.CommitsPerDay || c.Mutating["fact_ai_event"] != 0 || c.LoadJobs != p.ChunksPerDay || c.QueryJobs != p.CommitsPerDay {
 		t.Fatalf("counts %+v", c)
 	}
-	// Batches of chunks: an export of 2,000 chunks is 10 commits, and
-	// costs less than 2,000 (the load jobs stay one a chunk).
-	e1 := shape("export", 1e8, in)
+	// Batches of chunks: an export of 1,000 chunks (1B events, whose
+	// chunks grow to at most 1M rows) is 5 commits, and costs less than
+	// 1,000 (the load jobs stay one a chunk).
+	e1 := shape("export", 1e9, in)
 	in.BatchChunks = 200
-	e200 := shape("export", 1e8, in)
-	if e1.CommitsPerDay != 2000 || e200.CommitsPerDay != 10 {
-		t.Fatalf("export commits %v and %v, want 2000 and 10", e1.CommitsPerDay, e200.CommitsPerDay)
+	e200 := shape("export", 1e9, in)
+	if e1.CommitsPerDay != 1000 || e200.CommitsPerDay != 5 {
+		t.Fatalf("export commits %v and %v, want 1000 and 5", e1.CommitsPerDay, e200.CommitsPerDay)
 	}
 	c1, err := cost(e1, stmts, w, in)
 	if err != nil {
@@ -82,7 +83,7 @@ func TestModelScalesStatementsByLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c200.DML["fact_ai_event"] != 10 || c200.LoadJobs != 2000 || c200.BytesScanned >= c1.BytesScanned {
+	if c200.DML["fact_ai_event"] != 5 || c200.LoadJobs != 1000 || c200.BytesScanned >= c1.BytesScanned {
 		t.Fatalf("batches of 200: %v fact DML, %v load jobs, %v bytes (one a chunk: %v)", c200.DML["fact_ai_event"], c200.LoadJobs, c200.BytesScanned, c1.BytesScanned)
 	}
 }
@@ -115,15 +116,23 @@ func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 	if c.DML["pipeline_state"] != 24 {
 		t.Errorf("checkpoint writes %v a day, want one a pull load (24)", c.DML["pipeline_state"])
 	}
-	// A day's export at 100M is one load of 2,000 chunks in 5 commits,
-	// 480 chunks each and the rest: each commit's guard finds the earlier
-	// ones' 0, 480, 960, 1,440 and 1,920 chunks in raw.
-	e := shape("export", 1e8, in)
-	if c, err = cost(e, []observedStmt{{Scope: "commit", Job: true, SQL: rawInsertSQL}}, w, in); err != nil {
-		t.Fatal(err)
-	}
-	if want := 1e8*38 + (0+1+2+3+4)*480*5e4*38; e.CommitsPerDay != 5 || math.Abs(c.BytesScanned-want) > 1 {
-		t.Errorf("an export's raw inserts scanned %.0f a day in %v commits, want %.0f in 5", c.BytesScanned, e.CommitsPerDay, want)
+	// A day's export at 100M is one load whose chunks grow to 208,334
+	// rows (warehouse.ChunkRowsFor), 480 of them: one commit, whose guard
+	// finds nothing of the load in raw. At 1B the chunks stop at 1M
+	// rows: 1,000 chunks in 3 commits, 480 each and the rest, whose
+	// guards find the earlier ones' 0, 480 and 960 chunks in raw.
+	raw := []observedStmt{{Scope: "commit", Job: true, SQL: rawInsertSQL}}
+	for _, tc := range []struct{ events, commits, want float64 }{
+		{1e8, 1, 1e8 * 38},
+		{1e9, 3, 1e9*38 + (0+1+2)*480*1e6*38},
+	} {
+		e := shape("export", tc.events, in)
+		if c, err = cost(e, raw, w, in); err != nil {
+			t.Fatal(err)
+		}
+		if e.CommitsPerDay != tc.commits || math.Abs(c.BytesScanned-tc.want) > 1 {
+			t.Errorf("an export of %.0f: raw inserts scanned %.0f a day in %v commits, want %.0f in %v", tc.events, c.BytesScanned, e.CommitsPerDay, tc.want, tc.commits)
+		}
 	}
 	// A compaction round checks its loads together: the check reads every
 	// load of the round in raw, a round's share of the day's rows.
