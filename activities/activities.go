@@ -32,6 +32,11 @@ type Activities struct {
 	Prices    []warehouse.Price
 	Users     map[string]warehouse.UserInfo
 	ChunkRows int
+	// ExportChunks is the most chunks an export whose row_count is known
+	// is split into (0: warehouse.MaxBatchChunks, one commit); its chunks
+	// grow past ChunkRows to fit (exportChunks). Tests set it lower, to
+	// see chunks grow without loading hundreds of them.
+	ExportChunks int
 	// Limits bound one record and a gzip stream's inflation (zero:
 	// schemas.DefaultLimits).
 	Limits schemas.Limits

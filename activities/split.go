@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,7 +133,7 @@ func (a *Activities) chunks() chunkSize { return chunkSize{rows: a.ChunkRows} }
 // row_count, 0 when unknown): larger than configured when the export
 // would otherwise take more than one commit (warehouse.ChunkRowsFor).
 func (a *Activities) exportChunks(records int64) chunkSize {
-	rows := warehouse.ChunkRowsFor(records, a.ChunkRows)
+	rows := warehouse.ChunkRowsFor(records, a.ChunkRows, cmp.Or(a.ExportChunks, warehouse.MaxBatchChunks))
 	if rows == a.ChunkRows {
 		return a.chunks()
 	}

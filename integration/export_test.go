@@ -64,3 +64,24 @@ func TestExportLoadSurvivesFailedExports(t *testing.T) {
 		t.Fatalf("want at least one failed export before the good one: %v %v", exps, err)
 	}
 }
+
+// TestExportLoadGrowsChunksByRowCount: an export larger than its chunk
+// bound (warehouse.MaxBatchChunks, here 8) in chunks of KTPIPE_CHUNK_ROWS
+// (here 50) is split, by the row_count the server reports, into larger
+// chunks that keep it within the bound; they stage, commit and land
+// exactly once.
+func TestExportLoadGrowsChunksByRowCount(t *testing.T) {
+	const most = 8
+	s := newStack(t, simConfig(), false)
+	s.acts.ChunkRows, s.acts.ExportChunks = 50, most
+	s.startWorkers()
+	since, until := s.historyWindow()
+	var res workflows.ExportLoadResult
+	if err := s.run("export-"+s.tq, workflows.ExportLoad, workflows.ExportLoadInput{Since: since, Until: until, Format: "ndjson", Tuning: s.tuning}, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.RowCount <= 2*most*50 || res.Chunks > most || res.Chunks < most/2 {
+		t.Fatalf("result %+v: want more than %d records in %d to %d chunks", res, 2*most*50, most/2, most)
+	}
+	s.assertExactlyOnce(since, until)
+}

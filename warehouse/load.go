@@ -99,10 +99,10 @@ const MaxBatchChunks = 480
 const MaxChunkRows = 1_000_000
 
 // ChunkRowsFor is how many rows each chunk of a load of records records
-// takes so that the load is one commit: chunkRows (KTPIPE_CHUNK_ROWS),
-// unless the load would then be more than MaxBatchChunks chunks, and then
-// as many as make it MaxBatchChunks, up to MaxChunkRows (a load of 480M
-// records). A load of several commits pays twice for each commit after
+// takes so that the load is at most maxChunks chunks (MaxBatchChunks: one
+// commit): chunkRows (KTPIPE_CHUNK_ROWS), unless the load would then be
+// more, and then as many as make it maxChunks, up to MaxChunkRows (at
+// MaxBatchChunks, a load of 480M records). A load of several commits pays twice for each commit after
 // the first: the fact partitions it touches are read again, and so are
 // the raw rows the earlier commits landed (the raw guard). At 100M events
 // a day, 50,000-row chunks make a day's export 2,000 chunks and 5
@@ -111,11 +111,11 @@ const MaxChunkRows = 1_000_000
 // which leaves chunkRows). A chunk also closes at staging's byte bound
 // (staging.DefaultChunkBytes), so a load of unusually large records may
 // still take more than one commit.
-func ChunkRowsFor(records int64, chunkRows int) int {
-	if records <= 0 || chunkRows >= MaxChunkRows {
+func ChunkRowsFor(records int64, chunkRows, maxChunks int) int {
+	if records <= 0 || maxChunks <= 0 || chunkRows >= MaxChunkRows {
 		return chunkRows
 	}
-	need := (records + MaxBatchChunks - 1) / MaxBatchChunks
+	need := (records + int64(maxChunks) - 1) / int64(maxChunks)
 	return int(max(int64(chunkRows), min(need, MaxChunkRows)))
 }
 

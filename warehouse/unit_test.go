@@ -151,12 +151,23 @@ func TestChunkRowsForFitsALoadInOneCommit(t *testing.T) {
 		{100_000_000, 500_000, 500_000},      // configured larger
 		{100_000_000, 2_000_000, 2_000_000},  // configured past the bound: left alone
 	} {
-		got := warehouse.ChunkRowsFor(tc.records, tc.chunkRows)
+		got := warehouse.ChunkRowsFor(tc.records, tc.chunkRows, n)
 		if got != tc.want {
 			t.Errorf("ChunkRowsFor(%d, %d) = %d, want %d", tc.records, tc.chunkRows, got, tc.want)
 		}
 		if tc.records > 0 && tc.records <= n*warehouse.MaxChunkRows && (tc.records+int64(got)-1)/int64(got) > n {
 			t.Errorf("ChunkRowsFor(%d, %d) = %d: %d chunks, more than one commit", tc.records, tc.chunkRows, got, (tc.records+int64(got)-1)/int64(got))
 		}
+	}
+}
+
+// TestChunkRowsForAnotherBound: the bound is a parameter (a test's
+// smaller one); none or a negative one leaves the configured rows.
+func TestChunkRowsForAnotherBound(t *testing.T) {
+	if got := warehouse.ChunkRowsFor(1200, 50, 8); got != 150 {
+		t.Errorf("1,200 records in at most 8 chunks: %d rows a chunk, want 150", got)
+	}
+	if got := warehouse.ChunkRowsFor(1200, 50, 0); got != 50 {
+		t.Errorf("no bound: %d rows a chunk, want the configured 50", got)
 	}
 }

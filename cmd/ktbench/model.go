@@ -345,7 +345,7 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		// An export's chunks grow with its row_count so that it is one
 		// commit (warehouse.ChunkRowsFor), as SplitExport sizes them.
 		perLoad := eventsPerDay / p.LoadsPerDay
-		rows := float64(warehouse.ChunkRowsFor(int64(math.Ceil(perLoad)), in.ChunkRows))
+		rows := float64(warehouse.ChunkRowsFor(int64(math.Ceil(perLoad)), in.ChunkRows, warehouse.MaxBatchChunks))
 		p.ChunksPerDay = p.LoadsPerDay * math.Max(1, math.Ceil(perLoad/rows))
 	case "pull":
 		perHour := eventsPerDay / 24
