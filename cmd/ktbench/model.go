@@ -77,6 +77,16 @@ type modelInputs struct {
 	// (KTPIPE_COMPACT_EVERY): the pull's and webhook batches' loads wait
 	// for it and commit together.
 	CompactEvery time.Duration
+	// AuditEvery is KTPIPE_AUDIT_INTERVAL and AuditDays the days of
+	// partitions an audit reads (workflows.DefaultAuditDays);
+	// ReconcileWindows the daily reconcile's windows (a day of 1h steps);
+	// GaugeEvery is KTPIPE_METRICS_REFRESH, at which each of Workers
+	// reads the gauges' rows.
+	AuditEvery       time.Duration
+	AuditDays        int
+	ReconcileWindows int
+	GaugeEvery       time.Duration
+	Workers          int
 }
 
 func defaultModelInputs() modelInputs {
@@ -86,6 +96,8 @@ func defaultModelInputs() modelInputs {
 		InvalidRate: 0.01, PartitionsPerChunk: 1, PartitionFill: 0.5,
 		BatchChunks: warehouse.MaxBatchChunks, QuarantineWindowDays: 30, UsageRowsPerCommit: 20,
 		CompactEvery: workflows.DefaultCompactEvery,
+		AuditEvery:   workflows.DefaultAuditInterval, AuditDays: workflows.DefaultAuditDays, ReconcileWindows: 24,
+		GaugeEvery: 30 * time.Second, Workers: 1,
 	}
 }
 
@@ -114,6 +126,7 @@ const (
 	scopeSmall                       // a small table (ledger, state, dimensions, temp)
 	scopeWindow                      // the quarantine's dedup window (QuarantineWindowDays)
 	scopeUsage                       // fact_usage: usageRows
+	scopeAuditDays                   // the audit's days of partitions (today's, half full on average, and AuditDays-1 before)
 )
 
 type tableRead struct {
@@ -250,6 +263,23 @@ var costRules = []costRule{
 	{"read checkpoint time", rx(`SELECT MAX\(updated_at\) AS t FROM pipeline_state`),
 		[]tableRead{{"pipeline_state", []string{"key", "updated_at"}, scopeSmall}}, "", false},
 	{"write checkpoint", rx(`INSERT INTO pipeline_state`), nil, "pipeline_state", false},
+	// Operations: the audit (scope "audit"), a reconcile window
+	// ("reconcile", and the audit's completeness hours) and a worker's
+	// gauges ("gauges").
+	{"audit: fact's newest, rows and distinct ids", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_id\) AS ids FROM fact_ai_event WHERE event_date >= @from$`),
+		[]tableRead{{"fact_ai_event", []string{"event_timestamp", "event_id", "event_date"}, scopeAuditDays}}, "", false},
+	{"audit: quarantine's newest", rx(`SELECT MAX\(event_timestamp\) AS newest FROM quarantine WHERE quarantined_at >= @from_ts$`),
+		[]tableRead{{"quarantine", []string{"event_timestamp", "quarantined_at"}, scopeAuditDays}}, "", false},
+	{"audit: the interval's records and resends", rx(`WITH loads AS \( SELECT load_id, quarantined FROM load_ledger WHERE committed_at >= @start .* FROM raw_events r LEFT JOIN interval_loads l ON l\.load_id = r\.load_id WHERE r\.event_date >= @from GROUP BY r\.event_id`),
+		[]tableRead{{"load_ledger", []string{"load_id", "quarantined", "committed_at"}, scopeSmall}, {"raw_events", []string{"load_id", "ingested_at", "event_id", "event_date"}, scopeAuditDays}}, "", false},
+	{"audit: append its row", rx(`INSERT INTO audit \(audited_at,`),
+		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "audit", false},
+	{"count fact in a window", rx(`SELECT COUNT\(\*\) AS n FROM fact_ai_event WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until$`),
+		[]tableRead{{"fact_ai_event", []string{"event_date", "event_timestamp"}, scopePartitions}}, "", false},
+	{"count quarantine in a window", rx(`SELECT \(SELECT COUNT\(\*\) FROM quarantine q WHERE q\.event_timestamp >= @since AND q\.event_timestamp < @until AND \(IF\(REGEXP_CONTAINS\(q\.event_id, .* FROM quarantine WHERE event_timestamp IS NULL\) AS unplaced$`),
+		[]tableRead{{"quarantine", []string{"event_timestamp", "event_id"}, scopeTable}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
+	{"gauges: newest audit row", rx(`SELECT audited_at, api_newest, warehouse_newest, .* FROM audit WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT 1$`),
+		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "", false},
 }
 
 var (
@@ -422,7 +452,9 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	c := dayCost{pathLoad: p, DML: map[string]float64{}, Mutating: map[string]float64{}, ByRule: map[string]float64{}, ScannedByRule: map[string]float64{}}
 	c.NewBytesPerDay = p.EventsPerDay * rowWidth(w["event"])
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
-		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay}
+		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay,
+		"audit": float64(24*time.Hour) / float64(in.AuditEvery), "reconcile": float64(in.ReconcileWindows),
+		"gauges": float64(in.Workers) * float64(24*time.Hour) / float64(in.GaugeEvery)}
 	chunkRows := p.CommittedRows / p.CommitsPerDay
 	batch := math.Max(1, float64(in.BatchChunks))
 	for _, st := range stmts {
@@ -457,6 +489,21 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				}
 			case scopePartitions:
 				rows = in.PartitionsPerChunk * in.PartitionFill * p.PartitionRows
+				if st.Scope == "reconcile" {
+					rows = p.PartitionRows // a closed day, whole
+				}
+			case scopeAuditDays:
+				// A day's rows of the table: raw gets every load's
+				// (both paths: twice the events), quarantine the
+				// invalid records.
+				day := p.EventsPerDay
+				switch rd.Table {
+				case "raw_events":
+					day = p.CommittedRows
+				case "quarantine":
+					day = p.EventsPerDay * in.InvalidRate
+				}
+				rows = (float64(in.AuditDays) - 1 + in.PartitionFill) * day
 			case scopeLoad:
 				// A statement that names its loads reads the rows raw
 				// holds of them: one load's; a compaction round's loads',
@@ -659,6 +706,35 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 		fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, export (one a day), by statement:\n", count(n))
 		printBreakdown(out, c)
 	}
+	return printOperations(out, in, w, paths, scales)
+}
+
+// printOperations writes what operating ktpipe reads a day besides its
+// loads, at the default intervals: the audit, the daily reconcile and
+// one worker's gauges. They read the same tables whatever the path; raw
+// holds the pull's rows (with the webhooks too, twice as many).
+func printOperations(out io.Writer, in modelInputs, w widths, paths map[string][]observedStmt, scales []float64) error {
+	fmt.Fprintf(out, "\noperations, a day: an audit every %s (%d days of partitions), the daily reconcile (%d windows), %d worker's gauges every %s:\n\n",
+		in.AuditEvery, in.AuditDays, in.ReconcileWindows, in.Workers, in.GaugeEvery)
+	fmt.Fprintf(out, "| events/day | query jobs | scanned/day | scanned ÷ new rows | billed/day | $/day | pull compacted with them: scanned ÷ new rows | billed/day | $/day |\n")
+	fmt.Fprintf(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var ops dayCost
+	for _, n := range scales {
+		in := atScale(in, n)
+		var err error
+		if ops, err = cost(shape("pull compacted", n, in), paths["operations"], w, in); err != nil {
+			return err
+		}
+		load, err := compacted("pull compacted", n, in, w, paths)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %.1f× | %s | $%s | %.1f× | %s | $%s |\n", count(n), count(ops.QueryJobs), human(ops.BytesScanned),
+			ops.BytesScanned/ops.NewBytesPerDay, human(ops.BytesBilled), money(dollars(ops.BytesBilled)),
+			(ops.BytesScanned+load.BytesScanned)/ops.NewBytesPerDay, human(ops.BytesBilled+load.BytesBilled), money(dollars(ops.BytesBilled+load.BytesBilled)))
+	}
+	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day by the operations, by statement:\n", count(scales[len(scales)-1]))
+	printBreakdown(out, ops)
 	return nil
 }
 

@@ -170,3 +170,38 @@ func TestSplitScriptAndNormalize(t *testing.T) {
 		t.Fatalf("normalized %q", got)
 	}
 }
+
+// Operations: an audit reads its days of fact partitions (today's half
+// full on average, and the day before) every KTPIPE_AUDIT_INTERVAL, and
+// raw holds what the paths committed (twice the events through both);
+// a reconcile window reads a closed day's partition.
+func TestModelCountsTheOperations(t *testing.T) {
+	in := defaultModelInputs()
+	w := widths{"event": {"event_id": 38, "event_timestamp": 8, "event_date": 8, "load_id": 58, "ingested_at": 8},
+		"fact": {"event_id": 38, "event_timestamp": 8, "event_date": 8, "event_key": 18}}
+	audit := observedStmt{Scope: "audit", Job: true, SQL: "SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids\nFROM `p.d.fact_ai_event` WHERE event_date >= @from"}
+	window := observedStmt{Scope: "reconcile", Job: true, SQL: "SELECT COUNT(*) AS n FROM `p.d.fact_ai_event`\nWHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until"}
+	c, err := cost(shape("pull compacted", 1e8, in), []observedStmt{audit, window}, w, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audits := float64(24*60) / 5
+	want := audits*1.5*1e8*(8+38+8) + 24*1e8*(8+8)
+	if c.QueryJobs != audits+24 || math.Abs(c.BytesScanned-want) > 1 {
+		t.Fatalf("operations: %v jobs, %.0f bytes; want %v and %.0f", c.QueryJobs, c.BytesScanned, audits+24, want)
+	}
+	resends := observedStmt{Scope: "audit", Job: true, SQL: "WITH loads AS (\n  SELECT load_id, quarantined FROM `p.d.load_ledger` WHERE committed_at >= @start AND committed_at < @end\n" +
+		"), interval_loads AS (\n  SELECT DISTINCT load_id FROM loads\n), per_id AS (\n  SELECT COUNTIF(l.load_id IS NOT NULL) AS mine\n" +
+		"  FROM `p.d.raw_events` r LEFT JOIN interval_loads l ON l.load_id = r.load_id\n  WHERE r.event_date >= @from\n  GROUP BY r.event_id\n)\nSELECT 1"}
+	one, err := cost(shape("pull compacted", 1e8, in), []observedStmt{resends}, w, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := cost(shape("compacted", 1e8, in), []observedStmt{resends}, w, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := audits * 1.5 * 1e8 * (58 + 8 + 38 + 8); math.Abs(one.BytesScanned-want) > 1 || math.Abs(both.BytesScanned-2*want) > 1 {
+		t.Fatalf("resends read %.0f (one path), %.0f (both); want %.0f and twice it", one.BytesScanned, both.BytesScanned, want)
+	}
+}

@@ -15,13 +15,16 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/devstack"
 	"github.com/ktpipe/ktpipe/ktsim"
+	"github.com/ktpipe/ktpipe/metrics"
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/workflows"
 )
 
 // modelLoadID is a load id of the shape the hourly pull gives its loads
@@ -216,6 +219,9 @@ func runModel(ctx context.Context, out io.Writer, scales []float64, webhookBatch
 		return err
 	}
 	paths["compacted"] = stmts
+	if paths["operations"], err = modelOperations(ctx, wh, take, func() []observedStmt { all := stmts; stmts = nil; return all }); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, "statements recorded on the emulator (%s), one load of 2 chunks per path:\n", devstack.BQEmulatorVersion)
 	for _, p := range []string{"export", "pull", "webhook"} {
@@ -386,4 +392,46 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 		return err
 	}
 	return nil
+}
+
+// modelOperations records what operating ktpipe runs besides its loads,
+// on the tables the paths filled: an audit as the Audit workflow makes it
+// (activities.AuditWarehouse: its measures, then CountWarehouse's counts
+// of its completeness hours; then its row appended), a window of the
+// daily reconcile (CountWarehouse) and a worker's gauges
+// (app.RefreshGauges). taken hands over the statements recorded so far;
+// those before are the paths'.
+func modelOperations(ctx context.Context, wh *warehouse.Warehouse, take func(string), taken func() []observedStmt) ([]observedStmt, error) {
+	taken()
+	now := time.Now().UTC()
+	since := now.Truncate(24*time.Hour).AddDate(0, 0, -(workflows.DefaultAuditDays - 1))
+	m, err := wh.MeasureAudit(ctx, payload.AuditScope{Since: since, IntervalStart: now.Add(-workflows.DefaultAuditInterval), IntervalEnd: now})
+	if err != nil {
+		return nil, err
+	}
+	count := func(since, until time.Time) error {
+		if _, err := wh.CountFact(ctx, since, until); err != nil {
+			return err
+		}
+		_, _, err := wh.CountQuarantined(ctx, since, until)
+		return err
+	}
+	hours := now.Truncate(time.Hour)
+	if err := count(hours.Add(-time.Duration(workflows.DefaultCompletenessHours)*time.Hour), hours); err != nil {
+		return nil, err
+	}
+	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: now, WarehouseNewest: m.WarehouseNewest, FactRows: m.FactRows}); err != nil {
+		return nil, err
+	}
+	take("audit")
+	yesterday := now.Truncate(24*time.Hour).AddDate(0, 0, -1)
+	if err := count(yesterday, yesterday.Add(time.Hour)); err != nil {
+		return nil, err
+	}
+	take("reconcile")
+	if err := app.RefreshGauges(ctx, wh, metrics.New(), now); err != nil {
+		return nil, err
+	}
+	take("gauges")
+	return taken(), nil
 }
