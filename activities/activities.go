@@ -33,9 +33,10 @@ type Activities struct {
 	Users     map[string]warehouse.UserInfo
 	ChunkRows int
 	// ExportChunks is the most chunks an export whose row_count is known
-	// is split into (0: warehouse.MaxBatchChunks, one commit); its chunks
-	// grow past ChunkRows to fit (exportChunks). Tests set it lower, to
-	// see chunks grow without loading hundreds of them.
+	// is split into (0, or more than warehouse.MaxBatchChunks:
+	// MaxBatchChunks, one commit); its chunks grow past ChunkRows to fit
+	// (exportChunks). Tests set it lower, to see chunks grow without
+	// loading hundreds of them.
 	ExportChunks int
 	// Limits bound one record and a gzip stream's inflation (zero:
 	// schemas.DefaultLimits).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 // stage writes data under key in a fresh local store.
@@ -135,8 +136,14 @@ func TestSplitExportSizesChunksForOneCommit(t *testing.T) {
 	// A day at 100M events: 480 chunks, whose files the default byte
 	// bound would close first (a staged row is ~0.85 KB).
 	a := &Activities{ChunkRows: 50_000}
-	if got := a.exportChunks(100_000_000); got.rows != 208_334 || got.bytes < int64(got.rows)*2*850 {
-		t.Fatalf("export chunks %+v, want 208,334 rows and room for twice an ordinary row", got)
+	// Room for staged rows of 2 KB events (~2.4 KB) with a margin, and
+	// files no larger than one upload may be.
+	if got := a.exportChunks(100_000_000); got.rows != 208_334 || got.bytes < int64(got.rows)*3500 || got.bytes > staging.MaxGrownChunkBytes {
+		t.Fatalf("export chunks %+v, want 208,334 rows, 3,500 bytes a row at least, %d at most", got, staging.MaxGrownChunkBytes)
+	}
+	a.ExportChunks = 10 * warehouse.MaxBatchChunks // never past one commit
+	if got := a.exportChunks(100_000_000); got.rows != 208_334 {
+		t.Fatalf("export chunks %+v under a bound past MaxBatchChunks, want 208,334 rows", got)
 	}
 	if got := a.exportChunks(1_000_000); got != a.chunks() {
 		t.Fatalf("export chunks %+v, want the configured %+v", got, a.chunks())

@@ -133,7 +133,8 @@ func (a *Activities) chunks() chunkSize { return chunkSize{rows: a.ChunkRows} }
 // row_count, 0 when unknown): larger than configured when the export
 // would otherwise take more than one commit (warehouse.ChunkRowsFor).
 func (a *Activities) exportChunks(records int64) chunkSize {
-	rows := warehouse.ChunkRowsFor(records, a.ChunkRows, cmp.Or(a.ExportChunks, warehouse.MaxBatchChunks))
+	most := min(cmp.Or(a.ExportChunks, warehouse.MaxBatchChunks), warehouse.MaxBatchChunks)
+	rows := warehouse.ChunkRowsFor(records, a.ChunkRows, most)
 	if rows == a.ChunkRows {
 		return a.chunks()
 	}

@@ -348,6 +348,7 @@ func (c Pipeline) Validate() error {
 		ok   bool
 		want string
 	}{
+		// warehouse.MaxChunkRows (config imports no ktpipe package).
 		{"KTPIPE_CHUNK_ROWS", c.ChunkRows >= 1 && c.ChunkRows <= 1_000_000, "between 1 and 1000000"},
 		{"KTPIPE_MAX_RECORD_BYTES", c.MaxRecordBytes >= 1024 && c.MaxRecordBytes <= 64<<20, "between 1024 and 67108864 (64 MiB)"},
 		{"KTPIPE_MAX_INFLATE_RATIO", c.MaxInflateRatio >= 1 && c.MaxInflateRatio <= 1000, "between 1 and 1000"},

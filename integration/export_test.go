@@ -66,7 +66,8 @@ func TestExportLoadSurvivesFailedExports(t *testing.T) {
 }
 
 // TestExportLoadGrowsChunksByRowCount: an export larger than its chunk
-// bound (warehouse.MaxBatchChunks, here 8) in chunks of KTPIPE_CHUNK_ROWS
+// bound (Activities.ExportChunks, here 8; by default
+// warehouse.MaxBatchChunks) in chunks of KTPIPE_CHUNK_ROWS
 // (here 50) is split, by the row_count the server reports, into larger
 // chunks that keep it within the bound; they stage, commit and land
 // exactly once.

@@ -82,13 +82,21 @@ const DefaultChunkBytes = 128 << 20
 
 // GrownChunkBytes bounds a chunk file of a chunk grown to rows past
 // KTPIPE_CHUNK_ROWS, so that its load is one commit
-// (warehouse.ChunkRowsFor): 2 KiB a row, about 2.4 times an ordinary
-// staged row, and never less than DefaultChunkBytes. DefaultChunkBytes
-// alone would close such a chunk by its bytes first (at ~160,000 rows)
-// and split the load again. At the most rows a chunk takes (1M) it is
-// 2 GiB, a file a load job takes whole (BigQuery's bound for an
-// uncompressed JSON file is 5 TB).
-func GrownChunkBytes(rows int) int64 { return max(DefaultChunkBytes, int64(rows)*2048) }
+// (warehouse.ChunkRowsFor): 4 KiB a row, between DefaultChunkBytes and
+// MaxGrownChunkBytes. DefaultChunkBytes alone would close such a chunk by
+// its bytes first (at ~160,000 of the simulator's rows) and split the
+// load again. 4 KiB is about 1.7 times the staged row of a 2 KB event,
+// the large end of real ones (a staged row is the event's JSON and
+// ~0.35 KB of load columns; the simulator's are 0.85 KB).
+func GrownChunkBytes(rows int) int64 {
+	return min(max(DefaultChunkBytes, int64(rows)*4096), MaxGrownChunkBytes)
+}
+
+// MaxGrownChunkBytes caps a grown chunk's file: it is uploaded to
+// BigQuery in one request (warehouse.loadNDJSON; the emulator refuses
+// resumable uploads), and a broken upload is retried whole. A day's
+// export of 100M events of 2 KB is 480 files of ~500 MB.
+const MaxGrownChunkBytes = 1 << 30
 
 // DefaultMaxRawBytes is the default cap of a quarantine row's raw text:
 // the default record cap (schemas.DefaultLimits), so every record the

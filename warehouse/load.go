@@ -84,7 +84,8 @@ func fileHash(f *os.File) (string, error) {
 // BigQuery's 1,024 KB (a long dataset name) is committed in parts that
 // fit (fitQueryText). 480 chunks of at most MaxChunkRows rows each is
 // also what one transaction holds at most, so that a failed one redoes a
-// bounded part.
+// bounded part: 24M rows at the default KTPIPE_CHUNK_ROWS, and a whole
+// export when its chunks grew to make it one commit (ChunkRowsFor).
 //
 // The fewer transactions a day, the fewer times the fact partition's ids
 // and the quarantine's window are read (each commit reads them whatever
@@ -98,24 +99,27 @@ const MaxBatchChunks = 480
 // bound, and how far ChunkRowsFor grows a chunk.
 const MaxChunkRows = 1_000_000
 
-// ChunkRowsFor is how many rows each chunk of a load of records records
-// takes so that the load is at most maxChunks chunks (MaxBatchChunks: one
+// ChunkRowsFor is how many rows each chunk of a load takes so that the
+// load, records records, is at most maxChunks chunks (MaxBatchChunks: one
 // commit): chunkRows (KTPIPE_CHUNK_ROWS), unless the load would then be
 // more, and then as many as make it maxChunks, up to MaxChunkRows (at
-// MaxBatchChunks, a load of 480M records). A load of several commits pays twice for each commit after
-// the first: the fact partitions it touches are read again, and so are
-// the raw rows the earlier commits landed (the raw guard). At 100M events
-// a day, 50,000-row chunks make a day's export 2,000 chunks and 5
-// commits; 208,334-row chunks make it 480 and one. records is what the
-// source says the load holds (an export's row_count; 0 when unknown,
-// which leaves chunkRows). A chunk also closes at staging's byte bound
-// (staging.DefaultChunkBytes), so a load of unusually large records may
-// still take more than one commit.
+// MaxBatchChunks, a load of 480M records). A load of several commits
+// pays twice for each commit after the first: the fact partitions it
+// touches are read again, and so are the raw rows the earlier commits
+// landed (the raw guard). At 100M events a day, 50,000-row chunks make a
+// day's export 2,000 chunks and 5 commits; 208,334-row chunks make it 480
+// and one. records is what the source says the load holds (an export's
+// row_count; 0 when unknown, which leaves chunkRows). A chunk also closes
+// at its byte bound (staging.GrownChunkBytes), so a load of unusually
+// large records may still take more than one commit.
 func ChunkRowsFor(records int64, chunkRows, maxChunks int) int {
 	if records <= 0 || maxChunks <= 0 || chunkRows >= MaxChunkRows {
 		return chunkRows
 	}
-	need := (records + int64(maxChunks) - 1) / int64(maxChunks)
+	need := records / int64(maxChunks)
+	if records%int64(maxChunks) != 0 {
+		need++
+	}
 	return int(max(int64(chunkRows), min(need, MaxChunkRows)))
 }
 

@@ -106,7 +106,10 @@ func contentHash(b []byte) string {
 // timestamp (those cannot be placed in any window). A record whose event
 // id the fact table holds (promoted by a quarantine replay, or sent valid
 // since; looked up by event_key, as commits do) is resolved and not
-// counted, so fact + quarantine stays the source's count.
+// counted, so fact + quarantine stays the source's count. It reads every
+// quarantined record's timestamp and id: a record counts in the hour of
+// its own timestamp, and the quarantine is partitioned by quarantined_at
+// (README, "What operating it reads").
 func (w *Warehouse) CountQuarantined(ctx context.Context, since, until time.Time) (inWindow, unplaced int64, err error) {
 	rows, err := w.query(ctx, "count quarantine", fmt.Sprintf(`SELECT
   (SELECT COUNT(*) FROM %[1]s q WHERE q.event_timestamp >= @since AND q.event_timestamp < @until

@@ -893,7 +893,10 @@ func TestExportLoadSplitsByTheExportsRowCount(t *testing.T) {
 	env.OnActivity(payload.DownloadExport, mock.Anything, mock.Anything).Return(payload.DownloadResult{Key: "exports/L/exp_1.data", Bytes: 100}, nil)
 	var got payload.SplitInput
 	env.OnActivity(payload.SplitExport, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in payload.SplitInput) (payload.Manifest, error) { got = in; return manifest, nil })
+		func(_ context.Context, in payload.SplitInput) (payload.Manifest, error) {
+			got = in
+			return manifest, nil
+		})
 	happyTail(env)
 	env.ExecuteWorkflow(workflows.ExportLoad, window)
 	if err := env.GetWorkflowError(); err != nil {

@@ -46,7 +46,7 @@ const (
 // modelInputs are the model's knobs: today's defaults, spelled out so a
 // redesign can be shown beside them by changing them (or the statements).
 type modelInputs struct {
-	ChunkRows       int     // KTPIPE_CHUNK_ROWS: rows per chunk (an export's grow, warehouse.ChunkRowsFor)
+	ChunkRows       int     // KTPIPE_CHUNK_ROWS: rows per chunk (an export's may be more: warehouse.ChunkRowsFor)
 	PullBatchEvents int     // KTPIPE_PAGE_SIZE × KTPIPE_PAGES_PER_BATCH: one pull load
 	BatchesPerRun   int     // KTPIPE_BATCHES_PER_RUN: pull loads per workflow run
 	WebhookBatches  int     // webhook loads a day (KTPIPE_WEBHOOK_BATCH 1m)
@@ -78,15 +78,20 @@ type modelInputs struct {
 	// for it and commit together.
 	CompactEvery time.Duration
 	// AuditEvery is KTPIPE_AUDIT_INTERVAL and AuditDays the days of
-	// partitions an audit reads (workflows.DefaultAuditDays);
-	// ReconcileWindows the daily reconcile's windows (a day of 1h steps);
-	// GaugeEvery is KTPIPE_METRICS_REFRESH, at which each of Workers
-	// reads the gauges' rows.
-	AuditEvery       time.Duration
-	AuditDays        int
-	ReconcileWindows int
-	GaugeEvery       time.Duration
-	Workers          int
+	// partitions an audit reads (workflows.DefaultAuditDays); it counts
+	// the warehouse's CompletenessHours closed hours ending
+	// CompletenessDelay before it (the schedule's, with the compaction:
+	// the pull's interval, CompactEvery and 10 minutes). ReconcileWindows
+	// is the daily reconcile's windows (a day of 1h steps); GaugeEvery is
+	// KTPIPE_METRICS_REFRESH, at which each of Workers reads the gauges'
+	// rows.
+	AuditEvery        time.Duration
+	AuditDays         int
+	CompletenessHours int
+	CompletenessDelay time.Duration
+	ReconcileWindows  int
+	GaugeEvery        time.Duration
+	Workers           int
 }
 
 func defaultModelInputs() modelInputs {
@@ -97,6 +102,7 @@ func defaultModelInputs() modelInputs {
 		BatchChunks: warehouse.MaxBatchChunks, QuarantineWindowDays: 30, UsageRowsPerCommit: 20,
 		CompactEvery: workflows.DefaultCompactEvery,
 		AuditEvery:   workflows.DefaultAuditInterval, AuditDays: workflows.DefaultAuditDays, ReconcileWindows: 24,
+		CompletenessHours: workflows.DefaultCompletenessHours, CompletenessDelay: time.Hour + workflows.DefaultCompactEvery + 10*time.Minute,
 		GaugeEvery: 30 * time.Second, Workers: 1,
 	}
 }
@@ -109,7 +115,7 @@ type widths map[string]map[string]float64
 // observedStmt is one statement the emulator run recorded, with the
 // scope it ran in.
 type observedStmt struct {
-	Scope string // "chunk", "commit", "load", "round", "run", "pullload" or "pullrun"
+	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "reconcile" or "gauges"
 	Job   bool   // the first statement of a job (a script's later parts are child jobs)
 	SQL   string // one statement (scripts are split); empty for a load job
 	Load  string // table a load job writes
@@ -127,6 +133,7 @@ const (
 	scopeWindow                      // the quarantine's dedup window (QuarantineWindowDays)
 	scopeUsage                       // fact_usage: usageRows
 	scopeAuditDays                   // the audit's days of partitions (today's, half full on average, and AuditDays-1 before)
+	scopeLive                        // live_events' rows in the live view's window
 )
 
 type tableRead struct {
@@ -178,7 +185,8 @@ func schemaCols(schema bigquery.Schema) []string {
 
 func rx(s string) *regexp.Regexp { return regexp.MustCompile(`(?s)^` + s) }
 
-// costRules covers every statement ktpipe's load paths issue today.
+// costRules covers every statement ktpipe's load paths and its operations
+// (the audit, the reconcile, the gauges) issue today.
 var costRules = []costRule{
 	{"commit: insert raw", rx(`INSERT INTO raw_events SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\._load, u\.event_id ORDER BY u\._chunk\) AS _n FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM stg s.* NOT IN \(SELECT CONCAT\(r\.load_id, '/', r\.event_id\) FROM raw_events r WHERE r\.load_id IN UNNEST\(@load_ids\) AND r\.event_date BETWEEN`),
 		[]tableRead{{"stg", stagedCols, scopeChunk}, {"raw_events", []string{"event_id", "load_id", "event_date"}, scopeLoad}}, "raw_events", false},
@@ -272,6 +280,8 @@ var costRules = []costRule{
 		[]tableRead{{"quarantine", []string{"event_timestamp", "quarantined_at"}, scopeAuditDays}}, "", false},
 	{"audit: the interval's records and resends", rx(`WITH loads AS \( SELECT load_id, quarantined FROM load_ledger WHERE committed_at >= @start .* FROM raw_events r LEFT JOIN interval_loads l ON l\.load_id = r\.load_id WHERE r\.event_date >= @from GROUP BY r\.event_id`),
 		[]tableRead{{"load_ledger", []string{"load_id", "quarantined", "committed_at"}, scopeSmall}, {"raw_events", []string{"load_id", "ingested_at", "event_id", "event_date"}, scopeAuditDays}}, "", false},
+	{"audit: live view's newest", rx(`SELECT MAX\(event_timestamp\) AS newest FROM live_events WHERE ingested_at >= @live_since$`),
+		[]tableRead{{"live_events", []string{"event_timestamp", "ingested_at"}, scopeLive}}, "", false},
 	{"audit: append its row", rx(`INSERT INTO audit \(audited_at,`),
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "audit", false},
 	{"count fact in a window", rx(`SELECT COUNT\(\*\) AS n FROM fact_ai_event WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until$`),
@@ -375,7 +385,7 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		// An export's chunks grow with its row_count so that it is one
 		// commit (warehouse.ChunkRowsFor), as SplitExport sizes them.
 		perLoad := eventsPerDay / p.LoadsPerDay
-		rows := float64(warehouse.ChunkRowsFor(int64(math.Ceil(perLoad)), in.ChunkRows, warehouse.MaxBatchChunks))
+		rows := float64(warehouse.ChunkRowsFor(int64(math.Ceil(perLoad)), in.ChunkRows, in.BatchChunks))
 		p.ChunksPerDay = p.LoadsPerDay * math.Max(1, math.Ceil(perLoad/rows))
 	case "pull":
 		perHour := eventsPerDay / 24
@@ -489,9 +499,17 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				}
 			case scopePartitions:
 				rows = in.PartitionsPerChunk * in.PartitionFill * p.PartitionRows
-				if st.Scope == "reconcile" {
+				switch st.Scope {
+				case "reconcile":
 					rows = p.PartitionRows // a closed day, whole
+				case "audit":
+					rows = windowPartitions(in.CompletenessDelay, in.CompletenessHours) * p.PartitionRows
 				}
+			case scopeLive:
+				// What the live view's window (the compaction's
+				// interval and an hour) holds: every path streams its
+				// rows.
+				rows = p.CommittedRows * float64(in.CompactEvery+time.Hour) / float64(24*time.Hour)
 			case scopeAuditDays:
 				// A day's rows of the table: raw gets every load's
 				// (both paths: twice the events), quarantine the
@@ -545,6 +563,35 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 		}
 	}
 	return c, nil
+}
+
+// windowPartitions is how many days' partitions, on average over the
+// day, a count of hours closed hours ending delay before now reads:
+// the partitions of the dates the window spans, today's as full as the
+// day is old, the others whole.
+func windowPartitions(delay time.Duration, hours int) float64 {
+	const day = 24 * 60
+	var sum float64
+	for m := 0; m < day; m++ { // each minute of the day
+		end := m - int(delay.Minutes())
+		start := end - 60*hours
+		for d := floorDiv(start, day); d <= floorDiv(end-1, day); d++ {
+			if d == 0 {
+				sum += float64(m) / day
+			} else {
+				sum++
+			}
+		}
+	}
+	return sum / day
+}
+
+func floorDiv(a, b int) int {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }
 
 // landedBefore is what raw holds, on average, of a commit's loads when
@@ -714,8 +761,8 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 // one worker's gauges. They read the same tables whatever the path; raw
 // holds the pull's rows (with the webhooks too, twice as many).
 func printOperations(out io.Writer, in modelInputs, w widths, paths map[string][]observedStmt, scales []float64) error {
-	fmt.Fprintf(out, "\noperations, a day: an audit every %s (%d days of partitions), the daily reconcile (%d windows), %d worker's gauges every %s:\n\n",
-		in.AuditEvery, in.AuditDays, in.ReconcileWindows, in.Workers, in.GaugeEvery)
+	fmt.Fprintf(out, "\noperations, a day, with the compaction every %s: an audit every %s (%d days of partitions, the live view's window, %d closed hours %s back), the daily reconcile (%d windows), %d worker's gauges every %s:\n\n",
+		in.CompactEvery, in.AuditEvery, in.AuditDays, in.CompletenessHours, in.CompletenessDelay, in.ReconcileWindows, in.Workers, in.GaugeEvery)
 	fmt.Fprintf(out, "| events/day | query jobs | scanned/day | scanned ÷ new rows | billed/day | $/day | pull compacted with them: scanned ÷ new rows | billed/day | $/day |\n")
 	fmt.Fprintf(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var ops dayCost

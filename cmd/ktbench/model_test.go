@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The commit's statements, as the warehouse writes them for one chunk
@@ -203,5 +204,21 @@ func TestModelCountsTheOperations(t *testing.T) {
 	}
 	if want := audits * 1.5 * 1e8 * (58 + 8 + 38 + 8); math.Abs(one.BytesScanned-want) > 1 || math.Abs(both.BytesScanned-2*want) > 1 {
 		t.Fatalf("resends read %.0f (one path), %.0f (both); want %.0f and twice it", one.BytesScanned, both.BytesScanned, want)
+	}
+}
+
+// A count of the last closed hour reads today's partition, as full as
+// the day is old (half, on average), and in the day's first hour
+// yesterday's whole partition too (only it at midnight).
+func TestWindowPartitions(t *testing.T) {
+	want := 719.5/1440 + 60.0/1440
+	if got := windowPartitions(0, 1); math.Abs(got-want) > 1e-9 {
+		t.Fatalf("windowPartitions(0, 1) = %v, want %v", got, want)
+	}
+	// A day back: yesterday's whole partition, and the day before's too
+	// in the day's first hour but at midnight, when the window is all
+	// the day before.
+	if got := windowPartitions(24*time.Hour, 1); math.Abs(got-(1+59.0/1440)) > 1e-9 {
+		t.Fatalf("a day back: %v, want 1 + 59/1440", got)
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/staging"
 	"github.com/ktpipe/ktpipe/warehouse"
-	"github.com/ktpipe/ktpipe/workflows"
 )
 
 // modelLoadID is a load id of the shape the hourly pull gives its loads
@@ -219,7 +218,7 @@ func runModel(ctx context.Context, out io.Writer, scales []float64, webhookBatch
 		return err
 	}
 	paths["compacted"] = stmts
-	if paths["operations"], err = modelOperations(ctx, wh, take, func() []observedStmt { all := stmts; stmts = nil; return all }); err != nil {
+	if paths["operations"], err = modelOperations(ctx, wh, in, take, func() []observedStmt { all := stmts; stmts = nil; return all }); err != nil {
 		return err
 	}
 
@@ -395,42 +394,48 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 }
 
 // modelOperations records what operating ktpipe runs besides its loads,
-// on the tables the paths filled: an audit as the Audit workflow makes it
-// (activities.AuditWarehouse: its measures, then CountWarehouse's counts
-// of its completeness hours; then its row appended), a window of the
-// daily reconcile (CountWarehouse) and a worker's gauges
-// (app.RefreshGauges). taken hands over the statements recorded so far;
-// those before are the paths'.
-func modelOperations(ctx context.Context, wh *warehouse.Warehouse, take func(string), taken func() []observedStmt) ([]observedStmt, error) {
+// on the tables the paths filled, as a deployment with the compaction
+// runs it: an audit as the Audit workflow makes it
+// (activities.AuditWarehouse: its measures, the live view's newest among
+// them, then CountWarehouse's counts of its completeness hours; then its
+// row appended), a window of the daily reconcile (CountWarehouse) and a
+// worker's gauges (app.RefreshGauges). taken hands over the statements
+// recorded so far; those before are the paths'.
+func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInputs, take func(string), taken func() []observedStmt) ([]observedStmt, error) {
 	taken()
+	// As app sets it with the compaction on; only the audit reads it
+	// here (the live view, which EnsureSchema made, is not queried).
+	wh.SetLiveWindow(in.CompactEvery + time.Hour)
 	now := time.Now().UTC()
-	since := now.Truncate(24*time.Hour).AddDate(0, 0, -(workflows.DefaultAuditDays - 1))
-	m, err := wh.MeasureAudit(ctx, payload.AuditScope{Since: since, IntervalStart: now.Add(-workflows.DefaultAuditInterval), IntervalEnd: now})
+	since := now.Truncate(24*time.Hour).AddDate(0, 0, -(in.AuditDays - 1))
+	m, err := wh.MeasureAudit(ctx, payload.AuditScope{Since: since, IntervalStart: now.Add(-in.AuditEvery), IntervalEnd: now})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("model: audit: %w", err)
 	}
-	count := func(since, until time.Time) error {
+	countWindow := func(since, until time.Time) error {
 		if _, err := wh.CountFact(ctx, since, until); err != nil {
-			return err
+			return fmt.Errorf("model: count fact: %w", err)
 		}
-		_, _, err := wh.CountQuarantined(ctx, since, until)
-		return err
+		if _, _, err := wh.CountQuarantined(ctx, since, until); err != nil {
+			return fmt.Errorf("model: count quarantine: %w", err)
+		}
+		return nil
 	}
-	hours := now.Truncate(time.Hour)
-	if err := count(hours.Add(-time.Duration(workflows.DefaultCompletenessHours)*time.Hour), hours); err != nil {
+	end := now.Add(-in.CompletenessDelay).Truncate(time.Hour)
+	if err := countWindow(end.Add(-time.Duration(in.CompletenessHours)*time.Hour), end); err != nil {
 		return nil, err
 	}
 	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: now, WarehouseNewest: m.WarehouseNewest, FactRows: m.FactRows}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("model: append audit: %w", err)
 	}
 	take("audit")
 	yesterday := now.Truncate(24*time.Hour).AddDate(0, 0, -1)
-	if err := count(yesterday, yesterday.Add(time.Hour)); err != nil {
+	if err := countWindow(yesterday, yesterday.Add(time.Hour)); err != nil {
 		return nil, err
 	}
 	take("reconcile")
 	if err := app.RefreshGauges(ctx, wh, metrics.New(), now); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("model: gauges: %w", err)
 	}
 	take("gauges")
 	return taken(), nil
