@@ -41,7 +41,11 @@ func (w *Warehouse) MeasureAudit(ctx context.Context, s AuditScope) (AuditMeasur
 	fromTS := bigquery.QueryParameter{Name: "from_ts", Value: s.Since.UTC()}
 	start := bigquery.QueryParameter{Name: "start", Value: s.IntervalStart.UTC()}
 	end := bigquery.QueryParameter{Name: "end", Value: s.IntervalEnd.UTC()}
-	rows, err := w.query(ctx, "audit fact", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids
+	// Events by key, as commits tell them apart (18 bytes a row read, not
+	// event_id's 38); a row without one, which no commit writes, counts
+	// as its own event.
+	rows, err := w.query(ctx, "audit fact", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n,
+  COUNT(DISTINCT event_key) + COUNTIF(event_key IS NULL) AS ids
 FROM %s WHERE event_date >= @from`, w.ref(schemas.TableFact)), from)
 	if err != nil {
 		return m, err

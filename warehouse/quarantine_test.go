@@ -2,11 +2,13 @@ package warehouse_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
@@ -141,5 +143,34 @@ func TestQuarantineFindsItsEventByKey(t *testing.T) {
 	n, _, err := w.CountQuarantined(ctx, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
 	if err != nil || n != 2 {
 		t.Errorf("quarantined and unresolved: %d (%v), want 2", n, err)
+	}
+}
+
+// The quarantine's count reads records quarantined at most 30 days
+// before its window: one quarantined earlier, whose timestamp claims a
+// time that far ahead of its arrival, is not counted in its hour, nor is
+// one without a timestamp quarantined that long before.
+func TestQuarantineCountIsBoundedByTheDedupWindow(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	ctx := context.Background()
+	unknownGateway := func(s string) string { return strings.Replace(s, gw, "99999999-2222-4333-8444-555555555555", 1) }
+	early, recent, earlyNoTime := uuid(61), uuid(62), uuid(63)
+	load(t, w, "load-bound", 10,
+		unknownGateway(event(early, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")),
+		unknownGateway(event(recent, "2026-11-01T11:00:00Z", "ada", "gpt-4o", "allow", "0.01")),
+		event(earlyNoTime, "not a time", "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(64), "not a time either", "ada", "gpt-4o", "allow", "0.01"))
+	since, until := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	n, unplaced, err := w.CountQuarantined(ctx, since, until)
+	if err != nil || n != 2 || unplaced != 2 {
+		t.Fatalf("all quarantined now: %d in the window, %d unplaced (%v); want 2 and 2", n, unplaced, err)
+	}
+	exec(t, fmt.Sprintf("UPDATE `%s.%s.%s` SET quarantined_at = TIMESTAMP '2026-10-01 00:00:00+00' WHERE event_id IN ('%s', '%s')",
+		project, ds, schemas.TableQuarantine, early, earlyNoTime))
+	n, unplaced, err = w.CountQuarantined(ctx, since, until)
+	if err != nil || n != 1 || unplaced != 1 {
+		t.Fatalf("two quarantined 31 days before the window: %d in the window, %d unplaced (%v); want 1 and 1", n, unplaced, err)
 	}
 }

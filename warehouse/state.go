@@ -106,15 +106,26 @@ func contentHash(b []byte) string {
 // timestamp (those cannot be placed in any window). A record whose event
 // id the fact table holds (promoted by a quarantine replay, or sent valid
 // since; looked up by event_key, as commits do) is resolved and not
-// counted, so fact + quarantine stays the source's count. It reads every
-// quarantined record's timestamp and id: a record counts in the hour of
-// its own timestamp, and the quarantine is partitioned by quarantined_at
-// (README, "What operating it reads").
+// counted, so fact + quarantine stays the source's count.
+//
+// Both count only records quarantined at most quarantineDedupWindow
+// before since. A record counts in the hour of its own timestamp, and
+// the quarantine is partitioned by when it was quarantined: without a
+// bound, every audit (every 5 minutes) and every reconcile window read
+// every quarantined record's timestamp and id ever, a cost that grew
+// with the history (README, "What operating it reads"). A record arrives
+// after its event, so it is quarantined after its hour begins, unless
+// its timestamp claims a time ahead of its arrival: one that claims more
+// than the window ahead (30 days, as far back as the quarantine is
+// deduplicated) is not counted in its hour, and one with no timestamp
+// quarantined that long before the window cannot be in it.
 func (w *Warehouse) CountQuarantined(ctx context.Context, since, until time.Time) (inWindow, unplaced int64, err error) {
 	rows, err := w.query(ctx, "count quarantine", fmt.Sprintf(`SELECT
-  (SELECT COUNT(*) FROM %[1]s q WHERE q.event_timestamp >= @since AND q.event_timestamp < @until
+  (SELECT COUNT(*) FROM %[1]s q WHERE q.quarantined_at >= @quarantine_since AND q.event_timestamp >= @since AND q.event_timestamp < @until
      AND %[2]s) AS in_window,
-  (SELECT COUNT(*) FROM %[1]s WHERE event_timestamp IS NULL) AS unplaced`, w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(schemas.TableFact))),
+  (SELECT COUNT(*) FROM %[1]s u WHERE u.quarantined_at >= @quarantine_since AND u.event_timestamp IS NULL) AS unplaced`,
+		w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(schemas.TableFact))),
+		bigquery.QueryParameter{Name: "quarantine_since", Value: since.UTC().Add(-quarantineDedupWindow)},
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()},
 		bigquery.QueryParameter{Name: "until", Value: until.UTC()},
 		bigquery.QueryParameter{Name: "lo", Value: civil.DateOf(since.UTC())},

@@ -125,15 +125,16 @@ type observedStmt struct {
 type readScope int
 
 const (
-	scopeChunk      readScope = iota // a staging table: one chunk's rows
-	scopePartitions                  // the chunk's event_date partitions of the table
-	scopeLoad                        // raw's rows of the loads it names (clustering by load_id prunes to them)
-	scopeTable                       // the whole table, every partition
-	scopeSmall                       // a small table (ledger, state, dimensions, temp)
-	scopeWindow                      // the quarantine's dedup window (QuarantineWindowDays)
-	scopeUsage                       // fact_usage: usageRows
-	scopeAuditDays                   // the audit's days of partitions (today's, half full on average, and AuditDays-1 before)
-	scopeLive                        // live_events' rows in the live view's window
+	scopeChunk       readScope = iota // a staging table: one chunk's rows
+	scopePartitions                   // the chunk's event_date partitions of the table
+	scopeLoad                         // raw's rows of the loads it names (clustering by load_id prunes to them)
+	scopeTable                        // the whole table, every partition
+	scopeSmall                        // a small table (ledger, state, dimensions, temp)
+	scopeWindow                       // the quarantine's dedup window (QuarantineWindowDays)
+	scopeUsage                        // fact_usage: usageRows
+	scopeAuditDays                    // the audit's days of partitions (today's, half full on average, and AuditDays-1 before)
+	scopeLive                         // live_events' rows in the live view's window
+	scopeWindowSince                  // the quarantine's dedup window before a count's window, and a day from it to now
 )
 
 type tableRead struct {
@@ -274,8 +275,8 @@ var costRules = []costRule{
 	// Operations: the audit (scope "audit"), a reconcile window
 	// ("reconcile", and the audit's completeness hours) and a worker's
 	// gauges ("gauges").
-	{"audit: fact's newest, rows and distinct ids", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_id\) AS ids FROM fact_ai_event WHERE event_date >= @from$`),
-		[]tableRead{{"fact_ai_event", []string{"event_timestamp", "event_id", "event_date"}, scopeAuditDays}}, "", false},
+	{"audit: fact's newest, rows and distinct keys", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_key\) \+ COUNTIF\(event_key IS NULL\) AS ids FROM fact_ai_event WHERE event_date >= @from$`),
+		[]tableRead{{"fact_ai_event", []string{"event_timestamp", "event_key", "event_date"}, scopeAuditDays}}, "", false},
 	{"audit: quarantine's newest", rx(`SELECT MAX\(event_timestamp\) AS newest FROM quarantine WHERE quarantined_at >= @from_ts$`),
 		[]tableRead{{"quarantine", []string{"event_timestamp", "quarantined_at"}, scopeAuditDays}}, "", false},
 	{"audit: the interval's records and resends", rx(`WITH loads AS \( SELECT load_id, quarantined FROM load_ledger WHERE committed_at >= @start .* FROM raw_events r LEFT JOIN interval_loads l ON l\.load_id = r\.load_id WHERE r\.event_date >= @from GROUP BY r\.event_id`),
@@ -286,8 +287,8 @@ var costRules = []costRule{
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "audit", false},
 	{"count fact in a window", rx(`SELECT COUNT\(\*\) AS n FROM fact_ai_event WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until$`),
 		[]tableRead{{"fact_ai_event", []string{"event_date", "event_timestamp"}, scopePartitions}}, "", false},
-	{"count quarantine in a window", rx(`SELECT \(SELECT COUNT\(\*\) FROM quarantine q WHERE q\.event_timestamp >= @since AND q\.event_timestamp < @until AND \(IF\(REGEXP_CONTAINS\(q\.event_id, .* FROM quarantine WHERE event_timestamp IS NULL\) AS unplaced$`),
-		[]tableRead{{"quarantine", []string{"event_timestamp", "event_id"}, scopeTable}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
+	{"count quarantine in a window", rx(`SELECT \(SELECT COUNT\(\*\) FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.event_timestamp >= @since AND q\.event_timestamp < @until AND \(IF\(REGEXP_CONTAINS\(q\.event_id, .* FROM quarantine u WHERE u\.quarantined_at >= @quarantine_since AND u\.event_timestamp IS NULL\) AS unplaced$`),
+		[]tableRead{{"quarantine", []string{"quarantined_at", "event_timestamp", "event_id"}, scopeWindowSince}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
 	{"gauges: newest audit row", rx(`SELECT audited_at, api_newest, warehouse_newest, .* FROM audit WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT 1$`),
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "", false},
 }
@@ -542,6 +543,10 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				}
 			case scopeWindow:
 				rows = p.QuarantineWindowRows
+			case scopeWindowSince:
+				// The window's start is hours back for the audit, a day
+				// or two for the reconcile: a day, on average.
+				rows = p.QuarantineWindowRows + p.EventsPerDay*in.InvalidRate
 			case scopeUsage:
 				rows = usageRows(in, p)
 			}
