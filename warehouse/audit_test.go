@@ -112,3 +112,32 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 		t.Errorf("audit table: %d rows (%d with a NULL interval_start), want 2 (2): each written once, zero times as NULL", r.N, r.NoStart)
 	}
 }
+
+// Resends come from the ledger, which records how many of each chunk's
+// rows were new to fact; an interval holding a ledger row of an older
+// worker (no count) counts from raw instead, as before.
+func TestAuditCountsResendsFromTheLedger(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	ts := now.Add(-time.Hour).Format(time.RFC3339)
+	start := now.Add(-time.Minute)
+	load(t, w, "load-first", 10, event(uuid(71), ts, "ada", "gpt-4o", "allow", "0.01"),
+		event(uuid(72), ts, "ada", "gpt-4o", "allow", "0.01"), event(uuid(73), ts, "ada", "gpt-4o", "allow", "0.01"))
+	load(t, w, "load-again", 10, event(uuid(71), ts, "ada", "gpt-4o", "allow", "0.01"), event(uuid(74), ts, "ada", "gpt-4o", "allow", "0.01"))
+	scope := warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: start, IntervalEnd: time.Now().UTC().Add(time.Minute)}
+	m, err := w.MeasureAudit(ctx, scope)
+	if err != nil || m.SourceRecords != 5 || m.SourceResends != 1 {
+		t.Fatalf("measures %+v (%v): want 5 records, 1 of them sent again", m, err)
+	}
+	// A row as an older worker writes it: no count of rows added, one
+	// quarantined record, nothing in raw. Counted from raw: the 5 raw
+	// rows and its violation (from the ledger it would be 7).
+	addLedgerRow(t, ds, "load-older-worker")
+	scope.IntervalEnd = time.Now().UTC().Add(time.Minute)
+	if m, err = w.MeasureAudit(ctx, scope); err != nil || m.SourceRecords != 6 || m.SourceResends != 1 || m.SchemaViolations != 1 {
+		t.Fatalf("with an older worker's ledger row: %+v (%v), want 6 records (5 rows, 1 violation), 1 resend", m, err)
+	}
+}

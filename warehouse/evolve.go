@@ -87,6 +87,11 @@ func migrations() []migration {
 			schemas.TableQuarantine: {{"record_key", recordKeySQL("record_hash"), true}},
 			schemas.TableLedger:     {{"min_date", "", true}, {"max_date", "", true}},
 		}},
+		// Likewise NULL in old rows: an audit interval with such rows
+		// counts resends from raw, as before.
+		{"schema_ledger_added", map[string][]backfillColumn{
+			schemas.TableLedger: {{"added", "", true}},
+		}},
 	}
 }
 

@@ -21,9 +21,9 @@ import (
 var guideColumns = []string{"date_id", "model_id", "user_id", "policies_count", "model_name", "cost_per_1k", "week", "gateway_name"}
 
 // oldColumns are the columns a dataset made before the guide's columns
-// lacks: those and the lookup keys and the ledger's dates, added after
-// them.
-var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key", "min_date", "max_date")
+// lacks: those and the lookup keys, the ledger's dates and its count of
+// rows added, added after them.
+var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key", "min_date", "max_date", "added")
 
 // createOldDataset makes the tables as the version before the guide's
 // columns created them (today's definitions without oldColumns) and

@@ -196,7 +196,8 @@ type LoadChunks struct {
 //     never changes, since it comes from the event's own timestamp);
 //   - quarantine gets records whose hash it does not hold yet, looking back
 //     quarantineDedupWindow;
-//   - the ledger gets one row per (load, chunk), with its load's source.
+//   - the ledger gets one row per (load, chunk), with its load's source
+//     and how many of its rows were new to fact (the audit's resends).
 //
 // An event id or record in two chunks of the set lands once in fact and
 // quarantine, from the smallest load id and then the lowest chunk: the
@@ -644,15 +645,24 @@ WHERE _n = 1 AND record_key NOT IN (SELECT q.record_key FROM %[1]s q WHERE q.qua
 			entries = append(entries, fmt.Sprintf("SELECT %d AS l, %d AS chunk, %d AS chunk_rows, %d AS quarantined, %s", i, c.Index, c.Rows, c.Quarantined, dates))
 		}
 	}
+	// Each ledger row records how many of its chunk's rows were new to
+	// fact (added): the rest the source had sent before, which the audit
+	// counts as resends from the ledger alone. new_rows exists only for a
+	// set with rows.
+	added, addedFrom := "0", ""
+	if w.unionStaged("stg_", loads, sameCols("s.event_id")) != "" {
+		added = "IFNULL(a.new_rows, 0)"
+		addedFrom = "\nLEFT JOIN (SELECT r._load, r._chunk, COUNT(*) AS new_rows FROM new_rows r GROUP BY r._load, r._chunk) a ON a._load = e.l AND a._chunk = e.chunk"
+	}
 	// commit_log gets the ledger's rows as the transaction began plus
 	// those it added, and how many it added: converge compares them with
 	// the ledger after the commit (mustLook). commit_chunks gets the
 	// set's (load, chunk) pairs, for a set retried as others
 	// (overlapUnconverged).
 	script += fmt.Sprintf(`
-INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, min_date, max_date, committed_at)
-SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, e.min_date, e.max_date, CURRENT_TIMESTAMP()
-FROM (%[3]s) e
+INSERT INTO %[1]s (load_id, chunk, source, %[2]s, quarantined, min_date, max_date, added, committed_at)
+SELECT @load_ids[OFFSET(e.l)], e.chunk, @sources[OFFSET(e.l)], e.chunk_rows, e.quarantined, e.min_date, e.max_date, %[6]s, CURRENT_TIMESTAMP()
+FROM (%[3]s) e%[7]s
 WHERE CONCAT(@load_ids[OFFSET(e.l)], '/', CAST(e.chunk AS STRING)) NOT IN (
   SELECT CONCAT(x.load_id, '/', CAST(x.chunk AS STRING)) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids));
 INSERT INTO %[4]s (commit_set, what, ledger_rows, chunks_added, logged_at)
@@ -660,7 +670,7 @@ SELECT @commit_set, 'commit', b.total + a.n - b.mine, a.n - b.mine, CURRENT_TIME
 FROM ledger_before b CROSS JOIN (SELECT COUNT(*) AS n FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) a;
 INSERT INTO %[5]s (commit_set, load_id, chunk, logged_at)
 SELECT @commit_set, @load_ids[OFFSET(e.l)], e.chunk, CURRENT_TIMESTAMP() FROM (%[3]s) e;
-`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "), w.ref(schemas.TableCommits), w.ref(schemas.TableCommitChunks))
+`, ledger, "`rows`", strings.Join(entries, "\n  UNION ALL "), w.ref(schemas.TableCommits), w.ref(schemas.TableCommitChunks), added, addedFrom)
 	script += "COMMIT TRANSACTION;\n"
 	return script
 }

@@ -202,7 +202,7 @@ var costRules = []costRule{
 	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.record_key ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT v\.\*, FROM_HEX\(SUBSTR\(v\.record_hash, 1, 32\)\) AS record_key FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM qstg s.* record_key NOT IN \(SELECT q\.record_key FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.record_key IS NOT NULL\)$`),
 		[]tableRead{{"qstg", stagedQuarCols, scopeChunk}, {"quarantine", []string{"record_key", "quarantined_at"}, scopeWindow}}, "quarantine", false},
 	{"commit: ledger rows", rx(`INSERT INTO load_ledger \(`),
-		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}}, "load_ledger", false},
+		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}, {"new_rows", []string{"_load", "_chunk"}, scopeSmall}}, "load_ledger", false},
 	{"commit: ledger rows before", rx(`CREATE TEMP TABLE ledger_before AS SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS total, \(SELECT COUNT\(\*\) FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) AS mine$`),
 		[]tableRead{{"load_ledger", []string{"load_id"}, scopeSmall}}, "", false},
 	{"commit: commit_log row", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT @commit_set, 'commit', .* FROM ledger_before b CROSS JOIN \(SELECT COUNT\(\*\) AS n FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) a$`),
@@ -279,7 +279,11 @@ var costRules = []costRule{
 		[]tableRead{{"fact_ai_event", []string{"event_timestamp", "event_key", "event_date"}, scopeAuditDays}}, "", false},
 	{"audit: quarantine's newest", rx(`SELECT MAX\(event_timestamp\) AS newest FROM quarantine WHERE quarantined_at >= @from_ts$`),
 		[]tableRead{{"quarantine", []string{"event_timestamp", "quarantined_at"}, scopeAuditDays}}, "", false},
-	{"audit: the interval's records and resends", rx(`WITH loads AS \( SELECT load_id, quarantined FROM load_ledger WHERE committed_at >= @start .* FROM raw_events r LEFT JOIN interval_loads l ON l\.load_id = r\.load_id WHERE r\.event_date >= @from GROUP BY r\.event_id`),
+	{"audit: the interval's records and resends", rx(`SELECT IFNULL\(SUM\(l\.` + "`rows`" + `\), 0\) AS n, IFNULL\(SUM\(l\.` + "`rows`" + ` - l\.added\), 0\) AS resends, .* FROM load_ledger l WHERE l\.committed_at >= @start AND l\.committed_at < @end$`),
+		[]tableRead{{"load_ledger", []string{"rows", "added", "quarantined", "committed_at"}, scopeSmall}}, "", false},
+	// Only for an interval with ledger rows an older worker wrote, which
+	// do not count the rows added (not in the run).
+	{"audit: the interval's records and resends, from raw", rx(`WITH loads AS \( SELECT load_id, quarantined FROM load_ledger WHERE committed_at >= @start .* FROM raw_events r LEFT JOIN interval_loads l ON l\.load_id = r\.load_id WHERE r\.event_date >= @from GROUP BY r\.event_id`),
 		[]tableRead{{"load_ledger", []string{"load_id", "quarantined", "committed_at"}, scopeSmall}, {"raw_events", []string{"load_id", "ingested_at", "event_id", "event_date"}, scopeAuditDays}}, "", false},
 	{"audit: live view's newest", rx(`SELECT MAX\(event_timestamp\) AS newest FROM live_events WHERE ingested_at >= @live_since$`),
 		[]tableRead{{"live_events", []string{"event_timestamp", "ingested_at"}, scopeLive}}, "", false},

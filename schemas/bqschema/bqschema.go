@@ -260,6 +260,11 @@ func Tables() []TableSpec {
 				// without rows, and in rows written before them).
 				opt("min_date", bigquery.DateFieldType),
 				opt("max_date", bigquery.DateFieldType),
+				// How many of the chunk's rows were new to fact when it
+				// committed; the rest the source had sent before, which
+				// the audit counts as resends (NULL in rows written
+				// before it).
+				opt("added", bigquery.IntegerFieldType),
 			},
 		},
 		{
