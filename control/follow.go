@@ -73,7 +73,7 @@ func PrintReconcile(w io.Writer, r workflows.ReconcileResult) {
 		fmt.Fprintf(w, "    api count: the API's group_by over the range in one call (valid events; gap = api count - fact); %d windows with an unexplained gap\n", len(r.Gaps))
 		return
 	}
-	fmt.Fprintf(w, "    %d quarantined records had no usable timestamp (they explain gaps up to that many); %d windows with an unexplained gap\n", r.Unplaced, len(r.Gaps))
+	fmt.Fprintf(w, "    %d quarantined records had no usable timestamp (quarantined since 30 days before the range; they explain gaps up to that many); %d windows with an unexplained gap\n", r.Unplaced, len(r.Gaps))
 }
 
 // isTerminal reports whether w is a terminal, where a bar redraws in

@@ -28,9 +28,11 @@ type AuditRow struct {
 	LagKnown bool
 }
 
-// AuditScope bounds what one audit reads: fact, raw and quarantine
-// partitions from Since's date on (event_date, quarantined_at), so its
-// cost does not grow with the tables' history.
+// AuditScope bounds what one audit reads: fact and quarantine partitions
+// from Since's date on (event_date, quarantined_at), and the ledger's
+// rows of the interval (raw's partitions too, for an interval with rows
+// an older worker wrote), so its cost does not grow with the tables'
+// history.
 type AuditScope struct {
 	Since                      time.Time // first partition audited
 	IntervalStart, IntervalEnd time.Time // the audit interval (violations, resends)
@@ -43,9 +45,9 @@ type AuditMeasures struct {
 	// (which has arrived too), in quarantine. Zero when there is none.
 	WarehouseNewest   time.Time
 	FactRows          int64
-	FactDuplicateRows int64 // rows beyond the first per event id
-	SourceRecords     int64 // raw rows and quarantined records of loads committed in the interval
-	SourceResends     int64 // of the raw rows, those whose id an earlier load already brought
+	FactDuplicateRows int64 // rows beyond the first per event (by key; by id when a row has none)
+	SourceRecords     int64 // rows and quarantined records of the chunks committed in the interval (the ledger's)
+	SourceResends     int64 // of those rows, the ones whose event the fact table already held when they committed
 	SchemaViolations  int64 // records quarantined by loads committed in the interval
 }
 
@@ -90,7 +92,7 @@ type ReconcileState struct {
 type WarehouseCount struct {
 	Fact        int64
 	Quarantined int64
-	Unplaced    int64 // quarantined with no usable timestamp (any window)
+	Unplaced    int64 // quarantined with no usable timestamp, at most 30 days before the window (warehouse.CountQuarantined)
 }
 
 // Steps is a range cut into windows of Step, the last one ending at Until.

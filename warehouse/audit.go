@@ -42,11 +42,13 @@ func (w *Warehouse) MeasureAudit(ctx context.Context, s AuditScope) (AuditMeasur
 	start := bigquery.QueryParameter{Name: "start", Value: s.IntervalStart.UTC()}
 	end := bigquery.QueryParameter{Name: "end", Value: s.IntervalEnd.UTC()}
 	// Events by key, as commits tell them apart (18 bytes a row read, not
-	// event_id's 38); a row without one, which no commit writes, counts
-	// as its own event.
+	// event_id's 38). A row without a key, which no commit writes (one
+	// written outside ktpipe, or by a worker before the key), sends the
+	// count to event_id, so that a copy of a row is seen whoever made it.
+	fact := w.ref(schemas.TableFact)
 	rows, err := w.query(ctx, "audit fact", fmt.Sprintf(`SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n,
-  COUNT(DISTINCT event_key) + COUNTIF(event_key IS NULL) AS ids
-FROM %s WHERE event_date >= @from`, w.ref(schemas.TableFact)), from)
+  COUNT(DISTINCT event_key) AS ids, COUNTIF(event_key IS NULL) AS unkeyed
+FROM %s WHERE event_date >= @from`, fact), from)
 	if err != nil {
 		return m, err
 	}
@@ -54,7 +56,14 @@ FROM %s WHERE event_date >= @from`, w.ref(schemas.TableFact)), from)
 		m.WarehouseNewest = t
 	}
 	m.FactRows = asInt(rows[0]["n"])
-	m.FactDuplicateRows = m.FactRows - asInt(rows[0]["ids"])
+	ids := asInt(rows[0]["ids"])
+	if asInt(rows[0]["unkeyed"]) > 0 {
+		if rows, err = w.query(ctx, "audit fact by id", fmt.Sprintf("SELECT COUNT(DISTINCT event_id) AS ids FROM %s WHERE event_date >= @from", fact), from); err != nil {
+			return m, err
+		}
+		ids = asInt(rows[0]["ids"])
+	}
+	m.FactDuplicateRows = m.FactRows - ids
 	// quarantined_at is the load's clock, at or after the record arrived:
 	// a record quarantined since Since is in these partitions.
 	if err := w.newerEvent(ctx, &m, "audit quarantine", schemas.TableQuarantine, "quarantined_at >= @from_ts", fromTS); err != nil {

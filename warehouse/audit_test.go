@@ -132,6 +132,14 @@ func TestAuditCountsResendsFromTheLedger(t *testing.T) {
 	if err != nil || m.SourceRecords != 5 || m.SourceResends != 1 {
 		t.Fatalf("measures %+v (%v): want 5 records, 1 of them sent again", m, err)
 	}
+	// Rows without a key, as written outside ktpipe: a copy of one event
+	// and another event alone. Counted by id: one duplicate (by key
+	// alone, the lone row would count as one too).
+	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(72), "outside-ktpipe")
+	exec(t, fmt.Sprintf("UPDATE `%s.%s.%s` SET event_key = NULL WHERE event_id = '%s'", project, ds, schemas.TableFact, uuid(73)))
+	if m, err = w.MeasureAudit(ctx, scope); err != nil || m.FactRows != 5 || m.FactDuplicateRows != 1 {
+		t.Fatalf("with rows without a key: %+v (%v), want 5 fact rows, 1 of them a duplicate", m, err)
+	}
 	// A row as an older worker writes it: no count of rows added, one
 	// quarantined record, nothing in raw. Counted from raw: the 5 raw
 	// rows and its violation (from the ledger it would be 7).

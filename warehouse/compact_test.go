@@ -78,13 +78,17 @@ func TestCommitLoadsCommitsManyLoadsOnce(t *testing.T) {
 	if fmt.Sprint(usage) != "[[4 0.05]]" {
 		t.Errorf("fact_usage counts %v (events, cost), want 4 and 0.05, what fact got", usage)
 	}
+	// Each ledger row counts its chunk's rows new to fact: load-m1's
+	// second chunk repeats the shared event (0 added), load-m2's first
+	// brings it too and one new event (1), its second only a bad record.
+	added := map[string][]int{"load-m1": {2, 0}, "load-m2": {1, 0}, "load-m3": {1}}
 	var want []string
 	for _, id := range []string{"load-m1", "load-m2", "load-m3"} {
-		for _, c := range set[id].Chunks {
-			want = append(want, fmt.Sprintf("[%s %d %s]", id, c.Index, sources[id]))
+		for i, c := range set[id].Chunks {
+			want = append(want, fmt.Sprintf("[%s %d %s %d]", id, c.Index, sources[id], added[id][i]))
 		}
 	}
-	ledger := queryRows(t, fmt.Sprintf("SELECT load_id, chunk, source FROM `%s.%s.%s` ORDER BY load_id, chunk", project, ds, schemas.TableLedger))
+	ledger := queryRows(t, fmt.Sprintf("SELECT load_id, chunk, source, added FROM `%s.%s.%s` ORDER BY load_id, chunk", project, ds, schemas.TableLedger))
 	if got := fmt.Sprint(ledger); got != "["+strings.Join(want, " ")+"]" {
 		t.Errorf("ledger %s, want %v", got, want)
 	}

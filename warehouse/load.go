@@ -75,9 +75,9 @@ func fileHash(f *os.File) (string, error) {
 
 // MaxBatchChunks bounds the chunks one commit transaction takes. Each
 // chunk brings up to two staging tables, and BigQuery allows a query
-// 1,000 tables: 480 chunks' 960 and the ten tables the script reads or
+// 1,000 tables: 480 chunks' 960 and the eleven tables the script reads or
 // writes besides (raw, fact, fact_usage, fact_users, quarantine, ledger,
-// commit_log, commit_chunks, the temps new_rows and ledger_before) stay
+// commit_log, commit_chunks, the temps new_rows, added and ledger_before) stay
 // below it whether the limit counts per statement or per script. Each
 // chunk adds a line of SQL to each of the script's unions: 430 KB at the
 // bound with ordinary names, and a set whose script would pass
@@ -620,6 +620,8 @@ SELECT n.event_date, n.provider, n.model, COUNT(*), SUM(n.cost_usd), SUM(n.total
 FROM new_rows n GROUP BY n.event_date, n.provider, n.model;
 INSERT INTO %[5]s (`+"`user`"+`) SELECT DISTINCT n.`+"`user`"+` FROM new_rows n
 WHERE ARRAY_LENGTH(@load_ids) > 0 AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"+` FROM %[5]s u);
+CREATE TEMP TABLE added AS SELECT r._load, r._chunk, COUNT(*) AS n FROM new_rows r
+WHERE ARRAY_LENGTH(@load_ids) > 0 GROUP BY r._load, r._chunk;
 `, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), loads[0].Chunks[0].Index, narrow,
 			eventKeySQL("v.event_id"))
 	}
@@ -646,13 +648,12 @@ WHERE _n = 1 AND record_key NOT IN (SELECT q.record_key FROM %[1]s q WHERE q.qua
 		}
 	}
 	// Each ledger row records how many of its chunk's rows were new to
-	// fact (added): the rest the source had sent before, which the audit
-	// counts as resends from the ledger alone. new_rows exists only for a
-	// set with rows.
+	// fact (added, a row a (load, chunk) counted from new_rows): the rest
+	// the source had sent before, which the audit counts as resends from
+	// the ledger alone. Both temp tables exist only for a set with rows.
 	added, addedFrom := "0", ""
-	if w.unionStaged("stg_", loads, sameCols("s.event_id")) != "" {
-		added = "IFNULL(a.new_rows, 0)"
-		addedFrom = "\nLEFT JOIN (SELECT r._load, r._chunk, COUNT(*) AS new_rows FROM new_rows r GROUP BY r._load, r._chunk) a ON a._load = e.l AND a._chunk = e.chunk"
+	if anyTable("stg_", allChunks(loads)) {
+		added, addedFrom = "IFNULL(a.n, 0)", "\nLEFT JOIN added a ON a._load = e.l AND a._chunk = e.chunk"
 	}
 	// commit_log gets the ledger's rows as the transaction began plus
 	// those it added, and how many it added: converge compares them with

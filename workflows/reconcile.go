@@ -81,6 +81,10 @@ const MaxReconcileWindows = 2000
 // the per-window path.
 const reconcileGroupByChange = "reconcile-group-by"
 
+// reconcileUnplacedChange versions which window's unplaced count the
+// reconcile keeps (the largest, not the last).
+const reconcileUnplacedChange = "reconcile-unplaced-max"
+
 // Reconcile compares the API's count of events with the warehouse per
 // window: group_by=date,hour over the whole range in one call where the
 // windows are whole hours, count=true per window otherwise.
@@ -120,6 +124,12 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		}
 		res.GroupBy = true
 	}
+	// The warehouse counts unplaced records quarantined at most 30 days
+	// before a window (warehouse.CountQuarantined), so the count differs
+	// by window: the largest, the first window's, is what may explain a
+	// gap in any of them. Before this change the last window's was kept
+	// (then the same for every window).
+	unplacedMax := workflow.GetVersion(ctx, reconcileUnplacedChange, workflow.DefaultVersion, 1) == 1
 	for i, t := 0, in.Since; t.Before(in.Until); i, t = i+1, t.Add(in.Step) {
 		end := t.Add(in.Step)
 		if end.After(in.Until) {
@@ -139,7 +149,11 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountWarehouse, w).Get(ctx, &wh); err != nil {
 			return res, fmt.Errorf("count warehouse %s: %w", t, err)
 		}
-		res.Unplaced = wh.Unplaced
+		if unplacedMax {
+			res.Unplaced = max(res.Unplaced, wh.Unplaced)
+		} else {
+			res.Unplaced = wh.Unplaced
+		}
 		details(ctx, ReconcileSummary(in), fmt.Sprintf("counted up to %s", end.UTC().Format(time.RFC3339)))
 		gap := src - wh.Fact - wh.Quarantined
 		if res.GroupBy {

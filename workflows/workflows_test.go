@@ -906,3 +906,28 @@ func TestExportLoadSplitsByTheExportsRowCount(t *testing.T) {
 		t.Fatalf("split input %+v, want Records 10, the export's row_count", got)
 	}
 }
+
+// The warehouse's unplaced count is bounded by each window's start, so it
+// shrinks window by window: the reconcile keeps the largest, which may
+// explain a gap in any window.
+func TestReconcileKeepsTheLargestUnplacedCount(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Reconcile)
+	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(5), nil).Times(2)
+	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
+			if w.Since.Equal(since) {
+				return payload.WarehouseCount{Fact: 3, Unplaced: 2}, nil // a gap of 2
+			}
+			return payload.WarehouseCount{Fact: 5}, nil
+		}).Times(2)
+	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: since.Add(time.Hour), Step: 30 * time.Minute})
+	var res workflows.ReconcileResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Unplaced != 2 || len(res.Gaps) != 0 {
+		t.Fatalf("result %+v: want 2 unplaced, explaining the first window's gap", res)
+	}
+}

@@ -202,7 +202,9 @@ var costRules = []costRule{
 	{"commit: insert quarantine", rx(`INSERT INTO quarantine SELECT \* EXCEPT\(_load, _chunk, _n\) FROM \( SELECT u\.\*, ROW_NUMBER\(\) OVER \(PARTITION BY u\.record_key ORDER BY u\._load, u\._chunk\) AS _n FROM \( SELECT v\.\*, FROM_HEX\(SUBSTR\(v\.record_hash, 1, 32\)\) AS record_key FROM \( SELECT s\.\* REPLACE \(@load_ids\[OFFSET\(\d+\)\] AS load_id\), \d+ AS _load, \d+ AS _chunk FROM qstg s.* record_key NOT IN \(SELECT q\.record_key FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.record_key IS NOT NULL\)$`),
 		[]tableRead{{"qstg", stagedQuarCols, scopeChunk}, {"quarantine", []string{"record_key", "quarantined_at"}, scopeWindow}}, "quarantine", false},
 	{"commit: ledger rows", rx(`INSERT INTO load_ledger \(`),
-		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}, {"new_rows", []string{"_load", "_chunk"}, scopeSmall}}, "load_ledger", false},
+		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}, {"added", nil, scopeSmall}}, "load_ledger", false},
+	{"commit: rows added a chunk", rx(`CREATE TEMP TABLE added AS SELECT r\._load, r\._chunk, COUNT\(\*\) AS n FROM new_rows r WHERE ARRAY_LENGTH\(@load_ids\) > 0 GROUP BY r\._load, r\._chunk$`),
+		[]tableRead{{"new_rows", []string{"_load", "_chunk"}, scopeSmall}}, "", false},
 	{"commit: ledger rows before", rx(`CREATE TEMP TABLE ledger_before AS SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS total, \(SELECT COUNT\(\*\) FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) AS mine$`),
 		[]tableRead{{"load_ledger", []string{"load_id"}, scopeSmall}}, "", false},
 	{"commit: commit_log row", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT @commit_set, 'commit', .* FROM ledger_before b CROSS JOIN \(SELECT COUNT\(\*\) AS n FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) a$`),
@@ -275,8 +277,12 @@ var costRules = []costRule{
 	// Operations: the audit (scope "audit"), a reconcile window
 	// ("reconcile", and the audit's completeness hours) and a worker's
 	// gauges ("gauges").
-	{"audit: fact's newest, rows and distinct keys", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_key\) \+ COUNTIF\(event_key IS NULL\) AS ids FROM fact_ai_event WHERE event_date >= @from$`),
+	{"audit: fact's newest, rows and distinct keys", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_key\) AS ids, COUNTIF\(event_key IS NULL\) AS unkeyed FROM fact_ai_event WHERE event_date >= @from$`),
 		[]tableRead{{"fact_ai_event", []string{"event_timestamp", "event_key", "event_date"}, scopeAuditDays}}, "", false},
+	// Only when a fact row has no key (written outside ktpipe; not in
+	// the run).
+	{"audit: fact's distinct ids", rx(`SELECT COUNT\(DISTINCT event_id\) AS ids FROM fact_ai_event WHERE event_date >= @from$`),
+		[]tableRead{{"fact_ai_event", []string{"event_id", "event_date"}, scopeAuditDays}}, "", false},
 	{"audit: quarantine's newest", rx(`SELECT MAX\(event_timestamp\) AS newest FROM quarantine WHERE quarantined_at >= @from_ts$`),
 		[]tableRead{{"quarantine", []string{"event_timestamp", "quarantined_at"}, scopeAuditDays}}, "", false},
 	{"audit: the interval's records and resends", rx(`SELECT IFNULL\(SUM\(l\.` + "`rows`" + `\), 0\) AS n, IFNULL\(SUM\(l\.` + "`rows`" + ` - l\.added\), 0\) AS resends, .* FROM load_ledger l WHERE l\.committed_at >= @start AND l\.committed_at < @end$`),

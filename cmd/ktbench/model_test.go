@@ -180,7 +180,7 @@ func TestModelCountsTheOperations(t *testing.T) {
 	in := defaultModelInputs()
 	w := widths{"event": {"event_id": 38, "event_timestamp": 8, "event_date": 8, "load_id": 58, "ingested_at": 8},
 		"fact": {"event_id": 38, "event_timestamp": 8, "event_date": 8, "event_key": 18}}
-	audit := observedStmt{Scope: "audit", Job: true, SQL: "SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n,\n  COUNT(DISTINCT event_key) + COUNTIF(event_key IS NULL) AS ids\nFROM `p.d.fact_ai_event` WHERE event_date >= @from"}
+	audit := observedStmt{Scope: "audit", Job: true, SQL: "SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n,\n  COUNT(DISTINCT event_key) AS ids, COUNTIF(event_key IS NULL) AS unkeyed\nFROM `p.d.fact_ai_event` WHERE event_date >= @from"}
 	window := observedStmt{Scope: "reconcile", Job: true, SQL: "SELECT COUNT(*) AS n FROM `p.d.fact_ai_event`\nWHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until"}
 	c, err := cost(shape("pull compacted", 1e8, in), []observedStmt{audit, window}, w, in)
 	if err != nil {
