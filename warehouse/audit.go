@@ -58,10 +58,12 @@ FROM %s WHERE event_date >= @from`, fact), from)
 	m.FactRows = asInt(rows[0]["n"])
 	ids := asInt(rows[0]["ids"])
 	if asInt(rows[0]["unkeyed"]) > 0 {
-		if rows, err = w.query(ctx, "audit fact by id", fmt.Sprintf("SELECT COUNT(DISTINCT event_id) AS ids FROM %s WHERE event_date >= @from", fact), from); err != nil {
+		// Rows and ids from one snapshot: a commit between the two
+		// queries must not count as fewer duplicates.
+		if rows, err = w.query(ctx, "audit fact by id", fmt.Sprintf("SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids FROM %s WHERE event_date >= @from", fact), from); err != nil {
 			return m, err
 		}
-		ids = asInt(rows[0]["ids"])
+		m.FactRows, ids = asInt(rows[0]["n"]), asInt(rows[0]["ids"])
 	}
 	m.FactDuplicateRows = m.FactRows - ids
 	// quarantined_at is the load's clock, at or after the record arrived:

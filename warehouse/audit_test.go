@@ -133,8 +133,10 @@ func TestAuditCountsResendsFromTheLedger(t *testing.T) {
 		t.Fatalf("measures %+v (%v): want 5 records, 1 of them sent again", m, err)
 	}
 	// Rows without a key, as written outside ktpipe: a copy of one event
-	// and another event alone. Counted by id: one duplicate (by key
-	// alone, the lone row would count as one too).
+	// (made with EventRowSchema's columns, which have no event_key) and
+	// another event whose key is cleared. Counted by id: one duplicate;
+	// counted by key alone, both key-less rows would look like
+	// duplicates (2).
 	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(72), "outside-ktpipe")
 	exec(t, fmt.Sprintf("UPDATE `%s.%s.%s` SET event_key = NULL WHERE event_id = '%s'", project, ds, schemas.TableFact, uuid(73)))
 	if m, err = w.MeasureAudit(ctx, scope); err != nil || m.FactRows != 5 || m.FactDuplicateRows != 1 {

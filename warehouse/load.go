@@ -581,6 +581,8 @@ func sameCols(list string) func(int) string {
 // by load id, as CommitLoads sorts them. An IN over one key, not a
 // JOIN: the emulator runs a JOIN of a union with a temp table row by row
 // (a local run's commits took a minute each), and an IN with an index.
+// The ledger's insert joins the union of its entries, a row a chunk, to
+// the temp table added, a row a chunk too: at most 480 × 480.
 //
 // BigQuery bills the columns a statement reads, and two reads in full
 // are what two inserts of every column need.

@@ -931,3 +931,28 @@ func TestReconcileKeepsTheLargestUnplacedCount(t *testing.T) {
 		t.Fatalf("result %+v: want 2 unplaced, explaining the first window's gap", res)
 	}
 }
+
+// A reconcile begun before the change replays keeping the last window's
+// unplaced count, as it did.
+func TestReconcileBeforeTheChangeKeepsTheLastUnplacedCount(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Reconcile)
+	env.OnGetVersion("reconcile-unplaced-max", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(5), nil).Times(2)
+	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
+			if w.Since.Equal(since) {
+				return payload.WarehouseCount{Fact: 3, Unplaced: 2}, nil
+			}
+			return payload.WarehouseCount{Fact: 5}, nil
+		}).Times(2)
+	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: since.Add(time.Hour), Step: 30 * time.Minute})
+	var res workflows.ReconcileResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Unplaced != 0 || len(res.Gaps) != 1 {
+		t.Fatalf("result %+v: want the last window's 0 unplaced, and the first window's gap", res)
+	}
+}

@@ -204,7 +204,7 @@ var costRules = []costRule{
 	{"commit: ledger rows", rx(`INSERT INTO load_ledger \(`),
 		[]tableRead{{"load_ledger", []string{"load_id", "chunk"}, scopeSmall}, {"added", nil, scopeSmall}}, "load_ledger", false},
 	{"commit: rows added a chunk", rx(`CREATE TEMP TABLE added AS SELECT r\._load, r\._chunk, COUNT\(\*\) AS n FROM new_rows r WHERE ARRAY_LENGTH\(@load_ids\) > 0 GROUP BY r\._load, r\._chunk$`),
-		[]tableRead{{"new_rows", []string{"_load", "_chunk"}, scopeSmall}}, "", false},
+		[]tableRead{{"new_rows", []string{"_load", "_chunk"}, scopeChunk}}, "", false},
 	{"commit: ledger rows before", rx(`CREATE TEMP TABLE ledger_before AS SELECT \(SELECT COUNT\(\*\) FROM load_ledger\) AS total, \(SELECT COUNT\(\*\) FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) AS mine$`),
 		[]tableRead{{"load_ledger", []string{"load_id"}, scopeSmall}}, "", false},
 	{"commit: commit_log row", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT @commit_set, 'commit', .* FROM ledger_before b CROSS JOIN \(SELECT COUNT\(\*\) AS n FROM load_ledger x WHERE x\.load_id IN UNNEST\(@load_ids\)\) a$`),
@@ -281,7 +281,7 @@ var costRules = []costRule{
 		[]tableRead{{"fact_ai_event", []string{"event_timestamp", "event_key", "event_date"}, scopeAuditDays}}, "", false},
 	// Only when a fact row has no key (written outside ktpipe; not in
 	// the run).
-	{"audit: fact's distinct ids", rx(`SELECT COUNT\(DISTINCT event_id\) AS ids FROM fact_ai_event WHERE event_date >= @from$`),
+	{"audit: fact's distinct ids", rx(`SELECT COUNT\(\*\) AS n, COUNT\(DISTINCT event_id\) AS ids FROM fact_ai_event WHERE event_date >= @from$`),
 		[]tableRead{{"fact_ai_event", []string{"event_id", "event_date"}, scopeAuditDays}}, "", false},
 	{"audit: quarantine's newest", rx(`SELECT MAX\(event_timestamp\) AS newest FROM quarantine WHERE quarantined_at >= @from_ts$`),
 		[]tableRead{{"quarantine", []string{"event_timestamp", "quarantined_at"}, scopeAuditDays}}, "", false},

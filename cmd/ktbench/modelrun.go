@@ -285,6 +285,7 @@ func measureWidths(ctx context.Context, store staging.Dir, man staging.Manifest)
 	e := w["event"]
 	w["fact"] = maps.Clone(e)
 	w["fact"]["event_key"] = 18
+	w["fact"]["_load"], w["fact"]["_chunk"] = 8, 8 // new_rows' (load, chunk), INT64
 	// quarantine: the staged record and record_key, computed likewise.
 	w["quarantine_table"] = maps.Clone(w["quarantine"])
 	w["quarantine_table"]["record_key"] = 18
