@@ -909,50 +909,39 @@ func TestExportLoadSplitsByTheExportsRowCount(t *testing.T) {
 
 // The warehouse's unplaced count is bounded by each window's start, so it
 // shrinks window by window: the reconcile keeps the largest, which may
-// explain a gap in any window.
+// explain a gap in any window. A reconcile begun before the change
+// replays keeping the last window's, as it did.
 func TestReconcileKeepsTheLargestUnplacedCount(t *testing.T) {
-	env := newEnv(t)
-	env.RegisterWorkflow(workflows.Reconcile)
-	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
-	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(5), nil).Times(2)
-	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
-			if w.Since.Equal(since) {
-				return payload.WarehouseCount{Fact: 3, Unplaced: 2}, nil // a gap of 2
+	for _, tc := range []struct {
+		name     string
+		version  workflow.Version
+		unplaced int64
+		gaps     int
+	}{
+		{"now", 1, 2, 0},
+		{"begun before the change", workflow.DefaultVersion, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t)
+			env.RegisterWorkflow(workflows.Reconcile)
+			env.OnGetVersion("reconcile-unplaced-max", workflow.DefaultVersion, 1).Return(tc.version)
+			since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+			env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(5), nil).Times(2)
+			env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
+					if w.Since.Equal(since) {
+						return payload.WarehouseCount{Fact: 3, Unplaced: 2}, nil // a gap of 2
+					}
+					return payload.WarehouseCount{Fact: 5}, nil
+				}).Times(2)
+			env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: since.Add(time.Hour), Step: 30 * time.Minute})
+			var res workflows.ReconcileResult
+			if err := env.GetWorkflowResult(&res); err != nil {
+				t.Fatal(err)
 			}
-			return payload.WarehouseCount{Fact: 5}, nil
-		}).Times(2)
-	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: since.Add(time.Hour), Step: 30 * time.Minute})
-	var res workflows.ReconcileResult
-	if err := env.GetWorkflowResult(&res); err != nil {
-		t.Fatal(err)
-	}
-	if res.Unplaced != 2 || len(res.Gaps) != 0 {
-		t.Fatalf("result %+v: want 2 unplaced, explaining the first window's gap", res)
-	}
-}
-
-// A reconcile begun before the change replays keeping the last window's
-// unplaced count, as it did.
-func TestReconcileBeforeTheChangeKeepsTheLastUnplacedCount(t *testing.T) {
-	env := newEnv(t)
-	env.RegisterWorkflow(workflows.Reconcile)
-	env.OnGetVersion("reconcile-unplaced-max", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
-	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(5), nil).Times(2)
-	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
-			if w.Since.Equal(since) {
-				return payload.WarehouseCount{Fact: 3, Unplaced: 2}, nil
+			if res.Unplaced != tc.unplaced || len(res.Gaps) != tc.gaps {
+				t.Fatalf("result %+v: want %d unplaced and %d gaps", res, tc.unplaced, tc.gaps)
 			}
-			return payload.WarehouseCount{Fact: 5}, nil
-		}).Times(2)
-	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: since.Add(time.Hour), Step: 30 * time.Minute})
-	var res workflows.ReconcileResult
-	if err := env.GetWorkflowResult(&res); err != nil {
-		t.Fatal(err)
-	}
-	if res.Unplaced != 0 || len(res.Gaps) != 1 {
-		t.Fatalf("result %+v: want the last window's 0 unplaced, and the first window's gap", res)
+		})
 	}
 }
