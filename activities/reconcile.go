@@ -58,10 +58,6 @@ func (a *Activities) CountSource(ctx context.Context, w payload.Window) (int64, 
 // CountWarehouse counts fact and quarantine rows for the window.
 func (a *Activities) CountWarehouse(ctx context.Context, w payload.Window) (payload.WarehouseCount, error) {
 	defer keepAlive(ctx, nil)()
-	fact, err := a.Warehouse.CountFact(ctx, w.Since, w.Until)
-	if err != nil {
-		return payload.WarehouseCount{}, classifyWarehouse(ctx, "count warehouse", err)
-	}
-	q, unplaced, err := a.Warehouse.CountQuarantined(ctx, w.Since, w.Until)
-	return payload.WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, classifyWarehouse(ctx, "count warehouse", err)
+	wh, err := a.Warehouse.CountWindow(ctx, w.Since, w.Until)
+	return wh, classifyWarehouse(ctx, "count warehouse", err)
 }

@@ -81,10 +81,8 @@ func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store, 
 	if err != nil {
 		return nil, err
 	}
-	// What waits for the compaction shows in the live view until the
-	// next run, and the hour it may take, has committed it.
 	if cfg.Pipeline.CompactEvery > 0 {
-		wh.SetLiveWindow(cfg.Pipeline.CompactEvery + time.Hour)
+		wh.SetLiveWindow(warehouse.LiveWindowFor(cfg.Pipeline.CompactEvery))
 	}
 	prices, err := warehouse.LoadPrices(cfg.Pipeline.PriceFile)
 	if err != nil {

@@ -328,11 +328,7 @@ func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipe
 	if err := c.load(ctx, &m); err != nil {
 		return nil, err
 	}
-	// Hours are checked for completeness once a pull has had the chance
-	// to load them (and the compaction to commit them): one pull interval,
-	// one compaction interval when loads wait for it, and ten minutes after
-	// they close.
-	audit := workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: pullInterval + p.CompactEvery + 10*time.Minute}
+	audit := workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: workflows.CompletenessDelayFor(pullInterval, p.CompactEvery)}
 	created, err := ctl.ApplyAuditSchedule(ctx, audit, paused)
 	if err != nil {
 		return nil, err

@@ -46,6 +46,11 @@ const DefaultLiveWindow = time.Hour
 // raise LiveRetention first to show rows longer.
 const MaxLiveWindow = bqschema.LiveRetention - time.Hour
 
+// LiveWindowFor is the live view's window with the compaction every
+// compactEvery: what waits for the compaction shows in the live view
+// until the next run, and the hour it may take, has committed it.
+func LiveWindowFor(compactEvery time.Duration) time.Duration { return compactEvery + time.Hour }
+
 // ValidateLiveWindow checks a live view window: at least a minute (the
 // view counts it in whole minutes) and at most MaxLiveWindow.
 func ValidateLiveWindow(d time.Duration) error {

@@ -142,8 +142,15 @@ func eventKeySQL(col string) string {
 // fact table's partitions @lo..@hi, looking it up by event_key: true for
 // an id that is not a UUID (anyIDKeySQL), which no fact row has.
 func notInFactSQL(idCol, fact string) string {
-	return fmt.Sprintf("(%[1]s IS NULL OR %[1]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @lo AND @hi AND f.event_key IS NOT NULL))",
-		anyIDKeySQL(idCol), fact)
+	return fmt.Sprintf("(%[1]s IS NULL OR %[1]s NOT IN (%[2]s))", anyIDKeySQL(idCol), factKeysSQL(fact, "@lo", "@hi"))
+}
+
+// factKeysSQL is the fact table's event keys in the event_date
+// partitions between the parameters lo and hi, the list every "not in
+// fact yet" asks about. It leaves out NULL keys, which no commit writes:
+// NOT IN a list holding a NULL finds nothing.
+func factKeysSQL(fact, lo, hi string) string {
+	return fmt.Sprintf("SELECT f.event_key FROM %s f WHERE f.event_date BETWEEN %s AND %s AND f.event_key IS NOT NULL", fact, lo, hi)
 }
 
 // anyIDKeySQL is eventKeySQL for ids that need not be UUIDs (a
@@ -595,7 +602,13 @@ func (w *Warehouse) commitScript(loads []LoadChunks) string {
 CREATE TEMP TABLE ledger_before AS SELECT (SELECT COUNT(*) FROM %[1]s) AS total,
   (SELECT COUNT(*) FROM %[1]s x WHERE x.load_id IN UNNEST(@load_ids)) AS mine;
 `, ledger)
+	// Each ledger row records how many of its chunk's rows were new to
+	// fact (added, a row a (load, chunk) counted from new_rows): the rest
+	// the source had sent before, which the audit counts as resends from
+	// the ledger alone. Both temp tables exist only for a set with rows.
+	added, addedFrom := "0", ""
 	if rows := w.unionStaged("stg_", loads, wholeStaged); rows != "" {
+		added, addedFrom = "IFNULL(a.n, 0)", "\nLEFT JOIN added a ON a._load = e.l AND a._chunk = e.chunk"
 		narrow := w.unionStaged("stg_", loads, sameCols("s.event_id, s.event_date, s.provider, s.model, s.cost_usd, s.total_tokens, s.`user`"))
 		// fact_users' insert names @load_ids only because the emulator
 		// refuses a script statement that names no parameter.
@@ -609,7 +622,7 @@ CREATE TEMP TABLE new_rows AS SELECT * EXCEPT(_n) FROM (
   SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_key ORDER BY u._load, u._chunk) AS _n FROM (
     SELECT v.*, %[8]s AS event_key FROM (
 %[7]s) v) u
-  WHERE u.event_key NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL))
+  WHERE u.event_key NOT IN (%[9]s))
 WHERE _n = 1;
 INSERT INTO %[2]s SELECT * EXCEPT(_load, _chunk, _n) FROM (
   SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.event_key ORDER BY u._load, u._chunk) AS _n FROM (
@@ -625,7 +638,7 @@ WHERE ARRAY_LENGTH(@load_ids) > 0 AND n.`+"`user`"+` NOT IN (SELECT u.`+"`user`"
 CREATE TEMP TABLE added AS SELECT r._load, r._chunk, COUNT(*) AS n FROM new_rows r
 WHERE ARRAY_LENGTH(@load_ids) > 0 GROUP BY r._load, r._chunk;
 `, raw, fact, rows, w.ref(schemas.TableUsage), w.ref(schemas.TableUsers), loads[0].Chunks[0].Index, narrow,
-			eventKeySQL("v.event_id"))
+			eventKeySQL("v.event_id"), factKeysSQL(fact, "@min_date", "@max_date"))
 	}
 	if recs := w.unionStaged("qstg_", loads, wholeStaged); recs != "" {
 		script += fmt.Sprintf(`
@@ -648,14 +661,6 @@ WHERE _n = 1 AND record_key NOT IN (SELECT q.record_key FROM %[1]s q WHERE q.qua
 			dates, _ := chunkDates(c) // checked by checkLoadSet
 			entries = append(entries, fmt.Sprintf("SELECT %d AS l, %d AS chunk, %d AS chunk_rows, %d AS quarantined, %s", i, c.Index, c.Rows, c.Quarantined, dates))
 		}
-	}
-	// Each ledger row records how many of its chunk's rows were new to
-	// fact (added, a row a (load, chunk) counted from new_rows): the rest
-	// the source had sent before, which the audit counts as resends from
-	// the ledger alone. Both temp tables exist only for a set with rows.
-	added, addedFrom := "0", ""
-	if anyTable("stg_", allChunks(loads)) {
-		added, addedFrom = "IFNULL(a.n, 0)", "\nLEFT JOIN added a ON a._load = e.l AND a._chunk = e.chunk"
 	}
 	// commit_log gets the ledger's rows as the transaction began plus
 	// those it added, and how many it added: converge compares them with
@@ -1154,10 +1159,10 @@ FROM %s l WHERE l.load_id IN UNNEST(@load_ids) GROUP BY l.load_id`, w.ref(schema
 	}
 	counted, err := w.query(ctx, what, fmt.Sprintf(`
 SELECT r.load_id, COUNT(*) AS raw_rows,
-  COUNTIF(%[3]s NOT IN (SELECT f.event_key FROM %[2]s f WHERE f.event_date BETWEEN @min_date AND @max_date AND f.event_key IS NOT NULL)) AS missing
+  COUNTIF(%[2]s NOT IN (%[3]s)) AS missing
 FROM %[1]s r WHERE r.load_id IN UNNEST(@load_ids)
 GROUP BY r.load_id`,
-		w.ref(schemas.TableRaw), w.ref(schemas.TableFact), eventKeySQL("r.event_id")),
+		w.ref(schemas.TableRaw), eventKeySQL("r.event_id"), factKeysSQL(w.ref(schemas.TableFact), "@min_date", "@max_date")),
 		ids, bigquery.QueryParameter{Name: "min_date", Value: span.lo}, bigquery.QueryParameter{Name: "max_date", Value: span.hi})
 	if err != nil {
 		return nil, err

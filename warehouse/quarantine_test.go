@@ -12,6 +12,12 @@ import (
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
+// unknownGateway moves an event of gw to a gateway no load knows, so
+// that validation quarantines it.
+func unknownGateway(event string) string {
+	return strings.Replace(event, gw, "99999999-2222-4333-8444-555555555555", 1)
+}
+
 // readQuarantine returns the event ids (from the raw text) ReadQuarantine
 // selects, in its order.
 func readQuarantine(t *testing.T, w *warehouse.Warehouse, f warehouse.QuarantineFilter) (ids []string, last string) {
@@ -61,13 +67,11 @@ func TestReadQuarantineSelectsWhatAReplayMayPromote(t *testing.T) {
 	t.Parallel()
 	w := newWarehouse(t)
 	ctx := context.Background()
-	const gw2 = "99999999-2222-4333-8444-555555555555"
-	other := func(s string) string { return strings.Replace(s, gw, gw2, 1) }
-	noID := other(strings.Replace(event("x", "2026-11-01T12:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"id":"x",`, "", 1))
+	noID := unknownGateway(strings.Replace(event("x", "2026-11-01T12:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"id":"x",`, "", 1))
 	load(t, w, "load-q", 10,
 		event(uuid(1), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
-		other(event(uuid(2), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")),
-		other(event(uuid(3), "2026-11-03T10:00:00Z", "bo", "gpt-4o", "allow", "0.02")),
+		unknownGateway(event(uuid(2), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")),
+		unknownGateway(event(uuid(3), "2026-11-03T10:00:00Z", "bo", "gpt-4o", "allow", "0.02")),
 		event(uuid(4), "2026-11-03T11:00:00Z", "bo", "gpt-4o", "maybe", "0.02"),
 		noID)
 
@@ -125,7 +129,6 @@ func TestQuarantineFindsItsEventByKey(t *testing.T) {
 	w := newWarehouse(t)
 	ctx := context.Background()
 	id := "0a0b0c0d-e0f0-4abc-8def-00000000abcd"
-	unknownGateway := func(s string) string { return strings.Replace(s, gw, "99999999-2222-4333-8444-555555555555", 1) }
 	load(t, w, "load-k", 10,
 		event(id, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"),
 		unknownGateway(event(strings.ToUpper(id), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")),
@@ -155,7 +158,6 @@ func TestQuarantineCountIsBoundedByTheDedupWindow(t *testing.T) {
 	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
 	w := newWarehouseIn(t, ds)
 	ctx := context.Background()
-	unknownGateway := func(s string) string { return strings.Replace(s, gw, "99999999-2222-4333-8444-555555555555", 1) }
 	early, recent, earlyNoTime := uuid(61), uuid(62), uuid(63)
 	load(t, w, "load-bound", 10,
 		unknownGateway(event(early, "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01")),

@@ -10,6 +10,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/civil"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 )
 
@@ -43,6 +44,18 @@ func (w *Warehouse) SetCheckpoint(ctx context.Context, key, value string) error 
 	return w.exec(ctx, "write checkpoint "+key,
 		fmt.Sprintf("INSERT INTO %s (key, value, updated_at) VALUES (@key, @value, CURRENT_TIMESTAMP())", w.ref(schemas.TableState)),
 		bigquery.QueryParameter{Name: "key", Value: key}, bigquery.QueryParameter{Name: "value", Value: value})
+}
+
+// CountWindow is what the warehouse holds of a window: its fact rows
+// and its quarantined records (CountQuarantined), as the audit and the
+// reconcile compare them with the source.
+func (w *Warehouse) CountWindow(ctx context.Context, since, until time.Time) (payload.WarehouseCount, error) {
+	fact, err := w.CountFact(ctx, since, until)
+	if err != nil {
+		return payload.WarehouseCount{}, err
+	}
+	q, unplaced, err := w.CountQuarantined(ctx, since, until)
+	return payload.WarehouseCount{Fact: fact, Quarantined: q, Unplaced: unplaced}, err
 }
 
 // CountFact returns the fact rows with since <= event_timestamp < until.

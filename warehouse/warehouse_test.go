@@ -9,7 +9,6 @@ import (
 	"math/big"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -241,19 +240,17 @@ func TestCheckBoundsFactByTheLedgersDates(t *testing.T) {
 		event(uuid(3), "2026-11-02T00:30:00Z", "ada", "gpt-4o", "allow", "0.01"))
 	check := func(stage string) (warehouse.Completeness, int) {
 		t.Helper()
-		var mu sync.Mutex
-		rawReads := 0
-		w.SetStatementObserver(func(st warehouse.Statement) {
-			mu.Lock()
-			defer mu.Unlock()
-			if strings.Contains(st.SQL, schemas.TableRaw) {
-				rawReads++
-			}
-		})
+		seen := record(w)
 		defer w.SetStatementObserver(nil)
 		c, err := w.CheckLoad(context.Background(), "load-a")
 		if err != nil {
 			t.Fatalf("%s: %v", stage, err)
+		}
+		rawReads := 0
+		for _, st := range seen() {
+			if strings.Contains(st.SQL, schemas.TableRaw) {
+				rawReads++
+			}
 		}
 		return c, rawReads
 	}
@@ -315,7 +312,7 @@ func TestInvalidEventsAreQuarantinedWithReasons(t *testing.T) {
 	t.Parallel()
 	w := newWarehouse(t)
 	bad := strings.Replace(event(uuid(20), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1)
-	unknownGW := strings.Replace(event(uuid(21), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), gw, "99999999-2222-4333-8444-555555555555", 1)
+	unknownGW := unknownGateway(event(uuid(21), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"))
 	load(t, w, "load-q", 10, event(uuid(22), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), bad, unknownGW, "{not json")
 	load(t, w, "load-q2", 10, bad) // resent bad record stays single
 	q, err := w.QuarantinedIDs(context.Background())

@@ -66,6 +66,14 @@ func auditAPICtx(ctx workflow.Context, interval time.Duration) workflow.Context 
 	})
 }
 
+// CompletenessDelayFor is how long after an hour closes the audit checks
+// it for completeness: once a pull has had the chance to load it (one
+// pull interval), the compaction to commit it (one compaction interval,
+// 0 without it), and ten minutes more.
+func CompletenessDelayFor(pullEvery, compactEvery time.Duration) time.Duration {
+	return pullEvery + compactEvery + 10*time.Minute
+}
+
 // Audit measures what the guide's alerts watch, from the warehouse and
 // the API, and appends it to the audit table; the workers read the
 // newest row into gauges. Its own schedule runs it every

@@ -102,7 +102,7 @@ func defaultModelInputs() modelInputs {
 		BatchChunks: warehouse.MaxBatchChunks, QuarantineWindowDays: 30, UsageRowsPerCommit: 20,
 		CompactEvery: workflows.DefaultCompactEvery,
 		AuditEvery:   workflows.DefaultAuditInterval, AuditDays: workflows.DefaultAuditDays, ReconcileWindows: 24,
-		CompletenessHours: workflows.DefaultCompletenessHours, CompletenessDelay: time.Hour + workflows.DefaultCompactEvery + 10*time.Minute,
+		CompletenessHours: workflows.DefaultCompletenessHours, CompletenessDelay: workflows.CompletenessDelayFor(time.Hour, workflows.DefaultCompactEvery),
 		GaugeEvery: 30 * time.Second, Workers: 1,
 	}
 }
@@ -520,7 +520,7 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				// What the live view's window (the compaction's
 				// interval and an hour) holds: every path streams its
 				// rows.
-				rows = p.CommittedRows * float64(in.CompactEvery+time.Hour) / float64(24*time.Hour)
+				rows = p.CommittedRows * float64(warehouse.LiveWindowFor(in.CompactEvery)) / float64(24*time.Hour)
 			case scopeAuditDays:
 				// A day's rows of the table: raw gets every load's
 				// (both paths: twice the events), quarantine the

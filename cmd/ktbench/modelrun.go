@@ -217,10 +217,11 @@ func runModel(ctx context.Context, out io.Writer, scales []float64, webhookBatch
 	if err := modelCompaction(ctx, wh, store, split, chunkRows, recorded, add, refresh); err != nil {
 		return err
 	}
-	paths["compacted"] = stmts
-	if paths["operations"], err = modelOperations(ctx, wh, in, take, func() []observedStmt { all := stmts; stmts = nil; return all }); err != nil {
+	paths["compacted"], stmts = stmts, nil
+	if err := modelOperations(ctx, wh, in, take); err != nil {
 		return err
 	}
+	paths["operations"] = stmts
 
 	fmt.Fprintf(out, "statements recorded on the emulator (%s), one load of 2 chunks per path:\n", devstack.BQEmulatorVersion)
 	for _, p := range []string{"export", "pull", "webhook"} {
@@ -400,44 +401,33 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 // (activities.AuditWarehouse: its measures, the live view's newest among
 // them, then CountWarehouse's counts of its completeness hours; then its
 // row appended), a window of the daily reconcile (CountWarehouse) and a
-// worker's gauges (app.RefreshGauges). taken hands over the statements
-// recorded so far; those before are the paths'.
-func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInputs, take func(string), taken func() []observedStmt) ([]observedStmt, error) {
-	taken()
+// worker's gauges (app.RefreshGauges).
+func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInputs, take func(string)) error {
 	// As app sets it with the compaction on; only the audit reads it
 	// here (the live view, which EnsureSchema made, is not queried).
-	wh.SetLiveWindow(in.CompactEvery + time.Hour)
+	wh.SetLiveWindow(warehouse.LiveWindowFor(in.CompactEvery))
 	now := time.Now().UTC()
 	since := now.Truncate(24*time.Hour).AddDate(0, 0, -(in.AuditDays - 1))
 	m, err := wh.MeasureAudit(ctx, payload.AuditScope{Since: since, IntervalStart: now.Add(-in.AuditEvery), IntervalEnd: now})
 	if err != nil {
-		return nil, fmt.Errorf("model: audit: %w", err)
-	}
-	countWindow := func(since, until time.Time) error {
-		if _, err := wh.CountFact(ctx, since, until); err != nil {
-			return fmt.Errorf("model: count fact: %w", err)
-		}
-		if _, _, err := wh.CountQuarantined(ctx, since, until); err != nil {
-			return fmt.Errorf("model: count quarantine: %w", err)
-		}
-		return nil
+		return fmt.Errorf("model: audit: %w", err)
 	}
 	end := now.Add(-in.CompletenessDelay).Truncate(time.Hour)
-	if err := countWindow(end.Add(-time.Duration(in.CompletenessHours)*time.Hour), end); err != nil {
-		return nil, err
+	if _, err := wh.CountWindow(ctx, end.Add(-time.Duration(in.CompletenessHours)*time.Hour), end); err != nil {
+		return fmt.Errorf("model: audit's count: %w", err)
 	}
 	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: now, WarehouseNewest: m.WarehouseNewest, FactRows: m.FactRows}); err != nil {
-		return nil, fmt.Errorf("model: append audit: %w", err)
+		return fmt.Errorf("model: append audit: %w", err)
 	}
 	take("audit")
 	yesterday := now.Truncate(24*time.Hour).AddDate(0, 0, -1)
-	if err := countWindow(yesterday, yesterday.Add(time.Hour)); err != nil {
-		return nil, err
+	if _, err := wh.CountWindow(ctx, yesterday, yesterday.Add(time.Hour)); err != nil {
+		return fmt.Errorf("model: reconcile's count: %w", err)
 	}
 	take("reconcile")
 	if err := app.RefreshGauges(ctx, wh, metrics.New(), now); err != nil {
-		return nil, fmt.Errorf("model: gauges: %w", err)
+		return fmt.Errorf("model: gauges: %w", err)
 	}
 	take("gauges")
-	return taken(), nil
+	return nil
 }
