@@ -86,7 +86,7 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.AuditedAt.Equal(now) || got.IngestionLagSeconds != 300 || !got.LagKnown || got.FactDuplicateRatio != 0.25 || got.SchemaViolations != 1 || got.CompletenessRatio != 0.5 {
+	if !got.AuditedAt.Equal(now) || got.IngestionLagSeconds != 300 || !got.LagKnown || got.FactRows != 4 || got.FactDuplicateRows != 1 || got.FactDuplicateRatio != 0.25 || got.SchemaViolations != 1 || got.CompletenessRatio != 0.5 {
 		t.Errorf("latest audit %+v", got)
 	}
 	// An audit that found no event at the API: no lag to report.

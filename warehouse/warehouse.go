@@ -5,12 +5,15 @@
 package warehouse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -130,11 +133,34 @@ func isConflict(err error) bool {
 	return errors.As(err, &ge) && ge.Code == http.StatusConflict
 }
 
+var paramPattern = regexp.MustCompile(`@(\w+)`)
+
+// inSQLOrder orders params as sql first names them. BigQuery binds them
+// by name; the emulator (v0.8.1) binds some by position: given in
+// another order, the audit's fact_rows was written 0.
+func inSQLOrder(sql string, params []bigquery.QueryParameter) []bigquery.QueryParameter {
+	first := map[string]int{}
+	for i, m := range paramPattern.FindAllStringSubmatch(sql, -1) {
+		if _, ok := first[m[1]]; !ok {
+			first[m[1]] = i
+		}
+	}
+	rank := func(p bigquery.QueryParameter) int {
+		if i, ok := first[p.Name]; ok {
+			return i
+		}
+		return math.MaxInt // one sql does not name: after those it does
+	}
+	out := slices.Clone(params)
+	slices.SortStableFunc(out, func(a, b bigquery.QueryParameter) int { return cmp.Compare(rank(a), rank(b)) })
+	return out
+}
+
 // exec runs one statement or script with named parameters and waits.
 func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) error {
 	w.observed(Statement{What: what, SQL: sql})
 	q := w.bq.Query(sql)
-	q.Parameters = params
+	q.Parameters = inSQLOrder(sql, params)
 	q.Location = w.location
 	job, err := q.Run(ctx)
 	if err != nil {
@@ -154,7 +180,7 @@ func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigque
 func (w *Warehouse) query(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) ([]map[string]bigquery.Value, error) {
 	w.observed(Statement{What: what, SQL: sql})
 	q := w.bq.Query(sql)
-	q.Parameters = params
+	q.Parameters = inSQLOrder(sql, params)
 	q.Location = w.location
 	it, err := q.Read(ctx)
 	if err != nil {
