@@ -23,6 +23,17 @@ type AuditRow struct {
 	APICount            int64
 	WarehouseCount      int64
 	CompletenessRatio   float64
+	// CountedAt is when the fact's figures (newest, rows, duplicates)
+	// and the completeness count were taken: this audit's time, or an
+	// earlier audit's of the same hour whose counts it carries because
+	// nothing was committed since (see warehouse.MeasureAudit). Zero
+	// (NULL) in rows of the version before, which always counted.
+	CountedAt time.Time
+	// CountedSince is the first day those fact figures cover, and
+	// CountedCommits the commit_log rows logged since it when they were
+	// taken: a later audit with the same two carries them.
+	CountedSince   time.Time
+	CountedCommits int64
 	// LagKnown, on read, is false when the lag was NULL (no event on one
 	// side yet); IngestionLagSeconds is then 0.
 	LagKnown bool
@@ -55,12 +66,20 @@ type AuditMeasures struct {
 type AuditWarehouseInput struct {
 	Scope        AuditScope
 	Completeness Window // the last closed hours checked
+	// Recount takes every count again, carrying none from an earlier
+	// audit: for writes to the warehouse that did not go through
+	// ktpipe's commits (which commit_log does not see).
+	Recount bool
 }
 
 // AuditWarehouseResult is the warehouse's side of an audit.
 type AuditWarehouseResult struct {
 	AuditMeasures
 	CompletenessCount int64 // fact + quarantine in the completeness window
+	// When the fact's figures and CompletenessCount were taken (see
+	// AuditRow).
+	CountedAt, CountedSince time.Time
+	CountedCommits          int64
 }
 
 // NewestInput asks for the API's newest event timestamp.

@@ -34,13 +34,91 @@ func (w *Warehouse) newerEvent(ctx context.Context, m *AuditMeasures, what, tabl
 	return nil
 }
 
-// MeasureAudit runs the audit's bounded queries.
-func (w *Warehouse) MeasureAudit(ctx context.Context, s AuditScope) (AuditMeasures, error) {
+// MeasureAudit measures the warehouse for an audit: the counts of what
+// is committed (auditCounts) and the interval's measures.
+func (w *Warehouse) MeasureAudit(ctx context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
+	res, err := w.auditCounts(ctx, in)
+	if err != nil {
+		return payload.AuditWarehouseResult{}, err
+	}
+	if err := w.MeasureInterval(ctx, in.Scope, &res.AuditMeasures); err != nil {
+		return payload.AuditWarehouseResult{}, err
+	}
+	return res, nil
+}
+
+// auditCounts takes the audit's counts of what is committed (the fact's
+// newest event, rows and duplicates over the audited days; fact +
+// quarantine in the completeness hours), or carries them from the day's
+// latest audit when that audit counted the same days and hours and
+// commit_log has had no row since: the counts read days of partitions,
+// and taken every 5 minutes they were most of what operating ktpipe
+// reads (README, "What operating it reads"). The completeness hours move
+// each hour, so carried counts are at most an hour old; a write that
+// bypasses the commits shows then, or at once in an audit that recounts.
+func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
+	since := in.Scope.Since.UTC()
+	// Read before the counts: a commit that lands after it changes the
+	// number the next audit reads, so that audit counts again.
+	commits, err := w.CountCommits(ctx, since)
+	if err != nil {
+		return payload.AuditWarehouseResult{}, err
+	}
+	res := payload.AuditWarehouseResult{CountedAt: in.Scope.IntervalEnd.UTC(), CountedSince: since, CountedCommits: commits}
+	if !in.Recount {
+		prev, err := w.LatestAudit(ctx, in.Scope.IntervalEnd.UTC().Truncate(24*time.Hour))
+		if err != nil {
+			return payload.AuditWarehouseResult{}, err
+		}
+		if carries(prev, in, commits) {
+			res.AuditMeasures = AuditMeasures{WarehouseNewest: prev.WarehouseNewest, FactRows: prev.FactRows, FactDuplicateRows: prev.FactDuplicateRows}
+			res.CompletenessCount, res.CountedAt = prev.WarehouseCount, prev.CountedAt
+			return res, nil
+		}
+	}
+	if res.AuditMeasures, err = w.MeasureFact(ctx, since); err != nil {
+		return payload.AuditWarehouseResult{}, err
+	}
+	n, err := w.CountWindow(ctx, in.Completeness.Since, in.Completeness.Until)
+	if err != nil {
+		return payload.AuditWarehouseResult{}, err
+	}
+	res.CompletenessCount = n.Fact + n.Quarantined
+	return res, nil
+}
+
+// carries says whether an audit may take prev's counts: prev counted
+// (a row of the version before does not say so), over the same days and
+// completeness hours, with as many commit_log rows as there are now.
+// prev's newest event may be the live view's, which only grows until
+// its rows are committed.
+func carries(prev AuditRow, in payload.AuditWarehouseInput, commits int64) bool {
+	return !prev.CountedAt.IsZero() && prev.CountedSince.Equal(in.Scope.Since) && prev.CountedCommits == commits &&
+		prev.CompletenessStart.Equal(in.Completeness.Since) && prev.CompletenessEnd.Equal(in.Completeness.Until)
+}
+
+// CountCommits counts the commit_log rows logged since since (its
+// partitions from since's date): every commit writes one in its
+// transaction and every convergence one after its deletes, so while the
+// count stays the same nothing ktpipe writes has changed fact_ai_event
+// or quarantine.
+func (w *Warehouse) CountCommits(ctx context.Context, since time.Time) (int64, error) {
+	rows, err := w.query(ctx, "count commits", fmt.Sprintf("SELECT COUNT(*) AS n FROM %s WHERE logged_at >= @since", w.ref(schemas.TableCommits)),
+		bigquery.QueryParameter{Name: "since", Value: since.UTC()})
+	if err != nil {
+		return 0, err
+	}
+	return strictInt(rows[0]["n"])
+}
+
+// MeasureFact runs the audit's counts of what is committed, the fact and
+// quarantine partitions from since's date: the newest event, and the
+// fact's rows and duplicates. They change only with a commit, so an
+// audit may carry them (see auditCounts).
+func (w *Warehouse) MeasureFact(ctx context.Context, since time.Time) (AuditMeasures, error) {
 	var m AuditMeasures
-	from := bigquery.QueryParameter{Name: "from", Value: civil.DateOf(s.Since.UTC())}
-	fromTS := bigquery.QueryParameter{Name: "from_ts", Value: s.Since.UTC()}
-	start := bigquery.QueryParameter{Name: "start", Value: s.IntervalStart.UTC()}
-	end := bigquery.QueryParameter{Name: "end", Value: s.IntervalEnd.UTC()}
+	from := bigquery.QueryParameter{Name: "from", Value: civil.DateOf(since.UTC())}
+	fromTS := bigquery.QueryParameter{Name: "from_ts", Value: since.UTC()}
 	// Events by key, as commits tell them apart (18 bytes a row read, not
 	// event_id's 38). A row without a key, which no commit writes (one
 	// written outside ktpipe, or by a worker before the key), sends the
@@ -68,9 +146,17 @@ FROM %s WHERE event_date >= @from`, fact), from)
 	m.FactDuplicateRows = m.FactRows - ids
 	// quarantined_at is the load's clock, at or after the record arrived:
 	// a record quarantined since Since is in these partitions.
-	if err := w.newerEvent(ctx, &m, "audit quarantine", schemas.TableQuarantine, "quarantined_at >= @from_ts", fromTS); err != nil {
-		return m, err
-	}
+	err = w.newerEvent(ctx, &m, "audit quarantine", schemas.TableQuarantine, "quarantined_at >= @from_ts", fromTS)
+	return m, err
+}
+
+// MeasureInterval adds to m what every audit measures afresh: the live
+// view's newest event, and the records, resends and schema violations
+// of the loads committed in the interval.
+func (w *Warehouse) MeasureInterval(ctx context.Context, s AuditScope, m *AuditMeasures) error {
+	from := bigquery.QueryParameter{Name: "from", Value: civil.DateOf(s.Since.UTC())}
+	start := bigquery.QueryParameter{Name: "start", Value: s.IntervalStart.UTC()}
+	end := bigquery.QueryParameter{Name: "end", Value: s.IntervalEnd.UTC()}
 	// With the compaction on (SetLiveWindow set its window), loads wait
 	// hours for their commit and an event in the live view is what is
 	// queryable: the lag is against it. Only the view's window of
@@ -78,8 +164,8 @@ FROM %s WHERE event_date >= @from`, fact), from)
 	// fact table's, so a stalled commit still shows.
 	if w.liveWindow > 0 {
 		liveSince := bigquery.QueryParameter{Name: "live_since", Value: time.Now().UTC().Add(-w.liveWindow)}
-		if err := w.newerEvent(ctx, &m, "audit live", schemas.TableLive, "ingested_at >= @live_since", liveSince); err != nil {
-			return m, err
+		if err := w.newerEvent(ctx, m, "audit live", schemas.TableLive, "ingested_at >= @live_since", liveSince); err != nil {
+			return err
 		}
 	}
 	// What was written in the interval is what loads committed in it (the
@@ -89,24 +175,24 @@ FROM %s WHERE event_date >= @from`, fact), from)
 	// already held, records the source sent again. The ledger alone, a
 	// row a chunk: a read of raw_events' ids for two days every audit
 	// was the largest of its costs (README, "What operating it reads").
-	rows, err = w.query(ctx, "audit interval", fmt.Sprintf(`SELECT IFNULL(SUM(l.`+"`rows`"+`), 0) AS n,
+	rows, err := w.query(ctx, "audit interval", fmt.Sprintf(`SELECT IFNULL(SUM(l.`+"`rows`"+`), 0) AS n,
   IFNULL(SUM(l.`+"`rows`"+` - l.added), 0) AS resends, IFNULL(SUM(l.quarantined), 0) AS violations,
   COUNTIF(l.added IS NULL) AS uncounted
 FROM %s l WHERE l.committed_at >= @start AND l.committed_at < @end`, w.ref(schemas.TableLedger)), start, end)
 	if err != nil {
-		return m, err
+		return err
 	}
 	if asInt(rows[0]["uncounted"]) > 0 {
 		// Rows written before the ledger counted them (a worker of the
 		// version before, in the interval of an upgrade): from raw.
 		if rows, err = w.intervalFromRaw(ctx, from, start, end); err != nil {
-			return m, err
+			return err
 		}
 	}
 	m.SchemaViolations = asInt(rows[0]["violations"])
 	m.SourceRecords = asInt(rows[0]["n"]) + m.SchemaViolations
 	m.SourceResends = asInt(rows[0]["resends"])
-	return m, nil
+	return nil
 }
 
 // intervalFromRaw is the audit interval's records and resends from raw:
@@ -147,7 +233,8 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 		name string
 		t    time.Time
 	}{{"api_newest", r.APINewest}, {"warehouse_newest", r.WarehouseNewest}, {"interval_start", r.IntervalStart},
-		{"interval_end", r.IntervalEnd}, {"completeness_start", r.CompletenessStart}, {"completeness_end", r.CompletenessEnd}} {
+		{"interval_end", r.IntervalEnd}, {"completeness_start", r.CompletenessStart}, {"completeness_end", r.CompletenessEnd},
+		{"counted_at", r.CountedAt}, {"counted_since", r.CountedSince}} {
 		params = append(params, ts(p.name, p.t)...)
 	}
 	params = append(params,
@@ -163,17 +250,19 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 		bigquery.QueryParameter{Name: "api_count", Value: r.APICount},
 		bigquery.QueryParameter{Name: "wh_count", Value: r.WarehouseCount},
 		bigquery.QueryParameter{Name: "completeness", Value: r.CompletenessRatio},
+		bigquery.QueryParameter{Name: "counted_commits", Value: r.CountedCommits},
 	)
 	t := func(name string) string { return fmt.Sprintf("IF(@has_%[1]s, @%[1]s, NULL)", name) }
 	sql := fmt.Sprintf(`INSERT INTO %[1]s (audited_at, api_newest, warehouse_newest, ingestion_lag_seconds, fact_rows,
   fact_duplicate_rows, fact_duplicate_ratio, source_records, source_resends, source_resend_ratio, interval_start,
-  interval_end, schema_violations, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio)
+  interval_end, schema_violations, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio,
+  counted_at, counted_since, counted_commits)
 SELECT @audited_at, %[2]s, %[3]s, IF(@has_api_newest, @lag, NULL), @fact_rows, @fact_dups, @fact_dup_ratio, @records, @resends, @resend_ratio,
-  %[4]s, %[5]s, @violations, %[6]s, %[7]s, @api_count, @wh_count, @completeness
+  %[4]s, %[5]s, @violations, %[6]s, %[7]s, @api_count, @wh_count, @completeness, %[8]s, %[9]s, IF(@has_counted_at, @counted_commits, NULL)
 FROM (SELECT 1 AS one) AS x
 WHERE NOT EXISTS (SELECT 1 FROM %[1]s a WHERE a.audited_at = @audited_at)`,
 		w.ref(schemas.TableAudit), t("api_newest"), t("warehouse_newest"), t("interval_start"), t("interval_end"),
-		t("completeness_start"), t("completeness_end"))
+		t("completeness_start"), t("completeness_end"), t("counted_at"), t("counted_since"))
 	return w.exec(ctx, "append audit", sql, params...)
 }
 

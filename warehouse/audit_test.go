@@ -7,10 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
+
+// measureAudit is what an audit that recounts measures, save the
+// completeness count (its window is empty here).
+func measureAudit(ctx context.Context, w *warehouse.Warehouse, s warehouse.AuditScope) (warehouse.AuditMeasures, error) {
+	res, err := w.MeasureAudit(ctx, payload.AuditWarehouseInput{Scope: s, Completeness: payload.Window{Since: s.Since, Until: s.Since}, Recount: true})
+	return res.AuditMeasures, err
+}
 
 // The audit's measures on known data: the newest event (an invalid one
 // counts: it has arrived), a duplicate in the fact table, a resend, a
@@ -33,7 +41,7 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 	// A duplicate the loads would never write: what the alert guards against.
 	copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", uuid(2), "outside-ktpipe")
 
-	m, err := w.MeasureAudit(ctx, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: start, IntervalEnd: now.Add(time.Minute)})
+	m, err := measureAudit(ctx, w, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: start, IntervalEnd: now.Add(time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +65,7 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 		{"load-b alone", between, now.Add(time.Minute), 1, 1, 0},
 		{"load-a alone", start, between, 4, 0, 1},
 	} {
-		m, err := w.MeasureAudit(ctx, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: c.start, IntervalEnd: c.end})
+		m, err := measureAudit(ctx, w, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: c.start, IntervalEnd: c.end})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +75,7 @@ func TestAuditMeasuresAndWritesOnce(t *testing.T) {
 		}
 	}
 	// Outside the interval: no violations, no records.
-	m, err = w.MeasureAudit(ctx, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: now.Add(time.Minute), IntervalEnd: now.Add(2 * time.Minute)})
+	m, err = measureAudit(ctx, w, warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: now.Add(time.Minute), IntervalEnd: now.Add(2 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +136,7 @@ func TestAuditCountsResendsFromTheLedger(t *testing.T) {
 		event(uuid(72), ts, "ada", "gpt-4o", "allow", "0.01"), event(uuid(73), ts, "ada", "gpt-4o", "allow", "0.01"))
 	load(t, w, "load-again", 10, event(uuid(71), ts, "ada", "gpt-4o", "allow", "0.01"), event(uuid(74), ts, "ada", "gpt-4o", "allow", "0.01"))
 	scope := warehouse.AuditScope{Since: now.Add(-24 * time.Hour), IntervalStart: start, IntervalEnd: time.Now().UTC().Add(time.Minute)}
-	m, err := w.MeasureAudit(ctx, scope)
+	m, err := measureAudit(ctx, w, scope)
 	if err != nil || m.SourceRecords != 5 || m.SourceResends != 1 {
 		t.Fatalf("measures %+v (%v): want 5 records, 1 of them sent again", m, err)
 	}
@@ -139,7 +147,7 @@ func TestAuditCountsResendsFromTheLedger(t *testing.T) {
 	// duplicates (2).
 	copyRowAs(t, ds, schemas.TableFact, bqschema.EventRowSchema(), "event_id", uuid(72), "outside-ktpipe")
 	exec(t, fmt.Sprintf("UPDATE `%s.%s.%s` SET event_key = NULL WHERE event_id = '%s'", project, ds, schemas.TableFact, uuid(73)))
-	if m, err = w.MeasureAudit(ctx, scope); err != nil || m.FactRows != 5 || m.FactDuplicateRows != 1 {
+	if m, err = measureAudit(ctx, w, scope); err != nil || m.FactRows != 5 || m.FactDuplicateRows != 1 {
 		t.Fatalf("with rows without a key: %+v (%v), want 5 fact rows, 1 of them a duplicate", m, err)
 	}
 	// A row as an older worker writes it: no count of rows added, one
@@ -147,7 +155,103 @@ func TestAuditCountsResendsFromTheLedger(t *testing.T) {
 	// rows and its violation (from the ledger it would be 7).
 	addLedgerRow(t, ds, "load-older-worker")
 	scope.IntervalEnd = time.Now().UTC().Add(time.Minute)
-	if m, err = w.MeasureAudit(ctx, scope); err != nil || m.SourceRecords != 6 || m.SourceResends != 1 || m.SchemaViolations != 1 {
+	if m, err = measureAudit(ctx, w, scope); err != nil || m.SourceRecords != 6 || m.SourceResends != 1 || m.SchemaViolations != 1 {
 		t.Fatalf("with an older worker's ledger row: %+v (%v), want 6 records (5 rows, 1 violation), 1 resend", m, err)
+	}
+}
+
+// auditRowOf is the row the Audit workflow writes of a measure at at.
+func auditRowOf(at time.Time, in payload.AuditWarehouseInput, res payload.AuditWarehouseResult) warehouse.AuditRow {
+	return warehouse.AuditRow{AuditedAt: at, IntervalStart: in.Scope.IntervalStart, IntervalEnd: in.Scope.IntervalEnd,
+		CompletenessStart: in.Completeness.Since, CompletenessEnd: in.Completeness.Until,
+		WarehouseNewest: res.WarehouseNewest, FactRows: res.FactRows, FactDuplicateRows: res.FactDuplicateRows, WarehouseCount: res.CompletenessCount,
+		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits}
+}
+
+// An audit carries the hour's counts while nothing is committed: a row
+// written outside ktpipe shows only when an audit recounts, a commit
+// makes the next audit count, and so does the next completeness hour.
+func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	hours := payload.Window{Since: now.Truncate(time.Hour).Add(-3 * time.Hour), Until: now.Truncate(time.Hour).Add(-time.Hour)}
+	ts := hours.Since.Add(30 * time.Minute).Format(time.RFC3339)
+	load(t, w, "load-a", 10, event(uuid(81), ts, "ada", "gpt-4o", "allow", "0.01"), event(uuid(82), ts, "ada", "gpt-4o", "allow", "0.01"))
+	seen := record(w)
+	// audit measures at the audit time at, and writes its row as the
+	// workflow does; counted says whether it took the fact's counts.
+	audit := func(at time.Time, hours payload.Window, recount bool) (res payload.AuditWarehouseResult, counted bool) {
+		t.Helper()
+		before := len(seen())
+		in := payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: now.Truncate(24 * time.Hour).Add(-24 * time.Hour),
+			IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours, Recount: recount}
+		res, err := w.MeasureAudit(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range seen()[before:] {
+			counted = counted || s.What == "audit fact"
+		}
+		if err := w.AppendAudit(ctx, auditRowOf(at, in, res)); err != nil {
+			t.Fatal(err)
+		}
+		return res, counted
+	}
+	check := func(step string, res payload.AuditWarehouseResult, counted bool, wantCounted bool, countedAt time.Time, rows, dups, window int64) {
+		t.Helper()
+		if counted != wantCounted || !res.CountedAt.Equal(countedAt) || res.FactRows != rows || res.FactDuplicateRows != dups || res.CompletenessCount != window {
+			t.Errorf("%s: counted %v at %s, %d fact rows, %d duplicates, %d in the hours; want counted %v at %s, %d, %d, %d", step,
+				counted, res.CountedAt, res.FactRows, res.FactDuplicateRows, res.CompletenessCount, wantCounted, countedAt, rows, dups, window)
+		}
+	}
+	t1, t2, t3, t4, t5 := now, now.Add(time.Second), now.Add(2*time.Second), now.Add(3*time.Second), now.Add(4*time.Second)
+	res, counted := audit(t1, hours, false)
+	check("the first audit", res, counted, true, t1, 2, 0, 2)
+	// A copy written outside ktpipe: commit_log does not see it.
+	copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", uuid(81), "outside-ktpipe")
+	res, counted = audit(t2, hours, false)
+	check("nothing committed since", res, counted, false, t1, 2, 0, 2)
+	res, counted = audit(t3, hours, true)
+	check("a recount", res, counted, true, t3, 3, 1, 3)
+	load(t, w, "load-b", 10, event(uuid(83), ts, "ada", "gpt-4o", "allow", "0.01"))
+	res, counted = audit(t4, hours, false)
+	check("after a commit", res, counted, true, t4, 4, 1, 4)
+	next := payload.Window{Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)}
+	res, counted = audit(t5, next, false)
+	check("the next hours", res, counted, true, t5, 4, 1, 0)
+}
+
+// carries holds each condition: a row that counted, the same days, the
+// same hours, no commit since.
+func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {
+	t.Parallel()
+	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	hours := payload.Window{Since: day.Add(7 * time.Hour), Until: day.Add(10 * time.Hour)}
+	in := payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: day.Add(-24 * time.Hour)}, Completeness: hours}
+	prev := warehouse.AuditRow{CountedAt: day.Add(11 * time.Hour), CountedSince: in.Scope.Since, CountedCommits: 7,
+		CompletenessStart: hours.Since, CompletenessEnd: hours.Until}
+	if !warehouse.Carries(prev, in, 7) {
+		t.Fatal("the same days, hours and commits: want carried")
+	}
+	for name, change := range map[string]func(r *warehouse.AuditRow, in *payload.AuditWarehouseInput, commits *int64){
+		"a row of the version before": func(r *warehouse.AuditRow, _ *payload.AuditWarehouseInput, _ *int64) { r.CountedAt = time.Time{} },
+		"another first day":           func(_ *warehouse.AuditRow, in *payload.AuditWarehouseInput, _ *int64) { in.Scope.Since = day },
+		"a commit since":              func(_ *warehouse.AuditRow, _ *payload.AuditWarehouseInput, n *int64) { *n = 8 },
+		"commit_log expired":          func(_ *warehouse.AuditRow, _ *payload.AuditWarehouseInput, n *int64) { *n = 6 },
+		"the next hours": func(_ *warehouse.AuditRow, in *payload.AuditWarehouseInput, _ *int64) {
+			in.Completeness = payload.Window{Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)}
+		},
+		"another window start": func(_ *warehouse.AuditRow, in *payload.AuditWarehouseInput, _ *int64) {
+			in.Completeness.Since = hours.Since.Add(-time.Hour)
+		},
+	} {
+		r, in, n := prev, in, int64(7)
+		change(&r, &in, &n)
+		if warehouse.Carries(r, in, n) {
+			t.Errorf("%s: carried, want counted", name)
+		}
 	}
 }

@@ -22,7 +22,8 @@ func (w *Warehouse) AuditHistory(ctx context.Context, since time.Time, limit int
 	}
 	rows, err := w.query(ctx, "read audit", fmt.Sprintf(`SELECT audited_at, api_newest, warehouse_newest,
   ingestion_lag_seconds, fact_rows, fact_duplicate_rows, fact_duplicate_ratio, source_records, source_resends, source_resend_ratio, schema_violations,
-  interval_start, interval_end, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio
+  interval_start, interval_end, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio,
+  counted_at, counted_since, counted_commits
 FROM %s WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT %d`, w.ref(schemas.TableAudit), limit),
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()})
 	if err != nil {
@@ -36,7 +37,8 @@ FROM %s WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT %d`, w.ref(sch
 			SourceRecords: asInt(r["source_records"]), SourceResends: asInt(r["source_resends"]), SourceResendRatio: asFloat(r["source_resend_ratio"]),
 			SchemaViolations: asInt(r["schema_violations"]), IntervalStart: asTime(r["interval_start"]), IntervalEnd: asTime(r["interval_end"]),
 			CompletenessStart: asTime(r["completeness_start"]), CompletenessEnd: asTime(r["completeness_end"]),
-			APICount: asInt(r["api_count"]), WarehouseCount: asInt(r["warehouse_count"]), CompletenessRatio: asFloat(r["completeness_ratio"])}
+			APICount: asInt(r["api_count"]), WarehouseCount: asInt(r["warehouse_count"]), CompletenessRatio: asFloat(r["completeness_ratio"]),
+			CountedAt: asTime(r["counted_at"]), CountedSince: asTime(r["counted_since"]), CountedCommits: asInt(r["counted_commits"])}
 		out = append(out, a)
 	}
 	return out, nil

@@ -178,12 +178,12 @@ func TestAuditLagReadsTheLiveViewWithTheCompaction(t *testing.T) {
 	newest := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	streamLive(t, w, "load-live-audit", time.Now(), event(uuid(120), newest.Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
 	scope := warehouse.AuditScope{Since: newest.Add(-24 * time.Hour), IntervalStart: newest, IntervalEnd: newest.Add(time.Hour)}
-	m, err := w.MeasureAudit(ctx, scope)
+	m, err := measureAudit(ctx, w, scope)
 	if err != nil || !m.WarehouseNewest.IsZero() {
 		t.Fatalf("without the compaction: newest %s %v, want none (the fact table is empty)", m.WarehouseNewest, err)
 	}
 	w.SetLiveWindow(2 * time.Hour)
-	if m, err = w.MeasureAudit(ctx, scope); err != nil || !m.WarehouseNewest.Equal(newest) {
+	if m, err = measureAudit(ctx, w, scope); err != nil || !m.WarehouseNewest.Equal(newest) {
 		t.Fatalf("with the compaction: newest %s %v, want the live row's %s", m.WarehouseNewest, err, newest)
 	}
 }

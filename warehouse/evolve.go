@@ -92,6 +92,10 @@ func migrations() []migration {
 		{"schema_ledger_added", map[string][]backfillColumn{
 			schemas.TableLedger: {{"added", "", true}},
 		}},
+		// NULL in old rows: the next audit counts rather than carry.
+		{"schema_audit_counted", map[string][]backfillColumn{
+			schemas.TableAudit: {{"counted_at", "", true}, {"counted_since", "", true}, {"counted_commits", "", true}},
+		}},
 	}
 }
 

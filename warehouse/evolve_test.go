@@ -22,8 +22,9 @@ var guideColumns = []string{"date_id", "model_id", "user_id", "policies_count", 
 
 // oldColumns are the columns a dataset made before the guide's columns
 // lacks: those and the lookup keys, the ledger's dates and its count of
-// rows added, added after them.
-var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key", "min_date", "max_date", "added")
+// rows added, and the audit's counted columns, added after them.
+var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key", "min_date", "max_date", "added",
+	"counted_at", "counted_since", "counted_commits")
 
 // createOldDataset makes the tables as the version before the guide's
 // columns created them (today's definitions without oldColumns) and
@@ -119,8 +120,9 @@ func TestGuideColumnsEvolveAnOldDataset(t *testing.T) {
 		}
 	}
 	slices.Sort(filled)
-	// fact_ai_event twice: the guide's columns, then event_key.
-	if fmt.Sprint(filled) != "[dim_date dim_gateway dim_model dim_user fact_ai_event fact_ai_event load_ledger quarantine raw_events]" || !strings.Contains(rep.String(), "backfilled fact_ai_event") {
+	// fact_ai_event twice: the guide's columns, then event_key; audit for
+	// its counted columns.
+	if fmt.Sprint(filled) != "[audit dim_date dim_gateway dim_model dim_user fact_ai_event fact_ai_event load_ledger quarantine raw_events]" || !strings.Contains(rep.String(), "backfilled fact_ai_event") {
 		t.Errorf("backfills %v, report %q", filled, rep)
 	}
 

@@ -34,7 +34,11 @@ type AuditInput struct {
 	// whole hour at least CompletenessDelay before the audit.
 	CompletenessHours int
 	CompletenessDelay time.Duration
-	Tuning            Tuning
+	// Recount takes every count afresh, carrying none from the hour's
+	// earlier audits (see warehouse.MeasureAudit): for an audit after
+	// the warehouse was written outside ktpipe.
+	Recount bool
+	Tuning  Tuning
 }
 
 func (in AuditInput) withDefaults() AuditInput {
@@ -97,6 +101,7 @@ func Audit(ctx workflow.Context, in AuditInput) (payload.AuditRow, error) {
 	if err := workflow.ExecuteActivity(warehouseCtx(ctx, t), payload.AuditWarehouse, payload.AuditWarehouseInput{
 		Scope:        payload.AuditScope{Since: since, IntervalStart: row.IntervalStart, IntervalEnd: row.IntervalEnd},
 		Completeness: payload.Window{Since: row.CompletenessStart, Until: row.CompletenessEnd},
+		Recount:      in.Recount,
 	}).Get(ctx, &wh); err != nil {
 		return row, fmt.Errorf("audit warehouse: %w", err)
 	}
@@ -123,6 +128,7 @@ func Audit(ctx workflow.Context, in AuditInput) (payload.AuditRow, error) {
 // divide by.
 func fillAudit(row *payload.AuditRow, wh payload.AuditWarehouseResult) {
 	row.WarehouseNewest = wh.WarehouseNewest
+	row.CountedAt, row.CountedSince, row.CountedCommits = wh.CountedAt, wh.CountedSince, wh.CountedCommits
 	if !row.APINewest.IsZero() {
 		base := wh.WarehouseNewest
 		if base.IsZero() {

@@ -28,22 +28,30 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	env.SetStartTime(now)
 	whNewest := now.Add(-3 * time.Hour) // no events for hours: the source is quiet
 	apiNewest := whNewest.Add(400 * time.Second)
+	counted := now.Add(-10 * time.Minute) // an earlier audit's counts, carried
 	var asked payload.AuditWarehouseInput
 	env.OnActivity(payload.AuditWarehouse, mock.Anything, mock.Anything).Return(func(_ context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
 		asked = in
 		return payload.AuditWarehouseResult{AuditMeasures: payload.AuditMeasures{WarehouseNewest: whNewest, FactRows: 2000, FactDuplicateRows: 1,
-			SourceRecords: 100, SourceResends: 5, SchemaViolations: 2}, CompletenessCount: 999}, nil
+			SourceRecords: 100, SourceResends: 5, SchemaViolations: 2}, CompletenessCount: 999,
+			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42}, nil
 	}).Once()
 	env.OnActivity(payload.NewestSourceEvent, mock.Anything, mock.MatchedBy(func(in payload.NewestInput) bool { return in.After.Equal(whNewest) })).Return(apiNewest, nil).Once()
 	env.OnActivity(payload.CountSource, mock.Anything, payload.Window{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)}).Return(int64(1000), nil).Once()
 	var written payload.AuditRow
 	env.OnActivity(payload.WriteAudit, mock.Anything, mock.Anything).Return(func(_ context.Context, r payload.AuditRow) error { written = r; return nil }).Once()
 
-	env.ExecuteWorkflow(workflows.Audit, workflows.AuditInput{})
+	env.ExecuteWorkflow(workflows.Audit, workflows.AuditInput{Recount: true})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
 	env.AssertExpectations(t)
+	if !asked.Recount {
+		t.Error("the warehouse was not asked to recount")
+	}
+	if !written.CountedAt.Equal(counted) || !written.CountedSince.Equal(asked.Scope.Since) || written.CountedCommits != 42 {
+		t.Errorf("counted at %s since %s with %d commits; want the warehouse's %s, %s, 42", written.CountedAt, written.CountedSince, written.CountedCommits, counted, asked.Scope.Since)
+	}
 	if written.IngestionLagSeconds != 400 {
 		t.Errorf("lag %v s, want 400 (API newest - warehouse newest)", written.IngestionLagSeconds)
 	}

@@ -115,7 +115,7 @@ type widths map[string]map[string]float64
 // observedStmt is one statement the emulator run recorded, with the
 // scope it ran in.
 type observedStmt struct {
-	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "reconcile" or "gauges"
+	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "count", "reconcile" or "gauges"
 	Job   bool   // the first statement of a job (a script's later parts are child jobs)
 	SQL   string // one statement (scripts are split); empty for a load job
 	Load  string // table a load job writes
@@ -274,9 +274,9 @@ var costRules = []costRule{
 	{"read checkpoint time", rx(`SELECT MAX\(updated_at\) AS t FROM pipeline_state`),
 		[]tableRead{{"pipeline_state", []string{"key", "updated_at"}, scopeSmall}}, "", false},
 	{"write checkpoint", rx(`INSERT INTO pipeline_state`), nil, "pipeline_state", false},
-	// Operations: the audit (scope "audit"), a reconcile window
-	// ("reconcile", and the audit's completeness hours) and a worker's
-	// gauges ("gauges").
+	// Operations: the audit (scopes "audit" and "count"), a reconcile
+	// window ("reconcile", and the audit's completeness hours) and a
+	// worker's gauges ("gauges").
 	{"audit: fact's newest, rows and distinct keys", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_key\) AS ids, COUNTIF\(event_key IS NULL\) AS unkeyed FROM fact_ai_event WHERE event_date >= @from$`),
 		[]tableRead{{"fact_ai_event", []string{"event_timestamp", "event_key", "event_date"}, scopeAuditDays}}, "", false},
 	// Only when a fact row has no key (written outside ktpipe; not in
@@ -299,7 +299,11 @@ var costRules = []costRule{
 		[]tableRead{{"fact_ai_event", []string{"event_date", "event_timestamp"}, scopePartitions}}, "", false},
 	{"count quarantine in a window", rx(`SELECT \(SELECT COUNT\(\*\) FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.event_timestamp >= @since AND q\.event_timestamp < @until AND \(IF\(REGEXP_CONTAINS\(q\.event_id, .* FROM quarantine u WHERE u\.quarantined_at >= @quarantine_since AND u\.event_timestamp IS NULL\) AS unplaced$`),
 		[]tableRead{{"quarantine", []string{"quarantined_at", "event_timestamp", "event_id"}, scopeWindowSince}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
-	{"gauges: newest audit row", rx(`SELECT audited_at, api_newest, warehouse_newest, .* FROM audit WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT 1$`),
+	{"audit: commits since its first day", rx(`SELECT COUNT\(\*\) AS n FROM commit_log WHERE logged_at >= @since$`),
+		[]tableRead{{"commit_log", []string{"logged_at"}, scopeSmall}}, "", false},
+	// The audit's latest row, which the audit carries counts from and
+	// the gauges read.
+	{"newest audit row", rx(`SELECT audited_at, api_newest, warehouse_newest, .* FROM audit WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT 1$`),
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "", false},
 }
 
@@ -472,9 +476,10 @@ type dayCost struct {
 func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, error) {
 	c := dayCost{pathLoad: p, DML: map[string]float64{}, Mutating: map[string]float64{}, ByRule: map[string]float64{}, ScannedByRule: map[string]float64{}}
 	c.NewBytesPerDay = p.EventsPerDay * rowWidth(w["event"])
+	audits := float64(24*time.Hour) / float64(in.AuditEvery)
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
 		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay,
-		"audit": float64(24*time.Hour) / float64(in.AuditEvery), "reconcile": float64(in.ReconcileWindows),
+		"audit": audits, "count": auditCounts(audits, p.CommitsPerDay), "reconcile": float64(in.ReconcileWindows),
 		"gauges": float64(in.Workers) * float64(24*time.Hour) / float64(in.GaugeEvery)}
 	chunkRows := p.CommittedRows / p.CommitsPerDay
 	batch := math.Max(1, float64(in.BatchChunks))
@@ -513,7 +518,7 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				switch st.Scope {
 				case "reconcile":
 					rows = p.PartitionRows // a closed day, whole
-				case "audit":
+				case "count":
 					rows = windowPartitions(in.CompletenessDelay, in.CompletenessHours) * p.PartitionRows
 				}
 			case scopeLive:
@@ -578,6 +583,13 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 		}
 	}
 	return c, nil
+}
+
+// auditCounts is how many of a day's audits count rather than carry
+// (see warehouse.MeasureAudit): one each hour, when the completeness
+// hours move, and one after each commit, at most every audit.
+func auditCounts(audits, commits float64) float64 {
+	return math.Min(audits, 24+commits)
 }
 
 // windowPartitions is how many days' partitions, on average over the

@@ -218,7 +218,7 @@ func runModel(ctx context.Context, out io.Writer, scales []float64, webhookBatch
 		return err
 	}
 	paths["compacted"], stmts = stmts, nil
-	if err := modelOperations(ctx, wh, in, take); err != nil {
+	if err := modelOperations(ctx, wh, in, take, drop); err != nil {
 		return err
 	}
 	paths["operations"] = stmts
@@ -397,26 +397,53 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 
 // modelOperations records what operating ktpipe runs besides its loads,
 // on the tables the paths filled, as a deployment with the compaction
-// runs it: an audit as the Audit workflow makes it
-// (activities.AuditWarehouse: its measures, the live view's newest among
-// them, then CountWarehouse's counts of its completeness hours; then its
-// row appended), a window of the daily reconcile (CountWarehouse) and a
-// worker's gauges (app.RefreshGauges).
-func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInputs, take func(string)) error {
+// runs it: the audit as the Audit workflow makes it
+// (activities.AuditWarehouse), in two scopes: "count", what an audit
+// that counts adds (the fact's figures, the count of its completeness
+// hours), and "audit", what every audit runs (commit_log's count, the
+// latest audit, the live view's newest and the interval's measures,
+// then its row appended), recorded on an audit that carries the counts;
+// a window of the daily reconcile (CountWarehouse); and a worker's
+// gauges (app.RefreshGauges).
+func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInputs, take func(string), drop func()) error {
 	// As app sets it with the compaction on; only the audit reads it
 	// here (the live view, which EnsureSchema made, is not queried).
 	wh.SetLiveWindow(warehouse.LiveWindowFor(in.CompactEvery))
-	now := time.Now().UTC()
-	since := now.Truncate(24*time.Hour).AddDate(0, 0, -(in.AuditDays - 1))
-	m, err := wh.MeasureAudit(ctx, payload.AuditScope{Since: since, IntervalStart: now.Add(-in.AuditEvery), IntervalEnd: now})
+	now := time.Now().UTC().Truncate(time.Microsecond) // as the audit table keeps it
+	end := now.Add(-in.CompletenessDelay).Truncate(time.Hour)
+	audit := payload.AuditWarehouseInput{
+		Scope:        payload.AuditScope{Since: now.Truncate(24*time.Hour).AddDate(0, 0, -(in.AuditDays - 1)), IntervalStart: now.Add(-in.AuditEvery), IntervalEnd: now},
+		Completeness: payload.Window{Since: end.Add(-time.Duration(in.CompletenessHours) * time.Hour), Until: end},
+	}
+	m, err := wh.MeasureFact(ctx, audit.Scope.Since)
 	if err != nil {
 		return fmt.Errorf("model: audit: %w", err)
 	}
-	end := now.Add(-in.CompletenessDelay).Truncate(time.Hour)
-	if _, err := wh.CountWindow(ctx, end.Add(-time.Duration(in.CompletenessHours)*time.Hour), end); err != nil {
+	if _, err := wh.CountWindow(ctx, audit.Completeness.Since, audit.Completeness.Until); err != nil {
 		return fmt.Errorf("model: audit's count: %w", err)
 	}
-	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: now, WarehouseNewest: m.WarehouseNewest, FactRows: m.FactRows}); err != nil {
+	take("count")
+	// The row of an audit that counted, for the next to carry.
+	commits, err := wh.CountCommits(ctx, audit.Scope.Since)
+	if err != nil {
+		return fmt.Errorf("model: count commits: %w", err)
+	}
+	counted := now.Add(-in.AuditEvery)
+	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: counted, WarehouseNewest: m.WarehouseNewest, FactRows: m.FactRows,
+		CompletenessStart: audit.Completeness.Since, CompletenessEnd: audit.Completeness.Until,
+		CountedAt: counted, CountedSince: audit.Scope.Since, CountedCommits: commits}); err != nil {
+		return fmt.Errorf("model: append audit: %w", err)
+	}
+	drop()
+	res, err := wh.MeasureAudit(ctx, audit)
+	if err != nil {
+		return fmt.Errorf("model: audit: %w", err)
+	}
+	if !res.CountedAt.Equal(counted) {
+		return fmt.Errorf("model: the audit counted again (at %s), want it to carry the counts of %s", res.CountedAt, counted)
+	}
+	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: now, WarehouseNewest: res.WarehouseNewest, FactRows: res.FactRows,
+		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits}); err != nil {
 		return fmt.Errorf("model: append audit: %w", err)
 	}
 	take("audit")

@@ -370,6 +370,12 @@ func Tables() []TableSpec {
 				opt("api_count", bigquery.IntegerFieldType),
 				opt("warehouse_count", bigquery.IntegerFieldType),
 				opt("completeness_ratio", float64Type),
+				// When the fact's figures and warehouse_count were taken
+				// (this audit or one it carries them from), the first
+				// day they cover, and commit_log's rows since then.
+				opt("counted_at", bigquery.TimestampFieldType),
+				opt("counted_since", bigquery.TimestampFieldType),
+				opt("counted_commits", bigquery.IntegerFieldType),
 			},
 		},
 	}
