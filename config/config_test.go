@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/keeptrusts"
+	"github.com/ktpipe/ktpipe/warehouse"
 )
 
 func base() map[string]string {
@@ -35,6 +37,19 @@ func TestDefaultsAreValid(t *testing.T) {
 		k.IdleReadTimeout != keeptrusts.DefaultIdleReadTimeout || k.CallTimeout != keeptrusts.DefaultCallTimeout ||
 		k.MaxResponseBytes != keeptrusts.DefaultMaxBodyBytes || k.AllowInsecureHTTP {
 		t.Fatalf("keeptrusts defaults %+v", k)
+	}
+}
+
+// KTPIPE_CHUNK_ROWS' upper bound is the warehouse's: config spells it
+// out (it imports no ktpipe package), this holds the two together.
+func TestChunkRowsBoundIsTheWarehouses(t *testing.T) {
+	for n, ok := range map[int]bool{warehouse.MaxChunkRows: true, warehouse.MaxChunkRows + 1: false} {
+		env := base()
+		env["KTPIPE_CHUNK_ROWS"] = strconv.Itoa(n)
+		var c config.Worker
+		if err := config.Load(context.Background(), &c, envconfig.MapLookuper(env)); ok != (err == nil) {
+			t.Errorf("KTPIPE_CHUNK_ROWS=%d: err %v, want ok=%v", n, err, ok)
+		}
 	}
 }
 
