@@ -61,3 +61,11 @@ func (a *Activities) CountWarehouse(ctx context.Context, w payload.Window) (payl
 	wh, err := a.Warehouse.CountWindow(ctx, w.Since, w.Until)
 	return wh, classifyWarehouse(ctx, "count warehouse", err)
 }
+
+// CountFact counts the fact rows of the window alone: what a reconcile
+// against group_by's counts of valid events compares.
+func (a *Activities) CountFact(ctx context.Context, w payload.Window) (int64, error) {
+	defer keepAlive(ctx, nil)()
+	n, err := a.Warehouse.CountFact(ctx, w.Since, w.Until)
+	return n, classifyWarehouse(ctx, "count fact", err)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -66,11 +67,15 @@ func PrintReconcile(w io.Writer, r workflows.ReconcileResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "window\tapi count\tfact\tquarantined\tgap\t")
 	for _, c := range r.Windows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", c.Since.UTC().Format("2006-01-02 15:04"), c.Source, c.Fact, c.Quarantined, c.Gap)
+		q := strconv.FormatInt(c.Quarantined, 10)
+		if r.GroupBy {
+			q = "-" // not counted: group_by compares valid events with fact alone
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t\n", c.Since.UTC().Format("2006-01-02 15:04"), c.Source, c.Fact, q, c.Gap)
 	}
 	tw.Flush()
 	if r.GroupBy {
-		fmt.Fprintf(w, "    api count: the API's group_by over the range in one call (valid events; gap = api count - fact); %d windows with an unexplained gap\n", len(r.Gaps))
+		fmt.Fprintf(w, "    api count: the API's group_by over the range in one call (valid events; gap = api count - fact; the quarantine is not counted); %d windows with an unexplained gap\n", len(r.Gaps))
 		return
 	}
 	fmt.Fprintf(w, "    %d quarantined records had no usable timestamp (quarantined since 30 days before the range; they explain gaps up to that many); %d windows with an unexplained gap\n", r.Unplaced, len(r.Gaps))

@@ -33,6 +33,7 @@ const (
 	CountSource         = "CountSource"
 	CountSourceByWindow = "CountSourceByWindow"
 	CountWarehouse      = "CountWarehouse"
+	CountFact           = "CountFact"
 	WorkflowOutcome     = "WorkflowOutcome"
 	AuditWarehouse      = "AuditWarehouse"
 	NewestSourceEvent   = "NewestSourceEvent"
@@ -75,6 +76,7 @@ type Activities interface {
 	CountSource(context.Context, Window) (int64, error)
 	CountSourceByWindow(context.Context, Steps) ([]int64, error)
 	CountWarehouse(context.Context, Window) (WarehouseCount, error)
+	CountFact(context.Context, Window) (int64, error)
 	WorkflowOutcome(ctx context.Context, workflowID string) (RunOutcome, error)
 	AuditWarehouse(context.Context, AuditWarehouseInput) (AuditWarehouseResult, error)
 	NewestSourceEvent(context.Context, NewestInput) (time.Time, error)

@@ -27,7 +27,7 @@ type WindowCount struct {
 	Until       time.Time `json:"until"`
 	Source      int64     `json:"source"`      // events the API counts
 	Fact        int64     `json:"fact"`        // rows in fact_ai_event
-	Quarantined int64     `json:"quarantined"` // quarantined records whose timestamp is in the window
+	Quarantined int64     `json:"quarantined"` // quarantined records whose timestamp is in the window (not counted, 0, with GroupBy)
 	Gap         int64     `json:"gap"`         // Source - Fact - Quarantined (with GroupBy: Source - Fact)
 }
 
@@ -85,6 +85,11 @@ const reconcileGroupByChange = "reconcile-group-by"
 // reconcile keeps (the largest, not the last).
 const reconcileUnplacedChange = "reconcile-unplaced-max"
 
+// reconcileFactOnlyChange versions what a group_by reconcile counts in
+// the warehouse: fact alone (CountFact), not the quarantine too, which
+// it does not compare and which read 30 days of it a window.
+const reconcileFactOnlyChange = "reconcile-group-by-fact-only"
+
 // Reconcile compares the API's count of events with the warehouse per
 // window: group_by=date,hour over the whole range in one call where the
 // windows are whole hours, count=true per window otherwise.
@@ -130,6 +135,10 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	// gap in any of them. Before this change the last window's was kept
 	// (then the same for every window).
 	unplacedMax := workflow.GetVersion(ctx, reconcileUnplacedChange, workflow.DefaultVersion, 1) == 1
+	// group_by counts valid events only: each window is compared with its
+	// fact rows alone, so the quarantine is not counted (Quarantined and
+	// Unplaced stay 0).
+	factOnly := res.GroupBy && workflow.GetVersion(ctx, reconcileFactOnlyChange, workflow.DefaultVersion, 1) == 1
 	for i, t := 0, in.Since; t.Before(in.Until); i, t = i+1, t.Add(in.Step) {
 		end := t.Add(in.Step)
 		if end.After(in.Until) {
@@ -146,7 +155,11 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		} else if err := workflow.ExecuteActivity(apiCtx(ctx), payload.CountSource, w).Get(ctx, &src); err != nil {
 			return res, fmt.Errorf("count source %s: %w", t, err)
 		}
-		if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountWarehouse, w).Get(ctx, &wh); err != nil {
+		if factOnly {
+			if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountFact, w).Get(ctx, &wh.Fact); err != nil {
+				return res, fmt.Errorf("count fact %s: %w", t, err)
+			}
+		} else if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountWarehouse, w).Get(ctx, &wh); err != nil {
 			return res, fmt.Errorf("count warehouse %s: %w", t, err)
 		}
 		if unplacedMax {

@@ -839,29 +839,56 @@ func TestBackfillProgressKeepsTheFailureCountInJSON(t *testing.T) {
 }
 
 // Reconcile asks the API once for the whole range (group_by by hour), not
-// once per window, and compares each window's events with the fact table.
+// once per window, and compares each window's events with the fact
+// table alone: the quarantine is not counted. A reconcile begun before
+// that change replays counting it, as it did.
 func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
-	env := newEnv(t)
-	env.RegisterWorkflow(workflows.Reconcile)
 	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 	until := since.Add(72 * time.Hour)
-	env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
-		Return([]int64{10, 5, 7}, nil).Once()
-	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(0), nil).Never()
 	fact := map[time.Time]int64{since: 10, since.Add(24 * time.Hour): 5, since.Add(48 * time.Hour): 6}
-	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
-			return payload.WarehouseCount{Fact: fact[w.Since], Quarantined: 1, Unplaced: 2}, nil
-		}).Times(3)
-	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: 24 * time.Hour})
-	var res workflows.ReconcileResult
-	if err := env.GetWorkflowResult(&res); err != nil {
-		t.Fatal(err)
-	}
-	// group_by counts what the API aggregates: the third window lacks one
-	// event in the fact table, which the quarantine does not explain.
-	if !res.GroupBy || len(res.Windows) != 3 || len(res.Gaps) != 1 || res.Gaps[0].Gap != 1 || !res.Gaps[0].Since.Equal(since.Add(48*time.Hour)) {
-		t.Fatalf("result %+v", res)
+	for _, tc := range []struct {
+		name        string
+		version     workflow.Version
+		quarantined int64
+	}{
+		{"now", 1, 0},
+		{"begun before the change", workflow.DefaultVersion, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t)
+			env.RegisterWorkflow(workflows.Reconcile)
+			env.OnGetVersion("reconcile-group-by-fact-only", workflow.DefaultVersion, 1).Return(tc.version)
+			env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
+				Return([]int64{10, 5, 7}, nil).Once()
+			env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(0), nil).Never()
+			counted, factOnly := 0, 0
+			env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
+					counted++
+					return payload.WarehouseCount{Fact: fact[w.Since], Quarantined: 1, Unplaced: 2}, nil
+				}).Maybe()
+			env.OnActivity(payload.CountFact, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, w payload.Window) (int64, error) {
+					factOnly++
+					return fact[w.Since], nil
+				}).Maybe()
+			env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: 24 * time.Hour})
+			var res workflows.ReconcileResult
+			if err := env.GetWorkflowResult(&res); err != nil {
+				t.Fatal(err)
+			}
+			// group_by counts what the API aggregates: the third window lacks one
+			// event in the fact table, which the quarantine does not explain.
+			if !res.GroupBy || len(res.Windows) != 3 || len(res.Gaps) != 1 || res.Gaps[0].Gap != 1 || !res.Gaps[0].Since.Equal(since.Add(48*time.Hour)) {
+				t.Fatalf("result %+v", res)
+			}
+			if wantFact := map[bool]int{true: 3}[tc.version == 1]; factOnly != wantFact || counted != 3-wantFact {
+				t.Errorf("%d fact-only counts, %d with the quarantine; want %d and %d", factOnly, counted, wantFact, 3-wantFact)
+			}
+			if res.Windows[0].Quarantined != tc.quarantined {
+				t.Errorf("quarantined %d, want %d", res.Windows[0].Quarantined, tc.quarantined)
+			}
+		})
 	}
 }
 

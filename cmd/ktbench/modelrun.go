@@ -403,7 +403,7 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 // hours), and "audit", what every audit runs (commit_log's count, the
 // latest audit, the live view's newest and the interval's measures,
 // then its row appended), recorded on an audit that carries the counts;
-// a window of the daily reconcile (CountWarehouse); and a worker's
+// a window of the daily reconcile (CountFact); and a worker's
 // gauges (app.RefreshGauges).
 func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInputs, take func(string), drop func()) error {
 	// As app sets it with the compaction on; only the audit reads it
@@ -447,8 +447,10 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 		return fmt.Errorf("model: append audit: %w", err)
 	}
 	take("audit")
+	// The daily reconcile's windows are whole hours, which group_by
+	// counts: each is compared with its fact rows alone (CountFact).
 	yesterday := now.Truncate(24*time.Hour).AddDate(0, 0, -1)
-	if _, err := wh.CountWindow(ctx, yesterday, yesterday.Add(time.Hour)); err != nil {
+	if _, err := wh.CountFact(ctx, yesterday, yesterday.Add(time.Hour)); err != nil {
 		return fmt.Errorf("model: reconcile's count: %w", err)
 	}
 	take("reconcile")
