@@ -622,7 +622,7 @@ func (s *stack) audit(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	run, err := s.ctl.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "ktpipe-chaos-audit", TaskQueue: s.ctl.TaskQueue},
-		workflows.Audit, workflows.AuditInput{Interval: time.Hour, Days: s.o.Days + 2, Tuning: s.o.Tuning})
+		workflows.Audit, workflows.AuditInput{Interval: time.Hour, Days: s.o.Days + 2, Recount: true, Tuning: s.o.Tuning})
 	if err != nil {
 		return fmt.Errorf("start the final audit: %w", err)
 	}

@@ -137,6 +137,10 @@ type AuditStatus struct {
 	CompletenessEnd    time.Time `json:"completeness_end"`
 	APICount           int64     `json:"api_count"`
 	WarehouseCount     int64     `json:"warehouse_count"`
+	// CountedAt is when the duplicates and the completeness count were
+	// taken: before AuditedAt when the audit carried them (nothing
+	// committed since); zero from an audit that did not say.
+	CountedAt time.Time `json:"counted_at,omitzero"`
 }
 
 // ReconcileStatus is the last completed Reconcile's totals.
@@ -317,7 +321,8 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 		a := audits[0]
 		s := &AuditStatus{AuditedAt: a.AuditedAt.UTC(), APINewest: a.APINewest, WarehouseNewest: a.WarehouseNewest,
 			FactDuplicateRatio: a.FactDuplicateRatio, SchemaViolations: a.SchemaViolations, CompletenessRatio: a.CompletenessRatio,
-			CompletenessStart: a.CompletenessStart, CompletenessEnd: a.CompletenessEnd, APICount: a.APICount, WarehouseCount: a.WarehouseCount}
+			CompletenessStart: a.CompletenessStart, CompletenessEnd: a.CompletenessEnd, APICount: a.APICount, WarehouseCount: a.WarehouseCount,
+			CountedAt: a.CountedAt.UTC()}
 		if a.LagKnown {
 			lag := a.IngestionLagSeconds
 			s.LagSeconds = &lag
@@ -514,7 +519,11 @@ func printStatus(out io.Writer, r StatusReport, now time.Time) {
 		fmt.Fprintf(tw, "lag\t%s; audited %s ago\n", lag, ago(now.Sub(a.AuditedAt)))
 		fmt.Fprintf(tw, "completeness\t%s of API events, %s .. %s (%d of %d)\n", pct(a.CompletenessRatio),
 			a.CompletenessStart.UTC().Format("01-02 15:04"), a.CompletenessEnd.UTC().Format("01-02 15:04"), a.WarehouseCount, a.APICount)
-		fmt.Fprintf(tw, "duplicates\t%s of fact rows\n", pct(a.FactDuplicateRatio))
+		counted := ""
+		if !a.CountedAt.IsZero() && a.CountedAt.Before(a.AuditedAt) {
+			counted = fmt.Sprintf(" (with completeness, counted %s ago: nothing committed since)", ago(now.Sub(a.CountedAt)))
+		}
+		fmt.Fprintf(tw, "duplicates\t%s of fact rows%s\n", pct(a.FactDuplicateRatio), counted)
 		fmt.Fprintf(tw, "violations\t%d in the last audit interval\n", a.SchemaViolations)
 	}
 	if rec := r.LastReconcile; rec != nil {

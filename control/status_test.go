@@ -127,8 +127,15 @@ func TestStatusHealthyExitsZero(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if strings.Contains(out.String(), "ALERTS") {
-		t.Errorf("healthy status lists alerts:\n%s", out.String())
+	if strings.Contains(out.String(), "ALERTS") || strings.Contains(out.String(), "counted") {
+		t.Errorf("healthy status lists alerts, or counts as carried:\n%s", out.String())
+	}
+	// An audit that carried its counts says how old they are.
+	fw.audits[0].CountedAt = statusNow.Add(-30 * time.Minute)
+	out.Reset()
+	Status(context.Background(), opts(ft, fw), &out)
+	if !strings.Contains(out.String(), "of fact rows (with completeness, counted 30m0s ago: nothing committed since)") {
+		t.Errorf("carried counts not said:\n%s", out.String())
 	}
 }
 

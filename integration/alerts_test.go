@@ -331,9 +331,10 @@ func (a *alertStack) checkCarried() {
 	}
 	last, before := rows[0], rows[1]
 	switch {
-	case !last.CompletenessEnd.Equal(before.CompletenessEnd) || last.AuditedAt.Truncate(24*time.Hour) != before.AuditedAt.Truncate(24*time.Hour):
+	case !last.CompletenessEnd.Equal(before.CompletenessEnd) || !last.AuditedAt.Truncate(24*time.Hour).Equal(before.AuditedAt.Truncate(24*time.Hour)):
 		a.t.Logf("the audit's hours moved on: it counted (at %s)", last.CountedAt)
-	case !last.CountedAt.Equal(before.CountedAt) || last.FactRows != before.FactRows || last.FactDuplicateRows != before.FactDuplicateRows:
+	case !last.CountedAt.Equal(before.CountedAt) || last.FactRows != before.FactRows || last.FactDuplicateRows != before.FactDuplicateRows ||
+		last.WarehouseCount != before.WarehouseCount:
 		a.t.Errorf("with nothing committed, the audit counted: %+v; want the counts of %+v", last, before)
 	}
 }

@@ -31,9 +31,13 @@ type AuditRow struct {
 	CountedAt time.Time
 	// CountedSince is the first day those fact figures cover, and
 	// CountedCommits the commit_log rows logged since it when they were
-	// taken: a later audit with the same two carries them.
+	// taken: a later audit with the same two carries them. CountedNewest
+	// is the newest event they found (fact and quarantine): the live
+	// view's, which WarehouseNewest may be, is measured by every audit,
+	// since its rows leave the view's window.
 	CountedSince   time.Time
 	CountedCommits int64
+	CountedNewest  time.Time
 	// LagKnown, on read, is false when the lag was NULL (no event on one
 	// side yet); IngestionLagSeconds is then 0.
 	LagKnown bool
@@ -78,8 +82,8 @@ type AuditWarehouseResult struct {
 	CompletenessCount int64 // fact + quarantine in the completeness window
 	// When the fact's figures and CompletenessCount were taken (see
 	// AuditRow).
-	CountedAt, CountedSince time.Time
-	CountedCommits          int64
+	CountedAt, CountedSince, CountedNewest time.Time
+	CountedCommits                         int64
 }
 
 // NewestInput asks for the API's newest event timestamp.

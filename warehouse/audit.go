@@ -71,14 +71,15 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 			return payload.AuditWarehouseResult{}, err
 		}
 		if carries(prev, in, commits) {
-			res.AuditMeasures = AuditMeasures{WarehouseNewest: prev.WarehouseNewest, FactRows: prev.FactRows, FactDuplicateRows: prev.FactDuplicateRows}
-			res.CompletenessCount, res.CountedAt = prev.WarehouseCount, prev.CountedAt
+			res.AuditMeasures = AuditMeasures{WarehouseNewest: prev.CountedNewest, FactRows: prev.FactRows, FactDuplicateRows: prev.FactDuplicateRows}
+			res.CompletenessCount, res.CountedAt, res.CountedNewest = prev.WarehouseCount, prev.CountedAt, prev.CountedNewest
 			return res, nil
 		}
 	}
 	if res.AuditMeasures, err = w.MeasureFact(ctx, since); err != nil {
 		return payload.AuditWarehouseResult{}, err
 	}
+	res.CountedNewest = res.WarehouseNewest // before the live view raises it
 	n, err := w.CountWindow(ctx, in.Completeness.Since, in.Completeness.Until)
 	if err != nil {
 		return payload.AuditWarehouseResult{}, err
@@ -90,8 +91,9 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 // carries says whether an audit may take prev's counts: prev counted
 // (a row of the version before does not say so), over the same days and
 // completeness hours, with as many commit_log rows as there are now.
-// prev's newest event may be the live view's, which only grows until
-// its rows are committed.
+// Only prev's newest of fact and quarantine is carried: the live view's
+// falls when a stalled compaction lets its rows age out of the view's
+// window, so every audit measures it (MeasureInterval).
 func carries(prev AuditRow, in payload.AuditWarehouseInput, commits int64) bool {
 	return !prev.CountedAt.IsZero() && prev.CountedSince.Equal(in.Scope.Since) && prev.CountedCommits == commits &&
 		prev.CompletenessStart.Equal(in.Completeness.Since) && prev.CompletenessEnd.Equal(in.Completeness.Until)
@@ -99,16 +101,20 @@ func carries(prev AuditRow, in payload.AuditWarehouseInput, commits int64) bool 
 
 // CountCommits counts the commit_log rows logged since since (its
 // partitions from since's date): every commit writes one in its
-// transaction and every convergence one after its deletes, so while the
-// count stays the same nothing ktpipe writes has changed fact_ai_event
-// or quarantine.
+// transaction, and so does every removal of doubled rows (removeDoubled),
+// so while the count stays the same no commit or removal has changed
+// fact_ai_event or quarantine.
 func (w *Warehouse) CountCommits(ctx context.Context, since time.Time) (int64, error) {
 	rows, err := w.query(ctx, "count commits", fmt.Sprintf("SELECT COUNT(*) AS n FROM %s WHERE logged_at >= @since", w.ref(schemas.TableCommits)),
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()})
 	if err != nil {
 		return 0, err
 	}
-	return strictInt(rows[0]["n"])
+	n, err := strictInt(rows[0]["n"])
+	if err != nil {
+		return 0, fmt.Errorf("count commits: %w", err)
+	}
+	return n, nil
 }
 
 // MeasureFact runs the audit's counts of what is committed, the fact and
@@ -234,7 +240,7 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 		t    time.Time
 	}{{"api_newest", r.APINewest}, {"warehouse_newest", r.WarehouseNewest}, {"interval_start", r.IntervalStart},
 		{"interval_end", r.IntervalEnd}, {"completeness_start", r.CompletenessStart}, {"completeness_end", r.CompletenessEnd},
-		{"counted_at", r.CountedAt}, {"counted_since", r.CountedSince}} {
+		{"counted_at", r.CountedAt}, {"counted_since", r.CountedSince}, {"counted_newest", r.CountedNewest}} {
 		params = append(params, ts(p.name, p.t)...)
 	}
 	params = append(params,
@@ -256,13 +262,13 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 	sql := fmt.Sprintf(`INSERT INTO %[1]s (audited_at, api_newest, warehouse_newest, ingestion_lag_seconds, fact_rows,
   fact_duplicate_rows, fact_duplicate_ratio, source_records, source_resends, source_resend_ratio, interval_start,
   interval_end, schema_violations, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio,
-  counted_at, counted_since, counted_commits)
+  counted_at, counted_since, counted_commits, counted_newest)
 SELECT @audited_at, %[2]s, %[3]s, IF(@has_api_newest, @lag, NULL), @fact_rows, @fact_dups, @fact_dup_ratio, @records, @resends, @resend_ratio,
-  %[4]s, %[5]s, @violations, %[6]s, %[7]s, @api_count, @wh_count, @completeness, %[8]s, %[9]s, IF(@has_counted_at, @counted_commits, NULL)
+  %[4]s, %[5]s, @violations, %[6]s, %[7]s, @api_count, @wh_count, @completeness, %[8]s, %[9]s, IF(@has_counted_at, @counted_commits, NULL), %[10]s
 FROM (SELECT 1 AS one) AS x
 WHERE NOT EXISTS (SELECT 1 FROM %[1]s a WHERE a.audited_at = @audited_at)`,
 		w.ref(schemas.TableAudit), t("api_newest"), t("warehouse_newest"), t("interval_start"), t("interval_end"),
-		t("completeness_start"), t("completeness_end"), t("counted_at"), t("counted_since"))
+		t("completeness_start"), t("completeness_end"), t("counted_at"), t("counted_since"), t("counted_newest"))
 	return w.exec(ctx, "append audit", sql, params...)
 }
 

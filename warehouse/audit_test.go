@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"cloud.google.com/go/bigquery"
 
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
@@ -165,63 +168,128 @@ func auditRowOf(at time.Time, in payload.AuditWarehouseInput, res payload.AuditW
 	return warehouse.AuditRow{AuditedAt: at, IntervalStart: in.Scope.IntervalStart, IntervalEnd: in.Scope.IntervalEnd,
 		CompletenessStart: in.Completeness.Since, CompletenessEnd: in.Completeness.Until,
 		WarehouseNewest: res.WarehouseNewest, FactRows: res.FactRows, FactDuplicateRows: res.FactDuplicateRows, WarehouseCount: res.CompletenessCount,
-		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits}
+		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits, CountedNewest: res.CountedNewest}
 }
 
 // An audit carries the hour's counts while nothing is committed: a row
 // written outside ktpipe shows only when an audit recounts, a commit
 // makes the next audit count, and so does the next completeness hour.
+// commit_log is read before the counts: a commit that lands between the
+// two is in the counts, and makes the next audit count again.
 func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
 	t.Parallel()
 	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
 	w := newWarehouseIn(t, ds)
 	ctx := context.Background()
-	now := time.Now().UTC().Truncate(time.Second)
-	hours := payload.Window{Since: now.Truncate(time.Hour).Add(-3 * time.Hour), Until: now.Truncate(time.Hour).Add(-time.Hour)}
+	// Audit times at noon, whatever the clock: an audit carries only the
+	// same day's counts.
+	noon := time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
+	hours := payload.Window{Since: noon.Add(-3 * time.Hour), Until: noon.Add(-time.Hour)}
 	ts := hours.Since.Add(30 * time.Minute).Format(time.RFC3339)
 	load(t, w, "load-a", 10, event(uuid(81), ts, "ada", "gpt-4o", "allow", "0.01"), event(uuid(82), ts, "ada", "gpt-4o", "allow", "0.01"))
-	seen := record(w)
+	var mu sync.Mutex
+	var counts []string   // the counting statements of the audit running
+	var beforeFact func() // run as the fact's count starts, once
+	w.SetStatementObserver(func(s warehouse.Statement) {
+		switch s.What {
+		case "audit fact", "audit quarantine", "count fact", "count quarantine":
+			mu.Lock()
+			counts = append(counts, s.What)
+			f := beforeFact
+			beforeFact = nil
+			mu.Unlock()
+			if s.What == "audit fact" && f != nil {
+				f()
+			}
+		}
+	})
 	// audit measures at the audit time at, and writes its row as the
-	// workflow does; counted says whether it took the fact's counts.
-	audit := func(at time.Time, hours payload.Window, recount bool) (res payload.AuditWarehouseResult, counted bool) {
+	// workflow does; counted lists the counting statements it ran.
+	audit := func(at time.Time, hours payload.Window, recount bool) (res payload.AuditWarehouseResult, counted []string) {
 		t.Helper()
-		before := len(seen())
-		in := payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: now.Truncate(24 * time.Hour).Add(-24 * time.Hour),
+		mu.Lock()
+		counts = nil
+		mu.Unlock()
+		in := payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: noon.Truncate(24 * time.Hour).Add(-24 * time.Hour),
 			IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours, Recount: recount}
 		res, err := w.MeasureAudit(ctx, in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range seen()[before:] {
-			counted = counted || s.What == "audit fact"
-		}
 		if err := w.AppendAudit(ctx, auditRowOf(at, in, res)); err != nil {
 			t.Fatal(err)
 		}
-		return res, counted
+		mu.Lock()
+		defer mu.Unlock()
+		return res, counts
 	}
-	check := func(step string, res payload.AuditWarehouseResult, counted bool, wantCounted bool, countedAt time.Time, rows, dups, window int64) {
+	all := "[audit fact audit quarantine count fact count quarantine]"
+	check := func(step string, res payload.AuditWarehouseResult, counted []string, wantCounted string, countedAt time.Time, rows, dups, window int64) {
 		t.Helper()
-		if counted != wantCounted || !res.CountedAt.Equal(countedAt) || res.FactRows != rows || res.FactDuplicateRows != dups || res.CompletenessCount != window {
-			t.Errorf("%s: counted %v at %s, %d fact rows, %d duplicates, %d in the hours; want counted %v at %s, %d, %d, %d", step,
+		if fmt.Sprint(counted) != wantCounted || !res.CountedAt.Equal(countedAt) || res.FactRows != rows || res.FactDuplicateRows != dups || res.CompletenessCount != window {
+			t.Errorf("%s: counted %v at %s, %d fact rows, %d duplicates, %d in the hours; want counted %s at %s, %d, %d, %d", step,
 				counted, res.CountedAt, res.FactRows, res.FactDuplicateRows, res.CompletenessCount, wantCounted, countedAt, rows, dups, window)
 		}
 	}
-	t1, t2, t3, t4, t5 := now, now.Add(time.Second), now.Add(2*time.Second), now.Add(3*time.Second), now.Add(4*time.Second)
-	res, counted := audit(t1, hours, false)
-	check("the first audit", res, counted, true, t1, 2, 0, 2)
+	at := func(i int) time.Time { return noon.Add(time.Duration(i) * time.Second) }
+	res, counted := audit(at(1), hours, false)
+	check("the first audit", res, counted, all, at(1), 2, 0, 2)
 	// A copy written outside ktpipe: commit_log does not see it.
 	copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", uuid(81), "outside-ktpipe")
-	res, counted = audit(t2, hours, false)
-	check("nothing committed since", res, counted, false, t1, 2, 0, 2)
-	res, counted = audit(t3, hours, true)
-	check("a recount", res, counted, true, t3, 3, 1, 3)
+	res, counted = audit(at(2), hours, false)
+	check("nothing committed since", res, counted, "[]", at(1), 2, 0, 2)
+	res, counted = audit(at(3), hours, true)
+	check("a recount", res, counted, all, at(3), 3, 1, 3)
 	load(t, w, "load-b", 10, event(uuid(83), ts, "ada", "gpt-4o", "allow", "0.01"))
-	res, counted = audit(t4, hours, false)
-	check("after a commit", res, counted, true, t4, 4, 1, 4)
+	res, counted = audit(at(4), hours, false)
+	check("after a commit", res, counted, all, at(4), 4, 1, 4)
+	// A commit between the read of commit_log and the counts.
+	mu.Lock()
+	beforeFact = func() { load(t, w, "load-c", 10, event(uuid(84), ts, "ada", "gpt-4o", "allow", "0.01")) }
+	mu.Unlock()
+	res, counted = audit(at(5), hours, true)
+	check("a commit while counting", res, counted, all, at(5), 5, 1, 5)
+	res, counted = audit(at(6), hours, false)
+	check("the audit after it", res, counted, all, at(6), 5, 1, 5)
 	next := payload.Window{Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)}
-	res, counted = audit(t5, next, false)
-	check("the next hours", res, counted, true, t5, 4, 1, 0)
+	res, counted = audit(at(7), next, false)
+	check("the next hours", res, counted, all, at(7), 5, 1, 0)
+}
+
+// A carried audit measures the live view's newest afresh: when the live
+// rows leave the view's window (a stalled compaction), the newest falls
+// back to what fact and quarantine hold, and the lag shows.
+func TestACarriedAuditMeasuresTheLiveViewAfresh(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	committed := now.Add(-2 * time.Hour)
+	load(t, w, "load-fact", 10, event(uuid(91), committed.Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
+	live := now.Add(-time.Minute)
+	// Streamed 10 minutes ago: in a 2-hour window, out of a 5-minute one.
+	streamLive(t, w, "load-live", time.Now().Add(-10*time.Minute), event(uuid(92), live.Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
+	w.SetLiveWindow(2 * time.Hour)
+	hours := payload.Window{Since: now.Truncate(time.Hour).Add(-3 * time.Hour), Until: now.Truncate(time.Hour)}
+	in := func(at time.Time) payload.AuditWarehouseInput {
+		return payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: now.Truncate(24 * time.Hour).Add(-24 * time.Hour),
+			IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours}
+	}
+	first, err := w.MeasureAudit(ctx, in(now))
+	if err != nil || !first.WarehouseNewest.Equal(live) || !first.CountedNewest.Equal(committed) {
+		t.Fatalf("first audit: newest %s, counted newest %s (%v); want the live row's %s and fact's %s", first.WarehouseNewest, first.CountedNewest, err, live, committed)
+	}
+	if err := w.AppendAudit(ctx, auditRowOf(now, in(now), first)); err != nil {
+		t.Fatal(err)
+	}
+	// The live row leaves the view's window, and nothing commits.
+	w.SetLiveWindow(5 * time.Minute)
+	later := now.Add(time.Second)
+	res, err := w.MeasureAudit(ctx, in(later))
+	if err != nil || !res.CountedAt.Equal(now) || !res.WarehouseNewest.Equal(committed) {
+		t.Fatalf("carried audit: counted at %s, newest %s (%v); want carried from %s, newest fact's %s", res.CountedAt, res.WarehouseNewest, err, now, committed)
+	}
 }
 
 // carries holds each condition: a row that counted, the same days, the
@@ -253,5 +321,26 @@ func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {
 		if warehouse.Carries(r, in, n) {
 			t.Errorf("%s: carried, want counted", name)
 		}
+	}
+}
+
+// Parameters go in the order the SQL first names them (a name that is a
+// prefix of another is still told apart); one the SQL does not name
+// goes last.
+func TestParametersInSQLOrder(t *testing.T) {
+	p := func(names ...string) []bigquery.QueryParameter {
+		var ps []bigquery.QueryParameter
+		for _, n := range names {
+			ps = append(ps, bigquery.QueryParameter{Name: n})
+		}
+		return ps
+	}
+	got := warehouse.InSQLOrder("SELECT @from_ts, IF(@has, @from, NULL) WHERE x >= @from_ts AND y = @has", p("unused", "from", "has", "from_ts"))
+	var names []string
+	for _, q := range got {
+		names = append(names, q.Name)
+	}
+	if fmt.Sprint(names) != "[from_ts has from unused]" {
+		t.Errorf("order %v, want [from_ts has from unused]", names)
 	}
 }

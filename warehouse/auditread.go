@@ -20,11 +20,10 @@ func (w *Warehouse) AuditHistory(ctx context.Context, since time.Time, limit int
 	if limit <= 0 || limit > MaxAuditRows {
 		limit = MaxAuditRows
 	}
-	rows, err := w.query(ctx, "read audit", fmt.Sprintf(`SELECT audited_at, api_newest, warehouse_newest,
-  ingestion_lag_seconds, fact_rows, fact_duplicate_rows, fact_duplicate_ratio, source_records, source_resends, source_resend_ratio, schema_violations,
-  interval_start, interval_end, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio,
-  counted_at, counted_since, counted_commits
-FROM %s WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT %d`, w.ref(schemas.TableAudit), limit),
+	// Every column, by name: a column a newer version added that this
+	// dataset lacks yet (a CLI upgraded before the workers that migrate
+	// it) reads as zero, not as an error.
+	rows, err := w.query(ctx, "read audit", fmt.Sprintf(`SELECT * FROM %s WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT %d`, w.ref(schemas.TableAudit), limit),
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()})
 	if err != nil {
 		return nil, err
@@ -38,7 +37,8 @@ FROM %s WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT %d`, w.ref(sch
 			SchemaViolations: asInt(r["schema_violations"]), IntervalStart: asTime(r["interval_start"]), IntervalEnd: asTime(r["interval_end"]),
 			CompletenessStart: asTime(r["completeness_start"]), CompletenessEnd: asTime(r["completeness_end"]),
 			APICount: asInt(r["api_count"]), WarehouseCount: asInt(r["warehouse_count"]), CompletenessRatio: asFloat(r["completeness_ratio"]),
-			CountedAt: asTime(r["counted_at"]), CountedSince: asTime(r["counted_since"]), CountedCommits: asInt(r["counted_commits"])}
+			CountedAt: asTime(r["counted_at"]), CountedSince: asTime(r["counted_since"]), CountedCommits: asInt(r["counted_commits"]),
+			CountedNewest: asTime(r["counted_newest"])}
 		out = append(out, a)
 	}
 	return out, nil

@@ -94,7 +94,7 @@ func migrations() []migration {
 		}},
 		// NULL in old rows: the next audit counts rather than carry.
 		{"schema_audit_counted", map[string][]backfillColumn{
-			schemas.TableAudit: {{"counted_at", "", true}, {"counted_since", "", true}, {"counted_commits", "", true}},
+			schemas.TableAudit: {{"counted_at", "", true}, {"counted_since", "", true}, {"counted_commits", "", true}, {"counted_newest", "", true}},
 		}},
 	}
 }

@@ -22,3 +22,7 @@ func (w *Warehouse) CommitSets(loads []LoadChunks) (sets [][]LoadChunks, scriptB
 
 // Carries is carries: whether an audit takes an earlier one's counts.
 var Carries = carries
+
+// InSQLOrder is inSQLOrder: the order a statement's parameters are
+// passed in.
+var InSQLOrder = inSQLOrder

@@ -415,7 +415,7 @@ func (w *Warehouse) commitTransaction(ctx context.Context, todo []LoadChunks) er
 	start := func(id string) (*bigquery.Job, error) {
 		w.observed(Statement{What: "commit batch", SQL: script})
 		q := w.bq.Query(script)
-		q.Parameters = params
+		q.Parameters = inSQLOrder(script, params)
 		q.Location = w.location
 		q.JobID = id
 		return q.Run(ctx)
@@ -828,6 +828,13 @@ WHERE x.quarantined_at >= @quarantine_since
 	if script == "" {
 		return overlapped, nil
 	}
+	// A row in commit_log, in the removal's transaction: the audit carries
+	// its counts while commit_log gains no row (MeasureAudit). The set's
+	// own key and a 'removed' row leave mustLook and the unconverged sets
+	// as they were.
+	script += fmt.Sprintf("INSERT INTO %s (commit_set, what, ledger_rows, chunks_added, logged_at) SELECT @commit_set, 'removed', 0, 0, CURRENT_TIMESTAMP();\n",
+		w.ref(schemas.TableCommits))
+	fix = append(fix, bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)})
 	return overlapped, w.exec(ctx, "remove doubled rows of "+describe(loads), "BEGIN TRANSACTION;\n"+script+"COMMIT TRANSACTION;\n", fix...)
 }
 

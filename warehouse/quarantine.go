@@ -69,11 +69,11 @@ LIMIT @limit`, w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(
 	w.observed(Statement{What: "read quarantine", SQL: sql})
 	q := w.bq.Query(sql)
 	q.Location = w.location
-	q.Parameters = []bigquery.QueryParameter{
+	q.Parameters = inSQLOrder(sql, []bigquery.QueryParameter{
 		{Name: "after", Value: f.After}, {Name: "rule", Value: f.Rule}, {Name: "windowed", Value: windowed},
 		{Name: "since", Value: since}, {Name: "until", Value: until}, {Name: "lo", Value: lo}, {Name: "hi", Value: hi},
 		{Name: "limit", Value: int64(f.Limit)},
-	}
+	})
 	it, err := q.Read(ctx)
 	if err != nil {
 		return fmt.Errorf("read quarantine: %w", err)

@@ -578,6 +578,12 @@ func TestOverlappingLoadsConvergeToOneRowPerID(t *testing.T) {
 	if err := rows.Next(&r); err != nil || r[0] != "load-a" {
 		t.Fatalf("kept row of %v (%v), want load-a", r, err)
 	}
+	// The removal logs itself in commit_log, under load-m's set, so an
+	// audit carrying its counts sees that fact changed.
+	if got := fmt.Sprint(queryRows(t, fmt.Sprintf("SELECT COUNT(*) FROM `%[1]s.%[2]s.%[3]s` r JOIN `%[1]s.%[2]s.%[3]s` c ON c.commit_set = r.commit_set AND c.what = 'commit' WHERE r.what = 'removed'",
+		project, ds, schemas.TableCommits))); got != "[[1]]" {
+		t.Errorf("commit_log's removed rows of a committed set: %s, want [[1]]", got)
+	}
 }
 
 func TestConcurrentCommitsOfOneChunkLandItOnce(t *testing.T) {

@@ -128,7 +128,7 @@ func Audit(ctx workflow.Context, in AuditInput) (payload.AuditRow, error) {
 // divide by.
 func fillAudit(row *payload.AuditRow, wh payload.AuditWarehouseResult) {
 	row.WarehouseNewest = wh.WarehouseNewest
-	row.CountedAt, row.CountedSince, row.CountedCommits = wh.CountedAt, wh.CountedSince, wh.CountedCommits
+	row.CountedAt, row.CountedSince, row.CountedCommits, row.CountedNewest = wh.CountedAt, wh.CountedSince, wh.CountedCommits, wh.CountedNewest
 	if !row.APINewest.IsZero() {
 		base := wh.WarehouseNewest
 		if base.IsZero() {

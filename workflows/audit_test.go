@@ -34,7 +34,7 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 		asked = in
 		return payload.AuditWarehouseResult{AuditMeasures: payload.AuditMeasures{WarehouseNewest: whNewest, FactRows: 2000, FactDuplicateRows: 1,
 			SourceRecords: 100, SourceResends: 5, SchemaViolations: 2}, CompletenessCount: 999,
-			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42}, nil
+			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42, CountedNewest: whNewest}, nil
 	}).Once()
 	env.OnActivity(payload.NewestSourceEvent, mock.Anything, mock.MatchedBy(func(in payload.NewestInput) bool { return in.After.Equal(whNewest) })).Return(apiNewest, nil).Once()
 	env.OnActivity(payload.CountSource, mock.Anything, payload.Window{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)}).Return(int64(1000), nil).Once()
@@ -49,8 +49,27 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	if !asked.Recount {
 		t.Error("the warehouse was not asked to recount")
 	}
-	if !written.CountedAt.Equal(counted) || !written.CountedSince.Equal(asked.Scope.Since) || written.CountedCommits != 42 {
-		t.Errorf("counted at %s since %s with %d commits; want the warehouse's %s, %s, 42", written.CountedAt, written.CountedSince, written.CountedCommits, counted, asked.Scope.Since)
+	// The schedule's audit (no Recount) lets the warehouse carry counts.
+	env = s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(acts)
+	env.SetStartTime(now)
+	env.OnActivity(payload.AuditWarehouse, mock.Anything, mock.Anything).Return(func(_ context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
+		asked = in
+		return payload.AuditWarehouseResult{}, nil
+	}).Once()
+	env.OnActivity(payload.NewestSourceEvent, mock.Anything, mock.Anything).Return(time.Time{}, nil).Once()
+	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(0), nil).Once()
+	env.OnActivity(payload.WriteAudit, mock.Anything, mock.Anything).Return(nil).Once()
+	env.ExecuteWorkflow(workflows.Audit, workflows.AuditInput{})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if asked.Recount {
+		t.Error("the scheduled audit asked the warehouse to recount")
+	}
+	if !written.CountedAt.Equal(counted) || !written.CountedSince.Equal(asked.Scope.Since) || written.CountedCommits != 42 || !written.CountedNewest.Equal(whNewest) {
+		t.Errorf("counted at %s since %s with %d commits, newest %s; want the warehouse's %s, %s, 42, %s", written.CountedAt, written.CountedSince,
+			written.CountedCommits, written.CountedNewest, counted, asked.Scope.Since, whNewest)
 	}
 	if written.IngestionLagSeconds != 400 {
 		t.Errorf("lag %v s, want 400 (API newest - warehouse newest)", written.IngestionLagSeconds)

@@ -428,10 +428,14 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 	if err != nil {
 		return fmt.Errorf("model: count commits: %w", err)
 	}
+	// The audit before, on the same day (an audit carries only its day's).
 	counted := now.Add(-in.AuditEvery)
+	if day := now.Truncate(24 * time.Hour); counted.Before(day) {
+		counted = day
+	}
 	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: counted, WarehouseNewest: m.WarehouseNewest, FactRows: m.FactRows,
 		CompletenessStart: audit.Completeness.Since, CompletenessEnd: audit.Completeness.Until,
-		CountedAt: counted, CountedSince: audit.Scope.Since, CountedCommits: commits}); err != nil {
+		CountedAt: counted, CountedSince: audit.Scope.Since, CountedCommits: commits, CountedNewest: m.WarehouseNewest}); err != nil {
 		return fmt.Errorf("model: append audit: %w", err)
 	}
 	drop()

@@ -372,10 +372,12 @@ func Tables() []TableSpec {
 				opt("completeness_ratio", float64Type),
 				// When the fact's figures and warehouse_count were taken
 				// (this audit or one it carries them from), the first
-				// day they cover, and commit_log's rows since then.
+				// day they cover, commit_log's rows since then, and the
+				// newest event of fact and quarantine they found.
 				opt("counted_at", bigquery.TimestampFieldType),
 				opt("counted_since", bigquery.TimestampFieldType),
 				opt("counted_commits", bigquery.IntegerFieldType),
+				opt("counted_newest", bigquery.TimestampFieldType),
 			},
 		},
 	}
