@@ -151,7 +151,7 @@ type ReconcileStatus struct {
 	Since      time.Time `json:"since"`
 	Until      time.Time `json:"until"`
 	Source     int64     `json:"source"`
-	Warehouse  int64     `json:"warehouse"` // fact + quarantined
+	Warehouse  int64     `json:"warehouse"` // fact + quarantined (fact alone against group_by's counts)
 	Ratio      float64   `json:"ratio"`
 	Gaps       int       `json:"gaps"`
 	URL        string    `json:"url"`

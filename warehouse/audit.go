@@ -89,13 +89,15 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 }
 
 // carries says whether an audit may take prev's counts: prev counted
-// (a row of the version before does not say so), over the same days and
-// completeness hours, with as many commit_log rows as there are now.
+// (a row of the version before does not say so) and found an event (an
+// empty warehouse costs nothing to count, and a zero newest carried
+// would read as a month's lag), over the same days and completeness
+// hours, with as many commit_log rows as there are now.
 // Only prev's newest of fact and quarantine is carried: the live view's
 // falls when a stalled compaction lets its rows age out of the view's
 // window, so every audit measures it (MeasureInterval).
 func carries(prev AuditRow, in payload.AuditWarehouseInput, commits int64) bool {
-	return !prev.CountedAt.IsZero() && prev.CountedSince.Equal(in.Scope.Since) && prev.CountedCommits == commits &&
+	return !prev.CountedAt.IsZero() && !prev.CountedNewest.IsZero() && prev.CountedSince.Equal(in.Scope.Since) && prev.CountedCommits == commits &&
 		prev.CompletenessStart.Equal(in.Completeness.Since) && prev.CompletenessEnd.Equal(in.Completeness.Until)
 }
 

@@ -271,24 +271,26 @@ func TestACarriedAuditMeasuresTheLiveViewAfresh(t *testing.T) {
 	// Streamed 10 minutes ago: in a 2-hour window, out of a 5-minute one.
 	streamLive(t, w, "load-live", time.Now().Add(-10*time.Minute), event(uuid(92), live.Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
 	w.SetLiveWindow(2 * time.Hour)
-	hours := payload.Window{Since: now.Truncate(time.Hour).Add(-3 * time.Hour), Until: now.Truncate(time.Hour)}
+	// Audit times at noon, whatever the clock (an audit carries only the
+	// same day's counts); the live view's window is the clock's.
+	noon := now.Truncate(24 * time.Hour).Add(12 * time.Hour)
+	hours := payload.Window{Since: noon.Add(-3 * time.Hour), Until: noon}
 	in := func(at time.Time) payload.AuditWarehouseInput {
-		return payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: now.Truncate(24 * time.Hour).Add(-24 * time.Hour),
+		return payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: committed.Truncate(24 * time.Hour).Add(-24 * time.Hour),
 			IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours}
 	}
-	first, err := w.MeasureAudit(ctx, in(now))
+	first, err := w.MeasureAudit(ctx, in(noon))
 	if err != nil || !first.WarehouseNewest.Equal(live) || !first.CountedNewest.Equal(committed) {
 		t.Fatalf("first audit: newest %s, counted newest %s (%v); want the live row's %s and fact's %s", first.WarehouseNewest, first.CountedNewest, err, live, committed)
 	}
-	if err := w.AppendAudit(ctx, auditRowOf(now, in(now), first)); err != nil {
+	if err := w.AppendAudit(ctx, auditRowOf(noon, in(noon), first)); err != nil {
 		t.Fatal(err)
 	}
 	// The live row leaves the view's window, and nothing commits.
 	w.SetLiveWindow(5 * time.Minute)
-	later := now.Add(time.Second)
-	res, err := w.MeasureAudit(ctx, in(later))
-	if err != nil || !res.CountedAt.Equal(now) || !res.WarehouseNewest.Equal(committed) {
-		t.Fatalf("carried audit: counted at %s, newest %s (%v); want carried from %s, newest fact's %s", res.CountedAt, res.WarehouseNewest, err, now, committed)
+	res, err := w.MeasureAudit(ctx, in(noon.Add(time.Second)))
+	if err != nil || !res.CountedAt.Equal(noon) || !res.WarehouseNewest.Equal(committed) {
+		t.Fatalf("carried audit: counted at %s, newest %s (%v); want carried from %s, newest fact's %s", res.CountedAt, res.WarehouseNewest, err, noon, committed)
 	}
 }
 
@@ -300,12 +302,13 @@ func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {
 	hours := payload.Window{Since: day.Add(7 * time.Hour), Until: day.Add(10 * time.Hour)}
 	in := payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: day.Add(-24 * time.Hour)}, Completeness: hours}
 	prev := warehouse.AuditRow{CountedAt: day.Add(11 * time.Hour), CountedSince: in.Scope.Since, CountedCommits: 7,
-		CompletenessStart: hours.Since, CompletenessEnd: hours.Until}
+		CountedNewest: day.Add(10 * time.Hour), CompletenessStart: hours.Since, CompletenessEnd: hours.Until}
 	if !warehouse.Carries(prev, in, 7) {
 		t.Fatal("the same days, hours and commits: want carried")
 	}
 	for name, change := range map[string]func(r *warehouse.AuditRow, in *payload.AuditWarehouseInput, commits *int64){
 		"a row of the version before": func(r *warehouse.AuditRow, _ *payload.AuditWarehouseInput, _ *int64) { r.CountedAt = time.Time{} },
+		"no event found":              func(r *warehouse.AuditRow, _ *payload.AuditWarehouseInput, _ *int64) { r.CountedNewest = time.Time{} },
 		"another first day":           func(_ *warehouse.AuditRow, in *payload.AuditWarehouseInput, _ *int64) { in.Scope.Since = day },
 		"a commit since":              func(_ *warehouse.AuditRow, _ *payload.AuditWarehouseInput, n *int64) { *n = 8 },
 		"commit_log expired":          func(_ *warehouse.AuditRow, _ *payload.AuditWarehouseInput, n *int64) { *n = 6 },

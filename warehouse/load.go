@@ -829,9 +829,11 @@ WHERE x.quarantined_at >= @quarantine_since
 		return overlapped, nil
 	}
 	// A row in commit_log, in the removal's transaction: the audit carries
-	// its counts while commit_log gains no row (MeasureAudit). The set's
-	// own key and a 'removed' row leave mustLook and the unconverged sets
-	// as they were.
+	// its counts while commit_log gains no row (MeasureAudit). mustLook
+	// reads only 'commit' rows and the unconverged sets only 'converged'
+	// ones, under the set's own key, which its 'commit' row already put
+	// in commit_log (one older than commitLogWindow is brought back into
+	// it until the set converges).
 	script += fmt.Sprintf("INSERT INTO %s (commit_set, what, ledger_rows, chunks_added, logged_at) SELECT @commit_set, 'removed', 0, 0, CURRENT_TIMESTAMP();\n",
 		w.ref(schemas.TableCommits))
 	fix = append(fix, bigquery.QueryParameter{Name: "commit_set", Value: setKey(loads)})

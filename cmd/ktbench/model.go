@@ -242,6 +242,8 @@ var costRules = []costRule{
 		[]tableRead{{"quarantine", []string{"record_key", "load_id", "quarantined_at"}, scopeWindow}, {"qstg", []string{"record_hash"}, scopeChunk}}, "", false},
 	{"converge: delete doubled quarantine", rx(`DELETE FROM quarantine x WHERE`),
 		[]tableRead{{"quarantine", []string{"record_key", "load_id", "quarantined_at"}, scopeWindow}, {"quarantine_dups", nil, scopeSmall}}, "quarantine", true},
+	{"converge: log the removal", rx(`INSERT INTO commit_log \(commit_set, what, ledger_rows, chunks_added, logged_at\) SELECT @commit_set, 'removed', 0, 0, CURRENT_TIMESTAMP\(\)$`),
+		nil, "commit_log", false},
 	{"count rows (stage, dimension load check)", rx(`SELECT COUNT\(\*\) AS n FROM (stg|qstg|dim_\w+)$`), nil, "", false},
 	{"read ledger", rx(`SELECT load_id, chunk FROM load_ledger WHERE load_id IN UNNEST\(@load_ids\)$`),
 		[]tableRead{{"load_ledger", []string{"chunk", "load_id"}, scopeSmall}}, "", false},

@@ -162,6 +162,16 @@ func TestModelRefusesAStatementWithoutRule(t *testing.T) {
 	}
 }
 
+// A removal of doubled rows logs itself in commit_log (not in the run,
+// which doubles nothing): the model has its rule for the statement, as
+// splitScript hands it over.
+func TestModelHasTheRemovalsLogRule(t *testing.T) {
+	r, err := ruleFor("INSERT INTO `p.d.commit_log` (commit_set, what, ledger_rows, chunks_added, logged_at) SELECT @commit_set, 'removed', 0, 0, CURRENT_TIMESTAMP()")
+	if err != nil || r.Name != "converge: log the removal" || r.Target != "commit_log" {
+		t.Fatalf("rule %+v (%v)", r, err)
+	}
+}
+
 func TestSplitScriptAndNormalize(t *testing.T) {
 	parts := splitScript("BEGIN TRANSACTION;\n" + factAntiJoinSQL + ";\n" + factInsertSQL + ";\nCOMMIT TRANSACTION;\n")
 	if len(parts) != 2 {

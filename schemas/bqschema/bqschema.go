@@ -273,7 +273,7 @@ func Tables() []TableSpec {
 			// only when the ledger has grown since its transaction began,
 			// or another commit has not finished its own look.
 			Name:                schemas.TableCommits,
-			Description:         "Per commit: 'commit', written by its transaction (load_ledger's rows as it began plus those it added, and how many it added), and 'converged', once it has looked for rows doubled beside it or found it need not, or later commits' looks have covered all its chunks (commit_looks). Partitions expire after 8 days.",
+			Description:         "Per commit: 'commit', written by its transaction (load_ledger's rows as it began plus those it added, and how many it added), and 'converged', once it has looked for rows doubled beside it or found it need not, or later commits' looks have covered all its chunks (commit_looks); 'removed', written by the transaction that removed rows doubled beside it. The audit carries its counts while no row is added. Partitions expire after 8 days.",
 			PartitionField:      "logged_at",
 			PartitionExpiration: 8 * 24 * time.Hour,
 			Schema: bigquery.Schema{
