@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ktpipe/ktpipe/control"
+	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
 )
 
@@ -26,5 +27,22 @@ func TestPrintReconcileMarksTheQuarantineNotCounted(t *testing.T) {
 	}
 	if row := strings.Fields(strings.Split(counted.String(), "\n")[1]); len(row) != 6 || row[4] != "3" {
 		t.Errorf("count=true row %q, want the quarantined column 3\n%s", row, counted.String())
+	}
+}
+
+// An audit's row printed: whether its counts were taken or carried.
+func TestPrintAuditSaysWhetherItCounted(t *testing.T) {
+	at := time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
+	row := warehouse.AuditRow{AuditedAt: at, CountedAt: at, FactRows: 100, FactDuplicateRows: 1, APICount: 50, WarehouseCount: 49,
+		CompletenessStart: at.Add(-4 * time.Hour).Truncate(time.Hour), CompletenessEnd: at.Add(-time.Hour).Truncate(time.Hour), IngestionLagSeconds: 12}
+	var out bytes.Buffer
+	if err := control.PrintAudit(&out, row); err != nil || out.String() !=
+		"audited at 2026-12-01T09:30:00Z: lag 12s; duplicates 1 of 100 fact rows; completeness 49 of 50 API events, 12-01 05:00 .. 12-01 08:00 (counted now); 0 schema violations\n" {
+		t.Errorf("counted: %q %v", out.String(), err)
+	}
+	row.CountedAt = at.Add(-20 * time.Minute)
+	out.Reset()
+	if err := control.PrintAudit(&out, row); err != nil || !strings.Contains(out.String(), "(carried from the audit of 2026-12-01T09:10:00Z: nothing committed since)") {
+		t.Errorf("carried: %q %v", out.String(), err)
 	}
 }

@@ -72,6 +72,16 @@ func (c *Control) ApplyCompactSchedule(ctx context.Context, every time.Duration,
 		workflows.Compact, in, "compact", paused)
 }
 
+// StartAudit starts an audit now, as the audit schedule's are (with
+// in.Recount, one that takes every count afresh), and returns its run.
+// Its id is the task queue's and the second's, so the same command run
+// twice in a second attaches to the one audit.
+func (c *Control) StartAudit(ctx context.Context, in workflows.AuditInput) (client.WorkflowRun, error) {
+	in.Tuning = c.tuning(in.Tuning)
+	id := c.AuditScheduleID() + "-now-" + time.Now().UTC().Format("20060102T150405Z")
+	return c.start(ctx, id, "audit", "audit now", time.Time{}, time.Time{}, workflows.Audit, in)
+}
+
 // TriggerCompaction starts a compaction now (or returns the one running)
 // and returns its workflow id.
 func (c *Control) TriggerCompaction(ctx context.Context) (string, error) {

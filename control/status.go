@@ -337,7 +337,7 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 				"%d records quarantined in the last audit interval", a.SchemaViolations)
 		}
 		if a.FactDuplicateRatio > MaxDuplicateRatio {
-			alert("KtpipeDuplicateEvents", "ktpipe reports (dq_duplicate_rate); file a bug: the fact table must hold each event id once",
+			alert("KtpipeDuplicateEvents", "ktpipe reports (dq_duplicate_rate); file a bug: the fact table must hold each event id once; after a fix, ktpipe schedule audit --recount --wait",
 				"fact duplicate ratio %s > %s (%d rows)", pct(a.FactDuplicateRatio), pct(MaxDuplicateRatio), a.FactDuplicateRows)
 		}
 		if a.CompletenessRatio < MinCompleteness {

@@ -158,6 +158,21 @@ func TestStarterCLI(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("ktpipe status:\n%s", out)
+
+	// An audit now: with --recount it counts; the next one, with nothing
+	// committed since, carries those counts (unless its hours moved on).
+	hours := regexp.MustCompile(`API events, (.+?) \(`)
+	first := mustRun("schedule", "audit", "--recount", "--wait")
+	if !strings.Contains(first, "(counted now)") || !strings.Contains(first, "duplicates 0 of ") {
+		t.Fatalf("schedule audit --recount: %s", first)
+	}
+	second := mustRun("schedule", "audit", "--wait")
+	t.Logf("ktpipe schedule audit:\n%s%s", first, second)
+	if a, b := hours.FindStringSubmatch(first), hours.FindStringSubmatch(second); a == nil || b == nil {
+		t.Fatalf("schedule audit: no completeness hours in %q, %q", first, second)
+	} else if a[1] == b[1] && !strings.Contains(second, "carried from the audit of ") {
+		t.Fatalf("schedule audit with nothing committed since the last: %s", second)
+	}
 }
 
 // factNewest is the newest event in the fact table.
