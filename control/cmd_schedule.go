@@ -32,7 +32,7 @@ func (c *CLI) dialed(body func(ctx context.Context, ctl *Control) error) func(*c
 func (c *CLI) scheduleCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "schedule",
-		Short: "Apply, pause, trigger and describe the hourly pull's schedule (and the clean-up and history schedules)",
+		Short: "Apply, pause, trigger and describe the hourly pull's schedule (and the clean-up and history schedules); run the compaction or an audit now",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return usagef("schedule: want apply, pause, unpause, trigger, compact, audit, describe or backfill-history")
@@ -145,19 +145,26 @@ func (c *CLI) scheduleApplyCmd() *cobra.Command {
 // startedRun reports the run a command started: its id, and with wait
 // its result, printed by show (or both as JSON).
 func startedRun[R any](ctx context.Context, c *CLI, ctl *Control, what, id string, wait bool, show func(R) error) error {
+	return startedRunAs(ctx, c, ctl, what, id, wait, show, func(r R) R { return r })
+}
+
+// startedRunAs is startedRun whose JSON result is asJSON's of the
+// workflow's.
+func startedRunAs[R, J any](ctx context.Context, c *CLI, ctl *Control, what, id string, wait bool, show func(R) error, asJSON func(R) J) error {
 	if !c.json() {
 		fmt.Fprintf(c.Stdout, "started %s\n", id)
 	}
 	out := struct {
 		WorkflowID string `json:"workflowId"`
-		Result     *R     `json:"result,omitempty"`
+		Result     *J     `json:"result,omitempty"`
 	}{WorkflowID: id}
 	if wait {
 		var res R
 		if err := ctl.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
 			return fmt.Errorf("%s %s: %w", what, id, err)
 		}
-		out.Result = &res
+		j := asJSON(res)
+		out.Result = &j
 		if !c.json() {
 			return show(res)
 		}
@@ -195,39 +202,31 @@ func (c *CLI) scheduleCompactCmd() *cobra.Command {
 	return cmd
 }
 
-// auditInput is the audit schedule's input: its interval, and the
-// completeness hours' delay from the pull's and compaction's intervals.
-func auditInput(m config.Metrics, p config.Pipeline, pullInterval time.Duration) workflows.AuditInput {
-	return workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: workflows.CompletenessDelayFor(pullInterval, p.CompactEvery)}
-}
-
 func (c *CLI) scheduleAuditCmd() *cobra.Command {
 	var wait, recount bool
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Run an audit now, as the audit schedule does; --recount takes every count afresh (after a fix made outside ktpipe)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			ctl, p, err := c.control(ctx)
+		Short: "Run an audit now (or follow the one running)",
+		Long: `Run the audit schedule's audit now, or follow the one running. With
+--recount, start an audit with the schedule's input that takes every count
+afresh rather than carry the duplicate and completeness counts of the
+hour's audit before: after a fix made to the warehouse outside ktpipe. Its
+run is not the schedule's, so schedule describe does not list it.`,
+		Args: cobra.NoArgs,
+		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
+			start := ctl.TriggerAudit
+			if recount {
+				start = ctl.StartRecount
+			}
+			id, err := start(ctx)
 			if err != nil {
 				return err
 			}
-			defer ctl.Client.Close()
-			var m config.Metrics
-			if err := c.load(ctx, &m); err != nil {
-				return err
-			}
-			in := auditInput(m, p, p.ScheduleInterval)
-			in.Recount = recount
-			run, err := ctl.StartAudit(ctx, in)
-			if err != nil {
-				return err
-			}
-			return startedRun(ctx, c, ctl, "audit", run.GetID(), wait, func(row warehouse.AuditRow) error {
+			// As status shows an audit (snake_case, and whether carried).
+			return startedRunAs(ctx, c, ctl, "audit", id, wait, func(row warehouse.AuditRow) error {
 				return PrintAudit(c.Stdout, row)
-			})
-		},
+			}, newAuditStatus)
+		}),
 	}
 	cmd.Flags().BoolVar(&recount, "recount", false, "take the duplicate and completeness counts afresh, not carried from the hour's audit before")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the audit and print its row")
@@ -240,8 +239,12 @@ func PrintAudit(w io.Writer, row warehouse.AuditRow) error {
 	if row.CountedAt.Before(row.AuditedAt) {
 		counted = "carried from the audit of " + row.CountedAt.UTC().Format(time.RFC3339) + ": nothing committed since"
 	}
-	_, err := fmt.Fprintf(w, "audited at %s: lag %.0fs; duplicates %d of %d fact rows; completeness %d of %d API events, %s .. %s (%s); %d schema violations\n",
-		row.AuditedAt.UTC().Format(time.RFC3339), row.IngestionLagSeconds, row.FactDuplicateRows, row.FactRows, row.WarehouseCount, row.APICount,
+	lag := "unknown (no event on one side)"
+	if !row.APINewest.IsZero() {
+		lag = fmt.Sprintf("%.0fs", row.IngestionLagSeconds)
+	}
+	_, err := fmt.Fprintf(w, "audited at %s: lag %s; duplicates %d of %d fact rows; completeness %d of %d API events, %s .. %s (%s); %d schema violations\n",
+		row.AuditedAt.UTC().Format(time.RFC3339), lag, row.FactDuplicateRows, row.FactRows, row.WarehouseCount, row.APICount,
 		row.CompletenessStart.UTC().Format("01-02 15:04"), row.CompletenessEnd.UTC().Format("01-02 15:04"), counted, row.SchemaViolations)
 	return err
 }
@@ -381,7 +384,8 @@ func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipe
 	if err := c.load(ctx, &m); err != nil {
 		return nil, err
 	}
-	created, err := ctl.ApplyAuditSchedule(ctx, auditInput(m, p, pullInterval), paused)
+	audit := workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: workflows.CompletenessDelayFor(pullInterval, p.CompactEvery)}
+	created, err := ctl.ApplyAuditSchedule(ctx, audit, paused)
 	if err != nil {
 		return nil, err
 	}

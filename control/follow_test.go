@@ -34,7 +34,7 @@ func TestPrintReconcileMarksTheQuarantineNotCounted(t *testing.T) {
 func TestPrintAuditSaysWhetherItCounted(t *testing.T) {
 	at := time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
 	row := warehouse.AuditRow{AuditedAt: at, CountedAt: at, FactRows: 100, FactDuplicateRows: 1, APICount: 50, WarehouseCount: 49,
-		CompletenessStart: at.Add(-4 * time.Hour).Truncate(time.Hour), CompletenessEnd: at.Add(-time.Hour).Truncate(time.Hour), IngestionLagSeconds: 12}
+		CompletenessStart: at.Add(-4 * time.Hour).Truncate(time.Hour), CompletenessEnd: at.Add(-time.Hour).Truncate(time.Hour), IngestionLagSeconds: 12, APINewest: at.Add(-time.Minute)}
 	var out bytes.Buffer
 	if err := control.PrintAudit(&out, row); err != nil || out.String() !=
 		"audited at 2026-12-01T09:30:00Z: lag 12s; duplicates 1 of 100 fact rows; completeness 49 of 50 API events, 12-01 05:00 .. 12-01 08:00 (counted now); 0 schema violations\n" {
@@ -44,5 +44,11 @@ func TestPrintAuditSaysWhetherItCounted(t *testing.T) {
 	out.Reset()
 	if err := control.PrintAudit(&out, row); err != nil || !strings.Contains(out.String(), "(carried from the audit of 2026-12-01T09:10:00Z: nothing committed since)") {
 		t.Errorf("carried: %q %v", out.String(), err)
+	}
+	// No event at the API: no lag to tell.
+	row.APINewest = time.Time{}
+	out.Reset()
+	if err := control.PrintAudit(&out, row); err != nil || !strings.Contains(out.String(), "lag unknown (no event on one side);") {
+		t.Errorf("no API event: %q %v", out.String(), err)
 	}
 }

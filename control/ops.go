@@ -2,10 +2,13 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/workflows"
@@ -72,14 +75,53 @@ func (c *Control) ApplyCompactSchedule(ctx context.Context, every time.Duration,
 		workflows.Compact, in, "compact", paused)
 }
 
-// StartAudit starts an audit now, as the audit schedule's are (with
-// in.Recount, one that takes every count afresh), and returns its run.
-// Its id is the task queue's and the second's, so the same command run
-// twice in a second attaches to the one audit.
-func (c *Control) StartAudit(ctx context.Context, in workflows.AuditInput) (client.WorkflowRun, error) {
-	in.Tuning = c.tuning(in.Tuning)
-	id := c.AuditScheduleID() + "-now-" + time.Now().UTC().Format("20060102T150405Z")
-	return c.start(ctx, id, "audit", "audit now", time.Time{}, time.Time{}, workflows.Audit, in)
+// TriggerAudit runs the audit schedule's action now (or returns the
+// audit running) and returns its workflow id.
+func (c *Control) TriggerAudit(ctx context.Context) (string, error) {
+	return c.trigger(ctx, c.AuditScheduleID())
+}
+
+// StartRecount starts an audit that takes every count afresh, with the
+// audit schedule's input otherwise (its interval and completeness
+// delay, as schedule apply set them), and returns its workflow id. The
+// id is the second's, so the command run twice in a second follows the
+// one recount.
+func (c *Control) StartRecount(ctx context.Context) (string, error) {
+	h, err := c.scheduleHandle(ctx, c.AuditScheduleID())
+	if err != nil {
+		return "", err
+	}
+	d, err := h.Describe(ctx)
+	if err != nil {
+		return "", fmt.Errorf("audit schedule %s: %w", c.AuditScheduleID(), err)
+	}
+	var in workflows.AuditInput
+	if err := scheduleInput(d, &in); err != nil {
+		return "", fmt.Errorf("audit schedule %s: %w", c.AuditScheduleID(), err)
+	}
+	in.Recount = true
+	id := c.AuditScheduleID() + "-recount-" + time.Now().UTC().Format("20060102T150405Z")
+	run, err := c.start(ctx, id, "audit", "audit, every count afresh", time.Time{}, time.Time{}, workflows.Audit, in)
+	if err != nil {
+		return "", err
+	}
+	return run.GetID(), nil
+}
+
+// scheduleInput decodes a schedule's workflow input (its one argument).
+func scheduleInput(d *client.ScheduleDescription, into any) error {
+	action, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction)
+	if !ok || len(action.Args) != 1 {
+		return fmt.Errorf("its action is not a workflow with one input")
+	}
+	p, ok := action.Args[0].(*commonpb.Payload)
+	if !ok {
+		return fmt.Errorf("its input is a %T, not a payload", action.Args[0])
+	}
+	if err := converter.GetDefaultDataConverter().FromPayload(p, into); err != nil {
+		return fmt.Errorf("decode its input: %w", err)
+	}
+	return nil
 }
 
 // TriggerCompaction starts a compaction now (or returns the one running)

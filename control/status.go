@@ -138,9 +138,25 @@ type AuditStatus struct {
 	APICount           int64     `json:"api_count"`
 	WarehouseCount     int64     `json:"warehouse_count"`
 	// CountedAt is when the duplicates and the completeness count were
-	// taken: before AuditedAt when the audit carried them (nothing
-	// committed since); zero from an audit that did not say.
+	// taken: before AuditedAt when the audit carried them (Carried:
+	// nothing committed since); zero from an audit that did not say.
 	CountedAt time.Time `json:"counted_at,omitzero"`
+	Carried   bool      `json:"carried"`
+}
+
+// newAuditStatus is an audit row as status shows it.
+func newAuditStatus(a warehouse.AuditRow) *AuditStatus {
+	s := &AuditStatus{AuditedAt: a.AuditedAt.UTC(), APINewest: a.APINewest, WarehouseNewest: a.WarehouseNewest,
+		FactDuplicateRatio: a.FactDuplicateRatio, SchemaViolations: a.SchemaViolations, CompletenessRatio: a.CompletenessRatio,
+		CompletenessStart: a.CompletenessStart, CompletenessEnd: a.CompletenessEnd, APICount: a.APICount, WarehouseCount: a.WarehouseCount,
+		CountedAt: a.CountedAt.UTC(), Carried: !a.CountedAt.IsZero() && a.CountedAt.Before(a.AuditedAt)}
+	// Known when the API reported an event (a row read back says so; a
+	// workflow's result has the API's newest).
+	if a.LagKnown || !a.APINewest.IsZero() {
+		lag := a.IngestionLagSeconds
+		s.LagSeconds = &lag
+	}
+	return s
 }
 
 // ReconcileStatus is the last completed Reconcile's totals.
@@ -319,13 +335,9 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 		unknown("audit", fmt.Errorf("no audit in the last %s (the Audit schedule runs every 5 min)", AuditMaxAge))
 	default:
 		a := audits[0]
-		s := &AuditStatus{AuditedAt: a.AuditedAt.UTC(), APINewest: a.APINewest, WarehouseNewest: a.WarehouseNewest,
-			FactDuplicateRatio: a.FactDuplicateRatio, SchemaViolations: a.SchemaViolations, CompletenessRatio: a.CompletenessRatio,
-			CompletenessStart: a.CompletenessStart, CompletenessEnd: a.CompletenessEnd, APICount: a.APICount, WarehouseCount: a.WarehouseCount,
-			CountedAt: a.CountedAt.UTC()}
-		if a.LagKnown {
-			lag := a.IngestionLagSeconds
-			s.LagSeconds = &lag
+		s := newAuditStatus(a)
+		if s.LagSeconds != nil {
+			lag := *s.LagSeconds
 			if lag > MaxLagSeconds {
 				alert("KtpipeIngestionLag", "ktpipe schedule trigger --wait (or serve webhooks); check the worker log",
 					"warehouse newest event is %s behind the API's (> %ds)", ago(time.Duration(lag*float64(time.Second))), MaxLagSeconds)
@@ -520,7 +532,7 @@ func printStatus(out io.Writer, r StatusReport, now time.Time) {
 		fmt.Fprintf(tw, "completeness\t%s of API events, %s .. %s (%d of %d)\n", pct(a.CompletenessRatio),
 			a.CompletenessStart.UTC().Format("01-02 15:04"), a.CompletenessEnd.UTC().Format("01-02 15:04"), a.WarehouseCount, a.APICount)
 		counted := ""
-		if !a.CountedAt.IsZero() && a.CountedAt.Before(a.AuditedAt) {
+		if a.Carried {
 			counted = fmt.Sprintf(" (with completeness, counted %s ago: nothing committed since)", ago(now.Sub(a.CountedAt)))
 		}
 		fmt.Fprintf(tw, "duplicates\t%s of fact rows%s\n", pct(a.FactDuplicateRatio), counted)

@@ -159,15 +159,18 @@ func TestStarterCLI(t *testing.T) {
 	}
 	t.Logf("ktpipe status:\n%s", out)
 
-	// An audit now: with --recount it counts; the next one, with nothing
-	// committed since, carries those counts (unless its hours moved on).
+	// Audits now: the schedule's counts (the rows above were written
+	// without counts), the next carries them with nothing committed since
+	// (unless its hours moved on), and one with --recount counts again.
 	hours := regexp.MustCompile(`API events, (.+?) \(`)
-	first := mustRun("schedule", "audit", "--recount", "--wait")
-	if !strings.Contains(first, "(counted now)") || !strings.Contains(first, "duplicates 0 of ") {
-		t.Fatalf("schedule audit --recount: %s", first)
-	}
+	first := mustRun("schedule", "audit", "--wait")
 	second := mustRun("schedule", "audit", "--wait")
-	t.Logf("ktpipe schedule audit:\n%s%s", first, second)
+	third := mustRun("schedule", "audit", "--recount", "--wait")
+	t.Logf("ktpipe schedule audit, twice, then with --recount:\n%s%s%s", first, second, third)
+	if !strings.Contains(first, "(counted now)") || !strings.Contains(first, "duplicates 0 of ") || !strings.Contains(third, "(counted now)") ||
+		!strings.Contains(third, s.tq+"-audit-recount-") {
+		t.Fatalf("schedule audit, then --recount: %s%s", first, third)
+	}
 	if a, b := hours.FindStringSubmatch(first), hours.FindStringSubmatch(second); a == nil || b == nil {
 		t.Fatalf("schedule audit: no completeness hours in %q, %q", first, second)
 	} else if a[1] == b[1] && !strings.Contains(second, "carried from the audit of ") {

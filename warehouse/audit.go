@@ -50,8 +50,9 @@ func (w *Warehouse) MeasureAudit(ctx context.Context, in payload.AuditWarehouseI
 // auditCounts takes the audit's counts of what is committed (the fact's
 // newest event, rows and duplicates over the audited days; fact +
 // quarantine in the completeness hours), or carries them from the day's
-// latest audit when that audit counted the same days and hours and
-// commit_log has had no row since: the counts read days of partitions,
+// audit with the newest counts (latestCount) when that audit counted the
+// same days and hours and commit_log has had no row since: the counts
+// read days of partitions,
 // and taken every 5 minutes they were most of what operating ktpipe
 // reads (README, "What operating it reads"). The completeness hours move
 // each hour, so carried counts are at most an hour old; a write that
@@ -66,7 +67,7 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 	}
 	res := payload.AuditWarehouseResult{CountedAt: in.Scope.IntervalEnd.UTC(), CountedSince: since, CountedCommits: commits}
 	if !in.Recount {
-		prev, err := w.LatestAudit(ctx, in.Scope.IntervalEnd.UTC().Truncate(24*time.Hour))
+		prev, err := w.latestCount(ctx, in.Scope.IntervalEnd.UTC().Truncate(24*time.Hour))
 		if err != nil {
 			return payload.AuditWarehouseResult{}, err
 		}

@@ -294,6 +294,40 @@ func TestACarriedAuditMeasuresTheLiveViewAfresh(t *testing.T) {
 	}
 }
 
+// An audit carries the newest counts, not the newest audit's: an audit
+// begun while a recount counted carried the counts before it, and its
+// row is the later; the recount's counts win.
+func TestAuditCarriesTheNewestCounts(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	ctx := context.Background()
+	noon := time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
+	load(t, w, "load-a", 10, event(uuid(95), noon.Add(-2*time.Hour).Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
+	hours := payload.Window{Since: noon.Add(-3 * time.Hour), Until: noon.Add(-time.Hour)}
+	in := func(at time.Time) payload.AuditWarehouseInput {
+		return payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: noon.Truncate(24 * time.Hour).Add(-24 * time.Hour),
+			IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours}
+	}
+	counted, err := w.MeasureAudit(ctx, payload.AuditWarehouseInput{Scope: in(noon).Scope, Completeness: hours, Recount: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recount := auditRowOf(noon.Add(5*time.Second), in(noon), counted)
+	recount.CountedAt = noon.Add(5 * time.Second)
+	stale := recount
+	stale.AuditedAt, stale.CountedAt, stale.FactRows = noon.Add(10*time.Second), noon, 999
+	for _, r := range []warehouse.AuditRow{recount, stale} {
+		if err := w.AppendAudit(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := w.MeasureAudit(ctx, in(noon.Add(20*time.Second)))
+	if err != nil || !res.CountedAt.Equal(recount.CountedAt) || res.FactRows != 1 {
+		t.Fatalf("carried %d fact rows counted at %s (%v); want the recount's 1 of %s", res.FactRows, res.CountedAt, err, recount.CountedAt)
+	}
+}
+
 // carries holds each condition: a row that counted, the same days, the
 // same hours, no commit since.
 func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {

@@ -17,13 +17,31 @@ const MaxAuditRows = 2016
 // limit (≤ MaxAuditRows). The filter on audited_at prunes to the days
 // asked for (the table is partitioned by DATE(audited_at)).
 func (w *Warehouse) AuditHistory(ctx context.Context, since time.Time, limit int) ([]AuditRow, error) {
+	return w.auditRows(ctx, "read audit", "audited_at DESC", since, limit)
+}
+
+// latestCount is the audit row since since with the newest counts, the
+// one an audit may carry them from: a recount whose row an audit begun
+// while it counted (and carrying the counts before it) outdates by
+// audited_at still wins.
+func (w *Warehouse) latestCount(ctx context.Context, since time.Time) (AuditRow, error) {
+	rows, err := w.auditRows(ctx, "read the newest count", "counted_at DESC, audited_at DESC", since, 1)
+	if err != nil || len(rows) == 0 {
+		return AuditRow{}, err
+	}
+	return rows[0], nil
+}
+
+// auditRows reads at most limit (≤ MaxAuditRows) audit rows since a
+// time in the order given.
+func (w *Warehouse) auditRows(ctx context.Context, what, order string, since time.Time, limit int) ([]AuditRow, error) {
 	if limit <= 0 || limit > MaxAuditRows {
 		limit = MaxAuditRows
 	}
 	// Every column, by name: a column a newer version added that this
 	// dataset lacks yet (a CLI upgraded before the workers that migrate
 	// it) reads as zero, not as an error.
-	rows, err := w.query(ctx, "read audit", fmt.Sprintf(`SELECT * FROM %s WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT %d`, w.ref(schemas.TableAudit), limit),
+	rows, err := w.query(ctx, what, fmt.Sprintf(`SELECT * FROM %s WHERE audited_at >= @since ORDER BY %s LIMIT %d`, w.ref(schemas.TableAudit), order, limit),
 		bigquery.QueryParameter{Name: "since", Value: since.UTC()})
 	if err != nil {
 		return nil, err

@@ -305,7 +305,7 @@ var costRules = []costRule{
 		[]tableRead{{"commit_log", []string{"logged_at"}, scopeSmall}}, "", false},
 	// The audit's latest row, which the audit carries counts from and
 	// the gauges read.
-	{"newest audit row", rx(`SELECT \* FROM audit WHERE audited_at >= @since ORDER BY audited_at DESC LIMIT 1$`),
+	{"newest audit row", rx(`SELECT \* FROM audit WHERE audited_at >= @since ORDER BY (audited_at DESC|counted_at DESC, audited_at DESC) LIMIT 1$`),
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "", false},
 }
 
