@@ -171,6 +171,14 @@ func auditRowOf(at time.Time, in payload.AuditWarehouseInput, res payload.AuditW
 		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits, CountedNewest: res.CountedNewest}
 }
 
+// auditInput is what the Audit workflow asks the warehouse at at: the
+// audited days from the day before since's, the 5 minutes before at, and
+// the completeness hours.
+func auditInput(since, at time.Time, hours payload.Window) payload.AuditWarehouseInput {
+	return payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: since.Truncate(24 * time.Hour).Add(-24 * time.Hour),
+		IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours}
+}
+
 // An audit carries the hour's counts while nothing is committed: a row
 // written outside ktpipe shows only when an audit recounts, a commit
 // makes the next audit count, and so does the next completeness hour.
@@ -210,8 +218,8 @@ func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
 		mu.Lock()
 		counts = nil
 		mu.Unlock()
-		in := payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: noon.Truncate(24 * time.Hour).Add(-24 * time.Hour),
-			IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours, Recount: recount}
+		in := auditInput(noon, at, hours)
+		in.Recount = recount
 		res, err := w.MeasureAudit(ctx, in)
 		if err != nil {
 			t.Fatal(err)
@@ -275,10 +283,7 @@ func TestACarriedAuditMeasuresTheLiveViewAfresh(t *testing.T) {
 	// same day's counts); the live view's window is the clock's.
 	noon := now.Truncate(24 * time.Hour).Add(12 * time.Hour)
 	hours := payload.Window{Since: noon.Add(-3 * time.Hour), Until: noon}
-	in := func(at time.Time) payload.AuditWarehouseInput {
-		return payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: committed.Truncate(24 * time.Hour).Add(-24 * time.Hour),
-			IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours}
-	}
+	in := func(at time.Time) payload.AuditWarehouseInput { return auditInput(committed, at, hours) }
 	first, err := w.MeasureAudit(ctx, in(noon))
 	if err != nil || !first.WarehouseNewest.Equal(live) || !first.CountedNewest.Equal(committed) {
 		t.Fatalf("first audit: newest %s, counted newest %s (%v); want the live row's %s and fact's %s", first.WarehouseNewest, first.CountedNewest, err, live, committed)
@@ -305,10 +310,7 @@ func TestAuditCarriesTheNewestCounts(t *testing.T) {
 	noon := time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
 	load(t, w, "load-a", 10, event(uuid(95), noon.Add(-2*time.Hour).Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
 	hours := payload.Window{Since: noon.Add(-3 * time.Hour), Until: noon.Add(-time.Hour)}
-	in := func(at time.Time) payload.AuditWarehouseInput {
-		return payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: noon.Truncate(24 * time.Hour).Add(-24 * time.Hour),
-			IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours}
-	}
+	in := func(at time.Time) payload.AuditWarehouseInput { return auditInput(noon, at, hours) }
 	counted, err := w.MeasureAudit(ctx, payload.AuditWarehouseInput{Scope: in(noon).Scope, Completeness: hours, Recount: true})
 	if err != nil {
 		t.Fatal(err)
