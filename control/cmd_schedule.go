@@ -210,7 +210,7 @@ func (c *CLI) scheduleAuditCmd() *cobra.Command {
 		Long: `Run the audit schedule's audit now, or follow the one running. With
 --recount, start an audit with the schedule's input that takes every count
 afresh rather than carry the duplicate and completeness counts of the
-hour's audit before: after a fix made to the warehouse outside ktpipe. Its
+day's audit before: after a fix made to the warehouse outside ktpipe. Its
 run is not the schedule's, so schedule describe does not list it.`,
 		Args: cobra.NoArgs,
 		RunE: c.dialed(func(ctx context.Context, ctl *Control) error {
@@ -228,7 +228,7 @@ run is not the schedule's, so schedule describe does not list it.`,
 			}, newAuditStatus)
 		}),
 	}
-	cmd.Flags().BoolVar(&recount, "recount", false, "take the duplicate and completeness counts afresh, not carried from the hour's audit before")
+	cmd.Flags().BoolVar(&recount, "recount", false, "take the duplicate and completeness counts afresh, not carried from the day's audit before")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the audit and print its row")
 	return cmd
 }
@@ -243,9 +243,9 @@ func PrintAudit(w io.Writer, row warehouse.AuditRow) error {
 	if !row.APINewest.IsZero() {
 		lag = fmt.Sprintf("%.0fs", row.IngestionLagSeconds)
 	}
-	_, err := fmt.Fprintf(w, "audited at %s: lag %s; duplicates %d of %d fact rows; completeness %d of %d API events, %s .. %s (%s); %d schema violations\n",
-		row.AuditedAt.UTC().Format(time.RFC3339), lag, row.FactDuplicateRows, row.FactRows, row.WarehouseCount, row.APICount,
-		row.CompletenessStart.UTC().Format("01-02 15:04"), row.CompletenessEnd.UTC().Format("01-02 15:04"), counted, row.SchemaViolations)
+	_, err := fmt.Fprintf(w, "audited at %s: lag %s; duplicates %d of %d fact rows (%s); completeness %d of %d API events, %s .. %s; %d schema violations\n",
+		row.AuditedAt.UTC().Format(time.RFC3339), lag, row.FactDuplicateRows, row.FactRows, counted, row.WarehouseCount, row.APICount,
+		row.CompletenessStart.UTC().Format("01-02 15:04"), row.CompletenessEnd.UTC().Format("01-02 15:04"), row.SchemaViolations)
 	return err
 }
 

@@ -37,7 +37,7 @@ func TestPrintAuditSaysWhetherItCounted(t *testing.T) {
 		CompletenessStart: at.Add(-4 * time.Hour).Truncate(time.Hour), CompletenessEnd: at.Add(-time.Hour).Truncate(time.Hour), IngestionLagSeconds: 12, APINewest: at.Add(-time.Minute)}
 	var out bytes.Buffer
 	if err := control.PrintAudit(&out, row); err != nil || out.String() !=
-		"audited at 2026-12-01T09:30:00Z: lag 12s; duplicates 1 of 100 fact rows; completeness 49 of 50 API events, 12-01 05:00 .. 12-01 08:00 (counted now); 0 schema violations\n" {
+		"audited at 2026-12-01T09:30:00Z: lag 12s; duplicates 1 of 100 fact rows (counted now); completeness 49 of 50 API events, 12-01 05:00 .. 12-01 08:00; 0 schema violations\n" {
 		t.Errorf("counted: %q %v", out.String(), err)
 	}
 	row.CountedAt = at.Add(-20 * time.Minute)

@@ -137,9 +137,10 @@ type AuditStatus struct {
 	CompletenessEnd    time.Time `json:"completeness_end"`
 	APICount           int64     `json:"api_count"`
 	WarehouseCount     int64     `json:"warehouse_count"`
-	// CountedAt is when the duplicates and the completeness count were
-	// taken: before AuditedAt when the audit carried them (Carried:
-	// nothing committed since); zero from an audit that did not say.
+	// CountedAt is when the duplicates were taken: before AuditedAt
+	// when the audit carried them (Carried: nothing committed since that
+	// day; the completeness count too, unless its hours moved since);
+	// zero from an audit that did not say.
 	CountedAt time.Time `json:"counted_at,omitzero"`
 	Carried   bool      `json:"carried"`
 }
@@ -533,7 +534,7 @@ func printStatus(out io.Writer, r StatusReport, now time.Time) {
 			a.CompletenessStart.UTC().Format("01-02 15:04"), a.CompletenessEnd.UTC().Format("01-02 15:04"), a.WarehouseCount, a.APICount)
 		counted := ""
 		if a.Carried {
-			counted = fmt.Sprintf(" (with completeness, counted %s ago: nothing committed since)", ago(now.Sub(a.CountedAt)))
+			counted = fmt.Sprintf(" (counted %s ago: nothing committed since)", ago(now.Sub(a.CountedAt)))
 		}
 		fmt.Fprintf(tw, "duplicates\t%s of fact rows%s\n", pct(a.FactDuplicateRatio), counted)
 		fmt.Fprintf(tw, "violations\t%d in the last audit interval\n", a.SchemaViolations)

@@ -161,8 +161,8 @@ func TestStarterCLI(t *testing.T) {
 
 	// Audits now: the schedule's counts (the rows above were written
 	// without counts), the next carries them with nothing committed since
-	// (unless its hours moved on), and one with --recount counts again.
-	hours := regexp.MustCompile(`API events, (.+?) \(`)
+	// (unless the day moved on), and one with --recount counts again.
+	hours := regexp.MustCompile(`API events, (.+?);`)
 	first := mustRun("schedule", "audit", "--wait")
 	second := mustRun("schedule", "audit", "--wait")
 	third := mustRun("schedule", "audit", "--recount", "--wait")

@@ -24,9 +24,10 @@ type AuditRow struct {
 	WarehouseCount      int64
 	CompletenessRatio   float64
 	// CountedAt is when the fact's figures (newest, rows, duplicates)
-	// and the completeness count were taken: this audit's time, or an
-	// earlier audit's of the same hour whose counts it carries because
-	// nothing was committed since (see warehouse.MeasureAudit). Zero
+	// were taken: this audit's time, or an earlier audit's of the same
+	// day whose counts it carries because nothing was committed since
+	// (see warehouse.MeasureAudit). The completeness count was taken
+	// with them, or, when the hours moved since, by this audit. Zero
 	// (NULL) in rows of the version before, which always counted.
 	CountedAt time.Time
 	// CountedSince is the first day those fact figures cover, and
@@ -80,7 +81,7 @@ type AuditWarehouseInput struct {
 type AuditWarehouseResult struct {
 	AuditMeasures
 	CompletenessCount int64 // fact + quarantine in the completeness window
-	// When the fact's figures and CompletenessCount were taken (see
+	// When the fact's figures were taken, and what they cover (see
 	// AuditRow).
 	CountedAt, CountedSince, CountedNewest time.Time
 	CountedCommits                         int64

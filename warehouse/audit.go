@@ -47,16 +47,17 @@ func (w *Warehouse) MeasureAudit(ctx context.Context, in payload.AuditWarehouseI
 	return res, nil
 }
 
-// auditCounts takes the audit's counts of what is committed (the fact's
-// newest event, rows and duplicates over the audited days; fact +
-// quarantine in the completeness hours), or carries them from the day's
-// audit with the newest counts (latestCount) when that audit counted the
-// same days and hours and commit_log has had no row since: the counts
-// read days of partitions,
-// and taken every 5 minutes they were most of what operating ktpipe
-// reads (README, "What operating it reads"). The completeness hours move
-// each hour, so carried counts are at most an hour old; a write that
-// bypasses the commits shows then, or at once in an audit that recounts.
+// auditCounts takes the audit's counts of what is committed, or carries
+// them from the day's audit with the newest counts (latestCount) when
+// commit_log has had no row since: the fact's newest event, rows and
+// duplicates over the audited days, when that audit counted the same
+// days; the fact + quarantine count of the completeness hours, when it
+// also counted the same hours. The counts read days of partitions, and
+// taken every 5 minutes they were most of what operating ktpipe reads
+// (README, "What operating it reads"). The hours move each hour, so
+// their count is at most an hour old; the days' counts, until a commit
+// or the next day. A write that bypasses the commits shows then, or at
+// once in an audit that recounts.
 func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
 	since := in.Scope.Since.UTC()
 	// Read before the counts: a commit that lands after it changes the
@@ -66,21 +67,26 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 		return payload.AuditWarehouseResult{}, err
 	}
 	res := payload.AuditWarehouseResult{CountedAt: in.Scope.IntervalEnd.UTC(), CountedSince: since, CountedCommits: commits}
+	var prev AuditRow
 	if !in.Recount {
-		prev, err := w.latestCount(ctx, in.Scope.IntervalEnd.UTC().Truncate(24*time.Hour))
-		if err != nil {
+		if prev, err = w.latestCount(ctx, in.Scope.IntervalEnd.UTC().Truncate(24*time.Hour)); err != nil {
 			return payload.AuditWarehouseResult{}, err
 		}
-		if carries(prev, in, commits) {
-			res.AuditMeasures = AuditMeasures{WarehouseNewest: prev.CountedNewest, FactRows: prev.FactRows, FactDuplicateRows: prev.FactDuplicateRows}
-			res.CompletenessCount, res.CountedAt, res.CountedNewest = prev.WarehouseCount, prev.CountedAt, prev.CountedNewest
-			return res, nil
+	}
+	days, hours := carries(prev, in, commits)
+	if days {
+		res.AuditMeasures = AuditMeasures{WarehouseNewest: prev.CountedNewest, FactRows: prev.FactRows, FactDuplicateRows: prev.FactDuplicateRows}
+		res.CountedAt, res.CountedNewest = prev.CountedAt, prev.CountedNewest
+	} else {
+		if res.AuditMeasures, err = w.MeasureFact(ctx, since); err != nil {
+			return payload.AuditWarehouseResult{}, err
 		}
+		res.CountedNewest = res.WarehouseNewest // before the live view raises it
 	}
-	if res.AuditMeasures, err = w.MeasureFact(ctx, since); err != nil {
-		return payload.AuditWarehouseResult{}, err
+	if hours {
+		res.CompletenessCount = prev.WarehouseCount
+		return res, nil
 	}
-	res.CountedNewest = res.WarehouseNewest // before the live view raises it
 	n, err := w.CountWindow(ctx, in.Completeness.Since, in.Completeness.Until)
 	if err != nil {
 		return payload.AuditWarehouseResult{}, err
@@ -89,17 +95,22 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 	return res, nil
 }
 
-// carries says whether an audit may take prev's counts: prev counted
-// (a row of the version before does not say so) and found an event (an
-// empty warehouse costs nothing to count, and a zero newest carried
-// would read as a month's lag), over the same days and completeness
-// hours, with as many commit_log rows as there are now.
+// carries says which of prev's counts an audit may take. The days'
+// (fact's newest, rows and duplicates) when prev counted (a row of the
+// version before does not say so) and found an event (an empty
+// warehouse costs nothing to count, and a zero newest carried would read
+// as a month's lag), over the same days, with as many commit_log rows as
+// there are now; the hours' count when, besides, prev counted the same
+// completeness hours. prev's counted_at is when its days' counts were
+// taken; its hours' count may be a later audit's (the hours moved, and
+// nothing was committed since).
 // Only prev's newest of fact and quarantine is carried: the live view's
 // falls when a stalled compaction lets its rows age out of the view's
 // window, so every audit measures it (MeasureInterval).
-func carries(prev AuditRow, in payload.AuditWarehouseInput, commits int64) bool {
-	return !prev.CountedAt.IsZero() && !prev.CountedNewest.IsZero() && prev.CountedSince.Equal(in.Scope.Since) && prev.CountedCommits == commits &&
-		prev.CompletenessStart.Equal(in.Completeness.Since) && prev.CompletenessEnd.Equal(in.Completeness.Until)
+func carries(prev AuditRow, in payload.AuditWarehouseInput, commits int64) (days, hours bool) {
+	days = !prev.CountedAt.IsZero() && !prev.CountedNewest.IsZero() && prev.CountedSince.Equal(in.Scope.Since) && prev.CountedCommits == commits
+	hours = days && prev.CompletenessStart.Equal(in.Completeness.Since) && prev.CompletenessEnd.Equal(in.Completeness.Until)
+	return days, hours
 }
 
 // CountCommits counts the commit_log rows logged since since (its

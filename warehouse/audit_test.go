@@ -259,9 +259,17 @@ func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
 	check("a commit while counting", res, counted, all, at(5), 5, 1, 5)
 	res, counted = audit(at(6), hours, false)
 	check("the audit after it", res, counted, all, at(6), 5, 1, 5)
+	// The hours move on: they are counted (none of the loads' events is
+	// in them), the days' counts carried, so the outside copy still
+	// shows only in a recount.
+	copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", uuid(82), "outside-ktpipe")
 	next := payload.Window{Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)}
 	res, counted = audit(at(7), next, false)
-	check("the next hours", res, counted, all, at(7), 5, 1, 0)
+	check("the next hours", res, counted, "[count fact count quarantine]", at(6), 5, 1, 0)
+	res, counted = audit(at(8), next, false)
+	check("the next hours, again", res, counted, "[]", at(6), 5, 1, 0)
+	res, counted = audit(at(9), next, true)
+	check("the next hours, a recount", res, counted, all, at(9), 6, 2, 0)
 }
 
 // A carried audit measures the live view's newest afresh: when the live
@@ -330,8 +338,8 @@ func TestAuditCarriesTheNewestCounts(t *testing.T) {
 	}
 }
 
-// carries holds each condition: a row that counted, the same days, the
-// same hours, no commit since.
+// carries holds each condition: a row that counted, the same days, no
+// commit since; and for the hours' count, the same hours.
 func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {
 	t.Parallel()
 	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -339,8 +347,8 @@ func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {
 	in := payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: day.Add(-24 * time.Hour)}, Completeness: hours}
 	prev := warehouse.AuditRow{CountedAt: day.Add(11 * time.Hour), CountedSince: in.Scope.Since, CountedCommits: 7,
 		CountedNewest: day.Add(10 * time.Hour), CompletenessStart: hours.Since, CompletenessEnd: hours.Until}
-	if !warehouse.Carries(prev, in, 7) {
-		t.Fatal("the same days, hours and commits: want carried")
+	if days, hours := warehouse.Carries(prev, in, 7); !days || !hours {
+		t.Fatalf("the same days, hours and commits: carried the days' counts %t, the hours' %t; want both", days, hours)
 	}
 	for name, change := range map[string]func(r *warehouse.AuditRow, in *payload.AuditWarehouseInput, commits *int64){
 		"a row of the version before": func(r *warehouse.AuditRow, _ *payload.AuditWarehouseInput, _ *int64) { r.CountedAt = time.Time{} },
@@ -348,17 +356,22 @@ func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {
 		"another first day":           func(_ *warehouse.AuditRow, in *payload.AuditWarehouseInput, _ *int64) { in.Scope.Since = day },
 		"a commit since":              func(_ *warehouse.AuditRow, _ *payload.AuditWarehouseInput, n *int64) { *n = 8 },
 		"commit_log expired":          func(_ *warehouse.AuditRow, _ *payload.AuditWarehouseInput, n *int64) { *n = 6 },
-		"the next hours": func(_ *warehouse.AuditRow, in *payload.AuditWarehouseInput, _ *int64) {
-			in.Completeness = payload.Window{Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)}
-		},
-		"another window start": func(_ *warehouse.AuditRow, in *payload.AuditWarehouseInput, _ *int64) {
-			in.Completeness.Since = hours.Since.Add(-time.Hour)
-		},
 	} {
 		r, in, n := prev, in, int64(7)
 		change(&r, &in, &n)
-		if warehouse.Carries(r, in, n) {
-			t.Errorf("%s: carried, want counted", name)
+		if days, hours := warehouse.Carries(r, in, n); days || hours {
+			t.Errorf("%s: carried the days' counts %t, the hours' %t; want neither", name, days, hours)
+		}
+	}
+	// Other hours: the days' counts carry, the hours are counted.
+	for name, hoursNow := range map[string]payload.Window{
+		"the next hours":       {Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)},
+		"another window start": {Since: hours.Since.Add(-time.Hour), Until: hours.Until},
+	} {
+		in := in
+		in.Completeness = hoursNow
+		if days, hours := warehouse.Carries(prev, in, 7); !days || hours {
+			t.Errorf("%s: carried the days' counts %t, the hours' %t; want the days' only", name, days, hours)
 		}
 	}
 }

@@ -20,7 +20,7 @@ func (w *Warehouse) CommitSets(loads []LoadChunks) (sets [][]LoadChunks, scriptB
 	return sets, scriptBytes
 }
 
-// Carries is carries: whether an audit takes an earlier one's counts.
+// Carries is carries: which of an earlier audit's counts an audit takes.
 var Carries = carries
 
 // InSQLOrder is inSQLOrder: the order a statement's parameters are

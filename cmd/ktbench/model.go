@@ -115,7 +115,7 @@ type widths map[string]map[string]float64
 // observedStmt is one statement the emulator run recorded, with the
 // scope it ran in.
 type observedStmt struct {
-	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "count", "reconcile" or "gauges"
+	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "days", "count", "reconcile" or "gauges"
 	Job   bool   // the first statement of a job (a script's later parts are child jobs)
 	SQL   string // one statement (scripts are split); empty for a load job
 	Load  string // table a load job writes
@@ -276,7 +276,7 @@ var costRules = []costRule{
 	{"read checkpoint time", rx(`SELECT MAX\(updated_at\) AS t FROM pipeline_state`),
 		[]tableRead{{"pipeline_state", []string{"key", "updated_at"}, scopeSmall}}, "", false},
 	{"write checkpoint", rx(`INSERT INTO pipeline_state`), nil, "pipeline_state", false},
-	// Operations: the audit (scopes "audit" and "count"), a reconcile
+	// Operations: the audit (scopes "audit", "days" and "count"), a reconcile
 	// window ("reconcile", and the audit's completeness hours) and a
 	// worker's gauges ("gauges").
 	{"audit: fact's newest, rows and distinct keys", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_key\) AS ids, COUNTIF\(event_key IS NULL\) AS unkeyed FROM fact_ai_event WHERE event_date >= @from$`),
@@ -481,7 +481,7 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	audits := float64(24*time.Hour) / float64(in.AuditEvery)
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
 		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay,
-		"audit": audits, "count": auditCounts(audits, p.CommitsPerDay), "reconcile": float64(in.ReconcileWindows),
+		"audit": audits, "days": dayCounts(audits, p.CommitsPerDay), "count": hourCounts(audits, p.CommitsPerDay), "reconcile": float64(in.ReconcileWindows),
 		"gauges": float64(in.Workers) * float64(24*time.Hour) / float64(in.GaugeEvery)}
 	chunkRows := p.CommittedRows / p.CommitsPerDay
 	batch := math.Max(1, float64(in.BatchChunks))
@@ -587,10 +587,16 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	return c, nil
 }
 
-// auditCounts is how many of a day's audits count rather than carry
-// (see warehouse.MeasureAudit): one each hour, when the completeness
-// hours move, and one after each commit, at most every audit.
-func auditCounts(audits, commits float64) float64 {
+// dayCounts is how many of a day's audits count the audited days
+// rather than carry them (see warehouse.MeasureAudit): the day's first,
+// and one after each commit, at most every audit.
+func dayCounts(audits, commits float64) float64 {
+	return math.Min(audits, 1+commits)
+}
+
+// hourCounts is how many count the completeness hours: one each hour,
+// when the hours move, and one after each commit, at most every audit.
+func hourCounts(audits, commits float64) float64 {
 	return math.Min(audits, 24+commits)
 }
 

@@ -183,7 +183,7 @@ func TestSplitScriptAndNormalize(t *testing.T) {
 }
 
 // Operations: an audit that counts reads its days of fact partitions
-// (today's half full on average, and the day before), once an hour and
+// (today's half full on average, and the day before), once a day and
 // once after each commit; every audit, KTPIPE_AUDIT_INTERVAL apart, reads
 // the interval's (from raw, which holds what the paths committed: twice
 // the events through both); a reconcile window reads a closed day's
@@ -192,7 +192,7 @@ func TestModelCountsTheOperations(t *testing.T) {
 	in := defaultModelInputs()
 	w := widths{"event": {"event_id": 38, "event_timestamp": 8, "event_date": 8, "load_id": 58, "ingested_at": 8},
 		"fact": {"event_id": 38, "event_timestamp": 8, "event_date": 8, "event_key": 18}}
-	audit := observedStmt{Scope: "count", Job: true, SQL: "SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n,\n  COUNT(DISTINCT event_key) AS ids, COUNTIF(event_key IS NULL) AS unkeyed\nFROM `p.d.fact_ai_event` WHERE event_date >= @from"}
+	audit := observedStmt{Scope: "days", Job: true, SQL: "SELECT MAX(event_timestamp) AS newest, COUNT(*) AS n,\n  COUNT(DISTINCT event_key) AS ids, COUNTIF(event_key IS NULL) AS unkeyed\nFROM `p.d.fact_ai_event` WHERE event_date >= @from"}
 	window := observedStmt{Scope: "reconcile", Job: true, SQL: "SELECT COUNT(*) AS n FROM `p.d.fact_ai_event`\nWHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until"}
 	p := shape("pull compacted", 1e8, in)
 	c, err := cost(p, []observedStmt{audit, window}, w, in)
@@ -200,7 +200,7 @@ func TestModelCountsTheOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	audits := float64(24*60) / 5
-	counts := 24 + p.CommitsPerDay
+	counts := 1 + p.CommitsPerDay
 	if counts >= audits {
 		t.Fatalf("%v commits a day: every audit counts", p.CommitsPerDay)
 	}

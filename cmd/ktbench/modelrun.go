@@ -398,9 +398,10 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 // modelOperations records what operating ktpipe runs besides its loads,
 // on the tables the paths filled, as a deployment with the compaction
 // runs it: the audit as the Audit workflow makes it
-// (activities.AuditWarehouse), in two scopes: "count", what an audit
-// that counts adds (the fact's figures, the count of its completeness
-// hours), and "audit", what every audit runs (commit_log's count, the
+// (activities.AuditWarehouse), in three scopes: "days", what an audit
+// that counts its days adds (the fact's figures), "count", what one
+// that counts its completeness hours adds, and "audit", what every
+// audit runs (commit_log's count, the
 // latest audit, the live view's newest and the interval's measures,
 // then its row appended), recorded on an audit that carries the counts;
 // a window of the daily reconcile (CountFact); and a worker's
@@ -419,6 +420,7 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 	if err != nil {
 		return fmt.Errorf("model: audit: %w", err)
 	}
+	take("days")
 	if _, err := wh.CountWindow(ctx, audit.Completeness.Since, audit.Completeness.Until); err != nil {
 		return fmt.Errorf("model: audit's count: %w", err)
 	}

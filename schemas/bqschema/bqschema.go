@@ -370,9 +370,10 @@ func Tables() []TableSpec {
 				opt("api_count", bigquery.IntegerFieldType),
 				opt("warehouse_count", bigquery.IntegerFieldType),
 				opt("completeness_ratio", float64Type),
-				// When the fact's figures and warehouse_count were taken
-				// (this audit or one it carries them from), the first
-				// day they cover, commit_log's rows since then, and the
+				// When the fact's figures were taken (this audit or one
+				// it carries them from; warehouse_count with them, or by
+				// this audit when the hours moved since), the first day
+				// they cover, commit_log's rows since then, and the
 				// newest event of fact and quarantine they found.
 				opt("counted_at", bigquery.TimestampFieldType),
 				opt("counted_since", bigquery.TimestampFieldType),
