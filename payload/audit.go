@@ -131,6 +131,11 @@ type Steps struct {
 // 64 MiB by default). 50,000 hours is 5.7 years.
 const MaxGroupedHours = 50_000
 
+// MaxCountedSpan bounds the range CountFactByWindow counts in one
+// query: a day's windows read the partitions one window of a day read
+// alone.
+const MaxCountedSpan = 24 * time.Hour
+
 // HourAligned says whether a range and step are whole UTC hours, which
 // group_by by hour can count.
 func HourAligned(in Steps) bool {

@@ -34,6 +34,7 @@ const (
 	CountSourceByWindow = "CountSourceByWindow"
 	CountWarehouse      = "CountWarehouse"
 	CountFact           = "CountFact"
+	CountFactByWindow   = "CountFactByWindow"
 	WorkflowOutcome     = "WorkflowOutcome"
 	AuditWarehouse      = "AuditWarehouse"
 	NewestSourceEvent   = "NewestSourceEvent"
@@ -77,6 +78,7 @@ type Activities interface {
 	CountSourceByWindow(context.Context, Steps) ([]int64, error)
 	CountWarehouse(context.Context, Window) (WarehouseCount, error)
 	CountFact(context.Context, Window) (int64, error)
+	CountFactByWindow(context.Context, Steps) ([]int64, error)
 	WorkflowOutcome(ctx context.Context, workflowID string) (RunOutcome, error)
 	AuditWarehouse(context.Context, AuditWarehouseInput) (AuditWarehouseResult, error)
 	NewestSourceEvent(context.Context, NewestInput) (time.Time, error)

@@ -396,3 +396,51 @@ func TestParametersInSQLOrder(t *testing.T) {
 		t.Errorf("order %v, want [from_ts has from unused]", names)
 	}
 }
+
+// A day's windows counted in one query hold what each window's own count
+// holds: the bounds are the windows', an event at an hour's start in
+// that hour, the days either side not counted, and a last window cut
+// short at Until.
+func TestCountFactByWindowIsEachWindowsCount(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	ctx := context.Background()
+	day := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
+	var lines []string
+	for i, ts := range []string{"2026-11-09T23:59:59.999999Z", "2026-11-10T00:00:00Z", "2026-11-10T00:59:59.999999Z", "2026-11-10T01:00:00Z",
+		"2026-11-10T02:30:00Z", "2026-11-10T23:59:59Z", "2026-11-11T00:00:00Z"} {
+		lines = append(lines, event(uuid(300+i), ts, "ada", "gpt-4o", "allow", "0.01"))
+	}
+	load(t, w, "load-windows", 10, lines...)
+	for _, steps := range []payload.Steps{
+		{Since: day, Until: day.Add(24 * time.Hour), Step: time.Hour},
+		{Since: day, Until: day.Add(150 * time.Minute), Step: time.Hour},
+		{Since: day.Add(-12 * time.Hour), Until: day.Add(12 * time.Hour), Step: 6 * time.Hour},
+	} {
+		got, err := w.CountFactByWindow(ctx, steps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []int64
+		for s := steps.Since; s.Before(steps.Until); s = s.Add(steps.Step) {
+			end := s.Add(steps.Step)
+			if end.After(steps.Until) {
+				end = steps.Until
+			}
+			n, err := w.CountFact(ctx, s, end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, n)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s..%s by %s: %v, want each window's count %v", steps.Since, steps.Until, steps.Step, got, want)
+		}
+	}
+	if got, _ := w.CountFactByWindow(ctx, payload.Steps{Since: day, Until: day.Add(3 * time.Hour), Step: time.Hour}); fmt.Sprint(got) != "[2 1 1]" {
+		t.Errorf("the first three hours: %v, want [2 1 1]", got)
+	}
+	if _, err := w.CountFactByWindow(ctx, payload.Steps{Since: day, Until: day.Add(25 * time.Hour), Step: time.Hour}); err == nil {
+		t.Error("25 hours in one query: no error")
+	}
+}

@@ -72,6 +72,40 @@ WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_tim
 	return asInt(rows[0]["n"]), nil
 }
 
+// CountFactByWindow returns the fact rows of each window of steps, in
+// one pass: a reconcile's hourly windows of a day counted one by one
+// read the day's partition once each. The range spans at most
+// payload.MaxCountedSpan (its dates' partitions are what is read); the
+// last window ends at Until.
+func (w *Warehouse) CountFactByWindow(ctx context.Context, steps payload.Steps) ([]int64, error) {
+	if steps.Step <= 0 || !steps.Since.Before(steps.Until) || steps.Until.Sub(steps.Since) > payload.MaxCountedSpan {
+		return nil, fmt.Errorf("count fact by window: %s..%s by %s is not a range of at most %s cut into steps", steps.Since, steps.Until, steps.Step, payload.MaxCountedSpan)
+	}
+	since, until := steps.Since.UTC(), steps.Until.UTC()
+	rows, err := w.query(ctx, "count fact by window", fmt.Sprintf(`SELECT DIV(TIMESTAMP_DIFF(event_timestamp, @since, MICROSECOND), @step_us) AS w, COUNT(*) AS n
+FROM %s WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until
+GROUP BY w`, w.ref(schemas.TableFact)),
+		bigquery.QueryParameter{Name: "since", Value: since},
+		bigquery.QueryParameter{Name: "step_us", Value: steps.Step.Microseconds()},
+		bigquery.QueryParameter{Name: "lo", Value: civil.DateOf(since)},
+		// The date of the last instant before until: a range ending at
+		// midnight reads no partition of the next day.
+		bigquery.QueryParameter{Name: "hi", Value: civil.DateOf(until.Add(-time.Microsecond))},
+		bigquery.QueryParameter{Name: "until", Value: until})
+	if err != nil {
+		return nil, err
+	}
+	counts := make([]int64, (until.Sub(since)+steps.Step-1)/steps.Step)
+	for _, r := range rows {
+		i := asInt(r["w"])
+		if i < 0 || i >= int64(len(counts)) {
+			return nil, fmt.Errorf("count fact by window: window %d of %d", i, len(counts))
+		}
+		counts[i] = asInt(r["n"])
+	}
+	return counts, nil
+}
+
 // FactIDs returns every event id in the fact table with how often it
 // occurs (tests and reconciliation use it; it reads the whole table).
 func (w *Warehouse) FactIDs(ctx context.Context) (map[string]int, error) {

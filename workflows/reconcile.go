@@ -90,6 +90,11 @@ const reconcileUnplacedChange = "reconcile-unplaced-max"
 // it does not compare and which read 30 days of it a window.
 const reconcileFactOnlyChange = "reconcile-group-by-fact-only"
 
+// reconcileFactByDayChange versions how a group_by reconcile counts fact:
+// a day's windows in one query (CountFactByWindow), not a query each,
+// which read the day's partition once a window.
+const reconcileFactByDayChange = "reconcile-fact-by-day"
+
 // Reconcile compares the API's count of events with the warehouse per
 // window: group_by=date,hour over the whole range in one call where the
 // windows are whole hours, count=true per window otherwise.
@@ -139,6 +144,13 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	// fact rows alone, so the quarantine is not counted (Quarantined and
 	// Unplaced stay 0).
 	factOnly := res.GroupBy && workflow.GetVersion(ctx, reconcileFactOnlyChange, workflow.DefaultVersion, 1) == 1
+	var byFact []int64
+	if factOnly && in.Step <= payload.MaxCountedSpan && workflow.GetVersion(ctx, reconcileFactByDayChange, workflow.DefaultVersion, 1) == 1 {
+		var err error
+		if byFact, err = countFactByDay(ctx, tune, steps); err != nil {
+			return res, err
+		}
+	}
 	for i, t := 0, in.Since; t.Before(in.Until); i, t = i+1, t.Add(in.Step) {
 		end := t.Add(in.Step)
 		if end.After(in.Until) {
@@ -155,7 +167,9 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		} else if err := workflow.ExecuteActivity(apiCtx(ctx), payload.CountSource, w).Get(ctx, &src); err != nil {
 			return res, fmt.Errorf("count source %s: %w", t, err)
 		}
-		if factOnly {
+		if byFact != nil {
+			wh.Fact = byFact[i]
+		} else if factOnly {
 			if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountFact, w).Get(ctx, &wh.Fact); err != nil {
 				return res, fmt.Errorf("count fact %s: %w", t, err)
 			}
@@ -194,4 +208,28 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		}
 	}
 	return res, nil
+}
+
+// countFactByDay counts the fact rows of each window of steps (a step of
+// at most payload.MaxCountedSpan), a query for as many whole windows as
+// fit in that span.
+func countFactByDay(ctx workflow.Context, tune Tuning, steps payload.Steps) ([]int64, error) {
+	per := int(payload.MaxCountedSpan / steps.Step)
+	var counts []int64
+	for t := steps.Since; t.Before(steps.Until); {
+		end := t.Add(time.Duration(per) * steps.Step)
+		if end.After(steps.Until) {
+			end = steps.Until
+		}
+		var part []int64
+		if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountFactByWindow, payload.Steps{Since: t, Until: end, Step: steps.Step}).Get(ctx, &part); err != nil {
+			return nil, fmt.Errorf("count fact %s..%s: %w", t.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), err)
+		}
+		counts = append(counts, part...)
+		t = end
+	}
+	if n := int((steps.Until.Sub(steps.Since) + steps.Step - 1) / steps.Step); len(counts) != n {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count fact by window: %d windows counted, want %d", len(counts), n), payload.ErrTypeBadInput, nil)
+	}
+	return counts, nil
 }

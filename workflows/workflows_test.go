@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -840,28 +841,34 @@ func TestBackfillProgressKeepsTheFailureCountInJSON(t *testing.T) {
 
 // Reconcile asks the API once for the whole range (group_by by hour), not
 // once per window, and compares each window's events with the fact
-// table alone: the quarantine is not counted. A reconcile begun before
-// that change replays counting it, as it did.
+// table alone: the quarantine is not counted, and a day's windows are
+// counted in one query (CountFactByWindow). A reconcile begun before
+// those changes replays counting as it did: a window at a time, with
+// the quarantine before the first.
 func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 	until := since.Add(72 * time.Hour)
 	fact := map[time.Time]int64{since: 10, since.Add(24 * time.Hour): 5, since.Add(48 * time.Hour): 6}
 	for _, tc := range []struct {
-		name        string
-		version     workflow.Version
-		quarantined int64
+		name                               string
+		factOnly, byDay                    workflow.Version
+		quarantined                        int64
+		wantByDay, wantFact, wantWarehouse int
 	}{
-		{"now", 1, 0},
-		{"begun before the change", workflow.DefaultVersion, 1},
+		{"now", 1, 1, 0, 3, 0, 0},
+		{"begun before the day's count", 1, workflow.DefaultVersion, 0, 0, 3, 0},
+		{"begun before the change", workflow.DefaultVersion, workflow.DefaultVersion, 1, 0, 0, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t)
 			env.RegisterWorkflow(workflows.Reconcile)
-			env.OnGetVersion("reconcile-group-by-fact-only", workflow.DefaultVersion, 1).Return(tc.version)
+			env.OnGetVersion("reconcile-group-by-fact-only", workflow.DefaultVersion, 1).Return(tc.factOnly)
+			// Asked only of a fact-only reconcile.
+			env.OnGetVersion("reconcile-fact-by-day", workflow.DefaultVersion, 1).Return(tc.byDay).Maybe()
 			env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
 				Return([]int64{10, 5, 7}, nil).Once()
 			env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(0), nil).Never()
-			counted, factOnly := 0, 0
+			counted, factOnly, byDay := 0, 0, 0
 			env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
 				func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
 					counted++
@@ -871,6 +878,14 @@ func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 				func(_ context.Context, w payload.Window) (int64, error) {
 					factOnly++
 					return fact[w.Since], nil
+				}).Maybe()
+			env.OnActivity(payload.CountFactByWindow, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, s payload.Steps) ([]int64, error) {
+					byDay++
+					if s.Step != 24*time.Hour || s.Until.Sub(s.Since) != s.Step {
+						return nil, fmt.Errorf("counted %+v, want a day of daily windows", s)
+					}
+					return []int64{fact[s.Since]}, nil
 				}).Maybe()
 			env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: 24 * time.Hour})
 			var res workflows.ReconcileResult
@@ -882,13 +897,50 @@ func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 			if !res.GroupBy || len(res.Windows) != 3 || len(res.Gaps) != 1 || res.Gaps[0].Gap != 1 || !res.Gaps[0].Since.Equal(since.Add(48*time.Hour)) {
 				t.Fatalf("result %+v", res)
 			}
-			if wantFact := map[bool]int{true: 3}[tc.version == 1]; factOnly != wantFact || counted != 3-wantFact {
-				t.Errorf("%d fact-only counts, %d with the quarantine; want %d and %d", factOnly, counted, wantFact, 3-wantFact)
+			if byDay != tc.wantByDay || factOnly != tc.wantFact || counted != tc.wantWarehouse {
+				t.Errorf("%d day counts, %d fact-only counts, %d with the quarantine; want %d, %d and %d", byDay, factOnly, counted, tc.wantByDay, tc.wantFact, tc.wantWarehouse)
 			}
 			if res.Windows[0].Quarantined != tc.quarantined {
 				t.Errorf("quarantined %d, want %d", res.Windows[0].Quarantined, tc.quarantined)
 			}
 		})
+	}
+}
+
+// Hourly windows are counted a day at a time: two days, two queries of
+// 24 windows each, their counts in the windows' order.
+func TestReconcileCountsFactADayAtATime(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Reconcile)
+	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	until := since.Add(48 * time.Hour)
+	source := make([]int64, 48)
+	for i := range source {
+		source[i] = int64(i)
+	}
+	env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: time.Hour}).Return(source, nil).Once()
+	var asked []payload.Steps
+	env.OnActivity(payload.CountFactByWindow, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, s payload.Steps) ([]int64, error) {
+			asked = append(asked, s)
+			var n []int64
+			for t := s.Since; t.Before(s.Until); t = t.Add(s.Step) {
+				n = append(n, int64(t.Sub(since)/time.Hour))
+			}
+			return n, nil
+		})
+	env.OnActivity(payload.CountFact, mock.Anything, mock.Anything).Return(int64(0), nil).Never()
+	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: time.Hour})
+	var res workflows.ReconcileResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	want := []payload.Steps{{Since: since, Until: since.Add(24 * time.Hour), Step: time.Hour}, {Since: since.Add(24 * time.Hour), Until: until, Step: time.Hour}}
+	if fmt.Sprint(asked) != fmt.Sprint(want) {
+		t.Errorf("counted %v, want %v", asked, want)
+	}
+	if len(res.Windows) != 48 || len(res.Gaps) != 0 || res.Windows[47].Fact != 47 {
+		t.Errorf("windows %d, gaps %v, the last window's fact %d; want 48, none, 47", len(res.Windows), res.Gaps, res.Windows[len(res.Windows)-1].Fact)
 	}
 }
 

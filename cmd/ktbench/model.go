@@ -27,6 +27,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/warehouse"
 	"github.com/ktpipe/ktpipe/workflows"
@@ -82,7 +83,8 @@ type modelInputs struct {
 	// the warehouse's CompletenessHours closed hours ending
 	// CompletenessDelay before it (the schedule's, with the compaction:
 	// the pull's interval, CompactEvery and 10 minutes). ReconcileWindows
-	// is the daily reconcile's windows (a day of 1h steps); GaugeEvery is
+	// is the daily reconcile's windows (a day of 1h steps, counted a
+	// day's at a time: payload.MaxCountedSpan); GaugeEvery is
 	// KTPIPE_METRICS_REFRESH, at which each of Workers reads the gauges'
 	// rows.
 	AuditEvery        time.Duration
@@ -297,6 +299,8 @@ var costRules = []costRule{
 		[]tableRead{{"live_events", []string{"event_timestamp", "ingested_at"}, scopeLive}}, "", false},
 	{"audit: append its row", rx(`INSERT INTO audit \(audited_at,`),
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "audit", false},
+	{"count fact by window", rx(`SELECT DIV\(TIMESTAMP_DIFF\(event_timestamp, @since, MICROSECOND\), @step_us\) AS w, COUNT\(\*\) AS n FROM fact_ai_event WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until GROUP BY w$`),
+		[]tableRead{{"fact_ai_event", []string{"event_date", "event_timestamp"}, scopePartitions}}, "", false},
 	{"count fact in a window", rx(`SELECT COUNT\(\*\) AS n FROM fact_ai_event WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until$`),
 		[]tableRead{{"fact_ai_event", []string{"event_date", "event_timestamp"}, scopePartitions}}, "", false},
 	{"count quarantine in a window", rx(`SELECT \(SELECT COUNT\(\*\) FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.event_timestamp >= @since AND q\.event_timestamp < @until AND \(IF\(REGEXP_CONTAINS\(q\.event_id, .* FROM quarantine u WHERE u\.quarantined_at >= @quarantine_since AND u\.event_timestamp IS NULL\) AS unplaced$`),
@@ -481,7 +485,7 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	audits := float64(24*time.Hour) / float64(in.AuditEvery)
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
 		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay,
-		"audit": audits, "days": dayCounts(audits, p.CommitsPerDay), "count": hourCounts(audits, p.CommitsPerDay), "reconcile": float64(in.ReconcileWindows),
+		"audit": audits, "days": dayCounts(audits, p.CommitsPerDay), "count": hourCounts(audits, p.CommitsPerDay), "reconcile": math.Ceil(float64(in.ReconcileWindows) * float64(time.Hour) / float64(payload.MaxCountedSpan)),
 		"gauges": float64(in.Workers) * float64(24*time.Hour) / float64(in.GaugeEvery)}
 	chunkRows := p.CommittedRows / p.CommitsPerDay
 	batch := math.Max(1, float64(in.BatchChunks))

@@ -404,7 +404,7 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 // audit runs (commit_log's count, the
 // latest audit, the live view's newest and the interval's measures,
 // then its row appended), recorded on an audit that carries the counts;
-// a window of the daily reconcile (CountFact); and a worker's
+// a day of the daily reconcile's windows (CountFactByWindow); and a worker's
 // gauges (app.RefreshGauges).
 func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInputs, take func(string), drop func()) error {
 	// As app sets it with the compaction on; only the audit reads it
@@ -454,9 +454,10 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 	}
 	take("audit")
 	// The daily reconcile's windows are whole hours, which group_by
-	// counts: each is compared with its fact rows alone (CountFact).
+	// counts: each is compared with its fact rows alone, a day's in one
+	// query (CountFactByWindow).
 	yesterday := now.Truncate(24*time.Hour).AddDate(0, 0, -1)
-	if _, err := wh.CountFact(ctx, yesterday, yesterday.Add(time.Hour)); err != nil {
+	if _, err := wh.CountFactByWindow(ctx, payload.Steps{Since: yesterday, Until: yesterday.Add(24 * time.Hour), Step: time.Hour}); err != nil {
 		return fmt.Errorf("model: reconcile's count: %w", err)
 	}
 	take("reconcile")
