@@ -3,6 +3,8 @@ package warehouse
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -245,44 +247,54 @@ FROM per_id`, w.ref(schemas.TableLedger), w.ref(schemas.TableRaw)), from, start,
 // audited_at, from the workflow) adds nothing. The lag is NULL when the
 // API reported no event (nothing to measure it against).
 func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
-	ts := func(name string, t time.Time) []bigquery.QueryParameter {
-		return []bigquery.QueryParameter{{Name: name, Value: t.UTC()}, {Name: "has_" + name, Value: !t.IsZero()}}
-	}
 	var params []bigquery.QueryParameter
-	for _, p := range []struct {
-		name string
-		t    time.Time
-	}{{"api_newest", r.APINewest}, {"warehouse_newest", r.WarehouseNewest}, {"interval_start", r.IntervalStart},
-		{"interval_end", r.IntervalEnd}, {"completeness_start", r.CompletenessStart}, {"completeness_end", r.CompletenessEnd},
-		{"counted_at", r.CountedAt}, {"counted_since", r.CountedSince}, {"counted_newest", r.CountedNewest}} {
-		params = append(params, ts(p.name, p.t)...)
+	var cols, vals []string
+	value := func(col string, v any) {
+		params = append(params, bigquery.QueryParameter{Name: col, Value: v})
+		cols, vals = append(cols, col), append(vals, "@"+col)
 	}
-	params = append(params,
-		bigquery.QueryParameter{Name: "audited_at", Value: r.AuditedAt.UTC()},
-		bigquery.QueryParameter{Name: "lag", Value: r.IngestionLagSeconds},
-		bigquery.QueryParameter{Name: "fact_rows", Value: r.FactRows},
-		bigquery.QueryParameter{Name: "fact_dups", Value: r.FactDuplicateRows},
-		bigquery.QueryParameter{Name: "fact_dup_ratio", Value: r.FactDuplicateRatio},
-		bigquery.QueryParameter{Name: "records", Value: r.SourceRecords},
-		bigquery.QueryParameter{Name: "resends", Value: r.SourceResends},
-		bigquery.QueryParameter{Name: "resend_ratio", Value: r.SourceResendRatio},
-		bigquery.QueryParameter{Name: "violations", Value: r.SchemaViolations},
-		bigquery.QueryParameter{Name: "api_count", Value: r.APICount},
-		bigquery.QueryParameter{Name: "wh_count", Value: r.WarehouseCount},
-		bigquery.QueryParameter{Name: "completeness", Value: r.CompletenessRatio},
-		bigquery.QueryParameter{Name: "counted_commits", Value: r.CountedCommits},
-	)
-	t := func(name string) string { return fmt.Sprintf("IF(@has_%[1]s, @%[1]s, NULL)", name) }
-	sql := fmt.Sprintf(`INSERT INTO %[1]s (audited_at, api_newest, warehouse_newest, ingestion_lag_seconds, fact_rows,
-  fact_duplicate_rows, fact_duplicate_ratio, source_records, source_resends, source_resend_ratio, interval_start,
-  interval_end, schema_violations, completeness_start, completeness_end, api_count, warehouse_count, completeness_ratio,
-  counted_at, counted_since, counted_commits, counted_newest)
-SELECT @audited_at, %[2]s, %[3]s, IF(@has_api_newest, @lag, NULL), @fact_rows, @fact_dups, @fact_dup_ratio, @records, @resends, @resend_ratio,
-  %[4]s, %[5]s, @violations, %[6]s, %[7]s, @api_count, @wh_count, @completeness, %[8]s, %[9]s, IF(@has_counted_at, @counted_commits, NULL), %[10]s
+	// A value that may be NULL goes as its text, cast in the statement,
+	// and NULL as text that no cast reads ("" reads as 0 on the emulator):
+	// no IF(@has_x, @x, NULL), with which the emulator (v0.8.1) wrote
+	// api_count, warehouse_count, source_resends and others of the row
+	// as 0, and no NULL parameter, which it types INT64.
+	nullable := func(col, typ, text string, valid bool) {
+		if !valid {
+			text = "NULL"
+		}
+		params = append(params, bigquery.QueryParameter{Name: col, Value: text})
+		cols, vals = append(cols, col), append(vals, fmt.Sprintf("SAFE_CAST(@%s AS %s)", col, typ))
+	}
+	ts := func(col string, t time.Time) {
+		nullable(col, "TIMESTAMP", t.UTC().Format("2006-01-02 15:04:05.999999+00:00"), !t.IsZero())
+	}
+	value("audited_at", r.AuditedAt.UTC())
+	ts("api_newest", r.APINewest)
+	ts("warehouse_newest", r.WarehouseNewest)
+	nullable("ingestion_lag_seconds", "FLOAT64", strconv.FormatFloat(r.IngestionLagSeconds, 'g', -1, 64), !r.APINewest.IsZero())
+	value("fact_rows", r.FactRows)
+	value("fact_duplicate_rows", r.FactDuplicateRows)
+	value("fact_duplicate_ratio", r.FactDuplicateRatio)
+	value("source_records", r.SourceRecords)
+	value("source_resends", r.SourceResends)
+	value("source_resend_ratio", r.SourceResendRatio)
+	ts("interval_start", r.IntervalStart)
+	ts("interval_end", r.IntervalEnd)
+	value("schema_violations", r.SchemaViolations)
+	ts("completeness_start", r.CompletenessStart)
+	ts("completeness_end", r.CompletenessEnd)
+	value("api_count", r.APICount)
+	value("warehouse_count", r.WarehouseCount)
+	value("completeness_ratio", r.CompletenessRatio)
+	ts("counted_at", r.CountedAt)
+	ts("counted_since", r.CountedSince)
+	nullable("counted_commits", "INT64", strconv.FormatInt(r.CountedCommits, 10), !r.CountedAt.IsZero())
+	ts("counted_newest", r.CountedNewest)
+	sql := fmt.Sprintf(`INSERT INTO %[1]s (%[2]s)
+SELECT %[3]s
 FROM (SELECT 1 AS one) AS x
 WHERE NOT EXISTS (SELECT 1 FROM %[1]s a WHERE a.audited_at = @audited_at)`,
-		w.ref(schemas.TableAudit), t("api_newest"), t("warehouse_newest"), t("interval_start"), t("interval_end"),
-		t("completeness_start"), t("completeness_end"), t("counted_at"), t("counted_since"), t("counted_newest"))
+		w.ref(schemas.TableAudit), strings.Join(cols, ", "), strings.Join(vals, ", "))
 	return w.exec(ctx, "append audit", sql, params...)
 }
 
