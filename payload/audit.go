@@ -39,10 +39,29 @@ type AuditRow struct {
 	CountedSince   time.Time
 	CountedCommits int64
 	CountedNewest  time.Time
+	LiveCount
 	// LagKnown, on read, is false when the lag was NULL (no event on one
 	// side yet); IngestionLagSeconds is then 0.
 	LagKnown bool
 }
+
+// LiveCount is the live view's newest event as an audit knows it
+// (warehouse.MeasureLive): Newest, the newest event_timestamp of the
+// live_events rows in the view's window; NewestIngested, the latest
+// ingested_at of the rows with that timestamp (it leaves the window
+// then); CountedAt, when the window was last read whole. An audit in
+// the hour after reads only what was ingested since, and carries the
+// rest. Zero (NULL): no live view, or a row of the version before.
+type LiveCount struct {
+	LiveNewest, LiveNewestIngested, LiveCountedAt time.Time
+}
+
+// MaxLiveLanding bounds a live landing, its attempts included (the
+// activities' schedule-to-close timeouts): a landing stamps its rows'
+// ingested_at as it starts, so a row shows in live_events at most this
+// long (and the streaming buffer's seconds) after its stamp. The audit's
+// read of the rows ingested since its last whole read counts on it.
+const MaxLiveLanding = 5 * time.Minute
 
 // AuditScope bounds what one audit reads: fact and quarantine partitions
 // from Since's date on (event_date, quarantined_at), and the ledger's
@@ -85,6 +104,7 @@ type AuditWarehouseResult struct {
 	// AuditRow).
 	CountedAt, CountedSince, CountedNewest time.Time
 	CountedCommits                         int64
+	LiveCount
 }
 
 // NewestInput asks for the API's newest event timestamp.

@@ -39,14 +39,79 @@ func (w *Warehouse) newerEvent(ctx context.Context, m *AuditMeasures, what, tabl
 // MeasureAudit measures the warehouse for an audit: the counts of what
 // is committed (auditCounts) and the interval's measures.
 func (w *Warehouse) MeasureAudit(ctx context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
-	res, err := w.auditCounts(ctx, in)
+	res, prev, err := w.auditCounts(ctx, in)
 	if err != nil {
 		return payload.AuditWarehouseResult{}, err
+	}
+	// With the compaction on (SetLiveWindow set its window), loads wait
+	// hours for their commit and an event in the live view is what is
+	// queryable: the lag is against it. Without it, the lag stays the
+	// fact table's, so a stalled commit still shows.
+	if w.liveWindow > 0 {
+		// To the microsecond, as the audit table keeps it: the next audit
+		// compares what it reads back.
+		if res.LiveCount, err = w.MeasureLive(ctx, prev.LiveCount, time.Now().UTC().Truncate(time.Microsecond)); err != nil {
+			return payload.AuditWarehouseResult{}, err
+		}
+		if res.LiveNewest.After(res.WarehouseNewest) {
+			res.WarehouseNewest = res.LiveNewest
+		}
 	}
 	if err := w.MeasureInterval(ctx, in.Scope, &res.AuditMeasures); err != nil {
 		return payload.AuditWarehouseResult{}, err
 	}
 	return res, nil
+}
+
+// LiveLate bounds how long after its ingested_at a live row may first
+// show in live_events: a landing stamps its rows as it starts and
+// streams them within its activity's timeout (payload.MaxLiveLanding),
+// and the streaming buffer shows a row seconds after the call. An audit
+// that reads only the rows ingested since the last whole read reads
+// from this much before it.
+const LiveLate = payload.MaxLiveLanding + 5*time.Minute
+
+// MeasureLive finds the live view's newest event at now: the newest
+// event_timestamp of the live_events rows ingested within the view's
+// window (hour partitions). prev is the count the audit before knew.
+// Read whole, the window is 5 hours of rows with the compaction every 4,
+// and every audit read it (README, "What operating it reads"); so an
+// audit reads it whole once an hour, and in between only the rows
+// ingested since that read (less LiveLate, for rows streamed late) and
+// carries prev's newest while a row with it is in the window. A row that
+// shows later than LiveLate after its stamp shows at the next whole
+// read.
+func (w *Warehouse) MeasureLive(ctx context.Context, prev payload.LiveCount, now time.Time) (payload.LiveCount, error) {
+	start := now.Add(-w.liveWindow)
+	whole := prev.LiveCountedAt.IsZero() || now.Sub(prev.LiveCountedAt) >= time.Hour || now.Before(prev.LiveCountedAt) ||
+		!prev.LiveNewest.IsZero() && prev.LiveNewestIngested.Before(start) // its rows left the window: the newest falls
+	from := start
+	if !whole && prev.LiveCountedAt.Add(-LiveLate).After(from) {
+		from = prev.LiveCountedAt.Add(-LiveLate)
+	}
+	rows, err := w.query(ctx, "audit live", fmt.Sprintf(`SELECT event_timestamp AS newest, MAX(ingested_at) AS ingested
+FROM %s WHERE ingested_at >= @live_since
+GROUP BY event_timestamp ORDER BY event_timestamp DESC LIMIT 1`, w.ref(schemas.TableLive)),
+		bigquery.QueryParameter{Name: "live_since", Value: from})
+	if err != nil {
+		return payload.LiveCount{}, err
+	}
+	var got payload.LiveCount
+	if len(rows) > 0 {
+		got.LiveNewest, got.LiveNewestIngested = asTime(rows[0]["newest"]), asTime(rows[0]["ingested"])
+	}
+	if whole {
+		got.LiveCountedAt = now
+		return got, nil
+	}
+	got.LiveCountedAt = prev.LiveCountedAt
+	switch {
+	case prev.LiveNewest.After(got.LiveNewest):
+		got.LiveNewest, got.LiveNewestIngested = prev.LiveNewest, prev.LiveNewestIngested
+	case prev.LiveNewest.Equal(got.LiveNewest) && prev.LiveNewestIngested.After(got.LiveNewestIngested):
+		got.LiveNewestIngested = prev.LiveNewestIngested
+	}
+	return got, nil
 }
 
 // auditCounts takes the audit's counts of what is committed, or carries
@@ -60,19 +125,18 @@ func (w *Warehouse) MeasureAudit(ctx context.Context, in payload.AuditWarehouseI
 // their count is at most an hour old; the days' counts, until a commit
 // or the next day. A write that bypasses the commits shows then, or at
 // once in an audit that recounts.
-func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
+func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseInput) (res payload.AuditWarehouseResult, prev AuditRow, err error) {
 	since := in.Scope.Since.UTC()
 	// Read before the counts: a commit that lands after it changes the
 	// number the next audit reads, so that audit counts again.
 	commits, err := w.CountCommits(ctx, since)
 	if err != nil {
-		return payload.AuditWarehouseResult{}, err
+		return res, prev, err
 	}
-	res := payload.AuditWarehouseResult{CountedAt: in.Scope.IntervalEnd.UTC(), CountedSince: since, CountedCommits: commits}
-	var prev AuditRow
+	res = payload.AuditWarehouseResult{CountedAt: in.Scope.IntervalEnd.UTC(), CountedSince: since, CountedCommits: commits}
 	if !in.Recount {
 		if prev, err = w.latestCount(ctx, in.Scope.IntervalEnd.UTC().Truncate(24*time.Hour)); err != nil {
-			return payload.AuditWarehouseResult{}, err
+			return res, prev, err
 		}
 	}
 	days, hours := carries(prev, in, commits)
@@ -81,20 +145,20 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 		res.CountedAt, res.CountedNewest = prev.CountedAt, prev.CountedNewest
 	} else {
 		if res.AuditMeasures, err = w.MeasureFact(ctx, since); err != nil {
-			return payload.AuditWarehouseResult{}, err
+			return res, prev, err
 		}
 		res.CountedNewest = res.WarehouseNewest // before the live view raises it
 	}
 	if hours {
 		res.CompletenessCount = prev.WarehouseCount
-		return res, nil
+		return res, prev, nil
 	}
 	n, err := w.CountWindow(ctx, in.Completeness.Since, in.Completeness.Until)
 	if err != nil {
-		return payload.AuditWarehouseResult{}, err
+		return res, prev, err
 	}
 	res.CompletenessCount = n.Fact + n.Quarantined
-	return res, nil
+	return res, prev, nil
 }
 
 // carries says which of prev's counts an audit may take. The days'
@@ -172,24 +236,13 @@ FROM %s WHERE event_date >= @from`, fact), from)
 	return m, err
 }
 
-// MeasureInterval adds to m what every audit measures afresh: the live
-// view's newest event, and the records, resends and schema violations
-// of the loads committed in the interval.
+// MeasureInterval adds to m what every audit measures afresh: the
+// records, resends and schema violations of the loads committed in the
+// interval.
 func (w *Warehouse) MeasureInterval(ctx context.Context, s AuditScope, m *AuditMeasures) error {
 	from := bigquery.QueryParameter{Name: "from", Value: civil.DateOf(s.Since.UTC())}
 	start := bigquery.QueryParameter{Name: "start", Value: s.IntervalStart.UTC()}
 	end := bigquery.QueryParameter{Name: "end", Value: s.IntervalEnd.UTC()}
-	// With the compaction on (SetLiveWindow set its window), loads wait
-	// hours for their commit and an event in the live view is what is
-	// queryable: the lag is against it. Only the view's window of
-	// live_events, hour partitions, is read. Without it, the lag stays the
-	// fact table's, so a stalled commit still shows.
-	if w.liveWindow > 0 {
-		liveSince := bigquery.QueryParameter{Name: "live_since", Value: time.Now().UTC().Add(-w.liveWindow)}
-		if err := w.newerEvent(ctx, m, "audit live", schemas.TableLive, "ingested_at >= @live_since", liveSince); err != nil {
-			return err
-		}
-	}
 	// What was written in the interval is what loads committed in it (the
 	// ledger's commit time; a load's own clock is when it read the
 	// source, which can be long before a slow commit). Each ledger row
@@ -290,6 +343,9 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 	ts("counted_since", r.CountedSince)
 	nullable("counted_commits", "INT64", strconv.FormatInt(r.CountedCommits, 10), !r.CountedAt.IsZero())
 	ts("counted_newest", r.CountedNewest)
+	ts("live_newest", r.LiveNewest)
+	ts("live_newest_ingested", r.LiveNewestIngested)
+	ts("live_counted_at", r.LiveCountedAt)
 	sql := fmt.Sprintf(`INSERT INTO %[1]s (%[2]s)
 SELECT %[3]s
 FROM (SELECT 1 AS one) AS x

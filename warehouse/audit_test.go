@@ -168,7 +168,8 @@ func auditRowOf(at time.Time, in payload.AuditWarehouseInput, res payload.AuditW
 	return warehouse.AuditRow{AuditedAt: at, IntervalStart: in.Scope.IntervalStart, IntervalEnd: in.Scope.IntervalEnd,
 		CompletenessStart: in.Completeness.Since, CompletenessEnd: in.Completeness.Until,
 		WarehouseNewest: res.WarehouseNewest, FactRows: res.FactRows, FactDuplicateRows: res.FactDuplicateRows, WarehouseCount: res.CompletenessCount,
-		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits, CountedNewest: res.CountedNewest}
+		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits, CountedNewest: res.CountedNewest,
+		LiveCount: res.LiveCount}
 }
 
 // auditInput is what the Audit workflow asks the warehouse at at: the
@@ -445,6 +446,92 @@ func TestCountFactByWindowIsEachWindowsCount(t *testing.T) {
 	}
 }
 
+// The live view's window is read whole once an hour; the audits between
+// read the rows ingested since that read (less LiveLate) and carry the
+// newest while a row with it is in the window. A row stamped before that
+// bound but streamed after the whole read shows at the next whole one.
+func TestAuditReadsTheLiveWindowWholeOnceAnHour(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	w.SetLiveWindow(2 * time.Hour)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	// Audit times at noon, whatever the clock (an audit carries only its
+	// day's rows); the live view's window is the clock's.
+	noon := now.Truncate(24 * time.Hour).Add(12 * time.Hour)
+	hours := payload.Window{Since: noon.Add(-3 * time.Hour), Until: noon}
+	stream := func(n int, ts, ingested time.Time) {
+		streamLive(t, w, fmt.Sprintf("load-live-%d", n), ingested, event(uuid(400+n), ts.Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
+	}
+	step := 0
+	// audit measures at the next audit time, after prev (when given) as
+	// the latest count, and writes its row.
+	audit := func(prev *payload.LiveCount) (live payload.LiveCount, began time.Time) {
+		t.Helper()
+		step++
+		at := noon.Add(time.Duration(step) * time.Second)
+		if prev != nil {
+			if err := w.AppendAudit(ctx, warehouse.AuditRow{AuditedAt: at, CountedAt: at, LiveCount: *prev}); err != nil {
+				t.Fatal(err)
+			}
+			step++
+			at = noon.Add(time.Duration(step) * time.Second)
+		}
+		in := auditInput(noon, at, hours)
+		began = time.Now().UTC().Truncate(time.Microsecond)
+		res, err := w.MeasureAudit(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AppendAudit(ctx, auditRowOf(at, in, res)); err != nil {
+			t.Fatal(err)
+		}
+		return res.LiveCount, began
+	}
+	// check: a zero from wants a whole read (as the audit ran), another
+	// the whole read of then carried.
+	check := func(name string, got payload.LiveCount, began, newest, from time.Time) {
+		t.Helper()
+		if whole := !got.LiveCountedAt.Before(began); !got.LiveNewest.Equal(newest) || whole != from.IsZero() || !whole && !got.LiveCountedAt.Equal(from) {
+			t.Errorf("%s: newest %s, window read whole at %s; want newest %s, read whole at %s (zero: now)", name, got.LiveNewest, got.LiveCountedAt, newest, from)
+		}
+	}
+	stream(1, now.Add(-50*time.Minute), now.Add(-40*time.Minute))
+	stream(2, now.Add(-20*time.Minute), now.Add(-time.Minute))
+	var live payload.LiveCount
+	first, began := audit(nil)
+	check("the first audit", first, began, now.Add(-20*time.Minute), time.Time{})
+	if !first.LiveNewestIngested.Equal(now.Add(-time.Minute)) {
+		t.Errorf("the first audit: the newest ingested at %s, want %s", first.LiveNewestIngested, now.Add(-time.Minute))
+	}
+	// Newer, but stamped before the read less LiveLate: not read until
+	// the next whole read.
+	stream(3, now.Add(-5*time.Minute), now.Add(-30*time.Minute))
+	live, began = audit(nil)
+	check("stamped early", live, began, now.Add(-20*time.Minute), first.LiveCountedAt)
+	// Ingested since, and stamped within LiveLate before the whole read
+	// (streamed after it): both read.
+	stream(4, now.Add(-10*time.Minute), now)
+	stream(6, now.Add(-8*time.Minute), now.Add(-5*time.Minute))
+	live, began = audit(nil)
+	check("ingested since", live, began, now.Add(-8*time.Minute), first.LiveCountedAt)
+	// The newest yet, stamped before what an audit an hour after a whole
+	// read reads unless it reads whole.
+	stream(5, now.Add(-2*time.Minute), now.Add(-100*time.Minute))
+	live, began = audit(&payload.LiveCount{LiveNewest: now.Add(-10 * time.Minute), LiveNewestIngested: now,
+		LiveCountedAt: now.Add(-61 * time.Minute)})
+	check("an hour after the whole read", live, began, now.Add(-2*time.Minute), time.Time{})
+	// A newest whose rows left the window falls; one whose rows are in
+	// it is carried.
+	live, began = audit(&payload.LiveCount{LiveNewest: now.Add(-time.Minute), LiveNewestIngested: now.Add(-3 * time.Hour),
+		LiveCountedAt: now.Add(-time.Minute)})
+	check("the newest out of the window", live, began, now.Add(-2*time.Minute), time.Time{})
+	live, began = audit(&payload.LiveCount{LiveNewest: now.Add(-time.Minute), LiveNewestIngested: now.Add(-time.Hour),
+		LiveCountedAt: now.Add(-time.Minute)})
+	check("the newest in the window", live, began, now.Add(-time.Minute), now.Add(-time.Minute))
+}
+
 // An audit row reads back as written, every column (each value its own,
 // so a value bound to another column shows), and a row of zeros reads
 // back as NULLs where a zero means none: the emulator wrote api_count,
@@ -461,7 +548,8 @@ func TestAuditRowReadsBackAsWritten(t *testing.T) {
 	full := warehouse.AuditRow{AuditedAt: at, APINewest: ts(1), WarehouseNewest: ts(2), IngestionLagSeconds: 1.25, FactRows: 4,
 		FactDuplicateRows: 6, FactDuplicateRatio: 0.06, SourceRecords: 7, SourceResends: 8, SourceResendRatio: 0.08, IntervalStart: ts(3),
 		IntervalEnd: ts(4), SchemaViolations: 9, CompletenessStart: ts(5), CompletenessEnd: ts(6), APICount: 3, WarehouseCount: 2,
-		CompletenessRatio: 0.5, CountedAt: ts(7), CountedSince: ts(8), CountedCommits: 5, CountedNewest: ts(9), LagKnown: true}
+		CompletenessRatio: 0.5, CountedAt: ts(7), CountedSince: ts(8), CountedCommits: 5, CountedNewest: ts(9),
+		LiveCount: payload.LiveCount{LiveNewest: ts(10), LiveNewestIngested: ts(11), LiveCountedAt: ts(12)}, LagKnown: true}
 	empty := warehouse.AuditRow{AuditedAt: at.Add(time.Second)}
 	for _, r := range []warehouse.AuditRow{full, empty} {
 		if err := w.AppendAudit(ctx, r); err != nil {
@@ -478,7 +566,7 @@ func TestAuditRowReadsBackAsWritten(t *testing.T) {
 	if fmt.Sprintf("%+v", rows[0]) != fmt.Sprintf("%+v", empty) {
 		t.Errorf("read back\n%+v\nwant\n%+v", rows[0], empty)
 	}
-	it, err := bq.Query(fmt.Sprintf("SELECT COUNTIF(api_newest IS NULL AND ingestion_lag_seconds IS NULL AND counted_commits IS NULL) AS n FROM `%s.%s.%s`",
+	it, err := bq.Query(fmt.Sprintf("SELECT COUNTIF(api_newest IS NULL AND ingestion_lag_seconds IS NULL AND counted_commits IS NULL AND live_counted_at IS NULL) AS n FROM `%s.%s.%s`",
 		project, ds, schemas.TableAudit)).Read(ctx)
 	if err != nil {
 		t.Fatal(err)

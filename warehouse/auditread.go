@@ -7,6 +7,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 )
 
@@ -56,7 +57,9 @@ func (w *Warehouse) auditRows(ctx context.Context, what, order string, since tim
 			CompletenessStart: asTime(r["completeness_start"]), CompletenessEnd: asTime(r["completeness_end"]),
 			APICount: asInt(r["api_count"]), WarehouseCount: asInt(r["warehouse_count"]), CompletenessRatio: asFloat(r["completeness_ratio"]),
 			CountedAt: asTime(r["counted_at"]), CountedSince: asTime(r["counted_since"]), CountedCommits: asInt(r["counted_commits"]),
-			CountedNewest: asTime(r["counted_newest"])}
+			CountedNewest: asTime(r["counted_newest"]),
+			LiveCount: payload.LiveCount{LiveNewest: asTime(r["live_newest"]), LiveNewestIngested: asTime(r["live_newest_ingested"]),
+				LiveCountedAt: asTime(r["live_counted_at"])}}
 		out = append(out, a)
 	}
 	return out, nil

@@ -96,6 +96,11 @@ func migrations() []migration {
 		{"schema_audit_counted", map[string][]backfillColumn{
 			schemas.TableAudit: {{"counted_at", "", true}, {"counted_since", "", true}, {"counted_commits", "", true}, {"counted_newest", "", true}},
 		}},
+		// NULL in old rows: the next audit reads the live view's window
+		// whole.
+		{"schema_audit_live", map[string][]backfillColumn{
+			schemas.TableAudit: {{"live_newest", "", true}, {"live_newest_ingested", "", true}, {"live_counted_at", "", true}},
+		}},
 	}
 }
 

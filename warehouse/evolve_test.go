@@ -22,9 +22,9 @@ var guideColumns = []string{"date_id", "model_id", "user_id", "policies_count", 
 
 // oldColumns are the columns a dataset made before the guide's columns
 // lacks: those and the lookup keys, the ledger's dates and its count of
-// rows added, and the audit's counted columns, added after them.
+// rows added, and the audit's counted and live columns, added after them.
 var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key", "min_date", "max_date", "added",
-	"counted_at", "counted_since", "counted_commits", "counted_newest")
+	"counted_at", "counted_since", "counted_commits", "counted_newest", "live_newest", "live_newest_ingested", "live_counted_at")
 
 // createOldDataset makes the tables as the version before the guide's
 // columns created them (today's definitions without oldColumns) and

@@ -29,12 +29,13 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	whNewest := now.Add(-3 * time.Hour) // no events for hours: the source is quiet
 	apiNewest := whNewest.Add(400 * time.Second)
 	counted := now.Add(-10 * time.Minute) // an earlier audit's counts, carried
+	live := payload.LiveCount{LiveNewest: whNewest.Add(-time.Minute), LiveNewestIngested: now.Add(-2 * time.Minute), LiveCountedAt: counted}
 	var asked payload.AuditWarehouseInput
 	env.OnActivity(payload.AuditWarehouse, mock.Anything, mock.Anything).Return(func(_ context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
 		asked = in
 		return payload.AuditWarehouseResult{AuditMeasures: payload.AuditMeasures{WarehouseNewest: whNewest, FactRows: 2000, FactDuplicateRows: 1,
 			SourceRecords: 100, SourceResends: 5, SchemaViolations: 2}, CompletenessCount: 999,
-			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42, CountedNewest: whNewest}, nil
+			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42, CountedNewest: whNewest, LiveCount: live}, nil
 	}).Once()
 	env.OnActivity(payload.NewestSourceEvent, mock.Anything, mock.MatchedBy(func(in payload.NewestInput) bool { return in.After.Equal(whNewest) })).Return(apiNewest, nil).Once()
 	env.OnActivity(payload.CountSource, mock.Anything, payload.Window{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)}).Return(int64(1000), nil).Once()
@@ -52,6 +53,9 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	if !written.CountedAt.Equal(counted) || !written.CountedSince.Equal(asked.Scope.Since) || written.CountedCommits != 42 || !written.CountedNewest.Equal(whNewest) {
 		t.Errorf("counted at %s since %s with %d commits, newest %s; want the warehouse's %s, %s, 42, %s", written.CountedAt, written.CountedSince,
 			written.CountedCommits, written.CountedNewest, counted, asked.Scope.Since, whNewest)
+	}
+	if written.LiveCount != live {
+		t.Errorf("live count %+v, want the warehouse's %+v", written.LiveCount, live)
 	}
 	if written.IngestionLagSeconds != 400 {
 		t.Errorf("lag %v s, want 400 (API newest - warehouse newest)", written.IngestionLagSeconds)

@@ -253,5 +253,6 @@ func deferLoad(ctx workflow.Context, t Tuning, source string, man payload.Manife
 }
 
 // deferLiveCeiling bounds a pull batch's live landing, attempts
-// included: 100 requests of 500 rows for a batch of 50,000 events.
-const deferLiveCeiling = 5 * time.Minute
+// included: 100 requests of 500 rows for a batch of 50,000 events. The
+// audit counts on no landing outlasting payload.MaxLiveLanding.
+const deferLiveCeiling = payload.MaxLiveLanding

@@ -338,10 +338,11 @@ func (l *liveLanding) count(ctx workflow.Context, f workflow.Future) {
 
 // liveAttempts and liveCeiling bound one landing: past them its
 // deliveries wait for the commit. A landing resumes from the delivery
-// its last attempt heartbeat.
+// its last attempt heartbeat. At most payload.MaxLiveLanding, which the
+// audit counts on.
 const (
 	liveAttempts = 3
-	liveCeiling  = time.Minute
+	liveCeiling  = min(time.Minute, payload.MaxLiveLanding)
 )
 
 // maxLandings bounds the landings of one batch: about 2,400 history

@@ -117,7 +117,7 @@ type widths map[string]map[string]float64
 // observedStmt is one statement the emulator run recorded, with the
 // scope it ran in.
 type observedStmt struct {
-	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "days", "count", "reconcile" or "gauges"
+	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "livewhole", "days", "count", "reconcile" or "gauges"
 	Job   bool   // the first statement of a job (a script's later parts are child jobs)
 	SQL   string // one statement (scripts are split); empty for a load job
 	Load  string // table a load job writes
@@ -278,7 +278,7 @@ var costRules = []costRule{
 	{"read checkpoint time", rx(`SELECT MAX\(updated_at\) AS t FROM pipeline_state`),
 		[]tableRead{{"pipeline_state", []string{"key", "updated_at"}, scopeSmall}}, "", false},
 	{"write checkpoint", rx(`INSERT INTO pipeline_state`), nil, "pipeline_state", false},
-	// Operations: the audit (scopes "audit", "days" and "count"), a reconcile
+	// Operations: the audit (scopes "audit", "livewhole", "days" and "count"), a reconcile
 	// window ("reconcile", and the audit's completeness hours) and a
 	// worker's gauges ("gauges").
 	{"audit: fact's newest, rows and distinct keys", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_key\) AS ids, COUNTIF\(event_key IS NULL\) AS unkeyed FROM fact_ai_event WHERE event_date >= @from$`),
@@ -295,7 +295,7 @@ var costRules = []costRule{
 	// do not count the rows added (not in the run).
 	{"audit: the interval's records and resends, from raw", rx(`WITH loads AS \( SELECT load_id, quarantined FROM load_ledger WHERE committed_at >= @start .* FROM raw_events r LEFT JOIN interval_loads l ON l\.load_id = r\.load_id WHERE r\.event_date >= @from GROUP BY r\.event_id`),
 		[]tableRead{{"load_ledger", []string{"load_id", "quarantined", "committed_at"}, scopeSmall}, {"raw_events", []string{"load_id", "ingested_at", "event_id", "event_date"}, scopeAuditDays}}, "", false},
-	{"audit: live view's newest", rx(`SELECT MAX\(event_timestamp\) AS newest FROM live_events WHERE ingested_at >= @live_since$`),
+	{"audit: live view's newest", rx(`SELECT event_timestamp AS newest, MAX\(ingested_at\) AS ingested FROM live_events WHERE ingested_at >= @live_since GROUP BY event_timestamp ORDER BY event_timestamp DESC LIMIT 1$`),
 		[]tableRead{{"live_events", []string{"event_timestamp", "ingested_at"}, scopeLive}}, "", false},
 	{"audit: append its row", rx(`INSERT INTO audit \(audited_at,`),
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "audit", false},
@@ -485,7 +485,7 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	audits := float64(24*time.Hour) / float64(in.AuditEvery)
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
 		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay,
-		"audit": audits, "days": dayCounts(audits, p.CommitsPerDay), "count": hourCounts(audits, p.CommitsPerDay), "reconcile": math.Ceil(float64(in.ReconcileWindows) * float64(time.Hour) / float64(payload.MaxCountedSpan)),
+		"audit": audits, "livewhole": math.Min(audits, 24), "days": dayCounts(audits, p.CommitsPerDay), "count": hourCounts(audits, p.CommitsPerDay), "reconcile": math.Ceil(float64(in.ReconcileWindows) * float64(time.Hour) / float64(payload.MaxCountedSpan)),
 		"gauges": float64(in.Workers) * float64(24*time.Hour) / float64(in.GaugeEvery)}
 	chunkRows := p.CommittedRows / p.CommitsPerDay
 	batch := math.Max(1, float64(in.BatchChunks))
@@ -530,8 +530,14 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 			case scopeLive:
 				// What the live view's window (the compaction's
 				// interval and an hour) holds: every path streams its
-				// rows.
-				rows = p.CommittedRows * float64(warehouse.LiveWindowFor(in.CompactEvery)) / float64(24*time.Hour)
+				// rows. An audit between its whole reads reads what
+				// was ingested since the last (half an hour on
+				// average) and warehouse.LiveLate before it.
+				span := warehouse.LiveWindowFor(in.CompactEvery)
+				if st.Scope == "audit" {
+					span = min(span, 30*time.Minute+warehouse.LiveLate)
+				}
+				rows = p.CommittedRows * float64(span) / float64(24*time.Hour)
 			case scopeAuditDays:
 				// A day's rows of the table: raw gets every load's
 				// (both paths: twice the events), quarantine the

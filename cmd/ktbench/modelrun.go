@@ -425,6 +425,12 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 		return fmt.Errorf("model: audit's count: %w", err)
 	}
 	take("count")
+	// A whole read of the live view's window, once an hour.
+	live, err := wh.MeasureLive(ctx, payload.LiveCount{}, now)
+	if err != nil {
+		return fmt.Errorf("model: the live view's window: %w", err)
+	}
+	take("livewhole")
 	// The row of an audit that counted, for the next to carry.
 	commits, err := wh.CountCommits(ctx, audit.Scope.Since)
 	if err != nil {
@@ -435,9 +441,12 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 	if day := now.Truncate(24 * time.Hour); counted.Before(day) {
 		counted = day
 	}
+	// The audits between read what was ingested since: as if the whole
+	// read was half an hour ago (the average).
+	live.LiveCountedAt, live.LiveNewestIngested = now.Add(-30*time.Minute), now
 	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: counted, WarehouseNewest: m.WarehouseNewest, FactRows: m.FactRows,
 		CompletenessStart: audit.Completeness.Since, CompletenessEnd: audit.Completeness.Until,
-		CountedAt: counted, CountedSince: audit.Scope.Since, CountedCommits: commits, CountedNewest: m.WarehouseNewest}); err != nil {
+		CountedAt: counted, CountedSince: audit.Scope.Since, CountedCommits: commits, CountedNewest: m.WarehouseNewest, LiveCount: live}); err != nil {
 		return fmt.Errorf("model: append audit: %w", err)
 	}
 	drop()
@@ -447,6 +456,9 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 	}
 	if !res.CountedAt.Equal(counted) {
 		return fmt.Errorf("model: the audit counted again (at %s), want it to carry the counts of %s", res.CountedAt, counted)
+	}
+	if !res.LiveCountedAt.Equal(live.LiveCountedAt) {
+		return fmt.Errorf("model: the audit read the live view's window whole (at %s), want the rows since %s", res.LiveCountedAt, live.LiveCountedAt)
 	}
 	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: now, WarehouseNewest: res.WarehouseNewest, FactRows: res.FactRows,
 		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits}); err != nil {

@@ -379,6 +379,12 @@ func Tables() []TableSpec {
 				opt("counted_since", bigquery.TimestampFieldType),
 				opt("counted_commits", bigquery.IntegerFieldType),
 				opt("counted_newest", bigquery.TimestampFieldType),
+				// The live view's newest event, the latest ingestion of
+				// its rows, and when the view's window was last read
+				// whole (payload.LiveCount).
+				opt("live_newest", bigquery.TimestampFieldType),
+				opt("live_newest_ingested", bigquery.TimestampFieldType),
+				opt("live_counted_at", bigquery.TimestampFieldType),
 			},
 		},
 	}
