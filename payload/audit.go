@@ -39,10 +39,38 @@ type AuditRow struct {
 	CountedSince   time.Time
 	CountedCommits int64
 	CountedNewest  time.Time
+	// CountedHours is the count of each hour from the completeness
+	// hours' start, taken with the days' counts or when the hours moved
+	// beyond it: an audit carries them with the days'.
+	CountedHours HourCounts
 	LiveCount
 	// LagKnown, on read, is false when the lag was NULL (no event on one
 	// side yet); IngestionLagSeconds is then 0.
 	LagKnown bool
+}
+
+// HourCounts is what the warehouse holds (fact, and quarantine not in
+// fact) of each hour of event time from Since, as CountWindow counts a
+// window: Counts[i] is the hour Since + i h. It changes only with a
+// commit, so an audit counts a day of hours ahead and the hours moving
+// need no count.
+type HourCounts struct {
+	Since  time.Time `json:"since"`
+	Counts []int64   `json:"counts"`
+}
+
+// Sum is the count of w's hours, and whether h holds each of them (w in
+// whole hours within h's).
+func (h HourCounts) Sum(w Window) (int64, bool) {
+	from, to := w.Since.Sub(h.Since), w.Until.Sub(h.Since)
+	if len(h.Counts) == 0 || from < 0 || to <= from || from%time.Hour != 0 || to%time.Hour != 0 || int(to/time.Hour) > len(h.Counts) {
+		return 0, false
+	}
+	var n int64
+	for _, c := range h.Counts[from/time.Hour : to/time.Hour] {
+		n += c
+	}
+	return n, true
 }
 
 // LiveCount is the live view's newest event as an audit knows it
@@ -104,6 +132,7 @@ type AuditWarehouseResult struct {
 	// AuditRow).
 	CountedAt, CountedSince, CountedNewest time.Time
 	CountedCommits                         int64
+	CountedHours                           HourCounts
 	LiveCount
 }
 

@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -116,15 +117,16 @@ GROUP BY event_timestamp ORDER BY event_timestamp DESC LIMIT 1`, w.ref(schemas.T
 
 // auditCounts takes the audit's counts of what is committed, or carries
 // them from the day's audit with the newest counts (latestCount) when
-// commit_log has had no row since: the fact's newest event, rows and
-// duplicates over the audited days, when that audit counted the same
-// days; the fact + quarantine count of the completeness hours, when it
-// also counted the same hours. The counts read days of partitions, and
-// taken every 5 minutes they were most of what operating ktpipe reads
-// (README, "What operating it reads"). The hours move each hour, so
-// their count is at most an hour old; the days' counts, until a commit
-// or the next day. A write that bypasses the commits shows then, or at
-// once in an audit that recounts.
+// commit_log has had no row since and that audit counted the same days:
+// the fact's newest event, rows and duplicates over the audited days,
+// and the count of each hour (fact + quarantine) for a day from the
+// completeness hours' start, which the hours' count sums. The counts
+// read days of partitions, and taken every 5 minutes they were most of
+// what operating ktpipe reads (README, "What operating it reads"); they
+// change only with a commit, so they are taken by the day's first audit
+// and the first after each commit (and when the hours move past the day
+// counted). A write that bypasses the commits shows then, or at once in
+// an audit that recounts.
 func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseInput) (res payload.AuditWarehouseResult, prev AuditRow, err error) {
 	since := in.Scope.Since.UTC()
 	// Read before the counts: a commit that lands after it changes the
@@ -149,34 +151,45 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 		}
 		res.CountedNewest = res.WarehouseNewest // before the live view raises it
 	}
-	if hours {
-		res.CompletenessCount = prev.WarehouseCount
-		return res, prev, nil
+	res.CountedHours = prev.CountedHours
+	if !hours {
+		if res.CountedHours, err = w.CountHours(ctx, in.Completeness.Since, hoursAhead); err != nil {
+			return res, prev, err
+		}
 	}
-	n, err := w.CountWindow(ctx, in.Completeness.Since, in.Completeness.Until)
-	if err != nil {
-		return res, prev, err
+	n, ok := res.CountedHours.Sum(in.Completeness)
+	if !ok {
+		// Hours not in whole hours, or more than a day of them: counted
+		// as a window, as before.
+		c, err := w.CountWindow(ctx, in.Completeness.Since, in.Completeness.Until)
+		if err != nil {
+			return res, prev, err
+		}
+		res.CountedHours, n = payload.HourCounts{}, c.Fact+c.Quarantined
 	}
-	res.CompletenessCount = n.Fact + n.Quarantined
+	res.CompletenessCount = n
 	return res, prev, nil
 }
+
+// hoursAhead is how many hours from the completeness hours' start an
+// audit counts: a day, what a query may count by hour
+// (payload.MaxCountedSpan), which the hours take 21 hours to move past.
+const hoursAhead = int(payload.MaxCountedSpan / time.Hour)
 
 // carries says which of prev's counts an audit may take. The days'
 // (fact's newest, rows and duplicates) when prev counted (a row of the
 // version before does not say so) and found an event (an empty
 // warehouse costs nothing to count, and a zero newest carried would read
 // as a month's lag), over the same days, with as many commit_log rows as
-// there are now; the hours' count when, besides, prev counted the same
-// completeness hours. prev's counted_at is when its days' counts were
-// taken; its hours' count may be a later audit's (the hours moved, and
-// nothing was committed since).
-// Only prev's newest of fact and quarantine is carried: the live view's
-// falls when a stalled compaction lets its rows age out of the view's
-// window, so every audit measures it (MeasureInterval).
+// there are now; the hours' counts when, besides, they hold each of the
+// completeness hours. Only prev's newest of fact and quarantine is
+// carried: the live view's falls when a stalled compaction lets its rows
+// age out of the view's window, so every audit measures it
+// (MeasureLive).
 func carries(prev AuditRow, in payload.AuditWarehouseInput, commits int64) (days, hours bool) {
 	days = !prev.CountedAt.IsZero() && !prev.CountedNewest.IsZero() && prev.CountedSince.Equal(in.Scope.Since) && prev.CountedCommits == commits
-	hours = days && prev.CompletenessStart.Equal(in.Completeness.Since) && prev.CompletenessEnd.Equal(in.Completeness.Until)
-	return days, hours
+	_, covered := prev.CountedHours.Sum(in.Completeness)
+	return days, days && covered
 }
 
 // CountCommits counts the commit_log rows logged since since (its
@@ -346,6 +359,15 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 	ts("live_newest", r.LiveNewest)
 	ts("live_newest_ingested", r.LiveNewestIngested)
 	ts("live_counted_at", r.LiveCountedAt)
+	hours := ""
+	if len(r.CountedHours.Counts) > 0 {
+		b, err := json.Marshal(r.CountedHours)
+		if err != nil {
+			return fmt.Errorf("append audit: the hours' counts: %w", err)
+		}
+		hours = string(b)
+	}
+	value("counted_hours", hours)
 	sql := fmt.Sprintf(`INSERT INTO %[1]s (%[2]s)
 SELECT %[3]s
 FROM (SELECT 1 AS one) AS x

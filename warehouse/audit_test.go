@@ -169,7 +169,7 @@ func auditRowOf(at time.Time, in payload.AuditWarehouseInput, res payload.AuditW
 		CompletenessStart: in.Completeness.Since, CompletenessEnd: in.Completeness.Until,
 		WarehouseNewest: res.WarehouseNewest, FactRows: res.FactRows, FactDuplicateRows: res.FactDuplicateRows, WarehouseCount: res.CompletenessCount,
 		CountedAt: res.CountedAt, CountedSince: res.CountedSince, CountedCommits: res.CountedCommits, CountedNewest: res.CountedNewest,
-		LiveCount: res.LiveCount}
+		CountedHours: res.CountedHours, LiveCount: res.LiveCount}
 }
 
 // auditInput is what the Audit workflow asks the warehouse at at: the
@@ -180,9 +180,10 @@ func auditInput(since, at time.Time, hours payload.Window) payload.AuditWarehous
 		IntervalStart: at.Add(-5 * time.Minute), IntervalEnd: at}, Completeness: hours}
 }
 
-// An audit carries the hour's counts while nothing is committed: a row
-// written outside ktpipe shows only when an audit recounts, a commit
-// makes the next audit count, and so does the next completeness hour.
+// An audit carries its counts while nothing is committed: a row written
+// outside ktpipe shows only when an audit recounts, and a commit makes
+// the next audit count. The completeness hours moving on are summed from
+// the day of hours counted, and counted again past it.
 // commit_log is read before the counts: a commit that lands between the
 // two is in the counts, and makes the next audit count again.
 func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
@@ -201,7 +202,7 @@ func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
 	var beforeFact func() // run as the fact's count starts, once
 	w.SetStatementObserver(func(s warehouse.Statement) {
 		switch s.What {
-		case "audit fact", "audit quarantine", "count fact", "count quarantine":
+		case "audit fact", "audit quarantine", "count fact by window", "count quarantine by window", "count fact", "count quarantine":
 			mu.Lock()
 			counts = append(counts, s.What)
 			f := beforeFact
@@ -232,7 +233,7 @@ func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
 		defer mu.Unlock()
 		return res, counts
 	}
-	all := "[audit fact audit quarantine count fact count quarantine]"
+	all := "[audit fact audit quarantine count fact by window count quarantine by window]"
 	check := func(step string, res payload.AuditWarehouseResult, counted []string, wantCounted string, countedAt time.Time, rows, dups, window int64) {
 		t.Helper()
 		if fmt.Sprint(counted) != wantCounted || !res.CountedAt.Equal(countedAt) || res.FactRows != rows || res.FactDuplicateRows != dups || res.CompletenessCount != window {
@@ -254,23 +255,28 @@ func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
 	check("after a commit", res, counted, all, at(4), 4, 1, 4)
 	// A commit between the read of commit_log and the counts.
 	mu.Lock()
-	beforeFact = func() { load(t, w, "load-c", 10, event(uuid(84), ts, "ada", "gpt-4o", "allow", "0.01")) }
+	// In the hours' second hour.
+	ts2 := hours.Since.Add(90 * time.Minute).Format(time.RFC3339)
+	beforeFact = func() { load(t, w, "load-c", 10, event(uuid(84), ts2, "ada", "gpt-4o", "allow", "0.01")) }
 	mu.Unlock()
 	res, counted = audit(at(5), hours, true)
 	check("a commit while counting", res, counted, all, at(5), 5, 1, 5)
 	res, counted = audit(at(6), hours, false)
 	check("the audit after it", res, counted, all, at(6), 5, 1, 5)
-	// The hours move on: they are counted (none of the loads' events is
-	// in them), the days' counts carried, so the outside copy still
-	// shows only in a recount.
-	copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", uuid(82), "outside-ktpipe")
+	// The hours move on: the day of hours counted holds them (load-c's
+	// event), and the days' counts carry, so an outside copy shows only
+	// in a recount.
+	copyRowAs(t, ds, schemas.TableFact, bqschema.FactSchema(), "event_id", uuid(84), "outside-ktpipe")
 	next := payload.Window{Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)}
 	res, counted = audit(at(7), next, false)
-	check("the next hours", res, counted, "[count fact count quarantine]", at(6), 5, 1, 0)
-	res, counted = audit(at(8), next, false)
-	check("the next hours, again", res, counted, "[]", at(6), 5, 1, 0)
+	check("the next hours", res, counted, "[]", at(6), 5, 1, 1)
+	// Past the day of hours counted: the hours are counted again, the
+	// days' counts carried.
+	later := payload.Window{Since: hours.Since.Add(23 * time.Hour), Until: hours.Until.Add(23 * time.Hour)}
+	res, counted = audit(at(8), later, false)
+	check("past the hours counted", res, counted, "[count fact by window count quarantine by window]", at(6), 5, 1, 0)
 	res, counted = audit(at(9), next, true)
-	check("the next hours, a recount", res, counted, all, at(9), 6, 2, 0)
+	check("the next hours, a recount", res, counted, all, at(9), 6, 2, 2)
 }
 
 // A carried audit measures the live view's newest afresh: when the live
@@ -340,14 +346,14 @@ func TestAuditCarriesTheNewestCounts(t *testing.T) {
 }
 
 // carries holds each condition: a row that counted, the same days, no
-// commit since; and for the hours' count, the same hours.
+// commit since; and for the hours' count, counts of each of the hours.
 func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {
 	t.Parallel()
 	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	hours := payload.Window{Since: day.Add(7 * time.Hour), Until: day.Add(10 * time.Hour)}
 	in := payload.AuditWarehouseInput{Scope: warehouse.AuditScope{Since: day.Add(-24 * time.Hour)}, Completeness: hours}
 	prev := warehouse.AuditRow{CountedAt: day.Add(11 * time.Hour), CountedSince: in.Scope.Since, CountedCommits: 7,
-		CountedNewest: day.Add(10 * time.Hour), CompletenessStart: hours.Since, CompletenessEnd: hours.Until}
+		CountedNewest: day.Add(10 * time.Hour), CountedHours: payload.HourCounts{Since: hours.Since, Counts: make([]int64, 24)}}
 	if days, hours := warehouse.Carries(prev, in, 7); !days || !hours {
 		t.Fatalf("the same days, hours and commits: carried the days' counts %t, the hours' %t; want both", days, hours)
 	}
@@ -364,16 +370,28 @@ func TestAuditCarriesOnlyTheSameCounts(t *testing.T) {
 			t.Errorf("%s: carried the days' counts %t, the hours' %t; want neither", name, days, hours)
 		}
 	}
-	// Other hours: the days' counts carry, the hours are counted.
-	for name, hoursNow := range map[string]payload.Window{
-		"the next hours":       {Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)},
-		"another window start": {Since: hours.Since.Add(-time.Hour), Until: hours.Until},
+	// The hours move on: carried while the counts hold them, counted
+	// when they do not.
+	for name, tc := range map[string]struct {
+		hours payload.Window
+		carry bool
+	}{
+		"the next hours":       {payload.Window{Since: hours.Since.Add(time.Hour), Until: hours.Until.Add(time.Hour)}, true},
+		"the day's last hours": {payload.Window{Since: hours.Since.Add(21 * time.Hour), Until: hours.Since.Add(24 * time.Hour)}, true},
+		"past the day counted": {payload.Window{Since: hours.Since.Add(22 * time.Hour), Until: hours.Since.Add(25 * time.Hour)}, false},
+		"an hour before them":  {payload.Window{Since: hours.Since.Add(-time.Hour), Until: hours.Until}, false},
+		"not in whole hours":   {payload.Window{Since: hours.Since.Add(time.Minute), Until: hours.Until}, false},
 	} {
 		in := in
-		in.Completeness = hoursNow
-		if days, hours := warehouse.Carries(prev, in, 7); !days || hours {
-			t.Errorf("%s: carried the days' counts %t, the hours' %t; want the days' only", name, days, hours)
+		in.Completeness = tc.hours
+		if days, hours := warehouse.Carries(prev, in, 7); !days || hours != tc.carry {
+			t.Errorf("%s: carried the days' counts %t, the hours' %t; want the days' and the hours' %t", name, days, hours, tc.carry)
 		}
+	}
+	r := prev
+	r.CountedHours = payload.HourCounts{}
+	if days, hours := warehouse.Carries(r, in, 7); !days || hours {
+		t.Errorf("no hours counted (a row of the version before): carried the days' counts %t, the hours' %t; want the days' only", days, hours)
 	}
 }
 
@@ -401,7 +419,7 @@ func TestParametersInSQLOrder(t *testing.T) {
 // A day's windows counted in one query hold what each window's own count
 // holds: the bounds are the windows', an event at an hour's start in
 // that hour, the days either side not counted, and a last window cut
-// short at Until.
+// short at Until; and so do a day's hours of fact and quarantine.
 func TestCountFactByWindowIsEachWindowsCount(t *testing.T) {
 	t.Parallel()
 	w := newWarehouse(t)
@@ -443,6 +461,29 @@ func TestCountFactByWindowIsEachWindowsCount(t *testing.T) {
 	}
 	if _, err := w.CountFactByWindow(ctx, payload.Steps{Since: day, Until: day.Add(25 * time.Hour), Step: time.Hour}); err == nil {
 		t.Error("25 hours in one query: no error")
+	}
+	// Each hour's fact and quarantine (CountHours) is each hour's own
+	// count (CountWindow): quarantined records in two hours, one of them
+	// sent valid since (in fact, so counted there alone).
+	load(t, w, "load-quarantined", 10,
+		unknownGateway(event(uuid(320), "2026-11-10T00:30:00Z", "ada", "gpt-4o", "allow", "0.01")),
+		unknownGateway(event(uuid(321), "2026-11-10T02:10:00Z", "ada", "gpt-4o", "allow", "0.01")),
+		unknownGateway(event(uuid(322), "2026-11-10T02:20:00Z", "ada", "gpt-4o", "allow", "0.01")))
+	load(t, w, "load-valid-since", 10, event(uuid(322), "2026-11-10T02:20:00Z", "ada", "gpt-4o", "allow", "0.01"))
+	hours, err := w.CountHours(ctx, day, 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int64
+	for h := 0; h < 24; h++ {
+		c, err := w.CountWindow(ctx, day.Add(time.Duration(h)*time.Hour), day.Add(time.Duration(h+1)*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, c.Fact+c.Quarantined)
+	}
+	if !hours.Since.Equal(day) || fmt.Sprint(hours.Counts) != fmt.Sprint(want) || want[0] != 3 || want[2] != 3 {
+		t.Errorf("hours from %s: %v, want each hour's count %v (3 in the first and third)", hours.Since, hours.Counts, want)
 	}
 }
 
@@ -546,6 +587,7 @@ func TestAuditRowReadsBackAsWritten(t *testing.T) {
 		return at.Add(-time.Duration(n)*time.Minute - time.Duration(n)*time.Microsecond)
 	}
 	full := warehouse.AuditRow{AuditedAt: at, APINewest: ts(1), WarehouseNewest: ts(2), IngestionLagSeconds: 1.25, FactRows: 4,
+		CountedHours:      payload.HourCounts{Since: ts(13).Truncate(time.Hour), Counts: []int64{10, 0, 12}},
 		FactDuplicateRows: 6, FactDuplicateRatio: 0.06, SourceRecords: 7, SourceResends: 8, SourceResendRatio: 0.08, IntervalStart: ts(3),
 		IntervalEnd: ts(4), SchemaViolations: 9, CompletenessStart: ts(5), CompletenessEnd: ts(6), APICount: 3, WarehouseCount: 2,
 		CompletenessRatio: 0.5, CountedAt: ts(7), CountedSince: ts(8), CountedCommits: 5, CountedNewest: ts(9),

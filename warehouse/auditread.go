@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -60,6 +61,14 @@ func (w *Warehouse) auditRows(ctx context.Context, what, order string, since tim
 			CountedNewest: asTime(r["counted_newest"]),
 			LiveCount: payload.LiveCount{LiveNewest: asTime(r["live_newest"]), LiveNewestIngested: asTime(r["live_newest_ingested"]),
 				LiveCountedAt: asTime(r["live_counted_at"])}}
+		if s, _ := r["counted_hours"].(string); s != "" {
+			// Unreadable (written by hand): the next audit counts the
+			// hours again.
+			var h payload.HourCounts
+			if json.Unmarshal([]byte(s), &h) == nil {
+				a.CountedHours = h
+			}
+		}
 		out = append(out, a)
 	}
 	return out, nil

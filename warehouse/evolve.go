@@ -101,6 +101,10 @@ func migrations() []migration {
 		{"schema_audit_live", map[string][]backfillColumn{
 			schemas.TableAudit: {{"live_newest", "", true}, {"live_newest_ingested", "", true}, {"live_counted_at", "", true}},
 		}},
+		// NULL in old rows: the next audit counts the hours.
+		{"schema_audit_hours", map[string][]backfillColumn{
+			schemas.TableAudit: {{"counted_hours", "", true}},
+		}},
 	}
 }
 

@@ -24,7 +24,7 @@ var guideColumns = []string{"date_id", "model_id", "user_id", "policies_count", 
 // lacks: those and the lookup keys, the ledger's dates and its count of
 // rows added, and the audit's counted and live columns, added after them.
 var oldColumns = append(slices.Clone(guideColumns), "event_key", "record_key", "min_date", "max_date", "added",
-	"counted_at", "counted_since", "counted_commits", "counted_newest", "live_newest", "live_newest_ingested", "live_counted_at")
+	"counted_at", "counted_since", "counted_commits", "counted_newest", "live_newest", "live_newest_ingested", "live_counted_at", "counted_hours")
 
 // createOldDataset makes the tables as the version before the guide's
 // columns created them (today's definitions without oldColumns) and

@@ -78,20 +78,38 @@ WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_tim
 // payload.MaxCountedSpan (its dates' partitions are what is read); the
 // last window ends at Until.
 func (w *Warehouse) CountFactByWindow(ctx context.Context, steps payload.Steps) ([]int64, error) {
+	return w.countByWindow(ctx, "count fact by window", steps, fmt.Sprintf(`SELECT DIV(TIMESTAMP_DIFF(event_timestamp, @since, MICROSECOND), @step_us) AS w, COUNT(*) AS n
+FROM %s WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until
+GROUP BY w`, w.ref(schemas.TableFact)))
+}
+
+// CountQuarantinedByWindow is CountQuarantined's in-window count for
+// each window of steps, in one pass (the bounds of CountFactByWindow):
+// records quarantined at most the dedup window before Since whose event
+// the fact table does not hold.
+func (w *Warehouse) CountQuarantinedByWindow(ctx context.Context, steps payload.Steps) ([]int64, error) {
+	return w.countByWindow(ctx, "count quarantine by window", steps, fmt.Sprintf(`SELECT DIV(TIMESTAMP_DIFF(q.event_timestamp, @since, MICROSECOND), @step_us) AS w, COUNT(*) AS n
+FROM %s q WHERE q.quarantined_at >= @quarantine_since AND q.event_timestamp >= @since AND q.event_timestamp < @until AND %s
+GROUP BY w`, w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(schemas.TableFact))),
+		bigquery.QueryParameter{Name: "quarantine_since", Value: steps.Since.UTC().Add(-quarantineDedupWindow)})
+}
+
+// countByWindow runs sql, which groups rows by window index w, over
+// steps: @since, @until, @step_us and the dates @lo and @hi are given,
+// and extra besides.
+func (w *Warehouse) countByWindow(ctx context.Context, what string, steps payload.Steps, sql string, extra ...bigquery.QueryParameter) ([]int64, error) {
 	if steps.Step <= 0 || !steps.Since.Before(steps.Until) || steps.Until.Sub(steps.Since) > payload.MaxCountedSpan {
-		return nil, fmt.Errorf("count fact by window: %s..%s by %s is not a range of at most %s cut into steps", steps.Since, steps.Until, steps.Step, payload.MaxCountedSpan)
+		return nil, fmt.Errorf("%s: %s..%s by %s is not a range of at most %s cut into steps", what, steps.Since, steps.Until, steps.Step, payload.MaxCountedSpan)
 	}
 	since, until := steps.Since.UTC(), steps.Until.UTC()
-	rows, err := w.query(ctx, "count fact by window", fmt.Sprintf(`SELECT DIV(TIMESTAMP_DIFF(event_timestamp, @since, MICROSECOND), @step_us) AS w, COUNT(*) AS n
-FROM %s WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until
-GROUP BY w`, w.ref(schemas.TableFact)),
-		bigquery.QueryParameter{Name: "since", Value: since},
-		bigquery.QueryParameter{Name: "step_us", Value: steps.Step.Microseconds()},
-		bigquery.QueryParameter{Name: "lo", Value: civil.DateOf(since)},
+	rows, err := w.query(ctx, what, sql, append([]bigquery.QueryParameter{
+		{Name: "since", Value: since},
+		{Name: "step_us", Value: steps.Step.Microseconds()},
+		{Name: "lo", Value: civil.DateOf(since)},
 		// The date of the last instant before until: a range ending at
 		// midnight reads no partition of the next day.
-		bigquery.QueryParameter{Name: "hi", Value: civil.DateOf(until.Add(-time.Microsecond))},
-		bigquery.QueryParameter{Name: "until", Value: until})
+		{Name: "hi", Value: civil.DateOf(until.Add(-time.Microsecond))},
+		{Name: "until", Value: until}}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -99,11 +117,31 @@ GROUP BY w`, w.ref(schemas.TableFact)),
 	for _, r := range rows {
 		i := asInt(r["w"])
 		if i < 0 || i >= int64(len(counts)) {
-			return nil, fmt.Errorf("count fact by window: window %d of %d", i, len(counts))
+			return nil, fmt.Errorf("%s: window %d of %d", what, i, len(counts))
 		}
 		counts[i] = asInt(r["n"])
 	}
 	return counts, nil
+}
+
+// CountHours counts what the warehouse holds of each of n hours from
+// since, as CountWindow counts a window (fact, and quarantine not in
+// fact): two grouped queries, which read what one window's count reads
+// of the same dates.
+func (w *Warehouse) CountHours(ctx context.Context, since time.Time, n int) (payload.HourCounts, error) {
+	steps := payload.Steps{Since: since.UTC(), Until: since.UTC().Add(time.Duration(n) * time.Hour), Step: time.Hour}
+	fact, err := w.CountFactByWindow(ctx, steps)
+	if err != nil {
+		return payload.HourCounts{}, err
+	}
+	q, err := w.CountQuarantinedByWindow(ctx, steps)
+	if err != nil {
+		return payload.HourCounts{}, err
+	}
+	for i := range fact {
+		fact[i] += q[i]
+	}
+	return payload.HourCounts{Since: steps.Since, Counts: fact}, nil
 }
 
 // FactIDs returns every event id in the fact table with how often it

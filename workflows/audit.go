@@ -129,7 +129,7 @@ func Audit(ctx workflow.Context, in AuditInput) (payload.AuditRow, error) {
 func fillAudit(row *payload.AuditRow, wh payload.AuditWarehouseResult) {
 	row.WarehouseNewest = wh.WarehouseNewest
 	row.CountedAt, row.CountedSince, row.CountedCommits, row.CountedNewest = wh.CountedAt, wh.CountedSince, wh.CountedCommits, wh.CountedNewest
-	row.LiveCount = wh.LiveCount
+	row.CountedHours, row.LiveCount = wh.CountedHours, wh.LiveCount
 	if !row.APINewest.IsZero() {
 		base := wh.WarehouseNewest
 		if base.IsZero() {

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -29,13 +30,14 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	whNewest := now.Add(-3 * time.Hour) // no events for hours: the source is quiet
 	apiNewest := whNewest.Add(400 * time.Second)
 	counted := now.Add(-10 * time.Minute) // an earlier audit's counts, carried
+	hours := payload.HourCounts{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Counts: []int64{400, 300, 299}}
 	live := payload.LiveCount{LiveNewest: whNewest.Add(-time.Minute), LiveNewestIngested: now.Add(-2 * time.Minute), LiveCountedAt: counted}
 	var asked payload.AuditWarehouseInput
 	env.OnActivity(payload.AuditWarehouse, mock.Anything, mock.Anything).Return(func(_ context.Context, in payload.AuditWarehouseInput) (payload.AuditWarehouseResult, error) {
 		asked = in
 		return payload.AuditWarehouseResult{AuditMeasures: payload.AuditMeasures{WarehouseNewest: whNewest, FactRows: 2000, FactDuplicateRows: 1,
 			SourceRecords: 100, SourceResends: 5, SchemaViolations: 2}, CompletenessCount: 999,
-			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42, CountedNewest: whNewest, LiveCount: live}, nil
+			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42, CountedNewest: whNewest, CountedHours: hours, LiveCount: live}, nil
 	}).Once()
 	env.OnActivity(payload.NewestSourceEvent, mock.Anything, mock.MatchedBy(func(in payload.NewestInput) bool { return in.After.Equal(whNewest) })).Return(apiNewest, nil).Once()
 	env.OnActivity(payload.CountSource, mock.Anything, payload.Window{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)}).Return(int64(1000), nil).Once()
@@ -53,6 +55,9 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	if !written.CountedAt.Equal(counted) || !written.CountedSince.Equal(asked.Scope.Since) || written.CountedCommits != 42 || !written.CountedNewest.Equal(whNewest) {
 		t.Errorf("counted at %s since %s with %d commits, newest %s; want the warehouse's %s, %s, 42, %s", written.CountedAt, written.CountedSince,
 			written.CountedCommits, written.CountedNewest, counted, asked.Scope.Since, whNewest)
+	}
+	if fmt.Sprint(written.CountedHours) != fmt.Sprint(hours) {
+		t.Errorf("hours counted %+v, want the warehouse's %+v", written.CountedHours, hours)
 	}
 	if written.LiveCount != live {
 		t.Errorf("live count %+v, want the warehouse's %+v", written.LiveCount, live)

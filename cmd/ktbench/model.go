@@ -303,6 +303,8 @@ var costRules = []costRule{
 		[]tableRead{{"fact_ai_event", []string{"event_date", "event_timestamp"}, scopePartitions}}, "", false},
 	{"count fact in a window", rx(`SELECT COUNT\(\*\) AS n FROM fact_ai_event WHERE event_date BETWEEN @lo AND @hi AND event_timestamp >= @since AND event_timestamp < @until$`),
 		[]tableRead{{"fact_ai_event", []string{"event_date", "event_timestamp"}, scopePartitions}}, "", false},
+	{"count quarantine by window", rx(`SELECT DIV\(TIMESTAMP_DIFF\(q\.event_timestamp, @since, MICROSECOND\), @step_us\) AS w, COUNT\(\*\) AS n FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.event_timestamp >= @since AND q\.event_timestamp < @until AND \(IF\(REGEXP_CONTAINS\(q\.event_id, .* GROUP BY w$`),
+		[]tableRead{{"quarantine", []string{"quarantined_at", "event_timestamp", "event_id"}, scopeWindowSince}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
 	{"count quarantine in a window", rx(`SELECT \(SELECT COUNT\(\*\) FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.event_timestamp >= @since AND q\.event_timestamp < @until AND \(IF\(REGEXP_CONTAINS\(q\.event_id, .* FROM quarantine u WHERE u\.quarantined_at >= @quarantine_since AND u\.event_timestamp IS NULL\) AS unplaced$`),
 		[]tableRead{{"quarantine", []string{"quarantined_at", "event_timestamp", "event_id"}, scopeWindowSince}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
 	{"audit: commits since its first day", rx(`SELECT COUNT\(\*\) AS n FROM commit_log WHERE logged_at >= @since$`),
@@ -485,7 +487,7 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	audits := float64(24*time.Hour) / float64(in.AuditEvery)
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
 		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay,
-		"audit": audits, "livewhole": math.Min(audits, 24), "days": dayCounts(audits, p.CommitsPerDay), "count": hourCounts(audits, p.CommitsPerDay), "reconcile": math.Ceil(float64(in.ReconcileWindows) * float64(time.Hour) / float64(payload.MaxCountedSpan)),
+		"audit": audits, "livewhole": math.Min(audits, 24), "days": dayCounts(audits, p.CommitsPerDay), "count": dayCounts(audits, p.CommitsPerDay), "reconcile": math.Ceil(float64(in.ReconcileWindows) * float64(time.Hour) / float64(payload.MaxCountedSpan)),
 		"gauges": float64(in.Workers) * float64(24*time.Hour) / float64(in.GaugeEvery)}
 	chunkRows := p.CommittedRows / p.CommitsPerDay
 	batch := math.Max(1, float64(in.BatchChunks))
@@ -525,7 +527,9 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				case "reconcile":
 					rows = p.PartitionRows // a closed day, whole
 				case "count":
-					rows = windowPartitions(in.CompletenessDelay, in.CompletenessHours) * p.PartitionRows
+					// A day of hours from the completeness hours' start.
+					rows = windowPartitions(in.CompletenessDelay+time.Duration(in.CompletenessHours)*time.Hour-payload.MaxCountedSpan,
+						int(payload.MaxCountedSpan/time.Hour)) * p.PartitionRows
 				}
 			case scopeLive:
 				// What the live view's window (the compaction's
@@ -597,23 +601,18 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	return c, nil
 }
 
-// dayCounts is how many of a day's audits count the audited days
-// rather than carry them (see warehouse.MeasureAudit): the day's first,
-// and one after each commit, at most every audit.
+// dayCounts is how many of a day's audits count the audited days and a
+// day of hours rather than carry them (see warehouse.MeasureAudit): the
+// day's first, and one after each commit, at most every audit.
 func dayCounts(audits, commits float64) float64 {
 	return math.Min(audits, 1+commits)
 }
 
-// hourCounts is how many count the completeness hours: one each hour,
-// when the hours move, and one after each commit, at most every audit.
-func hourCounts(audits, commits float64) float64 {
-	return math.Min(audits, 24+commits)
-}
-
 // windowPartitions is how many days' partitions, on average over the
-// day, a count of hours closed hours ending delay before now reads:
-// the partitions of the dates the window spans, today's as full as the
-// day is old, the others whole.
+// day, a count of hours hours ending delay before now reads (a negative
+// delay: after now): the partitions of the dates the window spans,
+// today's as full as the day is old, those before whole, those after
+// empty.
 func windowPartitions(delay time.Duration, hours int) float64 {
 	const day = 24 * 60
 	var sum float64
@@ -621,11 +620,12 @@ func windowPartitions(delay time.Duration, hours int) float64 {
 		end := m - int(delay.Minutes())
 		start := end - 60*hours
 		for d := floorDiv(start, day); d <= floorDiv(end-1, day); d++ {
-			if d == 0 {
+			switch {
+			case d == 0:
 				sum += float64(m) / day
-			} else {
+			case d < 0:
 				sum++
-			}
+			} // a day ahead holds nothing yet
 		}
 	}
 	return sum / day

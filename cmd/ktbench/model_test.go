@@ -253,4 +253,9 @@ func TestWindowPartitions(t *testing.T) {
 	if got := windowPartitions(24*time.Hour, 1); math.Abs(got-(1+59.0/1440)) > 1e-9 {
 		t.Fatalf("a day back: %v, want 1 + 59/1440", got)
 	}
+	// A day from an hour back: today's, half full on average, and
+	// yesterday's in the day's first hour; tomorrow's holds nothing.
+	if got, want := windowPartitions(-23*time.Hour, 24), 719.5/1440+60.0/1440; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("a day from an hour back: %v, want %v", got, want)
+	}
 }

@@ -399,8 +399,8 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 // on the tables the paths filled, as a deployment with the compaction
 // runs it: the audit as the Audit workflow makes it
 // (activities.AuditWarehouse), in three scopes: "days", what an audit
-// that counts its days adds (the fact's figures), "count", what one
-// that counts its completeness hours adds, and "audit", what every
+// that counts its days adds (the fact's figures), "count", what it adds
+// to count a day of hours from its completeness hours' start, and "audit", what every
 // audit runs (commit_log's count, the
 // latest audit, the live view's newest and the interval's measures,
 // then its row appended), recorded on an audit that carries the counts;
@@ -421,7 +421,8 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 		return fmt.Errorf("model: audit: %w", err)
 	}
 	take("days")
-	if _, err := wh.CountWindow(ctx, audit.Completeness.Since, audit.Completeness.Until); err != nil {
+	hours, err := wh.CountHours(ctx, audit.Completeness.Since, int(payload.MaxCountedSpan/time.Hour))
+	if err != nil {
 		return fmt.Errorf("model: audit's count: %w", err)
 	}
 	take("count")
@@ -446,7 +447,7 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 	live.LiveCountedAt, live.LiveNewestIngested = now.Add(-30*time.Minute), now
 	if err := wh.AppendAudit(ctx, payload.AuditRow{AuditedAt: counted, WarehouseNewest: m.WarehouseNewest, FactRows: m.FactRows,
 		CompletenessStart: audit.Completeness.Since, CompletenessEnd: audit.Completeness.Until,
-		CountedAt: counted, CountedSince: audit.Scope.Since, CountedCommits: commits, CountedNewest: m.WarehouseNewest, LiveCount: live}); err != nil {
+		CountedAt: counted, CountedSince: audit.Scope.Since, CountedCommits: commits, CountedNewest: m.WarehouseNewest, CountedHours: hours, LiveCount: live}); err != nil {
 		return fmt.Errorf("model: append audit: %w", err)
 	}
 	drop()

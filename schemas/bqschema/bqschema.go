@@ -385,6 +385,9 @@ func Tables() []TableSpec {
 				opt("live_newest", bigquery.TimestampFieldType),
 				opt("live_newest_ingested", bigquery.TimestampFieldType),
 				opt("live_counted_at", bigquery.TimestampFieldType),
+				// Each hour's count from the completeness hours' start,
+				// as JSON (payload.HourCounts): the audits after carry it.
+				opt("counted_hours", bigquery.StringFieldType),
 			},
 		},
 	}
