@@ -75,9 +75,8 @@ func (a *Activities) CountFact(ctx context.Context, w payload.Window) (int64, er
 // day, compared with group_by's counts of valid events.
 func (a *Activities) CountFactByWindow(ctx context.Context, in payload.Steps) ([]int64, error) {
 	defer keepAlive(ctx, nil)()
-	if in.Step <= 0 || !in.Since.Before(in.Until) || in.Until.Sub(in.Since) > payload.MaxCountedSpan {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("count fact by window: %s..%s by %s is not a range of at most %s cut into steps",
-			in.Since, in.Until, in.Step, payload.MaxCountedSpan), payload.ErrTypeBadInput, nil)
+	if err := payload.CheckCountSteps(in); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), payload.ErrTypeBadInput, nil)
 	}
 	n, err := a.Warehouse.CountFactByWindow(ctx, in)
 	return n, classifyWarehouse(ctx, "count fact by window", err)

@@ -138,9 +138,9 @@ type AuditStatus struct {
 	APICount           int64     `json:"api_count"`
 	WarehouseCount     int64     `json:"warehouse_count"`
 	// CountedAt is when the duplicates were taken: before AuditedAt
-	// when the audit carried them (Carried: nothing committed since that
-	// day; the completeness count too, unless its hours moved since);
-	// zero from an audit that did not say.
+	// when the audit carried them (Carried: nothing committed since on
+	// that day; the completeness count is summed from hours counted with
+	// them, or later); zero from an audit that did not say.
 	CountedAt time.Time `json:"counted_at,omitzero"`
 	Carried   bool      `json:"carried"`
 }

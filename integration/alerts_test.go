@@ -21,6 +21,7 @@ import (
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/ktsim"
 	"github.com/ktpipe/ktpipe/metrics"
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/staging"
@@ -340,7 +341,14 @@ func (a *alertStack) checkCarried() {
 		sameHours && last.WarehouseCount != before.WarehouseCount:
 		a.t.Errorf("with nothing committed, the audit counted: %+v; want the counts of %+v", last, before)
 	case !sameHours:
-		a.t.Logf("the audit's hours moved on: it counted them, and carried the days' counts of %s", last.CountedAt)
+		// The hours the audit before counted ahead hold the new ones: summed
+		// from them, not counted.
+		want, held := before.CountedHours.Sum(payload.Window{Since: last.CompletenessStart, Until: last.CompletenessEnd})
+		if held && (!last.CountedHours.Since.Equal(before.CountedHours.Since) || last.WarehouseCount != want) {
+			a.t.Errorf("the audit's hours moved within the hours counted: %d from hours of %s; want %d from the hours of %s",
+				last.WarehouseCount, last.CountedHours.Since, want, before.CountedHours.Since)
+		}
+		a.t.Logf("the audit's hours moved on (held by the hours counted: %t); it carried the days' counts of %s", held, last.CountedAt)
 	}
 }
 

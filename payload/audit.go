@@ -1,6 +1,9 @@
 package payload
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // AuditRow is one row of the audit table (see the columns in
 // schemas/bqschema). A zero time is written as NULL.
@@ -26,9 +29,10 @@ type AuditRow struct {
 	// CountedAt is when the fact's figures (newest, rows, duplicates)
 	// were taken: this audit's time, or an earlier audit's of the same
 	// day whose counts it carries because nothing was committed since
-	// (see warehouse.MeasureAudit). The completeness count was taken
-	// with them, or, when the hours moved since, by this audit. Zero
-	// (NULL) in rows of the version before, which always counted.
+	// (see warehouse.MeasureAudit). The completeness count is summed
+	// from CountedHours, counted with them or, when the hours moved past
+	// the day counted, by this audit. Zero (NULL) in rows of the version
+	// before, which always counted.
 	CountedAt time.Time
 	// CountedSince is the first day those fact figures cover, and
 	// CountedCommits the commit_log rows logged since it when they were
@@ -51,7 +55,8 @@ type AuditRow struct {
 
 // HourCounts is what the warehouse holds (fact, and quarantine not in
 // fact) of each hour of event time from Since, as CountWindow counts a
-// window: Counts[i] is the hour Since + i h. It changes only with a
+// window (warehouse.CountHours says how not quite): Counts[i] is the
+// hour Since + i h. It changes only with a
 // commit, so an audit counts a day of hours ahead and the hours moving
 // need no count.
 type HourCounts struct {
@@ -74,10 +79,10 @@ func (h HourCounts) Sum(w Window) (int64, bool) {
 }
 
 // LiveCount is the live view's newest event as an audit knows it
-// (warehouse.MeasureLive): Newest, the newest event_timestamp of the
-// live_events rows in the view's window; NewestIngested, the latest
-// ingested_at of the rows with that timestamp (it leaves the window
-// then); CountedAt, when the window was last read whole. An audit in
+// (warehouse.MeasureLive): LiveNewest, the newest event_timestamp of
+// the live_events rows in the view's window; LiveNewestIngested, the
+// latest ingested_at of the rows with that timestamp (it leaves the
+// window then); LiveCountedAt, when the window was last read whole. An audit in
 // the hour after reads only what was ingested since, and carries the
 // rest. Zero (NULL): no live view, or a row of the version before.
 type LiveCount struct {
@@ -85,10 +90,11 @@ type LiveCount struct {
 }
 
 // MaxLiveLanding bounds a live landing, its attempts included (the
-// activities' schedule-to-close timeouts): a landing stamps its rows'
-// ingested_at as it starts, so a row shows in live_events at most this
-// long (and the streaming buffer's seconds) after its stamp. The audit's
-// read of the rows ingested since its last whole read counts on it.
+// activities' schedule-to-close timeouts): each streaming request stamps
+// its rows' ingested_at as it is sent (warehouse.InsertLive), so a row
+// shows in live_events at most this long (and the streaming buffer's
+// seconds) after its stamp. The audit's read of the rows ingested since
+// its last whole read counts on it.
 const MaxLiveLanding = 5 * time.Minute
 
 // AuditScope bounds what one audit reads: fact and quarantine partitions
@@ -184,6 +190,16 @@ const MaxGroupedHours = 50_000
 // query: a day's windows read the partitions one window of a day read
 // alone.
 const MaxCountedSpan = 24 * time.Hour
+
+// CheckCountSteps checks steps for a count by window: a range of at most
+// MaxCountedSpan, in steps of whole minutes (so at most 1,440 windows,
+// and each window's index is a whole division of microseconds).
+func CheckCountSteps(s Steps) error {
+	if !s.Since.Before(s.Until) || s.Until.Sub(s.Since) > MaxCountedSpan || s.Step < time.Minute || s.Step%time.Minute != 0 {
+		return fmt.Errorf("count by window: %s..%s by %s is not a range of at most %s in steps of whole minutes", s.Since, s.Until, s.Step, MaxCountedSpan)
+	}
+	return nil
+}
 
 // HourAligned says whether a range and step are whole UTC hours, which
 // group_by by hour can count.

@@ -34,3 +34,25 @@ func TestHourCountsSumTheWindowsHours(t *testing.T) {
 		t.Error("no counts: summed")
 	}
 }
+
+// A count by window takes at most a day, in steps of whole minutes.
+func TestCheckCountSteps(t *testing.T) {
+	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		s    payload.Steps
+		ok   bool
+	}{
+		{"a day of hours", payload.Steps{Since: day, Until: day.Add(24 * time.Hour), Step: time.Hour}, true},
+		{"a day of minutes", payload.Steps{Since: day, Until: day.Add(24 * time.Hour), Step: time.Minute}, true},
+		{"more than a day", payload.Steps{Since: day, Until: day.Add(25 * time.Hour), Step: time.Hour}, false},
+		{"a nanosecond step", payload.Steps{Since: day, Until: day.Add(time.Hour), Step: time.Nanosecond}, false},
+		{"a step in parts of minutes", payload.Steps{Since: day, Until: day.Add(time.Hour), Step: 90 * time.Second}, false},
+		{"no step", payload.Steps{Since: day, Until: day.Add(time.Hour)}, false},
+		{"an empty range", payload.Steps{Since: day, Until: day, Step: time.Hour}, false},
+	} {
+		if err := payload.CheckCountSteps(tc.s); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %t", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -65,11 +65,13 @@ func (w *Warehouse) MeasureAudit(ctx context.Context, in payload.AuditWarehouseI
 }
 
 // LiveLate bounds how long after its ingested_at a live row may first
-// show in live_events: a landing stamps its rows as it starts and
-// streams them within its activity's timeout (payload.MaxLiveLanding),
-// and the streaming buffer shows a row seconds after the call. An audit
-// that reads only the rows ingested since the last whole read reads
-// from this much before it.
+// show in live_events, as the auditing worker's clock tells it:
+// InsertLive stamps each request's rows as it sends them, a request
+// lives within its landing's activity timeout (payload.MaxLiveLanding),
+// and the streaming buffer shows a row seconds after the call; the 5
+// minutes beyond are also what the clocks of the landing's and the
+// audit's workers may differ by. An audit that reads only the rows
+// ingested since the last whole read reads from this much before it.
 const LiveLate = payload.MaxLiveLanding + 5*time.Minute
 
 // MeasureLive finds the live view's newest event at now: the newest
@@ -153,14 +155,17 @@ func (w *Warehouse) auditCounts(ctx context.Context, in payload.AuditWarehouseIn
 	}
 	res.CountedHours = prev.CountedHours
 	if !hours {
-		if res.CountedHours, err = w.CountHours(ctx, in.Completeness.Since, hoursAhead); err != nil {
-			return res, prev, err
+		res.CountedHours = payload.HourCounts{}
+		// Hours not in whole hours, or more than a day of them, are
+		// counted as a window, as before.
+		if _, fits := (payload.HourCounts{Since: in.Completeness.Since, Counts: make([]int64, hoursAhead)}).Sum(in.Completeness); fits {
+			if res.CountedHours, err = w.CountHours(ctx, in.Completeness.Since, hoursAhead); err != nil {
+				return res, prev, err
+			}
 		}
 	}
 	n, ok := res.CountedHours.Sum(in.Completeness)
 	if !ok {
-		// Hours not in whole hours, or more than a day of them: counted
-		// as a window, as before.
 		c, err := w.CountWindow(ctx, in.Completeness.Since, in.Completeness.Until)
 		if err != nil {
 			return res, prev, err
@@ -320,7 +325,8 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 		cols, vals = append(cols, col), append(vals, "@"+col)
 	}
 	// A value that may be NULL goes as its text, cast in the statement,
-	// and NULL as text that no cast reads ("" reads as 0 on the emulator):
+	// and NULL as the text NULL, which NULLIF makes NULL (a text a cast
+	// cannot read is an error, not a NULL; "" read as 0 on the emulator):
 	// no IF(@has_x, @x, NULL), with which the emulator (v0.8.1) wrote
 	// api_count, warehouse_count, source_resends and others of the row
 	// as 0, and no NULL parameter, which it types INT64.
@@ -329,7 +335,7 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 			text = "NULL"
 		}
 		params = append(params, bigquery.QueryParameter{Name: col, Value: text})
-		cols, vals = append(cols, col), append(vals, fmt.Sprintf("SAFE_CAST(@%s AS %s)", col, typ))
+		cols, vals = append(cols, col), append(vals, fmt.Sprintf("CAST(NULLIF(@%s, 'NULL') AS %s)", col, typ))
 	}
 	ts := func(col string, t time.Time) {
 		nullable(col, "TIMESTAMP", t.UTC().Format("2006-01-02 15:04:05.999999+00:00"), !t.IsZero())
@@ -359,15 +365,11 @@ func (w *Warehouse) AppendAudit(ctx context.Context, r AuditRow) error {
 	ts("live_newest", r.LiveNewest)
 	ts("live_newest_ingested", r.LiveNewestIngested)
 	ts("live_counted_at", r.LiveCountedAt)
-	hours := ""
-	if len(r.CountedHours.Counts) > 0 {
-		b, err := json.Marshal(r.CountedHours)
-		if err != nil {
-			return fmt.Errorf("append audit: the hours' counts: %w", err)
-		}
-		hours = string(b)
+	hours, err := json.Marshal(r.CountedHours)
+	if err != nil {
+		return fmt.Errorf("append audit: the hours' counts: %w", err)
 	}
-	value("counted_hours", hours)
+	nullable("counted_hours", "STRING", string(hours), len(r.CountedHours.Counts) > 0)
 	sql := fmt.Sprintf(`INSERT INTO %[1]s (%[2]s)
 SELECT %[3]s
 FROM (SELECT 1 AS one) AS x

@@ -275,8 +275,12 @@ func TestAuditCarriesItsCountsUntilACommit(t *testing.T) {
 	later := payload.Window{Since: hours.Since.Add(23 * time.Hour), Until: hours.Until.Add(23 * time.Hour)}
 	res, counted = audit(at(8), later, false)
 	check("past the hours counted", res, counted, "[count fact by window count quarantine by window]", at(6), 5, 1, 0)
-	res, counted = audit(at(9), next, true)
-	check("the next hours, a recount", res, counted, all, at(9), 6, 2, 2)
+	// Hours not whole are counted as a window, not by hour.
+	half := payload.Window{Since: hours.Since.Add(30 * time.Minute), Until: hours.Until}
+	res, counted = audit(at(9), half, false)
+	check("hours not whole", res, counted, "[count fact count quarantine]", at(6), 5, 1, 6)
+	res, counted = audit(at(10), next, true)
+	check("the next hours, a recount", res, counted, all, at(10), 6, 2, 2)
 }
 
 // A carried audit measures the live view's newest afresh: when the live
@@ -608,7 +612,7 @@ func TestAuditRowReadsBackAsWritten(t *testing.T) {
 	if fmt.Sprintf("%+v", rows[0]) != fmt.Sprintf("%+v", empty) {
 		t.Errorf("read back\n%+v\nwant\n%+v", rows[0], empty)
 	}
-	it, err := bq.Query(fmt.Sprintf("SELECT COUNTIF(api_newest IS NULL AND ingestion_lag_seconds IS NULL AND counted_commits IS NULL AND live_counted_at IS NULL) AS n FROM `%s.%s.%s`",
+	it, err := bq.Query(fmt.Sprintf("SELECT COUNTIF(api_newest IS NULL AND ingestion_lag_seconds IS NULL AND counted_commits IS NULL AND live_counted_at IS NULL AND counted_hours IS NULL) AS n FROM `%s.%s.%s`",
 		project, ds, schemas.TableAudit)).Read(ctx)
 	if err != nil {
 		t.Fatal(err)

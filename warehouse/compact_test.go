@@ -161,7 +161,7 @@ func streamLive(t *testing.T, w *warehouse.Warehouse, loadID string, ingested ti
 		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			rows = append(rows, json.RawMessage(l))
 		}
-		if err := w.InsertLive(context.Background(), rows); err != nil {
+		if err := w.InsertLiveAsStamped(context.Background(), rows); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,5 +1,11 @@
 package warehouse
 
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
 // SetDDLHook makes every change to a view (create, replace, delete)
 // call f first with what and which, so tests can count them.
 func (w *Warehouse) SetDDLHook(f func(what string)) { w.onDDL = f }
@@ -22,6 +28,11 @@ func (w *Warehouse) CommitSets(loads []LoadChunks) (sets [][]LoadChunks, scriptB
 
 // Carries is carries: which of an earlier audit's counts an audit takes.
 var Carries = carries
+
+// InsertLiveAsStamped streams rows with the ingested_at they have.
+func (w *Warehouse) InsertLiveAsStamped(ctx context.Context, rows []json.RawMessage) error {
+	return w.insertLive(ctx, rows, time.Time{})
+}
 
 // InSQLOrder is inSQLOrder: the order a statement's parameters are
 // passed in.

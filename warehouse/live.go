@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,8 +158,19 @@ func (w *Warehouse) servedColumns(ctx context.Context, table string) (map[string
 // objects) into live_events: at most MaxLiveRows rows and MaxLiveBytes
 // bytes a call. Streaming is at least once (a retried call may add the
 // rows again); the live view keeps one row per event id, and nothing
-// reads live_events for the fact table.
+// reads live_events for the fact table. Each row's ingested_at becomes
+// the call's time: a pull's rows were stamped when it split them, up to
+// hours before its landing streams them, and the audit reads the rows
+// ingested since its last whole read counting on a row showing within
+// LiveLate of its stamp (MeasureLive).
 func (w *Warehouse) InsertLive(ctx context.Context, rows []json.RawMessage) error {
+	return w.insertLive(ctx, rows, time.Now())
+}
+
+// insertLive is InsertLive with ingested_at set to at, or as the rows
+// have it when at is zero (tests that stream rows of another time).
+func (w *Warehouse) insertLive(ctx context.Context, rows []json.RawMessage, at time.Time) error {
+	stamp := json.RawMessage(strconv.Quote(at.UTC().Format("2006-01-02T15:04:05.999999Z07:00")))
 	if len(rows) > MaxLiveRows {
 		return fmt.Errorf("insert into %s: %d rows in one call, at most %d", schemas.TableLive, len(rows), MaxLiveRows)
 	}
@@ -169,6 +181,9 @@ func (w *Warehouse) InsertLive(ctx context.Context, rows []json.RawMessage) erro
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal(r, &fields); err != nil {
 			return fmt.Errorf("insert into %s: row %d is not a JSON object: %w", schemas.TableLive, i, err)
+		}
+		if !at.IsZero() {
+			fields["ingested_at"] = stamp
 		}
 		savers[i] = liveRow(fields)
 	}

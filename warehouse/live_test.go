@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
@@ -58,7 +61,7 @@ func TestLiveViewAddsUncommittedRowsOnce(t *testing.T) {
 	}
 	// The fresh event is streamed twice: streaming is at least once.
 	for range 2 {
-		if err := w.InsertLive(ctx, rows); err != nil {
+		if err := w.InsertLiveAsStamped(ctx, rows); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,5 +69,38 @@ func TestLiveViewAddsUncommittedRowsOnce(t *testing.T) {
 	want := fmt.Sprint([][]any{{uuid(70), true, "1/100"}, {uuid(71), false, "1/50"}})
 	if fmt.Sprint(got) != want {
 		t.Errorf("live view %v, want %s: the fact's row, and the fresh event once", got, want)
+	}
+}
+
+// A live row is stamped as it is streamed, not when it was split: a
+// pull's landing streams rows its pull split hours before, and the
+// audit's read of the rows ingested since its last whole read counts on
+// a row showing within LiveLate of its stamp.
+func TestInsertLiveStampsTheRowsAsItStreamsThem(t *testing.T) {
+	t.Parallel()
+	ds := fmt.Sprintf("ds_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	split := time.Now().Add(-3 * time.Hour)
+	dir, man := splitAt(t, "load-old-split", 10, split, event(uuid(130), time.Now().Add(-3*time.Hour).UTC().Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"))
+	var rows []json.RawMessage
+	for _, c := range man.Chunks {
+		b, err := os.ReadFile(filepath.Join(dir.Root, filepath.FromSlash(c.Key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			rows = append(rows, json.RawMessage(l))
+		}
+	}
+	before := time.Now().UTC().Truncate(time.Microsecond)
+	if err := w.InsertLive(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+	got := queryRows(t, fmt.Sprintf("SELECT ingested_at FROM `%s.%s.%s`", project, ds, schemas.TableLive))
+	if len(got) != 1 {
+		t.Fatalf("live rows %v, want 1", got)
+	}
+	if at, ok := got[0][0].(time.Time); !ok || at.Before(before) {
+		t.Errorf("ingested at %v, want the stream's time (%s or after), not the split's %s", got[0][0], before, split.UTC())
 	}
 }

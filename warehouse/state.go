@@ -98,8 +98,8 @@ GROUP BY w`, w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(sc
 // steps: @since, @until, @step_us and the dates @lo and @hi are given,
 // and extra besides.
 func (w *Warehouse) countByWindow(ctx context.Context, what string, steps payload.Steps, sql string, extra ...bigquery.QueryParameter) ([]int64, error) {
-	if steps.Step <= 0 || !steps.Since.Before(steps.Until) || steps.Until.Sub(steps.Since) > payload.MaxCountedSpan {
-		return nil, fmt.Errorf("%s: %s..%s by %s is not a range of at most %s cut into steps", what, steps.Since, steps.Until, steps.Step, payload.MaxCountedSpan)
+	if err := payload.CheckCountSteps(steps); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	since, until := steps.Since.UTC(), steps.Until.UTC()
 	rows, err := w.query(ctx, what, sql, append([]bigquery.QueryParameter{
@@ -126,8 +126,11 @@ func (w *Warehouse) countByWindow(ctx context.Context, what string, steps payloa
 
 // CountHours counts what the warehouse holds of each of n hours from
 // since, as CountWindow counts a window (fact, and quarantine not in
-// fact): two grouped queries, which read what one window's count reads
-// of the same dates.
+// fact), but with the quarantine's dedup bound from since for every
+// hour: a record claiming a time more than 30 days ahead of its arrival
+// may count in a later hour where that hour's own count would leave it
+// out. Two grouped queries, which read what one window's count reads of
+// the same dates.
 func (w *Warehouse) CountHours(ctx context.Context, since time.Time, n int) (payload.HourCounts, error) {
 	steps := payload.Steps{Since: since.UTC(), Until: since.UTC().Add(time.Duration(n) * time.Hour), Step: time.Hour}
 	fact, err := w.CountFactByWindow(ctx, steps)

@@ -34,7 +34,7 @@ type AuditInput struct {
 	// whole hour at least CompletenessDelay before the audit.
 	CompletenessHours int
 	CompletenessDelay time.Duration
-	// Recount takes every count afresh, carrying none from the hour's
+	// Recount takes every count afresh, carrying none from the day's
 	// earlier audits (see warehouse.MeasureAudit): for an audit after
 	// the warehouse was written outside ktpipe.
 	Recount bool

@@ -212,12 +212,17 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 
 // countFactByDay counts the fact rows of each window of steps (a step of
 // at most payload.MaxCountedSpan), a query for as many whole windows as
-// fit in that span.
+// fit in that span and in one UTC day where they can.
 func countFactByDay(ctx workflow.Context, tune Tuning, steps payload.Steps) ([]int64, error) {
 	per := int(payload.MaxCountedSpan / steps.Step)
 	var counts []int64
 	for t := steps.Since; t.Before(steps.Until); {
 		end := t.Add(time.Duration(per) * steps.Step)
+		// Up to the next UTC midnight when a window ends there: a query
+		// then reads one date's partition, not two.
+		if midnight := t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour); midnight.Before(end) && midnight.Sub(steps.Since)%steps.Step == 0 {
+			end = midnight
+		}
 		if end.After(steps.Until) {
 			end = steps.Until
 		}

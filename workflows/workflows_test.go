@@ -907,12 +907,13 @@ func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 	}
 }
 
-// Hourly windows are counted a day at a time: two days, two queries of
-// 24 windows each, their counts in the windows' order.
+// Hourly windows are counted a UTC day at a time: two days from 06:00,
+// three queries (to midnight, the next day, the rest), their counts in
+// the windows' order.
 func TestReconcileCountsFactADayAtATime(t *testing.T) {
 	env := newEnv(t)
 	env.RegisterWorkflow(workflows.Reconcile)
-	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	since := time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
 	until := since.Add(48 * time.Hour)
 	source := make([]int64, 48)
 	for i := range source {
@@ -935,7 +936,9 @@ func TestReconcileCountsFactADayAtATime(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	want := []payload.Steps{{Since: since, Until: since.Add(24 * time.Hour), Step: time.Hour}, {Since: since.Add(24 * time.Hour), Until: until, Step: time.Hour}}
+	midnight := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	want := []payload.Steps{{Since: since, Until: midnight, Step: time.Hour}, {Since: midnight, Until: midnight.Add(24 * time.Hour), Step: time.Hour},
+		{Since: midnight.Add(24 * time.Hour), Until: until, Step: time.Hour}}
 	if fmt.Sprint(asked) != fmt.Sprint(want) {
 		t.Errorf("counted %v, want %v", asked, want)
 	}

@@ -295,7 +295,7 @@ var costRules = []costRule{
 	// do not count the rows added (not in the run).
 	{"audit: the interval's records and resends, from raw", rx(`WITH loads AS \( SELECT load_id, quarantined FROM load_ledger WHERE committed_at >= @start .* FROM raw_events r LEFT JOIN interval_loads l ON l\.load_id = r\.load_id WHERE r\.event_date >= @from GROUP BY r\.event_id`),
 		[]tableRead{{"load_ledger", []string{"load_id", "quarantined", "committed_at"}, scopeSmall}, {"raw_events", []string{"load_id", "ingested_at", "event_id", "event_date"}, scopeAuditDays}}, "", false},
-	{"audit: live view's newest", rx(`SELECT event_timestamp AS newest, MAX\(ingested_at\) AS ingested FROM live_events WHERE ingested_at >= @live_since GROUP BY event_timestamp ORDER BY event_timestamp DESC LIMIT 1$`),
+	{liveNewestRule, rx(`SELECT event_timestamp AS newest, MAX\(ingested_at\) AS ingested FROM live_events WHERE ingested_at >= @live_since GROUP BY event_timestamp ORDER BY event_timestamp DESC LIMIT 1$`),
 		[]tableRead{{"live_events", []string{"event_timestamp", "ingested_at"}, scopeLive}}, "", false},
 	{"audit: append its row", rx(`INSERT INTO audit \(audited_at,`),
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "audit", false},
@@ -314,6 +314,9 @@ var costRules = []costRule{
 	{"newest audit row", rx(`SELECT \* FROM audit WHERE audited_at >= @since ORDER BY (audited_at DESC|counted_at DESC, audited_at DESC) LIMIT 1$`),
 		[]tableRead{{"audit", []string{"audited_at"}, scopeSmall}}, "", false},
 }
+
+// liveNewestRule names the audit's read of the live view's newest.
+const liveNewestRule = "audit: live view's newest"
 
 var (
 	tableRefPattern = regexp.MustCompile("`[^`]+\\.([A-Za-z0-9_]+)`")
@@ -504,6 +507,9 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 		if err != nil {
 			return c, err
 		}
+		if r.Name == liveNewestRule && st.Scope == "audit" {
+			n -= times["livewhole"] // those audits read the window whole instead
+		}
 		if st.Job {
 			c.QueryJobs += n
 		}
@@ -536,10 +542,13 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 				// interval and an hour) holds: every path streams its
 				// rows. An audit between its whole reads reads what
 				// was ingested since the last (half an hour on
-				// average) and warehouse.LiveLate before it.
-				span := warehouse.LiveWindowFor(in.CompactEvery)
+				// average) and warehouse.LiveLate before it. The
+				// table's partitions are hours of ingested_at, so a
+				// read starts at its first hour's top: half an hour
+				// more, on average.
+				span := warehouse.LiveWindowFor(in.CompactEvery) + 30*time.Minute
 				if st.Scope == "audit" {
-					span = min(span, 30*time.Minute+warehouse.LiveLate)
+					span = min(span, 30*time.Minute+warehouse.LiveLate+30*time.Minute)
 				}
 				rows = p.CommittedRows * float64(span) / float64(24*time.Hour)
 			case scopeAuditDays:

@@ -210,17 +210,17 @@ func TestModelCountsTheOperations(t *testing.T) {
 	if c.QueryJobs != counts+1 || math.Abs(c.BytesScanned-want) > 1 {
 		t.Fatalf("operations: %v jobs, %.0f bytes; want %v and %.0f", c.QueryJobs, c.BytesScanned, counts+1, want)
 	}
-	// The live view's newest: its whole window once an hour, and
-	// between, what was ingested since (half an hour on average) and
-	// LiveLate before.
+	// The live view's newest: its whole window once an hour, and the
+	// audits between what was ingested since (half an hour on average)
+	// and LiveLate before; each from its first hour partition's top.
 	liveSQL := "SELECT event_timestamp AS newest, MAX(ingested_at) AS ingested\nFROM `p.d.live_events` WHERE ingested_at >= @live_since\nGROUP BY event_timestamp ORDER BY event_timestamp DESC LIMIT 1"
 	live, err := cost(p, []observedStmt{{Scope: "livewhole", Job: true, SQL: liveSQL}, {Scope: "audit", Job: true, SQL: liveSQL}}, w, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	whole := float64(warehouse.LiveWindowFor(in.CompactEvery)) / float64(24*time.Hour)
-	since := float64(30*time.Minute+warehouse.LiveLate) / float64(24*time.Hour)
-	if want := (24*whole + audits*since) * 1e8 * (8 + 8); math.Abs(live.BytesScanned-want) > 1 {
+	whole := float64(warehouse.LiveWindowFor(in.CompactEvery)+30*time.Minute) / float64(24*time.Hour)
+	since := float64(time.Hour+warehouse.LiveLate) / float64(24*time.Hour)
+	if want := (24*whole + (audits-24)*since) * 1e8 * (8 + 8); math.Abs(live.BytesScanned-want) > 1 {
 		t.Fatalf("the live view's newest read %.0f, want %.0f", live.BytesScanned, want)
 	}
 	resends := observedStmt{Scope: "audit", Job: true, SQL: "WITH loads AS (\n  SELECT load_id, quarantined FROM `p.d.load_ledger` WHERE committed_at >= @start AND committed_at < @end\n" +

@@ -371,10 +371,10 @@ func Tables() []TableSpec {
 				opt("warehouse_count", bigquery.IntegerFieldType),
 				opt("completeness_ratio", float64Type),
 				// When the fact's figures were taken (this audit or one
-				// it carries them from; warehouse_count with them, or by
-				// this audit when the hours moved since), the first day
-				// they cover, commit_log's rows since then, and the
-				// newest event of fact and quarantine they found.
+				// it carries them from, with counted_hours, which
+				// warehouse_count sums), the first day they cover,
+				// commit_log's rows since then, and the newest event of
+				// fact and quarantine they found.
 				opt("counted_at", bigquery.TimestampFieldType),
 				opt("counted_since", bigquery.TimestampFieldType),
 				opt("counted_commits", bigquery.IntegerFieldType),
