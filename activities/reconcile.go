@@ -76,7 +76,7 @@ func (a *Activities) CountFact(ctx context.Context, w payload.Window) (int64, er
 func (a *Activities) CountFactByWindow(ctx context.Context, in payload.Steps) ([]int64, error) {
 	defer keepAlive(ctx, nil)()
 	if err := payload.CheckCountSteps(in); err != nil {
-		return nil, temporal.NewNonRetryableApplicationError(err.Error(), payload.ErrTypeBadInput, nil)
+		return nil, temporal.NewNonRetryableApplicationError("count fact by window: "+err.Error(), payload.ErrTypeBadInput, nil)
 	}
 	n, err := a.Warehouse.CountFactByWindow(ctx, in)
 	return n, classifyWarehouse(ctx, "count fact by window", err)

@@ -31,8 +31,9 @@ type AuditRow struct {
 	// day whose counts it carries because nothing was committed since
 	// (see warehouse.MeasureAudit). The completeness count is summed
 	// from CountedHours, counted with them or, when the hours moved past
-	// the day counted, by this audit. Zero (NULL) in rows of the version
-	// before, which always counted.
+	// the day counted, by this audit (hours not whole are counted as a
+	// window by each audit, CountedHours empty). Zero (NULL) in rows of
+	// the version before, which always counted.
 	CountedAt time.Time
 	// CountedSince is the first day those fact figures cover, and
 	// CountedCommits the commit_log rows logged since it when they were
@@ -196,7 +197,7 @@ const MaxCountedSpan = 24 * time.Hour
 // and each window's index is a whole division of microseconds).
 func CheckCountSteps(s Steps) error {
 	if !s.Since.Before(s.Until) || s.Until.Sub(s.Since) > MaxCountedSpan || s.Step < time.Minute || s.Step%time.Minute != 0 {
-		return fmt.Errorf("count by window: %s..%s by %s is not a range of at most %s in steps of whole minutes", s.Since, s.Until, s.Step, MaxCountedSpan)
+		return fmt.Errorf("%s..%s by %s is not a range of at most %s in steps of whole minutes", s.Since, s.Until, s.Step, MaxCountedSpan)
 	}
 	return nil
 }

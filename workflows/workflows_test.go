@@ -1027,3 +1027,28 @@ func TestReconcileKeepsTheLargestUnplacedCount(t *testing.T) {
 		})
 	}
 }
+
+// Where no window ends at midnight (7-hour windows from 04:00), a query
+// takes as many whole windows as fit in a day, and the last ends at the
+// range's end.
+func TestReconcileCountsFactWithoutAMidnightBoundary(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Reconcile)
+	since := time.Date(2026, 11, 26, 4, 0, 0, 0, time.UTC)
+	until := since.Add(5 * 7 * time.Hour)
+	env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: 7 * time.Hour}).Return(make([]int64, 5), nil).Once()
+	var asked []payload.Steps
+	env.OnActivity(payload.CountFactByWindow, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, s payload.Steps) ([]int64, error) {
+			asked = append(asked, s)
+			return make([]int64, s.Until.Sub(s.Since)/s.Step), nil
+		})
+	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: 7 * time.Hour})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	want := []payload.Steps{{Since: since, Until: since.Add(21 * time.Hour), Step: 7 * time.Hour}, {Since: since.Add(21 * time.Hour), Until: until, Step: 7 * time.Hour}}
+	if fmt.Sprint(asked) != fmt.Sprint(want) {
+		t.Errorf("counted %v, want %v", asked, want)
+	}
+}
