@@ -272,7 +272,7 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	r.stopRefreshing = cancel
-	go refreshGauges(rctx, acts.Warehouse, store, m, cfg.Metrics.Refresh, logger)
+	go refreshGauges(rctx, acts.Warehouse, store, m, cfg.Metrics.Refresh, cfg.Metrics.AuditInterval, logger)
 	return r, nil
 }
 

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -30,39 +31,136 @@ func (o apiObserver) RetryAfter(d time.Duration)               { o.m.RetryAfter(
 // alert fires long before).
 const auditLookback = 48 * time.Hour
 
-// RefreshGauges reads what the warehouse says into m's gauges: the
-// newest audit row, the pull checkpoint's age and the last scheduled
-// reconcile's ratio. Every worker does it on its own, so every worker
-// Prometheus scrapes shows the same figures. Gauges with nothing to show
-// (no audit yet) keep their last value; an error names what failed.
-func RefreshGauges(ctx context.Context, wh *warehouse.Warehouse, m *metrics.Metrics, now time.Time) error {
+// RefreshAuditGauges reads the newest audit row into m's gauges and
+// returns its time (zero when there is none).
+func RefreshAuditGauges(ctx context.Context, wh *warehouse.Warehouse, m *metrics.Metrics, now time.Time) (time.Time, error) {
 	row, err := wh.LatestAudit(ctx, now.Add(-auditLookback))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if !row.AuditedAt.IsZero() {
 		m.SetAudit(metrics.Audit{At: row.AuditedAt, LagSeconds: row.IngestionLagSeconds, FactDuplicateRatio: row.FactDuplicateRatio,
 			SourceResendRatio: row.SourceResendRatio, SchemaViolations: row.SchemaViolations, CompletenessRatio: row.CompletenessRatio})
 	}
+	return row.AuditedAt, nil
+}
+
+// RefreshCheckpointGauges reads pipeline_state into m's gauges: the pull
+// checkpoint's age at now, and the last scheduled reconcile's ratio. It
+// returns when the checkpoint was written (zero when never), from which
+// the age grows between reads.
+func RefreshCheckpointGauges(ctx context.Context, wh *warehouse.Warehouse, m *metrics.Metrics, now time.Time) (time.Time, error) {
 	at, err := wh.CheckpointTime(ctx, workflows.DefaultCheckpointKey)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if !at.IsZero() {
 		m.SetCheckpointAge(now.Sub(at))
 	}
 	v, err := wh.Checkpoint(ctx, workflows.ReconcileStateKey)
 	if err != nil {
-		return err
+		return at, err
 	}
 	if v != "" {
 		var st workflows.ReconcileState
 		if err := json.Unmarshal([]byte(v), &st); err != nil {
-			return fmt.Errorf("read %s: %w", workflows.ReconcileStateKey, err)
+			return at, fmt.Errorf("read %s: %w", workflows.ReconcileStateKey, err)
 		}
 		m.SetReconcileCompleteness(st.Ratio)
 	}
-	return nil
+	return at, nil
+}
+
+// WarehouseGaugeEvery is how often, at most, a worker reads the
+// warehouse's gauge rows when none is due. Each read is a query, which
+// BigQuery bills 10 MB at least a table: read every 30 s, the three
+// gauge queries of every worker were most of what operating ktpipe was
+// billed at 1M events a day (README, "What operating it reads").
+const WarehouseGaugeEvery = 5 * time.Minute
+
+// gaugeReads decides which of the warehouse's gauge rows a worker's
+// refresh reads. The newest audit row is read when the next audit's row
+// is due (an interval after the newest's time), every tick until it
+// shows, for WarehouseGaugeEvery; otherwise, and for pipeline_state (a
+// checkpoint a pull, a reconcile a day), every WarehouseGaugeEvery. The
+// checkpoint's age is set from the checkpoint's time at every tick, so
+// it grows between reads: a new checkpoint, or an audit run out of turn
+// (ktpipe schedule audit), shows within WarehouseGaugeEvery.
+type gaugeReads struct {
+	auditEvery time.Duration
+	readAudit  func(ctx context.Context, now time.Time) (time.Time, error)
+	readState  func(ctx context.Context, now time.Time) (time.Time, error)
+	setAge     func(time.Duration)
+
+	auditNext, stateNext time.Time // zero: read at the first tick
+	checkpoint           time.Time // the pull checkpoint's time, as last read
+}
+
+func newGaugeReads(wh *warehouse.Warehouse, m *metrics.Metrics, auditEvery time.Duration) *gaugeReads {
+	return &gaugeReads{
+		auditEvery: auditEvery,
+		readAudit: func(ctx context.Context, now time.Time) (time.Time, error) {
+			return RefreshAuditGauges(ctx, wh, m, now)
+		},
+		readState: func(ctx context.Context, now time.Time) (time.Time, error) {
+			return RefreshCheckpointGauges(ctx, wh, m, now)
+		},
+		setAge: m.SetCheckpointAge,
+	}
+}
+
+// refresh reads what is due at now. A read that fails is tried again at
+// the next tick.
+func (g *gaugeReads) refresh(ctx context.Context, now time.Time) error {
+	var errs []error
+	if !now.Before(g.auditNext) {
+		at, err := g.readAudit(ctx, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("audit gauges: %w", err))
+		} else {
+			g.auditNext = nextAuditRead(now, at, g.auditEvery)
+		}
+	}
+	if !now.Before(g.stateNext) {
+		at, err := g.readState(ctx, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("checkpoint gauges: %w", err))
+		} else {
+			g.checkpoint, g.stateNext = at, now.Add(WarehouseGaugeEvery)
+		}
+	}
+	if !g.checkpoint.IsZero() {
+		g.setAge(now.Sub(g.checkpoint))
+	}
+	return errors.Join(errs...)
+}
+
+// nextAuditRead is when to read the audit row again, having read at now
+// the newest row, of time newest (zero: none): when the next is due, or
+// at the next tick while it is overdue by less than
+// WarehouseGaugeEvery (it is being written: an audit takes a while to
+// run), and never later than WarehouseGaugeEvery from now.
+func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
+	later := now.Add(WarehouseGaugeEvery)
+	if newest.IsZero() {
+		return later
+	}
+	due := newest.Add(every)
+	switch {
+	case due.After(now):
+		return minTime(due, later)
+	case now.Sub(due) < WarehouseGaugeEvery:
+		return now
+	default:
+		return later
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // workerMetrics makes a worker's registry with the gauges its
@@ -75,14 +173,14 @@ func workerMetrics(p config.Pipeline) *metrics.Metrics {
 	return m
 }
 
-// refreshGauges runs RefreshGauges, then reads the compaction's marks
-// (activities.RefreshPendingGauges), every interval until ctx ends, each
+// refreshGauges reads the warehouse's gauge rows gaugeReads finds due
+// (auditEvery is the audit schedule's interval), then the compaction's
+// marks (activities.RefreshPendingGauges), every interval until ctx ends, each
 // within its own bound, so a slow warehouse does not hide the marks; a
 // failed refresh is logged and tried again at the next tick (the gauges
 // keep their values, and the audit-stale alert tells when that lasts).
-func refreshGauges(ctx context.Context, wh *warehouse.Warehouse, store staging.Store, m *metrics.Metrics, every time.Duration, logger *slog.Logger) {
-	audit := func(ctx context.Context, now time.Time) error { return RefreshGauges(ctx, wh, m, now) }
-	refreshLoop(ctx, audit, store, m, every, logger)
+func refreshGauges(ctx context.Context, wh *warehouse.Warehouse, store staging.Store, m *metrics.Metrics, every, auditEvery time.Duration, logger *slog.Logger) {
+	refreshLoop(ctx, newGaugeReads(wh, m, auditEvery).refresh, store, m, every, logger)
 }
 
 // refreshLoop is refreshGauges with the warehouse's part a function, so

@@ -88,3 +88,85 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("%s: not served", name)
 	return 0
 }
+
+// The audit row is read when the next is due, each tick while it is
+// overdue for a while, and at least every WarehouseGaugeEvery.
+func TestNextAuditRead(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name   string
+		newest time.Time
+		every  time.Duration
+		want   time.Time
+	}{
+		{"no audit yet", time.Time{}, 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
+		{"next due in 2m", now.Add(-3 * time.Minute), 5 * time.Minute, now.Add(2 * time.Minute)},
+		{"next due in 55m", now.Add(-5 * time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
+		{"due now", now.Add(-5 * time.Minute), 5 * time.Minute, now},
+		{"being written", now.Add(-9 * time.Minute), 5 * time.Minute, now},
+		{"overdue", now.Add(-10 * time.Minute), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
+	} {
+		if got := nextAuditRead(now, c.newest, c.every); !got.Equal(c.want) {
+			t.Errorf("%s: next read at %s, want %s", c.name, got.Format(time.TimeOnly), c.want.Format(time.TimeOnly))
+		}
+	}
+}
+
+// An hour of 30 s ticks, audits every 5 minutes whose rows show 40 s
+// after their time: the audit row is read about three times an audit,
+// not every tick, and each shows in the gauges at the first tick after
+// it does; pipeline_state is read every WarehouseGaugeEvery (a failed
+// read again at the next tick), and the checkpoint's age grows at every
+// tick between reads.
+func TestGaugeReadsReadWhatIsDue(t *testing.T) {
+	start := time.Date(2026, 12, 1, 12, 0, 10, 0, time.UTC)
+	const tick, every, run = 30 * time.Second, 5 * time.Minute, 40 * time.Second
+	checkpoint := start.Add(-20 * time.Minute)
+	var auditReads, stateReads int
+	var shown time.Time
+	var age time.Duration
+	failState := true
+	g := &gaugeReads{
+		auditEvery: every,
+		readAudit: func(_ context.Context, now time.Time) (time.Time, error) {
+			auditReads++
+			// The newest row that shows at now: audits at whole 5
+			// minutes, each showing run after.
+			shown = now.Add(-run).Truncate(every)
+			return shown, nil
+		},
+		readState: func(_ context.Context, now time.Time) (time.Time, error) {
+			stateReads++
+			if failState && now.After(start.Add(10*time.Minute)) {
+				failState = false
+				return time.Time{}, errors.New("warehouse unreachable")
+			}
+			return checkpoint, nil
+		},
+		setAge: func(d time.Duration) { age = d },
+	}
+	ticks := 0
+	var seen time.Time
+	for now := start; now.Before(start.Add(time.Hour)); now = now.Add(tick) {
+		ticks++
+		_ = g.refresh(context.Background(), now)
+		if age != now.Sub(checkpoint) {
+			t.Fatalf("at %s the checkpoint's age is %s, want %s", now.Format(time.TimeOnly), age, now.Sub(checkpoint))
+		}
+		// The newest row that shows, shown in the gauges by the tick
+		// after it shows.
+		if newest := now.Add(-run - tick).Truncate(every); seen.Before(newest) && shown.Before(newest) {
+			t.Fatalf("at %s the gauges show the audit of %s, want %s", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), newest.Format(time.TimeOnly))
+		}
+		seen = shown
+	}
+	audits := int(time.Hour / every)
+	t.Logf("%d audit row reads, %d pipeline_state reads in %d ticks", auditReads, stateReads, ticks)
+	if auditReads > 3*audits+1 || auditReads < audits {
+		t.Errorf("%d audit row reads in %d ticks, want about 3 for each of %d audits", auditReads, ticks, audits)
+	}
+	// Every 5 minutes, one of them failed and read again a tick later.
+	if want := int(time.Hour/WarehouseGaugeEvery) + 1; stateReads != want {
+		t.Errorf("%d pipeline_state reads in %d ticks, want %d", stateReads, ticks, want)
+	}
+}

@@ -236,13 +236,17 @@ func newAlertStack(t *testing.T, cfg ktsim.Config) *alertStack {
 	a.addr = "127.0.0.1:0"
 	a.serve()
 	t.Cleanup(func() { a.srv.Shutdown() })
-	// Every worker reads the audit into its gauges; here every second.
+	// Every worker reads the audit and pipeline_state into its gauges;
+	// here both every second (a worker reads them when due: app.gaugeReads).
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
 		for ctx.Err() == nil {
-			if err := app.RefreshGauges(ctx, s.wh, a.m, time.Now()); err != nil && ctx.Err() == nil {
-				t.Logf("refresh gauges: %v", err)
+			if _, err := app.RefreshAuditGauges(ctx, s.wh, a.m, time.Now()); err != nil && ctx.Err() == nil {
+				t.Logf("refresh audit gauges: %v", err)
+			}
+			if _, err := app.RefreshCheckpointGauges(ctx, s.wh, a.m, time.Now()); err != nil && ctx.Err() == nil {
+				t.Logf("refresh checkpoint gauges: %v", err)
 			}
 			if err := activities.RefreshPendingGauges(ctx, a.lookStore(), a.m); err != nil && ctx.Err() == nil {
 				t.Logf("refresh pending gauges: %v", err)

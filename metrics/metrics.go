@@ -55,7 +55,7 @@ type Metrics struct {
 	liveRows       prometheus.Counter
 	liveFailures   prometheus.Counter
 
-	// Read from the warehouse by the worker (app.RefreshGauges). Served
+	// Read from the warehouse by the worker (app.gaugeReads). Served
 	// only once known (lazy): a 0 before the first audit would be a
 	// completeness of 0 % to an alert.
 	checkpointAge  *prometheus.GaugeVec

@@ -27,6 +27,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/warehouse"
@@ -84,15 +85,14 @@ type modelInputs struct {
 	// CompletenessDelay before it (the schedule's, with the compaction:
 	// the pull's interval, CompactEvery and 10 minutes). ReconcileWindows
 	// is the daily reconcile's windows (a day of 1h steps, counted a
-	// day's at a time: payload.MaxCountedSpan); GaugeEvery is
-	// KTPIPE_METRICS_REFRESH, at which each of Workers reads the gauges'
+	// day's at a time: payload.MaxCountedSpan); each of Workers reads
+	// the gauges' rows as app.gaugeReads does (gaugeAuditReads).
 	// rows.
 	AuditEvery        time.Duration
 	AuditDays         int
 	CompletenessHours int
 	CompletenessDelay time.Duration
 	ReconcileWindows  int
-	GaugeEvery        time.Duration
 	Workers           int
 }
 
@@ -105,7 +105,7 @@ func defaultModelInputs() modelInputs {
 		CompactEvery: workflows.DefaultCompactEvery,
 		AuditEvery:   workflows.DefaultAuditInterval, AuditDays: workflows.DefaultAuditDays, ReconcileWindows: 24,
 		CompletenessHours: workflows.DefaultCompletenessHours, CompletenessDelay: workflows.CompletenessDelayFor(time.Hour, workflows.DefaultCompactEvery),
-		GaugeEvery: 30 * time.Second, Workers: 1,
+		Workers: 1,
 	}
 }
 
@@ -117,7 +117,7 @@ type widths map[string]map[string]float64
 // observedStmt is one statement the emulator run recorded, with the
 // scope it ran in.
 type observedStmt struct {
-	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "livewhole", "days", "count", "reconcile" or "gauges"
+	Scope string // "chunk", "commit", "load", "round", "run", "pullload", "pullrun", "audit", "livewhole", "days", "count", "reconcile", "gaugeaudit" or "gaugestate"
 	Job   bool   // the first statement of a job (a script's later parts are child jobs)
 	SQL   string // one statement (scripts are split); empty for a load job
 	Load  string // table a load job writes
@@ -280,7 +280,7 @@ var costRules = []costRule{
 	{"write checkpoint", rx(`INSERT INTO pipeline_state`), nil, "pipeline_state", false},
 	// Operations: the audit (scopes "audit", "livewhole", "days" and "count"), a reconcile
 	// window ("reconcile", and the audit's completeness hours) and a
-	// worker's gauges ("gauges").
+	// worker's gauges ("gaugeaudit", "gaugestate").
 	{"audit: fact's newest, rows and distinct keys", rx(`SELECT MAX\(event_timestamp\) AS newest, COUNT\(\*\) AS n, COUNT\(DISTINCT event_key\) AS ids, COUNTIF\(event_key IS NULL\) AS unkeyed FROM fact_ai_event WHERE event_date >= @from$`),
 		[]tableRead{{"fact_ai_event", []string{"event_timestamp", "event_key", "event_date"}, scopeAuditDays}}, "", false},
 	// Only when a fact row has no key (written outside ktpipe; not in
@@ -470,6 +470,14 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 	return p
 }
 
+// gaugeAuditReads is how often a day a worker reads the newest audit
+// row, with audits a day (app.gaugeReads): at the tick each audit's row
+// is due and the next (its run within a tick), and besides at least
+// every app.WarehouseGaugeEvery.
+func gaugeAuditReads(audits float64) float64 {
+	return 2*audits + math.Max(0, float64(24*time.Hour)/float64(app.WarehouseGaugeEvery)-audits)
+}
+
 // dayCost is the model's answer for one path at one scale.
 type dayCost struct {
 	pathLoad
@@ -491,7 +499,7 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 	times := map[string]float64{"chunk": p.ChunksPerDay, "commit": p.CommitsPerDay, "load": p.LoadsPerDay, "run": p.RunsPerDay,
 		"round": p.RoundsPerDay, "pullload": p.PullLoadsPerDay, "pullrun": p.PullRunsPerDay,
 		"audit": audits, "livewhole": math.Min(audits, 24), "days": dayCounts(audits, p.CommitsPerDay), "count": dayCounts(audits, p.CommitsPerDay), "reconcile": math.Ceil(float64(in.ReconcileWindows) * float64(time.Hour) / float64(payload.MaxCountedSpan)),
-		"gauges": float64(in.Workers) * float64(24*time.Hour) / float64(in.GaugeEvery)}
+		"gaugeaudit": float64(in.Workers) * gaugeAuditReads(audits), "gaugestate": float64(in.Workers) * float64(24*time.Hour) / float64(app.WarehouseGaugeEvery)}
 	chunkRows := p.CommittedRows / p.CommitsPerDay
 	batch := math.Max(1, float64(in.BatchChunks))
 	for _, st := range stmts {
@@ -815,8 +823,8 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 // one worker's gauges. They read the same tables whatever the path; raw
 // holds the pull's rows (with the webhooks too, twice as many).
 func printOperations(out io.Writer, in modelInputs, w widths, paths map[string][]observedStmt, scales []float64) error {
-	fmt.Fprintf(out, "\noperations, a day, with the compaction every %s: an audit every %s (%d days of partitions, the live view's window, %d closed hours %s back), the daily reconcile (%d windows), %d worker's gauges every %s:\n\n",
-		in.CompactEvery, in.AuditEvery, in.AuditDays, in.CompletenessHours, in.CompletenessDelay, in.ReconcileWindows, in.Workers, in.GaugeEvery)
+	fmt.Fprintf(out, "\noperations, a day, with the compaction every %s: an audit every %s (%d days of partitions, the live view's window, %d closed hours %s back), the daily reconcile (%d windows), %d worker's gauges (the audit row when due, pipeline_state every %s):\n\n",
+		in.CompactEvery, in.AuditEvery, in.AuditDays, in.CompletenessHours, in.CompletenessDelay, in.ReconcileWindows, in.Workers, app.WarehouseGaugeEvery)
 	fmt.Fprintf(out, "| events/day | query jobs | scanned/day | scanned ÷ new rows | billed/day | $/day | pull compacted with them: scanned ÷ new rows | billed/day | $/day |\n")
 	fmt.Fprintf(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var ops dayCost

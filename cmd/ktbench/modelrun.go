@@ -405,7 +405,8 @@ func modelCompaction(ctx context.Context, wh *warehouse.Warehouse, store staging
 // latest audit, the live view's newest and the interval's measures,
 // then its row appended), recorded on an audit that carries the counts;
 // a day of the daily reconcile's windows (CountFactByWindow); and a worker's
-// gauges (app.RefreshGauges).
+// gauges (app.RefreshAuditGauges and RefreshCheckpointGauges, each
+// priced at how often app.gaugeReads runs it).
 func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInputs, take func(string), drop func()) error {
 	// As app sets it with the compaction on; only the audit reads it
 	// here (the live view, which EnsureSchema made, is not queried).
@@ -474,9 +475,14 @@ func modelOperations(ctx context.Context, wh *warehouse.Warehouse, in modelInput
 		return fmt.Errorf("model: reconcile's count: %w", err)
 	}
 	take("reconcile")
-	if err := app.RefreshGauges(ctx, wh, metrics.New(), now); err != nil {
-		return fmt.Errorf("model: gauges: %w", err)
+	gauges := metrics.New()
+	if _, err := app.RefreshAuditGauges(ctx, wh, gauges, now); err != nil {
+		return fmt.Errorf("model: audit gauges: %w", err)
 	}
-	take("gauges")
+	take("gaugeaudit")
+	if _, err := app.RefreshCheckpointGauges(ctx, wh, gauges, now); err != nil {
+		return fmt.Errorf("model: checkpoint gauges: %w", err)
+	}
+	take("gaugestate")
 	return nil
 }
