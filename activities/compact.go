@@ -152,8 +152,8 @@ func (a *Activities) FinishLoads(ctx context.Context, loadIDs []string) error {
 // RefreshPendingGauges publishes how many loads wait for the compaction
 // and when the oldest mark was written (ktpipe_pending_loads,
 // ktpipe_oldest_pending_load_timestamp_seconds), so a compaction that
-// stalls shows before completeness does. Every worker does it every
-// KTPIPE_METRICS_REFRESH, as it reads the audit: the daily clean-up's walk
+// stalls shows before completeness does. Every worker does it at every
+// KTPIPE_METRICS_REFRESH tick: the daily clean-up's walk
 // would see a stall a day late. It costs one listing of pendingDir (one
 // request a 1,000 marks on a bucket) and reads no mark: a mark's time is
 // when DeferLoad wrote it. Memory stays the same however many wait; the

@@ -79,13 +79,15 @@ func RefreshCheckpointGauges(ctx context.Context, wh *warehouse.Warehouse, m *me
 const WarehouseGaugeEvery = 5 * time.Minute
 
 // gaugeReads decides which of the warehouse's gauge rows a worker's
-// refresh reads. The newest audit row is read when the next audit's row
-// is due (an interval after the newest's time), every tick until it
-// shows, for WarehouseGaugeEvery; otherwise, and for pipeline_state (a
-// checkpoint a pull, a reconcile a day), every WarehouseGaugeEvery. The
-// checkpoint's age is set from the checkpoint's time at every tick, so
-// it grows between reads: a new checkpoint, or an audit run out of turn
-// (ktpipe schedule audit), shows within WarehouseGaugeEvery.
+// refresh reads. The newest audit row is read at each slot the next one
+// is due at (the newest's time plus whole audit intervals), every tick
+// for a short while after the slot until it shows (auditCatchUp), and at
+// least every WarehouseGaugeEvery; pipeline_state (a checkpoint a pull,
+// a reconcile a day) is read every WarehouseGaugeEvery. The checkpoint's
+// age is set from the checkpoint's time at every tick, so it grows
+// between reads. A row written out of turn (an audit started by ktpipe
+// schedule audit, a new checkpoint) shows within WarehouseGaugeEvery
+// plus a tick, so workers may differ by that much.
 type gaugeReads struct {
 	auditEvery time.Duration
 	readAudit  func(ctx context.Context, now time.Time) (time.Time, error)
@@ -110,7 +112,8 @@ func newGaugeReads(wh *warehouse.Warehouse, m *metrics.Metrics, auditEvery time.
 }
 
 // refresh reads what is due at now. A read that fails is tried again at
-// the next tick.
+// the next tick; the checkpoint's time a failed pipeline_state read did
+// get (its reconcile row failed) is kept, so the age stays true.
 func (g *gaugeReads) refresh(ctx context.Context, now time.Time) error {
 	var errs []error
 	if !now.Before(g.auditNext) {
@@ -123,10 +126,13 @@ func (g *gaugeReads) refresh(ctx context.Context, now time.Time) error {
 	}
 	if !now.Before(g.stateNext) {
 		at, err := g.readState(ctx, now)
+		if !at.IsZero() {
+			g.checkpoint = at
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("checkpoint gauges: %w", err))
 		} else {
-			g.checkpoint, g.stateNext = at, now.Add(WarehouseGaugeEvery)
+			g.stateNext = now.Add(WarehouseGaugeEvery)
 		}
 	}
 	if !g.checkpoint.IsZero() {
@@ -135,25 +141,35 @@ func (g *gaugeReads) refresh(ctx context.Context, now time.Time) error {
 	return errors.Join(errs...)
 }
 
+// auditCatchUp is how long after a slot an audit row is due at the
+// refresh reads at every tick for it: half an audit interval, at most
+// half of WarehouseGaugeEvery. An audit's row shows when the audit ends,
+// seconds after its slot; one that shows later is read at the next slot,
+// or WarehouseGaugeEvery later, whichever is first.
+func auditCatchUp(every time.Duration) time.Duration {
+	return min(every, WarehouseGaugeEvery) / 2
+}
+
 // nextAuditRead is when to read the audit row again, having read at now
-// the newest row, of time newest (zero: none): when the next is due, or
-// at the next tick while it is overdue by less than
-// WarehouseGaugeEvery (it is being written: an audit takes a while to
-// run), and never later than WarehouseGaugeEvery from now.
+// the newest row, of time newest (zero: none). The slots the next row is
+// due at are newest plus whole audit intervals (a skipped audit moves it
+// to the next slot): within auditCatchUp after the latest slot, at the
+// next tick (now); otherwise at the next slot; never later than
+// WarehouseGaugeEvery from now.
 func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	later := now.Add(WarehouseGaugeEvery)
 	if newest.IsZero() {
 		return later
 	}
-	due := newest.Add(every)
-	switch {
-	case due.After(now):
-		return minTime(due, later)
-	case now.Sub(due) < WarehouseGaugeEvery:
-		return now
-	default:
-		return later
+	slot := newest.Add(every)
+	if slot.After(now) {
+		return minTime(slot, later)
 	}
+	slot = slot.Add(now.Sub(slot).Truncate(every)) // the latest slot at or before now
+	if now.Sub(slot) < auditCatchUp(every) {
+		return now
+	}
+	return minTime(slot.Add(every), later)
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -185,13 +201,13 @@ func refreshGauges(ctx context.Context, wh *warehouse.Warehouse, store staging.S
 
 // refreshLoop is refreshGauges with the warehouse's part a function, so
 // the rest is tested without one.
-func refreshLoop(ctx context.Context, audit func(context.Context, time.Time) error, store staging.Store, m *metrics.Metrics, every time.Duration, logger *slog.Logger) {
+func refreshLoop(ctx context.Context, readWarehouse func(context.Context, time.Time) error, store staging.Store, m *metrics.Metrics, every time.Duration, logger *slog.Logger) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, max(every, 30*time.Second))
-		if err := audit(rctx, time.Now()); err != nil && ctx.Err() == nil {
-			logger.Warn("metrics: refreshing the audit gauges failed", "error", err)
+		if err := readWarehouse(rctx, time.Now()); err != nil && ctx.Err() == nil {
+			logger.Warn("metrics: refreshing the warehouse gauges failed", "error", err)
 		}
 		cancel()
 		rctx, cancel = context.WithTimeout(ctx, max(every, 30*time.Second))

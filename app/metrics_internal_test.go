@@ -89,8 +89,9 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-// The audit row is read when the next is due, each tick while it is
-// overdue for a while, and at least every WarehouseGaugeEvery.
+// The audit row is read at each slot the next one is due at, every
+// tick for auditCatchUp after it (a skipped audit moves the slot), and at
+// least every WarehouseGaugeEvery.
 func TestNextAuditRead(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
@@ -103,8 +104,14 @@ func TestNextAuditRead(t *testing.T) {
 		{"next due in 2m", now.Add(-3 * time.Minute), 5 * time.Minute, now.Add(2 * time.Minute)},
 		{"next due in 55m", now.Add(-5 * time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
 		{"due now", now.Add(-5 * time.Minute), 5 * time.Minute, now},
-		{"being written", now.Add(-9 * time.Minute), 5 * time.Minute, now},
-		{"overdue", now.Add(-10 * time.Minute), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
+		{"being written", now.Add(-6 * time.Minute), 5 * time.Minute, now},
+		{"late: wait for the next slot", now.Add(-8 * time.Minute), 5 * time.Minute, now.Add(2 * time.Minute)},
+		{"one audit skipped, the next due now", now.Add(-10*time.Minute - 30*time.Second), 5 * time.Minute, now},
+		{"one audit skipped, the next late", now.Add(-14 * time.Minute), 5 * time.Minute, now.Add(time.Minute)},
+		{"every minute, due 10s ago", now.Add(-2*time.Minute - 10*time.Second), time.Minute, now},
+		{"every minute, late", now.Add(-time.Minute - 45*time.Second), time.Minute, now.Add(15 * time.Second)},
+		{"hourly, one skipped, due 1m ago", now.Add(-2*time.Hour - time.Minute), time.Hour, now},
+		{"hourly, late", now.Add(-time.Hour - 3*time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
 	} {
 		if got := nextAuditRead(now, c.newest, c.every); !got.Equal(c.want) {
 			t.Errorf("%s: next read at %s, want %s", c.name, got.Format(time.TimeOnly), c.want.Format(time.TimeOnly))
@@ -113,57 +120,80 @@ func TestNextAuditRead(t *testing.T) {
 }
 
 // An hour of 30 s ticks, audits every 5 minutes whose rows show 40 s
-// after their time: the audit row is read about three times an audit,
-// not every tick, and each shows in the gauges at the first tick after
-// it does; pipeline_state is read every WarehouseGaugeEvery (a failed
-// read again at the next tick), and the checkpoint's age grows at every
+// after their slot, the 12:30 audit skipped and one audit read failing:
+// the audit row is read twice an audit (at its slot, and when it shows),
+// each row shows in the gauges at the first tick after it does, the
+// skipped one costing auditCatchUp of reads. pipeline_state is read every
+// WarehouseGaugeEvery (a failed read again at the next tick); a new
+// checkpoint shows at the first read after it is written, even when the
+// reconcile row of that read fails; the checkpoint's age grows at every
 // tick between reads.
 func TestGaugeReadsReadWhatIsDue(t *testing.T) {
 	start := time.Date(2026, 12, 1, 12, 0, 10, 0, time.UTC)
 	const tick, every, run = 30 * time.Second, 5 * time.Minute, 40 * time.Second
-	checkpoint := start.Add(-20 * time.Minute)
+	skipped := time.Date(2026, 12, 1, 12, 30, 0, 0, time.UTC)
+	failAudit := time.Date(2026, 12, 1, 12, 15, 40, 0, time.UTC) // the read that sees 12:15's row
+	// newestShown is the newest audit row that shows at now.
+	newestShown := func(now time.Time) time.Time {
+		slot := now.Add(-run).Truncate(every)
+		if slot.Equal(skipped) {
+			slot = slot.Add(-every)
+		}
+		return slot
+	}
+	oldCheckpoint, newCheckpoint := start.Add(-20*time.Minute), start.Add(17*time.Minute)
+	checkpointAt := func(now time.Time) time.Time {
+		if now.Before(newCheckpoint) {
+			return oldCheckpoint
+		}
+		return newCheckpoint
+	}
 	var auditReads, stateReads int
-	var shown time.Time
+	var shown, lastStateRead time.Time
 	var age time.Duration
 	failState := true
 	g := &gaugeReads{
 		auditEvery: every,
 		readAudit: func(_ context.Context, now time.Time) (time.Time, error) {
 			auditReads++
-			// The newest row that shows at now: audits at whole 5
-			// minutes, each showing run after.
-			shown = now.Add(-run).Truncate(every)
+			if now.Equal(failAudit) {
+				return time.Time{}, errors.New("warehouse unreachable")
+			}
+			shown = newestShown(now)
 			return shown, nil
 		},
 		readState: func(_ context.Context, now time.Time) (time.Time, error) {
 			stateReads++
-			if failState && now.After(start.Add(10*time.Minute)) {
+			lastStateRead = now
+			if failState && now.After(newCheckpoint) {
+				// The checkpoint read, the reconcile row's failed.
 				failState = false
-				return time.Time{}, errors.New("warehouse unreachable")
+				return checkpointAt(now), errors.New("read reconcile_state: unexpected end of JSON input")
 			}
-			return checkpoint, nil
+			return checkpointAt(now), nil
 		},
 		setAge: func(d time.Duration) { age = d },
 	}
 	ticks := 0
-	var seen time.Time
 	for now := start; now.Before(start.Add(time.Hour)); now = now.Add(tick) {
 		ticks++
 		_ = g.refresh(context.Background(), now)
-		if age != now.Sub(checkpoint) {
-			t.Fatalf("at %s the checkpoint's age is %s, want %s", now.Format(time.TimeOnly), age, now.Sub(checkpoint))
+		switch cp := now.Add(-age); {
+		case !cp.Equal(oldCheckpoint) && !cp.Equal(newCheckpoint):
+			t.Fatalf("at %s the checkpoint's age is %s, from no checkpoint", now.Format(time.TimeOnly), age)
+		case cp.Equal(oldCheckpoint) && !lastStateRead.Before(newCheckpoint):
+			t.Fatalf("at %s the checkpoint's age is %s, from the checkpoint before the one read at %s", now.Format(time.TimeOnly), age, lastStateRead.Format(time.TimeOnly))
 		}
-		// The newest row that shows, shown in the gauges by the tick
-		// after it shows.
-		if newest := now.Add(-run - tick).Truncate(every); seen.Before(newest) && shown.Before(newest) {
+		if newest := newestShown(now.Add(-tick)); shown.Before(newest) {
 			t.Fatalf("at %s the gauges show the audit of %s, want %s", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), newest.Format(time.TimeOnly))
 		}
-		seen = shown
 	}
 	audits := int(time.Hour / every)
 	t.Logf("%d audit row reads, %d pipeline_state reads in %d ticks", auditReads, stateReads, ticks)
-	if auditReads > 3*audits+1 || auditReads < audits {
-		t.Errorf("%d audit row reads in %d ticks, want about 3 for each of %d audits", auditReads, ticks, audits)
+	// Two for each audit that ran; for the skipped one, every tick of
+	// auditCatchUp after its slot and the tick after; one for the failed read.
+	if want := 2*(audits-1) + int(auditCatchUp(every)/tick) + 1 + 1; auditReads != want {
+		t.Errorf("%d audit row reads in %d ticks, want %d", auditReads, ticks, want)
 	}
 	// Every 5 minutes, one of them failed and read again a tick later.
 	if want := int(time.Hour/WarehouseGaugeEvery) + 1; stateReads != want {

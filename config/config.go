@@ -189,12 +189,15 @@ const MaxCompactEvery = 4 * time.Hour
 type Metrics struct {
 	// Addr serves /metrics (empty: no endpoint).
 	Addr string `env:"KTPIPE_METRICS_ADDR, default=:9464"`
-	// Refresh is how often a worker reads the newest audit row, the pull
-	// checkpoint and the last scheduled reconcile into its gauges: every
-	// worker Prometheus scrapes shows the same values, at most this late.
+	// Refresh is a worker's gauge tick: it lists the compaction's pending
+	// marks, ages the pull checkpoint, and reads the warehouse's gauge
+	// rows when due (app.gaugeReads: the audit row at its slot, the
+	// checkpoint and the last scheduled reconcile every 5 minutes).
 	Refresh time.Duration `env:"KTPIPE_METRICS_REFRESH, default=30s"`
 	// AuditInterval is the audit schedule's interval (the guide's lag
-	// target is 5 minutes: an audit every 5 minutes sees it).
+	// target is 5 minutes: an audit every 5 minutes sees it). Workers
+	// read the audit row at its slots from it, so they must have the
+	// schedule's value.
 	AuditInterval time.Duration `env:"KTPIPE_AUDIT_INTERVAL, default=5m"`
 	// ReconcileInterval is the scheduled reconcile's (of the previous
 	// UTC day; 0 disables it).

@@ -87,7 +87,6 @@ type modelInputs struct {
 	// is the daily reconcile's windows (a day of 1h steps, counted a
 	// day's at a time: payload.MaxCountedSpan); each of Workers reads
 	// the gauges' rows as app.gaugeReads does (gaugeAuditReads).
-	// rows.
 	AuditEvery        time.Duration
 	AuditDays         int
 	CompletenessHours int
@@ -472,8 +471,10 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 
 // gaugeAuditReads is how often a day a worker reads the newest audit
 // row, with audits a day (app.gaugeReads): at the tick each audit's row
-// is due and the next (its run within a tick), and besides at least
-// every app.WarehouseGaugeEvery.
+// is due and the next, and besides at least every
+// app.WarehouseGaugeEvery. It assumes every audit runs and its row shows
+// within a refresh tick of its slot; one that is skipped or slower costs
+// a read a tick for app's auditCatchUp (2.5 minutes at 5-minute audits).
 func gaugeAuditReads(audits float64) float64 {
 	return 2*audits + math.Max(0, float64(24*time.Hour)/float64(app.WarehouseGaugeEvery)-audits)
 }
