@@ -79,23 +79,24 @@ func RefreshCheckpointGauges(ctx context.Context, wh *warehouse.Warehouse, m *me
 const WarehouseGaugeEvery = 5 * time.Minute
 
 // gaugeReads decides which of the warehouse's gauge rows a worker's
-// refresh reads. The newest audit row is read at each slot the next one
-// is due at (the newest's time plus whole audit intervals), every tick
-// for a short while after the slot until it shows (auditCatchUp), and at
-// least every WarehouseGaugeEvery; pipeline_state (a checkpoint a pull,
-// a reconcile a day) is read every WarehouseGaugeEvery. The checkpoint's
-// age is set from the checkpoint's time at every tick, so it grows
-// between reads. A row written out of turn (an audit started by ktpipe
-// schedule audit, a new checkpoint) shows within WarehouseGaugeEvery
-// plus a tick, so workers may differ by that much.
+// refresh reads (nextAuditRead): the newest audit row at each slot the
+// next one is due at and after it until it shows, and at least every
+// WarehouseGaugeEvery; pipeline_state (a checkpoint a pull, a reconcile
+// a day) every WarehouseGaugeEvery. The checkpoint's age is set from the
+// checkpoint's time at every tick, so it grows between reads. A row
+// written out of turn (an audit started by ktpipe schedule audit, a new
+// checkpoint) shows within WarehouseGaugeEvery plus a tick, so workers
+// may differ by that much. A failed read is tried again at the next
+// tick, then backing off (retryAt).
 type gaugeReads struct {
 	auditEvery time.Duration
 	readAudit  func(ctx context.Context, now time.Time) (time.Time, error)
 	readState  func(ctx context.Context, now time.Time) (time.Time, error)
 	setAge     func(time.Duration)
 
-	auditNext, stateNext time.Time // zero: read at the first tick
-	checkpoint           time.Time // the pull checkpoint's time, as last read
+	auditNext, stateNext   time.Time // zero: read at the first tick
+	auditFails, stateFails int       // failed reads in a row
+	checkpoint             time.Time // the pull checkpoint's time, as last read
 }
 
 func newGaugeReads(wh *warehouse.Warehouse, m *metrics.Metrics, auditEvery time.Duration) *gaugeReads {
@@ -111,16 +112,21 @@ func newGaugeReads(wh *warehouse.Warehouse, m *metrics.Metrics, auditEvery time.
 	}
 }
 
-// refresh reads what is due at now. A read that fails is tried again at
-// the next tick; the checkpoint's time a failed pipeline_state read did
-// get (its reconcile row failed) is kept, so the age stays true.
+// refresh reads what is due at now. The checkpoint's time a
+// pipeline_state read got is kept even when the read then failed on the
+// reconcile row (a row written once a day, read again with the
+// checkpoint), so the age stays true; pipeline_state only grows, so a
+// read that finds no checkpoint keeps the one held.
 func (g *gaugeReads) refresh(ctx context.Context, now time.Time) error {
 	var errs []error
 	if !now.Before(g.auditNext) {
 		at, err := g.readAudit(ctx, now)
 		if err != nil {
+			g.auditFails++
+			g.auditNext = retryAt(now, g.auditFails)
 			errs = append(errs, fmt.Errorf("audit gauges: %w", err))
 		} else {
+			g.auditFails = 0
 			g.auditNext = nextAuditRead(now, at, g.auditEvery)
 		}
 	}
@@ -129,10 +135,16 @@ func (g *gaugeReads) refresh(ctx context.Context, now time.Time) error {
 		if !at.IsZero() {
 			g.checkpoint = at
 		}
+		switch {
+		case err != nil && at.IsZero():
+			g.stateFails++
+			g.stateNext = retryAt(now, g.stateFails)
+		default:
+			g.stateFails = 0
+			g.stateNext = now.Add(WarehouseGaugeEvery)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("checkpoint gauges: %w", err))
-		} else {
-			g.stateNext = now.Add(WarehouseGaugeEvery)
 		}
 	}
 	if !g.checkpoint.IsZero() {
@@ -141,22 +153,43 @@ func (g *gaugeReads) refresh(ctx context.Context, now time.Time) error {
 	return errors.Join(errs...)
 }
 
+// retryAt is when to read again after fails failed reads in a row: at
+// the next tick after the first, then 30 s, 1, 2 and 4 minutes later, at
+// most WarehouseGaugeEvery, so a read that keeps failing (a warehouse
+// down, a row it cannot decode) costs a query every 5 minutes, not one a
+// tick. The gauges keep their values meanwhile.
+func retryAt(now time.Time, fails int) time.Time {
+	if fails <= 1 {
+		return now
+	}
+	return now.Add(min(WarehouseGaugeEvery, 15*time.Second<<min(fails-1, 5)))
+}
+
 // auditCatchUp is how long after a slot an audit row is due at the
 // refresh reads at every tick for it: half an audit interval, at most
 // half of WarehouseGaugeEvery. An audit's row shows when the audit ends,
-// seconds after its slot; one that shows later is read at the next slot,
-// or WarehouseGaugeEvery later, whichever is first.
+// seconds after its slot.
 func auditCatchUp(every time.Duration) time.Duration {
 	return min(every, WarehouseGaugeEvery) / 2
 }
 
+// auditHorizon is how many audit intervals past the newest row the
+// refresh still looks for the next at its slots: KtpipeAuditStale fires
+// at three 5-minute intervals, and past that audits are not running
+// (the schedule paused, or its runs failing), so every
+// WarehouseGaugeEvery is often enough.
+const auditHorizon = 3
+
 // nextAuditRead is when to read the audit row again, having read at now
 // the newest row, of time newest (zero: none). The slots the next row is
 // due at are newest plus whole audit intervals (a skipped audit moves it
-// to the next slot): within auditCatchUp after the latest slot, at the
-// next tick (now); otherwise at the next slot; never later than
-// WarehouseGaugeEvery from now.
+// to the next slot). Within auditCatchUp after the latest slot, it is
+// the next tick (now); after that, half the time since the slot later,
+// so a slow audit's row shows at most half its run late; and never after
+// the next slot, nor later than WarehouseGaugeEvery from now, which is
+// also the rule once the slot is past auditHorizon intervals.
 func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
+	every = max(every, time.Minute) // config's least; 0 would divide by it
 	later := now.Add(WarehouseGaugeEvery)
 	if newest.IsZero() {
 		return later
@@ -166,10 +199,15 @@ func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 		return minTime(slot, later)
 	}
 	slot = slot.Add(now.Sub(slot).Truncate(every)) // the latest slot at or before now
-	if now.Sub(slot) < auditCatchUp(every) {
+	since := now.Sub(slot)
+	switch {
+	case slot.Sub(newest) > auditHorizon*every:
+		return later
+	case since < auditCatchUp(every):
 		return now
+	default:
+		return minTime(minTime(now.Add(since/2), slot.Add(every)), later)
 	}
-	return minTime(slot.Add(every), later)
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -90,8 +90,9 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 // The audit row is read at each slot the next one is due at, every
-// tick for auditCatchUp after it (a skipped audit moves the slot), and at
-// least every WarehouseGaugeEvery.
+// tick for auditCatchUp after it (a skipped audit moves the slot), then
+// backing off to half the time since the slot, and at least every
+// WarehouseGaugeEvery.
 func TestNextAuditRead(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
@@ -103,15 +104,23 @@ func TestNextAuditRead(t *testing.T) {
 		{"no audit yet", time.Time{}, 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
 		{"next due in 2m", now.Add(-3 * time.Minute), 5 * time.Minute, now.Add(2 * time.Minute)},
 		{"next due in 55m", now.Add(-5 * time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
+		{"newest in the future", now.Add(2 * time.Minute), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
 		{"due now", now.Add(-5 * time.Minute), 5 * time.Minute, now},
 		{"being written", now.Add(-6 * time.Minute), 5 * time.Minute, now},
-		{"late: wait for the next slot", now.Add(-8 * time.Minute), 5 * time.Minute, now.Add(2 * time.Minute)},
+		{"at the end of the catch-up", now.Add(-7*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(75 * time.Second)},
+		{"slow: half the time since the slot", now.Add(-8 * time.Minute), 5 * time.Minute, now.Add(90 * time.Second)},
+		{"slow: no later than the next slot", now.Add(-9*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(30 * time.Second)},
 		{"one audit skipped, the next due now", now.Add(-10*time.Minute - 30*time.Second), 5 * time.Minute, now},
-		{"one audit skipped, the next late", now.Add(-14 * time.Minute), 5 * time.Minute, now.Add(time.Minute)},
+		{"one audit skipped, the next slow", now.Add(-14 * time.Minute), 5 * time.Minute, now.Add(time.Minute)},
+		{"stopped: past the horizon", now.Add(-20*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
 		{"every minute, due 10s ago", now.Add(-2*time.Minute - 10*time.Second), time.Minute, now},
-		{"every minute, late", now.Add(-time.Minute - 45*time.Second), time.Minute, now.Add(15 * time.Second)},
+		{"every minute, slow", now.Add(-time.Minute - 45*time.Second), time.Minute, now.Add(15 * time.Second)},
+		{"every 7 minutes, due 1m ago", now.Add(-8 * time.Minute), 7 * time.Minute, now},
 		{"hourly, one skipped, due 1m ago", now.Add(-2*time.Hour - time.Minute), time.Hour, now},
-		{"hourly, late", now.Add(-time.Hour - 3*time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
+		{"hourly, slow", now.Add(-time.Hour - 4*time.Minute), time.Hour, now.Add(2 * time.Minute)},
+		{"hourly, slower", now.Add(-time.Hour - 20*time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
+		{"daily, due in 23h", now.Add(-time.Hour), 24 * time.Hour, now.Add(WarehouseGaugeEvery)},
+		{"daily, due now", now.Add(-24 * time.Hour), 24 * time.Hour, now},
 	} {
 		if got := nextAuditRead(now, c.newest, c.every); !got.Equal(c.want) {
 			t.Errorf("%s: next read at %s, want %s", c.name, got.Format(time.TimeOnly), c.want.Format(time.TimeOnly))
@@ -119,20 +128,34 @@ func TestNextAuditRead(t *testing.T) {
 	}
 }
 
-// An hour of 30 s ticks, audits every 5 minutes whose rows show 40 s
-// after their slot, the 12:30 audit skipped and one audit read failing:
-// the audit row is read twice an audit (at its slot, and when it shows),
-// each row shows in the gauges at the first tick after it does, the
-// skipped one costing auditCatchUp of reads. pipeline_state is read every
-// WarehouseGaugeEvery (a failed read again at the next tick); a new
-// checkpoint shows at the first read after it is written, even when the
-// reconcile row of that read fails; the checkpoint's age grows at every
-// tick between reads.
-func TestGaugeReadsReadWhatIsDue(t *testing.T) {
+// A read that keeps failing is tried at the next tick, then backing off
+// to one every WarehouseGaugeEvery.
+func TestRetryAt(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for fails, want := range []time.Duration{0, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
+		if got := retryAt(now, fails+1).Sub(now); got != want {
+			t.Errorf("after %d failures: next read in %s, want %s", fails+1, got, want)
+		}
+	}
+	if got := retryAt(now, 1000).Sub(now); got != WarehouseGaugeEvery {
+		t.Errorf("after 1000 failures: next read in %s, want %s", got, WarehouseGaugeEvery)
+	}
+}
+
+// gaugeRun is an hour of 30 s ticks through gaugeReads, with audits every
+// 5 minutes whose rows show run after their slot, the 12:30 audit
+// skipped, the audit read that would see 12:15's row failing, a new
+// checkpoint at 12:17:10 with a reconcile row every pipeline_state read
+// after it fails to decode, and the read at 12:40:10 failing whole. At every
+// tick it checks that the checkpoint's age is from the newest checkpoint
+// read, that the audit row that showed lateBy ago is in the gauges, and
+// that KtpipeAuditStale (15 minutes) would not fire. It returns the
+// reads.
+func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads int) {
+	t.Helper()
 	start := time.Date(2026, 12, 1, 12, 0, 10, 0, time.UTC)
-	const tick, every, run = 30 * time.Second, 5 * time.Minute, 40 * time.Second
+	const tick, every = 30 * time.Second, 5 * time.Minute
 	skipped := time.Date(2026, 12, 1, 12, 30, 0, 0, time.UTC)
-	failAudit := time.Date(2026, 12, 1, 12, 15, 40, 0, time.UTC) // the read that sees 12:15's row
 	// newestShown is the newest audit row that shows at now.
 	newestShown := func(now time.Time) time.Time {
 		slot := now.Add(-run).Truncate(every)
@@ -141,22 +164,17 @@ func TestGaugeReadsReadWhatIsDue(t *testing.T) {
 		}
 		return slot
 	}
+	failAudit := time.Date(2026, 12, 1, 12, 15, 0, 0, time.UTC) // the first read that would see this row fails
 	oldCheckpoint, newCheckpoint := start.Add(-20*time.Minute), start.Add(17*time.Minute)
-	checkpointAt := func(now time.Time) time.Time {
-		if now.Before(newCheckpoint) {
-			return oldCheckpoint
-		}
-		return newCheckpoint
-	}
-	var auditReads, stateReads int
+	failWhole := start.Add(40 * time.Minute)
 	var shown, lastStateRead time.Time
 	var age time.Duration
-	failState := true
 	g := &gaugeReads{
 		auditEvery: every,
 		readAudit: func(_ context.Context, now time.Time) (time.Time, error) {
 			auditReads++
-			if now.Equal(failAudit) {
+			if newestShown(now).Equal(failAudit) && !failAudit.IsZero() {
+				failAudit = time.Time{}
 				return time.Time{}, errors.New("warehouse unreachable")
 			}
 			shown = newestShown(now)
@@ -164,19 +182,20 @@ func TestGaugeReadsReadWhatIsDue(t *testing.T) {
 		},
 		readState: func(_ context.Context, now time.Time) (time.Time, error) {
 			stateReads++
-			lastStateRead = now
-			if failState && now.After(newCheckpoint) {
-				// The checkpoint read, the reconcile row's failed.
-				failState = false
-				return checkpointAt(now), errors.New("read reconcile_state: unexpected end of JSON input")
+			switch {
+			case now.Equal(failWhole):
+				return time.Time{}, errors.New("warehouse unreachable")
+			case !now.Before(newCheckpoint):
+				// A reconcile row the worker cannot decode, from then on.
+				lastStateRead = now
+				return newCheckpoint, errors.New("read reconcile_state: unexpected end of JSON input")
 			}
-			return checkpointAt(now), nil
+			lastStateRead = now
+			return oldCheckpoint, nil
 		},
 		setAge: func(d time.Duration) { age = d },
 	}
-	ticks := 0
 	for now := start; now.Before(start.Add(time.Hour)); now = now.Add(tick) {
-		ticks++
 		_ = g.refresh(context.Background(), now)
 		switch cp := now.Add(-age); {
 		case !cp.Equal(oldCheckpoint) && !cp.Equal(newCheckpoint):
@@ -184,19 +203,50 @@ func TestGaugeReadsReadWhatIsDue(t *testing.T) {
 		case cp.Equal(oldCheckpoint) && !lastStateRead.Before(newCheckpoint):
 			t.Fatalf("at %s the checkpoint's age is %s, from the checkpoint before the one read at %s", now.Format(time.TimeOnly), age, lastStateRead.Format(time.TimeOnly))
 		}
-		if newest := newestShown(now.Add(-tick)); shown.Before(newest) {
+		if newest := newestShown(now.Add(-lateBy)); shown.Before(newest) {
 			t.Fatalf("at %s the gauges show the audit of %s, want %s", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), newest.Format(time.TimeOnly))
 		}
+		if stale := now.Sub(shown); stale >= 15*time.Minute {
+			t.Fatalf("at %s the gauges show the audit of %s, %s old: KtpipeAuditStale fires", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), stale)
+		}
 	}
-	audits := int(time.Hour / every)
-	t.Logf("%d audit row reads, %d pipeline_state reads in %d ticks", auditReads, stateReads, ticks)
-	// Two for each audit that ran; for the skipped one, every tick of
-	// auditCatchUp after its slot and the tick after; one for the failed read.
-	if want := 2*(audits-1) + int(auditCatchUp(every)/tick) + 1 + 1; auditReads != want {
-		t.Errorf("%d audit row reads in %d ticks, want %d", auditReads, ticks, want)
+	t.Logf("run %s: %d audit row reads, %d pipeline_state reads", run, auditReads, stateReads)
+	return auditReads, stateReads
+}
+
+// Audits whose rows show 50 s after their slot (ticks fall 10 s after
+// each slot): each row is in the gauges at the first tick after it
+// shows, and the reads are counted exactly.
+func TestGaugeReadsReadWhatIsDue(t *testing.T) {
+	auditReads, stateReads := gaugeRun(t, 50*time.Second, 30*time.Second)
+	// Each of the 11 audits that ran: at its slot's tick (+10 s), +40 s
+	// and +70 s, when its row shows. The skipped 12:30: each tick of its
+	// 2.5 minutes of catch-up (+10 s to +130 s, 5), at +160 s (then half
+	// the time since the slot later: +240 s), at +250 s (then the 12:35
+	// slot). The failed read, again at the next tick: 1.
+	if want := 11*3 + 5 + 2 + 1; auditReads != want {
+		t.Errorf("%d audit row reads, want %d", auditReads, want)
 	}
-	// Every 5 minutes, one of them failed and read again a tick later.
-	if want := int(time.Hour/WarehouseGaugeEvery) + 1; stateReads != want {
-		t.Errorf("%d pipeline_state reads in %d ticks, want %d", stateReads, ticks, want)
+	// Every 5 minutes from 12:00:10: 12:00:10 to 12:35:10 (8; those from
+	// 12:20:10 failed on the reconcile row but got the checkpoint, so they
+	// wait 5 minutes as well); 12:40:10 failed whole, so 12:40:40, then
+	// every 5 minutes from there (12:45:40 to 12:55:40, 3): 13.
+	if want := 8 + 1 + 1 + 3; stateReads != want {
+		t.Errorf("%d pipeline_state reads, want %d", stateReads, want)
+	}
+}
+
+// Audits slower than the catch-up (rows showing 3 minutes after their
+// slot), one of them skipped: each row shows at most half its run and a
+// tick late, and KtpipeAuditStale does not fire.
+func TestGaugeReadsShowASlowAudit(t *testing.T) {
+	const run = 3 * time.Minute
+	auditReads, _ := gaugeRun(t, run, run/2+30*time.Second)
+	// Each of the 12 slots, the skipped one too: each tick of its catch-up
+	// (+10 s to +130 s, 5), at +160 s, then half the time since the slot
+	// later, at +250 s, when the row has shown (or the next slot comes):
+	// 7. The failed read, again at the next tick: 1.
+	if want := 12*7 + 1; auditReads != want {
+		t.Errorf("%d audit row reads, want %d", auditReads, want)
 	}
 }

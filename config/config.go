@@ -196,8 +196,8 @@ type Metrics struct {
 	Refresh time.Duration `env:"KTPIPE_METRICS_REFRESH, default=30s"`
 	// AuditInterval is the audit schedule's interval (the guide's lag
 	// target is 5 minutes: an audit every 5 minutes sees it). Workers
-	// read the audit row at its slots from it, so they must have the
-	// schedule's value.
+	// read the audit row at its slots from it, so they should have the
+	// schedule's value (README, "Metrics and alerts").
 	AuditInterval time.Duration `env:"KTPIPE_AUDIT_INTERVAL, default=5m"`
 	// ReconcileInterval is the scheduled reconcile's (of the previous
 	// UTC day; 0 disables it).
