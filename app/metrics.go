@@ -166,28 +166,31 @@ func retryAt(now time.Time, fails int) time.Time {
 }
 
 // auditCatchUp is how long after a slot an audit row is due at the
-// refresh reads at every tick for it: half an audit interval, at most
+// refresh looks for it at short steps: half an audit interval, at most
 // half of WarehouseGaugeEvery. An audit's row shows when the audit ends,
 // seconds after its slot.
 func auditCatchUp(every time.Duration) time.Duration {
 	return min(every, WarehouseGaugeEvery) / 2
 }
 
-// auditHorizon is how many audit intervals past the newest row the
-// refresh still looks for the next at its slots: KtpipeAuditStale fires
-// at three 5-minute intervals, and past that audits are not running
-// (the schedule paused, or its runs failing), so every
+// auditHorizon is how long past the newest row the refresh still looks
+// for the next at its slots: KtpipeAuditStale's 15 minutes, or three
+// audit intervals when they are longer. Past it audits are not running
+// (the schedule paused, or its runs failing), and every
 // WarehouseGaugeEvery is often enough.
-const auditHorizon = 3
+func auditHorizon(every time.Duration) time.Duration {
+	return max(3*every, 15*time.Minute)
+}
 
 // nextAuditRead is when to read the audit row again, having read at now
 // the newest row, of time newest (zero: none). The slots the next row is
 // due at are newest plus whole audit intervals (a skipped audit moves it
-// to the next slot). Within auditCatchUp after the latest slot, it is
-// the next tick (now); after that, half the time since the slot later,
-// so a slow audit's row shows at most half its run late; and never after
-// the next slot, nor later than WarehouseGaugeEvery from now, which is
-// also the rule once the slot is past auditHorizon intervals.
+// to the next slot). It is half the time since the latest slot later, so
+// a slow audit's row shows at most half its run late: within
+// auditCatchUp of the slot at most 10 s later (the next tick at the
+// default 30 s refresh), after it never after the next slot, and never
+// later than WarehouseGaugeEvery from now, which is also the rule once
+// the slot is past auditHorizon.
 func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	every = max(every, time.Minute) // config's least; 0 would divide by it
 	later := now.Add(WarehouseGaugeEvery)
@@ -201,10 +204,10 @@ func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	slot = slot.Add(now.Sub(slot).Truncate(every)) // the latest slot at or before now
 	since := now.Sub(slot)
 	switch {
-	case slot.Sub(newest) > auditHorizon*every:
+	case slot.Sub(newest) > auditHorizon(every):
 		return later
 	case since < auditCatchUp(every):
-		return now
+		return now.Add(min(since/2, 10*time.Second))
 	default:
 		return minTime(minTime(now.Add(since/2), slot.Add(every)), later)
 	}

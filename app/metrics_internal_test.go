@@ -89,10 +89,11 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-// The audit row is read at each slot the next one is due at, every
-// tick for auditCatchUp after it (a skipped audit moves the slot), then
-// backing off to half the time since the slot, and at least every
-// WarehouseGaugeEvery.
+// The audit row is read at each slot the next one is due at, at every
+// 30 s tick for auditCatchUp after it (half the time since the slot
+// later, at most 10 s; a skipped audit moves the slot), then backing off
+// to half the time since the slot, and at least every
+// WarehouseGaugeEvery; past auditHorizon, only that.
 func TestNextAuditRead(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
@@ -106,17 +107,19 @@ func TestNextAuditRead(t *testing.T) {
 		{"next due in 55m", now.Add(-5 * time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
 		{"newest in the future", now.Add(2 * time.Minute), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
 		{"due now", now.Add(-5 * time.Minute), 5 * time.Minute, now},
-		{"being written", now.Add(-6 * time.Minute), 5 * time.Minute, now},
+		{"being written", now.Add(-6 * time.Minute), 5 * time.Minute, now.Add(10 * time.Second)},
 		{"at the end of the catch-up", now.Add(-7*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(75 * time.Second)},
 		{"slow: half the time since the slot", now.Add(-8 * time.Minute), 5 * time.Minute, now.Add(90 * time.Second)},
 		{"slow: no later than the next slot", now.Add(-9*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(30 * time.Second)},
-		{"one audit skipped, the next due now", now.Add(-10*time.Minute - 30*time.Second), 5 * time.Minute, now},
+		{"one audit skipped, the next due 30s ago", now.Add(-10*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(10 * time.Second)},
 		{"one audit skipped, the next slow", now.Add(-14 * time.Minute), 5 * time.Minute, now.Add(time.Minute)},
 		{"stopped: past the horizon", now.Add(-20*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
-		{"every minute, due 10s ago", now.Add(-2*time.Minute - 10*time.Second), time.Minute, now},
+		{"every minute, due 10s ago", now.Add(-2*time.Minute - 10*time.Second), time.Minute, now.Add(5 * time.Second)},
+		{"every minute, missed 10 minutes", now.Add(-10*time.Minute - 10*time.Second), time.Minute, now.Add(5 * time.Second)},
+		{"every minute, stopped", now.Add(-16*time.Minute - 10*time.Second), time.Minute, now.Add(WarehouseGaugeEvery)},
 		{"every minute, slow", now.Add(-time.Minute - 45*time.Second), time.Minute, now.Add(15 * time.Second)},
-		{"every 7 minutes, due 1m ago", now.Add(-8 * time.Minute), 7 * time.Minute, now},
-		{"hourly, one skipped, due 1m ago", now.Add(-2*time.Hour - time.Minute), time.Hour, now},
+		{"every 7 minutes, due 1m ago", now.Add(-8 * time.Minute), 7 * time.Minute, now.Add(10 * time.Second)},
+		{"hourly, one skipped, due 1m ago", now.Add(-2*time.Hour - time.Minute), time.Hour, now.Add(10 * time.Second)},
 		{"hourly, slow", now.Add(-time.Hour - 4*time.Minute), time.Hour, now.Add(2 * time.Minute)},
 		{"hourly, slower", now.Add(-time.Hour - 20*time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
 		{"daily, due in 23h", now.Add(-time.Hour), 24 * time.Hour, now.Add(WarehouseGaugeEvery)},
@@ -146,11 +149,12 @@ func TestRetryAt(t *testing.T) {
 // 5 minutes whose rows show run after their slot, the 12:30 audit
 // skipped, the audit read that would see 12:15's row failing, a new
 // checkpoint at 12:17:10 with a reconcile row every pipeline_state read
-// after it fails to decode, and the read at 12:40:10 failing whole. At every
-// tick it checks that the checkpoint's age is from the newest checkpoint
-// read, that the audit row that showed lateBy ago is in the gauges, and
-// that KtpipeAuditStale (15 minutes) would not fire. It returns the
-// reads.
+// after it fails to decode, and the warehouse unreachable from 12:40 to
+// 12:42, failing both reads whole. At every tick it checks that the
+// checkpoint's age is from the newest checkpoint read, that the audit
+// row that showed lateBy ago is in the gauges unless the last audit read
+// failed, and that KtpipeAuditStale (15 minutes) would not fire before
+// the next tick. It returns the reads.
 func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads int) {
 	t.Helper()
 	start := time.Date(2026, 12, 1, 12, 0, 10, 0, time.UTC)
@@ -166,13 +170,17 @@ func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads i
 	}
 	failAudit := time.Date(2026, 12, 1, 12, 15, 0, 0, time.UTC) // the first read that would see this row fails
 	oldCheckpoint, newCheckpoint := start.Add(-20*time.Minute), start.Add(17*time.Minute)
-	failWhole := start.Add(40 * time.Minute)
+	outageFrom, outageTo := start.Add(40*time.Minute-10*time.Second), start.Add(42*time.Minute-10*time.Second)
+	unreachable := func(now time.Time) bool { return !now.Before(outageFrom) && now.Before(outageTo) }
 	var shown, lastStateRead time.Time
 	var age time.Duration
 	g := &gaugeReads{
 		auditEvery: every,
 		readAudit: func(_ context.Context, now time.Time) (time.Time, error) {
 			auditReads++
+			if unreachable(now) {
+				return time.Time{}, errors.New("warehouse unreachable")
+			}
 			if newestShown(now).Equal(failAudit) && !failAudit.IsZero() {
 				failAudit = time.Time{}
 				return time.Time{}, errors.New("warehouse unreachable")
@@ -183,7 +191,7 @@ func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads i
 		readState: func(_ context.Context, now time.Time) (time.Time, error) {
 			stateReads++
 			switch {
-			case now.Equal(failWhole):
+			case unreachable(now):
 				return time.Time{}, errors.New("warehouse unreachable")
 			case !now.Before(newCheckpoint):
 				// A reconcile row the worker cannot decode, from then on.
@@ -203,11 +211,11 @@ func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads i
 		case cp.Equal(oldCheckpoint) && !lastStateRead.Before(newCheckpoint):
 			t.Fatalf("at %s the checkpoint's age is %s, from the checkpoint before the one read at %s", now.Format(time.TimeOnly), age, lastStateRead.Format(time.TimeOnly))
 		}
-		if newest := newestShown(now.Add(-lateBy)); shown.Before(newest) {
+		if newest := newestShown(now.Add(-lateBy)); g.auditFails == 0 && shown.Before(newest) {
 			t.Fatalf("at %s the gauges show the audit of %s, want %s", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), newest.Format(time.TimeOnly))
 		}
-		if stale := now.Sub(shown); stale >= 15*time.Minute {
-			t.Fatalf("at %s the gauges show the audit of %s, %s old: KtpipeAuditStale fires", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), stale)
+		if stale := now.Add(tick).Sub(shown); stale >= 15*time.Minute {
+			t.Fatalf("at %s the gauges show the audit of %s, %s old at the next tick: KtpipeAuditStale fires", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), stale)
 		}
 	}
 	t.Logf("run %s: %d audit row reads, %d pipeline_state reads", run, auditReads, stateReads)
@@ -223,15 +231,18 @@ func TestGaugeReadsReadWhatIsDue(t *testing.T) {
 	// and +70 s, when its row shows. The skipped 12:30: each tick of its
 	// 2.5 minutes of catch-up (+10 s to +130 s, 5), at +160 s (then half
 	// the time since the slot later: +240 s), at +250 s (then the 12:35
-	// slot). The failed read, again at the next tick: 1.
-	if want := 11*3 + 5 + 2 + 1; auditReads != want {
+	// slot). The failed read of 12:15, again at the next tick: 1. The
+	// 12:40 audit's in the outage: 12:40:10, 12:40:40 and 12:41:10 fail,
+	// the next 1 minute later (12:42:10) sees its row: 1 more than 3.
+	if want := 11*3 + 5 + 2 + 1 + 1; auditReads != want {
 		t.Errorf("%d audit row reads, want %d", auditReads, want)
 	}
 	// Every 5 minutes from 12:00:10: 12:00:10 to 12:35:10 (8; those from
 	// 12:20:10 failed on the reconcile row but got the checkpoint, so they
-	// wait 5 minutes as well); 12:40:10 failed whole, so 12:40:40, then
-	// every 5 minutes from there (12:45:40 to 12:55:40, 3): 13.
-	if want := 8 + 1 + 1 + 3; stateReads != want {
+	// wait 5 minutes as well); in the outage 12:40:10, 12:40:40 and
+	// 12:41:10 (3), backing off to 12:42:10 (1), then every 5 minutes
+	// from there (12:47:10 to 12:57:10, 3): 15.
+	if want := 8 + 3 + 1 + 3; stateReads != want {
 		t.Errorf("%d pipeline_state reads, want %d", stateReads, want)
 	}
 }
@@ -245,8 +256,10 @@ func TestGaugeReadsShowASlowAudit(t *testing.T) {
 	// Each of the 12 slots, the skipped one too: each tick of its catch-up
 	// (+10 s to +130 s, 5), at +160 s, then half the time since the slot
 	// later, at +250 s, when the row has shown (or the next slot comes):
-	// 7. The failed read, again at the next tick: 1.
-	if want := 12*7 + 1; auditReads != want {
+	// 7. The failed read of 12:15, again at the next tick: 1. The 12:40
+	// slot's in the outage: +10 s, +40 s and +70 s fail, the next at
+	// +130 s, +160 s and +250 s: 1 fewer than 7.
+	if want := 12*7 + 1 - 1; auditReads != want {
 		t.Errorf("%d audit row reads, want %d", auditReads, want)
 	}
 }

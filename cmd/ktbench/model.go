@@ -470,12 +470,13 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 }
 
 // gaugeAuditReads is how often a day a worker reads the newest audit
-// row, with audits a day (app.gaugeReads): at the tick each audit's row
-// is due and the next, and besides at least every
-// app.WarehouseGaugeEvery. It assumes every audit runs and its row shows
-// by the tick after its slot's, so it is a floor: a run longer than that
-// costs a read a tick more, and a skipped or slow audit up to 7 reads
-// (app's auditCatchUp, 2.5 minutes at 5-minute audits, then backing off).
+// row, with audits a day (app.gaugeReads) at the default 30 s refresh:
+// at the tick each audit's row is due and the next, and besides at least
+// every app.WarehouseGaugeEvery. It assumes every audit runs and its row
+// shows by the tick after its slot's, so it is a floor: a run longer
+// than that costs a read a tick more, and a skipped or slow audit up to
+// 7 reads (app's auditCatchUp, 2.5 minutes at 5-minute audits, then
+// backing off).
 func gaugeAuditReads(audits float64) float64 {
 	return 2*audits + math.Max(0, float64(24*time.Hour)/float64(app.WarehouseGaugeEvery)-audits)
 }
