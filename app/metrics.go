@@ -165,6 +165,11 @@ func retryAt(now time.Time, fails int) time.Time {
 	return now.Add(min(WarehouseGaugeEvery, 15*time.Second<<min(fails-1, 5)))
 }
 
+// catchUpStep is the longest step between reads in the catch-up: the
+// next tick at the default 30 s refresh, at most 6 reads a minute at a
+// shorter one.
+const catchUpStep = 10 * time.Second
+
 // auditCatchUp is how long after a slot an audit row is due at the
 // refresh looks for it at short steps: half an audit interval, at most
 // half of WarehouseGaugeEvery. An audit's row shows when the audit ends,
@@ -175,22 +180,22 @@ func auditCatchUp(every time.Duration) time.Duration {
 
 // auditHorizon is how long past the newest row the refresh still looks
 // for the next at its slots: KtpipeAuditStale's 15 minutes, or three
-// audit intervals when they are longer. Past it audits are not running
-// (the schedule paused, or its runs failing), and every
+// audit intervals if that is longer, and no further than the read looks
+// back (auditLookback: past it the row is not seen). Past it audits are
+// not running (the schedule paused, or its runs failing), and every
 // WarehouseGaugeEvery is often enough.
 func auditHorizon(every time.Duration) time.Duration {
-	return max(3*every, 15*time.Minute)
+	return min(max(3*every, 15*time.Minute), auditLookback)
 }
 
 // nextAuditRead is when to read the audit row again, having read at now
 // the newest row, of time newest (zero: none). The slots the next row is
 // due at are newest plus whole audit intervals (a skipped audit moves it
 // to the next slot). It is half the time since the latest slot later, so
-// a slow audit's row shows at most half its run late: within
-// auditCatchUp of the slot at most 10 s later (the next tick at the
-// default 30 s refresh), after it never after the next slot, and never
-// later than WarehouseGaugeEvery from now, which is also the rule once
-// the slot is past auditHorizon.
+// a slow audit's row shows at most half its run and a tick late: within
+// auditCatchUp of the slot at most catchUpStep later, after it never
+// after the next slot, and never later than WarehouseGaugeEvery from
+// now, which is also the rule once the slot is past auditHorizon.
 func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	every = max(every, time.Minute) // config's least; 0 would divide by it
 	later := now.Add(WarehouseGaugeEvery)
@@ -207,7 +212,7 @@ func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	case slot.Sub(newest) > auditHorizon(every):
 		return later
 	case since < auditCatchUp(every):
-		return now.Add(min(since/2, 10*time.Second))
+		return now.Add(min(since/2, catchUpStep))
 	default:
 		return minTime(minTime(now.Add(since/2), slot.Add(every)), later)
 	}

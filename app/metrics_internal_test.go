@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -122,6 +123,7 @@ func TestNextAuditRead(t *testing.T) {
 		{"hourly, one skipped, due 1m ago", now.Add(-2*time.Hour - time.Minute), time.Hour, now.Add(10 * time.Second)},
 		{"hourly, slow", now.Add(-time.Hour - 4*time.Minute), time.Hour, now.Add(2 * time.Minute)},
 		{"hourly, slower", now.Add(-time.Hour - 20*time.Minute), time.Hour, now.Add(WarehouseGaugeEvery)},
+		{"daily, two skipped: past the lookback", now.Add(-72*time.Hour - time.Minute), 24 * time.Hour, now.Add(WarehouseGaugeEvery)},
 		{"daily, due in 23h", now.Add(-time.Hour), 24 * time.Hour, now.Add(WarehouseGaugeEvery)},
 		{"daily, due now", now.Add(-24 * time.Hour), 24 * time.Hour, now},
 	} {
@@ -211,6 +213,8 @@ func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads i
 		case cp.Equal(oldCheckpoint) && !lastStateRead.Before(newCheckpoint):
 			t.Fatalf("at %s the checkpoint's age is %s, from the checkpoint before the one read at %s", now.Format(time.TimeOnly), age, lastStateRead.Format(time.TimeOnly))
 		}
+		// While reads fail the gauges keep the row they had; the read
+		// counts hold the retries to their times.
 		if newest := newestShown(now.Add(-lateBy)); g.auditFails == 0 && shown.Before(newest) {
 			t.Fatalf("at %s the gauges show the audit of %s, want %s", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), newest.Format(time.TimeOnly))
 		}
@@ -261,5 +265,41 @@ func TestGaugeReadsShowASlowAudit(t *testing.T) {
 	// +130 s, +160 s and +250 s: 1 fewer than 7.
 	if want := 12*7 + 1 - 1; auditReads != want {
 		t.Errorf("%d audit row reads, want %d", auditReads, want)
+	}
+}
+
+// At 1 s ticks, with 1-minute audits that have stopped: each slot's
+// catch-up reads at steps of half the time since the slot, at most
+// catchUpStep, and the reads look for a row up to the alert's 15 minutes
+// past the newest, then every WarehouseGaugeEvery.
+func TestGaugeReadsPaceShortTicks(t *testing.T) {
+	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	newest := start.Add(-time.Minute) // the next row is due at start
+	var reads []time.Duration
+	g := &gaugeReads{
+		auditEvery: time.Minute,
+		readAudit: func(_ context.Context, now time.Time) (time.Time, error) {
+			reads = append(reads, now.Sub(start))
+			return newest, nil
+		},
+		readState: func(context.Context, time.Time) (time.Time, error) { return time.Time{}, nil },
+		setAge:    func(time.Duration) {},
+	}
+	for now := start; now.Before(start.Add(30 * time.Minute)); now = now.Add(time.Second) {
+		_ = g.refresh(context.Background(), now)
+	}
+	// A slot's reads, in seconds after it: each half the time since the
+	// slot later (0 and 1 at the next tick), 27 → 37 at most 10 s, past
+	// the catch-up (30 s) 37 → 55.5 (the next tick, 56), then the next
+	// slot.
+	var want []time.Duration
+	for slot := range 15 { // the slots 1 to 15 minutes past the newest
+		for _, sec := range []int{0, 1, 2, 3, 5, 8, 12, 18, 27, 37, 56} {
+			want = append(want, time.Duration(slot)*time.Minute+time.Duration(sec)*time.Second)
+		}
+	}
+	want = append(want, 15*time.Minute, 20*time.Minute, 25*time.Minute) // past the horizon
+	if !slices.Equal(reads, want) {
+		t.Errorf("%d audit row reads at %v,\nwant %d at %v", len(reads), reads, len(want), want)
 	}
 }

@@ -134,7 +134,7 @@ func New() *Metrics {
 	m.stagedBytes = gauge("ktpipe_staged_bytes",
 		"Bytes the last staging clean-up on this worker left in staging (files of running, recent or unknown loads).")
 	m.checkpointAge = lazy("ktpipe_checkpoint_age_seconds",
-		"Seconds since the incremental pull last wrote its checkpoint (after every batch, even an empty one), from the checkpoint as of this worker's last read (read every 5 minutes and a refresh tick).")
+		"Seconds since the incremental pull last wrote its checkpoint (after every batch, even an empty one), from the checkpoint as of this worker's last read (read at most 5 minutes and a refresh tick apart).")
 	m.pullInterval = gauge("ktpipe_pull_interval_seconds",
 		"The incremental pull's schedule interval this worker is configured with (KTPIPE_SCHEDULE_INTERVAL); the stall alert compares the checkpoint age with it.")
 	m.pendingLoads = gauge("ktpipe_pending_loads",
@@ -158,7 +158,7 @@ func New() *Metrics {
 	m.reconcileRatio = lazy("ktpipe_reconcile_completeness_ratio",
 		"Last scheduled reconcile: (fact + quarantine) over the API's count for the previous UTC day.")
 	m.auditLast = gauge("ktpipe_audit_last_success_timestamp_seconds",
-		"Unix time of the newest row in the audit table (when its audit started), as of this worker's last read (read at each audit's slot until its row shows, and at least every 5 minutes and a refresh tick).")
+		"Unix time of the newest row in the audit table (when its audit started), as of this worker's last read (read at each audit's slot until its row shows, for up to 15 minutes or 3 intervals past the newest, and at most 5 minutes and a refresh tick apart).")
 
 	reporter := tallyprom.NewReporter(tallyprom.Options{Registerer: reg, DefaultTimerType: tallyprom.HistogramTimerType,
 		// A metric emitted twice with different label sets is dropped,
