@@ -148,7 +148,7 @@ func (g *gaugeReads) refresh(ctx context.Context, now time.Time) error {
 		}
 	}
 	if !g.checkpoint.IsZero() {
-		g.setAge(now.Sub(g.checkpoint))
+		g.setAge(max(0, now.Sub(g.checkpoint))) // a writer's clock ahead of this one's
 	}
 	return errors.Join(errs...)
 }
@@ -178,6 +178,10 @@ func auditCatchUp(every time.Duration) time.Duration {
 	return min(every, WarehouseGaugeEvery) / 2
 }
 
+// auditStaleAfter is KtpipeAuditStale's age of the newest row
+// (ops/prometheus/rules.yml).
+const auditStaleAfter = 15 * time.Minute
+
 // auditHorizon is how long past the newest row the refresh still looks
 // for the next at its slots: KtpipeAuditStale's 15 minutes, or three
 // audit intervals if that is longer, and no further than the read looks
@@ -185,7 +189,7 @@ func auditCatchUp(every time.Duration) time.Duration {
 // not running (the schedule paused, or its runs failing), and every
 // WarehouseGaugeEvery is often enough.
 func auditHorizon(every time.Duration) time.Duration {
-	return min(max(3*every, 15*time.Minute), auditLookback)
+	return min(max(3*every, auditStaleAfter), auditLookback)
 }
 
 // nextAuditRead is when to read the audit row again, having read at now
@@ -195,7 +199,11 @@ func auditHorizon(every time.Duration) time.Duration {
 // a slow audit's row shows at most half its run and a tick late: within
 // auditCatchUp of the slot at most catchUpStep later, after it never
 // after the next slot, and never later than WarehouseGaugeEvery from
-// now, which is also the rule once the slot is past auditHorizon.
+// now, which is also the rule once the slot is past auditHorizon. In
+// the interval in which the newest row turns auditStaleAfter old (after
+// one audit skipped, at 5-minute audits), a row that shows before then
+// must be read before the alert fires on the newest, so the steps stay
+// at most catchUpStep to the next slot.
 func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	every = max(every, time.Minute) // config's least; 0 would divide by it
 	later := now.Add(WarehouseGaugeEvery)
@@ -208,11 +216,12 @@ func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	}
 	slot = slot.Add(now.Sub(slot).Truncate(every)) // the latest slot at or before now
 	since := now.Sub(slot)
+	staleAt := newest.Add(auditStaleAfter)
 	switch {
 	case slot.Sub(newest) > auditHorizon(every):
 		return later
-	case since < auditCatchUp(every):
-		return now.Add(min(since/2, catchUpStep))
+	case since < auditCatchUp(every) || slot.Before(staleAt) && !slot.Add(every).Before(staleAt):
+		return minTime(now.Add(min(since/2, catchUpStep)), slot.Add(every))
 	default:
 		return minTime(minTime(now.Add(since/2), slot.Add(every)), later)
 	}

@@ -113,7 +113,8 @@ func TestNextAuditRead(t *testing.T) {
 		{"slow: half the time since the slot", now.Add(-8 * time.Minute), 5 * time.Minute, now.Add(90 * time.Second)},
 		{"slow: no later than the next slot", now.Add(-9*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(30 * time.Second)},
 		{"one audit skipped, the next due 30s ago", now.Add(-10*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(10 * time.Second)},
-		{"one audit skipped, the next slow", now.Add(-14 * time.Minute), 5 * time.Minute, now.Add(time.Minute)},
+		{"one audit skipped, the next slow: the alert due before the next slot", now.Add(-14 * time.Minute), 5 * time.Minute, now.Add(10 * time.Second)},
+		{"one audit skipped, the next slow: at most to the next slot", now.Add(-14*time.Minute - 55*time.Second), 5 * time.Minute, now.Add(5 * time.Second)},
 		{"stopped: past the horizon", now.Add(-20*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
 		{"every minute, due 10s ago", now.Add(-2*time.Minute - 10*time.Second), time.Minute, now.Add(5 * time.Second)},
 		{"every minute, missed 10 minutes", now.Add(-10*time.Minute - 10*time.Second), time.Minute, now.Add(5 * time.Second)},
@@ -268,6 +269,46 @@ func TestGaugeReadsShowASlowAudit(t *testing.T) {
 	}
 }
 
+// Audits that run 4½ minutes, of 5: after the skipped 12:30, the 12:35
+// audit's row shows at 12:39:30, 14½ minutes after the newest (12:25),
+// and must be read before KtpipeAuditStale fires on 12:25 at 12:40.
+func TestGaugeReadsShowAnAuditBeforeTheAlert(t *testing.T) {
+	const run = 4*time.Minute + 30*time.Second
+	auditReads, _ := gaugeRun(t, run, run/2+30*time.Second)
+	// A slot's reads: each tick of its catch-up (+10 s to +130 s, 5), at
+	// +160 s and +250 s; its row shows at +270 s, and the next slot's
+	// first read sees it: 7. So for 10 slots: the skipped 12:30's sees no
+	// row, and the 12:20 slot's first read, failing, is tried again at
+	// +40 s, a read due then anyway. The 12:35 slot's, at each tick from
+	// +10 s to its row at +280 s (12:39:40): 10. The 12:40 slot's in the
+	// outage: +10 s, +40 s and +70 s fail, then +130 s, +160 s and
+	// +250 s: 6.
+	if want := 10*7 + 10 + 6; auditReads != want {
+		t.Errorf("%d audit row reads, want %d", auditReads, want)
+	}
+}
+
+// A checkpoint written by a worker whose clock is ahead is 0 s old, not
+// negative, until this worker's clock passes it.
+func TestCheckpointAgeIsNeverNegative(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	age := time.Duration(-1)
+	g := &gaugeReads{
+		auditEvery: 5 * time.Minute,
+		readAudit:  func(context.Context, time.Time) (time.Time, error) { return time.Time{}, nil },
+		readState:  func(context.Context, time.Time) (time.Time, error) { return now.Add(time.Minute), nil },
+		setAge:     func(d time.Duration) { age = d },
+	}
+	for _, c := range []struct {
+		at   time.Time
+		want time.Duration
+	}{{now, 0}, {now.Add(90 * time.Second), 30 * time.Second}} {
+		if err := g.refresh(context.Background(), c.at); err != nil || age != c.want {
+			t.Errorf("at %s: age %s (%v), want %s", c.at.Format(time.TimeOnly), age, err, c.want)
+		}
+	}
+}
+
 // At 1 s ticks, with 1-minute audits that have stopped: each slot's
 // catch-up reads at steps of half the time since the slot, at most
 // catchUpStep, and the reads look for a row up to the alert's 15 minutes
@@ -291,10 +332,15 @@ func TestGaugeReadsPaceShortTicks(t *testing.T) {
 	// A slot's reads, in seconds after it: each half the time since the
 	// slot later (0 and 1 at the next tick), 27 → 37 at most 10 s, past
 	// the catch-up (30 s) 37 → 55.5 (the next tick, 56), then the next
-	// slot.
+	// slot; in the slot 14 minutes past the newest, which turns 15
+	// minutes old before the next, at most 10 s to the next slot.
 	var want []time.Duration
 	for slot := range 15 { // the slots 1 to 15 minutes past the newest
-		for _, sec := range []int{0, 1, 2, 3, 5, 8, 12, 18, 27, 37, 56} {
+		secs := []int{0, 1, 2, 3, 5, 8, 12, 18, 27, 37, 56}
+		if slot == 13 {
+			secs = []int{0, 1, 2, 3, 5, 8, 12, 18, 27, 37, 47, 57}
+		}
+		for _, sec := range secs {
 			want = append(want, time.Duration(slot)*time.Minute+time.Duration(sec)*time.Second)
 		}
 	}
