@@ -626,7 +626,9 @@ func cost(p pathLoad, stmts []observedStmt, w widths, in modelInputs) (dayCost, 
 
 // dayCounts is how many of a day's audits count the audited days and a
 // day of hours rather than carry them (see warehouse.MeasureAudit): the
-// day's first, and one after each commit, at most every audit.
+// day's first, and one after each commit, at most every audit. A floor:
+// an audit also counts the hours when they move past the day counted,
+// once a day, which a day with no commit for 21 hours would show.
 func dayCounts(audits, commits float64) float64 {
 	return math.Min(audits, 1+commits)
 }
