@@ -202,8 +202,8 @@ func auditHorizon(every time.Duration) time.Duration {
 // now, which is also the rule once the slot is past auditHorizon. In
 // the interval in which the newest row turns auditStaleAfter old (after
 // one audit skipped, at 5-minute audits), a row that shows before then
-// must be read before the alert fires on the newest, so the steps stay
-// at most catchUpStep to the next slot.
+// must be read before the alert fires on the newest, so until then the
+// steps stay at most catchUpStep (after it, the alert has fired).
 func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	every = max(every, time.Minute) // config's least; 0 would divide by it
 	later := now.Add(WarehouseGaugeEvery)
@@ -220,7 +220,7 @@ func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	switch {
 	case slot.Sub(newest) > auditHorizon(every):
 		return later
-	case since < auditCatchUp(every) || slot.Before(staleAt) && !slot.Add(every).Before(staleAt):
+	case since < auditCatchUp(every) || now.Before(staleAt) && !slot.Add(every).Before(staleAt):
 		return minTime(now.Add(min(since/2, catchUpStep)), slot.Add(every))
 	default:
 		return minTime(minTime(now.Add(since/2), slot.Add(every)), later)

@@ -93,8 +93,9 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // The audit row is read at each slot the next one is due at, at every
 // 30 s tick for auditCatchUp after it (half the time since the slot
 // later, at most 10 s; a skipped audit moves the slot), then backing off
-// to half the time since the slot, and at least every
-// WarehouseGaugeEvery; past auditHorizon, only that.
+// to half the time since the slot (at each tick again, until then, in
+// the interval in which the newest turns auditStaleAfter old), and at
+// least every WarehouseGaugeEvery; past auditHorizon, only that.
 func TestNextAuditRead(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
@@ -115,6 +116,8 @@ func TestNextAuditRead(t *testing.T) {
 		{"one audit skipped, the next due 30s ago", now.Add(-10*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(10 * time.Second)},
 		{"one audit skipped, the next slow: the alert due before the next slot", now.Add(-14 * time.Minute), 5 * time.Minute, now.Add(10 * time.Second)},
 		{"one audit skipped, the next slow: at most to the next slot", now.Add(-14*time.Minute - 55*time.Second), 5 * time.Minute, now.Add(5 * time.Second)},
+		{"every 10 minutes, slow, the alert due in 2m", now.Add(-13 * time.Minute), 10 * time.Minute, now.Add(10 * time.Second)},
+		{"every 10 minutes, slow, the alert fired 2m ago: backing off", now.Add(-17 * time.Minute), 10 * time.Minute, now.Add(3 * time.Minute)},
 		{"stopped: past the horizon", now.Add(-20*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
 		{"every minute, due 10s ago", now.Add(-2*time.Minute - 10*time.Second), time.Minute, now.Add(5 * time.Second)},
 		{"every minute, missed 10 minutes", now.Add(-10*time.Minute - 10*time.Second), time.Minute, now.Add(5 * time.Second)},
@@ -261,7 +264,9 @@ func TestGaugeReadsShowASlowAudit(t *testing.T) {
 	// Each of the 12 slots, the skipped one too: each tick of its catch-up
 	// (+10 s to +130 s, 5), at +160 s, then half the time since the slot
 	// later, at +250 s, when the row has shown (or the next slot comes):
-	// 7. The failed read of 12:15, again at the next tick: 1. The 12:40
+	// 7. The 12:35 slot's, after the skipped one, the newest turning 15
+	// minutes old at 12:40: each tick from +10 s to its row at +190 s,
+	// also 7. The failed read of 12:15, again at the next tick: 1. The 12:40
 	// slot's in the outage: +10 s, +40 s and +70 s fail, the next at
 	// +130 s, +160 s and +250 s: 1 fewer than 7.
 	if want := 12*7 + 1 - 1; auditReads != want {

@@ -476,8 +476,8 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 // shows by the tick after its slot's, so it is a floor: a run longer
 // than that costs a read a tick more, a skipped or slow audit up to 7
 // reads (app's auditCatchUp, 2.5 minutes at 5-minute audits, then
-// backing off), and the slot after a skipped one up to 10 (a read a tick
-// until the next slot, before KtpipeAuditStale would fire); audits that
+// backing off), and the slot after a skipped one up to 10 at 5-minute
+// audits (a read a tick until KtpipeAuditStale would fire); audits that
 // stop are looked for up to 15 minutes past the last row (at 1-minute
 // audits, a read a tick).
 func gaugeAuditReads(audits float64) float64 {
