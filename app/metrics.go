@@ -216,15 +216,14 @@ func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 	}
 	slot = slot.Add(now.Sub(slot).Truncate(every)) // the latest slot at or before now
 	since := now.Sub(slot)
-	staleAt := newest.Add(auditStaleAfter)
-	switch {
-	case slot.Sub(newest) > auditHorizon(every):
+	if slot.Sub(newest) > auditHorizon(every) {
 		return later
-	case since < auditCatchUp(every) || now.Before(staleAt) && !slot.Add(every).Before(staleAt):
-		return minTime(now.Add(min(since/2, catchUpStep)), slot.Add(every))
-	default:
-		return minTime(minTime(now.Add(since/2), slot.Add(every)), later)
 	}
+	step := since / 2
+	if staleAt := newest.Add(auditStaleAfter); since < auditCatchUp(every) || now.Before(staleAt) && !slot.Add(every).Before(staleAt) {
+		step = min(step, catchUpStep)
+	}
+	return minTime(minTime(now.Add(step), slot.Add(every)), later)
 }
 
 func minTime(a, b time.Time) time.Time {

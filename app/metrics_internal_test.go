@@ -222,7 +222,7 @@ func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads i
 		if newest := newestShown(now.Add(-lateBy)); g.auditFails == 0 && shown.Before(newest) {
 			t.Fatalf("at %s the gauges show the audit of %s, want %s", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), newest.Format(time.TimeOnly))
 		}
-		if stale := now.Add(tick).Sub(shown); stale >= 15*time.Minute {
+		if stale := now.Add(tick).Sub(shown); stale >= auditStaleAfter {
 			t.Fatalf("at %s the gauges show the audit of %s, %s old at the next tick: KtpipeAuditStale fires", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), stale)
 		}
 	}
