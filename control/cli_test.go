@@ -47,6 +47,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"replay", "--load-id", "x", "--until", "2026-11-02T00:00:00Z"}, "not both"},
 		{[]string{"reports", "--limit", "0"}, "--limit 0: between 1 and 10000"},
 		{[]string{"reports", "-o", "json", "--limit", "-1"}, "--limit -1: between 1 and 10000"},
+		{[]string{"reports", "--since", "last week"}, "--since: \"last week\" must be an RFC 3339 time or a duration like 30m, 24h, 30d"},
 		{[]string{"replay", "--rule", "must be a known gateway"}, "--rule needs --quarantine"},
 		{[]string{"replay", "--quarantine", "--load-id", "x"}, "--load-id or --quarantine, not both"},
 		{[]string{"replay", "--quarantine", "--until", "2026-11-02T00:00:00Z"}, "--until needs --since"},

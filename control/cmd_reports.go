@@ -19,6 +19,7 @@ import (
 type Report struct {
 	Name  string           `json:"name"`
 	Title string           `json:"title"`
+	Of    string           `json:"of"` // the days it covers (--since)
 	Rows  []map[string]any `json:"rows"`
 	Error string           `json:"error,omitempty"` // could not be read (exit 1)
 }
@@ -26,11 +27,11 @@ type Report struct {
 // reportsJSON is reports --output json: every report that can be read,
 // and the error of each that cannot (exit 1, as the table style).
 func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
-	limit, html, err := c.reportFlags(args)
+	o, err := c.reportFlags(args)
 	if err != nil {
 		return err
 	}
-	if html != "" {
+	if o.html != "" {
 		return usagef("reports: --html goes with the table style, not --output json")
 	}
 	wh, _, closeFn, err := c.openWarehouse(ctx)
@@ -41,8 +42,8 @@ func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
 	var out []Report
 	failed := 0
 	for _, v := range warehouse.Views {
-		r := Report{Name: v.Name, Title: v.Title, Rows: []map[string]any{}}
-		schemas, rows, err := wh.ReportRows(ctx, v, limit)
+		r := Report{Name: v.Name, Title: v.Title, Of: report.SinceText(o.since), Rows: []map[string]any{}}
+		schemas, rows, err := wh.ReportRows(ctx, v, o.limit, o.since)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
@@ -109,21 +110,35 @@ func (c *CLI) openWarehouse(ctx context.Context) (wh *warehouse.Warehouse, cfg c
 const maxReportRows = 10000
 
 // reportFlags parses reports' flags, for both output styles.
-func (c *CLI) reportFlags(args []string) (limit int, html string, err error) {
+func (c *CLI) reportFlags(args []string) (o reportOptions, err error) {
 	fs := c.flags("reports")
 	l := fs.Int("limit", 20, "rows per report (1..10000)")
 	h := fs.String("html", "", "also write the reports, data quality and success metrics, with charts, as one HTML page to this file")
+	s := fs.String("since", fmt.Sprintf("%dd", report.DefaultSince/(24*time.Hour)), "report the events dated since this day (UTC): RFC 3339 or relative (7d, 48h); all: every day, which reads every partition")
 	if err := parse(fs, args); err != nil {
-		return 0, "", err
+		return o, err
 	}
 	if *l < 1 || *l > maxReportRows {
-		return 0, "", usagef("--limit %d: between 1 and %d", *l, maxReportRows)
+		return o, usagef("--limit %d: between 1 and %d", *l, maxReportRows)
 	}
-	return *l, *h, nil
+	o.limit, o.html = *l, *h
+	if *s != "all" {
+		if o.since, err = config.ParseSince(*s, time.Now()); err != nil {
+			return o, usagef("--since: %v", err)
+		}
+	}
+	return o, nil
+}
+
+// reportOptions are reports' flags.
+type reportOptions struct {
+	limit int
+	html  string
+	since time.Time // zero: every day
 }
 
 func (c *CLI) reports(ctx context.Context, args []string) error {
-	limit, html, err := c.reportFlags(args)
+	o, err := c.reportFlags(args)
 	if err != nil {
 		return err
 	}
@@ -135,11 +150,11 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 	// Every report that can be read is printed; the error (exit 1)
 	// names the ones that could not.
 	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
-	err = report.PrintViews(ctx, c.Stdout, wh, warehouse.PrintedViews(userMap != ""), limit)
-	if html != "" {
-		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: limit}, html)
+	err = report.PrintViews(ctx, c.Stdout, wh, warehouse.PrintedViews(userMap != ""), o.limit, o.since)
+	if o.html != "" {
+		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: o.limit, Since: o.since}, o.html)
 		if wrote {
-			fmt.Fprintf(c.Stdout, "\nwrote %s\n", html)
+			fmt.Fprintf(c.Stdout, "\nwrote %s\n", o.html)
 		}
 		err = errors.Join(err, herr)
 	}

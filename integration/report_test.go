@@ -150,9 +150,12 @@ func checkReportInBrowser(t *testing.T, s *stack, file string, tableRows int) {
 	// Every table shows the warehouse's rows (the first tableRows; rows
 	// that tie in the ORDER BY may come in another order, so as a multiset).
 	ctx2 := context.Background()
+	// The days `reports` reads by default (--since 30d): the stack's events
+	// are all of the last few days.
+	reportSince := time.Now().Add(-report.DefaultSince)
 	all := map[string][][]any{}
 	for _, v := range warehouse.Views {
-		_, rows, err := s.wh.ReportRows(ctx2, v, 100000)
+		_, rows, err := s.wh.ReportRows(ctx2, v, 100000, reportSince)
 		if err != nil {
 			t.Fatal(err)
 		}

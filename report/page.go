@@ -29,7 +29,7 @@ svg .lbl { fill: #333; } svg .val, svg .tick { fill: #666; }
 </head>
 <body>
 <h1>ktpipe report — dataset {{.Dataset}}</h1>
-<p class="sub">Generated {{.Generated.Format "2006-01-02 15:04:05 UTC"}}. Every figure is read from the warehouse at that time; each query shows its own run time against the guide's 10 s target for standard reports.</p>
+<p class="sub">Generated {{.Generated.Format "2006-01-02 15:04:05 UTC"}}. Reports and data quality of {{.Since}}. Every figure is read from the warehouse at that time; each query shows its own run time against the guide's 10 s target for standard reports.</p>
 
 <h2>Success metrics</h2>
 <table class="metrics" id="metrics">

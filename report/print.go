@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ktpipe/ktpipe/warehouse"
 )
@@ -16,11 +17,12 @@ import (
 // (missing, or its query fails) does not hide the others: it is named on
 // out where its table would be, and the error returned names every such
 // view.
-func PrintViews(ctx context.Context, out io.Writer, src Source, views []warehouse.View, limit int) error {
+func PrintViews(ctx context.Context, out io.Writer, src Source, views []warehouse.View, limit int, since time.Time) error {
+	fmt.Fprintf(out, "reports of %s\n", SinceText(since))
 	var failed []string
 	var errs []error
 	for _, v := range views {
-		if err := printView(ctx, out, src, v, limit); err != nil {
+		if err := printView(ctx, out, src, v, limit, since); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -36,8 +38,8 @@ func PrintViews(ctx context.Context, out io.Writer, src Source, views []warehous
 }
 
 // printView writes a view's first rows as an aligned table.
-func printView(ctx context.Context, out io.Writer, src Source, v warehouse.View, limit int) error {
-	schemas, rows, err := src.ReportRows(ctx, v, limit)
+func printView(ctx context.Context, out io.Writer, src Source, v warehouse.View, limit int, since time.Time) error {
+	schemas, rows, err := src.ReportRows(ctx, v, limit, since)
 	if err != nil {
 		return err
 	}

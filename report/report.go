@@ -39,7 +39,7 @@ const (
 
 // Source is what the report reads (*warehouse.Warehouse).
 type Source interface {
-	ReportRows(ctx context.Context, v warehouse.View, limit int) ([]bigquery.Schema, [][]bigquery.Value, error)
+	ReportRows(ctx context.Context, v warehouse.View, limit int, since time.Time) ([]bigquery.Schema, [][]bigquery.Value, error)
 	AuditHistory(ctx context.Context, since time.Time, limit int) ([]warehouse.AuditRow, error)
 }
 
@@ -49,12 +49,16 @@ type Options struct {
 	Now           time.Time     // zero: time.Now()
 	TableRows     int           // rows per table; 0: DefaultTableRows
 	AuditInterval time.Duration // how often the Audit runs (uptime figure); 0: 5 min
+	// Since bounds the reports and data-quality queries to the events
+	// dated since its UTC date (warehouse.ReportRows); zero: every day.
+	Since time.Time
 }
 
 // Page is everything the template draws.
 type Page struct {
 	Dataset   string
 	Generated time.Time
+	Since     string // what the reports cover: SinceText
 	Metrics   []Metric
 	Reports   []Section // the guide's three standard reports
 	Quality   []Section // data quality
@@ -98,6 +102,20 @@ func (r result) col(name string) int {
 	return -1
 }
 
+// DefaultSince is how far back `ktpipe reports` reads unless told
+// (--since): on BigQuery a report's query is billed for every partition
+// it reads, so reading a year to print the latest rows would cost a
+// year's bytes at every run.
+const DefaultSince = 30 * 24 * time.Hour
+
+// SinceText says which events reports bounded by since cover.
+func SinceText(since time.Time) string {
+	if since.IsZero() {
+		return "events of every day"
+	}
+	return "events dated " + since.UTC().Format(time.DateOnly) + " (UTC) or later, records quarantined since then"
+}
+
 // Build runs every query and assembles the page. A query that fails is
 // shown as failed on the page and named in the error; the rest is built.
 func Build(ctx context.Context, src Source, o Options) (*Page, error) {
@@ -110,7 +128,7 @@ func Build(ctx context.Context, src Source, o Options) (*Page, error) {
 	if o.AuditInterval <= 0 {
 		o.AuditInterval = 5 * time.Minute
 	}
-	p := &Page{Dataset: o.Dataset, Generated: o.Now.UTC()}
+	p := &Page{Dataset: o.Dataset, Generated: o.Now.UTC(), Since: SinceText(o.Since)}
 	var failed []string
 	var errs []error
 	results := map[string]result{}
@@ -123,7 +141,7 @@ func Build(ctx context.Context, src Source, o Options) (*Page, error) {
 			limit = max(limit, chartHours)
 		}
 		start := time.Now()
-		schemas, rows, err := src.ReportRows(ctx, v, limit)
+		schemas, rows, err := src.ReportRows(ctx, v, limit, o.Since)
 		s := Section{Name: v.Name, Title: v.Title, Elapsed: time.Since(start)}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -23,9 +23,14 @@ type fakeSource struct {
 	views  map[string]result
 	failed string
 	audits []warehouse.AuditRow
+	since  map[string]time.Time // the bound each view was read with
 }
 
-func (f *fakeSource) ReportRows(_ context.Context, v warehouse.View, limit int) ([]bigquery.Schema, [][]bigquery.Value, error) {
+func (f *fakeSource) ReportRows(_ context.Context, v warehouse.View, limit int, since time.Time) ([]bigquery.Schema, [][]bigquery.Value, error) {
+	if f.since == nil {
+		f.since = map[string]time.Time{}
+	}
+	f.since[v.Name] = since
 	if v.Name == f.failed {
 		return nil, nil, errors.New("404 view not found")
 	}
@@ -148,7 +153,8 @@ func TestPrintViewsNamesTheMissingOne(t *testing.T) {
 	missing := warehouse.Views[0]
 	src.failed = missing.Name
 	var out bytes.Buffer
-	err := PrintViews(context.Background(), &out, src, warehouse.Views, 5)
+	since := now.Add(-DefaultSince)
+	err := PrintViews(context.Background(), &out, src, warehouse.Views, 5, since)
 	if err == nil || !strings.Contains(err.Error(), missing.Name) || !strings.Contains(err.Error(), fmt.Sprintf("1 of %d", len(warehouse.Views))) {
 		t.Fatalf("error %v, want one naming %s", err, missing.Name)
 	}
@@ -160,8 +166,43 @@ func TestPrintViewsNamesTheMissingOne(t *testing.T) {
 	if !strings.Contains(out.String(), "("+missing.Name+")\ncould not be read") {
 		t.Errorf("the missing report is not named in the output:\n%s", out.String())
 	}
+	// Every view is read over the days asked for, and the output says which.
+	for _, v := range warehouse.Views {
+		if !src.since[v.Name].Equal(since) {
+			t.Errorf("%s read since %v, want %v", v.Name, src.since[v.Name], since)
+		}
+	}
+	if !strings.HasPrefix(out.String(), "reports of events dated 2026-10-30 (UTC) or later") {
+		t.Errorf("the output does not say which days it reports:\n%s", out.String())
+	}
 	// A table: the header, then the rows as the terminal shows values.
 	if !strings.Contains(out.String(), "== "+warehouse.Views[1].Title) || !strings.Contains(out.String(), "0.2000") {
 		t.Errorf("policy table not printed with its values:\n%s", out.String())
+	}
+}
+
+// The page reads every view over the days asked for and says which.
+func TestPageReportsTheDaysAsked(t *testing.T) {
+	src := fixture()
+	since := now.Add(-7 * 24 * time.Hour)
+	p, err := Build(context.Background(), src, Options{Dataset: "keeptrusts", Now: now, Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range warehouse.Views {
+		if !src.since[v.Name].Equal(since) {
+			t.Errorf("%s read since %v, want %v", v.Name, src.since[v.Name], since)
+		}
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "Reports and data quality of events dated 2026-11-22 (UTC) or later") {
+		t.Errorf("the page does not say which days it reports")
+	}
+	html, _ := render(t, fixture())
+	if !strings.Contains(html, "Reports and data quality of events of every day") {
+		t.Errorf("the page without a bound does not say it reports every day")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"cloud.google.com/go/civil"
 	"google.golang.org/api/iterator"
 
 	"github.com/ktpipe/ktpipe/schemas"
@@ -96,10 +97,16 @@ func PrintedViews(userMap bool) []View {
 }
 
 func (w *Warehouse) viewSQL(v View) string {
+	return w.viewSQLOver(v, w.ref(schemas.TableFact), w.ref(schemas.TableQuarantine))
+}
+
+// viewSQLOver is v's query with the fact table and the quarantine read
+// from fact and quarantine (tables, or the names of a WITH's queries).
+func (w *Warehouse) viewSQLOver(v View, fact, quarantine string) string {
 	r := strings.NewReplacer(
-		"{fact}", w.ref(schemas.TableFact), "{dim_user}", w.ref(schemas.TableDimUser),
+		"{fact}", fact, "{dim_user}", w.ref(schemas.TableDimUser),
 		"{dim_gateway}", w.ref(schemas.TableDimGateway),
-		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", w.ref(schemas.TableQuarantine),
+		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", quarantine,
 		"{live}", w.ref(schemas.TableLive), "{live_key}", anyIDKeySQL("l.event_id"), "{days}", fmt.Sprint(liveDays),
 		"{minutes}", fmt.Sprint(int(w.window()/time.Minute)))
 	return r.Replace(v.sql)
@@ -198,9 +205,15 @@ func sameSQL(a, b string) bool {
 	return strings.Join(strings.Fields(a), " ") == strings.Join(strings.Fields(b), " ")
 }
 
-// ReportRows reads a view, ordered for printing, at most limit rows.
-func (w *Warehouse) ReportRows(ctx context.Context, v View, limit int) ([]bigquery.Schema, [][]bigquery.Value, error) {
-	sql := "SELECT * FROM " + w.ref(v.Name)
+// ReportRows reads a view, ordered for printing, at most limit rows,
+// over the events dated since the UTC date of since (and the records
+// quarantined since that date's start), or over all of them when since
+// is zero. The views themselves read every partition, as the guide's
+// queries do; bounded, the view's query reads only the partitions of
+// the days asked for, so what a report costs on BigQuery grows with the
+// days it shows, not with the history the tables hold.
+func (w *Warehouse) ReportRows(ctx context.Context, v View, limit int, since time.Time) ([]bigquery.Schema, [][]bigquery.Value, error) {
+	sql, params := w.reportSQL(v, since)
 	if v.OrderBy != "" {
 		sql += " ORDER BY " + v.OrderBy
 	}
@@ -208,6 +221,7 @@ func (w *Warehouse) ReportRows(ctx context.Context, v View, limit int) ([]bigque
 	w.observed(Statement{What: "read " + v.Name, SQL: sql})
 	q := w.bq.Query(sql)
 	q.Location = w.location
+	q.Parameters = params
 	it, err := q.Read(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", v.Name, err)
@@ -224,6 +238,34 @@ func (w *Warehouse) ReportRows(ctx context.Context, v View, limit int) ([]bigque
 		rows = append(rows, row)
 	}
 	return []bigquery.Schema{it.Schema}, rows, nil
+}
+
+// reportSQL is what ReportRows reads of v: the view, or, with since
+// set, the view's query over the fact partitions dated since since's
+// UTC date and the quarantine's since its start, both bounded by
+// parameters so BigQuery prunes the partitions before.
+func (w *Warehouse) reportSQL(v View, since time.Time) (string, []bigquery.QueryParameter) {
+	if since.IsZero() {
+		return "SELECT * FROM " + w.ref(v.Name), nil
+	}
+	day := civil.DateOf(since.UTC())
+	// Only the queries and parameters the view reads: a view of the fact
+	// table alone references no quarantine partition at all.
+	var with []string
+	var params []bigquery.QueryParameter
+	if strings.Contains(v.sql, "{fact}") {
+		with = append(with, "report_fact AS (SELECT * FROM "+w.ref(schemas.TableFact)+" WHERE event_date >= @report_since_date)")
+		params = append(params, bigquery.QueryParameter{Name: "report_since_date", Value: day})
+	}
+	if strings.Contains(v.sql, "{quarantine}") {
+		with = append(with, "report_quarantine AS (SELECT * FROM "+w.ref(schemas.TableQuarantine)+" WHERE quarantined_at >= @report_since)")
+		params = append(params, bigquery.QueryParameter{Name: "report_since", Value: day.In(time.UTC)})
+	}
+	sql := "SELECT * FROM (" + w.viewSQLOver(v, "report_fact", "report_quarantine") + ")"
+	if len(with) > 0 {
+		sql = "WITH " + strings.Join(with, ",\n") + "\n" + sql
+	}
+	return sql, params
 }
 
 // orReplaceRefused recognises the emulator's failure of CREATE OR REPLACE

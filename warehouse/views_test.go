@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ktpipe/ktpipe/warehouse"
 )
@@ -98,7 +99,7 @@ func TestChangedOrMissingViewIsApplied(t *testing.T) {
 		t.Logf("change: %s", s)
 	}
 	// The replaced view now has the current definition's columns.
-	schemas, _, err := w.ReportRows(context.Background(), warehouse.Views[0], 1)
+	schemas, _, err := w.ReportRows(context.Background(), warehouse.Views[0], 1, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

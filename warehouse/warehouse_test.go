@@ -337,6 +337,7 @@ func TestReportsOnKnownData(t *testing.T) {
 	t.Parallel()
 	w := newWarehouse(t)
 	ctx := context.Background()
+	var readSince func(name string, since time.Time) [][]bigquery.Value
 	load(t, w, "load-r", 100,
 		event(uuid(1), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "allow", "0.10"),
 		event(uuid(2), "2026-11-01T11:00:00Z", "bo", "gpt-4o", "block", "0.20", "pii"),
@@ -353,10 +354,11 @@ func TestReportsOnKnownData(t *testing.T) {
 	if err := w.RefreshDimensions(ctx, []warehouse.Gateway{{ID: gw, Name: "gw", Team: "security", Environment: "production"}}, prices, users); err != nil {
 		t.Fatal(err)
 	}
-	read := func(name string) [][]bigquery.Value {
+	read := func(name string) [][]bigquery.Value { return readSince(name, time.Time{}) }
+	readSince = func(name string, since time.Time) [][]bigquery.Value {
 		for _, v := range warehouse.Views {
 			if v.Name == name {
-				_, rows, err := w.ReportRows(ctx, v, 100)
+				_, rows, err := w.ReportRows(ctx, v, 100, since)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -407,6 +409,39 @@ func TestReportsOnKnownData(t *testing.T) {
 	dup := read("dq_duplicate_rate")
 	if fmt.Sprint(dup[0][0], dup[0][1]) != "4 4" {
 		t.Errorf("duplicate rate %v", dup)
+	}
+
+	// Bounded by a day, every report reads the events dated since it.
+	nov2 := time.Date(2026, 11, 2, 15, 0, 0, 0, time.UTC) // its date, not its time
+	got = map[string]string{}
+	for _, r := range readSince("report_daily_spend_by_team", nov2) {
+		got[fmt.Sprint(r[0], "/", r[1])] = fmt.Sprint(r[2], " ", r[4].(*big.Rat).FloatString(2))
+	}
+	if want := map[string]string{"2026-11-02/security": "1 0.90"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("daily spend by team since 2026-11-02 = %v, want %v", got, want)
+	}
+	pol = map[string]string{}
+	for _, r := range readSince("report_policy_effectiveness", nov2) {
+		pol[r[0].(string)] = fmt.Sprint(r[1], " ", r[2], " ", r[3])
+	}
+	if pol["pii"] != "1 0 0" || pol["toxicity"] != "1 1 1" {
+		t.Errorf("policy effectiveness since 2026-11-02 = %v", pol)
+	}
+	if dup := readSince("dq_duplicate_rate", nov2); fmt.Sprint(dup[0][0], dup[0][1]) != "1 1" {
+		t.Errorf("duplicate rate since 2026-11-02 %v", dup)
+	}
+	// The quarantine by the day it quarantined: today's record, not
+	// tomorrow's.
+	load(t, w, "load-rq", 100, strings.Replace(event(uuid(5), "2026-11-02T10:00:00Z", "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1))
+	today := time.Now().UTC()
+	if v := readSince("dq_schema_violations", today); len(v) != 1 || fmt.Sprint(v[0][1], " ", v[0][3]) != "cost 1" {
+		t.Errorf("violations since today %v, want the cost record", v)
+	}
+	if v := readSince("dq_schema_violations", today.Add(24*time.Hour)); len(v) != 0 {
+		t.Errorf("violations since tomorrow %v, want none", v)
+	}
+	if v := readSince("dq_hourly_counts", today.Add(24*time.Hour)); len(v) != 0 {
+		t.Errorf("hourly counts since tomorrow %v, want none", v)
 	}
 }
 

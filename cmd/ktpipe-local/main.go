@@ -224,7 +224,7 @@ func run(ctx context.Context, o options) error {
 	control.PrintReconcile(os.Stdout, rres)
 
 	wh := w.Activities.Warehouse
-	if err := report.PrintViews(ctx, os.Stdout, wh, warehouse.Views, 12); err != nil {
+	if err := report.PrintViews(ctx, os.Stdout, wh, warehouse.Views, 12, since); err != nil {
 		return err
 	}
 	fmt.Printf("\nTemporal UI: http://127.0.0.1:%d/namespaces/default/schedules/%s\n", o.uiPort, ctl.ScheduleName())
