@@ -141,6 +141,11 @@ type AuditWarehouseResult struct {
 	CountedCommits                         int64
 	CountedHours                           HourCounts
 	LiveCount
+	// IntervalStart is where the interval measured began: the audit
+	// before's end when that is earlier than the one asked for (an audit
+	// skipped or failed between them). Zero from a worker of the version
+	// before: the interval asked for.
+	IntervalStart time.Time
 }
 
 // NewestInput asks for the API's newest event timestamp.

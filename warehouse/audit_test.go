@@ -622,3 +622,44 @@ func TestAuditRowReadsBackAsWritten(t *testing.T) {
 		t.Errorf("rows with the zero values NULL: %v %v, want 1", n, err)
 	}
 }
+
+// An audit measures from where the audit before it ended: the loads
+// committed while an audit was skipped or failed are not left out (the
+// guide's alert is on any schema violation).
+func TestAuditIntervalStartsWhereTheAuditBeforeEnded(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	ctx := context.Background()
+	before := time.Now().UTC().Truncate(time.Second).Add(-time.Second)
+	load(t, w, "load-v", 10, strings.Replace(event(uuid(7), before.Format(time.RFC3339), "ada", "gpt-4o", "allow", "0.01"), `"cost":"0.01"`, `"cost":"-1"`, 1))
+	after := time.Now().UTC().Add(time.Second).Truncate(time.Microsecond)
+	measure := func(what string, start time.Time, violations int64, wantStart time.Time) {
+		t.Helper()
+		s := warehouse.AuditScope{Since: before.Add(-24 * time.Hour), IntervalStart: start, IntervalEnd: start.Add(time.Minute)}
+		res, err := w.MeasureAudit(ctx, payload.AuditWarehouseInput{Scope: s, Completeness: payload.Window{Since: s.Since, Until: s.Since}, Recount: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.SchemaViolations != violations || !res.IntervalStart.Equal(wantStart) {
+			t.Errorf("%s: %d violations from %s, want %d from %s", what, res.SchemaViolations, res.IntervalStart, violations, wantStart)
+		}
+	}
+	measure("no audit before", after, 0, after)
+	// The audit before ended ahead of the load; the one after it was
+	// skipped.
+	prevEnd := before.Add(-time.Minute)
+	if err := w.AppendAudit(ctx, warehouse.AuditRow{AuditedAt: prevEnd, IntervalStart: prevEnd.Add(-5 * time.Minute), IntervalEnd: prevEnd, CompletenessRatio: 1}); err != nil {
+		t.Fatal(err)
+	}
+	measure("an audit skipped", after, 1, prevEnd)
+	// One run by hand since, ending after the interval's start: the
+	// interval is not narrowed to it.
+	byHand := after.Add(30 * time.Second)
+	if err := w.AppendAudit(ctx, warehouse.AuditRow{AuditedAt: byHand, IntervalStart: byHand.Add(-5 * time.Minute), IntervalEnd: byHand, CompletenessRatio: 1}); err != nil {
+		t.Fatal(err)
+	}
+	measure("an audit run by hand", after, 0, after)
+	// Audits stopped for longer than the catch-up: from the start asked.
+	late := after.Add(49 * time.Hour)
+	measure("after two days without audits", late, 0, late)
+}

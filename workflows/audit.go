@@ -146,6 +146,9 @@ func fillAudit(row *payload.AuditRow, wh payload.AuditWarehouseResult) {
 		row.SourceResendRatio = float64(wh.SourceResends) / float64(wh.SourceRecords)
 	}
 	row.SchemaViolations = wh.SchemaViolations
+	if !wh.IntervalStart.IsZero() {
+		row.IntervalStart = wh.IntervalStart
+	}
 	// Strict: a quarantined record without a usable timestamp counts
 	// against its hour here, unlike in a count=true reconcile. An alert cannot tell
 	// it from a lost event, and letting any such record explain a

@@ -37,7 +37,8 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 		asked = in
 		return payload.AuditWarehouseResult{AuditMeasures: payload.AuditMeasures{WarehouseNewest: whNewest, FactRows: 2000, FactDuplicateRows: 1,
 			SourceRecords: 100, SourceResends: 5, SchemaViolations: 2}, CompletenessCount: 999,
-			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42, CountedNewest: whNewest, CountedHours: hours, LiveCount: live}, nil
+			CountedAt: counted, CountedSince: in.Scope.Since, CountedCommits: 42, CountedNewest: whNewest, CountedHours: hours, LiveCount: live,
+			IntervalStart: in.Scope.IntervalStart.Add(-5 * time.Minute)}, nil // an audit skipped before
 	}).Once()
 	env.OnActivity(payload.NewestSourceEvent, mock.Anything, mock.MatchedBy(func(in payload.NewestInput) bool { return in.After.Equal(whNewest) })).Return(apiNewest, nil).Once()
 	env.OnActivity(payload.CountSource, mock.Anything, payload.Window{Since: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)}).Return(int64(1000), nil).Once()
@@ -70,6 +71,9 @@ func TestAuditLagIsAPINewestAgainstWarehouseNewest(t *testing.T) {
 	}
 	if !asked.Scope.IntervalStart.Equal(now.Add(-5*time.Minute)) || !asked.Scope.IntervalEnd.Equal(now) || !asked.Scope.Since.Equal(time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("scope %+v: want the last 5 minutes, partitions from yesterday", asked.Scope)
+	}
+	if !written.IntervalStart.Equal(now.Add(-10*time.Minute)) || !written.IntervalEnd.Equal(now) {
+		t.Errorf("row's interval %s..%s, want the warehouse's start (the audit before's end) to now", written.IntervalStart, written.IntervalEnd)
 	}
 	if !written.AuditedAt.Equal(now) {
 		t.Errorf("audited at %s, want the workflow's clock %s", written.AuditedAt, now)

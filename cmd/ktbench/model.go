@@ -306,6 +306,8 @@ var costRules = []costRule{
 		[]tableRead{{"quarantine", []string{"quarantined_at", "event_timestamp", "event_id"}, scopeWindowSince}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
 	{"count quarantine in a window", rx(`SELECT \(SELECT COUNT\(\*\) FROM quarantine q WHERE q\.quarantined_at >= @quarantine_since AND q\.event_timestamp >= @since AND q\.event_timestamp < @until AND \(IF\(REGEXP_CONTAINS\(q\.event_id, .* FROM quarantine u WHERE u\.quarantined_at >= @quarantine_since AND u\.event_timestamp IS NULL\) AS unplaced$`),
 		[]tableRead{{"quarantine", []string{"quarantined_at", "event_timestamp", "event_id"}, scopeWindowSince}, {"fact_ai_event", []string{"event_key", "event_date"}, scopePartitions}}, "", false},
+	{"audit: the audit before's end", rx(`SELECT MAX\(interval_end\) AS prev FROM audit WHERE audited_at >= @lookback AND audited_at < @end$`),
+		[]tableRead{{"audit", []string{"interval_end", "audited_at"}, scopeSmall}}, "", false},
 	{"audit: commits since its first day", rx(`SELECT COUNT\(\*\) AS n FROM commit_log WHERE logged_at >= @since$`),
 		[]tableRead{{"commit_log", []string{"logged_at"}, scopeSmall}}, "", false},
 	// The audit's latest row, which the audit carries counts from and
