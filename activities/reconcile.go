@@ -16,7 +16,8 @@ import (
 // data engineer guide advises for aggregates), and sums the hours of each
 // window. The range and step must be whole hours: group_by's finest group
 // is the UTC hour. Each element is the window's `requests`: the events
-// the API aggregates (the simulator: the valid ones).
+// the API aggregates (the contract does not say whether those a loader
+// quarantines are among them; the simulator leaves them out).
 func (a *Activities) CountSourceByWindow(ctx context.Context, in payload.Steps) ([]int64, error) {
 	defer keepAlive(ctx, nil)()
 	if !payload.HourAligned(in) {

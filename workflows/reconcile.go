@@ -28,7 +28,11 @@ type WindowCount struct {
 	Source      int64     `json:"source"`      // events the API counts
 	Fact        int64     `json:"fact"`        // rows in fact_ai_event
 	Quarantined int64     `json:"quarantined"` // quarantined records whose timestamp is in the window (not counted, 0, with GroupBy)
-	Gap         int64     `json:"gap"`         // Source - Fact - Quarantined (with GroupBy: Source - Fact)
+	Gap         int64     `json:"gap"`         // Source - Fact - Quarantined (with GroupBy: Source - Fact, unless Recounted)
+	// Recounted: group_by's count differed from fact, so the window was
+	// counted again as without group_by (count=true against fact and
+	// quarantine).
+	Recounted bool `json:"recounted,omitempty"`
 }
 
 // ReconcileResult lists every window and the gaps.
@@ -41,10 +45,10 @@ type ReconcileResult struct {
 	Gaps     []WindowCount `json:"gaps"`    // windows with a gap larger than Unplaced
 	Replays  []string      `json:"replays"` // Replay workflow ids started for those
 	// GroupBy: Source is the API's group_by requests over the whole range
-	// in one call (the events it aggregates: valid ones), so each window
-	// must hold exactly that many in Fact (Gap = Source - Fact) and the
-	// quarantine explains nothing. Otherwise Source is count=true per
-	// window, which counts invalid records too.
+	// in one call, and a window whose count equals its Fact rows is
+	// whole (Gap = Source - Fact); one that differs is Recounted as
+	// without GroupBy. Otherwise Source is count=true per window, which
+	// counts invalid records too.
 	GroupBy bool `json:"groupBy"`
 }
 
@@ -52,14 +56,14 @@ type ReconcileResult struct {
 // warehouse holds against them, and the ratio (1 when the API counted
 // none). With count=true per window the API counts invalid records too,
 // so the quarantine counts, and up to Unplaced quarantined records
-// without a usable timestamp explain a shortfall; group_by counts valid
-// events only, so only fact rows do. The one rule for the daily
+// without a usable timestamp explain a shortfall; a group_by window
+// counts its fact rows only, unless recounted with count=true. The one rule for the daily
 // reconcile's metric and for status.
 func (r ReconcileResult) Completeness() (source, warehouse int64, ratio float64) {
 	for _, w := range r.Windows {
 		source += w.Source
 		warehouse += w.Fact
-		if !r.GroupBy {
+		if !r.GroupBy || w.Recounted {
 			warehouse += w.Quarantined
 		}
 	}
@@ -94,6 +98,10 @@ const reconcileFactOnlyChange = "reconcile-group-by-fact-only"
 // a day's windows in one query (CountFactByWindow), not a query each,
 // which read the day's partition once a window.
 const reconcileFactByDayChange = "reconcile-fact-by-day"
+
+// reconcileRecountChange versions the recount of a group_by window whose
+// count differs from fact: count=true against fact and quarantine.
+const reconcileRecountChange = "reconcile-group-by-recount"
 
 // Reconcile compares the API's count of events with the warehouse per
 // window: group_by=date,hour over the whole range in one call where the
@@ -140,10 +148,18 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	// gap in any of them. Before this change the last window's was kept
 	// (then the same for every window).
 	unplacedMax := workflow.GetVersion(ctx, reconcileUnplacedChange, workflow.DefaultVersion, 1) == 1
-	// group_by counts valid events only: each window is compared with its
-	// fact rows alone, so the quarantine is not counted (Quarantined and
-	// Unplaced stay 0).
+	// group_by's count is compared with fact rows alone, so the quarantine
+	// is not counted (Quarantined and Unplaced stay 0) but in a window
+	// recounted (below).
 	factOnly := res.GroupBy && workflow.GetVersion(ctx, reconcileFactOnlyChange, workflow.DefaultVersion, 1) == 1
+	// The contract does not say whether group_by aggregates the events a
+	// loader quarantines (the simulator leaves them out; a server may
+	// not). A window whose group_by count equals its fact rows has lost
+	// nothing either way; one that differs is counted again as a
+	// reconcile without group_by counts it: count=true, every event of
+	// the window, against fact and quarantine, with the unplaced records'
+	// allowance.
+	recount := factOnly && workflow.GetVersion(ctx, reconcileRecountChange, workflow.DefaultVersion, 1) == 1
 	var byFact []int64
 	if factOnly && in.Step <= payload.MaxCountedSpan && workflow.GetVersion(ctx, reconcileFactByDayChange, workflow.DefaultVersion, 1) == 1 {
 		var err error
@@ -176,6 +192,15 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		} else if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountWarehouse, w).Get(ctx, &wh); err != nil {
 			return res, fmt.Errorf("count warehouse %s: %w", t, err)
 		}
+		recounted := recount && src != wh.Fact
+		if recounted {
+			if err := workflow.ExecuteActivity(apiCtx(ctx), payload.CountSource, w).Get(ctx, &src); err != nil {
+				return res, fmt.Errorf("count source %s: %w", t, err)
+			}
+			if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountWarehouse, w).Get(ctx, &wh); err != nil {
+				return res, fmt.Errorf("count warehouse %s: %w", t, err)
+			}
+		}
 		if unplacedMax {
 			res.Unplaced = max(res.Unplaced, wh.Unplaced)
 		} else {
@@ -183,13 +208,13 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		}
 		details(ctx, ReconcileSummary(in), fmt.Sprintf("counted up to %s", end.UTC().Format(time.RFC3339)))
 		gap := src - wh.Fact - wh.Quarantined
-		if res.GroupBy {
+		if res.GroupBy && !recounted {
 			gap = src - wh.Fact
 		}
-		res.Windows = append(res.Windows, WindowCount{Since: t, Until: end, Source: src, Fact: wh.Fact, Quarantined: wh.Quarantined, Gap: gap})
+		res.Windows = append(res.Windows, WindowCount{Since: t, Until: end, Source: src, Fact: wh.Fact, Quarantined: wh.Quarantined, Gap: gap, Recounted: recounted})
 	}
 	for _, w := range res.Windows {
-		if w.Gap < 0 || (res.GroupBy && w.Gap > 0) || w.Gap > res.Unplaced {
+		if w.Gap < 0 || (res.GroupBy && !w.Recounted && w.Gap > 0) || w.Gap > res.Unplaced {
 			res.Gaps = append(res.Gaps, w)
 		}
 	}

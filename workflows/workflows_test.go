@@ -863,8 +863,10 @@ func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 			env := newEnv(t)
 			env.RegisterWorkflow(workflows.Reconcile)
 			env.OnGetVersion("reconcile-group-by-fact-only", workflow.DefaultVersion, 1).Return(tc.factOnly)
-			// Asked only of a fact-only reconcile.
+			// Asked only of a fact-only reconcile. Begun before the recount of
+			// a window that disagrees (TestReconcileRecountsWhereGroupByDisagrees).
 			env.OnGetVersion("reconcile-fact-by-day", workflow.DefaultVersion, 1).Return(tc.byDay).Maybe()
+			env.OnGetVersion("reconcile-group-by-recount", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion).Maybe()
 			env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
 				Return([]int64{10, 5, 7}, nil).Once()
 			env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(int64(0), nil).Never()
@@ -904,6 +906,53 @@ func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 				t.Errorf("quarantined %d, want %d", res.Windows[0].Quarantined, tc.quarantined)
 			}
 		})
+	}
+}
+
+// The contract does not say whether group_by aggregates the events a
+// loader quarantines. A window whose group_by count differs from fact is
+// counted again as without group_by (count=true against fact and
+// quarantine): one where the server counted a quarantined event is no
+// gap, one that lost an event is.
+func TestReconcileRecountsWhereGroupByDisagrees(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.Reconcile)
+	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	day := func(i int) time.Time { return since.Add(time.Duration(i) * 24 * time.Hour) }
+	until := day(3)
+	fact := map[time.Time]int64{day(0): 10, day(1): 5, day(2): 6}
+	// Every event counted, the quarantined too: day 1 holds one such, and
+	// day 2 one such and one event lost.
+	all := map[time.Time]int64{day(0): 10, day(1): 6, day(2): 8}
+	env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
+		Return([]int64{10, 6, 8}, nil).Once()
+	env.OnActivity(payload.CountFactByWindow, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, s payload.Steps) ([]int64, error) { return []int64{fact[s.Since]}, nil })
+	var sourced, counted []time.Time
+	env.OnActivity(payload.CountSource, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, w payload.Window) (int64, error) {
+			sourced = append(sourced, w.Since)
+			return all[w.Since], nil
+		})
+	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
+			counted = append(counted, w.Since)
+			return payload.WarehouseCount{Fact: fact[w.Since], Quarantined: 1}, nil
+		})
+	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: 24 * time.Hour})
+	var res workflows.ReconcileResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	recounted := []time.Time{day(1), day(2)}
+	if fmt.Sprint(sourced) != fmt.Sprint(recounted) || fmt.Sprint(counted) != fmt.Sprint(recounted) {
+		t.Errorf("recounted the source at %v and the warehouse at %v, want the two that disagree %v", sourced, counted, recounted)
+	}
+	if len(res.Windows) != 3 || res.Windows[0].Recounted || !res.Windows[1].Recounted || res.Windows[1].Gap != 0 {
+		t.Errorf("windows %+v: want the first as group_by counted it, the second recounted without a gap", res.Windows)
+	}
+	if len(res.Gaps) != 1 || !res.Gaps[0].Since.Equal(day(2)) || res.Gaps[0].Gap != 1 || res.Gaps[0].Quarantined != 1 {
+		t.Errorf("gaps %+v, want day 2's lost event", res.Gaps)
 	}
 }
 
