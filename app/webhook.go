@@ -205,7 +205,7 @@ var thisProcess = sync.OnceValue(func() string {
 // serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
 // tuning travels in each batch's input, as it does in every input a starter gives.
 func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, deferLoads bool, c client.Client, store staging.Store, m *metrics.Metrics, logger *slog.Logger) (*http.Server, net.Addr, error) {
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := webhook.Listen(cfg.Addr, webhook.DefaultMaxConns)
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
@@ -228,7 +228,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 		}
 	}()
 	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch, "live", max(live, 0),
-		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "max_in_flight_bytes", rc.MaxInFlightBytes, "shared_signals", cfg.SharedSignals, "read_timeout", srv.ReadTimeout)
+		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "max_in_flight_bytes", rc.MaxInFlightBytes, "max_conns", webhook.DefaultMaxConns, "shared_signals", cfg.SharedSignals, "read_timeout", srv.ReadTimeout)
 	return srv, ln.Addr(), nil
 }
 

@@ -9,7 +9,6 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +20,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -46,12 +46,18 @@ const (
 	// second with room to spare. The excess gets 503 with Retry-After,
 	// which the sender retries.
 	DefaultMaxInFlight = 64
-	// DefaultMaxInFlightBytes bounds the bodies in flight by their size:
-	// a delivery reserves its declared length (MaxBody when it declares
-	// none) before it is read. Deliveries hold at most twice this (the
-	// body and the events copied out of it): 64 MiB, four deliveries of
-	// DefaultMaxBody or thousands of small ones.
+	// DefaultMaxInFlightBytes bounds the body buffers in flight: a
+	// delivery's buffer grows as its bytes arrive and each growth is
+	// charged before it is made, so a sender that declares a length and
+	// stalls holds only what it sent (up to twice that, as the buffer
+	// doubles; at least minBuffer), never what it declared. Deliveries
+	// hold at most twice this (the body and the events copied out of
+	// it): 64 MiB, four deliveries of DefaultMaxBody or thousands of
+	// small ones.
 	DefaultMaxInFlightBytes = 32 << 20
+	// minBuffer is a body buffer's first size (bytes.MinRead): a
+	// delivery that has sent nothing yet holds no more than this.
+	minBuffer = 512
 	// stageTimeout bounds staging and signalling one delivery: past the
 	// sender's 10 s it has given up and will retry anyway.
 	stageTimeout = 10 * time.Second
@@ -59,6 +65,10 @@ const (
 	retryAfter = "5"
 	// logValueMax bounds each header value a refusal log line shows.
 	logValueMax = 64
+	// refusalLogEvery bounds the refusal log to one line a second: anyone
+	// can be refused, as fast as they can send; the next line counts the
+	// refusals left out, and the answers metric counts every one.
+	refusalLogEvery = time.Second
 )
 
 // Stager keeps a delivery's events under a key; staging.Store is one.
@@ -89,13 +99,17 @@ type Receiver struct {
 	// MaxInFlight bounds deliveries handled at once (default
 	// DefaultMaxInFlight).
 	MaxInFlight int
-	// MaxInFlightBytes bounds the bodies handled at once, by their
-	// declared length (default DefaultMaxInFlightBytes; at least MaxBody,
-	// so that one delivery of any size fits).
+	// MaxInFlightBytes bounds the body bytes held at once, charged as
+	// they arrive (default DefaultMaxInFlightBytes; at least MaxBody, so
+	// that one delivery of any size fits).
 	MaxInFlightBytes int64
 
 	inFlight      atomic.Int64
 	inFlightBytes atomic.Int64
+
+	logMu      sync.Mutex
+	loggedAt   time.Time // when the last refusal line was written
+	suppressed int       // refusals not logged since then
 }
 
 // DeliveryKey is where a delivery's events are staged: derived from the
@@ -111,11 +125,11 @@ func DeliveryKey(body []byte) string {
 // ServeHTTP answers 202 once the delivery's events are durably staged and
 // handed to their batch. Before reading the body it refuses a missing,
 // malformed or stale signature (401), a declared body over MaxBody (413)
-// and a delivery beyond MaxInFlight or MaxInFlightBytes (503 with
-// Retry-After); then 413 to a
-// body over MaxBody, 401 to a signature that does not verify, 400 to a
-// malformed delivery, and 503 when staging or the batch fail, so that the
-// sender retries.
+// and a delivery beyond MaxInFlight (503 with Retry-After); while reading,
+// a body over MaxBody (413) and one whose bytes would pass
+// MaxInFlightBytes (503 with Retry-After); then 401 to a signature that
+// does not verify, 400 to a malformed delivery, and 503 when staging or
+// the batch fail, so that the sender retries.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -138,20 +152,31 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("a delivery is at most %d bytes", maxBody), nil)
 		return
 	}
-	reserve := r.ContentLength
-	if reserve < 0 {
-		reserve = maxBody // undeclared: it may be as long as any
-	}
-	if !rc.enter(reserve) {
+	if !rc.enter() {
 		w.Header().Set("Retry-After", retryAfter)
 		rc.refuse(w, r, http.StatusServiceUnavailable, "too many deliveries at once, retry later", nil)
 		return
 	}
-	defer rc.leave(reserve)
+	defer rc.inFlight.Add(-1)
+	var held int64 // body bytes charged to the in-flight budget
+	defer func() { rc.inFlightBytes.Add(-held) }()
+	take := func(n int64) bool {
+		if rc.inFlightBytes.Add(n) > rc.maxInFlightBytes() {
+			rc.inFlightBytes.Add(-n)
+			return false
+		}
+		held += n
+		return true
+	}
 
-	body, err := readBody(r.Body, r.ContentLength, maxBody)
+	body, err := readBody(r.Body, r.ContentLength, maxBody, take)
 	if errors.Is(err, errTooLarge) {
 		rc.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("a delivery is at most %d bytes", maxBody), nil)
+		return
+	}
+	if errors.Is(err, errBusy) {
+		w.Header().Set("Retry-After", retryAfter)
+		rc.refuse(w, r, http.StatusServiceUnavailable, "too many delivery bytes at once, retry later", err)
 		return
 	}
 	if err != nil {
@@ -166,16 +191,18 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Type   string          `json:"type"`
 		Events json.RawMessage `json:"events"`
 	}
+	// Signed but malformed: the sender's bug, retried for 24 h, so it is
+	// answered and logged naming the field and the rule it breaks.
 	if err := json.Unmarshal(body, &d); err != nil {
-		http.Error(w, "delivery is not a JSON object: "+err.Error(), http.StatusBadRequest)
+		rc.refuse(w, r, http.StatusBadRequest, "delivery: want a JSON object", err)
 		return
 	}
 	if d.Type != "events.batch" {
-		http.Error(w, fmt.Sprintf("delivery type %q: want events.batch", sanitize(d.Type)), http.StatusBadRequest)
+		rc.refuse(w, r, http.StatusBadRequest, "type: want events.batch", fmt.Errorf("type is %q", sanitize(d.Type)))
 		return
 	}
 	if len(d.Events) == 0 || d.Events[0] != '[' {
-		http.Error(w, "delivery events: want a JSON array", http.StatusBadRequest)
+		rc.refuse(w, r, http.StatusBadRequest, "events: want a JSON array", nil)
 		return
 	}
 	key := DeliveryKey(body)
@@ -209,30 +236,73 @@ func (rc *Receiver) stageAndAdd(ctx context.Context, key string, events []byte, 
 	return nil
 }
 
-var errTooLarge = errors.New("body too large")
+var (
+	errTooLarge = errors.New("body too large")
+	errBusy     = errors.New("in-flight byte budget spent")
+)
 
-// readBody reads at most max bytes. It sizes its buffer from the declared
-// length (already checked against max) rather than growing it by
-// doubling, so a delivery holds about its own size.
-func readBody(r io.Reader, declared, max int64) ([]byte, error) {
-	var b bytes.Buffer
-	if declared > 0 {
-		b.Grow(int(declared) + bytes.MinRead)
+// readBody reads a body of at most maxBody bytes into a buffer that
+// grows as bytes arrive: it doubles (from minBuffer), but never past the
+// declared length, or maxBody when none is declared, so a body of
+// exactly maxBody holds maxBody bytes. take charges each growth to the
+// in-flight budget before it is made; when it refuses, readBody fails
+// with errBusy.
+func readBody(r io.Reader, declared, maxBody int64, take func(int64) bool) ([]byte, error) {
+	limit := maxBody
+	if declared >= 0 && declared < maxBody {
+		limit = declared
 	}
-	if _, err := b.ReadFrom(io.LimitReader(r, max+1)); err != nil {
-		return nil, err
+	var buf []byte
+	for {
+		if int64(len(buf)) == limit {
+			// Full: any further byte is one too many.
+			var probe [1]byte
+			_, err := io.ReadFull(r, probe[:])
+			switch {
+			case err == io.EOF:
+				return buf, nil
+			case err != nil:
+				return nil, fmt.Errorf("read body: %w", err)
+			case limit == maxBody:
+				return nil, errTooLarge
+			}
+			return nil, fmt.Errorf("read body: longer than its declared %d bytes", declared)
+		}
+		if len(buf) == cap(buf) {
+			size := min(max(2*int64(cap(buf)), minBuffer), limit)
+			if !take(size - int64(cap(buf))) {
+				return nil, fmt.Errorf("read body at %d bytes: %w", len(buf), errBusy)
+			}
+			buf = append(make([]byte, 0, size), buf...)
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
 	}
-	if int64(b.Len()) > max {
-		return nil, errTooLarge
-	}
-	return b.Bytes(), nil
 }
 
 // refuse answers status with a fixed message and logs a bounded,
 // sanitised view of the request: never its body, and each header value
-// cut to logValueMax characters without control characters.
+// cut to logValueMax characters without control characters; at most one
+// line every refusalLogEvery, which counts the refusals left out.
 func (rc *Receiver) refuse(w http.ResponseWriter, r *http.Request, status int, msg string, reason error) {
-	attrs := []any{"status", status, "method", sanitize(r.Method), "remote", sanitize(r.RemoteAddr),
+	http.Error(w, msg, status)
+	rc.logMu.Lock()
+	now := time.Now()
+	if !rc.loggedAt.IsZero() && now.Sub(rc.loggedAt) < refusalLogEvery {
+		rc.suppressed++
+		rc.logMu.Unlock()
+		return
+	}
+	suppressed := rc.suppressed
+	rc.loggedAt, rc.suppressed = now, 0
+	rc.logMu.Unlock()
+	attrs := []any{"status", status, "answer", msg, "method", sanitize(r.Method), "remote", sanitize(r.RemoteAddr),
 		"delivery", sanitize(r.Header.Get("Keeptrusts-Delivery")),
 		"user_agent", sanitize(r.Header.Get("User-Agent")),
 		"content_length", r.ContentLength,
@@ -240,8 +310,10 @@ func (rc *Receiver) refuse(w http.ResponseWriter, r *http.Request, status int, m
 	if reason != nil {
 		attrs = append(attrs, "reason", sanitize(reason.Error()))
 	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
 	rc.log().Warn("webhook delivery refused", attrs...)
-	http.Error(w, msg, status)
 }
 
 // sanitize returns at most logValueMax printable characters of s, noting
@@ -269,24 +341,14 @@ func (rc *Receiver) maxBody() int64 {
 	return DefaultMaxBody
 }
 
-// enter takes a place for a delivery of size bytes among those in
-// flight, or says there is none.
-func (rc *Receiver) enter(size int64) bool {
+// enter takes a place for a delivery among those in flight, or says
+// there is none; its bytes are charged as they arrive (readBody).
+func (rc *Receiver) enter() bool {
 	if n := rc.inFlight.Add(1); n > int64(rc.maxInFlight()) {
 		rc.inFlight.Add(-1)
 		return false
 	}
-	if n := rc.inFlightBytes.Add(size); n > rc.maxInFlightBytes() {
-		rc.inFlightBytes.Add(-size)
-		rc.inFlight.Add(-1)
-		return false
-	}
 	return true
-}
-
-func (rc *Receiver) leave(size int64) {
-	rc.inFlightBytes.Add(-size)
-	rc.inFlight.Add(-1)
 }
 
 func (rc *Receiver) maxInFlightBytes() int64 {

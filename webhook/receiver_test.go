@@ -161,9 +161,9 @@ func TestReceiverRefusesWhatItCannotTrust(t *testing.T) {
 		// server's clock.
 		{"replayed too late", http.MethodPost, good, ktsim.Sign(secret, time.Now().Add(-10*time.Minute), []byte(good)), http.StatusUnauthorized, unauthorized},
 		{"from the future", http.MethodPost, good, ktsim.Sign(secret, time.Now().Add(10*time.Minute), []byte(good)), http.StatusUnauthorized, unauthorized},
-		{"not json", http.MethodPost, "{", ktsim.Sign(secret, time.Now(), []byte("{")), http.StatusBadRequest, "not a JSON object"},
-		{"other type", http.MethodPost, `{"type":"ping"}`, ktsim.Sign(secret, time.Now(), []byte(`{"type":"ping"}`)), http.StatusBadRequest, "want events.batch"},
-		{"events not a list", http.MethodPost, `{"type":"events.batch","events":{}}`, ktsim.Sign(secret, time.Now(), []byte(`{"type":"events.batch","events":{}}`)), http.StatusBadRequest, "JSON array"},
+		{"not json", http.MethodPost, "{", ktsim.Sign(secret, time.Now(), []byte("{")), http.StatusBadRequest, "delivery: want a JSON object"},
+		{"other type", http.MethodPost, `{"type":"ping"}`, ktsim.Sign(secret, time.Now(), []byte(`{"type":"ping"}`)), http.StatusBadRequest, "type: want events.batch"},
+		{"events not a list", http.MethodPost, `{"type":"events.batch","events":{}}`, ktsim.Sign(secret, time.Now(), []byte(`{"type":"events.batch","events":{}}`)), http.StatusBadRequest, "events: want a JSON array"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -359,9 +359,10 @@ func TestReceiverBoundsDeliveriesInFlight(t *testing.T) {
 	}
 }
 
-// Beyond MaxInFlightBytes, a delivery is refused before it is read, by
-// the length it declares (MaxBody when it declares none), however few
-// deliveries are in flight; a smaller one that fits is taken.
+// Beyond MaxInFlightBytes, a delivery is refused with 503 as soon as its
+// buffer would not fit (here at its first, unread, as the budget is
+// nearly spent), however few deliveries are in flight; a smaller one that
+// fits is taken.
 func TestReceiverBoundsBytesInFlight(t *testing.T) {
 	b := &batches{hold: make(chan struct{}), entered: make(chan string, 10)}
 	pad := func(id string, n int) []byte { // a delivery of n bytes
@@ -390,7 +391,7 @@ func TestReceiverBoundsBytesInFlight(t *testing.T) {
 		}
 	}
 	refused("dlv_2", pad("dlv_2", 500), 500) // 600 + 500 > 1000
-	refused("dlv_3", pad("dlv_3", 300), -1)  // undeclared: reserves MaxBody
+	refused("dlv_3", pad("dlv_3", 300), -1)  // its first buffer (512 bytes) does not fit
 	small := make(chan int, 1)
 	go func() { small <- postSigned(rc, "dlv_4", pad("dlv_4", 300)).Code }()
 	select {
@@ -415,8 +416,6 @@ func TestReceiverBoundsBytesInFlight(t *testing.T) {
 // body or the secret.
 func TestRefusalLogIsBounded(t *testing.T) {
 	var log bytes.Buffer
-	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{},
-		Logger: slog.New(slog.NewTextHandler(&log, nil))}
 	huge := "\x1b[2J" + strings.Repeat("d", 1<<20)
 	body := []byte(`{"type":"events.batch","events":[],"note":"BODY-MARKER"}`)
 	for _, sig := range []string{
@@ -429,6 +428,10 @@ func TestRefusalLogIsBounded(t *testing.T) {
 		req.Header.Set("User-Agent", huge)
 		req.Header.Set("Keeptrusts-Signature", sig)
 		rec := httptest.NewRecorder()
+		// A receiver each: one would log the first refusal of the second
+		// only (see TestRefusalLogIsRateLimited).
+		rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{},
+			Logger: slog.New(slog.NewTextHandler(&log, nil))}
 		rc.ServeHTTP(rec, req)
 		if rec.Code != http.StatusUnauthorized {
 			t.Fatalf("status %d", rec.Code)

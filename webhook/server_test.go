@@ -2,13 +2,18 @@ package webhook_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +24,7 @@ import (
 // serve runs rc behind NewServer on a loopback port.
 func serve(t *testing.T, rc *webhook.Receiver, o webhook.ServerOptions) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := webhook.Listen("127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,5 +81,219 @@ func TestServerBoundsHeaderBytes(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("status %d, want 431", resp.StatusCode)
+	}
+}
+
+// postTo posts a signed body to the receiver at addr over a connection
+// of its own, with its length declared or (chunked) not, and returns the
+// status and the answer.
+func postTo(t *testing.T, addr string, body []byte, chunked bool) (int, string) {
+	t.Helper()
+	code, answer, err := send(addr, body, chunked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, answer
+}
+
+func send(addr string, body []byte, chunked bool) (int, string, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	if chunked {
+		req.ContentLength = -1
+	}
+	req.Header.Set("Keeptrusts-Signature", ktsim.Sign(secret, time.Now(), body))
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer), err
+}
+
+// padded is a delivery of exactly n bytes.
+func padded(id string, n int) []byte {
+	d := delivery(id, `{"id":"e1"}`)
+	return append(bytes.Repeat([]byte(" "), n-len(d)), d...)
+}
+
+// Senders that declare the largest body, send its headers and stall hold
+// only the little they sent of the in-flight byte budget, so they cannot
+// crowd out a real delivery, however much they declared.
+func TestStalledSendersDoNotHoldTheirDeclaredBytes(t *testing.T) {
+	const maxBody = 64 << 10
+	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet(),
+		MaxBody: maxBody, MaxInFlightBytes: 4 * maxBody}
+	addr := serve(t, rc, webhook.ServerOptions{})
+	for range 4 { // 4 × maxBody declared: the whole budget
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		// A valid-looking signature header with a current t passes the
+		// header checks; the body it would sign never comes. The
+		// receiver answers 100 Continue once it reads the body: it has
+		// taken the delivery in.
+		fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nKeeptrusts-Signature: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
+			ktsim.Sign(secret, time.Now(), []byte("never sent")), maxBody)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+			t.Fatalf("stalled sender: %q %v, want 100 Continue", line, err)
+		}
+	}
+	if code, answer := postTo(t, addr, delivery("dlv_real", `{"id":"e1"}`), false); code != http.StatusAccepted {
+		t.Fatalf("a real delivery beside 4 stalled ones: %d %q, want 202", code, answer)
+	}
+}
+
+// A body of exactly MaxBody, its length declared or not, fits the
+// smallest budget (MaxInFlightBytes = MaxBody): its buffer grows by
+// doubling but stops at MaxBody. 100,000 is no power of two, so doubling
+// alone would end at 131,072 bytes.
+func TestBodyOfMaxBodyFitsTheSmallestBudget(t *testing.T) {
+	const maxBody = 100_000
+	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet(),
+		MaxBody: maxBody, MaxInFlightBytes: maxBody}
+	addr := serve(t, rc, webhook.ServerOptions{})
+	for _, chunked := range []bool{true, false} {
+		body := padded(fmt.Sprint("dlv_chunked_", chunked), maxBody)
+		if code, answer := postTo(t, addr, body, chunked); code != http.StatusAccepted {
+			t.Fatalf("chunked %v: %d %q, want 202", chunked, code, answer)
+		}
+	}
+	if code, _ := postTo(t, addr, padded("dlv_over", maxBody+1), true); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a chunked body of MaxBody+1: %d, want 413", code)
+	}
+}
+
+// Listen accepts at most maxConns connections at once: with both held, a
+// third sender waits, unanswered, until one closes.
+func TestListenBoundsConnections(t *testing.T) {
+	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet()}
+	ln, err := webhook.Listen("127.0.0.1:0", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := webhook.NewServer(rc, webhook.ServerOptions{})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	var held []net.Conn
+	for range 2 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		held = append(held, conn)
+	}
+	codes := make(chan int, 1)
+	go func() {
+		code, _, err := send(addr, delivery("dlv_third", `{"id":"e1"}`), false)
+		if err != nil {
+			t.Error(err)
+		}
+		codes <- code
+	}()
+	select {
+	case code := <-codes:
+		t.Fatalf("a third connection was served (%d) while 2 of at most 2 were open", code)
+	case <-time.After(300 * time.Millisecond):
+	}
+	held[0].Close()
+	select {
+	case code := <-codes:
+		if code != http.StatusAccepted {
+			t.Fatalf("the third delivery: %d, want 202", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the third delivery was still waiting 5 s after a connection closed")
+	}
+}
+
+// syncBuffer is a log destination the server's goroutines and the test
+// share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Refusals are logged at most once a second, the next line counting
+// those left out: a flood of unsigned requests cannot flood the log.
+func TestRefusalLogIsRateLimited(t *testing.T) {
+	var log syncBuffer
+	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{},
+		Logger: slog.New(slog.NewTextHandler(&log, nil))}
+	addr := serve(t, rc, webhook.ServerOptions{})
+	unsigned := func() {
+		resp, err := http.Post("http://"+addr+"/", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("unsigned: %d, want 401", resp.StatusCode)
+		}
+	}
+	const flood = 50
+	for range flood {
+		unsigned()
+	}
+	time.Sleep(1100 * time.Millisecond)
+	unsigned() // logged, with the count of those left out
+	out := log.String()
+	lines := strings.Count(out, "\n")
+	suppressed := 0
+	for _, m := range regexp.MustCompile(`suppressed=(\d+)`).FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[1])
+		suppressed += n
+	}
+	// 2 lines when the flood takes under a second; a slow machine may
+	// log one more.
+	if lines < 2 || lines > 4 || lines+suppressed != flood+1 {
+		t.Fatalf("%d refusals: %d log lines counting %d left out; want 2 to 4 lines accounting for all:\n%s",
+			flood+1, lines, suppressed, out)
+	}
+}
+
+// A signed but malformed delivery is answered 400 naming the field and
+// the rule it breaks, and logged like any refusal.
+func TestMalformedDeliveryIsRefusedAndLogged(t *testing.T) {
+	for body, want := range map[string]string{
+		`{`:                                   "delivery: want a JSON object",
+		`{"type":"ping","events":[]}`:         "type: want events.batch",
+		`{"type":"events.batch","events":{}}`: "events: want a JSON array",
+		`{"type":"events.batch"}`:             "events: want a JSON array",
+	} {
+		var log syncBuffer
+		rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{},
+			Logger: slog.New(slog.NewTextHandler(&log, nil))}
+		addr := serve(t, rc, webhook.ServerOptions{})
+		code, answer := postTo(t, addr, []byte(body), false)
+		if code != http.StatusBadRequest || answer != want+"\n" {
+			t.Errorf("%s: %d %q, want 400 %q", body, code, answer, want)
+		}
+		if out := log.String(); !strings.Contains(out, "status=400") || !strings.Contains(out, fmt.Sprintf("answer=%q", want)) {
+			t.Errorf("%s: logged %q, want a refusal line with status=400 answer=%q", body, out, want)
+		}
 	}
 }
