@@ -49,7 +49,8 @@ func ExportKey(loadID, exportID string) string {
 // DownloadExport stages the export file. The partial file is the
 // progress: a retry (another attempt, another worker) continues after the
 // bytes already staged with a Range request, and the heartbeat reports
-// them. The file moves to its final key only once its sha256 matched.
+// them. The file moves to its final key only once its size and sha256
+// matched (keeptrusts.Download).
 //
 // It heartbeats from a ticker, not only when bytes arrive: Download waits
 // between resumes (Retry-After, backoff), and an attempt that stops

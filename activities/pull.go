@@ -17,6 +17,9 @@ import (
 type PullProgress struct {
 	Pages  int
 	Cursor string
+	// Stalled says the server answered has-more with the cursor it was
+	// sent: the batch ended there rather than ask for the same page again.
+	Stalled bool `json:",omitempty"`
 }
 
 // PullPages reads up to in.Pages pages from the cursor, in ingestion
@@ -45,10 +48,21 @@ func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (paylo
 			return payload.PullResult{}, classify("pull events", err)
 		}
 		res.Pages++
+		sent := res.NextCursor
 		res.NextCursor, res.HasMore = page.NextCursor, page.HasMore
-		progress.Store(&PullProgress{Pages: res.Pages, Cursor: res.NextCursor})
+		// A cursor that does not move would give the same page forever
+		// (and the workflow continues-as-new with it, forever). Every
+		// event ingested after a cursor is served after it, so nothing is
+		// lost by stopping: the schedule's next run asks again.
+		stalled := page.HasMore && page.NextCursor == sent
+		if stalled {
+			res.HasMore = false
+			activity.GetLogger(ctx).Warn("pull: server sent has-more with an unchanged cursor; ending the batch until the next run",
+				"cursor", sent, "pages", res.Pages)
+		}
+		progress.Store(&PullProgress{Pages: res.Pages, Cursor: res.NextCursor, Stalled: stalled})
 		activity.RecordHeartbeat(ctx, *progress.Load())
-		if !page.HasMore {
+		if !res.HasMore {
 			break
 		}
 	}

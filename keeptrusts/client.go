@@ -119,7 +119,7 @@ func Retryable(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errBrokenBody)
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errBrokenBody) || errors.Is(err, errStartOver)
 }
 
 // RetryAfter returns the server's requested wait, if err carries one.
