@@ -32,6 +32,12 @@ func TestWorkerMetricsServeTheConfiguredIntervals(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
+	// The audit interval, which KtpipeAuditStale waits three of, is the
+	// one the refresh reads at.
+	newGaugeReads(nil, m, time.Hour)
+	if got := gaugeValue(t, m.Registry(), "ktpipe_audit_interval_seconds"); got != 3600 {
+		t.Errorf("ktpipe_audit_interval_seconds = %v, want 3600", got)
+	}
 }
 
 // The worker's refresh reads the compaction's marks from its staging
@@ -94,7 +100,7 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // 30 s tick for auditCatchUp after it (half the time since the slot
 // later, at most 10 s; a skipped audit moves the slot), then backing off
 // to half the time since the slot (at each tick again, until then, in
-// the interval in which the newest turns auditStaleAfter old), and at
+// the interval in which the newest turns auditStaleAge old), and at
 // least every WarehouseGaugeEvery; past auditHorizon, only that.
 func TestNextAuditRead(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -116,8 +122,10 @@ func TestNextAuditRead(t *testing.T) {
 		{"one audit skipped, the next due 30s ago", now.Add(-10*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(10 * time.Second)},
 		{"one audit skipped, the next slow: the alert due before the next slot", now.Add(-14 * time.Minute), 5 * time.Minute, now.Add(10 * time.Second)},
 		{"one audit skipped, the next slow: at most to the next slot", now.Add(-14*time.Minute - 55*time.Second), 5 * time.Minute, now.Add(5 * time.Second)},
-		{"every 10 minutes, slow, the alert due in 2m", now.Add(-13 * time.Minute), 10 * time.Minute, now.Add(10 * time.Second)},
-		{"every 10 minutes, slow, the alert fired 2m ago: backing off", now.Add(-17 * time.Minute), 10 * time.Minute, now.Add(3 * time.Minute)},
+		// At 10-minute audits the alert waits 30 minutes (3 intervals), not 15.
+		{"every 10 minutes, slow, the alert 17m away", now.Add(-13 * time.Minute), 10 * time.Minute, now.Add(90 * time.Second)},
+		{"every 10 minutes, one skipped, slow, the alert due in 2m", now.Add(-28 * time.Minute), 10 * time.Minute, now.Add(10 * time.Second)},
+		{"every 10 minutes, the alert fired 4m ago: backing off", now.Add(-34 * time.Minute), 10 * time.Minute, now.Add(2 * time.Minute)},
 		{"stopped: past the horizon", now.Add(-20*time.Minute - 30*time.Second), 5 * time.Minute, now.Add(WarehouseGaugeEvery)},
 		{"every minute, due 10s ago", now.Add(-2*time.Minute - 10*time.Second), time.Minute, now.Add(5 * time.Second)},
 		{"every minute, missed 10 minutes", now.Add(-10*time.Minute - 10*time.Second), time.Minute, now.Add(5 * time.Second)},
@@ -222,7 +230,7 @@ func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads i
 		if newest := newestShown(now.Add(-lateBy)); g.auditFails == 0 && shown.Before(newest) {
 			t.Fatalf("at %s the gauges show the audit of %s, want %s", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), newest.Format(time.TimeOnly))
 		}
-		if stale := now.Add(tick).Sub(shown); stale >= auditStaleAfter {
+		if stale := now.Add(tick).Sub(shown); stale >= auditStaleAge(every) {
 			t.Fatalf("at %s the gauges show the audit of %s, %s old at the next tick: KtpipeAuditStale fires", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), stale)
 		}
 	}

@@ -26,6 +26,10 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	if err := c.load(ctx, &p); err != nil {
 		return err
 	}
+	var mc config.Metrics // the audit's interval: KtpipeAuditStale waits three
+	if err := c.load(ctx, &mc); err != nil {
+		return err
+	}
 	// Every read is bounded, so an unreachable service is "cannot tell"
 	// (exit 2) within a minute, not a hang.
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -34,7 +38,7 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	// Dial cannot use is its error below.
 	topts, _ := app.TemporalOptions(t)
 	o := StatusOptions{TaskQueue: t.TaskQueue, Namespace: topts.Namespace, UIURL: TemporalUIURL(t.UIURL, topts.HostPort),
-		Interval: p.ScheduleInterval, CompactEvery: p.CompactEvery, JSON: *output == "json"}
+		Interval: p.ScheduleInterval, CompactEvery: p.CompactEvery, AuditInterval: mc.AuditInterval, JSON: *output == "json"}
 	ctl := &Control{TaskQueue: t.TaskQueue}
 	o.ScheduleID, o.CompactScheduleID = ctl.scheduleID(), ctl.CompactScheduleID()
 	if cl, err := c.Dial(t); err != nil {

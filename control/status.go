@@ -27,10 +27,21 @@ const (
 	MaxDuplicateRatio   = 0.001 // fact rows beyond the first per event id
 	MinCompleteness     = 0.999 // (fact + quarantine) / API count
 	StallGrace          = 10 * time.Minute
-	RecentWindow        = 24 * time.Hour // "recently failed", quarantine, export failures
-	AuditMaxAge         = time.Hour      // an older audit cannot vouch for now (it runs every 5 min)
-	statusWorkflowLimit = 20             // workflows listed per state; the UI has the rest
+	RecentWindow        = 24 * time.Hour   // failed workflows and quarantine listed (information)
+	FailedWindow        = time.Hour        // KtpipeWorkflowFailed, KtpipeExportFailed: a failure this recent alerts
+	AuditStaleAfter     = 15 * time.Minute // KtpipeAuditStale: no audit row for this long, or 3 audit intervals if longer
+	statusWorkflowLimit = 20               // workflows listed per state; the UI has the rest
 )
+
+// AuditStaleAge is the newest audit row's age past which KtpipeAuditStale
+// fires at audits every every (0: the default 5 minutes): three
+// intervals, AuditStaleAfter at least, as the rule reads it.
+func AuditStaleAge(every time.Duration) time.Duration {
+	if every <= 0 {
+		every = workflows.DefaultAuditInterval
+	}
+	return max(3*every, AuditStaleAfter)
+}
 
 // Status health, also the process exit code.
 const (
@@ -73,9 +84,12 @@ type StatusOptions struct {
 	// (0: not checked).
 	CompactEvery      time.Duration
 	CompactScheduleID string
-	CheckpointKey     string
-	JSON              bool
-	Now               time.Time // zero: time.Now()
+	// AuditInterval is KTPIPE_AUDIT_INTERVAL (0: the default 5 minutes):
+	// KtpipeAuditStale waits three of them.
+	AuditInterval time.Duration
+	CheckpointKey string
+	JSON          bool
+	Now           time.Time // zero: time.Now()
 }
 
 // StatusReport is what status found; --output json prints it.
@@ -260,20 +274,27 @@ func Gather(ctx context.Context, o StatusOptions) StatusReport {
 		if wfs, err := o.Temporal.RecentWorkflows(ctx, "Failed", since, statusWorkflowLimit); err != nil {
 			unknown("failed workflows", err)
 		} else {
+			// The last 24 h are listed; only the last hour's failures
+			// alert, as in the rules: one failure hours ago does not make
+			// a healthy pipeline exit 1 for a day.
 			r.Failed = links(o, wfs)
-			exports := 0
+			failed, exports := 0, 0
 			for _, w := range wfs {
+				if w.Close.Before(o.Now.Add(-FailedWindow)) {
+					continue
+				}
+				failed++
 				if w.Type == "ExportLoad" {
 					exports++
 				}
 			}
-			if len(wfs) > 0 {
+			if failed > 0 {
 				alert("KtpipeWorkflowFailed", "open the failed run in the Temporal UI; then ktpipe replay --load-id ID (from its progress) or --since/--until",
-					"%s failed in the last 24 h", plural(len(wfs), "workflow", statusWorkflowLimit))
+					"%s failed in the last hour", plural(failed, "workflow", statusWorkflowLimit))
 			}
 			if exports > 0 {
 				alert("KtpipeExportFailed", "ktpipe export --since T --until T --wait for its window (or replay --since/--until)",
-					"%s failed in the last 24 h", plural(exports, "export load", statusWorkflowLimit))
+					"%s failed in the last hour", plural(exports, "export load", statusWorkflowLimit))
 			}
 		}
 		if rec, err := o.Temporal.LastReconcile(ctx); err != nil {
@@ -328,14 +349,22 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 				"checkpoint written %s ago, more than 2 × %s + %s", ago(age), interval, StallGrace)
 		}
 	}
-	audits, err := w.AuditHistory(ctx, o.Now.Add(-AuditMaxAge), 1)
+	// Look back an hour, or the stale age if longer, so an audit that
+	// just went stale is still shown beside KtpipeAuditStale.
+	staleAge := AuditStaleAge(o.AuditInterval)
+	lookback := max(time.Hour, staleAge)
+	const staleAction = "ktpipe schedule apply (the Audit schedule missing or paused); look for failed Audit runs above"
+	audits, err := w.AuditHistory(ctx, o.Now.Add(-lookback), 1)
 	switch {
 	case err != nil:
 		unknown("audit", err)
 	case len(audits) == 0:
-		unknown("audit", fmt.Errorf("no audit in the last %s (the Audit schedule runs every 5 min)", AuditMaxAge))
+		alert("KtpipeAuditStale", staleAction, "no audit in the last %s (the audit alerts are blind)", lookback)
 	default:
 		a := audits[0]
+		if age := o.Now.Sub(a.AuditedAt); age > staleAge {
+			alert("KtpipeAuditStale", staleAction, "newest audit %s ago, more than %s (3 audit intervals, 15 min at least)", ago(age), staleAge)
+		}
 		s := newAuditStatus(a)
 		if s.LagSeconds != nil {
 			lag := *s.LagSeconds

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +162,7 @@ func TestStatusAlertsExitOne(t *testing.T) {
 		{"KtpipeExportFailed", func(f *fakeTemporal, _ *fakeWarehouse) {
 			f.failed = []WorkflowSummary{{ID: "ktpipe-export-x", RunID: "r", Type: "ExportLoad", Start: statusNow.Add(-time.Hour), Close: statusNow}}
 		}},
+		{"KtpipeAuditStale", func(_ *fakeTemporal, w *fakeWarehouse) { w.audits[0].AuditedAt = statusNow.Add(-16 * time.Minute) }},
 	}
 	for _, c := range cases {
 		t.Run(c.alert, func(t *testing.T) {
@@ -177,9 +180,67 @@ func TestStatusAlertsExitOne(t *testing.T) {
 	ft, fw := healthy()
 	fw.audits[0].IngestionLagSeconds, fw.audits[0].FactDuplicateRatio, fw.audits[0].CompletenessRatio = 300, 0.001, 0.999
 	fw.written = statusNow.Add(-2*time.Hour - 10*time.Minute)
+	fw.audits[0].AuditedAt = statusNow.Add(-15 * time.Minute)
 	var out bytes.Buffer
 	if code := Status(context.Background(), opts(ft, fw), &out); code != StatusHealthy {
 		t.Fatalf("at the thresholds: exit %d, want 0:\n%s", code, out.String())
+	}
+}
+
+// Status raises the rules' conditions on the rules' windows: a workflow
+// or export failed in the last hour (older failures of the last 24 h are
+// listed, not alerted on), and no audit row for 3 audit intervals, 15
+// minutes at least (what KtpipeAuditStale waits).
+func TestStatusUsesTheRulesWindows(t *testing.T) {
+	cases := []struct {
+		name  string
+		set   func(*StatusOptions, *fakeTemporal, *fakeWarehouse)
+		alert string // "" healthy
+	}{
+		{"export failed 20 h ago", func(_ *StatusOptions, f *fakeTemporal, _ *fakeWarehouse) {
+			f.failed = []WorkflowSummary{{ID: "ktpipe-export-x", RunID: "r", Type: "ExportLoad", Start: statusNow.Add(-21 * time.Hour), Close: statusNow.Add(-20 * time.Hour)}}
+		}, ""},
+		{"export failed 61 min ago", func(_ *StatusOptions, f *fakeTemporal, _ *fakeWarehouse) {
+			f.failed = []WorkflowSummary{{ID: "ktpipe-export-x", RunID: "r", Type: "ExportLoad", Start: statusNow.Add(-2 * time.Hour), Close: statusNow.Add(-61 * time.Minute)}}
+		}, ""},
+		{"export failed 59 min ago, another 20 h ago", func(_ *StatusOptions, f *fakeTemporal, _ *fakeWarehouse) {
+			f.failed = []WorkflowSummary{
+				{ID: "ktpipe-export-y", RunID: "r", Type: "ExportLoad", Start: statusNow.Add(-2 * time.Hour), Close: statusNow.Add(-59 * time.Minute)},
+				{ID: "ktpipe-export-x", RunID: "r", Type: "ExportLoad", Start: statusNow.Add(-21 * time.Hour), Close: statusNow.Add(-20 * time.Hour)}}
+		}, "KtpipeExportFailed: 1 export load failed in the last hour"},
+		{"audit 20 min old, 5-minute audits", func(_ *StatusOptions, _ *fakeTemporal, w *fakeWarehouse) {
+			w.audits[0].AuditedAt = statusNow.Add(-20 * time.Minute)
+		}, "KtpipeAuditStale: newest audit 20m0s ago, more than 15m0s"},
+		{"no audit at all", func(_ *StatusOptions, _ *fakeTemporal, w *fakeWarehouse) { w.audits = nil }, "KtpipeAuditStale: no audit in the last 1h0m0s"},
+		{"hourly audits, the newest 3 h old", func(o *StatusOptions, _ *fakeTemporal, w *fakeWarehouse) {
+			o.AuditInterval = time.Hour
+			w.audits[0].AuditedAt = statusNow.Add(-3 * time.Hour)
+		}, ""},
+		{"hourly audits, the newest 3 h 1 min old", func(o *StatusOptions, _ *fakeTemporal, w *fakeWarehouse) {
+			o.AuditInterval = time.Hour
+			w.audits[0].AuditedAt = statusNow.Add(-3*time.Hour - time.Minute)
+		}, "KtpipeAuditStale: no audit in the last 3h0m0s"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ft, fw := healthy()
+			o := opts(ft, fw)
+			c.set(&o, ft, fw)
+			var out bytes.Buffer
+			code := Status(context.Background(), o, &out)
+			if c.alert == "" {
+				if code != StatusHealthy || strings.Contains(out.String(), "ALERTS") {
+					t.Fatalf("exit %d, want 0:\n%s", code, out.String())
+				}
+				if len(ft.failed) > 0 && !strings.Contains(out.String(), "failed in 24 h: 1") {
+					t.Errorf("the failure is not listed:\n%s", out.String())
+				}
+				return
+			}
+			if code != StatusAlert || !strings.Contains(out.String(), c.alert) {
+				t.Fatalf("exit %d, want 1 with %q:\n%s", code, c.alert, out.String())
+			}
+		})
 	}
 }
 
@@ -193,9 +254,6 @@ func TestStatusCannotTellExitsTwo(t *testing.T) {
 		},
 		"audit table unreadable": func(_ *StatusOptions, _ *fakeTemporal, w *fakeWarehouse) {
 			w.audits, w.auditErr = nil, errors.New("404 audit not found")
-		},
-		"audit stale": func(_ *StatusOptions, _ *fakeTemporal, w *fakeWarehouse) {
-			w.audits[0].AuditedAt = statusNow.Add(-AuditMaxAge - time.Minute)
 		},
 		"no checkpoint yet": func(_ *StatusOptions, _ *fakeTemporal, w *fakeWarehouse) { w.written = time.Time{} },
 		"workflow list fails": func(_ *StatusOptions, f *fakeTemporal, _ *fakeWarehouse) {
@@ -375,5 +433,24 @@ func TestStatusCLINothingReachableExitsTwo(t *testing.T) {
 	}
 	if code := c.Run(context.Background(), []string{"status", "--output", "yaml"}); code != ExitUsage {
 		t.Fatalf("--output yaml: exit %d", code)
+	}
+}
+
+// KtpipeAuditStale in the rules waits what AuditStaleAge says: three
+// served audit intervals, AuditStaleAfter at least (also with none served).
+func TestAuditStaleAgeIsTheRules(t *testing.T) {
+	rules, err := os.ReadFile("../ops/prometheus/rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("> clamp_min(3 * max(ktpipe_audit_interval_seconds) or vector(0), %d)", int(AuditStaleAfter.Seconds()))
+	if !strings.Contains(string(rules), want) {
+		t.Errorf("rules.yml's KtpipeAuditStale lacks %q", want)
+	}
+	for every, want := range map[time.Duration]time.Duration{0: 15 * time.Minute, time.Minute: 15 * time.Minute,
+		5 * time.Minute: 15 * time.Minute, 10 * time.Minute: 30 * time.Minute, 24 * time.Hour: 72 * time.Hour} {
+		if got := AuditStaleAge(every); got != want {
+			t.Errorf("AuditStaleAge(%s) = %s, want %s", every, got, want)
+		}
 	}
 }

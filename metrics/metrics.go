@@ -69,6 +69,9 @@ type Metrics struct {
 	// worker that never saw one.
 	auditLast    prometheus.Gauge
 	pullInterval prometheus.Gauge
+	// The interval the worker reads audit rows at: the audit-stale alert
+	// waits three of them, so a long interval does not fire every cycle.
+	auditInterval prometheus.Gauge
 
 	// Read from the staging store's compaction marks by the worker
 	// (activities.RefreshPendingGauges), and its configured interval. The
@@ -157,6 +160,8 @@ func New() *Metrics {
 		"Last audit: (fact + quarantine) over the API's count for the last closed hours it checked.")
 	m.reconcileRatio = lazy("ktpipe_reconcile_completeness_ratio",
 		"Last scheduled reconcile: (fact + quarantine) over the API's count for the previous UTC day.")
+	m.auditInterval = gauge("ktpipe_audit_interval_seconds",
+		"The audit schedule's interval this worker is configured with (KTPIPE_AUDIT_INTERVAL; 0: a process that reads no audit row); the audit-stale alert fires after three of them, 15 minutes at least, without an audit row.")
 	m.auditLast = gauge("ktpipe_audit_last_success_timestamp_seconds",
 		"Unix time of the newest row in the audit table (when its audit started), as of this worker's last read (read at each audit's slot until its row shows, for up to 15 minutes or 3 intervals past the newest, and at most 5 minutes and a refresh tick apart).")
 
@@ -308,6 +313,13 @@ func (m *Metrics) SetStagedBytes(n int64) {
 func (m *Metrics) SetPullInterval(d time.Duration) {
 	if m != nil {
 		m.pullInterval.Set(d.Seconds())
+	}
+}
+
+// SetAuditInterval publishes the configured audit interval.
+func (m *Metrics) SetAuditInterval(d time.Duration) {
+	if m != nil {
+		m.auditInterval.Set(d.Seconds())
 	}
 }
 

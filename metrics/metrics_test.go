@@ -183,3 +183,20 @@ func TestCommitHelpNamesTheBatchBound(t *testing.T) {
 	}
 	t.Fatal("ktpipe_chunk_commit_seconds not served")
 }
+
+// The audit interval is served in seconds, 0 until set (a receiver): the
+// audit-stale rule waits max(15 min, 3 × it), and a 0 leaves it 15 min.
+func TestAuditIntervalGauge(t *testing.T) {
+	m := metrics.New()
+	defer m.Close()
+	const help = `# HELP ktpipe_audit_interval_seconds The audit schedule's interval this worker is configured with (KTPIPE_AUDIT_INTERVAL; 0: a process that reads no audit row); the audit-stale alert fires after three of them, 15 minutes at least, without an audit row.
+# TYPE ktpipe_audit_interval_seconds gauge
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(help+"ktpipe_audit_interval_seconds 0\n"), "ktpipe_audit_interval_seconds"); err != nil {
+		t.Fatal(err)
+	}
+	m.SetAuditInterval(time.Hour)
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(help+"ktpipe_audit_interval_seconds 3600\n"), "ktpipe_audit_interval_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
