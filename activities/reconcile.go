@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -34,7 +35,7 @@ func (a *Activities) CountSourceByWindow(ctx context.Context, in payload.Steps) 
 	counts := make([]int64, n)
 	for _, r := range rows {
 		day, _ := r["date"].(string)
-		hour, okH := r["hour"].(float64)
+		hour, okH := groupHour(r["hour"])
 		req, okR := r["requests"].(float64)
 		d, err := time.Parse(time.DateOnly, day)
 		if err != nil || !okH || !okR || hour < 0 || hour > 23 || req < 0 {
@@ -47,6 +48,19 @@ func (a *Activities) CountSourceByWindow(ctx context.Context, in payload.Steps) 
 		counts[int(at.Sub(in.Since)/in.Step)] += int64(req)
 	}
 	return counts, nil
+}
+
+// groupHour reads a group_by row's hour: the contract says "hour (0-23,
+// UTC)" and gives the rows no schema, so a number or its digits.
+func groupHour(v any) (float64, bool) {
+	switch h := v.(type) {
+	case float64:
+		return h, true
+	case string:
+		n, err := strconv.Atoi(h)
+		return float64(n), err == nil
+	}
+	return 0, false
 }
 
 // CountSource asks the API how many events the window holds.
