@@ -132,6 +132,17 @@ type watchdogBody struct {
 	cancel context.CancelCauseFunc
 	idle   time.Duration
 	timer  *time.Timer
+	// onEnd, when set, is told once how the body ended: nil at its end
+	// or when closed before it, the error when a read failed.
+	onEnd func(error)
+}
+
+// ended tells onEnd once.
+func (b *watchdogBody) ended(err error) {
+	if f := b.onEnd; f != nil {
+		b.onEnd = nil
+		f(err)
+	}
 }
 
 func newWatchdogBody(ctx context.Context, cancel context.CancelCauseFunc, rc io.ReadCloser, op string, idle time.Duration) *watchdogBody {
@@ -148,13 +159,19 @@ func (b *watchdogBody) Read(p []byte) (int, error) {
 	b.timer.Stop()
 	if err != nil && err != io.EOF {
 		if te := boundError(b.ctx); te != nil {
-			return n, te
+			err = te
 		}
+		b.ended(err)
+		return n, err
+	}
+	if err == io.EOF {
+		b.ended(nil)
 	}
 	return n, err
 }
 
 func (b *watchdogBody) Close() error {
+	b.ended(nil)
 	b.timer.Stop()
 	err := b.rc.Close()
 	b.cancel(nil)

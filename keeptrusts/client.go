@@ -154,14 +154,10 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	resp, err := c.http.Do(req.WithContext(ctx))
-	if c.observe != nil {
-		status := 0
-		if err == nil {
-			status = resp.StatusCode
-		}
-		c.observe.Request(op, status, err)
-	}
 	if err != nil {
+		if c.observe != nil {
+			c.observe.Request(op, 0, err)
+		}
 		cancel(nil)
 		var ae *APIError
 		if errors.As(err, &ae) { // refused by checkRedirect
@@ -173,11 +169,26 @@ func (c *Client) do(req *http.Request, op string, ok ...int) (*http.Response, er
 		}
 		return nil, fmt.Errorf("keeptrusts %s: %w", op, err)
 	}
-	resp.Body = newWatchdogBody(ctx, cancel, resp.Body, op, c.timeouts.IdleRead)
+	wd := newWatchdogBody(ctx, cancel, resp.Body, op, c.timeouts.IdleRead)
+	resp.Body = wd
 	for _, s := range ok {
 		if resp.StatusCode == s {
+			// Observed when the body ends: an answer whose body then
+			// stalls or breaks is a failed call, whatever its status.
+			if c.observe != nil {
+				status := resp.StatusCode
+				wd.onEnd = func(err error) {
+					if err != nil {
+						status = 0
+					}
+					c.observe.Request(op, status, err)
+				}
+			}
 			return resp, nil
 		}
+	}
+	if c.observe != nil {
+		c.observe.Request(op, resp.StatusCode, nil)
 	}
 	defer resp.Body.Close()
 	ae := &APIError{Op: op, Status: resp.StatusCode}

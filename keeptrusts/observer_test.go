@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,5 +61,40 @@ func TestObserverSeesEveryRequest(t *testing.T) {
 	want := []string{"count events 429 false", "count events 500 false", "count events 200 false", "count events 0 true"}
 	if fmt.Sprint(rec.requests) != fmt.Sprint(want) || rec.waited != 3*time.Second {
 		t.Fatalf("observed %q, waited %s; want %q, 3s", rec.requests, rec.waited, want)
+	}
+}
+
+// A 200 whose body then stalls is a failed call: observed when the body
+// ends, with its error and no status, so the run of consecutive failures
+// (KtpipeAPIFailures) grows; a body read to its end is a success.
+func TestObserverSeesABodyThatFails(t *testing.T) {
+	var stall atomic.Bool
+	stall.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !stall.Load() {
+			fmt.Fprint(w, `{"count": 7}`)
+			return
+		}
+		w.Write([]byte(`{"count":`))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // never finishes the body
+	}))
+	defer srv.Close()
+	rec := &recorder{}
+	c, err := keeptrusts.New(srv.URL, "tok", keeptrusts.WithObserver(rec), keeptrusts.WithTimeouts(keeptrusts.Timeouts{IdleRead: 50 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Count(ctx, keeptrusts.Window{Since: "1h"}); err == nil {
+		t.Fatal("a stalled body read as a count")
+	}
+	stall.Store(false)
+	if n, err := c.Count(ctx, keeptrusts.Window{Since: "1h"}); err != nil || n != 7 {
+		t.Fatalf("count %d, %v", n, err)
+	}
+	want := []string{"count events 0 true", "count events 200 false"}
+	if fmt.Sprint(rec.requests) != fmt.Sprint(want) {
+		t.Fatalf("observed %q, want %q", rec.requests, want)
 	}
 }
