@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
@@ -31,9 +33,13 @@ const maxNewestCalls = 24
 // one second, with count=true calls only (the API has no "newest"): one
 // call when it holds nothing newer than After, else a bisection of
 // [After, Until), at most maxNewestCalls calls. Zero when the API has no
-// event in [Floor, Until).
+// event in [Floor, Until). The bisection heartbeats its bounds, and an
+// attempt after one that timed out goes on from them: at a few seconds a
+// call, its ~20 calls outlast one attempt's minute, and starting over
+// each time would never finish.
 func (a *Activities) NewestSourceEvent(ctx context.Context, in payload.NewestInput) (time.Time, error) {
-	defer keepAlive(ctx, nil)()
+	var at atomic.Pointer[newestBounds]
+	defer keepAlive(ctx, func() any { return at.Load() })()
 	calls := 0
 	has := func(since time.Time) (bool, error) {
 		calls++
@@ -46,23 +52,30 @@ func (a *Activities) NewestSourceEvent(ctx context.Context, in payload.NewestInp
 		}
 		return n > 0, nil
 	}
-	if in.After.Before(in.Floor) {
-		in.After = time.Time{} // search from the floor, within the call bound
-	}
-	lo := in.Floor
-	if !in.After.IsZero() {
-		// Timestamps are kept to the microsecond: anything after After.
-		newer, err := has(in.After.Add(time.Microsecond))
-		if err != nil || !newer {
-			return in.After, err
-		}
-		lo = in.After
-	} else if any, err := has(lo); err != nil || !any {
-		return time.Time{}, err
-	}
 	// Events exist at or after lo, none at or after hi.
-	hi := in.Until
+	lo, hi := in.Floor, in.Until
+	var prev newestBounds
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil && prev.valid(in) {
+		lo, hi = prev.Lo, prev.Hi
+	} else {
+		if in.After.Before(in.Floor) {
+			in.After = time.Time{} // search from the floor, within the call bound
+		}
+		if !in.After.IsZero() {
+			// Timestamps are kept to the microsecond: anything after After.
+			newer, err := has(in.After.Add(time.Microsecond))
+			if err != nil || !newer {
+				return in.After, err
+			}
+			lo = in.After
+		} else if any, err := has(lo); err != nil || !any {
+			return time.Time{}, err
+		}
+	}
 	for hi.Sub(lo) > time.Second {
+		b := newestBounds{Lo: lo, Hi: hi}
+		at.Store(&b)
+		activity.RecordHeartbeat(ctx, b)
 		mid := lo.Add(hi.Sub(lo) / 2)
 		ok, err := has(mid)
 		if err != nil {
@@ -75,6 +88,15 @@ func (a *Activities) NewestSourceEvent(ctx context.Context, in payload.NewestInp
 		}
 	}
 	return lo, nil
+}
+
+// newestBounds is how far NewestSourceEvent's bisection got: events at
+// or after Lo, none at or after Hi.
+type newestBounds struct{ Lo, Hi time.Time }
+
+// valid says b can go on for in: within its range, in order.
+func (b newestBounds) valid(in payload.NewestInput) bool {
+	return !b.Lo.IsZero() && b.Lo.Before(b.Hi) && !b.Lo.Before(in.Floor) && !b.Hi.After(in.Until)
 }
 
 // WriteAudit appends the audit's row; the same row twice is written once.
