@@ -3,9 +3,11 @@ package activities
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync/atomic"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/payload"
@@ -17,9 +19,6 @@ import (
 type PullProgress struct {
 	Pages  int
 	Cursor string
-	// Stalled says the server answered has-more with the cursor it was
-	// sent: the batch ended there rather than ask for the same page again.
-	Stalled bool `json:",omitempty"`
 }
 
 // PullPages reads up to in.Pages pages from the cursor, in ingestion
@@ -51,16 +50,19 @@ func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (paylo
 		sent := res.NextCursor
 		res.NextCursor, res.HasMore = page.NextCursor, page.HasMore
 		// A cursor that does not move would give the same page forever
-		// (and the workflow continues-as-new with it, forever). Every
-		// event ingested after a cursor is served after it, so nothing is
-		// lost by stopping: the schedule's next run asks again.
-		stalled := page.HasMore && page.NextCursor == sent
-		if stalled {
-			res.HasMore = false
-			activity.GetLogger(ctx).Warn("pull: server sent has-more with an unchanged cursor; ending the batch until the next run",
-				"cursor", sent, "pages", res.Pages)
+		// (and the workflow continues as new with it, forever); ended
+		// quietly, the pull would checkpoint it every run and never move,
+		// which no alert sees while webhooks bring the events. The
+		// contract serves every event ingested after a cursor after it:
+		// this server does not, so the run fails (KtpipeWorkflowFailed)
+		// and the next scheduled run asks again. Nothing is lost: the
+		// checkpoint has not moved.
+		if page.HasMore && page.NextCursor == sent {
+			return payload.PullResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"pull events: the server answered has-more with the cursor it was sent (after %d pages), so its next page would be this one again; the contract serves every event ingested after a cursor after it", res.Pages),
+				payload.ErrTypeAPI, nil)
 		}
-		progress.Store(&PullProgress{Pages: res.Pages, Cursor: res.NextCursor, Stalled: stalled})
+		progress.Store(&PullProgress{Pages: res.Pages, Cursor: res.NextCursor})
 		activity.RecordHeartbeat(ctx, *progress.Load())
 		if !res.HasMore {
 			break

@@ -1,20 +1,24 @@
 package activities
 
 import (
+	"errors"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
-// A server that answers has-more with the cursor it was sent must end the
-// batch, not be asked for the same page until the batch is used up (and
-// then again by every continued-as-new run).
-func TestPullEndsBatchOnUnchangedCursor(t *testing.T) {
+// A server that answers has-more with the cursor it was sent breaks the
+// contract: the pull fails at once, loudly (KtpipeWorkflowFailed), rather
+// than ask for the same page until the batch is used up, or end quietly
+// and checkpoint a cursor that never moves.
+func TestPullFailsOnAnUnchangedCursor(t *testing.T) {
 	var requests atomic.Int32
 	api := apiClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -26,15 +30,12 @@ func TestPullEndsBatchOnUnchangedCursor(t *testing.T) {
 	env := s.NewTestActivityEnvironment()
 	a := &Activities{API: api, Store: staging.Dir{Root: t.TempDir()}, ChunkRows: 100}
 	env.RegisterActivity(a)
-	v, err := env.ExecuteActivity(a.PullPages, payload.PullInput{LoadID: "L", Cursor: "c0", Pages: 50, PageSize: 10})
-	if err != nil {
-		t.Fatal(err)
+	_, err := env.ExecuteActivity(a.PullPages, payload.PullInput{LoadID: "L", Cursor: "c0", Pages: 50, PageSize: 10})
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != payload.ErrTypeAPI || !strings.Contains(err.Error(), "has-more with the cursor it was sent") {
+		t.Fatalf("error %v; want a non-retryable %s naming the unchanged cursor", err, payload.ErrTypeAPI)
 	}
-	var res payload.PullResult
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
-	}
-	if requests.Load() != 1 || res.HasMore || res.NextCursor != "c0" {
-		t.Fatalf("%d requests, result %+v; want 1 request, HasMore false, cursor c0", requests.Load(), res)
+	if requests.Load() != 1 {
+		t.Fatalf("%d requests, want 1", requests.Load())
 	}
 }

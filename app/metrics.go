@@ -27,8 +27,9 @@ func (o apiObserver) Request(op string, status int, err error) { o.m.APIRequest(
 func (o apiObserver) RetryAfter(d time.Duration)               { o.m.RetryAfter(d) }
 
 // auditLookback bounds the partitions the refresh reads for the newest
-// audit row: an audit older than this is stale anyway (the audit-stale
-// alert fires long before).
+// audit row: an audit older than this is stale anyway (at audit
+// intervals up to 16 h the audit-stale alert fires before; longer ones
+// are not looked for further, auditHorizon).
 const auditLookback = 48 * time.Hour
 
 // RefreshAuditGauges reads the newest audit row into m's gauges and

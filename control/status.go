@@ -349,8 +349,8 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 				"checkpoint written %s ago, more than 2 × %s + %s", ago(age), interval, StallGrace)
 		}
 	}
-	// Look back an hour, or the stale age if longer, so an audit that
-	// just went stale is still shown beside KtpipeAuditStale.
+	// Look back an hour, or the stale age if longer: a row older than
+	// that is stale anyway, and said so as no audit in the lookback.
 	staleAge := AuditStaleAge(o.AuditInterval)
 	lookback := max(time.Hour, staleAge)
 	const staleAction = "ktpipe schedule apply (the Audit schedule missing or paused); look for failed Audit runs above"

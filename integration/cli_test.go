@@ -20,6 +20,7 @@ import (
 	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/control"
+	"github.com/ktpipe/ktpipe/report"
 )
 
 // TestStarterCLI drives the ktpipe commands a data engineer types against
@@ -137,11 +138,14 @@ func TestStarterCLI(t *testing.T) {
 		t.Fatalf("status with the compaction running: exit %d, want 0 with its schedule\n%s", code, out)
 	}
 	html := filepath.Join(t.TempDir(), "report.html")
-	if out := mustRun("reports", "--limit", "5", "--html", html); !strings.Contains(out, "Daily AI spend by team") ||
+	// The default's days, from a time fixed here: the page is checked
+	// against the warehouse over the same days.
+	reportSince := time.Now().Add(-report.DefaultSince).UTC().Truncate(time.Second)
+	if out := mustRun("reports", "--limit", "5", "--since", reportSince.Format(time.RFC3339), "--html", html); !strings.Contains(out, "Daily AI spend by team") ||
 		!strings.Contains(out, "Model usage distribution") || !strings.Contains(out, "wrote "+html) {
 		t.Fatalf("reports: %s", out)
 	}
-	checkReportInBrowser(t, s, html, 5)
+	checkReportInBrowser(t, s, html, 5, reportSince)
 	if code, out := run("replay", "--load-id", "never-staged", "--wait"); code != control.ExitFailed || !strings.Contains(out, "nothing staged") {
 		t.Fatalf("replay of an unknown load: exit %d %s", code, out)
 	}

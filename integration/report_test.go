@@ -63,7 +63,7 @@ const extractJS = `(() => {
 // file itself; every chart drawn and not empty; every number shown equal
 // to what the warehouse returns now. KTPIPE_REPORT_SCREENSHOT=FILE saves
 // a PNG of the top of the page (the README's).
-func checkReportInBrowser(t *testing.T, s *stack, file string, tableRows int) {
+func checkReportInBrowser(t *testing.T, s *stack, file string, tableRows int, since time.Time) {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
@@ -150,12 +150,9 @@ func checkReportInBrowser(t *testing.T, s *stack, file string, tableRows int) {
 	// Every table shows the warehouse's rows (the first tableRows; rows
 	// that tie in the ORDER BY may come in another order, so as a multiset).
 	ctx2 := context.Background()
-	// The days `reports` reads by default (--since 30d): the stack's events
-	// are all of the last few days.
-	reportSince := time.Now().Add(-report.DefaultSince)
 	all := map[string][][]any{}
 	for _, v := range warehouse.Views {
-		_, rows, err := s.wh.ReportRows(ctx2, v, 100000, reportSince)
+		_, rows, err := s.wh.ReportRows(ctx2, v, 100000, since)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -68,11 +68,11 @@ func (w *Warehouse) MeasureAudit(ctx context.Context, in payload.AuditWarehouseI
 	return res, nil
 }
 
-// auditCatchUp bounds how far back an audit's interval reaches for the
+// intervalReach bounds how far back an audit's interval reaches for the
 // end of the audit before it (intervalStart): after an outage of the
 // audits longer than this, the loads committed before it are not
 // measured.
-const auditCatchUp = 48 * time.Hour
+const intervalReach = 48 * time.Hour
 
 // intervalStart is where an audit's interval starts: where the audit
 // before it ended, when that is earlier than s.IntervalStart. The
@@ -86,7 +86,7 @@ const auditCatchUp = 48 * time.Hour
 func (w *Warehouse) intervalStart(ctx context.Context, s AuditScope) (time.Time, error) {
 	rows, err := w.query(ctx, "audit interval start", fmt.Sprintf(`SELECT MAX(interval_end) AS prev
 FROM %s WHERE audited_at >= @lookback AND audited_at < @end`, w.ref(schemas.TableAudit)),
-		bigquery.QueryParameter{Name: "lookback", Value: s.IntervalEnd.UTC().Add(-auditCatchUp)},
+		bigquery.QueryParameter{Name: "lookback", Value: s.IntervalEnd.UTC().Add(-intervalReach)},
 		bigquery.QueryParameter{Name: "end", Value: s.IntervalEnd.UTC()})
 	if err != nil {
 		return time.Time{}, err

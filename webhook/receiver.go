@@ -124,12 +124,12 @@ func DeliveryKey(body []byte) string {
 
 // ServeHTTP answers 202 once the delivery's events are durably staged and
 // handed to their batch. Before reading the body it refuses a missing,
-// malformed or stale signature (401), a declared body over MaxBody (413)
-// and a delivery beyond MaxInFlight (503 with Retry-After); while reading,
-// a body over MaxBody (413) and one whose bytes would pass
-// MaxInFlightBytes (503 with Retry-After); then 401 to a signature that
-// does not verify, 400 to a malformed delivery, and 503 when staging or
-// the batch fail, so that the sender retries.
+// malformed or stale signature (401) and a declared body over MaxBody
+// (413); while reading, a body over MaxBody (413) and one whose bytes
+// would pass MaxInFlightBytes (503 with Retry-After); then 401 to a
+// signature that does not verify, 503 with Retry-After to a delivery
+// beyond MaxInFlight, 400 to a malformed delivery, and 503 when staging
+// or the batch fail, so that the sender retries.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -152,12 +152,6 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("a delivery is at most %d bytes", maxBody), nil)
 		return
 	}
-	if !rc.enter() {
-		w.Header().Set("Retry-After", retryAfter)
-		rc.refuse(w, r, http.StatusServiceUnavailable, "too many deliveries at once, retry later", nil)
-		return
-	}
-	defer rc.inFlight.Add(-1)
 	var held int64 // body bytes charged to the in-flight budget
 	defer func() { rc.inFlightBytes.Add(-held) }()
 	take := func(n int64) bool {
@@ -187,6 +181,15 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.refuse(w, r, http.StatusUnauthorized, keeptrusts.ErrBadSignature.Error(), err)
 		return
 	}
+	// A slot is taken only now, by a delivery that verified: the bytes
+	// bound reading, and a sender without the secret that stalls holds
+	// no slot a real delivery needs.
+	if !rc.enter() {
+		w.Header().Set("Retry-After", retryAfter)
+		rc.refuse(w, r, http.StatusServiceUnavailable, "too many deliveries at once, retry later", nil)
+		return
+	}
+	defer rc.inFlight.Add(-1)
 	var d struct {
 		Type   string          `json:"type"`
 		Events json.RawMessage `json:"events"`

@@ -127,10 +127,12 @@ func padded(id string, n int) []byte {
 // crowd out a real delivery, however much they declared.
 func TestStalledSendersDoNotHoldTheirDeclaredBytes(t *testing.T) {
 	const maxBody = 64 << 10
+	// 4 × maxBody declared: the whole byte budget; 4 deliveries: every
+	// slot, were a slot taken before the signature verified.
 	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet(),
-		MaxBody: maxBody, MaxInFlightBytes: 4 * maxBody}
+		MaxBody: maxBody, MaxInFlightBytes: 4 * maxBody, MaxInFlight: 4}
 	addr := serve(t, rc, webhook.ServerOptions{})
-	for range 4 { // 4 × maxBody declared: the whole budget
+	for range 4 {
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)

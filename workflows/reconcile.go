@@ -57,17 +57,27 @@ type ReconcileResult struct {
 // none). With count=true per window the API counts invalid records too,
 // so the quarantine counts, and up to Unplaced quarantined records
 // without a usable timestamp explain a shortfall; a group_by window
-// counts its fact rows only, unless recounted with count=true. The one rule for the daily
+// counts its fact rows only, unless recounted with count=true (then as
+// without group_by). The one rule for the daily
 // reconcile's metric and for status.
 func (r ReconcileResult) Completeness() (source, warehouse int64, ratio float64) {
+	var recountedMiss int64 // what the recounted windows lack
 	for _, w := range r.Windows {
 		source += w.Source
 		warehouse += w.Fact
 		if !r.GroupBy || w.Recounted {
 			warehouse += w.Quarantined
 		}
+		if w.Recounted {
+			recountedMiss += max(w.Source-w.Fact-w.Quarantined, 0)
+		}
 	}
-	if miss := source - warehouse; miss > 0 && !r.GroupBy {
+	if miss := source - warehouse; miss > 0 {
+		// Unplaced records explain what count=true windows lack: with
+		// group_by, only the recounted windows' shortfall, as their gaps.
+		if r.GroupBy {
+			miss = min(miss, recountedMiss)
+		}
 		warehouse += min(miss, r.Unplaced)
 	}
 	ratio = 1
