@@ -201,6 +201,43 @@ func TestChecksumMismatchIsFinalAfterOneRedownload(t *testing.T) {
 	}
 }
 
+// A file under the export's final key that is not the export's size (a
+// host that crashed before its bytes reached the disk) is not taken as
+// done: it is downloaded again.
+func TestAStagedExportOfTheWrongSizeIsDownloadedAgain(t *testing.T) {
+	body, exp := exportFile(t, 4096)
+	var requests atomic.Int32
+	api := apiClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		serveRange(w, r, body)
+	}))
+	store := staging.Dir{Root: t.TempDir()}
+	key := ExportKey("L", exp.ID)
+	wc, err := store.Create(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc.Write(body[:100])
+	if err := wc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{API: api, Store: store}
+	env.RegisterActivity(a)
+	v, err := env.ExecuteActivity(a.DownloadExport, payload.DownloadInput{LoadID: "L", Export: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res payload.DownloadResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := store.Size(context.Background(), key); err != nil || n != int64(len(body)) || res.Bytes != int64(len(body)) || requests.Load() != 1 {
+		t.Fatalf("staged %d bytes (%v), result %d, %d downloads; want %d, one download", n, err, res.Bytes, requests.Load(), len(body))
+	}
+}
+
 // slowStore takes its time removing, as a bucket does with many keys.
 type slowStore struct {
 	staging.Store

@@ -70,7 +70,15 @@ func (a *Activities) DownloadExport(ctx context.Context, in payload.DownloadInpu
 		return payload.DownloadResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("download: export id %q: %v", in.Export.ID, err), payload.ErrTypeMalformed, err)
 	}
 	if n, err := a.Store.Size(ctx, key); err == nil { // done by an earlier attempt
-		return payload.DownloadResult{Key: key, Bytes: n, ResumedAt: n}, nil
+		if wholeSize(in.Export, n) {
+			return payload.DownloadResult{Key: key, Bytes: n, ResumedAt: n}, nil
+		}
+		// Short or long (a host crash before its bytes reached the disk):
+		// downloaded again.
+		activity.GetLogger(ctx).Warn("staged export file is not the export's size; downloading it again", "export", in.Export.ID, "bytes", n, "size", *in.Export.SizeBytes)
+		if err := a.Store.RemoveAll(ctx, key); err != nil {
+			return payload.DownloadResult{}, classify("download", err)
+		}
 	}
 	var staged atomic.Int64
 	defer keepAlive(ctx, func() any { return DownloadProgress{Bytes: staged.Load()} })()
@@ -79,6 +87,9 @@ func (a *Activities) DownloadExport(ctx context.Context, in payload.DownloadInpu
 		return payload.DownloadResult{}, err
 	}
 	if f == nil { // an attempt we waited for finished it
+		if !wholeSize(in.Export, offset) {
+			return payload.DownloadResult{}, fmt.Errorf("download export %s: the attempt before staged %d bytes of %d; the next attempt downloads it again", in.Export.ID, offset, *in.Export.SizeBytes)
+		}
 		return payload.DownloadResult{Key: key, Bytes: offset, ResumedAt: offset}, nil
 	}
 	defer f.Close() // and so unlocks
@@ -104,10 +115,21 @@ func (a *Activities) DownloadExport(ctx context.Context, in payload.DownloadInpu
 	if err != nil {
 		return payload.DownloadResult{}, classify("download", err)
 	}
+	// On the disk before it is published: a file found under its final
+	// key is taken as done by a later attempt.
+	if err := f.Sync(); err != nil {
+		return payload.DownloadResult{}, classify("download", err)
+	}
 	if err := a.Store.Rename(ctx, key+".part", key); err != nil {
 		return payload.DownloadResult{}, classify("download", err)
 	}
 	return payload.DownloadResult{Key: key, Bytes: st.Size(), ResumedAt: offset}, nil
+}
+
+// wholeSize says a staged file of n bytes is the whole export, as far as
+// its size tells (the contract lets size_bytes be null: then it cannot).
+func wholeSize(exp payload.Export, n int64) bool {
+	return exp.SizeBytes == nil || *exp.SizeBytes == n
 }
 
 // checksumTries is how many whole downloads of an export one attempt

@@ -218,6 +218,11 @@ func (d Dir) Rename(_ context.Context, from, to string) error {
 	if err := os.Rename(pf, pt); err != nil {
 		return fmt.Errorf("staging rename %s: %w", from, err)
 	}
+	// The rename itself durable, as Create's is: after a crash the final
+	// key holds the whole file or is not there.
+	if err := syncDir(filepath.Dir(pt)); err != nil {
+		return fmt.Errorf("staging rename %s: %w", from, err)
+	}
 	return nil
 }
 
