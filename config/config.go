@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -300,8 +301,13 @@ func (c Keeptrusts) Validate() error {
 	if u.Scheme != "https" && !isLoopback(u.Hostname()) && !c.AllowInsecureHTTP {
 		return fmt.Errorf("KEEPTRUSTS_BASE_URL: %q must use https: the bearer token would cross the network in clear text (http is allowed only on loopback: localhost, 127.0.0.0/8, ::1)", c.BaseURL)
 	}
-	if c.RateLimit <= 0 {
-		return fmt.Errorf("KEEPTRUSTS_RATE_LIMIT: %v must be > 0", c.RateLimit)
+	// Set but empty (a compose file's ${TOKEN} with the variable unset)
+	// passes "required": refused here, naming it, before anything dials.
+	if strings.TrimSpace(c.Token.Reveal()) == "" {
+		return errors.New("KEEPTRUSTS_API_TOKEN: must not be empty")
+	}
+	if !(c.RateLimit > 0) || math.IsInf(c.RateLimit, 0) {
+		return fmt.Errorf("KEEPTRUSTS_RATE_LIMIT: %v must be a number > 0", c.RateLimit)
 	}
 	for _, b := range []struct {
 		name string
@@ -312,8 +318,8 @@ func (c Keeptrusts) Validate() error {
 			return fmt.Errorf("%s: %v must be between 1s and 1h", b.name, b.d)
 		}
 	}
-	if c.MaxResponseBytes < 1<<20 {
-		return fmt.Errorf("KEEPTRUSTS_MAX_RESPONSE_BYTES: %d must be at least 1048576 (1 MiB)", c.MaxResponseBytes)
+	if c.MaxResponseBytes < 1<<20 || c.MaxResponseBytes > 1<<30 {
+		return fmt.Errorf("KEEPTRUSTS_MAX_RESPONSE_BYTES: %d must be between 1048576 (1 MiB) and 1073741824 (1 GiB)", c.MaxResponseBytes)
 	}
 	return nil
 }
@@ -357,8 +363,8 @@ func (c Pipeline) Validate() error {
 		{"KTPIPE_MAX_INFLATE_RATIO", c.MaxInflateRatio >= 1 && c.MaxInflateRatio <= 1000, "between 1 and 1000"},
 		{"KTPIPE_CONCURRENCY", c.Concurrency >= 1 && c.Concurrency <= 64, "between 1 and 64"},
 		{"KTPIPE_PAGE_SIZE", c.PageSize >= 1 && c.PageSize <= 10000, "between 1 and 10000 (the API's limit)"},
-		{"KTPIPE_PAGES_PER_BATCH", c.PagesPerBatch >= 1, "at least 1"},
-		{"KTPIPE_BATCHES_PER_RUN", c.BatchesPerRun >= 1, "at least 1"},
+		{"KTPIPE_PAGES_PER_BATCH", c.PagesPerBatch >= 1 && c.PagesPerBatch <= 1000, "between 1 and 1000"},
+		{"KTPIPE_BATCHES_PER_RUN", c.BatchesPerRun >= 1 && c.BatchesPerRun <= 1000, "between 1 and 1000 (each batch adds to the run's history)"},
 		{"KTPIPE_SCHEDULE_INTERVAL", c.ScheduleInterval >= time.Minute, "at least 1m"},
 		{"KTPIPE_CATCHUP_WINDOW", c.CatchupWindow >= time.Minute, "at least 1m"},
 		{"KTPIPE_BACKFILL_WINDOW", c.BackfillWindow >= time.Minute, "at least 1m"},
@@ -400,15 +406,21 @@ func (c Worker) Validate() error {
 	return nil
 }
 
+// maxSinceUnits bounds ParseSince's relative forms: 100 years.
+var maxSinceUnits = map[byte]int{'m': 100 * 366 * 24 * 60, 'h': 100 * 366 * 24, 'd': 100 * 366}
+
 // ParseSince reads an RFC 3339 time or a relative duration (<n>m, <n>h,
-// <n>d) meaning now minus that, the contract's convention.
+// <n>d, at most 100 years) meaning now minus that, the contract's
+// convention.
 func ParseSince(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UTC(), nil
 	}
 	if len(s) >= 2 {
 		var n int
-		if _, err := fmt.Sscanf(s[:len(s)-1], "%d", &n); err == nil && n >= 0 && fmt.Sprint(n) == s[:len(s)-1] {
+		// At most 100 years back in any unit: more would overflow a
+		// Duration into a time in the future.
+		if _, err := fmt.Sscanf(s[:len(s)-1], "%d", &n); err == nil && n >= 0 && fmt.Sprint(n) == s[:len(s)-1] && n <= maxSinceUnits[s[len(s)-1]] {
 			switch s[len(s)-1] {
 			case 'm':
 				return now.Add(-time.Duration(n) * time.Minute).UTC(), nil
@@ -419,7 +431,7 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 			}
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q must be an RFC 3339 time or a duration like 30m, 24h, 30d", s)
+	return time.Time{}, fmt.Errorf("%q must be an RFC 3339 time or a duration like 30m, 24h, 30d (at most 100 years)", s)
 }
 
 // Days is a duration that also reads whole days ("7d"), the unit

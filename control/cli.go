@@ -76,6 +76,15 @@ type configError struct{ err error }
 func (e configError) Error() string { return "configuration: " + e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
 
+// lookuper is where the CLI reads its environment: Env, or the
+// process's when Env is nil (the binary's).
+func (c *CLI) lookuper() envconfig.Lookuper {
+	if c.Env == nil {
+		return envconfig.OsLookuper()
+	}
+	return c.Env
+}
+
 func (c *CLI) load(ctx context.Context, target any) error {
 	if err := config.Load(ctx, target, c.Env); err != nil {
 		return configError{err}

@@ -47,6 +47,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"replay", "--load-id", "x", "--until", "2026-11-02T00:00:00Z"}, "not both"},
 		{[]string{"reports", "--limit", "0"}, "--limit 0: between 1 and 10000"},
 		{[]string{"reports", "-o", "json", "--limit", "-1"}, "--limit -1: between 1 and 10000"},
+		{[]string{"schedule", "apply", "--interval", "1ms"}, "--interval and --catchup: at least 1m"},
+		{[]string{"reconcile", "--since", "3650d", "--step", "1m"}, "more than 2000 in one reconcile"},
+		{[]string{"reports", "--timeout", "0s"}, "--timeout 0s: between 1s and 1h"},
 		{[]string{"reports", "--since", "last week"}, "--since: \"last week\" must be an RFC 3339 time or a duration like 30m, 24h, 30d"},
 		{[]string{"replay", "--rule", "must be a known gateway"}, "--rule needs --quarantine"},
 		{[]string{"replay", "--quarantine", "--load-id", "x"}, "--load-id or --quarantine, not both"},
@@ -75,6 +78,12 @@ func TestConfigErrorsNameTheVariableAndExitTwo(t *testing.T) {
 	if !strings.Contains(stderr.String(), "TEMPORAL_ADDRESS") {
 		t.Fatalf("stderr %q", stderr.String())
 	}
+	// schedule apply reads every setting before it dials: a bad audit
+	// interval changes no schedule.
+	c, _, stderr = cli(map[string]string{"KTPIPE_AUDIT_INTERVAL": "30s"})
+	if code := c.Run(context.Background(), []string{"schedule", "apply"}); code != control.ExitUsage || !strings.Contains(stderr.String(), "KTPIPE_AUDIT_INTERVAL") {
+		t.Fatalf("schedule apply with a bad audit interval: exit %d stderr %q", code, stderr.String())
+	}
 	c, _, stderr = cli(map[string]string{"KEEPTRUSTS_BASE_URL": "http://x"})
 	if code := c.Run(context.Background(), []string{"tail"}); code != control.ExitUsage || !strings.Contains(stderr.String(), "KEEPTRUSTS_API_TOKEN: missing required value") {
 		t.Fatalf("exit %d stderr %q", code, stderr.String())
@@ -95,5 +104,22 @@ func TestUnreachableTemporalExitsOne(t *testing.T) {
 	c, stdout, _ = cli(map[string]string{})
 	if code := c.Run(context.Background(), []string{"-o", "json", "status"}); code != control.StatusUnknown || !strings.HasPrefix(stdout.String(), "{") {
 		t.Fatalf("status -o json: exit %d stdout %q", code, stdout.String())
+	}
+}
+
+// The binary's CLI reads the process's environment (Env nil): reports
+// reads KTPIPE_USER_MAP from there, and an unreachable warehouse ends at
+// --timeout naming the report it was reading (exit 1), where it
+// panicked on the nil Env and would have waited forever.
+func TestReportsReadTheProcessEnvironmentAndEnd(t *testing.T) {
+	t.Setenv("BIGQUERY_PROJECT", "my-project")
+	t.Setenv("BIGQUERY_ENDPOINT", "http://127.0.0.1:1")
+	var out, errOut bytes.Buffer
+	c := &control.CLI{Stdout: &out, Stderr: &errOut}
+	if code := c.Run(context.Background(), []string{"reports", "--timeout", "1s"}); code != control.ExitFailed {
+		t.Fatalf("exit %d, want %d\n%s%s", code, control.ExitFailed, out.String(), errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "reports: gave up on the warehouse after 1s (--timeout): read report_daily_spend_by_team") {
+		t.Errorf("output does not name what it could not read:\n%s%s", out.String(), errOut.String())
 	}
 }

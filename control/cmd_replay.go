@@ -120,6 +120,9 @@ func (c *CLI) reconcileCmd() *cobra.Command {
 			if step < time.Minute {
 				return usagef("--step %s: at least 1m", step)
 			}
+			if n := (u.Sub(s) + step - 1) / step; n > workflows.MaxReconcileWindows {
+				return usagef("--since .. --until by --step %s is %d windows, more than %d in one reconcile: a longer --step or a shorter range", step, n, workflows.MaxReconcileWindows)
+			}
 			ctx := cmd.Context()
 			ctl, _, err := c.control(ctx)
 			if err != nil {

@@ -39,6 +39,8 @@ func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
 	var out []Report
 	failed := 0
 	for _, v := range warehouse.Views {
@@ -46,7 +48,7 @@ func (c *CLI) reportsJSON(ctx context.Context, args []string) error {
 		schemas, rows, err := wh.ReportRows(ctx, v, o.limit, o.since)
 		if err != nil {
 			if ctx.Err() != nil {
-				return err
+				return timedOut(ctx, o.timeout, err)
 			}
 			r.Error, failed = err.Error(), failed+1
 		}
@@ -115,13 +117,17 @@ func (c *CLI) reportFlags(args []string) (o reportOptions, err error) {
 	l := fs.Int("limit", 20, "rows per report (1..10000)")
 	h := fs.String("html", "", "also write the reports, data quality and success metrics, with charts, as one HTML page to this file")
 	s := fs.String("since", fmt.Sprintf("%dd", report.DefaultSince/(24*time.Hour)), "report the events dated since this day (UTC): RFC 3339 or relative (7d, 48h); all: every day, which reads every partition")
+	d := fs.Duration("timeout", defaultReportsTimeout, "give up on the warehouse after this long (1s..1h); the reports not read by then are named (exit 1)")
 	if err := parse(fs, args); err != nil {
 		return o, err
 	}
 	if *l < 1 || *l > maxReportRows {
 		return o, usagef("--limit %d: between 1 and %d", *l, maxReportRows)
 	}
-	o.limit, o.html = *l, *h
+	if *d < time.Second || *d > time.Hour {
+		return o, usagef("--timeout %s: between 1s and 1h", *d)
+	}
+	o.limit, o.html, o.timeout = *l, *h, *d
 	if *s != "all" {
 		if o.since, err = config.ParseSince(*s, time.Now()); err != nil {
 			return o, usagef("--since: %v", err)
@@ -130,11 +136,17 @@ func (c *CLI) reportFlags(args []string) (o reportOptions, err error) {
 	return o, nil
 }
 
+// defaultReportsTimeout bounds a reports run: the guide's standard
+// reports take under 10 s each, and an unreachable warehouse is retried
+// by its client until the context ends.
+const defaultReportsTimeout = 5 * time.Minute
+
 // reportOptions are reports' flags.
 type reportOptions struct {
-	limit int
-	html  string
-	since time.Time // zero: every day
+	limit   int
+	html    string
+	since   time.Time // zero: every day
+	timeout time.Duration
 }
 
 func (c *CLI) reports(ctx context.Context, args []string) error {
@@ -147,9 +159,11 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
 	// Every report that can be read is printed; the error (exit 1)
 	// names the ones that could not.
-	userMap, _ := c.Env.Lookup("KTPIPE_USER_MAP")
+	userMap, _ := c.lookuper().Lookup("KTPIPE_USER_MAP")
 	err = report.PrintViews(ctx, c.Stdout, wh, warehouse.PrintedViews(userMap != ""), o.limit, o.since)
 	if o.html != "" {
 		wrote, herr := report.WriteFile(ctx, wh, report.Options{Dataset: cfg.Dataset, TableRows: o.limit, Since: o.since}, o.html)
@@ -157,6 +171,14 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 			fmt.Fprintf(c.Stdout, "\nwrote %s\n", o.html)
 		}
 		err = errors.Join(err, herr)
+	}
+	return timedOut(ctx, o.timeout, err)
+}
+
+// timedOut says a reports run that ran out of --timeout did so.
+func timedOut(ctx context.Context, d time.Duration, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("reports: gave up on the warehouse after %s (--timeout): %w", d, err)
 	}
 	return err
 }

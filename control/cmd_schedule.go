@@ -66,8 +66,10 @@ func (c *CLI) scheduleApplyCmd() *cobra.Command {
 		Short: "Create or update the schedules: the pull, the daily staging clean-up and the history export",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if interval < 0 || catchup < 0 {
-				return usagef("--interval and --catchup must not be negative")
+			// The bounds KTPIPE_SCHEDULE_INTERVAL and KTPIPE_CATCHUP_WINDOW
+			// have (0: the configured value).
+			if interval != 0 && interval < time.Minute || catchup != 0 && catchup < time.Minute {
+				return usagef("--interval and --catchup: at least 1m (0: the configured value)")
 			}
 			if start != "" {
 				if _, err := config.ParseSince(start, time.Now()); err != nil {
@@ -75,6 +77,12 @@ func (c *CLI) scheduleApplyCmd() *cobra.Command {
 				}
 			}
 			ctx := cmd.Context()
+			// Every setting read before anything is applied: a bad one
+			// changes no schedule (exit 2).
+			var m config.Metrics
+			if err := c.load(ctx, &m); err != nil {
+				return err
+			}
 			ctl, p, err := c.control(ctx)
 			if err != nil {
 				return err
@@ -114,7 +122,7 @@ func (c *CLI) scheduleApplyCmd() *cobra.Command {
 			}
 			out = append(out, AppliedSchedule{ctl.HistoryScheduleID(), verb(created),
 				fmt.Sprintf("export of the previous UTC day at %s UTC, overlap buffer all (%s)", hs.Offset, state)})
-			ops, err := c.applyOpsSchedules(ctx, ctl, p, spec.Interval, paused)
+			ops, err := c.applyOpsSchedules(ctx, ctl, p, m, spec.Interval, paused)
 			if err != nil {
 				return err
 			}
@@ -379,11 +387,7 @@ before its scheduled time. At most ` + fmt.Sprint(MaxHistoryBackfillDays) + ` da
 // applyOpsSchedules applies the audit's schedule and the daily
 // reconcile's (KTPIPE_AUDIT_INTERVAL, KTPIPE_RECONCILE_INTERVAL; 0 turns
 // the reconcile off).
-func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipeline, pullInterval time.Duration, paused bool) ([]AppliedSchedule, error) {
-	var m config.Metrics
-	if err := c.load(ctx, &m); err != nil {
-		return nil, err
-	}
+func (c *CLI) applyOpsSchedules(ctx context.Context, ctl *Control, p config.Pipeline, m config.Metrics, pullInterval time.Duration, paused bool) ([]AppliedSchedule, error) {
 	audit := workflows.AuditInput{Interval: m.AuditInterval, CompletenessDelay: workflows.CompletenessDelayFor(pullInterval, p.CompactEvery)}
 	created, err := ctl.ApplyAuditSchedule(ctx, audit, paused)
 	if err != nil {
