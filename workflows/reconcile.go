@@ -165,10 +165,11 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	// The contract does not say whether group_by aggregates the events a
 	// loader quarantines (the simulator leaves them out; a server may
 	// not). A window whose group_by count equals its fact rows has lost
-	// nothing either way; one that differs is counted again as a
-	// reconcile without group_by counts it: count=true, every event of
-	// the window, against fact and quarantine, with the unplaced records'
-	// allowance.
+	// nothing either way; for one that differs the API is asked
+	// count=true, every event of the window: when that is more, group_by
+	// left the invalid out and its gap stands; otherwise the window is
+	// counted as a reconcile without group_by counts it, against fact
+	// and quarantine, with the unplaced records' allowance.
 	recount := factOnly && workflow.GetVersion(ctx, reconcileRecountChange, workflow.DefaultVersion, 1) == 1
 	var byFact []int64
 	if factOnly && in.Step <= payload.MaxCountedSpan && workflow.GetVersion(ctx, reconcileFactByDayChange, workflow.DefaultVersion, 1) == 1 {
@@ -204,11 +205,22 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		}
 		recounted := recount && src != wh.Fact
 		if recounted {
-			if err := workflow.ExecuteActivity(apiCtx(ctx), payload.CountSource, w).Get(ctx, &src); err != nil {
+			var all int64
+			var counted payload.WarehouseCount
+			if err := workflow.ExecuteActivity(apiCtx(ctx), payload.CountSource, w).Get(ctx, &all); err != nil {
 				return res, fmt.Errorf("count source %s: %w", t, err)
 			}
-			if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountWarehouse, w).Get(ctx, &wh); err != nil {
+			if err := workflow.ExecuteActivity(warehouseCtx(ctx, tune), payload.CountWarehouse, w).Get(ctx, &counted); err != nil {
 				return res, fmt.Errorf("count warehouse %s: %w", t, err)
+			}
+			if all > src {
+				// count=true counts events group_by left out: this
+				// server's group_by aggregates the valid events only (as
+				// the simulator's does), so its count against fact is
+				// exact, stricter than count=true's with its allowance.
+				recounted = false
+			} else {
+				src, wh = all, counted
 			}
 		}
 		if unplacedMax {

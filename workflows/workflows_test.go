@@ -911,21 +911,24 @@ func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 
 // The contract does not say whether group_by aggregates the events a
 // loader quarantines. A window whose group_by count differs from fact is
-// counted again as without group_by (count=true against fact and
+// asked count=true: equal to group_by (a server that aggregates every
+// event), the window is counted as without group_by (against fact and
 // quarantine): one where the server counted a quarantined event is no
-// gap, one that lost an event is.
+// gap, one that lost an event is; more than group_by (a server that
+// leaves the invalid out, as the simulator), group_by's gap stands.
 func TestReconcileRecountsWhereGroupByDisagrees(t *testing.T) {
 	env := newEnv(t)
 	env.RegisterWorkflow(workflows.Reconcile)
 	since := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 	day := func(i int) time.Time { return since.Add(time.Duration(i) * 24 * time.Hour) }
-	until := day(3)
-	fact := map[time.Time]int64{day(0): 10, day(1): 5, day(2): 6}
+	until := day(4)
+	fact := map[time.Time]int64{day(0): 10, day(1): 5, day(2): 6, day(3): 4}
 	// Every event counted, the quarantined too: day 1 holds one such, and
-	// day 2 one such and one event lost.
-	all := map[time.Time]int64{day(0): 10, day(1): 6, day(2): 8}
+	// day 2 one such and one event lost; day 3 one quarantined and one lost
+	// where group_by counts the valid ones only (5 of 6).
+	all := map[time.Time]int64{day(0): 10, day(1): 6, day(2): 8, day(3): 6}
 	env.OnActivity(payload.CountSourceByWindow, mock.Anything, payload.Steps{Since: since, Until: until, Step: 24 * time.Hour}).
-		Return([]int64{10, 6, 8}, nil).Once()
+		Return([]int64{10, 6, 8, 5}, nil).Once()
 	env.OnActivity(payload.CountFactByWindow, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, s payload.Steps) ([]int64, error) { return []int64{fact[s.Since]}, nil })
 	var sourced, counted []time.Time
@@ -944,15 +947,16 @@ func TestReconcileRecountsWhereGroupByDisagrees(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	recounted := []time.Time{day(1), day(2)}
-	if fmt.Sprint(sourced) != fmt.Sprint(recounted) || fmt.Sprint(counted) != fmt.Sprint(recounted) {
-		t.Errorf("recounted the source at %v and the warehouse at %v, want the two that disagree %v", sourced, counted, recounted)
+	asked := []time.Time{day(1), day(2), day(3)}
+	if fmt.Sprint(sourced) != fmt.Sprint(asked) || fmt.Sprint(counted) != fmt.Sprint(asked) {
+		t.Errorf("asked the source at %v and the warehouse at %v, want the three that disagree %v", sourced, counted, asked)
 	}
-	if len(res.Windows) != 3 || res.Windows[0].Recounted || !res.Windows[1].Recounted || res.Windows[1].Gap != 0 {
-		t.Errorf("windows %+v: want the first as group_by counted it, the second recounted without a gap", res.Windows)
+	if len(res.Windows) != 4 || res.Windows[0].Recounted || !res.Windows[1].Recounted || res.Windows[1].Gap != 0 || res.Windows[3].Recounted {
+		t.Errorf("windows %+v: want the first and the last as group_by counted them, the second recounted without a gap", res.Windows)
 	}
-	if len(res.Gaps) != 1 || !res.Gaps[0].Since.Equal(day(2)) || res.Gaps[0].Gap != 1 || res.Gaps[0].Quarantined != 1 {
-		t.Errorf("gaps %+v, want day 2's lost event", res.Gaps)
+	if len(res.Gaps) != 2 || !res.Gaps[0].Since.Equal(day(2)) || res.Gaps[0].Gap != 1 || res.Gaps[0].Quarantined != 1 ||
+		!res.Gaps[1].Since.Equal(day(3)) || res.Gaps[1].Gap != 1 || res.Gaps[1].Source != 5 {
+		t.Errorf("gaps %+v, want day 2's lost event recounted, day 3's as group_by counted it", res.Gaps)
 	}
 }
 
