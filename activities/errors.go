@@ -31,7 +31,10 @@ func classify(op string, err error) error {
 	var se *warehouse.SchemaError
 	var me *staging.MalformedError
 	var ce *keeptrusts.ChecksumError
+	var ke *staging.KeyError
 	switch {
+	case errors.As(err, &ke):
+		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeBadInput, err)
 	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
 		return temporal.NewApplicationErrorWithOptions(msg, payload.ErrTypeRateLimited, temporal.ApplicationErrorOptions{
 			NextRetryDelay: max(ae.RetryAfter, time.Second), Cause: err})

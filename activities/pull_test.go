@@ -39,3 +39,22 @@ func TestPullFailsOnAnUnchangedCursor(t *testing.T) {
 		t.Fatalf("%d requests, want 1", requests.Load())
 	}
 }
+
+// A load id or key that cannot name a staged file is refused at once
+// (BadInput): every retry would be refused the same way.
+func TestBadStagingKeysFailAtOnce(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{Store: staging.Dir{Root: t.TempDir()}}
+	env.RegisterActivity(a)
+	for _, run := range []func() error{
+		func() error { _, err := env.ExecuteActivity(a.ReadManifest, "../etc"); return err },
+		func() error { _, err := env.ExecuteActivity(a.CleanupLoad, "x..y"); return err },
+		func() error { _, err := env.ExecuteActivity(a.RemoveStaged, []string{"webhooks/../x"}); return err },
+	} {
+		var ae *temporal.ApplicationError
+		if err := run(); !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != payload.ErrTypeBadInput {
+			t.Errorf("error %v; want a non-retryable %s", err, payload.ErrTypeBadInput)
+		}
+	}
+}

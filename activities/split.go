@@ -199,7 +199,9 @@ func (a *Activities) ReadManifest(ctx context.Context, loadID string) (payload.M
 	}
 	defer f.Close()
 	var man payload.Manifest
-	if err := json.NewDecoder(f).Decode(&man); err != nil {
+	// Bounded as a pending mark is: a manifest lists a load's chunks,
+	// kilobytes; a file past the bound is not one.
+	if err := json.NewDecoder(io.LimitReader(f, maxPendingMarkBytes)).Decode(&man); err != nil {
 		return payload.Manifest{}, temporal.NewNonRetryableApplicationError("read manifest of "+loadID+": "+err.Error(), payload.ErrTypeNothingStaged, err)
 	}
 	return man, nil

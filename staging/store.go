@@ -58,9 +58,17 @@ var keyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-
 // dot, dash and underscore, never "..", so a key cannot leave the root.
 func CheckKey(key string) error {
 	if !keyPattern.MatchString(key) || strings.Contains(key, "..") {
-		return fmt.Errorf("staging key %q: must be slash-separated [A-Za-z0-9._-] segments", key)
+		return &KeyError{Key: key}
 	}
 	return nil
+}
+
+// KeyError is a key CheckKey refuses: the same key is refused on every
+// retry, so activities fail it at once.
+type KeyError struct{ Key string }
+
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("staging key %q: must be slash-separated [A-Za-z0-9._-] segments, without \"..\"", e.Key)
 }
 
 func (d Dir) path(key string) (string, error) {
