@@ -50,7 +50,11 @@ func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (re
 		end := min(start+liveGroup, len(in.Keys))
 		for _, key := range in.Keys[start:end] {
 			err := a.splitFile(ctx, sp, key, schemas.FormatJSON, false)
-			if err != nil && !errors.Is(err, staging.ErrNotFound) { // gone: committed and removed already
+			if errors.Is(err, staging.ErrNotFound) { // gone: staged by its batch and removed already
+				res.Gone++
+				continue
+			}
+			if err != nil {
 				return res, err
 			}
 		}
@@ -61,6 +65,12 @@ func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (re
 		progress = LiveProgress{Next: end, Rows: res.Rows}
 		mu.Unlock()
 		activity.RecordHeartbeat(ctx, progress)
+	}
+	if res.Gone > 0 {
+		// Not an error: the batch has them. Said, so a live view that
+		// lacks them for a compaction interval is explained.
+		activity.GetLogger(ctx).Warn("delivery files gone before their live landing; their events show once their load commits",
+			"load", in.LoadID, "gone", res.Gone, "files", len(in.Keys))
 	}
 	return res, nil
 }

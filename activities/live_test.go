@@ -125,4 +125,7 @@ func TestLandLiveResumesAfterItsLastGroup(t *testing.T) {
 	if fmt.Sprint(streamed) != fmt.Sprint(want) || res.Rows != 43 {
 		t.Errorf("streamed %v, %d rows in all; want %v and 43: the last group's valid events after the 40 streamed before", streamed, res.Rows, want)
 	}
+	if res.Gone != 1 {
+		t.Errorf("%d files counted gone, want the one removed before the landing", res.Gone)
+	}
 }

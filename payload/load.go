@@ -87,6 +87,10 @@ type LandLiveInput struct {
 // LandLiveResult counts the rows streamed (at least once).
 type LandLiveResult struct {
 	Rows int64
+	// Gone counts the delivery files removed before this landing read
+	// them: their batch had staged them already, and with the compaction
+	// their events show in the live view only once it commits them.
+	Gone int `json:",omitempty"`
 }
 
 // PullInput asks for a batch of pages after a cursor.
