@@ -139,9 +139,9 @@ func (p *Prometheus) Stop() {
 }
 
 // ShortRules renders a rule file for a test: every `for:` becomes forD
-// and every range and offset of an hour or more (`[1h]`, `offset 1h`)
-// becomes window, so alerts fire and resolve in seconds. Expressions and
-// thresholds stay the shipped ones.
+// and every range and offset of a quarter-hour or more (`[15m]`,
+// `offset 1h`) becomes window, so alerts fire and resolve in seconds.
+// Expressions and thresholds stay the shipped ones.
 func ShortRules(rules []byte, forD, window time.Duration) []byte {
 	out := strings.Builder{}
 	for _, line := range strings.SplitAfter(string(rules), "\n") {
@@ -149,7 +149,7 @@ func ShortRules(rules []byte, forD, window time.Duration) []byte {
 		if strings.HasPrefix(trimmed, "for:") {
 			line = line[:strings.Index(line, "for:")] + "for: " + promDuration(forD) + "\n"
 		}
-		for _, d := range []string{"1h", "2h", "24h"} {
+		for _, d := range []string{"15m", "1h", "2h", "24h"} {
 			line = strings.ReplaceAll(line, "["+d+"]", "["+promDuration(window)+"]")
 			line = strings.ReplaceAll(line, "offset "+d, "offset "+promDuration(window))
 		}
