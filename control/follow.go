@@ -79,16 +79,15 @@ func PrintReconcile(w io.Writer, r workflows.ReconcileResult) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t\n", c.Since.UTC().Format("2006-01-02 15:04"), c.Source, c.Fact, q, c.Gap)
 	}
 	tw.Flush()
-	unplaced := fmt.Sprintf("%d quarantined records had no usable timestamp (quarantined since 30 days before the range; they explain gaps up to that many)", r.Unplaced)
 	if r.GroupBy {
 		fmt.Fprintf(w, "    api count: the API's group_by over the range in one call (gap = api count - fact; the quarantine is not counted)")
 		if recounted > 0 {
-			fmt.Fprintf(w, "; * %d windows whose group_by count differed from fact, counted again with count=true (gap = api count - fact - quarantined); %s", recounted, unplaced)
+			fmt.Fprintf(w, "; * %d windows whose group_by count differed from fact, counted again with count=true (gap = api count - fact - quarantined)", recounted)
 		}
 		fmt.Fprintf(w, "; %d windows with an unexplained gap\n", len(r.Gaps))
 		return
 	}
-	fmt.Fprintf(w, "    %s; %d windows with an unexplained gap\n", unplaced, len(r.Gaps))
+	fmt.Fprintf(w, "    %d quarantined records had no usable timestamp (quarantined since 30 days before the range; they explain gaps up to that many); %d windows with an unexplained gap\n", r.Unplaced, len(r.Gaps))
 }
 
 // isTerminal reports whether w is a terminal, where a bar redraws in

@@ -29,14 +29,14 @@ func TestPrintReconcileMarksTheQuarantineNotCounted(t *testing.T) {
 		t.Errorf("count=true row %q, want the quarantined column 3\n%s", row, counted.String())
 	}
 	// A window counted again with count=true shows its quarantine, marked,
-	// and the footnote its rule and the unplaced records.
+	// and the footnote its rule.
 	w = append(w, workflows.WindowCount{Since: since.Add(time.Hour), Until: since.Add(2 * time.Hour), Source: 6, Fact: 5, Quarantined: 1, Recounted: true})
 	var recounted bytes.Buffer
 	control.PrintReconcile(&recounted, workflows.ReconcileResult{Windows: w, GroupBy: true, Unplaced: 2})
 	if row := strings.Fields(strings.Split(recounted.String(), "\n")[2]); len(row) != 7 || row[4] != "1" || row[5] != "*" {
 		t.Errorf("recounted row %q, want the quarantined column 1 *\n%s", row, recounted.String())
 	}
-	if !strings.Contains(recounted.String(), "* 1 windows whose group_by count differed from fact, counted again with count=true (gap = api count - fact - quarantined); 2 quarantined records had no usable timestamp") {
+	if !strings.Contains(recounted.String(), "* 1 windows whose group_by count differed from fact, counted again with count=true (gap = api count - fact - quarantined); 0 windows with an unexplained gap") {
 		t.Errorf("recounted footnote:\n%s", recounted.String())
 	}
 }

@@ -22,8 +22,8 @@ func TestReconcileCompleteness(t *testing.T) {
 		{"count=true: unplaced explain a shortfall", workflows.ReconcileResult{Windows: []workflows.WindowCount{{Source: 10, Fact: 8}}, Unplaced: 1}, 10, 9, 0.9},
 		{"group_by: a window recounted with count=true, its quarantine counts", workflows.ReconcileResult{GroupBy: true,
 			Windows: []workflows.WindowCount{{Source: 10, Fact: 10}, {Source: 6, Fact: 5, Quarantined: 1, Recounted: true}}}, 16, 16, 1},
-		{"group_by: unplaced explain a recounted window's shortfall, not another's", workflows.ReconcileResult{GroupBy: true, Unplaced: 3,
-			Windows: []workflows.WindowCount{{Source: 10, Fact: 9}, {Source: 10, Fact: 9, Recounted: true}}}, 20, 19, 0.95},
+		{"group_by: unplaced explain no window's shortfall, recounted or not", workflows.ReconcileResult{GroupBy: true, Unplaced: 3,
+			Windows: []workflows.WindowCount{{Source: 10, Fact: 9}, {Source: 10, Fact: 9, Recounted: true}}}, 20, 18, 0.9},
 		{"nothing counted", workflows.ReconcileResult{GroupBy: true}, 0, 0, 1},
 	} {
 		src, wh, ratio := c.res.Completeness()

@@ -30,8 +30,8 @@ type WindowCount struct {
 	Quarantined int64     `json:"quarantined"` // quarantined records whose timestamp is in the window (not counted, 0, with GroupBy)
 	Gap         int64     `json:"gap"`         // Source - Fact - Quarantined (with GroupBy: Source - Fact, unless Recounted)
 	// Recounted: group_by's count differed from fact, so the window was
-	// counted again as without group_by (count=true against fact and
-	// quarantine).
+	// counted again with count=true against fact and quarantine (strictly:
+	// no unplaced record explains its gap).
 	Recounted bool `json:"recounted,omitempty"`
 }
 
@@ -57,27 +57,18 @@ type ReconcileResult struct {
 // none). With count=true per window the API counts invalid records too,
 // so the quarantine counts, and up to Unplaced quarantined records
 // without a usable timestamp explain a shortfall; a group_by window
-// counts its fact rows only, unless recounted with count=true (then as
-// without group_by). The one rule for the daily
+// counts its fact rows only, or, recounted with count=true, fact and
+// quarantine, and no unplaced record explains a shortfall. The one rule for the daily
 // reconcile's metric and for status.
 func (r ReconcileResult) Completeness() (source, warehouse int64, ratio float64) {
-	var recountedMiss int64 // what the recounted windows lack
 	for _, w := range r.Windows {
 		source += w.Source
 		warehouse += w.Fact
 		if !r.GroupBy || w.Recounted {
 			warehouse += w.Quarantined
 		}
-		if w.Recounted {
-			recountedMiss += max(w.Source-w.Fact-w.Quarantined, 0)
-		}
 	}
-	if miss := source - warehouse; miss > 0 {
-		// Unplaced records explain what count=true windows lack: with
-		// group_by, only the recounted windows' shortfall, as their gaps.
-		if r.GroupBy {
-			miss = min(miss, recountedMiss)
-		}
+	if miss := source - warehouse; miss > 0 && !r.GroupBy {
 		warehouse += min(miss, r.Unplaced)
 	}
 	ratio = 1
@@ -168,8 +159,10 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 	// nothing either way; for one that differs the API is asked
 	// count=true, every event of the window: when that is more, group_by
 	// left the invalid out and its gap stands; otherwise the window is
-	// counted as a reconcile without group_by counts it, against fact
-	// and quarantine, with the unplaced records' allowance.
+	// counted against fact and quarantine, strictly, as the audit counts
+	// its hours: an unplaced record explains no gap (a count=true
+	// reconcile's allowance would let invalid records that arrived later
+	// hide an event lost here).
 	recount := factOnly && workflow.GetVersion(ctx, reconcileRecountChange, workflow.DefaultVersion, 1) == 1
 	var byFact []int64
 	if factOnly && in.Step <= payload.MaxCountedSpan && workflow.GetVersion(ctx, reconcileFactByDayChange, workflow.DefaultVersion, 1) == 1 {
@@ -236,7 +229,7 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (ReconcileResult, error)
 		res.Windows = append(res.Windows, WindowCount{Since: t, Until: end, Source: src, Fact: wh.Fact, Quarantined: wh.Quarantined, Gap: gap, Recounted: recounted})
 	}
 	for _, w := range res.Windows {
-		if w.Gap < 0 || (res.GroupBy && !w.Recounted && w.Gap > 0) || w.Gap > res.Unplaced {
+		if w.Gap < 0 || (res.GroupBy && w.Gap > 0) || w.Gap > res.Unplaced {
 			res.Gaps = append(res.Gaps, w)
 		}
 	}

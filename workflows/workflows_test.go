@@ -940,7 +940,7 @@ func TestReconcileRecountsWhereGroupByDisagrees(t *testing.T) {
 	env.OnActivity(payload.CountWarehouse, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, w payload.Window) (payload.WarehouseCount, error) {
 			counted = append(counted, w.Since)
-			return payload.WarehouseCount{Fact: fact[w.Since], Quarantined: 1}, nil
+			return payload.WarehouseCount{Fact: fact[w.Since], Quarantined: 1, Unplaced: 2}, nil // explaining no group_by gap
 		})
 	env.ExecuteWorkflow(workflows.Reconcile, workflows.ReconcileInput{Since: since, Until: until, Step: 24 * time.Hour})
 	var res workflows.ReconcileResult
