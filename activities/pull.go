@@ -3,7 +3,6 @@ package activities
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"sync/atomic"
 
 	"go.temporal.io/sdk/activity"
@@ -54,13 +53,20 @@ func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (paylo
 		// quietly, the pull would checkpoint it every run and never move,
 		// which no alert sees while webhooks bring the events. The
 		// contract serves every event ingested after a cursor after it:
-		// this server does not, so the run fails (KtpipeWorkflowFailed)
-		// and the next scheduled run asks again. Nothing is lost: the
-		// checkpoint has not moved.
+		// this server does not. Past the batch's first page, the batch
+		// ends there and loads what it has (the checkpoint moves to the
+		// stuck cursor); on its first page, the run fails
+		// (KtpipeWorkflowFailed, the checkpoint unmoved) and the next
+		// scheduled run asks again.
 		if page.HasMore && page.NextCursor == sent {
-			return payload.PullResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-				"pull events: the server answered has-more with the cursor it was sent (after %d pages), so its next page would be this one again; the contract serves every event ingested after a cursor after it", res.Pages),
-				payload.ErrTypeAPI, nil)
+			if res.Pages == 1 {
+				return payload.PullResult{}, temporal.NewNonRetryableApplicationError(
+					"pull events: the server answered has-more with the cursor it was sent, so its next page would be this one again; the contract serves every event ingested after a cursor after it",
+					payload.ErrTypeAPI, nil)
+			}
+			res.HasMore = false
+			activity.GetLogger(ctx).Warn("pull: the server answered has-more with the cursor it was sent; the batch ends there, and the next run fails on it unless it moves",
+				"pages", res.Pages)
 		}
 		progress.Store(&PullProgress{Pages: res.Pages, Cursor: res.NextCursor})
 		activity.RecordHeartbeat(ctx, *progress.Load())

@@ -40,6 +40,35 @@ func TestPullFailsOnAnUnchangedCursor(t *testing.T) {
 	}
 }
 
+// Past the batch's first page, a cursor that stops moving ends the batch
+// with what it has (to be loaded, the checkpoint at the stuck cursor): the
+// next run fails on its first page there.
+func TestPullEndsTheBatchWhereTheCursorStops(t *testing.T) {
+	var requests atomic.Int32
+	api := apiClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		next := "c1" // moves once, then sticks
+		w.Header().Set("X-Next-Cursor", next)
+		w.Header().Set("X-Has-More", "true")
+		w.Write([]byte("[]"))
+	}))
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{API: api, Store: staging.Dir{Root: t.TempDir()}, ChunkRows: 100}
+	env.RegisterActivity(a)
+	v, err := env.ExecuteActivity(a.PullPages, payload.PullInput{LoadID: "L", Cursor: "c0", Pages: 50, PageSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res payload.PullResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if requests.Load() != 2 || res.HasMore || res.NextCursor != "c1" || res.Pages != 2 {
+		t.Fatalf("%d requests, result %+v; want 2 requests, 2 pages, HasMore false, cursor c1", requests.Load(), res)
+	}
+}
+
 // A load id or key that cannot name a staged file is refused at once
 // (BadInput): every retry would be refused the same way.
 func TestBadStagingKeysFailAtOnce(t *testing.T) {

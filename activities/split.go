@@ -202,7 +202,7 @@ func (a *Activities) ReadManifest(ctx context.Context, loadID string) (payload.M
 	// Bounded as a pending mark is: a manifest lists a load's chunks,
 	// kilobytes; a file past the bound is not one.
 	if err := json.NewDecoder(io.LimitReader(f, maxPendingMarkBytes)).Decode(&man); err != nil {
-		return payload.Manifest{}, temporal.NewNonRetryableApplicationError("read manifest of "+loadID+": "+err.Error(), payload.ErrTypeNothingStaged, err)
+		return payload.Manifest{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("read manifest of %s (at most %d bytes read): %v", loadID, maxPendingMarkBytes, err), payload.ErrTypeNothingStaged, err)
 	}
 	return man, nil
 }

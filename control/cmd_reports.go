@@ -117,7 +117,7 @@ func (c *CLI) reportFlags(args []string) (o reportOptions, err error) {
 	l := fs.Int("limit", 20, "rows per report (1..10000)")
 	h := fs.String("html", "", "also write the reports, data quality and success metrics, with charts, as one HTML page to this file")
 	s := fs.String("since", fmt.Sprintf("%dd", report.DefaultSince/(24*time.Hour)), "report the events dated since this day (UTC): RFC 3339 or relative (7d, 48h); all: every day, which reads every partition")
-	d := fs.Duration("timeout", defaultReportsTimeout, "give up on the warehouse after this long (1s..1h); the reports not read by then are named (exit 1)")
+	d := fs.Duration("timeout", defaultReportsTimeout, "give up on the warehouse after this long (1s..1h), exit 1 naming the report it was reading")
 	if err := parse(fs, args); err != nil {
 		return o, err
 	}
