@@ -1,11 +1,13 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 	"go.temporal.io/sdk/client"
@@ -31,6 +33,9 @@ type CLI struct {
 
 	output string // --output, for the command being run
 	ran    bool   // flags parsed: an error from here on is the command's
+	// waitTimeout is --wait-timeout: how long a --wait waits for its
+	// workflow (which no worker may be running).
+	waitTimeout time.Duration
 }
 
 type usageError struct{ msg string }
@@ -75,6 +80,26 @@ type configError struct{ err error }
 
 func (e configError) Error() string { return "configuration: " + e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
+
+// DefaultWaitTimeout bounds a --wait unless --wait-timeout says
+// otherwise: a day, longer than a backfill of years at the defaults
+// takes, and a bound on a workflow that no worker runs.
+const DefaultWaitTimeout = 24 * time.Hour
+
+// waitCtx bounds a --wait by --wait-timeout.
+func (c *CLI) waitCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, cmp.Or(c.waitTimeout, DefaultWaitTimeout))
+}
+
+// stillRunning says a wait that ran out of --wait-timeout did so, and
+// that the workflow goes on.
+func (c *CLI) stillRunning(ctx context.Context, id string, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s is still running after --wait-timeout %s; it goes on (ktpipe status, or the Temporal UI, shows it): %w",
+			id, cmp.Or(c.waitTimeout, DefaultWaitTimeout), err)
+	}
+	return err
+}
 
 // lookuper is where the CLI reads its environment: Env, or the
 // process's when Env is nil (the binary's).

@@ -101,8 +101,10 @@ func (c *CLI) startLoad(ctx context.Context, ctl *Control, lf *loadFlags, id, su
 				id, prior.RunID, out.Finished, summary)
 		}
 		if lf.wait {
-			if err := ctl.Client.GetWorkflow(ctx, id, prior.RunID).Get(ctx, result); err != nil {
-				return fmt.Errorf("result of %s: %w", id, err)
+			wctx, cancel := c.waitCtx(ctx)
+			defer cancel()
+			if err := ctl.Client.GetWorkflow(wctx, id, prior.RunID).Get(wctx, result); err != nil {
+				return c.stillRunning(wctx, id, fmt.Errorf("result of %s: %w", id, err))
 			}
 			out.Result = result
 			if !c.json() {
@@ -134,10 +136,12 @@ func (c *CLI) startLoad(ctx context.Context, ctl *Control, lf *loadFlags, id, su
 	var wait func() error
 	if lf.wait {
 		wait = func() error {
+			wctx, cancel := c.waitCtx(ctx)
+			defer cancel()
 			if follow {
-				return Follow(ctx, ctl.Client, run, c.Stderr, result)
+				return c.stillRunning(wctx, id, Follow(wctx, ctl.Client, run, c.Stderr, result))
 			}
-			return run.Get(ctx, result)
+			return c.stillRunning(wctx, id, run.Get(wctx, result))
 		}
 	}
 	return c.printOutcome(out, wait, result)

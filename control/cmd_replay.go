@@ -18,7 +18,11 @@ func (c *CLI) finish(cmd *cobra.Command, run client.WorkflowRun, summary string,
 	}
 	var get func() error
 	if wait {
-		get = func() error { return run.Get(cmd.Context(), result) }
+		get = func() error {
+			ctx, cancel := c.waitCtx(cmd.Context())
+			defer cancel()
+			return c.stillRunning(ctx, run.GetID(), run.Get(ctx, result))
+		}
 	}
 	return c.printOutcome(out, get, result)
 }
@@ -141,8 +145,10 @@ func (c *CLI) reconcileCmd() *cobra.Command {
 				fmt.Fprintf(c.Stdout, "started %s (run %s): %s\n", run.GetID(), run.GetRunID(), workflows.ReconcileSummary(in))
 			}
 			var res workflows.ReconcileResult
-			if err := run.Get(ctx, &res); err != nil {
-				return fmt.Errorf("reconcile: %w", err)
+			wctx, cancel := c.waitCtx(ctx)
+			defer cancel()
+			if err := run.Get(wctx, &res); err != nil {
+				return c.stillRunning(wctx, run.GetID(), fmt.Errorf("reconcile: %w", err))
 			}
 			if c.json() {
 				if err := c.printJSON(LoadOutcome{Outcome: "started", WorkflowID: run.GetID(), RunID: run.GetRunID(),

@@ -168,8 +168,10 @@ func startedRunAs[R, J any](ctx context.Context, c *CLI, ctl *Control, what, id 
 	}{WorkflowID: id}
 	if wait {
 		var res R
-		if err := ctl.Client.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
-			return fmt.Errorf("%s %s: %w", what, id, err)
+		wctx, cancel := c.waitCtx(ctx)
+		defer cancel()
+		if err := ctl.Client.GetWorkflow(wctx, id, "").Get(wctx, &res); err != nil {
+			return c.stillRunning(wctx, id, fmt.Errorf("%s %s: %w", what, id, err))
 		}
 		j := asJSON(res)
 		out.Result = &j

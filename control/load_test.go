@@ -150,3 +150,24 @@ func TestCompletedLoadIsReportedNotRepeated(t *testing.T) {
 		t.Fatalf("reload: exit %d, started %v: %s", code, f.ids, out)
 	}
 }
+
+// A --wait ends at --wait-timeout, exit 1, naming the workflow, which
+// goes on: no worker may be running it.
+func TestWaitEndsAtItsTimeout(t *testing.T) {
+	f := newFake(0)
+	run := &mocks.WorkflowRun{}
+	run.On("GetID").Return("wf")
+	run.On("GetRunID").Return("new-run")
+	run.On("Get", mock.Anything, mock.Anything).Return(func(ctx context.Context, _ interface{}) error { <-ctx.Done(); return ctx.Err() })
+	f.cl = &mocks.Client{}
+	f.cl.On("ExecuteWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(run, nil)
+	f.cl.On("DescribeWorkflow", mock.Anything, mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
+	f.cl.On("Close").Return()
+	code, out := f.run(t, nil, "export", "--since", "1d", "--wait", "--wait-timeout", "1s")
+	if code != control.ExitFailed || !strings.Contains(out, "is still running after --wait-timeout 1s; it goes on") {
+		t.Fatalf("exit %d, want %d naming the timeout:\n%s", code, control.ExitFailed, out)
+	}
+	if code, out := f.run(t, nil, "export", "--since", "1d", "--wait-timeout", "0s"); code != control.ExitUsage || !strings.Contains(out, "--wait-timeout 0s: between 1s and 720h") {
+		t.Fatalf("a zero timeout: exit %d\n%s", code, out)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -37,11 +38,15 @@ overrides its variable. Exit codes: 0 ok, 1 failed, 2 usage (nothing done).`,
 			if c.output != outputTable && c.output != outputJSON {
 				return usagef("--output %q: want %s or %s", c.output, outputTable, outputJSON)
 			}
+			if c.waitTimeout < time.Second || c.waitTimeout > 30*24*time.Hour {
+				return usagef("--wait-timeout %s: between 1s and 720h", c.waitTimeout)
+			}
 			c.ran = true
 			return nil
 		},
 	}
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", outputTable, "output style: table or json")
+	root.PersistentFlags().DurationVar(&c.waitTimeout, "wait-timeout", DefaultWaitTimeout, "how long --wait waits for its workflow (1s..720h); past it the command exits 1 and the workflow goes on")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{outputTable, outputJSON}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{cmd.CommandPath() + ": " + err.Error()}
