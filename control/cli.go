@@ -92,11 +92,11 @@ func (c *CLI) waitCtx(ctx context.Context) (context.Context, context.CancelFunc)
 }
 
 // stillRunning says a wait that ran out of --wait-timeout did so, and
-// that the workflow goes on.
-func (c *CLI) stillRunning(ctx context.Context, id string, err error) error {
+// that the workflow goes on (err names it).
+func (c *CLI) stillRunning(ctx context.Context, err error) error {
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s is still running after --wait-timeout %s; it goes on (ktpipe status, or the Temporal UI, shows it): %w",
-			id, cmp.Or(c.waitTimeout, DefaultWaitTimeout), err)
+		return fmt.Errorf("still running after --wait-timeout %s; the workflow goes on (ktpipe status, or the Temporal UI, shows it): %w",
+			cmp.Or(c.waitTimeout, DefaultWaitTimeout), err)
 	}
 	return err
 }

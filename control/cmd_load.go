@@ -104,7 +104,7 @@ func (c *CLI) startLoad(ctx context.Context, ctl *Control, lf *loadFlags, id, su
 			wctx, cancel := c.waitCtx(ctx)
 			defer cancel()
 			if err := ctl.Client.GetWorkflow(wctx, id, prior.RunID).Get(wctx, result); err != nil {
-				return c.stillRunning(wctx, id, fmt.Errorf("result of %s: %w", id, err))
+				return c.stillRunning(wctx, fmt.Errorf("result of %s: %w", id, err))
 			}
 			out.Result = result
 			if !c.json() {
@@ -139,9 +139,9 @@ func (c *CLI) startLoad(ctx context.Context, ctl *Control, lf *loadFlags, id, su
 			wctx, cancel := c.waitCtx(ctx)
 			defer cancel()
 			if follow {
-				return c.stillRunning(wctx, id, Follow(wctx, ctl.Client, run, c.Stderr, result))
+				return c.stillRunning(wctx, Follow(wctx, ctl.Client, run, c.Stderr, result))
 			}
-			return c.stillRunning(wctx, id, run.Get(wctx, result))
+			return c.stillRunning(wctx, run.Get(wctx, result))
 		}
 	}
 	return c.printOutcome(out, wait, result)

@@ -21,7 +21,7 @@ func (c *CLI) finish(cmd *cobra.Command, run client.WorkflowRun, summary string,
 		get = func() error {
 			ctx, cancel := c.waitCtx(cmd.Context())
 			defer cancel()
-			return c.stillRunning(ctx, run.GetID(), run.Get(ctx, result))
+			return c.stillRunning(ctx, run.Get(ctx, result))
 		}
 	}
 	return c.printOutcome(out, get, result)
@@ -148,7 +148,7 @@ func (c *CLI) reconcileCmd() *cobra.Command {
 			wctx, cancel := c.waitCtx(ctx)
 			defer cancel()
 			if err := run.Get(wctx, &res); err != nil {
-				return c.stillRunning(wctx, run.GetID(), fmt.Errorf("reconcile: %w", err))
+				return c.stillRunning(wctx, fmt.Errorf("reconcile %s: %w", run.GetID(), err))
 			}
 			if c.json() {
 				if err := c.printJSON(LoadOutcome{Outcome: "started", WorkflowID: run.GetID(), RunID: run.GetRunID(),

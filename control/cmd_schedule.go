@@ -171,7 +171,7 @@ func startedRunAs[R, J any](ctx context.Context, c *CLI, ctl *Control, what, id 
 		wctx, cancel := c.waitCtx(ctx)
 		defer cancel()
 		if err := ctl.Client.GetWorkflow(wctx, id, "").Get(wctx, &res); err != nil {
-			return c.stillRunning(wctx, id, fmt.Errorf("%s %s: %w", what, id, err))
+			return c.stillRunning(wctx, fmt.Errorf("%s %s: %w", what, id, err))
 		}
 		j := asJSON(res)
 		out.Result = &j

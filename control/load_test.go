@@ -164,7 +164,7 @@ func TestWaitEndsAtItsTimeout(t *testing.T) {
 	f.cl.On("DescribeWorkflow", mock.Anything, mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("none"))
 	f.cl.On("Close").Return()
 	code, out := f.run(t, nil, "export", "--since", "1d", "--wait", "--wait-timeout", "1s")
-	if code != control.ExitFailed || !strings.Contains(out, "is still running after --wait-timeout 1s; it goes on") {
+	if code != control.ExitFailed || !strings.Contains(out, "-ndjson-gz: still running after --wait-timeout 1s; the workflow goes on") {
 		t.Fatalf("exit %d, want %d naming the timeout:\n%s", code, control.ExitFailed, out)
 	}
 	if code, out := f.run(t, nil, "export", "--since", "1d", "--wait-timeout", "0s"); code != control.ExitUsage || !strings.Contains(out, "--wait-timeout 0s: between 1s and 720h") {

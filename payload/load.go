@@ -87,8 +87,9 @@ type LandLiveInput struct {
 // LandLiveResult counts the rows streamed (at least once).
 type LandLiveResult struct {
 	Rows int64
-	// Gone counts the delivery files removed before this landing read
-	// them: their batch had staged them already, and with the compaction
+	// Gone counts the delivery files removed before this attempt of the
+	// landing read them (an attempt resumed from a heartbeat counts its
+	// own): their batch had staged them already, and with the compaction
 	// their events show in the live view only once it commits them.
 	Gone int `json:",omitempty"`
 }

@@ -101,7 +101,9 @@ const reconcileFactOnlyChange = "reconcile-group-by-fact-only"
 const reconcileFactByDayChange = "reconcile-fact-by-day"
 
 // reconcileRecountChange versions the recount of a group_by window whose
-// count differs from fact: count=true against fact and quarantine.
+// count differs from fact: count=true against fact and quarantine. Its
+// rule was settled within the series that introduced it, before any
+// release; version 1 is the rule below.
 const reconcileRecountChange = "reconcile-group-by-recount"
 
 // Reconcile compares the API's count of events with the warehouse per

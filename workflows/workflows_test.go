@@ -912,10 +912,11 @@ func TestReconcileCountsTheSourceInOneCall(t *testing.T) {
 // The contract does not say whether group_by aggregates the events a
 // loader quarantines. A window whose group_by count differs from fact is
 // asked count=true: equal to group_by (a server that aggregates every
-// event), the window is counted as without group_by (against fact and
-// quarantine): one where the server counted a quarantined event is no
-// gap, one that lost an event is; more than group_by (a server that
-// leaves the invalid out, as the simulator), group_by's gap stands.
+// event), the window is counted strictly against fact and quarantine (no
+// unplaced record explains a gap): one where the server counted a
+// quarantined event is no gap, one that lost an event is; more than
+// group_by (a server that leaves the invalid out, as the simulator),
+// group_by's gap stands.
 func TestReconcileRecountsWhereGroupByDisagrees(t *testing.T) {
 	env := newEnv(t)
 	env.RegisterWorkflow(workflows.Reconcile)
