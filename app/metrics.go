@@ -101,7 +101,7 @@ type gaugeReads struct {
 }
 
 // newGaugeReads also serves auditEvery (ktpipe_audit_interval_seconds):
-// KtpipeAuditStale waits auditStaleAge of it, which the reads are timed by.
+// KtpipeAuditStale waits workflows.AuditStaleAge of it, which the reads are timed by.
 func newGaugeReads(wh *warehouse.Warehouse, m *metrics.Metrics, auditEvery time.Duration) *gaugeReads {
 	m.SetAuditInterval(auditEvery)
 	return &gaugeReads{
@@ -182,24 +182,13 @@ func auditCatchUp(every time.Duration) time.Duration {
 	return min(every, WarehouseGaugeEvery) / 2
 }
 
-// auditStaleAfter is KtpipeAuditStale's least age of the newest row
-// (ops/prometheus/rules.yml).
-const auditStaleAfter = 15 * time.Minute
-
-// auditStaleAge is the newest row's age past which KtpipeAuditStale
-// fires at audits every every: three intervals, auditStaleAfter at least
-// (the rule reads every from ktpipe_audit_interval_seconds).
-func auditStaleAge(every time.Duration) time.Duration {
-	return max(3*every, auditStaleAfter)
-}
-
 // auditHorizon is how long past the newest row the refresh still looks
 // for the next at its slots: KtpipeAuditStale's age, and no further than
 // the read looks back (auditLookback: past it the row is not seen). Past
 // it audits are not running (the schedule paused, or its runs failing),
 // and every WarehouseGaugeEvery is often enough.
 func auditHorizon(every time.Duration) time.Duration {
-	return min(auditStaleAge(every), auditLookback)
+	return min(workflows.AuditStaleAge(every), auditLookback)
 }
 
 // nextAuditRead is when to read the audit row again, having read at now
@@ -210,7 +199,7 @@ func auditHorizon(every time.Duration) time.Duration {
 // auditCatchUp of the slot at most catchUpStep later, after it never
 // after the next slot, and never later than WarehouseGaugeEvery from
 // now, which is also the rule once the slot is past auditHorizon. In
-// the interval in which the newest row turns auditStaleAge old (after
+// the interval in which the newest row turns workflows.AuditStaleAge old (after
 // one audit skipped, at 5-minute audits), a row that shows before then
 // must be read before the alert fires on the newest, so until then the
 // steps stay at most catchUpStep (after it, the alert has fired).
@@ -230,7 +219,7 @@ func nextAuditRead(now, newest time.Time, every time.Duration) time.Time {
 		return later
 	}
 	step := since / 2
-	if staleAt := newest.Add(auditStaleAge(every)); since < auditCatchUp(every) || now.Before(staleAt) && !slot.Add(every).Before(staleAt) {
+	if staleAt := newest.Add(workflows.AuditStaleAge(every)); since < auditCatchUp(every) || now.Before(staleAt) && !slot.Add(every).Before(staleAt) {
 		step = min(step, catchUpStep)
 	}
 	return minTime(minTime(now.Add(step), slot.Add(every)), later)

@@ -19,6 +19,7 @@ import (
 	"github.com/ktpipe/ktpipe/activities"
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/staging"
+	"github.com/ktpipe/ktpipe/workflows"
 )
 
 // A worker serves the intervals its configuration sets: the alerts
@@ -100,7 +101,7 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // 30 s tick for auditCatchUp after it (half the time since the slot
 // later, at most 10 s; a skipped audit moves the slot), then backing off
 // to half the time since the slot (at each tick again, until then, in
-// the interval in which the newest turns auditStaleAge old), and at
+// the interval in which the newest turns workflows.AuditStaleAge old), and at
 // least every WarehouseGaugeEvery; past auditHorizon, only that.
 func TestNextAuditRead(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -230,7 +231,7 @@ func gaugeRun(t *testing.T, run, lateBy time.Duration) (auditReads, stateReads i
 		if newest := newestShown(now.Add(-lateBy)); g.auditFails == 0 && shown.Before(newest) {
 			t.Fatalf("at %s the gauges show the audit of %s, want %s", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), newest.Format(time.TimeOnly))
 		}
-		if stale := now.Add(tick).Sub(shown); stale >= auditStaleAge(every) {
+		if stale := now.Add(tick).Sub(shown); stale >= workflows.AuditStaleAge(every) {
 			t.Fatalf("at %s the gauges show the audit of %s, %s old at the next tick: KtpipeAuditStale fires", now.Format(time.TimeOnly), shown.Format(time.TimeOnly), stale)
 		}
 	}

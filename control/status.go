@@ -27,21 +27,10 @@ const (
 	MaxDuplicateRatio   = 0.001 // fact rows beyond the first per event id
 	MinCompleteness     = 0.999 // (fact + quarantine) / API count
 	StallGrace          = 10 * time.Minute
-	RecentWindow        = 24 * time.Hour   // failed workflows and quarantine listed (information)
-	FailedWindow        = time.Hour        // KtpipeWorkflowFailed, KtpipeExportFailed: a failure this recent alerts
-	AuditStaleAfter     = 15 * time.Minute // KtpipeAuditStale: no audit row for this long, or 3 audit intervals if longer
-	statusWorkflowLimit = 20               // workflows listed per state; the UI has the rest
+	RecentWindow        = 24 * time.Hour // failed workflows and quarantine listed (information)
+	FailedWindow        = time.Hour      // KtpipeWorkflowFailed, KtpipeExportFailed: a failure this recent alerts
+	statusWorkflowLimit = 20             // workflows listed per state; the UI has the rest
 )
-
-// AuditStaleAge is the newest audit row's age past which KtpipeAuditStale
-// fires at audits every every (0: the default 5 minutes): three
-// intervals, AuditStaleAfter at least, as the rule reads it.
-func AuditStaleAge(every time.Duration) time.Duration {
-	if every <= 0 {
-		every = workflows.DefaultAuditInterval
-	}
-	return max(3*every, AuditStaleAfter)
-}
 
 // Status health, also the process exit code.
 const (
@@ -351,7 +340,7 @@ func gatherWarehouse(ctx context.Context, o StatusOptions, r *StatusReport, inte
 	}
 	// Look back an hour, or the stale age if longer: a row older than
 	// that is stale anyway, and said so as no audit in the lookback.
-	staleAge := AuditStaleAge(o.AuditInterval)
+	staleAge := workflows.AuditStaleAge(o.AuditInterval)
 	lookback := max(time.Hour, staleAge)
 	const staleAction = "ktpipe schedule apply (the Audit schedule missing or paused); look for failed Audit runs above"
 	audits, err := w.AuditHistory(ctx, o.Now.Add(-lookback), 1)

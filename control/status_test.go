@@ -16,6 +16,7 @@ import (
 
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/warehouse"
+	"github.com/ktpipe/ktpipe/workflows"
 )
 
 var statusNow = time.Date(2026, 11, 29, 15, 0, 0, 0, time.UTC)
@@ -436,20 +437,21 @@ func TestStatusCLINothingReachableExitsTwo(t *testing.T) {
 	}
 }
 
-// KtpipeAuditStale in the rules waits what AuditStaleAge says: three
-// served audit intervals, AuditStaleAfter at least (also with none served).
+// KtpipeAuditStale in the rules waits what workflows.AuditStaleAge says:
+// three served audit intervals, AuditStaleAfter at least (also with none
+// served).
 func TestAuditStaleAgeIsTheRules(t *testing.T) {
 	rules, err := os.ReadFile("../ops/prometheus/rules.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("> clamp_min(3 * max(ktpipe_audit_interval_seconds) or vector(0), %d)", int(AuditStaleAfter.Seconds()))
+	want := fmt.Sprintf("> clamp_min(3 * max(ktpipe_audit_interval_seconds) or vector(0), %d)", int(workflows.AuditStaleAfter.Seconds()))
 	if !strings.Contains(string(rules), want) {
 		t.Errorf("rules.yml's KtpipeAuditStale lacks %q", want)
 	}
 	for every, want := range map[time.Duration]time.Duration{0: 15 * time.Minute, time.Minute: 15 * time.Minute,
 		5 * time.Minute: 15 * time.Minute, 10 * time.Minute: 30 * time.Minute, 24 * time.Hour: 72 * time.Hour} {
-		if got := AuditStaleAge(every); got != want {
+		if got := workflows.AuditStaleAge(every); got != want {
 			t.Errorf("AuditStaleAge(%s) = %s, want %s", every, got, want)
 		}
 	}

@@ -22,6 +22,21 @@ const (
 	auditFloor = 30 * 24 * time.Hour
 )
 
+// AuditStaleAfter is KtpipeAuditStale's least age of the newest audit
+// row (ops/prometheus/rules.yml).
+const AuditStaleAfter = 15 * time.Minute
+
+// AuditStaleAge is the newest audit row's age past which KtpipeAuditStale
+// fires at audits every every (0: DefaultAuditInterval): three intervals,
+// AuditStaleAfter at least, as the rule reads it. The one rule for the
+// alert, ktpipe status and the workers' gauge reads.
+func AuditStaleAge(every time.Duration) time.Duration {
+	if every <= 0 {
+		every = DefaultAuditInterval
+	}
+	return max(3*every, AuditStaleAfter)
+}
+
 // AuditInput configures one audit; zero fields take the defaults.
 type AuditInput struct {
 	// Interval is the schedule's interval: schema violations and resends
