@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,13 +21,7 @@ import (
 // serve returns a client of a server that answers every request with h.
 func serve(t *testing.T, h http.HandlerFunc) *keeptrusts.Client {
 	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	c, err := keeptrusts.New(srv.URL, token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return client(t, server(t, h).URL)
 }
 
 // partFile returns a file holding part, as an earlier attempt left it.
