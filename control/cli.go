@@ -94,9 +94,15 @@ func (c *CLI) waitCtx(ctx context.Context) (context.Context, context.CancelFunc)
 // stillRunning says a wait that ran out of --wait-timeout did so, and
 // that the workflow goes on (err names it).
 func (c *CLI) stillRunning(ctx context.Context, err error) error {
+	return pastBound(ctx, err, fmt.Sprintf("still running after --wait-timeout %s; the workflow goes on (ktpipe status, or the Temporal UI, shows it)",
+		cmp.Or(c.waitTimeout, DefaultWaitTimeout)))
+}
+
+// pastBound prefixes err with what, when ctx's deadline (a bound a flag
+// set) ended the operation that returned it.
+func pastBound(ctx context.Context, err error, what string) error {
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("still running after --wait-timeout %s; the workflow goes on (ktpipe status, or the Temporal UI, shows it): %w",
-			cmp.Or(c.waitTimeout, DefaultWaitTimeout), err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return err
 }

@@ -177,8 +177,5 @@ func (c *CLI) reports(ctx context.Context, args []string) error {
 
 // timedOut says a reports run that ran out of --timeout did so.
 func timedOut(ctx context.Context, d time.Duration, err error) error {
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("reports: gave up on the warehouse after %s (--timeout): %w", d, err)
-	}
-	return err
+	return pastBound(ctx, err, fmt.Sprintf("reports: gave up on the warehouse after %s (--timeout)", d))
 }
