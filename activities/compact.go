@@ -26,9 +26,9 @@ const pendingDir = "pending"
 // PendingKey is where the mark of a load waiting for the compaction lives.
 func PendingKey(loadID string) string { return pendingDir + "/" + loadID + "/load.json" }
 
-// maxPendingMarkBytes bounds one mark read back: a manifest of
-// staging.MaxChunks chunks is far smaller.
-const maxPendingMarkBytes = 4 << 20
+// maxManifestBytes bounds a load's manifest read back, staged or in its
+// pending mark: one of staging.MaxChunks chunks is far smaller.
+const maxManifestBytes = 4 << 20
 
 // Bounds of one listing of pending loads, whatever the workflow asks.
 const (
@@ -102,12 +102,12 @@ func (a *Activities) readPending(ctx context.Context, key string) (payload.Pendi
 	}
 	defer f.Close()
 	var p payload.PendingLoad
-	dec := json.NewDecoder(io.LimitReader(f, maxPendingMarkBytes))
+	dec := json.NewDecoder(io.LimitReader(f, maxManifestBytes))
 	if err := dec.Decode(&p); err != nil {
 		// A mark ktpipe did not write whole: the operator must look (the
 		// load it names, if any, can be replayed).
 		return p, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("read %s: not a pending load of at most %d bytes: %v; remove it and replay its load", key, maxPendingMarkBytes, err),
+			fmt.Sprintf("read %s: not a pending load of at most %d bytes: %v; remove it and replay its load", key, maxManifestBytes, err),
 			payload.ErrTypeMalformed, err)
 	}
 	if want := PendingKey(p.Manifest.LoadID); want != key {

@@ -199,10 +199,10 @@ func (a *Activities) ReadManifest(ctx context.Context, loadID string) (payload.M
 	}
 	defer f.Close()
 	var man payload.Manifest
-	// Bounded as a pending mark is: a manifest lists a load's chunks,
-	// kilobytes; a file past the bound is not one.
-	if err := json.NewDecoder(io.LimitReader(f, maxPendingMarkBytes)).Decode(&man); err != nil {
-		return payload.Manifest{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("read manifest of %s (at most %d bytes read): %v", loadID, maxPendingMarkBytes, err), payload.ErrTypeNothingStaged, err)
+	// A manifest lists a load's chunks, kilobytes; a file past the bound
+	// is not one.
+	if err := json.NewDecoder(io.LimitReader(f, maxManifestBytes)).Decode(&man); err != nil {
+		return payload.Manifest{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("read manifest of %s (at most %d bytes read): %v", loadID, maxManifestBytes, err), payload.ErrTypeNothingStaged, err)
 	}
 	return man, nil
 }
