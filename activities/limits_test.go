@@ -149,3 +149,52 @@ func TestSplitExportSizesChunksForOneCommit(t *testing.T) {
 		t.Fatalf("export chunks %+v, want the configured %+v", got, a.chunks())
 	}
 }
+
+// TestAFailedSplitLeavesNoFileOpenOrHalfWritten: a split that breaks on
+// a malformed record, with a chunk and its quarantine file open, drops
+// both: no temporary file stays in the store for the clean-up, and the
+// worker holds none open.
+func TestAFailedSplitLeavesNoFileOpenOrHalfWritten(t *testing.T) {
+	// A JSON array cut short: the stream breaks after 16 records.
+	var text strings.Builder
+	text.WriteString("[")
+	for i := range 15 {
+		text.WriteString(jsonEvent(qid(i), gwKnown, "allow") + ",")
+	}
+	text.WriteString(jsonEvent(qid(15), gwKnown, "maybe") + ",") // quarantined: the open chunk has both files
+	text.WriteString(`{"id": "broken`)
+	store := stage(t, "exports/broken.json", []byte(text.String()))
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{Store: store, ChunkRows: 10}
+	env.RegisterActivity(a)
+	open := openFiles(t)
+	_, err := env.ExecuteActivity(a.SplitExport, payload.SplitInput{LoadID: "L4", Source: "export", Key: "exports/broken.json", Format: "json"})
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != payload.ErrTypeMalformed {
+		t.Fatalf("split of a broken file: %v, want %s", err, payload.ErrTypeMalformed)
+	}
+	var temps []string
+	store.Walk(context.Background(), func(e staging.Entry) error {
+		if staging.IsTemp(e.Key) {
+			temps = append(temps, e.Key)
+		}
+		return nil
+	})
+	if len(temps) > 0 {
+		t.Errorf("the failed split left %q in the store", temps)
+	}
+	if n := openFiles(t); n > open {
+		t.Errorf("%d files open after the split, %d before", n, open)
+	}
+}
+
+// openFiles counts the process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(fds)
+}

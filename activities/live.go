@@ -55,10 +55,12 @@ func (a *Activities) LandLive(ctx context.Context, in payload.LandLiveInput) (re
 				continue
 			}
 			if err != nil {
+				sp.Abort() // the group's unsent rows: its retry streams them
 				return res, err
 			}
 		}
 		if _, err := sp.Close(); err != nil {
+			sp.Abort()
 			return res, classify("land live rows", err)
 		}
 		mu.Lock()
@@ -170,6 +172,10 @@ func (w *liveWriter) flush() error {
 	w.rows, w.size = w.rows[:0], 0
 	return nil
 }
+
+// Discard drops the rows not yet streamed (the split failed; a retry
+// streams the group again).
+func (w *liveWriter) Discard() { w.rows, w.partial, w.size = nil, nil, 0 }
 
 func (w *liveWriter) Close() error {
 	if len(w.partial) > 0 {

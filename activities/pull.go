@@ -29,6 +29,7 @@ func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (paylo
 	if err != nil {
 		return payload.PullResult{}, err
 	}
+	defer sp.Abort() // after an error: no chunk file left open or half-written
 	res := payload.PullResult{NextCursor: in.Cursor}
 	var progress atomic.Pointer[PullProgress]
 	progress.Store(&PullProgress{Cursor: in.Cursor})

@@ -203,23 +203,23 @@ func (x *quarantineExport) close(jsonKey string) ([]payload.QuarantineFile, erro
 		if err := f.w.Error(); err != nil {
 			return nil, fmt.Errorf("write %s: %w", f.key, err)
 		}
+		delete(x.csv, h) // closed, published or not: abort leaves it
 		if err := f.wc.Close(); err != nil {
 			return nil, fmt.Errorf("write %s: %w", f.key, err)
 		}
-		delete(x.csv, h)
 		files = append(files, payload.QuarantineFile{Key: f.key, Format: string(schemas.FormatCSV)})
 	}
 	return files, nil
 }
 
-// abort closes what close did not (after an error): the files are
-// never listed, and a retry rewrites them.
+// abort drops what close did not publish (after an error): nothing is
+// published, and a retry writes the files again.
 func (x *quarantineExport) abort() {
 	if x.jw != nil {
-		x.jw.Close()
+		staging.Discard(x.jw)
 	}
 	for _, f := range x.csv {
-		f.wc.Close()
+		staging.Discard(f.wc)
 	}
 }
 
@@ -233,6 +233,7 @@ func (a *Activities) SplitQuarantine(ctx context.Context, in payload.SplitQuaran
 	if err != nil {
 		return payload.Manifest{}, err
 	}
+	defer sp.Abort() // after an error: no chunk file left open or half-written
 	for _, f := range in.Files {
 		format, err := schemas.ParseFormat(f.Format)
 		if err != nil {

@@ -40,6 +40,7 @@ func (a *Activities) SplitExport(ctx context.Context, in payload.SplitInput) (pa
 	if err != nil {
 		return payload.Manifest{}, err
 	}
+	defer sp.Abort() // after an error: no chunk file left open or half-written
 	if err := a.splitFile(ctx, sp, in.Key, format, in.Gzip); err != nil {
 		return payload.Manifest{}, err
 	}
@@ -55,6 +56,7 @@ func (a *Activities) SplitStaged(ctx context.Context, in payload.SplitStagedInpu
 	if err != nil {
 		return payload.SplitStagedResult{}, err
 	}
+	defer sp.Abort() // after an error: no chunk file left open or half-written
 	var res payload.SplitStagedResult
 	for _, key := range in.Keys {
 		if err := a.splitFile(ctx, sp, key, schemas.FormatJSON, false); errors.Is(err, staging.ErrNotFound) {

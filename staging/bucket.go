@@ -80,6 +80,13 @@ func (u *uploadOnClose) Close() error {
 	return u.publish()
 }
 
+// Discard drops an unfinished file: nothing is uploaded and the scratch
+// file is removed.
+func (u *uploadOnClose) Discard() {
+	u.f.Close()
+	os.Remove(u.f.Name())
+}
+
 // upload copies a local file to key's object.
 func (b Bucket) upload(ctx context.Context, path, key string) error {
 	obj, err := b.object(key)

@@ -380,13 +380,15 @@ func (s *Splitter) flush() error {
 	}
 	c := &s.man.Chunks[len(s.man.Chunks)-1]
 	for _, f := range []*chunkFile{s.cur, s.curQ} {
-		if f == nil {
+		if f == nil || f.w == nil {
 			continue
 		}
 		if err := f.writeOut(); err != nil {
 			return fmt.Errorf("flush chunk %d: %w", c.Index, err)
 		}
-		if err := f.w.Close(); err != nil {
+		w := f.w
+		f.w = nil // closed, published or not: Abort leaves it
+		if err := w.Close(); err != nil {
 			return fmt.Errorf("close chunk %d: %w", c.Index, err)
 		}
 	}
@@ -399,6 +401,19 @@ func (s *Splitter) flush() error {
 	}
 	s.cur, s.curQ = nil, nil
 	return nil
+}
+
+// Abort drops the chunk files still open after an error: nothing more is
+// published, and their temporary files are removed. It does nothing
+// after a successful Close, so a caller may defer it.
+func (s *Splitter) Abort() {
+	for _, f := range []*chunkFile{s.cur, s.curQ} {
+		if f != nil && f.w != nil {
+			Discard(f.w)
+			f.w = nil
+		}
+	}
+	s.cur, s.curQ = nil, nil
 }
 
 // Close finishes the last chunk and returns the manifest.

@@ -27,7 +27,8 @@ var ErrNotFound = errors.New("staging: key not found")
 type Store interface {
 	// Create returns a writer whose content appears under key only when
 	// Close succeeds: a reader never sees half a file, and a retried
-	// writer simply replaces it.
+	// writer simply replaces it. A writer abandoned after an error is
+	// dropped with Discard.
 	Create(ctx context.Context, key string) (io.WriteCloser, error)
 	// Open returns a seekable local file with key's content; ErrNotFound
 	// when nothing is there.
@@ -43,6 +44,19 @@ type Store interface {
 	List(ctx context.Context, prefix string) ([]string, error)
 	// RemoveAll deletes everything under prefix.
 	RemoveAll(ctx context.Context, prefix string) error
+}
+
+// Discard abandons a writer a Store's Create (or a Sink) returned, after
+// an error: a writer that can be discarded (every Store's can) publishes
+// nothing and removes its temporary file; any other is closed. So a
+// write that failed holds no file open for the rest of the process and
+// leaves no scratch file for the clean-up to find.
+func Discard(w io.WriteCloser) {
+	if d, ok := w.(interface{ Discard() }); ok {
+		d.Discard()
+		return
+	}
+	w.Close()
 }
 
 // Dir is a Store on a local or mounted file system. Every worker that
@@ -183,6 +197,14 @@ func (a *atomicFile) Close() error {
 		return fmt.Errorf("staging sync %s: %w", filepath.Dir(a.final), err)
 	}
 	return nil
+}
+
+// Discard drops an unfinished file: nothing is published and the
+// temporary file is removed, so a write abandoned after an error leaves
+// neither a file descriptor nor a .tmp-* file behind.
+func (a *atomicFile) Discard() {
+	a.f.Close()
+	os.Remove(a.f.Name())
 }
 
 func (a *atomicFile) fsync(f *os.File) error {

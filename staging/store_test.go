@@ -128,3 +128,31 @@ func TestBucketIsSharedAcrossScratchDirs(t *testing.T) {
 		t.Fatalf("other host read %q", got)
 	}
 }
+
+// TestDiscardPublishesNothingAndLeavesNoScratch: a writer abandoned after
+// an error publishes nothing and leaves no temporary file, in either
+// store (a failed split used to leave them for the clean-up).
+func TestDiscardPublishesNothingAndLeavesNoScratch(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			w, err := s.Create(ctx, "loads/l2/chunk-00000.ndjson")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(w, "half a chunk")
+			staging.Discard(w)
+			if _, err := s.Size(ctx, "loads/l2/chunk-00000.ndjson"); !errors.Is(err, staging.ErrNotFound) {
+				t.Fatalf("a discarded file is visible: %v", err)
+			}
+			var left []string
+			err = s.(staging.Sweeper).Walk(ctx, func(e staging.Entry) error {
+				left = append(left, e.Key)
+				return nil
+			})
+			if err != nil || len(left) != 0 {
+				t.Fatalf("after Discard the store holds %q (%v), want nothing", left, err)
+			}
+		})
+	}
+}
