@@ -48,7 +48,7 @@ func (a *Activities) DeferLoad(ctx context.Context, in payload.PendingLoad) erro
 		return classify("defer load "+in.Manifest.LoadID, err)
 	}
 	if err := json.NewEncoder(w).Encode(in); err != nil {
-		w.Close()
+		staging.Discard(w) // Close would publish what was written
 		return classify("defer load "+in.Manifest.LoadID, err)
 	}
 	return classify("defer load "+in.Manifest.LoadID, w.Close())

@@ -178,7 +178,7 @@ func (a *Activities) finish(ctx context.Context, sp *staging.Splitter) (payload.
 		return payload.Manifest{}, classify("write manifest", err)
 	}
 	if err := json.NewEncoder(w).Encode(man); err != nil {
-		w.Close()
+		staging.Discard(w) // Close would publish what was written
 		return payload.Manifest{}, classify("write manifest", err)
 	}
 	if err := w.Close(); err != nil {
