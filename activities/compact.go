@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ktpipe/ktpipe/metrics"
@@ -57,7 +58,9 @@ func (a *Activities) DeferLoad(ctx context.Context, in payload.PendingLoad) erro
 // PendingLoads lists the loads waiting for the compaction, in key order,
 // up to in.MaxLoads loads and in.MaxChunks chunks (the first load is
 // returned even if it alone has more chunks), each bounded by
-// maxPendingLoads and maxPendingChunks.
+// maxPendingLoads and maxPendingChunks. A mark it cannot read is passed
+// over and named in Unreadable (at most maxPendingLoads, then it fails),
+// so one bad file does not hold back every other load's commit.
 func (a *Activities) PendingLoads(ctx context.Context, in payload.PendingLoadsInput) (payload.PendingLoadsResult, error) {
 	defer keepAlive(ctx, nil)()
 	maxLoads, maxChunks := boundOr(in.MaxLoads, maxPendingLoads), boundOr(in.MaxChunks, maxPendingChunks)
@@ -77,6 +80,17 @@ func (a *Activities) PendingLoads(ctx context.Context, in payload.PendingLoadsIn
 		p, err := a.readPending(ctx, key)
 		if errors.Is(err, staging.ErrNotFound) {
 			continue // finished since the listing
+		}
+		var bad *temporal.ApplicationError
+		if errors.As(err, &bad) && bad.Type() == payload.ErrTypeMalformed {
+			if len(res.Unreadable) == maxLoads {
+				return res, temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("list pending loads: more than %d marks cannot be read, the last %s", maxLoads, err), payload.ErrTypeMalformed, err)
+			}
+			id, _ := pendingOf(key)
+			activity.GetLogger(ctx).Error("pending mark cannot be read; passed over", "key", key, "error", err)
+			res.Unreadable = append(res.Unreadable, id)
+			continue
 		}
 		if err != nil {
 			return res, err

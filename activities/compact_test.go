@@ -128,13 +128,16 @@ func TestPendingLoadsAreMarkedListedAndFinished(t *testing.T) {
 	}
 }
 
-// A mark that is not one ktpipe wrote whole stops the listing with an
-// error naming it, rather than being taken for a load.
-func TestPendingLoadsRefusesAForeignMark(t *testing.T) {
+// A mark that is not one ktpipe wrote whole is not taken for a load: it
+// is passed over and named, and the loads after it are still listed, so
+// one bad file does not hold back every other commit.
+func TestPendingLoadsPassesOverAForeignMark(t *testing.T) {
 	root := t.TempDir()
 	a := newCompactActs(t, root)
-	if err := a.mark(pending("A", 1)); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"A", "D"} {
+		if err := a.mark(pending(id, 1)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for key, body := range map[string]string{"pending/B/load.json": "not json", "pending/C/load.json": `{"Manifest":{"LoadID":"A"}}`} {
 		path := filepath.Join(root, key)
@@ -144,12 +147,21 @@ func TestPendingLoadsRefusesAForeignMark(t *testing.T) {
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := a.list(payload.PendingLoadsInput{})
-		var appErr *temporal.ApplicationError
-		if !errors.As(err, &appErr) || !appErr.NonRetryable() || !strings.Contains(err.Error(), key) {
-			t.Errorf("%s: err %v, want a non-retryable error naming it", key, err)
-		}
-		os.Remove(path)
+	}
+	got, err := a.list(payload.PendingLoadsInput{})
+	if err != nil || loadIDs(got) != "A,D" || strings.Join(got.Unreadable, ",") != "B,C" {
+		t.Fatalf("pending %+v %v, want A and D listed, B and C unreadable", got, err)
+	}
+	// Passed over once named: the next listing excludes them.
+	got, err = a.list(payload.PendingLoadsInput{Exclude: got.Unreadable})
+	if err != nil || loadIDs(got) != "A,D" || len(got.Unreadable) != 0 {
+		t.Fatalf("pending excluding B and C %+v %v, want A and D alone", got, err)
+	}
+	// Bounded: past MaxLoads unreadable marks the listing fails, naming one.
+	_, err = a.list(payload.PendingLoadsInput{MaxLoads: 1})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || !appErr.NonRetryable() || !strings.Contains(err.Error(), "pending/C/load.json") {
+		t.Errorf("2 unreadable marks, 1 allowed: err %v, want a non-retryable error naming the second", err)
 	}
 }
 

@@ -182,4 +182,8 @@ type PendingLoadsInput struct {
 type PendingLoadsResult struct {
 	Loads []PendingLoad
 	More  bool // more loads are pending than returned
+	// Unreadable names the loads whose marks could not be read (not
+	// JSON, too large, or naming another load), passed over so that the
+	// others are committed; the compaction names them at its end.
+	Unreadable []string `json:",omitempty"`
 }

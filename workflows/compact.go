@@ -94,6 +94,10 @@ func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
 			payload.PendingLoadsInput{MaxLoads: CompactLoads, MaxChunks: CompactChunks, Exclude: failed}).Get(ctx, &pending); err != nil {
 			return res, fmt.Errorf("list pending loads: %w", err)
 		}
+		// Unreadable marks: passed over by the listings after this one,
+		// named at the end.
+		failed = append(failed, pending.Unreadable...)
+		res.Failed = append(res.Failed, pending.Unreadable...)
 		if len(pending.Loads) == 0 {
 			break
 		}
@@ -149,7 +153,7 @@ func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
 	show("done")
 	if len(failed) > 0 {
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%d loads could not be committed and stay pending: %s; replay each (ktpipe replay --load-id <id>)",
+			fmt.Sprintf("%d loads could not be committed and stay pending: %s; replay each (ktpipe replay --load-id <id>), after removing its mark when the worker's log says it cannot be read",
 				len(failed), listed(failed, 20)), payload.ErrTypeIncomplete, nil)
 	}
 	return res, nil

@@ -189,6 +189,32 @@ func TestCompactLeavesABrokenLoadPendingAndNamesIt(t *testing.T) {
 	}
 }
 
+// A mark the listing cannot read holds back no other load: the loads
+// listed beside it are committed and unmarked, the later listings pass
+// it over, and the run fails naming it.
+func TestCompactCommitsPastAnUnreadableMarkAndNamesIt(t *testing.T) {
+	env, finished := compactEnv(t)
+	env.OnActivity(payload.PendingLoads, mock.Anything, mock.Anything).Return(func(_ context.Context, in payload.PendingLoadsInput) (payload.PendingLoadsResult, error) {
+		if len(in.Exclude) == 0 {
+			return payload.PendingLoadsResult{Loads: []payload.PendingLoad{pendingLoad("A")}, Unreadable: []string{"X"}, More: true}, nil
+		}
+		if strings.Join(in.Exclude, ",") != "X" {
+			t.Errorf("listed again excluding %v, want X", in.Exclude)
+		}
+		return payload.PendingLoadsResult{}, nil
+	}).Twice()
+	env.OnActivity(payload.MergeLoads, mock.Anything, mock.Anything).Return(nil).Once()
+	env.OnActivity(payload.CheckLoads, mock.Anything, []string{"A"}).Return(map[string]payload.Completeness{"A": complete}, nil).Once()
+	env.ExecuteWorkflow(workflows.Compact, workflows.CompactInput{})
+	err := env.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "X") || !strings.Contains(err.Error(), "mark") {
+		t.Fatalf("err %v, want X named, its mark to remove", err)
+	}
+	if strings.Join(*finished, ",") != "A" {
+		t.Errorf("finished %v, want A", *finished)
+	}
+}
+
 // A compaction far behind continues as new after its rounds, carrying
 // its totals.
 func TestCompactContinuesAsNewWhenMoreIsPending(t *testing.T) {
