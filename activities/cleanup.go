@@ -34,8 +34,11 @@ const (
 const (
 	maxCleanupLoads = 100_000 // distinct loads tracked in memory
 	maxCleanupFiles = 100_000 // files removed per run
-	maxOpenRuns     = 10_000  // open runs listed; more and nothing is removed
-	maxReportedIDs  = 50      // load ids named in the result
+	// cleanupMargin: a run stops removing this long before its
+	// activity's deadline, and says there is more.
+	cleanupMargin  = 10 * time.Minute
+	maxOpenRuns    = 10_000 // open runs listed; more and nothing is removed
+	maxReportedIDs = 50     // load ids named in the result
 	// deliveryMargin: a webhook batch starts within moments of its first
 	// delivery being staged; an open batch started up to this long after
 	// a delivery file was written may still need it.
@@ -113,12 +116,40 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in payload.CleanupInput) (pa
 	if err != nil {
 		return payload.CleanupResult{}, fmt.Errorf("clean staging: %w", err)
 	}
-	// Pass 2: remove what the rule selects.
+	// Pass 2: remove what the rule selects, until the bound on files or
+	// cleanupMargin before the activity's deadline: one object a request
+	// on a bucket, 100,000 can take longer than the activity's hour, and
+	// a pass cut short by its timeout would fail and start over.
+	var stopAt time.Time
+	if d := activity.GetInfo(ctx).Deadline; !d.IsZero() {
+		stopAt = d.Add(-cleanupMargin)
+	}
+	res, err := c.remove(ctx, sw, rule, stopAt)
+	if err != nil {
+		return res, err
+	}
+	if !res.More { // a cut-short pass saw only part of what stays
+		c.Metrics.SetStagedBytes(res.KeptBytes)
+	}
+	activity.GetLogger(ctx).Info("staging cleaned", "cutoff", res.Cutoff, "files", res.Files, "bytes", res.Bytes, "loads", res.Loads,
+		"deliveries", res.Deliveries, "temporary", res.Temporary, "kept_running", res.KeptRunning,
+		"kept_recent", res.KeptRecent, "kept_unknown", res.KeptUnknown, "more", res.More)
+	return res, nil
+}
+
+// remove is the clean-up's second pass: it removes what rule selects, at
+// most maxCleanupFiles files and, when stopAt is set, none after it; a
+// pass cut short says More.
+func (c *Cleaner) remove(ctx context.Context, sw staging.Sweeper, rule *sweepRule, stopAt time.Time) (payload.CleanupResult, error) {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
 	res := payload.CleanupResult{Cutoff: rule.cutoff}
 	loads := map[string]bool{}
 	log := activity.GetLogger(ctx)
-	err = sw.Walk(ctx, func(e staging.Entry) error {
-		beat(res.Files)
+	err := sw.Walk(ctx, func(e staging.Entry) error {
+		activity.RecordHeartbeat(ctx, CleanupProgress{Removed: res.Files})
 		d := rule.decide(e)
 		switch d.kind {
 		case keptRunning:
@@ -134,7 +165,7 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in payload.CleanupInput) (pa
 			res.KeptBytes += e.Size
 			return nil
 		}
-		if res.Files == maxCleanupFiles {
+		if res.Files == maxCleanupFiles || (!stopAt.IsZero() && now().After(stopAt)) {
 			res.More = true
 			return errEnough
 		}
@@ -163,12 +194,6 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in payload.CleanupInput) (pa
 	if err != nil && !errors.Is(err, errEnough) {
 		return res, fmt.Errorf("clean staging (removed %d files so far): %w", res.Files, err)
 	}
-	if !res.More { // a cut-short pass saw only part of what stays
-		c.Metrics.SetStagedBytes(res.KeptBytes)
-	}
-	log.Info("staging cleaned", "cutoff", res.Cutoff, "files", res.Files, "bytes", res.Bytes, "loads", res.Loads,
-		"deliveries", res.Deliveries, "temporary", res.Temporary, "kept_running", res.KeptRunning,
-		"kept_recent", res.KeptRecent, "kept_unknown", res.KeptUnknown, "more", res.More)
 	return res, nil
 }
 

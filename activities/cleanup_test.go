@@ -1,9 +1,17 @@
 package activities
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
 )
 
@@ -83,5 +91,50 @@ func TestLoadIDPrefixMatchesWorkflowLoadIDs(t *testing.T) {
 		if got := LoadIDPrefix(tt.wf, tt.run); got != tt.want {
 			t.Errorf("LoadIDPrefix(%q, %q) = %q, want %q", tt.wf, tt.run, got, tt.want)
 		}
+	}
+}
+
+// A clean-up pass stops removing at its stop time (before its activity's
+// deadline) and says there is more, rather than being cut off by the
+// timeout and starting over; the next pass removes the rest.
+func TestCleanupStopsBeforeItsDeadline(t *testing.T) {
+	store := staging.Dir{Root: t.TempDir()}
+	old := time.Now().Add(-30 * 24 * time.Hour)
+	for i := range 5 {
+		p := filepath.Join(store.Root, fmt.Sprintf(".tmp-%d", i))
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	clock := start
+	c := &Cleaner{Store: store, Now: func() time.Time { clock = clock.Add(time.Minute); return clock }}
+	var s testsuite.WorkflowTestSuite
+	pass := func(stopAt time.Time) payload.CleanupResult {
+		t.Helper()
+		env := s.NewTestActivityEnvironment()
+		env.RegisterActivityWithOptions(func(ctx context.Context) (payload.CleanupResult, error) {
+			rule := newSweepRule(start.Add(-DefaultStagingRetention), nil)
+			return c.remove(ctx, store, rule, stopAt)
+		}, activity.RegisterOptions{Name: "pass"})
+		v, err := env.ExecuteActivity("pass")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res payload.CleanupResult
+		if err := v.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// The clock moves a minute a look: two removals before the stop.
+	if res := pass(start.Add(150 * time.Second)); res.Files != 2 || !res.More {
+		t.Fatalf("first pass removed %d (more %v), want 2 and more", res.Files, res.More)
+	}
+	if res := pass(time.Time{}); res.Files != 3 || res.More {
+		t.Fatalf("second pass removed %d (more %v), want the other 3", res.Files, res.More)
 	}
 }

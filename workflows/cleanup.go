@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -48,10 +49,45 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (payload.CleanupResult, erro
 			NonRetryableErrorTypes: []string{payload.ErrTypeCleanup},
 		},
 	})
-	if err := workflow.ExecuteActivity(actx, payload.CleanStaging, payload.CleanupInput{Retention: in.Retention}).Get(ctx, &res); err != nil {
-		return res, fmt.Errorf("clean staging: %w", err)
+	// A pass stops at its bounds (files, and time before its deadline)
+	// and says More: up to cleanupPasses a run, so a large backlog is
+	// removed within the day rather than a pass a day.
+	passes := 1
+	if workflow.GetVersion(ctx, cleanupPassesChange, workflow.DefaultVersion, 1) == 1 {
+		passes = cleanupPasses
+	}
+	for pass := 0; pass < passes && (pass == 0 || res.More); pass++ {
+		var r payload.CleanupResult
+		if err := workflow.ExecuteActivity(actx, payload.CleanStaging, payload.CleanupInput{Retention: in.Retention}).Get(ctx, &r); err != nil {
+			return res, fmt.Errorf("clean staging (pass %d): %w", pass+1, err)
+		}
+		res = addPass(res, r)
 	}
 	workflow.GetLogger(ctx).Info("staging cleaned", "files", res.Files, "bytes", res.Bytes, "loads", res.Loads,
 		"deliveries", res.Deliveries, "temporary", res.Temporary, "more", res.More)
 	return res, nil
 }
+
+// cleanupPasses bounds the clean-up's passes a run: each at most an hour
+// and maxCleanupFiles (activities) files.
+const cleanupPasses = 4
+
+// cleanupPassesChange versions the passes: runs begun before ran one.
+const cleanupPassesChange = "cleanup-passes"
+
+// addPass adds a pass's removals to the run's; what was kept, the cutoff
+// and whether more is left are the last pass's. A load whose files two
+// passes removed counts in both.
+func addPass(run, pass payload.CleanupResult) payload.CleanupResult {
+	pass.Files += run.Files
+	pass.Bytes += run.Bytes
+	pass.Loads += run.Loads
+	pass.Deliveries += run.Deliveries
+	pass.Temporary += run.Temporary
+	ids := slices.Concat(run.LoadIDs, pass.LoadIDs)
+	pass.LoadIDs = ids[:min(len(ids), reportedLoadIDs)]
+	return pass
+}
+
+// reportedLoadIDs bounds the load ids a run's result names, as a pass's.
+const reportedLoadIDs = 50
