@@ -36,9 +36,8 @@ const (
 	maxCleanupFiles = 100_000 // files removed per run
 	// cleanupMargin: a run stops removing this long before its
 	// activity's deadline, and says there is more.
-	cleanupMargin  = 10 * time.Minute
-	maxOpenRuns    = 10_000 // open runs listed; more and nothing is removed
-	maxReportedIDs = 50     // load ids named in the result
+	cleanupMargin = 10 * time.Minute
+	maxOpenRuns   = 10_000 // open runs listed; more and nothing is removed
 	// deliveryMargin: a webhook batch starts within moments of its first
 	// delivery being staged; an open batch started up to this long after
 	// a delivery file was written may still need it.
@@ -179,7 +178,7 @@ func (c *Cleaner) remove(ctx context.Context, sw staging.Sweeper, rule *sweepRul
 			if !loads[d.load] {
 				loads[d.load] = true
 				res.Loads++
-				if len(res.LoadIDs) < maxReportedIDs {
+				if len(res.LoadIDs) < payload.CleanupLoadIDs {
 					res.LoadIDs = append(res.LoadIDs, d.load)
 				}
 				log.Info("removing staged files of a finished or abandoned load", "load", d.load, "newest_file", rule.newest[d.load])

@@ -18,7 +18,7 @@ type CleanupResult struct {
 	Loads      int       // loads whose files were removed
 	Deliveries int       // webhook delivery files removed
 	Temporary  int       // files left by writes that died, removed
-	LoadIDs    []string  // the first removed load ids
+	LoadIDs    []string  // the first removed load ids, at most CleanupLoadIDs
 	// Kept: files of loads whose workflow run is still open (however
 	// old), files newer than the cutoff, and files outside ktpipe's
 	// layout, which are never removed.
@@ -26,3 +26,6 @@ type CleanupResult struct {
 	KeptBytes                            int64 // bytes of the kept files
 	More                                 bool  // a bound was reached; the next run continues
 }
+
+// CleanupLoadIDs bounds the load ids a clean-up's result names.
+const CleanupLoadIDs = 50

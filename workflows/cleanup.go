@@ -85,9 +85,6 @@ func addPass(run, pass payload.CleanupResult) payload.CleanupResult {
 	pass.Deliveries += run.Deliveries
 	pass.Temporary += run.Temporary
 	ids := slices.Concat(run.LoadIDs, pass.LoadIDs)
-	pass.LoadIDs = ids[:min(len(ids), reportedLoadIDs)]
+	pass.LoadIDs = ids[:min(len(ids), payload.CleanupLoadIDs)]
 	return pass
 }
-
-// reportedLoadIDs bounds the load ids a run's result names, as a pass's.
-const reportedLoadIDs = 50
