@@ -12,6 +12,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"go.temporal.io/sdk/client"
 
+	"github.com/ktpipe/ktpipe/app"
 	"github.com/ktpipe/ktpipe/config"
 	"github.com/ktpipe/ktpipe/workflows"
 )
@@ -131,6 +132,11 @@ func (c *CLI) control(ctx context.Context) (*Control, config.Pipeline, error) {
 	}
 	if err := c.load(ctx, &p); err != nil {
 		return nil, p, err
+	}
+	// A profile file that does not parse, or names no such profile, is
+	// configuration (exit 2), not a failure to reach Temporal.
+	if _, err := app.TemporalOptions(t); err != nil {
+		return nil, p, configError{err}
 	}
 	cl, err := c.Dial(t)
 	if err != nil {

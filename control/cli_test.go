@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -83,6 +85,16 @@ func TestConfigErrorsNameTheVariableAndExitTwo(t *testing.T) {
 	c, _, stderr = cli(map[string]string{"KTPIPE_AUDIT_INTERVAL": "30s"})
 	if code := c.Run(context.Background(), []string{"schedule", "apply"}); code != control.ExitUsage || !strings.Contains(stderr.String(), "KTPIPE_AUDIT_INTERVAL") {
 		t.Fatalf("schedule apply with a bad audit interval: exit %d stderr %q", code, stderr.String())
+	}
+	// A profile that cannot be read is configuration too, said before
+	// anything is dialled.
+	file := filepath.Join(t.TempDir(), "temporal.toml")
+	if err := os.WriteFile(file, []byte("[profile.default]\naddress = \"127.0.0.1:7233\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _, stderr = cli(map[string]string{"TEMPORAL_CONFIG_FILE": file, "TEMPORAL_PROFILE": "prod"})
+	if code := c.Run(context.Background(), []string{"schedule", "describe"}); code != control.ExitUsage || !strings.Contains(stderr.String(), `profile "prod"`) {
+		t.Fatalf("schedule describe with no such profile: exit %d stderr %q", code, stderr.String())
 	}
 	c, _, stderr = cli(map[string]string{"KEEPTRUSTS_BASE_URL": "http://x"})
 	if code := c.Run(context.Background(), []string{"tail"}); code != control.ExitUsage || !strings.Contains(stderr.String(), "KEEPTRUSTS_API_TOKEN: missing required value") {

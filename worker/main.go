@@ -31,10 +31,18 @@ func main() {
 			fmt.Fprintln(os.Stderr, "worker: configuration:", err)
 			os.Exit(2)
 		}
+		if _, err := app.TemporalOptions(cfg.Temporal); err != nil {
+			fmt.Fprintln(os.Stderr, "worker: configuration:", err)
+			os.Exit(2)
+		}
 		run = func() error { return app.RunWorker(ctx, cfg, logger) }
 	case len(args) == 1 && args[0] == "webhook":
 		var cfg config.Receiver
 		if err := config.Load(ctx, &cfg, nil); err != nil {
+			fmt.Fprintln(os.Stderr, "worker webhook: configuration:", err)
+			os.Exit(2)
+		}
+		if _, err := app.TemporalOptions(cfg.Temporal); err != nil {
 			fmt.Fprintln(os.Stderr, "worker webhook: configuration:", err)
 			os.Exit(2)
 		}
