@@ -121,15 +121,21 @@ func (a *Activities) readPending(ctx context.Context, key string) (payload.Pendi
 		// A mark ktpipe did not write whole: the operator must look (the
 		// load it names, if any, can be replayed).
 		return p, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("read %s: not a pending load of at most %d bytes: %v; remove it and replay its load", key, maxManifestBytes, err),
+			fmt.Sprintf("read %s: not a pending load of at most %d bytes: %v; %s", key, maxManifestBytes, err, replayMark(key)),
 			payload.ErrTypeMalformed, err)
 	}
 	if want := PendingKey(p.Manifest.LoadID); want != key {
 		return p, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("read %s: it names load %q, whose mark is %s; remove it and replay its load", key, p.Manifest.LoadID, want),
+			fmt.Sprintf("read %s: it names load %q, whose mark is %s; %s", key, p.Manifest.LoadID, want, replayMark(key)),
 			payload.ErrTypeMalformed, nil)
 	}
 	return p, nil
+}
+
+// replayMark says what to do about the unreadable mark at key.
+func replayMark(key string) string {
+	id, _ := pendingOf(key)
+	return fmt.Sprintf("replay load %s (ktpipe replay --load-id %s), which removes the mark, or remove the mark when nothing is staged for it", id, id)
 }
 
 // maxFinishLoads bounds the loads one FinishLoads takes: a compaction's

@@ -153,7 +153,7 @@ func Compact(ctx workflow.Context, in CompactInput) (CompactResult, error) {
 	show("done")
 	if len(failed) > 0 {
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%d loads could not be committed and stay pending: %s; replay each (ktpipe replay --load-id <id>), after removing its mark when the worker's log says it cannot be read",
+			fmt.Sprintf("%d loads could not be committed and stay pending: %s; replay each (ktpipe replay --load-id <id>; it removes the mark, readable or not)",
 				len(failed), listed(failed, 20)), payload.ErrTypeIncomplete, nil)
 	}
 	return res, nil

@@ -207,8 +207,8 @@ func TestCompactCommitsPastAnUnreadableMarkAndNamesIt(t *testing.T) {
 	env.OnActivity(payload.CheckLoads, mock.Anything, []string{"A"}).Return(map[string]payload.Completeness{"A": complete}, nil).Once()
 	env.ExecuteWorkflow(workflows.Compact, workflows.CompactInput{})
 	err := env.GetWorkflowError()
-	if err == nil || !strings.Contains(err.Error(), "X") || !strings.Contains(err.Error(), "mark") {
-		t.Fatalf("err %v, want X named, its mark to remove", err)
+	if err == nil || !strings.Contains(err.Error(), "X") || !strings.Contains(err.Error(), "replay") {
+		t.Fatalf("err %v, want X named, to replay", err)
 	}
 	if strings.Join(*finished, ",") != "A" {
 		t.Errorf("finished %v, want A", *finished)
