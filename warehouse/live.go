@@ -134,9 +134,7 @@ func liveColumns(served map[string]bool) string {
 func (w *Warehouse) servedColumns(ctx context.Context, table string) (map[string]bool, error) {
 	sql := "SELECT * FROM " + w.ref(table) + " LIMIT 0"
 	w.observed(Statement{What: "read the columns of " + table, SQL: sql})
-	q := w.bq.Query(sql)
-	q.Location = w.location
-	it, err := q.Read(ctx)
+	it, err := w.newQuery(ctx, sql, nil).Read(ctx)
 	if isNotFound(err) {
 		return nil, nil
 	}

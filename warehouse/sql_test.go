@@ -1,6 +1,7 @@
 package warehouse
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -8,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
 
 	"github.com/ktpipe/ktpipe/schemas/bqschema"
 	"github.com/ktpipe/ktpipe/staging"
@@ -148,5 +151,25 @@ func TestCommitNeverReadsAStagedLoadID(t *testing.T) {
 	ranked := regexp.MustCompile(`(CREATE TEMP TABLE new_rows|INSERT INTO ` + "`p\\.d\\.fact_ai_event`" + `) [^;]*PARTITION BY u\.event_key ORDER BY u\._load, u\._chunk\)`)
 	if n := len(ranked.FindAllString(script, -1)); n != 2 {
 		t.Errorf("%d of new_rows and the fact insert rank by (_load, _chunk), want both:\n%s", n, script)
+	}
+}
+
+// A statement's job ends at its caller's deadline (BigQuery's job
+// timeout), so a caller that stops waiting leaves no job running beside
+// its retry's; without a deadline none is set.
+func TestAQueryEndsAtItsCallersDeadline(t *testing.T) {
+	bq, err := bigquery.NewClient(context.Background(), "ktpipe-test", option.WithoutAuthentication(), option.WithEndpoint("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bq.Close()
+	w := &Warehouse{bq: bq, location: "US"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if got := w.newQuery(ctx, "SELECT 1", nil).JobTimeout; got <= 59*time.Minute || got > time.Hour {
+		t.Errorf("job timeout %s under an hour's deadline, want about an hour", got)
+	}
+	if got := w.newQuery(context.Background(), "SELECT 1", nil).JobTimeout; got != 0 {
+		t.Errorf("job timeout %s with no deadline, want none", got)
 	}
 }

@@ -219,10 +219,7 @@ func (w *Warehouse) ReportRows(ctx context.Context, v View, limit int, since tim
 	}
 	sql += fmt.Sprintf(" LIMIT %d", limit)
 	w.observed(Statement{What: "read " + v.Name, SQL: sql})
-	q := w.bq.Query(sql)
-	q.Location = w.location
-	q.Parameters = params
-	it, err := q.Read(ctx)
+	it, err := w.newQuery(ctx, sql, params).Read(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", v.Name, err)
 	}

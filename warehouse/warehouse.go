@@ -156,12 +156,26 @@ func inSQLOrder(sql string, params []bigquery.QueryParameter) []bigquery.QueryPa
 	return out
 }
 
-// exec runs one statement or script with named parameters and waits.
-func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) error {
-	w.observed(Statement{What: what, SQL: sql})
+// newQuery is sql with its parameters, in the warehouse's location. Its
+// job ends at ctx's deadline too (BigQuery's job timeout): a caller that
+// stops waiting (an activity's timeout, a command's --timeout) would
+// otherwise leave the job running, and billed, beside the one its retry
+// starts, on a table's DML queue of 2 running and 20 pending. A commit,
+// which a retry re-attaches to by its job id (runOnce), does not use it.
+func (w *Warehouse) newQuery(ctx context.Context, sql string, params []bigquery.QueryParameter) *bigquery.Query {
 	q := w.bq.Query(sql)
 	q.Parameters = inSQLOrder(sql, params)
 	q.Location = w.location
+	if d, ok := ctx.Deadline(); ok {
+		q.JobTimeout = max(time.Until(d), time.Second)
+	}
+	return q
+}
+
+// exec runs one statement or script with named parameters and waits.
+func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) error {
+	w.observed(Statement{What: what, SQL: sql})
+	q := w.newQuery(ctx, sql, params)
 	job, err := q.Run(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -179,10 +193,7 @@ func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigque
 // query runs sql and returns all rows as maps (for small results).
 func (w *Warehouse) query(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) ([]map[string]bigquery.Value, error) {
 	w.observed(Statement{What: what, SQL: sql})
-	q := w.bq.Query(sql)
-	q.Parameters = inSQLOrder(sql, params)
-	q.Location = w.location
-	it, err := q.Read(ctx)
+	it, err := w.newQuery(ctx, sql, params).Read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

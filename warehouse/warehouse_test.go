@@ -694,3 +694,18 @@ func TestTooLargeRecordIsQuarantinedOnce(t *testing.T) {
 		t.Errorf("fact %v, want the valid event", ids)
 	}
 }
+
+// Under a deadline a statement's job carries BigQuery's job timeout; the
+// emulator takes it as BigQuery does, and the statements run.
+func TestStatementsRunUnderADeadline(t *testing.T) {
+	t.Parallel()
+	w := newWarehouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := w.SetCheckpoint(ctx, "deadline", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := w.Checkpoint(ctx, "deadline"); err != nil || got != "c1" {
+		t.Fatalf("checkpoint %q %v, want c1", got, err)
+	}
+}
