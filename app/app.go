@@ -239,8 +239,16 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	if err := RegisterSearchAttributes(ctx, c, topts.Namespace); err != nil {
 		logger.Warn("search attributes not registered; workflows that set them will fail until an operator adds them", "error", err)
 	}
-	rep, err := acts.Warehouse.EnsureSchema(ctx)
+	// A migration may fill an added column in every existing row: said
+	// before it starts, and bounded, since nothing is served until then.
+	logger.Info("checking the warehouse schema", "dataset", cfg.BigQuery.Dataset, "bound", SchemaTimeout)
+	sctx, cancel := context.WithTimeout(ctx, SchemaTimeout)
+	rep, err := acts.Warehouse.EnsureSchema(sctx)
+	cancel()
 	if err != nil {
+		if errors.Is(sctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("not ready within %s (a migration filling added columns of a large table?): %w", SchemaTimeout, err)
+		}
 		return fail(fmt.Errorf("warehouse schema: %w", err))
 	}
 	for _, b := range rep.Backfills {
@@ -275,6 +283,10 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	go refreshGauges(rctx, acts.Warehouse, store, m, cfg.Metrics.Refresh, cfg.Metrics.AuditInterval, logger)
 	return r, nil
 }
+
+// SchemaTimeout bounds the schema check and its migrations at a worker's
+// start.
+const SchemaTimeout = time.Hour
 
 // RunWorker runs a worker process until ctx ends.
 func RunWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) error {
