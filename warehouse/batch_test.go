@@ -193,6 +193,13 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	if got, want := fmt.Sprint(queryRows(t, folded)), "[[2026-10-30 gpt-4o 2 0.4 -2] [2026-11-01 gpt-4o 1 0.2 -2] [2026-11-02 gpt-4o 1 0.4 -2] [2026-11-02 gpt-4o-mini 1 0.9 -2] [2026-11-03 gpt-4o-mini 1 0.05 -2]]"; got != want {
 		t.Fatalf("fact_usage after the second fold %s, want %s", got, want)
 	}
+	// Past dim_user's bound (3 users, 2 allowed) the refresh fails naming
+	// it, and holds no more than the bound.
+	w.SetMaxDimUsers(2)
+	if err := w.RefreshDimensions(ctx, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "more than 2 distinct users") {
+		t.Fatalf("refresh of 3 users under a bound of 2: %v, want the bound named", err)
+	}
+	w.SetMaxDimUsers(0)
 	// An older dataset: no fact_usage, no fact_users, never seeded.
 	for _, table := range []string{schemas.TableUsage, schemas.TableUsers} {
 		if err := bq.Dataset(ds).Table(table).Delete(ctx); err != nil {

@@ -2,9 +2,11 @@ package warehouse
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -13,6 +15,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/civil"
+	"google.golang.org/api/iterator"
 
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/schemas"
@@ -155,18 +158,9 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 		return err
 	}
 
-	seenUsers, err := w.query(ctx, "read users", fmt.Sprintf("SELECT DISTINCT `user` FROM %s", w.ref(schemas.TableUsers)))
-	if err != nil {
-		return err
-	}
 	buf.Reset()
-	for _, r := range seenUsers {
-		u := r["user"].(string)
-		info, ok := users[u]
-		if !ok {
-			info = UserInfo{Team: Unknown, Department: Unknown}
-		}
-		fmt.Fprintf(&buf, `{"user":%s,"team":%s,"department":%s,"user_id":%s}`+"\n", js(u), js(or(info.Team)), js(or(info.Department)), js(schemas.UserID(u)))
+	if err := w.dimUsers(ctx, users, &buf); err != nil {
+		return err
 	}
 	if err := w.replace(ctx, schemas.TableDimUser, &buf); err != nil {
 		return err
@@ -263,6 +257,43 @@ COMMIT TRANSACTION;
 }
 
 // replace swaps a small table's content for r's rows.
+// MaxDimUsers bounds dim_user: a refresh holds its rows (about 100 bytes
+// a user) to load them, so past it the refresh fails naming the bound
+// rather than growing the worker's memory with every user ever seen.
+const MaxDimUsers = 1_000_000
+
+// dimUsers writes dim_user's rows, one a user fact_users has seen, with
+// the user map's team and department, streaming them as they are read.
+func (w *Warehouse) dimUsers(ctx context.Context, users map[string]UserInfo, buf *bytes.Buffer) error {
+	most := cmp.Or(w.maxDimUsers, MaxDimUsers)
+	sql := fmt.Sprintf("SELECT DISTINCT `user` FROM %s LIMIT @most", w.ref(schemas.TableUsers))
+	w.observed(Statement{What: "read users", SQL: sql})
+	it, err := w.newQuery(ctx, sql, []bigquery.QueryParameter{{Name: "most", Value: most + 1}}).Read(ctx)
+	if err != nil {
+		return fmt.Errorf("read users: %w", err)
+	}
+	for n := 0; ; n++ {
+		var row struct {
+			User string `bigquery:"user"`
+		}
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read users: %w", err)
+		}
+		if n == most {
+			return fmt.Errorf("read users: more than %d distinct users, the bound of dim_user a refresh holds", most)
+		}
+		info, ok := users[row.User]
+		if !ok {
+			info = UserInfo{Team: Unknown, Department: Unknown}
+		}
+		fmt.Fprintf(buf, `{"user":%s,"team":%s,"department":%s,"user_id":%s}`+"\n", js(row.User), js(or(info.Team)), js(or(info.Department)), js(schemas.UserID(row.User)))
+	}
+}
+
 func (w *Warehouse) replace(ctx context.Context, table string, r *bytes.Buffer) error {
 	var schema bigquery.Schema
 	for _, t := range bqschema.Tables() {

@@ -10,6 +10,9 @@ import (
 // call f first with what and which, so tests can count them.
 func (w *Warehouse) SetDDLHook(f func(what string)) { w.onDDL = f }
 
+// SetMaxDimUsers lowers dim_user's bound (0: MaxDimUsers).
+func (w *Warehouse) SetMaxDimUsers(n int) { w.maxDimUsers = n }
+
 // SetCommitHook makes CommitLoads call f after each set's transaction and
 // before its look for doubled rows, so tests can land a commit there, as
 // one that ran beside it would; an error f returns ends CommitLoads

@@ -36,9 +36,11 @@ type Warehouse struct {
 	// usageFoldRows bounds fact_usage's rows since its last fold (zero:
 	// DefaultUsageFoldRows).
 	usageFoldRows atomic.Int64
-	onDDL         func(what string)               // tests count changes to views
-	onCommit      func() error                    // tests land a commit beside a set's, or fail, before its look
-	observe       atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
+	// maxDimUsers bounds dim_user (zero: MaxDimUsers); tests lower it.
+	maxDimUsers int
+	onDDL       func(what string)               // tests count changes to views
+	onCommit    func() error                    // tests land a commit beside a set's, or fail, before its look
+	observe     atomic.Pointer[func(Statement)] // the cost model counts jobs (SetStatementObserver)
 }
 
 // Statement is one BigQuery job the warehouse layer starts: a query or

@@ -267,7 +267,7 @@ var costRules = []costRule{
 		[]tableRead{{"fact_usage", []string{"event_date", "provider", "model", "events", "cost", "tokens"}, scopeUsage}}, "fact_usage", false},
 	{"dimensions: delete what the fold summed", rx(`DELETE FROM fact_usage WHERE load_id != @fold$`),
 		[]tableRead{{"fact_usage", []string{"event_date", "provider", "model", "events", "cost", "tokens", "load_id", "chunk"}, scopeUsage}}, "fact_usage", true},
-	{"dimensions: users", rx("SELECT DISTINCT `user` FROM fact_users$"),
+	{"dimensions: users", rx("SELECT DISTINCT `user` FROM fact_users LIMIT @most$"),
 		[]tableRead{{"fact_users", []string{"user"}, scopeSmall}}, "", false},
 	{"dimensions: date span", rx(`SELECT MIN\(d\) AS lo, MAX\(d\) AS hi FROM \(SELECT event_date AS d FROM fact_usage GROUP BY event_date HAVING SUM\(events\) > 0\)$`),
 		[]tableRead{{"fact_usage", []string{"event_date", "events"}, scopeUsage}}, "", false},
