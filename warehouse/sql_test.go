@@ -18,7 +18,8 @@ import (
 )
 
 func TestTableNameIsAlwaysAnIdentifier(t *testing.T) {
-	for _, id := range []string{"export-it-2-01a21986-g0", "a.b/c:d", "x`; DROP TABLE fact; --", "ünï", ""} {
+	long := strings.Repeat("ktpipe-replay-", 100) // 1,400 bytes
+	for _, id := range []string{"export-it-2-01a21986-g0", "a.b/c:d", "x`; DROP TABLE fact; --", "ünï", "", long, strings.Repeat("ü", 600)} {
 		name := tableName("stg_", id, 7)
 		if !identOK(name) || !strings.HasSuffix(name, "_00007") {
 			t.Errorf("tableName(%q) = %q is not a safe identifier", id, name)
@@ -26,6 +27,9 @@ func TestTableNameIsAlwaysAnIdentifier(t *testing.T) {
 	}
 	if tableName("stg_", "a-b", 1) == tableName("stg_", "a-b", 2) {
 		t.Error("chunks share a staging table")
+	}
+	if tableName("stg_", long+"a", 1) == tableName("stg_", long+"b", 1) {
+		t.Error("two long load ids that differ at their end share a staging table")
 	}
 }
 

@@ -7,6 +7,8 @@ package warehouse
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -326,6 +328,12 @@ func (w *Warehouse) countRows(ctx context.Context, table string) (int64, error) 
 func tableName(prefix, loadID string, chunk int) string {
 	var b strings.Builder
 	b.WriteString(prefix)
+	if len(loadID) > maxTableLoadID {
+		// BigQuery's names end at 1,024 bytes: a longer id (a replay of a
+		// replay of …) keeps its start and the sha256 of the whole.
+		sum := sha256.Sum256([]byte(loadID))
+		loadID = loadID[:maxTableLoadID-17] + "_" + hex.EncodeToString(sum[:8])
+	}
 	for _, r := range loadID {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
 			b.WriteRune(r)
@@ -336,6 +344,10 @@ func tableName(prefix, loadID string, chunk int) string {
 	fmt.Fprintf(&b, "_%05d", chunk)
 	return b.String()
 }
+
+// maxTableLoadID bounds the part of a table name a load id gives, so
+// that with a prefix and a chunk's number it is a name BigQuery takes.
+const maxTableLoadID = 960
 
 // Dial returns a BigQuery client: an emulator when endpoint is set,
 // otherwise BigQuery itself with Application Default Credentials. The
