@@ -148,7 +148,8 @@ func (w *Warehouse) CountHours(ctx context.Context, since time.Time, n int) (pay
 }
 
 // FactIDs returns every event id in the fact table with how often it
-// occurs (tests and reconciliation use it; it reads the whole table).
+// occurs. It reads the whole table into memory: for the chaos soak,
+// ktbench and tests on small datasets, never for a worker.
 func (w *Warehouse) FactIDs(ctx context.Context) (map[string]int, error) {
 	rows, err := w.query(ctx, "read fact ids", fmt.Sprintf("SELECT event_id, COUNT(*) AS n FROM %s GROUP BY event_id", w.ref(schemas.TableFact)))
 	if err != nil {
