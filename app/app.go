@@ -281,7 +281,40 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	rctx, cancel := context.WithCancel(context.Background())
 	r.stopRefreshing = cancel
 	go refreshGauges(rctx, acts.Warehouse, store, m, cfg.Metrics.Refresh, cfg.Metrics.AuditInterval, logger)
+	go sweepScratch(rctx, store, logger)
 	return r, nil
+}
+
+// scratchSweepEvery is how often a process sweeps its bucket store's
+// local scratch directory (staging.Bucket.SweepScratch).
+const scratchSweepEvery = 6 * time.Hour
+
+// sweepScratch removes, at start and every scratchSweepEvery until ctx
+// ends, what writes and downloads that died left in this host's scratch
+// directory, once a day old (activities.MinStagingRetention: no live
+// attempt writes a file that long). A directory store has no scratch:
+// the clean-up workflow sweeps it whole.
+func sweepScratch(ctx context.Context, store staging.Store, logger *slog.Logger) {
+	b, ok := store.(staging.Bucket)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(scratchSweepEvery)
+	defer t.Stop()
+	for {
+		files, bytes, err := b.SweepScratch(ctx, activities.MinStagingRetention, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("sweeping the staging scratch directory failed; the next sweep tries again", "dir", b.Scratch.Root, "error", err)
+		case files > 0:
+			logger.Info("removed files that dead writes left in the staging scratch directory", "dir", b.Scratch.Root, "files", files, "bytes", bytes)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // SchemaTimeout bounds the schema check and its migrations at a worker's

@@ -249,10 +249,13 @@ type Receiving struct {
 	metrics     *metrics.Metrics
 	metricsSrv  *metrics.Server
 	closeStore  func() error
+	// stopSweeping ends the scratch directory's sweeps.
+	stopSweeping context.CancelFunc
 }
 
 // Stop stops the receiver and closes the clients.
 func (r *Receiving) Stop() {
+	r.stopSweeping()
 	shutdownWebhooks(r.srv)
 	r.metricsSrv.Shutdown()
 	r.metrics.Close()
@@ -292,6 +295,9 @@ func StartReceiver(ctx context.Context, cfg config.Receiver, logger *slog.Logger
 		c.Close()
 		return nil, err
 	}
+	sctx, cancel := context.WithCancel(context.Background())
+	r.stopSweeping = cancel
+	go sweepScratch(sctx, store, logger)
 	return r, nil
 }
 

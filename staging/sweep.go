@@ -41,6 +41,39 @@ type Sweeper interface {
 	RemoveEntry(ctx context.Context, e Entry) error
 }
 
+// SweepScratch removes what writes and downloads that died left in a
+// bucket store's local scratch directory (IsTemp files) modified more
+// than age before now, at most maxScratchSweep files a call. The scratch
+// is this host's: the clean-up workflow, which runs on one worker, sees
+// only its own, so each process that stages through a bucket sweeps its
+// own.
+func (b Bucket) SweepScratch(ctx context.Context, age time.Duration, now time.Time) (files int, bytes int64, err error) {
+	err = b.Scratch.Walk(ctx, func(e Entry) error {
+		if !IsTemp(e.Key) || now.Sub(e.ModTime) <= age {
+			return nil
+		}
+		if files == maxScratchSweep {
+			return errScratchBound
+		}
+		if err := b.Scratch.RemoveEntry(ctx, e); err != nil {
+			return err
+		}
+		files++
+		bytes += e.Size
+		return nil
+	})
+	if errors.Is(err, errScratchBound) {
+		err = nil // the rest goes at the next sweep
+	}
+	return files, bytes, err
+}
+
+// maxScratchSweep bounds the files one sweep of a scratch directory
+// removes.
+const maxScratchSweep = 10_000
+
+var errScratchBound = errors.New("scratch sweep bound reached")
+
 // IsTemp reports whether a file name is a write in progress or left by
 // one that died: a key never names such a file.
 func IsTemp(key string) bool {

@@ -3,9 +3,13 @@ package staging_test
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ktpipe/ktpipe/staging"
 )
@@ -106,5 +110,42 @@ func TestWalkUnder(t *testing.T) {
 				t.Error("WalkUnder(../x): no error")
 			}
 		})
+	}
+}
+
+// A bucket store's scratch keeps what a live write or download may still
+// need: SweepScratch removes only temporary files older than the age,
+// and never a file that is not one.
+func TestSweepScratchRemovesOnlyOldTemporaryFiles(t *testing.T) {
+	root := t.TempDir()
+	b := staging.Bucket{Scratch: staging.Dir{Root: root}}
+	now := time.Now()
+	files := map[string]time.Duration{
+		".upload-1":                48 * time.Hour,
+		"exports/e1/exp.data.part": 48 * time.Hour,
+		".upload-2":                time.Hour,
+		"notes.txt":                48 * time.Hour,
+	}
+	for name, age := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("12345"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, size, err := b.SweepScratch(context.Background(), 24*time.Hour, now)
+	if err != nil || n != 2 || size != 10 {
+		t.Fatalf("swept %d files, %d bytes, %v; want the 2 old temporary files", n, size, err)
+	}
+	var left []string
+	b.Scratch.Walk(context.Background(), func(e staging.Entry) error { left = append(left, e.Key); return nil })
+	slices.Sort(left)
+	if got := strings.Join(left, ","); got != ".upload-2,notes.txt" {
+		t.Errorf("left %s, want the recent upload and the file that is not ktpipe's", got)
 	}
 }
