@@ -66,8 +66,7 @@ WHERE q.event_id IS NOT NULL AND q.record_hash > @after
   AND %[2]s
 ORDER BY q.record_hash
 LIMIT @limit`, w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(schemas.TableFact)))
-	w.observed(Statement{What: "read quarantine", SQL: sql})
-	q := w.newQuery(ctx, sql, []bigquery.QueryParameter{
+	q := w.newQuery(ctx, "read quarantine", sql, []bigquery.QueryParameter{
 		{Name: "after", Value: f.After}, {Name: "rule", Value: f.Rule}, {Name: "windowed", Value: windowed},
 		{Name: "since", Value: since}, {Name: "until", Value: until}, {Name: "lo", Value: lo}, {Name: "hi", Value: hi},
 		{Name: "limit", Value: int64(f.Limit)},

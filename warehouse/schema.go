@@ -68,7 +68,13 @@ func (e *SchemaError) Error() string {
 // tables, fills columns added to tables holding rows once (see
 // backfillColumns) and replaces views whose definition changed.
 // Running it twice changes nothing the second time, and issues no DDL.
+//
+// Its statements outlive ctx's deadline on BigQuery: a migration that
+// fills a column of a large table is one statement with no progress
+// kept, so one cut off at the caller's deadline would never finish;
+// left running, it completes, and the next start finds it done.
 func (w *Warehouse) EnsureSchema(ctx context.Context) (SchemaReport, error) {
+	ctx = context.WithValue(ctx, noJobTimeout{}, true)
 	rep := SchemaReport{AddedColumns: map[string][]string{}, ForeignColumns: map[string][]string{}}
 	if _, err := w.ds.Metadata(ctx); isNotFound(err) {
 		if err := w.ds.Create(ctx, &bigquery.DatasetMetadata{Location: w.location}); err != nil && !isConflict(err) {

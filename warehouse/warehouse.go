@@ -53,6 +53,8 @@ type Statement struct {
 	SQL    string // empty for a load job or a streaming insert
 	Load   string // the table a load job writes; empty for a query
 	Stream string // the table a streaming insert (insertAll) writes
+	// JobTimeout is the query job's timeout on BigQuery (0: none).
+	JobTimeout time.Duration
 }
 
 // SetStatementObserver makes the warehouse call f with every job it
@@ -165,21 +167,27 @@ func inSQLOrder(sql string, params []bigquery.QueryParameter) []bigquery.QueryPa
 // stops waiting (an activity's timeout, a command's --timeout) would
 // otherwise leave the job running, and billed, beside the one its retry
 // starts, on a table's DML queue of 2 running and 20 pending. A commit,
-// which a retry re-attaches to by its job id (runOnce), does not use it.
-func (w *Warehouse) newQuery(ctx context.Context, sql string, params []bigquery.QueryParameter) *bigquery.Query {
+// which a retry re-attaches to by its job id (runOnce), does not use it,
+// nor does EnsureSchema (noJobTimeout).
+// The statement observer sees it as what.
+func (w *Warehouse) newQuery(ctx context.Context, what, sql string, params []bigquery.QueryParameter) *bigquery.Query {
 	q := w.bq.Query(sql)
 	q.Parameters = inSQLOrder(sql, params)
 	q.Location = w.location
-	if d, ok := ctx.Deadline(); ok {
+	if d, ok := ctx.Deadline(); ok && ctx.Value(noJobTimeout{}) == nil {
 		q.JobTimeout = max(time.Until(d), time.Second)
 	}
+	w.observed(Statement{What: what, SQL: sql, JobTimeout: q.JobTimeout})
 	return q
 }
 
+// noJobTimeout marks a context whose statements keep running on BigQuery
+// past its deadline.
+type noJobTimeout struct{}
+
 // exec runs one statement or script with named parameters and waits.
 func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) error {
-	w.observed(Statement{What: what, SQL: sql})
-	q := w.newQuery(ctx, sql, params)
+	q := w.newQuery(ctx, what, sql, params)
 	job, err := q.Run(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -196,8 +204,7 @@ func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigque
 
 // query runs sql and returns all rows as maps (for small results).
 func (w *Warehouse) query(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) ([]map[string]bigquery.Value, error) {
-	w.observed(Statement{What: what, SQL: sql})
-	it, err := w.newQuery(ctx, sql, params).Read(ctx)
+	it, err := w.newQuery(ctx, what, sql, params).Read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

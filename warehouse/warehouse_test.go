@@ -696,16 +696,40 @@ func TestTooLargeRecordIsQuarantinedOnce(t *testing.T) {
 }
 
 // Under a deadline a statement's job carries BigQuery's job timeout; the
-// emulator takes it as BigQuery does, and the statements run.
+// emulator takes it as BigQuery does, and the statements run. The
+// schema's statements carry none: a migration cut off at the deadline
+// would never finish.
 func TestStatementsRunUnderADeadline(t *testing.T) {
 	t.Parallel()
-	w := newWarehouse(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	w, err := warehouse.New(bq, project, fmt.Sprintf("ds_%d", dsSeq.Add(1)), "US")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	seen := record(w)
+	if _, err := w.EnsureSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	schema := seen()
+	for _, st := range schema {
+		if st.JobTimeout != 0 {
+			t.Errorf("schema statement %q has a job timeout of %s", st.What, st.JobTimeout)
+		}
+	}
 	if err := w.SetCheckpoint(ctx, "deadline", "c1"); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := w.Checkpoint(ctx, "deadline"); err != nil || got != "c1" {
 		t.Fatalf("checkpoint %q %v, want c1", got, err)
+	}
+	after := seen()[len(schema):]
+	if len(after) == 0 {
+		t.Fatal("no statement seen for the checkpoint")
+	}
+	for _, st := range after {
+		if st.JobTimeout <= 0 || st.JobTimeout > 5*time.Minute {
+			t.Errorf("statement %q under a 5-minute deadline has a job timeout of %s", st.What, st.JobTimeout)
+		}
 	}
 }
