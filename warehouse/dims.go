@@ -267,7 +267,7 @@ const MaxDimUsers = 1_000_000
 func (w *Warehouse) dimUsers(ctx context.Context, users map[string]UserInfo, buf *bytes.Buffer) error {
 	most := cmp.Or(w.maxDimUsers, MaxDimUsers)
 	sql := fmt.Sprintf("SELECT DISTINCT `user` FROM %s LIMIT @most", w.ref(schemas.TableUsers))
-	it, err := w.newQuery(ctx, "read users", sql, []bigquery.QueryParameter{{Name: "most", Value: most + 1}}).Read(ctx)
+	it, err := w.newQuery("read users", sql, []bigquery.QueryParameter{{Name: "most", Value: most + 1}}, 0).Read(ctx)
 	if err != nil {
 		return fmt.Errorf("read users: %w", err)
 	}

@@ -13,6 +13,11 @@ func (w *Warehouse) SetDDLHook(f func(what string)) { w.onDDL = f }
 // SetMaxDimUsers lowers dim_user's bound (0: MaxDimUsers).
 func (w *Warehouse) SetMaxDimUsers(n int) { w.maxDimUsers = n }
 
+// CountRows is countRows: a table's rows, -1 when it does not exist.
+func (w *Warehouse) CountRows(ctx context.Context, table string) (int64, error) {
+	return w.countRows(ctx, table)
+}
+
 // SetCommitHook makes CommitLoads call f after each set's transaction and
 // before its look for doubled rows, so tests can land a commit there, as
 // one that ran beside it would; an error f returns ends CommitLoads

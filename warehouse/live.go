@@ -133,7 +133,7 @@ func liveColumns(served map[string]bool) string {
 // table does not exist yet): a query that reads no rows, free on BigQuery.
 func (w *Warehouse) servedColumns(ctx context.Context, table string) (map[string]bool, error) {
 	sql := "SELECT * FROM " + w.ref(table) + " LIMIT 0"
-	it, err := w.newQuery(ctx, "read the columns of "+table, sql, nil).Read(ctx)
+	it, err := w.newQuery("read the columns of "+table, sql, nil, 0).Read(ctx)
 	if isNotFound(err) {
 		return nil, nil
 	}

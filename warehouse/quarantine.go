@@ -66,11 +66,11 @@ WHERE q.event_id IS NOT NULL AND q.record_hash > @after
   AND %[2]s
 ORDER BY q.record_hash
 LIMIT @limit`, w.ref(schemas.TableQuarantine), notInFactSQL("q.event_id", w.ref(schemas.TableFact)))
-	q := w.newQuery(ctx, "read quarantine", sql, []bigquery.QueryParameter{
+	q := w.newQuery("read quarantine", sql, []bigquery.QueryParameter{
 		{Name: "after", Value: f.After}, {Name: "rule", Value: f.Rule}, {Name: "windowed", Value: windowed},
 		{Name: "since", Value: since}, {Name: "until", Value: until}, {Name: "lo", Value: lo}, {Name: "hi", Value: hi},
 		{Name: "limit", Value: int64(f.Limit)},
-	})
+	}, 0)
 	it, err := q.Read(ctx)
 	if err != nil {
 		return fmt.Errorf("read quarantine: %w", err)

@@ -218,7 +218,7 @@ func (w *Warehouse) ReportRows(ctx context.Context, v View, limit int, since tim
 		sql += " ORDER BY " + v.OrderBy
 	}
 	sql += fmt.Sprintf(" LIMIT %d", limit)
-	it, err := w.newQuery(ctx, "read "+v.Name, sql, params).Read(ctx)
+	it, err := w.newQuery("read "+v.Name, sql, params, 0).Read(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", v.Name, err)
 	}

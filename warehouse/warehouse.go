@@ -162,23 +162,34 @@ func inSQLOrder(sql string, params []bigquery.QueryParameter) []bigquery.QueryPa
 	return out
 }
 
-// newQuery is sql with its parameters, in the warehouse's location. Its
-// job ends at ctx's deadline too (BigQuery's job timeout): a caller that
-// stops waiting (an activity's timeout, a command's --timeout) would
-// otherwise leave the job running, and billed, beside the one its retry
-// starts, on a table's DML queue of 2 running and 20 pending. A commit,
-// which a retry re-attaches to by its job id (runOnce), does not use it,
-// nor does EnsureSchema (noJobTimeout).
-// The statement observer sees it as what.
-func (w *Warehouse) newQuery(ctx context.Context, what, sql string, params []bigquery.QueryParameter) *bigquery.Query {
+// newQuery is sql with its parameters, in the warehouse's location, and
+// BigQuery's job timeout (0: none); the statement observer sees it as
+// what.
+func (w *Warehouse) newQuery(what, sql string, params []bigquery.QueryParameter, timeout time.Duration) *bigquery.Query {
 	q := w.bq.Query(sql)
 	q.Parameters = inSQLOrder(sql, params)
 	q.Location = w.location
-	if d, ok := ctx.Deadline(); ok && ctx.Value(noJobTimeout{}) == nil {
-		q.JobTimeout = max(time.Until(d), time.Second)
-	}
-	w.observed(Statement{What: what, SQL: sql, JobTimeout: q.JobTimeout})
+	q.JobTimeout = timeout
+	w.observed(Statement{What: what, SQL: sql, JobTimeout: timeout})
 	return q
+}
+
+// jobTimeout is the job timeout of a statement exec runs under ctx: the
+// time left to ctx's deadline. A caller that stops waiting (an activity's
+// timeout, a command's --timeout) would otherwise leave the job running,
+// and billed, beside the one its retry starts, on the table's DML queue
+// of 2 running and 20 pending. None without a deadline, nor under
+// EnsureSchema (noJobTimeout). Reads take none: a job timeout takes a
+// query off jobs.query, BigQuery's fast path for reads, and the emulator
+// answers a read of a missing table inserted as a job with an error the
+// client retries until its deadline, not the 404 the readers expect. A
+// commit, which a retry re-attaches to by its job id (runOnce), takes
+// none either.
+func jobTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok && ctx.Value(noJobTimeout{}) == nil {
+		return max(time.Until(d), time.Second)
+	}
+	return 0
 }
 
 // noJobTimeout marks a context whose statements keep running on BigQuery
@@ -187,7 +198,7 @@ type noJobTimeout struct{}
 
 // exec runs one statement or script with named parameters and waits.
 func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) error {
-	q := w.newQuery(ctx, what, sql, params)
+	q := w.newQuery(what, sql, params, jobTimeout(ctx))
 	job, err := q.Run(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -204,7 +215,7 @@ func (w *Warehouse) exec(ctx context.Context, what, sql string, params ...bigque
 
 // query runs sql and returns all rows as maps (for small results).
 func (w *Warehouse) query(ctx context.Context, what, sql string, params ...bigquery.QueryParameter) ([]map[string]bigquery.Value, error) {
-	it, err := w.newQuery(ctx, what, sql, params).Read(ctx)
+	it, err := w.newQuery(what, sql, params, 0).Read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -695,10 +695,12 @@ func TestTooLargeRecordIsQuarantinedOnce(t *testing.T) {
 	}
 }
 
-// Under a deadline a statement's job carries BigQuery's job timeout; the
-// emulator takes it as BigQuery does, and the statements run. The
-// schema's statements carry none: a migration cut off at the deadline
-// would never finish.
+// Under a deadline a statement exec runs carries BigQuery's job timeout,
+// which the emulator takes as BigQuery does; a read carries none (it keeps
+// jobs.query's fast path, and a read of a missing table answers not
+// found, where inserted as a job the emulator's answer was retried until
+// the deadline, and a worker's stage of a chunk hung); nor does the
+// schema's migration, which a deadline would cut off.
 func TestStatementsRunUnderADeadline(t *testing.T) {
 	t.Parallel()
 	w, err := warehouse.New(bq, project, fmt.Sprintf("ds_%d", dsSeq.Add(1)), "US")
@@ -720,16 +722,27 @@ func TestStatementsRunUnderADeadline(t *testing.T) {
 	if err := w.SetCheckpoint(ctx, "deadline", "c1"); err != nil {
 		t.Fatal(err)
 	}
+	write := seen()[len(schema):]
 	if got, err := w.Checkpoint(ctx, "deadline"); err != nil || got != "c1" {
 		t.Fatalf("checkpoint %q %v, want c1", got, err)
 	}
-	after := seen()[len(schema):]
-	if len(after) == 0 {
-		t.Fatal("no statement seen for the checkpoint")
+	read := seen()[len(schema)+len(write):]
+	if len(write) == 0 || len(read) == 0 {
+		t.Fatalf("statements seen: %d writing the checkpoint, %d reading it", len(write), len(read))
 	}
-	for _, st := range after {
+	for _, st := range write {
 		if st.JobTimeout <= 0 || st.JobTimeout > 5*time.Minute {
 			t.Errorf("statement %q under a 5-minute deadline has a job timeout of %s", st.What, st.JobTimeout)
 		}
+	}
+	for _, st := range read {
+		if st.JobTimeout != 0 {
+			t.Errorf("read %q has a job timeout of %s", st.What, st.JobTimeout)
+		}
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer rcancel()
+	if n, err := w.CountRows(rctx, "stg_never_staged_00000"); err != nil || n != -1 {
+		t.Errorf("count of a missing table under a deadline: %d %v, want -1 (not found)", n, err)
 	}
 }
