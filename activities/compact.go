@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -71,10 +70,11 @@ func (a *Activities) PendingLoads(ctx context.Context, in payload.PendingLoadsIn
 	var res payload.PendingLoadsResult
 	chunks := 0
 	for _, key := range keys {
-		if !strings.HasSuffix(key, "/load.json") {
-			continue // a partial write's temporary file
+		id, ok := pendingOf(key)
+		if !ok {
+			continue // a partial write's temporary file, or not a mark
 		}
-		if id, _ := pendingOf(key); slices.Contains(in.Exclude, id) {
+		if slices.Contains(in.Exclude, id) {
 			continue
 		}
 		p, err := a.readPending(ctx, key)
@@ -87,7 +87,6 @@ func (a *Activities) PendingLoads(ctx context.Context, in payload.PendingLoadsIn
 				return res, temporal.NewNonRetryableApplicationError(
 					fmt.Sprintf("list pending loads: more than %d marks cannot be read, the last %s", maxLoads, err), payload.ErrTypeMalformed, err)
 			}
-			id, _ := pendingOf(key)
 			activity.GetLogger(ctx).Error("pending mark cannot be read; passed over", "key", key, "error", err)
 			res.Unreadable = append(res.Unreadable, id)
 			continue
@@ -116,8 +115,14 @@ func (a *Activities) readPending(ctx context.Context, key string) (payload.Pendi
 	}
 	defer f.Close()
 	var p payload.PendingLoad
-	dec := json.NewDecoder(io.LimitReader(f, maxManifestBytes))
-	if err := dec.Decode(&p); err != nil {
+	rec := &readErrors{r: io.LimitReader(f, maxManifestBytes)}
+	err = json.NewDecoder(rec).Decode(&p)
+	if rec.err != nil {
+		// The store failed under the decoder (a disk or network error):
+		// the mark is not bad, and a retry reads it again.
+		return p, classify("read "+key, fmt.Errorf("read %s from the staging store: %w", key, rec.err))
+	}
+	if err != nil {
 		// A mark ktpipe did not write whole: the operator must look (the
 		// load it names, if any, can be replayed).
 		return p, temporal.NewNonRetryableApplicationError(

@@ -139,7 +139,9 @@ func TestPendingLoadsPassesOverAForeignMark(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for key, body := range map[string]string{"pending/B/load.json": "not json", "pending/C/load.json": `{"Manifest":{"LoadID":"A"}}`} {
+	// B and C are marks that cannot be read; a file deeper under A's
+	// mark is no mark at all, and does not pass A over.
+	for key, body := range map[string]string{"pending/B/load.json": "not json", "pending/C/load.json": `{"Manifest":{"LoadID":"A"}}`, "pending/A/x/load.json": "junk"} {
 		path := filepath.Join(root, key)
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			t.Fatal(err)
@@ -164,6 +166,29 @@ func TestPendingLoadsPassesOverAForeignMark(t *testing.T) {
 		t.Errorf("2 unreadable marks, 1 allowed: err %v, want a non-retryable error naming the second", err)
 	}
 }
+
+// A mark the store fails to read (here it hands back a directory, whose
+// reads fail with EISDIR, standing in for a disk error) is not a bad
+// mark: the listing fails for a retry, naming nothing to replay.
+func TestPendingLoadsRetriesAReadErrorOfTheStore(t *testing.T) {
+	root := t.TempDir()
+	a := newCompactActs(t, root)
+	if err := a.mark(pending("E", 1)); err != nil {
+		t.Fatal(err)
+	}
+	a.a.Store = unreadableStore{staging.Dir{Root: root}}
+	got, err := a.list(payload.PendingLoadsInput{})
+	var appErr *temporal.ApplicationError
+	if err == nil || (errors.As(err, &appErr) && (appErr.NonRetryable() || appErr.Type() == payload.ErrTypeMalformed)) || len(got.Unreadable) > 0 {
+		t.Fatalf("listing with a mark the store cannot read: %+v %v, want a retryable error", got, err)
+	}
+}
+
+// unreadableStore opens every key as its store's root directory: a file
+// whose reads fail.
+type unreadableStore struct{ staging.Dir }
+
+func (s unreadableStore) Open(context.Context, string) (*os.File, error) { return os.Open(s.Root) }
 
 // The pull's chunks stream into live_events in requests of at most
 // MaxLiveRows rows, every row once per landing.
