@@ -56,12 +56,17 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (payload.CleanupResult, erro
 	if workflow.GetVersion(ctx, cleanupPassesChange, workflow.DefaultVersion, 1) == 1 {
 		passes = cleanupPasses
 	}
-	for pass := 0; pass < passes && (pass == 0 || res.More); pass++ {
+	for pass := 0; pass < passes; pass++ {
 		var r payload.CleanupResult
 		if err := workflow.ExecuteActivity(actx, payload.CleanStaging, payload.CleanupInput{Retention: in.Retention}).Get(ctx, &r); err != nil {
 			return res, fmt.Errorf("clean staging (pass %d): %w", pass+1, err)
 		}
 		res = addPass(res, r)
+		if !r.More || r.Files == 0 {
+			// Done, or a pass whose look at the store took its time:
+			// another would only look again. The next run goes on.
+			break
+		}
 	}
 	workflow.GetLogger(ctx).Info("staging cleaned", "files", res.Files, "bytes", res.Bytes, "loads", res.Loads,
 		"deliveries", res.Deliveries, "temporary", res.Temporary, "more", res.More)
