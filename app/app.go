@@ -84,6 +84,7 @@ func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store, 
 	if cfg.Pipeline.CompactEvery > 0 {
 		wh.SetLiveWindow(warehouse.LiveWindowFor(cfg.Pipeline.CompactEvery))
 	}
+	wh.SetMaxDimUsers(cfg.Pipeline.MaxDimUsers)
 	prices, err := warehouse.LoadPrices(cfg.Pipeline.PriceFile)
 	if err != nil {
 		return nil, fmt.Errorf("KTPIPE_PRICE_TABLE: %w", err)

@@ -169,7 +169,10 @@ type Pipeline struct {
 	BackfillWindow      time.Duration `env:"KTPIPE_BACKFILL_WINDOW, default=24h"`
 	BackfillParallelism int           `env:"KTPIPE_BACKFILL_PARALLELISM, default=2"`
 	UserMapFile         string        `env:"KTPIPE_USER_MAP"`
-	PriceFile           string        `env:"KTPIPE_PRICE_TABLE"`
+	// MaxDimUsers bounds dim_user: a refresh holds its rows, about 100
+	// bytes a user (warehouse.MaxDimUsers, its default).
+	MaxDimUsers int    `env:"KTPIPE_MAX_DIM_USERS, default=1000000"`
+	PriceFile   string `env:"KTPIPE_PRICE_TABLE"`
 	// StagingRetention: the daily clean-up removes staged files no open
 	// workflow uses once they are this old (failed loads stay
 	// replayable from staging that long).
@@ -370,6 +373,7 @@ func (c Pipeline) Validate() error {
 		{"KTPIPE_BACKFILL_WINDOW", c.BackfillWindow >= time.Minute, "at least 1m"},
 		{"KTPIPE_LATE_WINDOW", c.LateWindow >= time.Minute, "at least 1m"},
 		{"KTPIPE_BACKFILL_PARALLELISM", c.BackfillParallelism >= 1 && c.BackfillParallelism <= 32, "between 1 and 32"},
+		{"KTPIPE_MAX_DIM_USERS", c.MaxDimUsers >= 1000 && c.MaxDimUsers <= 50_000_000, "between 1000 and 50000000 (a refresh holds about 100 bytes a user)"},
 		{"KTPIPE_STAGING_DIR", c.StagingDir != "", "a directory"},
 		// Far above the longest activity and its retries (6 h), so a file a
 		// live attempt writes is never old enough to be removed.

@@ -76,6 +76,7 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"rate limit not a number", "KEEPTRUSTS_RATE_LIMIT", "NaN", "KEEPTRUSTS_RATE_LIMIT: NaN must be a number > 0"},
 		{"rate limit infinite", "KEEPTRUSTS_RATE_LIMIT", "+Inf", "KEEPTRUSTS_RATE_LIMIT: +Inf must be a number > 0"},
 		{"batches without bound", "KTPIPE_BATCHES_PER_RUN", "2000000000", "KTPIPE_BATCHES_PER_RUN: must be between 1 and 1000"},
+		{"dim_user past what a refresh may hold", "KTPIPE_MAX_DIM_USERS", "100000000", "KTPIPE_MAX_DIM_USERS: must be between 1000 and 50000000"},
 		{"start that overflows", "KTPIPE_PULL_START", "300000d", "KTPIPE_PULL_START"},
 		{"bad dataset", "BIGQUERY_DATASET", "kt-events", "BIGQUERY_DATASET: dataset \"kt-events\""},
 		{"bad format", "KTPIPE_EXPORT_FORMAT", "xml", "KTPIPE_EXPORT_FORMAT"},

@@ -257,10 +257,15 @@ COMMIT TRANSACTION;
 }
 
 // replace swaps a small table's content for r's rows.
-// MaxDimUsers bounds dim_user: a refresh holds its rows (about 100 bytes
-// a user) to load them, so past it the refresh fails naming the bound
-// rather than growing the worker's memory with every user ever seen.
+// MaxDimUsers is dim_user's bound unless SetMaxDimUsers says otherwise:
+// a refresh holds its rows (about 100 bytes a user) to load them, so past
+// it the refresh fails naming the bound rather than growing the worker's
+// memory with every user ever seen.
 const MaxDimUsers = 1_000_000
+
+// SetMaxDimUsers sets dim_user's bound (KTPIPE_MAX_DIM_USERS; 0:
+// MaxDimUsers). Call it before the warehouse is used.
+func (w *Warehouse) SetMaxDimUsers(n int) { w.maxDimUsers = n }
 
 // dimUsers writes dim_user's rows, one a user fact_users has seen, with
 // the user map's team and department, streaming them as they are read.
@@ -283,7 +288,7 @@ func (w *Warehouse) dimUsers(ctx context.Context, users map[string]UserInfo, buf
 			return fmt.Errorf("read users: %w", err)
 		}
 		if n == most {
-			return fmt.Errorf("read users: more than %d distinct users, the bound of dim_user a refresh holds", most)
+			return fmt.Errorf("read users: more than %d distinct users, the bound of dim_user a refresh holds (KTPIPE_MAX_DIM_USERS)", most)
 		}
 		info, ok := users[row.User]
 		if !ok {

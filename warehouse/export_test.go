@@ -10,9 +10,6 @@ import (
 // call f first with what and which, so tests can count them.
 func (w *Warehouse) SetDDLHook(f func(what string)) { w.onDDL = f }
 
-// SetMaxDimUsers lowers dim_user's bound (0: MaxDimUsers).
-func (w *Warehouse) SetMaxDimUsers(n int) { w.maxDimUsers = n }
-
 // CountRows is countRows: a table's rows, -1 when it does not exist.
 func (w *Warehouse) CountRows(ctx context.Context, table string) (int64, error) {
 	return w.countRows(ctx, table)
