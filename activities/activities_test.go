@@ -40,6 +40,7 @@ func TestClassify(t *testing.T) {
 		{"401 is final", &keeptrusts.APIError{Status: 401}, true, payload.ErrTypeAPI, 0},
 		{"503 retries", &keeptrusts.APIError{Status: 503}, false, "", 0},
 		{"schema", &warehouse.SchemaError{Table: "t", Column: "c", Problem: "p"}, true, payload.ErrTypeSchema, 0},
+		{"dim_user past its bound", fmt.Errorf("read users: more than 5: %w", warehouse.ErrTooManyUsers), true, payload.ErrTypeBadInput, 0},
 		{"malformed", &staging.MalformedError{Record: 3, Err: errors.New("x")}, true, payload.ErrTypeMalformed, 0},
 		{"network", errors.New("connection reset"), false, "", 0},
 		{"checksum mismatch is final", fmt.Errorf("download: %w", &keeptrusts.ChecksumError{ExportID: "e"}), true, payload.ErrTypeChecksum, 0},

@@ -57,9 +57,10 @@ func (a *Activities) DeferLoad(ctx context.Context, in payload.PendingLoad) erro
 // PendingLoads lists the loads waiting for the compaction, in key order,
 // up to in.MaxLoads loads and in.MaxChunks chunks (the first load is
 // returned even if it alone has more chunks), each bounded by
-// maxPendingLoads and maxPendingChunks. A mark it cannot read is passed
-// over and named in Unreadable (at most maxPendingLoads, then it fails),
-// so one bad file does not hold back every other load's commit.
+// maxPendingLoads and maxPendingChunks. A mark whose content is bad is
+// passed over and named in Unreadable (at most the loads' bound, then the
+// listing fails), so one bad file does not hold back every other load's
+// commit; a mark the store fails to read fails the listing, for a retry.
 func (a *Activities) PendingLoads(ctx context.Context, in payload.PendingLoadsInput) (payload.PendingLoadsResult, error) {
 	defer keepAlive(ctx, nil)()
 	maxLoads, maxChunks := boundOr(in.MaxLoads, maxPendingLoads), boundOr(in.MaxChunks, maxPendingChunks)
@@ -120,7 +121,7 @@ func (a *Activities) readPending(ctx context.Context, key string) (payload.Pendi
 	if rec.err != nil {
 		// The store failed under the decoder (a disk or network error):
 		// the mark is not bad, and a retry reads it again.
-		return p, classify("read "+key, fmt.Errorf("read %s from the staging store: %w", key, rec.err))
+		return p, classify("read "+key+" from the staging store", rec.err)
 	}
 	if err != nil {
 		// A mark ktpipe did not write whole: the operator must look (the

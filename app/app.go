@@ -248,7 +248,7 @@ func StartWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) (*
 	cancel()
 	if err != nil {
 		if errors.Is(sctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("not ready within %s: %w", SchemaTimeout, err)
+			err = fmt.Errorf("not ready within %s (a migration filling added columns of large tables?): %w", SchemaTimeout, err)
 		}
 		return fail(fmt.Errorf("warehouse schema: %w", err))
 	}
@@ -319,11 +319,12 @@ func sweepScratch(ctx context.Context, store staging.Store, logger *slog.Logger)
 }
 
 // SchemaTimeout bounds the schema check and its migrations at a worker's
-// start: above BigQuery's 6 hours a statement, so a migration filling a
-// large table is never cut off (it would start again, and bill again, at
-// every start); what outlasts it is stuck elsewhere (an endpoint that
-// never answers).
-const SchemaTimeout = 7 * time.Hour
+// start, all together: BigQuery ends a statement at 6 hours, and a
+// migration fills a few tables (fact, raw, quarantine) one after
+// another, so a migration is not cut off (it would start again, and bill
+// again, at the next start); what outlasts it is stuck elsewhere (an
+// endpoint that never answers).
+const SchemaTimeout = 24 * time.Hour
 
 // RunWorker runs a worker process until ctx ends.
 func RunWorker(ctx context.Context, cfg config.Worker, logger *slog.Logger) error {

@@ -53,6 +53,14 @@ func TestChunkRowsBoundIsTheWarehouses(t *testing.T) {
 	}
 }
 
+// KTPIPE_MAX_DIM_USERS' default is the warehouse's MaxDimUsers.
+func TestMaxDimUsersDefaultIsTheWarehouses(t *testing.T) {
+	var c config.Worker
+	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(base())); err != nil || c.Pipeline.MaxDimUsers != warehouse.MaxDimUsers {
+		t.Errorf("KTPIPE_MAX_DIM_USERS default %d (%v), want warehouse.MaxDimUsers %d", c.Pipeline.MaxDimUsers, err, warehouse.MaxDimUsers)
+	}
+}
+
 func TestErrorsNameTheVariable(t *testing.T) {
 	tests := []struct {
 		name, key, value, want string
@@ -77,6 +85,7 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"rate limit infinite", "KEEPTRUSTS_RATE_LIMIT", "+Inf", "KEEPTRUSTS_RATE_LIMIT: +Inf must be a number > 0"},
 		{"batches without bound", "KTPIPE_BATCHES_PER_RUN", "2000000000", "KTPIPE_BATCHES_PER_RUN: must be between 1 and 1000"},
 		{"dim_user past what a refresh may hold", "KTPIPE_MAX_DIM_USERS", "100000000", "KTPIPE_MAX_DIM_USERS: must be between 1000 and 50000000"},
+		{"dim_user too small", "KTPIPE_MAX_DIM_USERS", "999", "KTPIPE_MAX_DIM_USERS: must be between 1000 and 50000000"},
 		{"start that overflows", "KTPIPE_PULL_START", "300000d", "KTPIPE_PULL_START"},
 		{"bad dataset", "BIGQUERY_DATASET", "kt-events", "BIGQUERY_DATASET: dataset \"kt-events\""},
 		{"bad format", "KTPIPE_EXPORT_FORMAT", "xml", "KTPIPE_EXPORT_FORMAT"},

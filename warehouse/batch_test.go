@@ -196,7 +196,7 @@ func TestDimensionsComeFromWhatCommitsAdded(t *testing.T) {
 	// Past dim_user's bound (3 users, 2 allowed) the refresh fails naming
 	// it, and holds no more than the bound.
 	w.SetMaxDimUsers(2)
-	if err := w.RefreshDimensions(ctx, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "more than 2 distinct users") {
+	if err := w.RefreshDimensions(ctx, nil, nil, nil); !errors.Is(err, warehouse.ErrTooManyUsers) || !strings.Contains(err.Error(), "more than 2:") || !strings.Contains(err.Error(), "KTPIPE_MAX_DIM_USERS") {
 		t.Fatalf("refresh of 3 users under a bound of 2: %v, want the bound named", err)
 	}
 	w.SetMaxDimUsers(0)

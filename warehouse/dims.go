@@ -256,7 +256,6 @@ COMMIT TRANSACTION;
 	return f, err
 }
 
-// replace swaps a small table's content for r's rows.
 // MaxDimUsers is dim_user's bound unless SetMaxDimUsers says otherwise:
 // a refresh holds its rows (about 100 bytes a user) to load them, so past
 // it the refresh fails naming the bound rather than growing the worker's
@@ -266,6 +265,10 @@ const MaxDimUsers = 1_000_000
 // SetMaxDimUsers sets dim_user's bound (KTPIPE_MAX_DIM_USERS; 0:
 // MaxDimUsers). Call it before the warehouse is used.
 func (w *Warehouse) SetMaxDimUsers(n int) { w.maxDimUsers = n }
+
+// ErrTooManyUsers is what a refresh past dim_user's bound fails with:
+// another attempt would read the same users again.
+var ErrTooManyUsers = errors.New("more distinct users than dim_user's bound (KTPIPE_MAX_DIM_USERS)")
 
 // dimUsers writes dim_user's rows, one a user fact_users has seen, with
 // the user map's team and department, streaming them as they are read.
@@ -288,7 +291,7 @@ func (w *Warehouse) dimUsers(ctx context.Context, users map[string]UserInfo, buf
 			return fmt.Errorf("read users: %w", err)
 		}
 		if n == most {
-			return fmt.Errorf("read users: more than %d distinct users, the bound of dim_user a refresh holds (KTPIPE_MAX_DIM_USERS)", most)
+			return fmt.Errorf("read users: more than %d: %w", most, ErrTooManyUsers)
 		}
 		info, ok := users[row.User]
 		if !ok {
@@ -298,6 +301,7 @@ func (w *Warehouse) dimUsers(ctx context.Context, users map[string]UserInfo, buf
 	}
 }
 
+// replace swaps a small table's content for r's rows.
 func (w *Warehouse) replace(ctx context.Context, table string, r *bytes.Buffer) error {
 	var schema bigquery.Schema
 	for _, t := range bqschema.Tables() {

@@ -180,9 +180,9 @@ func (w *Warehouse) newQuery(what, sql string, params []bigquery.QueryParameter,
 // and billed, beside the one its retry starts, on the table's DML queue
 // of 2 running and 20 pending. None without a deadline, nor under
 // EnsureSchema (noJobTimeout). Reads take none: a job timeout takes a
-// query off jobs.query, BigQuery's fast path for reads, and the emulator
-// answers a read of a missing table inserted as a job with an error the
-// client retries until its deadline, not the 404 the readers expect. A
+// query off jobs.query, BigQuery's fast path for reads (on the local
+// stack a read so inserted was retried until its deadline); a read whose
+// caller gave up runs on, billed, but holds no table's DML queue. A
 // commit, which a retry re-attaches to by its job id (runOnce), takes
 // none either.
 func jobTimeout(ctx context.Context) time.Duration {
