@@ -57,6 +57,14 @@ type Cleaner struct {
 	Metrics *metrics.Metrics
 }
 
+// now is c.Now, or the clock.
+func (c *Cleaner) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
 // OpenRun is a workflow run still open on the task queue.
 type OpenRun struct {
 	WorkflowID, RunID, Type string
@@ -84,15 +92,11 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in payload.CleanupInput) (pa
 		return payload.CleanupResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("retention %s is below the minimum %s", in.Retention, MinStagingRetention), payload.ErrTypeCleanup, nil)
 	}
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
 	open, err := c.openRuns(ctx)
 	if err != nil {
 		return payload.CleanupResult{}, err
 	}
-	rule := newSweepRule(now().Add(-in.Retention), open)
+	rule := newSweepRule(c.now().Add(-in.Retention), open)
 	// Pass 1: every load's newest file, so a load goes whole or not at
 	// all. Memory grows with loads, not files.
 	// Walking a large bucket takes a while: heartbeat on every file (the
@@ -140,10 +144,6 @@ func (c *Cleaner) CleanStaging(ctx context.Context, in payload.CleanupInput) (pa
 // most maxCleanupFiles files and, when stopAt is set, none after it; a
 // pass cut short says More.
 func (c *Cleaner) remove(ctx context.Context, sw staging.Sweeper, rule *sweepRule, stopAt time.Time) (payload.CleanupResult, error) {
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
 	res := payload.CleanupResult{Cutoff: rule.cutoff}
 	loads := map[string]bool{}
 	log := activity.GetLogger(ctx)
@@ -164,7 +164,7 @@ func (c *Cleaner) remove(ctx context.Context, sw staging.Sweeper, rule *sweepRul
 			res.KeptBytes += e.Size
 			return nil
 		}
-		if res.Files == maxCleanupFiles || (!stopAt.IsZero() && now().After(stopAt)) {
+		if res.Files == maxCleanupFiles || (!stopAt.IsZero() && c.now().After(stopAt)) {
 			res.More = true
 			return errEnough
 		}
