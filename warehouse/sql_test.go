@@ -31,6 +31,30 @@ func TestTableNameIsAlwaysAnIdentifier(t *testing.T) {
 	}
 }
 
+func TestJobIDsStayWithinBigQuerysBound(t *testing.T) {
+	longDataset := strings.Repeat("d", 200)
+	longLoad := strings.Repeat("ktpipe-replay-", 100)
+	w := &Warehouse{dataset: longDataset}
+	commit := w.commitJobID([]LoadChunks{{LoadID: longLoad, Chunks: []staging.Chunk{{Index: 3}}}})
+	other := w.commitJobID([]LoadChunks{{LoadID: longLoad + "x", Chunks: []staging.Chunk{{Index: 3}}}})
+	if len(commit) <= maxJobID {
+		t.Fatalf("the test's commit id is %d bytes: it tests nothing", len(commit))
+	}
+	a, b := boundJobID(commit), boundJobID(other)
+	if last := fmt.Sprintf("%s_r%d", a, maxJobIDs-1); len(last) > maxJobID || !jobIDOK.MatchString(last) {
+		t.Errorf("the last successor of a long commit's id is %d bytes or not a job id: %.40q…", len(last), last)
+	}
+	if a == b {
+		t.Error("two long ids that differ at their end share a job id")
+	}
+	if short := "ktpipe_batch_ds_l1_00000"; boundJobID(short) != short {
+		t.Errorf("a short id changed: %q", boundJobID(short))
+	}
+}
+
+// jobIDOK is BigQuery's rule for a job id: letters, digits, _ and -.
+var jobIDOK = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
 func TestRefRefusesBadNames(t *testing.T) {
 	w := &Warehouse{project: "p-roject", dataset: "ds"}
 	if got := w.ref("fact_ai_event"); got != "`p-roject.ds.fact_ai_event`" {

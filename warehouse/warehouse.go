@@ -245,6 +245,7 @@ const maxJobIDs = 50
 // activity's retry policy; a failed job found from an earlier attempt is
 // history, and the next id is tried.
 func (w *Warehouse) runOnce(ctx context.Context, what, baseID string, start func(id string) (*bigquery.Job, error), done func() (bool, error)) error {
+	baseID = boundJobID(baseID)
 	var lastErr error
 	for n := 0; n < maxJobIDs; n++ {
 		id := baseID
@@ -289,6 +290,23 @@ func (w *Warehouse) runOnce(ctx context.Context, what, baseID string, start func
 		lastErr = fmt.Errorf("%s: job %s ended without taking effect", what, id)
 	}
 	return fmt.Errorf("%s: %d job ids used up; last: %w", what, maxJobIDs, lastErr)
+}
+
+// maxJobID is BigQuery's bound on a job id, in bytes.
+const maxJobID = 1024
+
+// boundJobID returns id if it and its successors ("_r49") fit BigQuery's
+// bound, and otherwise its start and 16 hex digits of its sha256: a long
+// dataset name with a long load id (a replay of a replay of …) would
+// make every job of the load fail. Ids within the bound keep their names,
+// so a retry on an upgraded worker finds the job an older one started.
+func boundJobID(id string) string {
+	room := maxJobID - len(fmt.Sprintf("_r%d", maxJobIDs-1))
+	if len(id) <= room {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return id[:room-17] + "_" + hex.EncodeToString(sum[:8])
 }
 
 // loadNDJSON replaces table's content with r's wantRows rows. A job that
