@@ -2,9 +2,11 @@ package activities
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -43,6 +45,7 @@ func TestClassify(t *testing.T) {
 		{"dim_user past its bound", fmt.Errorf("read users: more than 5: %w", warehouse.ErrTooManyUsers), true, payload.ErrTypeBadInput, 0},
 		{"malformed", &staging.MalformedError{Record: 3, Err: errors.New("x")}, true, payload.ErrTypeMalformed, 0},
 		{"network", errors.New("connection reset"), false, "", 0},
+		{"an untrusted server certificate is final", &url.Error{Op: "Get", URL: "https://api.example", Err: x509.UnknownAuthorityError{}}, true, payload.ErrTypeAPI, 0},
 		{"checksum mismatch is final", fmt.Errorf("download: %w", &keeptrusts.ChecksumError{ExportID: "e"}), true, payload.ErrTypeChecksum, 0},
 		{"bad query is final", fmt.Errorf("commit: %w", &googleapi.Error{Code: 400, Errors: []googleapi.ErrorItem{{Reason: "invalidQuery"}}}), true, payload.ErrTypeBigQuery, 0},
 		{"access denied is final", &googleapi.Error{Code: 403, Errors: []googleapi.ErrorItem{{Reason: "accessDenied"}}}, true, payload.ErrTypeBigQuery, 0},

@@ -42,7 +42,7 @@ func classify(op string, err error) error {
 		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeExpired, err)
 	case errors.As(err, &ae) && (ae.Code == "cursor_expired" || ae.Code == "invalid_cursor"):
 		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeCursorRejected, err)
-	case errors.As(err, &ae) && !ae.Retryable():
+	case errors.As(err, &ae) && !ae.Retryable(), keeptrusts.Untrusted(err):
 		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeAPI, err)
 	case errors.As(err, &se):
 		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeSchema, err)

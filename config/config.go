@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Keeptrusts says where the source API is.
@@ -308,6 +309,18 @@ func (c Keeptrusts) Validate() error {
 	// passes "required": refused here, naming it, before anything dials.
 	if strings.TrimSpace(c.Token.Reveal()) == "" {
 		return errors.New("KEEPTRUSTS_API_TOKEN: must not be empty")
+	}
+	// Go refuses to send a header holding a control character, on every
+	// request, as an error that looks like a network failure (retried for
+	// an hour). The messages never include the token.
+	if !httpguts.ValidHeaderFieldValue(c.Token.Reveal()) {
+		return errors.New("KEEPTRUSTS_API_TOKEN: contains a control character (newline, CR, NUL, ...) that an HTTP header cannot carry; a secret made from a file often ends in a newline")
+	}
+	// Spaces at either end are not sent as set (Go trims the header's
+	// end; one at the start doubles the space after "Bearer"): the server
+	// would see another token, so they are a copying mistake.
+	if strings.TrimSpace(c.Token.Reveal()) != c.Token.Reveal() {
+		return errors.New("KEEPTRUSTS_API_TOKEN: has leading or trailing whitespace")
 	}
 	if !(c.RateLimit > 0) || math.IsInf(c.RateLimit, 0) {
 		return fmt.Errorf("KEEPTRUSTS_RATE_LIMIT: %v must be a number > 0", c.RateLimit)

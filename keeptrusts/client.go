@@ -5,6 +5,8 @@ package keeptrusts
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Client calls the Keeptrusts API.
@@ -56,6 +60,14 @@ func New(baseURL string, token string, opts ...Option) (*Client, error) {
 	}
 	if token == "" {
 		return nil, errors.New("keeptrusts token: must not be empty")
+	}
+	// Refused here, not on every request: Go's refusal of such a header
+	// is a *url.Error, which Retryable counts as a network failure.
+	if !httpguts.ValidHeaderFieldValue(token) {
+		return nil, errors.New("keeptrusts token: contains a control character (newline, CR, NUL, ...) that an HTTP header cannot carry")
+	}
+	if strings.TrimSpace(token) != token {
+		return nil, errors.New("keeptrusts token: has leading or trailing whitespace, which the Authorization header would not carry as is")
 	}
 	c := &Client{base: u, token: &token, timeouts: Timeouts{}.withDefaults(), maxBody: DefaultMaxBodyBytes}
 	for _, o := range opts {
@@ -100,7 +112,7 @@ func (e *APIError) Retryable() bool {
 
 // Retryable reports whether err is worth retrying: a retryable API error,
 // a time bound of the client, or a network failure (not a context
-// cancellation).
+// cancellation, nor a server certificate that failed verification).
 func Retryable(err error) bool {
 	var te *TimeoutError
 	if errors.As(err, &te) {
@@ -117,9 +129,24 @@ func Retryable(err error) bool {
 	if errors.As(err, &ce) {
 		return true // the file is discarded; a fresh download may be fine
 	}
+	if Untrusted(err) {
+		return false
+	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errBrokenBody) || errors.Is(err, errStartOver)
+}
+
+// Untrusted reports whether err is a failed check of the server's TLS
+// certificate. It arrives inside a *url.Error (a net.Error), but the
+// same certificate fails the same way until someone changes it or the
+// trust store.
+func Untrusted(err error) bool {
+	var cve *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cve) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
 }
 
 // RetryAfter returns the server's requested wait, if err carries one.
@@ -226,10 +253,30 @@ func (c *Client) getJSON(ctx context.Context, op, path string, q url.Values, out
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return nil, fmt.Errorf("keeptrusts %s: decode response: %w", op, errors.Join(errBrokenBody, err))
+	if err := decode(op, resp, b, out); err != nil {
+		return nil, err
 	}
 	return resp.Header, nil
+}
+
+// decode unmarshals b, a body readCapped read to its end. A read that
+// broke failed there (retryable); a body that arrived whole and does not
+// decode will not decode next time either: a non-retryable *APIError
+// naming what is wrong. Only where nothing marks the body's end (no
+// Content-Length, chunks, HTTP/2 frames or gzip trailer) can a closed
+// connection pass for that end, so there an incomplete document is
+// still a broken body.
+func decode(op string, resp *http.Response, b []byte, out any) error {
+	err := json.Unmarshal(b, out)
+	if err == nil {
+		return nil
+	}
+	framed := resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0 || resp.ProtoMajor >= 2 || resp.Uncompressed
+	if !framed && !json.Valid(b) {
+		return fmt.Errorf("keeptrusts %s: decode response: %w", op, errors.Join(errBrokenBody, err))
+	}
+	return &APIError{Op: op, Status: resp.StatusCode, Code: "malformed_response",
+		Message: "response is not what the contract says: " + err.Error()}
 }
 
 // Window bounds events by timestamp: Since <= timestamp < Until. Since is

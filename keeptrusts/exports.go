@@ -76,8 +76,8 @@ func (c *Client) CreateExport(ctx context.Context, r ExportRequest, idempotencyK
 	if err != nil {
 		return Export{}, false, err
 	}
-	if err := json.Unmarshal(b, &exp); err != nil {
-		return Export{}, false, fmt.Errorf("keeptrusts %s: decode: %w", op, errors.Join(errBrokenBody, err))
+	if err := decode(op, resp, b, &exp); err != nil {
+		return Export{}, false, err
 	}
 	return exp, resp.StatusCode == http.StatusOK, nil
 }
@@ -164,7 +164,8 @@ func (c *Client) Download(ctx context.Context, exp Export, f *os.File, opts Down
 		d.size = *exp.SizeBytes
 	}
 	if exp.SHA256 != nil {
-		d.sha = *exp.SHA256
+		// Hex is case-insensitive; the sums computed here are lower-case.
+		d.sha = strings.ToLower(*exp.SHA256)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("%s: %w", d.op, err)

@@ -192,3 +192,27 @@ func TestCreateExportFitsLongIdempotencyKeys(t *testing.T) {
 		t.Fatalf("keys %q: want the same key twice, then another, then short unchanged", sent)
 	}
 }
+
+// Hex is case-insensitive: an export whose sha256 a server sends in
+// upper case is the same file, both for a whole download and for a
+// partial file already complete (416).
+func TestDownloadAcceptsUpperCaseSHA256(t *testing.T) {
+	sum := sha256.Sum256(exportBody)
+	upper := strings.ToUpper(hex.EncodeToString(sum[:]))
+	for _, part := range [][]byte{nil, exportBody} {
+		t.Run(strconv.Itoa(len(part))+" bytes already saved", func(t *testing.T) {
+			c := serve(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Range") != "" {
+					w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+					return
+				}
+				w.Write(exportBody)
+			})
+			f := partFile(t, part)
+			if err := c.Download(context.Background(), keeptrusts.Export{ID: "exp_1", SHA256: &upper}, f, keeptrusts.DownloadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			fileIs(t, f, exportBody)
+		})
+	}
+}
