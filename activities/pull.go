@@ -3,7 +3,9 @@ package activities
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync/atomic"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -22,8 +24,10 @@ type PullProgress struct {
 
 // PullPages reads up to in.Pages pages from the cursor, in ingestion
 // order, and stages them as chunks of one load. It writes nothing to the
-// warehouse, so a retry simply starts again from in.Cursor. It heartbeats
-// from a ticker too, so a slow page is not taken for a dead worker.
+// warehouse, so a retry simply starts again from in.Cursor. A retryable
+// failure past the first page ends the batch early instead (see below).
+// It heartbeats from a ticker too, so a slow page is not taken for a
+// dead worker.
 func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (payload.PullResult, error) {
 	sp, err := a.splitter(ctx, in.LoadID, "pull", in.Gateways, a.chunks())
 	if err != nil {
@@ -36,6 +40,22 @@ func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (paylo
 	defer keepAlive(ctx, func() any { return *progress.Load() })()
 	for res.Pages < in.Pages {
 		page, err := a.API.ListEvents(ctx, keeptrusts.PageQuery{Window: keeptrusts.Window{Since: in.Since}, Cursor: res.NextCursor, Limit: in.PageSize})
+		if err != nil && res.Pages > 0 && keeptrusts.Retryable(err) && ctx.Err() == nil {
+			// Failing here would discard the pages staged, and a server
+			// whose rate limit is smaller than a batch would refuse every
+			// attempt at the same page: the batch ends with the pages it
+			// has, fully split, and the next batch asks for this page
+			// again. The wait is here, as the workflow starts the next
+			// batch at once and the contract has a client wait out
+			// Retry-After (at most keeptrusts.MaxRetryAfter).
+			wait := keeptrusts.RetryAfter(err)
+			activity.GetLogger(ctx).Warn("pull: a page request failed; the batch ends early with the pages read, the next batch continues after them",
+				"pages", res.Pages, "retry_after", wait, "error", err)
+			if err := sleep(ctx, wait); err != nil {
+				return payload.PullResult{}, fmt.Errorf("pull events: waiting out Retry-After: %w", err)
+			}
+			break // res says has-more, with the cursor of this page
+		}
 		if err != nil {
 			return payload.PullResult{}, classify("pull events", err)
 		}
@@ -77,4 +97,16 @@ func (a *Activities) PullPages(ctx context.Context, in payload.PullInput) (paylo
 	}
 	res.Manifest, err = a.finish(ctx, sp)
 	return res, err
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
