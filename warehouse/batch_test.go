@@ -283,3 +283,62 @@ func TestOnlyQuarantineDoubled(t *testing.T) {
 		t.Fatalf("fact ids %v, want %s once", ids, x)
 	}
 }
+
+// TestDimensionsFollowChanges: dim_gateway keeps a gateway the API no
+// longer lists (its events stay, and the guide's queries join it) and
+// each id once; rows that come back after a change are loaded again;
+// and past dim_user's bound the other dimensions are still refreshed.
+func TestDimensionsFollowChanges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_dimchg_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	gateways := func() string {
+		t.Helper()
+		return fmt.Sprint(queryRows(t, fmt.Sprintf("SELECT gateway_id, team, environment FROM `%s.%s.%s` ORDER BY gateway_id", project, ds, schemas.TableDimGateway)))
+	}
+	refresh := func(gws ...warehouse.Gateway) {
+		t.Helper()
+		if err := w.RefreshDimensions(ctx, gws, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := warehouse.Gateway{ID: "gw-a", Name: "a", Team: "ml", Environment: "prod"}
+	b := warehouse.Gateway{ID: "gw-b", Name: "b", Team: "web", Environment: "prod"}
+	refresh(a, b, warehouse.Gateway{ID: "gw-b", Name: "b2", Team: "other"})
+	if got, want := gateways(), "[[gw-a ml prod] [gw-b web prod]]"; got != want {
+		t.Fatalf("dim_gateway %s, want %s (each id once, as first listed)", got, want)
+	}
+	renamed := a
+	renamed.Team = "research"
+	refresh(renamed)
+	if got, want := gateways(), "[[gw-a research prod] [gw-b web prod]]"; got != want {
+		t.Fatalf("dim_gateway after gw-b left the list %s, want %s", got, want)
+	}
+	refresh(a, b) // the first refresh's rows again
+	if got, want := gateways(), "[[gw-a ml prod] [gw-b web prod]]"; got != want {
+		t.Fatalf("dim_gateway after the team was renamed back %s, want %s", got, want)
+	}
+	// The same list again neither reads dim_gateway nor loads it.
+	seen := record(w)
+	refresh(a, b)
+	w.SetStatementObserver(nil)
+	for _, s := range seen() {
+		if strings.Contains(s.What, "gateway") || s.Load == schemas.TableDimGateway {
+			t.Errorf("a refresh with an unchanged gateway list ran %q", s.What)
+		}
+	}
+
+	load(t, w, "load-u", 10,
+		event(uuid(80), "2026-11-04T10:00:00Z", "ada", "gpt-4o", "allow", "0.10"),
+		event(uuid(81), "2026-11-04T11:00:00Z", "bo", "gpt-4o", "allow", "0.10"),
+		event(uuid(82), "2026-11-05T11:00:00Z", "cy", "gpt-4o", "allow", "0.10"))
+	w.SetMaxDimUsers(2)
+	if err := w.RefreshDimensions(ctx, []warehouse.Gateway{a}, nil, nil); !errors.Is(err, warehouse.ErrTooManyUsers) {
+		t.Fatalf("refresh of 3 users under a bound of 2: %v, want ErrTooManyUsers", err)
+	}
+	dates := fmt.Sprint(queryRows(t, fmt.Sprintf("SELECT date FROM `%s.%s.%s` ORDER BY date", project, ds, schemas.TableDimDate)))
+	if dates != "[[2026-11-04] [2026-11-05]]" {
+		t.Errorf("dim_date after a refresh failed on dim_user: %s, want both dates", dates)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,11 +114,7 @@ type Gateway = payload.Gateway
 // whole (WRITE_TRUNCATE), so a retry is harmless.
 func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, prices []Price, users map[string]UserInfo) error {
 	var buf bytes.Buffer
-	for _, g := range gateways {
-		fmt.Fprintf(&buf, `{"gateway_id":%s,"name":%s,"team":%s,"environment":%s,"gateway_name":%s}`+"\n",
-			js(g.ID), js(g.Name), js(or(g.Team)), js(or(g.Environment)), js(g.Name))
-	}
-	if err := w.replace(ctx, schemas.TableDimGateway, &buf); err != nil {
+	if err := w.refreshGateways(ctx, gateways, &buf); err != nil {
 		return err
 	}
 
@@ -158,14 +155,6 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 		return err
 	}
 
-	buf.Reset()
-	if err := w.dimUsers(ctx, users, &buf); err != nil {
-		return err
-	}
-	if err := w.replace(ctx, schemas.TableDimUser, &buf); err != nil {
-		return err
-	}
-
 	// Net of the negative rows a removal of doubled rows writes.
 	span, err := w.query(ctx, "read date span", fmt.Sprintf(
 		"SELECT MIN(d) AS lo, MAX(d) AS hi FROM (SELECT event_date AS d FROM %s GROUP BY event_date HAVING SUM(events) > 0)", w.ref(schemas.TableUsage)))
@@ -183,7 +172,73 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 				d, d.Year, (int(d.Month)+2)/3, int(d.Month), d.Day, wd, week, wd == 0 || wd == 6, schemas.DateID(t), week)
 		}
 	}
-	return w.replace(ctx, schemas.TableDimDate, &buf)
+	if err := w.replace(ctx, schemas.TableDimDate, &buf); err != nil {
+		return err
+	}
+
+	// Users last: past KTPIPE_MAX_DIM_USERS the refresh fails for good,
+	// and the other dimensions (a new day's dim_date row, which the
+	// guide's queries join) are refreshed all the same.
+	buf.Reset()
+	if err := w.dimUsers(ctx, users, &buf); err != nil {
+		return err
+	}
+	return w.replace(ctx, schemas.TableDimUser, &buf)
+}
+
+// MaxFormerGateways bounds the gateways dim_gateway keeps that the API no
+// longer lists (a refresh holds them).
+const MaxFormerGateways = 100_000
+
+// refreshGateways replaces dim_gateway's rows: the API's gateways, each
+// id once (the first listed wins, as a model's first price does), then
+// those dim_gateway holds that the API no longer lists, as last listed.
+// A gateway's events stay in the fact table after it is deleted, and the
+// guide's queries join the fact table to dim_gateway: dropping its row
+// would drop its spend from them. A list as at the last refresh (its
+// rows' hash in the table's label) leaves the table as it is, without
+// reading it.
+func (w *Warehouse) refreshGateways(ctx context.Context, gateways []Gateway, buf *bytes.Buffer) error {
+	row := func(id, name, team, env, gatewayName string) {
+		fmt.Fprintf(buf, `{"gateway_id":%s,"name":%s,"team":%s,"environment":%s,"gateway_name":%s}`+"\n",
+			js(id), js(name), js(team), js(env), js(gatewayName))
+	}
+	listed := []string{}
+	seen := map[string]bool{}
+	for _, g := range gateways {
+		if seen[g.ID] {
+			continue
+		}
+		seen[g.ID] = true
+		listed = append(listed, g.ID)
+		row(g.ID, g.Name, or(g.Team), or(g.Environment), g.Name)
+	}
+	listedSum := contentHash(buf.Bytes())
+	md, err := w.ds.Table(schemas.TableDimGateway).Metadata(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh %s: read its metadata: %w", schemas.TableDimGateway, err)
+	}
+	if md.Labels[dimListedLabel] == listedSum {
+		return nil
+	}
+	former, err := w.query(ctx, "read former gateways", fmt.Sprintf(
+		"SELECT gateway_id, name, team, environment, gateway_name FROM %s WHERE gateway_id NOT IN UNNEST(@listed) LIMIT @most", w.ref(schemas.TableDimGateway)),
+		bigquery.QueryParameter{Name: "listed", Value: listed},
+		bigquery.QueryParameter{Name: "most", Value: int64(MaxFormerGateways + 1)})
+	if err != nil {
+		return err
+	}
+	if len(former) > MaxFormerGateways {
+		return fmt.Errorf("dim_gateway holds more than %d gateways the API no longer lists; remove the ones no event needs by hand", MaxFormerGateways)
+	}
+	for _, r := range former {
+		str := func(k string) string { s, _ := r[k].(string); return s }
+		if str("gateway_id") == "" {
+			continue
+		}
+		row(str("gateway_id"), str("name"), or(str("team")), or(str("environment")), str("gateway_name"))
+	}
+	return w.replaceLabelled(ctx, schemas.TableDimGateway, buf, map[string]string{dimListedLabel: listedSum})
 }
 
 // DefaultUsageFoldRows bounds the fact_usage rows a refresh reads
@@ -303,19 +358,81 @@ func (w *Warehouse) dimUsers(ctx context.Context, users map[string]UserInfo, buf
 
 // replace swaps a small table's content for r's rows.
 func (w *Warehouse) replace(ctx context.Context, table string, r *bytes.Buffer) error {
+	return w.replaceLabelled(ctx, table, r, nil)
+}
+
+// replaceLabelled is replace that also sets labels once the rows are in.
+func (w *Warehouse) replaceLabelled(ctx context.Context, table string, r *bytes.Buffer, labels map[string]string) error {
 	var schema bigquery.Schema
 	for _, t := range bqschema.Tables() {
 		if t.Name == table {
 			schema = t.Schema
 		}
 	}
-	if r.Len() == 0 {
-		return w.exec(ctx, "empty "+table, fmt.Sprintf("DELETE FROM %s WHERE TRUE", w.ref(table)))
+	// The table's label names the rows it was last loaded with and counts
+	// its loads: the same rows again (most refreshes) start no job, within
+	// BigQuery's 1,500 load jobs a table a day. A job is named by the rows
+	// and the load's number, so a retry finds the job its predecessor
+	// started, and rows that come back after a change (a team renamed and
+	// renamed back) are loaded again: named by their rows alone, the old
+	// job was taken for done. A load whose label was not set is found and
+	// labelled by the next refresh with the same rows.
+	sum := contentHash(r.Bytes())
+	md, err := w.ds.Table(table).Metadata(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh %s: read its metadata: %w", table, err)
 	}
-	// The job id is unique per content: a retry with the same rows reuses
-	// the finished job, new rows get a new job.
-	jobID := fmt.Sprintf("ktpipe_dim_%s_%s", table, contentHash(r.Bytes()))
-	return w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID, int64(bytes.Count(r.Bytes(), []byte("\n"))))
+	n, last := parseDimLabel(md.Labels[dimRowsLabel])
+	if r.Len() == 0 {
+		sum = "none" // no hash's
+	}
+	var label bigquery.TableMetadataToUpdate
+	stale := false
+	for k, v := range labels {
+		label.SetLabel(k, v)
+		stale = stale || md.Labels[k] != v
+	}
+	if last == sum {
+		if stale { // the same rows from another list: label the list
+			if _, err := w.ds.Table(table).Update(ctx, label, ""); err != nil {
+				return fmt.Errorf("refresh %s: label its rows: %w", table, err)
+			}
+		}
+		return nil
+	}
+	if r.Len() == 0 {
+		err = w.exec(ctx, "empty "+table, fmt.Sprintf("DELETE FROM %s WHERE TRUE", w.ref(table)))
+	} else {
+		jobID := fmt.Sprintf("ktpipe_dim_%s_%s_g%d", table, sum, n)
+		err = w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID, int64(bytes.Count(r.Bytes(), []byte("\n"))))
+	}
+	if err != nil {
+		return err
+	}
+	label.SetLabel(dimRowsLabel, fmt.Sprintf("%d_%s", n+1, sum))
+	if _, err := w.ds.Table(table).Update(ctx, label, ""); err != nil {
+		return fmt.Errorf("refresh %s: label its rows: %w", table, err)
+	}
+	return nil
+}
+
+// dimListedLabel is the label naming the API's gateway list dim_gateway
+// was last refreshed with (the hash of its rows).
+const dimListedLabel = "ktpipe_listed"
+
+// dimRowsLabel is the label of a dimension's loads: their number and
+// the hash of the last one's rows ("3_9f86d081884c7d65").
+const dimRowsLabel = "ktpipe_rows"
+
+// parseDimLabel reads dimRowsLabel's value; a missing or foreign one is
+// no load yet.
+func parseDimLabel(v string) (loads int, rows string) {
+	num, sum, ok := strings.Cut(v, "_")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n < 0 {
+		return 0, ""
+	}
+	return n, sum
 }
 
 // costPer1k is 1000 × cost / tokens as a NUMERIC literal (9 decimals,
