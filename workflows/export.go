@@ -48,9 +48,24 @@ type ExportProgress struct {
 	Quarantined  int64  `json:"quarantined"`
 }
 
-// maxGenerations bounds how often a failed or expired export is replaced
-// by a new one before the workflow gives up.
+// maxGenerations bounds how often a failed, expired or stuck export is
+// replaced by a new one before the workflow gives up.
 const maxGenerations = 3
+
+// exportWaitBound bounds the wait for one export to end (completed,
+// failed or expired), from its creation; past it the export counts as
+// stuck and is replaced like a failed one. The contract promises no end,
+// and a simulated export ends within a second. Six hours, times
+// maxGenerations, keeps a stuck window's run under a day (the history
+// schedule's period; its overlap policy buffers the next days behind it)
+// and its history near 12,000 events at the 1 min poll cap, a quarter of
+// the count at which Temporal terminates a workflow.
+const exportWaitBound = 6 * time.Hour
+
+// exportWaitBoundChange versions the bound: a run whose history already
+// polled past it without the marker keeps polling, as it ran; a running
+// export that reaches it after the deploy gets the bound.
+const exportWaitBoundChange = "export-wait-bound"
 
 // ExportLoad loads one window through the Export API: create the export
 // (idempotency key from the workflow id, run id and export generation)
@@ -175,9 +190,11 @@ func (s *exportLoad) loadID(ctx workflow.Context) string {
 }
 
 // createAndWait creates the export and polls it with durable timers until
-// it completes; a failed or expired export is replaced by a new one with
-// a new idempotency key, at most maxGenerations times.
+// it completes; a failed, expired or stuck (exportWaitBound) export is
+// replaced by a new one with a new idempotency key, at most
+// maxGenerations exports in all.
 func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (payload.Export, error) {
+	var reason string // why the last export did not complete
 	for ; s.progress.Generation < maxGenerations; s.progress.Generation++ {
 		s.phase(ctx, "creating")
 		var exp payload.Export
@@ -197,8 +214,17 @@ func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (pay
 			return exp, err
 		}
 		s.phase(ctx, "waiting")
+		created := workflow.Now(ctx)
+		stuck := false
 		delay := s.t.PollInterval
 		for !exp.Terminal() {
+			// GetVersion only once the bound is reached, so the histories
+			// of exports that end in time carry no marker.
+			if workflow.Now(ctx).Sub(created) >= exportWaitBound &&
+				workflow.GetVersion(ctx, exportWaitBoundChange, workflow.DefaultVersion, 1) == 1 {
+				stuck = true
+				break
+			}
 			if err := workflow.Sleep(ctx, delay); err != nil {
 				return exp, err
 			}
@@ -211,21 +237,28 @@ func (s *exportLoad) createAndWait(ctx workflow.Context, workflowID string) (pay
 		}
 		s.progress.ExportStatus = exp.Status
 		status := exp.Status
-		if status == payload.StatusCompleted {
+		switch {
+		case stuck:
+			status = "stuck"
+		case status == payload.StatusCompleted:
 			status = "ready"
 		}
 		wfmetrics.CountExport(workflow.GetMetricsHandler(ctx), status)
 		if exp.Status == payload.StatusCompleted {
 			return exp, nil
 		}
-		reason := exp.Status
+		reason = exp.Status
+		if stuck {
+			reason += fmt.Sprintf(", not completed, failed or expired %s after its creation (the bound)", exportWaitBound)
+		}
 		if exp.Error != nil {
 			reason += ": " + *exp.Error
 		}
+		reason = "export " + exp.ID + " " + reason
 		workflow.GetLogger(ctx).Warn("export did not complete; creating a new one", "export", exp.ID, "reason", reason)
 	}
 	return payload.Export{}, temporal.NewNonRetryableApplicationError(
-		fmt.Sprintf("export of [%s, %s) failed %d times", s.in.Since, s.in.Until, maxGenerations), payload.ErrTypeAPI, nil)
+		fmt.Sprintf("export of [%s, %s) failed %d times; the last: %s", s.in.Since, s.in.Until, maxGenerations, reason), payload.ErrTypeAPI, nil)
 }
 
 // phase moves the load to its next phase and shows it in the UI.
