@@ -205,7 +205,7 @@ var thisProcess = sync.OnceValue(func() string {
 // serveWebhooks starts the webhook receiver on KTPIPE_WEBHOOK_ADDR;
 // tuning travels in each batch's input, as it does in every input a starter gives.
 func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning, deferLoads bool, c client.Client, store staging.Store, m *metrics.Metrics, logger *slog.Logger) (*http.Server, net.Addr, error) {
-	ln, err := webhook.Listen(cfg.Addr, webhook.DefaultMaxConns)
+	ln, err := webhook.Listen(cfg.Addr, webhook.DefaultMaxConns, logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("KTPIPE_WEBHOOK_ADDR: %w", err)
 	}
@@ -232,12 +232,22 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	return srv, ln.Addr(), nil
 }
 
-// shutdownWebhooks lets deliveries in flight finish; the sender retries
-// the rest.
+// shutdownWebhooks lets deliveries in flight finish, for as long as one
+// can take: webhook.NewServer's WriteTimeout spans reading one
+// (KTPIPE_WEBHOOK_READ_TIMEOUT), staging and signalling it (10 s) and
+// answering, with a margin; one second more covers Shutdown's polling.
+// Past that it says so and closes what is left; the sender retries those
+// deliveries.
 func shutdownWebhooks(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	drain := srv.WriteTimeout + time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	srv.Shutdown(ctx)
+	if err := srv.Shutdown(ctx); err != nil {
+		// ErrorLog is the receiver's logger (webhook.NewServer); err is
+		// the deadline's or the listener's, never a request's content.
+		srv.ErrorLog.Printf("webhook receiver: deliveries still in flight after %s; closing their connections, the sender retries them: %v", drain, err)
+		srv.Close()
+	}
 }
 
 // Receiving is a running receiver-only process.

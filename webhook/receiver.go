@@ -65,9 +65,10 @@ const (
 	retryAfter = "5"
 	// logValueMax bounds each header value a refusal log line shows.
 	logValueMax = 64
-	// refusalLogEvery bounds the refusal log to one line a second: anyone
-	// can be refused, as fast as they can send; the next line counts the
-	// refusals left out, and the answers metric counts every one.
+	// refusalLogEvery bounds the refusal log, and the log of the
+	// connection cap (Listen), to one line a second each: anyone can be
+	// refused, or fill the cap, as fast as they can send; the next line
+	// counts those left out, and the answers metric counts every refusal.
 	refusalLogEvery = time.Second
 )
 
@@ -107,9 +108,29 @@ type Receiver struct {
 	inFlight      atomic.Int64
 	inFlightBytes atomic.Int64
 
-	logMu      sync.Mutex
-	loggedAt   time.Time // when the last refusal line was written
-	suppressed int       // refusals not logged since then
+	refusals logLimit
+}
+
+// logLimit lets a log line through at most once every refusalLogEvery
+// and counts the lines it held back, for the next line to report.
+type logLimit struct {
+	mu         sync.Mutex
+	at         time.Time // when the last line was let through
+	suppressed int       // lines held back since then
+}
+
+// allow reports whether a line may be written now and, if so, how many
+// were held back before it.
+func (l *logLimit) allow() (suppressed int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if !l.at.IsZero() && now.Sub(l.at) < refusalLogEvery {
+		l.suppressed++
+		return 0, false
+	}
+	suppressed, l.at, l.suppressed = l.suppressed, now, 0
+	return suppressed, true
 }
 
 // DeliveryKey is where a delivery's events are staged: derived from the
@@ -289,22 +310,23 @@ func readBody(r io.Reader, declared, maxBody int64, take func(int64) bool) ([]by
 	}
 }
 
-// refuse answers status with a fixed message and logs a bounded,
-// sanitised view of the request: never its body, and each header value
-// cut to logValueMax characters without control characters; at most one
-// line every refusalLogEvery, which counts the refusals left out.
+// refuse answers status with a fixed message, closes the connection and
+// logs a bounded, sanitised view of the request: never its body, and
+// each header value cut to logValueMax characters without control
+// characters; at most one line every refusalLogEvery, which counts the
+// refusals left out.
 func (rc *Receiver) refuse(w http.ResponseWriter, r *http.Request, status int, msg string, reason error) {
+	// Closing after every refusal keeps a sender without the secret from
+	// holding one of Listen's connections request after request (each
+	// would restart the idle timeout): only a verified delivery keeps
+	// its connection. Before closing, net/http reads at most 256 KiB of
+	// a body left unread, within the read timeout.
+	w.Header().Set("Connection", "close")
 	http.Error(w, msg, status)
-	rc.logMu.Lock()
-	now := time.Now()
-	if !rc.loggedAt.IsZero() && now.Sub(rc.loggedAt) < refusalLogEvery {
-		rc.suppressed++
-		rc.logMu.Unlock()
+	suppressed, ok := rc.refusals.allow()
+	if !ok {
 		return
 	}
-	suppressed := rc.suppressed
-	rc.loggedAt, rc.suppressed = now, 0
-	rc.logMu.Unlock()
 	attrs := []any{"status", status, "answer", msg, "method", sanitize(r.Method), "remote", sanitize(r.RemoteAddr),
 		"delivery", sanitize(r.Header.Get("Keeptrusts-Delivery")),
 		"user_agent", sanitize(r.Header.Get("User-Agent")),

@@ -181,6 +181,11 @@ func TestReceiverRefusesWhatItCannotTrust(t *testing.T) {
 			if strings.Contains(got, secret) {
 				t.Fatal("the secret is in the answer")
 			}
+			// Else the sender could keep the connection, and with enough
+			// of them every connection Listen allows.
+			if c := rec.Header().Get("Connection"); c != "close" {
+				t.Fatalf("Connection: %q, want close", c)
+			}
 		})
 	}
 	if store.len() != 0 || len(b.added()) != 0 {
@@ -265,8 +270,8 @@ func TestReplayUnderAnotherDeliveryIDCannotOverwrite(t *testing.T) {
 	a := delivery("dlv_a", `{"id":"a1"}`)
 	bb := delivery("dlv_b", `{"id":"b1"}`, `{"id":"b2"}`)
 	for id, body := range map[string][]byte{"dlv_a": a, "dlv_b": bb} {
-		if rec := postSigned(rc, id, body); rec.Code != http.StatusAccepted {
-			t.Fatalf("%s: %d %s", id, rec.Code, rec.Body)
+		if rec := postSigned(rc, id, body); rec.Code != http.StatusAccepted || rec.Header().Get("Connection") != "" {
+			t.Fatalf("%s: %d %s Connection: %q; want 202 keeping the connection", id, rec.Code, rec.Body, rec.Header().Get("Connection"))
 		}
 	}
 	keyA, keyB := webhook.DeliveryKey(a), webhook.DeliveryKey(bb)

@@ -4,9 +4,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
-
-	"golang.org/x/net/netutil"
 )
 
 // Defaults of ServerOptions.
@@ -30,23 +29,85 @@ const (
 	// headers, about 40 KiB, so 1,024 hold about 40 MiB and a file
 	// descriptor each. The sender needs a handful; 1,024 is also the most
 	// deliveries KTPIPE_WEBHOOK_MAX_IN_FLIGHT allows. A connection past
-	// the bound waits, unaccepted, until one closes, which NewServer's
-	// timeouts bound (25 s with the defaults: reading, staging, answering).
+	// the bound waits, unaccepted, until one closes, and Listen logs that
+	// the bound is reached. A connection carries one refused request at
+	// most (the refusal closes it), so one without a verified delivery
+	// closes within NewServer's WriteTimeout (25 s with the defaults:
+	// reading, staging, answering) and net/http's 0.5 s wait before
+	// closing on unread body; only verified deliveries keep theirs open,
+	// for IdleTimeout after each.
 	DefaultMaxConns = 1024
 )
 
 // Listen listens on TCP addr and accepts at most maxConns connections at
 // once (zero or less: DefaultMaxConns), the bound NewServer's timeouts
-// alone do not give.
-func Listen(addr string, maxConns int) (net.Listener, error) {
+// alone do not give. Whenever all maxConns are open it warns on logger
+// (nil: slog.Default()) that further connections wait, at most once
+// every refusalLogEvery: a full cap is otherwise a silent stall.
+func Listen(addr string, maxConns int, logger *slog.Logger) (net.Listener, error) {
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConns
+	}
+	if logger == nil {
+		logger = slog.Default()
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err // it names the address; callers name the setting
 	}
-	return netutil.LimitListener(ln, maxConns), nil
+	return &limitListener{Listener: ln, slots: make(chan struct{}, maxConns), closed: make(chan struct{}), log: logger}, nil
+}
+
+// limitListener is netutil.LimitListener that also says when it is full.
+type limitListener struct {
+	net.Listener
+	slots     chan struct{} // one per open connection
+	closed    chan struct{}
+	closeOnce sync.Once
+	log       *slog.Logger
+	full      logLimit
+}
+
+// Accept takes a slot before accepting, so that past the cap connections
+// wait in the kernel's queue, not in this process.
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	default:
+		if suppressed, ok := l.full.allow(); ok {
+			l.log.Warn("webhook connections at their cap; further connections wait, unaccepted, until one closes",
+				"max_conns", cap(l.slots), "suppressed", suppressed)
+		}
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// limitConn gives its slot back when it is closed, once.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // ServerOptions bound time and header bytes per connection; zero fields
@@ -59,9 +120,10 @@ type ServerOptions struct {
 }
 
 // NewServer returns an http.Server that serves rc with every bound set,
-// so that no sender can hold a connection, a goroutine or memory beyond
-// them; serve it on Listen, which bounds the connections. Its
-// WriteTimeout covers reading the body, staging and answering.
+// so that no request holds a connection, a goroutine or memory beyond
+// them, and a refused request gives its connection back (see
+// DefaultMaxConns); serve it on Listen, which bounds the connections.
+// Its WriteTimeout covers reading the body, staging and answering.
 func NewServer(rc *Receiver, o ServerOptions) *http.Server {
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = DefaultReadTimeout

@@ -24,7 +24,7 @@ import (
 // serve runs rc behind NewServer on a loopback port.
 func serve(t *testing.T, rc *webhook.Receiver, o webhook.ServerOptions) string {
 	t.Helper()
-	ln, err := webhook.Listen("127.0.0.1:0", 0)
+	ln, err := webhook.Listen("127.0.0.1:0", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestBodyOfMaxBodyFitsTheSmallestBudget(t *testing.T) {
 // third sender waits, unanswered, until one closes.
 func TestListenBoundsConnections(t *testing.T) {
 	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet()}
-	ln, err := webhook.Listen("127.0.0.1:0", 2)
+	ln, err := webhook.Listen("127.0.0.1:0", 2, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,5 +297,106 @@ func TestMalformedDeliveryIsRefusedAndLogged(t *testing.T) {
 		if out := log.String(); !strings.Contains(out, "status=400") || !strings.Contains(out, fmt.Sprintf("answer=%q", want)) {
 			t.Errorf("%s: logged %q, want a refusal line with status=400 answer=%q", body, out, want)
 		}
+	}
+}
+
+// Senders without the secret cannot hold the connections a delivery
+// needs: with both of at most 2 connections carrying a keep-alive client
+// that posts unsigned every 100 ms (each request restarting the idle
+// timeout), a signed delivery is still answered within 2 s, because
+// every refusal closes its connection.
+func TestUnsignedKeepAliveClientsDoNotHoldTheConnections(t *testing.T) {
+	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet()}
+	ln, err := webhook.Listen("127.0.0.1:0", 2, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := webhook.NewServer(rc, webhook.ServerOptions{})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(stop); wg.Wait() })
+	answered := make(chan struct{}, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+			first := true
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				resp, err := c.Post("http://"+addr+"/", "application/json", nil)
+				if err != nil {
+					continue // waiting for a slot past its timeout: try again
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("unsigned: %d, want 401", resp.StatusCode)
+				}
+				if first {
+					answered <- struct{}{}
+					first = false
+				}
+			}
+		}()
+	}
+	for range 2 {
+		<-answered // both clients hold a connection
+	}
+	errs := make(chan error, 1) // buffered: the sender may outlive a failed test
+	go func() {
+		code, _, err := send(addr, delivery("dlv_crowded", `{"id":"e1"}`), false)
+		if err == nil && code != http.StatusAccepted {
+			err = fmt.Errorf("status %d, want 202", code)
+		}
+		errs <- err
+	}()
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatalf("the signed delivery: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the signed delivery was not answered within 2 s beside 2 unsigned keep-alive clients")
+	}
+}
+
+// A full connection cap is logged, not a silent stall, and at most once
+// a second however often it fills: here 20 connections one after
+// another each fill the cap of 1.
+func TestListenLogsTheCapReached(t *testing.T) {
+	var log syncBuffer
+	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet()}
+	ln, err := webhook.Listen("127.0.0.1:0", 1, slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := webhook.NewServer(rc, webhook.ServerOptions{})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	for range 20 {
+		resp, err := http.Post("http://"+ln.Addr().String()+"/", "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	out := log.String()
+	if !strings.Contains(out, "webhook connections at their cap") || !strings.Contains(out, "max_conns=1") {
+		t.Fatalf("logged %q, want the cap of 1 reported", out)
+	}
+	// 1 line when the 20 take under a second; a slow machine may log more.
+	if lines := strings.Count(out, "\n"); lines > 3 {
+		t.Fatalf("the cap was logged %d times, want at most one line a second:\n%s", lines, out)
 	}
 }
