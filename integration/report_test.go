@@ -270,10 +270,11 @@ func formatRow(r []bigquery.Value) []string {
 	return out
 }
 
-// rowKey identifies a row; a column computed from the clock
-// (dq_ingestion_lag's lag_seconds) differs between two reads and is left out.
+// rowKey identifies a row; the newest audit's columns
+// (dq_ingestion_lag's lag and when it was measured) may differ between
+// two reads and are left out.
 func rowKey(view string, cells []string) string {
-	if view == "dq_ingestion_lag" && len(cells) == 3 {
+	if view == "dq_ingestion_lag" && len(cells) == 5 {
 		cells = cells[:2]
 	}
 	return strings.Join(cells, "\x00")

@@ -32,6 +32,9 @@ SELECT f.event_date, IFNULL(g.team, 'unknown') AS team, COUNT(*) AS requests,
   SUM(f.total_tokens) AS tokens, SUM(f.cost_usd) AS spend_usd
 FROM {fact} f LEFT JOIN {dim_gateway} g ON g.gateway_id = f.gateway_id
 GROUP BY f.event_date, team`},
+	// Every policy evaluated or triggered: the contract does not make the
+	// triggered a subset of the evaluated, and the guide's query counts
+	// the triggered.
 	{Name: "report_policy_effectiveness", Title: "Policy effectiveness", OrderBy: "triggered DESC", sql: `
 WITH evaluated AS (
   SELECT p AS policy, COUNT(*) AS evaluated FROM {fact}, UNNEST(policies_evaluated) AS p GROUP BY p
@@ -39,9 +42,10 @@ WITH evaluated AS (
   SELECT p AS policy, COUNT(*) AS triggered, COUNTIF(was_blocked) AS blocked
   FROM {fact}, UNNEST(policies_triggered) AS p GROUP BY p
 )
-SELECT e.policy, e.evaluated, IFNULL(t.triggered, 0) AS triggered, IFNULL(t.blocked, 0) AS blocked,
+SELECT COALESCE(e.policy, t.policy) AS policy, IFNULL(e.evaluated, 0) AS evaluated,
+  IFNULL(t.triggered, 0) AS triggered, IFNULL(t.blocked, 0) AS blocked,
   ROUND(SAFE_DIVIDE(IFNULL(t.triggered, 0), e.evaluated), 4) AS trigger_rate
-FROM evaluated e LEFT JOIN triggered t ON t.policy = e.policy`},
+FROM evaluated e FULL OUTER JOIN triggered t ON t.policy = e.policy`},
 	// Ordered by total cost, as the guide's query is.
 	{Name: "report_model_usage", Title: "Model usage distribution", OrderBy: "spend_usd DESC, requests DESC", sql: `
 WITH usage AS (
@@ -62,10 +66,18 @@ SELECT DATE(quarantined_at) AS day, field, rule, COUNT(*) AS records
 FROM {quarantine} GROUP BY day, field, rule`},
 	{Name: "dq_hourly_counts", Title: "Events per hour (reconciliation)", OrderBy: "event_date DESC, event_hour DESC", sql: `
 SELECT event_date, event_hour, COUNT(*) AS events FROM {fact} GROUP BY event_date, event_hour`},
+	// The guide's lag: the API's newest event against the warehouse's,
+	// as the newest audit measured it (a quiet source is not a lagging
+	// pipeline, which "now minus the newest event" would say it was).
 	{Name: "dq_ingestion_lag", Title: "Ingestion lag", sql: `
-SELECT MAX(event_timestamp) AS latest_event, MAX(ingested_at) AS latest_load,
-  TIMESTAMP_DIFF(CURRENT_TIMESTAMP(), MAX(event_timestamp), SECOND) AS lag_seconds
-FROM {fact}`},
+SELECT f.latest_event, f.latest_load, a.ingestion_lag_seconds AS lag_seconds,
+  a.api_newest AS api_latest_event, a.audited_at AS measured_at
+FROM (SELECT MAX(event_timestamp) AS latest_event, MAX(ingested_at) AS latest_load FROM {fact}) f
+LEFT JOIN (
+  SELECT audited_at, api_newest, ingestion_lag_seconds FROM {audit}
+  WHERE audited_at >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 7 DAY)
+  ORDER BY audited_at DESC LIMIT 1
+) a ON TRUE`},
 	// The team of the user map (KTPIPE_USER_MAP): another view of spend
 	// beside the guide's, printed by reports only where a map is set.
 	{Name: userTeamView, Title: "Daily AI spend by the user map's team", OrderBy: "event_date DESC, spend_usd DESC", sql: `
@@ -107,6 +119,7 @@ func (w *Warehouse) viewSQLOver(v View, fact, quarantine string) string {
 		"{fact}", fact, "{dim_user}", w.ref(schemas.TableDimUser),
 		"{dim_gateway}", w.ref(schemas.TableDimGateway),
 		"{dim_model}", w.ref(schemas.TableDimModel), "{quarantine}", quarantine,
+		"{audit}", w.ref(schemas.TableAudit),
 		"{live}", w.ref(schemas.TableLive), "{live_key}", anyIDKeySQL("l.event_id"), "{days}", fmt.Sprint(liveDays),
 		"{minutes}", fmt.Sprint(int(w.window()/time.Minute)))
 	return r.Replace(v.sql)

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/bigquery"
+
+	"github.com/ktpipe/ktpipe/schemas"
 	"github.com/ktpipe/ktpipe/warehouse"
 )
 
@@ -118,5 +121,46 @@ func TestChangedOrMissingViewIsApplied(t *testing.T) {
 	}
 	if got := ddl.list(); len(got) != 0 {
 		t.Fatalf("after applying, the next start issued %q", got)
+	}
+}
+
+// TestPolicyAndLagViewsFollowTheGuide: a policy triggered but not
+// evaluated is in the policy report (the guide counts the triggered),
+// and the lag is the newest audit's (API newest against the warehouse's),
+// not the time since the newest event.
+func TestPolicyAndLagViewsFollowTheGuide(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ds := fmt.Sprintf("ds_views_%d", dsSeq.Add(1))
+	w := newWarehouseIn(t, ds)
+	load(t, w, "load-v", 10, event(uuid(90), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "block", "0.10", "jailbreak"))
+	read := func(name string) [][]bigquery.Value {
+		t.Helper()
+		for _, v := range warehouse.Views {
+			if v.Name == name {
+				_, rows, err := w.ReportRows(ctx, v, 100, time.Time{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rows
+			}
+		}
+		t.Fatalf("no view %s", name)
+		return nil
+	}
+	pol := map[string]string{}
+	for _, r := range read("report_policy_effectiveness") {
+		pol[fmt.Sprint(r[0])] = fmt.Sprint(r[1], " ", r[2], " ", r[3])
+	}
+	if pol["jailbreak"] != "0 1 1" || pol["pii"] != "1 0 0" {
+		t.Errorf("policy effectiveness %v, want jailbreak triggered and blocked once though never evaluated", pol)
+	}
+	if rows := read("dq_ingestion_lag"); len(rows) != 1 || rows[0][2] != nil {
+		t.Errorf("ingestion lag before any audit %v, want one row without a lag", rows)
+	}
+	exec(t, fmt.Sprintf("INSERT INTO `%s.%s.%s` (audited_at, api_newest, warehouse_newest, ingestion_lag_seconds) VALUES (CURRENT_TIMESTAMP(), TIMESTAMP '2026-11-01 10:00:30+00', TIMESTAMP '2026-11-01 10:00:00+00', 30)", project, ds, schemas.TableAudit))
+	rows := read("dq_ingestion_lag")
+	if len(rows) != 1 || fmt.Sprint(rows[0][2]) != "30" || fmt.Sprint(rows[0][0]) != "2026-11-01 10:00:00 +0000 UTC" {
+		t.Errorf("ingestion lag %v, want the audit's 30 s beside the newest event", rows)
 	}
 }
