@@ -81,6 +81,12 @@ func (c Webhook) Validate() error {
 	if c.Secret == "" {
 		return errors.New("KEEPTRUSTS_WEBHOOK_SECRET: missing required value (KTPIPE_WEBHOOK_ADDR serves webhooks, which must be verified)")
 	}
+	// The sender signs with the secret as set: one with a space or a
+	// newline at either end (a secret made from a file) would refuse
+	// every delivery. The message never includes the secret.
+	if strings.TrimSpace(c.Secret.Reveal()) != c.Secret.Reveal() {
+		return errors.New("KEEPTRUSTS_WEBHOOK_SECRET: has leading or trailing whitespace (a secret made from a file often ends in a newline); every delivery's signature would fail")
+	}
 	if c.Batch < time.Second || c.Batch > time.Hour {
 		return fmt.Errorf("KTPIPE_WEBHOOK_BATCH: %s must be between 1s and 1h (a batch's history holds its deliveries' keys)", c.Batch)
 	}

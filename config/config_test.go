@@ -189,3 +189,17 @@ func TestCompactEvery(t *testing.T) {
 		}
 	}
 }
+
+// A webhook secret with whitespace at either end would refuse every
+// delivery: refused at start, naming the variable, not the secret.
+func TestWebhookSecretWithWhitespaceIsRefused(t *testing.T) {
+	for _, secret := range []string{"whsec-very-secret\n", " whsec-very-secret", "   "} {
+		env := base()
+		env["KTPIPE_WEBHOOK_ADDR"], env["KEEPTRUSTS_WEBHOOK_SECRET"] = ":8088", secret
+		var c config.Worker
+		err := config.Load(context.Background(), &c, envconfig.MapLookuper(env))
+		if err == nil || !strings.Contains(err.Error(), "KEEPTRUSTS_WEBHOOK_SECRET: has leading or trailing whitespace") || strings.Contains(err.Error(), "very-secret") {
+			t.Errorf("secret %q: %v, want it refused naming the variable only", secret, err)
+		}
+	}
+}
