@@ -233,9 +233,9 @@ func refreshAfterCompaction(ctx workflow.Context, t Tuning) error {
 // deferLoad stages a load's chunks and marks it pending for the
 // compaction, in place of merging it (landLoad). With landLive, it then
 // streams the chunks into live_events for the live view (the pull; a
-// webhook batch streamed its deliveries already): within
-// deferLiveCeiling, and a landing that fails is logged, since the
-// compaction does not depend on it.
+// webhook batch streamed its deliveries already, unless a landing missed
+// some: loadDeliveries): within deferLiveCeiling, and a landing that
+// fails is logged, since the compaction does not depend on it.
 func deferLoad(ctx workflow.Context, t Tuning, source string, man payload.Manifest, landLive bool) error {
 	if err := stageChunks(ctx, t, man.LoadID, man.Chunks, nil); err != nil {
 		return err

@@ -174,6 +174,11 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 			}
 			return res, nil
 		}
+		if live != nil && len(unlanded) > 0 {
+			// Signalled after the window's last landing: never streamed.
+			live.missed = true
+			unlanded = nil
+		}
 		sort.Strings(keys)
 		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(round))
 		if err := loadDeliveries(ctx, t, id, keys, live, in.Defer, &res); err != nil {
@@ -186,6 +191,10 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 // oneLoadTail: webhook batches moved the dimension refresh before the
 // check, into the order every load shares (landLoad).
 const oneLoadTail = "one-load-tail"
+
+// deferredLiveGap: a deferred batch waits for its landings before it
+// stages, and streams its load's chunks when a delivery missed them.
+const deferredLiveGap = "deferred-live-gap"
 
 // loadDeliveries loads one round of delivery files as load id. With a
 // live landing, it validates with the gateways the landing used, so the
@@ -209,8 +218,19 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, li
 	man := split.Manifest
 	reportUnknownFields(ctx, man)
 	if len(man.Chunks) > 0 && deferred {
-		// The batch streamed its deliveries (unless KTPIPE_WEBHOOK_LIVE is 0).
-		if err := deferLoad(ctx, t, payload.SourceWebhook, man, false); err != nil {
+		// The batch streamed its deliveries (unless KTPIPE_WEBHOOK_LIVE is
+		// 0), but those of a landing that failed, or still ran when
+		// RemoveStaged took its files, or never ran, would show only once
+		// the compaction commits them, hours later. So wait for the
+		// landings while the files are still staged, then stream the
+		// load's chunks if one failed, as the pull does (live_events is
+		// at least once; the view dedups).
+		again := false
+		if live != nil && workflow.GetVersion(ctx, deferredLiveGap, workflow.DefaultVersion, 1) == 1 {
+			live.drain(ctx)
+			again, live.missed = live.missed, false
+		}
+		if err := deferLoad(ctx, t, payload.SourceWebhook, man, again); err != nil {
 			return err
 		}
 	} else if len(man.Chunks) > 0 {
@@ -252,7 +272,8 @@ const liveLandingVersion = "live-landing"
 // collects; then once more beside the commit. A landing that fails is
 // logged and its deliveries are left to the commit: the live view is a
 // convenience, the fact table's exactly once does not depend on it, and
-// the commit never waits for a landing.
+// the commit never waits for a landing. A deferred load's commit is
+// hours away, so it waits instead (loadDeliveries).
 type liveLanding struct {
 	every    time.Duration
 	gateways []payload.Gateway
@@ -263,6 +284,7 @@ type liveLanding struct {
 	ticking    bool                // a timer armed
 	cancelTick workflow.CancelFunc // disarms it
 	inFlight   []workflow.Future   // landings started and not yet counted
+	missed     bool                // a delivery not known streamed since the last deferred load
 }
 
 // schedule arms the next landing of *unlanded, unless a timer or a
@@ -331,6 +353,7 @@ func (l *liveLanding) count(ctx workflow.Context, f workflow.Future) {
 	var r payload.LandLiveResult
 	if err := f.Get(ctx, &r); err != nil {
 		workflow.GetLogger(ctx).Warn("live landing failed; its deliveries show when the batch commits", "error", err)
+		l.missed = true
 		return
 	}
 	l.res.LiveRows += r.Rows
