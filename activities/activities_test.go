@@ -43,6 +43,7 @@ func TestClassify(t *testing.T) {
 		{"503 retries", &keeptrusts.APIError{Status: 503}, false, "", 0},
 		{"schema", &warehouse.SchemaError{Table: "t", Column: "c", Problem: "p"}, true, payload.ErrTypeSchema, 0},
 		{"dim_user past its bound", fmt.Errorf("read users: more than 5: %w", warehouse.ErrTooManyUsers), true, payload.ErrTypeBadInput, 0},
+		{"dim_gateway past its bound", fmt.Errorf("refresh dim_gateway: %w: more than 5", warehouse.ErrTooManyFormerGateways), true, payload.ErrTypeBadInput, 0},
 		{"malformed", &staging.MalformedError{Record: 3, Err: errors.New("x")}, true, payload.ErrTypeMalformed, 0},
 		{"network", errors.New("connection reset"), false, "", 0},
 		{"an untrusted server certificate is final", &url.Error{Op: "Get", URL: "https://api.example", Err: x509.UnknownAuthorityError{}}, true, payload.ErrTypeAPI, 0},

@@ -33,7 +33,7 @@ func classify(op string, err error) error {
 	var ce *keeptrusts.ChecksumError
 	var ke *staging.KeyError
 	switch {
-	case errors.As(err, &ke), errors.Is(err, warehouse.ErrTooManyUsers):
+	case errors.As(err, &ke), errors.Is(err, warehouse.ErrTooManyUsers), errors.Is(err, warehouse.ErrTooManyFormerGateways):
 		return temporal.NewNonRetryableApplicationError(msg, payload.ErrTypeBadInput, err)
 	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
 		return temporal.NewApplicationErrorWithOptions(msg, payload.ErrTypeRateLimited, temporal.ApplicationErrorOptions{

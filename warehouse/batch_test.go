@@ -328,6 +328,14 @@ func TestDimensionsFollowChanges(t *testing.T) {
 			t.Errorf("a refresh with an unchanged gateway list ran %q", s.What)
 		}
 	}
+	// A table holding other rows than its labels say (two refreshes at
+	// once, the labels of one beside the rows of the other) is loaded
+	// again: its row count is not the labels'.
+	exec(t, fmt.Sprintf("DELETE FROM `%s.%s.%s` WHERE gateway_id = 'gw-b'", project, ds, schemas.TableDimGateway))
+	refresh(a, b)
+	if got, want := gateways(), "[[gw-a ml prod] [gw-b web prod]]"; got != want {
+		t.Fatalf("dim_gateway after it lost a row behind its labels %s, want %s", got, want)
+	}
 
 	load(t, w, "load-u", 10,
 		event(uuid(80), "2026-11-04T10:00:00Z", "ada", "gpt-4o", "allow", "0.10"),

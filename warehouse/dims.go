@@ -114,9 +114,6 @@ type Gateway = payload.Gateway
 // whole (WRITE_TRUNCATE), so a retry is harmless.
 func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, prices []Price, users map[string]UserInfo) error {
 	var buf bytes.Buffer
-	if err := w.refreshGateways(ctx, gateways, &buf); err != nil {
-		return err
-	}
 
 	// The models seen, with what their events cost: cost_per_1k is the
 	// observed cost of 1,000 tokens (input and output together).
@@ -176,9 +173,14 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 		return err
 	}
 
-	// Users last: past KTPIPE_MAX_DIM_USERS the refresh fails for good,
-	// and the other dimensions (a new day's dim_date row, which the
-	// guide's queries join) are refreshed all the same.
+	// Gateways and users last: past MaxFormerGateways or
+	// KTPIPE_MAX_DIM_USERS the refresh fails for good, and the other
+	// dimensions (a new day's dim_date row, which the guide's queries
+	// join) are refreshed all the same.
+	buf.Reset()
+	if err := w.refreshGateways(ctx, gateways, &buf); err != nil {
+		return err
+	}
 	buf.Reset()
 	if err := w.dimUsers(ctx, users, &buf); err != nil {
 		return err
@@ -189,6 +191,10 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 // MaxFormerGateways bounds the gateways dim_gateway keeps that the API no
 // longer lists (a refresh holds them).
 const MaxFormerGateways = 100_000
+
+// ErrTooManyFormerGateways is what a refresh past MaxFormerGateways fails
+// with: another attempt would read the same gateways again.
+var ErrTooManyFormerGateways = errors.New("dim_gateway holds too many gateways the API no longer lists")
 
 // refreshGateways replaces dim_gateway's rows: the API's gateways, each
 // id once (the first listed wins, as a model's first price does), then
@@ -214,22 +220,28 @@ func (w *Warehouse) refreshGateways(ctx context.Context, gateways []Gateway, buf
 		row(g.ID, g.Name, or(g.Team), or(g.Environment), g.Name)
 	}
 	listedSum := contentHash(buf.Bytes())
-	md, err := w.ds.Table(schemas.TableDimGateway).Metadata(ctx)
-	if err != nil {
-		return fmt.Errorf("refresh %s: read its metadata: %w", schemas.TableDimGateway, err)
-	}
-	if md.Labels[dimListedLabel] == listedSum {
-		return nil
-	}
-	former, err := w.query(ctx, "read former gateways", fmt.Sprintf(
-		"SELECT gateway_id, name, team, environment, gateway_name FROM %s WHERE gateway_id NOT IN UNNEST(@listed) LIMIT @most", w.ref(schemas.TableDimGateway)),
-		bigquery.QueryParameter{Name: "listed", Value: listed},
-		bigquery.QueryParameter{Name: "most", Value: int64(MaxFormerGateways + 1)})
+	md, err := w.dimMetadata(ctx, schemas.TableDimGateway)
 	if err != nil {
 		return err
 	}
+	// The list's label carries the rows the table was loaded with, as the
+	// rows' label does (replaceLabelled), so a table that two refreshes
+	// at once left with another list's rows is not taken for this one's.
+	if sum, n, ok := strings.Cut(md.Labels[dimListedLabel], "_"); ok && sum == listedSum && n == strconv.FormatUint(md.NumRows, 10) {
+		return nil
+	}
+	var former []map[string]bigquery.Value
+	if md.Schema != nil { // the table exists
+		former, err = w.query(ctx, "read former gateways", fmt.Sprintf(
+			"SELECT gateway_id, name, team, environment, gateway_name FROM %s WHERE gateway_id NOT IN UNNEST(@listed) ORDER BY gateway_id LIMIT @most", w.ref(schemas.TableDimGateway)),
+			bigquery.QueryParameter{Name: "listed", Value: listed},
+			bigquery.QueryParameter{Name: "most", Value: int64(MaxFormerGateways + 1)})
+		if err != nil {
+			return err
+		}
+	}
 	if len(former) > MaxFormerGateways {
-		return fmt.Errorf("dim_gateway holds more than %d gateways the API no longer lists; remove the ones no event needs by hand", MaxFormerGateways)
+		return fmt.Errorf("refresh %s: %w: more than %d; remove the ones no event needs by hand", schemas.TableDimGateway, ErrTooManyFormerGateways, MaxFormerGateways)
 	}
 	for _, r := range former {
 		str := func(k string) string { s, _ := r[k].(string); return s }
@@ -238,7 +250,8 @@ func (w *Warehouse) refreshGateways(ctx context.Context, gateways []Gateway, buf
 		}
 		row(str("gateway_id"), str("name"), or(str("team")), or(str("environment")), str("gateway_name"))
 	}
-	return w.replaceLabelled(ctx, schemas.TableDimGateway, buf, map[string]string{dimListedLabel: listedSum})
+	rows := bytes.Count(buf.Bytes(), []byte("\n"))
+	return w.replaceLabelled(ctx, schemas.TableDimGateway, buf, map[string]string{dimListedLabel: fmt.Sprintf("%s_%d", listedSum, rows)})
 }
 
 // DefaultUsageFoldRows bounds the fact_usage rows a refresh reads
@@ -378,9 +391,9 @@ func (w *Warehouse) replaceLabelled(ctx context.Context, table string, r *bytes.
 	// job was taken for done. A load whose label was not set is found and
 	// labelled by the next refresh with the same rows.
 	sum := contentHash(r.Bytes())
-	md, err := w.ds.Table(table).Metadata(ctx)
+	md, err := w.dimMetadata(ctx, table)
 	if err != nil {
-		return fmt.Errorf("refresh %s: read its metadata: %w", table, err)
+		return err
 	}
 	n, last := parseDimLabel(md.Labels[dimRowsLabel])
 	if r.Len() == 0 {
@@ -392,7 +405,10 @@ func (w *Warehouse) replaceLabelled(ctx context.Context, table string, r *bytes.
 		label.SetLabel(k, v)
 		stale = stale || md.Labels[k] != v
 	}
-	if last == sum {
+	// The row count too: two refreshes at once can leave the label of
+	// one beside the rows of the other, which a count that differs shows.
+	rows := int64(bytes.Count(r.Bytes(), []byte("\n")))
+	if last == sum && md.NumRows == uint64(rows) {
 		if stale { // the same rows from another list: label the list
 			if _, err := w.ds.Table(table).Update(ctx, label, ""); err != nil {
 				return fmt.Errorf("refresh %s: label its rows: %w", table, err)
@@ -404,7 +420,7 @@ func (w *Warehouse) replaceLabelled(ctx context.Context, table string, r *bytes.
 		err = w.exec(ctx, "empty "+table, fmt.Sprintf("DELETE FROM %s WHERE TRUE", w.ref(table)))
 	} else {
 		jobID := fmt.Sprintf("ktpipe_dim_%s_%s_g%d", table, sum, n)
-		err = w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID, int64(bytes.Count(r.Bytes(), []byte("\n"))))
+		err = w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID, rows)
 	}
 	if err != nil {
 		return err
@@ -416,8 +432,21 @@ func (w *Warehouse) replaceLabelled(ctx context.Context, table string, r *bytes.
 	return nil
 }
 
+// dimMetadata is a dimension's metadata; a table that is gone (dropped
+// by hand) has none, and its load creates it again.
+func (w *Warehouse) dimMetadata(ctx context.Context, table string) (*bigquery.TableMetadata, error) {
+	md, err := w.ds.Table(table).Metadata(ctx)
+	if isNotFound(err) {
+		return &bigquery.TableMetadata{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("refresh %s: read its metadata: %w", table, err)
+	}
+	return md, nil
+}
+
 // dimListedLabel is the label naming the API's gateway list dim_gateway
-// was last refreshed with (the hash of its rows).
+// was last refreshed with (the hash of its rows) and the rows loaded.
 const dimListedLabel = "ktpipe_listed"
 
 // dimRowsLabel is the label of a dimension's loads: their number and

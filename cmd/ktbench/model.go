@@ -269,7 +269,7 @@ var costRules = []costRule{
 		[]tableRead{{"fact_usage", []string{"event_date", "provider", "model", "events", "cost", "tokens", "load_id", "chunk"}, scopeUsage}}, "fact_usage", true},
 	// Only when the API's gateway list changed since the last refresh
 	// (the first refresh of the run).
-	{"dimensions: former gateways", rx(`SELECT gateway_id, name, team, environment, gateway_name FROM dim_gateway WHERE gateway_id NOT IN UNNEST\(@listed\) LIMIT @most$`),
+	{"dimensions: former gateways", rx(`SELECT gateway_id, name, team, environment, gateway_name FROM dim_gateway WHERE gateway_id NOT IN UNNEST\(@listed\) ORDER BY gateway_id LIMIT @most$`),
 		[]tableRead{{"dim_gateway", []string{"gateway_id", "name", "team", "environment", "gateway_name"}, scopeSmall}}, "", false},
 	{"dimensions: users", rx("SELECT DISTINCT `user` FROM fact_users LIMIT @most$"),
 		[]tableRead{{"fact_users", []string{"user"}, scopeSmall}}, "", false},
