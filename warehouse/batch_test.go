@@ -349,4 +349,13 @@ func TestDimensionsFollowChanges(t *testing.T) {
 	if dates != "[[2026-11-04] [2026-11-05]]" {
 		t.Errorf("dim_date after a refresh failed on dim_user: %s, want both dates", dates)
 	}
+	// A dimension dropped by hand is created again by the next refresh.
+	w.SetMaxDimUsers(0)
+	if err := bq.Dataset(ds).Table(schemas.TableDimDate).Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refresh(a)
+	if got := fmt.Sprint(queryRows(t, fmt.Sprintf("SELECT date FROM `%s.%s.%s` ORDER BY date", project, ds, schemas.TableDimDate))); got != dates {
+		t.Errorf("dim_date after it was dropped and refreshed: %s, want %s", got, dates)
+	}
 }
