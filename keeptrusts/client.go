@@ -271,12 +271,18 @@ func decode(op string, resp *http.Response, b []byte, out any) error {
 	if err == nil {
 		return nil
 	}
-	framed := resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0 || resp.ProtoMajor >= 2 || resp.Uncompressed
-	if !framed && !json.Valid(b) {
+	if !framed(resp) && !json.Valid(b) {
 		return fmt.Errorf("keeptrusts %s: decode response: %w", op, errors.Join(errBrokenBody, err))
 	}
 	return &APIError{Op: op, Status: resp.StatusCode, Code: "malformed_response",
 		Message: "response is not what the contract says: " + err.Error()}
+}
+
+// framed reports whether something marks the end of resp's body
+// (Content-Length, chunks, HTTP/2 frames, a gzip trailer); without it a
+// connection that closed early looks like the body's end.
+func framed(resp *http.Response) bool {
+	return resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0 || resp.ProtoMajor >= 2 || resp.Uncompressed
 }
 
 // Window bounds events by timestamp: Since <= timestamp < Until. Since is
@@ -342,6 +348,12 @@ func (c *Client) ListEvents(ctx context.Context, pq PageQuery) (Page, error) {
 	body, err := c.readCapped(op, resp)
 	if err != nil {
 		return Page{}, err
+	}
+	// A page cut short where nothing marks its end would reach the
+	// decoder as a malformed export, which is final: it is a broken
+	// body, retried.
+	if !framed(resp) && !json.Valid(body) {
+		return Page{}, fmt.Errorf("keeptrusts %s: page ended early (no length, the connection closed): %w", op, errBrokenBody)
 	}
 	next := resp.Header.Get("X-Next-Cursor")
 	if next == "" {

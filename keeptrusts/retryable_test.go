@@ -167,6 +167,20 @@ func TestBodyCutShortIsRetried(t *testing.T) {
 	}
 }
 
+// A page cut short where nothing marks its end is retried, not handed
+// on as a (final) malformed page; a whole unframed page is served.
+func TestPageCutShortIsRetried(t *testing.T) {
+	head := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Next-Cursor: c1\r\nX-Has-More: true"
+	_, err := serve(t, rawResponse(head, `[{"id":"e1","times`)).ListEvents(guard(t), keeptrusts.PageQuery{})
+	if err == nil || !keeptrusts.Retryable(err) {
+		t.Errorf("page cut short: err %v, want it retryable", err)
+	}
+	page, err := serve(t, rawResponse(head, `[{"id":"e1"}]`)).ListEvents(guard(t), keeptrusts.PageQuery{})
+	if err != nil || string(page.Body) != `[{"id":"e1"}]` || page.NextCursor != "c1" {
+		t.Errorf("whole unframed page: %+v, %v", page, err)
+	}
+}
+
 // HTTP/2 frames mark a body's end even without a Content-Length.
 func TestWholeHTTP2BodyThatDoesNotDecodeIsNotRetried(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
