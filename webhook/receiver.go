@@ -232,6 +232,14 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key := DeliveryKey(body)
 	ctx, cancel := context.WithTimeout(r.Context(), stageTimeout)
 	defer cancel()
+	// A directory store's writes cannot be interrupted: on a hung mount
+	// the delivery keeps its slot past the deadline, and once every slot
+	// is held all deliveries get 503. Say so while it hangs.
+	hung := time.AfterFunc(stageTimeout, func() {
+		rc.log().Error("webhook delivery still staging past its deadline; the staging store may hang, and the delivery holds its slot (KTPIPE_WEBHOOK_MAX_IN_FLIGHT) until it returns",
+			"key", key, "deadline", stageTimeout)
+	})
+	defer hung.Stop()
 	if err := rc.stageAndAdd(ctx, key, d.Events, now()); err != nil {
 		rc.log().Error("webhook delivery not taken; the sender will retry",
 			"delivery", sanitize(r.Header.Get("Keeptrusts-Delivery")), "key", key, "error", err)

@@ -451,3 +451,34 @@ func TestRefusalLogIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// hangingStore is a staging store on a mount that hangs: Create ignores
+// its context and returns when released.
+type hangingStore struct{ release chan struct{} }
+
+func (h hangingStore) Create(context.Context, string) (io.WriteCloser, error) {
+	<-h.release
+	return nil, errors.New("mount gone")
+}
+
+// A store that does not return by the staging deadline is named in the
+// log while the delivery holds its slot (it cannot be interrupted).
+func TestReceiverSaysWhenStagingHangs(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var logged syncBuffer
+	rc := &webhook.Receiver{Secret: secret, Store: hangingStore{release}, Batches: &batches{}, Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+	done := make(chan int, 1)
+	go func() { done <- postSigned(rc, "dlv_h", delivery("dlv_h", `{"id":"e"}`)).Code }()
+	for give := time.Now().Add(30 * time.Second); !strings.Contains(logged.String(), "still staging past its deadline"); {
+		if time.Now().After(give) {
+			close(release)
+			t.Fatalf("no log line while staging hung; logged %q", logged.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(release)
+	if code := <-done; code != http.StatusServiceUnavailable {
+		t.Errorf("the delivery whose staging failed got %d, want 503", code)
+	}
+}
