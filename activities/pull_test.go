@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/ktpipe/ktpipe/keeptrusts"
 	"github.com/ktpipe/ktpipe/ktsim"
 	"github.com/ktpipe/ktpipe/payload"
 	"github.com/ktpipe/ktpipe/staging"
@@ -41,15 +42,7 @@ func pullStuck(t *testing.T, moves ...string) (payload.PullResult, int32, error)
 		w.Header().Set("X-Has-More", "true")
 		w.Write([]byte("[]"))
 	}))
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	a := &Activities{API: api, Store: staging.Dir{Root: t.TempDir()}, ChunkRows: 100}
-	env.RegisterActivity(a)
-	var res payload.PullResult
-	v, err := env.ExecuteActivity(a.PullPages, payload.PullInput{LoadID: "L", Cursor: "c0", Pages: 50, PageSize: 10})
-	if err == nil {
-		err = v.Get(&res)
-	}
+	res, err := pullBatch(t, api)
 	return res, requests.Load(), err
 }
 
@@ -255,15 +248,7 @@ func pullFailing(t *testing.T, ok int, status int, retryAfter string) (payload.P
 		w.Header().Set("X-Has-More", "true")
 		w.Write([]byte("[]"))
 	}))
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	a := &Activities{API: api, Store: staging.Dir{Root: t.TempDir()}, ChunkRows: 100}
-	env.RegisterActivity(a)
-	var res payload.PullResult
-	v, err := env.ExecuteActivity(a.PullPages, payload.PullInput{LoadID: "L", Cursor: "c0", Pages: 50, PageSize: 10})
-	if err == nil {
-		err = v.Get(&res)
-	}
+	res, err := pullBatch(t, api)
 	return res, requests.Load(), err
 }
 
@@ -290,4 +275,20 @@ func TestPullFailsOnARateLimitedFirstPage(t *testing.T) {
 	if requests != 1 {
 		t.Fatalf("%d requests, want 1", requests)
 	}
+}
+
+// pullBatch runs one PullPages of up to 50 pages from cursor c0 against
+// api.
+func pullBatch(t *testing.T, api *keeptrusts.Client) (payload.PullResult, error) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &Activities{API: api, Store: staging.Dir{Root: t.TempDir()}, ChunkRows: 100}
+	env.RegisterActivity(a)
+	var res payload.PullResult
+	v, err := env.ExecuteActivity(a.PullPages, payload.PullInput{LoadID: "L", Cursor: "c0", Pages: 50, PageSize: 10})
+	if err == nil {
+		err = v.Get(&res)
+	}
+	return res, err
 }

@@ -178,15 +178,7 @@ func TestBodyOfMaxBodyFitsTheSmallestBudget(t *testing.T) {
 // Listen accepts at most maxConns connections at once: with both held, a
 // third sender waits, unanswered, until one closes.
 func TestListenBoundsConnections(t *testing.T) {
-	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet()}
-	ln, err := webhook.Listen("127.0.0.1:0", 2, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := webhook.NewServer(rc, webhook.ServerOptions{})
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	addr := ln.Addr().String()
+	addr := serveTwoConns(t)
 	var held []net.Conn
 	for range 2 {
 		conn, err := net.Dial("tcp", addr)
@@ -306,15 +298,7 @@ func TestMalformedDeliveryIsRefusedAndLogged(t *testing.T) {
 // timeout), a signed delivery is still answered within 2 s, because
 // every refusal closes its connection.
 func TestUnsignedKeepAliveClientsDoNotHoldTheConnections(t *testing.T) {
-	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet()}
-	ln, err := webhook.Listen("127.0.0.1:0", 2, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := webhook.NewServer(rc, webhook.ServerOptions{})
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	addr := ln.Addr().String()
+	addr := serveTwoConns(t)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -399,4 +383,19 @@ func TestListenLogsTheCapReached(t *testing.T) {
 	if lines := strings.Count(out, "\n"); lines > 3 {
 		t.Fatalf("the cap was logged %d times, want at most one line a second:\n%s", lines, out)
 	}
+}
+
+// serveTwoConns serves a receiver on a listener of at most 2 connections
+// and returns its address.
+func serveTwoConns(t *testing.T) string {
+	t.Helper()
+	rc := &webhook.Receiver{Secret: secret, Store: &memStore{}, Batches: &batches{}, Logger: quiet()}
+	ln, err := webhook.Listen("127.0.0.1:0", 2, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := webhook.NewServer(rc, webhook.ServerOptions{})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
