@@ -306,6 +306,14 @@ func TestDimensionsFollowChanges(t *testing.T) {
 	a := warehouse.Gateway{ID: "gw-a", Name: "a", Team: "ml", Environment: "prod"}
 	b := warehouse.Gateway{ID: "gw-b", Name: "b", Team: "web", Environment: "prod"}
 	refresh(a, b, warehouse.Gateway{ID: "gw-b", Name: "b2", Team: "other"})
+	// An empty dimension dropped by hand is created again.
+	if err := bq.Dataset(ds).Table(schemas.TableDimModel).Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refresh(a, b)
+	if _, err := bq.Dataset(ds).Table(schemas.TableDimModel).Metadata(ctx); err != nil {
+		t.Fatalf("dim_model after it was dropped empty and refreshed: %v", err)
+	}
 	if got, want := gateways(), "[[gw-a ml prod] [gw-b web prod]]"; got != want {
 		t.Fatalf("dim_gateway %s, want %s (each id once, as first listed)", got, want)
 	}

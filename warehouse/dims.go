@@ -174,9 +174,8 @@ func (w *Warehouse) RefreshDimensions(ctx context.Context, gateways []Gateway, p
 	}
 
 	// Gateways and users last: past MaxFormerGateways or
-	// KTPIPE_MAX_DIM_USERS the refresh fails for good, and the other
-	// dimensions (a new day's dim_date row, which the guide's queries
-	// join) are refreshed all the same.
+	// KTPIPE_MAX_DIM_USERS the refresh fails for good, after dim_model
+	// and dim_date (a new day's row, which the guide's queries join).
 	buf.Reset()
 	if err := w.refreshGateways(ctx, gateways, &buf); err != nil {
 		return err
@@ -226,7 +225,8 @@ func (w *Warehouse) refreshGateways(ctx context.Context, gateways []Gateway, buf
 	}
 	// The list's label carries the rows the table was loaded with, as the
 	// rows' label does (replaceLabelled), so a table that two refreshes
-	// at once left with another list's rows is not taken for this one's.
+	// at once left with another list's rows, of another count, is not
+	// taken for this one's (of the same count it is: see replaceLabelled).
 	if sum, n, ok := strings.Cut(md.Labels[dimListedLabel], "_"); ok && sum == listedSum && n == strconv.FormatUint(md.NumRows, 10) {
 		return nil
 	}
@@ -407,6 +407,8 @@ func (w *Warehouse) replaceLabelled(ctx context.Context, table string, r *bytes.
 	}
 	// The row count too: two refreshes at once can leave the label of
 	// one beside the rows of the other, which a count that differs shows.
+	// Rows of the same count stay until the rows change again; so they
+	// did before labels, when a job found by its rows' name was done.
 	rows := int64(bytes.Count(r.Bytes(), []byte("\n")))
 	if last == sum && md.NumRows == uint64(rows) {
 		if stale { // the same rows from another list: label the list
@@ -416,9 +418,15 @@ func (w *Warehouse) replaceLabelled(ctx context.Context, table string, r *bytes.
 		}
 		return nil
 	}
-	if r.Len() == 0 {
+	switch {
+	case r.Len() == 0 && md.Schema == nil: // dropped by hand: no rows to delete
+		err = w.ds.Table(table).Create(ctx, &bigquery.TableMetadata{Schema: schema})
+		if isConflict(err) {
+			err = nil
+		}
+	case r.Len() == 0:
 		err = w.exec(ctx, "empty "+table, fmt.Sprintf("DELETE FROM %s WHERE TRUE", w.ref(table)))
-	} else {
+	default:
 		jobID := fmt.Sprintf("ktpipe_dim_%s_%s_g%d", table, sum, n)
 		err = w.loadNDJSON(ctx, table, schema, bytes.NewReader(r.Bytes()), jobID, rows)
 	}

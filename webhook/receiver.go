@@ -61,6 +61,9 @@ const (
 	// stageTimeout bounds staging and signalling one delivery: past the
 	// sender's 10 s it has given up and will retry anyway.
 	stageTimeout = 10 * time.Second
+	// hangGrace: past stageTimeout and this, a delivery still staging is
+	// logged as a store that may hang.
+	hangGrace = 5 * time.Second
 	// retryAfter is what a 503 asks the sender to wait, in seconds.
 	retryAfter = "5"
 	// logValueMax bounds each header value a refusal log line shows.
@@ -235,8 +238,10 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A directory store's writes cannot be interrupted: on a hung mount
 	// the delivery keeps its slot past the deadline, and once every slot
 	// is held all deliveries get 503. Say so while it hangs.
-	hung := time.AfterFunc(stageTimeout, func() {
-		rc.log().Error("webhook delivery still staging past its deadline; the staging store may hang, and the delivery holds its slot (KTPIPE_WEBHOOK_MAX_IN_FLIGHT) until it returns",
+	// The grace lets a store or a batch that honours the deadline unwind
+	// first and answer "not taken" without this line.
+	hung := time.AfterFunc(stageTimeout+hangGrace, func() {
+		rc.log().Error("webhook delivery still staging or batching past its deadline; the staging store may hang, and the delivery holds its slot (KTPIPE_WEBHOOK_MAX_IN_FLIGHT) until it returns",
 			"key", key, "deadline", stageTimeout)
 	})
 	defer hung.Stop()

@@ -470,7 +470,7 @@ func TestReceiverSaysWhenStagingHangs(t *testing.T) {
 	rc := &webhook.Receiver{Secret: secret, Store: hangingStore{release}, Batches: &batches{}, Logger: slog.New(slog.NewTextHandler(&logged, nil))}
 	done := make(chan int, 1)
 	go func() { done <- postSigned(rc, "dlv_h", delivery("dlv_h", `{"id":"e"}`)).Code }()
-	for give := time.Now().Add(30 * time.Second); !strings.Contains(logged.String(), "still staging past its deadline"); {
+	for give := time.Now().Add(30 * time.Second); !strings.Contains(logged.String(), "still staging or batching past its deadline"); {
 		if time.Now().After(give) {
 			close(release)
 			t.Fatalf("no log line while staging hung; logged %q", logged.String())
