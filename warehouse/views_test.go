@@ -130,24 +130,10 @@ func TestChangedOrMissingViewIsApplied(t *testing.T) {
 // not the time since the newest event.
 func TestPolicyAndLagViewsFollowTheGuide(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	ds := fmt.Sprintf("ds_views_%d", dsSeq.Add(1))
 	w := newWarehouseIn(t, ds)
 	load(t, w, "load-v", 10, event(uuid(90), "2026-11-01T10:00:00Z", "ada", "gpt-4o", "block", "0.10", "jailbreak"))
-	read := func(name string) [][]bigquery.Value {
-		t.Helper()
-		for _, v := range warehouse.Views {
-			if v.Name == name {
-				_, rows, err := w.ReportRows(ctx, v, 100, time.Time{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return rows
-			}
-		}
-		t.Fatalf("no view %s", name)
-		return nil
-	}
+	read := func(name string) [][]bigquery.Value { return readView(t, w, name, time.Time{}) }
 	pol := map[string]string{}
 	for _, r := range read("report_policy_effectiveness") {
 		pol[fmt.Sprint(r[0])] = fmt.Sprint(r[1], " ", r[2], " ", r[3])

@@ -355,19 +355,7 @@ func TestReportsOnKnownData(t *testing.T) {
 		t.Fatal(err)
 	}
 	read := func(name string) [][]bigquery.Value { return readSince(name, time.Time{}) }
-	readSince = func(name string, since time.Time) [][]bigquery.Value {
-		for _, v := range warehouse.Views {
-			if v.Name == name {
-				_, rows, err := w.ReportRows(ctx, v, 100, since)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return rows
-			}
-		}
-		t.Fatalf("no view %s", name)
-		return nil
-	}
+	readSince = func(name string, since time.Time) [][]bigquery.Value { return readView(t, w, name, since) }
 	got := map[string]string{}
 	for _, r := range read("report_daily_spend_by_team") {
 		got[fmt.Sprint(r[0], "/", r[1])] = fmt.Sprint(r[2], " ", r[4].(*big.Rat).FloatString(2))
@@ -443,6 +431,23 @@ func TestReportsOnKnownData(t *testing.T) {
 	if v := readSince("dq_hourly_counts", today.Add(24*time.Hour)); len(v) != 0 {
 		t.Errorf("hourly counts since tomorrow %v, want none", v)
 	}
+}
+
+// readView reads up to 100 rows of the view name, since since (zero:
+// all), as ktpipe reports does.
+func readView(t *testing.T, w *warehouse.Warehouse, name string, since time.Time) [][]bigquery.Value {
+	t.Helper()
+	for _, v := range warehouse.Views {
+		if v.Name == name {
+			_, rows, err := w.ReportRows(context.Background(), v, 100, since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rows
+		}
+	}
+	t.Fatalf("no view %s", name)
+	return nil
 }
 
 func TestNewSourceFieldIsAbsorbed(t *testing.T) {
