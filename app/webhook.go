@@ -215,7 +215,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 	}
 	rc := &webhook.Receiver{Secret: cfg.Secret.Reveal(), Store: store, Logger: logger,
 		Batches: &WebhookBatches{Client: c, TaskQueue: taskQueue, Shared: cfg.SharedSignals,
-			Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning, Defer: deferLoads}},
+			Batch: workflows.WebhookBatchInput{Window: cfg.Batch, LiveEvery: live, Tuning: tuning, Defer: deferLoads, LiveOnly: cfg.LiveOnly}},
 		MaxBody:          cfg.MaxBody,
 		MaxInFlight:      cfg.MaxInFlight,
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
@@ -228,7 +228,7 @@ func serveWebhooks(cfg config.Webhook, taskQueue string, tuning workflows.Tuning
 		}
 	}()
 	logger.Info("receiving webhooks", "addr", ln.Addr().String(), "batch", cfg.Batch, "live", max(live, 0),
-		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "max_in_flight_bytes", rc.MaxInFlightBytes, "max_conns", webhook.DefaultMaxConns, "shared_signals", cfg.SharedSignals, "read_timeout", srv.ReadTimeout)
+		"max_body", rc.MaxBody, "max_in_flight", rc.MaxInFlight, "max_in_flight_bytes", rc.MaxInFlightBytes, "max_conns", webhook.DefaultMaxConns, "shared_signals", cfg.SharedSignals, "live_only", cfg.LiveOnly, "read_timeout", srv.ReadTimeout)
 	return srv, ln.Addr(), nil
 }
 

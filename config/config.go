@@ -71,6 +71,27 @@ type Webhook struct {
 	// must never have a later task run by an older worker while it gets
 	// such a signal, so turn it on once every worker runs this version.
 	SharedSignals bool `env:"KTPIPE_WEBHOOK_SHARED_SIGNALS, default=false"`
+	// LiveOnly: deliveries only feed the live view, and the hourly pull,
+	// which brings the same events (a webhook sends a subset of the
+	// API's), is their path into fact_ai_event: each event is committed
+	// once, not once a path. Needs the compaction (the live view then
+	// keeps a row until the pull's load of it commits) and a live landing.
+	LiveOnly bool `env:"KTPIPE_WEBHOOK_LIVE_ONLY, default=false"`
+}
+
+// checkLiveOnly refuses KTPIPE_WEBHOOK_LIVE_ONLY where deliveries would
+// miss the live view or leave it before the pull's load commits them.
+func checkLiveOnly(w Webhook, p Pipeline) error {
+	if w.Addr == "" || !w.LiveOnly {
+		return nil
+	}
+	if w.Live == 0 {
+		return errors.New("KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_WEBHOOK_LIVE above 0 (live-only deliveries go only to the live view)")
+	}
+	if p.CompactEvery == 0 {
+		return errors.New("KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_COMPACT_EVERY (without the compaction the live view keeps a delivery an hour, less than the pull may take to commit its event)")
+	}
+	return nil
 }
 
 // Validate checks the receiver's settings.
@@ -128,7 +149,7 @@ func (c Receiver) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return checkLiveOnly(c.Webhook, c.Pipeline)
 }
 
 // BigQuery says where the warehouse is.
@@ -426,7 +447,7 @@ func (c Worker) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return checkLiveOnly(c.Webhook, c.Pipeline)
 }
 
 // maxSinceUnits bounds ParseSince's relative forms: 100 years.

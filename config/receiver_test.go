@@ -46,3 +46,35 @@ func TestReceiverNeedsNeitherBigQueryNorTheAPI(t *testing.T) {
 		}
 	}
 }
+
+// KTPIPE_WEBHOOK_LIVE_ONLY needs the compaction and a live landing, in a
+// receiver and in a worker that serves webhooks.
+func TestLiveOnlyWebhooksNeedTheCompactionAndTheLiveView(t *testing.T) {
+	base := map[string]string{"KTPIPE_WEBHOOK_ADDR": "127.0.0.1:8088", "KEEPTRUSTS_WEBHOOK_SECRET": "whsec",
+		"KTPIPE_WEBHOOK_LIVE_ONLY": "true", "KTPIPE_COMPACT_EVERY": "1h",
+		"BIGQUERY_PROJECT": "ktpipe-test", "KEEPTRUSTS_API_TOKEN": "t", "KEEPTRUSTS_BASE_URL": "https://api.example.com"}
+	tests := []struct{ key, value, want string }{
+		{"", "", ""},
+		{"KTPIPE_COMPACT_EVERY", "0", "KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_COMPACT_EVERY"},
+		{"KTPIPE_WEBHOOK_LIVE", "0", "KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_WEBHOOK_LIVE above 0"},
+	}
+	for _, tt := range tests {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		if tt.key != "" {
+			env[tt.key] = tt.value
+		}
+		for _, c := range []any{&config.Receiver{}, &config.Worker{}} {
+			err := config.Load(context.Background(), c, envconfig.MapLookuper(env))
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.want)) {
+				t.Errorf("%T with %s=%q: %v, want %q", c, tt.key, tt.value, err, tt.want)
+			}
+		}
+	}
+	var c config.Receiver
+	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(base)); err != nil || !c.Webhook.LiveOnly {
+		t.Errorf("LiveOnly %v, err %v", c.Webhook.LiveOnly, err)
+	}
+}

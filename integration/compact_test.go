@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -185,11 +186,39 @@ func TestWorkerKilledMidCompaction(t *testing.T) {
 	}
 }
 
+// waitBatchesDone waits until want deliveries were taken and no workflow
+// runs, and returns the id and run id of a completed WebhookBatch.
+func (s *stack) waitBatchesDone(received *atomic.Int64, want int64) (batch struct{ ID, RunID string }) {
+	s.t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		running, err := s.ctl.ListWorkflows(ctx, "Running", 10)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if received.Load() == want && len(running) == 0 {
+			done, err := s.ctl.ListWorkflows(ctx, "Completed", 10)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			for _, w := range done {
+				if w.Type == "WebhookBatch" {
+					batch.ID, batch.RunID = w.ID, w.RunID
+				}
+			}
+			return batch
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%d of %d deliveries taken, %d batches running", received.Load(), want, len(running))
+		}
+	}
+}
+
 // Deferred webhook batches: every delivery sent twice is staged and
 // marked, nothing reaches the fact table until the compaction, which
 // commits every event once.
 func TestDeferredWebhookBatchesLandOnceThroughTheCompaction(t *testing.T) {
-	s, received := twiceDeliveredStack(t, true)
+	s, received := twiceDeliveredStack(t, workflows.WebhookBatchInput{Defer: true})
 	ctx := context.Background()
 	if _, err := s.ctl.ApplyCompactSchedule(ctx, time.Hour, true); err != nil {
 		t.Fatal(err)
@@ -198,28 +227,7 @@ func TestDeferredWebhookBatchesLandOnceThroughTheCompaction(t *testing.T) {
 		s.sim.Ingest(100, 0.2)
 		time.Sleep(700 * time.Millisecond)
 	}
-	var batch struct{ ID, RunID string }
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(300 * time.Millisecond) {
-		running, err := s.ctl.ListWorkflows(ctx, "Running", 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if received.Load() == 3 && len(running) == 0 {
-			done, err := s.ctl.ListWorkflows(ctx, "Completed", 10)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, w := range done {
-				if w.Type == "WebhookBatch" {
-					batch.ID, batch.RunID = w.ID, w.RunID
-				}
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 3 deliveries taken, %d batches running", received.Load(), len(running))
-		}
-	}
+	batch := s.waitBatchesDone(received, 3)
 	fact := "`" + project + "." + s.dataset + ".fact_ai_event`"
 	if n := s.count("SELECT COUNT(*) FROM " + fact); n != 0 {
 		t.Fatalf("fact holds %d rows before the compaction, want none: the batches must not commit", n)
@@ -235,6 +243,62 @@ func TestDeferredWebhookBatchesLandOnceThroughTheCompaction(t *testing.T) {
 	s.assertExactlyOnce(time.Time{}, time.Time{})
 	if m := s.pendingMarks(); len(m) != 0 {
 		t.Fatalf("marks left after the compaction: %v", m)
+	}
+}
+
+// Live-only webhook batches (KTPIPE_WEBHOOK_LIVE_ONLY): every delivery,
+// sent twice, shows in the live view within its batch and its file is
+// removed, but no batch stages, marks or commits anything. The deferred
+// pull brings the same events, and the compaction commits them: each valid
+// event once in fact, each invalid one once in quarantine.
+func TestLiveOnlyWebhooksLandOnceThroughThePull(t *testing.T) {
+	s, received := twiceDeliveredStack(t, workflows.WebhookBatchInput{Defer: true, LiveOnly: true})
+	ctx := context.Background()
+	if _, err := s.ctl.ApplyCompactSchedule(ctx, time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		s.sim.Ingest(100, 0.2)
+		time.Sleep(700 * time.Millisecond)
+	}
+	batch := s.waitBatchesDone(received, 3)
+	recordHistory(t, batch.ID, batch.RunID, "webhook_batch_live_only")
+	ds := "`" + project + "." + s.dataset + "."
+	for _, table := range []string{"fact_ai_event", "raw_events", "load_ledger", "quarantine"} {
+		if n := s.count("SELECT COUNT(*) FROM " + ds + table + "`"); n != 0 {
+			t.Errorf("%s holds %d rows after the batches, want none: a live-only batch loads nothing", table, n)
+		}
+	}
+	if marks := s.pendingMarks(); len(marks) != 0 {
+		t.Errorf("live-only batches marked loads pending: %v", marks)
+	}
+	if files, err := (staging.Dir{Root: s.staging}).List(ctx, "webhooks"); err != nil || len(files) != 0 {
+		t.Errorf("delivery files left after their batches: %v (%v)", files, err)
+	}
+	truth := s.sim.Truth(time.Time{}, time.Time{})
+	if n := s.count("SELECT COUNT(DISTINCT event_id) FROM " + ds + "fact_ai_event_live` WHERE NOT committed"); n != int64(len(truth.Valid)) {
+		t.Errorf("the live view shows %d events, want the %d valid ones delivered", n, len(truth.Valid))
+	}
+
+	pull := workflows.IncrementalPullInput{Start: "30d", PageSize: 300, PagesPerBatch: 1, BatchesPerRun: 5, LateWindow: time.Hour, Tuning: s.tuning, Defer: true}
+	if _, err := s.ctl.ApplySchedule(ctx, control.ScheduleSpec{Interval: time.Hour, CatchupWindow: time.Hour, Paused: true, Pull: pull}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.ctl.TriggerSchedule(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pulled workflows.IncrementalPullResult
+	waitWorkflow(t, id, &pulled)
+	if res := s.compactOnce(""); res.Loads == 0 || len(res.Failed) != 0 {
+		t.Fatalf("compaction %+v after pull %+v, want the pull's loads", res, pulled)
+	}
+	s.assertExactlyOnce(time.Time{}, time.Time{})
+	if n := s.count("SELECT COUNTIF(NOT committed) FROM " + ds + "fact_ai_event_live`"); n != 0 {
+		t.Errorf("the live view still shows %d events from live_events once fact holds them all", n)
+	}
+	if n := s.count("SELECT COUNT(*) FROM " + ds + "load_ledger` WHERE load_id LIKE '%webhooks%'"); n != 0 {
+		t.Errorf("the ledger holds %d chunks of webhook loads, want none", n)
 	}
 }
 

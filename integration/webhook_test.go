@@ -49,8 +49,9 @@ func deliverTwice(t *testing.T, receiver *atomic.Pointer[webhook.Receiver], rece
 
 // twiceDeliveredStack is a stack whose simulator sends only live events,
 // by webhook, each delivery twice (deliverTwice) to a receiver of 2 s
-// batches, deferred or not; received counts the deliveries taken.
-func twiceDeliveredStack(t *testing.T, deferLoads bool) (s *stack, received *atomic.Int64) {
+// batches (batch, given its window and tuning); received counts the
+// deliveries taken.
+func twiceDeliveredStack(t *testing.T, batch workflows.WebhookBatchInput) (s *stack, received *atomic.Int64) {
 	const secret = "whsec-integration"
 	var receiver atomic.Pointer[webhook.Receiver]
 	received = new(atomic.Int64)
@@ -59,14 +60,15 @@ func twiceDeliveredStack(t *testing.T, deferLoads bool) (s *stack, received *ato
 	cfg.HistoryEvents = 0 // only live events, which webhooks deliver
 	cfg.Webhooks = []ktsim.Webhook{{URL: twice.URL, Secret: secret, Subscription: "all"}}
 	s = newStack(t, cfg, true)
+	batch.Window, batch.Tuning = 2*time.Second, s.tuning
 	receiver.Store(&webhook.Receiver{Secret: secret, Store: s.acts.Store, Logger: quietLogger(),
 		Batches: &app.WebhookBatches{Client: temporalSrv.Client(), TaskQueue: s.tq,
-			Batch: workflows.WebhookBatchInput{Window: 2 * time.Second, Tuning: s.tuning, Defer: deferLoads}}})
+			Batch: batch}})
 	return s, received
 }
 
 func TestWebhookDeliveriesLandOnce(t *testing.T) {
-	s, received := twiceDeliveredStack(t, false)
+	s, received := twiceDeliveredStack(t, workflows.WebhookBatchInput{})
 
 	for range 3 {
 		s.sim.Ingest(100, 0.2)

@@ -49,6 +49,11 @@ type WebhookBatchInput struct {
 	// Defer: stage the batch's load and leave its commit to the
 	// compaction (Compact).
 	Defer bool `json:"defer,omitempty"`
+	// LiveOnly: stream the deliveries into live_events and load nothing;
+	// the hourly pull is the path of record for the same events
+	// (KTPIPE_WEBHOOK_LIVE_ONLY). Needs a live landing (LiveEvery not
+	// negative): without one the batch loads its deliveries as before.
+	LiveOnly bool `json:"live_only,omitempty"`
 }
 
 // WebhookBatchResult sums up a batch.
@@ -176,10 +181,15 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 		}
 		if live != nil && len(unlanded) > 0 {
 			// Signalled after the window's last landing: never streamed.
-			live.missed = true
+			live.miss(unlanded)
 			unlanded = nil
 		}
 		sort.Strings(keys)
+		if in.LiveOnly && live != nil {
+			showDeliveries(ctx, t, keys, live, &res)
+			keys = nil
+			continue
+		}
 		id := loadID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID[:8], fmt.Sprint(round))
 		if err := loadDeliveries(ctx, t, id, keys, live, in.Defer, &res); err != nil {
 			return res, err
@@ -229,6 +239,7 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, li
 		if live != nil && workflow.GetVersion(ctx, deferredLiveGap, workflow.DefaultVersion, 1) == 1 {
 			live.drain(ctx)
 			again, live.missed = live.missed, false
+			live.takeMissed() // the load's chunks stream instead
 		}
 		if err := deferLoad(ctx, t, payload.SourceWebhook, man, again); err != nil {
 			return err
@@ -263,6 +274,30 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, li
 	return nil
 }
 
+// showDeliveries ends one round of a live-only batch: it waits for the
+// landings, streams once more the deliveries a landing missed (one that
+// failed, or signalled after the last), then removes the delivery files.
+// Nothing is loaded: the pull brings the same events into fact_ai_event
+// (and invalid ones into quarantine), so a delivery the live view lacks
+// after this shows there once the pull's load is committed. A batch
+// started with LiveOnly on a worker that predates it loads its
+// deliveries instead, which costs only what a load costs.
+func showDeliveries(ctx workflow.Context, t Tuning, keys []string, live *liveLanding, res *WebhookBatchResult) {
+	live.drain(ctx)
+	if missed := live.takeMissed(); len(missed) > 0 {
+		live.land(ctx, missed)
+		live.drain(ctx)
+		if again := live.takeMissed(); len(again) > 0 {
+			workflow.GetLogger(ctx).Warn("deliveries not streamed; they show once the pull's load of their events commits", "deliveries", len(again))
+		}
+	}
+	live.missed = false
+	res.Deliveries += len(keys)
+	if err := workflow.ExecuteActivity(longCtx(ctx, t, ""), payload.RemoveStaged, keys).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("delivery files left behind", "deliveries", len(keys), "error", err)
+	}
+}
+
 // liveLandingVersion: batches stream their deliveries into live_events
 // every LiveEvery while they collect.
 const liveLandingVersion = "live-landing"
@@ -284,7 +319,23 @@ type liveLanding struct {
 	ticking    bool                // a timer armed
 	cancelTick workflow.CancelFunc // disarms it
 	inFlight   []workflow.Future   // landings started and not yet counted
+	landing    [][]string          // the deliveries of each landing in inFlight
 	missed     bool                // a delivery not known streamed since the last deferred load
+	unshown    []string            // those deliveries, for a live-only batch (takeMissed)
+}
+
+// miss records deliveries not known streamed.
+func (l *liveLanding) miss(keys []string) {
+	l.missed = true
+	l.unshown = append(l.unshown, keys...)
+}
+
+// takeMissed returns the deliveries missed since the last call, and
+// forgets them.
+func (l *liveLanding) takeMissed() []string {
+	keys := l.unshown
+	l.unshown = nil
+	return keys
 }
 
 // schedule arms the next landing of *unlanded, unless a timer or a
@@ -340,6 +391,7 @@ func (l *liveLanding) land(ctx workflow.Context, keys []string) workflow.Future 
 	})
 	f := workflow.ExecuteActivity(actx, payload.LandLive, payload.LandLiveInput{LoadID: id, Keys: keys, Gateways: l.ids})
 	l.inFlight = append(l.inFlight, f)
+	l.landing = append(l.landing, keys)
 	return f
 }
 
@@ -349,11 +401,13 @@ func (l *liveLanding) count(ctx workflow.Context, f workflow.Future) {
 	if i < 0 {
 		return
 	}
+	keys := l.landing[i]
 	l.inFlight = slices.Delete(l.inFlight, i, i+1)
+	l.landing = slices.Delete(l.landing, i, i+1)
 	var r payload.LandLiveResult
 	if err := f.Get(ctx, &r); err != nil {
-		workflow.GetLogger(ctx).Warn("live landing failed; its deliveries show when the batch commits", "error", err)
-		l.missed = true
+		workflow.GetLogger(ctx).Warn("live landing failed; its deliveries show when their events commit", "error", err)
+		l.miss(keys)
 		return
 	}
 	l.res.LiveRows += r.Rows
