@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -257,11 +258,27 @@ func TestLiveOnlyWebhooksLandOnceThroughThePull(t *testing.T) {
 	if _, err := s.ctl.ApplyCompactSchedule(ctx, time.Hour, true); err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
+	var jobs []string // what the batches ran on BigQuery besides streaming
+	var streams int
+	s.wh.SetStatementObserver(func(st warehouse.Statement) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st.Stream != "" {
+			streams++
+		} else {
+			jobs = append(jobs, st.What)
+		}
+	})
 	for range 3 {
 		s.sim.Ingest(100, 0.2)
 		time.Sleep(700 * time.Millisecond)
 	}
 	batch := s.waitBatchesDone(received, 3)
+	s.wh.SetStatementObserver(nil)
+	if len(jobs) != 0 || streams == 0 {
+		t.Errorf("the batches ran jobs %q and %d streaming inserts, want only streaming inserts", jobs, streams)
+	}
 	recordHistory(t, batch.ID, batch.RunID, "webhook_batch_live_only")
 	ds := "`" + project + "." + s.dataset + "."
 	for _, table := range []string{"fact_ai_event", "raw_events", "load_ledger", "quarantine"} {
