@@ -428,16 +428,19 @@ func shape(path string, eventsPerDay float64, in modelInputs) pathLoad {
 		p.LoadsPerDay = float64(in.WebhookBatches)
 		p.RunsPerDay = p.LoadsPerDay
 		p.ChunksPerDay = p.LoadsPerDay * chunksFor(eventsPerDay/p.LoadsPerDay)
-	case "compacted", "pull compacted", "webhook compacted":
+	case "compacted", "pull compacted", "webhook compacted", "live only compacted":
 		// The pull's and the webhook batches' loads (or one path's),
 		// committed by the compaction's runs: each run's chunks in
 		// transactions of up to BatchChunks. With both paths every event
-		// comes twice, once through each.
+		// comes twice, once through each. Live-only webhook batches
+		// (KTPIPE_WEBHOOK_LIVE_ONLY) load nothing: only streaming inserts
+		// (TestLiveOnlyWebhooksLandOnceThroughThePull), priced apart, so
+		// the loads are the pull's.
 		var pull, hook pathLoad
 		if path != "webhook compacted" {
 			pull = shape("pull", eventsPerDay, in)
 		}
-		if path != "pull compacted" {
+		if path == "compacted" || path == "webhook compacted" {
 			hook = shape("webhook", eventsPerDay, in)
 		}
 		if path == "compacted" {
@@ -750,7 +753,7 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 		}
 		all.Path = "pull + webhook"
 		printRow(out, all)
-		for _, path := range []string{"pull compacted", "webhook compacted", "compacted"} {
+		for _, path := range []string{"pull compacted", "webhook compacted", "compacted", "live only compacted"} {
 			c, err := compacted(path, n, in, w, paths)
 			if err != nil {
 				return err
@@ -761,8 +764,8 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	// The live landing streams every webhook event once more, billed by
 	// row with a 1 KB minimum; the live view's reads are the querier's.
 	// The compacted design streams the pull's rows as well: every event
-	// twice, once from each path.
-	fmt.Fprintf(out, "\nlive landing (webhook path, KTPIPE_WEBHOOK_LIVE; compacted, the pull's chunks too): streaming inserts at $%.2f per 200 MB, rows billed at 1 KB at least:\n\n", streamPer200MB)
+	// twice, once from each path, whether the webhooks load or not.
+	fmt.Fprintf(out, "\nlive landing (webhook path, KTPIPE_WEBHOOK_LIVE; compacted, webhooks live only or not, the pull's chunks too): streaming inserts at $%.2f per 200 MB, rows billed at 1 KB at least:\n\n", streamPer200MB)
 	fmt.Fprintf(out, "| events/day | design | insertAll requests/day | billed | $/day |\n|---:|---|---:|---:|---:|\n")
 	for _, n := range scales {
 		for _, d := range []struct {
@@ -811,7 +814,7 @@ func printModel(out io.Writer, in modelInputs, w widths, paths map[string][]obse
 	}
 	fmt.Fprintf(out, "\nbytes scanned a day at %s events/day, pull path, by statement:\n", count(scales[len(scales)-1]))
 	printBreakdown(out, c)
-	for _, path := range []string{"pull compacted", "compacted"} {
+	for _, path := range []string{"pull compacted", "compacted"} { // live only: the pull's
 		if c, err = compacted(path, last, in, w, paths); err != nil {
 			return err
 		}
@@ -876,7 +879,8 @@ func compacted(path string, n float64, in modelInputs, w widths, paths map[strin
 	in.CommitsPerDayAllPaths = p.CommitsPerDay
 	c, err := cost(p, paths["compacted"], w, in)
 	every := strings.TrimSuffix(in.CompactEvery.String(), "0m0s")
-	c.Path = map[string]string{"compacted": "pull + webhook", "pull compacted": "pull", "webhook compacted": "webhook"}[path] + ", compacted every " + every
+	c.Path = map[string]string{"compacted": "pull + webhook", "pull compacted": "pull", "webhook compacted": "webhook",
+		"live only compacted": "pull + webhook live only"}[path] + ", compacted every " + every
 	return c, err
 }
 

@@ -157,6 +157,23 @@ func TestModelCompactsPullAndWebhookLoads(t *testing.T) {
 	}
 }
 
+// Webhooks live only: the compaction commits the pull's loads alone, each
+// event once, so the day costs what the pull compacted costs, not what
+// both paths' loads do.
+func TestModelLiveOnlyWebhooksCommitThePullsLoads(t *testing.T) {
+	in := defaultModelInputs()
+	for _, n := range []float64{1e6, 1e8} {
+		live, pull, both := shape("live only compacted", n, in), shape("pull compacted", n, in), shape("compacted", n, in)
+		live.Path, pull.Path = "", ""
+		if live != pull {
+			t.Errorf("at %.0f/day live only %+v, want the pull compacted's %+v", n, live, pull)
+		}
+		if live.LoadsPerDay >= both.LoadsPerDay || live.CommittedRows != n || both.CommittedRows != 2*n {
+			t.Errorf("at %.0f/day live only commits %v rows in %v loads, both paths %v in %v", n, live.CommittedRows, live.LoadsPerDay, both.CommittedRows, both.LoadsPerDay)
+		}
+	}
+}
+
 func TestModelRefusesAStatementWithoutRule(t *testing.T) {
 	_, err := cost(shape("export", 1e6, defaultModelInputs()), []observedStmt{{Scope: "load", Job: true, SQL: "SELECT * FROM `p.d.fact_ai_event`"}}, widths{}, defaultModelInputs())
 	if err == nil || !strings.Contains(err.Error(), "no rule") {
