@@ -66,6 +66,20 @@ func NewKeeptrusts(cfg config.Keeptrusts, opts ...keeptrusts.Option) (*keeptrust
 	return keeptrusts.New(cfg.BaseURL, cfg.Token.Reveal(), append(bounds, opts...)...)
 }
 
+// LiveWindow is the live view's window the configuration asks for (0:
+// the default). Live-only webhooks keep it at its longest: a delivery
+// must show until the pull, up to an hour later, streams its event again
+// and the compaction commits it, and the pull streaming it may fail.
+func LiveWindow(cfg config.Worker) time.Duration {
+	switch {
+	case cfg.Webhook.LiveOnly:
+		return warehouse.MaxLiveWindow
+	case cfg.Pipeline.CompactEvery > 0:
+		return warehouse.LiveWindowFor(cfg.Pipeline.CompactEvery)
+	}
+	return 0
+}
+
 // NewActivities builds the activities' dependencies from configuration;
 // m (may be nil) counts API requests and times chunk stages and commits.
 func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store, m *metrics.Metrics) (*activities.Activities, error) {
@@ -81,8 +95,8 @@ func NewActivities(cfg config.Worker, bq *bigquery.Client, store staging.Store, 
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Pipeline.CompactEvery > 0 {
-		wh.SetLiveWindow(warehouse.LiveWindowFor(cfg.Pipeline.CompactEvery))
+	if d := LiveWindow(cfg); d > 0 {
+		wh.SetLiveWindow(d)
 	}
 	wh.SetMaxDimUsers(cfg.Pipeline.MaxDimUsers)
 	prices, err := warehouse.LoadPrices(cfg.Pipeline.PriceFile)

@@ -74,22 +74,30 @@ type Webhook struct {
 	// LiveOnly: deliveries only feed the live view, and the hourly pull,
 	// which brings the same events (a webhook sends a subset of the
 	// API's), is their path into fact_ai_event: each event is committed
-	// once, not once a path. Needs the compaction (the live view then
-	// keeps a row until the pull's load of it commits) and a live landing.
+	// once, not once a path. Needs the compaction, a pull at most hourly
+	// and a live landing; a worker with it keeps the live view's longest
+	// window. Turn it on once every worker runs this version: an older
+	// worker cannot replay a batch begun live only.
 	LiveOnly bool `env:"KTPIPE_WEBHOOK_LIVE_ONLY, default=false"`
 }
 
-// checkLiveOnly refuses KTPIPE_WEBHOOK_LIVE_ONLY where deliveries would
-// miss the live view or leave it before the pull's load commits them.
+// checkLiveOnly refuses KTPIPE_WEBHOOK_LIVE_ONLY where a delivery would
+// miss the live view, or leave it before the pull's load commits it: the
+// view keeps a row at most warehouse.MaxLiveWindow (5 h), and the pull
+// reaches a delivery's event within its interval, then streams it again
+// until the compaction commits it.
 func checkLiveOnly(w Webhook, p Pipeline) error {
-	if w.Addr == "" || !w.LiveOnly {
+	if !w.LiveOnly {
 		return nil
 	}
-	if w.Live == 0 {
-		return errors.New("KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_WEBHOOK_LIVE above 0 (live-only deliveries go only to the live view)")
-	}
 	if p.CompactEvery == 0 {
-		return errors.New("KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_COMPACT_EVERY (without the compaction the live view keeps a delivery an hour, less than the pull may take to commit its event)")
+		return errors.New("KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_COMPACT_EVERY (without the compaction the live view keeps a delivery an hour, and the pull commits its event when it pulls it)")
+	}
+	if p.ScheduleInterval > time.Hour {
+		return fmt.Errorf("KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_SCHEDULE_INTERVAL of 1h at most, not %s (the pull must reach a delivery's event while the live view still shows it)", p.ScheduleInterval)
+	}
+	if w.Addr != "" && w.Live == 0 {
+		return errors.New("KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_WEBHOOK_LIVE above 0 (live-only deliveries go only to the live view)")
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ func TestLiveOnlyWebhooksNeedTheCompactionAndTheLiveView(t *testing.T) {
 		{"", "", ""},
 		{"KTPIPE_COMPACT_EVERY", "0", "KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_COMPACT_EVERY"},
 		{"KTPIPE_WEBHOOK_LIVE", "0", "KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_WEBHOOK_LIVE above 0"},
+		{"KTPIPE_SCHEDULE_INTERVAL", "2h", "KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_SCHEDULE_INTERVAL of 1h at most, not 2h0m0s"},
 	}
 	for _, tt := range tests {
 		env := map[string]string{}
@@ -76,5 +77,13 @@ func TestLiveOnlyWebhooksNeedTheCompactionAndTheLiveView(t *testing.T) {
 	var c config.Receiver
 	if err := config.Load(context.Background(), &c, envconfig.MapLookuper(base)); err != nil || !c.Webhook.LiveOnly {
 		t.Errorf("LiveOnly %v, err %v", c.Webhook.LiveOnly, err)
+	}
+	// A worker that serves no webhooks keeps the view's window for the
+	// receivers that do: it is checked all the same.
+	delete(base, "KTPIPE_WEBHOOK_ADDR")
+	base["KTPIPE_COMPACT_EVERY"] = "0"
+	var w config.Worker
+	if err := config.Load(context.Background(), &w, envconfig.MapLookuper(base)); err == nil || !strings.HasPrefix(err.Error(), "KTPIPE_WEBHOOK_LIVE_ONLY: needs KTPIPE_COMPACT_EVERY") {
+		t.Errorf("a worker without a receiver, live only and no compaction: %v", err)
 	}
 }

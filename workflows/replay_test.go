@@ -100,3 +100,42 @@ func TestRunStartedBeforeTheInputChecksReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A batch begun by a worker that predates KTPIPE_WEBHOOK_LIVE_ONLY (it
+// loaded its deliveries, deferred) replays on this version with the
+// receiver's LiveOnly in its input: it keeps loading, as it began to.
+func TestBatchBegunBeforeLiveOnlyReplays(t *testing.T) {
+	const f = "testdata/histories/webhook_batch_deferred.json"
+	raw, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := client.HistoryFromJSON(bytes.NewReader(raw), client.HistoryJSONOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := h.Events[0].GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()[0]
+	var in map[string]any
+	if err := json.Unmarshal(p.GetData(), &in); err != nil {
+		t.Fatal(err)
+	}
+	if in["defer"] != true || in["live_only"] != nil {
+		t.Fatalf("recorded input %s: want a deferred batch without live_only", p.GetData())
+	}
+	in["live_only"] = true
+	if p.Data, err = json.Marshal(in); err != nil {
+		t.Fatal(err)
+	}
+	id, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflow(workflows.WebhookBatch)
+	runID := h.Events[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()
+	if err := r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
+		OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id)), RunID: runID},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

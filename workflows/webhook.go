@@ -185,7 +185,7 @@ func WebhookBatch(ctx workflow.Context, in WebhookBatchInput) (WebhookBatchResul
 			unlanded = nil
 		}
 		sort.Strings(keys)
-		if in.LiveOnly && live != nil {
+		if in.LiveOnly && live != nil && workflow.GetVersion(ctx, liveOnlyVersion, workflow.DefaultVersion, 1) == 1 {
 			showDeliveries(ctx, t, keys, live, &res)
 			keys = nil
 			continue
@@ -274,14 +274,21 @@ func loadDeliveries(ctx workflow.Context, t Tuning, id string, keys []string, li
 	return nil
 }
 
+// liveOnlyVersion: a batch with LiveOnly streams its deliveries and loads
+// nothing. One begun by a worker that ignored the input (it predates it)
+// loads them, as it began to.
+const liveOnlyVersion = "live-only"
+
 // showDeliveries ends one round of a live-only batch: it waits for the
 // landings, streams once more the deliveries a landing missed (one that
 // failed, or signalled after the last), then removes the delivery files.
 // Nothing is loaded: the pull brings the same events into fact_ai_event
 // (and invalid ones into quarantine), so a delivery the live view lacks
-// after this shows there once the pull's load is committed. A batch
-// started with LiveOnly on a worker that predates it loads its
-// deliveries instead, which costs only what a load costs.
+// after this shows there once the pull's load is committed. A worker
+// that predates LiveOnly ignores it and loads the deliveries, which
+// costs a load; but it cannot replay a batch a later worker began live
+// only, hence KTPIPE_WEBHOOK_LIVE_ONLY only once every worker runs this
+// version.
 func showDeliveries(ctx workflow.Context, t Tuning, keys []string, live *liveLanding, res *WebhookBatchResult) {
 	live.drain(ctx)
 	if missed := live.takeMissed(); len(missed) > 0 {

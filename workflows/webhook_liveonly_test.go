@@ -126,6 +126,25 @@ func TestLiveOnlyWebhookBatchStreamsAgainWhatALandingMissed(t *testing.T) {
 	r.check(t, env, "webhooks/a.json webhooks/b.json", 2)
 }
 
+// A delivery whose landing and its second try both gave up is left to the
+// pull: the batch still ends, and removes its file.
+func TestLiveOnlyWebhookBatchEndsWhenTheSecondTryFailsToo(t *testing.T) {
+	env := newEnv(t)
+	r := newLiveOnlyRun(env, 0, 0)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.DeliverySignal, "webhooks/a.json") }, 10*time.Second)
+	env.RegisterDelayedCallback(func() {
+		r.mu.Lock()
+		r.fail = 2
+		r.mu.Unlock()
+		env.SignalWorkflow(workflows.DeliverySignal, "webhooks/b.json")
+	}, 30*time.Second)
+	runLiveOnly(env)
+	r.check(t, env, "webhooks/a.json", 2)
+	if !r.removed["webhooks/b.json"] {
+		t.Error("b's file was kept: the pull brings its events, nothing would remove it")
+	}
+}
+
 // A delivery signalled while the batch waits for its last landing, after
 // the window, is streamed by a round of its own.
 func TestLiveOnlyWebhookBatchStreamsDeliveriesSignalledAfterItsLastLanding(t *testing.T) {
