@@ -39,12 +39,17 @@ type freshnessOptions struct {
 	// CompactEvery is KTPIPE_COMPACT_EVERY for both paths (0: off): the
 	// loads wait for the compaction and the live view shows them first.
 	CompactEvery time.Duration
+	// LiveOnly is KTPIPE_WEBHOOK_LIVE_ONLY (it needs CompactEvery).
+	LiveOnly bool
 }
 
 // env is the worker settings both paths share.
 func (o freshnessOptions) env(m map[string]string) map[string]string {
 	if o.CompactEvery > 0 {
 		m["KTPIPE_COMPACT_EVERY"] = o.CompactEvery.String()
+	}
+	if o.LiveOnly {
+		m["KTPIPE_WEBHOOK_LIVE_ONLY"] = "true"
 	}
 	return m
 }
@@ -92,7 +97,11 @@ func runFreshness(ctx context.Context, out io.Writer, o freshnessOptions) error 
 	if o.CompactEvery > 0 {
 		compacted = ", compacted"
 	}
-	rows := []row{{path: fmt.Sprintf("webhooks (batch %s, live every %s)%s", o.Window, o.Live, compacted)}}
+	liveOnly := ""
+	if o.LiveOnly {
+		liveOnly = ", live only"
+	}
+	rows := []row{{path: fmt.Sprintf("webhooks (batch %s, live every %s)%s%s", o.Window, o.Live, compacted, liveOnly)}}
 	if o.PullEvery > 0 {
 		rows = append(rows, row{path: fmt.Sprintf("pull every %s%s", o.PullEvery, compacted)})
 	}

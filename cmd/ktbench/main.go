@@ -66,6 +66,7 @@ func main() {
 	freshPull := flag.Duration("freshness-pull-every", time.Minute, "with -freshness: a pull this often, the schedule's least (0: skip the pull path)")
 	freshPullFor := flag.Duration("freshness-pull-for", 90*time.Second, "with -freshness: how long pull-path events are made")
 	freshCompact := flag.Duration("freshness-compact", 0, "with -freshness: KTPIPE_COMPACT_EVERY for both paths (0: off); the loads wait for the compaction, the live view shows them")
+	freshLiveOnly := flag.Bool("freshness-live-only", false, "with -freshness and -freshness-compact: KTPIPE_WEBHOOK_LIVE_ONLY, webhook batches that load nothing")
 	flag.Parse()
 
 	// Ctrl-C, a kill, or a reader that goes away (ktbench -model | head)
@@ -84,7 +85,7 @@ func main() {
 	if *fresh {
 		o := freshnessOptions{Runs: *runs, Dir: filepath.Join(*dir, "freshness"), ChunkRows: *whChunk,
 			Rate: *freshRate, Events: *freshEvents, For: *freshFor, Window: *freshWindow, Live: *freshLive,
-			PullEvery: *freshPull, PullFor: *freshPullFor, CompactEvery: *freshCompact}
+			PullEvery: *freshPull, PullFor: *freshPullFor, CompactEvery: *freshCompact, LiveOnly: *freshLiveOnly}
 		if err := runFreshness(ctx, out, o); err != nil {
 			fmt.Fprintln(os.Stderr, "ktbench:", err)
 			os.Exit(1)
